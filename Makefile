@@ -1,0 +1,107 @@
+# Herald build. Output only under build/ (release) and build/asan/ (ASan+UBSan).
+#   make            build build/herald
+#   make run        install deps, build, start a dev agent (DNS :8600, HTTP :8500)
+#   make test       install deps, build, unit tests plain and under ASan/UBSan, integration tests
+SHELL := /bin/bash
+
+BUILD ?= build
+SAN ?= 0
+CC ?= cc
+
+PKGS := libuv lmdb jansson raft
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1 -g $(SANFLAGS)
+else
+SANFLAGS :=
+OPT := -O2 -g
+endif
+CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
+LDFLAGS := $(SANFLAGS)
+
+# llhttp ships as C sources in Debian's node-llhttp (STYLE.md): compiled here, strict mode.
+LLHTTP_SRC_DIR := /usr/share/llhttp
+LLHTTP_INC := /usr/share/include/llhttp
+LLHTTP_OBJS := $(patsubst $(LLHTTP_SRC_DIR)/%.c,$(BUILD)/llhttp/%.o,$(wildcard $(LLHTTP_SRC_DIR)/*.c))
+
+# Modules: folder -> archive. Order matters for static linking (dependents first).
+MODULES := $(foreach m,admin/api admin/http consensus zone base,$(if $(wildcard $(m)/*.c),$(m)))
+mod_lib = $(BUILD)/lib$(subst /,_,$(1)).a
+mod_srcs = $(wildcard $(1)/*.c)
+mod_objs = $(patsubst %.c,$(BUILD)/%.o,$(call mod_srcs,$(1)))
+LIBS := $(foreach m,$(MODULES),$(call mod_lib,$(m)))
+
+ADMIN_SRCS := $(wildcard admin/*.c)
+ADMIN_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(ADMIN_SRCS))
+
+UNIT_SRCS := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
+UNIT_BINS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRCS))
+
+.PHONY: all deps run test unit unit-asan integration check-deps fmt fmt-check clean FORCE
+
+all: $(BUILD)/herald
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(if $(findstring admin/http,$<),-I$(LLHTTP_INC) -DLLHTTP_STRICT_MODE=1) -MMD -MP -c $< -o $@
+
+$(BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g $(SANFLAGS) -DLLHTTP_STRICT_MODE=1 -I$(LLHTTP_INC) -c $< -o $@
+
+define MODULE_RULE
+$(call mod_lib,$(1)): $(call mod_objs,$(1)) $(if $(findstring admin/http,$(1)),$(LLHTTP_OBJS))
+	@mkdir -p $$(dir $$@)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call MODULE_RULE,$(m))))
+
+$(BUILD)/herald: $(ADMIN_OBJS) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(ADMIN_OBJS) $(LIBS) $(LDLIBS)
+
+# Unit tests: tests/unit/<module>/test_x.c links every module archive plus cmocka.
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS) $(shell pkg-config --libs cmocka)
+
+unit: $(UNIT_BINS)
+	@set -e; n=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t; n=$$((n+1)); done; \
+	  echo "unit ($(BUILD)): $$n test binaries passed"
+
+unit-asan:
+	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 unit
+
+integration: $(BUILD)/herald build/asan/herald
+	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
+
+check-deps:
+	@bash scripts/check-deps.sh
+
+fmt:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+fmt-check:
+	@out=$$(for f in $$(git ls-files '*.c' '*.h'); do clang-format --dry-run -Werror $$f 2>&1 >/dev/null || echo $$f; done); \
+	  if [ -n "$$out" ]; then echo "fmt-check: not formatted (run make fmt):"; echo "$$out"; exit 1; fi
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory check-deps fmt-check
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory unit-asan
+	@$(MAKE) --no-print-directory integration
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	./$(BUILD)/herald agent -dev
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,252 @@
+/* zone: the catalog data. Nodes, services, health checks and key/value entries in LMDB, their
+ * change indexes, and the binary encoding of the write commands that Raft carries.
+ * No sockets, no Raft, no JSON: consensus applies commands here, admin/api and the DNS workers
+ * read through read transactions.
+ *
+ * Threads: one writer (the main loop thread, through zone_store_apply); any number of readers
+ * on any thread, each with its own zone_read (LMDB read-only transactions, MDB_NOTLS).
+ *
+ * Ownership: every pointer in a record returned by a read function points into the caller's
+ * arena or into LMDB pages; both stay valid until the arena is reset and the zone_read ends,
+ * whichever comes first. Records passed in (commands) are borrowed for the call.
+ *
+ * LMDB layout (named databases):
+ *   nodes     lower(node)                          -> node record
+ *   services  lower(node) \0 id                    -> service record
+ *   svcidx    lower(service name) \0 lower(node) \0 id -> empty (name -> instances)
+ *   checks    lower(node) \0 check id              -> check record
+ *   kv        key                                   -> kv record
+ *   meta      "applied", "index", "t.<table>"      -> u64
+ * Every record carries CreateIndex/ModifyIndex, the Raft index of the write. The catalog index
+ * ("index") and each table's index only grow: they are the Raft index of the last write that
+ * touched them (deletes included), so blocking queries wake on deletes too.
+ */
+#ifndef HERALD_ZONE_H
+#define HERALD_ZONE_H
+
+#include "base/base.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum zone_table {
+    ZONE_TABLE_NODES = 0,
+    ZONE_TABLE_SERVICES,
+    ZONE_TABLE_CHECKS,
+    ZONE_TABLE_KV,
+    ZONE_TABLE_COUNT
+};
+#define ZONE_TABLE_BIT(t) (1u << (t))
+#define ZONE_TABLE_ALL ((1u << ZONE_TABLE_COUNT) - 1)
+
+/* Health status, ordered so that a larger value is worse. */
+enum zone_health {
+    ZONE_HEALTH_PASSING = 0,
+    ZONE_HEALTH_WARNING = 1,
+    ZONE_HEALTH_CRITICAL = 2,
+    ZONE_HEALTH_MAINT = 3,
+};
+/* "passing", "warning", "critical", "maintenance". */
+const char *zone_health_name(enum zone_health h);
+/* Parses the names above (not "maintenance"); "any" is not a status. */
+int zone_health_parse(const char *s, enum zone_health *h) BASE_MUSTCHECK;
+
+struct zone_pair {
+    const char *key;
+    const char *value;
+};
+
+struct zone_node {
+    const char *name;
+    const char *id; /* node ID (UUID), may be "" */
+    const char *address;
+    const char *datacenter;
+    struct zone_pair *tagged_addresses;
+    size_t n_tagged_addresses;
+    struct zone_pair *meta;
+    size_t n_meta;
+    uint64_t create_index, modify_index;
+};
+
+struct zone_service {
+    const char *node;
+    const char *id;
+    const char *name;
+    const char *kind; /* "" for a typical service */
+    const char **tags;
+    size_t n_tags;
+    const char *address; /* "" means: use the node's address */
+    uint32_t port;
+    struct zone_pair *meta;
+    size_t n_meta;
+    struct zone_pair *tagged_addresses;
+    size_t n_tagged_addresses;
+    uint32_t weight_passing, weight_warning; /* default 1, 1 */
+    bool enable_tag_override;
+    uint64_t create_index, modify_index;
+};
+
+struct zone_check {
+    const char *node;
+    const char *check_id;
+    const char *name;
+    enum zone_health status;
+    const char *notes;
+    const char *output;
+    const char *service_id; /* "" for a node check */
+    const char *service_name;
+    const char **service_tags;
+    size_t n_service_tags;
+    const char *type; /* "ttl", "http", "tcp", "script", "" */
+    /* definition, in milliseconds where a time */
+    uint64_t ttl_ms, interval_ms, timeout_ms, deregister_after_ms;
+    const char *http;
+    const char *method;
+    const char *tcp;
+    uint64_t create_index, modify_index;
+};
+
+struct zone_kv {
+    const char *key;
+    const uint8_t *value;
+    size_t value_len;
+    uint64_t flags;
+    uint64_t lock_index;
+    const char *session; /* "" when unlocked */
+    uint64_t create_index, modify_index;
+};
+
+#define ZONE_KV_MAX_VALUE (512 * 1024)
+#define ZONE_KV_MAX_KEY 2048
+#define ZONE_NAME_MAX 255
+
+/* ---- commands (the Raft log entries' payloads) ----------------------------------------- */
+enum zone_cmd_type {
+    /* Upsert a node, optionally one service and checks (catalog/register, agent register). */
+    ZONE_CMD_REGISTER = 1,
+    /* Delete: a whole node (service_id and check_id empty), one service of it and that
+     * service's checks, or one check. */
+    ZONE_CMD_DEREGISTER = 2,
+    /* Set a check's status and output; ENOTFOUND result if the check is gone. */
+    ZONE_CMD_CHECK_UPDATE = 3,
+    /* Put a KV entry; with has_cas, only if ModifyIndex == cas (0: only if absent). */
+    ZONE_CMD_KV_SET = 4,
+    /* Delete a key, or a prefix with recurse; has_cas as above (not with recurse). */
+    ZONE_CMD_KV_DELETE = 5,
+};
+
+struct zone_cmd {
+    enum zone_cmd_type type;
+    /* REGISTER */
+    struct zone_node node;
+    const struct zone_service *service; /* NULL: node (and node checks) only */
+    const struct zone_check *checks;
+    size_t n_checks;
+    bool skip_node_update; /* keep the stored node's fields when it exists (agent register) */
+    /* DEREGISTER (node.name with service_id and/or check_id) and CHECK_UPDATE */
+    const char *service_id;
+    const char *check_id;
+    enum zone_health status;
+    const char *output;
+    /* KV */
+    struct zone_kv kv; /* key, value, flags for SET; key for DELETE */
+    bool has_cas;
+    uint64_t cas;
+    bool recurse;
+};
+
+/* Appends the command's encoding to out. */
+void zone_cmd_encode(const struct zone_cmd *cmd, struct base_buf *out);
+/* Decodes into cmd with strings and arrays in the arena. BASE_EPARSE when malformed. */
+int zone_cmd_decode(const void *p, size_t n, struct base_arena *a,
+                    struct zone_cmd *cmd) BASE_MUSTCHECK;
+
+/* ---- the store ------------------------------------------------------------------------- */
+struct zone_store;
+
+/* Opens (creating) the LMDB environment in dir with room for map_size bytes (0: 1 GiB).
+ * Main loop thread. */
+int zone_store_open(const char *dir, size_t map_size, struct zone_store **out,
+                    char *errmsg) BASE_MUSTCHECK;
+void zone_store_close(struct zone_store *s);
+
+struct zone_meta {
+    uint64_t applied; /* last Raft index applied */
+    uint64_t index;   /* catalog index: last index that changed anything */
+    uint64_t table_index[ZONE_TABLE_COUNT];
+};
+
+/* Applies the commands of one Raft entry at Raft index idx, all in one write transaction,
+ * together with the new applied index. results[i] gets each command's outcome: 0, or
+ * BASE_ECONFLICT (CAS failed), BASE_ENOTFOUND (check/service missing), BASE_EPARSE.
+ * A command that fails changes nothing; the others still apply.
+ * When idx <= the stored applied index the entry was applied before a restart: nothing
+ * changes, results are 0 and *touched is 0 (idempotent replay).
+ * *touched gets the ZONE_TABLE_BIT mask of tables changed. Returns BASE_ESTORE when the
+ * transaction cannot commit. Main loop thread. */
+int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice *cmds, size_t n,
+                     int *results, uint32_t *touched) BASE_MUSTCHECK;
+
+/* Snapshot: the whole catalog (with its meta) serialized from one read transaction. */
+int zone_store_snapshot(struct zone_store *s, struct base_buf *out) BASE_MUSTCHECK;
+/* Replaces the whole catalog with a snapshot's content, unless the snapshot's applied index is
+ * not newer than the store's (then *skipped is set and nothing changes). */
+int zone_store_restore(struct zone_store *s, const void *p, size_t n,
+                       bool *skipped) BASE_MUSTCHECK;
+
+/* ---- reads ----------------------------------------------------------------------------- */
+struct zone_read;
+/* Any thread. */
+int zone_read_begin(struct zone_store *s, struct zone_read **out) BASE_MUSTCHECK;
+void zone_read_end(struct zone_read *r);
+
+int zone_meta_get(struct zone_read *r, struct zone_meta *m) BASE_MUSTCHECK;
+/* Without a read transaction (a short one inside). */
+int zone_store_meta(struct zone_store *s, struct zone_meta *m) BASE_MUSTCHECK;
+
+/* Iteration callbacks return 0 to go on, anything else to stop (returned by the iterator). */
+typedef int (*zone_node_cb)(void *data, const struct zone_node *n);
+typedef int (*zone_service_cb)(void *data, const struct zone_service *s);
+typedef int (*zone_check_cb)(void *data, const struct zone_check *c);
+typedef int (*zone_kv_cb)(void *data, const struct zone_kv *kv);
+typedef int (*zone_name_cb)(void *data, const char *name);
+
+/* Node lookup is case-insensitive. BASE_ENOTFOUND when absent. */
+int zone_node_get(struct zone_read *r, const char *name, struct base_arena *a,
+                  struct zone_node *out) BASE_MUSTCHECK;
+int zone_nodes_each(struct zone_read *r, struct base_arena *a, zone_node_cb cb, void *data);
+
+int zone_service_get(struct zone_read *r, const char *node, const char *id, struct base_arena *a,
+                     struct zone_service *out) BASE_MUSTCHECK;
+/* Services of one node, by id. */
+int zone_node_services_each(struct zone_read *r, const char *node, struct base_arena *a,
+                            zone_service_cb cb, void *data);
+/* Every instance of a service name (case-insensitive), ordered by node then id. */
+int zone_service_instances_each(struct zone_read *r, const char *name, struct base_arena *a,
+                                zone_service_cb cb, void *data);
+/* Every distinct service name, sorted (lowercased names as stored in the index; use
+ * zone_service_instances_each for the original case and tags). */
+int zone_service_names_each(struct zone_read *r, struct base_arena *a, zone_name_cb cb,
+                            void *data);
+/* Every service of every node. */
+int zone_services_each(struct zone_read *r, struct base_arena *a, zone_service_cb cb, void *data);
+
+int zone_check_get(struct zone_read *r, const char *node, const char *check_id,
+                   struct base_arena *a, struct zone_check *out) BASE_MUSTCHECK;
+int zone_node_checks_each(struct zone_read *r, const char *node, struct base_arena *a,
+                          zone_check_cb cb, void *data);
+int zone_checks_each(struct zone_read *r, struct base_arena *a, zone_check_cb cb, void *data);
+
+/* Worst status of the checks that apply to one service instance: the node's own checks and the
+ * checks whose service_id is the instance's. PASSING when there are none. */
+int zone_instance_health(struct zone_read *r, const char *node, const char *service_id,
+                         enum zone_health *out) BASE_MUSTCHECK;
+
+int zone_kv_get(struct zone_read *r, const char *key, struct base_arena *a,
+                struct zone_kv *out) BASE_MUSTCHECK;
+/* Every key starting with prefix ("" for all), in byte order. */
+int zone_kv_each(struct zone_read *r, const char *prefix, struct base_arena *a, zone_kv_cb cb,
+                 void *data);
+
+#endif
