@@ -29,10 +29,10 @@ enum {
     BASE_ESHUTDOWN = -1011,  /* shutting down */
 };
 
-#define BASE_ERRMSG_LEN 256
-#define BASE_MUSTCHECK __attribute__((warn_unused_result))
+#define BASE_ERRMSG_LEN   256
+#define BASE_MUSTCHECK    __attribute__((warn_unused_result))
 #define BASE_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define BASE_UNUSED(x) ((void)(x))
+#define BASE_UNUSED(x)    ((void)(x))
 #define BASE_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Names any error code (Herald's, errno, or libuv's). Never NULL. */
@@ -127,11 +127,17 @@ int base_strcasecmp(const char *a, const char *b);
 void base_str_lower(char *s);
 
 /* ---- time ------------------------------------------------------------------------------ */
-uint64_t base_now_ms(void);      /* monotonic */
-uint64_t base_wall_ms(void);     /* realtime */
+uint64_t base_now_ms(void);  /* monotonic */
+uint64_t base_wall_ms(void); /* realtime */
 
 /* ---- logging --------------------------------------------------------------------------- */
-enum base_log_level { BASE_LOG_ERR = 0, BASE_LOG_WARN, BASE_LOG_INFO, BASE_LOG_DEBUG, BASE_LOG_TRACE };
+enum base_log_level {
+    BASE_LOG_ERR = 0,
+    BASE_LOG_WARN,
+    BASE_LOG_INFO,
+    BASE_LOG_DEBUG,
+    BASE_LOG_TRACE
+};
 void base_log_set_level(enum base_log_level lvl);
 void base_log_set_json(bool json);
 enum base_log_level base_log_get_level(void);
@@ -139,7 +145,7 @@ enum base_log_level base_log_get_level(void);
 int base_log_level_parse(const char *s, enum base_log_level *lvl) BASE_MUSTCHECK;
 void base_log(enum base_log_level lvl, const char *module, const char *fmt, ...) BASE_PRINTF(3, 4);
 
-#define LOG_ERR(m, ...) base_log(BASE_LOG_ERR, m, __VA_ARGS__)
+#define LOG_ERR(m, ...)  base_log(BASE_LOG_ERR, m, __VA_ARGS__)
 #define LOG_WARN(m, ...) base_log(BASE_LOG_WARN, m, __VA_ARGS__)
 #define LOG_INFO(m, ...)                                                                           \
     do {                                                                                           \

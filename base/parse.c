@@ -27,9 +27,8 @@ static const struct {
     const char *name;
     uint64_t ns;
 } units[] = {
-    {"ns", 1ULL},           {"us", 1000ULL},          {"\xc2\xb5s", 1000ULL},
-    {"ms", 1000000ULL},     {"s", 1000000000ULL},     {"m", 60000000000ULL},
-    {"h", 3600000000000ULL},
+    {"ns", 1ULL},         {"us", 1000ULL},       {"\xc2\xb5s", 1000ULL},  {"ms", 1000000ULL},
+    {"s", 1000000000ULL}, {"m", 60000000000ULL}, {"h", 3600000000000ULL},
 };
 
 int base_duration_parse(const char *s, uint64_t *ms)
@@ -108,10 +107,17 @@ int base_size_parse(const char *s, uint64_t *bytes)
         const char *name;
         uint64_t mul;
     } sz[] = {
-        {"", 1},          {"b", 1},
-        {"k", 1024},      {"kb", 1000},          {"kib", 1024},
-        {"m", 1 << 20},   {"mb", 1000000},       {"mib", 1 << 20},
-        {"g", 1ULL << 30}, {"gb", 1000000000ULL}, {"gib", 1ULL << 30},
+        {"", 1},
+        {"b", 1},
+        {"k", 1024},
+        {"kb", 1000},
+        {"kib", 1024},
+        {"m", 1 << 20},
+        {"mb", 1000000},
+        {"mib", 1 << 20},
+        {"g", 1ULL << 30},
+        {"gb", 1000000000ULL},
+        {"gib", 1ULL << 30},
     };
     char num[32];
     size_t i = 0;

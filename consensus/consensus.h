@@ -28,10 +28,10 @@ struct cons;
 typedef void (*cons_applied_cb)(void *data, uint64_t index, uint32_t touched);
 
 struct cons_config {
-    const char *dir;      /* Raft log and snapshots (created if missing) */
-    uint64_t id;          /* this server's Raft id, non-zero */
-    const char *address;  /* "ip:port" of the server port */
-    bool bootstrap;       /* bootstrap a one-voter cluster of ourselves if the log is empty */
+    const char *dir;     /* Raft log and snapshots (created if missing) */
+    uint64_t id;         /* this server's Raft id, non-zero */
+    const char *address; /* "ip:port" of the server port */
+    bool bootstrap;      /* bootstrap a one-voter cluster of ourselves if the log is empty */
     unsigned election_timeout_ms;  /* 0: LAN default (1000) */
     unsigned heartbeat_timeout_ms; /* 0: LAN default (100) */
     unsigned snapshot_threshold;   /* 0: 8192 entries */

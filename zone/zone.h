@@ -38,7 +38,7 @@ enum zone_table {
     ZONE_TABLE_COUNT
 };
 #define ZONE_TABLE_BIT(t) (1u << (t))
-#define ZONE_TABLE_ALL ((1u << ZONE_TABLE_COUNT) - 1)
+#define ZONE_TABLE_ALL    ((1u << ZONE_TABLE_COUNT) - 1)
 
 /* Health status, ordered so that a larger value is worse. */
 enum zone_health {
@@ -118,8 +118,8 @@ struct zone_kv {
 };
 
 #define ZONE_KV_MAX_VALUE (512 * 1024)
-#define ZONE_KV_MAX_KEY 2048
-#define ZONE_NAME_MAX 255
+#define ZONE_KV_MAX_KEY   2048
+#define ZONE_NAME_MAX     255
 
 /* ---- commands (the Raft log entries' payloads) ----------------------------------------- */
 enum zone_cmd_type {
@@ -192,8 +192,7 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
 int zone_store_snapshot(struct zone_store *s, struct base_buf *out) BASE_MUSTCHECK;
 /* Replaces the whole catalog with a snapshot's content, unless the snapshot's applied index is
  * not newer than the store's (then *skipped is set and nothing changes). */
-int zone_store_restore(struct zone_store *s, const void *p, size_t n,
-                       bool *skipped) BASE_MUSTCHECK;
+int zone_store_restore(struct zone_store *s, const void *p, size_t n, bool *skipped) BASE_MUSTCHECK;
 
 /* ---- reads ----------------------------------------------------------------------------- */
 struct zone_read;
@@ -227,8 +226,7 @@ int zone_service_instances_each(struct zone_read *r, const char *name, struct ba
                                 zone_service_cb cb, void *data);
 /* Every distinct service name, sorted (lowercased names as stored in the index; use
  * zone_service_instances_each for the original case and tags). */
-int zone_service_names_each(struct zone_read *r, struct base_arena *a, zone_name_cb cb,
-                            void *data);
+int zone_service_names_each(struct zone_read *r, struct base_arena *a, zone_name_cb cb, void *data);
 /* Every service of every node. */
 int zone_services_each(struct zone_read *r, struct base_arena *a, zone_service_cb cb, void *data);
 
