@@ -65,10 +65,19 @@ $(foreach m,$(MODULES),$(eval $(call MODULE_RULE,$(m))))
 $(BUILD)/herald: $(ADMIN_OBJS) $(LIBS)
 	$(CC) $(LDFLAGS) -o $@ $(ADMIN_OBJS) $(LIBS) $(LDLIBS)
 
-# Unit tests: tests/unit/<module>/test_x.c links every module archive plus cmocka.
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBS)
+# Unit tests: tests/unit/<module>/test_x.c links its module's archive and those below it.
+DEPS_base := base
+DEPS_zone := zone base
+DEPS_consensus := consensus zone base
+DEPS_admin/http := admin/http base
+DEPS_admin/api := admin/api admin/http consensus zone base
+DEPS_admin := $(MODULES)
+libs_for = $(foreach m,$(DEPS_$(1)),$(call mod_lib,$(m)))
+mod_of = $(patsubst %/,%,$(dir $(1)))
+.SECONDEXPANSION:
+$(BUILD)/tests/unit/%: tests/unit/%.c $$(call libs_for,$$(call mod_of,$$*))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(LIBS) $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(call libs_for,$(call mod_of,$*)) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 unit: $(UNIT_BINS)
 	@set -e; n=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t; n=$$((n+1)); done; \
