@@ -126,6 +126,11 @@ int base_hostport_parse(const char *s, int def_port, char *host, size_t host_len
 int base_strcasecmp(const char *a, const char *b);
 void base_str_lower(char *s);
 
+/* Base64 (RFC 4648, with padding) into a NUL-terminated arena string. */
+char *base_b64_encode(struct base_arena *a, const void *p, size_t n);
+/* Decodes base64 (padding required, no whitespace) into the arena. BASE_EPARSE if malformed. */
+int base_b64_decode(struct base_arena *a, const char *s, uint8_t **out, size_t *n) BASE_MUSTCHECK;
+
 /* ---- time ------------------------------------------------------------------------------ */
 uint64_t base_now_ms(void);  /* monotonic */
 uint64_t base_wall_ms(void); /* realtime */

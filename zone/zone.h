@@ -49,7 +49,7 @@ enum zone_health {
 };
 /* "passing", "warning", "critical", "maintenance". */
 const char *zone_health_name(enum zone_health h);
-/* Parses the names above (not "maintenance"); "any" is not a status. */
+/* Parses the names above (not "maintenance"); "any" is not a status. BASE_EINVAL otherwise. */
 int zone_health_parse(const char *s, enum zone_health *h) BASE_MUSTCHECK;
 
 struct zone_pair {
@@ -82,7 +82,7 @@ struct zone_service {
     size_t n_meta;
     struct zone_pair *tagged_addresses;
     size_t n_tagged_addresses;
-    uint32_t weight_passing, weight_warning; /* default 1, 1 */
+    uint32_t weight_passing, weight_warning; /* default 1, 1 (registered as 0, 0: 1, 1) */
     bool enable_tag_override;
     uint64_t create_index, modify_index;
 };
@@ -118,21 +118,30 @@ struct zone_kv {
 };
 
 #define ZONE_KV_MAX_VALUE (512 * 1024)
-#define ZONE_KV_MAX_KEY   2048
-#define ZONE_NAME_MAX     255
+/* A KV key is an LMDB key as is: LMDB's compile-time maximum key size (511 bytes). */
+#define ZONE_KV_MAX_KEY 511
+/* Node names, service names and ids, check ids. A service's index key joins its name, node and
+ * id, which together must also fit in 511 bytes (else BASE_ETOOBIG at apply). */
+#define ZONE_NAME_MAX 255
 
 /* ---- commands (the Raft log entries' payloads) ----------------------------------------- */
 enum zone_cmd_type {
-    /* Upsert a node, optionally one service and checks (catalog/register, agent register). */
+    /* Upsert a node, optionally one service and checks (catalog/register, agent register).
+     * A service's or check's empty id defaults to its name. A check's service_name and
+     * service_tags are taken from its service at apply; a check naming a service that the node
+     * does not have fails the whole command with BASE_ENOTFOUND. */
     ZONE_CMD_REGISTER = 1,
-    /* Delete: a whole node (service_id and check_id empty), one service of it and that
-     * service's checks, or one check. */
+    /* Delete: a whole node (service_id and check_id empty) with its services and checks, one
+     * service of it and that service's checks, or one check (both ids: both). Deleting what
+     * is not there succeeds. */
     ZONE_CMD_DEREGISTER = 2,
     /* Set a check's status and output; ENOTFOUND result if the check is gone. */
     ZONE_CMD_CHECK_UPDATE = 3,
-    /* Put a KV entry; with has_cas, only if ModifyIndex == cas (0: only if absent). */
+    /* Put a KV entry; with has_cas, only if ModifyIndex == cas (0: only if absent), else
+     * BASE_ECONFLICT. The stored lock_index and session are kept. */
     ZONE_CMD_KV_SET = 4,
-    /* Delete a key, or a prefix with recurse; has_cas as above (not with recurse). */
+    /* Delete a key, or a prefix with recurse; has_cas as above (ignored with recurse). A
+     * missing key is deleted successfully whatever the cas (Consul's kvsDeleteCASTxn). */
     ZONE_CMD_KV_DELETE = 5,
 };
 
@@ -156,9 +165,10 @@ struct zone_cmd {
     bool recurse;
 };
 
-/* Appends the command's encoding to out. */
+/* Appends the command's encoding to out (only the fields of its type; NULL strings are ""). */
 void zone_cmd_encode(const struct zone_cmd *cmd, struct base_buf *out);
-/* Decodes into cmd with strings and arrays in the arena. BASE_EPARSE when malformed. */
+/* Decodes into cmd with strings and arrays in the arena; the other type's strings are "", never
+ * NULL. BASE_EPARSE when malformed (then cmd is zeroed). */
 int zone_cmd_decode(const void *p, size_t n, struct base_arena *a,
                     struct zone_cmd *cmd) BASE_MUSTCHECK;
 
@@ -166,7 +176,7 @@ int zone_cmd_decode(const void *p, size_t n, struct base_arena *a,
 struct zone_store;
 
 /* Opens (creating) the LMDB environment in dir with room for map_size bytes (0: 1 GiB).
- * Main loop thread. */
+ * BASE_ESTORE with errmsg (may be NULL) on failure. Main loop thread. */
 int zone_store_open(const char *dir, size_t map_size, struct zone_store **out,
                     char *errmsg) BASE_MUSTCHECK;
 void zone_store_close(struct zone_store *s);
@@ -179,8 +189,10 @@ struct zone_meta {
 
 /* Applies the commands of one Raft entry at Raft index idx, all in one write transaction,
  * together with the new applied index. results[i] gets each command's outcome: 0, or
- * BASE_ECONFLICT (CAS failed), BASE_ENOTFOUND (check/service missing), BASE_EPARSE.
- * A command that fails changes nothing; the others still apply.
+ * BASE_ECONFLICT (CAS failed), BASE_ENOTFOUND (check/service missing), BASE_EPARSE (malformed
+ * or missing name), BASE_ETOOBIG (over a ZONE_ limit). A command that fails changes nothing;
+ * the others still apply. A ModifyIndex (and a table's index) moves only when the record
+ * really changed, except that a KV set always counts as a change (as in Consul).
  * When idx <= the stored applied index the entry was applied before a restart: nothing
  * changes, results are 0 and *touched is 0 (idempotent replay).
  * *touched gets the ZONE_TABLE_BIT mask of tables changed. Returns BASE_ESTORE when the
@@ -188,15 +200,19 @@ struct zone_meta {
 int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice *cmds, size_t n,
                      int *results, uint32_t *touched) BASE_MUSTCHECK;
 
-/* Snapshot: the whole catalog (with its meta) serialized from one read transaction. */
+/* Snapshot: the whole catalog (with its meta) serialized from one read transaction, appended
+ * to out. Any thread. */
 int zone_store_snapshot(struct zone_store *s, struct base_buf *out) BASE_MUSTCHECK;
 /* Replaces the whole catalog with a snapshot's content, unless the snapshot's applied index is
- * not newer than the store's (then *skipped is set and nothing changes). */
+ * not newer than the store's (then *skipped is set and nothing changes). The input is checked
+ * whole first: BASE_EPARSE when damaged, and nothing changes. Main loop thread. */
 int zone_store_restore(struct zone_store *s, const void *p, size_t n, bool *skipped) BASE_MUSTCHECK;
 
 /* ---- reads ----------------------------------------------------------------------------- */
 struct zone_read;
-/* Any thread. */
+/* Any thread; a zone_read may move between threads but is used by one at a time. Every read
+ * ends before zone_store_close. Read functions return BASE_ESTORE on a storage error or a
+ * record that does not decode. */
 int zone_read_begin(struct zone_store *s, struct zone_read **out) BASE_MUSTCHECK;
 void zone_read_end(struct zone_read *r);
 

@@ -67,12 +67,33 @@ static void test_arena_reset_keeps_one_block(void **state)
     assert_null(a.head);
 }
 
+static void test_b64(void **state)
+{
+    (void)state;
+    struct base_arena a;
+    uint8_t *out;
+    size_t n;
+    base_arena_init(&a);
+    assert_string_equal(base_b64_encode(&a, "", 0), "");
+    assert_string_equal(base_b64_encode(&a, "f", 1), "Zg==");
+    assert_string_equal(base_b64_encode(&a, "fo", 2), "Zm8=");
+    assert_string_equal(base_b64_encode(&a, "foobar", 6), "Zm9vYmFy");
+    assert_int_equal(base_b64_decode(&a, "Zm9vYg==", &out, &n), 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(out, "foob", 4);
+    assert_int_not_equal(base_b64_decode(&a, "Zm9", &out, &n), 0);
+    assert_int_not_equal(base_b64_decode(&a, "Z=9v", &out, &n), 0);
+    assert_int_not_equal(base_b64_decode(&a, "Zm9v!A==", &out, &n), 0);
+    base_arena_close(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_roundtrip),
         cmocka_unit_test(test_reader_bounds),
         cmocka_unit_test(test_arena_reset_keeps_one_block),
+        cmocka_unit_test(test_b64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,121 @@
+/* zone internals: the store and read handles, LMDB key building, the record codec shared by
+ * the stored records and the commands, and a prefix scan. Never included from outside zone/. */
+#ifndef HERALD_ZONE_INTERNAL_H
+#define HERALD_ZONE_INTERNAL_H
+
+#include "zone/zone.h"
+
+#include <lmdb.h>
+#include <pthread.h>
+
+/* Named databases, in the order snapshots carry them. */
+enum zone__db {
+    ZONE__DB_NODES = 0,
+    ZONE__DB_SERVICES,
+    ZONE__DB_SVCIDX,
+    ZONE__DB_CHECKS,
+    ZONE__DB_KV,
+    ZONE__DB_META,
+    ZONE__DB_COUNT
+};
+extern const char *const zone__db_names[ZONE__DB_COUNT];
+
+/* meta keys of the per-table indexes, by enum zone_table */
+extern const char *const zone__table_keys[ZONE_TABLE_COUNT];
+#define ZONE__META_APPLIED "applied"
+#define ZONE__META_INDEX   "index"
+
+struct zone_read {
+    struct zone_store *s;
+    MDB_txn *txn;
+    struct zone_read *next; /* in the store's pool of reset transactions */
+};
+
+struct zone_store {
+    MDB_env *env;
+    MDB_dbi dbi[ZONE__DB_COUNT];
+    size_t max_key; /* mdb_env_get_maxkeysize */
+    /* Reset read transactions kept for reuse (mdb_txn_renew is cheaper than a new txn). */
+    pthread_mutex_t pool_mu;
+    struct zone_read *pool;
+    size_t n_pool;
+    /* Apply scratch, reused so that a steady stream of entries allocates nothing. */
+    struct base_arena arena;
+    struct base_buf rec;
+};
+
+/* ---- keys ------------------------------------------------------------------------------ */
+/* Larger than any LMDB key (511 bytes by default); a key that outgrows it is flagged. */
+#define ZONE__KEY_CAP 1024
+struct zone__key {
+    size_t n;
+    bool over;
+    uint8_t b[ZONE__KEY_CAP];
+};
+void zone__key_init(struct zone__key *k);
+/* Appends s lowercased (ASCII). */
+void zone__key_lower(struct zone__key *k, const char *s);
+/* Appends s as is. */
+void zone__key_raw(struct zone__key *k, const char *s);
+/* Appends the \0 separator. */
+void zone__key_sep(struct zone__key *k);
+/* The key as an MDB_val. */
+MDB_val zone__key_val(const struct zone__key *k);
+
+/* ---- record codec (record.c) ----------------------------------------------------------- */
+/* Strings are base_buf_put_bytes of the string and its NUL, so a reader can hand out pointers
+ * into LMDB pages. A decoder with copy=false points into the input; with copy=true every string
+ * and byte field is copied into the arena. Arrays always go to the arena. */
+#define ZONE__RECORD_VERSION 1
+
+void zone__put_cstr(struct base_buf *b, const char *s);
+const char *zone__rd_cstr(struct base_rd *r, bool copy, struct base_arena *a);
+
+/* Smallest encoded sizes of the bodies, to bound array counts by the bytes left. */
+#define ZONE__STR_MIN          5 /* length + NUL */
+#define ZONE__PAIR_MIN         (2 * ZONE__STR_MIN)
+#define ZONE__CHECK_BODY_MIN   (11 * ZONE__STR_MIN + 1 + 4 + 4 * 8)
+#define ZONE__SERVICE_BODY_MIN (5 * ZONE__STR_MIN + 4 + 4 + 4 + 4 + 4 + 4 + 1)
+
+/* Bodies: every field but CreateIndex/ModifyIndex. Getters set r->err on malformed input. */
+void zone__node_body_put(struct base_buf *b, const struct zone_node *n);
+void zone__node_body_get(struct base_rd *r, bool copy, struct base_arena *a, struct zone_node *n);
+void zone__service_body_put(struct base_buf *b, const struct zone_service *s);
+void zone__service_body_get(struct base_rd *r, bool copy, struct base_arena *a,
+                            struct zone_service *s);
+void zone__check_body_put(struct base_buf *b, const struct zone_check *c);
+void zone__check_body_get(struct base_rd *r, bool copy, struct base_arena *a, struct zone_check *c);
+
+/* Records: version byte, body, CreateIndex, ModifyIndex. Decoders return BASE_EPARSE when the
+ * bytes are not exactly one record. */
+void zone__node_encode(const struct zone_node *n, struct base_buf *b);
+int zone__node_decode(const void *p, size_t len, bool copy, struct base_arena *a,
+                      struct zone_node *out) BASE_MUSTCHECK;
+void zone__service_encode(const struct zone_service *s, struct base_buf *b);
+int zone__service_decode(const void *p, size_t len, bool copy, struct base_arena *a,
+                         struct zone_service *out) BASE_MUSTCHECK;
+void zone__check_encode(const struct zone_check *c, struct base_buf *b);
+int zone__check_decode(const void *p, size_t len, bool copy, struct base_arena *a,
+                       struct zone_check *out) BASE_MUSTCHECK;
+void zone__kv_encode(const struct zone_kv *kv, struct base_buf *b);
+int zone__kv_decode(const void *p, size_t len, bool copy, struct base_arena *a,
+                    struct zone_kv *out) BASE_MUSTCHECK;
+/* Status and service id of a check record without allocating (the DNS health path).
+ * *sid points into p, NUL-terminated. */
+int zone__check_peek(const void *p, size_t len, enum zone_health *status,
+                     const char **sid) BASE_MUSTCHECK;
+
+/* ---- scans ----------------------------------------------------------------------------- */
+/* Calls fn for every key of dbi that starts with prefix (plen 0: every key), in key order.
+ * Returns fn's first non-zero value, BASE_ESTORE on an LMDB error, else 0. */
+typedef int (*zone__scan_fn)(void *ctx, const MDB_val *k, const MDB_val *v);
+int zone__scan(MDB_txn *t, MDB_dbi dbi, const void *prefix, size_t plen, zone__scan_fn fn,
+               void *ctx);
+
+/* u64 values of the meta database (little-endian, 8 bytes); absent reads as 0. */
+int zone__meta_read(MDB_txn *t, MDB_dbi dbi, const char *key, uint64_t *v) BASE_MUSTCHECK;
+int zone__meta_write(MDB_txn *t, MDB_dbi dbi, const char *key, uint64_t v) BASE_MUSTCHECK;
+/* All of struct zone_meta from one transaction. */
+int zone__meta_all(struct zone_store *s, MDB_txn *t, struct zone_meta *m) BASE_MUSTCHECK;
+
+#endif

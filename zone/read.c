@@ -1,0 +1,374 @@
+/* Reads: read-only transactions and the getters and iterators of zone.h.
+ *
+ * A zone_read is an LMDB read-only transaction (MDB_NOTLS, so it may be used on any thread,
+ * one thread at a time). Ended ones are reset and kept in a small pool: mdb_txn_renew reuses
+ * the reader slot and the handle, which makes a DNS query's transaction cost a lock and two
+ * stores instead of an allocation and a slot search.
+ *
+ * Records are decoded without copying strings: they point into the LMDB pages (the record
+ * codec stores strings with their NUL), and only the arrays of tags and pairs are built in the
+ * caller's arena. Both stay valid until the read ends or the arena is reset. */
+#include "zone/internal.h"
+
+#include <string.h>
+
+#define POOL_MAX 32
+
+int zone_read_begin(struct zone_store *s, struct zone_read **out)
+{
+    struct zone_read *r;
+
+    pthread_mutex_lock(&s->pool_mu);
+    r = s->pool;
+    if (r) {
+        s->pool = r->next;
+        s->n_pool--;
+    }
+    pthread_mutex_unlock(&s->pool_mu);
+    if (r) {
+        if (mdb_txn_renew(r->txn) == 0) {
+            *out = r;
+            return 0;
+        }
+        mdb_txn_abort(r->txn);
+        base_free(r);
+    }
+    r = base_malloc(sizeof *r);
+    r->s = s;
+    r->next = NULL;
+    if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn)) {
+        base_free(r);
+        *out = NULL;
+        return BASE_ESTORE;
+    }
+    *out = r;
+    return 0;
+}
+
+void zone_read_end(struct zone_read *r)
+{
+    struct zone_store *s;
+
+    if (!r)
+        return;
+    s = r->s;
+    mdb_txn_reset(r->txn);
+    pthread_mutex_lock(&s->pool_mu);
+    if (s->n_pool < POOL_MAX) {
+        r->next = s->pool;
+        s->pool = r;
+        s->n_pool++;
+        r = NULL;
+    }
+    pthread_mutex_unlock(&s->pool_mu);
+    if (r) {
+        mdb_txn_abort(r->txn);
+        base_free(r);
+    }
+}
+
+int zone_meta_get(struct zone_read *r, struct zone_meta *m)
+{
+    memset(m, 0, sizeof *m);
+    return zone__meta_all(r->s, r->txn, m);
+}
+
+int zone_store_meta(struct zone_store *s, struct zone_meta *m)
+{
+    struct zone_read *r;
+    int rc = zone_read_begin(s, &r);
+
+    if (rc) {
+        memset(m, 0, sizeof *m);
+        return rc;
+    }
+    rc = zone_meta_get(r, m);
+    zone_read_end(r);
+    return rc;
+}
+
+/* ---- helpers --------------------------------------------------------------------------- */
+/* 0 found, BASE_ENOTFOUND, BASE_ESTORE. */
+static int rget(struct zone_read *r, enum zone__db d, const struct zone__key *k, MDB_val *v)
+{
+    if (k->over || k->n == 0 || k->n > r->s->max_key)
+        return BASE_ENOTFOUND; /* no row has such a key */
+    MDB_val key = zone__key_val(k);
+    int rc = mdb_get(r->txn, r->s->dbi[d], &key, v);
+    return rc == 0 ? 0 : rc == MDB_NOTFOUND ? BASE_ENOTFOUND : BASE_ESTORE;
+}
+
+static void key_row(struct zone__key *k, const char *node, const char *id)
+{
+    zone__key_init(k);
+    zone__key_lower(k, node);
+    zone__key_sep(k);
+    if (id)
+        zone__key_raw(k, id);
+}
+
+static int scan(struct zone_read *r, enum zone__db d, const struct zone__key *prefix,
+                zone__scan_fn fn, void *ctx)
+{
+    if (prefix->over)
+        return 0;
+    return zone__scan(r->txn, r->s->dbi[d], prefix->b, prefix->n, fn, ctx);
+}
+
+/* One iteration's state: the read, the arena, the user's callback (typed: STYLE.md, no
+ * function pointer casts). */
+struct each {
+    struct zone_read *r;
+    struct base_arena *a;
+    union {
+        zone_node_cb node;
+        zone_service_cb service;
+        zone_check_cb check;
+        zone_kv_cb kv;
+    } cb;
+    void *data;
+};
+
+/* ---- nodes ----------------------------------------------------------------------------- */
+int zone_node_get(struct zone_read *r, const char *name, struct base_arena *a,
+                  struct zone_node *out)
+{
+    struct zone__key k;
+    MDB_val v;
+    int rc;
+
+    zone__key_init(&k);
+    zone__key_lower(&k, name);
+    if ((rc = rget(r, ZONE__DB_NODES, &k, &v)))
+        return rc;
+    return zone__node_decode(v.mv_data, v.mv_size, false, a, out) ? BASE_ESTORE : 0;
+}
+
+static int node_each(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct each *e = ctx;
+    struct zone_node n;
+
+    (void)k;
+    if (zone__node_decode(v->mv_data, v->mv_size, false, e->a, &n))
+        return BASE_ESTORE;
+    return e->cb.node(e->data, &n);
+}
+
+int zone_nodes_each(struct zone_read *r, struct base_arena *a, zone_node_cb cb, void *data)
+{
+    struct each e = {.r = r, .a = a, .cb.node = cb, .data = data};
+    return zone__scan(r->txn, r->s->dbi[ZONE__DB_NODES], NULL, 0, node_each, &e);
+}
+
+/* ---- services -------------------------------------------------------------------------- */
+int zone_service_get(struct zone_read *r, const char *node, const char *id, struct base_arena *a,
+                     struct zone_service *out)
+{
+    struct zone__key k;
+    MDB_val v;
+    int rc;
+
+    key_row(&k, node, id);
+    if ((rc = rget(r, ZONE__DB_SERVICES, &k, &v)))
+        return rc;
+    return zone__service_decode(v.mv_data, v.mv_size, false, a, out) ? BASE_ESTORE : 0;
+}
+
+static int service_each(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct each *e = ctx;
+    struct zone_service s;
+
+    (void)k;
+    if (zone__service_decode(v->mv_data, v->mv_size, false, e->a, &s))
+        return BASE_ESTORE;
+    return e->cb.service(e->data, &s);
+}
+
+int zone_node_services_each(struct zone_read *r, const char *node, struct base_arena *a,
+                            zone_service_cb cb, void *data)
+{
+    struct each e = {.r = r, .a = a, .cb.service = cb, .data = data};
+    struct zone__key k;
+
+    key_row(&k, node, NULL);
+    return scan(r, ZONE__DB_SERVICES, &k, service_each, &e);
+}
+
+int zone_services_each(struct zone_read *r, struct base_arena *a, zone_service_cb cb, void *data)
+{
+    struct each e = {.r = r, .a = a, .cb.service = cb, .data = data};
+    return zone__scan(r->txn, r->s->dbi[ZONE__DB_SERVICES], NULL, 0, service_each, &e);
+}
+
+struct instances {
+    struct each e;
+    size_t plen; /* lower(name) \0 */
+};
+
+/* An svcidx key is lower(name) \0 lower(node) \0 id: past the name, it is the services key. */
+static int instance_each(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct instances *in = ctx;
+    MDB_val sk = {.mv_size = k->mv_size - in->plen, .mv_data = (uint8_t *)k->mv_data + in->plen};
+    MDB_val sv;
+
+    (void)v;
+    if (mdb_get(in->e.r->txn, in->e.r->s->dbi[ZONE__DB_SERVICES], &sk, &sv))
+        return BASE_ESTORE; /* the index names a service that is not there */
+    return service_each(&in->e, &sk, &sv);
+}
+
+int zone_service_instances_each(struct zone_read *r, const char *name, struct base_arena *a,
+                                zone_service_cb cb, void *data)
+{
+    struct instances in = {.e = {.r = r, .a = a, .cb.service = cb, .data = data}};
+    struct zone__key k;
+
+    key_row(&k, name, NULL);
+    in.plen = k.n;
+    return scan(r, ZONE__DB_SVCIDX, &k, instance_each, &in);
+}
+
+int zone_service_names_each(struct zone_read *r, struct base_arena *a, zone_name_cb cb, void *data)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    int rc, ret = 0;
+
+    if (mdb_cursor_open(r->txn, r->s->dbi[ZONE__DB_SVCIDX], &c))
+        return BASE_ESTORE;
+    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        const uint8_t *p = k.mv_data;
+        const uint8_t *end = memchr(p, 0, k.mv_size);
+        if (!end) {
+            ret = BASE_ESTORE;
+            break;
+        }
+        size_t len = (size_t)(end - p);
+        if ((ret = cb(data, base_arena_strndup(a, (const char *)p, len))))
+            break;
+        /* skip the name's other instances: its keys all sort below name \1 */
+        uint8_t next[ZONE__KEY_CAP];
+        memcpy(next, p, len);
+        next[len] = 1;
+        k.mv_data = next;
+        k.mv_size = len + 1;
+        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(c);
+    if (ret)
+        return ret;
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : BASE_ESTORE;
+}
+
+/* ---- checks ---------------------------------------------------------------------------- */
+int zone_check_get(struct zone_read *r, const char *node, const char *check_id,
+                   struct base_arena *a, struct zone_check *out)
+{
+    struct zone__key k;
+    MDB_val v;
+    int rc;
+
+    key_row(&k, node, check_id);
+    if ((rc = rget(r, ZONE__DB_CHECKS, &k, &v)))
+        return rc;
+    return zone__check_decode(v.mv_data, v.mv_size, false, a, out) ? BASE_ESTORE : 0;
+}
+
+static int check_each(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct each *e = ctx;
+    struct zone_check c;
+
+    (void)k;
+    if (zone__check_decode(v->mv_data, v->mv_size, false, e->a, &c))
+        return BASE_ESTORE;
+    return e->cb.check(e->data, &c);
+}
+
+int zone_node_checks_each(struct zone_read *r, const char *node, struct base_arena *a,
+                          zone_check_cb cb, void *data)
+{
+    struct each e = {.r = r, .a = a, .cb.check = cb, .data = data};
+    struct zone__key k;
+
+    key_row(&k, node, NULL);
+    return scan(r, ZONE__DB_CHECKS, &k, check_each, &e);
+}
+
+int zone_checks_each(struct zone_read *r, struct base_arena *a, zone_check_cb cb, void *data)
+{
+    struct each e = {.r = r, .a = a, .cb.check = cb, .data = data};
+    return zone__scan(r->txn, r->s->dbi[ZONE__DB_CHECKS], NULL, 0, check_each, &e);
+}
+
+struct health {
+    const char *sid;
+    enum zone_health worst;
+};
+
+static int health_each(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct health *h = ctx;
+    enum zone_health st;
+    const char *sid;
+
+    (void)k;
+    if (zone__check_peek(v->mv_data, v->mv_size, &st, &sid))
+        return BASE_ESTORE;
+    if ((!*sid || strcmp(sid, h->sid) == 0) && st > h->worst)
+        h->worst = st;
+    return 0;
+}
+
+int zone_instance_health(struct zone_read *r, const char *node, const char *service_id,
+                         enum zone_health *out)
+{
+    struct health h = {service_id ? service_id : "", ZONE_HEALTH_PASSING};
+    struct zone__key k;
+    int rc;
+
+    key_row(&k, node, NULL);
+    rc = scan(r, ZONE__DB_CHECKS, &k, health_each, &h);
+    *out = h.worst;
+    return rc;
+}
+
+/* ---- kv -------------------------------------------------------------------------------- */
+int zone_kv_get(struct zone_read *r, const char *key, struct base_arena *a, struct zone_kv *out)
+{
+    struct zone__key k;
+    MDB_val v;
+    int rc;
+
+    zone__key_init(&k);
+    zone__key_raw(&k, key);
+    if ((rc = rget(r, ZONE__DB_KV, &k, &v)))
+        return rc;
+    return zone__kv_decode(v.mv_data, v.mv_size, false, a, out) ? BASE_ESTORE : 0;
+}
+
+static int kv_each(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct each *e = ctx;
+    struct zone_kv kv;
+
+    (void)k;
+    if (zone__kv_decode(v->mv_data, v->mv_size, false, e->a, &kv))
+        return BASE_ESTORE;
+    return e->cb.kv(e->data, &kv);
+}
+
+int zone_kv_each(struct zone_read *r, const char *prefix, struct base_arena *a, zone_kv_cb cb,
+                 void *data)
+{
+    struct each e = {.r = r, .a = a, .cb.kv = cb, .data = data};
+    struct zone__key k;
+
+    zone__key_init(&k);
+    zone__key_raw(&k, prefix ? prefix : "");
+    return scan(r, ZONE__DB_KV, &k, kv_each, &e);
+}

@@ -1,0 +1,738 @@
+/* The catalog store: the LMDB environment and the write path that applies Raft entries.
+ *
+ * Why LMDB. One environment holds the six named databases of zone.h. It gives the design what
+ * it needs without locks of ours: one writer and any number of readers that never block each
+ * other (MVCC); a read transaction sees one committed version of the whole catalog, so a DNS
+ * answer or an HTTP listing never mixes two writes; a commit is atomic across databases. The
+ * environment is opened with MDB_NOTLS so that a read transaction belongs to its handle, not
+ * to a thread: DNS workers and the snapshot writer can hold one anywhere (DESIGN.md 2.2).
+ *
+ * Apply. Raft hands us one entry at a time. zone_store_apply runs all of its commands in one
+ * write transaction that also stores meta "applied" = the entry's index. Because the rows and
+ * the applied index commit together, a crash keeps both or neither, and replaying the log at
+ * start-up skips every entry at or below "applied" (DESIGN.md 2.6): apply is idempotent.
+ * Each command runs in a nested transaction, so a command that fails (CAS conflict, a check on
+ * a missing service, a malformed command) is rolled back alone while the others of the same
+ * entry still commit; its result tells its proposer why. A storage error (map full, I/O) is a
+ * different thing: it aborts the whole entry and returns BASE_ESTORE, because an entry applied
+ * in part on one replica and whole on another would fork the catalog. Command outcomes depend
+ * only on the command and the stored data, never on the clock or the host, so every replica
+ * computes the same ones.
+ *
+ * Indexes. Every record carries CreateIndex, kept across updates, and ModifyIndex, the index
+ * of the last write that changed it. As in Consul, an upsert that changes nothing keeps the old
+ * ModifyIndex and touches no table, so agents re-registering what is already there do not wake
+ * blocking queries; a KV set always counts as a change (Consul's kvsSetTxn). The meta database
+ * keeps one index per table ("t.nodes", ...) and the catalog index ("index"): both become the
+ * entry's index whenever the table changed, deletes included, and *touched names the tables
+ * so that only their watchers wake. Since Raft indexes grow, so do these.
+ *
+ * Durability. MDB_NOMETASYNC: LMDB still syncs the data pages at commit but not the meta page,
+ * so a system crash can undo the last committed transaction while keeping the file intact
+ * (lmdb.h). That is safe here: the undone transaction takes its applied index with it and Raft
+ * replays the entry (or a snapshot newer than the store restores it), for one fsync per entry
+ * instead of two. */
+#include "zone/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define DEFAULT_MAP_SIZE ((size_t)1 << 30)
+/* DNS workers, HTTP handlers, snapshots and the pool of reset read transactions. */
+#define MAX_READERS 512
+
+static int open_fail(char *errmsg, const char *dir, const char *what, int rc)
+{
+    if (errmsg)
+        snprintf(errmsg, BASE_ERRMSG_LEN, "zone: %s %s: %s", what, dir, mdb_strerror(rc));
+    return BASE_ESTORE;
+}
+
+int zone_store_open(const char *dir, size_t map_size, struct zone_store **out, char *errmsg)
+{
+    struct zone_store *s;
+    MDB_txn *t;
+    int rc;
+
+    BASE_ASSERT_LOOP();
+    *out = NULL;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return open_fail(errmsg, dir, "mkdir", errno);
+    s = base_calloc(1, sizeof *s);
+    rc = mdb_env_create(&s->env);
+    if (rc) {
+        base_free(s);
+        return open_fail(errmsg, dir, "create", rc);
+    }
+    if ((rc = mdb_env_set_maxdbs(s->env, ZONE__DB_COUNT)) ||
+        (rc = mdb_env_set_mapsize(s->env, map_size ? map_size : DEFAULT_MAP_SIZE)) ||
+        (rc = mdb_env_set_maxreaders(s->env, MAX_READERS)) ||
+        (rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0600))) {
+        mdb_env_close(s->env);
+        base_free(s);
+        return open_fail(errmsg, dir, "open", rc);
+    }
+    /* reader slots left by a process that died holding them would pin old pages forever */
+    int dead;
+    mdb_reader_check(s->env, &dead);
+
+    rc = mdb_txn_begin(s->env, NULL, 0, &t);
+    for (int i = 0; i < ZONE__DB_COUNT && !rc; i++)
+        rc = mdb_dbi_open(t, zone__db_names[i], MDB_CREATE, &s->dbi[i]);
+    if (!rc)
+        rc = mdb_txn_commit(t);
+    else
+        mdb_txn_abort(t);
+    if (rc) {
+        mdb_env_close(s->env);
+        base_free(s);
+        return open_fail(errmsg, dir, "open databases in", rc);
+    }
+    s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
+    pthread_mutex_init(&s->pool_mu, NULL);
+    base_arena_init(&s->arena);
+    base_buf_init(&s->rec);
+    *out = s;
+    return 0;
+}
+
+void zone_store_close(struct zone_store *s)
+{
+    if (!s)
+        return;
+    BASE_ASSERT_LOOP();
+    while (s->pool) {
+        struct zone_read *r = s->pool;
+        s->pool = r->next;
+        mdb_txn_abort(r->txn);
+        base_free(r);
+    }
+    mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->pool_mu);
+    base_arena_close(&s->arena);
+    base_buf_free(&s->rec);
+    base_free(s);
+}
+
+/* ---- one command ----------------------------------------------------------------------- */
+/* Results are 0 or a command's own failure (BASE_EPARSE, BASE_ETOOBIG, BASE_ENOTFOUND,
+ * BASE_ECONFLICT), which rolls back that command alone; BASE_ESTORE fails the whole entry. */
+struct apply {
+    struct zone_store *s;
+    MDB_txn *t; /* the command's nested transaction */
+    uint64_t idx;
+    uint32_t mask; /* ZONE_TABLE_BITs changed by this command */
+    struct base_arena *a;
+};
+
+static bool key_ok(const struct apply *x, const struct zone__key *k)
+{
+    return !k->over && k->n > 0 && k->n <= x->s->max_key;
+}
+
+/* 0 found, BASE_ENOTFOUND absent (or a key no row can have), BASE_ESTORE. */
+static int get(struct apply *x, enum zone__db d, const struct zone__key *k, MDB_val *v)
+{
+    if (!key_ok(x, k))
+        return BASE_ENOTFOUND;
+    MDB_val key = zone__key_val(k);
+    int rc = mdb_get(x->t, x->s->dbi[d], &key, v);
+    return rc == 0 ? 0 : rc == MDB_NOTFOUND ? BASE_ENOTFOUND : BASE_ESTORE;
+}
+
+static int put(struct apply *x, enum zone__db d, const struct zone__key *k, const void *p, size_t n)
+{
+    if (!key_ok(x, k))
+        return BASE_ETOOBIG; /* over LMDB's key size: the name is too long to store */
+    MDB_val key = zone__key_val(k), val = {.mv_size = n, .mv_data = (void *)p};
+    return mdb_put(x->t, x->s->dbi[d], &key, &val, 0) ? BASE_ESTORE : 0;
+}
+
+/* Deletes a row if present; sets the table's bit when it was. */
+static int del(struct apply *x, enum zone__db d, const struct zone__key *k, enum zone_table tb)
+{
+    if (!key_ok(x, k))
+        return 0;
+    MDB_val key = zone__key_val(k);
+    int rc = mdb_del(x->t, x->s->dbi[d], &key, NULL);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    if (rc)
+        return BASE_ESTORE;
+    x->mask |= ZONE_TABLE_BIT(tb);
+    return 0;
+}
+
+/* Stores the record encoded in s->rec, which carries the old CreateIndex and ModifyIndex (or
+ * idx for both when new), unless it is byte for byte the stored one (old, NULL when absent).
+ * Every record ends with ModifyIndex, so a changed one gets idx patched into its last 8 bytes.
+ * Returns 1 when written, 0 when unchanged, or an error. */
+static int store_rec(struct apply *x, enum zone__db d, const struct zone__key *k,
+                     const MDB_val *old, enum zone_table tb)
+{
+    struct base_buf *b = &x->s->rec;
+
+    if (old && old->mv_size == b->len && memcmp(old->mv_data, b->data, b->len) == 0)
+        return 0;
+    for (int i = 0; i < 8; i++)
+        b->data[b->len - 8 + (size_t)i] = (uint8_t)(x->idx >> (8 * i));
+    int rc = put(x, d, k, b->data, b->len);
+    if (rc)
+        return rc;
+    x->mask |= ZONE_TABLE_BIT(tb);
+    return 1;
+}
+
+/* Rows of one database under a prefix, copied into the arena so that the caller can write to
+ * that database while going through them (a cursor does not survive writes under it). */
+struct rows {
+    MDB_val *k, *v;
+    size_t n, cap;
+    struct base_arena *a;
+    const char *sid; /* checks only: keep those of this service id (NULL: all) */
+};
+
+static int rows_add(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct rows *r = ctx;
+
+    if (r->sid) {
+        enum zone_health st;
+        const char *sid;
+        if (zone__check_peek(v->mv_data, v->mv_size, &st, &sid))
+            return BASE_ESTORE;
+        if (strcmp(sid, r->sid) != 0)
+            return 0;
+    }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        MDB_val *nk = base_arena_alloc(r->a, cap * sizeof *nk);
+        MDB_val *nv = base_arena_alloc(r->a, cap * sizeof *nv);
+        if (r->n) {
+            memcpy(nk, r->k, r->n * sizeof *nk);
+            memcpy(nv, r->v, r->n * sizeof *nv);
+        }
+        r->k = nk;
+        r->v = nv;
+        r->cap = cap;
+    }
+    MDB_val *dk = &r->k[r->n], *dv = &r->v[r->n];
+    dk->mv_size = k->mv_size;
+    dk->mv_data = base_arena_alloc(r->a, k->mv_size);
+    memcpy(dk->mv_data, k->mv_data, k->mv_size);
+    dv->mv_size = v->mv_size;
+    dv->mv_data = base_arena_alloc(r->a, v->mv_size);
+    if (v->mv_size)
+        memcpy(dv->mv_data, v->mv_data, v->mv_size);
+    r->n++;
+    return 0;
+}
+
+static int rows_get(struct apply *x, enum zone__db d, const struct zone__key *prefix,
+                    const char *sid, struct rows *out)
+{
+    memset(out, 0, sizeof *out);
+    out->a = x->a;
+    out->sid = sid;
+    if (prefix->over)
+        return 0;
+    return zone__scan(x->t, x->s->dbi[d], prefix->b, prefix->n, rows_add, out);
+}
+
+static int rows_del(struct apply *x, enum zone__db d, const struct rows *r, enum zone_table tb)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        int rc = mdb_del(x->t, x->s->dbi[d], &r->k[i], NULL);
+        if (rc && rc != MDB_NOTFOUND)
+            return BASE_ESTORE;
+        x->mask |= ZONE_TABLE_BIT(tb);
+    }
+    return 0;
+}
+
+/* nodes: lower(node) */
+static void key_name(struct zone__key *k, const char *node)
+{
+    zone__key_init(k);
+    zone__key_lower(k, node);
+}
+
+/* the prefix of one node's services and checks: lower(node) \0 */
+static void key_node(struct zone__key *k, const char *node)
+{
+    key_name(k, node);
+    zone__key_sep(k);
+}
+
+static void key_row(struct zone__key *k, const char *node, const char *id)
+{
+    key_node(k, node);
+    zone__key_raw(k, id);
+}
+
+static void key_svcidx(struct zone__key *k, const char *name, const char *node, const char *id)
+{
+    zone__key_init(k);
+    zone__key_lower(k, name);
+    zone__key_sep(k);
+    zone__key_lower(k, node);
+    zone__key_sep(k);
+    zone__key_raw(k, id);
+}
+
+/* Names and ids become DNS labels and key parts: present and bounded. */
+static int check_name(const char *s)
+{
+    if (!*s)
+        return BASE_EPARSE;
+    return strlen(s) > ZONE_NAME_MAX ? BASE_ETOOBIG : 0;
+}
+
+/* ---- register -------------------------------------------------------------------------- */
+static int upsert_node(struct apply *x, const struct zone_cmd *c, struct zone_node *stored)
+{
+    struct zone__key k;
+    struct zone_node n = c->node;
+    MDB_val old;
+    int rc;
+
+    key_name(&k, c->node.name);
+    rc = get(x, ZONE__DB_NODES, &k, &old);
+    if (rc == BASE_ESTORE)
+        return rc;
+    bool exists = rc == 0;
+    if (exists) {
+        if (zone__node_decode(old.mv_data, old.mv_size, true, x->a, stored))
+            return BASE_ESTORE;
+        /* agent anti-entropy: the node is known, keep what the catalog has */
+        if (c->skip_node_update)
+            return 0;
+    }
+    n.create_index = exists ? stored->create_index : x->idx;
+    n.modify_index = exists ? stored->modify_index : x->idx;
+    x->s->rec.len = 0;
+    zone__node_encode(&n, &x->s->rec);
+    rc = store_rec(x, ZONE__DB_NODES, &k, exists ? &old : NULL, ZONE_TABLE_NODES);
+    if (rc < 0)
+        return rc;
+    *stored = n;
+    return 0;
+}
+
+static bool same_tags(const struct zone_service *a, const struct zone_service *b)
+{
+    if (a->n_tags != b->n_tags)
+        return false;
+    for (size_t i = 0; i < a->n_tags; i++)
+        if (strcmp(a->tags[i], b->tags[i]) != 0)
+            return false;
+    return true;
+}
+
+/* Checks keep a copy of their service's name and tags (zone_check.service_name/_tags); when
+ * those change, the node's checks of that service are rewritten. */
+static int refresh_checks(struct apply *x, const struct zone_service *sv)
+{
+    struct zone__key k;
+    struct rows rows;
+    int rc;
+
+    key_node(&k, sv->node);
+    if ((rc = rows_get(x, ZONE__DB_CHECKS, &k, sv->id, &rows)))
+        return rc;
+    for (size_t i = 0; i < rows.n; i++) {
+        struct zone_check ck;
+        struct zone__key ck_key;
+
+        if (zone__check_decode(rows.v[i].mv_data, rows.v[i].mv_size, true, x->a, &ck))
+            return BASE_ESTORE;
+        ck.service_name = sv->name;
+        ck.service_tags = sv->tags;
+        ck.n_service_tags = sv->n_tags;
+        x->s->rec.len = 0;
+        zone__check_encode(&ck, &x->s->rec);
+        zone__key_init(&ck_key);
+        memcpy(ck_key.b, rows.k[i].mv_data, rows.k[i].mv_size);
+        ck_key.n = rows.k[i].mv_size;
+        if ((rc = store_rec(x, ZONE__DB_CHECKS, &ck_key, &rows.v[i], ZONE_TABLE_CHECKS)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int upsert_service(struct apply *x, const struct zone_node *node,
+                          const struct zone_service *in)
+{
+    struct zone_service sv = *in, prev;
+    struct zone__key k, ik;
+    MDB_val old;
+    int rc;
+
+    sv.node = node->name;
+    if (!*sv.id)
+        sv.id = sv.name; /* Consul: the ID defaults to the name */
+    if ((rc = check_name(sv.name)) || (rc = check_name(sv.id)))
+        return rc;
+    /* zone.h: weights default to 1, 1 */
+    if (!sv.weight_passing && !sv.weight_warning)
+        sv.weight_passing = sv.weight_warning = 1;
+
+    key_row(&k, node->name, sv.id);
+    rc = get(x, ZONE__DB_SERVICES, &k, &old);
+    if (rc == BASE_ESTORE)
+        return rc;
+    bool exists = rc == 0;
+    if (exists && zone__service_decode(old.mv_data, old.mv_size, true, x->a, &prev))
+        return BASE_ESTORE;
+    sv.create_index = exists ? prev.create_index : x->idx;
+    sv.modify_index = exists ? prev.modify_index : x->idx;
+    x->s->rec.len = 0;
+    zone__service_encode(&sv, &x->s->rec);
+    rc = store_rec(x, ZONE__DB_SERVICES, &k, exists ? &old : NULL, ZONE_TABLE_SERVICES);
+    if (rc <= 0)
+        return rc;
+
+    bool renamed = exists && base_strcasecmp(prev.name, sv.name) != 0;
+    if (renamed) {
+        key_svcidx(&ik, prev.name, node->name, sv.id);
+        if ((rc = del(x, ZONE__DB_SVCIDX, &ik, ZONE_TABLE_SERVICES)))
+            return rc;
+    }
+    if (!exists || renamed) {
+        key_svcidx(&ik, sv.name, node->name, sv.id);
+        if ((rc = put(x, ZONE__DB_SVCIDX, &ik, "", 0)))
+            return rc;
+    }
+    if (exists && (strcmp(prev.name, sv.name) != 0 || !same_tags(&prev, &sv)))
+        return refresh_checks(x, &sv);
+    return 0;
+}
+
+static int upsert_check(struct apply *x, const struct zone_node *node, const struct zone_check *in)
+{
+    struct zone_check ck = *in, prev;
+    struct zone__key k;
+    MDB_val old;
+    int rc;
+
+    ck.node = node->name;
+    if (!*ck.check_id)
+        ck.check_id = ck.name; /* Consul: the check ID defaults to the name */
+    if ((rc = check_name(ck.check_id)))
+        return rc;
+    ck.service_name = "";
+    ck.service_tags = NULL;
+    ck.n_service_tags = 0;
+    if (*ck.service_id) {
+        struct zone_service sv;
+        MDB_val v;
+        key_row(&k, node->name, ck.service_id);
+        rc = get(x, ZONE__DB_SERVICES, &k, &v);
+        if (rc) /* BASE_ENOTFOUND: a check of a service that is not registered */
+            return rc;
+        if (zone__service_decode(v.mv_data, v.mv_size, true, x->a, &sv))
+            return BASE_ESTORE;
+        ck.service_name = sv.name;
+        ck.service_tags = sv.tags;
+        ck.n_service_tags = sv.n_tags;
+    }
+
+    key_row(&k, node->name, ck.check_id);
+    rc = get(x, ZONE__DB_CHECKS, &k, &old);
+    if (rc == BASE_ESTORE)
+        return rc;
+    bool exists = rc == 0;
+    if (exists && zone__check_decode(old.mv_data, old.mv_size, true, x->a, &prev))
+        return BASE_ESTORE;
+    ck.create_index = exists ? prev.create_index : x->idx;
+    ck.modify_index = exists ? prev.modify_index : x->idx;
+    x->s->rec.len = 0;
+    zone__check_encode(&ck, &x->s->rec);
+    rc = store_rec(x, ZONE__DB_CHECKS, &k, exists ? &old : NULL, ZONE_TABLE_CHECKS);
+    return rc < 0 ? rc : 0;
+}
+
+static int apply_register(struct apply *x, const struct zone_cmd *c)
+{
+    struct zone_node node;
+    int rc = check_name(c->node.name);
+
+    if (!rc)
+        rc = upsert_node(x, c, &node);
+    if (!rc && c->service)
+        rc = upsert_service(x, &node, c->service);
+    for (size_t i = 0; i < c->n_checks && !rc; i++)
+        rc = upsert_check(x, &node, &c->checks[i]);
+    return rc;
+}
+
+/* ---- deregister ------------------------------------------------------------------------ */
+static int drop_service_rows(struct apply *x, const char *node, const struct rows *svcs)
+{
+    for (size_t i = 0; i < svcs->n; i++) {
+        struct zone_service sv;
+        struct zone__key ik;
+        int rc;
+        if (zone__service_decode(svcs->v[i].mv_data, svcs->v[i].mv_size, true, x->a, &sv))
+            return BASE_ESTORE;
+        key_svcidx(&ik, sv.name, node, sv.id);
+        if ((rc = del(x, ZONE__DB_SVCIDX, &ik, ZONE_TABLE_SERVICES)))
+            return rc;
+    }
+    return rows_del(x, ZONE__DB_SERVICES, svcs, ZONE_TABLE_SERVICES);
+}
+
+static int drop_node(struct apply *x, const char *node)
+{
+    struct zone__key k;
+    struct rows rows;
+    int rc;
+
+    key_node(&k, node);
+    if ((rc = rows_get(x, ZONE__DB_SERVICES, &k, NULL, &rows)) ||
+        (rc = drop_service_rows(x, node, &rows)))
+        return rc;
+    if ((rc = rows_get(x, ZONE__DB_CHECKS, &k, NULL, &rows)) ||
+        (rc = rows_del(x, ZONE__DB_CHECKS, &rows, ZONE_TABLE_CHECKS)))
+        return rc;
+    key_name(&k, node);
+    return del(x, ZONE__DB_NODES, &k, ZONE_TABLE_NODES);
+}
+
+static int drop_service(struct apply *x, const char *node, const char *sid)
+{
+    struct zone__key k;
+    struct rows rows;
+    MDB_val v;
+    int rc;
+
+    key_row(&k, node, sid);
+    rc = get(x, ZONE__DB_SERVICES, &k, &v);
+    if (rc == BASE_ENOTFOUND)
+        return 0; /* Consul: deregistering what is not there succeeds */
+    if (rc)
+        return rc;
+    memset(&rows, 0, sizeof rows);
+    rows.k = &(MDB_val){.mv_size = k.n, .mv_data = k.b};
+    rows.v = &v;
+    rows.n = 1;
+    if ((rc = drop_service_rows(x, node, &rows)))
+        return rc;
+    key_node(&k, node);
+    if ((rc = rows_get(x, ZONE__DB_CHECKS, &k, sid, &rows)))
+        return rc;
+    return rows_del(x, ZONE__DB_CHECKS, &rows, ZONE_TABLE_CHECKS);
+}
+
+static int apply_deregister(struct apply *x, const struct zone_cmd *c)
+{
+    int rc;
+
+    if (!*c->node.name)
+        return BASE_EPARSE;
+    if (!*c->service_id && !*c->check_id)
+        return drop_node(x, c->node.name);
+    if (*c->service_id && (rc = drop_service(x, c->node.name, c->service_id)))
+        return rc;
+    if (*c->check_id) {
+        struct zone__key k;
+        key_row(&k, c->node.name, c->check_id);
+        return del(x, ZONE__DB_CHECKS, &k, ZONE_TABLE_CHECKS);
+    }
+    return 0;
+}
+
+/* ---- check update ---------------------------------------------------------------------- */
+static int apply_check_update(struct apply *x, const struct zone_cmd *c)
+{
+    struct zone__key k;
+    struct zone_check ck;
+    MDB_val old;
+    int rc;
+
+    if (!*c->node.name || !*c->check_id)
+        return BASE_EPARSE;
+    key_row(&k, c->node.name, c->check_id);
+    if ((rc = get(x, ZONE__DB_CHECKS, &k, &old)))
+        return rc;
+    if (zone__check_decode(old.mv_data, old.mv_size, true, x->a, &ck))
+        return BASE_ESTORE;
+    ck.status = c->status;
+    ck.output = c->output;
+    x->s->rec.len = 0;
+    zone__check_encode(&ck, &x->s->rec);
+    rc = store_rec(x, ZONE__DB_CHECKS, &k, &old, ZONE_TABLE_CHECKS);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- kv -------------------------------------------------------------------------------- */
+static int kv_key(struct zone__key *k, const char *key)
+{
+    zone__key_init(k);
+    if (!*key)
+        return BASE_EPARSE;
+    if (strlen(key) > ZONE_KV_MAX_KEY)
+        return BASE_ETOOBIG;
+    zone__key_raw(k, key);
+    return 0;
+}
+
+static int apply_kv_set(struct apply *x, const struct zone_cmd *c)
+{
+    struct zone__key k;
+    struct zone_kv kv = c->kv, prev;
+    MDB_val old;
+    int rc;
+
+    if ((rc = kv_key(&k, c->kv.key)))
+        return rc;
+    if (kv.value_len > ZONE_KV_MAX_VALUE)
+        return BASE_ETOOBIG;
+    rc = get(x, ZONE__DB_KV, &k, &old);
+    if (rc == BASE_ESTORE)
+        return rc;
+    bool exists = rc == 0;
+    if (exists && zone__kv_decode(old.mv_data, old.mv_size, true, x->a, &prev))
+        return BASE_ESTORE;
+    /* Consul's kvsSetCASTxn: cas 0 creates only; otherwise the ModifyIndex must match */
+    if (c->has_cas && (c->cas == 0 ? exists : !exists || prev.modify_index != c->cas))
+        return BASE_ECONFLICT;
+    /* a plain set keeps the lock: lock index and session change only through acquire and
+     * release */
+    kv.lock_index = exists ? prev.lock_index : 0;
+    kv.session = exists ? prev.session : "";
+    kv.create_index = exists ? prev.create_index : x->idx;
+    kv.modify_index = x->idx;
+    x->s->rec.len = 0;
+    zone__kv_encode(&kv, &x->s->rec);
+    if ((rc = put(x, ZONE__DB_KV, &k, x->s->rec.data, x->s->rec.len)))
+        return rc;
+    x->mask |= ZONE_TABLE_BIT(ZONE_TABLE_KV);
+    return 0;
+}
+
+static int apply_kv_delete(struct apply *x, const struct zone_cmd *c)
+{
+    struct zone__key k;
+    struct zone_kv prev;
+    MDB_val old;
+    int rc;
+
+    if (c->recurse) {
+        struct rows rows;
+        zone__key_init(&k);
+        zone__key_raw(&k, c->kv.key);
+        if ((rc = rows_get(x, ZONE__DB_KV, &k, NULL, &rows)))
+            return rc;
+        return rows_del(x, ZONE__DB_KV, &rows, ZONE_TABLE_KV);
+    }
+    if ((rc = kv_key(&k, c->kv.key)))
+        return rc;
+    rc = get(x, ZONE__DB_KV, &k, &old);
+    if (rc == BASE_ENOTFOUND)
+        return 0; /* Consul's kvsDeleteCASTxn: a missing key is deleted, whatever the cas */
+    if (rc)
+        return rc;
+    if (c->has_cas) {
+        if (zone__kv_decode(old.mv_data, old.mv_size, true, x->a, &prev))
+            return BASE_ESTORE;
+        if (prev.modify_index != c->cas)
+            return BASE_ECONFLICT;
+    }
+    return del(x, ZONE__DB_KV, &k, ZONE_TABLE_KV);
+}
+
+static int apply_one(struct apply *x, const struct zone_cmd *c)
+{
+    switch (c->type) {
+    case ZONE_CMD_REGISTER:
+        return apply_register(x, c);
+    case ZONE_CMD_DEREGISTER:
+        return apply_deregister(x, c);
+    case ZONE_CMD_CHECK_UPDATE:
+        return apply_check_update(x, c);
+    case ZONE_CMD_KV_SET:
+        return apply_kv_set(x, c);
+    case ZONE_CMD_KV_DELETE:
+        return apply_kv_delete(x, c);
+    }
+    return BASE_EPARSE;
+}
+
+/* ---- one entry ------------------------------------------------------------------------- */
+static int write_meta(struct zone_store *s, MDB_txn *t, uint64_t idx, uint32_t mask)
+{
+    MDB_dbi m = s->dbi[ZONE__DB_META];
+    int rc = zone__meta_write(t, m, ZONE__META_APPLIED, idx);
+
+    for (int i = 0; i < ZONE_TABLE_COUNT && !rc; i++)
+        if (mask & ZONE_TABLE_BIT(i))
+            rc = zone__meta_write(t, m, zone__table_keys[i], idx);
+    if (!rc && mask)
+        rc = zone__meta_write(t, m, ZONE__META_INDEX, idx);
+    return rc;
+}
+
+int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice *cmds, size_t n,
+                     int *results, uint32_t *touched)
+{
+    MDB_txn *t;
+    uint64_t applied;
+    uint32_t mask = 0;
+
+    BASE_ASSERT_LOOP();
+    *touched = 0;
+    for (size_t i = 0; i < n; i++)
+        results[i] = 0;
+    if (mdb_txn_begin(s->env, NULL, 0, &t))
+        return BASE_ESTORE;
+    if (zone__meta_read(t, s->dbi[ZONE__DB_META], ZONE__META_APPLIED, &applied))
+        goto fail;
+    if (idx <= applied) { /* replay of an entry this store already holds */
+        mdb_txn_abort(t);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct zone_cmd c;
+        MDB_txn *child;
+
+        base_arena_reset(&s->arena);
+        if (zone_cmd_decode(cmds[i].p, cmds[i].n, &s->arena, &c)) {
+            results[i] = BASE_EPARSE;
+            continue;
+        }
+        if (mdb_txn_begin(s->env, t, 0, &child))
+            goto fail;
+        struct apply x = {.s = s, .t = child, .idx = idx, .a = &s->arena};
+        int rc = apply_one(&x, &c);
+        if (rc) {
+            mdb_txn_abort(child);
+            if (rc == BASE_ESTORE)
+                goto fail;
+            results[i] = rc;
+            continue;
+        }
+        if (mdb_txn_commit(child))
+            goto fail;
+        mask |= x.mask;
+    }
+    base_arena_reset(&s->arena);
+    if (write_meta(s, t, idx, mask))
+        goto fail;
+    if (mdb_txn_commit(t)) {
+        t = NULL; /* a failed commit frees the transaction */
+        goto fail;
+    }
+    *touched = mask;
+    return 0;
+
+fail:
+    if (t)
+        mdb_txn_abort(t);
+    base_arena_reset(&s->arena);
+    for (size_t i = 0; i < n; i++)
+        results[i] = 0;
+    return BASE_ESTORE;
+}
