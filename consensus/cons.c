@@ -1,0 +1,378 @@
+/* consensus: libraft on the main loop, with the zone store as its state machine.
+ *
+ * How a write travels. cons_propose queues a copy of an encoded zone command. Once per loop
+ * iteration the flush (propose.c) packs everything queued into ONE entry and calls raft_apply
+ * with ONE buffer: libraft 0.22 appends only the first buffer of a batch, so batching happens
+ * here, at the application level (group commit). When the entry commits, the FSM (fsm.c)
+ * applies all its commands in one LMDB transaction together with the entry's index, and
+ * libraft's apply callback gives each proposer its own command's result.
+ *
+ * Padding. libraft writes entries into segments it can load back only when each payload is a
+ * multiple of 8 bytes long. The entry frame (entry.c) is padded with zeros and carries its real
+ * length, so decoding never reads the padding as a command.
+ *
+ * Unknown outcomes. Once an entry is appended, only its commit says it happened. If the apply
+ * callback fails (leadership lost, shutdown: libraft fails every pending request with
+ * RAFT_LEADERSHIPLOST) the entry may still be committed by the next leader, so the proposer
+ * learns BASE_EUNKNOWN, never "not written". Only requests refused before the append
+ * (not leader, shutdown before the flush, too big) are definite failures.
+ *
+ * Idempotent replay. The catalog stores the last applied index in the same transaction as the
+ * data. libraft replays the log after its last snapshot at every start; zone_store_apply skips
+ * entries at or below the stored index and zone_store_restore skips snapshots not newer than
+ * the catalog, so a restart never applies anything twice.
+ *
+ * Close order (DESIGN.md 2.6). cons_stop ends the queued commands (BASE_ESHUTDOWN), then
+ * raft_close: libraft fails its pending requests synchronously (our callbacks report
+ * BASE_EUNKNOWN) and closes its io, which closes the transport. In raft_close's callback the io
+ * and transport memory is released (raft_uv_close, then the transport), then our own handles
+ * close (the flush idle handle, the leadership timer); the last close callback frees the cons
+ * and calls done. The loop then holds nothing of ours and uv_loop_close() returns 0. A start
+ * that fails after raft_init takes the same path without a done callback.
+ *
+ * Leadership. A single voter elects itself inside raft_start (libraft converts a lone voter to
+ * leader at once). A timer at the heartbeat period samples state and leader, logs changes and
+ * remembers when a leader was last known (cons_last_contact_ms). */
+#include "internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define DEFAULT_ELECTION_MS  1000
+#define DEFAULT_HEARTBEAT_MS 100
+#define DEFAULT_THRESHOLD    8192
+#define DEFAULT_TRAILING     10240
+
+/* mkdir -p with mode 0700 for the directories it creates. */
+static int mkdir_p(const char *dir, char *errmsg)
+{
+    char *p = base_strdup(dir);
+    int rv = 0;
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char saved = *s;
+        *s = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+            rv = base_errf(errmsg, -errno, "create %s: %s", p, strerror(errno));
+            break;
+        }
+        *s = saved;
+        if (saved == '\0')
+            break;
+    }
+    base_free(p);
+    if (rv == 0) {
+        struct stat st;
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            rv = base_errf(errmsg, BASE_EINVAL, "%s is not a directory", dir);
+    }
+    return rv;
+}
+
+/* ---- leadership tracking --------------------------------------------------------------- */
+
+static void observe(struct cons *c)
+{
+    unsigned short state = (unsigned short)raft_state(&c->raft);
+    raft_id leader = 0;
+    const char *address = NULL;
+    raft_leader(&c->raft, &leader, &address);
+    if (leader != 0)
+        c->contact_at = uv_now(c->loop);
+    if (state == c->last_state && leader == c->last_leader)
+        return;
+    c->last_state = state;
+    c->last_leader = leader;
+    if (state == RAFT_LEADER)
+        LOG_INFO("consensus", "became leader term=%llu index=%llu", raft_current_term(&c->raft),
+                 raft_last_index(&c->raft));
+    else if (leader != 0)
+        LOG_INFO("consensus", "following leader id=%llu address=%s term=%llu", leader,
+                 address ? address : "", raft_current_term(&c->raft));
+    else
+        LOG_INFO("consensus", "no leader (%s) term=%llu", raft_state_name(state),
+                 raft_current_term(&c->raft));
+}
+
+static void tick_cb(uv_timer_t *t)
+{
+    observe(t->data);
+}
+
+/* ---- close ----------------------------------------------------------------------------- */
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct cons *c = h->data;
+    if (--c->open_handles > 0)
+        return;
+    /* proposals and barriers made while stopping */
+    cons__propose_fail_queued(c, BASE_ESHUTDOWN);
+    assert(c->inflight == NULL);
+    void (*done)(void *) = c->done;
+    void *data = c->done_data;
+    base_arena_close(&c->arena);
+    base_free(c->address);
+    base_free(c->dir);
+    base_free(c);
+    if (done)
+        done(data);
+}
+
+static void raft_closed(struct raft *r)
+{
+    struct cons *c = r->data;
+    /* libraft's io is closed and has closed the transport: release both */
+    raft_uv_close(&c->io);
+    cons__transport_close(c);
+    c->open_handles = 2;
+    uv_close((uv_handle_t *)&c->flush, handle_closed);
+    uv_close((uv_handle_t *)&c->tick, handle_closed);
+}
+
+static void close_raft(struct cons *c)
+{
+    c->stopping = true;
+    uv_idle_stop(&c->flush);
+    uv_timer_stop(&c->tick);
+    raft_close(&c->raft, raft_closed);
+}
+
+void cons_stop(struct cons *c, void (*done)(void *), void *data)
+{
+    BASE_ASSERT_LOOP();
+    assert(!c->stopping);
+    assert(!c->in_apply); /* not from on_applied: libraft is inside raft_step there */
+    LOG_INFO("consensus", "stopping term=%llu index=%llu", raft_current_term(&c->raft),
+             raft_last_index(&c->raft));
+    c->done = done;
+    c->done_data = data;
+    c->stopping = true;
+    cons__propose_fail_queued(c, BASE_ESHUTDOWN);
+    close_raft(c);
+}
+
+/* ---- start ----------------------------------------------------------------------------- */
+
+/* libraft leaves its message in one of three places, or nowhere (a failed listen). */
+static const char *raft_message(struct cons *c, int rv)
+{
+    if (raft_errmsg(&c->raft)[0])
+        return raft_errmsg(&c->raft);
+    if (c->io.errmsg[0])
+        return c->io.errmsg;
+    if (c->transport.errmsg[0])
+        return c->transport.errmsg;
+    return raft_strerror(rv);
+}
+
+static int start_error(int raft_rv)
+{
+    switch (raft_rv) {
+    case RAFT_IOERR:
+    case RAFT_CORRUPT:
+    case RAFT_NOSPACE:
+        return BASE_ESTORE;
+    case RAFT_NOMEM:
+        return -ENOMEM;
+    default:
+        return BASE_EINVAL;
+    }
+}
+
+int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out, char *errmsg)
+{
+    BASE_ASSERT_LOOP();
+    *out = NULL;
+    if (!cfg->dir || !*cfg->dir)
+        return base_errf(errmsg, BASE_EINVAL, "consensus: no data directory");
+    if (!cfg->address || !*cfg->address)
+        return base_errf(errmsg, BASE_EINVAL, "consensus: no server address");
+    if (cfg->id == 0)
+        return base_errf(errmsg, BASE_EINVAL, "consensus: server id must not be 0");
+    if (!cfg->store)
+        return base_errf(errmsg, BASE_EINVAL, "consensus: no store");
+    unsigned election = cfg->election_timeout_ms ? cfg->election_timeout_ms : DEFAULT_ELECTION_MS;
+    unsigned heartbeat =
+        cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : DEFAULT_HEARTBEAT_MS;
+    if (heartbeat >= election)
+        return base_errf(errmsg, BASE_EINVAL,
+                         "consensus: heartbeat timeout %ums must be below election timeout %ums",
+                         heartbeat, election);
+    unsigned threshold = cfg->snapshot_threshold ? cfg->snapshot_threshold : DEFAULT_THRESHOLD;
+    unsigned trailing = cfg->snapshot_trailing ? cfg->snapshot_trailing : DEFAULT_TRAILING;
+    if (trailing < threshold) /* DESIGN.md 2.6: trailing >= threshold */
+        trailing = threshold;
+
+    /* A write to a peer that closed its connection raises SIGPIPE, whose default action kills
+     * the process: a dead peer would take a healthy server down with it. libuv reports EPIPE
+     * instead once the signal is ignored. The daemon ignores it at start-up; doing it here
+     * too keeps every embedding (tests, tools) safe. Idempotent. */
+    signal(SIGPIPE, SIG_IGN);
+
+    int rv = mkdir_p(cfg->dir, errmsg);
+    if (rv != 0) {
+        base_err_wrap(errmsg, "consensus");
+        return rv;
+    }
+
+    struct cons *c = base_calloc(1, sizeof *c);
+    c->loop = loop;
+    c->store = cfg->store;
+    c->on_applied = cfg->on_applied;
+    c->data = cfg->data;
+    c->id = cfg->id;
+    c->address = base_strdup(cfg->address);
+    c->dir = base_strdup(cfg->dir);
+    base_arena_init(&c->arena);
+
+    rv = cons__transport_init(c, errmsg);
+    if (rv != 0) {
+        base_err_wrap(errmsg, "consensus");
+        goto err_free;
+    }
+    int rrv = raft_uv_init(&c->io, loop, c->dir, &c->transport);
+    if (rrv != 0) {
+        rv = base_errf(errmsg, start_error(rrv), "consensus: raft io on %s: %s", c->dir,
+                       c->io.errmsg);
+        goto err_transport;
+    }
+    cons__fsm_init(c);
+    rrv = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->address);
+    if (rrv != 0) {
+        rv = base_errf(errmsg, start_error(rrv), "consensus: raft init: %s", raft_errmsg(&c->raft));
+        raft_uv_close(&c->io);
+        goto err_transport;
+    }
+    c->raft.data = c;
+    raft_set_election_timeout(&c->raft, election);
+    raft_set_heartbeat_timeout(&c->raft, heartbeat);
+    raft_set_pre_vote(&c->raft, true);
+    raft_set_snapshot_threshold(&c->raft, threshold);
+    raft_set_snapshot_trailing(&c->raft, trailing);
+
+    /* From here on, failures close asynchronously through raft_close. */
+    cons__propose_init(c);
+    rv = uv_timer_init(loop, &c->tick);
+    assert(rv == 0);
+    c->tick.data = c;
+    uv_unref((uv_handle_t *)&c->tick);
+    c->contact_at = uv_now(loop);
+    c->last_state = (unsigned short)raft_state(&c->raft);
+
+    if (cfg->bootstrap) {
+        struct raft_configuration conf;
+        raft_configuration_init(&conf);
+        rrv = raft_configuration_add(&conf, c->id, c->address, RAFT_VOTER);
+        if (rrv == 0)
+            rrv = raft_bootstrap(&c->raft, &conf);
+        raft_configuration_close(&conf);
+        if (rrv == RAFT_CANTBOOTSTRAP) {
+            LOG_DEBUG("consensus", "bootstrap skipped: %s already holds Raft state", c->dir);
+            rrv = 0;
+        } else if (rrv == 0) {
+            LOG_INFO("consensus", "bootstrapped a one-voter cluster id=%" PRIu64 " address=%s",
+                     c->id, c->address);
+        }
+        if (rrv != 0) {
+            rv = base_errf(errmsg, start_error(rrv), "consensus: bootstrap in %s: %s", c->dir,
+                           raft_message(c, rrv));
+            goto err_close;
+        }
+    }
+
+    rrv = raft_start(&c->raft);
+    if (rrv != 0) {
+        rv = base_errf(errmsg, start_error(rrv), "consensus: raft start (address %s, dir %s): %s",
+                       c->address, c->dir, raft_message(c, rrv));
+        goto err_close;
+    }
+    LOG_INFO("consensus", "started id=%" PRIu64 " address=%s dir=%s term=%llu index=%llu", c->id,
+             c->address, c->dir, raft_current_term(&c->raft), raft_last_index(&c->raft));
+    c->last_state = 0xffff; /* log the first state */
+    observe(c);
+    rv = uv_timer_start(&c->tick, tick_cb, heartbeat, heartbeat);
+    assert(rv == 0);
+    *out = c;
+    return 0;
+
+err_close:
+    close_raft(c); /* frees c from the last close callback; the caller runs the loop */
+    return rv;
+err_transport:
+    cons__transport_close(c);
+err_free:
+    base_arena_close(&c->arena);
+    base_free(c->address);
+    base_free(c->dir);
+    base_free(c);
+    return rv;
+}
+
+/* ---- queries --------------------------------------------------------------------------- */
+
+/* libraft's getters take a non-const raft but only read it. */
+static struct raft *raft_of(const struct cons *c)
+{
+    return (struct raft *)&c->raft;
+}
+
+bool cons_is_leader(const struct cons *c)
+{
+    return raft_state(raft_of(c)) == RAFT_LEADER;
+}
+
+void cons_leader(const struct cons *c, uint64_t *id, const char **address)
+{
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(raft_of(c), &lid, &laddr);
+    *id = lid;
+    *address = lid && laddr ? laddr : "";
+}
+
+uint64_t cons_last_contact_ms(const struct cons *c)
+{
+    struct raft *r = raft_of(c);
+    uint64_t now = uv_now(c->loop);
+    if (raft_state(r) == RAFT_LEADER)
+        return 0;
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(r, &lid, &laddr);
+    /* A follower restarts its election timer on every message of the current leader, so with
+     * a known leader the timer's start is the last contact (libraft has no getter for it; the
+     * field is public and on the io's clock, which is uv_now). Without one, the last time the
+     * leadership timer saw a leader. */
+    if (lid != 0 && raft_state(r) == RAFT_FOLLOWER)
+        return now > r->election_timer_start ? now - r->election_timer_start : 0;
+    return now > c->contact_at ? now - c->contact_at : 0;
+}
+
+void cons_servers_each(const struct cons *c, void (*cb)(void *data, const struct cons_server *s),
+                       void *data)
+{
+    const struct raft_configuration *conf = &c->raft.configuration;
+    for (unsigned i = 0; i < conf->n; i++) {
+        struct cons_server s = {
+            .id = conf->servers[i].id,
+            .address = conf->servers[i].address,
+            .role = conf->servers[i].role,
+        };
+        cb(data, &s);
+    }
+}
+
+uint64_t cons_term(const struct cons *c)
+{
+    return raft_current_term(&c->raft);
+}
+
+uint64_t cons_last_index(const struct cons *c)
+{
+    return raft_last_index(raft_of(c));
+}

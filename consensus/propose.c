@@ -1,0 +1,375 @@
+/* Group commit: the commands proposed during one loop iteration travel in one Raft entry.
+ *
+ * cons_propose copies the command into a queue and starts an idle handle. An active idle
+ * handle makes the loop poll without blocking, and its callback runs once at the start of the
+ * next iteration: that callback is the flush. Everything queued since the previous flush (I/O
+ * callbacks of the poll phase, check-phase callbacks such as libraft firing apply callbacks,
+ * timers) goes into one entry. A prepare handle alone would not do: a command queued by a
+ * callback running after our prepare callback would wait for the next wake-up, which can be a
+ * whole heartbeat away.
+ *
+ * The flush encodes the queue straight into one raft_malloc'd buffer and calls raft_apply
+ * with exactly that one buffer: libraft 0.22 appends only the first buffer of a batch and
+ * silently drops the rest (DESIGN.md 2.6). An entry is capped at CONS_ENTRY_MAX (4 MiB, half
+ * of libraft's 8 MiB segment); a longer queue is cut into several entries, appended one after
+ * the other in the same flush. Barriers queued in the same iteration are appended after the
+ * commands, so a barrier covers the writes proposed before it.
+ *
+ * Outcomes. Not the leader at flush time: every queued command ends with BASE_ENOTLEADER (a
+ * leader is known) or BASE_ENOLEADER, nothing appended. Appended: the entry's batch waits in
+ * c->inflight; the FSM writes the per-command results into it when the entry applies
+ * (fsm.c), and libraft's apply callback (fired from its own prepare/check handles, later in
+ * the same or the next iteration) hands each proposer status 0, its own result and the
+ * entry's index. An apply callback with an error (leadership lost, raft_close) or a
+ * raft_apply failure after the submission reached the log means the entry's fate is unknown:
+ * BASE_EUNKNOWN. Commands still queued when cons_stop runs end with BASE_ESHUTDOWN. */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void prop_queue_init(struct cons_prop_queue *q)
+{
+    q->head = NULL;
+    q->tail = &q->head;
+}
+
+static struct cons_prop *prop_queue_take(struct cons_prop_queue *q)
+{
+    struct cons_prop *list = q->head;
+    prop_queue_init(q);
+    return list;
+}
+
+/* The barrier stack, oldest first. */
+static struct cons_barrier *barriers_take(struct cons *c)
+{
+    struct cons_barrier *rev = NULL, *b = c->barriers;
+    c->barriers = NULL;
+    while (b) {
+        struct cons_barrier *next = b->next;
+        b->next = rev;
+        rev = b;
+        b = next;
+    }
+    return rev;
+}
+
+static void flush_cb(uv_idle_t *h);
+
+void cons__propose_init(struct cons *c)
+{
+    int rv = uv_idle_init(c->loop, &c->flush);
+    assert(rv == 0);
+    BASE_UNUSED(rv);
+    c->flush.data = c;
+    prop_queue_init(&c->queue);
+    c->barriers = NULL;
+    c->inflight = NULL;
+    c->inflight_tail = NULL;
+}
+
+int cons__not_leader_status(struct cons *c)
+{
+    raft_id id = 0;
+    const char *address = NULL;
+    raft_leader(&c->raft, &id, &address);
+    return id != 0 ? BASE_ENOTLEADER : BASE_ENOLEADER;
+}
+
+static void schedule(struct cons *c)
+{
+    /* While stopping the idle handle is closing: cons__propose_fail_queued ends the queue
+     * from the last close callback instead. */
+    if (!c->stopping)
+        uv_idle_start(&c->flush, flush_cb);
+}
+
+void cons_propose(struct cons *c, const void *cmd, size_t len, cons_propose_cb cb, void *data)
+{
+    BASE_ASSERT_LOOP();
+    struct cons_prop *p;
+    if (len > CONS_CMD_MAX) {
+        p = base_malloc(sizeof *p);
+        p->status = BASE_ETOOBIG;
+        p->len = 0;
+    } else {
+        p = base_malloc(sizeof *p + len);
+        p->status = 0;
+        p->len = len;
+        if (len)
+            memcpy(p->cmd, cmd, len);
+    }
+    p->next = NULL;
+    p->cb = cb;
+    p->data = data;
+    *c->queue.tail = p;
+    c->queue.tail = &p->next;
+    schedule(c);
+}
+
+void cons_barrier(struct cons *c, cons_barrier_cb cb, void *data)
+{
+    BASE_ASSERT_LOOP();
+    struct cons_barrier *b = base_calloc(1, sizeof *b);
+    b->c = c;
+    b->cb = cb;
+    b->data = data;
+    b->req.data = b;
+    b->next = c->barriers;
+    c->barriers = b;
+    schedule(c);
+}
+
+static void prop_end(struct cons_prop *p, int status, int result, uint64_t index)
+{
+    cons_propose_cb cb = p->cb;
+    void *data = p->data;
+    base_free(p);
+    if (cb)
+        cb(data, status, result, index);
+}
+
+static void props_fail(struct cons_prop *p, int status)
+{
+    while (p) {
+        struct cons_prop *next = p->next;
+        prop_end(p, status, 0, 0);
+        p = next;
+    }
+}
+
+static void barrier_end(struct cons_barrier *b, int status)
+{
+    cons_barrier_cb cb = b->cb;
+    void *data = b->data;
+    base_free(b);
+    if (cb)
+        cb(data, status);
+}
+
+void cons__propose_fail_queued(struct cons *c, int status)
+{
+    /* Callbacks may queue more: go on until both queues stay empty. */
+    while (c->queue.head || c->barriers) {
+        props_fail(prop_queue_take(&c->queue), status);
+        struct cons_barrier *b = barriers_take(c);
+        while (b) {
+            struct cons_barrier *next = b->next;
+            barrier_end(b, status);
+            b = next;
+        }
+    }
+}
+
+/* ---- in-flight entries ----------------------------------------------------------------- */
+
+static void inflight_link(struct cons *c, struct cons_batch *b)
+{
+    b->next = NULL;
+    b->prev = c->inflight_tail;
+    if (c->inflight_tail)
+        c->inflight_tail->next = b;
+    else
+        c->inflight = b;
+    c->inflight_tail = b;
+}
+
+static void inflight_unlink(struct cons *c, struct cons_batch *b)
+{
+    if (b->prev)
+        b->prev->next = b->next;
+    else
+        c->inflight = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    else
+        c->inflight_tail = b->prev;
+    b->prev = b->next = NULL;
+}
+
+struct cons_batch *cons__batch_find(struct cons *c, uint64_t index)
+{
+    /* Newest first: should a batch whose failure is not yet reported share its index with a
+     * newer one (leadership lost and regained within one iteration), the newer one is the
+     * entry being applied. The list is short: one batch per flush still in flight. */
+    for (struct cons_batch *b = c->inflight_tail; b; b = b->prev)
+        if (b->index == index)
+            return b;
+    return NULL;
+}
+
+static void batch_end(struct cons_batch *b, int status)
+{
+    struct cons_prop *p = b->props;
+    size_t i = 0;
+    while (p) {
+        struct cons_prop *next = p->next;
+        if (status == 0)
+            prop_end(p, 0, b->results[i], b->index);
+        else
+            prop_end(p, status, 0, 0);
+        p = next;
+        i++;
+    }
+    base_free(b->results);
+    base_free(b);
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct cons_batch *b = req->data;
+    struct cons *c = b->c;
+
+    inflight_unlink(c, b);
+    if (status == 0 && !b->applied) {
+        /* libraft matched the request by index only; the FSM did not see our entry there */
+        LOG_ERR("consensus", "entry %" PRIu64 " applied without our commands", b->index);
+        status = RAFT_CANCELED;
+    }
+    assert(status != 0 || result == b->results);
+    BASE_UNUSED(result);
+    if (status != 0)
+        LOG_DEBUG("consensus", "entry %" PRIu64 " outcome unknown: %s", b->index,
+                  raft_strerror(status));
+    batch_end(b, status == 0 ? 0 : BASE_EUNKNOWN);
+}
+
+/* Appends the n proposals of list (cmd_bytes in all) as one entry. */
+static void submit(struct cons *c, struct cons_prop *list, size_t n, size_t cmd_bytes)
+{
+    struct cons_batch *b = base_calloc(1, sizeof *b);
+    struct base_slice *cmds = base_malloc(n * sizeof *cmds);
+    size_t i = 0;
+    for (struct cons_prop *p = list; p; p = p->next, i++) {
+        cmds[i].p = p->cmd;
+        cmds[i].n = p->len;
+    }
+    assert(i == n);
+
+    size_t size = cons__entry_size(n, cmd_bytes);
+    struct raft_buffer buf = {.base = raft_malloc(size), .len = size};
+    if (!buf.base) {
+        LOG_ERR("consensus", "out of memory allocating an entry of %zu bytes", size);
+        abort();
+    }
+    cons__entry_write(buf.base, size, cmds, n);
+    base_free(cmds);
+
+    b->c = c;
+    b->req.data = b;
+    b->n = n;
+    b->props = list;
+    b->results = base_calloc(n, sizeof *b->results);
+    b->index = raft_last_index(&c->raft) + 1;
+    inflight_link(c, b);
+
+    int rv = raft_apply(&c->raft, &b->req, &buf, 1, apply_cb);
+    if (rv != 0) {
+        inflight_unlink(c, b);
+        if (rv == RAFT_NOTLEADER) {
+            /* refused before anything was appended: the buffer is still ours */
+            raft_free(buf.base);
+            batch_end(b, cons__not_leader_status(c));
+            return;
+        }
+        /* Past the submission libraft may already own (and have freed) the buffer, and the
+         * entry may be in the log: leave the buffer, report the outcome as unknown. */
+        LOG_WARN("consensus", "append entry: %s (%s)", raft_strerror(rv), raft_errmsg(&c->raft));
+        batch_end(b, BASE_EUNKNOWN);
+        return;
+    }
+    if (b->req.index != b->index) {
+        LOG_WARN("consensus", "entry appended at %llu, expected %" PRIu64, b->req.index, b->index);
+        b->index = b->req.index;
+    }
+    LOG_DEBUG("consensus", "entry %" PRIu64 ": %zu commands, %zu bytes", b->index, n, size);
+}
+
+static void flush_props(struct cons *c, struct cons_prop *list)
+{
+    while (list) {
+        if (c->stopping) { /* a callback stopped us */
+            props_fail(list, BASE_ESHUTDOWN);
+            return;
+        }
+        if (list->status != 0) {
+            struct cons_prop *p = list;
+            list = p->next;
+            prop_end(p, p->status, 0, 0);
+            continue;
+        }
+        if (raft_state(&c->raft) != RAFT_LEADER) {
+            int status = cons__not_leader_status(c);
+            while (list) {
+                struct cons_prop *p = list;
+                list = p->next;
+                prop_end(p, p->status ? p->status : status, 0, 0);
+            }
+            return;
+        }
+        /* the longest prefix of acceptable commands that fits one entry (at least one: a
+         * command of CONS_CMD_MAX bytes fits alone) */
+        size_t n = 0, bytes = 0;
+        struct cons_prop **end = &list;
+        while (*end && (*end)->status == 0 &&
+               cons__entry_size(n + 1, bytes + (*end)->len) <= CONS_ENTRY_MAX) {
+            bytes += (*end)->len;
+            n++;
+            end = &(*end)->next;
+        }
+        assert(n > 0);
+        struct cons_prop *batch = list;
+        list = *end;
+        *end = NULL;
+        submit(c, batch, n, bytes);
+    }
+}
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct cons_barrier *b = req->data;
+    struct cons *c = b->c;
+    if (status == 0)
+        barrier_end(b, 0);
+    else if (c->stopping || status == RAFT_SHUTDOWN)
+        barrier_end(b, BASE_ESHUTDOWN);
+    else
+        barrier_end(b, cons__not_leader_status(c));
+}
+
+static void flush_barriers(struct cons *c, struct cons_barrier *list)
+{
+    while (list) {
+        struct cons_barrier *b = list;
+        list = b->next;
+        b->next = NULL;
+        if (c->stopping) {
+            barrier_end(b, BASE_ESHUTDOWN);
+            continue;
+        }
+        if (raft_state(&c->raft) != RAFT_LEADER) {
+            barrier_end(b, cons__not_leader_status(c));
+            continue;
+        }
+        int rv = raft_barrier(&c->raft, &b->req, barrier_cb);
+        if (rv != 0) {
+            if (rv != RAFT_NOTLEADER)
+                LOG_WARN("consensus", "barrier: %s (%s)", raft_strerror(rv), raft_errmsg(&c->raft));
+            barrier_end(b, rv == RAFT_NOTLEADER ? cons__not_leader_status(c) : BASE_EUNKNOWN);
+        }
+    }
+}
+
+static void flush_cb(uv_idle_t *h)
+{
+    struct cons *c = h->data;
+    uv_idle_stop(h);
+    if (c->stopping)
+        return;
+    struct cons_prop *props = prop_queue_take(&c->queue);
+    struct cons_barrier *barriers = barriers_take(c);
+    flush_props(c, props);
+    flush_barriers(c, barriers);
+}
