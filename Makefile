@@ -84,9 +84,15 @@ unit: $(UNIT_BINS)
 	  echo "unit ($(BUILD)): $$n test binaries passed"
 
 unit-asan:
-	$(MAKE) --no-print-directory BUILD=build/asan SAN=1 unit
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 unit build/asan/herald
 
-integration: $(BUILD)/herald build/asan/herald
+ifneq ($(BUILD),build/asan)
+build/asan/herald: FORCE
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 $@
+endif
+
+# Integration tests drive the ASan/UBSan build of the real binary (HERALD_BIN overrides).
+integration: build/asan/herald
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
 check-deps:

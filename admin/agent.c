@@ -1,0 +1,419 @@
+/* The agent daemon: one libuv loop that owns the catalog store, Raft, the HTTP API and the
+ * health-check runner (DESIGN.md 2.2).
+ *
+ * Start: config -> data dir (node-id, catalog/, raft/) -> zone store -> consensus (replays the
+ * log into the store) -> api -> HTTP listener -> check runner. Once this server leads, it
+ * registers its own node (with the serfHealth check and the "consul" service, as Consul's
+ * leader does) and the services of its config files.
+ *
+ * Stop (SIGINT/SIGTERM): HTTP stops (parked requests are dropped), Raft closes (pending
+ * proposals end as unknown or shut down), then the api and the check runner are freed, the
+ * store is closed and the loop must close with nothing left on it. */
+#define _XOPEN_SOURCE 700
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct agent {
+    uv_loop_t loop;
+    struct adm_config cfg;
+    struct zone_store *store;
+    struct cons *cons;
+    struct http_server *http;
+    struct api *api;
+    struct adm_checks *checks;
+    uv_signal_t sigint, sigterm;
+    uv_timer_t sync;
+    char node_id[40];
+    uint64_t raft_id;
+    char server_addr[80];
+    char *tmpdir; /* -dev data, removed at exit */
+    bool registering, registered;
+    bool stopping;
+    int exit_code;
+};
+
+static int mkdir_p(const char *path, char *err)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0700) && errno != EEXIST)
+            return base_errf(err, -errno, "mkdir %s: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0700) && errno != EEXIST)
+        return base_errf(err, -errno, "mkdir %s: %s", buf, strerror(errno));
+    return 0;
+}
+
+static int random_bytes(void *p, size_t n)
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t r = read(fd, p, n);
+    close(fd);
+    return r == (ssize_t)n ? 0 : BASE_ESTORE;
+}
+
+/* The node ID (a UUID) lives in DATA/node-id; the Raft id is derived from it. */
+static int load_node_id(struct agent *ag, const char *dir, char *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/node-id", dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        bool ok = fgets(ag->node_id, sizeof ag->node_id, f) != NULL;
+        fclose(f);
+        ag->node_id[strcspn(ag->node_id, "\r\n")] = '\0';
+        if (!ok || strlen(ag->node_id) != 36)
+            return base_errf(err, BASE_EPARSE, "%s: not a node ID", path);
+    } else {
+        uint8_t r[16];
+        if (random_bytes(r, sizeof r))
+            return base_errf(err, BASE_ESTORE, "cannot read /dev/urandom");
+        r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
+        r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
+        snprintf(ag->node_id, sizeof ag->node_id,
+                 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
+                 r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
+                 r[15]);
+        char tmp[4096 + 8];
+        snprintf(tmp, sizeof tmp, "%s.tmp", path);
+        f = fopen(tmp, "w");
+        if (!f || fprintf(f, "%s\n", ag->node_id) < 0 || fflush(f) || fsync(fileno(f)) ||
+            fclose(f) || rename(tmp, path))
+            return base_errf(err, BASE_ESTORE, "cannot write %s", path);
+    }
+    uint64_t id = 0;
+    for (int i = 0, n = 0; ag->node_id[i] && n < 16; i++) {
+        char ch = ag->node_id[i];
+        if (ch == '-')
+            continue;
+        id = id << 4 | (uint64_t)(ch <= '9' ? ch - '0' : (ch | 32) - 'a' + 10);
+        n++;
+    }
+    ag->raft_id = id ? id : 1;
+    return 0;
+}
+
+/* ---- applied commits fan out to blocking queries and the check runner ------------------- */
+
+static void on_applied(void *data, uint64_t index, uint32_t touched)
+{
+    struct agent *ag = data;
+    if (ag->api)
+        api_on_applied(ag->api, index, touched);
+    if (ag->checks && (touched & ZONE_TABLE_BIT(ZONE_TABLE_CHECKS)))
+        adm_checks_sync(ag->checks);
+}
+
+/* ---- registering this node once we lead ------------------------------------------------ */
+
+static void registered_cb(void *data, int status, int result, uint64_t index)
+{
+    struct agent *ag = data;
+    BASE_UNUSED(index);
+    ag->registering = false;
+    if (status || result) {
+        LOG_WARN("agent", "registering this node failed: %s; will retry",
+                 base_strerror(status ? status : result));
+        return;
+    }
+    ag->registered = true;
+    LOG_INFO("agent", "synced node info node=%s address=%s", ag->cfg.node_name,
+             ag->cfg.advertise_addr);
+}
+
+static void service_cb(void *data, int status, int result, uint64_t index)
+{
+    BASE_UNUSED(data);
+    BASE_UNUSED(index);
+    if (status || result)
+        LOG_WARN("agent", "registering a configured service failed: %s",
+                 base_strerror(status ? status : result));
+}
+
+static void register_self(struct agent *ag)
+{
+    struct zone_pair tagged[2] = {{"lan", ag->cfg.advertise_addr}, {"wan", ag->cfg.advertise_addr}};
+    struct zone_check serf = {
+        .node = ag->cfg.node_name,
+        .check_id = "serfHealth",
+        .name = "Serf Health Status",
+        .status = ZONE_HEALTH_PASSING,
+        .notes = "",
+        .output = "Agent alive and reachable",
+        .service_id = "",
+        .service_name = "",
+        .type = "",
+    };
+    struct zone_service consul = {
+        .node = ag->cfg.node_name,
+        .id = "consul",
+        .name = "consul",
+        .kind = "",
+        .address = "",
+        .port = (uint32_t)ag->cfg.server_port,
+        .weight_passing = 1,
+        .weight_warning = 1,
+    };
+    struct zone_cmd cmd = {.type = ZONE_CMD_REGISTER};
+
+    cmd.node.name = ag->cfg.node_name;
+    cmd.node.id = ag->node_id;
+    cmd.node.address = ag->cfg.advertise_addr;
+    cmd.node.datacenter = ag->cfg.datacenter;
+    cmd.node.tagged_addresses = tagged;
+    cmd.node.n_tagged_addresses = 2;
+    cmd.service = ag->cfg.server ? &consul : NULL;
+    cmd.checks = &serf;
+    cmd.n_checks = 1;
+    ag->registering = true;
+    api_propose(ag->api, &cmd, registered_cb, ag);
+
+    for (size_t i = 0; i < ag->cfg.services.n; i++) {
+        char err[BASE_ERRMSG_LEN];
+        struct base_arena ar;
+        struct zone_cmd sc;
+        const char *text = ag->cfg.services.v[i];
+        base_arena_init(&ar);
+        if (api_service_def_decode(ag->api, text, strlen(text), &ar, &sc, err) == 0)
+            api_propose(ag->api, &sc, service_cb, ag);
+        base_arena_close(&ar);
+    }
+}
+
+static void sync_tick(uv_timer_t *t)
+{
+    struct agent *ag = t->data;
+    if (ag->stopping || ag->registered || ag->registering || !cons_is_leader(ag->cons))
+        return;
+    register_self(ag);
+}
+
+/* ---- shutdown -------------------------------------------------------------------------- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    BASE_UNUSED(st);
+    BASE_UNUSED(flag);
+    BASE_UNUSED(ftw);
+    return remove(path);
+}
+
+static void on_checks_freed(void *data)
+{
+    struct agent *ag = data;
+    ag->checks = NULL;
+}
+
+static void on_cons_stopped(void *data)
+{
+    struct agent *ag = data;
+    ag->cons = NULL;
+    if (ag->api)
+        api_free(ag->api);
+    ag->api = NULL;
+    if (ag->checks)
+        adm_checks_free(ag->checks, on_checks_freed, ag);
+    uv_close((uv_handle_t *)&ag->sync, NULL);
+    LOG_INFO("agent", "raft stopped");
+}
+
+static void on_http_stopped(void *data)
+{
+    struct agent *ag = data;
+    ag->http = NULL;
+    if (ag->cons)
+        cons_stop(ag->cons, on_cons_stopped, ag);
+    else
+        on_cons_stopped(ag);
+}
+
+static void begin_stop(struct agent *ag)
+{
+    if (ag->stopping)
+        return;
+    ag->stopping = true;
+    if (!ag->exit_code)
+        LOG_INFO("agent", "caught signal, shutting down");
+    uv_close((uv_handle_t *)&ag->sigint, NULL);
+    uv_close((uv_handle_t *)&ag->sigterm, NULL);
+    uv_timer_stop(&ag->sync);
+    if (ag->http)
+        http_server_stop(ag->http, on_http_stopped, ag);
+    else
+        on_http_stopped(ag);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    BASE_UNUSED(signum);
+    begin_stop(h->data);
+}
+
+/* ---- start ----------------------------------------------------------------------------- */
+
+static int agent_start(struct agent *ag, char *err)
+{
+    struct adm_config *c = &ag->cfg;
+    char path[4096];
+    int rc;
+
+    if (c->dev) {
+        char tmpl[] = "/tmp/herald-dev-XXXXXX";
+        if (!mkdtemp(tmpl))
+            return base_errf(err, -errno, "mkdtemp: %s", strerror(errno));
+        ag->tmpdir = base_strdup(tmpl);
+        if (!c->data_dir)
+            c->data_dir = base_strdup(tmpl);
+    }
+    if ((rc = mkdir_p(c->data_dir, err)) || (rc = load_node_id(ag, c->data_dir, err)))
+        return rc;
+
+    snprintf(path, sizeof path, "%s/catalog", c->data_dir);
+    if ((rc = mkdir_p(path, err)))
+        return rc;
+    if ((rc = zone_store_open(path, 0, &ag->store, err))) {
+        base_err_wrap(err, "catalog %s", path);
+        return rc;
+    }
+
+    snprintf(ag->server_addr, sizeof ag->server_addr,
+             strchr(c->advertise_addr, ':') ? "[%s]:%d" : "%s:%d", c->advertise_addr,
+             c->server_port);
+    snprintf(path, sizeof path, "%s/raft", c->data_dir);
+    struct cons_config cc = {
+        .dir = path,
+        .id = ag->raft_id,
+        .address = ag->server_addr,
+        .bootstrap = c->bootstrap_expect == 1,
+        .snapshot_threshold = c->raft_snapshot_threshold,
+        .snapshot_trailing = c->raft_snapshot_trailing,
+        .store = ag->store,
+        .on_applied = on_applied,
+        .data = ag,
+    };
+    if ((rc = cons_start(&ag->loop, &cc, &ag->cons, err))) {
+        base_err_wrap(err, "raft");
+        return rc;
+    }
+
+    ag->checks = adm_checks_new(&ag->loop, ag->store, c->node_name);
+    struct api_config ac = {
+        .node_name = c->node_name,
+        .node_id = ag->node_id,
+        .datacenter = c->datacenter,
+        .advertise_addr = c->advertise_addr,
+        .server_addr = ag->server_addr,
+        .client_addr = c->client_addr,
+        .http_port = c->http_port,
+        .dns_port = c->dns_port,
+        .server_port = c->server_port,
+        .serf_lan_port = c->serf_lan_port,
+        .server = c->server,
+        .raft_id = ag->raft_id,
+        .version = HERALD_VERSION,
+        .store = ag->store,
+        .cons = ag->cons,
+        .hooks = {.ttl_reset = adm_checks_ttl_reset, .data = ag->checks},
+    };
+    if ((rc = api_new(&ag->loop, &ac, &ag->api)))
+        return base_errf(err, rc, "api: %s", base_strerror(rc));
+    adm_checks_set_api(ag->checks, ag->api);
+    /* Service definitions from config files are checked now, so a bad one stops the start
+     * with its reason rather than failing later in the background. */
+    for (size_t i = 0; i < c->services.n; i++) {
+        struct base_arena ar;
+        struct zone_cmd sc;
+        base_arena_init(&ar);
+        rc = api_service_def_decode(ag->api, c->services.v[i], strlen(c->services.v[i]), &ar, &sc,
+                                    err);
+        base_arena_close(&ar);
+        if (rc) {
+            base_err_wrap(err, "config: services[%zu]", i);
+            return rc;
+        }
+    }
+    adm_checks_sync(ag->checks);
+
+    struct http_config hc = {
+        .host = c->http_addr ? c->http_addr : c->client_addr,
+        .port = c->http_port,
+        .max_body = 1024 * 1024,
+        .max_conns = (unsigned)c->http_max_conns,
+        .header_timeout_ms = (unsigned)c->http_header_timeout_ms,
+        .idle_timeout_ms = (unsigned)c->http_idle_timeout_ms,
+    };
+    if ((rc = http_server_start(&ag->loop, &hc, api_handle, ag->api, &ag->http, err)))
+        return rc;
+
+    uv_timer_start(&ag->sync, sync_tick, 10, 100);
+    uv_signal_start(&ag->sigint, on_signal, SIGINT);
+    uv_signal_start(&ag->sigterm, on_signal, SIGTERM);
+
+    LOG_INFO("agent", "started node=%s id=%s datacenter=%s server=%s http=%s:%d raft=%s%s",
+             c->node_name, ag->node_id, c->datacenter, c->server ? "true" : "false", hc.host,
+             http_server_port(ag->http), ag->server_addr, c->dev ? " mode=dev" : "");
+    return 0;
+}
+
+int adm_agent_main(int argc, char **argv)
+{
+    struct agent *ag = base_calloc(1, sizeof *ag);
+    char err[BASE_ERRMSG_LEN] = "";
+    int rc;
+
+    signal(SIGPIPE, SIG_IGN); /* a dead peer's socket must not kill the agent */
+    if ((rc = adm_config_load(argc, argv, &ag->cfg, err))) {
+        fprintf(stderr, "herald agent: %s\n", err);
+        adm_config_free(&ag->cfg);
+        base_free(ag);
+        return 1;
+    }
+    base_log_set_level(ag->cfg.dev && ag->cfg.log_level == BASE_LOG_INFO ? BASE_LOG_DEBUG
+                                                                         : ag->cfg.log_level);
+    base_log_set_json(ag->cfg.log_json);
+    base_loop_thread_set();
+    uv_loop_init(&ag->loop);
+    uv_timer_init(&ag->loop, &ag->sync);
+    ag->sync.data = ag;
+    uv_signal_init(&ag->loop, &ag->sigint);
+    uv_signal_init(&ag->loop, &ag->sigterm);
+    ag->sigint.data = ag->sigterm.data = ag;
+
+    if ((rc = agent_start(ag, err))) {
+        LOG_ERR("agent", "%s", err);
+        ag->exit_code = 1;
+        begin_stop(ag);
+    }
+    uv_run(&ag->loop, UV_RUN_DEFAULT);
+    if (ag->store)
+        zone_store_close(ag->store);
+    rc = uv_loop_close(&ag->loop);
+    if (rc)
+        LOG_ERR("agent", "loop did not close cleanly: %s", uv_strerror(rc));
+    if (ag->tmpdir) {
+        nftw(ag->tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        base_free(ag->tmpdir);
+    }
+    int code = ag->exit_code;
+    if (!code)
+        LOG_INFO("agent", "shutdown complete");
+    adm_config_free(&ag->cfg);
+    base_free(ag);
+    return code;
+}

@@ -1,0 +1,482 @@
+/* The /v1 router, the read and write plumbing, and blocking queries.
+ *
+ * Reads. Every catalog, health and KV read is a re-runnable function over a zone read
+ * transaction that returns a JSON value and an index (api_read_fn). api__read applies
+ * Consul's consistency modes (default: this server must lead; ?stale: local replica;
+ * ?consistent: after a Raft barrier) and its blocking-query rule: with ?index=N the request
+ * is answered as soon as the read's index is greater than N, or when ?wait (default 5m, at
+ * most 10m, plus up to wait/16 of jitter as Consul adds) runs out, whichever is first.
+ *
+ * Blocking. A read whose index is not past N parks as a struct api_wait with the mask of the
+ * tables that can change its answer. Commits call api_on_applied with the tables they
+ * touched; that only marks the mask and arms an idle handle, so the re-runs happen once per
+ * loop iteration after all of that iteration's commits (a burst of writes wakes each waiter
+ * once). A woken waiter re-runs its read: if the index moved past N it is answered, otherwise
+ * it parks again (a write to another key of the same table is a spurious wake-up, cheap and
+ * invisible). Nothing polls: an idle agent with thousands of parked queries does no work.
+ *
+ * Writes. A handler validates the whole body before anything is proposed, encodes one zone
+ * command and proposes it; the client is answered from the proposal's callback, after commit.
+ * If the client goes away first, the context forgets the request and the answer is dropped;
+ * the write itself still happens (it may already be in the log). */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define WAIT_DEFAULT_MS (5 * 60 * 1000)
+#define WAIT_MAX_MS     (10 * 60 * 1000)
+
+struct api_wait {
+    struct api *api;
+    struct http_req *req; /* NULL once the client went away */
+    api_read_fn fn;
+    uint32_t tables;
+    uint64_t min_index;
+    uint64_t deadline; /* loop time, ms */
+    bool blocking;
+    bool parked;
+    bool woken;
+    uv_timer_t timer;
+    struct api_wait *prev, *next;
+};
+
+struct api_wctx {
+    struct api *api;
+    struct http_req *req; /* NULL once the client went away */
+    enum api_write_reply reply;
+    const char *notfound_msg;
+};
+
+/* ---- responses ------------------------------------------------------------------------- */
+
+static void set_read_headers(struct api *a, struct http_req *req, uint64_t index)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)(index ? index : 1));
+    http_resp_header(req, "X-Consul-Index", buf);
+    http_resp_header(req, "X-Consul-KnownLeader", cons_is_leader(a->cfg.cons) ? "true" : "false");
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)cons_last_contact_ms(a->cfg.cons));
+    http_resp_header(req, "X-Consul-LastContact", buf);
+}
+
+void api__respond_json(struct api *a, struct http_req *req, int status, json_t *v, uint64_t index)
+{
+    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+    if (http_req_query(req, "pretty"))
+        flags = JSON_INDENT(4) | JSON_ENCODE_ANY;
+    char *body = json_dumps(v ? v : json_null(), flags);
+    set_read_headers(a, req, index);
+    http_respond(req, status, "application/json", body, body ? strlen(body) : 0);
+    free(body);
+    json_decref(v);
+}
+
+void api__error(struct http_req *req, int status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    http_respond_text(req, status, msg);
+}
+
+bool api__method(struct http_req *req, const char *allowed)
+{
+    const char *m = http_req_method(req);
+    size_t ml = strlen(m);
+    for (const char *p = allowed; *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == ml && strncmp(p, m, n) == 0)
+            return true;
+        p += n + (end ? 1 : 0);
+    }
+    /* Allow lists methods comma-separated (RFC 9110 §10.2.1). */
+    char hdr[96];
+    size_t k = 0;
+    for (const char *c = allowed; *c && k + 3 < sizeof hdr; c++) {
+        hdr[k++] = *c;
+        if (*c == ',')
+            hdr[k++] = ' ';
+    }
+    hdr[k] = '\0';
+    http_resp_header(req, "Allow", hdr);
+    api__error(req, 405, "method %s not allowed", m);
+    return false;
+}
+
+const char *api__path_arg(struct http_req *req, const char *prefix)
+{
+    const char *path = http_req_path(req);
+    size_t n = strlen(prefix);
+    if (strncmp(path, prefix, n) != 0 || path[n] == '\0') {
+        api__error(req, 400, "Missing argument in path %s", prefix);
+        return NULL;
+    }
+    return path + n;
+}
+
+/* ---- consistency and blocking ---------------------------------------------------------- */
+
+static uint64_t rng_next(struct api *a)
+{
+    uint64_t x = a->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    a->rng = x;
+    return x;
+}
+
+static void wait_unlink(struct api_wait *w)
+{
+    struct api *a = w->api;
+    if (!w->parked)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        a->waiters = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    w->parked = false;
+    a->n_waiters--;
+}
+
+static void wait_free_cb(uv_handle_t *h)
+{
+    base_free(h->data);
+}
+
+/* Ends a waiter: unlinks it, stops its timer and frees it in the close callback. */
+static void wait_done(struct api_wait *w)
+{
+    wait_unlink(w);
+    if (w->req)
+        http_req_set_abort(w->req, NULL, NULL);
+    w->req = NULL;
+    uv_close((uv_handle_t *)&w->timer, wait_free_cb);
+}
+
+static void wait_abort(void *data, struct http_req *req)
+{
+    struct api_wait *w = data;
+    BASE_UNUSED(req);
+    w->req = NULL;
+    wait_done(w);
+}
+
+static void wait_park(struct api_wait *w)
+{
+    struct api *a = w->api;
+    w->parked = true;
+    w->woken = false;
+    w->prev = NULL;
+    w->next = a->waiters;
+    if (a->waiters)
+        a->waiters->prev = w;
+    a->waiters = w;
+    a->n_waiters++;
+}
+
+/* Runs the read; answers unless the query blocks and its index has not moved past min. */
+static void wait_run(struct api_wait *w, bool timed_out)
+{
+    struct api *a = w->api;
+    struct http_req *req = w->req;
+    struct zone_read *rd;
+    struct base_arena ar;
+    struct api_result res = {.status = 200};
+
+    int rc = zone_read_begin(a->cfg.store, &rd);
+    if (rc) {
+        api__error(req, 500, "catalog read failed: %s", base_strerror(rc));
+        w->req = NULL;
+        wait_done(w);
+        return;
+    }
+    base_arena_init(&ar);
+    w->fn(a, req, rd, &ar, &res);
+    if (w->blocking && !timed_out && res.index <= w->min_index && !a->closing) {
+        zone_read_end(rd);
+        base_arena_close(&ar);
+        json_decref(res.json);
+        wait_park(w);
+        return;
+    }
+    if (res.status >= 400 && res.error) {
+        set_read_headers(a, req, res.index);
+        http_respond_text(req, res.status, res.error);
+        json_decref(res.json);
+    } else if (res.raw_set) {
+        set_read_headers(a, req, res.index);
+        http_respond(req, res.status, NULL, res.raw, res.raw_len);
+        json_decref(res.json);
+    } else {
+        api__respond_json(a, req, res.status, res.json, res.index);
+    }
+    zone_read_end(rd);
+    base_arena_close(&ar);
+    w->req = NULL;
+    wait_done(w);
+}
+
+static void wait_timeout(uv_timer_t *t)
+{
+    struct api_wait *w = t->data;
+    wait_unlink(w);
+    wait_run(w, true);
+}
+
+static void barrier_done(void *data, int status)
+{
+    struct api_wait *w = data;
+    if (!w->req) { /* client went away while the barrier ran */
+        wait_done(w);
+        return;
+    }
+    if (status) {
+        api__error(w->req, 500, "%s",
+                   status == BASE_ENOTLEADER || status == BASE_ENOLEADER ? "No cluster leader"
+                                                                         : base_strerror(status));
+        w->req = NULL;
+        wait_done(w);
+        return;
+    }
+    wait_run(w, false);
+}
+
+static void read_start(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn,
+                       bool local)
+{
+    const char *stale = local ? "" : http_req_query(req, "stale");
+    const char *consistent = http_req_query(req, "consistent");
+    const char *idx = http_req_query(req, "index");
+    const char *wait = http_req_query(req, "wait");
+    const char *dc = http_req_query(req, "dc");
+    uint64_t min_index = 0, wait_ms = WAIT_DEFAULT_MS;
+
+    if (local)
+        consistent = NULL; /* agent endpoints answer from this agent, as Consul's do */
+    if (stale && consistent) {
+        api__error(req, 400, "Cannot specify ?stale with ?consistent, conflicting semantics.");
+        return;
+    }
+    if (dc && *dc && strcmp(dc, a->cfg.datacenter) != 0) {
+        api__error(req, 500, "No path to datacenter");
+        return;
+    }
+    if (idx && base_u64_parse(idx, &min_index)) {
+        api__error(req, 400, "Invalid index");
+        return;
+    }
+    if (wait && base_duration_parse(wait, &wait_ms)) {
+        api__error(req, 400, "Invalid wait time");
+        return;
+    }
+    if (wait_ms > WAIT_MAX_MS)
+        wait_ms = WAIT_MAX_MS;
+    if (!stale && !cons_is_leader(a->cfg.cons)) {
+        api__error(req, 500, "No cluster leader");
+        return;
+    }
+
+    struct api_wait *w = base_calloc(1, sizeof *w);
+    w->api = a;
+    w->req = req;
+    w->fn = fn;
+    w->tables = tables;
+    w->min_index = min_index;
+    w->blocking = min_index > 0;
+    uv_timer_init(a->loop, &w->timer);
+    w->timer.data = w;
+    http_req_set_abort(req, wait_abort, w);
+    if (w->blocking) {
+        uint64_t jitter = wait_ms >= 16 ? rng_next(a) % (wait_ms / 16) : 0;
+        uv_timer_start(&w->timer, wait_timeout, wait_ms + jitter, 0);
+    }
+    if (consistent) {
+        cons_barrier(a->cfg.cons, barrier_done, w);
+        return;
+    }
+    wait_run(w, false);
+}
+
+void api__read(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn)
+{
+    read_start(a, req, tables, fn, false);
+}
+
+void api__read_local(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn)
+{
+    read_start(a, req, tables, fn, true);
+}
+
+static void wake_pass(uv_idle_t *h)
+{
+    struct api *a = h->data;
+    uint32_t woken = a->woken;
+    a->woken = 0;
+    uv_idle_stop(&a->wake);
+    a->wake_armed = false;
+
+    /* Detach the woken waiters first: a re-run may park again (at the head of the list). */
+    struct api_wait *ready = NULL;
+    for (struct api_wait *w = a->waiters, *next; w; w = next) {
+        next = w->next;
+        if (w->tables & woken) {
+            wait_unlink(w);
+            w->next = ready;
+            ready = w;
+        }
+    }
+    while (ready) {
+        struct api_wait *w = ready;
+        ready = w->next;
+        w->next = NULL;
+        wait_run(w, false);
+    }
+}
+
+void api_on_applied(struct api *a, uint64_t index, uint32_t touched)
+{
+    BASE_UNUSED(index);
+    if (!touched || a->closing)
+        return;
+    a->woken |= touched;
+    if (!a->wake_armed && a->waiters) {
+        a->wake_armed = true;
+        uv_idle_start(&a->wake, wake_pass);
+    }
+}
+
+/* ---- writes ---------------------------------------------------------------------------- */
+
+static void wctx_abort(void *data, struct http_req *req)
+{
+    struct api_wctx *c = data;
+    BASE_UNUSED(req);
+    c->req = NULL;
+}
+
+static void write_done(void *data, int status, int result, uint64_t index)
+{
+    struct api_wctx *c = data;
+    struct http_req *req = c->req;
+
+    if (!req) {
+        base_free(c);
+        return;
+    }
+    http_req_set_abort(req, NULL, NULL);
+    if (status == BASE_ENOLEADER || status == BASE_ENOTLEADER) {
+        api__error(req, 500, "No cluster leader");
+    } else if (status == BASE_EUNKNOWN) {
+        api__error(req, 500, "leadership lost while committing: the write may or may not apply");
+    } else if (status) {
+        api__error(req, 500, "write failed: %s", base_strerror(status));
+    } else if (result == BASE_ENOTFOUND) {
+        api__error(req, 404, "%s", c->notfound_msg ? c->notfound_msg : "not found");
+    } else if (result == BASE_EPARSE) {
+        api__error(req, 400, "invalid command");
+    } else if (result && result != BASE_ECONFLICT) {
+        api__error(req, 500, "write failed: %s", base_strerror(result));
+    } else {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%llu", (unsigned long long)index);
+        http_resp_header(req, "X-Consul-Index", buf);
+        if (c->reply == API_REPLY_BOOL) {
+            const char *b = result == BASE_ECONFLICT ? "false" : "true";
+            http_respond(req, 200, "application/json", b, strlen(b));
+        } else {
+            http_respond(req, 200, NULL, "", 0);
+        }
+    }
+    base_free(c);
+}
+
+void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                enum api_write_reply reply, const char *notfound_msg)
+{
+    struct api_wctx *c = base_calloc(1, sizeof *c);
+    c->api = a;
+    c->req = req;
+    c->reply = reply;
+    c->notfound_msg = notfound_msg;
+    http_req_set_abort(req, wctx_abort, c);
+    api_propose(a, cmd, write_done, c);
+}
+
+static void propose_ignore(void *data, int status, int result, uint64_t index)
+{
+    BASE_UNUSED(data);
+    BASE_UNUSED(index);
+    if (status || result)
+        LOG_WARN("api", "internal write failed: %s", base_strerror(status ? status : result));
+}
+
+void api_propose(struct api *a, const struct zone_cmd *cmd, cons_propose_cb cb, void *data)
+{
+    struct base_buf b;
+    base_buf_init(&b);
+    zone_cmd_encode(cmd, &b);
+    cons_propose(a->cfg.cons, b.data, b.len, cb ? cb : propose_ignore, data);
+    base_buf_free(&b);
+}
+
+/* ---- router ---------------------------------------------------------------------------- */
+
+void api_handle(void *data, struct http_req *req)
+{
+    struct api *a = data;
+    const char *path = http_req_path(req);
+
+    LOG_DEBUG("api", "%s %s", http_req_method(req), path);
+    if (a->closing) {
+        api__error(req, 503, "agent is shutting down");
+        return;
+    }
+    if (strncmp(path, "/v1/", 4) != 0) {
+        api__error(req, 404, "404 page not found");
+        return;
+    }
+    if (api__kv_route(a, req, path) || api__agent_route(a, req, path) ||
+        api__catalog_route(a, req, path) || api__health_route(a, req, path) ||
+        api__status_route(a, req, path))
+        return;
+    api__error(req, 404, "404 page not found");
+}
+
+int api_new(uv_loop_t *loop, const struct api_config *cfg, struct api **out)
+{
+    struct api *a = base_calloc(1, sizeof *a);
+    a->loop = loop;
+    a->cfg = *cfg;
+    a->rng = base_wall_ms() | 1;
+    uv_idle_init(loop, &a->wake);
+    a->wake.data = a;
+    *out = a;
+    return 0;
+}
+
+static void api_free_cb(uv_handle_t *h)
+{
+    base_free(h->data);
+}
+
+void api_free(struct api *a)
+{
+    a->closing = true;
+    /* Answer every parked query now, as if its wait ran out. */
+    while (a->waiters) {
+        struct api_wait *w = a->waiters;
+        wait_unlink(w);
+        uv_timer_stop(&w->timer);
+        wait_run(w, true);
+    }
+    uv_close((uv_handle_t *)&a->wake, api_free_cb);
+}

@@ -1,0 +1,116 @@
+/* admin/api private declarations: the api object, the request context, the read/write
+ * plumbing shared by the endpoint files, and the JSON field helpers. */
+#ifndef HERALD_API_INTERNAL_H
+#define HERALD_API_INTERNAL_H
+
+#include "admin/api/api.h"
+
+#include <jansson.h>
+
+struct api_wait;
+
+struct api {
+    uv_loop_t *loop;
+    struct api_config cfg;
+    struct api_wait *waiters; /* parked blocking queries, doubly linked */
+    size_t n_waiters;
+    uv_idle_t wake;  /* runs once after commits to answer woken waiters */
+    bool wake_armed; /* wake is started */
+    uint32_t woken;  /* tables changed since the last wake pass */
+    uint64_t rng;    /* xorshift state for wait jitter */
+    bool closing;
+};
+
+/* The outcome of a read handler: a JSON value (owned, may be NULL for "null") or raw bytes,
+ * the status, and the index to report in X-Consul-Index and to compare with ?index. */
+struct api_result {
+    int status;
+    json_t *json;
+    const void *raw; /* borrowed from the read txn or arena; used when json is NULL and
+                        raw_set */
+    size_t raw_len;
+    bool raw_set;
+    const char *error; /* text error (status >= 400) */
+    uint64_t index;
+};
+
+/* A re-runnable read: called with an open read transaction; fills res. The tables mask says
+ * which commits can change its answer. */
+typedef void (*api_read_fn)(struct api *a, struct http_req *req, struct zone_read *rd,
+                            struct base_arena *ar, struct api_result *res);
+
+/* Runs a read with Consul's consistency and blocking-query semantics and answers it. */
+void api__read(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn);
+/* The same for agent endpoints: always answered from the local replica, leader or not. */
+void api__read_local(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn);
+
+/* Proposes cmd and answers req after commit: with "true"/"false" (bool_body) or an empty 200.
+ * A CAS conflict answers false; BASE_ENOTFOUND answers 404 with notfound_msg. */
+enum api_write_reply { API_REPLY_EMPTY, API_REPLY_BOOL };
+void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                enum api_write_reply reply, const char *notfound_msg);
+
+/* Answers req with a JSON value (consumed) and the standard read headers. */
+void api__respond_json(struct api *a, struct http_req *req, int status, json_t *v, uint64_t index);
+/* One-line text error. */
+void api__error(struct http_req *req, int status, const char *fmt, ...) BASE_PRINTF(3, 4);
+
+/* The last path segment(s) after prefix, decoded; NULL (and a 400/404 answered) if empty. */
+const char *api__path_arg(struct http_req *req, const char *prefix);
+
+/* ---- JSON input helpers: each fills errmsg naming the field and returns non-zero ------- */
+/* Keys match Consul's decoder: case-insensitive, underscores ignored ("enable_tag_override"
+ * equals "EnableTagOverride"). */
+bool api__key_is(const char *key, const char *name);
+int api__get_str(json_t *v, const char *field, struct base_arena *ar, const char **out,
+                 char *errmsg);
+int api__get_bool(json_t *v, const char *field, bool *out, char *errmsg);
+int api__get_uint(json_t *v, const char *field, uint64_t max, uint64_t *out, char *errmsg);
+int api__get_strlist(json_t *v, const char *field, struct base_arena *ar, const char ***out,
+                     size_t *n, char *errmsg);
+int api__get_strmap(json_t *v, const char *field, struct base_arena *ar, struct zone_pair **out,
+                    size_t *n, char *errmsg);
+/* A Go duration string ("10s") or a number of nanoseconds. */
+int api__get_duration(json_t *v, const char *field, uint64_t *ms, char *errmsg);
+int api__unknown_field(const char *key, char *errmsg);
+/* Parses a request body as a JSON object; errmsg on failure. */
+json_t *api__parse_body(struct http_req *req, char *errmsg);
+
+/* Service and check definitions (agent API and config file) -> zone records. */
+int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
+                            struct zone_service *svc, struct zone_check **checks, size_t *n_checks,
+                            char *errmsg);
+int api__decode_check_def(struct api *a, json_t *obj, struct base_arena *ar,
+                          const struct zone_service *svc, size_t ordinal, size_t total,
+                          struct zone_check *chk, char *errmsg);
+/* The agent's own node record (for agent registrations). */
+void api__self_node(struct api *a, struct zone_node *n);
+
+/* The largest index of the given tables (ZONE_TABLE_BIT mask). */
+uint64_t api__table_max(struct zone_read *rd, uint32_t tables);
+
+/* ---- JSON output ----------------------------------------------------------------------- */
+json_t *api__json_node(const struct zone_node *n);
+json_t *api__json_service_agent(const struct zone_service *s, const char *datacenter);
+json_t *api__json_service_catalog(const struct zone_node *n, const struct zone_service *s);
+json_t *api__json_check(const struct zone_check *c);
+json_t *api__json_strmap(const struct zone_pair *p, size_t n);
+json_t *api__json_strlist(const char *const *s, size_t n);
+
+/* ---- endpoint groups: each returns true when it owned the path ------------------------- */
+bool api__agent_route(struct api *a, struct http_req *req, const char *path);
+bool api__catalog_route(struct api *a, struct http_req *req, const char *path);
+bool api__health_route(struct api *a, struct http_req *req, const char *path);
+bool api__kv_route(struct api *a, struct http_req *req, const char *path);
+bool api__status_route(struct api *a, struct http_req *req, const char *path);
+
+/* Checks the method against allowed ("GET", "PUT,POST", ...): answers 405 with Allow and
+ * returns false when it does not match. */
+bool api__method(struct http_req *req, const char *allowed);
+
+#define API_TABLES_CATALOG (ZONE_TABLE_BIT(ZONE_TABLE_NODES) | ZONE_TABLE_BIT(ZONE_TABLE_SERVICES))
+#define API_TABLES_HEALTH                                                                          \
+    (ZONE_TABLE_BIT(ZONE_TABLE_NODES) | ZONE_TABLE_BIT(ZONE_TABLE_SERVICES) |                      \
+     ZONE_TABLE_BIT(ZONE_TABLE_CHECKS))
+
+#endif

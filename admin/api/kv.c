@@ -1,0 +1,205 @@
+/* /v1/kv: Consul's key/value store. Values are opaque bytes (up to 512 KiB), returned
+ * base64-encoded in JSON or as-is with ?raw. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define KV_PREFIX "/v1/kv/"
+
+static const char *kv_key(struct http_req *req)
+{
+    return http_req_path(req) + strlen(KV_PREFIX);
+}
+
+static json_t *kv_json(const struct zone_kv *kv, struct base_arena *ar)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "LockIndex", json_integer((json_int_t)kv->lock_index));
+    json_object_set_new(o, "Key", json_string(kv->key));
+    json_object_set_new(o, "Flags", json_integer((json_int_t)kv->flags));
+    json_object_set_new(o, "Value",
+                        kv->value_len ? json_string(base_b64_encode(ar, kv->value, kv->value_len))
+                                      : json_null());
+    if (kv->session && *kv->session)
+        json_object_set_new(o, "Session", json_string(kv->session));
+    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)kv->create_index));
+    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)kv->modify_index));
+    return o;
+}
+
+struct list_ctx {
+    json_t *arr;
+    struct base_arena *ar;
+    const char *prefix;
+    const char *sep; /* ?keys&separator */
+    bool keys;
+    const char *last; /* last key emitted with a separator (dedup of "dir/" entries) */
+};
+
+static int add_kv(void *data, const struct zone_kv *kv)
+{
+    struct list_ctx *c = data;
+    if (!c->keys) {
+        json_array_append_new(c->arr, kv_json(kv, c->ar));
+        return 0;
+    }
+    size_t plen = strlen(c->prefix);
+    const char *rest = kv->key + plen;
+    const char *cut = c->sep && *c->sep ? strstr(rest, c->sep) : NULL;
+    if (cut) {
+        size_t n = (size_t)(cut - kv->key) + strlen(c->sep);
+        if (c->last && strlen(c->last) == n && strncmp(c->last, kv->key, n) == 0)
+            return 0;
+        c->last = base_arena_strndup(c->ar, kv->key, n);
+        json_array_append_new(c->arr, json_string(c->last));
+    } else {
+        json_array_append_new(c->arr, json_string(kv->key));
+    }
+    return 0;
+}
+
+static void read_kv(struct api *a, struct http_req *req, struct zone_read *rd,
+                    struct base_arena *ar, struct api_result *res)
+{
+    const char *key = kv_key(req);
+    bool recurse = http_req_query(req, "recurse") != NULL;
+    bool keys = http_req_query(req, "keys") != NULL;
+    BASE_UNUSED(a);
+
+    res->index = api__table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_KV));
+    if (recurse || keys) {
+        struct list_ctx c = {json_array(), ar, key, http_req_query(req, "separator"), keys, NULL};
+        zone_kv_each(rd, key, ar, add_kv, &c);
+        if (json_array_size(c.arr) == 0) {
+            json_decref(c.arr);
+            res->status = 404;
+            res->raw = "";
+            res->raw_set = true;
+            return;
+        }
+        res->json = c.arr;
+        return;
+    }
+    struct zone_kv kv;
+    if (zone_kv_get(rd, key, ar, &kv)) {
+        res->status = 404;
+        res->raw = "";
+        res->raw_set = true;
+        return;
+    }
+    res->index = kv.modify_index;
+    if (http_req_query(req, "raw")) {
+        res->raw = kv.value;
+        res->raw_len = kv.value_len;
+        res->raw_set = true;
+        return;
+    }
+    res->json = json_pack("[o]", kv_json(&kv, ar));
+}
+
+static int parse_u64_param(struct http_req *req, const char *name, bool *has, uint64_t *v)
+{
+    const char *s = http_req_query(req, name);
+    *has = s != NULL;
+    if (!s)
+        return 0;
+    if (base_u64_parse(s, v)) {
+        api__error(req, 400, "Invalid %s value \"%s\": must be an unsigned integer", name, s);
+        return -1;
+    }
+    return 0;
+}
+
+static bool check_key(struct http_req *req, const char *key)
+{
+    size_t n = strlen(key);
+    if (n > ZONE_KV_MAX_KEY) {
+        api__error(req, 400, "Key is too long (limit: %d characters)", ZONE_KV_MAX_KEY);
+        return false;
+    }
+    json_t *t = json_stringn(key, n); /* keys must be UTF-8 to be returned in JSON */
+    if (!t) {
+        api__error(req, 400, "Invalid key: not valid UTF-8");
+        return false;
+    }
+    json_decref(t);
+    return true;
+}
+
+static void kv_put(struct api *a, struct http_req *req)
+{
+    const char *key = kv_key(req);
+    struct zone_cmd cmd = {.type = ZONE_CMD_KV_SET};
+    uint64_t flags = 0;
+    bool has_flags;
+    size_t len;
+    const char *body = http_req_body(req, &len);
+
+    if (!*key) {
+        api__error(req, 400, "Missing key name");
+        return;
+    }
+    if (!check_key(req, key))
+        return;
+    if (http_req_query(req, "acquire") || http_req_query(req, "release")) {
+        api__error(req, 400, "Sessions are not supported yet: ?acquire and ?release refused");
+        return;
+    }
+    if (parse_u64_param(req, "cas", &cmd.has_cas, &cmd.cas) ||
+        parse_u64_param(req, "flags", &has_flags, &flags))
+        return;
+    if (len > ZONE_KV_MAX_VALUE) {
+        api__error(req, 413, "Request body(%zu bytes) too large, max size: %d bytes", len,
+                   ZONE_KV_MAX_VALUE);
+        return;
+    }
+    cmd.kv.key = key;
+    cmd.kv.value = (const uint8_t *)body;
+    cmd.kv.value_len = len;
+    cmd.kv.flags = flags;
+    cmd.kv.session = "";
+    api__write(a, req, &cmd, API_REPLY_BOOL, NULL);
+}
+
+static void kv_delete(struct api *a, struct http_req *req)
+{
+    const char *key = kv_key(req);
+    struct zone_cmd cmd = {.type = ZONE_CMD_KV_DELETE};
+
+    cmd.recurse = http_req_query(req, "recurse") != NULL;
+    if (!*key && !cmd.recurse) {
+        api__error(req, 400, "Missing key name");
+        return;
+    }
+    if (!check_key(req, key) || parse_u64_param(req, "cas", &cmd.has_cas, &cmd.cas))
+        return;
+    if (cmd.has_cas && cmd.recurse) {
+        api__error(req, 400, "Conflicting flags: cas with recurse");
+        return;
+    }
+    cmd.kv.key = key;
+    api__write(a, req, &cmd, API_REPLY_BOOL, NULL);
+}
+
+bool api__kv_route(struct api *a, struct http_req *req, const char *path)
+{
+    if (strncmp(path, KV_PREFIX, strlen(KV_PREFIX)) != 0 && strcmp(path, "/v1/kv") != 0)
+        return false;
+    if (strcmp(path, "/v1/kv") == 0) {
+        api__error(req, 400, "Missing key name");
+        return true;
+    }
+    if (!api__method(req, "GET,PUT,DELETE"))
+        return true;
+    const char *m = http_req_method(req);
+    if (strcmp(m, "GET") == 0) {
+        if (check_key(req, kv_key(req)))
+            api__read(a, req, ZONE_TABLE_BIT(ZONE_TABLE_KV), read_kv);
+    } else if (strcmp(m, "PUT") == 0) {
+        kv_put(a, req);
+    } else {
+        kv_delete(a, req);
+    }
+    return true;
+}

@@ -1,0 +1,466 @@
+/* The CLI: each command is one or a few HTTP calls to the local agent, printed the way
+ * Consul's CLI prints them. Exit 0 on success, 1 with one line on stderr on error. */
+#include "internal.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLI_TIMEOUT_MS 15000
+
+struct cli {
+    char host[256];
+    int port;
+    struct adm_strv args; /* positional arguments and command flags, -http-addr removed */
+};
+
+static int fail(const char *fmt, ...) BASE_PRINTF(1, 2);
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("Error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return 1;
+}
+
+static int set_addr(struct cli *c, const char *addr)
+{
+    if (strncmp(addr, "http://", 7) == 0)
+        addr += 7;
+    if (base_hostport_parse(addr, 8500, c->host, sizeof c->host, &c->port))
+        return fail("invalid HTTP address \"%s\"", addr);
+    return 0;
+}
+
+/* Percent-encodes a KV key for a URL path, keeping '/'. */
+static void url_path_escape(struct base_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+            strchr("/-_.~", ch))
+            base_buf_append(b, s, 1);
+        else {
+            char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+            base_buf_append(b, e, 3);
+        }
+    }
+}
+
+/* One request; on HTTP >= 400 prints the agent's message and returns 1. */
+static int call(struct cli *c, const char *method, const char *target, const char *body,
+                size_t body_len, struct http_client_resp *resp, bool allow_404)
+{
+    char err[BASE_ERRMSG_LEN];
+    if (http_client_do(c->host, c->port, method, target, body, body_len, CLI_TIMEOUT_MS, resp, err))
+        return fail("%s", err);
+    if (resp->status >= 400 && !(allow_404 && resp->status == 404)) {
+        char *msg = resp->body;
+        msg[strcspn(msg, "\n")] = '\0';
+        fail("Unexpected response code: %d (%s)", resp->status, msg);
+        http_client_resp_free(resp);
+        return 1;
+    }
+    return 0;
+}
+
+static json_t *call_json(struct cli *c, const char *target, int *rc)
+{
+    struct http_client_resp r;
+    json_error_t jerr;
+    if ((*rc = call(c, "GET", target, NULL, 0, &r, false)))
+        return NULL;
+    json_t *v = json_loadb(r.body, r.body_len, JSON_DECODE_ANY, &jerr);
+    http_client_resp_free(&r);
+    if (!v)
+        *rc = fail("bad JSON from agent: %s", jerr.text);
+    return v;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+/* ---- commands -------------------------------------------------------------------------- */
+
+static int cmd_members(struct cli *c)
+{
+    int rc;
+    json_t *arr = call_json(c, "/v1/agent/members", &rc);
+    size_t i;
+    json_t *m;
+    if (!arr)
+        return rc;
+    printf("%-20s %-22s %-8s %-7s %-8s %s\n", "Node", "Address", "Status", "Type", "Build", "DC");
+    json_array_foreach(arr, i, m)
+    {
+        json_t *tags = json_object_get(m, "Tags");
+        char addr[300];
+        int st = (int)json_integer_value(json_object_get(m, "Status"));
+        snprintf(addr, sizeof addr, "%s:%lld", jstr(m, "Addr"),
+                 (long long)json_integer_value(json_object_get(m, "Port")));
+        printf("%-20s %-22s %-8s %-7s %-8s %s\n", jstr(m, "Name"), addr,
+               st == 1   ? "alive"
+               : st == 3 ? "left"
+               : st == 4 ? "failed"
+                         : "unknown",
+               strcmp(jstr(tags, "role"), "consul") == 0 ? "server" : "client", jstr(tags, "build"),
+               jstr(tags, "dc"));
+    }
+    json_decref(arr);
+    return 0;
+}
+
+static int cmd_services(struct cli *c, char **argv, size_t argc)
+{
+    if (argc < 1)
+        return fail("usage: herald services register FILE.json | -name N ... | deregister ID");
+    if (strcmp(argv[0], "deregister") == 0) {
+        struct http_client_resp r;
+        struct base_buf path;
+        if (argc != 2)
+            return fail("usage: herald services deregister ID");
+        const char *id = argv[1];
+        if (strncmp(id, "-id=", 4) == 0)
+            id += 4;
+        base_buf_init(&path);
+        base_buf_printf(&path, "/v1/agent/service/deregister/");
+        url_path_escape(&path, id);
+        base_buf_append(&path, "", 1);
+        int rc = call(c, "PUT", (char *)path.data, NULL, 0, &r, false);
+        base_buf_free(&path);
+        if (rc)
+            return rc;
+        http_client_resp_free(&r);
+        printf("Deregistered service: %s\n", id);
+        return 0;
+    }
+    if (strcmp(argv[0], "register") != 0)
+        return fail("unknown services subcommand \"%s\"", argv[0]);
+
+    json_t *def = NULL;
+    if (argc == 2 && argv[1][0] != '-') {
+        json_error_t jerr;
+        json_t *file = json_load_file(argv[1], JSON_REJECT_DUPLICATES, &jerr);
+        if (!file)
+            return fail("%s: %s", argv[1], jerr.text);
+        /* Accept {"service": {...}} (Consul's service file) or the definition itself. */
+        json_t *inner = json_object_get(file, "service");
+        if (!inner)
+            inner = json_object_get(file, "Service");
+        def = json_incref(inner ? inner : file);
+        json_decref(file);
+    } else {
+        def = json_object();
+        json_t *tags = json_array();
+        for (size_t i = 1; i < argc; i++) {
+            const char *f = argv[i];
+            if (f[0] != '-')
+                return fail("unexpected argument \"%s\"", f);
+            f += f[1] == '-' ? 2 : 1;
+            const char *eq = strchr(f, '=');
+            char name[32];
+            size_t n = eq ? (size_t)(eq - f) : strlen(f);
+            if (n >= sizeof name)
+                return fail("unknown flag -%s", f);
+            memcpy(name, f, n);
+            name[n] = '\0';
+            const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!val)
+                return fail("flag -%s needs a value", name);
+            if (strcmp(name, "name") == 0)
+                json_object_set_new(def, "Name", json_string(val));
+            else if (strcmp(name, "id") == 0)
+                json_object_set_new(def, "ID", json_string(val));
+            else if (strcmp(name, "address") == 0)
+                json_object_set_new(def, "Address", json_string(val));
+            else if (strcmp(name, "tag") == 0)
+                json_array_append_new(tags, json_string(val));
+            else if (strcmp(name, "port") == 0) {
+                uint64_t p;
+                if (base_u64_parse(val, &p) || p > 65535) {
+                    json_decref(tags);
+                    json_decref(def);
+                    return fail("invalid port \"%s\"", val);
+                }
+                json_object_set_new(def, "Port", json_integer((json_int_t)p));
+            } else {
+                json_decref(tags);
+                json_decref(def);
+                return fail("unknown flag -%s", name);
+            }
+        }
+        json_object_set_new(def, "Tags", tags);
+    }
+    char *body = json_dumps(def, JSON_COMPACT);
+    const char *name = jstr(def, "Name");
+    char shown[256];
+    snprintf(shown, sizeof shown, "%s", *name ? name : jstr(def, "name"));
+    json_decref(def);
+    struct http_client_resp r;
+    int rc = call(c, "PUT", "/v1/agent/service/register", body, strlen(body), &r, false);
+    free(body);
+    if (rc)
+        return rc;
+    http_client_resp_free(&r);
+    printf("Registered service: %s\n", shown);
+    return 0;
+}
+
+static int cmd_catalog(struct cli *c, char **argv, size_t argc)
+{
+    int rc;
+    if (argc >= 1 && strcmp(argv[0], "services") == 0) {
+        json_t *o = call_json(c, "/v1/catalog/services", &rc);
+        const char *k;
+        json_t *v;
+        if (!o)
+            return rc;
+        json_object_foreach(o, k, v) printf("%s\n", k);
+        json_decref(o);
+        return 0;
+    }
+    if (argc >= 1 && strcmp(argv[0], "nodes") == 0) {
+        json_t *arr = call_json(c, "/v1/catalog/nodes", &rc);
+        size_t i;
+        json_t *n;
+        if (!arr)
+            return rc;
+        printf("%-20s %-8s %-16s %s\n", "Node", "ID", "Address", "DC");
+        json_array_foreach(arr, i, n)
+            printf("%-20s %-8.8s %-16s %s\n", jstr(n, "Node"), jstr(n, "ID"), jstr(n, "Address"),
+                   jstr(n, "Datacenter"));
+        json_decref(arr);
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[0], "service") == 0) {
+        struct base_buf path;
+        base_buf_init(&path);
+        base_buf_printf(&path, "/v1/catalog/service/");
+        url_path_escape(&path, argv[1]);
+        base_buf_append(&path, "", 1);
+        json_t *arr = call_json(c, (char *)path.data, &rc);
+        base_buf_free(&path);
+        size_t i;
+        json_t *s;
+        if (!arr)
+            return rc;
+        printf("%-20s %-20s %-16s %-6s %s\n", "Node", "ServiceID", "Address", "Port", "Tags");
+        json_array_foreach(arr, i, s)
+        {
+            const char *addr = jstr(s, "ServiceAddress");
+            char tags[512] = "";
+            size_t j;
+            json_t *t;
+            json_array_foreach(json_object_get(s, "ServiceTags"), j, t)
+            {
+                if (j)
+                    strncat(tags, ",", sizeof tags - strlen(tags) - 1);
+                strncat(tags, json_string_value(t), sizeof tags - strlen(tags) - 1);
+            }
+            printf("%-20s %-20s %-16s %-6lld %s\n", jstr(s, "Node"), jstr(s, "ServiceID"),
+                   *addr ? addr : jstr(s, "Address"),
+                   (long long)json_integer_value(json_object_get(s, "ServicePort")), tags);
+        }
+        json_decref(arr);
+        return 0;
+    }
+    return fail("usage: herald catalog services | nodes | service NAME");
+}
+
+static char *kv_path(const char *key, const char *query)
+{
+    struct base_buf b;
+    base_buf_init(&b);
+    base_buf_printf(&b, "/v1/kv/");
+    url_path_escape(&b, key);
+    if (query)
+        base_buf_printf(&b, "?%s", query);
+    base_buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+static int kv_put(struct cli *c, const char *key, const void *val, size_t len, uint64_t flags)
+{
+    struct http_client_resp r;
+    char q[40];
+    snprintf(q, sizeof q, "flags=%llu", (unsigned long long)flags);
+    char *path = kv_path(key, flags ? q : NULL);
+    int rc = call(c, "PUT", path, val, len, &r, false);
+    base_free(path);
+    if (rc)
+        return rc;
+    http_client_resp_free(&r);
+    return 0;
+}
+
+static int cmd_kv(struct cli *c, char **argv, size_t argc)
+{
+    struct http_client_resp r;
+    int rc;
+
+    if (argc == 2 && strcmp(argv[0], "get") == 0) {
+        char *path = kv_path(argv[1], "raw");
+        rc = call(c, "GET", path, NULL, 0, &r, true);
+        base_free(path);
+        if (rc)
+            return rc;
+        if (r.status == 404) {
+            http_client_resp_free(&r);
+            fprintf(stderr, "Error! No key exists at: %s\n", argv[1]);
+            return 1;
+        }
+        fwrite(r.body, 1, r.body_len, stdout);
+        fputc('\n', stdout);
+        http_client_resp_free(&r);
+        return 0;
+    }
+    if ((argc == 3 || argc == 2) && strcmp(argv[0], "put") == 0) {
+        const char *val = argc == 3 ? argv[2] : "";
+        if ((rc = kv_put(c, argv[1], val, strlen(val), 0)))
+            return rc;
+        printf("Success! Data written to: %s\n", argv[1]);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[0], "delete") == 0) {
+        bool recurse = false;
+        const char *key = NULL;
+        for (size_t i = 1; i < argc; i++) {
+            if (strcmp(argv[i], "-recurse") == 0 || strcmp(argv[i], "--recurse") == 0)
+                recurse = true;
+            else if (!key)
+                key = argv[i];
+            else
+                return fail("usage: herald kv delete [-recurse] KEY");
+        }
+        if (!key)
+            key = "";
+        if (!*key && !recurse)
+            return fail("usage: herald kv delete [-recurse] KEY");
+        char *path = kv_path(key, recurse ? "recurse" : NULL);
+        rc = call(c, "DELETE", path, NULL, 0, &r, false);
+        base_free(path);
+        if (rc)
+            return rc;
+        http_client_resp_free(&r);
+        if (recurse)
+            printf("Success! Deleted keys with prefix: %s\n", key);
+        else
+            printf("Success! Deleted key: %s\n", key);
+        return 0;
+    }
+    if (argc <= 2 && argc >= 1 && strcmp(argv[0], "export") == 0) {
+        char *path = kv_path(argc == 2 ? argv[1] : "", "recurse");
+        rc = call(c, "GET", path, NULL, 0, &r, true);
+        base_free(path);
+        if (rc)
+            return rc;
+        json_t *out = json_array();
+        if (r.status != 404) {
+            json_t *arr = json_loadb(r.body, r.body_len, 0, NULL);
+            size_t i;
+            json_t *e;
+            json_array_foreach(arr, i, e)
+            {
+                json_t *val = json_object_get(e, "Value");
+                json_array_append_new(
+                    out, json_pack("{s:s,s:I,s:s}", "key", jstr(e, "Key"), "flags",
+                                   json_integer_value(json_object_get(e, "Flags")), "value",
+                                   json_is_string(val) ? json_string_value(val) : ""));
+            }
+            json_decref(arr);
+        }
+        http_client_resp_free(&r);
+        char *text = json_dumps(out, JSON_INDENT(2));
+        puts(text);
+        free(text);
+        json_decref(out);
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[0], "import") == 0) {
+        json_error_t jerr;
+        json_t *arr = strcmp(argv[1], "-") == 0 ? json_loadf(stdin, 0, &jerr)
+                                                : json_load_file(argv[1], 0, &jerr);
+        size_t i;
+        json_t *e;
+        if (!arr || !json_is_array(arr)) {
+            json_decref(arr);
+            return fail("%s: expected a JSON array as written by kv export", argv[1]);
+        }
+        json_array_foreach(arr, i, e)
+        {
+            struct base_arena ar;
+            uint8_t *val;
+            size_t n;
+            base_arena_init(&ar);
+            if (!json_is_string(json_object_get(e, "key")) ||
+                base_b64_decode(&ar, jstr(e, "value"), &val, &n)) {
+                base_arena_close(&ar);
+                json_decref(arr);
+                return fail("entry %zu: needs \"key\" and base64 \"value\"", i);
+            }
+            rc = kv_put(c, jstr(e, "key"), val, n,
+                        (uint64_t)json_integer_value(json_object_get(e, "flags")));
+            base_arena_close(&ar);
+            if (rc) {
+                json_decref(arr);
+                return rc;
+            }
+            printf("Imported: %s\n", jstr(e, "key"));
+        }
+        json_decref(arr);
+        return 0;
+    }
+    return fail("usage: herald kv get KEY | put KEY VALUE | delete [-recurse] KEY | export "
+                "[PREFIX] | import FILE");
+}
+
+int adm_cli_main(const char *cmd, int argc, char **argv)
+{
+    struct cli c = {.port = 8500};
+    const char *addr = getenv("HERALD_HTTP_ADDR");
+    int rc = 0;
+
+    if (!addr || !*addr)
+        addr = getenv("CONSUL_HTTP_ADDR");
+    if (!addr || !*addr)
+        addr = "127.0.0.1:8500";
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "-http-addr", 10) == 0 || strncmp(a, "--http-addr", 11) == 0) {
+            const char *eq = strchr(a, '=');
+            if (eq)
+                addr = eq + 1;
+            else if (i + 1 < argc)
+                addr = argv[++i];
+            else
+                return fail("flag -http-addr needs a value");
+            continue;
+        }
+        adm_strv_push(&c.args, a);
+    }
+    if (set_addr(&c, addr)) {
+        adm_strv_free(&c.args);
+        return 1;
+    }
+    if (strcmp(cmd, "members") == 0)
+        rc = cmd_members(&c);
+    else if (strcmp(cmd, "services") == 0)
+        rc = cmd_services(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "catalog") == 0)
+        rc = cmd_catalog(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "kv") == 0)
+        rc = cmd_kv(&c, c.args.v, c.args.n);
+    else
+        rc = fail("unknown command \"%s\" (see herald --help)", cmd);
+    adm_strv_free(&c.args);
+    return rc;
+}

@@ -1,0 +1,492 @@
+/* Agent configuration: Consul's JSON config keys (from -config-file and -config-dir, in the
+ * order given; files of a directory in name order) and then the flags, which win.
+ * Any unknown key or flag, or a bad value, is an error that names it. */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void adm_strv_push(struct adm_strv *s, const char *x)
+{
+    s->v = base_realloc(s->v, (s->n + 1) * sizeof *s->v);
+    s->v[s->n++] = base_strdup(x);
+}
+
+void adm_strv_free(struct adm_strv *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        base_free(s->v[i]);
+    base_free(s->v);
+    s->v = NULL;
+    s->n = 0;
+}
+
+static void set_str(char **dst, const char *v)
+{
+    base_free(*dst);
+    *dst = base_strdup(v);
+}
+
+static void defaults(struct adm_config *c)
+{
+    char host[256] = "localhost";
+    memset(c, 0, sizeof *c);
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    char *dot = strchr(host, '.');
+    if (dot)
+        *dot = '\0';
+    c->node_name = base_strdup(host);
+    c->datacenter = base_strdup("dc1");
+    c->client_addr = base_strdup("127.0.0.1");
+    c->domain = base_strdup("consul.");
+    c->http_port = 8500;
+    c->dns_port = 8600;
+    c->server_port = 8300;
+    c->serf_lan_port = 8301;
+    c->log_level = BASE_LOG_INFO;
+    c->http_max_conns = 4096;
+}
+
+void adm_config_free(struct adm_config *c)
+{
+    base_free(c->data_dir);
+    base_free(c->node_name);
+    base_free(c->datacenter);
+    base_free(c->bind_addr);
+    base_free(c->advertise_addr);
+    base_free(c->client_addr);
+    base_free(c->http_addr);
+    base_free(c->domain);
+    base_free(c->alt_domain);
+    adm_strv_free(&c->retry_join);
+    adm_strv_free(&c->recursors);
+    adm_strv_free(&c->services);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- values ---------------------------------------------------------------------------- */
+
+static int parse_port(const char *s, int *out)
+{
+    uint64_t v;
+    if (base_u64_parse(s, &v) || v == 0 || v > 65535)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static bool valid_label(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_'))
+            return false;
+    return true;
+}
+
+static bool valid_ip(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+/* ---- JSON config ----------------------------------------------------------------------- */
+
+static int j_str(json_t *v, const char *key, const char *file, char **dst, char *err)
+{
+    if (!json_is_string(v))
+        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be a string", file, key);
+    set_str(dst, json_string_value(v));
+    return 0;
+}
+
+static int j_port(json_t *v, const char *key, const char *file, int *dst, char *err)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535)
+        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be a port number 1..65535", file, key);
+    *dst = (int)json_integer_value(v);
+    return 0;
+}
+
+static int j_strv(json_t *v, const char *key, const char *file, struct adm_strv *dst, char *err)
+{
+    size_t i;
+    json_t *e;
+    if (!json_is_array(v))
+        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an array of strings", file, key);
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_string(e))
+            return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an array of strings", file, key);
+        adm_strv_push(dst, json_string_value(e));
+    }
+    return 0;
+}
+
+static int j_service(json_t *v, const char *file, struct adm_config *c, char *err)
+{
+    if (!json_is_object(v))
+        return base_errf(err, BASE_EINVAL, "%s: each of \"services\" must be an object", file);
+    char *text = json_dumps(v, JSON_COMPACT);
+    adm_strv_push(&c->services, text);
+    free(text);
+    return 0;
+}
+
+static int load_json(const char *file, struct adm_config *c, char *err)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+    const char *k;
+    json_t *v;
+    int rc = 0;
+
+    if (!root)
+        return base_errf(err, BASE_EINVAL, "%s: %s (line %d)", file, jerr.text, jerr.line);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return base_errf(err, BASE_EINVAL, "%s: top level must be an object", file);
+    }
+    json_object_foreach(root, k, v)
+    {
+        if (strcmp(k, "datacenter") == 0)
+            rc = j_str(v, k, file, &c->datacenter, err);
+        else if (strcmp(k, "node_name") == 0)
+            rc = j_str(v, k, file, &c->node_name, err);
+        else if (strcmp(k, "data_dir") == 0)
+            rc = j_str(v, k, file, &c->data_dir, err);
+        else if (strcmp(k, "bind_addr") == 0)
+            rc = j_str(v, k, file, &c->bind_addr, err);
+        else if (strcmp(k, "advertise_addr") == 0)
+            rc = j_str(v, k, file, &c->advertise_addr, err);
+        else if (strcmp(k, "client_addr") == 0)
+            rc = j_str(v, k, file, &c->client_addr, err);
+        else if (strcmp(k, "domain") == 0)
+            rc = j_str(v, k, file, &c->domain, err);
+        else if (strcmp(k, "alt_domain") == 0)
+            rc = j_str(v, k, file, &c->alt_domain, err);
+        else if (strcmp(k, "server") == 0) {
+            if (!json_is_boolean(v))
+                rc = base_errf(err, BASE_EINVAL, "%s: \"server\" must be true or false", file);
+            else
+                c->server = json_is_true(v);
+        } else if (strcmp(k, "bootstrap_expect") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 9)
+                rc = base_errf(err, BASE_EINVAL, "%s: \"bootstrap_expect\" must be 0..9", file);
+            else
+                c->bootstrap_expect = (unsigned)json_integer_value(v);
+        } else if (strcmp(k, "log_level") == 0) {
+            if (!json_is_string(v) || base_log_level_parse(json_string_value(v), &c->log_level))
+                rc = base_errf(err, BASE_EINVAL,
+                               "%s: \"log_level\" must be one of trace, debug, info, warn, err",
+                               file);
+        } else if (strcmp(k, "log_json") == 0) {
+            if (!json_is_boolean(v))
+                rc = base_errf(err, BASE_EINVAL, "%s: \"log_json\" must be true or false", file);
+            else
+                c->log_json = json_is_true(v);
+        } else if (strcmp(k, "retry_join") == 0)
+            rc = j_strv(v, k, file, &c->retry_join, err);
+        else if (strcmp(k, "recursors") == 0)
+            rc = j_strv(v, k, file, &c->recursors, err);
+        else if (strcmp(k, "ports") == 0 || strcmp(k, "addresses") == 0) {
+            const char *pk;
+            json_t *pv;
+            bool ports = k[0] == 'p';
+            if (!json_is_object(v)) {
+                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an object", file, k);
+                break;
+            }
+            json_object_foreach(v, pk, pv)
+            {
+                char full[64];
+                snprintf(full, sizeof full, "%s.%s", k, pk);
+                if (ports && strcmp(pk, "http") == 0)
+                    rc = j_port(pv, full, file, &c->http_port, err);
+                else if (ports && strcmp(pk, "dns") == 0)
+                    rc = j_port(pv, full, file, &c->dns_port, err);
+                else if (ports && strcmp(pk, "server") == 0)
+                    rc = j_port(pv, full, file, &c->server_port, err);
+                else if (ports && strcmp(pk, "serf_lan") == 0)
+                    rc = j_port(pv, full, file, &c->serf_lan_port, err);
+                else if (!ports && strcmp(pk, "http") == 0)
+                    rc = j_str(pv, full, file, &c->http_addr, err);
+                else if (!ports && strcmp(pk, "dns") == 0) {
+                    char *ignored = NULL; /* the DNS listener follows client_addr for now */
+                    rc = j_str(pv, full, file, &ignored, err);
+                    base_free(ignored);
+                } else
+                    rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, full);
+                if (rc)
+                    break;
+            }
+        } else if (strcmp(k, "raft_snapshot_threshold") == 0 ||
+                   strcmp(k, "raft_trailing_logs") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                json_integer_value(v) > 100000000)
+                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be a positive integer", file, k);
+            else if (k[5] == 's')
+                c->raft_snapshot_threshold = (unsigned)json_integer_value(v);
+            else
+                c->raft_snapshot_trailing = (unsigned)json_integer_value(v);
+        } else if (strcmp(k, "limits") == 0) {
+            /* Herald's HTTP limits (total connections, header and idle timeouts). */
+            const char *lk;
+            json_t *lv;
+            if (!json_is_object(v)) {
+                rc = base_errf(err, BASE_EINVAL, "%s: \"limits\" must be an object", file);
+                break;
+            }
+            json_object_foreach(v, lk, lv)
+            {
+                uint64_t *dst = strcmp(lk, "http_header_timeout") == 0 ? &c->http_header_timeout_ms
+                                : strcmp(lk, "http_idle_timeout") == 0 ? &c->http_idle_timeout_ms
+                                                                       : NULL;
+                if (strcmp(lk, "http_max_conns") == 0) {
+                    if (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
+                        json_integer_value(lv) > 1000000)
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"limits.http_max_conns\" must be 1..1000000", file);
+                    else
+                        c->http_max_conns = (uint64_t)json_integer_value(lv);
+                } else if (dst) {
+                    if (!json_is_string(lv) || base_duration_parse(json_string_value(lv), dst) ||
+                        *dst == 0)
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"limits.%s\" must be a duration such as \"10s\"", file,
+                                       lk);
+                } else
+                    rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"limits.%s\"", file, lk);
+                if (rc)
+                    break;
+            }
+        } else if (strcmp(k, "services") == 0) {
+            size_t i;
+            json_t *e;
+            if (!json_is_array(v)) {
+                rc = base_errf(err, BASE_EINVAL, "%s: \"services\" must be an array", file);
+                break;
+            }
+            json_array_foreach(v, i, e) if ((rc = j_service(e, file, c, err))) break;
+        } else if (strcmp(k, "service") == 0)
+            rc = j_service(v, file, c, err);
+        else
+            rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, k);
+        if (rc)
+            break;
+    }
+    json_decref(root);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int load_dir(const char *dir, struct adm_config *c, char *err)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    struct adm_strv files = {0};
+    int rc = 0;
+
+    if (!d)
+        return base_errf(err, BASE_EINVAL, "-config-dir %s: cannot open", dir);
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n > 5 && strcmp(e->d_name + n - 5, ".json") == 0) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            adm_strv_push(&files, path);
+        }
+    }
+    closedir(d);
+    if (files.n)
+        qsort(files.v, files.n, sizeof *files.v, cmp_str);
+    for (size_t i = 0; i < files.n && !rc; i++)
+        rc = load_json(files.v[i], c, err);
+    adm_strv_free(&files);
+    return rc;
+}
+
+/* ---- flags ----------------------------------------------------------------------------- */
+
+enum flag_kind { F_BOOL, F_STR, F_PORT, F_UINT, F_STRV, F_LOG };
+
+struct flag {
+    const char *name;
+    enum flag_kind kind;
+    size_t off;
+};
+
+#define OFF(f) offsetof(struct adm_config, f)
+static const struct flag flags[] = {
+    {"dev", F_BOOL, OFF(dev)},
+    {"server", F_BOOL, OFF(server)},
+    {"bootstrap-expect", F_UINT, OFF(bootstrap_expect)},
+    {"data-dir", F_STR, OFF(data_dir)},
+    {"node", F_STR, OFF(node_name)},
+    {"datacenter", F_STR, OFF(datacenter)},
+    {"bind", F_STR, OFF(bind_addr)},
+    {"advertise", F_STR, OFF(advertise_addr)},
+    {"client", F_STR, OFF(client_addr)},
+    {"http-port", F_PORT, OFF(http_port)},
+    {"dns-port", F_PORT, OFF(dns_port)},
+    {"server-port", F_PORT, OFF(server_port)},
+    {"serf-lan-port", F_PORT, OFF(serf_lan_port)},
+    {"retry-join", F_STRV, OFF(retry_join)},
+    {"join", F_STRV, OFF(retry_join)},
+    {"recursor", F_STRV, OFF(recursors)},
+    {"domain", F_STR, OFF(domain)},
+    {"alt-domain", F_STR, OFF(alt_domain)},
+    {"log-level", F_LOG, OFF(log_level)},
+    {"log-json", F_BOOL, OFF(log_json)},
+    {"config-file", F_STR, 0}, /* handled in the first pass */
+    {"config-dir", F_STR, 0},
+};
+
+static const struct flag *find_flag(const char *name, size_t n)
+{
+    for (size_t i = 0; i < BASE_ARRAY_LEN(flags); i++)
+        if (strlen(flags[i].name) == n && strncmp(flags[i].name, name, n) == 0)
+            return &flags[i];
+    return NULL;
+}
+
+static int apply_flag(const struct flag *f, const char *val, struct adm_config *c, char *err)
+{
+    void *p = (char *)c + f->off;
+    uint64_t u;
+    switch (f->kind) {
+    case F_BOOL:
+        if (!val || strcmp(val, "true") == 0 || strcmp(val, "1") == 0)
+            *(bool *)p = true;
+        else if (strcmp(val, "false") == 0 || strcmp(val, "0") == 0)
+            *(bool *)p = false;
+        else
+            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s", val, f->name);
+        return 0;
+    case F_STR:
+        if (!*val)
+            return base_errf(err, BASE_EINVAL, "flag -%s needs a non-empty value", f->name);
+        set_str((char **)p, val);
+        return 0;
+    case F_PORT:
+        if (parse_port(val, (int *)p))
+            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s: not a port", val,
+                             f->name);
+        return 0;
+    case F_UINT:
+        if (base_u64_parse(val, &u) || u > 9)
+            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s", val, f->name);
+        *(unsigned *)p = (unsigned)u;
+        return 0;
+    case F_STRV:
+        adm_strv_push((struct adm_strv *)p, val);
+        return 0;
+    case F_LOG:
+        if (base_log_level_parse(val, (enum base_log_level *)p))
+            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s", val, f->name);
+        return 0;
+    }
+    return 0;
+}
+
+/* Walks argv calling fn for each flag; config-file flags in pass 1, the rest in pass 2. */
+static int walk(int argc, char **argv, int pass, struct adm_config *c, char *err)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || a[1] == '\0')
+            return base_errf(err, BASE_EINVAL, "unexpected argument \"%s\"", a);
+        a += a[1] == '-' ? 2 : 1;
+        const char *eq = strchr(a, '=');
+        size_t n = eq ? (size_t)(eq - a) : strlen(a);
+        const struct flag *f = find_flag(a, n);
+        if (!f)
+            return base_errf(err, BASE_EINVAL, "flag provided but not defined: -%.*s", (int)n, a);
+        const char *val = eq ? eq + 1 : NULL;
+        if (!val && f->kind != F_BOOL) {
+            if (i + 1 >= argc)
+                return base_errf(err, BASE_EINVAL, "flag needs an argument: -%s", f->name);
+            val = argv[++i];
+        }
+        bool is_config = strcmp(f->name, "config-file") == 0 || strcmp(f->name, "config-dir") == 0;
+        int rc = 0;
+        if (pass == 1 && is_config)
+            rc = f->name[7] == 'f' ? load_json(val, c, err) : load_dir(val, c, err);
+        else if (pass == 2 && !is_config)
+            rc = apply_flag(f, val, c, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int validate(struct adm_config *c, char *err)
+{
+    if (!valid_label(c->node_name))
+        return base_errf(err, BASE_EINVAL,
+                         "node name \"%s\" is not a valid DNS label (letters, digits, hyphens; "
+                         "at most 63)",
+                         c->node_name);
+    if (!valid_label(c->datacenter))
+        return base_errf(err, BASE_EINVAL, "datacenter \"%s\" is not a valid DNS label",
+                         c->datacenter);
+    if (!c->bind_addr)
+        c->bind_addr = base_strdup(c->dev ? "127.0.0.1" : "0.0.0.0");
+    if (!valid_ip(c->bind_addr))
+        return base_errf(err, BASE_EINVAL, "bind address \"%s\" is not an IP address",
+                         c->bind_addr);
+    if (!valid_ip(c->client_addr))
+        return base_errf(err, BASE_EINVAL, "client address \"%s\" is not an IP address",
+                         c->client_addr);
+    if (c->http_addr && !valid_ip(c->http_addr))
+        return base_errf(err, BASE_EINVAL, "addresses.http \"%s\" is not an IP address",
+                         c->http_addr);
+    if (!c->advertise_addr) {
+        if (strcmp(c->bind_addr, "0.0.0.0") == 0 || strcmp(c->bind_addr, "::") == 0)
+            c->advertise_addr = base_strdup("127.0.0.1"); /* TODO(gossip): pick a private IP */
+        else
+            c->advertise_addr = base_strdup(c->bind_addr);
+    }
+    if (!valid_ip(c->advertise_addr))
+        return base_errf(err, BASE_EINVAL, "advertise address \"%s\" is not an IP address",
+                         c->advertise_addr);
+    if (c->dev) {
+        c->server = true;
+        c->bootstrap_expect = 1;
+    }
+    if (!c->dev && !c->data_dir)
+        return base_errf(err, BASE_EINVAL, "data_dir is required (-data-dir) unless -dev");
+    if (!c->dev && !c->server)
+        return base_errf(err, BASE_EINVAL,
+                         "client agents are not supported yet: start with -server or -dev");
+    if (c->server && c->bootstrap_expect == 0)
+        c->bootstrap_expect = 1;
+    if (c->bootstrap_expect > 1)
+        return base_errf(err, BASE_EINVAL,
+                         "-bootstrap-expect %u: multi-server clusters are not supported yet",
+                         c->bootstrap_expect);
+    return 0;
+}
+
+int adm_config_load(int argc, char **argv, struct adm_config *c, char *err)
+{
+    int rc;
+    defaults(c);
+    if ((rc = walk(argc, argv, 1, c, err)) || (rc = walk(argc, argv, 2, c, err)) ||
+        (rc = validate(c, err)))
+        return rc;
+    return 0;
+}

@@ -1,0 +1,68 @@
+/* admin: the composition root. main dispatches to the agent or the CLI; config merges config
+ * files and flags; agent wires zone, consensus, admin/http and admin/api on one loop; checks
+ * runs this agent's TTL, TCP and HTTP health checks. */
+#ifndef HERALD_ADMIN_INTERNAL_H
+#define HERALD_ADMIN_INTERNAL_H
+
+#include "admin/api/api.h"
+#include "admin/http/http.h"
+#include "base/base.h"
+#include "consensus/consensus.h"
+#include "zone/zone.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HERALD_VERSION "0.1.0"
+
+struct adm_strv {
+    char **v;
+    size_t n;
+};
+void adm_strv_push(struct adm_strv *s, const char *x);
+void adm_strv_free(struct adm_strv *s);
+
+struct adm_config {
+    bool dev;
+    bool server;
+    unsigned bootstrap_expect;
+    char *data_dir;
+    char *node_name;
+    char *datacenter;
+    char *bind_addr;
+    char *advertise_addr;
+    char *client_addr;
+    char *http_addr; /* addresses.http, defaults to client_addr */
+    int http_port, dns_port, server_port, serf_lan_port;
+    struct adm_strv retry_join;
+    struct adm_strv recursors;
+    char *domain;
+    char *alt_domain;
+    enum base_log_level log_level;
+    bool log_json;
+    struct adm_strv services; /* JSON text of each service definition, from config files */
+    uint64_t http_max_conns;
+    uint64_t http_header_timeout_ms, http_idle_timeout_ms;
+    unsigned raft_snapshot_threshold, raft_snapshot_trailing;
+};
+
+/* Fills cfg from config files and flags (flags win). On error returns non-zero with errmsg
+ * naming the flag, key or file. */
+int adm_config_load(int argc, char **argv, struct adm_config *cfg, char *errmsg);
+void adm_config_free(struct adm_config *cfg);
+
+int adm_agent_main(int argc, char **argv);
+int adm_cli_main(const char *cmd, int argc, char **argv);
+
+/* Health-check runner (this agent's checks). Loop thread. */
+struct adm_checks;
+struct adm_checks *adm_checks_new(uv_loop_t *loop, struct zone_store *store, const char *node_name);
+void adm_checks_set_api(struct adm_checks *c, struct api *api);
+/* Re-reads this node's checks and (re)arms their timers. */
+void adm_checks_sync(struct adm_checks *c);
+void adm_checks_ttl_reset(void *c, const char *check_id);
+/* Pauses proposing (not leader) or resumes. */
+void adm_checks_free(struct adm_checks *c, void (*done)(void *), void *data);
+
+#endif

@@ -1,0 +1,44 @@
+/* herald: one binary for the agent and the CLI (DESIGN.md 1.1). */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: herald <command> [args]\n"
+            "\n"
+            "Commands:\n"
+            "  agent [flags]                      run an agent (-dev for a single dev node)\n"
+            "  members                            members of the cluster\n"
+            "  services register FILE.json | -name N [-id I] [-port P] [-address A] [-tag T]...\n"
+            "  services deregister ID\n"
+            "  catalog services | nodes | service NAME\n"
+            "  kv get KEY | put KEY VALUE | delete KEY [-recurse] | export [PREFIX] | import FILE\n"
+            "  version\n"
+            "\n"
+            "The CLI talks to the agent's HTTP API: -http-addr, HERALD_HTTP_ADDR or\n"
+            "CONSUL_HTTP_ADDR (default 127.0.0.1:8500).\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "agent") == 0)
+        return adm_agent_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "-version") == 0 ||
+        strcmp(cmd, "--version") == 0) {
+        printf("Herald v%s\n", HERALD_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    return adm_cli_main(cmd, argc - 2, argv + 2);
+}
