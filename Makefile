@@ -33,8 +33,11 @@ mod_srcs = $(wildcard $(1)/*.c)
 mod_objs = $(patsubst %.c,$(BUILD)/%.o,$(call mod_srcs,$(1)))
 LIBS := $(foreach m,$(MODULES),$(call mod_lib,$(m)))
 
-ADMIN_SRCS := $(wildcard admin/*.c)
-ADMIN_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(ADMIN_SRCS))
+# admin/ (the composition root) is an archive too, so unit tests can link it; main.o is the
+# only object outside it.
+MAIN_OBJ := $(BUILD)/admin/main.o
+ADMIN_LIB := $(BUILD)/libadmin.a
+ADMIN_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(filter-out admin/main.c,$(wildcard admin/*.c)))
 
 UNIT_SRCS := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BINS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRCS))
@@ -62,8 +65,12 @@ $(call mod_lib,$(1)): $(call mod_objs,$(1)) $(if $(findstring admin/http,$(1)),$
 endef
 $(foreach m,$(MODULES),$(eval $(call MODULE_RULE,$(m))))
 
-$(BUILD)/herald: $(ADMIN_OBJS) $(LIBS)
-	$(CC) $(LDFLAGS) -o $@ $(ADMIN_OBJS) $(LIBS) $(LDLIBS)
+$(ADMIN_LIB): $(ADMIN_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/herald: $(MAIN_OBJ) $(ADMIN_LIB) $(LIBS)
+	$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(ADMIN_LIB) $(LIBS) $(LDLIBS)
 
 # Unit tests: tests/unit/<module>/test_x.c links its module's archive and those below it.
 DEPS_base := base
@@ -71,8 +78,8 @@ DEPS_zone := zone base
 DEPS_consensus := consensus zone base
 DEPS_admin/http := admin/http base
 DEPS_admin/api := admin/api admin/http consensus zone base
-DEPS_admin := $(MODULES)
-libs_for = $(foreach m,$(DEPS_$(1)),$(call mod_lib,$(m)))
+DEPS_admin := admin $(MODULES)
+libs_for = $(foreach m,$(DEPS_$(1)),$(if $(filter admin,$(m)),$(ADMIN_LIB),$(call mod_lib,$(m))))
 mod_of = $(patsubst %/,%,$(dir $(1)))
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c $$(call libs_for,$$(call mod_of,$$*))

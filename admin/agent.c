@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -378,6 +379,12 @@ int adm_agent_main(int argc, char **argv)
     int rc;
 
     signal(SIGPIPE, SIG_IGN); /* a dead peer's socket must not kill the agent */
+    /* Thousands of parked blocking queries are thousands of sockets: take the hard limit. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     if ((rc = adm_config_load(argc, argv, &ag->cfg, err))) {
         fprintf(stderr, "herald agent: %s\n", err);
         adm_config_free(&ag->cfg);
