@@ -263,4 +263,96 @@ int zone_kv_get(struct zone_read *r, const char *key, struct base_arena *a,
 int zone_kv_each(struct zone_read *r, const char *prefix, struct base_arena *a, zone_kv_cb cb,
                  void *data);
 
+/* ---- DNS: the authoritative answers for the consul zone -------------------------------- */
+/* zone/dns_*.c turn a DNS query into its response for the zone (and alt_domain): parsing with
+ * bounds checks, name classification (service/node/addr/PTR/apex), the catalog lookups with
+ * health filtering, and the wire answer with EDNS, truncation (Additional first, only glue of
+ * kept targets, TC when an answer RR was dropped) and RFC 2308 negative answers. It is pure:
+ * no sockets, no threads, no heap in the steady state (the caller gives the buffers and the
+ * arena). The transport (resolver/) owns sockets, the answer cache, ACLs and recursion.
+ * Everything here may run on any thread with its own zone_read. */
+
+#define ZONE_DNS_MAX_NAME 255
+#define ZONE_DNS_OUR_UDP_SIZE 1232 /* the EDNS size we advertise (DNS flag day 2020) */
+#define ZONE_DNS_MAX_UDP 4096      /* client EDNS sizes are capped to this */
+#define ZONE_DNS_MAX_SHUFFLE 256   /* answer RRs whose order can be permuted per query */
+
+/* TTL for services: exact name, longest "prefix*", then "*" (Consul's dns_config.service_ttl). */
+struct zone_dns_ttl {
+    const char *pattern;
+    uint32_t ttl;
+};
+
+struct zone_dns_config {
+    const char *domain;     /* "consul." — lowercase, with the trailing dot */
+    const char *alt_domain; /* NULL or "" when none */
+    const char *datacenter; /* "dc1": the only datacenter label we answer for */
+    uint32_t node_ttl;      /* default 0 */
+    const struct zone_dns_ttl *service_ttl;
+    size_t n_service_ttl;
+    bool only_passing;         /* hide warning instances too (Consul's only_passing) */
+    bool enable_truncate;      /* set TC when answers were dropped (Herald default: true) */
+    unsigned udp_answer_limit; /* 0: as many as fit */
+    unsigned a_record_limit;   /* 0: no limit, for UDP and TCP */
+    uint32_t soa_refresh, soa_retry, soa_expire, soa_min_ttl; /* 3600 600 86400 0 */
+};
+
+/* A parsed query. Pointers borrow the packet, which must outlive the struct. */
+struct zone_dns_query {
+    const uint8_t *pkt;
+    size_t len;
+    uint16_t id;
+    uint16_t flags; /* header flags word as received (bits 0-15 of bytes 2-3) */
+    uint8_t opcode;
+    size_t qname_len;             /* wire length including the root label */
+    uint8_t lname[ZONE_DNS_MAX_NAME + 1]; /* qname in wire form, ASCII lowercased */
+    uint16_t qtype, qclass;
+    size_t question_end; /* offset after the question (12 + qname_len + 4) */
+    bool edns;           /* an OPT was present */
+    uint8_t edns_version;
+    bool edns_do;
+    uint16_t edns_size; /* client's payload size as sent (0 without EDNS) */
+};
+
+/* zone_dns_parse results besides 0. */
+enum zone_dns_rc {
+    ZONE_DNS_DROP = 1,    /* no answer is possible or wise: header unreadable, QR=1 */
+    ZONE_DNS_FORMERR = 2, /* answer with zone_dns_error(q, 1): QDCOUNT != 1, bad name, two OPTs */
+    ZONE_DNS_NOTIMP = 3,  /* opcode other than QUERY: zone_dns_error(q, 4) */
+    ZONE_DNS_BADVERS = 4, /* EDNS version > 0: zone_dns_error(q, 16) */
+};
+
+/* Parses and checks a query (RFC 1035 §4.1, RFC 6891). 0 or one of enum zone_dns_rc; q is
+ * filled as far as parsing got, enough for zone_dns_error. */
+int zone_dns_parse(const uint8_t *pkt, size_t len, struct zone_dns_query *q);
+
+/* Whether the query name is at or below domain or alt_domain. */
+bool zone_dns_in_zone(const struct zone_dns_config *cfg, const struct zone_dns_query *q);
+
+/* Writes a response with no records for q: rcode 1 FORMERR, 2 SERVFAIL, 4 NOTIMP, 5 REFUSED, or
+ * 16 BADVERS (extended, with OPT version 0). The question is echoed when it was parsed; OPT is
+ * added when the query had a parsable one. ra sets RA. Returns the length (0 if cap is too
+ * small). */
+size_t zone_dns_error(const struct zone_dns_query *q, unsigned rcode, bool ra, uint8_t *out,
+                      size_t cap);
+
+/* Where the permutable answer RRs sit in a response, so a cached response can be shuffled per
+ * query (ID, question case and order are patched into cached wire data). Every compression
+ * pointer in a response points into the question, so permuting these RRs is safe. */
+struct zone_dns_layout {
+    uint16_t rr_off[ZONE_DNS_MAX_SHUFFLE];
+    uint16_t rr_len[ZONE_DNS_MAX_SHUFFLE];
+    unsigned n; /* 0: nothing to shuffle */
+};
+
+/* The authoritative answer for an in-zone query. limit is the transport's size limit: for UDP
+ * 512 without EDNS, else the client's size (at least 512, at most ZONE_DNS_MAX_UDP); for TCP
+ * 65535. Answers are shuffled (rng is the caller's state, any non-zero seed). ra sets RA.
+ * *len gets the response length. ar is scratch for the call (reset by the caller).
+ * Returns 0, or BASE_ESTORE (answer SERVFAIL). */
+int zone_dns_answer(struct zone_read *rd, const struct zone_dns_config *cfg,
+                    const struct zone_dns_query *q, size_t limit, bool ra, uint64_t *rng,
+                    struct base_arena *ar, uint8_t *out, size_t cap, size_t *len,
+                    struct zone_dns_layout *layout) BASE_MUSTCHECK;
+
 #endif
