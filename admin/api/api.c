@@ -38,6 +38,7 @@ struct api_wait {
     bool blocking;
     bool parked;
     bool woken;
+    bool in_barrier; /* a Raft barrier holds a pointer to this waiter */
     uv_timer_t timer;
     struct api_wait *prev, *next;
 };
@@ -167,7 +168,8 @@ static void wait_abort(void *data, struct http_req *req)
     struct api_wait *w = data;
     BASE_UNUSED(req);
     w->req = NULL;
-    wait_done(w);
+    if (!w->in_barrier) /* else barrier_done frees it */
+        wait_done(w);
 }
 
 static void wait_park(struct api_wait *w)
@@ -235,6 +237,7 @@ static void wait_timeout(uv_timer_t *t)
 static void barrier_done(void *data, int status)
 {
     struct api_wait *w = data;
+    w->in_barrier = false;
     if (!w->req) { /* client went away while the barrier ran */
         wait_done(w);
         return;
@@ -300,6 +303,7 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
         uv_timer_start(&w->timer, wait_timeout, wait_ms + jitter, 0);
     }
     if (consistent) {
+        w->in_barrier = true;
         cons_barrier(a->cfg.cons, barrier_done, w);
         return;
     }
