@@ -238,7 +238,7 @@ int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
                 base_arena_alloc(ar, (json_object_size(v) + 1) * sizeof(struct zone_pair));
             json_object_foreach(v, tk, tv)
             {
-                json_t *addr = json_is_object(tv) ? json_object_get(tv, "Address") : tv;
+                json_t *addr = json_is_object(tv) ? api__json_field(tv, "Address") : tv;
                 if (!json_is_string(addr))
                     return base_errf(errmsg, BASE_EINVAL,
                                      "Request decode failed: field \"%s.%s\": expected an "

@@ -62,6 +62,8 @@ const char *api__path_arg(struct http_req *req, const char *prefix);
 /* Keys match Consul's decoder: case-insensitive, underscores ignored ("enable_tag_override"
  * equals "EnableTagOverride"). */
 bool api__key_is(const char *key, const char *name);
+/* The member of obj whose key matches name as api__key_is does; NULL when none. */
+json_t *api__json_field(json_t *obj, const char *name);
 int api__get_str(json_t *v, const char *field, struct base_arena *ar, const char **out,
                  char *errmsg);
 int api__get_bool(json_t *v, const char *field, bool *out, char *errmsg);

@@ -29,6 +29,14 @@ bool api__key_is(const char *key, const char *name)
     }
 }
 
+json_t *api__json_field(json_t *obj, const char *name)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v) if (api__key_is(k, name)) return v;
+    return NULL;
+}
+
 int api__unknown_field(const char *key, char *errmsg)
 {
     return base_errf(errmsg, BASE_EINVAL, "Request decode failed: unknown field \"%s\"", key);
