@@ -8,7 +8,7 @@ BUILD ?= build
 SAN ?= 0
 CC ?= cc
 
-PKGS := libuv lmdb jansson raft
+PKGS := libuv lmdb jansson raft ldns
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -27,7 +27,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 LLHTTP_OBJS := $(patsubst $(LLHTTP_SRC_DIR)/%.c,$(BUILD)/llhttp/%.o,$(wildcard $(LLHTTP_SRC_DIR)/*.c))
 
 # Modules: folder -> archive. Order matters for static linking (dependents first).
-MODULES := $(foreach m,admin/api admin/http consensus zone base,$(if $(wildcard $(m)/*.c),$(m)))
+MODULES := $(foreach m,admin/api admin/http resolver consensus zone base,$(if $(wildcard $(m)/*.c),$(m)))
 mod_lib = $(BUILD)/lib$(subst /,_,$(1)).a
 mod_srcs = $(wildcard $(1)/*.c)
 mod_objs = $(patsubst %.c,$(BUILD)/%.o,$(call mod_srcs,$(1)))
@@ -42,7 +42,7 @@ ADMIN_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(filter-out admin/main.c,$(wildcard a
 UNIT_SRCS := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BINS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRCS))
 
-.PHONY: all deps run test unit unit-asan integration check-deps fmt fmt-check clean FORCE
+.PHONY: all deps run test unit unit-asan integration check-deps fmt fmt-check clean fuzz FORCE
 
 all: $(BUILD)/herald
 
@@ -76,6 +76,7 @@ $(BUILD)/herald: $(MAIN_OBJ) $(ADMIN_LIB) $(LIBS)
 DEPS_base := base
 DEPS_zone := zone base
 DEPS_consensus := consensus zone base
+DEPS_resolver := resolver zone base
 DEPS_admin/http := admin/http base
 DEPS_admin/api := admin/api admin/http consensus zone base
 DEPS_admin := admin $(MODULES)
@@ -122,6 +123,28 @@ test: deps
 run: deps
 	@$(MAKE) --no-print-directory all
 	./$(BUILD)/herald agent -dev
+
+# Fuzzing, not part of make test: libFuzzer (clang) with ASan/UBSan over the DNS query path of
+# zone/, seeded with every query of rfc-vectors/dns (written by the vectors test at run time).
+FUZZ_BUILD := build/fuzz
+FUZZ_SECONDS ?= 600
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer \
+	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -I. \
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard zone/*.c base/*.c))
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/dns_query: tests/fuzz/dns_query.c $(FUZZ_OBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/unit -o $@ $^ $(LDLIBS)
+
+fuzz: $(FUZZ_BUILD)/dns_query build/tests/unit/zone/test_dns_vectors
+	@mkdir -p $(FUZZ_BUILD)/corpus
+	HERALD_VECTOR_SEEDS=$(FUZZ_BUILD)/corpus build/tests/unit/zone/test_dns_vectors >/dev/null
+	$(FUZZ_BUILD)/dns_query -max_total_time=$(FUZZ_SECONDS) -max_len=65535 -timeout=10 \
+	  -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus
 
 clean:
 	rm -rf build

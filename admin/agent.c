@@ -2,13 +2,16 @@
  * health-check runner (DESIGN.md 2.2).
  *
  * Start: config -> data dir (node-id, catalog/, raft/) -> zone store -> consensus (replays the
- * log into the store) -> api -> HTTP listener -> check runner. Once this server leads, it
- * registers its own node (with the serfHealth check and the "consul" service, as Consul's
- * leader does) and the services of its config files.
+ * log into the store) -> api -> HTTP listener -> check runner -> DNS workers (reading the
+ * replayed store; every applied entry that changed the catalog publishes its index to them, so
+ * their answer caches never serve data older than a write already answered). Once this server
+ * leads, it registers its own node (with the serfHealth check and the "consul" service, as
+ * Consul's leader does) and the services of its config files.
  *
- * Stop (SIGINT/SIGTERM): HTTP stops (parked requests are dropped), Raft closes (pending
- * proposals end as unknown or shut down), then the api and the check runner are freed, the
- * store is closed and the loop must close with nothing left on it. */
+ * Stop (SIGINT/SIGTERM): the DNS workers stop (and are joined), HTTP stops (parked requests
+ * are dropped), Raft closes (pending proposals end as unknown or shut down), then the api and
+ * the check runner are freed, the store is closed and the loop must close with nothing left
+ * on it. */
 #define _XOPEN_SOURCE 700
 #include "internal.h"
 
@@ -29,6 +32,8 @@ struct agent {
     struct zone_store *store;
     struct cons *cons;
     struct http_server *http;
+    struct rsv *rsv;
+    struct zone_dns_config dns;
     struct api *api;
     struct adm_checks *checks;
     uv_signal_t sigint, sigterm;
@@ -115,6 +120,9 @@ static int load_node_id(struct agent *ag, const char *dir, char *err)
 static void on_applied(void *data, uint64_t index, uint32_t touched)
 {
     struct agent *ag = data;
+    /* Before anyone is answered: DNS caches built at an older index are not used again. */
+    if (ag->rsv && touched)
+        rsv_catalog_changed(ag->rsv, index);
     if (ag->api)
         api_on_applied(ag->api, index, touched);
     if (ag->checks && (touched & ZONE_TABLE_BIT(ZONE_TABLE_CHECKS)))
@@ -244,6 +252,16 @@ static void on_http_stopped(void *data)
         on_cons_stopped(ag);
 }
 
+static void on_rsv_stopped(void *data)
+{
+    struct agent *ag = data;
+    ag->rsv = NULL;
+    if (ag->http)
+        http_server_stop(ag->http, on_http_stopped, ag);
+    else
+        on_http_stopped(ag);
+}
+
 static void begin_stop(struct agent *ag)
 {
     if (ag->stopping)
@@ -254,10 +272,10 @@ static void begin_stop(struct agent *ag)
     uv_close((uv_handle_t *)&ag->sigint, NULL);
     uv_close((uv_handle_t *)&ag->sigterm, NULL);
     uv_timer_stop(&ag->sync);
-    if (ag->http)
-        http_server_stop(ag->http, on_http_stopped, ag);
+    if (ag->rsv)
+        rsv_stop(ag->rsv, on_rsv_stopped, ag);
     else
-        on_http_stopped(ag);
+        on_rsv_stopped(ag);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -360,6 +378,37 @@ static int agent_start(struct agent *ag, char *err)
         .idle_timeout_ms = (unsigned)c->http_idle_timeout_ms,
     };
     if ((rc = http_server_start(&ag->loop, &hc, api_handle, ag->api, &ag->http, err)))
+        return rc;
+
+    /* DNS: the store is open and replayed; answers follow the catalog index from here on. */
+    struct zone_meta meta;
+    if ((rc = zone_store_meta(ag->store, &meta)))
+        return base_errf(err, rc, "catalog: %s", base_strerror(rc));
+    ag->dns = (struct zone_dns_config){
+        .domain = c->domain,
+        .alt_domain = c->alt_domain,
+        .datacenter = c->datacenter,
+        .node_ttl = c->dns.node_ttl,
+        .service_ttl = c->dns.service_ttl,
+        .n_service_ttl = c->dns.n_service_ttl,
+        .only_passing = c->dns.only_passing,
+        .enable_truncate = c->dns.enable_truncate,
+        .udp_answer_limit = c->dns.udp_answer_limit,
+        .a_record_limit = c->dns.a_record_limit,
+        .soa_refresh = c->dns.soa_refresh,
+        .soa_retry = c->dns.soa_retry,
+        .soa_expire = c->dns.soa_expire,
+        .soa_min_ttl = c->dns.soa_min_ttl,
+    };
+    struct rsv_config rc_dns = {
+        .host = c->dns_addr ? c->dns_addr : c->client_addr,
+        .port = c->dns_port,
+        .workers = c->dns_workers,
+        .store = ag->store,
+        .zone = &ag->dns,
+        .catalog_index = meta.index,
+    };
+    if ((rc = rsv_start(&ag->loop, &rc_dns, &ag->rsv, err)))
         return rc;
 
     uv_timer_start(&ag->sync, sync_tick, 10, 100);

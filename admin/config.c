@@ -51,6 +51,14 @@ static void defaults(struct adm_config *c)
     c->serf_lan_port = 8301;
     c->log_level = BASE_LOG_INFO;
     c->http_max_conns = 4096;
+    c->dns.allow_stale = true;
+    c->dns.max_stale_ms = 87600ull * 3600 * 1000; /* Consul's default, 10 years */
+    c->dns.enable_truncate = true;
+    c->dns.soa_refresh = 3600;
+    c->dns.soa_retry = 600;
+    c->dns.soa_expire = 86400;
+    c->dns.soa_min_ttl = 0;
+    c->dns.recursor_timeout_ms = 2000;
 }
 
 void adm_config_free(struct adm_config *c)
@@ -64,6 +72,10 @@ void adm_config_free(struct adm_config *c)
     base_free(c->http_addr);
     base_free(c->domain);
     base_free(c->alt_domain);
+    base_free(c->dns_addr);
+    for (size_t i = 0; i < c->dns.n_service_ttl; i++)
+        base_free((void *)c->dns.service_ttl[i].pattern);
+    base_free(c->dns.service_ttl);
     adm_strv_free(&c->retry_join);
     adm_strv_free(&c->recursors);
     adm_strv_free(&c->services);
@@ -142,6 +154,147 @@ static int j_service(json_t *v, const char *file, struct adm_config *c, char *er
     return 0;
 }
 
+/* A TTL in whole seconds: a duration string ("10s", "1m") or a number of seconds. */
+static int j_ttl(json_t *v, const char *key, const char *file, uint32_t *dst, char *err)
+{
+    uint64_t ms;
+    if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+        json_integer_value(v) <= (json_int_t)INT32_MAX) {
+        *dst = (uint32_t)json_integer_value(v);
+        return 0;
+    }
+    if (!json_is_string(v) || base_duration_parse(json_string_value(v), &ms) ||
+        ms / 1000 > INT32_MAX)
+        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be a duration such as \"30s\"", file,
+                         key);
+    *dst = (uint32_t)(ms / 1000);
+    return 0;
+}
+
+static int j_duration(json_t *v, const char *key, const char *file, uint64_t *dst, char *err)
+{
+    if (!json_is_string(v) || base_duration_parse(json_string_value(v), dst))
+        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be a duration such as \"2s\"", file,
+                         key);
+    return 0;
+}
+
+static int j_bool(json_t *v, const char *key, const char *file, bool *dst, char *err)
+{
+    if (!json_is_boolean(v))
+        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be true or false", file, key);
+    *dst = json_is_true(v);
+    return 0;
+}
+
+static int j_uint(json_t *v, const char *key, const char *file, json_int_t min, json_int_t max,
+                  uint64_t *dst, char *err)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
+        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an integer %lld..%lld", file, key,
+                         (long long)min, (long long)max);
+    *dst = (uint64_t)json_integer_value(v);
+    return 0;
+}
+
+/* dns_config: Consul's keys that Herald uses (or accepts for compatibility). */
+static int j_dns_config(json_t *obj, const char *file, struct adm_config *c, char *err)
+{
+    struct adm_dns_config *d = &c->dns;
+    const char *k;
+    json_t *v;
+    uint64_t u;
+    int rc = 0;
+
+    if (!json_is_object(obj))
+        return base_errf(err, BASE_EINVAL, "%s: \"dns_config\" must be an object", file);
+    json_object_foreach(obj, k, v)
+    {
+        char full[128];
+        snprintf(full, sizeof full, "dns_config.%s", k);
+        if (strcmp(k, "node_ttl") == 0)
+            rc = j_ttl(v, full, file, &d->node_ttl, err);
+        else if (strcmp(k, "service_ttl") == 0) {
+            const char *pk;
+            json_t *pv;
+            if (!json_is_object(v)) {
+                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an object", file, full);
+                break;
+            }
+            json_object_foreach(v, pk, pv)
+            {
+                char sub[400];
+                uint32_t ttl;
+                size_t i;
+                snprintf(sub, sizeof sub, "dns_config.service_ttl.%s", pk);
+                if (!*pk || strlen(pk) > ZONE_NAME_MAX) {
+                    rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" is not a service name or pattern",
+                                   file, sub);
+                    break;
+                }
+                if ((rc = j_ttl(pv, sub, file, &ttl, err)))
+                    break;
+                for (i = 0; i < d->n_service_ttl; i++)
+                    if (base_strcasecmp(d->service_ttl[i].pattern, pk) == 0)
+                        break;
+                if (i == d->n_service_ttl) {
+                    d->service_ttl = base_realloc(d->service_ttl,
+                                                  (d->n_service_ttl + 1) * sizeof *d->service_ttl);
+                    d->service_ttl[i].pattern = base_strdup(pk);
+                    d->n_service_ttl++;
+                }
+                d->service_ttl[i].ttl = ttl;
+            }
+        } else if (strcmp(k, "allow_stale") == 0)
+            rc = j_bool(v, full, file, &d->allow_stale, err);
+        else if (strcmp(k, "max_stale") == 0)
+            rc = j_duration(v, full, file, &d->max_stale_ms, err);
+        else if (strcmp(k, "only_passing") == 0)
+            rc = j_bool(v, full, file, &d->only_passing, err);
+        else if (strcmp(k, "enable_truncate") == 0)
+            rc = j_bool(v, full, file, &d->enable_truncate, err);
+        else if (strcmp(k, "udp_answer_limit") == 0) {
+            if (!(rc = j_uint(v, full, file, 0, 65535, &u, err)))
+                d->udp_answer_limit = (unsigned)u;
+        } else if (strcmp(k, "a_record_limit") == 0) {
+            if (!(rc = j_uint(v, full, file, 0, 65535, &u, err)))
+                d->a_record_limit = (unsigned)u;
+        } else if (strcmp(k, "workers") == 0) {
+            if (!(rc = j_uint(v, full, file, 1, 256, &u, err)))
+                c->dns_workers = (unsigned)u;
+        } else if (strcmp(k, "recursor_timeout") == 0)
+            rc = j_duration(v, full, file, &d->recursor_timeout_ms, err);
+        else if (strcmp(k, "soa") == 0) {
+            const char *sk;
+            json_t *sv;
+            if (!json_is_object(v)) {
+                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an object", file, full);
+                break;
+            }
+            json_object_foreach(v, sk, sv)
+            {
+                char sub[128];
+                uint32_t *dst = strcmp(sk, "refresh") == 0   ? &d->soa_refresh
+                                : strcmp(sk, "retry") == 0   ? &d->soa_retry
+                                : strcmp(sk, "expire") == 0  ? &d->soa_expire
+                                : strcmp(sk, "min_ttl") == 0 ? &d->soa_min_ttl
+                                                             : NULL;
+                snprintf(sub, sizeof sub, "dns_config.soa.%s", sk);
+                if (!dst)
+                    rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, sub);
+                else if (!(rc = j_uint(sv, sub, file, 0, INT32_MAX, &u, err)))
+                    *dst = (uint32_t)u;
+                if (rc)
+                    break;
+            }
+        } else
+            rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, full);
+        if (rc)
+            break;
+    }
+    return rc;
+}
+
 static int load_json(const char *file, struct adm_config *c, char *err)
 {
     json_error_t jerr;
@@ -185,6 +338,7 @@ static int load_json(const char *file, struct adm_config *c, char *err)
             else
                 c->bootstrap_expect = (unsigned)json_integer_value(v);
         } else if (strcmp(k, "log_level") == 0) {
+            c->log_level_set = true;
             if (!json_is_string(v) || base_log_level_parse(json_string_value(v), &c->log_level))
                 rc = base_errf(err, BASE_EINVAL,
                                "%s: \"log_level\" must be one of trace, debug, info, warn, err",
@@ -220,11 +374,9 @@ static int load_json(const char *file, struct adm_config *c, char *err)
                     rc = j_port(pv, full, file, &c->serf_lan_port, err);
                 else if (!ports && strcmp(pk, "http") == 0)
                     rc = j_str(pv, full, file, &c->http_addr, err);
-                else if (!ports && strcmp(pk, "dns") == 0) {
-                    char *ignored = NULL; /* the DNS listener follows client_addr for now */
-                    rc = j_str(pv, full, file, &ignored, err);
-                    base_free(ignored);
-                } else
+                else if (!ports && strcmp(pk, "dns") == 0)
+                    rc = j_str(pv, full, file, &c->dns_addr, err);
+                else
                     rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, full);
                 if (rc)
                     break;
@@ -269,6 +421,8 @@ static int load_json(const char *file, struct adm_config *c, char *err)
                 if (rc)
                     break;
             }
+        } else if (strcmp(k, "dns_config") == 0) {
+            rc = j_dns_config(v, file, c, err);
         } else if (strcmp(k, "services") == 0) {
             size_t i;
             json_t *e;
@@ -321,7 +475,7 @@ static int load_dir(const char *dir, struct adm_config *c, char *err)
 
 /* ---- flags ----------------------------------------------------------------------------- */
 
-enum flag_kind { F_BOOL, F_STR, F_PORT, F_UINT, F_STRV, F_LOG };
+enum flag_kind { F_BOOL, F_STR, F_PORT, F_UINT, F_STRV, F_LOG, F_WORKERS };
 
 struct flag {
     const char *name;
@@ -342,6 +496,7 @@ static const struct flag flags[] = {
     {"client", F_STR, OFF(client_addr)},
     {"http-port", F_PORT, OFF(http_port)},
     {"dns-port", F_PORT, OFF(dns_port)},
+    {"dns-workers", F_WORKERS, OFF(dns_workers)},
     {"server-port", F_PORT, OFF(server_port)},
     {"serf-lan-port", F_PORT, OFF(serf_lan_port)},
     {"retry-join", F_STRV, OFF(retry_join)},
@@ -391,10 +546,17 @@ static int apply_flag(const struct flag *f, const char *val, struct adm_config *
             return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s", val, f->name);
         *(unsigned *)p = (unsigned)u;
         return 0;
+    case F_WORKERS:
+        if (base_u64_parse(val, &u) || u < 1 || u > 256)
+            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s: must be 1..256",
+                             val, f->name);
+        *(unsigned *)p = (unsigned)u;
+        return 0;
     case F_STRV:
         adm_strv_push((struct adm_strv *)p, val);
         return 0;
     case F_LOG:
+        c->log_level_set = true;
         if (base_log_level_parse(val, (enum base_log_level *)p))
             return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s", val, f->name);
         return 0;
@@ -433,6 +595,35 @@ static int walk(int argc, char **argv, int pass, struct adm_config *c, char *err
     return 0;
 }
 
+/* A DNS domain as the zone wants it: lowercase, with the trailing dot ("Consul" -> "consul."). */
+static int norm_domain(char **d, const char *what, char *err)
+{
+    char buf[256];
+    size_t n = strlen(*d);
+
+    if (n && (*d)[n - 1] == '.')
+        n--;
+    if (n == 0 || n > 253)
+        return base_errf(err, BASE_EINVAL, "%s \"%s\" is not a domain name", what, *d);
+    memcpy(buf, *d, n);
+    buf[n] = '\0';
+    base_str_lower(buf);
+    for (char *label = buf, *end; label; label = end ? end + 1 : NULL) {
+        end = strchr(label, '.');
+        if (end)
+            *end = '\0';
+        bool ok = valid_label(label);
+        if (end)
+            *end = '.';
+        if (!ok)
+            return base_errf(err, BASE_EINVAL, "%s \"%s\" is not a domain name", what, *d);
+    }
+    buf[n] = '.';
+    buf[n + 1] = '\0';
+    set_str(d, buf);
+    return 0;
+}
+
 static int validate(struct adm_config *c, char *err)
 {
     if (!valid_label(c->node_name))
@@ -454,6 +645,17 @@ static int validate(struct adm_config *c, char *err)
     if (c->http_addr && !valid_ip(c->http_addr))
         return base_errf(err, BASE_EINVAL, "addresses.http \"%s\" is not an IP address",
                          c->http_addr);
+    if (c->dns_addr && !valid_ip(c->dns_addr))
+        return base_errf(err, BASE_EINVAL, "addresses.dns \"%s\" is not an IP address",
+                         c->dns_addr);
+    if (norm_domain(&c->domain, "domain", err))
+        return BASE_EINVAL;
+    if (c->alt_domain && !*c->alt_domain) {
+        base_free(c->alt_domain);
+        c->alt_domain = NULL;
+    }
+    if (c->alt_domain && norm_domain(&c->alt_domain, "alt_domain", err))
+        return BASE_EINVAL;
     if (!c->advertise_addr) {
         if (strcmp(c->bind_addr, "0.0.0.0") == 0 || strcmp(c->bind_addr, "::") == 0)
             c->advertise_addr = base_strdup("127.0.0.1"); /* TODO(gossip): pick a private IP */
@@ -464,6 +666,9 @@ static int validate(struct adm_config *c, char *err)
         return base_errf(err, BASE_EINVAL, "advertise address \"%s\" is not an IP address",
                          c->advertise_addr);
     if (c->dev) {
+        /* As Consul: dev mode is its own single-node cluster. */
+        if (c->bootstrap_expect > 0)
+            return base_errf(err, BASE_EINVAL, "'bootstrap_expect > 0' not allowed in dev mode");
         c->server = true;
         c->bootstrap_expect = 1;
     }

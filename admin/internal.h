@@ -1,6 +1,6 @@
 /* admin: the composition root. main dispatches to the agent or the CLI; config merges config
- * files and flags; agent wires zone, consensus, admin/http and admin/api on one loop; checks
- * runs this agent's TTL, TCP and HTTP health checks. */
+ * files and flags; agent wires zone, consensus, admin/http and admin/api on one loop and the
+ * DNS resolver's workers beside it; checks runs this agent's TTL, TCP and HTTP health checks. */
 #ifndef HERALD_ADMIN_INTERNAL_H
 #define HERALD_ADMIN_INTERNAL_H
 
@@ -8,6 +8,7 @@
 #include "admin/http/http.h"
 #include "base/base.h"
 #include "consensus/consensus.h"
+#include "resolver/resolver.h"
 #include "zone/zone.h"
 
 #include <stdbool.h>
@@ -40,11 +41,27 @@ struct adm_config {
     char *domain;
     char *alt_domain;
     enum base_log_level log_level;
+    bool log_level_set; /* given by a flag or a file (else -dev logs at debug) */
     bool log_json;
     struct adm_strv services; /* JSON text of each service definition, from config files */
     uint64_t http_max_conns;
     uint64_t http_header_timeout_ms, http_idle_timeout_ms;
     unsigned raft_snapshot_threshold, raft_snapshot_trailing;
+    /* DNS: addresses.dns (defaults to client_addr), -dns-workers, dns_config */
+    char *dns_addr;
+    unsigned dns_workers; /* 0: the number of cores */
+    struct adm_dns_config {
+        uint32_t node_ttl;
+        struct zone_dns_ttl *service_ttl; /* patterns owned (base_strdup) */
+        size_t n_service_ttl;
+        bool allow_stale;      /* accepted; DNS reads are always local */
+        uint64_t max_stale_ms; /* accepted, unused */
+        bool only_passing;
+        bool enable_truncate;
+        unsigned udp_answer_limit, a_record_limit;
+        uint32_t soa_refresh, soa_retry, soa_expire, soa_min_ttl;
+        uint64_t recursor_timeout_ms; /* accepted, unused until recursion */
+    } dns;
 };
 
 /* Fills cfg from config files and flags (flags win). On error returns non-zero with errmsg

@@ -8,10 +8,10 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential pkg-config clang-format
+  build-essential pkg-config clang-format clang libclang-rt-14-dev
   libuv1-dev liblmdb-dev libjansson-dev libldns-dev libunbound-dev libcmocka-dev node-llhttp
   python3-pytest python3-requests python3-consul python3-dnspython
-  dnsutils curl lmdb-utils wrk procps
+  dnsutils knot-dnsutils curl lmdb-utils wrk procps
 )
 RAFT_MIN=0.17
 

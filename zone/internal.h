@@ -8,7 +8,8 @@
 #include <lmdb.h>
 #include <pthread.h>
 
-/* Named databases, in the order snapshots carry them. */
+/* Named databases, in the order snapshots carry them (addrs came with snapshot version 2, so
+ * it sits last: a version 1 snapshot is the first six). */
 enum zone__db {
     ZONE__DB_NODES = 0,
     ZONE__DB_SERVICES,
@@ -16,6 +17,7 @@ enum zone__db {
     ZONE__DB_CHECKS,
     ZONE__DB_KV,
     ZONE__DB_META,
+    ZONE__DB_ADDRS,
     ZONE__DB_COUNT
 };
 extern const char *const zone__db_names[ZONE__DB_COUNT];
@@ -29,7 +31,16 @@ struct zone_read {
     struct zone_store *s;
     MDB_txn *txn;
     struct zone_read *next; /* in the store's pool of reset transactions */
+    /* Cursors kept across transactions (mdb_cursor_renew), so that the DNS path opens none:
+     * mdb_cursor_open allocates. cur_gen[d] == gen when cur[d] is bound to the current txn. */
+    MDB_cursor *cur[ZONE__DB_COUNT];
+    uint32_t cur_gen[ZONE__DB_COUNT];
+    uint32_t gen;
 };
+
+/* The read's cursor on database d, bound to its current transaction; NULL on an LMDB error.
+ * Valid until the read ends; one user at a time (a scan must finish before the next starts). */
+MDB_cursor *zone__read_cursor(struct zone_read *r, enum zone__db d);
 
 struct zone_store {
     MDB_env *env;
@@ -100,6 +111,9 @@ int zone__check_decode(const void *p, size_t len, bool copy, struct base_arena *
 void zone__kv_encode(const struct zone_kv *kv, struct base_buf *b);
 int zone__kv_decode(const void *p, size_t len, bool copy, struct base_arena *a,
                     struct zone_kv *out) BASE_MUSTCHECK;
+/* The address of a node record without decoding the rest (the DNS path). *address points
+ * into p, NUL-terminated. */
+int zone__node_peek_address(const void *p, size_t len, const char **address) BASE_MUSTCHECK;
 /* Status and service id of a check record without allocating (the DNS health path).
  * *sid points into p, NUL-terminated. */
 int zone__check_peek(const void *p, size_t len, enum zone_health *status,
@@ -111,6 +125,24 @@ int zone__check_peek(const void *p, size_t len, enum zone_health *status,
 typedef int (*zone__scan_fn)(void *ctx, const MDB_val *k, const MDB_val *v);
 int zone__scan(MDB_txn *t, MDB_dbi dbi, const void *prefix, size_t plen, zone__scan_fn fn,
                void *ctx);
+
+/* ---- addrs: IP -> node / service, for PTR (addrs.c) ----------------------------------- */
+/* Key: family (4 or 6), the address's 4 or 16 bytes, lower(node), \0, service id ("" for the
+ * node's own address). Value: the service name with its NUL, empty for a node. Only addresses
+ * that are IP literals have rows. */
+#define ZONE__ADDR_KEY_MAX (1 + 16)
+/* Parses an IP literal: 4 or 6 with the bytes in ip[16], 0 when s is not one (a hostname). */
+int zone__addr_parse(const char *s, uint8_t ip[16]);
+/* Row of (addr, node, sid): put (name: the service name, "" or NULL for a node) or delete. Both
+ * do nothing when addr is not an IP literal or the key would be over LMDB's limit. 0 or
+ * BASE_ESTORE. */
+int zone__addrs_put(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, const char *node,
+                    const char *sid, const char *name) BASE_MUSTCHECK;
+int zone__addrs_del(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, const char *node,
+                    const char *sid) BASE_MUSTCHECK;
+/* Empties addrs and fills it from the nodes and services databases (store open after an
+ * upgrade, restore of a version 1 snapshot). */
+int zone__addrs_rebuild(struct zone_store *s, MDB_txn *t) BASE_MUSTCHECK;
 
 /* u64 values of the meta database (little-endian, 8 bytes); absent reads as 0. */
 int zone__meta_read(MDB_txn *t, MDB_dbi dbi, const char *key, uint64_t *v) BASE_MUSTCHECK;

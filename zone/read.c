@@ -3,7 +3,9 @@
  * A zone_read is an LMDB read-only transaction (MDB_NOTLS, so it may be used on any thread,
  * one thread at a time). Ended ones are reset and kept in a small pool: mdb_txn_renew reuses
  * the reader slot and the handle, which makes a DNS query's transaction cost a lock and two
- * stores instead of an allocation and a slot search.
+ * stores instead of an allocation and a slot search. The DNS path's cursors live in the
+ * zone_read too (zone__read_cursor) and are renewed rather than reopened, so a query in the
+ * steady state allocates nothing.
  *
  * Records are decoded without copying strings: they point into the LMDB pages (the record
  * codec stores strings with their NUL), and only the arrays of tags and pairs are built in the
@@ -13,6 +15,16 @@
 #include <string.h>
 
 #define POOL_MAX 32
+
+/* A read-only transaction's cursors outlive it and are closed on their own (lmdb.h). */
+static void read_free(struct zone_read *r)
+{
+    for (int d = 0; d < ZONE__DB_COUNT; d++)
+        if (r->cur[d])
+            mdb_cursor_close(r->cur[d]);
+    mdb_txn_abort(r->txn);
+    base_free(r);
+}
 
 int zone_read_begin(struct zone_store *s, struct zone_read **out)
 {
@@ -27,15 +39,15 @@ int zone_read_begin(struct zone_store *s, struct zone_read **out)
     pthread_mutex_unlock(&s->pool_mu);
     if (r) {
         if (mdb_txn_renew(r->txn) == 0) {
+            r->gen++; /* its cursors are renewed when next used */
             *out = r;
             return 0;
         }
-        mdb_txn_abort(r->txn);
-        base_free(r);
+        read_free(r);
     }
-    r = base_malloc(sizeof *r);
+    r = base_calloc(1, sizeof *r);
     r->s = s;
-    r->next = NULL;
+    r->gen = 1;
     if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &r->txn)) {
         base_free(r);
         *out = NULL;
@@ -43,6 +55,26 @@ int zone_read_begin(struct zone_store *s, struct zone_read **out)
     }
     *out = r;
     return 0;
+}
+
+MDB_cursor *zone__read_cursor(struct zone_read *r, enum zone__db d)
+{
+    if (r->cur[d] && r->cur_gen[d] == r->gen)
+        return r->cur[d];
+    if (r->cur[d]) {
+        if (mdb_cursor_renew(r->txn, r->cur[d]) == 0) {
+            r->cur_gen[d] = r->gen;
+            return r->cur[d];
+        }
+        mdb_cursor_close(r->cur[d]);
+        r->cur[d] = NULL;
+    }
+    if (mdb_cursor_open(r->txn, r->s->dbi[d], &r->cur[d])) {
+        r->cur[d] = NULL;
+        return NULL;
+    }
+    r->cur_gen[d] = r->gen;
+    return r->cur[d];
 }
 
 void zone_read_end(struct zone_read *r)
@@ -61,10 +93,8 @@ void zone_read_end(struct zone_read *r)
         r = NULL;
     }
     pthread_mutex_unlock(&s->pool_mu);
-    if (r) {
-        mdb_txn_abort(r->txn);
-        base_free(r);
-    }
+    if (r)
+        read_free(r);
 }
 
 int zone_meta_get(struct zone_read *r, struct zone_meta *m)

@@ -302,6 +302,19 @@ int zone__check_peek(const void *p, size_t len, enum zone_health *status, const 
     return r.err ? BASE_EPARSE : 0;
 }
 
+int zone__node_peek_address(const void *p, size_t len, const char **address)
+{
+    struct base_rd r;
+    size_t n;
+
+    base_rd_init(&r, p, len);
+    rd_version(&r);
+    base_rd_bytes(&r, &n); /* name */
+    base_rd_bytes(&r, &n); /* id */
+    *address = zone__rd_cstr(&r, false, NULL);
+    return r.err ? BASE_EPARSE : 0;
+}
+
 void zone__kv_encode(const struct zone_kv *kv, struct base_buf *b)
 {
     base_buf_put_u8(b, ZONE__RECORD_VERSION);

@@ -2,11 +2,13 @@
  *
  * Format (integers little-endian, the base codec):
  *   "HRLDZSNP"  magic
- *   u32         version (1)
+ *   u32         version (2)
  *   u64         applied: the last Raft index the catalog holds
- *   u32         number of databases (6), then per database in zone__db_names order:
+ *   u32         number of databases (7), then per database in zone__db_names order:
  *                 name (string), u64 count, count x (key bytes, value bytes) in key order
  *   u32         CRC-32C of everything before it
+ * Version 1 had six databases (no addrs, the PTR index): such a snapshot still restores, and
+ * the index is rebuilt from its nodes and services in the same transaction.
  * The rows are LMDB's own keys and values, so the snapshot is the store itself, read from one
  * transaction: it is consistent without stopping the writer (DESIGN.md 2.6).
  *
@@ -20,7 +22,8 @@
 #include <string.h>
 
 static const char magic[8] = {'H', 'R', 'L', 'D', 'Z', 'S', 'N', 'P'};
-#define SNAP_VERSION 1
+#define SNAP_VERSION 2
+#define SNAP_V1_DBS  6 /* version 1: every database but addrs */
 #define SNAP_CRC_LEN 4
 
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78). */
@@ -118,6 +121,15 @@ static int check_value(enum zone__db d, const uint8_t *k, size_t kn, const uint8
         return zone__kv_decode(v, vn, false, a, &u.kv);
     case ZONE__DB_SVCIDX:
         return vn == 0 ? 0 : BASE_EPARSE;
+    case ZONE__DB_ADDRS: {
+        /* family, address, node \0 sid; the value is empty or one NUL-terminated name */
+        size_t ipn = kn > 0 && k[0] == 4 ? 4 : kn > 0 && k[0] == 6 ? 16 : 0;
+        if (!ipn || kn < 1 + ipn + 2 || !memchr(k + 1 + ipn, 0, kn - 1 - ipn))
+            return BASE_EPARSE;
+        if (vn && (v[vn - 1] != 0 || memchr(v, 0, vn - 1)))
+            return BASE_EPARSE;
+        return 0;
+    }
     case ZONE__DB_META:
         if (vn != 8)
             return BASE_EPARSE;
@@ -151,14 +163,16 @@ static int walk(struct zone_store *s, const uint8_t *p, size_t n, MDB_txn *t, ui
         if (base_rd_u32(&cr) != crc32c(p, n - SNAP_CRC_LEN))
             return BASE_EPARSE;
     }
-    if (base_rd_u32(&r) != SNAP_VERSION)
+    uint32_t version = base_rd_u32(&r);
+    int n_dbs = version == SNAP_VERSION ? ZONE__DB_COUNT : version == 1 ? SNAP_V1_DBS : -1;
+    if (n_dbs < 0)
         return BASE_EPARSE;
     *applied = base_rd_u64(&r);
-    if (base_rd_u32(&r) != ZONE__DB_COUNT || r.err)
+    if (base_rd_u32(&r) != (uint32_t)n_dbs || r.err)
         return BASE_EPARSE;
 
     base_arena_init(&a);
-    for (int d = 0; d < ZONE__DB_COUNT && !rc; d++) {
+    for (int d = 0; d < n_dbs && !rc; d++) {
         size_t nn;
         const uint8_t *name = base_rd_bytes(&r, &nn);
         uint64_t count = base_rd_u64(&r);
@@ -194,6 +208,8 @@ static int walk(struct zone_store *s, const uint8_t *p, size_t n, MDB_txn *t, ui
     /* the header and the meta row come from the same transaction */
     if (!rc && !t && meta_applied != *applied)
         rc = BASE_EPARSE;
+    if (!rc && t && n_dbs < ZONE__DB_COUNT)
+        rc = zone__addrs_rebuild(s, t);
     return rc;
 }
 

@@ -1,6 +1,6 @@
 /* The catalog store: the LMDB environment and the write path that applies Raft entries.
  *
- * Why LMDB. One environment holds the six named databases of zone.h. It gives the design what
+ * Why LMDB. One environment holds the seven named databases of zone.h. It gives the design what
  * it needs without locks of ours: one writer and any number of readers that never block each
  * other (MVCC); a read transaction sees one committed version of the whole catalog, so a DNS
  * answer or an HTTP listing never mixes two writes; a commit is atomic across databases. The
@@ -78,9 +78,18 @@ int zone_store_open(const char *dir, size_t map_size, struct zone_store **out, c
     int dead;
     mdb_reader_check(s->env, &dead);
 
+    s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
     rc = mdb_txn_begin(s->env, NULL, 0, &t);
     for (int i = 0; i < ZONE__DB_COUNT && !rc; i++)
         rc = mdb_dbi_open(t, zone__db_names[i], MDB_CREATE, &s->dbi[i]);
+    if (!rc) {
+        /* a catalog written before the addrs index existed gets it now */
+        MDB_stat na, nn;
+        if (!(rc = mdb_stat(t, s->dbi[ZONE__DB_ADDRS], &na)) &&
+            !(rc = mdb_stat(t, s->dbi[ZONE__DB_NODES], &nn)) && na.ms_entries == 0 &&
+            nn.ms_entries > 0 && zone__addrs_rebuild(s, t))
+            rc = MDB_PANIC;
+    }
     if (!rc)
         rc = mdb_txn_commit(t);
     else
@@ -90,7 +99,6 @@ int zone_store_open(const char *dir, size_t map_size, struct zone_store **out, c
         base_free(s);
         return open_fail(errmsg, dir, "open databases in", rc);
     }
-    s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
     pthread_mutex_init(&s->pool_mu, NULL);
     base_arena_init(&s->arena);
     base_buf_init(&s->rec);
@@ -106,6 +114,9 @@ void zone_store_close(struct zone_store *s)
     while (s->pool) {
         struct zone_read *r = s->pool;
         s->pool = r->next;
+        for (int d = 0; d < ZONE__DB_COUNT; d++)
+            if (r->cur[d])
+                mdb_cursor_close(r->cur[d]);
         mdb_txn_abort(r->txn);
         base_free(r);
     }
@@ -282,6 +293,18 @@ static void key_svcidx(struct zone__key *k, const char *name, const char *node, 
     zone__key_raw(k, id);
 }
 
+/* The addrs index (addrs.c) follows every address change and delete of a node or service. */
+static int addr_put(struct apply *x, const char *addr, const char *node, const char *sid,
+                    const char *name)
+{
+    return zone__addrs_put(x->t, x->s->dbi[ZONE__DB_ADDRS], x->s->max_key, addr, node, sid, name);
+}
+
+static int addr_del(struct apply *x, const char *addr, const char *node, const char *sid)
+{
+    return zone__addrs_del(x->t, x->s->dbi[ZONE__DB_ADDRS], x->s->max_key, addr, node, sid);
+}
+
 /* Names and ids become DNS labels and key parts: present and bounded. */
 static int check_name(const char *s)
 {
@@ -317,6 +340,11 @@ static int upsert_node(struct apply *x, const struct zone_cmd *c, struct zone_no
     rc = store_rec(x, ZONE__DB_NODES, &k, exists ? &old : NULL, ZONE_TABLE_NODES);
     if (rc < 0)
         return rc;
+    if (rc == 1 && (!exists || strcmp(stored->address, n.address) != 0)) {
+        if ((exists && (rc = addr_del(x, stored->address, n.name, ""))) ||
+            (rc = addr_put(x, n.address, n.name, "", NULL)))
+            return rc;
+    }
     *stored = n;
     return 0;
 }
@@ -394,6 +422,11 @@ static int upsert_service(struct apply *x, const struct zone_node *node,
     if (rc <= 0)
         return rc;
 
+    if (!exists || strcmp(prev.address, sv.address) != 0 || strcmp(prev.name, sv.name) != 0) {
+        if ((exists && (rc = addr_del(x, prev.address, node->name, sv.id))) ||
+            (rc = addr_put(x, sv.address, node->name, sv.id, sv.name)))
+            return rc;
+    }
     bool renamed = exists && base_strcasecmp(prev.name, sv.name) != 0;
     if (renamed) {
         key_svcidx(&ik, prev.name, node->name, sv.id);
@@ -478,7 +511,8 @@ static int drop_service_rows(struct apply *x, const char *node, const struct row
         if (zone__service_decode(svcs->v[i].mv_data, svcs->v[i].mv_size, true, x->a, &sv))
             return BASE_ESTORE;
         key_svcidx(&ik, sv.name, node, sv.id);
-        if ((rc = del(x, ZONE__DB_SVCIDX, &ik, ZONE_TABLE_SERVICES)))
+        if ((rc = del(x, ZONE__DB_SVCIDX, &ik, ZONE_TABLE_SERVICES)) ||
+            (rc = addr_del(x, sv.address, node, sv.id)))
             return rc;
     }
     return rows_del(x, ZONE__DB_SERVICES, svcs, ZONE_TABLE_SERVICES);
@@ -498,6 +532,17 @@ static int drop_node(struct apply *x, const char *node)
         (rc = rows_del(x, ZONE__DB_CHECKS, &rows, ZONE_TABLE_CHECKS)))
         return rc;
     key_name(&k, node);
+    MDB_val v;
+    rc = get(x, ZONE__DB_NODES, &k, &v);
+    if (rc == BASE_ENOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    struct zone_node n;
+    if (zone__node_decode(v.mv_data, v.mv_size, true, x->a, &n))
+        return BASE_ESTORE;
+    if ((rc = addr_del(x, n.address, node, "")))
+        return rc;
     return del(x, ZONE__DB_NODES, &k, ZONE_TABLE_NODES);
 }
 

@@ -17,6 +17,8 @@
  *   checks    lower(node) \0 check id              -> check record
  *   kv        key                                   -> kv record
  *   meta      "applied", "index", "t.<table>"      -> u64
+ *   addrs     family, IP bytes, lower(node) \0 service id -> service name ("" for the node):
+ *             every node and service address that is an IP literal (the PTR index)
  * Every record carries CreateIndex/ModifyIndex, the Raft index of the write. The catalog index
  * ("index") and each table's index only grow: they are the Raft index of the last write that
  * touched them (deletes included), so blocking queries wake on deletes too.
@@ -272,10 +274,10 @@ int zone_kv_each(struct zone_read *r, const char *prefix, struct base_arena *a, 
  * arena). The transport (resolver/) owns sockets, the answer cache, ACLs and recursion.
  * Everything here may run on any thread with its own zone_read. */
 
-#define ZONE_DNS_MAX_NAME 255
+#define ZONE_DNS_MAX_NAME     255
 #define ZONE_DNS_OUR_UDP_SIZE 1232 /* the EDNS size we advertise (DNS flag day 2020) */
-#define ZONE_DNS_MAX_UDP 4096      /* client EDNS sizes are capped to this */
-#define ZONE_DNS_MAX_SHUFFLE 256   /* answer RRs whose order can be permuted per query */
+#define ZONE_DNS_MAX_UDP      4096 /* client EDNS sizes are capped to this */
+#define ZONE_DNS_MAX_SHUFFLE  256  /* answer RRs whose order can be permuted per query */
 
 /* TTL for services: exact name, longest "prefix*", then "*" (Consul's dns_config.service_ttl). */
 struct zone_dns_ttl {
@@ -304,7 +306,7 @@ struct zone_dns_query {
     uint16_t id;
     uint16_t flags; /* header flags word as received (bits 0-15 of bytes 2-3) */
     uint8_t opcode;
-    size_t qname_len;             /* wire length including the root label */
+    size_t qname_len;                     /* wire length including the root label */
     uint8_t lname[ZONE_DNS_MAX_NAME + 1]; /* qname in wire form, ASCII lowercased */
     uint16_t qtype, qclass;
     size_t question_end; /* offset after the question (12 + qname_len + 4) */
@@ -323,10 +325,14 @@ enum zone_dns_rc {
 };
 
 /* Parses and checks a query (RFC 1035 §4.1, RFC 6891). 0 or one of enum zone_dns_rc; q is
- * filled as far as parsing got, enough for zone_dns_error. */
+ * filled as far as parsing got, enough for zone_dns_error (question_end is 0 when the question
+ * is not to be echoed; edns is false when the OPT was absent or damaged). edns_size is as sent:
+ * the caller computes the UDP limit (under 512 counts as 512, over ZONE_DNS_MAX_UDP as that). */
 int zone_dns_parse(const uint8_t *pkt, size_t len, struct zone_dns_query *q);
 
-/* Whether the query name is at or below domain or alt_domain. */
+/* Whether the query name is at or below domain or alt_domain, or is a reverse name
+ * (in-addr.arpa, ip6.arpa: PTR of catalog addresses, see zone_dns_answer). False for a query
+ * whose question did not parse. */
 bool zone_dns_in_zone(const struct zone_dns_config *cfg, const struct zone_dns_query *q);
 
 /* Writes a response with no records for q: rcode 1 FORMERR, 2 SERVFAIL, 4 NOTIMP, 5 REFUSED, or
@@ -338,7 +344,9 @@ size_t zone_dns_error(const struct zone_dns_query *q, unsigned rcode, bool ra, u
 
 /* Where the permutable answer RRs sit in a response, so a cached response can be shuffled per
  * query (ID, question case and order are patched into cached wire data). Every compression
- * pointer in a response points into the question, so permuting these RRs is safe. */
+ * pointer in a response points into the question, so permuting these RRs is safe. The RRs
+ * are contiguous, in wire order (rr_off[i + 1] == rr_off[i] + rr_len[i]); n is 0 when fewer
+ * than two; with more than ZONE_DNS_MAX_SHUFFLE (TCP only) the first ones are listed. */
 struct zone_dns_layout {
     uint16_t rr_off[ZONE_DNS_MAX_SHUFFLE];
     uint16_t rr_len[ZONE_DNS_MAX_SHUFFLE];
@@ -347,9 +355,15 @@ struct zone_dns_layout {
 
 /* The authoritative answer for an in-zone query. limit is the transport's size limit: for UDP
  * 512 without EDNS, else the client's size (at least 512, at most ZONE_DNS_MAX_UDP); for TCP
- * 65535. Answers are shuffled (rng is the caller's state, any non-zero seed). ra sets RA.
- * *len gets the response length. ar is scratch for the call (reset by the caller).
- * Returns 0, or BASE_ESTORE (answer SERVFAIL). */
+ * 65535. A limit over ZONE_DNS_MAX_UDP means TCP (udp_answer_limit does not apply); one under
+ * 512 counts as 512 (RFC 6891 §6.2.5). Nothing is written past cap. Answers are shuffled (rng
+ * is the caller's state, any seed). ra sets RA. *len gets the response length. ar is scratch
+ * for the call (reset by the caller); the call allocates nothing else once the zone_read's
+ * cursors and the arena's block exist. Other classes than IN/ANY and AXFR/IXFR get a REFUSED
+ * response (returned 0). Returns 0, BASE_ENOTFOUND when the name is not the zone's to answer
+ * (a reverse name for an address the catalog does not have, a type other than PTR/ANY there,
+ * or a name outside the zone): the caller refuses or recurses, *len is 0; or BASE_ESTORE
+ * (answer SERVFAIL). */
 int zone_dns_answer(struct zone_read *rd, const struct zone_dns_config *cfg,
                     const struct zone_dns_query *q, size_t limit, bool ra, uint64_t *rng,
                     struct base_arena *ar, uint8_t *out, size_t cap, size_t *len,

@@ -21,13 +21,13 @@ import pytest
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERALD = os.environ.get("HERALD_BIN", os.path.join(ROOT, "build", "asan", "herald"))
 
-# 127.0.0.1 is left to `make run`; tests take 127.0.0.10 upwards, one per agent.
-_addr_counter = itertools.count(10 + (os.getpid() % 20) * 10)
+# 127.0.0.x is left to `make run` and the benchmarks; tests take 127.0.1.2 upwards.
+_addr_counter = itertools.count((os.getpid() % 20) * 10)
 
 
 def next_addr():
     n = next(_addr_counter)
-    return "127.0.%d.%d" % (n // 250, 2 + n % 250)
+    return "127.0.%d.%d" % (1 + n // 250, 2 + n % 250)
 
 
 class HTTPResult:
@@ -58,6 +58,7 @@ class Agent:
         self.proc = None
         self.log_path = os.path.join(tmp, "agent-%s.log" % self.addr)
         self.http = "http://%s:8500" % self.addr
+        self.dns_port = 8600  # DNS (UDP and TCP) on the same address
 
     def argv(self):
         argv = [HERALD, "agent", "-node", "node-" + self.addr.replace(".", "-"),
@@ -213,3 +214,31 @@ def raw_http(addr, data, timeout=5, port=8500):
         return out
     finally:
         s.close()
+
+
+# ---- DNS helpers (dig, kdig and dnspython against an agent's DNS listener) ----------------
+
+def dig(agent, *args, timeout=20):
+    """Runs dig against the agent's DNS port and returns its stdout (one try, 2 s)."""
+    argv = ["dig", "@" + agent.addr, "-p", str(agent.dns_port), "+time=2", "+tries=1"]
+    r = subprocess.run(argv + list(args), capture_output=True, text=True, timeout=timeout)
+    return r.stdout
+
+
+def kdig(agent, *args, timeout=20):
+    """Runs kdig against the agent's DNS port and returns its stdout."""
+    argv = ["kdig", "@" + agent.addr, "-p", str(agent.dns_port), "+time=2", "+retry=0"]
+    r = subprocess.run(argv + list(args), capture_output=True, text=True, timeout=timeout)
+    return r.stdout
+
+
+def dns_query(agent, name, rdtype="A", tcp=False, timeout=3, **make_kw):
+    """One query with dnspython (UDP unless tcp); returns the dns.message.Message."""
+    import dns.message
+    import dns.query
+
+    q = dns.message.make_query(name, rdtype, **make_kw)
+    if tcp:
+        return dns.query.tcp(q, agent.addr, port=agent.dns_port, timeout=timeout)
+    return dns.query.udp(q, agent.addr, port=agent.dns_port, timeout=timeout,
+                         ignore_trailing=False)

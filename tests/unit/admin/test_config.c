@@ -217,7 +217,7 @@ static void test_flag_syntaxes(void **state)
 
     LOAD_OK(f, "-dev", "-http-port", "9500", "-dns-port=9600", "--server-port", "9300",
             "--serf-lan-port=9301", "-datacenter", "east-1", "-client=0.0.0.0", "-domain",
-            "example.", "-alt-domain", "alt.", "-log-level", "debug", "-bootstrap-expect=1");
+            "example.", "-alt-domain", "alt.", "-log-level", "debug");
     assert_int_equal(f->cfg.http_port, 9500);
     assert_int_equal(f->cfg.dns_port, 9600);
     assert_int_equal(f->cfg.server_port, 9300);
@@ -644,9 +644,31 @@ static void test_config_file_unreadable(void **state)
              p);
 }
 
+/* Consul refuses bootstrap_expect in dev mode; it must not be silently dropped. */
+static void test_dev_refuses_bootstrap_expect(void **state)
+{
+    struct fx *f = *state;
+    check_bad(f, load(f, "-dev", "-bootstrap-expect", "3", NULL), "dev mode", NULL);
+    const char *p = write_file(f, "be.json", "{\"bootstrap_expect\": 3}");
+    check_bad(f, load(f, "-dev", "-config-file", p, NULL), "dev mode", NULL);
+}
+
+/* -dev logs at debug unless a level was given. */
+static void test_dev_log_level(void **state)
+{
+    struct fx *f = *state;
+    LOAD_OK(f, "-dev");
+    assert_false(f->cfg.log_level_set);
+    LOAD_OK(f, "-dev", "-log-level", "info");
+    assert_true(f->cfg.log_level_set);
+    assert_int_equal(f->cfg.log_level, BASE_LOG_INFO);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        TEST(test_dev_refuses_bootstrap_expect),
+        TEST(test_dev_log_level),
         TEST(test_defaults_dev),
         TEST(test_defaults_server),
         TEST(test_flag_syntaxes),

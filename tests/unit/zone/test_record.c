@@ -1,5 +1,6 @@
 /* Tests zone/record.c: stored records round-trip with and without copying, point into their
- * input when not copying, and refuse every truncation and an unknown version. */
+ * input when not copying, and refuse every truncation and an unknown version; the peeks of the
+ * DNS path read the same fields. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -47,10 +48,17 @@ static void test_node_record(void **state)
             (const uint8_t *)out.name >= b.data && (const uint8_t *)out.name < b.data + b.len;
         assert_int_equal(inside, !copy);
     }
+    /* the address alone, for the DNS path; cut records refused */
+    const char *addr;
+    assert_int_equal(zone__node_peek_address(b.data, b.len, &addr), 0);
+    assert_string_equal(addr, "10.0.0.1");
+    assert_true((const uint8_t *)addr > b.data && (const uint8_t *)addr < b.data + b.len);
+    assert_int_equal(zone__node_peek_address(b.data, 1 + 9 + 7 + 4 + 5, &addr), BASE_EPARSE);
     /* the last 8 bytes are ModifyIndex (the store patches them) */
     assert_int_equal(b.data[b.len - 1], 0xff);
     b.data[0] = 2; /* unknown version */
     assert_int_equal(zone__node_decode(b.data, b.len, false, &a, &out), BASE_EPARSE);
+    assert_int_equal(zone__node_peek_address(b.data, b.len, &addr), BASE_EPARSE);
     base_buf_free(&b);
     base_arena_close(&a);
 }

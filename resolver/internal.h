@@ -1,0 +1,180 @@
+/* resolver internals: the answer cache (cache.c), the per-worker query engine (query.c), the
+ * workers and their UDP side (worker.c), TCP connections (tcp.c) and the shared start/stop
+ * state (resolver.c). Never included from outside resolver/ (the unit tests excepted). */
+#ifndef HERALD_RESOLVER_INTERNAL_H
+#define HERALD_RESOLVER_INTERNAL_H
+
+#include "resolver/resolver.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+/* ---- rng (xorshift64*; any non-zero seed) ---------------------------------------------- */
+uint64_t rsv__rng_next(uint64_t *state);
+uint64_t rsv__rng_seed(void);
+
+/* ---- answer cache (cache.c) ------------------------------------------------------------ */
+#define RSV__SHAPE_EDNS 1u
+#define RSV__SHAPE_DO   2u
+#define RSV__WAYS       4
+
+/* What a cached response depends on besides the catalog: the lowercased name, type, class,
+ * whether the query had EDNS and DO, and the transport's size limit. */
+struct rsv__key {
+    uint16_t qtype, qclass;
+    uint16_t limit; /* 512..4096 for UDP, 65535 for TCP */
+    uint8_t shape;  /* RSV__SHAPE_* */
+    uint8_t name_len;
+    uint8_t name[ZONE_DNS_MAX_NAME];
+};
+void rsv__key_make(struct rsv__key *k, const struct zone_dns_query *q, size_t limit);
+
+struct rsv__blob;
+struct rsv__slot {
+    uint64_t hash;
+    uint64_t index; /* catalog index the response was built at */
+    uint32_t tick;  /* last use, for LRU within the set */
+    struct rsv__blob *blob;
+};
+
+struct rsv__cache {
+    struct rsv__slot *slots; /* n_sets * RSV__WAYS */
+    size_t n_sets;
+    uint32_t tick;
+    size_t bytes, max_bytes;
+    /* counters (tests and stats) */
+    uint64_t allocs;    /* allocator calls made by inserts; lookups never allocate */
+    uint64_t inserts;   /* responses stored */
+    uint64_t evictions; /* live entries pushed out by another key */
+    uint64_t skipped;   /* responses not stored (too large, unusable layout) */
+};
+
+/* entries is rounded up to a power of two (at least RSV__WAYS); 0 means 8192. max_bytes 0 means
+ * 32 MiB. */
+void rsv__cache_init(struct rsv__cache *c, size_t entries, size_t max_bytes);
+void rsv__cache_close(struct rsv__cache *c);
+
+/* Looks k up. On a hit (same key, built at `index`) writes the cached response into out with
+ * the query's ID, RD and CD bits and question bytes (the client's case) patched in and the
+ * layout's RRs permuted, and returns its length. 0 on a miss (or cap too small). Never
+ * allocates. */
+size_t rsv__cache_lookup(struct rsv__cache *c, const struct rsv__key *k, uint64_t index,
+                         const struct zone_dns_query *q, uint64_t *rng, uint8_t *out, size_t cap);
+
+/* Stores a response built at `index` for k (replacing the entry of the same key, else an empty
+ * or stale way of the set, else the least recently used). Allocates only when the slot's
+ * buffer is too small. Returns false when the response was not stored (over the byte budget,
+ * malformed layout, no question). */
+bool rsv__cache_insert(struct rsv__cache *c, const struct rsv__key *k, uint64_t index,
+                       const uint8_t *resp, size_t len, const struct zone_dns_layout *layout);
+
+/* ---- counters ------------------------------------------------------------------------- */
+/* One writer (the worker), readers on any thread: relaxed atomics, no locked instruction. */
+struct rsv__stats {
+    _Atomic uint64_t udp_queries, tcp_queries, cache_hits, cache_misses, dropped, formerr, notimp,
+        badvers, refused, servfail, udp_send_queued, udp_send_dropped, tcp_accepted, tcp_rejected,
+        tcp_idle_closed, tcp_paused;
+};
+#define RSV__COUNT(st, field)                                                                      \
+    atomic_store_explicit(&(st)->field,                                                            \
+                          atomic_load_explicit(&(st)->field, memory_order_relaxed) + 1,            \
+                          memory_order_relaxed)
+
+/* ---- query engine (query.c) ------------------------------------------------------------ */
+struct rsv__engine {
+    struct zone_store *store;
+    const struct zone_dns_config *zone;
+    const _Atomic uint64_t *catalog_index;
+    struct rsv__cache cache;
+    struct base_arena arena;
+    struct zone_dns_query q;
+    struct zone_dns_layout layout;
+    uint64_t rng;
+    uint64_t last_warn_ms;
+    struct rsv__stats *stats;
+};
+
+void rsv__engine_init(struct rsv__engine *e, struct zone_store *store,
+                      const struct zone_dns_config *zone, const _Atomic uint64_t *catalog_index,
+                      struct rsv__stats *stats, size_t cache_entries, size_t cache_max_bytes);
+void rsv__engine_close(struct rsv__engine *e);
+
+/* Answers one message. Writes the response into out and returns its length, or 0 when no
+ * answer is to be sent. tcp selects the size limit (65535, else 512 or the EDNS size).
+ * peer is for debug logs only (may be NULL). */
+size_t rsv__answer(struct rsv__engine *e, const uint8_t *pkt, size_t len, bool tcp,
+                   const struct sockaddr *peer, uint8_t *out, size_t cap);
+
+/* ---- workers (worker.c) and TCP (tcp.c) ------------------------------------------------ */
+#define RSV__MSG_MAX   65535
+#define RSV__RBUF_MMSG 20 /* datagrams per recvmmsg: libuv reads 64 KiB chunks of our buffer */
+
+struct rsv__conn;
+
+struct rsv__worker {
+    struct rsv *rsv;
+    unsigned id;
+    uv_loop_t loop;
+    uv_thread_t thread;
+    bool loop_ready, thread_started, udp_ready, tcp_ready, async_ready;
+    uv_async_t stop;
+    uv_udp_t udp;
+    uv_tcp_t listener;
+    uint8_t *rbuf; /* recvmmsg buffer */
+    size_t rbuf_len;
+    uint8_t *out; /* 2 + RSV__MSG_MAX: a TCP length then the response */
+    struct rsv__engine eng;
+    struct rsv__stats stats;
+    struct rsv__conn *conns; /* open connections (doubly linked) */
+    unsigned udp_pending;    /* queued uv_udp_send requests */
+    bool stopping;
+    int loop_close_rc;
+};
+
+/* A socket bound to sa: with SO_REUSEPORT (and SO_REUSEADDR) when shared by the workers;
+ * without them for the probe that checks that no one else holds the port. The fd or -errno. */
+int rsv__socket_bind(const struct sockaddr *sa, int type, bool shared);
+/* Prepares w (w->rsv, w->id and w->eng set) on the calling thread: buffers, loop, stop async,
+ * the bound UDP and TCP sockets. On failure errmsg names the socket; rsv__worker_free cleans. */
+int rsv__worker_setup(struct rsv__worker *w, const struct sockaddr *sa, char *errmsg);
+/* Starts the worker's thread, which runs its loop until stopped. */
+int rsv__worker_run(struct rsv__worker *w, char *errmsg);
+/* Asks a running worker to stop: it closes its handles and its loop. Any thread. */
+void rsv__worker_signal(struct rsv__worker *w);
+/* Joins the worker (or, when its thread never started, closes its handles and drains its loop
+ * on the calling thread) and frees it. Main thread. */
+void rsv__worker_free(struct rsv__worker *w);
+
+/* TCP listener callback and the closing of every connection (worker stop). */
+void rsv__tcp_on_connection(uv_stream_t *listener, int status);
+void rsv__tcp_close_all(struct rsv__worker *w);
+
+/* ---- the shared state (resolver.c) ---------------------------------------------------- */
+struct rsv__client; /* per-source-address TCP connection count */
+
+struct rsv {
+    uv_loop_t *main;
+    uv_timer_t done_timer; /* closed at stop: its close callback runs done on the main loop */
+    char host[64];
+    int port;
+    struct zone_store *store;
+    struct zone_dns_config zone; /* deep copy */
+    _Atomic uint64_t catalog_index;
+    unsigned n_workers;
+    struct rsv__worker **workers;
+    unsigned tcp_idle_ms, tcp_max_conns, tcp_max_per_client;
+    _Atomic unsigned tcp_conns;
+    pthread_mutex_t clients_mu;
+    struct rsv__client *clients; /* open addressing, clients_cap slots */
+    size_t clients_cap;
+    void (*done)(void *);
+    void *done_data;
+};
+
+/* Counts a new connection from addr against the total and per-client caps. false: over a cap
+ * (nothing counted). Any worker thread. */
+bool rsv__conn_admit(struct rsv *r, const struct sockaddr_storage *addr);
+void rsv__conn_release(struct rsv *r, const struct sockaddr_storage *addr);
+
+#endif

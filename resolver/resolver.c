@@ -1,0 +1,331 @@
+/* The resolver's shared state: start and stop of the workers, the published catalog index,
+ * counters, and the TCP connection caps shared by the workers. */
+#include "internal.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEF_IDLE_MS        10000
+#define DEF_MAX_CONNS      1024
+#define DEF_MAX_PER_CLIENT 32
+#define MAX_WORKERS        256
+
+/* ---- per-client connection counts ----------------------------------------------------- */
+/* Open addressing with linear probing and backward-shift deletion; at most tcp_max_conns
+ * addresses are live, in a table of twice that, so probes stay short. */
+struct rsv__client {
+    uint8_t addr[16]; /* IPv4 as v4-mapped IPv6 */
+    uint32_t count;   /* 0: free slot */
+};
+
+static void client_key(const struct sockaddr_storage *ss, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    if (ss->ss_family == AF_INET) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, 16);
+    }
+}
+
+static size_t client_hash(const uint8_t key[16], size_t mask)
+{
+    uint64_t a, b;
+    memcpy(&a, key, 8);
+    memcpy(&b, key + 8, 8);
+    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+    return (size_t)(h ^ h >> 29) & mask;
+}
+
+/* The slot holding key, or the free slot where it would go. Under clients_mu. */
+static size_t client_find(struct rsv *r, const uint8_t key[16])
+{
+    size_t mask = r->clients_cap - 1, i = client_hash(key, mask);
+    while (r->clients[i].count && memcmp(r->clients[i].addr, key, 16) != 0)
+        i = (i + 1) & mask;
+    return i;
+}
+
+bool rsv__conn_admit(struct rsv *r, const struct sockaddr_storage *addr)
+{
+    uint8_t key[16];
+    bool ok = false;
+
+    if (atomic_fetch_add(&r->tcp_conns, 1) >= r->tcp_max_conns) {
+        atomic_fetch_sub(&r->tcp_conns, 1);
+        return false;
+    }
+    client_key(addr, key);
+    pthread_mutex_lock(&r->clients_mu);
+    size_t i = client_find(r, key);
+    if (r->clients[i].count < r->tcp_max_per_client) {
+        memcpy(r->clients[i].addr, key, 16);
+        r->clients[i].count++;
+        ok = true;
+    }
+    pthread_mutex_unlock(&r->clients_mu);
+    if (!ok)
+        atomic_fetch_sub(&r->tcp_conns, 1);
+    return ok;
+}
+
+void rsv__conn_release(struct rsv *r, const struct sockaddr_storage *addr)
+{
+    uint8_t key[16];
+    size_t mask = r->clients_cap - 1;
+
+    client_key(addr, key);
+    pthread_mutex_lock(&r->clients_mu);
+    size_t i = client_find(r, key);
+    if (r->clients[i].count && --r->clients[i].count == 0) {
+        /* Backward-shift deletion: pull later entries of the probe run into the hole. */
+        size_t j = i;
+        for (;;) {
+            j = (j + 1) & mask;
+            if (!r->clients[j].count)
+                break;
+            size_t k = client_hash(r->clients[j].addr, mask);
+            bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+            if (stays)
+                continue;
+            r->clients[i] = r->clients[j];
+            i = j;
+        }
+        r->clients[i].count = 0;
+    }
+    pthread_mutex_unlock(&r->clients_mu);
+    atomic_fetch_sub(&r->tcp_conns, 1);
+}
+
+/* ---- the zone config copy ------------------------------------------------------------- */
+
+static void zone_copy(struct zone_dns_config *dst, const struct zone_dns_config *src)
+{
+    *dst = *src;
+    dst->domain = base_strdup(src->domain ? src->domain : "consul.");
+    dst->alt_domain = src->alt_domain && *src->alt_domain ? base_strdup(src->alt_domain) : NULL;
+    dst->datacenter = base_strdup(src->datacenter ? src->datacenter : "dc1");
+    dst->service_ttl = NULL;
+    dst->n_service_ttl = 0;
+    if (src->n_service_ttl) {
+        struct zone_dns_ttl *t = base_calloc(src->n_service_ttl, sizeof *t);
+        for (size_t i = 0; i < src->n_service_ttl; i++) {
+            t[i].pattern = base_strdup(src->service_ttl[i].pattern);
+            t[i].ttl = src->service_ttl[i].ttl;
+        }
+        dst->service_ttl = t;
+        dst->n_service_ttl = src->n_service_ttl;
+    }
+}
+
+static void zone_free(struct zone_dns_config *z)
+{
+    base_free((void *)z->domain);
+    base_free((void *)z->alt_domain);
+    base_free((void *)z->datacenter);
+    for (size_t i = 0; i < z->n_service_ttl; i++)
+        base_free((void *)z->service_ttl[i].pattern);
+    base_free((void *)z->service_ttl);
+    memset(z, 0, sizeof *z);
+}
+
+/* ---- start and stop ------------------------------------------------------------------- */
+
+static void rsv_free(struct rsv *r)
+{
+    for (unsigned i = 0; i < r->n_workers; i++)
+        if (r->workers[i])
+            rsv__worker_signal(r->workers[i]);
+    for (unsigned i = 0; i < r->n_workers; i++)
+        if (r->workers[i])
+            rsv__worker_free(r->workers[i]);
+    base_free(r->workers);
+    base_free(r->clients);
+    pthread_mutex_destroy(&r->clients_mu);
+    zone_free(&r->zone);
+    base_free(r);
+}
+
+/* Checks that no one else (another process, even one using SO_REUSEPORT too) holds the port,
+ * and picks one for port 0: plain sockets without SO_REUSEPORT, closed again at once. */
+static int probe(struct rsv *r, struct sockaddr_storage *ss, char *errmsg)
+{
+    const char *lb = strchr(r->host, ':') ? "[" : "", *rb = *lb ? "]" : "";
+    struct sockaddr *sa = (struct sockaddr *)ss;
+    in_port_t *port = ss->ss_family == AF_INET6 ? &((struct sockaddr_in6 *)(void *)ss)->sin6_port
+                                                : &((struct sockaddr_in *)(void *)ss)->sin_port;
+
+    for (int attempt = 0;; attempt++) {
+        int u = rsv__socket_bind(sa, SOCK_DGRAM, false);
+        if (u < 0)
+            return base_errf(errmsg, u, "dns %s%s%s:%d/udp: %s", lb, r->host, rb, r->port,
+                             uv_strerror(u));
+        if (r->port == 0) {
+            struct sockaddr_storage got;
+            socklen_t len = sizeof got;
+            getsockname(u, (struct sockaddr *)&got, &len);
+            *port = got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)(void *)&got)->sin6_port
+                                              : ((struct sockaddr_in *)(void *)&got)->sin_port;
+        }
+        int t = rsv__socket_bind(sa, SOCK_STREAM, false);
+        close(u);
+        if (t >= 0) {
+            close(t);
+            break;
+        }
+        if (r->port == 0 && t == UV_EADDRINUSE && attempt < 32) {
+            *port = 0;
+            continue;
+        }
+        return base_errf(errmsg, t, "dns %s%s%s:%d/tcp: %s", lb, r->host, rb, r->port,
+                         uv_strerror(t));
+    }
+    r->port = ntohs(*port);
+    return 0;
+}
+
+int rsv_start(uv_loop_t *main, const struct rsv_config *cfg, struct rsv **out, char *errmsg)
+{
+    struct sockaddr_storage ss;
+    struct rsv *r;
+    unsigned n;
+    int rc;
+
+    BASE_ASSERT_LOOP();
+    *out = NULL;
+    memset(&ss, 0, sizeof ss);
+    if (!cfg->host || strlen(cfg->host) >= sizeof r->host || cfg->port < 0 || cfg->port > 65535)
+        return base_errf(errmsg, BASE_EINVAL, "dns: invalid listen address");
+    if (uv_ip4_addr(cfg->host, cfg->port, (struct sockaddr_in *)&ss) &&
+        uv_ip6_addr(cfg->host, cfg->port, (struct sockaddr_in6 *)&ss))
+        return base_errf(errmsg, BASE_EINVAL, "dns %s:%d: not an IP address", cfg->host, cfg->port);
+    n = cfg->workers ? cfg->workers : uv_available_parallelism();
+    if (n < 1)
+        n = 1;
+    if (n > MAX_WORKERS)
+        n = MAX_WORKERS;
+
+    r = base_calloc(1, sizeof *r);
+    r->main = main;
+    snprintf(r->host, sizeof r->host, "%s", cfg->host);
+    r->port = cfg->port;
+    r->store = cfg->store;
+    zone_copy(&r->zone, cfg->zone);
+    atomic_init(&r->catalog_index, cfg->catalog_index);
+    atomic_init(&r->tcp_conns, 0);
+    r->tcp_idle_ms = cfg->tcp_idle_timeout_ms ? cfg->tcp_idle_timeout_ms : DEF_IDLE_MS;
+    r->tcp_max_conns = cfg->tcp_max_conns ? cfg->tcp_max_conns : DEF_MAX_CONNS;
+    r->tcp_max_per_client =
+        cfg->tcp_max_conns_per_client ? cfg->tcp_max_conns_per_client : DEF_MAX_PER_CLIENT;
+    r->clients_cap = 16;
+    while (r->clients_cap < 2 * (size_t)r->tcp_max_conns)
+        r->clients_cap <<= 1;
+    r->clients = base_calloc(r->clients_cap, sizeof *r->clients);
+    pthread_mutex_init(&r->clients_mu, NULL);
+    r->n_workers = n;
+    r->workers = base_calloc(n, sizeof *r->workers);
+
+    if ((rc = probe(r, &ss, errmsg)))
+        goto fail;
+    for (unsigned i = 0; i < n; i++) {
+        struct rsv__worker *w = base_calloc(1, sizeof *w);
+        w->rsv = r;
+        w->id = i;
+        r->workers[i] = w;
+        rsv__engine_init(&w->eng, r->store, &r->zone, &r->catalog_index, &w->stats,
+                         cfg->cache_entries, cfg->cache_max_bytes);
+        if ((rc = rsv__worker_setup(w, (struct sockaddr *)&ss, errmsg)))
+            goto fail;
+    }
+    for (unsigned i = 0; i < n; i++)
+        if ((rc = rsv__worker_run(r->workers[i], errmsg)))
+            goto fail;
+    uv_timer_init(main, &r->done_timer);
+    r->done_timer.data = r;
+    LOG_INFO("dns", "listening on %s%s%s:%d (udp, tcp) workers=%u", strchr(r->host, ':') ? "[" : "",
+             r->host, strchr(r->host, ':') ? "]" : "", r->port, n);
+    *out = r;
+    return 0;
+fail:
+    rsv_free(r);
+    return rc;
+}
+
+int rsv_port(const struct rsv *r)
+{
+    return r->port;
+}
+
+unsigned rsv_workers(const struct rsv *r)
+{
+    return r->n_workers;
+}
+
+void rsv_catalog_changed(struct rsv *r, uint64_t index)
+{
+    atomic_store_explicit(&r->catalog_index, index, memory_order_release);
+}
+
+void rsv_stats_get(const struct rsv *r, struct rsv_stats *o)
+{
+    memset(o, 0, sizeof *o);
+    for (unsigned i = 0; i < r->n_workers; i++) {
+        if (!r->workers[i])
+            continue;
+        struct rsv__stats *s = &r->workers[i]->stats;
+#define ADD(f) o->f += atomic_load_explicit(&s->f, memory_order_relaxed)
+        ADD(udp_queries);
+        ADD(tcp_queries);
+        ADD(cache_hits);
+        ADD(cache_misses);
+        ADD(dropped);
+        ADD(formerr);
+        ADD(notimp);
+        ADD(badvers);
+        ADD(refused);
+        ADD(servfail);
+        ADD(udp_send_queued);
+        ADD(udp_send_dropped);
+        ADD(tcp_accepted);
+        ADD(tcp_rejected);
+        ADD(tcp_idle_closed);
+        ADD(tcp_paused);
+#undef ADD
+    }
+}
+
+static void on_done_closed(uv_handle_t *h)
+{
+    struct rsv *r = h->data;
+    void (*done)(void *) = r->done;
+    void *data = r->done_data;
+    rsv_free(r);
+    if (done)
+        done(data);
+}
+
+void rsv_stop(struct rsv *r, void (*done)(void *), void *data)
+{
+    BASE_ASSERT_LOOP();
+    struct rsv_stats st;
+    rsv_stats_get(r, &st);
+    LOG_INFO("dns", "stopping: queries udp=%llu tcp=%llu cache hits=%llu misses=%llu",
+             (unsigned long long)st.udp_queries, (unsigned long long)st.tcp_queries,
+             (unsigned long long)st.cache_hits, (unsigned long long)st.cache_misses);
+    /* Workers exit quickly once signalled (they only close handles), so joining them here
+     * holds the main loop for a moment only; the rest of the stop runs from the close
+     * callback, so done never runs inside this call. */
+    for (unsigned i = 0; i < r->n_workers; i++)
+        rsv__worker_signal(r->workers[i]);
+    for (unsigned i = 0; i < r->n_workers; i++) {
+        rsv__worker_free(r->workers[i]);
+        r->workers[i] = NULL;
+    }
+    r->done = done;
+    r->done_data = data;
+    uv_close((uv_handle_t *)&r->done_timer, on_done_closed);
+}

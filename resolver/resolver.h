@@ -1,0 +1,80 @@
+/* resolver: the DNS transport. UDP and TCP listeners on N worker threads, each with its own
+ * libuv loop, its own SO_REUSEPORT UDP socket and TCP listening socket (the kernel spreads
+ * datagrams and accepts over them), its own answer cache and its own read-only LMDB
+ * transactions. Answers for the zone come from zone_dns_answer (zone/); names outside the zone
+ * are REFUSED (recursion through libunbound comes later).
+ *
+ * Threads: rsv_start, rsv_stop and rsv_port run on the main loop thread. rsv_catalog_changed
+ * and rsv_stats_get may run on any thread. The workers never touch main-loop state: they read
+ * the catalog through their own zone_read and the published catalog index (an atomic); the
+ * only thing that crosses into a worker's loop is uv_async_send (stop).
+ *
+ * Ownership: the config is copied by rsv_start (the zone_dns_config deeply), except the store,
+ * which is borrowed: it must stay open until rsv_stop's done callback has run. The struct rsv
+ * is owned by the resolver and freed just before done runs.
+ *
+ * Caching: each worker caches whole responses keyed by (lowercased name, type, class, EDNS
+ * shape, size limit) and stamped with the catalog index they were built at; an entry is used
+ * only while that index is still the published one, so a write becomes visible on the next
+ * query after rsv_catalog_changed.
+ */
+#ifndef HERALD_RESOLVER_H
+#define HERALD_RESOLVER_H
+
+#include "base/base.h"
+#include "zone/zone.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct rsv;
+
+struct rsv_config {
+    const char *host;         /* listen address: an IPv4 or IPv6 literal */
+    int port;                 /* 0: a free port, the same for UDP and TCP (see rsv_port) */
+    unsigned workers;         /* 0: the number of cores (uv_available_parallelism) */
+    struct zone_store *store; /* borrowed, see the opening comment */
+    const struct zone_dns_config *zone; /* copied */
+    uint64_t catalog_index;             /* the catalog index at start (zone_store_meta) */
+    unsigned tcp_idle_timeout_ms;       /* 0: 10 s without a complete query closes a connection */
+    unsigned tcp_max_conns;             /* 0: 1024, across all workers */
+    unsigned tcp_max_conns_per_client;  /* 0: 32 per source address */
+    unsigned cache_entries;             /* per worker; 0: 8192 (rounded up to a power of two) */
+    size_t cache_max_bytes;             /* per worker; 0: 32 MiB of cached responses */
+};
+
+/* Binds the UDP and TCP sockets of every worker and starts the worker threads. On failure
+ * nothing is left running, *out is NULL and errmsg names the socket and the reason
+ * ("dns 127.0.0.1:8600/udp: address already in use"). Main loop thread. */
+int rsv_start(uv_loop_t *main, const struct rsv_config *cfg, struct rsv **out,
+              char *errmsg) BASE_MUSTCHECK;
+
+/* The port the listeners are bound to (the configured one, or the one picked for 0). */
+int rsv_port(const struct rsv *r);
+unsigned rsv_workers(const struct rsv *r);
+
+/* Publishes the catalog index after a write was applied (call it after the LMDB commit, before
+ * the writer is answered): cached answers built at another index are not used again. Any
+ * thread; a relaxed store and no syscall, so it is cheap to call on every apply. */
+void rsv_catalog_changed(struct rsv *r, uint64_t index);
+
+/* Counters summed over the workers (each read without locks, so only roughly consistent). */
+struct rsv_stats {
+    uint64_t udp_queries, tcp_queries; /* messages received (including ones dropped) */
+    uint64_t cache_hits, cache_misses; /* in-zone answers from the cache / built */
+    uint64_t dropped;                  /* no answer: unreadable header, QR=1, empty */
+    uint64_t formerr, notimp, badvers, refused, servfail; /* error answers sent */
+    uint64_t udp_send_queued, udp_send_dropped;           /* try_send said EAGAIN / send failed */
+    uint64_t tcp_accepted, tcp_rejected, tcp_idle_closed;
+    uint64_t tcp_paused; /* times a connection stopped answering until its client read */
+};
+void rsv_stats_get(const struct rsv *r, struct rsv_stats *out);
+
+/* Stops every worker (each closes its sockets, connections and loop), joins the threads,
+ * frees the resolver and then calls done (may be NULL) from the main loop, later (never
+ * inside this call). Main loop thread. */
+void rsv_stop(struct rsv *r, void (*done)(void *), void *data);
+
+#endif
