@@ -22,17 +22,35 @@
  * entries at or below the stored index and zone_store_restore skips snapshots not newer than
  * the catalog, so a restart never applies anything twice.
  *
- * Close order (DESIGN.md 2.6). cons_stop ends the queued commands (BASE_ESHUTDOWN), then
+ * Close order (DESIGN.md 2.6). cons_stop ends the queued commands (BASE_ESHUTDOWN), stops
+ * formation and membership requests, ends parked forwarded work, fails every RPC call and
+ * closes every RPC connection (forwarded writes already sent: BASE_EUNKNOWN), then
  * raft_close: libraft fails its pending requests synchronously (our callbacks report
- * BASE_EUNKNOWN) and closes its io, which closes the transport. In raft_close's callback the io
- * and transport memory is released (raft_uv_close, then the transport), then our own handles
- * close (the flush idle handle, the leadership timer); the last close callback frees the cons
- * and calls done. The loop then holds nothing of ours and uv_loop_close() returns 0. A start
- * that fails after raft_init takes the same path without a done callback.
+ * BASE_EUNKNOWN) and closes its io, which closes the transport (listener, handshakes, dials).
+ * Deferred completions then run, still inside cons_stop. In raft_close's callback the io and
+ * transport memory is released (raft_uv_close, then the transport), then our own handles
+ * close (the flush idle handle, the tick timer); the cons is freed and done called once the
+ * last of those and of the RPC connections and peers (c->pending) is gone. The loop then
+ * holds nothing of ours and uv_loop_close() returns 0. A start that fails after raft_init
+ * takes the same path without a done callback.
  *
- * Leadership. A single voter elects itself inside raft_start (libraft converts a lone voter to
- * leader at once). A timer at the heartbeat period samples state and leader, logs changes and
- * remembers when a leader was last known (cons_last_contact_ms). */
+ * Leadership and the tick. A single voter elects itself inside raft_start (libraft converts a
+ * lone voter to leader at once). A timer every min(heartbeat, 50 ms) samples state and leader,
+ * logs changes, remembers when a leader was last known (cons_last_contact_ms), and drives
+ * everything that waits on time: stalled handshakes, RPC timeouts and reconnects, formation
+ * and join retries, parked work, membership requests and the leader's reconciler.
+ *
+ * Timing (DESIGN.md 2.6). LAN base: election 500 ms, heartbeat 50 ms, pre-vote on, both
+ * scaled by raft_multiplier (default 1). libraft randomizes the election timeout between 1x
+ * and 2x and, with pre-vote, a follower grants a vote only once it has itself stopped
+ * following the old leader (it rejects while it "has a leader"), so a dead leader is replaced
+ * after the SLOWER follower's randomized timeout, about 1.5-2 election timeouts, plus a vote
+ * round, and a split first round costs one more timeout. With a 1000 ms base that measured
+ * ~1.9 s, not "well under two seconds"; the 500 ms base measures about 1 s, 0.77-1.75 s over
+ * 12 runs (test_cluster prints it). A LAN round trip is well under a millisecond, so 500 ms
+ * still leaves a wide margin against spurious elections; WANs raise the multiplier.
+ * libraft's connect retry delay drops from 1 s to 100 ms (the transport adds its own backoff
+ * per peer), so a restarted server is caught up quickly. */
 #include "internal.h"
 
 #include <errno.h>
@@ -41,10 +59,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define DEFAULT_ELECTION_MS  1000
-#define DEFAULT_HEARTBEAT_MS 100
+#define DEFAULT_ELECTION_MS  500
+#define DEFAULT_HEARTBEAT_MS 50
 #define DEFAULT_THRESHOLD    8192
 #define DEFAULT_TRAILING     10240
+#define MAX_MULTIPLIER       10
+#define TICK_MAX_MS          50
+#define CONNECT_RETRY_MS     100
+#define RPC_TIMEOUT_MIN_MS   5000
 
 /* mkdir -p with mode 0700 for the directories it creates. */
 static int mkdir_p(const char *dir, char *errmsg)
@@ -100,27 +122,54 @@ static void observe(struct cons *c)
 
 static void tick_cb(uv_timer_t *t)
 {
-    observe(t->data);
+    struct cons *c = t->data;
+    observe(c);
+    cons__transport_sweep(c);
+    cons__io_tick(c);
+    cons__rpc_tick(c);
+    cons__form_tick(c);
+    cons__forward_tick(c);
+    cons__member_tick(c);
 }
 
 /* ---- close ----------------------------------------------------------------------------- */
 
-static void handle_closed(uv_handle_t *h)
+/* Frees the cons once Raft is closed and nothing of ours is left (handles, connections). */
+static void maybe_free(struct cons *c)
 {
-    struct cons *c = h->data;
-    if (--c->open_handles > 0)
+    if (!c->stopping || !c->raft_done || c->pending > 0)
         return;
-    /* proposals and barriers made while stopping */
-    cons__propose_fail_queued(c, BASE_ESHUTDOWN);
-    assert(c->inflight == NULL);
+    /* proposals, barriers and the rest asked for while stopping */
+    do {
+        cons__propose_fail_queued(c, BASE_ESHUTDOWN);
+        cons__forward_stop(c);
+        cons__member_stop(c, true);
+        cons__run_done(c);
+    } while (c->queue.head || c->barriers || c->parked.head || c->reads || c->waiters || c->ops ||
+             c->tasks || c->props_done.head);
+    assert(c->inflight == NULL && c->changes == NULL);
     void (*done)(void *) = c->done;
     void *data = c->done_data;
+    cons__form_free(c);
     base_arena_close(&c->arena);
     base_free(c->address);
+    base_free(c->bind_address);
     base_free(c->dir);
     base_free(c);
     if (done)
         done(data);
+}
+
+void cons__unpend(struct cons *c)
+{
+    assert(c->pending > 0);
+    c->pending--;
+    maybe_free(c);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    cons__unpend(h->data);
 }
 
 static void raft_closed(struct raft *r)
@@ -129,7 +178,8 @@ static void raft_closed(struct raft *r)
     /* libraft's io is closed and has closed the transport: release both */
     raft_uv_close(&c->io);
     cons__transport_close(c);
-    c->open_handles = 2;
+    c->raft_done = true;
+    c->pending += 2;
     uv_close((uv_handle_t *)&c->flush, handle_closed);
     uv_close((uv_handle_t *)&c->tick, handle_closed);
 }
@@ -139,7 +189,13 @@ static void close_raft(struct cons *c)
     c->stopping = true;
     uv_idle_stop(&c->flush);
     uv_timer_stop(&c->tick);
+    cons__form_stop(c);
+    cons__member_stop(c, false);
+    cons__forward_stop(c);
+    cons__rpc_stop(c);
+    cons__io_stop(c);
     raft_close(&c->raft, raft_closed);
+    cons__run_done(c);
 }
 
 void cons_stop(struct cons *c, void (*done)(void *), void *data)
@@ -184,6 +240,22 @@ static int start_error(int raft_rv)
     }
 }
 
+int cons__raft_start(struct cons *c)
+{
+    int rv = raft_start(&c->raft);
+    if (rv != 0) {
+        LOG_ERR("consensus", "raft start (address %s, dir %s): %s", c->address, c->dir,
+                raft_message(c, rv));
+        return rv;
+    }
+    c->raft_started = true;
+    LOG_INFO("consensus", "started id=%" PRIu64 " address=%s dir=%s term=%llu index=%llu", c->id,
+             c->address, c->dir, raft_current_term(&c->raft), raft_last_index(&c->raft));
+    c->last_state = 0xffff; /* log the first state */
+    observe(c);
+    return 0;
+}
+
 int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out, char *errmsg)
 {
     BASE_ASSERT_LOOP();
@@ -196,9 +268,20 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
         return base_errf(errmsg, BASE_EINVAL, "consensus: server id must not be 0");
     if (!cfg->store)
         return base_errf(errmsg, BASE_EINVAL, "consensus: no store");
-    unsigned election = cfg->election_timeout_ms ? cfg->election_timeout_ms : DEFAULT_ELECTION_MS;
+    if (cfg->bootstrap && cfg->bootstrap_expect > 1)
+        return base_errf(errmsg, BASE_EINVAL,
+                         "consensus: bootstrap (one voter) contradicts bootstrap_expect %u",
+                         cfg->bootstrap_expect);
+    if (cfg->raft_multiplier > MAX_MULTIPLIER)
+        return base_errf(errmsg, BASE_EINVAL, "consensus: raft_multiplier %u is over %d",
+                         cfg->raft_multiplier, MAX_MULTIPLIER);
+    if (cfg->n_join && !cfg->join)
+        return base_errf(errmsg, BASE_EINVAL, "consensus: join addresses missing");
+    unsigned mult = cfg->raft_multiplier ? cfg->raft_multiplier : 1;
+    unsigned election =
+        cfg->election_timeout_ms ? cfg->election_timeout_ms : DEFAULT_ELECTION_MS * mult;
     unsigned heartbeat =
-        cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : DEFAULT_HEARTBEAT_MS;
+        cfg->heartbeat_timeout_ms ? cfg->heartbeat_timeout_ms : DEFAULT_HEARTBEAT_MS * mult;
     if (heartbeat >= election)
         return base_errf(errmsg, BASE_EINVAL,
                          "consensus: heartbeat timeout %ums must be below election timeout %ums",
@@ -227,8 +310,17 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
     c->data = cfg->data;
     c->id = cfg->id;
     c->address = base_strdup(cfg->address);
+    c->bind_address =
+        cfg->bind_address && *cfg->bind_address ? base_strdup(cfg->bind_address) : NULL;
     c->dir = base_strdup(cfg->dir);
+    c->election_ms = election;
+    c->heartbeat_ms = heartbeat;
+    c->wait_ms = 3 * election;
+    c->rpc_timeout_ms = 5 * election > RPC_TIMEOUT_MIN_MS ? 5 * election : RPC_TIMEOUT_MIN_MS;
     base_arena_init(&c->arena);
+    struct zone_meta meta;
+    if (zone_store_meta(c->store, &meta) == 0)
+        c->applied = meta.applied;
 
     rv = cons__transport_init(c, errmsg);
     if (rv != 0) {
@@ -241,10 +333,15 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
                        c->io.errmsg);
         goto err_transport;
     }
+    raft_uv_set_connect_retry_delay(&c->io, CONNECT_RETRY_MS);
+    cons__io_hook(c);
     cons__fsm_init(c);
+    /* raft_init has the transport bind and listen on the server port */
     rrv = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->address);
     if (rrv != 0) {
-        rv = base_errf(errmsg, start_error(rrv), "consensus: raft init: %s", raft_errmsg(&c->raft));
+        int lerr = cons__transport_error(c); /* a taken port says so: EADDRINUSE */
+        rv = base_errf(errmsg, lerr ? lerr : start_error(rrv), "consensus: raft init: %s",
+                       raft_errmsg(&c->raft));
         raft_uv_close(&c->io);
         goto err_transport;
     }
@@ -257,45 +354,22 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
 
     /* From here on, failures close asynchronously through raft_close. */
     cons__propose_init(c);
+    cons__rpc_init(c);
     rv = uv_timer_init(loop, &c->tick);
     assert(rv == 0);
     c->tick.data = c;
+    c->flush.data = c;
     uv_unref((uv_handle_t *)&c->tick);
     c->contact_at = uv_now(loop);
     c->last_state = (unsigned short)raft_state(&c->raft);
 
-    if (cfg->bootstrap) {
-        struct raft_configuration conf;
-        raft_configuration_init(&conf);
-        rrv = raft_configuration_add(&conf, c->id, c->address, RAFT_VOTER);
-        if (rrv == 0)
-            rrv = raft_bootstrap(&c->raft, &conf);
-        raft_configuration_close(&conf);
-        if (rrv == RAFT_CANTBOOTSTRAP) {
-            LOG_DEBUG("consensus", "bootstrap skipped: %s already holds Raft state", c->dir);
-            rrv = 0;
-        } else if (rrv == 0) {
-            LOG_INFO("consensus", "bootstrapped a one-voter cluster id=%" PRIu64 " address=%s",
-                     c->id, c->address);
-        }
-        if (rrv != 0) {
-            rv = base_errf(errmsg, start_error(rrv), "consensus: bootstrap in %s: %s", c->dir,
-                           raft_message(c, rrv));
-            goto err_close;
-        }
-    }
-
-    rrv = raft_start(&c->raft);
-    if (rrv != 0) {
-        rv = base_errf(errmsg, start_error(rrv), "consensus: raft start (address %s, dir %s): %s",
-                       c->address, c->dir, raft_message(c, rrv));
+    rv = cons__form_start(c, cfg, errmsg);
+    if (rv != 0) {
+        base_err_wrap(errmsg, "consensus");
         goto err_close;
     }
-    LOG_INFO("consensus", "started id=%" PRIu64 " address=%s dir=%s term=%llu index=%llu", c->id,
-             c->address, c->dir, raft_current_term(&c->raft), raft_last_index(&c->raft));
-    c->last_state = 0xffff; /* log the first state */
-    observe(c);
-    rv = uv_timer_start(&c->tick, tick_cb, heartbeat, heartbeat);
+    unsigned tick = heartbeat < TICK_MAX_MS ? heartbeat : TICK_MAX_MS;
+    rv = uv_timer_start(&c->tick, tick_cb, tick, tick);
     assert(rv == 0);
     *out = c;
     return 0;
@@ -308,6 +382,7 @@ err_transport:
 err_free:
     base_arena_close(&c->arena);
     base_free(c->address);
+    base_free(c->bind_address);
     base_free(c->dir);
     base_free(c);
     return rv;
@@ -375,4 +450,28 @@ uint64_t cons_term(const struct cons *c)
 uint64_t cons_last_index(const struct cons *c)
 {
     return raft_last_index(raft_of(c));
+}
+
+uint64_t cons_applied_index(const struct cons *c)
+{
+    return c->applied;
+}
+
+int cons__role_of(struct cons *c, uint64_t id)
+{
+    const struct raft_configuration *conf = &c->raft.configuration;
+    for (unsigned i = 0; i < conf->n; i++)
+        if (conf->servers[i].id == id)
+            return conf->servers[i].role;
+    return -1;
+}
+
+const char *cons__leader_address(struct cons *c)
+{
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    if (!c->raft_started)
+        return NULL;
+    raft_leader(&c->raft, &lid, &laddr);
+    return lid && lid != c->id && laddr && *laddr ? laddr : NULL;
 }

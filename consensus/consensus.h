@@ -9,8 +9,18 @@
  * changed. Then (later in the same or the next loop iteration, when libraft fires its apply
  * callback) each proposer's callback runs with its own command's result.
  *
+ * Clusters (DESIGN.md 2.5). Servers talk over one TCP port (the server port): Raft traffic
+ * on our own transport (transport.c) and server RPC (rpc.c) for formation, write forwarding,
+ * read indexes and membership. A write proposed on a follower is forwarded to the leader,
+ * proposed there through the same group commit, and answered after commit once the local
+ * replica has applied it (bounded wait), so the proposer reads its own write locally.
+ * With bootstrap_expect N the servers exchange ids and addresses (HELLO) and all bootstrap the
+ * same sorted configuration; a later server joins through the leader (spare, caught up, then
+ * voter while fewer than 5 voters, standby beyond); a restarted server needs only its dir.
+ *
  * Threads: everything here runs on the main loop thread (BASE_ASSERT_LOOP).
- * Ownership: commands are copied; the store is borrowed for the life of the cons.
+ * Ownership: commands are copied; the store is borrowed for the life of the cons; every
+ * string of the config is copied by cons_start.
  */
 #ifndef HERALD_CONSENSUS_H
 #define HERALD_CONSENSUS_H
@@ -32,12 +42,32 @@ struct cons;
 typedef void (*cons_applied_cb)(void *data, uint64_t index, uint32_t touched);
 
 struct cons_config {
-    const char *dir;     /* Raft log and snapshots (created if missing) */
-    uint64_t id;         /* this server's Raft id, non-zero */
-    const char *address; /* "ip:port" of the server port */
-    bool bootstrap;      /* bootstrap a one-voter cluster of ourselves if the log is empty */
-    unsigned election_timeout_ms;  /* 0: LAN default (1000) */
-    unsigned heartbeat_timeout_ms; /* 0: LAN default (100) */
+    const char *dir;          /* Raft log and snapshots (created if missing) */
+    uint64_t id;              /* this server's Raft id, non-zero, unique in the cluster */
+    const char *address;      /* advertised "ip:port" (or "[v6]:port") of the server port */
+    const char *bind_address; /* "ip:port" to listen on; NULL or "": address */
+    /* Formation (only for an empty Raft dir; a dir with Raft state just starts):
+     *  bootstrap, or bootstrap_expect 1: bootstrap a one-voter cluster of ourselves;
+     *  bootstrap_expect N >= 2: exchange HELLOs with the join addresses (and the servers they
+     *    know) until N servers agree on the same set, then all bootstrap it (sorted by id);
+     *    a server that finds a running cluster instead joins it;
+     *  bootstrap_expect 0 with join addresses: join a running cluster through them;
+     *  neither: wait (cons_join). */
+    bool bootstrap;
+    unsigned bootstrap_expect;
+    const char *const *join; /* n_join server-port addresses "host:port" of other servers */
+    size_t n_join;
+    /* Timing. LAN base: election 500 ms, heartbeat 50 ms, with pre-vote; both scaled by
+     * raft_multiplier (0: 1; at most 10), as Consul's performance.raft_multiplier scales
+     * Consul's own base. A dead leader is replaced after 1 to 2 election timeouts (libraft
+     * randomizes it between 1x and 2x, and with pre-vote the election waits for the slowest
+     * follower to give up on the old leader): about 1 s at multiplier 1 (0.77-1.75 s over 12
+     * runs, the tail being a split first round). A 1000 ms base measured ~1.9 s, hence the
+     * halved base; multiplier 2 gives those 1000/100 ms back.
+     * Non-zero explicit timeouts win over the scaled base. */
+    unsigned raft_multiplier;
+    unsigned election_timeout_ms;  /* 0: 500 x raft_multiplier */
+    unsigned heartbeat_timeout_ms; /* 0: 50 x raft_multiplier */
     unsigned snapshot_threshold;   /* 0: 8192 entries */
     unsigned snapshot_trailing;    /* 0: 10240 entries; raised to threshold if below it */
     struct zone_store *store;
@@ -53,12 +83,19 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
                char *errmsg) BASE_MUSTCHECK;
 
 /* Outcome of a proposal. status 0: committed and applied, result is the command's own result
- * (0, BASE_ECONFLICT, BASE_ENOTFOUND...). status BASE_ENOTLEADER / BASE_ENOLEADER: not
- * accepted, nothing written. BASE_ETOOBIG: the command is over the 4 MiB entry cap, nothing
- * written. BASE_ESHUTDOWN: cons_stop came before the command was appended, nothing written.
- * status BASE_EUNKNOWN: the entry was appended but its fate is not known (leadership lost,
- * shutdown): it may still commit. index is the entry's Raft index when status is 0 (commands
- * proposed in the same loop iteration share it); result and index are 0 otherwise. */
+ * (0, BASE_ECONFLICT, BASE_ENOTFOUND...). status BASE_ENOLEADER: no leader appeared within the
+ * bounded wait (3 election timeouts), nothing written. BASE_ENOTLEADER: only for commands that
+ * reached a server that lost leadership in between, nothing written. BASE_ETOOBIG: the
+ * command is over the 4 MiB entry cap, nothing written. BASE_ESHUTDOWN: cons_stop came before
+ * the command was appended, nothing written. status BASE_EUNKNOWN: the entry was appended (or
+ * the forwarded command sent) but its fate is not known (leadership lost, shutdown, the
+ * connection to the leader lost or timed out): it may still commit. index is the entry's Raft
+ * index when status is 0 (commands proposed in the same loop iteration share it); result and
+ * index are 0 otherwise.
+ * On a follower the commands are forwarded to the leader (all the commands of one loop
+ * iteration in one message, proposed there as one entry) and the callback runs after the
+ * commit once the local store has applied the entry too (waiting at most 3 election
+ * timeouts for that; the status is 0 either way), so a local read right after sees it. */
 typedef void (*cons_propose_cb)(void *data, int status, int result, uint64_t index);
 
 /* Queues one encoded command (copied). The callback always runs exactly once, later, on the
@@ -73,6 +110,50 @@ void cons_propose(struct cons *c, const void *cmd, size_t len, cons_propose_cb c
 typedef void (*cons_barrier_cb)(void *data, int status);
 void cons_barrier(struct cons *c, cons_barrier_cb cb, void *data);
 
+/* Read index: the Raft index a read must see, for reads that need the leader's view without
+ * sending them to the leader. cb gets status 0 and index once the LOCAL store has applied
+ * everything up to index, so the caller then reads its local replica:
+ *   consistent false (Consul's default mode): index is the leader's applied index; on the
+ *     leader itself, its own at once (leader reads are local);
+ *   consistent true (?consistent): the leader first appends a barrier and waits for it to
+ *     apply (a quorum confirmed its leadership; DESIGN.md 1.3: never a lease alone).
+ * A follower asks the leader (READ_INDEX over the server port) and then waits for its own
+ * replica to catch up. Errors: BASE_ENOLEADER (no leader within the bounded wait of 3
+ * election timeouts, retrying as leadership appears), -ETIMEDOUT (the local replica did not
+ * reach the index within that wait), BASE_ESHUTDOWN. cb runs exactly once, later, never
+ * inside this call. Loop thread. */
+typedef void (*cons_read_cb)(void *data, int status, uint64_t index);
+void cons_read_index(struct cons *c, bool consistent, cons_read_cb cb, void *data);
+
+/* Index of the last command applied to the local store (the catalog's "applied" meta; Raft
+ * barriers and configuration entries are not counted). */
+uint64_t cons_applied_index(const struct cons *c);
+
+/* Membership. cb gets 0 on success, else a code with a one-line message in msg (never NULL;
+ * valid during the call). All run exactly once, later, never inside the call; they retry
+ * what is worth retrying (no leader, leadership moving, a change already in progress, a
+ * connection refused) up to a bound: 60 s for a join (it includes catching the new server
+ * up), 15 s otherwise. Loop thread. */
+typedef void (*cons_member_cb)(void *data, int status, const char *msg);
+
+/* Asks the server at address ("host:port" of its server port) to add this server to its
+ * cluster: the leader adds it as spare, catches it up, then makes it a voter while the
+ * cluster has fewer than 5 voters, a standby beyond. Any member relays to its leader. A server
+ * still forming (bootstrap_expect) gives up forming and joins. Status 0 also when already a
+ * member at this address; BASE_ECONFLICT when the id or the address is taken by another. */
+void cons_join(struct cons *c, const char *address, cons_member_cb cb, void *data);
+
+/* Leaves the cluster gracefully: a leader first transfers leadership to another voter, then
+ * this server asks the leader to remove it. 0 once the removal committed (or when this server
+ * is not in the configuration; a one-server cluster has nothing to leave). The caller then
+ * stops the cons. */
+void cons_leave(struct cons *c, cons_member_cb cb, void *data);
+
+/* Removes a server by id, or by address when id is 0 (operator raft remove-peer). 0 when it
+ * is gone (also when it was not there). Removing the leader transfers leadership first. */
+void cons_remove_peer(struct cons *c, uint64_t id, const char *address, cons_member_cb cb,
+                      void *data);
+
 bool cons_is_leader(const struct cons *c);
 /* The leader's id and address ("" and 0 when none known). */
 void cons_leader(const struct cons *c, uint64_t *id, const char **address);
@@ -86,17 +167,19 @@ struct cons_server {
     const char *address;
     int role; /* 0 standby, 1 voter, 2 spare (libraft's RAFT_STANDBY, RAFT_VOTER, RAFT_SPARE) */
 };
-/* Calls cb for every server of the current configuration. */
+/* Calls cb for every server of the current configuration (empty while still forming). */
 void cons_servers_each(const struct cons *c, void (*cb)(void *data, const struct cons_server *s),
                        void *data);
 uint64_t cons_term(const struct cons *c);
 uint64_t cons_last_index(const struct cons *c);
 
 /* Stops Raft (pending proposals end with BASE_EUNKNOWN or BASE_ESHUTDOWN), closes its handles
- * and frees it, then calls done. The loop can then close cleanly. The callbacks of queued and
- * in-flight proposals and barriers run inside this call; proposals and barriers made after it
- * (from those callbacks, say) end with BASE_ESHUTDOWN before done. c is freed before done
- * runs. Not from on_applied. Loop thread. */
+ * and connections and frees it, then calls done. The loop can then close cleanly. The
+ * callbacks of queued and in-flight proposals, barriers, read indexes and membership requests
+ * run inside this call (a forwarded write already committed but not yet applied locally ends
+ * with status 0; one sent and unanswered with BASE_EUNKNOWN); those made after it (from those
+ * callbacks, say) end with BASE_ESHUTDOWN before done. c is freed before done runs. Not from
+ * on_applied. Loop thread. */
 void cons_stop(struct cons *c, void (*done)(void *), void *data);
 
 /* Frame encoding of one entry (exposed for tests): commands -> payload padded to 8. */

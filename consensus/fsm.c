@@ -18,7 +18,13 @@
  * Snapshots. zone_store_snapshot serializes the whole catalog from one pinned read
  * transaction into a buffer we own (fsm version 2: snapshot_finalize frees it once libraft has
  * written it). Restore hands the bytes to zone_store_restore, which skips a snapshot not newer
- * than the catalog (the catalog already holds everything in it). */
+ * than the catalog (the catalog already holds everything in it). A restore also happens
+ * while running, when a lagging or wiped follower is sent the leader's snapshot
+ * (InstallSnapshot, once the leader's log no longer holds the entries it needs).
+ *
+ * c->applied follows the catalog's applied index (commands only: libraft's own applied index
+ * also counts barriers and configuration entries, which never reach the FSM). Read indexes
+ * and forwarded writes wait on it, so every advance wakes the flush when something waits. */
 #include "internal.h"
 
 #include <inttypes.h>
@@ -64,6 +70,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     if (b) {
         b->applied = true;
         *result = b->results;
+    }
+    if (idx > c->applied) {
+        c->applied = idx;
+        if (c->waiters) /* forwarded writes and read indexes waiting for this replica */
+            cons__schedule(c);
     }
     if (c->on_applied)
         c->on_applied(c->data, idx, touched);
@@ -124,6 +135,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         return 0;
     }
     LOG_INFO("consensus", "snapshot restored: catalog at index %" PRIu64, m.applied);
+    if (m.applied > c->applied) {
+        c->applied = m.applied;
+        if (c->waiters)
+            cons__schedule(c);
+    }
     if (c->on_applied)
         c->on_applied(c->data, m.applied, ZONE_TABLE_ALL);
     return 0;

@@ -1,10 +1,15 @@
 /* consensus internals: the cons object and the seams between its files.
  *
- *   cons.c       lifecycle (start, stop, close order), queries, leadership tracking
+ *   cons.c       lifecycle (start, stop, close order), queries, leadership tracking, the tick
  *   propose.c    group commit: the proposal queue, the flush, apply and barrier callbacks
  *   fsm.c        the raft_fsm: apply into the zone store, snapshot, restore
  *   entry.c      the entry frame (commands -> payload padded to 8 bytes)
- *   transport.c  the raft_uv_transport (libraft's TCP one for now; ours later)
+ *   transport.c  our raft_uv_transport over libuv TCP; the server port's listener and dialer
+ *   rpc.c        server RPC: framed request/response over persistent connections
+ *   form.c       cluster formation (HELLO, bootstrap_expect) and the join loop
+ *   forward.c    followers: forwarded proposals, read indexes, waiting for local apply
+ *   member.c     membership: join, leave, remove, promotion of spares and standbys
+ *   io.c         a hook on what libraft's io delivers (works around two libraft bugs)
  *
  * Everything runs on the main loop thread. Never included from outside consensus/.
  */
@@ -14,6 +19,7 @@
 #include "consensus/consensus.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <raft.h>
 #include <raft/uv.h>
 
@@ -41,7 +47,12 @@ struct cons_prop {
     struct cons_prop *next;
     cons_propose_cb cb;
     void *data;
-    int status; /* non-zero: refused at cons_propose (too big), reported by the flush */
+    int status; /* non-zero: refused at cons_propose (too big), reported by the flush; once
+                 * done (c->props_done): the outcome */
+    int result;
+    uint64_t index;
+    uint64_t deadline; /* uv_now bound for waiting for a leader (0: not waiting yet) */
+    bool local_only;   /* proposed for a forwarded request: never forwarded again */
     size_t len;
     uint8_t cmd[];
 };
@@ -61,6 +72,7 @@ struct cons_batch {
     struct cons_prop *props; /* n proposals, in command order */
     int *results;            /* n results, written by the FSM */
     bool applied;
+    bool forwarded; /* carries commands of forwarded requests (see the nudge in propose.c) */
 };
 
 /* One barrier, queued until the flush, then in flight. */
@@ -68,9 +80,116 @@ struct cons_barrier {
     struct raft_barrier req; /* req.data == this */
     struct cons *c;
     struct cons_barrier *next;
+    struct cons_barrier *group; /* barriers of the same flush that share this one's entry */
     cons_barrier_cb cb;
     void *data;
 };
+
+/* Something to run later on the loop, outside the callback that decided it (user callbacks
+ * never run inside RPC or libraft processing except libraft's own apply callbacks). */
+struct cons_task {
+    struct cons_task *next;
+    void (*run)(struct cons_task *t);
+};
+
+/* Waits until the local store has applied index (or deadline passes: status -ETIMEDOUT). */
+struct cons_waiter {
+    struct cons_waiter *next;
+    uint64_t index;
+    uint64_t deadline;
+    void (*fire)(struct cons_waiter *w, int status);
+};
+
+/* ---- server RPC (rpc.c) ---------------------------------------------------------------- */
+
+/* Frame: u32 length of what follows | u8 type | 3 zero bytes | u64 request id | body. A
+ * response has the request's id and type | CONS_RPC_REPLY. */
+#define CONS_RPC_HEADER    16u
+#define CONS_RPC_FRAME_MAX (8u << 20)
+#define CONS_RPC_REPLY     0x80u
+enum {
+    CONS_RPC_HELLO = 1,      /* formation: who we are, what we know */
+    CONS_RPC_FORWARD = 2,    /* a follower's commands, proposed by the leader */
+    CONS_RPC_READ_INDEX = 3, /* the leader's applied index, after a barrier if consistent */
+    CONS_RPC_JOIN = 4,       /* add this server (relayed to the leader) */
+    CONS_RPC_REMOVE = 5,     /* remove a server (relayed to the leader) */
+};
+/* Call outcomes besides 0 (a reply; the body is valid during the callback): */
+#define CONS_RPC_UNSENT (-ENOTCONN)   /* never written: nothing reached the peer, retry is safe */
+#define CONS_RPC_LOST   (-ECONNRESET) /* written, connection lost before the reply: unknown */
+/* -ETIMEDOUT: written, no reply in time (unknown); BASE_ESHUTDOWN: stopping, not written. */
+
+typedef void (*cons_rpc_cb)(void *data, int status, const uint8_t *body, size_t len);
+struct cons_rpc_call;
+struct cons_rpc_req; /* an incoming request, answered with cons__rpc_reply */
+
+struct cons_rpc {
+    struct cons_rpc_peer *peers; /* outgoing, by address */
+    struct cons_rpc_conn *conns; /* incoming */
+    uint64_t next_id;
+    bool stopping;
+};
+
+/* ---- formation (form.c) ---------------------------------------------------------------- */
+
+struct cons_form_srv { /* a server known while forming, with its latest report */
+    uint64_t id;
+    char *address;
+    bool reported; /* a HELLO from it (request or reply) while it was forming */
+    uint32_t expect;
+    uint64_t *set; /* the ids it knew, sorted */
+    size_t n_set;
+};
+
+struct cons_form_addr { /* an address we say HELLO to */
+    struct cons_form_addr *next;
+    char *address;
+    bool self; /* answered with our own id */
+    bool inflight;
+    unsigned failures;
+    uint64_t next_at;
+};
+
+enum cons_form_phase {
+    CONS_FORM_OFF = 0, /* Raft started: nothing to do */
+    CONS_FORM_HELLO,   /* collecting servers for bootstrap_expect */
+    CONS_FORM_JOIN,    /* Raft started empty: asking a cluster to add us */
+};
+
+struct cons_form {
+    enum cons_form_phase phase;
+    unsigned expect;
+    struct cons_form_srv *known; /* sorted by id, ourselves included */
+    size_t n_known;
+    struct cons_form_addr *addrs;
+    /* the configuration we bootstrapped in this process (reported in HELLO so that servers
+     * of the same formation still forming bootstrap exactly the same one) */
+    struct cons_form_srv *boot;
+    size_t n_boot;
+    /* the newest HELLO from a member of a running cluster, decided on in the tick */
+    bool rep_valid, rep_boot_has_us, rep_config_has_us;
+    char *rep_address;
+    struct cons_form_srv *rep_boot;
+    size_t n_rep_boot;
+    /* join loop */
+    char **join_via; /* candidate addresses */
+    size_t n_join_via, join_next;
+    bool join_inflight;
+    unsigned join_failures;
+    uint64_t join_at;
+    uint64_t warn_at; /* rate limit for repeated warnings */
+};
+
+/* ---- membership (member.c) ------------------------------------------------------------- */
+
+/* An InstallSnapshot held back from libraft (io.c). */
+struct cons_held {
+    struct raft_message msg;
+    char *address;
+};
+
+struct cons_change;    /* a configuration change run by the leader, one at a time */
+struct cons_member_op; /* a join/leave/remove asked by this server, retried until a bound */
 
 struct cons {
     uv_loop_t *loop;
@@ -78,6 +197,10 @@ struct cons {
     struct raft_io io;
     struct raft_fsm fsm;
     struct raft_uv_transport transport;
+    /* io.c: libraft's io->start and receive callback, wrapped */
+    int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+    raft_io_recv_cb raft_recv;
+    struct cons_held *held;
 
     struct zone_store *store;
     cons_applied_cb on_applied;
@@ -92,10 +215,39 @@ struct cons {
     struct cons_barrier *barriers; /* barriers waiting for the flush, newest first */
     struct cons_batch *inflight;   /* entries appended, not yet called back */
     struct cons_batch *inflight_tail;
+    bool nudge;           /* a follower waits for the commit index: append something */
+    uint64_t commit_sent; /* the commit index our last append carried */
+
+    /* deferred completions, run by the flush (propose.c) */
+    struct cons_prop_queue props_done; /* proposals with their outcome in status/result/index */
+    struct cons_task *tasks;           /* newest first */
+    struct cons_waiter *waiters;       /* waiting for the local store to apply an index */
+
+    /* followers (forward.c) */
+    struct cons_prop_queue parked; /* proposals waiting for a leader */
+    struct cons_read *reads;       /* read indexes waiting for a leader */
+    unsigned wait_ms;              /* bound for waiting for a leader or the local apply */
+    unsigned rpc_timeout_ms;       /* forwarded writes and read indexes */
 
     /* FSM (fsm.c) */
     struct base_arena arena; /* reset per applied entry */
     bool in_apply;
+    uint64_t applied; /* last command index applied to the store */
+
+    /* timing */
+    unsigned election_ms, heartbeat_ms;
+
+    /* server port (transport.c, rpc.c) */
+    char *bind_address;
+    struct cons_rpc rpc;
+
+    /* formation (form.c) and membership (member.c) */
+    struct cons_form form;
+    bool raft_started;
+    struct cons_change *changes; /* queued on the leader; the head is running when active */
+    bool change_active;
+    uint64_t reconcile_at;
+    struct cons_member_op *ops;
 
     /* leadership tracking (cons.c) */
     uv_timer_t tick;
@@ -104,11 +256,22 @@ struct cons {
     uint64_t contact_at; /* uv_now when a leader was last known */
 
     /* lifecycle */
-    bool stopping; /* cons_stop (or a failed start) called raft_close */
-    int open_handles;
+    bool stopping;  /* cons_stop (or a failed start) called raft_close */
+    bool raft_done; /* raft_close's callback ran */
+    int pending;    /* handles closing and connections not yet freed */
     void (*done)(void *);
     void *done_data;
 };
+
+/* cons.c */
+/* One fewer thing to wait for before the cons can be freed (after cons_stop). */
+void cons__unpend(struct cons *c);
+/* Starts Raft (after formation decided, or at once). Logs and returns non-zero on failure. */
+int cons__raft_start(struct cons *c);
+/* Whether this server's id is in the current configuration, and its role there (-1: not). */
+int cons__role_of(struct cons *c, uint64_t id);
+/* The known leader other than us (NULL when none). */
+const char *cons__leader_address(struct cons *c);
 
 /* propose.c */
 void cons__propose_init(struct cons *c);
@@ -118,6 +281,36 @@ void cons__propose_fail_queued(struct cons *c, int status);
 int cons__not_leader_status(struct cons *c);
 /* Finds the in-flight batch whose entry is at index (NULL when none: follower, replay). */
 struct cons_batch *cons__batch_find(struct cons *c, uint64_t index);
+/* Starts the flush idle handle (the flush also runs deferred completions and waiters). */
+void cons__schedule(struct cons *c);
+/* On the leader: a follower waits to learn the current commit index; make the next flush
+ * append something if the last append did not carry it (see the nudge in propose.c). */
+void cons__nudge(struct cons *c);
+/* Queues a proposal for a forwarded request: on a non-leader it ends with a not-leader
+ * status instead of being forwarded again. */
+void cons__propose_local(struct cons *c, const void *cmd, size_t len, cons_propose_cb cb,
+                         void *data);
+/* Hands finished proposals (outcome in status/result/index) to the flush to call back. */
+void cons__props_done(struct cons *c, struct cons_prop *list);
+void cons__prop_done(struct cons *c, struct cons_prop *p, int status, int result, uint64_t index);
+/* Runs t->run from the next flush. */
+void cons__defer(struct cons *c, struct cons_task *t);
+/* Runs deferred completions now, until none are left (the flush, cons_stop). */
+void cons__run_done(struct cons *c);
+
+/* forward.c */
+/* Proposals the flush found on a follower: forwarded to the leader, or parked for one. */
+void cons__forward(struct cons *c, struct cons_prop *list);
+void cons__wait_add(struct cons *c, struct cons_waiter *w);
+/* Fires the waiters the store's applied index has reached (from the flush). */
+void cons__waiters_run(struct cons *c);
+/* Retries parked work when a leader is known, expires what waited too long (tick). */
+void cons__forward_tick(struct cons *c);
+/* Ends parked and pending work (cons_stop): never sent -> BASE_ESHUTDOWN. */
+void cons__forward_stop(struct cons *c);
+/* Server side of FORWARD and READ_INDEX. */
+void cons__forward_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len);
+void cons__read_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len);
 
 /* fsm.c */
 void cons__fsm_init(struct cons *c);
@@ -126,5 +319,66 @@ void cons__fsm_init(struct cons *c);
 int cons__transport_init(struct cons *c, char *errmsg);
 /* Frees the transport; call only once libraft's io is closed (it closes the transport). */
 void cons__transport_close(struct cons *c);
+/* The libuv error of a failed listen (raft_init failed because of it), else 0. */
+int cons__transport_error(struct cons *c);
+/* Closes handshakes that stalled (tick). */
+void cons__transport_sweep(struct cons *c);
+/* Outgoing connection for RPC: TCP with TCP_NODELAY and a connect timeout, the RPC preamble
+ * written. cb runs exactly once, later: with status 0 and a connected handle allocated with
+ * raft_malloc (the caller owns it: uv_close, then raft_free), or with an error and NULL. */
+typedef void (*cons_dial_cb)(void *data, uv_tcp_t *tcp, int status);
+struct cons_dial;
+struct cons_dial *cons__dial_rpc(struct cons *c, const char *address, cons_dial_cb cb, void *data);
+/* cb then runs with UV_ECANCELED (unless it already ran). */
+void cons__dial_cancel(struct cons_dial *d);
+
+/* rpc.c */
+void cons__rpc_init(struct cons *c);
+/* An incoming connection that sent the RPC preamble (the tcp was raft_malloc'd). */
+void cons__rpc_accept(struct cons *c, uv_tcp_t *tcp);
+/* Sends a request to address (connecting if needed). cb runs exactly once, later. */
+void cons__rpc_call(struct cons *c, const char *address, uint8_t type, const struct base_buf *body,
+                    unsigned timeout_ms, cons_rpc_cb cb, void *data);
+void cons__rpc_reply(struct cons_rpc_req *req, const struct base_buf *body);
+/* Expires calls, retries connections (tick). */
+void cons__rpc_tick(struct cons *c);
+/* Fails every call, closes every connection (cons_stop). */
+void cons__rpc_stop(struct cons *c);
+/* Status codes travel as u32 two's complement. */
+static inline uint32_t cons__status_enc(int st)
+{
+    return (uint32_t)st;
+}
+static inline int cons__status_dec(uint32_t v)
+{
+    return (int)(int32_t)v;
+}
+
+/* form.c */
+/* Decides how Raft starts (cons_start): at once, or after formation. */
+int cons__form_start(struct cons *c, const struct cons_config *cfg, char *errmsg);
+void cons__form_tick(struct cons *c);
+void cons__form_stop(struct cons *c);
+void cons__form_free(struct cons *c);
+void cons__hello_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len);
+/* Gives up forming (cons_join asked to join instead): starts Raft empty. */
+void cons__form_abandon(struct cons *c);
+
+/* io.c */
+/* Wraps c->io.start (after raft_uv_init, before raft_start). */
+void cons__io_hook(struct cons *c);
+/* Delivers a held InstallSnapshot once our own snapshot is written (tick). */
+void cons__io_tick(struct cons *c);
+void cons__io_stop(struct cons *c);
+
+/* member.c */
+void cons__member_tick(struct cons *c);
+/* Ends queued changes and idle requests (final: all requests, once Raft and RPC are closed). */
+void cons__member_stop(struct cons *c, bool final);
+void cons__join_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len);
+void cons__remove_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len);
+/* The join loop's request (form.c): JOIN {id, address} to address, cb with the reply status. */
+void cons__join_send(struct cons *c, const char *address, unsigned timeout_ms, cons_member_cb cb,
+                     void *data);
 
 #endif

@@ -15,14 +15,31 @@
  * the other in the same flush. Barriers queued in the same iteration are appended after the
  * commands, so a barrier covers the writes proposed before it.
  *
- * Outcomes. Not the leader at flush time: every queued command ends with BASE_ENOTLEADER (a
- * leader is known) or BASE_ENOLEADER, nothing appended. Appended: the entry's batch waits in
+ * Barriers queued in one iteration share one Raft barrier entry: each of them only needs
+ * "everything before me is applied", which the first one's completion proves for all.
+ *
+ * Outcomes. Not the leader at flush time: the commands go to forward.c, which forwards them
+ * to the leader (or parks them until one is known); commands that came from a forwarded
+ * request (cons__propose_local) end with BASE_ENOTLEADER / BASE_ENOLEADER instead, nothing
+ * appended, and their follower retries. Appended: the entry's batch waits in
  * c->inflight; the FSM writes the per-command results into it when the entry applies
  * (fsm.c), and libraft's apply callback (fired from its own prepare/check handles, later in
  * the same or the next iteration) hands each proposer status 0, its own result and the
  * entry's index. An apply callback with an error (leadership lost, raft_close) or a
  * raft_apply failure after the submission reached the log means the entry's fate is unknown:
- * BASE_EUNKNOWN. Commands still queued when cons_stop runs end with BASE_ESHUTDOWN. */
+ * BASE_EUNKNOWN. Commands still queued when cons_stop runs end with BASE_ESHUTDOWN.
+ *
+ * Nudge. Followers learn that an entry committed only from the leader's next append or
+ * heartbeat. A follower that forwarded a write, or asked for a read index, waits for its own
+ * replica to reach an index (so its client reads locally what it must see). So when such a
+ * follower waits (a forwarded entry committed, a read index was answered) and the commit
+ * index moved past the one our last append carried, the next flush appends a barrier unless
+ * commands or barriers are being appended anyway: the follower applies about one round trip
+ * later instead of up to two heartbeat periods.
+ *
+ * The flush also runs what other files deferred to it: finished forwarded proposals
+ * (c->props_done), tasks (read indexes, membership requests) and the waiters whose index the
+ * local store has reached, so user callbacks run from here, never inside RPC processing. */
 #include "internal.h"
 
 #include <inttypes.h>
@@ -65,6 +82,10 @@ void cons__propose_init(struct cons *c)
     BASE_UNUSED(rv);
     c->flush.data = c;
     prop_queue_init(&c->queue);
+    prop_queue_init(&c->props_done);
+    prop_queue_init(&c->parked);
+    c->tasks = NULL;
+    c->waiters = NULL;
     c->barriers = NULL;
     c->inflight = NULL;
     c->inflight_tail = NULL;
@@ -78,7 +99,16 @@ int cons__not_leader_status(struct cons *c)
     return id != 0 ? BASE_ENOTLEADER : BASE_ENOLEADER;
 }
 
-static void schedule(struct cons *c)
+void cons__nudge(struct cons *c)
+{
+    if (c->stopping || raft_state(&c->raft) != RAFT_LEADER ||
+        raft_commit_index(&c->raft) <= c->commit_sent)
+        return;
+    c->nudge = true;
+    cons__schedule(c);
+}
+
+void cons__schedule(struct cons *c)
 {
     /* While stopping the idle handle is closing: cons__propose_fail_queued ends the queue
      * from the last close callback instead. */
@@ -86,7 +116,8 @@ static void schedule(struct cons *c)
         uv_idle_start(&c->flush, flush_cb);
 }
 
-void cons_propose(struct cons *c, const void *cmd, size_t len, cons_propose_cb cb, void *data)
+static void propose(struct cons *c, const void *cmd, size_t len, cons_propose_cb cb, void *data,
+                    bool local_only)
 {
     BASE_ASSERT_LOOP();
     struct cons_prop *p;
@@ -104,9 +135,24 @@ void cons_propose(struct cons *c, const void *cmd, size_t len, cons_propose_cb c
     p->next = NULL;
     p->cb = cb;
     p->data = data;
+    p->result = 0;
+    p->index = 0;
+    p->deadline = 0;
+    p->local_only = local_only;
     *c->queue.tail = p;
     c->queue.tail = &p->next;
-    schedule(c);
+    cons__schedule(c);
+}
+
+void cons_propose(struct cons *c, const void *cmd, size_t len, cons_propose_cb cb, void *data)
+{
+    propose(c, cmd, len, cb, data, false);
+}
+
+void cons__propose_local(struct cons *c, const void *cmd, size_t len, cons_propose_cb cb,
+                         void *data)
+{
+    propose(c, cmd, len, cb, data, true);
 }
 
 void cons_barrier(struct cons *c, cons_barrier_cb cb, void *data)
@@ -119,7 +165,7 @@ void cons_barrier(struct cons *c, cons_barrier_cb cb, void *data)
     b->req.data = b;
     b->next = c->barriers;
     c->barriers = b;
-    schedule(c);
+    cons__schedule(c);
 }
 
 static void prop_end(struct cons_prop *p, int status, int result, uint64_t index)
@@ -140,13 +186,70 @@ static void props_fail(struct cons_prop *p, int status)
     }
 }
 
+void cons__prop_done(struct cons *c, struct cons_prop *p, int status, int result, uint64_t index)
+{
+    p->status = status;
+    p->result = result;
+    p->index = index;
+    p->next = NULL;
+    *c->props_done.tail = p;
+    c->props_done.tail = &p->next;
+    cons__schedule(c);
+}
+
+void cons__props_done(struct cons *c, struct cons_prop *list)
+{
+    while (list) {
+        struct cons_prop *p = list;
+        list = p->next;
+        cons__prop_done(c, p, p->status, p->result, p->index);
+    }
+}
+
+void cons__defer(struct cons *c, struct cons_task *t)
+{
+    t->next = c->tasks;
+    c->tasks = t;
+    cons__schedule(c);
+}
+
+void cons__run_done(struct cons *c)
+{
+    /* callbacks may add more: until none are left */
+    while (c->props_done.head || c->tasks) {
+        struct cons_prop *p = prop_queue_take(&c->props_done);
+        while (p) {
+            struct cons_prop *next = p->next;
+            prop_end(p, p->status, p->result, p->index);
+            p = next;
+        }
+        struct cons_task *rev = NULL, *t = c->tasks;
+        c->tasks = NULL;
+        while (t) { /* oldest first */
+            struct cons_task *next = t->next;
+            t->next = rev;
+            rev = t;
+            t = next;
+        }
+        while (rev) {
+            struct cons_task *next = rev->next;
+            rev->run(rev);
+            rev = next;
+        }
+    }
+}
+
 static void barrier_end(struct cons_barrier *b, int status)
 {
-    cons_barrier_cb cb = b->cb;
-    void *data = b->data;
-    base_free(b);
-    if (cb)
-        cb(data, status);
+    while (b) { /* with the barriers that shared its entry */
+        struct cons_barrier *group = b->group;
+        cons_barrier_cb cb = b->cb;
+        void *data = b->data;
+        base_free(b);
+        if (cb)
+            cb(data, status);
+        b = group;
+    }
 }
 
 void cons__propose_fail_queued(struct cons *c, int status)
@@ -221,6 +324,8 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 {
     struct cons_batch *b = req->data;
     struct cons *c = b->c;
+    if (status == 0 && b->forwarded)
+        cons__nudge(c); /* its follower waits to apply it locally */
 
     inflight_unlink(c, b);
     if (status == 0 && !b->applied) {
@@ -261,10 +366,14 @@ static void submit(struct cons *c, struct cons_prop *list, size_t n, size_t cmd_
     b->req.data = b;
     b->n = n;
     b->props = list;
+    for (struct cons_prop *p = list; p; p = p->next)
+        if (p->local_only)
+            b->forwarded = true;
     b->results = base_calloc(n, sizeof *b->results);
     b->index = raft_last_index(&c->raft) + 1;
     inflight_link(c, b);
 
+    c->commit_sent = raft_commit_index(&c->raft); /* the appends for it carry this */
     int rv = raft_apply(&c->raft, &b->req, &buf, 1, apply_cb);
     if (rv != 0) {
         inflight_unlink(c, b);
@@ -301,12 +410,23 @@ static void flush_props(struct cons *c, struct cons_prop *list)
             continue;
         }
         if (raft_state(&c->raft) != RAFT_LEADER) {
-            int status = cons__not_leader_status(c);
+            /* a follower: to the leader, except what a leader asked us (it retries) */
+            struct cons_prop *fwd = NULL, **fwd_tail = &fwd;
             while (list) {
                 struct cons_prop *p = list;
                 list = p->next;
-                prop_end(p, p->status ? p->status : status, 0, 0);
+                p->next = NULL;
+                if (p->status != 0) {
+                    prop_end(p, p->status, 0, 0);
+                } else if (p->local_only || c->stopping) {
+                    prop_end(p, c->stopping ? BASE_ESHUTDOWN : cons__not_leader_status(c), 0, 0);
+                } else {
+                    *fwd_tail = p;
+                    fwd_tail = &p->next;
+                }
             }
+            if (fwd)
+                cons__forward(c, fwd);
             return;
         }
         /* the longest prefix of acceptable commands that fits one entry (at least one: a
@@ -341,10 +461,12 @@ static void barrier_cb(struct raft_barrier *req, int status)
 
 static void flush_barriers(struct cons *c, struct cons_barrier *list)
 {
+    struct cons_barrier *head = NULL; /* the one appended; the others join its group */
     while (list) {
         struct cons_barrier *b = list;
         list = b->next;
         b->next = NULL;
+        b->group = NULL;
         if (c->stopping) {
             barrier_end(b, BASE_ESHUTDOWN);
             continue;
@@ -353,12 +475,20 @@ static void flush_barriers(struct cons *c, struct cons_barrier *list)
             barrier_end(b, cons__not_leader_status(c));
             continue;
         }
+        if (head) {
+            b->group = head->group;
+            head->group = b;
+            continue;
+        }
+        c->commit_sent = raft_commit_index(&c->raft);
         int rv = raft_barrier(&c->raft, &b->req, barrier_cb);
         if (rv != 0) {
             if (rv != RAFT_NOTLEADER)
                 LOG_WARN("consensus", "barrier: %s (%s)", raft_strerror(rv), raft_errmsg(&c->raft));
             barrier_end(b, rv == RAFT_NOTLEADER ? cons__not_leader_status(c) : BASE_EUNKNOWN);
+            continue;
         }
+        head = b;
     }
 }
 
@@ -368,6 +498,22 @@ static void flush_cb(uv_idle_t *h)
     uv_idle_stop(h);
     if (c->stopping)
         return;
+    cons__waiters_run(c);
+    cons__run_done(c);
+    if (c->stopping)
+        return;
+    if (c->nudge && !c->queue.head && !c->barriers && raft_state(&c->raft) == RAFT_LEADER &&
+        raft_commit_index(&c->raft) > c->commit_sent) {
+        /* A follower waits for a commit index it has not been sent yet, and nothing else will
+         * be appended now: followers learn the commit index only with the leader's next
+         * append (or heartbeat, up to two heartbeat periods later). A barrier entry is that
+         * append. Its callback is nobody's. */
+        struct cons_barrier *b = base_calloc(1, sizeof *b);
+        b->c = c;
+        b->req.data = b;
+        c->barriers = b;
+    }
+    c->nudge = false;
     struct cons_prop *props = prop_queue_take(&c->queue);
     struct cons_barrier *barriers = barriers_take(c);
     flush_props(c, props);

@@ -1,0 +1,647 @@
+/* Membership: adding, promoting and removing servers.
+ *
+ * The leader runs configuration changes one at a time from a queue (c->changes): libraft
+ * allows one change in flight and asserts, rather than refuses, on some overlaps, so nothing
+ * here calls raft_add/assign/remove/transfer while another of ours is pending. A JOIN adds
+ * the server as a spare, then assigns it the voter role (libraft first catches it up, in
+ * rounds, and only then appends the new configuration) while the cluster has fewer than 5
+ * voters, the standby role beyond (a standby replicates but does not vote). A REMOVE of the
+ * leader itself transfers leadership first and answers "not leader": the asker retries with
+ * the new leader, which removes the old one like any follower.
+ *
+ * Requests come from anywhere: a non-leader relays JOIN and REMOVE once to the leader it knows
+ * (a relayed request is not relayed again, so two servers with stale views cannot bounce it).
+ * The asking side (cons_join, cons_leave, cons_remove_peer) retries what is worth retrying
+ * (no leader, leadership moving, a change in progress, no connection, no answer: joins and
+ * removals are idempotent) until its bound, then reports the last error.
+ *
+ * Reconciling. On the leader, the tick promotes a spare left behind by an interrupted join and
+ * a standby while fewer than 5 voters remain (after a voter left), one change at a time, with
+ * a pause after a failure so a dead spare does not monopolise the queue. */
+#include "internal.h"
+
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_VOTERS       5
+#define JOIN_TIMEOUT_MS  60000
+#define OTHER_TIMEOUT_MS 15000
+#define RETRY_MIN_MS     100
+#define RETRY_MAX_MS     1000
+#define RECONCILE_PAUSE  5000
+
+#define CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
+
+enum { CH_JOIN, CH_PROMOTE, CH_REMOVE };
+enum { STEP_IDLE, STEP_ADD, STEP_ASSIGN, STEP_REMOVE, STEP_TRANSFER };
+
+struct cons_change {
+    struct raft_change req;    /* req.data == this */
+    struct raft_transfer xfer; /* xfer.data == this */
+    struct cons *c;
+    struct cons_change *next;
+    int kind, step;
+    uint64_t id;
+    char *address;
+    cons_member_cb cb;
+    void *data;
+};
+
+enum { OP_JOIN, OP_LEAVE, OP_REMOVE };
+
+struct cons_member_op {
+    struct cons_task t;
+    struct cons *c;
+    struct cons_member_op *next;
+    int kind;
+    uint64_t id;
+    char *address;
+    uint64_t deadline, next_at;
+    unsigned tries;
+    bool inflight;
+    int status;
+    char msg[BASE_ERRMSG_LEN];
+    cons_member_cb cb;
+    void *data;
+};
+
+/* ---- the configuration ----------------------------------------------------------------- */
+
+static unsigned voters(struct cons *c)
+{
+    unsigned n = 0;
+    const struct raft_configuration *conf = &c->raft.configuration;
+    for (unsigned i = 0; i < conf->n; i++)
+        if (conf->servers[i].role == RAFT_VOTER)
+            n++;
+    return n;
+}
+
+static const struct raft_server *server_by_id(struct cons *c, uint64_t id)
+{
+    const struct raft_configuration *conf = &c->raft.configuration;
+    for (unsigned i = 0; i < conf->n; i++)
+        if (conf->servers[i].id == id)
+            return &conf->servers[i];
+    return NULL;
+}
+
+static const struct raft_server *server_by_address(struct cons *c, const char *address)
+{
+    const struct raft_configuration *conf = &c->raft.configuration;
+    for (unsigned i = 0; i < conf->n; i++)
+        if (strcmp(conf->servers[i].address, address) == 0)
+            return &conf->servers[i];
+    return NULL;
+}
+
+static int map_raft(int rv)
+{
+    switch (rv) {
+    case RAFT_NOTLEADER:
+    case RAFT_LEADERSHIPLOST:
+        return BASE_ENOTLEADER;
+    case RAFT_CANTCHANGE:
+    case RAFT_BUSY:
+        return -EBUSY;
+    case RAFT_NOCONNECTION:
+        return -ETIMEDOUT;
+    case RAFT_SHUTDOWN:
+    case RAFT_CANCELED:
+        return BASE_ESHUTDOWN;
+    case RAFT_DUPLICATEID:
+    case RAFT_DUPLICATEADDRESS:
+        return BASE_ECONFLICT;
+    default:
+        return BASE_EINVAL;
+    }
+}
+
+/* ---- changes on the leader ------------------------------------------------------------- */
+
+static void change_next(struct cons *c);
+
+static void change_finish(struct cons_change *ch, int status, const char *msg)
+{
+    struct cons *c = ch->c;
+    assert(c->changes == ch && c->change_active);
+    c->changes = ch->next;
+    c->change_active = false;
+    if (status == 0)
+        LOG_INFO("consensus", "membership: %s", msg);
+    else
+        LOG_INFO("consensus", "membership change for id=%" PRIu64 " failed: %s (%s)", ch->id,
+                 base_strerror(status), msg);
+    cons_member_cb cb = ch->cb;
+    void *data = ch->data;
+    base_free(ch->address);
+    base_free(ch);
+    cb(data, status, msg);
+    change_next(c);
+}
+
+static void change_step(struct cons_change *ch);
+
+static void change_cb(struct raft_change *req, int status)
+{
+    struct cons_change *ch = req->data;
+    char msg[BASE_ERRMSG_LEN];
+    if (status != 0) {
+        snprintf(msg, sizeof msg, "%s", raft_strerror(status));
+        change_finish(ch, ch->c->stopping ? BASE_ESHUTDOWN : map_raft(status), msg);
+        return;
+    }
+    switch (ch->step) {
+    case STEP_ADD:
+        change_step(ch); /* now present as spare: assign its role */
+        return;
+    case STEP_ASSIGN: {
+        const struct raft_server *s = server_by_id(ch->c, ch->id);
+        snprintf(msg, sizeof msg, "server id=%" PRIu64 " address=%s is a %s", ch->id,
+                 s ? s->address : "?", s ? raft_role_name(s->role) : "member");
+        change_finish(ch, 0, msg);
+        return;
+    }
+    default:
+        snprintf(msg, sizeof msg, "server id=%" PRIu64 " removed", ch->id);
+        change_finish(ch, 0, msg);
+        return;
+    }
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+    struct cons_change *ch = req->data;
+    struct cons *c = ch->c;
+    raft_id lid = 0;
+    const char *laddr = NULL;
+    raft_leader(&c->raft, &lid, &laddr);
+    if (c->stopping)
+        change_finish(ch, BASE_ESHUTDOWN, "stopping");
+    else if (lid != c->id)
+        change_finish(ch, BASE_ENOTLEADER, "leadership transferred: ask the new leader");
+    else
+        change_finish(ch, -EAGAIN, "leadership transfer did not complete");
+}
+
+/* Assigns the role a member should have: voter while fewer than MAX_VOTERS, else standby. */
+static void change_assign(struct cons_change *ch, const struct raft_server *s)
+{
+    struct cons *c = ch->c;
+    char msg[BASE_ERRMSG_LEN];
+    int role = s->role == RAFT_VOTER || voters(c) < MAX_VOTERS ? RAFT_VOTER : RAFT_STANDBY;
+    if (s->role == role) {
+        snprintf(msg, sizeof msg, "server id=%" PRIu64 " address=%s is a %s", (uint64_t)s->id,
+                 s->address, raft_role_name(role));
+        change_finish(ch, 0, msg);
+        return;
+    }
+    ch->step = STEP_ASSIGN;
+    ch->req.data = ch;
+    LOG_INFO("consensus", "membership: making id=%" PRIu64 " a %s%s", (uint64_t)s->id,
+             raft_role_name(role), role == RAFT_VOTER ? " (after catching it up)" : "");
+    int rv = raft_assign(&c->raft, &ch->req, ch->id, role, change_cb);
+    if (rv != 0) {
+        snprintf(msg, sizeof msg, "assign: %s", raft_strerror(rv));
+        change_finish(ch, map_raft(rv), msg);
+    }
+}
+
+static void change_step(struct cons_change *ch)
+{
+    struct cons *c = ch->c;
+    char msg[BASE_ERRMSG_LEN];
+    int rv;
+
+    if (c->stopping) {
+        change_finish(ch, BASE_ESHUTDOWN, "stopping");
+        return;
+    }
+    if (!cons_is_leader(c) || raft_transferee(&c->raft) != 0) {
+        change_finish(ch, cons__not_leader_status(c), "not the leader");
+        return;
+    }
+    const struct raft_server *s = ch->id ? server_by_id(c, ch->id) : NULL;
+    switch (ch->kind) {
+    case CH_JOIN: {
+        if (s && strcmp(s->address, ch->address) != 0) {
+            snprintf(msg, sizeof msg, "id %" PRIu64 " belongs to the server at %s", ch->id,
+                     s->address);
+            change_finish(ch, BASE_ECONFLICT, msg);
+            return;
+        }
+        if (s) {
+            change_assign(ch, s);
+            return;
+        }
+        const struct raft_server *other = server_by_address(c, ch->address);
+        if (other) {
+            snprintf(msg, sizeof msg, "address %s belongs to server id %" PRIu64, ch->address,
+                     (uint64_t)other->id);
+            change_finish(ch, BASE_ECONFLICT, msg);
+            return;
+        }
+        ch->step = STEP_ADD;
+        ch->req.data = ch;
+        LOG_INFO("consensus", "membership: adding id=%" PRIu64 " address=%s as spare", ch->id,
+                 ch->address);
+        rv = raft_add(&c->raft, &ch->req, ch->id, ch->address, change_cb);
+        if (rv != 0) {
+            snprintf(msg, sizeof msg, "add: %s", raft_strerror(rv));
+            change_finish(ch, map_raft(rv), msg);
+        }
+        return;
+    }
+    case CH_PROMOTE:
+        if (!s) {
+            change_finish(ch, 0, "nothing to promote");
+            return;
+        }
+        change_assign(ch, s);
+        return;
+    default: /* CH_REMOVE */
+        if (!s && ch->address && *ch->address)
+            s = server_by_address(c, ch->address);
+        if (!s) {
+            change_finish(ch, 0, "not a member (already removed)");
+            return;
+        }
+        ch->id = s->id;
+        if (s->id == c->id) {
+            ch->step = STEP_TRANSFER;
+            ch->xfer.data = ch;
+            LOG_INFO("consensus", "membership: transferring leadership before removing "
+                                  "ourselves");
+            rv = raft_transfer(&c->raft, &ch->xfer, 0, transfer_cb);
+            if (rv != 0) {
+                snprintf(msg, sizeof msg, "transfer leadership: %s", raft_strerror(rv));
+                change_finish(ch, rv == RAFT_NOTFOUND ? BASE_EINVAL : map_raft(rv),
+                              rv == RAFT_NOTFOUND ? "no other voter to hand leadership to" : msg);
+            }
+            return;
+        }
+        ch->step = STEP_REMOVE;
+        ch->req.data = ch;
+        LOG_INFO("consensus", "membership: removing id=%" PRIu64 " address=%s", (uint64_t)s->id,
+                 s->address);
+        rv = raft_remove(&c->raft, &ch->req, s->id, change_cb);
+        if (rv != 0) {
+            snprintf(msg, sizeof msg, "remove: %s", raft_strerror(rv));
+            change_finish(ch, map_raft(rv), msg);
+        }
+        return;
+    }
+}
+
+static void change_next(struct cons *c)
+{
+    if (c->change_active || !c->changes)
+        return;
+    c->change_active = true;
+    change_step(c->changes);
+}
+
+static void change_submit(struct cons *c, int kind, uint64_t id, const char *address,
+                          cons_member_cb cb, void *data)
+{
+    struct cons_change *ch = base_calloc(1, sizeof *ch);
+    ch->c = c;
+    ch->kind = kind;
+    ch->id = id;
+    ch->address = base_strdup(address ? address : "");
+    ch->cb = cb;
+    ch->data = data;
+    struct cons_change **pp = &c->changes;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = ch;
+    change_next(c);
+}
+
+/* ---- serving JOIN and REMOVE ----------------------------------------------------------- */
+
+static void reply_msg(struct cons_rpc_req *req, int st, const char *msg)
+{
+    struct base_buf b;
+    base_buf_init(&b);
+    base_buf_put_u32(&b, cons__status_enc(st));
+    base_buf_put_str(&b, msg);
+    cons__rpc_reply(req, &b);
+    base_buf_free(&b);
+}
+
+static void serve_done(void *data, int status, const char *msg)
+{
+    reply_msg(data, status, msg);
+}
+
+/* A relayed request's answer goes back as it came; a relay that failed is worth retrying. */
+static void relay_reply(void *data, int status, const uint8_t *body, size_t len)
+{
+    struct cons_rpc_req *req = data;
+    if (status != 0) {
+        reply_msg(req,
+                  status == CONS_RPC_UNSENT || status == BASE_ESHUTDOWN ? BASE_ENOLEADER
+                                                                        : -ETIMEDOUT,
+                  "relay to the leader failed");
+        return;
+    }
+    struct base_buf b;
+    base_buf_init(&b);
+    base_buf_append(&b, body, len);
+    cons__rpc_reply(req, &b);
+    base_buf_free(&b);
+}
+
+static void serve_change(struct cons *c, struct cons_rpc_req *req, uint8_t type,
+                         const uint8_t *body, size_t len)
+{
+    struct base_arena a;
+    struct base_rd r;
+    base_arena_init(&a);
+    base_rd_init(&r, body, len);
+    uint64_t id = base_rd_u64(&r);
+    char *address = base_rd_str(&r, &a);
+    uint8_t relayed = base_rd_u8(&r);
+    if (r.err || (type == CONS_RPC_JOIN && (id == 0 || !*address)) ||
+        (type == CONS_RPC_REMOVE && id == 0 && !*address)) {
+        reply_msg(req, BASE_EPARSE, "malformed request");
+    } else if (c->stopping) {
+        reply_msg(req, BASE_ESHUTDOWN, "stopping");
+    } else if (cons_is_leader(c)) {
+        change_submit(c, type == CONS_RPC_JOIN ? CH_JOIN : CH_REMOVE, id, address, serve_done, req);
+    } else if (!relayed && cons__leader_address(c)) {
+        struct base_buf b;
+        base_buf_init(&b);
+        base_buf_put_u64(&b, id);
+        base_buf_put_str(&b, address);
+        base_buf_put_u8(&b, 1);
+        cons__rpc_call(c, cons__leader_address(c), type, &b,
+                       type == CONS_RPC_JOIN ? JOIN_TIMEOUT_MS : OTHER_TIMEOUT_MS, relay_reply,
+                       req);
+        base_buf_free(&b);
+    } else {
+        reply_msg(req, cons__not_leader_status(c), "no leader known here");
+    }
+    base_arena_close(&a);
+}
+
+void cons__join_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len)
+{
+    serve_change(c, req, CONS_RPC_JOIN, body, len);
+}
+
+void cons__remove_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len)
+{
+    serve_change(c, req, CONS_RPC_REMOVE, body, len);
+}
+
+/* ---- asking (JOIN / REMOVE requests) --------------------------------------------------- */
+
+struct ask {
+    cons_member_cb cb;
+    void *data;
+};
+
+static void ask_reply(void *data, int status, const uint8_t *body, size_t len)
+{
+    struct ask *a = data;
+    cons_member_cb cb = a->cb;
+    void *cb_data = a->data;
+    base_free(a);
+    if (status != 0) {
+        cb(cb_data, status, base_strerror(status));
+        return;
+    }
+    struct base_arena ar;
+    struct base_rd r;
+    base_arena_init(&ar);
+    base_rd_init(&r, body, len);
+    int st = cons__status_dec(base_rd_u32(&r));
+    const char *msg = base_rd_str(&r, &ar);
+    if (r.err)
+        cb(cb_data, BASE_EPARSE, "malformed reply");
+    else
+        cb(cb_data, st, msg);
+    base_arena_close(&ar);
+}
+
+static void ask(struct cons *c, const char *address, uint8_t type, uint64_t id, const char *target,
+                unsigned timeout_ms, cons_member_cb cb, void *data)
+{
+    struct ask *a = base_malloc(sizeof *a);
+    struct base_buf b;
+    a->cb = cb;
+    a->data = data;
+    base_buf_init(&b);
+    base_buf_put_u64(&b, id);
+    base_buf_put_str(&b, target);
+    base_buf_put_u8(&b, 0);
+    cons__rpc_call(c, address, type, &b, timeout_ms, ask_reply, a);
+    base_buf_free(&b);
+}
+
+void cons__join_send(struct cons *c, const char *address, unsigned timeout_ms, cons_member_cb cb,
+                     void *data)
+{
+    ask(c, address, CONS_RPC_JOIN, c->id, c->address, timeout_ms, cb, data);
+}
+
+/* ---- cons_join, cons_leave, cons_remove_peer ------------------------------------------- */
+
+static void op_run(struct cons_task *t)
+{
+    struct cons_member_op *op = CONTAINER_OF(t, struct cons_member_op, t);
+    cons_member_cb cb = op->cb;
+    void *data = op->data;
+    int status = op->status;
+    char msg[BASE_ERRMSG_LEN];
+    snprintf(msg, sizeof msg, "%s", op->msg);
+    base_free(op->address);
+    base_free(op);
+    cb(data, status, msg);
+}
+
+static void op_done(struct cons_member_op *op, int status, const char *msg)
+{
+    struct cons *c = op->c;
+    struct cons_member_op **pp = &c->ops;
+    while (*pp && *pp != op)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = op->next;
+    op->status = status;
+    snprintf(op->msg, sizeof op->msg, "%s", msg ? msg : base_strerror(status));
+    op->t.run = op_run;
+    cons__defer(c, &op->t);
+}
+
+static bool op_retryable(int st)
+{
+    return st == BASE_ENOLEADER || st == BASE_ENOTLEADER || st == -EBUSY || st == -EAGAIN ||
+           st == CONS_RPC_UNSENT || st == CONS_RPC_LOST || st == -ETIMEDOUT || st == BASE_ESHUTDOWN;
+}
+
+static void op_result(void *data, int status, const char *msg)
+{
+    struct cons_member_op *op = data;
+    struct cons *c = op->c;
+    uint64_t now = uv_now(c->loop);
+    op->inflight = false;
+    if (status == 0 || c->stopping || !op_retryable(status) || now >= op->deadline) {
+        op_done(op, c->stopping && status != 0 ? BASE_ESHUTDOWN : status, msg);
+        return;
+    }
+    op->status = status;
+    snprintf(op->msg, sizeof op->msg, "%s", msg);
+    unsigned d = RETRY_MIN_MS << (op->tries < 4 ? op->tries : 4);
+    op->next_at = now + (d < RETRY_MAX_MS ? d : RETRY_MAX_MS);
+}
+
+static void op_try(struct cons_member_op *op)
+{
+    struct cons *c = op->c;
+    op->tries++;
+    if (op->kind == OP_JOIN) {
+        op->inflight = true;
+        cons__join_send(c, op->address, JOIN_TIMEOUT_MS, op_result, op);
+        return;
+    }
+    uint64_t id = op->kind == OP_LEAVE ? c->id : op->id;
+    const char *target = op->kind == OP_LEAVE ? "" : op->address;
+    if (op->kind == OP_LEAVE) {
+        const struct raft_server *me = server_by_id(c, c->id);
+        if (!me) {
+            op_done(op, 0, "not a member of a cluster");
+            return;
+        }
+        if (me->role == RAFT_VOTER && voters(c) == 1) {
+            op_done(op, 0, "the only voter: nothing to leave");
+            return;
+        }
+    }
+    if (cons_is_leader(c)) {
+        op->inflight = true;
+        change_submit(c, CH_REMOVE, id, target, op_result, op);
+        return;
+    }
+    const char *leader = cons__leader_address(c);
+    if (!leader) {
+        op_result(op, BASE_ENOLEADER, "no cluster leader");
+        return;
+    }
+    op->inflight = true;
+    ask(c, leader, CONS_RPC_REMOVE, id, target, OTHER_TIMEOUT_MS, op_result, op);
+}
+
+static void op_start(struct cons *c, int kind, uint64_t id, const char *address, cons_member_cb cb,
+                     void *data)
+{
+    BASE_ASSERT_LOOP();
+    struct cons_member_op *op = base_calloc(1, sizeof *op);
+    op->c = c;
+    op->kind = kind;
+    op->id = id;
+    op->address = base_strdup(address ? address : "");
+    op->cb = cb;
+    op->data = data;
+    op->deadline = uv_now(c->loop) + (kind == OP_JOIN ? JOIN_TIMEOUT_MS : OTHER_TIMEOUT_MS);
+    op->next_at = 0; /* first try at the next tick: never inside the call */
+    op->next = c->ops;
+    c->ops = op;
+    if (c->stopping)
+        op_done(op, BASE_ESHUTDOWN, "stopping");
+}
+
+void cons_join(struct cons *c, const char *address, cons_member_cb cb, void *data)
+{
+    if (!c->raft_started || c->form.phase != CONS_FORM_OFF)
+        cons__form_abandon(c);
+    op_start(c, OP_JOIN, 0, address, cb, data);
+}
+
+void cons_leave(struct cons *c, cons_member_cb cb, void *data)
+{
+    op_start(c, OP_LEAVE, 0, NULL, cb, data);
+}
+
+void cons_remove_peer(struct cons *c, uint64_t id, const char *address, cons_member_cb cb,
+                      void *data)
+{
+    op_start(c, OP_REMOVE, id, address, cb, data);
+}
+
+/* ---- tick and stop --------------------------------------------------------------------- */
+
+static void reconcile_done(void *data, int status, const char *msg)
+{
+    struct cons *c = data;
+    BASE_UNUSED(msg);
+    c->reconcile_at = uv_now(c->loop) + (status == 0 ? 0 : RECONCILE_PAUSE);
+}
+
+static void reconcile(struct cons *c)
+{
+    if (!cons_is_leader(c) || c->change_active || c->changes || uv_now(c->loop) < c->reconcile_at ||
+        raft_transferee(&c->raft) != 0)
+        return;
+    const struct raft_configuration *conf = &c->raft.configuration;
+    unsigned n_voters = voters(c);
+    for (unsigned i = 0; i < conf->n; i++) {
+        const struct raft_server *s = &conf->servers[i];
+        if (s->id == c->id)
+            continue;
+        if (s->role == RAFT_SPARE || (s->role == RAFT_STANDBY && n_voters < MAX_VOTERS)) {
+            change_submit(c, CH_PROMOTE, s->id, s->address, reconcile_done, c);
+            return;
+        }
+    }
+}
+
+void cons__member_tick(struct cons *c)
+{
+    if (c->stopping)
+        return;
+    uint64_t now = uv_now(c->loop);
+    for (struct cons_member_op *op = c->ops, *next; op; op = next) {
+        next = op->next;
+        if (op->inflight || now < op->next_at)
+            continue;
+        if (op->next_at != 0 && now >= op->deadline) {
+            op_done(op, op->status ? op->status : BASE_ENOLEADER, op->msg[0] ? op->msg : NULL);
+            continue;
+        }
+        op_try(op);
+    }
+    reconcile(c);
+}
+
+void cons__member_stop(struct cons *c, bool final)
+{
+    /* queued changes never started; the running one ends from libraft's callback */
+    if (c->changes) {
+        struct cons_change *rest = c->change_active ? c->changes->next : c->changes;
+        if (c->change_active)
+            c->changes->next = NULL;
+        else
+            c->changes = NULL;
+        while (rest) {
+            struct cons_change *ch = rest;
+            rest = ch->next;
+            cons_member_cb cb = ch->cb;
+            void *data = ch->data;
+            base_free(ch->address);
+            base_free(ch);
+            cb(data, BASE_ESHUTDOWN, "stopping");
+        }
+    }
+    /* in flight: ended by their RPC or change callback, both of which end while stopping;
+     * once Raft and RPC are closed (final) nothing can still be in flight */
+    for (struct cons_member_op *op = c->ops, *next; op; op = next) {
+        next = op->next;
+        if (!op->inflight || final)
+            op_done(op, BASE_ESHUTDOWN, "stopping");
+    }
+}

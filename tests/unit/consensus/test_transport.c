@@ -1,0 +1,468 @@
+/* Tests consensus/transport.c: the server port's listener and dialer. One listener carries
+ * Raft and RPC: the 8-byte preamble picks the protocol and not one byte after it is consumed
+ * by the transport; bad preambles and bad Raft handshakes close the connection; dialed
+ * sockets have TCP_NODELAY; a dial to a closed port fails, a cancelled one reports
+ * UV_ECANCELED; and everything closes with the cons (uv_loop_close() == 0). Raw clients are
+ * libuv handles on the same loop as the server. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "consensus/internal.h"
+
+struct fx {
+    uv_loop_t loop;
+    char root[64], raft_dir[96], zone_dir[96], address[48];
+    int port;
+    struct zone_store *store;
+    struct cons *c;
+    bool stopped;
+};
+
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &len), 0);
+    close(s);
+    return ntohs(sa.sin_port);
+}
+
+static void rm_rf(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                continue;
+            char sub[512];
+            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            rm_rf(sub);
+        }
+        closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+static void timeout_cb(uv_timer_t *t)
+{
+    *(bool *)t->data = true;
+}
+
+static bool run_until(struct fx *f, const bool *flag, unsigned timeout_ms)
+{
+    uv_timer_t t;
+    bool expired = false;
+    uv_timer_init(&f->loop, &t);
+    t.data = &expired;
+    uv_timer_start(&t, timeout_cb, timeout_ms, 0);
+    while (!*flag && !expired)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    return *flag;
+}
+
+static void fx_up(struct fx *f)
+{
+    char errmsg[BASE_ERRMSG_LEN];
+    memset(f, 0, sizeof *f);
+    base_loop_thread_set();
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    strcpy(f->root, "/tmp/herald-tp-XXXXXX");
+    assert_non_null(mkdtemp(f->root));
+    snprintf(f->raft_dir, sizeof f->raft_dir, "%s/raft", f->root);
+    snprintf(f->zone_dir, sizeof f->zone_dir, "%s/zone", f->root);
+    mkdir(f->zone_dir, 0700);
+    assert_int_equal(zone_store_open(f->zone_dir, 64u << 20, &f->store, errmsg), 0);
+    f->port = free_port();
+    snprintf(f->address, sizeof f->address, "127.0.0.1:%d", f->port);
+    struct cons_config cfg = {
+        .dir = f->raft_dir,
+        .id = 7,
+        .address = f->address,
+        .bootstrap = true,
+        .store = f->store,
+    };
+    assert_int_equal(cons_start(&f->loop, &cfg, &f->c, errmsg), 0);
+}
+
+static void stopped_cb(void *data)
+{
+    *(bool *)data = true;
+}
+
+static void fx_down(struct fx *f)
+{
+    f->stopped = false;
+    cons_stop(f->c, stopped_cb, &f->stopped);
+    assert_true(run_until(f, &f->stopped, 5000));
+    assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 0);
+    zone_store_close(f->store);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+    rm_rf(f->root);
+}
+
+/* ---- a raw client ---------------------------------------------------------------------- */
+
+struct client {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    bool connected, eof, closed;
+    uint8_t in[4096];
+    size_t got;
+    uint8_t out[512];
+    size_t out_len;
+};
+
+static void client_closed(uv_handle_t *h)
+{
+    struct client *cl = h->data;
+    cl->closed = true;
+}
+
+static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct client *cl = h->data;
+    BASE_UNUSED(suggested);
+    buf->base = (char *)cl->in + cl->got;
+    buf->len = sizeof cl->in - cl->got;
+}
+
+static void client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct client *cl = s->data;
+    BASE_UNUSED(buf);
+    if (nread < 0)
+        cl->eof = true;
+    else
+        cl->got += (size_t)nread;
+}
+
+static void client_write_cb(uv_write_t *w, int status)
+{
+    BASE_UNUSED(w);
+    BASE_UNUSED(status);
+}
+
+static void client_connect_cb(uv_connect_t *req, int status)
+{
+    struct client *cl = req->data;
+    assert_int_equal(status, 0);
+    cl->connected = true;
+    uv_read_start((uv_stream_t *)&cl->tcp, client_alloc, client_read);
+    if (cl->out_len) {
+        uv_buf_t b = uv_buf_init((char *)cl->out, (unsigned)cl->out_len);
+        uv_write(&cl->write, (uv_stream_t *)&cl->tcp, &b, 1, client_write_cb);
+    }
+}
+
+/* Connects and writes bytes (all at once, in one write). */
+static void client_open(struct fx *f, struct client *cl, const void *bytes, size_t n)
+{
+    struct sockaddr_in sa;
+    memset(cl, 0, sizeof *cl);
+    assert_true(n <= sizeof cl->out);
+    memcpy(cl->out, bytes, n);
+    cl->out_len = n;
+    uv_ip4_addr("127.0.0.1", f->port, &sa);
+    uv_tcp_init(&f->loop, &cl->tcp);
+    cl->tcp.data = cl;
+    cl->connect.data = cl;
+    assert_int_equal(
+        uv_tcp_connect(&cl->connect, &cl->tcp, (struct sockaddr *)&sa, client_connect_cb), 0);
+    assert_true(run_until(f, &cl->connected, 2000));
+}
+
+static void client_close(struct fx *f, struct client *cl)
+{
+    uv_close((uv_handle_t *)&cl->tcp, client_closed);
+    assert_true(run_until(f, &cl->closed, 2000));
+}
+
+static size_t put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return 4;
+}
+
+static size_t put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return 8;
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* ---- tests ----------------------------------------------------------------------------- */
+
+static void test_bad_preamble_is_closed(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct client cl;
+    fx_up(&f);
+    client_open(&f, &cl, "GET / HTTP/1.1\r\n\r\n", 18);
+    assert_true(run_until(&f, &cl.eof, 2000));
+    assert_int_equal(cl.got, 0);
+    client_close(&f, &cl);
+    fx_down(&f);
+}
+
+static void test_bad_raft_handshakes_are_closed(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct client cl;
+    uint8_t b[64];
+    size_t n;
+    fx_up(&f);
+
+    /* id 0 */
+    memcpy(b, "HRLDRAFT", 8);
+    n = 8 + put_u64(b + 8, 0);
+    n += put_u32(b + n, 4);
+    memcpy(b + n, "x:1", 4);
+    client_open(&f, &cl, b, n + 4);
+    assert_true(run_until(&f, &cl.eof, 2000));
+    client_close(&f, &cl);
+
+    /* an address over 255 bytes */
+    n = 8 + put_u64(b + 8, 3);
+    n += put_u32(b + n, 100000);
+    client_open(&f, &cl, b, n);
+    assert_true(run_until(&f, &cl.eof, 2000));
+    client_close(&f, &cl);
+
+    /* a NUL inside the address */
+    n = 8 + put_u64(b + 8, 3);
+    n += put_u32(b + n, 4);
+    memcpy(b + n, "a\0b\0", 4);
+    client_open(&f, &cl, b, n + 4);
+    assert_true(run_until(&f, &cl.eof, 2000));
+    client_close(&f, &cl);
+    fx_down(&f);
+}
+
+/* The preamble and a whole HELLO request in ONE write: the RPC layer must see the frame from
+ * its first byte (the preamble reader took exactly 8 bytes). */
+static void test_rpc_after_preamble_in_one_write(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct client cl;
+    struct base_buf body, msg;
+    fx_up(&f);
+
+    base_buf_init(&body); /* a HELLO from a forming server 99 */
+    base_buf_put_u64(&body, 99);
+    base_buf_put_str(&body, "127.0.0.1:1");
+    base_buf_put_u32(&body, 3);
+    base_buf_put_u8(&body, 0);
+    base_buf_put_u64(&body, 0);
+    base_buf_put_str(&body, "");
+    base_buf_put_u32(&body, 0);
+    base_buf_put_u32(&body, 0);
+    base_buf_init(&msg);
+    base_buf_append(&msg, "HRLDRPC1", 8);
+    base_buf_put_u32(&msg, (uint32_t)(12 + body.len));
+    base_buf_put_u8(&msg, CONS_RPC_HELLO);
+    base_buf_put_u8(&msg, 0);
+    base_buf_put_u8(&msg, 0);
+    base_buf_put_u8(&msg, 0);
+    base_buf_put_u64(&msg, 0x1122334455667788ull);
+    base_buf_append(&msg, body.data, body.len);
+    client_open(&f, &cl, msg.data, msg.len);
+    base_buf_free(&body);
+    base_buf_free(&msg);
+
+    /* the response: same id, type | reply, status 0, then the server's HELLO (id 7) */
+    uint64_t deadline = uv_now(&f.loop) + 2000;
+    while (cl.got < CONS_RPC_HEADER + 12 && uv_now(&f.loop) < deadline && !cl.eof)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_true(cl.got >= CONS_RPC_HEADER + 12);
+    uint32_t len = get_u32(cl.in);
+    assert_int_equal(cl.in[4], CONS_RPC_HELLO | CONS_RPC_REPLY);
+    assert_int_equal(cl.in[8], 0x88);
+    assert_int_equal(cl.in[15], 0x11);
+    assert_int_equal(get_u32(cl.in + CONS_RPC_HEADER), 0); /* status */
+    assert_int_equal(cl.in[CONS_RPC_HEADER + 4], 7);       /* its id */
+    deadline = uv_now(&f.loop) + 2000;
+    while (cl.got < 4 + len && uv_now(&f.loop) < deadline)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(cl.got, 4 + len);
+    assert_false(cl.eof); /* the connection stays for more requests */
+    client_close(&f, &cl);
+    fx_down(&f);
+}
+
+static void test_rpc_frame_over_limit_is_closed(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct client cl;
+    uint8_t b[32];
+    fx_up(&f);
+    memcpy(b, "HRLDRPC1", 8);
+    put_u32(b + 8, CONS_RPC_FRAME_MAX + 13);
+    b[12] = CONS_RPC_HELLO;
+    b[13] = b[14] = b[15] = 0;
+    put_u64(b + 16, 1);
+    client_open(&f, &cl, b, 24);
+    assert_true(run_until(&f, &cl.eof, 2000));
+    assert_int_equal(cl.got, 0);
+    client_close(&f, &cl);
+    /* a header with non-zero padding too */
+    put_u32(b + 8, 12);
+    b[13] = 1;
+    client_open(&f, &cl, b, 24);
+    assert_true(run_until(&f, &cl.eof, 2000));
+    client_close(&f, &cl);
+    fx_down(&f);
+}
+
+struct dial {
+    bool done;
+    int status;
+    uv_tcp_t *tcp;
+    bool closed;
+};
+
+static void dial_cb(void *data, uv_tcp_t *tcp, int status)
+{
+    struct dial *d = data;
+    assert_false(d->done);
+    d->done = true;
+    d->status = status;
+    d->tcp = tcp;
+}
+
+static void dialed_closed(uv_handle_t *h)
+{
+    struct dial *d = h->data;
+    raft_free(h);
+    d->closed = true;
+}
+
+static void test_dial(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct dial d;
+    char addr[48];
+    fx_up(&f);
+
+    /* to ourselves: connected, preamble written, TCP_NODELAY on */
+    memset(&d, 0, sizeof d);
+    cons__dial_rpc(f.c, f.address, dial_cb, &d);
+    assert_false(d.done);
+    assert_true(run_until(&f, &d.done, 3000));
+    assert_int_equal(d.status, 0);
+    assert_non_null(d.tcp);
+    uv_os_fd_t fd;
+    int on = 0;
+    socklen_t len = sizeof on;
+    assert_int_equal(uv_fileno((uv_handle_t *)d.tcp, &fd), 0);
+    assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
+    assert_int_equal(on, 1);
+    d.tcp->data = &d;
+    uv_close((uv_handle_t *)d.tcp, dialed_closed);
+    assert_true(run_until(&f, &d.closed, 2000));
+
+    /* to a closed port */
+    memset(&d, 0, sizeof d);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
+    cons__dial_rpc(f.c, addr, dial_cb, &d);
+    assert_true(run_until(&f, &d.done, 3000));
+    assert_int_equal(d.status, UV_ECONNREFUSED);
+    assert_null(d.tcp);
+
+    /* a bad address fails later, never inside the call */
+    memset(&d, 0, sizeof d);
+    cons__dial_rpc(f.c, "[::1", dial_cb, &d);
+    assert_false(d.done);
+    assert_true(run_until(&f, &d.done, 3000));
+    assert_int_not_equal(d.status, 0);
+
+    /* cancelled */
+    memset(&d, 0, sizeof d);
+    struct cons_dial *dl = cons__dial_rpc(f.c, f.address, dial_cb, &d);
+    cons__dial_cancel(dl);
+    assert_true(run_until(&f, &d.done, 3000));
+    assert_int_equal(d.status, UV_ECANCELED);
+
+    /* a name is resolved */
+    memset(&d, 0, sizeof d);
+    snprintf(addr, sizeof addr, "localhost:%d", f.port);
+    cons__dial_rpc(f.c, addr, dial_cb, &d);
+    assert_true(run_until(&f, &d.done, 5000));
+    if (d.status == 0) {
+        d.tcp->data = &d;
+        uv_close((uv_handle_t *)d.tcp, dialed_closed);
+        assert_true(run_until(&f, &d.closed, 2000));
+    } else {
+        print_message("# localhost did not resolve to our listener: %s\n", uv_strerror(d.status));
+    }
+
+    /* pending when the cons stops: cancelled, then everything closes */
+    memset(&d, 0, sizeof d);
+    cons__dial_rpc(f.c, f.address, dial_cb, &d);
+    fx_down(&f);
+    assert_true(d.done);
+    assert_int_equal(d.status, UV_ECANCELED);
+}
+
+/* A connection that says nothing is closed after the handshake timeout (5 s). */
+static void test_silent_connection_times_out(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct client cl;
+    fx_up(&f);
+    uint64_t t0 = uv_hrtime();
+    client_open(&f, &cl, "", 0);
+    assert_true(run_until(&f, &cl.eof, 8000));
+    double ms = (double)(uv_hrtime() - t0) / 1e6;
+    print_message("# silent connection closed after %.0f ms\n", ms);
+    assert_true(ms >= 4900);
+    client_close(&f, &cl);
+    fx_down(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_preamble_is_closed),
+        cmocka_unit_test(test_bad_raft_handshakes_are_closed),
+        cmocka_unit_test(test_rpc_after_preamble_in_one_write),
+        cmocka_unit_test(test_rpc_frame_over_limit_is_closed),
+        cmocka_unit_test(test_dial),
+        cmocka_unit_test(test_silent_connection_times_out),
+    };
+    base_log_set_level(BASE_LOG_WARN);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
