@@ -423,6 +423,93 @@ static int cmd_kv(struct cli *c, char **argv, size_t argc)
                 "[PREFIX] | import FILE");
 }
 
+static int cmd_leave(struct cli *c, size_t argc)
+{
+    struct http_client_resp r;
+    if (argc)
+        return fail("usage: herald leave");
+    if (call(c, "PUT", "/v1/agent/leave", NULL, 0, &r, false))
+        return 1;
+    http_client_resp_free(&r);
+    printf("Graceful leave complete\n");
+    return 0;
+}
+
+static int cmd_join(struct cli *c, char **argv, size_t argc)
+{
+    if (argc < 1)
+        return fail("usage: herald join ADDR...");
+    for (size_t i = 0; i < argc; i++) {
+        struct http_client_resp r;
+        struct base_buf path;
+        base_buf_init(&path);
+        base_buf_printf(&path, "/v1/agent/join/");
+        url_path_escape(&path, argv[i]);
+        base_buf_append(&path, "", 1);
+        int rc = call(c, "PUT", (char *)path.data, NULL, 0, &r, false);
+        base_buf_free(&path);
+        if (rc)
+            return rc;
+        http_client_resp_free(&r);
+    }
+    printf("Successfully joined cluster by contacting %zu nodes.\n", argc);
+    return 0;
+}
+
+static int cmd_operator(struct cli *c, char **argv, size_t argc)
+{
+    int rc;
+    if (argc >= 2 && strcmp(argv[0], "raft") == 0 && strcmp(argv[1], "list-peers") == 0) {
+        json_t *cfg = call_json(c, "/v1/operator/raft/configuration", &rc);
+        size_t i;
+        json_t *s;
+        if (!cfg)
+            return rc;
+        printf("%-20s %-22s %-22s %-10s %s\n", "Node", "ID", "Address", "State", "Voter");
+        json_array_foreach(json_object_get(cfg, "Servers"), i, s)
+        {
+            printf("%-20s %-22s %-22s %-10s %s\n", jstr(s, "Node"), jstr(s, "ID"),
+                   jstr(s, "Address"),
+                   json_is_true(json_object_get(s, "Leader")) ? "leader" : "follower",
+                   json_is_true(json_object_get(s, "Voter")) ? "true" : "false");
+        }
+        json_decref(cfg);
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[0], "raft") == 0 && strcmp(argv[1], "remove-peer") == 0) {
+        const char *addr = NULL, *id = NULL;
+        for (size_t i = 2; i < argc; i++) {
+            const char *f = argv[i];
+            if (strncmp(f, "-address=", 9) == 0)
+                addr = f + 9;
+            else if (strcmp(f, "-address") == 0 && i + 1 < argc)
+                addr = argv[++i];
+            else if (strncmp(f, "-id=", 4) == 0)
+                id = f + 4;
+            else if (strcmp(f, "-id") == 0 && i + 1 < argc)
+                id = argv[++i];
+            else
+                return fail("usage: herald operator raft remove-peer -address IP:PORT | -id ID");
+        }
+        if (!addr && !id)
+            return fail("usage: herald operator raft remove-peer -address IP:PORT | -id ID");
+        struct base_buf path;
+        struct http_client_resp r;
+        base_buf_init(&path);
+        base_buf_printf(&path, "/v1/operator/raft/peer?%s=", addr ? "address" : "id");
+        url_path_escape(&path, addr ? addr : id);
+        base_buf_append(&path, "", 1);
+        rc = call(c, "DELETE", (char *)path.data, NULL, 0, &r, false);
+        base_buf_free(&path);
+        if (rc)
+            return rc;
+        http_client_resp_free(&r);
+        printf("Removed peer with %s \"%s\"\n", addr ? "address" : "id", addr ? addr : id);
+        return 0;
+    }
+    return fail("usage: herald operator raft list-peers | remove-peer -address IP:PORT");
+}
+
 int adm_cli_main(const char *cmd, int argc, char **argv)
 {
     struct cli c = {.port = 8500};
@@ -459,6 +546,12 @@ int adm_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_catalog(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "kv") == 0)
         rc = cmd_kv(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "leave") == 0)
+        rc = cmd_leave(&c, c.args.n);
+    else if (strcmp(cmd, "join") == 0)
+        rc = cmd_join(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "operator") == 0)
+        rc = cmd_operator(&c, c.args.v, c.args.n);
     else
         rc = fail("unknown command \"%s\" (see herald --help)", cmd);
     adm_strv_free(&c.args);

@@ -12,6 +12,8 @@ static void usage(FILE *f)
             "Commands:\n"
             "  agent [flags]                      run an agent (-dev for a single dev node)\n"
             "  members                            members of the cluster\n"
+            "  join ADDR... | leave               join a cluster / leave it gracefully\n"
+            "  operator raft list-peers | remove-peer -address IP:PORT | -id ID\n"
             "  services register FILE.json | -name N [-id I] [-port P] [-address A] [-tag T]...\n"
             "  services deregister ID\n"
             "  catalog services | nodes | service NAME\n"

@@ -2,10 +2,13 @@
  *
  * Reads. Every catalog, health and KV read is a re-runnable function over a zone read
  * transaction that returns a JSON value and an index (api_read_fn). api__read applies
- * Consul's consistency modes (default: this server must lead; ?stale: local replica;
- * ?consistent: after a Raft barrier) and its blocking-query rule: with ?index=N the request
- * is answered as soon as the read's index is greater than N, or when ?wait (default 5m, at
- * most 10m, plus up to wait/16 of jitter as Consul adds) runs out, whichever is first.
+ * Consul's consistency modes: ?stale reads the local replica at once; the default mode reads
+ * the leader's view through a Raft read index (the leader's applied index, which this replica
+ * waits for before reading locally, so followers never ship reads to the leader); ?consistent
+ * does the same after a barrier on the leader, which proves its leadership to a quorum. Then
+ * Consul's blocking-query rule: with ?index=N the request is answered as soon as the read's
+ * index is greater than N, or when ?wait (default 5m, at most 10m, plus up to wait/16 of
+ * jitter as Consul adds) runs out, whichever is first.
  *
  * Blocking. A read whose index is not past N parks as a struct api_wait with the mask of the
  * tables that can change its answer. Commits call api_on_applied with the tables they
@@ -21,6 +24,7 @@
  * the write itself still happens (it may already be in the log). */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -38,7 +42,7 @@ struct api_wait {
     bool blocking;
     bool parked;
     bool woken;
-    bool in_barrier; /* a Raft barrier holds a pointer to this waiter */
+    bool in_barrier; /* a read-index request holds a pointer to this waiter */
     uv_timer_t timer;
     struct api_wait *prev, *next;
 };
@@ -57,7 +61,10 @@ static void set_read_headers(struct api *a, struct http_req *req, uint64_t index
     char buf[32];
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)(index ? index : 1));
     http_resp_header(req, "X-Consul-Index", buf);
-    http_resp_header(req, "X-Consul-KnownLeader", cons_is_leader(a->cfg.cons) ? "true" : "false");
+    uint64_t leader_id;
+    const char *leader_addr;
+    cons_leader(a->cfg.cons, &leader_id, &leader_addr);
+    http_resp_header(req, "X-Consul-KnownLeader", leader_id ? "true" : "false");
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)cons_last_contact_ms(a->cfg.cons));
     http_resp_header(req, "X-Consul-LastContact", buf);
 }
@@ -168,7 +175,7 @@ static void wait_abort(void *data, struct http_req *req)
     struct api_wait *w = data;
     BASE_UNUSED(req);
     w->req = NULL;
-    if (!w->in_barrier) /* else barrier_done frees it */
+    if (!w->in_barrier) /* else read_index_done frees it */
         wait_done(w);
 }
 
@@ -234,18 +241,21 @@ static void wait_timeout(uv_timer_t *t)
     wait_run(w, true);
 }
 
-static void barrier_done(void *data, int status)
+/* The read index arrived (this replica has applied everything the leader had): read locally. */
+static void read_index_done(void *data, int status, uint64_t index)
 {
     struct api_wait *w = data;
+    BASE_UNUSED(index);
     w->in_barrier = false;
-    if (!w->req) { /* client went away while the barrier ran */
+    if (!w->req) { /* client went away while waiting for the leader */
         wait_done(w);
         return;
     }
     if (status) {
         api__error(w->req, 500, "%s",
                    status == BASE_ENOTLEADER || status == BASE_ENOLEADER ? "No cluster leader"
-                                                                         : base_strerror(status));
+                   : status == -ETIMEDOUT ? "Timed out waiting for this server to catch up"
+                                          : base_strerror(status));
         w->req = NULL;
         wait_done(w);
         return;
@@ -283,10 +293,6 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
     }
     if (wait_ms > WAIT_MAX_MS)
         wait_ms = WAIT_MAX_MS;
-    if (!stale && !cons_is_leader(a->cfg.cons)) {
-        api__error(req, 500, "No cluster leader");
-        return;
-    }
 
     struct api_wait *w = base_calloc(1, sizeof *w);
     w->api = a;
@@ -302,9 +308,12 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
         uint64_t jitter = wait_ms >= 16 ? rng_next(a) % (wait_ms / 16) : 0;
         uv_timer_start(&w->timer, wait_timeout, wait_ms + jitter, 0);
     }
-    if (consistent) {
+    if (!stale) {
+        /* Default mode and ?consistent: read the leader's view without sending the read to
+         * the leader (Raft read index; ?consistent adds a barrier on the leader first). The
+         * wait runs once; a parked query re-runs locally on later commits. */
         w->in_barrier = true;
-        cons_barrier(a->cfg.cons, barrier_done, w);
+        cons_read_index(a->cfg.cons, consistent != NULL, read_index_done, w);
         return;
     }
     wait_run(w, false);
@@ -380,7 +389,11 @@ static void write_done(void *data, int status, int result, uint64_t index)
     if (status == BASE_ENOLEADER || status == BASE_ENOTLEADER) {
         api__error(req, 500, "No cluster leader");
     } else if (status == BASE_EUNKNOWN) {
-        api__error(req, 500, "leadership lost while committing: the write may or may not apply");
+        api__error(req, 500, "leadership lost while committing: the write may have been applied");
+    } else if (status == BASE_ESHUTDOWN) {
+        api__error(req, 500, "agent is shutting down");
+    } else if (status == BASE_ETOOBIG) {
+        api__error(req, 413, "command too large");
     } else if (status) {
         api__error(req, 500, "write failed: %s", base_strerror(status));
     } else if (result == BASE_ENOTFOUND) {
@@ -450,7 +463,7 @@ void api_handle(void *data, struct http_req *req)
     }
     if (api__kv_route(a, req, path) || api__agent_route(a, req, path) ||
         api__catalog_route(a, req, path) || api__health_route(a, req, path) ||
-        api__status_route(a, req, path))
+        api__status_route(a, req, path) || api__member_route(a, req, path))
         return;
     api__error(req, 404, "404 page not found");
 }

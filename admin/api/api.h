@@ -20,11 +20,14 @@
 
 struct api;
 
-/* Hooks into the agent's health-check runner (admin wires them). */
+/* Hooks into the agent (admin wires them). */
 struct api_check_hooks {
     /* A check of this agent was refreshed (pass/warn/fail/update): restart its TTL timer. */
     void (*ttl_reset)(void *data, const char *check_id);
     void *data;
+    /* This server left the cluster (agent/leave): stop the agent. */
+    void (*leave)(void *leave_data);
+    void *leave_data;
 };
 
 struct api_config {

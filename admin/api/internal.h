@@ -105,6 +105,7 @@ bool api__catalog_route(struct api *a, struct http_req *req, const char *path);
 bool api__health_route(struct api *a, struct http_req *req, const char *path);
 bool api__kv_route(struct api *a, struct http_req *req, const char *path);
 bool api__status_route(struct api *a, struct http_req *req, const char *path);
+bool api__member_route(struct api *a, struct http_req *req, const char *path);
 
 /* Checks the method against allowed ("GET", "PUT,POST", ...): answers 405 with Allow and
  * returns false when it does not match. */

@@ -65,8 +65,43 @@ static void read_raft_config(struct api *a, struct http_req *req, struct zone_re
     res->index = api__table_max(rd, ZONE_TABLE_ALL);
 }
 
+/* Herald's own: a digest of the whole local catalog (FNV-1a 64 over its snapshot encoding,
+ * which holds every table and the applied index), so operators and tests can check that
+ * servers hold identical replicas. Cost: one pass over the catalog; not for hot paths. */
+static void read_digest(struct api *a, struct http_req *req, struct zone_read *rd,
+                        struct base_arena *ar, struct api_result *res)
+{
+    struct base_buf b;
+    struct zone_meta m;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    char hex[17];
+    BASE_UNUSED(req);
+    BASE_UNUSED(ar);
+    base_buf_init(&b);
+    if (zone_store_snapshot(a->cfg.store, &b) || zone_meta_get(rd, &m)) {
+        base_buf_free(&b);
+        res->status = 500;
+        res->error = "catalog read failed";
+        return;
+    }
+    for (size_t i = 0; i < b.len; i++) {
+        h ^= b.data[i];
+        h *= 0x100000001b3ULL;
+    }
+    base_buf_free(&b);
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+    res->json = json_pack("{s:s,s:I,s:I}", "Digest", hex, "AppliedIndex", (json_int_t)m.applied,
+                          "CatalogIndex", (json_int_t)m.index);
+    res->index = m.index;
+}
+
 bool api__status_route(struct api *a, struct http_req *req, const char *path)
 {
+    if (strcmp(path, "/v1/operator/catalog/digest") == 0) {
+        if (api__method(req, "GET"))
+            api__read_local(a, req, 0, read_digest);
+        return true;
+    }
     if (strcmp(path, "/v1/status/leader") == 0) {
         if (api__method(req, "GET"))
             api__read_local(a, req, 0, read_leader);
@@ -76,6 +111,109 @@ bool api__status_route(struct api *a, struct http_req *req, const char *path)
     } else if (strcmp(path, "/v1/operator/raft/configuration") == 0) {
         if (api__method(req, "GET"))
             api__read(a, req, 0, read_raft_config);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* ---- membership: operator raft peer, agent join and leave ------------------------------- */
+
+struct member_ctx {
+    struct api *api;
+    struct http_req *req; /* NULL once the client went away */
+    bool leave;           /* agent/leave: stop the agent after answering */
+};
+
+static void member_abort(void *data, struct http_req *req)
+{
+    struct member_ctx *m = data;
+    BASE_UNUSED(req);
+    m->req = NULL;
+}
+
+static void member_done(void *data, int status, const char *msg)
+{
+    struct member_ctx *m = data;
+    struct api *a = m->api;
+    if (m->req) {
+        http_req_set_abort(m->req, NULL, NULL);
+        if (status == 0)
+            http_respond(m->req, 200, NULL, "", 0);
+        else
+            api__error(m->req,
+                       status == BASE_ENOTFOUND                         ? 404
+                       : status == BASE_EINVAL || status == BASE_EPARSE ? 400
+                                                                        : 500,
+                       "%s", msg && *msg ? msg : base_strerror(status));
+    }
+    if (m->leave && status == 0 && a->cfg.hooks.leave)
+        a->cfg.hooks.leave(a->cfg.hooks.leave_data);
+    base_free(m);
+}
+
+static struct member_ctx *member_ctx_new(struct api *a, struct http_req *req)
+{
+    struct member_ctx *m = base_calloc(1, sizeof *m);
+    m->api = a;
+    m->req = req;
+    http_req_set_abort(req, member_abort, m);
+    return m;
+}
+
+static void raft_peer_delete(struct api *a, struct http_req *req)
+{
+    const char *id_s = http_req_query(req, "id");
+    const char *addr = http_req_query(req, "address");
+    uint64_t id = 0;
+    if ((!id_s || !*id_s) && (!addr || !*addr)) {
+        api__error(req, 400,
+                   "Must specify either ?id with the server's ID or ?address with "
+                   "IP:port of peer to remove");
+        return;
+    }
+    if (id_s && *id_s && base_u64_parse(id_s, &id)) {
+        api__error(req, 400, "Invalid ?id \"%s\": must be the server's numeric Raft ID", id_s);
+        return;
+    }
+    cons_remove_peer(a->cfg.cons, id, id ? NULL : addr, member_done, member_ctx_new(a, req));
+}
+
+static void agent_join(struct api *a, struct http_req *req, const char *addr)
+{
+    char host[256], target[300];
+    int port;
+    if (base_hostport_parse(addr, a->cfg.server_port, host, sizeof host, &port)) {
+        api__error(req, 400, "Invalid address \"%s\": expected host or host:port", addr);
+        return;
+    }
+    snprintf(target, sizeof target, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    cons_join(a->cfg.cons, target, member_done, member_ctx_new(a, req));
+}
+
+static void agent_leave(struct api *a, struct http_req *req)
+{
+    struct member_ctx *m = member_ctx_new(a, req);
+    m->leave = true;
+    cons_leave(a->cfg.cons, member_done, m);
+}
+
+bool api__member_route(struct api *a, struct http_req *req, const char *path)
+{
+    if (strcmp(path, "/v1/operator/raft/peer") == 0) {
+        if (api__method(req, "DELETE"))
+            raft_peer_delete(a, req);
+    } else if (strncmp(path, "/v1/agent/join/", 15) == 0) {
+        /* GET too: python-consul 0.7 joins with GET (pre-1.0 Consul). */
+        if (!api__method(req, "PUT,GET"))
+            return true;
+        if (!path[15])
+            api__error(req, 400, "Missing address to join");
+        else
+            agent_join(a, req, path + 15);
+    } else if (strcmp(path, "/v1/agent/leave") == 0) {
+        if (api__method(req, "PUT"))
+            agent_leave(a, req);
     } else {
         return false;
     }
