@@ -68,8 +68,8 @@ struct cons_config {
     unsigned raft_multiplier;
     unsigned election_timeout_ms;  /* 0: 500 x raft_multiplier */
     unsigned heartbeat_timeout_ms; /* 0: 50 x raft_multiplier */
-    unsigned snapshot_threshold;   /* 0: 8192 entries */
-    unsigned snapshot_trailing;    /* 0: 10240 entries; raised to threshold if below it */
+    unsigned snapshot_threshold;   /* 0: 1024 entries */
+    unsigned snapshot_trailing;    /* 0: 1024 entries; raised to threshold if below it */
     struct zone_store *store;
     cons_applied_cb on_applied;
     void *data;

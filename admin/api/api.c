@@ -209,7 +209,16 @@ static void wait_run(struct api_wait *w, bool timed_out)
         return;
     }
     base_arena_init(&ar);
+    /* A woken or first-run blocking query asks for the index alone first: a write elsewhere in
+     * the table wakes it, and building a body just to throw it away is the expensive part. */
+    res.probe = w->blocking && !timed_out && !a->closing;
     w->fn(a, req, rd, &ar, &res);
+    if (res.probed && res.index > w->min_index) {
+        json_decref(res.json);
+        base_arena_reset(&ar);
+        res = (struct api_result){.status = 200};
+        w->fn(a, req, rd, &ar, &res);
+    }
     if (w->blocking && !timed_out && res.index <= w->min_index && !a->closing) {
         zone_read_end(rd);
         base_arena_close(&ar);

@@ -317,9 +317,14 @@ static void read_services(struct api *a, struct http_req *req, struct zone_read 
     struct names_ctx c = {rd, ar, json_object()};
     BASE_UNUSED(a);
     BASE_UNUSED(req);
+    res->index = table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES));
+    if (res->probe) {
+        json_decref(c.out);
+        res->probed = true;
+        return;
+    }
     zone_service_names_each(rd, ar, add_service_name, &c);
     res->json = c.out;
-    res->index = table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES));
 }
 
 static bool has_tag(const struct zone_service *s, const char *tag)
@@ -355,9 +360,14 @@ static void read_service(struct api *a, struct http_req *req, struct zone_read *
     const char *name = http_req_path(req) + strlen("/v1/catalog/service/");
     struct svc_ctx c = {rd, ar, http_req_query(req, "tag"), json_array()};
     BASE_UNUSED(a);
+    res->index = table_max(rd, API_TABLES_CATALOG);
+    if (res->probe) {
+        json_decref(c.out);
+        res->probed = true;
+        return;
+    }
     zone_service_instances_each(rd, name, ar, add_catalog_service, &c);
     res->json = c.out;
-    res->index = table_max(rd, API_TABLES_CATALOG);
 }
 
 static int add_node(void *data, const struct zone_node *n)

@@ -70,9 +70,14 @@ static void read_service(struct api *a, struct http_req *req, struct zone_read *
     struct inst_ctx c = {rd, ar, http_req_query(req, "tag"), query_flag(req, "passing"),
                          json_array()};
     BASE_UNUSED(a);
+    res->index = api__table_max(rd, API_TABLES_HEALTH);
+    if (res->probe) {
+        json_decref(c.out);
+        res->probed = true;
+        return;
+    }
     zone_service_instances_each(rd, name, ar, add_instance, &c);
     res->json = c.out;
-    res->index = api__table_max(rd, API_TABLES_HEALTH);
 }
 
 static int add_check(void *data, const struct zone_check *c)

@@ -32,6 +32,10 @@ struct api_result {
     bool raw_set;
     const char *error; /* text error (status >= 400) */
     uint64_t index;
+    /* In: a woken blocking query only needs the index to decide whether to answer; a read
+     * function may then set index and return without building the body (probed = true). */
+    bool probe;
+    bool probed;
 };
 
 /* A re-runnable read: called with an open read transaction; fills res. The tables mask says

@@ -68,6 +68,10 @@ static void read_kv(struct api *a, struct http_req *req, struct zone_read *rd,
     BASE_UNUSED(a);
 
     res->index = api__table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_KV));
+    if ((recurse || keys) && res->probe) {
+        res->probed = true;
+        return;
+    }
     if (recurse || keys) {
         struct list_ctx c = {json_array(), ar, key, http_req_query(req, "separator"), keys, NULL};
         zone_kv_each(rd, key, ar, add_kv, &c);
@@ -89,6 +93,10 @@ static void read_kv(struct api *a, struct http_req *req, struct zone_read *rd,
         return;
     }
     res->index = kv.modify_index;
+    if (res->probe) {
+        res->probed = true;
+        return;
+    }
     if (http_req_query(req, "raw")) {
         res->raw = kv.value;
         res->raw_len = kv.value_len;

@@ -40,6 +40,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static void conn_close(struct http__conn *c);
 static void conn_linger(struct http__conn *c);
@@ -673,7 +674,7 @@ int http_server_start(uv_loop_t *loop, const struct http_config *cfg, http_handl
     s->listener.data = s;
     rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, srv_on_connection);
+        rc = uv_listen((uv_stream_t *)&s->listener, SOMAXCONN, srv_on_connection);
     if (rc == 0) {
         int sl = sizeof ss;
         rc = uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &sl);

@@ -1,0 +1,396 @@
+#!/usr/bin/env bash
+# Cluster benchmark: a 3-server Herald (release build) on loopback, and a 3-member etcd.
+#   - replicated KV PUT/s with 64 concurrent clients (wrk, tests/bench/put.lua against Herald,
+#     etcd_put.lua against etcd's v3 JSON gateway: same keys, same 100-byte values), to the
+#     leader and to a follower, Herald and etcd interleaved over --reps repetitions (median,
+#     min–max, and the Herald/etcd ratio; target >= 2x);
+#   - registration -> visible in DNS on all three servers, p50/p99 over --regs registrations
+#     (target p99 < 10 ms);
+#   - leader kill (SIGKILL) under writes -> first acknowledged write, --kills rounds (median;
+#     target < 1 s), with every acknowledged write checked on every server afterwards;
+#   - catch-up time of a wiped server once the store holds --entries KV entries.
+# The measuring clients are tests/bench/cluster_bench.py (and wrk); the report too.
+#
+# usage: tests/bench/cluster.sh [--record] [--reps N] [--duration SECONDS] [--regs N]
+#                               [--kills N] [--entries N] [--no-etcd] [--wait-quiet S]
+#   --record    replace the cluster.sh section of tests/bench/RESULTS.md with this run's
+#               figures (between <!-- cluster.sh: begin --> and <!-- cluster.sh: end -->)
+#   --wait-quiet S  first wait up to S seconds for 5 quiet seconds (other programs using under
+#               0.1 core), as the machine may be shared; the run goes ahead after S regardless
+#   HERALD_BIN=path  use that binary instead of building build/herald with make
+#
+# Addresses: Herald on 127.0.3.1-3 (HTTP 8500, DNS 8600, server 8300), etcd on
+# 127.0.3.11-13 (2379/2380); all must be free. Everything the script starts is stopped by pid
+# on exit, failure or Ctrl-C (Herald servers restarted by cluster_bench.py too: their pids are
+# in the run dir); the temp dir is removed. If etcd is missing, Debian's etcd-server is
+# installed with apt-get (and the system etcd the package may start is stopped).
+# Needs: make's build deps, wrk, curl, /usr/bin/python3.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BENCH="$ROOT/tests/bench"
+PY=/usr/bin/python3
+HADDRS=(127.0.3.1 127.0.3.2 127.0.3.3)
+EADDRS=(127.0.3.11 127.0.3.12 127.0.3.13)
+SERVERS=$(IFS=,; echo "${HADDRS[*]}")
+
+RECORD=0
+QUIET=0
+REPS=3
+DUR=10
+REGS=200
+KILLS=5
+ENTRIES=100000
+ETCD=1
+ORIG_ARGS=("$@")
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --record) RECORD=1 ;;
+    --wait-quiet) QUIET=$2; shift ;;
+    --reps) REPS=$2; shift ;;
+    --duration) DUR=$2; shift ;;
+    --regs) REGS=$2; shift ;;
+    --kills) KILLS=$2; shift ;;
+    --entries) ENTRIES=$2; shift ;;
+    --no-etcd) ETCD=0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[[ $REPS =~ ^[1-9][0-9]?$ && $DUR =~ ^[1-9][0-9]{0,2}$ && $REGS =~ ^[1-9][0-9]{0,4}$ &&
+    $KILLS =~ ^[1-9][0-9]?$ && $ENTRIES =~ ^[1-9][0-9]{0,6}$ && $QUIET =~ ^[0-9]{1,4}$ ]] ||
+    { echo "cluster.sh: --reps 1..99, --duration 1..999, --regs 1..99999, --kills 1..99," \
+           "--entries 1..9999999, --wait-quiet 0..9999" >&2; exit 2; }
+
+log() { printf '[cluster.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+for t in wrk curl; do command -v $t >/dev/null || die "$t not found"; done
+[ -x $PY ] || die "$PY not found"
+
+TMP=$(mktemp -d /tmp/herald-cluster-bench.XXXXXX)
+EPIDS=()
+WRKPID=
+
+# Stops a process we started: SIGTERM, up to 10 s, then SIGKILL. Never by name.
+stop_pid() {
+    local pid=$1 i
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        # A zombie (a child of ours not reaped yet) counts as gone.
+        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; then
+        log "pid $pid still alive after SIGTERM + 10 s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+herald_pids() {
+    local f
+    for f in "$TMP"/h[0-9].pid; do [ -f "$f" ] && cat "$f"; done
+    return 0
+}
+cleanup() {
+    local rc=$? pid i
+    trap - EXIT INT TERM
+    for pid in $WRKPID $(herald_pids) ${EPIDS[@]+"${EPIDS[@]}"}; do stop_pid "$pid"; done
+    if [ $rc -ne 0 ]; then
+        for ((i = 1; i <= 3; i++)); do
+            [ -f "$TMP/h$i.log" ] || continue
+            log "last lines of h$i's log:"
+            tail -n 15 "$TMP/h$i.log" >&2 || true
+        done
+    fi
+    rm -rf "$TMP"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'log interrupted; exit 130' INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+for a in "${HADDRS[@]}"; do
+    for p in 8500 8300; do port_free "$a" $p || die "$a:$p is in use"; done
+done
+
+if [ $ETCD = 1 ] && ! command -v etcd >/dev/null; then
+    log "etcd not installed: apt-get install etcd-server"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server >"$TMP/apt.log" 2>&1 ||
+        die "apt-get install etcd-server: $(tail -3 "$TMP/apt.log")"
+    # The package may start its own etcd on 127.0.0.1:2379; not ours to keep running.
+    if [ -x /etc/init.d/etcd ]; then service etcd stop >/dev/null 2>&1 || true; fi
+fi
+if [ $ETCD = 1 ]; then
+    for a in "${EADDRS[@]}"; do
+        for p in 2379 2380; do port_free "$a" $p || die "$a:$p is in use"; done
+    done
+fi
+
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=0
+if [ -n "${HERALD_BIN:-}" ]; then
+    HERALD=$HERALD_BIN
+    log "using HERALD_BIN=$HERALD"
+else
+    log "build (make)"
+    make -C "$ROOT" --no-print-directory >"$TMP/make.log" 2>&1 ||
+        { tail -20 "$TMP/make.log" >&2; die make; }
+    HERALD="$ROOT/build/herald"
+fi
+[ -z "$(git -C "$ROOT" status --porcelain -- ':!tests' 2>/dev/null)" ] || DIRTY=1
+[ -x "$HERALD" ] || die "$HERALD not built"
+
+# --- machine facts -------------------------------------------------------------------------
+FSYNC=$($PY - "$TMP" <<'EOF'
+import os, sys, time
+p = os.path.join(sys.argv[1], "fsync-probe")
+fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o600)
+os.write(fd, b"\0" * (4096 * 64)); os.fsync(fd)
+ts = []
+for i in range(200):
+    t = time.perf_counter(); os.pwrite(fd, b"x" * 4096, (i % 64) * 4096); os.fdatasync(fd)
+    ts.append(time.perf_counter() - t)
+os.close(fd); os.unlink(p)
+ts.sort()
+print("fdatasync after a 4 KiB overwrite: median %.3f ms, p99 %.3f ms (200 samples)"
+      % (ts[100] * 1e3, ts[198] * 1e3))
+EOF
+)
+log "$FSYNC"
+
+if [ "$QUIET" -gt 0 ]; then
+    log "waiting up to ${QUIET}s for 5 quiet seconds"
+    t_end=$((SECONDS + QUIET))
+    while :; do
+        $PY "$BENCH/cpu.py" snap "$TMP/cpu-a.json"
+        sleep 5
+        $PY "$BENCH/cpu.py" snap "$TMP/cpu-b.json"
+        other=$($PY "$BENCH/cpu.py" other "$TMP/cpu-a.json" "$TMP/cpu-b.json" $$ | cut -d' ' -f1)
+        awk -v o="$other" 'BEGIN { exit !(o < 0.5) }' &&
+            { log "quiet (other programs: ${other}s of CPU in 5 s)"; break; }
+        [ $SECONDS -lt $t_end ] ||
+            { log "not quiet after ${QUIET}s (${other}s of CPU in 5 s): going ahead"; break; }
+    done
+fi
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# --- start the three Herald servers ------------------------------------------------------------
+# start_herald I: server I (1-based); its argv (JSON) in h<I>.argv, its pid in h<I>.pid.
+start_herald() {
+    local i=$1 a=${HADDRS[$(($1 - 1))]} j
+    local argv=("$HERALD" agent -server -bootstrap-expect 3 -data-dir "$TMP/h$i" -bind "$a"
+        -client "$a" -node "h$i" -log-level info)
+    for j in "${HADDRS[@]}"; do argv+=(-retry-join "$j"); done
+    mkdir -p "$TMP/h$i"
+    $PY -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${argv[@]}" >"$TMP/h$i.argv"
+    "${argv[@]}" >>"$TMP/h$i.log" 2>&1 &
+    echo $! >"$TMP/h$i.pid"
+}
+for i in 3 1 2; do start_herald $i; done
+log "herald pids $(herald_pids | tr '\n' ' ')"
+LEADER=$($PY "$BENCH/cluster_bench.py" wait --servers "$SERVERS" --timeout 60) ||
+    die "the Herald cluster did not form (one leader, three nodes) within 60 s"
+log "herald cluster ready: leader $LEADER"
+
+alive() {
+    local pid
+    for pid in $(herald_pids); do kill -0 "$pid" 2>/dev/null || die "herald pid $pid died"; done
+}
+
+# --- etcd ------------------------------------------------------------------------------------
+ETCD_DESC=
+if [ $ETCD = 1 ]; then
+    init=
+    for i in 1 2 3; do init+="${init:+,}e$i=http://${EADDRS[$((i - 1))]}:2380"; done
+    for i in 1 2 3; do
+        a=${EADDRS[$((i - 1))]}
+        mkdir -p "$TMP/e$i"
+        etcd --name "e$i" --data-dir "$TMP/e$i" --listen-client-urls "http://$a:2379" \
+            --advertise-client-urls "http://$a:2379" --listen-peer-urls "http://$a:2380" \
+            --initial-advertise-peer-urls "http://$a:2380" --initial-cluster "$init" \
+            --initial-cluster-state new --initial-cluster-token herald-bench \
+            --log-level warn >"$TMP/e$i.log" 2>&1 &
+        EPIDS+=($!)
+    done
+    for a in "${EADDRS[@]}"; do
+        ok=0
+        for ((k = 0; k < 300; k++)); do
+            for pid in "${EPIDS[@]}"; do
+                kill -0 "$pid" 2>/dev/null || die "etcd pid $pid exited at start"
+            done
+            if curl -fsS -m 1 "http://$a:2379/health" 2>/dev/null | grep -q '"health":"true"'; then
+                ok=1
+                break
+            fi
+            sleep 0.1
+        done
+        [ $ok = 1 ] || die "etcd on $a not healthy within 30 s"
+    done
+    ETCD_DESC="$(etcd --version | head -1) (Debian etcd-server), three members on 127.0.3.11-13, defaults (fsync on, heartbeat 100 ms, election 1000 ms), v3 JSON gateway"
+    log "etcd pids ${EPIDS[*]} ready"
+fi
+# The etcd member that leads, and one that does not (maintenance/status through the gateway).
+etcd_role() {
+    local want=$1 a st me ld
+    for a in "${EADDRS[@]}"; do
+        st=$(curl -fsS -m 5 -X POST "http://$a:2379/v3/maintenance/status" -d '{}') || continue
+        me=$(echo "$st" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(d["header"]["member_id"])')
+        ld=$(echo "$st" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(d["leader"])')
+        if [ "$want" = leader ] && [ "$me" = "$ld" ]; then echo "$a"; return; fi
+        if [ "$want" = follower ] && [ "$me" != "$ld" ]; then echo "$a"; return; fi
+    done
+    return 1
+}
+
+# --- throughput ----------------------------------------------------------------------------
+: >"$TMP/wrk.tsv"
+proc_ticks() {
+    local sum=0 pid t
+    for pid in "$@"; do
+        if [ -r "/proc/$pid/stat" ]; then
+            t=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
+            sum=$((sum + t))
+        fi
+    done
+    echo $sum
+}
+HZ=$(getconf CLK_TCK)
+# run_wrk NAME REP URL SCRIPT PIDS...
+run_wrk() {
+    local name=$1 rep=$2 url=$3 script=$4 line s0 s1 other
+    shift 4
+    $PY "$BENCH/cpu.py" snap "$TMP/cpu-a.json"
+    s0=$(proc_ticks "$@")
+    timeout $((DUR + 60)) wrk -t2 -c64 -d"${DUR}s" --timeout 10s --latency \
+        -s "$BENCH/$script" "$url" >"$TMP/wrk-$name-$rep.txt" 2>&1 ||
+        die "wrk $name: $(tail -3 "$TMP/wrk-$name-$rep.txt")"
+    s1=$(proc_ticks "$@")
+    $PY "$BENCH/cpu.py" snap "$TMP/cpu-b.json"
+    other=$($PY "$BENCH/cpu.py" other "$TMP/cpu-a.json" "$TMP/cpu-b.json" $$ $(herald_pids) \
+        ${EPIDS[@]+"${EPIDS[@]}"})
+    line=$(grep '^BENCH ' "$TMP/wrk-$name-$rep.txt") || die "wrk $name: no BENCH line"
+    line="$line $(awk -v s=$((s1 - s0)) -v hz="$HZ" -v o="$other" 'BEGIN {
+        split(o, x, " ")
+        printf "server_cpu_s=%.3f foreign_cpu_s=%.3f kthread_cpu_s=%.3f", s / hz, x[1], x[2] }')"
+    echo "$name $rep ${line#BENCH }" >>"$TMP/wrk.tsv"
+    log "$name #$rep ($url): $(echo "$line" | grep -oE '(rps|p99_ms|err_status|foreign_cpu_s)=[0-9.-]*' | tr '\n' ' ')"
+}
+curl -fsS -m 5 -X PUT --data-binary "$(head -c 100 /dev/zero | tr '\0' v)" \
+    "http://$LEADER:8500/v1/kv/bench/key1" | grep -q true || die "PUT bench/key1"
+for ((rep = 1; rep <= REPS; rep++)); do
+    for target in leader follower; do
+        alive
+        h=$($PY "$BENCH/cluster_bench.py" $target --servers "$SERVERS" --timeout 30) ||
+            die "no Herald $target"
+        run_wrk herald_put_$target $rep "http://$h:8500" put.lua $(herald_pids)
+        if [ $ETCD = 1 ]; then
+            e=$(etcd_role $target) || die "no etcd $target"
+            run_wrk etcd_put_$target $rep "http://$e:2379" etcd_put.lua "${EPIDS[@]}"
+        fi
+    done
+done
+alive
+for pid in ${EPIDS[@]+"${EPIDS[@]}"}; do stop_pid "$pid"; done
+EPIDS=()
+
+# --- registration -> DNS on all three --------------------------------------------------------
+log "registration -> visible in DNS on all three servers, $REGS registrations"
+$PY "$BENCH/cluster_bench.py" dnsvis --servers "$SERVERS" -n "$REGS" >"$TMP/dnsvis.json" ||
+    die "dnsvis"
+log "$(cat "$TMP/dnsvis.json")"
+alive
+
+# --- leader kill -> first acknowledged write -------------------------------------------------
+log "leader kill (SIGKILL) under writes, $KILLS rounds"
+$PY "$BENCH/cluster_bench.py" failover --servers "$SERVERS" --run "$TMP" --rounds "$KILLS" \
+    >"$TMP/failover.json" || die "failover"
+log "$(cat "$TMP/failover.json")"
+alive
+
+# --- catch-up of a wiped server with ENTRIES entries -------------------------------------------
+LEADER=$($PY "$BENCH/cluster_bench.py" leader --servers "$SERVERS")
+log "load $ENTRIES KV entries (wrk -c64 to the leader $LEADER)"
+rm -f "$TMP"/fill-mark-*
+FILL_MARK="$TMP/fill-mark-" FILL_PER_THREAD=$(((ENTRIES + 1) / 2)) timeout 900 wrk -t2 -c64 \
+    -d600s --timeout 10s --latency -s "$BENCH/cluster_fill.lua" "http://$LEADER:8500" \
+    >"$TMP/wrk-fill.txt" 2>&1 &
+WRKPID=$!
+for ((k = 0; k < 6000; k++)); do
+    [ -f "$TMP/fill-mark-0" ] && [ -f "$TMP/fill-mark-1" ] && break
+    kill -0 $WRKPID 2>/dev/null || break
+    sleep 0.1
+done
+[ -f "$TMP/fill-mark-0" ] && [ -f "$TMP/fill-mark-1" ] || die "wrk fill did not finish in 600 s"
+sleep 0.5 # the last requests in flight
+kill -INT $WRKPID 2>/dev/null || true
+rc=0
+wait $WRKPID || rc=$?
+WRKPID=
+[ $rc = 0 ] || die "wrk fill exited $rc: $(tail -3 "$TMP/wrk-fill.txt")"
+line=$(grep '^BENCH ' "$TMP/wrk-fill.txt") || die "wrk fill: no BENCH line"
+echo "fill 1 ${line#BENCH }" >"$TMP/fill.tsv"
+log "fill: $line"
+alive
+log "wipe a follower and time its catch-up"
+$PY "$BENCH/cluster_bench.py" catchup --servers "$SERVERS" --run "$TMP" --prefix fill \
+    --entries "$ENTRIES" --timeout 180 >"$TMP/catchup.json" || die "catchup"
+log "$(cat "$TMP/catchup.json")"
+alive
+
+# --- graceful stop ---------------------------------------------------------------------------
+# Servers restarted by cluster_bench.py are not children of this shell (no exit code here):
+# a clean stop is told by the log's last line, "shutdown complete".
+for pid in $(herald_pids); do
+    kill -TERM "$pid"
+done
+for pid in $(herald_pids); do
+    for ((k = 0; k < 300; k++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] &&
+        die "herald pid $pid still running 30 s after SIGTERM"
+    wait "$pid" 2>/dev/null || true
+done
+rm -f "$TMP"/h[0-9].pid
+clean=0
+for i in 1 2 3; do
+    tail -n 1 "$TMP/h$i.log" | grep -q "shutdown complete" && clean=$((clean + 1))
+done
+echo "{\"clean\": $clean}" >"$TMP/stop.json"
+log "herald servers stopped: $clean of 3 logged a clean shutdown"
+[ $clean = 3 ] || die "a server did not shut down cleanly"
+
+# --- report ----------------------------------------------------------------------------------
+CMD="tests/bench/cluster.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
+META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') META_NPROC=$(nproc) \
+    META_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
+    META_KERNEL="Linux $(uname -r)" \
+    META_DATAFS="$(df -T "$TMP" | awk 'NR==2 {print $2 " (" $1 ")"}')" \
+    META_FSYNC="$FSYNC" META_COMMIT=$COMMIT META_DIRTY=$DIRTY \
+    META_HERALD="herald agent -server -bootstrap-expect 3 -data-dir \$TMP/hN -bind 127.0.3.N -client 127.0.3.N -node hN -log-level info -retry-join 127.0.3.1 -retry-join 127.0.3.2 -retry-join 127.0.3.3" \
+    META_WRK="$(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')" \
+    META_WRKARGS="wrk -t2 -c64 -d${DUR}s --timeout 10s --latency, tests/bench/put.lua (rotating keys bench/t<thread>-<0..999>, 100-byte body) and etcd_put.lua (the same keys and values)" \
+    META_ETCD="$ETCD_DESC" META_CMD="$CMD" META_REPS=$REPS \
+    META_LOAD="load average (1/5/15 min) before the run $LOAD_START, after $(cut -d' ' -f1-3 /proc/loadavg)" \
+    $PY -c '
+import json, os
+e = os.environ
+print(json.dumps({"date": e["META_DATE"], "nproc": e["META_NPROC"], "cpu": e["META_CPU"],
+    "kernel": e["META_KERNEL"], "datafs": e["META_DATAFS"], "fsync": e["META_FSYNC"],
+    "commit": e["META_COMMIT"], "dirty": e["META_DIRTY"] == "1",
+    "herald_cmd": e["META_HERALD"], "wrk": e["META_WRK"],
+    "wrk_args": e["META_WRKARGS"], "etcd": e["META_ETCD"], "command": e["META_CMD"],
+    "reps": int(e["META_REPS"]), "load": e["META_LOAD"]}))' >"$TMP/meta.json"
+
+echo
+if [ $RECORD = 1 ]; then
+    $PY "$BENCH/cluster_bench.py" report "$TMP" --record "$BENCH/RESULTS.md"
+else
+    $PY "$BENCH/cluster_bench.py" report "$TMP"
+fi
