@@ -4,7 +4,8 @@
  * Start: config -> data dir (node-id, catalog/, raft/) -> zone store -> consensus (replays the
  * log into the store) -> api -> HTTP listener -> check runner -> DNS workers (reading the
  * replayed store; every applied entry that changed the catalog publishes its index to them, so
- * their answer caches never serve data older than a write already answered). Once this server
+ * their answer caches never serve data older than a write already answered), each with its
+ * libunbound context when recursors (or iterative recursion) are configured. Once this server
  * leads, it registers its own node (with the serfHealth check and the "consul" service, as
  * Consul's leader does) and the services of its config files.
  *
@@ -41,7 +42,10 @@ struct agent {
     char node_id[40];
     uint64_t raft_id;
     char server_addr[80];
-    char *tmpdir; /* -dev data, removed at exit */
+    char bind_addr[80];
+    char **joins;            /* server-port addresses of -retry-join, in arena */
+    struct base_arena arena; /* strings that live as long as the agent */
+    char *tmpdir;            /* -dev data, removed at exit */
     bool registering, registered;
     bool stopping;
     int exit_code;
@@ -208,7 +212,13 @@ static void register_self(struct agent *ag)
 static void sync_tick(uv_timer_t *t)
 {
     struct agent *ag = t->data;
-    if (ag->stopping || ag->registered || ag->registering || !cons_is_leader(ag->cons))
+    uint64_t leader;
+    const char *leader_addr;
+    if (ag->stopping || ag->registered || ag->registering)
+        return;
+    /* Any server can write (followers forward to the leader): wait until one is known. */
+    cons_leader(ag->cons, &leader, &leader_addr);
+    if (!leader)
         return;
     register_self(ag);
 }
@@ -284,6 +294,14 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_stop(h->data);
 }
 
+/* agent/leave: this server left the Raft configuration; stop as after a signal. */
+static void on_left(void *data)
+{
+    struct agent *ag = data;
+    LOG_INFO("agent", "left the cluster");
+    begin_stop(ag);
+}
+
 /* ---- start ----------------------------------------------------------------------------- */
 
 static int agent_start(struct agent *ag, char *err)
@@ -315,11 +333,29 @@ static int agent_start(struct agent *ag, char *err)
              strchr(c->advertise_addr, ':') ? "[%s]:%d" : "%s:%d", c->advertise_addr,
              c->server_port);
     snprintf(path, sizeof path, "%s/raft", c->data_dir);
+    /* Join addresses are other servers' server ports; a bare host gets our -server-port. */
+    ag->joins = base_calloc(c->retry_join.n + 1, sizeof *ag->joins);
+    for (size_t i = 0; i < c->retry_join.n; i++) {
+        char host[256];
+        int port;
+        if (base_hostport_parse(c->retry_join.v[i], c->server_port, host, sizeof host, &port))
+            return base_errf(err, BASE_EINVAL, "-retry-join \"%s\": expected host or host:port",
+                             c->retry_join.v[i]);
+        ag->joins[i] =
+            base_arena_printf(&ag->arena, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+    }
+    snprintf(ag->bind_addr, sizeof ag->bind_addr, strchr(c->bind_addr, ':') ? "[%s]:%d" : "%s:%d",
+             c->bind_addr, c->server_port);
     struct cons_config cc = {
         .dir = path,
         .id = ag->raft_id,
         .address = ag->server_addr,
+        .bind_address = ag->bind_addr,
         .bootstrap = c->bootstrap_expect == 1,
+        .bootstrap_expect = c->bootstrap_expect,
+        .join = (const char *const *)ag->joins,
+        .n_join = c->retry_join.n,
+        .raft_multiplier = c->raft_multiplier,
         .snapshot_threshold = c->raft_snapshot_threshold,
         .snapshot_trailing = c->raft_snapshot_trailing,
         .store = ag->store,
@@ -348,7 +384,10 @@ static int agent_start(struct agent *ag, char *err)
         .version = HERALD_VERSION,
         .store = ag->store,
         .cons = ag->cons,
-        .hooks = {.ttl_reset = adm_checks_ttl_reset, .data = ag->checks},
+        .hooks = {.ttl_reset = adm_checks_ttl_reset,
+                  .data = ag->checks,
+                  .leave = on_left,
+                  .leave_data = ag},
     };
     if ((rc = api_new(&ag->loop, &ac, &ag->api)))
         return base_errf(err, rc, "api: %s", base_strerror(rc));
@@ -400,6 +439,20 @@ static int agent_start(struct agent *ag, char *err)
         .soa_expire = c->dns.soa_expire,
         .soa_min_ttl = c->dns.soa_min_ttl,
     };
+    /* Recursion: forward to the recursors, or iterate from the root; none otherwise. */
+    struct rsv_recursion rec = {
+        .mode = c->dns.recursion,
+        .forwarders = (const char *const *)c->recursors.v,
+        .n_forwarders = c->recursors.n,
+        .root_hints = c->dns.root_hints,
+        .dnssec = c->dns.dnssec_validation,
+        .trust_anchor = c->dns.trust_anchor,
+        .cache_bytes = c->dns.cache_size,
+        .timeout_ms = (unsigned)c->dns.recursor_timeout_ms,
+        .max_queries = c->dns.recursor_max_queries,
+        .allow = c->dns.allow,
+        .n_allow = c->dns.n_allow,
+    };
     struct rsv_config rc_dns = {
         .host = c->dns_addr ? c->dns_addr : c->client_addr,
         .port = c->dns_port,
@@ -407,6 +460,7 @@ static int agent_start(struct agent *ag, char *err)
         .store = ag->store,
         .zone = &ag->dns,
         .catalog_index = meta.index,
+        .recursion = &rec,
     };
     if ((rc = rsv_start(&ag->loop, &rc_dns, &ag->rsv, err)))
         return rc;
@@ -424,6 +478,7 @@ static int agent_start(struct agent *ag, char *err)
 int adm_agent_main(int argc, char **argv)
 {
     struct agent *ag = base_calloc(1, sizeof *ag);
+    base_arena_init(&ag->arena);
     char err[BASE_ERRMSG_LEN] = "";
     int rc;
 
@@ -470,6 +525,8 @@ int adm_agent_main(int argc, char **argv)
     if (!code)
         LOG_INFO("agent", "shutdown complete");
     adm_config_free(&ag->cfg);
+    base_free(ag->joins);
+    base_arena_close(&ag->arena);
     base_free(ag);
     return code;
 }

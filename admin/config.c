@@ -50,7 +50,7 @@ static void defaults(struct adm_config *c)
     c->server_port = 8300;
     c->serf_lan_port = 8301;
     c->log_level = BASE_LOG_INFO;
-    c->http_max_conns = 4096;
+    c->http_max_conns = 16384; /* thousands of parked blocking queries are normal */
     c->dns.allow_stale = true;
     c->dns.max_stale_ms = 87600ull * 3600 * 1000; /* Consul's default, 10 years */
     c->dns.enable_truncate = true;
@@ -59,6 +59,9 @@ static void defaults(struct adm_config *c)
     c->dns.soa_expire = 86400;
     c->dns.soa_min_ttl = 0;
     c->dns.recursor_timeout_ms = 2000;
+    c->dns.recursion = RSV_RECURSION_FORWARD;
+    c->dns.cache_size = 32ull << 20;
+    c->dns.recursor_max_queries = 1000;
 }
 
 void adm_config_free(struct adm_config *c)
@@ -78,6 +81,11 @@ void adm_config_free(struct adm_config *c)
     base_free(c->dns.service_ttl);
     adm_strv_free(&c->retry_join);
     adm_strv_free(&c->recursors);
+    adm_strv_free(&c->allow_recursion);
+    adm_strv_free(&c->dns.allow_recursion);
+    base_free(c->dns.root_hints);
+    base_free(c->dns.trust_anchor);
+    base_free(c->dns.allow);
     adm_strv_free(&c->services);
     memset(c, 0, sizeof *c);
 }
@@ -262,9 +270,53 @@ static int j_dns_config(json_t *obj, const char *file, struct adm_config *c, cha
         } else if (strcmp(k, "workers") == 0) {
             if (!(rc = j_uint(v, full, file, 1, 256, &u, err)))
                 c->dns_workers = (unsigned)u;
-        } else if (strcmp(k, "recursor_timeout") == 0)
-            rc = j_duration(v, full, file, &d->recursor_timeout_ms, err);
-        else if (strcmp(k, "soa") == 0) {
+        } else if (strcmp(k, "recursor_timeout") == 0) {
+            if (!(rc = j_duration(v, full, file, &d->recursor_timeout_ms, err)) &&
+                (d->recursor_timeout_ms == 0 || d->recursor_timeout_ms > 60000))
+                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be between 1ms and 60s", file,
+                               full);
+        } else if (strcmp(k, "recursion") == 0) {
+            const char *m = json_is_string(v) ? json_string_value(v) : "";
+            if (strcmp(m, "forward") == 0)
+                d->recursion = RSV_RECURSION_FORWARD;
+            else if (strcmp(m, "iterative") == 0)
+                d->recursion = RSV_RECURSION_ITERATIVE;
+            else
+                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be \"forward\" or \"iterative\"",
+                               file, full);
+        } else if (strcmp(k, "root_hints") == 0)
+            rc = j_str(v, full, file, &d->root_hints, err);
+        else if (strcmp(k, "trust_anchor") == 0)
+            rc = j_str(v, full, file, &d->trust_anchor, err);
+        else if (strcmp(k, "dnssec_validation") == 0)
+            rc = j_bool(v, full, file, &d->dnssec_validation, err);
+        else if (strcmp(k, "cache_size") == 0) {
+            uint64_t bytes = 0;
+            if (json_is_integer(v) && json_integer_value(v) > 0)
+                bytes = (uint64_t)json_integer_value(v);
+            else if (!json_is_string(v) || base_size_parse(json_string_value(v), &bytes))
+                bytes = 0;
+            if (bytes < (1u << 20) || bytes > (64ull << 30))
+                rc = base_errf(err, BASE_EINVAL,
+                               "%s: \"%s\" must be a size from 1MB to 64GB such as \"32MB\"", file,
+                               full);
+            else
+                d->cache_size = bytes;
+        } else if (strcmp(k, "recursor_max_queries") == 0) {
+            if (!(rc = j_uint(v, full, file, 1, 65535, &u, err)))
+                d->recursor_max_queries = (unsigned)u;
+        } else if (strcmp(k, "allow_recursion") == 0) {
+            adm_strv_free(&d->allow_recursion);
+            if (!(rc = j_strv(v, full, file, &d->allow_recursion, err)))
+                for (size_t i = 0; i < d->allow_recursion.n && !rc; i++) {
+                    struct rsv_cidr cidr;
+                    if (rsv_cidr_parse(d->allow_recursion.v[i], &cidr))
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"%s\": \"%s\" is not a network such as "
+                                       "\"10.0.0.0/8\"",
+                                       file, full, d->allow_recursion.v[i]);
+                }
+        } else if (strcmp(k, "soa") == 0) {
             const char *sk;
             json_t *sv;
             if (!json_is_object(v)) {
@@ -378,6 +430,27 @@ static int load_json(const char *file, struct adm_config *c, char *err)
                     rc = j_str(pv, full, file, &c->dns_addr, err);
                 else
                     rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, full);
+                if (rc)
+                    break;
+            }
+        } else if (strcmp(k, "performance") == 0) {
+            const char *pk;
+            json_t *pv;
+            if (!json_is_object(v)) {
+                rc = base_errf(err, BASE_EINVAL, "%s: \"performance\" must be an object", file);
+                break;
+            }
+            json_object_foreach(v, pk, pv)
+            {
+                if (strcmp(pk, "raft_multiplier") != 0)
+                    rc =
+                        base_errf(err, BASE_EINVAL, "%s: unknown key \"performance.%s\"", file, pk);
+                else if (!json_is_integer(pv) || json_integer_value(pv) < 1 ||
+                         json_integer_value(pv) > 10)
+                    rc = base_errf(err, BASE_EINVAL,
+                                   "%s: \"performance.raft_multiplier\" must be 1..10", file);
+                else
+                    c->raft_multiplier = (unsigned)json_integer_value(pv);
                 if (rc)
                     break;
             }
@@ -502,6 +575,7 @@ static const struct flag flags[] = {
     {"retry-join", F_STRV, OFF(retry_join)},
     {"join", F_STRV, OFF(retry_join)},
     {"recursor", F_STRV, OFF(recursors)},
+    {"allow-recursion", F_STRV, OFF(allow_recursion)},
     {"domain", F_STR, OFF(domain)},
     {"alt-domain", F_STR, OFF(alt_domain)},
     {"log-level", F_LOG, OFF(log_level)},
@@ -624,6 +698,68 @@ static int norm_domain(char **d, const char *what, char *err)
     return 0;
 }
 
+static bool readable(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
+/* Recursion: the recursor syntax, the allow list, and the keys that only make sense
+ * together. */
+static int validate_recursion(struct adm_config *c, char *err)
+{
+    struct adm_dns_config *d = &c->dns;
+    const struct adm_strv *allow = c->allow_recursion.n ? &c->allow_recursion : &d->allow_recursion;
+    const char *allow_what =
+        c->allow_recursion.n ? "-allow-recursion" : "dns_config.allow_recursion";
+    char buf[80];
+
+    for (size_t i = 0; i < c->recursors.n; i++)
+        if (rsv_recursor_parse(c->recursors.v[i], buf, sizeof buf))
+            return base_errf(err, BASE_EINVAL,
+                             "recursor \"%s\" (-recursor, recursors) is not an IP address with "
+                             "an optional port",
+                             c->recursors.v[i]);
+    base_free(d->allow);
+    d->allow = NULL;
+    d->n_allow = 0;
+    if (allow->n) {
+        d->allow = base_calloc(allow->n, sizeof *d->allow);
+        for (size_t i = 0; i < allow->n; i++)
+            if (rsv_cidr_parse(allow->v[i], &d->allow[i]))
+                return base_errf(err, BASE_EINVAL,
+                                 "%s \"%s\" is not a network such as \"10.0.0.0/8\"", allow_what,
+                                 allow->v[i]);
+        d->n_allow = allow->n;
+    }
+    if (d->recursion == RSV_RECURSION_ITERATIVE && c->recursors.n)
+        return base_errf(err, BASE_EINVAL,
+                         "dns_config.recursion \"iterative\" resolves from the root: give no "
+                         "recursors (-recursor, recursors)");
+    if (d->root_hints && d->recursion != RSV_RECURSION_ITERATIVE)
+        return base_errf(err, BASE_EINVAL,
+                         "dns_config.root_hints is only for dns_config.recursion \"iterative\"");
+    if (d->root_hints && !readable(d->root_hints))
+        return base_errf(err, BASE_EINVAL, "dns_config.root_hints \"%s\": cannot read it",
+                         d->root_hints);
+    if (d->trust_anchor && !d->dnssec_validation)
+        return base_errf(err, BASE_EINVAL,
+                         "dns_config.trust_anchor needs dns_config.dnssec_validation true");
+    if (d->dnssec_validation && !d->trust_anchor) {
+        /* Debian's dns-root-data: the root KSKs, as unbound uses them. */
+        static const char root_key[] = "/usr/share/dns/root.key";
+        if (!readable(root_key))
+            return base_errf(err, BASE_EINVAL,
+                             "dns_config.dnssec_validation needs dns_config.trust_anchor (%s "
+                             "is not there)",
+                             root_key);
+        d->trust_anchor = base_strdup(root_key);
+    }
+    if (d->trust_anchor && !readable(d->trust_anchor))
+        return base_errf(err, BASE_EINVAL, "dns_config.trust_anchor \"%s\": cannot read it",
+                         d->trust_anchor);
+    return 0;
+}
+
 static int validate(struct adm_config *c, char *err)
 {
     if (!valid_label(c->node_name))
@@ -677,13 +813,16 @@ static int validate(struct adm_config *c, char *err)
     if (!c->dev && !c->server)
         return base_errf(err, BASE_EINVAL,
                          "client agents are not supported yet: start with -server or -dev");
-    if (c->server && c->bootstrap_expect == 0)
+    /* A new server with neither -bootstrap-expect nor a join address forms a cluster of its
+     * own (a convenience Consul does not have); with join addresses and no -bootstrap-expect it
+     * joins the running cluster through them. A server with data ignores both. */
+    if (c->server && c->bootstrap_expect == 0 && c->retry_join.n == 0)
         c->bootstrap_expect = 1;
-    if (c->bootstrap_expect > 1)
+    if (c->bootstrap_expect > 1 && c->retry_join.n == 0)
         return base_errf(err, BASE_EINVAL,
-                         "-bootstrap-expect %u: multi-server clusters are not supported yet",
+                         "-bootstrap-expect %u needs -retry-join addresses of the other servers",
                          c->bootstrap_expect);
-    return 0;
+    return validate_recursion(c, err);
 }
 
 int adm_config_load(int argc, char **argv, struct adm_config *c, char *err)

@@ -37,7 +37,8 @@ struct adm_config {
     char *http_addr; /* addresses.http, defaults to client_addr */
     int http_port, dns_port, server_port, serf_lan_port;
     struct adm_strv retry_join;
-    struct adm_strv recursors;
+    struct adm_strv recursors;       /* -recursor and "recursors", merged (as Consul) */
+    struct adm_strv allow_recursion; /* -allow-recursion: replaces dns_config.allow_recursion */
     char *domain;
     char *alt_domain;
     enum base_log_level log_level;
@@ -47,6 +48,7 @@ struct adm_config {
     uint64_t http_max_conns;
     uint64_t http_header_timeout_ms, http_idle_timeout_ms;
     unsigned raft_snapshot_threshold, raft_snapshot_trailing;
+    unsigned raft_multiplier; /* performance.raft_multiplier, 0: consensus default */
     /* DNS: addresses.dns (defaults to client_addr), -dns-workers, dns_config */
     char *dns_addr;
     unsigned dns_workers; /* 0: the number of cores */
@@ -60,7 +62,19 @@ struct adm_config {
         bool enable_truncate;
         unsigned udp_answer_limit, a_record_limit;
         uint32_t soa_refresh, soa_retry, soa_expire, soa_min_ttl;
-        uint64_t recursor_timeout_ms; /* accepted, unused until recursion */
+        uint64_t recursor_timeout_ms; /* upstreams silent this long: SERVFAIL (default 2s) */
+        /* recursion (Herald's keys beside Consul's recursors and recursor_timeout) */
+        enum rsv_recursion_mode recursion; /* "forward" (default) or "iterative" */
+        char *root_hints;                  /* iterative mode; NULL: libunbound's built-in */
+        bool dnssec_validation;
+        char *trust_anchor;              /* NULL with dnssec_validation: Debian's root.key */
+        uint64_t cache_size;             /* libunbound's caches over all workers, bytes */
+        unsigned recursor_max_queries;   /* outstanding per worker; default 1000 */
+        struct adm_strv allow_recursion; /* CIDRs from config files */
+        /* The effective allow list (flags, else files, else NULL: the resolver's default),
+         * parsed by validation. */
+        struct rsv_cidr *allow;
+        size_t n_allow;
     } dns;
 };
 

@@ -1,6 +1,8 @@
 /* resolver internals: the answer cache (cache.c), the per-worker query engine (query.c), the
- * workers and their UDP side (worker.c), TCP connections (tcp.c) and the shared start/stop
- * state (resolver.c). Never included from outside resolver/ (the unit tests excepted). */
+ * workers and their UDP side (worker.c), TCP connections (tcp.c), recursion through libunbound
+ * (recurse.c, with the relay of its answers in relay.c and the ACL in acl.c) and the shared
+ * start/stop state (resolver.c). Never included from outside resolver/ (the unit tests
+ * excepted). */
 #ifndef HERALD_RESOLVER_INTERNAL_H
 #define HERALD_RESOLVER_INTERNAL_H
 
@@ -74,12 +76,62 @@ bool rsv__cache_insert(struct rsv__cache *c, const struct rsv__key *k, uint64_t 
 struct rsv__stats {
     _Atomic uint64_t udp_queries, tcp_queries, cache_hits, cache_misses, dropped, formerr, notimp,
         badvers, refused, servfail, udp_send_queued, udp_send_dropped, tcp_accepted, tcp_rejected,
-        tcp_idle_closed, tcp_paused;
+        tcp_idle_closed, tcp_paused, recursed, recursion_refused, recursion_timeouts,
+        recursion_overload, recursion_cache_hits;
 };
 #define RSV__COUNT(st, field)                                                                      \
     atomic_store_explicit(&(st)->field,                                                            \
                           atomic_load_explicit(&(st)->field, memory_order_relaxed) + 1,            \
                           memory_order_relaxed)
+
+/* ---- recursion ------------------------------------------------------------------------- */
+/* The recursion config as the resolver keeps it (a deep copy of struct rsv_recursion). */
+struct rsv__rcfg {
+    bool enabled; /* forwarders given, or iterative mode */
+    enum rsv_recursion_mode mode;
+    char **forwarders; /* "ADDR@PORT" */
+    size_t n_forwarders;
+    char *root_hints, *trust_anchor;
+    bool dnssec;
+    uint64_t cache_bytes; /* per worker */
+    unsigned timeout_ms, max_queries;
+    struct rsv_cidr *allow;
+    size_t n_allow;
+};
+
+/* Builds the client's response from libunbound's answer packet (relay.c): the client's ID and
+ * question, QR RA set, RD and CD copied, AD when ad, the packet's rcode and records (DNSSEC
+ * records only for DO clients), our OPT when the query had one, truncated for limit. Returns
+ * the length, or 0 when the packet does not answer q (the caller answers SERVFAIL). Pure. */
+size_t rsv__relay(const struct zone_dns_query *q, size_t limit, bool ad, const uint8_t *up,
+                  size_t len, uint8_t *out, size_t cap);
+
+/* The smallest TTL of a message's RRs (the OPT's field excepted; a TTL with the top bit set
+ * counts as 0), UINT32_MAX when it has none, 0 when it does not parse. Pure. */
+uint32_t rsv__relay_min_ttl(const uint8_t *p, size_t len);
+/* Lowers every TTL of a message (the OPT's excepted) by seconds, down to 0. Pure. */
+void rsv__relay_age(uint8_t *p, size_t len, uint32_t seconds);
+
+struct rsv__conn;
+struct rsv__worker;
+struct rsv__recursor;
+
+/* Creates the worker's libunbound context (options, forwarders or root hints, trust anchor,
+ * its background thread started by a first query for "localhost.") and its poll and timer
+ * handles on the worker's loop. Main thread, at setup, before the worker runs. */
+int rsv__recursor_new(struct rsv__worker *w, const struct rsv__rcfg *cfg,
+                      struct rsv__recursor **out, char *errmsg) BASE_MUSTCHECK;
+/* Drops every outstanding query (no answer is sent) and closes the handles. Worker thread. */
+void rsv__recursor_close(struct rsv__recursor *r);
+/* Deletes the libunbound context (joining its thread) and frees r. After the loop closed. */
+void rsv__recursor_free(struct rsv__recursor *r);
+/* Starts resolving q for a client (conn for TCP, else the UDP peer). Returns 0 when the answer
+ * will be sent later (by the worker, from ub_process), or the length of an answer to send
+ * now (SERVFAIL: too many queries outstanding, or libunbound refused the query). */
+size_t rsv__recurse(struct rsv__recursor *r, const struct zone_dns_query *q, size_t limit,
+                    struct rsv__conn *conn, const struct sockaddr *peer, uint8_t *out, size_t cap);
+/* A TCP connection is closing: its outstanding queries will not be answered. */
+void rsv__recursor_forget_conn(struct rsv__recursor *r, struct rsv__conn *c);
 
 /* ---- query engine (query.c) ------------------------------------------------------------ */
 struct rsv__engine {
@@ -93,6 +145,8 @@ struct rsv__engine {
     uint64_t rng;
     uint64_t last_warn_ms;
     struct rsv__stats *stats;
+    const struct rsv__rcfg *rcfg; /* recursion config (rcfg->enabled false: none) */
+    struct rsv__recursor *rec;    /* the worker's recursor, NULL without recursion */
 };
 
 void rsv__engine_init(struct rsv__engine *e, struct zone_store *store,
@@ -101,10 +155,12 @@ void rsv__engine_init(struct rsv__engine *e, struct zone_store *store,
 void rsv__engine_close(struct rsv__engine *e);
 
 /* Answers one message. Writes the response into out and returns its length, or 0 when no
- * answer is to be sent. tcp selects the size limit (65535, else 512 or the EDNS size).
- * peer is for debug logs only (may be NULL). */
+ * answer is to be sent now (none at all, or a recursive one later). tcp selects the size limit
+ * (65535, else 512 or the EDNS size); conn is the TCP connection (NULL for UDP). peer is the
+ * client's address: recursion ACL, where a later UDP answer goes, debug logs (NULL: not
+ * allowed to recurse). */
 size_t rsv__answer(struct rsv__engine *e, const uint8_t *pkt, size_t len, bool tcp,
-                   const struct sockaddr *peer, uint8_t *out, size_t cap);
+                   struct rsv__conn *conn, const struct sockaddr *peer, uint8_t *out, size_t cap);
 
 /* ---- workers (worker.c) and TCP (tcp.c) ------------------------------------------------ */
 #define RSV__MSG_MAX   65535
@@ -121,7 +177,8 @@ struct rsv__worker {
     uv_async_t stop;
     uv_udp_t udp;
     uv_tcp_t listener;
-    uint8_t *rbuf; /* recvmmsg buffer */
+    struct rsv__recursor *rec; /* NULL without recursion */
+    uint8_t *rbuf;             /* recvmmsg buffer */
     size_t rbuf_len;
     uint8_t *out; /* 2 + RSV__MSG_MAX: a TCP length then the response */
     struct rsv__engine eng;
@@ -150,6 +207,14 @@ void rsv__worker_free(struct rsv__worker *w);
 void rsv__tcp_on_connection(uv_stream_t *listener, int status);
 void rsv__tcp_close_all(struct rsv__worker *w);
 
+/* Sends a response to a UDP client (try_send, else a bounded queue). Worker thread. */
+void rsv__udp_reply(struct rsv__worker *w, const struct sockaddr *addr, const uint8_t *p, size_t n);
+/* A recursive query of c started / ended: c stays open (even after its client's EOF) until
+ * its outstanding queries are answered. rsv__tcp_recursion_done sends the answer (len bytes
+ * at w->out + 2, framed in place; len 0: none) and restarts the idle timer. */
+void rsv__tcp_recursion_begin(struct rsv__conn *c);
+void rsv__tcp_recursion_done(struct rsv__conn *c, size_t len);
+
 /* ---- the shared state (resolver.c) ---------------------------------------------------- */
 struct rsv__client; /* per-source-address TCP connection count */
 
@@ -160,6 +225,7 @@ struct rsv {
     int port;
     struct zone_store *store;
     struct zone_dns_config zone; /* deep copy */
+    struct rsv__rcfg rcfg;       /* deep copy */
     _Atomic uint64_t catalog_index;
     unsigned n_workers;
     struct rsv__worker **workers;

@@ -1,7 +1,10 @@
 /* One query, from the bytes received to the bytes to send, for both transports: parse, pick the
- * size limit, refuse what is not ours, answer from the cache or build the answer from the
- * catalog (and cache it). Runs on a worker thread with that worker's engine; allocates only
- * when a new answer is cached. */
+ * size limit, answer from the cache or build the answer from the catalog (and cache it), and
+ * hand names that are not ours to recursion (recurse.c) when the client may recurse, else
+ * refuse them. RA is set on every answer to a client that may recurse (zone answers and
+ * errors included) and on no other: cached answers get it patched in. Runs on a worker thread
+ * with that worker's engine; allocates only when a new answer is cached (and, for recursion,
+ * per recursive query). */
 #include "internal.h"
 
 #include <arpa/inet.h>
@@ -92,7 +95,7 @@ static void log_query(const struct zone_dns_query *q, bool tcp, const struct soc
 
 /* ---- answering ------------------------------------------------------------------------- */
 
-static size_t error_answer(struct rsv__engine *e, unsigned rcode, uint8_t *out, size_t cap)
+static size_t error_answer(struct rsv__engine *e, unsigned rcode, bool ra, uint8_t *out, size_t cap)
 {
     switch (rcode) {
     case 1:
@@ -111,11 +114,33 @@ static size_t error_answer(struct rsv__engine *e, unsigned rcode, uint8_t *out, 
         RSV__COUNT(e->stats, badvers);
         break;
     }
-    return zone_dns_error(&e->q, rcode, false, out, cap);
+    return zone_dns_error(&e->q, rcode, ra, out, cap);
+}
+
+/* An outside name (or a reverse name the catalog does not know): recursion for a client that
+ * may recurse, else REFUSED without RA (as Consul without recursors). */
+static size_t outside(struct rsv__engine *e, bool ra, size_t limit, bool tcp,
+                      struct rsv__conn *conn, const struct sockaddr *peer, uint8_t *out, size_t cap)
+{
+    struct zone_dns_query *q = &e->q;
+    size_t n;
+
+    if (!ra || q->qtype == 252 /* AXFR */ || q->qtype == 251 /* IXFR */) {
+        if (e->rcfg && e->rcfg->enabled && !ra)
+            RSV__COUNT(e->stats, recursion_refused);
+        n = error_answer(e, 5, ra, out, cap);
+        if (base_log_get_level() >= BASE_LOG_DEBUG)
+            log_query(q, tcp, peer, out, n, "refused");
+        return n;
+    }
+    n = rsv__recurse(e->rec, q, limit, conn, peer, out, cap);
+    if (base_log_get_level() >= BASE_LOG_DEBUG && n)
+        log_query(q, tcp, peer, out, n, "recursion, answered at once");
+    return n;
 }
 
 size_t rsv__answer(struct rsv__engine *e, const uint8_t *pkt, size_t len, bool tcp,
-                   const struct sockaddr *peer, uint8_t *out, size_t cap)
+                   struct rsv__conn *conn, const struct sockaddr *peer, uint8_t *out, size_t cap)
 {
     struct zone_dns_query *q = &e->q;
     struct rsv__key key;
@@ -123,6 +148,9 @@ size_t rsv__answer(struct rsv__engine *e, const uint8_t *pkt, size_t len, bool t
     size_t limit, n = 0;
     uint64_t index;
     int rc;
+    /* Recursion available to this client: configured, and its address is allowed. */
+    bool ra = e->rec && e->rcfg && e->rcfg->enabled &&
+              rsv_cidr_match(e->rcfg->allow, e->rcfg->n_allow, peer);
 
     if (tcp)
         RSV__COUNT(e->stats, tcp_queries);
@@ -132,11 +160,11 @@ size_t rsv__answer(struct rsv__engine *e, const uint8_t *pkt, size_t len, bool t
     case 0:
         break;
     case ZONE_DNS_FORMERR:
-        return error_answer(e, 1, out, cap);
+        return error_answer(e, 1, ra, out, cap);
     case ZONE_DNS_NOTIMP:
-        return error_answer(e, 4, out, cap);
+        return error_answer(e, 4, ra, out, cap);
     case ZONE_DNS_BADVERS:
-        return error_answer(e, 16, out, cap);
+        return error_answer(e, 16, ra, out, cap);
     default:
         RSV__COUNT(e->stats, dropped);
         return 0;
@@ -153,10 +181,12 @@ size_t rsv__answer(struct rsv__engine *e, const uint8_t *pkt, size_t len, bool t
     if (limit > cap)
         limit = cap;
 
-    /* Not ours (recursion comes later), and zone transfers, which we do not offer: REFUSED,
-     * never cached (a later recursion answer depends on the client). */
-    if (!zone_dns_in_zone(e->zone, q) || q->qtype == 252 /* AXFR */ || q->qtype == 251 /* IXFR */) {
-        n = error_answer(e, 5, out, cap);
+    /* Not ours: recursion or REFUSED, never cached here (the answer depends on the client). */
+    if (!zone_dns_in_zone(e->zone, q))
+        return outside(e, ra, limit, tcp, conn, peer, out, cap);
+    /* Zone transfers, which we do not offer. */
+    if (q->qtype == 252 /* AXFR */ || q->qtype == 251 /* IXFR */) {
+        n = error_answer(e, 5, ra, out, cap);
         if (base_log_get_level() >= BASE_LOG_DEBUG)
             log_query(q, tcp, peer, out, n, "refused");
         return n;
@@ -166,6 +196,8 @@ size_t rsv__answer(struct rsv__engine *e, const uint8_t *pkt, size_t len, bool t
     rsv__key_make(&key, q, limit);
     n = rsv__cache_lookup(&e->cache, &key, index, q, &e->rng, out, cap);
     if (n) {
+        /* RA depends on the client, not on the entry (RFC 1035 §4.1.1) */
+        out[3] = (uint8_t)((out[3] & 0x7fu) | (ra ? 0x80u : 0u));
         RSV__COUNT(e->stats, cache_hits);
         if (base_log_get_level() >= BASE_LOG_DEBUG)
             log_query(q, tcp, peer, out, n, "cached");
@@ -178,25 +210,20 @@ size_t rsv__answer(struct rsv__engine *e, const uint8_t *pkt, size_t len, bool t
     e->layout.n = 0;
     rc = zone_read_begin(e->store, &rd);
     if (rc == 0) {
-        rc = zone_dns_answer(rd, e->zone, q, limit, false, &e->rng, &e->arena, out, cap, &n,
+        rc = zone_dns_answer(rd, e->zone, q, limit, ra, &e->rng, &e->arena, out, cap, &n,
                              &e->layout);
         zone_read_end(rd);
     }
     base_arena_reset(&e->arena);
-    if (rc == BASE_ENOTFOUND) {
-        /* A reverse name the catalog does not know: not ours to answer. */
-        n = error_answer(e, 5, out, cap);
-        if (base_log_get_level() >= BASE_LOG_DEBUG)
-            log_query(q, tcp, peer, out, n, "refused");
-        return n;
-    }
+    if (rc == BASE_ENOTFOUND) /* a reverse name the catalog does not know: not ours */
+        return outside(e, ra, limit, tcp, conn, peer, out, cap);
     if (rc || n < 12 || n > cap) {
         uint64_t now = base_now_ms();
         if (now - e->last_warn_ms >= 10000) { /* rate-limited: one line per 10 s per worker */
             e->last_warn_ms = now;
             LOG_WARN("dns", "answer failed, SERVFAIL: %s", base_strerror(rc ? rc : BASE_EINVAL));
         }
-        return error_answer(e, 2, out, cap);
+        return error_answer(e, 2, ra, out, cap);
     }
     rsv__cache_insert(&e->cache, &key, index, out, n, &e->layout);
     if (base_log_get_level() >= BASE_LOG_DEBUG)

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #define DEF_IDLE_MS        10000
+#define DEF_REC_CACHE      (32ull << 20)
 #define DEF_MAX_CONNS      1024
 #define DEF_MAX_PER_CLIENT 32
 #define MAX_WORKERS        256
@@ -133,6 +134,66 @@ static void zone_free(struct zone_dns_config *z)
     memset(z, 0, sizeof *z);
 }
 
+/* ---- the recursion config copy -------------------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s && *s ? base_strdup(s) : NULL;
+}
+
+static int rcfg_copy(struct rsv__rcfg *dst, const struct rsv_recursion *src, unsigned workers,
+                     char *errmsg)
+{
+    const struct rsv_cidr *allow;
+    size_t n_allow;
+
+    memset(dst, 0, sizeof *dst);
+    if (!src)
+        return 0;
+    dst->mode = src->mode;
+    dst->enabled = src->mode == RSV_RECURSION_ITERATIVE || src->n_forwarders > 0;
+    if (src->mode == RSV_RECURSION_FORWARD && src->n_forwarders) {
+        dst->forwarders = base_calloc(src->n_forwarders, sizeof *dst->forwarders);
+        for (size_t i = 0; i < src->n_forwarders; i++) {
+            char buf[80];
+            if (rsv_recursor_parse(src->forwarders[i], buf, sizeof buf))
+                return base_errf(errmsg, BASE_EINVAL,
+                                 "dns recursion: recursor \"%s\" is not "
+                                 "ADDR[:PORT]",
+                                 src->forwarders[i]);
+            dst->forwarders[i] = base_strdup(buf);
+            dst->n_forwarders++;
+        }
+    }
+    dst->root_hints = dup_or_null(src->root_hints);
+    dst->trust_anchor = dup_or_null(src->trust_anchor);
+    dst->dnssec = src->dnssec;
+    dst->cache_bytes = (src->cache_bytes ? src->cache_bytes : DEF_REC_CACHE) / workers;
+    dst->timeout_ms = src->timeout_ms;
+    dst->max_queries = src->max_queries;
+    allow = src->allow;
+    n_allow = src->n_allow;
+    if (!allow)
+        allow = rsv_cidr_defaults(&n_allow);
+    if (n_allow) {
+        dst->allow = base_calloc(n_allow, sizeof *dst->allow);
+        memcpy(dst->allow, allow, n_allow * sizeof *allow);
+        dst->n_allow = n_allow;
+    }
+    return 0;
+}
+
+static void rcfg_free(struct rsv__rcfg *c)
+{
+    for (size_t i = 0; i < c->n_forwarders; i++)
+        base_free(c->forwarders[i]);
+    base_free(c->forwarders);
+    base_free(c->root_hints);
+    base_free(c->trust_anchor);
+    base_free(c->allow);
+    memset(c, 0, sizeof *c);
+}
+
 /* ---- start and stop ------------------------------------------------------------------- */
 
 static void rsv_free(struct rsv *r)
@@ -147,6 +208,7 @@ static void rsv_free(struct rsv *r)
     base_free(r->clients);
     pthread_mutex_destroy(&r->clients_mu);
     zone_free(&r->zone);
+    rcfg_free(&r->rcfg);
     base_free(r);
 }
 
@@ -229,6 +291,8 @@ int rsv_start(uv_loop_t *main, const struct rsv_config *cfg, struct rsv **out, c
     r->n_workers = n;
     r->workers = base_calloc(n, sizeof *r->workers);
 
+    if ((rc = rcfg_copy(&r->rcfg, cfg->recursion, n, errmsg)))
+        goto fail;
     if ((rc = probe(r, &ss, errmsg)))
         goto fail;
     for (unsigned i = 0; i < n; i++) {
@@ -238,6 +302,7 @@ int rsv_start(uv_loop_t *main, const struct rsv_config *cfg, struct rsv **out, c
         r->workers[i] = w;
         rsv__engine_init(&w->eng, r->store, &r->zone, &r->catalog_index, &w->stats,
                          cfg->cache_entries, cfg->cache_max_bytes);
+        w->eng.rcfg = &r->rcfg;
         if ((rc = rsv__worker_setup(w, (struct sockaddr *)&ss, errmsg)))
             goto fail;
     }
@@ -248,6 +313,19 @@ int rsv_start(uv_loop_t *main, const struct rsv_config *cfg, struct rsv **out, c
     r->done_timer.data = r;
     LOG_INFO("dns", "listening on %s%s%s:%d (udp, tcp) workers=%u", strchr(r->host, ':') ? "[" : "",
              r->host, strchr(r->host, ':') ? "]" : "", r->port, n);
+    if (r->rcfg.enabled) {
+        char fw[512] = "";
+        size_t at = 0;
+        for (size_t i = 0; i < r->rcfg.n_forwarders && at + 2 < sizeof fw; i++)
+            at += (size_t)snprintf(fw + at, sizeof fw - at, "%s%s", i ? "," : "",
+                                   r->rcfg.forwarders[i]);
+        LOG_INFO("dns", "recursion %s%s%s dnssec=%s allow=%zu networks timeout=%ums",
+                 r->rcfg.mode == RSV_RECURSION_ITERATIVE ? "iterative" : "forward to ", fw,
+                 r->rcfg.mode == RSV_RECURSION_ITERATIVE && r->rcfg.root_hints ? r->rcfg.root_hints
+                                                                               : "",
+                 r->rcfg.dnssec ? "validate" : "off", r->rcfg.n_allow,
+                 r->rcfg.timeout_ms ? r->rcfg.timeout_ms : 2000);
+    }
     *out = r;
     return 0;
 fail:
@@ -294,6 +372,11 @@ void rsv_stats_get(const struct rsv *r, struct rsv_stats *o)
         ADD(tcp_rejected);
         ADD(tcp_idle_closed);
         ADD(tcp_paused);
+        ADD(recursed);
+        ADD(recursion_refused);
+        ADD(recursion_timeouts);
+        ADD(recursion_overload);
+        ADD(recursion_cache_hits);
 #undef ADD
     }
 }

@@ -2,7 +2,8 @@
  * libuv loop, its own SO_REUSEPORT UDP socket and TCP listening socket (the kernel spreads
  * datagrams and accepts over them), its own answer cache and its own read-only LMDB
  * transactions. Answers for the zone come from zone_dns_answer (zone/); names outside the zone
- * are REFUSED (recursion through libunbound comes later).
+ * (and reverse names the catalog does not know) are resolved through libunbound when recursion
+ * is configured and the client is allowed to recurse, else REFUSED (see recurse.c).
  *
  * Threads: rsv_start, rsv_stop and rsv_port run on the main loop thread. rsv_catalog_changed
  * and rsv_stats_get may run on any thread. The workers never touch main-loop state: they read
@@ -27,9 +28,55 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 struct rsv;
+
+/* ---- recursion ------------------------------------------------------------------------ */
+
+/* An IPv4 or IPv6 network. IPv4 addresses are kept as themselves (family AF_INET, 4 bytes);
+ * a client's v4-mapped IPv6 address (::ffff:a.b.c.d) matches IPv4 networks. */
+struct rsv_cidr {
+    uint8_t family; /* AF_INET or AF_INET6 */
+    uint8_t prefix; /* 0..32 or 0..128 */
+    uint8_t addr[16];
+};
+
+/* Parses "10.0.0.0/8", "fd00::/8", or a bare address (a /32 or /128). Host bits must be zero
+ * ("10.1.0.0/8" is refused, as it is almost always a typo). 0 or BASE_EINVAL. */
+int rsv_cidr_parse(const char *s, struct rsv_cidr *out) BASE_MUSTCHECK;
+
+/* The default -allow-recursion list: loopback (127.0.0.0/8, ::1), RFC 1918, IPv4 link-local
+ * (169.254.0.0/16), IPv6 ULA (fc00::/7) and link-local (fe80::/10). *n gets the count; the
+ * array is static. */
+const struct rsv_cidr *rsv_cidr_defaults(size_t *n);
+
+/* Whether addr (an AF_INET or AF_INET6 sockaddr) is in one of the n networks. */
+bool rsv_cidr_match(const struct rsv_cidr *nets, size_t n, const struct sockaddr *addr);
+
+/* Parses a recursor "ADDR", "ADDR:PORT", "[V6]" or "[V6]:PORT" (port default 53; a bare IPv6
+ * literal takes no port) into libunbound's "ADDR@PORT" form in out. 0 or BASE_EINVAL. */
+int rsv_recursor_parse(const char *s, char *out, size_t cap) BASE_MUSTCHECK;
+
+enum rsv_recursion_mode {
+    RSV_RECURSION_FORWARD = 0, /* to the forwarders (Consul's recursors) */
+    RSV_RECURSION_ITERATIVE,   /* from the root servers of root_hints (no forwarders) */
+};
+
+struct rsv_recursion {
+    enum rsv_recursion_mode mode;
+    const char *const *forwarders; /* "ADDR[:PORT]" (rsv_recursor_parse), forward mode */
+    size_t n_forwarders;
+    const char *root_hints;       /* iterative mode: a root hints file; NULL: libunbound's own */
+    bool dnssec;                  /* validate: AD on secure answers, SERVFAIL on bogus ones */
+    const char *trust_anchor;     /* with dnssec: a file of DS or DNSKEY records (required) */
+    uint64_t cache_bytes;         /* libunbound's caches, over all workers; 0: 32 MiB */
+    unsigned timeout_ms;          /* upstreams silent this long: SERVFAIL; 0: 2000 */
+    unsigned max_queries;         /* outstanding recursive queries per worker; 0: 1000 */
+    const struct rsv_cidr *allow; /* who may recurse; NULL: rsv_cidr_defaults */
+    size_t n_allow;
+};
 
 struct rsv_config {
     const char *host;         /* listen address: an IPv4 or IPv6 literal */
@@ -43,6 +90,9 @@ struct rsv_config {
     unsigned tcp_max_conns_per_client;  /* 0: 32 per source address */
     unsigned cache_entries;             /* per worker; 0: 8192 (rounded up to a power of two) */
     size_t cache_max_bytes;             /* per worker; 0: 32 MiB of cached responses */
+    /* NULL, or forward mode without forwarders: no recursion (other names are REFUSED and RA
+     * is never set). Copied. */
+    const struct rsv_recursion *recursion;
 };
 
 /* Binds the UDP and TCP sockets of every worker and starts the worker threads. On failure
@@ -68,7 +118,12 @@ struct rsv_stats {
     uint64_t formerr, notimp, badvers, refused, servfail; /* error answers sent */
     uint64_t udp_send_queued, udp_send_dropped;           /* try_send said EAGAIN / send failed */
     uint64_t tcp_accepted, tcp_rejected, tcp_idle_closed;
-    uint64_t tcp_paused; /* times a connection stopped answering until its client read */
+    uint64_t tcp_paused;           /* times a connection stopped answering until its client read */
+    uint64_t recursed;             /* queries handed to libunbound */
+    uint64_t recursion_refused;    /* outside names from clients not allowed to recurse */
+    uint64_t recursion_timeouts;   /* no answer within the recursor timeout: SERVFAIL */
+    uint64_t recursion_overload;   /* over max_queries outstanding: SERVFAIL at once */
+    uint64_t recursion_cache_hits; /* answered from the worker's copy of libunbound's answer */
 };
 void rsv_stats_get(const struct rsv *r, struct rsv_stats *out);
 

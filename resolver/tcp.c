@@ -17,7 +17,13 @@
  * or never reads its answers, is closed after it. A zero length closes the connection (there is
  * no such message). Connections count against a total and a per-source-address cap shared by
  * all workers; over either, a new connection is closed at once. At EOF (a half-open
- * connection), the answers already queued are written, then the connection closes. */
+ * connection), the answers already queued are written, then the connection closes.
+ *
+ * Recursive queries (recurse.c) are answered later, when libunbound has the answer, so their
+ * answers may pass answers to later queries (§7 allows it: the client matches them by ID). A
+ * connection with recursive queries outstanding is not closed as idle or at EOF until they
+ * are answered; when it closes for another reason, they are detached and their answers
+ * dropped. */
 #include "internal.h"
 
 #include <string.h>
@@ -36,7 +42,8 @@ struct rsv__conn {
     size_t len, cap;
     size_t pending; /* bytes in queued writes */
     unsigned n_pending;
-    int closed; /* handles whose close callback ran */
+    unsigned n_recursing; /* recursive queries outstanding */
+    int closed;           /* handles whose close callback ran */
     bool admitted, reading, eof, closing;
 };
 
@@ -63,6 +70,9 @@ static void conn_close(struct rsv__conn *c)
     if (c->closing)
         return;
     c->closing = true;
+    if (c->n_recursing && w->rec)
+        rsv__recursor_forget_conn(w->rec, c);
+    c->n_recursing = 0;
     if (c->admitted)
         rsv__conn_release(w->rsv, &c->peer);
     c->admitted = false;
@@ -86,6 +96,10 @@ void rsv__tcp_close_all(struct rsv__worker *w)
 static void on_idle(uv_timer_t *t)
 {
     struct rsv__conn *c = t->data;
+    if (c->n_recursing) { /* waiting for us, not idle: the recursor's timeout bounds it */
+        uv_timer_start(&c->idle, on_idle, c->w->rsv->tcp_idle_ms, 0);
+        return;
+    }
     RSV__COUNT(&c->w->stats, tcp_idle_closed);
     conn_close(c);
 }
@@ -108,7 +122,7 @@ static void on_written(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    if (c->eof && !c->n_pending) {
+    if (c->eof && !c->n_pending && !c->n_recursing) {
         conn_close(c); /* half-open: everything asked for is answered */
         return;
     }
@@ -154,8 +168,8 @@ static void conn_write(struct rsv__conn *c, const uint8_t *p, size_t n)
 static void conn_answer(struct rsv__conn *c, const uint8_t *msg, size_t n)
 {
     struct rsv__worker *w = c->w;
-    size_t len = rsv__answer(&w->eng, msg, n, true, (const struct sockaddr *)&c->peer, w->out + 2,
-                             RSV__MSG_MAX);
+    size_t len = rsv__answer(&w->eng, msg, n, true, c, (const struct sockaddr *)&c->peer,
+                             w->out + 2, RSV__MSG_MAX);
     if (!len)
         return;
     w->out[0] = (uint8_t)(len >> 8);
@@ -236,7 +250,7 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             c->eof = true;
             uv_read_stop(s);
             c->reading = false;
-            if (!c->n_pending)
+            if (!c->n_pending && !c->n_recursing)
                 conn_close(c);
         } else {
             conn_close(c);
@@ -285,4 +299,29 @@ void rsv__tcp_on_connection(uv_stream_t *listener, int status)
         return;
     }
     c->reading = true;
+}
+
+void rsv__tcp_recursion_begin(struct rsv__conn *c)
+{
+    c->n_recursing++;
+}
+
+void rsv__tcp_recursion_done(struct rsv__conn *c, size_t len)
+{
+    struct rsv__worker *w = c->w;
+
+    if (c->n_recursing)
+        c->n_recursing--;
+    if (c->closing)
+        return;
+    if (len) {
+        w->out[0] = (uint8_t)(len >> 8);
+        w->out[1] = (uint8_t)len;
+        conn_write(c, w->out, len + 2);
+        if (c->closing)
+            return;
+        uv_timer_start(&c->idle, on_idle, w->rsv->tcp_idle_ms, 0);
+    }
+    if (c->eof && !c->n_pending && !c->n_recursing)
+        conn_close(c); /* half-open: everything asked for is answered */
 }

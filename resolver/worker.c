@@ -20,7 +20,8 @@
  * handed to libuv on every read, so a burst of queries costs one syscall per batch and no
  * allocation. Each query is answered in place into the worker's response buffer and sent with
  * uv_udp_try_send; only when the socket buffer is full (EAGAIN) is the answer copied into a
- * queued uv_udp_send, up to a bound after which it is dropped and counted. */
+ * queued uv_udp_send, up to a bound after which it is dropped and counted. A recursive answer
+ * goes out the same way, later, from the worker's recursor (recurse.c). */
 #include "internal.h"
 
 #include <errno.h>
@@ -56,8 +57,7 @@ static void udp_sent(uv_udp_send_t *req, int status)
     base_free(s);
 }
 
-static void udp_reply(struct rsv__worker *w, const struct sockaddr *addr, const uint8_t *p,
-                      size_t n)
+void rsv__udp_reply(struct rsv__worker *w, const struct sockaddr *addr, const uint8_t *p, size_t n)
 {
     uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
     int rc = uv_udp_try_send(&w->udp, &b, 1, addr);
@@ -94,10 +94,10 @@ static void udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const stru
         RSV__COUNT(&w->stats, dropped);
         return;
     }
-    n = rsv__answer(&w->eng, (const uint8_t *)buf->base, (size_t)nread, false, addr, w->out,
+    n = rsv__answer(&w->eng, (const uint8_t *)buf->base, (size_t)nread, false, NULL, addr, w->out,
                     RSV__MSG_MAX);
     if (n)
-        udp_reply(w, addr, w->out, n);
+        rsv__udp_reply(w, addr, w->out, n);
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
@@ -113,6 +113,8 @@ static void worker_close_handles(struct rsv__worker *w)
         uv_close((uv_handle_t *)&w->listener, NULL);
     w->udp_ready = w->tcp_ready = false;
     rsv__tcp_close_all(w);
+    if (w->rec)
+        rsv__recursor_close(w->rec);
     if (w->async_ready)
         uv_close((uv_handle_t *)&w->stop, NULL);
     w->async_ready = false;
@@ -174,6 +176,12 @@ int rsv__worker_setup(struct rsv__worker *w, const struct sockaddr *sa, char *er
         return base_errf(errmsg, rc, "dns worker %u: async: %s", w->id, uv_strerror(rc));
     w->stop.data = w;
     w->async_ready = true;
+    if (r->rcfg.enabled) {
+        rc = rsv__recursor_new(w, &r->rcfg, &w->rec, errmsg);
+        w->eng.rec = w->rec;
+        if (rc)
+            return rc;
+    }
 
     if ((fd = rsv__socket_bind(sa, SOCK_DGRAM, true)) < 0)
         return base_errf(errmsg, fd, "dns %s%s%s:%d/udp: %s", lb, r->host, rb, r->port,
@@ -243,6 +251,7 @@ void rsv__worker_free(struct rsv__worker *w)
     if (w->loop_close_rc)
         LOG_ERR("dns", "worker %u: loop did not close cleanly: %s", w->id,
                 uv_strerror(w->loop_close_rc));
+    rsv__recursor_free(w->rec); /* joins libunbound's thread */
     rsv__engine_close(&w->eng);
     base_free(w->rbuf);
     base_free(w->out);

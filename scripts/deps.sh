@@ -5,14 +5,31 @@
 # libraft must be >= 0.17 (DESIGN.md 2.6): bookworm's own 0.15.0 can lose committed data.
 # On bookworm we add a bookworm-backports suite built from this machine's own Debian apt
 # entry (its URIs and Signed-By), so no mirror host is written into the repository.
+#
+# DNS peers for the tests (dnsmasq, BIND, unbound, NSD): the tests start their own instances on
+# loopback addresses, so the Debian services these packages would start must not run. The
+# install runs under a policy-rc.d that forbids starting services (kept when the machine
+# already has one, removed afterwards when we wrote it), and any of those daemons found running
+# from the packages' own pid files afterwards is stopped. dnsmasq comes as dnsmasq-base: the
+# binary without the system service.
 set -euo pipefail
 
+# What building needs (libunbound's pkg-config file requires libevent's and nettle's).
+BUILD_PKGS=(
+  build-essential pkg-config
+  libuv1-dev liblmdb-dev libjansson-dev libldns-dev libunbound-dev libevent-dev nettle-dev
+  node-llhttp
+)
 PKGS=(
-  build-essential pkg-config clang-format clang libclang-rt-14-dev
-  libuv1-dev liblmdb-dev libjansson-dev libldns-dev libunbound-dev libcmocka-dev node-llhttp
+  "${BUILD_PKGS[@]}" clang-format clang libclang-rt-14-dev libcmocka-dev
   python3-pytest python3-requests python3-consul python3-dnspython
   dnsutils knot-dnsutils curl lmdb-utils wrk procps
+  dnsmasq-base bind9 unbound nsd ldnsutils iproute2 dnsperf dns-root-data
 )
+# HERALD_DEPS=build installs only the build's packages (the Dockerfile's build stage).
+if [ "${HERALD_DEPS:-all}" = build ]; then
+  PKGS=("${BUILD_PKGS[@]}")
+fi
 RAFT_MIN=0.17
 
 SUDO=
@@ -75,10 +92,43 @@ fi
 if [ $need_raft -eq 1 ] && [ "$codename" = bookworm ]; then
   add_backports
 fi
+POLICY=/usr/sbin/policy-rc.d
+wrote_policy=0
+cleanup_policy() {
+  if [ $wrote_policy -eq 1 ]; then $SUDO rm -f "$POLICY"; fi
+}
+trap cleanup_policy EXIT
+if [ ! -e "$POLICY" ]; then
+  printf '#!/bin/sh\n# written by herald scripts/deps.sh during apt-get install\nexit 101\n' |
+    $SUDO tee "$POLICY" >/dev/null
+  $SUDO chmod 755 "$POLICY"
+  wrote_policy=1
+fi
+
+# Stops a Debian DNS service that a package started anyway (a machine without policy-rc.d
+# support): through systemd when it runs, else by the pid in the package's own pid file.
+stop_service() {
+  local unit=$1 pidfile=$2 pid
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$unit" 2>/dev/null; then
+    $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  fi
+  if [ -f "$pidfile" ]; then
+    pid=$(cat "$pidfile" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then
+      echo "deps: stopping $unit (pid $pid) started by its package"
+      $SUDO kill "$pid" 2>/dev/null || true
+    fi
+  fi
+}
+
 $SUDO apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  stop_service named /run/named/named.pid
+  stop_service unbound /run/unbound.pid
+  stop_service nsd /run/nsd/nsd.pid
+  stop_service dnsmasq /run/dnsmasq/dnsmasq.pid
 fi
 if [ $need_raft -eq 1 ]; then
   if [ "$codename" = bookworm ]; then

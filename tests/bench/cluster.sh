@@ -337,7 +337,7 @@ log "fill: $line"
 alive
 log "wipe a follower and time its catch-up"
 $PY "$BENCH/cluster_bench.py" catchup --servers "$SERVERS" --run "$TMP" --prefix fill \
-    --entries "$ENTRIES" --timeout 180 >"$TMP/catchup.json" || die "catchup"
+    --entries "$ENTRIES" --timeout 60 >"$TMP/catchup.json" || die "catchup"
 log "$(cat "$TMP/catchup.json")"
 alive
 

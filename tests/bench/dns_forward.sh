@@ -20,6 +20,9 @@
 #   --duration S  seconds per dnsperf run (default 10)
 #   --names N     distinct cached names (default 1000)
 #   --clients C, --outstanding Q   dnsperf -c and -q (default 4 and 100)
+#   --wait-quiet S  first wait up to S seconds (default 300) for 5 quiet seconds (other programs
+#                 under 0.1 core); the run goes ahead after S regardless. Other programs' CPU
+#                 during each measured run is recorded (cores; bold above 0.05)
 #
 # Addresses: NSD 127.0.0.70:5300, Herald 127.0.0.71 (DNS 8600, HTTP 8500, Raft 8300), unbound
 # 127.0.0.72:8600; all must be free. Everything started is stopped by pid on exit; the temp dir
@@ -44,6 +47,7 @@ NAMES=1000
 CLIENTS=4
 OUTST=100
 ALLW=1
+QUIET=300
 ORIG_ARGS=("$@")
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -54,15 +58,16 @@ while [ $# -gt 0 ]; do
     --clients) CLIENTS=$2; shift ;;
     --outstanding) OUTST=$2; shift ;;
     --no-all-workers) ALLW=0 ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    --wait-quiet) QUIET=$2; shift ;;
+    -h | --help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "dns_forward.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
 done
 [[ $REPS =~ ^[1-9][0-9]?$ && $DUR =~ ^[1-9][0-9]{0,2}$ && $NAMES =~ ^[1-9][0-9]{0,5}$ &&
-    $CLIENTS =~ ^[1-9][0-9]{0,2}$ && $OUTST =~ ^[1-9][0-9]{0,4}$ ]] ||
+    $CLIENTS =~ ^[1-9][0-9]{0,2}$ && $OUTST =~ ^[1-9][0-9]{0,4}$ && $QUIET =~ ^[0-9]{1,4}$ ]] ||
     { echo "dns_forward.sh: --reps 1..99, --duration 1..999, --names 1..999999," \
-        "--clients 1..999, --outstanding 1..99999" >&2; exit 2; }
+        "--clients 1..999, --outstanding 1..99999, --wait-quiet 0..9999" >&2; exit 2; }
 
 log() { printf '[dns_forward.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -192,15 +197,20 @@ cpu_ticks() { # all threads of a process: utime + stime
     awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
-# dnsperf against addr; prints "qps lost cpu_us_per_query"
+# dnsperf against addr; prints "qps lost cpu_us_per_query other_cores"
 measure() { # addr server-pid cpus-for-dnsperf
-    local addr=$1 pid=$2 cpus=$3 out t0 t1
+    local addr=$1 pid=$2 cpus=$3 out t0 t1 other
+    $PY "$BENCH/cpu.py" snap "$TMP/snap0"
     t0=$(cpu_ticks "$pid")
     out=$(taskset -c "$cpus" dnsperf -s "$addr" -p $DPORT -d "$TMP/queries" -l "$DUR" \
         -c "$CLIENTS" -q "$OUTST" 2>&1) || die "dnsperf: $out"
     t1=$(cpu_ticks "$pid")
+    $PY "$BENCH/cpu.py" snap "$TMP/snap1"
+    # other programs: user CPU of everything but the server and the upstream (dnsperf started
+    # and ended between the snapshots, so it is not seen)
+    other=$($PY "$BENCH/cpu.py" other "$TMP/snap0" "$TMP/snap1" "$pid" "$NSD_PID" | cut -d' ' -f1)
     printf '%s\n' "$out" >"$TMP/dnsperf.out"
-    $PY - "$t0" "$t1" "$TMP/dnsperf.out" <<'EOF'
+    $PY - "$t0" "$t1" "$TMP/dnsperf.out" "$other" "$DUR" <<'EOF'
 import os, re, sys
 text = open(sys.argv[3]).read()
 qps = float(re.search(r"Queries per second:\s+([\d.]+)", text).group(1))
@@ -208,8 +218,24 @@ done = int(re.search(r"Queries completed:\s+(\d+)", text).group(1))
 lost = int(re.search(r"Queries lost:\s+(\d+)", text).group(1))
 ticks = int(sys.argv[2]) - int(sys.argv[1])
 us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(done, 1)
-print("%.0f %d %.2f" % (qps, lost, us))
+print("%.0f %d %.2f %.2f" % (qps, lost, us, float(sys.argv[4]) / float(sys.argv[5])))
 EOF
+}
+
+wait_quiet() { # up to QUIET seconds for 5 s in which other programs use under 0.1 core
+    local until=$((SECONDS + QUIET)) o
+    while :; do
+        $PY "$BENCH/cpu.py" snap "$TMP/q0"
+        sleep 5
+        $PY "$BENCH/cpu.py" snap "$TMP/q1"
+        o=$($PY "$BENCH/cpu.py" other "$TMP/q0" "$TMP/q1" "$NSD_PID" | cut -d' ' -f1)
+        if $PY -c "import sys; sys.exit(0 if float('$o') < 0.5 else 1)"; then return 0; fi
+        if [ $SECONDS -ge $until ]; then
+            log "machine not quiet after ${QUIET}s (other programs: ${o}s of CPU in 5s): measuring anyway"
+            return 0
+        fi
+        log "waiting for a quiet machine (other programs: ${o}s of CPU in 5s)"
+    done
 }
 
 warm() { # addr: every name answered from the cache of every worker (several passes, sockets)
@@ -255,6 +281,7 @@ run_config() { # label workers server-cpus dnsperf-cpus
 }
 
 NCPU=$(nproc)
+if [ "$QUIET" -gt 0 ]; then wait_quiet; fi
 log "one worker: servers on CPU 0, dnsperf on CPU 1 ($REPS reps, ${DUR}s each)"
 run_config "1w" 1 0 "$((NCPU > 1 ? 1 : 0))"
 if [ $ALLW = 1 ]; then
@@ -266,19 +293,19 @@ kill "$NSD_PID" 2>/dev/null || true
 # --- report ---------------------------------------------------------------------------------------
 REPORT="$TMP/report.md"
 V_LIBUNBOUND=$(dpkg-query -W -f='${Version}' libunbound8 2>/dev/null || echo "?")
-V_UNBOUND=$(unbound -V 2>/dev/null | head -1 | sed 's/^Version //')
-V_NSD=$(nsd -v 2>&1 | head -1 | sed 's/^NSD version //')
+V_UNBOUND=$(unbound -V 2>/dev/null | sed -n '1s/^Version //p' || true)
+V_NSD=$(nsd -v 2>&1 | sed -n '1s/^NSD version //p' || true)
 V_DNSPERF=$(dnsperf -h 2>&1 | grep -m1 -io 'version [0-9.]*' | cut -d' ' -f2 || true)
-V_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+V_CPU=$(sed -n '/model name/{s/.*: //p;q}' /proc/cpuinfo)
 NOW=$(date -u '+%Y-%m-%d %H:%M UTC')
 $PY - "$RESULTS" "$REPORT" <<EOF
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 by = {}
-for label, server, qps, lost, us in rows:
-    by.setdefault((label, server), []).append((float(qps), int(lost), float(us)))
+for label, server, qps, lost, us, other in rows:
+    by.setdefault((label, server), []).append((float(qps), int(lost), float(us), float(other)))
 labels = []
-for label, _, *_ in rows:
+for label, *_ in rows:
     if label not in labels:
         labels.append(label)
 out = []
@@ -289,11 +316,11 @@ out.append("- machine: $NCPU cores, $V_CPU; Linux $(uname -r)")
 out.append("- herald: commit $COMMIT, release build (\`make\`, -O2), \`herald agent -dev -log-level warn -dns-workers W -recursor $UADDR:$UPORT\` (libunbound $V_LIBUNBOUND, forwarding, one context and thread per worker)")
 out.append("- unbound: $V_UNBOUND, \`forward-zone: \".\"\` to the same upstream, num-threads W, module-config iterator, msg/rrset caches 11m/21m")
 out.append("- upstream: NSD $V_NSD on $UADDR:$UPORT serving $NAMES A records (bench.example.); every name cached in both before measuring")
-out.append("- load: dnsperf $V_DNSPERF -c $CLIENTS -q $OUTST -l $DUR over the $NAMES names; runs interleaved, $REPS repetitions: median (min–max); CPU = server CPU time (all threads) per answered query")
+out.append("- load: dnsperf $V_DNSPERF -c $CLIENTS -q $OUTST -l $DUR over the $NAMES names; runs interleaved, $REPS repetitions: median (min–max); lost: summed; server CPU: utime+stime of all its threads (Herald's workers and their libunbound threads) per completed query, median; other: CPU of every other program during the run, in cores, worst repetition (**bold** above 0.05: something else competed)")
 out.append("- command: \`tests/bench/dns_forward.sh ${ORIG_ARGS[*]}\`")
 out.append("")
-out.append("| test | server | QPS | lost | server CPU µs/query |")
-out.append("|---|---|---:|---:|---:|")
+out.append("| test | server | QPS | lost | server CPU µs/query | other (cores) |")
+out.append("|---|---|---:|---:|---:|---:|")
 ratios = []
 for label in labels:
     med = {}
@@ -304,8 +331,10 @@ for label in labels:
         q = [x[0] for x in v]
         med[server] = statistics.median(q)
         desc = "one worker (pinned to CPU 0, dnsperf on CPU 1)" if label == "1w" else "%s workers / threads, unpinned" % label[:-1]
-        out.append("| %s | %s | %.0f (%.0f–%.0f) | %d | %.1f |" % (desc, server, med[server], min(q), max(q),
-                   max(x[1] for x in v), statistics.median(x[2] for x in v)))
+        worst = max(x[3] for x in v)
+        out.append("| %s | %s | %.0f (%.0f–%.0f) | %d | %.2f | %s |" % (desc, server, med[server], min(q), max(q),
+                   sum(x[1] for x in v), statistics.median(x[2] for x in v),
+                   ("**%.2f**" if worst > 0.05 else "%.2f") % worst))
     if len(med) == 2:
         ratios.append((label, med["herald"] / med["unbound"]))
 out.append("")

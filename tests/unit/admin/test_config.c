@@ -167,7 +167,7 @@ static void test_defaults_dev(void **state)
     assert_int_equal(f->cfg.services.n, 0);
     assert_int_equal(f->cfg.log_level, BASE_LOG_INFO);
     assert_false(f->cfg.log_json);
-    assert_true(f->cfg.http_max_conns == 4096);
+    assert_true(f->cfg.http_max_conns == 16384);
     assert_true(f->cfg.http_header_timeout_ms == 0);
     assert_true(f->cfg.http_idle_timeout_ms == 0);
     assert_int_equal(f->cfg.raft_snapshot_threshold, 0);
@@ -343,10 +343,16 @@ static void test_validation_errors(void **state)
     LOAD_BAD(f, "client agents are not supported yet", NULL, "-data-dir", f->dir);
     check_bad(f, load(f, NULL), "data_dir is required", NULL); /* no flags at all */
 
-    LOAD_BAD(f, "-bootstrap-expect 3: multi-server clusters are not supported yet", NULL, "-server",
-             "-data-dir", f->dir, "-bootstrap-expect", "3");
-    LOAD_BAD(f, "-bootstrap-expect 2", "not supported yet", "-server", "-data-dir", f->dir,
+    LOAD_BAD(f, "-bootstrap-expect 3 needs -retry-join", NULL, "-server", "-data-dir", f->dir,
+             "-bootstrap-expect", "3");
+    LOAD_BAD(f, "-bootstrap-expect 2", "-retry-join", "-server", "-data-dir", f->dir,
              "-bootstrap-expect=2");
+    LOAD_OK(f, "-server", "-data-dir", f->dir, "-bootstrap-expect", "3", "-retry-join", "127.0.0.2",
+            "-retry-join", "127.0.0.3");
+    assert_int_equal(f->cfg.bootstrap_expect, 3);
+    /* join addresses without -bootstrap-expect: join a running cluster, never bootstrap */
+    LOAD_OK(f, "-server", "-data-dir", f->dir, "-retry-join", "127.0.0.2");
+    assert_int_equal(f->cfg.bootstrap_expect, 0);
     LOAD_OK(f, "-server", "-data-dir", f->dir, "-bootstrap-expect", "1");
     assert_int_equal(f->cfg.bootstrap_expect, 1);
     LOAD_OK(f, "-server", "-data-dir", f->dir, "-bootstrap-expect", "0");
@@ -604,6 +610,123 @@ static void test_config_file_type_errors(void **state)
     }
 }
 
+/* ---- recursion ------------------------------------------------------------------------- */
+
+static void test_recursion_defaults_and_keys(void **state)
+{
+    struct fx *f = *state;
+    LOAD_OK(f, "-dev");
+    assert_int_equal(f->cfg.recursors.n, 0);
+    assert_int_equal(f->cfg.dns.recursion, RSV_RECURSION_FORWARD);
+    assert_int_equal(f->cfg.dns.recursor_timeout_ms, 2000);
+    assert_int_equal(f->cfg.dns.cache_size, 32u << 20);
+    assert_int_equal(f->cfg.dns.recursor_max_queries, 1000);
+    assert_false(f->cfg.dns.dnssec_validation);
+    assert_null(f->cfg.dns.allow); /* the resolver's default list */
+
+    const char *ta = write_file(f, "ta.ds", ". IN DS 1 8 2 00\n");
+    const char *hints = write_file(f, "root.hints", ". NS a.root.\n");
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"recursors\": [\"10.0.0.2\", \"[::1]:5353\"], \"dns_config\": {"
+             "\"recursor_timeout\": \"1500ms\", \"cache_size\": \"8MB\", "
+             "\"recursor_max_queries\": 50, \"dnssec_validation\": true, "
+             "\"trust_anchor\": \"%s\", \"allow_recursion\": [\"10.0.0.0/8\", \"fd00::/8\"]}}",
+             ta);
+    const char *p = cfg_file(f, "rec.json", json);
+    LOAD_OK(f, "-dev", "-config-file", p, "-recursor", "192.0.2.1:54");
+    assert_int_equal(f->cfg.recursors.n, 3); /* file and flags are merged, as Consul does */
+    assert_string_equal(f->cfg.recursors.v[2], "192.0.2.1:54");
+    assert_int_equal(f->cfg.dns.recursor_timeout_ms, 1500);
+    assert_int_equal(f->cfg.dns.cache_size, 8000000);
+    assert_int_equal(f->cfg.dns.recursor_max_queries, 50);
+    assert_true(f->cfg.dns.dnssec_validation);
+    assert_string_equal(f->cfg.dns.trust_anchor, ta);
+    assert_int_equal(f->cfg.dns.n_allow, 2);
+    assert_int_equal(f->cfg.dns.allow[1].family, AF_INET6);
+
+    /* -allow-recursion replaces the file's list */
+    LOAD_OK(f, "-dev", "-config-file", p, "-allow-recursion", "192.0.2.0/24",
+            "-allow-recursion=127.0.0.1");
+    assert_int_equal(f->cfg.dns.n_allow, 2);
+    assert_int_equal(f->cfg.dns.allow[0].prefix, 24);
+    assert_int_equal(f->cfg.dns.allow[1].prefix, 32);
+
+    snprintf(json, sizeof json,
+             "{\"dns_config\": {\"recursion\": \"iterative\", \"root_hints\": \"%s\", "
+             "\"cache_size\": 4194304}}",
+             hints);
+    p = cfg_file(f, "iter.json", json);
+    LOAD_OK(f, "-dev", "-config-file", p);
+    assert_int_equal(f->cfg.dns.recursion, RSV_RECURSION_ITERATIVE);
+    assert_string_equal(f->cfg.dns.root_hints, hints);
+    assert_int_equal(f->cfg.dns.cache_size, 4194304);
+
+    /* validation without a trust anchor: Debian's root key, when it is there */
+    p = cfg_file(f, "dnssec.json", "{\"dns_config\": {\"dnssec_validation\": true}}");
+    if (access("/usr/share/dns/root.key", R_OK) == 0) {
+        LOAD_OK(f, "-dev", "-config-file", p);
+        assert_string_equal(f->cfg.dns.trust_anchor, "/usr/share/dns/root.key");
+    } else {
+        LOAD_BAD(f, "dns_config.dnssec_validation needs dns_config.trust_anchor", NULL, "-dev",
+                 "-config-file", p);
+    }
+}
+
+static void test_recursion_errors(void **state)
+{
+    struct fx *f = *state;
+    LOAD_BAD(f, "recursor \"dns.example\"", "-recursor", "-dev", "-recursor", "dns.example");
+    LOAD_BAD(f, "recursor \"10.0.0.1:0\"", NULL, "-dev", "-recursor", "10.0.0.1:0");
+    LOAD_BAD(f, "-allow-recursion \"10.0.0.0/40\"", NULL, "-dev", "-allow-recursion",
+             "10.0.0.0/40");
+    LOAD_BAD(f, "-allow-recursion \"10.0.0.1/8\"", NULL, "-dev", "-allow-recursion", "10.0.0.1/8");
+    LOAD_BAD(f, "flag needs an argument: -allow-recursion", NULL, "-dev", "-allow-recursion");
+
+    static const struct {
+        const char *json, *want;
+    } cases[] = {
+        {"{\"recursors\": [\"10.0.0.1:x\"]}", "recursor \"10.0.0.1:x\""},
+        {"{\"dns_config\": {\"recursion\": \"forwarding\"}}",
+         "\"dns_config.recursion\" must be \"forward\" or \"iterative\""},
+        {"{\"dns_config\": {\"recursion\": 1}}", "\"dns_config.recursion\""},
+        {"{\"recursors\": [\"10.0.0.1\"], \"dns_config\": {\"recursion\": \"iterative\"}}",
+         "dns_config.recursion \"iterative\" resolves from the root"},
+        {"{\"dns_config\": {\"root_hints\": \"/etc/hostname\"}}",
+         "dns_config.root_hints is only for dns_config.recursion \"iterative\""},
+        {"{\"dns_config\": {\"recursion\": \"iterative\", \"root_hints\": \"/no/such\"}}",
+         "dns_config.root_hints \"/no/such\": cannot read it"},
+        {"{\"dns_config\": {\"root_hints\": 5}}", "\"dns_config.root_hints\" must be a string"},
+        {"{\"dns_config\": {\"dnssec_validation\": 1}}",
+         "\"dns_config.dnssec_validation\" must be true or false"},
+        {"{\"dns_config\": {\"trust_anchor\": \"/etc/hostname\"}}",
+         "dns_config.trust_anchor needs dns_config.dnssec_validation true"},
+        {"{\"dns_config\": {\"dnssec_validation\": true, \"trust_anchor\": \"/no/such\"}}",
+         "dns_config.trust_anchor \"/no/such\": cannot read it"},
+        {"{\"dns_config\": {\"cache_size\": \"big\"}}", "\"dns_config.cache_size\" must be a size"},
+        {"{\"dns_config\": {\"cache_size\": \"512KB\"}}", "\"dns_config.cache_size\""},
+        {"{\"dns_config\": {\"cache_size\": \"1TB\"}}", "\"dns_config.cache_size\""},
+        {"{\"dns_config\": {\"cache_size\": -1}}", "\"dns_config.cache_size\""},
+        {"{\"dns_config\": {\"recursor_max_queries\": 0}}",
+         "\"dns_config.recursor_max_queries\" must be an integer 1..65535"},
+        {"{\"dns_config\": {\"recursor_timeout\": \"0s\"}}",
+         "\"dns_config.recursor_timeout\" must be between 1ms and 60s"},
+        {"{\"dns_config\": {\"recursor_timeout\": \"2m\"}}", "\"dns_config.recursor_timeout\""},
+        {"{\"dns_config\": {\"allow_recursion\": \"10.0.0.0/8\"}}",
+         "\"dns_config.allow_recursion\" must be an array of strings"},
+        {"{\"dns_config\": {\"allow_recursion\": [\"10.0.0.0/8\", \"x\"]}}",
+         "\"dns_config.allow_recursion\": \"x\" is not a network"},
+    };
+    for (size_t i = 0; i < BASE_ARRAY_LEN(cases); i++) {
+        char name[32];
+        snprintf(name, sizeof name, "r%zu.json", i);
+        const char *p = cfg_file(f, name, cases[i].json);
+        LOAD_BAD(f, cases[i].want, NULL, "-dev", "-config-file", p);
+        assert_int_equal(remove(p), 0);
+        f->n_paths--;
+    }
+}
+
 static void test_config_file_unreadable(void **state)
 {
     struct fx *f = *state;
@@ -635,8 +758,8 @@ static void test_config_file_unreadable(void **state)
     p = cfg_file(f, "badnode.json", "{\"node_name\": \"a.b\"}");
     LOAD_BAD(f, "node name \"a.b\" is not a valid DNS label", NULL, "-dev", "-config-file", p);
     p = cfg_file(f, "bootstrap3.json", "{\"bootstrap_expect\": 3, \"server\": true}");
-    LOAD_BAD(f, "-bootstrap-expect 3: multi-server clusters are not supported yet", NULL,
-             "-data-dir", f->dir, "-config-file", p);
+    LOAD_BAD(f, "-bootstrap-expect 3 needs -retry-join", NULL, "-data-dir", f->dir, "-config-file",
+             p);
     p = cfg_file(f, "server.json", "{\"server\": true}");
     LOAD_BAD(f, "data_dir is required", NULL, "-config-file", p);
     p = cfg_file(f, "httpaddr.json", "{\"addresses\": {\"http\": \"localhost\"}}");
@@ -669,6 +792,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TEST(test_dev_refuses_bootstrap_expect),
         TEST(test_dev_log_level),
+        TEST(test_recursion_defaults_and_keys),
+        TEST(test_recursion_errors),
         TEST(test_defaults_dev),
         TEST(test_defaults_server),
         TEST(test_flag_syntaxes),
