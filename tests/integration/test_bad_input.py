@@ -140,7 +140,10 @@ def test_half_sent_request_is_closed_by_header_timeout(make_agent):
 def test_connection_cap(make_agent):
     a = make_agent(config={"limits": {"http_max_conns": 8}}).start()
     socks = [socket.create_connection((a.addr, 8500), timeout=5) for _ in range(8)]
-    time.sleep(0.2)
+    # one keep-alive request on each proves the agent accepted (and counts) all eight
+    for s in socks:
+        s.sendall(b"GET /v1/agent/self HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(12).startswith(b"HTTP/1.1 200")
     extra = socket.create_connection((a.addr, 8500), timeout=5)
     extra.settimeout(5)
     try:
