@@ -412,91 +412,133 @@ def du(path):
     return total
 
 
-def cmd_catchup(a):
-    """Stops a follower (SIGTERM), removes its catalog and Raft state (keeping its node-id,
-    hence its Raft id: the cluster's configuration still lists it), starts it again with the
-    same flags and times how long until its catalog index reaches the leader's (the data
-    is there: it answers reads from it) and until its digest equals the leader's."""
+def until(fn, timeout, interval):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = fn()
+        if v:
+            return v
+        time.sleep(interval)
+    return None
+
+
+def stop_server(srv):
+    srv.signal(signal.SIGTERM)
+    if not srv.wait_gone(30):
+        raise SystemExit("server %s did not stop in 30 s" % srv.addr)
+    if srv.proc is not None:
+        srv.proc.wait(5)
+
+
+def wipe_server(srv):
+    """Removes everything in the server's data dir but its node-id file (so it keeps its
+    Raft id: the cluster's configuration still lists it). Returns the bytes removed."""
+    ddir = srv.data_dir()
+    before = du(ddir)
+    for name in os.listdir(ddir):
+        if name != "node-id":
+            subprocess.run(["rm", "-rf", "--", os.path.join(ddir, name)], check=True)
+    return before
+
+
+def log_size(srv):
+    try:
+        return os.path.getsize(srv.path("log"))
+    except OSError:
+        return 0
+
+
+def log_since(srv, off):
+    with open(srv.path("log"), "rb") as fh:
+        fh.seek(off)
+        return fh.read().decode("utf-8", "replace")
+
+
+def catalog_index(addr):
+    try:
+        st, h, _ = hreq(addr, "GET", "/v1/status/leader", timeout=2)
+    except OSError:
+        return None
+    return int(h.get("X-Consul-Index", "0")) if st == 200 else None
+
+
+def time_catch_up(servers, f, target, timeout):
+    """Seconds from now until f's catalog index reaches target, and until all servers'
+    digests are equal (None: not within timeout)."""
+    t0 = time.perf_counter()
+    ok = until(lambda: (catalog_index(f.addr) or 0) >= target, timeout, 0.01)
+    t_cat = time.perf_counter() - t0 if ok else None
+    d = until(lambda: converged(servers), max(1.0, timeout - (time.perf_counter() - t0)),
+              0.05) if ok else None
+    t_dig = time.perf_counter() - t0 if d else None
+    return t_cat, t_dig, d
+
+
+def cmd_wipe(a):
+    """Stops a follower (SIGTERM) and removes its catalog and Raft state (node-id kept)."""
     servers = servers_arg(a.servers)
     srv = {s: Server(a.run, i + 1, s) for i, s in enumerate(servers)}
     leader = wait_for(lambda: agreed_leader(servers), 60, what="an agreed leader")
-    d0 = wait_for(lambda: converged(servers), 120, interval=0.5, what="identical catalogs")
+    wait_for(lambda: converged(servers), 60, interval=0.2, what="identical catalogs")
+    f = srv[[s for s in servers if s != leader][0]]
+    stop_server(f)
+    print(json.dumps({"server": f.addr, "data_dir_bytes_before_wipe": wipe_server(f)}))
+
+
+def cmd_catchup(a):
+    """Phase 1: the follower wiped by `wipe` (and kept stopped while --entries were written)
+    is started again with the same flags; times until its catalog index reaches the
+    others' and until its digest equals theirs. Phase 2: it is stopped and wiped again at
+    once (no writes in between) and started again: the same wait (bounded by --timeout);
+    if it does not catch up, the leader is restarted (SIGTERM, start) and the catch-up
+    timed from there."""
+    servers = servers_arg(a.servers)
+    srv = {s: Server(a.run, i + 1, s) for i, s in enumerate(servers)}
+    f = srv[a.server]
+    others = [s for s in servers if s != a.server]
+    d0 = wait_for(lambda: converged(others), 120, interval=0.2, what="identical catalogs")
+    leader = wait_for(lambda: agreed_leader(others), 60, what="an agreed leader")
     keys = get_json(leader, "/v1/kv/%s/?keys&stale" % a.prefix, timeout=60) or []
     if len(keys) < a.entries:
         raise SystemExit("only %d keys under %s/ (wanted %d)" % (len(keys), a.prefix,
                                                                   a.entries))
-    f = srv[[s for s in servers if s != leader][0]]
-    ldir = srv[leader].data_dir()
-    f.signal(signal.SIGTERM)
-    if not f.wait_gone(30):
-        raise SystemExit("follower %s did not stop in 30 s" % f.addr)
-    if f.proc is not None:
-        f.proc.wait(5)
-    ddir = f.data_dir()
-    before = du(ddir)
-    kept = []
-    for name in os.listdir(ddir):
-        p = os.path.join(ddir, name)
-        if name == "node-id":
-            kept.append(name)
-            continue
-        subprocess.run(["rm", "-rf", "--", p], check=True)
-    with open(f.path("log"), "rb") as fh:
-        log_off = len(fh.read())
-    target = d0["CatalogIndex"]
-    t0 = time.perf_counter()
+    out = {"entries": len(keys), "server": f.addr, "catalog_index": d0["CatalogIndex"],
+           "timeout_s": a.timeout, "leader_data_dir_bytes": du(srv[leader].data_dir())}
+    off = log_size(f)
     f.start()
-
-    def catalog_caught_up():
-        try:
-            st, h, _ = hreq(f.addr, "GET", "/v1/status/leader", timeout=2)
-        except OSError:
-            return False
-        return st == 200 and int(h.get("X-Consul-Index", "0")) >= target
-    def until(fn, timeout, interval):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            v = fn()
-            if v:
-                return v
-            time.sleep(interval)
-        return None
-    out = {"entries": len(keys), "server": f.addr, "catalog_index": target,
-           "timeout_s": a.timeout, "kept": kept, "data_dir_bytes_before_wipe": before,
-           "leader_data_dir_bytes": du(ldir)}
-    ok = until(catalog_caught_up, a.timeout, 0.01)
-    out["catalog_caught_up_s"] = time.perf_counter() - t0 if ok else None
-    d1 = until(lambda: converged(servers), max(1.0, a.timeout - (time.perf_counter() - t0)),
-               0.05) if ok else None
-    out["digest_equal_s"] = time.perf_counter() - t0 if d1 else None
-    out["caught_up"] = bool(ok and d1)
-    if d1:
-        out["applied_index"] = d1["AppliedIndex"]
-    else:
+    t_cat, t_dig, d = time_catch_up(servers, f, d0["CatalogIndex"], a.timeout)
+    out.update({"catalog_caught_up_s": t_cat, "digest_equal_s": t_dig, "caught_up": bool(d),
+                "applied_index": d["AppliedIndex"] if d else None,
+                "snapshots_restored": log_since(f, off).count("snapshot restored"),
+                "keys_on_wiped_server": len(get_json(f.addr, "/v1/kv/%s/?keys&stale" %
+                                                     a.prefix, timeout=60) or []),
+                "data_dir_bytes_after": du(f.data_dir())})
+    if not d:
         out["wiped_server_digest"] = get_json(f.addr, "/v1/operator/catalog/digest")
-        out["leader_digest"] = get_json(leader, "/v1/operator/catalog/digest")
-        # Workaround: a leader change (a new leader starts the wiped server's progress
-        # afresh). Stop the leader (SIGTERM), start it again, time the catch-up from there.
+        print(json.dumps(out))
+        return
+    # Phase 2: wiped again right away.
+    leader = wait_for(lambda: agreed_leader(servers), 60, what="an agreed leader")
+    d1 = wait_for(lambda: converged(servers), 60, interval=0.2, what="identical catalogs")
+    stop_server(f)
+    wipe_server(f)
+    off = log_size(f)
+    f.start()
+    t_cat, t_dig, d = time_catch_up(servers, f, d1["CatalogIndex"], a.timeout)
+    r = {"catalog_caught_up_s": t_cat, "digest_equal_s": t_dig, "caught_up": bool(d)}
+    if not d:
+        r["wiped_server_digest"] = get_json(f.addr, "/v1/operator/catalog/digest")
+        r["leader_digest"] = get_json(leader, "/v1/operator/catalog/digest")
         lsrv = srv[leader]
         t1 = time.perf_counter()
-        lsrv.signal(signal.SIGTERM)
-        if not lsrv.wait_gone(30):
-            raise SystemExit("leader %s did not stop in 30 s" % leader)
-        if lsrv.proc is not None:
-            lsrv.proc.wait(5)
+        stop_server(lsrv)
         lsrv.start()
-        ok2 = until(catalog_caught_up, a.timeout, 0.01)
-        out["after_leader_change_catalog_s"] = time.perf_counter() - t1 if ok2 else None
-        d2 = until(lambda: converged(servers), a.timeout, 0.05) if ok2 else None
-        out["after_leader_change_digest_s"] = time.perf_counter() - t1 if d2 else None
-        if d2:
-            out["applied_index"] = d2["AppliedIndex"]
-    have = get_json(f.addr, "/v1/kv/%s/?keys&stale" % a.prefix, timeout=60) or []
-    out["keys_on_wiped_server"] = len(have)
-    out["data_dir_bytes_after"] = du(ddir)
-    with open(f.path("log"), "rb") as fh:
-        log = fh.read()[log_off:].decode("utf-8", "replace")
-    out["snapshots_restored"] = log.count("snapshot restored")
+        t_restart = time.perf_counter() - t1
+        t_cat2, t_dig2, d2 = time_catch_up(servers, f, d1["CatalogIndex"], a.timeout)
+        r["after_leader_restart_catalog_s"] = None if t_cat2 is None else t_restart + t_cat2
+        r["after_leader_restart_digest_s"] = None if t_dig2 is None else t_restart + t_dig2
+    r["snapshots_restored"] = log_since(f, off).count("snapshot restored")
+    out["again"] = r
     print(json.dumps(out))
 
 
@@ -552,10 +594,12 @@ def section(d):
         meta["nproc"], meta["cpu"], meta["kernel"], meta["datafs"]))
     o.append("- disk: %s" % meta["fsync"])
     o.append("- %s" % meta["load"])
-    o.append("- herald: commit %s%s, release build (`make`, -O2), three servers on "
+    o.append("- herald: commit %s%s, release build (`make`, -O2%s), three servers on "
              "127.0.3.1-3, each `%s`" % (
                  meta["commit"], " (+ uncommitted changes in the work tree)"
-                 if meta["dirty"] else "", meta["herald_cmd"]))
+                 if meta["dirty"] else "",
+                 ", built from a copy of the work tree: HERALD_BIN=%s" % meta["bin"]
+                 if meta.get("bin") else "", meta["herald_cmd"]))
     if meta.get("etcd"):
         o.append("- etcd: %s" % meta["etcd"])
     o.append("- client: %s; %s; all traffic on loopback, all servers and clients on the "
@@ -659,39 +703,47 @@ def section(d):
         o.append("")
         fill_s = ""
         if fill:
-            fill_s = " (loaded with wrk -c64 in %.1f s, %.0f PUT/s)" % (
+            fill_s = " (wrk -c64 to the leader: %.1f s, %.0f PUT/s, with two servers of three)" % (
                 fill[0]["duration_s"], fill[0]["rps"])
-        o.append("%d KV entries of 100 bytes%s; then a follower is stopped (SIGTERM), its "
-                 "catalog and Raft state removed (its `node-id` file kept: a server whose "
-                 "whole data dir is removed comes back with a new Raft id, which the "
-                 "cluster refuses while its old entry holds the address), and started again "
-                 "with the same flags (%d snapshot restore(s) in its log)." % (
+        o.append("A follower is stopped (SIGTERM) and its catalog and Raft state removed (its "
+                 "`node-id` file kept, so its Raft id too: a server whose whole data dir is "
+                 "removed comes back with a new id, which the cluster refuses while its old "
+                 "entry holds the address); %d KV entries of 100 bytes are written meanwhile%s; "
+                 "then it is started again with the same flags and caught up from the "
+                 "leader's snapshot and log (%d snapshot restore(s) in its log)." % (
                      cu["entries"], fill_s, cu["snapshots_restored"]))
         o.append("")
         o.append("| | |")
         o.append("|---|---:|")
         if cu["caught_up"]:
-            o.append("| catalog index reached the leader's (%d) | **%.2f s** |" % (
-                cu["catalog_index"], cu["catalog_caught_up_s"]))
-            o.append("| digest equal to the leader's (applied index %d) | %.2f s |" % (
+            o.append("| its catalog index reached the others' (%d), from its start | **%.2f s** |"
+                     % (cu["catalog_index"], cu["catalog_caught_up_s"]))
+            o.append("| all three digests equal (applied index %d) | %.2f s |" % (
                 cu["applied_index"], cu["digest_equal_s"]))
         else:
             w = cu.get("wiped_server_digest") or {}
-            ld = cu.get("leader_digest") or {}
-            o.append("| caught up | **no: still at applied index %s after %.0f s** (the "
-                     "leader at %s) |" % (w.get("AppliedIndex"), cu["timeout_s"],
-                                          ld.get("AppliedIndex")))
-            if cu.get("after_leader_change_digest_s") is not None:
-                o.append("| workaround, the leader restarted (SIGTERM, start): catalog index "
-                         "reached, from the SIGTERM | %.2f s |" %
-                         cu["after_leader_change_catalog_s"])
-                o.append("| ... digest equal (applied index %d) | %.2f s |" % (
-                    cu["applied_index"], cu["after_leader_change_digest_s"]))
-            else:
-                o.append("| workaround, the leader restarted | **no catch-up either** |")
+            o.append("| caught up | **no: at applied index %s after %.0f s** |" % (
+                w.get("AppliedIndex"), cu["timeout_s"]))
         o.append("| keys on the wiped server afterwards | %d |" % cu["keys_on_wiped_server"])
-        o.append("| its data dir before the wipe / after the catch-up | %.1f MB / %.1f MB |" % (
-            cu["data_dir_bytes_before_wipe"] / 1e6, cu["data_dir_bytes_after"] / 1e6))
+        o.append("| its data dir after the catch-up / the leader's | %.1f MB / %.1f MB |" % (
+            cu["data_dir_bytes_after"] / 1e6, cu["leader_data_dir_bytes"] / 1e6))
+        g = cu.get("again")
+        if g:
+            if g["caught_up"]:
+                o.append("| wiped again at once (no writes in between), started: digests "
+                         "equal | %.2f s |" % g["digest_equal_s"])
+            else:
+                w = g.get("wiped_server_digest") or {}
+                ld = g.get("leader_digest") or {}
+                o.append("| wiped again at once (no writes in between), started | **not caught "
+                         "up after %.0f s** (applied index %s, the leader %s: it got the "
+                         "snapshot, never the entries after it) |" % (
+                             cu["timeout_s"], w.get("AppliedIndex"), ld.get("AppliedIndex")))
+                if g.get("after_leader_restart_digest_s") is not None:
+                    o.append("| ... then the leader restarted (SIGTERM, start): digests equal, "
+                             "from the SIGTERM | %.2f s |" % g["after_leader_restart_digest_s"])
+                else:
+                    o.append("| ... then the leader restarted | **still not caught up** |")
         o.append("")
     if stop:
         o.append("Stop: SIGTERM to the three servers; %d of 3 logged a clean shutdown." %
@@ -733,7 +785,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("wait", "leader", "follower", "dnsvis", "failover", "catchup"):
+    for name in ("wait", "leader", "follower", "dnsvis", "failover", "wipe", "catchup"):
         s = sub.add_parser(name)
         s.add_argument("--servers", required=True)
         s.add_argument("--timeout", type=float, default=60)
@@ -743,12 +795,15 @@ def main():
         s.add_argument("--writers", type=int, default=8)
         s.add_argument("--prefix", default="fill")
         s.add_argument("--entries", type=int, default=100000)
+        s.add_argument("--server")
     r = sub.add_parser("report")
     r.add_argument("dir")
     r.add_argument("--record")
     a = p.parse_args()
-    {"wait": cmd_wait, "leader": cmd_leader, "follower": cmd_follower, "dnsvis": cmd_dnsvis,
-     "failover": cmd_failover, "catchup": cmd_catchup, "report": cmd_report}[a.cmd](a)
+    cmds = {"wait": cmd_wait, "leader": cmd_leader, "follower": cmd_follower,
+            "dnsvis": cmd_dnsvis, "failover": cmd_failover, "wipe": cmd_wipe,
+            "catchup": cmd_catchup, "report": cmd_report}
+    cmds[a.cmd](a)
 
 
 if __name__ == "__main__":

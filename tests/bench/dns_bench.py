@@ -11,12 +11,16 @@
         asks every server the same sample of the query file's names (and one A, one SRV, one
         NXDOMAIN, printed side by side) and fails unless rcode, answer RRsets and additional
         RRsets match (order, TTL and the SOA serial aside); prints a JSON summary last
-    dns_bench.py measure OUT.jsonl KEY=VAL... --pids "P1 P2" [--server-pids "P..."]
-                         [--verbose-latency] -- dnsperf ARGS...
-        runs dnsperf, takes the servers' utime+stime (process trees of --server-pids) before
-        and after, the CPU every other process used meanwhile, dnsperf's own CPU, parses
-        dnsperf's statistics (and with -v each query's latency: p50/p90/p99/p99.9) and appends
-        one JSON line (KEY=VAL fields included) to OUT.jsonl
+    dns_bench.py measure OUT.jsonl KEY=VAL... --server-pids "P..." [--server-addr IP:PORT]
+                         [--ignore-pids "P..."] [--max-other CORES] [--verbose-latency]
+                         -- dnsperf ARGS...
+        runs dnsperf, takes the server's utime+stime (process trees of --server-pids) before
+        and after, the CPU every other user process (not --ignore-pids) and the kernel
+        threads used meanwhile, dnsperf's own CPU, the UDP drops at the server's socket,
+        parses dnsperf's statistics (and with -v each query's latency: p50/p90/p99/p99.9) and
+        appends one JSON line (KEY=VAL fields included) to OUT.jsonl; with --max-other, a
+        run in which other user processes took more than CORES on average goes to
+        OUT.jsonl.disturbed instead and the exit status is 3
     dns_bench.py tree-ticks PID...   utime+stime ticks of the process trees
     dns_bench.py tree-pids PID...    the pids of the process trees
     dns_bench.py mem PID...          {"rss_kb", "anon_kb", "file_kb", "hwm_kb"} over the trees
@@ -100,8 +104,11 @@ def load_worker(host, port, bodies, out):
     import http.client
     conn = http.client.HTTPConnection(host, port, timeout=60)
     errors = 0
-    for b in bodies:
-        for attempt in range(3):
+    for n, b in enumerate(bodies):
+        if errors > 100:  # the agent is gone or refuses: count the rest as failed
+            errors += len(bodies) - n
+            break
+        for _ in range(3):
             try:
                 conn.request("PUT", "/v1/catalog/register", body=b,
                              headers={"Content-Type": "application/json"})
@@ -127,7 +134,7 @@ def load_proc(host, port, bodies, conc, q):
         t.start()
     for t in ts:
         t.join()
-    q.put(sum(out) + (conc - len(out)) * 0)
+    q.put(sum(out))
 
 
 def load(d, hostport, args):
@@ -326,7 +333,8 @@ def udp_socket_drops(addr):
     return n
 
 
-def measure(out_path, fields, server_pids, verbose, cmd, server_addr):
+def measure(out_path, fields, server_pids, verbose, cmd, server_addr, ignore_pids=(),
+            max_other=None):
     u0 = udp_counters()
     d0 = udp_socket_drops(server_addr) if server_addr else 0
     t0 = proc_table()
@@ -340,13 +348,17 @@ def measure(out_path, fields, server_pids, verbose, cmd, server_addr):
     u1 = udp_counters()
     d1 = udp_socket_drops(server_addr) if server_addr else 0
     c1 = tree_ticks(t1, server_pids)
-    skip = tree(t1, server_pids) | {os.getpid(), os.getppid()}
-    other = {}
-    for pid, (_, ticks, comm) in t1.items():
+    skip = tree(t1, list(server_pids) + list(ignore_pids)) | {os.getpid(), os.getppid()}
+    other, kthreads = {}, 0
+    for pid, (ppid, ticks, comm) in t1.items():
         if pid in skip:
             continue
         dt = ticks - (t0[pid][1] if pid in t0 else 0)  # kernel workers rename themselves
-        if dt > 0:
+        if dt <= 0:
+            continue
+        if pid == 2 or ppid == 2:  # kernel threads: softirq and I/O work, often our own
+            kthreads += dt
+        else:
             other[comm] = other.get(comm, 0) + dt
     rc = os.waitstatus_to_exitcode(status)
     with open(out_path + ".dnsperf.txt") as f:
@@ -362,7 +374,8 @@ def measure(out_path, fields, server_pids, verbose, cmd, server_addr):
     rec["wall_s"] = round(wall, 3)
     rec["server_cpu_s"] = (c1 - c0) / HZ
     rec["client_cpu_s"] = round(ru.ru_utime + ru.ru_stime, 3)
-    rec["other_cpu_s"] = sum(other.values()) / HZ
+    rec["other_cpu_s"] = sum(other.values()) / HZ  # user processes only
+    rec["kthread_cpu_s"] = kthreads / HZ
     rec["other_top"] = sorted(((v / HZ, k) for k, v in other.items()), reverse=True)[:3]
     # UDP receive-buffer drops on the machine, and on the server's own sockets (the rest are
     # mostly dnsperf's: the responses it did not read in time)
@@ -388,7 +401,8 @@ def measure(out_path, fields, server_pids, verbose, cmd, server_addr):
         os.unlink(out_path + ".dnsperf.txt")  # 200k lines: keep only the summary
         with open(out_path + ".dnsperf.txt", "w") as f:
             f.write("\n".join(ln for ln in text.splitlines() if not ln.startswith(">")) + "\n")
-    with open(out_path, "a") as f:
+    disturbed = max_other is not None and rec["other_cpu_s"] / wall > max_other
+    with open(out_path + (".disturbed" if disturbed else ""), "a") as f:
         f.write(json.dumps(rec) + "\n")
     summary = "qps=%.0f lost=%d (drops: server %d, all UDP %d) srv_cpu=%.2fs (%.2f us/q) " \
         "client_cpu=%.2fs other=%.2fs %s" % (
@@ -402,6 +416,8 @@ def measure(out_path, fields, server_pids, verbose, cmd, server_addr):
     if rc != 0 or rec["completed"] is None:
         print("dnsperf failed (exit %d):\n%s" % (rc, text[-2000:]), file=sys.stderr)
         sys.exit(1)
+    if disturbed:
+        sys.exit(3)
 
 
 # ---- report ------------------------------------------------------------------------------
@@ -437,6 +453,10 @@ def section(d):
         with open(os.path.join(d, "runs.jsonl")) as f:
             runs = [json.loads(ln) for ln in f if ln.strip()]
     sets = load_json(os.path.join(d, "sets.json"), {})
+    disturbed = []
+    if os.path.exists(os.path.join(d, "runs.jsonl.disturbed")):
+        with open(os.path.join(d, "runs.jsonl.disturbed")) as f:
+            disturbed = [json.loads(ln) for ln in f if ln.strip()]
     checks = load_json(os.path.join(d, "checks.json"), {})
 
     def sel(**kw):
@@ -524,8 +544,10 @@ def section(d):
              "busy: dnsperf's own CPU (rusage) per second. Lost: summed over the repetitions; "
              "in brackets the datagrams the kernel dropped at the server's own sockets (full "
              "receive buffer: the drops column of /proc/net/udp). Other: CPU of every other "
-             "process meanwhile, in cores, worst repetition (**bold** above 0.05: something "
-             "else competed)." % meta["reps"])
+             "user process meanwhile (kernel threads left out), in cores, worst repetition "
+             "(**bold** above 0.05: something else competed; a run above 0.1 is repeated, "
+             "at most twice, and the last attempt kept; this run repeated %d)."
+             % (meta["reps"], len(disturbed)))
     configs = [("small", "1", "small set, one worker each"),
                ("small", "all", "small set, all workers (%s each)" % meta["nproc"]),
                ("large", "1", "large set, one worker each")]
@@ -720,9 +742,16 @@ def main():
         head, dnsperf = a[1:sep], a[sep + 1:]
         out = head[0]
         fields, server_pids, verbose, server_addr = {}, [], False, None
+        ignore_pids, max_other = [], None
         i = 1
         while i < len(head):
-            if head[i] == "--server-addr":
+            if head[i] == "--ignore-pids":
+                ignore_pids = [int(x) for x in head[i + 1].split()]
+                i += 2
+            elif head[i] == "--max-other":
+                max_other = float(head[i + 1])
+                i += 2
+            elif head[i] == "--server-addr":
                 server_addr = head[i + 1]
                 i += 2
             elif head[i] == "--server-pids":
@@ -735,7 +764,7 @@ def main():
                 k, v = head[i].split("=", 1)
                 fields[k] = int(v) if v.isdigit() and k == "rep" else v
                 i += 1
-        measure(out, fields, server_pids, verbose, dnsperf, server_addr)
+        measure(out, fields, server_pids, verbose, dnsperf, server_addr, ignore_pids, max_other)
     elif cmd == "tree-ticks":
         print(tree_ticks(proc_table(), [int(x) for x in a[1:]]))
     elif cmd == "tree-pids":
