@@ -96,13 +96,13 @@ void rsv__cache_init(struct rsv__cache *c, size_t entries, size_t max_bytes)
 {
     size_t n = RSV__WAYS;
     if (!entries)
-        entries = 8192;
+        entries = 131072; /* holds the working set of ~100k instances (tests/bench/RESULTS.md) */
     while (n < entries && n < ((size_t)1 << 24))
         n <<= 1;
     memset(c, 0, sizeof *c);
     c->n_sets = n / RSV__WAYS;
     c->slots = base_calloc(n, sizeof *c->slots);
-    c->max_bytes = max_bytes ? max_bytes : 32u * 1024 * 1024;
+    c->max_bytes = max_bytes ? max_bytes : 64u * 1024 * 1024;
 }
 
 void rsv__cache_close(struct rsv__cache *c)

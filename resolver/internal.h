@@ -52,8 +52,8 @@ struct rsv__cache {
     uint64_t skipped;   /* responses not stored (too large, unusable layout) */
 };
 
-/* entries is rounded up to a power of two (at least RSV__WAYS); 0 means 8192. max_bytes 0 means
- * 32 MiB. */
+/* entries is rounded up to a power of two (at least RSV__WAYS); 0 means 131072. max_bytes 0 means
+ * 64 MiB. */
 void rsv__cache_init(struct rsv__cache *c, size_t entries, size_t max_bytes);
 void rsv__cache_close(struct rsv__cache *c);
 
