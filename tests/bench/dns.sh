@@ -186,6 +186,10 @@ else
     make -C "$ROOT" --no-print-directory >"$TMP/make.log" 2>&1 ||
         { tail -20 "$TMP/make.log" >&2; die make; }
     [ -z "$(git -C "$ROOT" status --porcelain -- ':!tests/bench' 2>/dev/null)" ] || DIRTY=1
+    # The work tree is shared: someone's make may replace build/herald during the run, so
+    # every agent of this run starts from a copy taken now.
+    cp "$HERALD" "$TMP/herald" || die "copy $HERALD"
+    HERALD="$TMP/herald"
 fi
 [ -x "$HERALD" ] || die "$HERALD not built"
 
