@@ -499,7 +499,7 @@ META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') META_NPROC=$NPROC \
     META_KNOTV="$(knotd -V 2>&1 | head -1) (Debian $(dpkg-query -W -f='${Version}' knot 2>/dev/null))" \
     META_KNOTCMD="knotd -c \$TMP/knot-run/knot.conf" \
     META_KNOTCONF="listen $KADDR@$DPORT, udp-workers 1, tcp-workers 1 (then $NPROC each), background-workers 1, answer-rotation: on, journal-content: none, zonefile-load: whole" \
-    META_DNSPERF="$(dnsperf -h 2>&1 | grep -m1 Version) (Debian $(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null))" \
+    META_DNSPERF="dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ { print $2; exit }') (Debian $(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null))" \
     META_DNSPERFDESC="-e (EDNS0) -c $CLIENTS -q $OUTST -t 2, $DUR s per run; maximum throughput without -Q, latency runs with -Q $RATE -v; each server warmed by one pass over the query file (-n 1) before its series; all traffic on loopback, UDP" \
     META_PIN="one-worker runs: every thread of every server process pinned to CPU 0 (taskset -a -p -c 0), dnsperf to CPU 1 (taskset -c 1); all-worker runs: nothing pinned, so dnsperf competes with the servers' $NPROC workers for the $NPROC cores" \
     META_CMD="$CMD" META_REPS=$REPS \
