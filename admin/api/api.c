@@ -41,7 +41,6 @@ struct api_wait {
     uint64_t deadline; /* loop time, ms */
     bool blocking;
     bool parked;
-    bool woken;
     bool in_barrier; /* a read-index request holds a pointer to this waiter */
     uv_timer_t timer;
     struct api_wait *prev, *next;
@@ -116,17 +115,6 @@ bool api__method(struct http_req *req, const char *allowed)
     return false;
 }
 
-const char *api__path_arg(struct http_req *req, const char *prefix)
-{
-    const char *path = http_req_path(req);
-    size_t n = strlen(prefix);
-    if (strncmp(path, prefix, n) != 0 || path[n] == '\0') {
-        api__error(req, 400, "Missing argument in path %s", prefix);
-        return NULL;
-    }
-    return path + n;
-}
-
 /* ---- consistency and blocking ---------------------------------------------------------- */
 
 static uint64_t rng_next(struct api *a)
@@ -183,7 +171,6 @@ static void wait_park(struct api_wait *w)
 {
     struct api *a = w->api;
     w->parked = true;
-    w->woken = false;
     w->prev = NULL;
     w->next = a->waiters;
     if (a->waiters)

@@ -59,9 +59,6 @@ void api__respond_json(struct api *a, struct http_req *req, int status, json_t *
 /* One-line text error. */
 void api__error(struct http_req *req, int status, const char *fmt, ...) BASE_PRINTF(3, 4);
 
-/* The last path segment(s) after prefix, decoded; NULL (and a 400/404 answered) if empty. */
-const char *api__path_arg(struct http_req *req, const char *prefix);
-
 /* ---- JSON input helpers: each fills errmsg naming the field and returns non-zero ------- */
 /* Keys match Consul's decoder: case-insensitive, underscores ignored ("enable_tag_override"
  * equals "EnableTagOverride"). */
