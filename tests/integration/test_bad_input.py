@@ -139,6 +139,9 @@ def test_half_sent_request_is_closed_by_header_timeout(make_agent):
 
 def test_connection_cap(make_agent):
     a = make_agent(config={"limits": {"http_max_conns": 8}}).start()
+    # the readiness probes' connections may still be closing (the server lingers up to 1 s
+    # after a close and counts them until then)
+    time.sleep(1.5)
     socks = [socket.create_connection((a.addr, 8500), timeout=5) for _ in range(8)]
     # one keep-alive request on each proves the agent accepted (and counts) all eight
     for s in socks:
