@@ -72,7 +72,6 @@ struct cons_batch {
     struct cons_prop *props; /* n proposals, in command order */
     int *results;            /* n results, written by the FSM */
     bool applied;
-    bool forwarded; /* carries commands of forwarded requests (see the nudge in propose.c) */
 };
 
 /* One barrier, queued until the flush, then in flight. */

@@ -30,12 +30,15 @@
  * BASE_EUNKNOWN. Commands still queued when cons_stop runs end with BASE_ESHUTDOWN.
  *
  * Nudge. Followers learn that an entry committed only from the leader's next append or
- * heartbeat. A follower that forwarded a write, or asked for a read index, waits for its own
- * replica to reach an index (so its client reads locally what it must see). So when such a
- * follower waits (a forwarded entry committed, a read index was answered) and the commit
- * index moved past the one our last append carried, the next flush appends a barrier unless
- * commands or barriers are being appended anyway: the follower applies about one round trip
- * later instead of up to two heartbeat periods.
+ * heartbeat (libraft sends neither when the commit index moves; its heartbeat tick can be two
+ * periods away). Every follower serves DNS from its own replica, and one that forwarded a
+ * write or asked for a read index waits for its replica to reach an index. So whenever an
+ * entry commits (or a read index was answered) and the commit index moved past the one our
+ * last append carried, the next flush appends a barrier unless commands or barriers are
+ * being appended anyway: the followers apply about one round trip after the leader instead
+ * of up to 100 ms later (the registration -> DNS everywhere target is 10 ms). Under load the
+ * next batch carries the commit index and no barrier is added; an idle cluster pays one
+ * barrier entry per write.
  *
  * The flush also runs what other files deferred to it: finished forwarded proposals
  * (c->props_done), tasks (read indexes, membership requests) and the waiters whose index the
@@ -102,8 +105,8 @@ int cons__not_leader_status(struct cons *c)
 void cons__nudge(struct cons *c)
 {
     if (c->stopping || raft_state(&c->raft) != RAFT_LEADER ||
-        raft_commit_index(&c->raft) <= c->commit_sent)
-        return;
+        raft_commit_index(&c->raft) <= c->commit_sent || c->raft.configuration.n < 2)
+        return; /* (alone in the configuration: nobody to tell) */
     c->nudge = true;
     cons__schedule(c);
 }
@@ -324,8 +327,8 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
 {
     struct cons_batch *b = req->data;
     struct cons *c = b->c;
-    if (status == 0 && b->forwarded)
-        cons__nudge(c); /* its follower waits to apply it locally */
+    if (status == 0)
+        cons__nudge(c); /* followers learn of this commit with the next append */
 
     inflight_unlink(c, b);
     if (status == 0 && !b->applied) {
@@ -366,9 +369,6 @@ static void submit(struct cons *c, struct cons_prop *list, size_t n, size_t cmd_
     b->req.data = b;
     b->n = n;
     b->props = list;
-    for (struct cons_prop *p = list; p; p = p->next)
-        if (p->local_only)
-            b->forwarded = true;
     b->results = base_calloc(n, sizeof *b->results);
     b->index = raft_last_index(&c->raft) + 1;
     inflight_link(c, b);
