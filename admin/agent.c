@@ -107,15 +107,7 @@ static int load_node_id(struct agent *ag, const char *dir, char *err)
             fclose(f) || rename(tmp, path))
             return base_errf(err, BASE_ESTORE, "cannot write %s", path);
     }
-    uint64_t id = 0;
-    for (int i = 0, n = 0; ag->node_id[i] && n < 16; i++) {
-        char ch = ag->node_id[i];
-        if (ch == '-')
-            continue;
-        id = id << 4 | (uint64_t)(ch <= '9' ? ch - '0' : (ch | 32) - 'a' + 10);
-        n++;
-    }
-    ag->raft_id = id ? id : 1;
+    ag->raft_id = cons_id_from_node_id(ag->node_id);
     return 0;
 }
 

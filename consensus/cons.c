@@ -457,6 +457,22 @@ uint64_t cons_applied_index(const struct cons *c)
     return c->applied;
 }
 
+uint64_t cons_id_from_node_id(const char *node_id)
+{
+    uint64_t id = 0;
+    for (int n = 0; *node_id && n < 16; node_id++) {
+        char ch = *node_id;
+        int v = ch >= '0' && ch <= '9'                 ? ch - '0'
+                : (ch | 32) >= 'a' && (ch | 32) <= 'f' ? (ch | 32) - 'a' + 10
+                                                       : -1;
+        if (v < 0)
+            continue;
+        id = id << 4 | (uint64_t)v;
+        n++;
+    }
+    return id ? id : 1;
+}
+
 int cons__role_of(struct cons *c, uint64_t id)
 {
     const struct raft_configuration *conf = &c->raft.configuration;

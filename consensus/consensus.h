@@ -171,6 +171,9 @@ struct cons_server {
 void cons_servers_each(const struct cons *c, void (*cb)(void *data, const struct cons_server *s),
                        void *data);
 uint64_t cons_term(const struct cons *c);
+/* A server's Raft id from its node ID (a UUID): the first 16 hex digits, never 0. The agent
+ * derives its own id this way, so the id of any server names its node in the catalog. */
+uint64_t cons_id_from_node_id(const char *node_id);
 uint64_t cons_last_index(const struct cons *c);
 
 /* Stops Raft (pending proposals end with BASE_EUNKNOWN or BASE_ESHUTDOWN), closes its handles

@@ -1,11 +1,15 @@
 /* Cluster formation (DESIGN.md 2.5): how Raft starts on an empty data dir.
  *
  * A dir with Raft state (a metadata file) just starts: a restarted server needs nothing but
- * its dir. Otherwise, with bootstrap_expect N >= 2, Raft is initialised but not started, and
- * the server says HELLO (over server RPC) to its join addresses and to every server it learns
- * of. A HELLO, request or response alike, carries the sender's id, address, expected count,
- * state (forming or member), the servers it knows and, for a member, its configuration. Every
- * forming server merges what it hears, so knowledge spreads both ways and transitively.
+ * its dir. With join addresses it also sends a JOIN, retried until one succeeds: a no-op for
+ * a member, while a server that left or was removed while it was down is added back with its
+ * log, as Consul's servers rejoin (its own last configuration cannot tell: a removed server
+ * never receives the entry that removes it). Otherwise, with bootstrap_expect N >= 2, Raft is
+ * initialised but not started, and the server says HELLO (over server RPC) to its join
+ * addresses and to every server it learns of. A HELLO, request or response alike, carries the
+ * sender's id, address, expected count, state (forming or member), the servers it knows and,
+ * for a member, its configuration. Every forming server merges what it hears, so knowledge
+ * spreads both ways and transitively.
  *
  * Agreement. A server bootstraps only when it knows at least N servers AND every one of them
  * last reported, while forming, the same expected count and exactly the same set. Then all of
@@ -20,7 +24,8 @@
  * (identical entry 1, so it can vote at once: a formation never deadlocks waiting for
  * servers that started empty and cannot vote yet). A server that finds a running cluster
  * whose configuration lists it starts Raft empty and is caught up by the leader (a wiped
- * server rejoining). Any other server starts Raft empty and joins: a JOIN request through the
+ * server rejoining: the leader replaces it, see member.c). Any other server starts Raft
+ * empty and joins: a JOIN request through the
  * member it found (any member relays it to the leader), retried with backoff until the leader
  * added it. With bootstrap_expect 0 and join addresses a server joins the same way; with
  * neither it waits for cons_join.
@@ -333,6 +338,7 @@ static void join_begin(struct cons *c, const char *first)
     f->phase = CONS_FORM_JOIN;
     f->join_at = uv_now(c->loop);
     f->join_failures = 0;
+    f->join_confirm = false;
     if (first) { /* the member we heard from goes first */
         f->join_via = base_realloc(f->join_via, (f->n_join_via + 1) * sizeof *f->join_via);
         memmove(f->join_via + 1, f->join_via, f->n_join_via * sizeof *f->join_via);
@@ -511,7 +517,7 @@ static void join_tick(struct cons *c)
     struct cons_form *f = &c->form;
     if (f->join_inflight)
         return;
-    if (cons__role_of(c, c->id) >= 0) {
+    if (cons__role_of(c, c->id) >= 0 && !f->join_confirm) {
         LOG_INFO("consensus", "the cluster's configuration lists us: joined");
         f->phase = CONS_FORM_OFF;
         return;
@@ -582,9 +588,18 @@ int cons__form_start(struct cons *c, const struct cons_config *cfg, char *errmsg
 
     if (raft_dir_has_state(c->dir)) {
         LOG_INFO("consensus", "Raft state found in %s: starting from it", c->dir);
-        return cons__raft_start(c)
-                   ? base_errf(errmsg, BASE_ESTORE, "raft start: %s", raft_errmsg(&c->raft))
-                   : 0;
+        if (cons__raft_start(c))
+            return base_errf(errmsg, BASE_ESTORE, "raft start: %s", raft_errmsg(&c->raft));
+        if (f->n_join_via > 0) {
+            /* a JOIN is a no-op for a member, and adds back one that left or was removed */
+            LOG_INFO("consensus",
+                     "asking the cluster to keep us a member, through %zu join "
+                     "addresses",
+                     f->n_join_via);
+            join_begin(c, NULL);
+            f->join_confirm = true;
+        }
+        return 0;
     }
     if (f->expect == 1) {
         struct raft_configuration conf;

@@ -175,6 +175,7 @@ struct cons_form {
     size_t n_join_via, join_next;
     bool join_inflight;
     unsigned join_failures;
+    bool join_confirm; /* until a JOIN succeeds, even if our configuration lists us */
     uint64_t join_at;
     uint64_t warn_at; /* rate limit for repeated warnings */
 };
@@ -185,6 +186,11 @@ struct cons_form {
 struct cons_held {
     struct raft_message msg;
     char *address;
+};
+
+struct cons_acked {
+    uint64_t id;
+    uint64_t index;
 };
 
 struct cons_change;    /* a configuration change run by the leader, one at a time */
@@ -200,6 +206,11 @@ struct cons {
     int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
     raft_io_recv_cb raft_recv;
     struct cons_held *held;
+    /* io.c, on the leader: the highest last index each server acknowledged in this term */
+    struct cons_acked *acked;
+    size_t n_acked;
+    uint64_t acked_term;
+    uint64_t replace_id; /* a server whose log went backwards, for member.c's tick */
 
     struct zone_store *store;
     cons_applied_cb on_applied;

@@ -12,9 +12,20 @@
  * function of the same type, no cast) and an InstallSnapshot is dropped, freed, while one is
  * being installed (what libraft meant to do), and held while a snapshot is being taken, then
  * delivered from the tick once it is done (at most one is held: a newer one replaces it).
+ *
+ * It also watches, on the leader, the AppendEntries results: a server that acknowledged
+ * index N in this term and later reports a last index below N lost its Raft state (its dir
+ * was wiped, its node-id kept). libraft's progress for it keeps the old match_index, and its
+ * sendAppendEntries then computes next_index - match_index - 1 below zero (unsigned) as the
+ * in-flight count and sends only empty heartbeats, forever: the server never catches up. So
+ * the tick asks member.c to replace it (remove it and add it again, which starts its progress
+ * afresh). A follower never truncates entries it acknowledged to the current leader (Log
+ * Matching), so this cannot fire for a server that kept its state.
+ *
  * Everything else goes to libraft untouched. */
 #include "internal.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 static struct cons *cons_of(struct raft_io *io)
@@ -40,9 +51,44 @@ static void held_free(struct cons *c)
     c->held = NULL;
 }
 
+static struct cons_acked *acked_of(struct cons *c, uint64_t id)
+{
+    for (size_t i = 0; i < c->n_acked; i++)
+        if (c->acked[i].id == id)
+            return &c->acked[i];
+    c->acked = base_realloc(c->acked, (c->n_acked + 1) * sizeof *c->acked);
+    c->acked[c->n_acked] = (struct cons_acked){id, 0};
+    return &c->acked[c->n_acked++];
+}
+
+static void watch_result(struct cons *c, const struct raft_message *m)
+{
+    const struct raft_append_entries_result *res = &m->append_entries_result;
+    if (raft_state(&c->raft) != RAFT_LEADER || res->term != c->raft.current_term)
+        return;
+    if (c->acked_term != c->raft.current_term) { /* a new leadership: forget the old one's */
+        c->n_acked = 0;
+        c->acked_term = c->raft.current_term;
+    }
+    struct cons_acked *a = acked_of(c, m->server_id);
+    if (res->rejected == 0) {
+        if (res->last_log_index > a->index)
+            a->index = res->last_log_index;
+    } else if (res->last_log_index < a->index) {
+        LOG_WARN("consensus",
+                 "server id=%llu reports last index %llu after acknowledging %" PRIu64
+                 ": its Raft state is gone",
+                 m->server_id, res->last_log_index, a->index);
+        a->index = 0;
+        c->replace_id = m->server_id;
+    }
+}
+
 static void io_recv(struct raft_io *io, struct raft_message *m)
 {
     struct cons *c = cons_of(io);
+    if (m->type == RAFT_APPEND_ENTRIES_RESULT && !c->stopping)
+        watch_result(c, m);
     if (m->type == RAFT_INSTALL_SNAPSHOT && !c->stopping) {
         if (c->raft.snapshot.installing) {
             LOG_DEBUG("consensus", "snapshot from %llu ignored: installing one already",
@@ -95,4 +141,7 @@ void cons__io_tick(struct cons *c)
 void cons__io_stop(struct cons *c)
 {
     held_free(c);
+    base_free(c->acked);
+    c->acked = NULL;
+    c->n_acked = 0;
 }

@@ -15,6 +15,17 @@
  * (no leader, leadership moving, a change in progress, no connection, no answer: joins and
  * removals are idempotent) until its bound, then reports the last error.
  *
+ * Replacing. A server whose log went backwards (its Raft dir was wiped, its node-id kept: io.c
+ * notices it on the leader) is removed and added again: libraft keeps the leader's progress
+ * for a server that stays in the configuration, and with its old match_index above the now
+ * shorter log the leader computes a huge in-flight count and sends it heartbeats without
+ * entries forever (libraft 0.22 sendAppendEntries). Re-adding starts its progress from
+ * nothing: it is caught up as a spare (from the log or a snapshot), then promoted. A JOIN
+ * from a new id at the address of a listed server (its whole data dir was wiped, so it came
+ * back with a new node-id) replaces that server the same way, as Consul does: two processes
+ * cannot listen on one address, so the old one is gone. Meanwhile the transport keeps the old
+ * id's messages away from the new process (transport.c).
+ *
  * Reconciling. On the leader, the tick promotes a spare left behind by an interrupted join and
  * a standby while fewer than 5 voters remain (after a voter left), one change at a time, with
  * a pause after a failure so a dead spare does not monopolise the queue. */
@@ -34,8 +45,8 @@
 
 #define CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
-enum { CH_JOIN, CH_PROMOTE, CH_REMOVE };
-enum { STEP_IDLE, STEP_ADD, STEP_ASSIGN, STEP_REMOVE, STEP_TRANSFER };
+enum { CH_JOIN, CH_PROMOTE, CH_REMOVE, CH_REPLACE };
+enum { STEP_IDLE, STEP_ADD, STEP_ASSIGN, STEP_REMOVE, STEP_TRANSFER, STEP_REPLACE };
 
 struct cons_change {
     struct raft_change req;    /* req.data == this */
@@ -157,6 +168,10 @@ static void change_cb(struct raft_change *req, int status)
     case STEP_ADD:
         change_step(ch); /* now present as spare: assign its role */
         return;
+    case STEP_REPLACE:
+        ch->kind = CH_JOIN; /* the stale entry is gone: add the server (again) */
+        change_step(ch);
+        return;
     case STEP_ASSIGN: {
         const struct raft_server *s = server_by_id(ch->c, ch->id);
         snprintf(msg, sizeof msg, "server id=%" PRIu64 " address=%s is a %s", ch->id,
@@ -209,6 +224,20 @@ static void change_assign(struct cons_change *ch, const struct raft_server *s)
     }
 }
 
+/* Removes the configuration's entry for id before a JOIN adds the server (see Replacing). */
+static void change_replace(struct cons_change *ch, uint64_t id)
+{
+    struct cons *c = ch->c;
+    char msg[BASE_ERRMSG_LEN];
+    ch->step = STEP_REPLACE;
+    ch->req.data = ch;
+    int rv = raft_remove(&c->raft, &ch->req, id, change_cb);
+    if (rv != 0) {
+        snprintf(msg, sizeof msg, "remove the stale server: %s", raft_strerror(rv));
+        change_finish(ch, map_raft(rv), msg);
+    }
+}
+
 static void change_step(struct cons_change *ch)
 {
     struct cons *c = ch->c;
@@ -237,6 +266,14 @@ static void change_step(struct cons_change *ch)
             return;
         }
         const struct raft_server *other = server_by_address(c, ch->address);
+        if (other && other->id != c->id) {
+            LOG_INFO("consensus",
+                     "membership: %s now belongs to id=%" PRIu64 ": removing the server "
+                     "id=%" PRIu64 " that was there",
+                     ch->address, ch->id, (uint64_t)other->id);
+            change_replace(ch, other->id);
+            return;
+        }
         if (other) {
             snprintf(msg, sizeof msg, "address %s belongs to server id %" PRIu64, ch->address,
                      (uint64_t)other->id);
@@ -254,6 +291,19 @@ static void change_step(struct cons_change *ch)
         }
         return;
     }
+    case CH_REPLACE:
+        if (!s || s->id == c->id) {
+            change_finish(ch, 0, "nothing to replace");
+            return;
+        }
+        base_free(ch->address);
+        ch->address = base_strdup(s->address);
+        LOG_INFO("consensus",
+                 "membership: id=%" PRIu64 " at %s lost log entries it had acknowledged "
+                 "(its Raft state was wiped): removing it to add it again",
+                 ch->id, ch->address);
+        change_replace(ch, s->id);
+        return;
     case CH_PROMOTE:
         if (!s) {
             change_finish(ch, 0, "nothing to promote");
@@ -575,6 +625,13 @@ void cons_remove_peer(struct cons *c, uint64_t id, const char *address, cons_mem
 
 /* ---- tick and stop --------------------------------------------------------------------- */
 
+static void replace_done(void *data, int status, const char *msg)
+{
+    BASE_UNUSED(data);
+    BASE_UNUSED(status);
+    BASE_UNUSED(msg); /* change_finish logged it */
+}
+
 static void reconcile_done(void *data, int status, const char *msg)
 {
     struct cons *c = data;
@@ -614,6 +671,15 @@ void cons__member_tick(struct cons *c)
             continue;
         }
         op_try(op);
+    }
+    if (c->replace_id) {
+        uint64_t id = c->replace_id;
+        c->replace_id = 0;
+        bool queued = false;
+        for (struct cons_change *ch = c->changes; ch; ch = ch->next)
+            queued = queued || (ch->kind == CH_REPLACE && ch->id == id);
+        if (!queued && cons_is_leader(c))
+            change_submit(c, CH_REPLACE, id, NULL, replace_done, NULL);
     }
     reconcile(c);
 }

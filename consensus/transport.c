@@ -1,14 +1,20 @@
 /* The server port: our raft_uv_transport over libuv TCP, and the RPC connections beside it.
  *
  * One listener on the server port carries two protocols (DESIGN.md 2.6). Every connection
- * opens with an 8-byte preamble: "HRLDRAFT" for Raft, "HRLDRPC1" for server RPC (rpc.c). The
- * preamble and the Raft handshake after it (u64 id, u32 address length, the address) are read
- * with an alloc callback that offers exactly the bytes still missing, so not one byte of what
- * follows is consumed here: libraft's reader (or rpc.c's) then starts on the stream at its
- * first own byte. A handshake is bounded in time (5 s), size (addresses up to 255 bytes, no
- * NUL) and number (128 at once); anything else closes the connection. Raft streams go to the
- * accept callback libraft gave to listen(); until it did (the server is still forming, Raft
- * not started) they are closed and the peer's raft_uv retries later.
+ * opens with an 8-byte preamble: "HRLDRAF2" for Raft, "HRLDRPC1" for server RPC (rpc.c). The
+ * preamble and the Raft handshake after it (u64 sender id, u64 receiver id, u32 address
+ * length, the sender's address) are read with an alloc callback that offers exactly the bytes still
+ * missing, so not one byte of what follows is consumed here: libraft's reader (or rpc.c's) then
+ * starts on the stream at its first own byte. A handshake is bounded in time (5 s), size (addresses
+ * up to 255 bytes, no NUL) and number (128 at once); anything else closes the connection. Raft
+ * streams go to the accept callback libraft gave to listen(); until it did (the server is still
+ * forming, Raft not started) they are closed and the peer's raft_uv retries later.
+ *
+ * The receiver id. A Raft stream is meant for one server, not for whoever listens at the
+ * address now: a server whose data dir was wiped comes back at the same address with a new
+ * id, and must not take the messages (votes, appends, snapshots) meant for its former self,
+ * which the leader still addresses there until it replaces that server (member.c). So the
+ * dialer names the id it wants and the listener closes a stream for any other id.
  *
  * Ownership follows libraft's own TCP transport: a stream handed to libraft (accepted or
  * connected) is a uv_tcp_t allocated with raft_malloc, alone in its allocation, because
@@ -40,13 +46,14 @@
 #define HANDSHAKES_MAX       128
 #define CONNECT_TIMEOUT_MS   2000
 #define ADDRESS_MAX          255
+#define RAFT_HEADER_LEN      20 /* sender id, receiver id, address length */
 #define BACKOFF_MIN_MS       50
 #define BACKOFF_MAX_MS       1000
 #define DEFAULT_SERVER_PORT  8300
 #define LISTEN_BACKLOG       128
 #define KEEPALIVE_S          30
 
-static const uint8_t preamble_raft[PREAMBLE_LEN] = {'H', 'R', 'L', 'D', 'R', 'A', 'F', 'T'};
+static const uint8_t preamble_raft[PREAMBLE_LEN] = {'H', 'R', 'L', 'D', 'R', 'A', 'F', '2'};
 static const uint8_t preamble_rpc[PREAMBLE_LEN] = {'H', 'R', 'L', 'D', 'R', 'P', 'C', '1'};
 
 struct tp;
@@ -251,17 +258,24 @@ static void in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             in_hand_over(in, false);
         } else if (memcmp(in->buf, preamble_raft, PREAMBLE_LEN) == 0) {
             in->phase = IN_RAFT_HEADER;
-            in->need = 12;
+            in->need = RAFT_HEADER_LEN;
             in->got = 0;
         } else {
             in_abort(in, "unknown preamble");
         }
         return;
     case IN_RAFT_HEADER: {
-        uint32_t len = get_u32(in->buf + 8);
+        uint32_t len = get_u32(in->buf + 16);
+        uint64_t to = get_u64(in->buf + 8);
         in->id = get_u64(in->buf);
         if (in->id == 0 || len == 0 || len > ADDRESS_MAX) {
             in_abort(in, "bad raft handshake");
+            return;
+        }
+        if (to != in->tp->id) {
+            char why[96];
+            snprintf(why, sizeof why, "raft connection meant for id %" PRIu64 ", not us", to);
+            in_abort(in, why);
             return;
         }
         in->phase = IN_RAFT_ADDRESS;
@@ -659,14 +673,15 @@ static int tp_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
 {
     struct tp *tp = t->impl;
     size_t alen = strlen(tp->address);
-    size_t n = PREAMBLE_LEN + 12 + alen;
-    uint8_t hs[PREAMBLE_LEN + 12 + ADDRESS_MAX];
+    size_t n = PREAMBLE_LEN + RAFT_HEADER_LEN + alen;
+    uint8_t hs[PREAMBLE_LEN + RAFT_HEADER_LEN + ADDRESS_MAX];
 
     assert(!tp->closing);
     memcpy(hs, preamble_raft, PREAMBLE_LEN);
     put_u64(hs + PREAMBLE_LEN, tp->id);
-    put_u32(hs + PREAMBLE_LEN + 8, (uint32_t)alen);
-    memcpy(hs + PREAMBLE_LEN + 12, tp->address, alen);
+    put_u64(hs + PREAMBLE_LEN + 8, id);
+    put_u32(hs + PREAMBLE_LEN + 16, (uint32_t)alen);
+    memcpy(hs + PREAMBLE_LEN + RAFT_HEADER_LEN, tp->address, alen);
     req->cb = cb;
     struct cons_dial *d = dial_new(tp, address, hs, n, backoff_delay(backoff_of(tp, id)->failures));
     d->raft = true;

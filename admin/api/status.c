@@ -7,9 +7,26 @@ struct peers_ctx {
     json_t *arr;
     bool voters_only;
     uint64_t leader;
-    const char *self_name;
-    uint64_t self_id;
+    json_t *names; /* Raft id (decimal) -> node name */
+    struct zone_read *rd;
 };
+
+/* Every server registers its node with the "consul" service (agent.c), under a node ID from
+ * which its Raft id derives: that names the node of each server. */
+static int server_node(void *data, const struct zone_service *s)
+{
+    struct peers_ctx *c = data;
+    struct zone_node n;
+    struct base_arena a;
+    char id[24];
+    base_arena_init(&a);
+    if (zone_node_get(c->rd, s->node, &a, &n) == 0 && n.id[0]) {
+        snprintf(id, sizeof id, "%llu", (unsigned long long)cons_id_from_node_id(n.id));
+        json_object_set_new(c->names, id, json_string(n.name));
+    }
+    base_arena_close(&a);
+    return 0;
+}
 
 static void add_peer(void *data, const struct cons_server *s)
 {
@@ -21,8 +38,9 @@ static void add_peer(void *data, const struct cons_server *s)
     }
     char id[24];
     snprintf(id, sizeof id, "%llu", (unsigned long long)s->id);
+    json_t *name = json_object_get(c->names, id);
     json_array_append_new(c->arr, json_pack("{s:s,s:s,s:s,s:b,s:b,s:s}", "ID", id, "Node",
-                                            s->id == c->self_id ? c->self_name : "", "Address",
+                                            name ? json_string_value(name) : "", "Address",
                                             s->address, "Leader", s->id == c->leader, "Voter",
                                             s->role == 1, "ProtocolVersion", "3"));
 }
@@ -42,7 +60,7 @@ static void read_leader(struct api *a, struct http_req *req, struct zone_read *r
 static void read_peers(struct api *a, struct http_req *req, struct zone_read *rd,
                        struct base_arena *ar, struct api_result *res)
 {
-    struct peers_ctx c = {json_array(), true, 0, NULL, 0};
+    struct peers_ctx c = {json_array(), true, 0, NULL, rd};
     BASE_UNUSED(req);
     BASE_UNUSED(ar);
     cons_servers_each(a->cfg.cons, add_peer, &c);
@@ -54,12 +72,15 @@ static void read_raft_config(struct api *a, struct http_req *req, struct zone_re
                              struct base_arena *ar, struct api_result *res)
 {
     const char *addr;
-    struct peers_ctx c = {json_array(), false, 0, a->cfg.node_name, 0};
+    char self[24];
+    struct peers_ctx c = {json_array(), false, 0, json_object(), rd};
     BASE_UNUSED(req);
-    BASE_UNUSED(ar);
     cons_leader(a->cfg.cons, &c.leader, &addr);
-    c.self_id = a->cfg.raft_id;
+    snprintf(self, sizeof self, "%llu", (unsigned long long)a->cfg.raft_id);
+    json_object_set_new(c.names, self, json_string(a->cfg.node_name)); /* before our sync */
+    (void)zone_service_instances_each(rd, "consul", ar, server_node, &c);
     cons_servers_each(a->cfg.cons, add_peer, &c);
+    json_decref(c.names);
     res->json =
         json_pack("{s:o,s:I}", "Servers", c.arr, "Index", (json_int_t)cons_last_index(a->cfg.cons));
     res->index = api__table_max(rd, ZONE_TABLE_ALL);

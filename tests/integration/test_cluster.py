@@ -6,13 +6,11 @@ reads on followers; kill -9 of the leader under continuous writes, five times in
 DNS on the survivors never failing and every acknowledged write on every server afterwards
 (identical catalogs: /v1/operator/catalog/digest); kill -9 of all three at once; SIGSTOP of a
 majority (the minority acknowledges nothing, still serves ?stale reads and DNS) and SIGCONT;
-a full-cluster restart; a wiped server caught up from a snapshot; servers joining (voters up to
-5, then standby), leaving (a follower, the leader) and removed with `herald operator raft
-remove-peer`; grow to five, remove one, restart three at once.
-
-Not covered here because they fail today (see the report of the cluster tests): a wiped
-server that the leader would catch up by log replication (no snapshot needed), a server
-whose whole data dir (node-id too) was removed, a server that left and is started again.
+a full-cluster restart; a wiped server caught up from a snapshot, or by log replication (the
+leader replaces a server whose log went backwards), or coming back with a new node-id at its
+old address (it replaces the stale server); servers joining (voters up to 5, then standby),
+leaving (a follower, the leader) and removed with `herald operator raft remove-peer`; a server
+that left and is started again rejoins; grow to five, remove one, restart three at once.
 
 Every wait is bounded; every process is stopped by pid (make_cluster's teardown, which also
 checks that each graceful stop exits 0 under ASan)."""
@@ -481,6 +479,43 @@ def test_wiped_follower_catches_up_from_a_snapshot(make_cluster, keep_node_id):
     assert f.put("/v1/kv/after-wipe", "x").status == 200
 
 
+@pytest.mark.parametrize("keep_node_id", [True, False], ids=["node-id-kept", "whole-dir-wiped"])
+def test_wiped_server_rejoins_while_the_leader_holds_the_whole_log(make_cluster, keep_node_id):
+    """Default snapshot settings: 100 writes stay in the leader's log, so the wiped server is
+    caught up by log replication, not a snapshot. With its node-id kept, it comes back under its
+    old id with an empty log (libraft alone would never catch it up: the leader keeps its old
+    match_index); with its whole dir wiped, under a new id at the old address (a JOIN the
+    leader used to refuse as an address conflict, while it went on sending the old id's
+    traffic there)."""
+    c = make_cluster(3).start()
+    leader = c.wait_leader()
+    f = c.followers(leader)[0]
+    old_id = {s["Address"]: s["ID"] for s in leader.raft_config()["Servers"]}[f.server_addr]
+    for i in range(100):
+        assert c[i % 3].put("/v1/kv/wl/%d" % i, "w%d" % i).status == 200
+    assert f.stop() == 0
+    f.log.close()
+    f.wipe(keep_node_id=keep_node_id)
+    t0 = time.monotonic()
+    f.restart()
+    c.wait_converged(timeout=30)
+    print("wiped server (%s) caught up in %.2f s" % (
+        "node-id kept" if keep_node_id else "new node-id", time.monotonic() - t0))
+    assert kv_keys(f, "wl") == {"wl/%d" % i: "w%d" % i for i in range(100)}
+    wait_until(lambda: voters(leader) == {a.server_addr: True for a in c}, timeout=30,
+               interval=0.2, msg="three voters again")
+    ids = {s["Address"]: s["ID"] for s in leader.raft_config()["Servers"]}
+    assert len(ids) == 3
+    assert (ids[f.server_addr] == old_id) == keep_node_id
+    log = leader.read_log()
+    if keep_node_id:
+        assert "its Raft state is gone" in log and "removing it to add it again" in log, log[-3000:]
+    else:
+        assert "removing the server id=%s that was there" % old_id in log, log[-3000:]
+    assert f.put("/v1/kv/wl/after", "x").status == 200
+    c.wait_converged()
+
+
 # ---- membership -----------------------------------------------------------------------------
 
 def voters(agent):
@@ -514,6 +549,13 @@ def test_servers_join_leave_and_are_removed(make_cluster):
         assert sorted(a.get("/v1/status/peers").json()) == sorted(
             x.server_addr for x in c.agents + [s4, s5])
 
+    # Every server's node name, on every server (each registers its node with the "consul"
+    # service under the node ID its Raft id derives from).
+    names = {a.server_addr: a.node_name for a in c.agents + [s4, s5, s6]}
+    for a in c.agents + [s4, s5, s6]:
+        wait_until(lambda: {x["Address"]: x["Node"] for x in a.raft_config()["Servers"]} == names,
+                   timeout=10, interval=0.2, msg="node names in the raft configuration")
+
     # herald operator raft list-peers
     r = cli(s6, "operator", "raft", "list-peers")
     assert r.returncode == 0, r.stderr
@@ -533,6 +575,20 @@ def test_servers_join_leave_and_are_removed(make_cluster):
     # consensus.h promotes a standby while fewer than 5 voters remain.
     wait_until(lambda: voters(leader).get(s6.server_addr) is True, timeout=30,
                msg="standby promoted after a voter left")
+
+    # Started again with its data dir and -retry-join, the server that left rejoins (its own
+    # last configuration still lists it: a removed server never gets the entry removing it).
+    f.log.close()
+    f.restart()
+    # (a standby: five voters again since the standby was promoted)
+    wait_until(lambda: voters(leader).get(f.server_addr) is False, timeout=30, interval=0.2,
+               msg="the server that left is a member again")
+    f.wait_ready(timeout=30)
+    c.wait_converged(timeout=30)
+    r = cli(f, "leave")
+    assert r.returncode == 0, r.stderr
+    assert f.proc.wait(30) == 0, f.read_log()
+    wait_until(lambda: f.server_addr not in voters(leader), timeout=15, msg="left again")
 
     # herald leave on the leader: leadership moves first, then it is removed.
     old = c.wait_leader()

@@ -233,6 +233,15 @@ static void test_bad_preamble_is_closed(void **state)
     fx_down(&f);
 }
 
+/* A Raft handshake: preamble, sender id, receiver id, address length, address. */
+static size_t raft_hs(uint8_t *b, uint64_t from, uint64_t to, uint32_t alen)
+{
+    memcpy(b, "HRLDRAF2", 8);
+    size_t n = 8 + put_u64(b + 8, from);
+    n += put_u64(b + n, to);
+    return n + put_u32(b + n, alen);
+}
+
 static void test_bad_raft_handshakes_are_closed(void **state)
 {
     (void)state;
@@ -243,27 +252,57 @@ static void test_bad_raft_handshakes_are_closed(void **state)
     fx_up(&f);
 
     /* id 0 */
-    memcpy(b, "HRLDRAFT", 8);
-    n = 8 + put_u64(b + 8, 0);
-    n += put_u32(b + n, 4);
+    n = raft_hs(b, 0, 7, 4);
     memcpy(b + n, "x:1", 4);
     client_open(&f, &cl, b, n + 4);
     assert_true(run_until(&f, &cl.eof, 2000));
     client_close(&f, &cl);
 
     /* an address over 255 bytes */
-    n = 8 + put_u64(b + 8, 3);
-    n += put_u32(b + n, 100000);
+    n = raft_hs(b, 3, 7, 100000);
     client_open(&f, &cl, b, n);
     assert_true(run_until(&f, &cl.eof, 2000));
     client_close(&f, &cl);
 
     /* a NUL inside the address */
-    n = 8 + put_u64(b + 8, 3);
-    n += put_u32(b + n, 4);
+    n = raft_hs(b, 3, 7, 4);
     memcpy(b + n, "a\0b\0", 4);
     client_open(&f, &cl, b, n + 4);
     assert_true(run_until(&f, &cl.eof, 2000));
+    client_close(&f, &cl);
+
+    /* the first version's preamble (no receiver id) */
+    n = raft_hs(b, 3, 7, 4);
+    memcpy(b, "HRLDRAFT", 8);
+    memcpy(b + n, "x:12", 4);
+    client_open(&f, &cl, b, n + 4);
+    assert_true(run_until(&f, &cl.eof, 2000));
+    client_close(&f, &cl);
+    fx_down(&f);
+}
+
+/* A stream meant for another server id (this one is 7) is closed: a server that came back
+ * with a new id at its former address must not take its former self's votes and appends.
+ * The same handshake naming id 7 is handed to libraft and stays open. */
+static void test_raft_stream_for_another_id_is_closed(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct client cl;
+    uint8_t b[64];
+    size_t n;
+    fx_up(&f);
+
+    n = raft_hs(b, 3, 8, 4);
+    memcpy(b + n, "x:12", 4);
+    client_open(&f, &cl, b, n + 4);
+    assert_true(run_until(&f, &cl.eof, 2000));
+    client_close(&f, &cl);
+
+    n = raft_hs(b, 3, 7, 4);
+    memcpy(b + n, "x:12", 4);
+    client_open(&f, &cl, b, n + 4);
+    assert_false(run_until(&f, &cl.eof, 300));
     client_close(&f, &cl);
     fx_down(&f);
 }
@@ -458,6 +497,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_preamble_is_closed),
         cmocka_unit_test(test_bad_raft_handshakes_are_closed),
+        cmocka_unit_test(test_raft_stream_for_another_id_is_closed),
         cmocka_unit_test(test_rpc_after_preamble_in_one_write),
         cmocka_unit_test(test_rpc_frame_over_limit_is_closed),
         cmocka_unit_test(test_dial),
