@@ -19,8 +19,10 @@
  * sendAppendEntries then computes next_index - match_index - 1 below zero (unsigned) as the
  * in-flight count and sends only empty heartbeats, forever: the server never catches up. So
  * the tick asks member.c to replace it (remove it and add it again, which starts its progress
- * afresh). A follower never truncates entries it acknowledged to the current leader (Log
- * Matching), so this cannot fire for a server that kept its state.
+ * afresh). Results that accept (after an installed snapshot older than what it had) and
+ * results that reject both tell. A follower never truncates entries it acknowledged to the
+ * current leader (Log Matching: a rejection names an index past them, and libraft reports
+ * at least the index before it), so this cannot fire for a server that kept its state.
  *
  * Everything else goes to libraft untouched. */
 #include "internal.h"
@@ -71,10 +73,10 @@ static void watch_result(struct cons *c, const struct raft_message *m)
         c->acked_term = c->raft.current_term;
     }
     struct cons_acked *a = acked_of(c, m->server_id);
-    if (res->rejected == 0) {
-        if (res->last_log_index > a->index)
+    if (res->last_log_index >= a->index) {
+        if (res->rejected == 0)
             a->index = res->last_log_index;
-    } else if (res->last_log_index < a->index) {
+    } else {
         LOG_WARN("consensus",
                  "server id=%llu reports last index %llu after acknowledging %" PRIu64
                  ": its Raft state is gone",

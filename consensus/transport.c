@@ -26,7 +26,9 @@
  * appends wait ~40 ms for delayed ACKs) and keepalive, bounded by a 2 s connect timeout, then
  * write the preamble (and for Raft our id and address) before handing the stream over.
  * libraft retries a failed connect after its retry delay (set to 50 ms in cons.c); the dialer
- * adds an exponential backoff per Raft peer on top (50 ms doubling to 1 s, reset by a
+ * adds an exponential backoff per Raft peer on top (50 ms doubling to 250 ms, reset by a
+ * Raft connection from that peer, which also starts a dial still waiting out its delay: a
+ * restarted server is reached as soon as it reaches us; or reset by a
  * successful connect), so a dead peer costs little and a restarted one is found again fast.
  * RPC connections keep their own backoff in rpc.c.
  *
@@ -48,7 +50,7 @@
 #define ADDRESS_MAX          255
 #define RAFT_HEADER_LEN      20 /* sender id, receiver id, address length */
 #define BACKOFF_MIN_MS       50
-#define BACKOFF_MAX_MS       1000
+#define BACKOFF_MAX_MS       250
 #define DEFAULT_SERVER_PORT  8300
 #define LISTEN_BACKLOG       128
 #define KEEPALIVE_S          30
@@ -216,6 +218,18 @@ static void in_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     buf->len = in->need - in->got;
 }
 
+static void dial_timer_cb(uv_timer_t *t);
+static struct backoff *backoff_of(struct tp *tp, raft_id id);
+
+/* A Raft connection from id: it is up, so our dials to it need not wait. */
+static void peer_is_back(struct tp *tp, raft_id id)
+{
+    backoff_of(tp, id)->failures = 0;
+    for (struct cons_dial *d = tp->dials; d; d = d->next)
+        if (d->raft && d->peer == id && !d->started && !d->finishing && d->status == 0)
+            uv_timer_start(&d->timer, dial_timer_cb, 0, 0);
+}
+
 /* The handshake is complete: the stream changes hands (its reads stopped, nothing buffered). */
 static void in_hand_over(struct incoming *in, bool raft)
 {
@@ -228,6 +242,7 @@ static void in_hand_over(struct incoming *in, bool raft)
         /* Raft not started yet (still forming): the peer's raft_uv connects again later */
         uv_close((uv_handle_t *)tcp, free_raft_tcp);
     } else if (raft) {
+        peer_is_back(tp, in->id);
         in->buf[in->need] = '\0';
         LOG_DEBUG("consensus", "raft connection from id=%" PRIu64 " address=%s", in->id,
                   (char *)in->buf);
