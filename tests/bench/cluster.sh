@@ -11,15 +11,35 @@
 #   - catch-up time of a wiped server (catalog and Raft state removed, node-id kept) after
 #     --entries KV entries were written while it was away; then the same wipe again with no
 #     writes in between (which libraft 0.22 does not catch up: see RESULTS.md).
+# With --restart, instead of all that (no etcd): restart of a loaded cluster. --entries KV
+# entries (wrk, --fill-conns connections to the leader: one connection leaves nothing to
+# batch, at least one Raft entry per write, so the applied Raft index passes --entries too)
+# and --services service registrations are written; then --restarts rounds of: all three
+# servers stopped (SIGTERM) and started again at once, timed from exec to the first DNS answer for a registered
+# service, the first ?stale read with the right data, a leader, the first acknowledged write;
+# and --restarts rounds of: one server killed (SIGKILL; leader or not, in turn), --away-writes
+# KV writes through the two others, down --down seconds at least (default 5: the others'
+# reconnect backoff, 50 ms doubling to 1 s, is then at its cap), then started again, timed
+# to its first DNS answer and ?stale read and to being caught up (applied index, digest).
+# Data dir sizes and the Raft entries replayed at start (the agent's "consensus: started ...
+# index=N" less its latest snapshot's index) are recorded. Target: serving within 2 s.
 # The measuring clients are tests/bench/cluster_bench.py (and wrk); the report too.
 #
 # usage: tests/bench/cluster.sh [--record] [--reps N] [--duration SECONDS] [--regs N]
 #                               [--kills N] [--entries N] [--no-etcd] [--wait-quiet S]
+#        tests/bench/cluster.sh --restart [--record] [--entries N] [--fill-conns C]
+#                               [--services N] [--restarts N] [--away-writes N] [--down S]
+#                               [--wait-quiet S]
 #   --record    replace the cluster.sh section of tests/bench/RESULTS.md with this run's
-#               figures (between <!-- cluster.sh: begin --> and <!-- cluster.sh: end -->)
+#               figures (between <!-- cluster.sh: begin --> and <!-- cluster.sh: end -->;
+#               with --restart, its own section between <!-- cluster.sh --restart: begin ...-->
+#               and <!-- cluster.sh --restart: end -->)
 #   --wait-quiet S  first wait up to S seconds for 5 quiet seconds (other programs using under
 #               0.1 core), as the machine may be shared; the run goes ahead after S regardless
+#   --restart   the restart measurements only (defaults: --entries 100000 --fill-conns 1
+#               --services 1000 --restarts 5 --away-writes 1000 --down 5; about 5 minutes)
 #   HERALD_BIN=path  use that binary instead of building build/herald with make
+# The servers run from a copy of the binary taken at the start (others may rebuild it meanwhile).
 #
 # Addresses: Herald on 127.0.3.1-3 (HTTP 8500, DNS 8600, server 8300), etcd on
 # 127.0.3.11-13 (2379/2380); all must be free. Everything the script starts is stopped by pid
@@ -44,6 +64,12 @@ REGS=200
 KILLS=5
 ENTRIES=100000
 ETCD=1
+RESTART=0
+FILLC=1
+SERVICES=1000
+RESTARTS=5
+AWAY=1000
+DOWN=5
 ORIG_ARGS=("$@")
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -55,7 +81,13 @@ while [ $# -gt 0 ]; do
     --kills) KILLS=$2; shift ;;
     --entries) ENTRIES=$2; shift ;;
     --no-etcd) ETCD=0 ;;
-    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+    --restart) RESTART=1 ;;
+    --fill-conns) FILLC=$2; shift ;;
+    --services) SERVICES=$2; shift ;;
+    --restarts) RESTARTS=$2; shift ;;
+    --away-writes) AWAY=$2; shift ;;
+    --down) DOWN=$2; shift ;;
+    -h | --help) sed -n '2,49p' "$0"; exit 0 ;;
     *) echo "cluster.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -64,6 +96,11 @@ done
     $KILLS =~ ^[1-9][0-9]?$ && $ENTRIES =~ ^[1-9][0-9]{0,6}$ && $QUIET =~ ^[0-9]{1,4}$ ]] ||
     { echo "cluster.sh: --reps 1..99, --duration 1..999, --regs 1..99999, --kills 1..99," \
            "--entries 1..9999999, --wait-quiet 0..9999" >&2; exit 2; }
+[[ $FILLC =~ ^[1-9][0-9]{0,2}$ && $SERVICES =~ ^[1-9][0-9]{0,4}$ &&
+    $RESTARTS =~ ^[1-9][0-9]?$ && $AWAY =~ ^[1-9][0-9]{0,5}$ && $DOWN =~ ^[0-9]{1,3}$ ]] ||
+    { echo "cluster.sh: --fill-conns 1..999, --services 1..99999, --restarts 1..99," \
+           "--away-writes 1..999999, --down 0..999" >&2; exit 2; }
+[ $RESTART = 0 ] || ETCD=0
 
 log() { printf '[cluster.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
@@ -145,6 +182,12 @@ else
 fi
 [ -z "$(git -C "$ROOT" status --porcelain -- ':!tests' 2>/dev/null)" ] || DIRTY=1
 [ -x "$HERALD" ] || die "$HERALD not built"
+# Run a copy: build/herald may be rebuilt by someone else while this runs.
+cp "$HERALD" "$TMP/herald" || die "copy $HERALD"
+BINSUM=$(md5sum "$TMP/herald" | cut -c1-12)
+BINTIME=$(date -u -r "$HERALD" '+%Y-%m-%d %H:%M UTC')
+log "running a copy of $HERALD (md5 $BINSUM...)"
+HERALD="$TMP/herald"
 
 # --- machine facts -------------------------------------------------------------------------
 FSYNC=$($PY - "$TMP" <<'EOF'
@@ -204,153 +247,187 @@ alive() {
     for pid in $(herald_pids); do kill -0 "$pid" 2>/dev/null || die "herald pid $pid died"; done
 }
 
-# --- etcd ------------------------------------------------------------------------------------
+# fill_kv URL ENTRIES THREADS CONNS: ENTRIES unique keys fill/t<thread>-<n> (100-byte values)
+# written by wrk (cluster_fill.lua) with THREADS threads and CONNS connections; each thread
+# leaves a mark file when done, then wrk is interrupted. Its BENCH line goes to fill.tsv.
+fill_kv() {
+    local url=$1 entries=$2 threads=$3 conns=$4 t k ok=0 rc=0 line
+    rm -f "$TMP"/fill-mark-*
+    FILL_MARK="$TMP/fill-mark-" FILL_PER_THREAD=$(((entries + threads - 1) / threads)) \
+        timeout 900 wrk -t"$threads" -c"$conns" -d600s --timeout 10s --latency \
+        -s "$BENCH/cluster_fill.lua" "$url" >"$TMP/wrk-fill.txt" 2>&1 &
+    WRKPID=$!
+    for ((k = 0; k < 6000; k++)); do
+        ok=1
+        for ((t = 0; t < threads; t++)); do [ -f "$TMP/fill-mark-$t" ] || ok=0; done
+        [ $ok = 1 ] && break
+        kill -0 $WRKPID 2>/dev/null || break
+        sleep 0.1
+    done
+    [ $ok = 1 ] || die "wrk fill did not finish in 600 s"
+    sleep 0.5 # the last requests in flight
+    kill -INT $WRKPID 2>/dev/null || true
+    wait $WRKPID || rc=$?
+    WRKPID=
+    [ $rc = 0 ] || die "wrk fill exited $rc: $(tail -3 "$TMP/wrk-fill.txt")"
+    line=$(grep '^BENCH ' "$TMP/wrk-fill.txt") || die "wrk fill: no BENCH line"
+    echo "fill 1 ${line#BENCH }" >"$TMP/fill.tsv"
+    log "fill: $line"
+}
+
+# --- restart of a loaded cluster (--restart) ----------------------------------------------------
+restart_bench() {
+    local threads=$((FILLC < 2 ? 1 : 2))
+    log "restart: load $ENTRIES KV entries (wrk -t$threads -c$FILLC to the leader $LEADER)"
+    fill_kv "http://$LEADER:8500" "$ENTRIES" $threads "$FILLC"
+    log "restart: register $SERVICES services"
+    $PY "$BENCH/cluster_bench.py" regs --servers "$SERVERS" -n "$SERVICES" >"$TMP/regs.json" ||
+        die "regs"
+    log "$(cat "$TMP/regs.json")"
+    alive
+    log "restart: all three servers stopped (SIGTERM) and started at once, $RESTARTS rounds"
+    $PY "$BENCH/cluster_bench.py" restart --mode all --servers "$SERVERS" --run "$TMP" \
+        --rounds "$RESTARTS" -n "$SERVICES" --prefix fill --timeout 30 \
+        >"$TMP/restart_all.json" || die "restart all"
+    alive
+    log "restart: one server killed (SIGKILL), $AWAY writes, down ${DOWN}s, started again," \
+        "$RESTARTS rounds"
+    $PY "$BENCH/cluster_bench.py" restart --mode one --servers "$SERVERS" --run "$TMP" \
+        --rounds "$RESTARTS" -n "$SERVICES" --prefix fill --timeout 30 --writes "$AWAY" \
+        --down "$DOWN" >"$TMP/restart_one.json" || die "restart one"
+    alive
+}
+
 ETCD_DESC=
-if [ $ETCD = 1 ]; then
-    init=
-    for i in 1 2 3; do init+="${init:+,}e$i=http://${EADDRS[$((i - 1))]}:2380"; done
-    for i in 1 2 3; do
-        a=${EADDRS[$((i - 1))]}
-        mkdir -p "$TMP/e$i"
-        etcd --name "e$i" --data-dir "$TMP/e$i" --listen-client-urls "http://$a:2379" \
-            --advertise-client-urls "http://$a:2379" --listen-peer-urls "http://$a:2380" \
-            --initial-advertise-peer-urls "http://$a:2380" --initial-cluster "$init" \
-            --initial-cluster-state new --initial-cluster-token herald-bench \
-            --log-level warn >"$TMP/e$i.log" 2>&1 &
-        EPIDS+=($!)
-    done
-    for a in "${EADDRS[@]}"; do
-        ok=0
-        for ((k = 0; k < 300; k++)); do
-            for pid in "${EPIDS[@]}"; do
-                kill -0 "$pid" 2>/dev/null || die "etcd pid $pid exited at start"
-            done
-            if curl -fsS -m 1 "http://$a:2379/health" 2>/dev/null | grep '"health":"true"' >/dev/null; then
-                ok=1
-                break
-            fi
-            sleep 0.1
+if [ $RESTART = 1 ]; then
+    restart_bench
+else
+    # --- etcd ----------------------------------------------------------------------------------
+    if [ $ETCD = 1 ]; then
+        init=
+        for i in 1 2 3; do init+="${init:+,}e$i=http://${EADDRS[$((i - 1))]}:2380"; done
+        for i in 1 2 3; do
+            a=${EADDRS[$((i - 1))]}
+            mkdir -p "$TMP/e$i"
+            etcd --name "e$i" --data-dir "$TMP/e$i" --listen-client-urls "http://$a:2379" \
+                --advertise-client-urls "http://$a:2379" --listen-peer-urls "http://$a:2380" \
+                --initial-advertise-peer-urls "http://$a:2380" --initial-cluster "$init" \
+                --initial-cluster-state new --initial-cluster-token herald-bench \
+                --log-level warn >"$TMP/e$i.log" 2>&1 &
+            EPIDS+=($!)
         done
-        [ $ok = 1 ] || die "etcd on $a not healthy within 30 s"
-    done
-    ETCD_DESC="$(etcd --version 2>/dev/null | sed -n 1p) (Debian etcd-server), three members on 127.0.3.11-13, defaults (fsync on, heartbeat 100 ms, election 1000 ms), v3 JSON gateway"
-    log "etcd pids ${EPIDS[*]} ready"
-fi
-# The etcd member that leads, and one that does not (maintenance/status through the gateway).
-etcd_role() {
-    local want=$1 a st me ld
-    for a in "${EADDRS[@]}"; do
-        st=$(curl -fsS -m 5 -X POST "http://$a:2379/v3/maintenance/status" -d '{}') || continue
-        me=$(echo "$st" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(d["header"]["member_id"])')
-        ld=$(echo "$st" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(d["leader"])')
-        if [ "$want" = leader ] && [ "$me" = "$ld" ]; then echo "$a"; return; fi
-        if [ "$want" = follower ] && [ "$me" != "$ld" ]; then echo "$a"; return; fi
-    done
-    return 1
-}
+        for a in "${EADDRS[@]}"; do
+            ok=0
+            for ((k = 0; k < 300; k++)); do
+                for pid in "${EPIDS[@]}"; do
+                    kill -0 "$pid" 2>/dev/null || die "etcd pid $pid exited at start"
+                done
+                if curl -fsS -m 1 "http://$a:2379/health" 2>/dev/null | grep '"health":"true"' >/dev/null; then
+                    ok=1
+                    break
+                fi
+                sleep 0.1
+            done
+            [ $ok = 1 ] || die "etcd on $a not healthy within 30 s"
+        done
+        ETCD_DESC="$(etcd --version 2>/dev/null | sed -n 1p) (Debian etcd-server), three members on 127.0.3.11-13, defaults (fsync on, heartbeat 100 ms, election 1000 ms), v3 JSON gateway"
+        log "etcd pids ${EPIDS[*]} ready"
+    fi
+    # The etcd member that leads, and one that does not (maintenance/status through the gateway).
+    etcd_role() {
+        local want=$1 a st me ld
+        for a in "${EADDRS[@]}"; do
+            st=$(curl -fsS -m 5 -X POST "http://$a:2379/v3/maintenance/status" -d '{}') || continue
+            me=$(echo "$st" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(d["header"]["member_id"])')
+            ld=$(echo "$st" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(d["leader"])')
+            if [ "$want" = leader ] && [ "$me" = "$ld" ]; then echo "$a"; return; fi
+            if [ "$want" = follower ] && [ "$me" != "$ld" ]; then echo "$a"; return; fi
+        done
+        return 1
+    }
 
-# --- throughput ----------------------------------------------------------------------------
-: >"$TMP/wrk.tsv"
-proc_ticks() {
-    local sum=0 pid t
-    for pid in "$@"; do
-        if [ -r "/proc/$pid/stat" ]; then
-            t=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
-            sum=$((sum + t))
-        fi
-    done
-    echo $sum
-}
-HZ=$(getconf CLK_TCK)
-# run_wrk NAME REP URL SCRIPT PIDS...
-run_wrk() {
-    local name=$1 rep=$2 url=$3 script=$4 line s0 s1 other
-    shift 4
-    $PY "$BENCH/cpu.py" snap "$TMP/cpu-a.json"
-    s0=$(proc_ticks "$@")
-    timeout $((DUR + 60)) wrk -t2 -c64 -d"${DUR}s" --timeout 10s --latency \
-        -s "$BENCH/$script" "$url" >"$TMP/wrk-$name-$rep.txt" 2>&1 ||
-        die "wrk $name: $(tail -3 "$TMP/wrk-$name-$rep.txt")"
-    s1=$(proc_ticks "$@")
-    $PY "$BENCH/cpu.py" snap "$TMP/cpu-b.json"
-    # shellcheck disable=SC2046 # one word per pid
-    other=$($PY "$BENCH/cpu.py" other "$TMP/cpu-a.json" "$TMP/cpu-b.json" $$ $(herald_pids) \
-        ${EPIDS[@]+"${EPIDS[@]}"})
-    line=$(grep '^BENCH ' "$TMP/wrk-$name-$rep.txt") || die "wrk $name: no BENCH line"
-    line="$line $(awk -v s=$((s1 - s0)) -v hz="$HZ" -v o="$other" 'BEGIN {
-        split(o, x, " ")
-        printf "server_cpu_s=%.3f foreign_cpu_s=%.3f kthread_cpu_s=%.3f", s / hz, x[1], x[2] }')"
-    echo "$name $rep ${line#BENCH }" >>"$TMP/wrk.tsv"
-    log "$name #$rep ($url): $(echo "$line" | grep -oE '(rps|p99_ms|err_status|foreign_cpu_s)=[0-9.-]*' | tr '\n' ' ')"
-}
-curl -fsS -m 5 -X PUT --data-binary "$(head -c 100 /dev/zero | tr '\0' v)" \
-    "http://$LEADER:8500/v1/kv/bench/key1" | grep true >/dev/null || die "PUT bench/key1"
-for ((rep = 1; rep <= REPS; rep++)); do
-    for target in leader follower; do
-        alive
-        h=$($PY "$BENCH/cluster_bench.py" $target --servers "$SERVERS" --timeout 30) ||
-            die "no Herald $target"
+    # --- throughput ----------------------------------------------------------------------------
+    : >"$TMP/wrk.tsv"
+    proc_ticks() {
+        local sum=0 pid t
+        for pid in "$@"; do
+            if [ -r "/proc/$pid/stat" ]; then
+                t=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
+                sum=$((sum + t))
+            fi
+        done
+        echo $sum
+    }
+    HZ=$(getconf CLK_TCK)
+    # run_wrk NAME REP URL SCRIPT PIDS...
+    run_wrk() {
+        local name=$1 rep=$2 url=$3 script=$4 line s0 s1 other
+        shift 4
+        $PY "$BENCH/cpu.py" snap "$TMP/cpu-a.json"
+        s0=$(proc_ticks "$@")
+        timeout $((DUR + 60)) wrk -t2 -c64 -d"${DUR}s" --timeout 10s --latency \
+            -s "$BENCH/$script" "$url" >"$TMP/wrk-$name-$rep.txt" 2>&1 ||
+            die "wrk $name: $(tail -3 "$TMP/wrk-$name-$rep.txt")"
+        s1=$(proc_ticks "$@")
+        $PY "$BENCH/cpu.py" snap "$TMP/cpu-b.json"
         # shellcheck disable=SC2046 # one word per pid
-        run_wrk herald_put_$target $rep "http://$h:8500" put.lua $(herald_pids)
-        if [ $ETCD = 1 ]; then
-            e=$(etcd_role $target) || die "no etcd $target"
-            run_wrk etcd_put_$target $rep "http://$e:2379" etcd_put.lua "${EPIDS[@]}"
-        fi
+        other=$($PY "$BENCH/cpu.py" other "$TMP/cpu-a.json" "$TMP/cpu-b.json" $$ $(herald_pids) \
+            ${EPIDS[@]+"${EPIDS[@]}"})
+        line=$(grep '^BENCH ' "$TMP/wrk-$name-$rep.txt") || die "wrk $name: no BENCH line"
+        line="$line $(awk -v s=$((s1 - s0)) -v hz="$HZ" -v o="$other" 'BEGIN {
+            split(o, x, " ")
+            printf "server_cpu_s=%.3f foreign_cpu_s=%.3f kthread_cpu_s=%.3f", s / hz, x[1], x[2] }')"
+        echo "$name $rep ${line#BENCH }" >>"$TMP/wrk.tsv"
+        log "$name #$rep ($url): $(echo "$line" | grep -oE '(rps|p99_ms|err_status|foreign_cpu_s)=[0-9.-]*' | tr '\n' ' ')"
+    }
+    curl -fsS -m 5 -X PUT --data-binary "$(head -c 100 /dev/zero | tr '\0' v)" \
+        "http://$LEADER:8500/v1/kv/bench/key1" | grep true >/dev/null || die "PUT bench/key1"
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for target in leader follower; do
+            alive
+            h=$($PY "$BENCH/cluster_bench.py" $target --servers "$SERVERS" --timeout 30) ||
+                die "no Herald $target"
+            # shellcheck disable=SC2046 # one word per pid
+            run_wrk herald_put_$target $rep "http://$h:8500" put.lua $(herald_pids)
+            if [ $ETCD = 1 ]; then
+                e=$(etcd_role $target) || die "no etcd $target"
+                run_wrk etcd_put_$target $rep "http://$e:2379" etcd_put.lua "${EPIDS[@]}"
+            fi
+        done
     done
-done
-alive
-for pid in ${EPIDS[@]+"${EPIDS[@]}"}; do stop_pid "$pid"; done
-EPIDS=()
+    alive
+    for pid in ${EPIDS[@]+"${EPIDS[@]}"}; do stop_pid "$pid"; done
+    EPIDS=()
 
-# --- registration -> DNS on all three --------------------------------------------------------
-log "registration -> visible in DNS on all three servers, $REGS registrations"
-$PY "$BENCH/cluster_bench.py" dnsvis --servers "$SERVERS" -n "$REGS" >"$TMP/dnsvis.json" ||
-    die "dnsvis"
-log "$(cat "$TMP/dnsvis.json")"
-alive
+    # --- registration -> DNS on all three ------------------------------------------------------
+    log "registration -> visible in DNS on all three servers, $REGS registrations"
+    $PY "$BENCH/cluster_bench.py" dnsvis --servers "$SERVERS" -n "$REGS" >"$TMP/dnsvis.json" ||
+        die "dnsvis"
+    log "$(cat "$TMP/dnsvis.json")"
+    alive
 
-# --- leader kill -> first acknowledged write -------------------------------------------------
-log "leader kill (SIGKILL) under writes, $KILLS rounds"
-$PY "$BENCH/cluster_bench.py" failover --servers "$SERVERS" --run "$TMP" --rounds "$KILLS" \
-    >"$TMP/failover.json" || die "failover"
-log "$(cat "$TMP/failover.json")"
-alive
+    # --- leader kill -> first acknowledged write -----------------------------------------------
+    log "leader kill (SIGKILL) under writes, $KILLS rounds"
+    $PY "$BENCH/cluster_bench.py" failover --servers "$SERVERS" --run "$TMP" --rounds "$KILLS" \
+        >"$TMP/failover.json" || die "failover"
+    log "$(cat "$TMP/failover.json")"
+    alive
 
-# --- catch-up of a wiped server with ENTRIES entries -------------------------------------------
-log "stop a follower and wipe its catalog and Raft state"
-$PY "$BENCH/cluster_bench.py" wipe --servers "$SERVERS" --run "$TMP" >"$TMP/wipe.json" ||
-    die "wipe"
-WIPED=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["server"])' "$TMP/wipe.json")
-LEADER=$($PY "$BENCH/cluster_bench.py" leader --servers "$(echo "$SERVERS" | tr , '\n' |
-    grep -vx "$WIPED" | paste -sd,)")
-log "load $ENTRIES KV entries (wrk -c64 to the leader $LEADER) while $WIPED is away"
-rm -f "$TMP"/fill-mark-*
-FILL_MARK="$TMP/fill-mark-" FILL_PER_THREAD=$(((ENTRIES + 1) / 2)) timeout 900 wrk -t2 -c64 \
-    -d600s --timeout 10s --latency -s "$BENCH/cluster_fill.lua" "http://$LEADER:8500" \
-    >"$TMP/wrk-fill.txt" 2>&1 &
-WRKPID=$!
-for ((k = 0; k < 6000; k++)); do
-    [ -f "$TMP/fill-mark-0" ] && [ -f "$TMP/fill-mark-1" ] && break
-    kill -0 $WRKPID 2>/dev/null || break
-    sleep 0.1
-done
-if ! [ -f "$TMP/fill-mark-0" ] || ! [ -f "$TMP/fill-mark-1" ]; then
-    die "wrk fill did not finish in 600 s"
+    # --- catch-up of a wiped server with ENTRIES entries ---------------------------------------
+    log "stop a follower and wipe its catalog and Raft state"
+    $PY "$BENCH/cluster_bench.py" wipe --servers "$SERVERS" --run "$TMP" >"$TMP/wipe.json" ||
+        die "wipe"
+    WIPED=$($PY -c 'import json, sys; print(json.load(open(sys.argv[1]))["server"])' "$TMP/wipe.json")
+    LEADER=$($PY "$BENCH/cluster_bench.py" leader --servers "$(echo "$SERVERS" | tr , '\n' |
+        grep -vx "$WIPED" | paste -sd,)")
+    log "load $ENTRIES KV entries (wrk -c64 to the leader $LEADER) while $WIPED is away"
+    fill_kv "http://$LEADER:8500" "$ENTRIES" 2 64
+    log "start $WIPED again and time its catch-up"
+    $PY "$BENCH/cluster_bench.py" catchup --servers "$SERVERS" --run "$TMP" --server "$WIPED" \
+        --prefix fill --entries "$ENTRIES" --timeout 60 >"$TMP/catchup.json" || die "catchup"
+    log "$(cat "$TMP/catchup.json")"
+    alive
 fi
-sleep 0.5 # the last requests in flight
-kill -INT $WRKPID 2>/dev/null || true
-rc=0
-wait $WRKPID || rc=$?
-WRKPID=
-[ $rc = 0 ] || die "wrk fill exited $rc: $(tail -3 "$TMP/wrk-fill.txt")"
-line=$(grep '^BENCH ' "$TMP/wrk-fill.txt") || die "wrk fill: no BENCH line"
-echo "fill 1 ${line#BENCH }" >"$TMP/fill.tsv"
-log "fill: $line"
-log "start $WIPED again and time its catch-up"
-$PY "$BENCH/cluster_bench.py" catchup --servers "$SERVERS" --run "$TMP" --server "$WIPED" \
-    --prefix fill --entries "$ENTRIES" --timeout 60 >"$TMP/catchup.json" || die "catchup"
-log "$(cat "$TMP/catchup.json")"
-alive
 
 # --- graceful stop ---------------------------------------------------------------------------
 # Servers restarted by cluster_bench.py are not children of this shell (no exit code here):
@@ -379,6 +456,9 @@ log "herald servers stopped: $clean of 3 logged a clean shutdown"
 
 # --- report ----------------------------------------------------------------------------------
 CMD="tests/bench/cluster.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
+WRKARGS="wrk -t2 -c64 -d${DUR}s --timeout 10s --latency, tests/bench/put.lua (rotating keys bench/t<thread>-<0..999>, 100-byte body) and etcd_put.lua (the same keys and values)"
+[ $RESTART = 0 ] ||
+    WRKARGS="wrk -t$((FILLC < 2 ? 1 : 2)) -c$FILLC --timeout 10s, tests/bench/cluster_fill.lua (unique keys fill/t<thread>-<n>, 100-byte values) to the leader"
 META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') META_NPROC=$(nproc) \
     META_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
     META_KERNEL="Linux $(uname -r)" \
@@ -386,7 +466,8 @@ META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') META_NPROC=$(nproc) \
     META_FSYNC="$FSYNC" META_COMMIT=$COMMIT META_DIRTY=$DIRTY META_BIN="${HERALD_BIN:-}" \
     META_HERALD="herald agent -server -bootstrap-expect 3 -data-dir \$TMP/hN -bind 127.0.3.N -client 127.0.3.N -node hN -log-level info -retry-join 127.0.3.1 -retry-join 127.0.3.2 -retry-join 127.0.3.3" \
     META_WRK="$(wrk -v 2>&1 | sed -n 1p | awk '{print "wrk " $2}')" \
-    META_WRKARGS="wrk -t2 -c64 -d${DUR}s --timeout 10s --latency, tests/bench/put.lua (rotating keys bench/t<thread>-<0..999>, 100-byte body) and etcd_put.lua (the same keys and values)" \
+    META_WRKARGS="$WRKARGS" META_BINSUM="$BINSUM" META_BINTIME="$BINTIME" META_RESTART=$RESTART \
+    META_FILLC=$FILLC META_SERVICES=$SERVICES META_AWAY=$AWAY META_DOWN=$DOWN \
     META_ETCD="$ETCD_DESC" META_CMD="$CMD" META_REPS=$REPS \
     META_LOAD="load average (1/5/15 min) before the run $LOAD_START, after $(cut -d' ' -f1-3 /proc/loadavg)" \
     $PY -c '
@@ -397,7 +478,11 @@ print(json.dumps({"date": e["META_DATE"], "nproc": e["META_NPROC"], "cpu": e["ME
     "commit": e["META_COMMIT"], "dirty": e["META_DIRTY"] == "1", "bin": e["META_BIN"],
     "herald_cmd": e["META_HERALD"], "wrk": e["META_WRK"],
     "wrk_args": e["META_WRKARGS"], "etcd": e["META_ETCD"], "command": e["META_CMD"],
-    "reps": int(e["META_REPS"]), "load": e["META_LOAD"]}))' >"$TMP/meta.json"
+    "reps": int(e["META_REPS"]), "load": e["META_LOAD"], "bin_md5": e["META_BINSUM"],
+    "bin_time": e["META_BINTIME"],
+    "restart": e["META_RESTART"] == "1", "fill_conns": int(e["META_FILLC"]),
+    "services": int(e["META_SERVICES"]), "away_writes": int(e["META_AWAY"]),
+    "down": int(e["META_DOWN"])}))' >"$TMP/meta.json"
 
 echo
 if [ $RECORD = 1 ]; then

@@ -7,10 +7,13 @@
     cluster_bench.py dnsvis   --servers A,B,C -n N                registration -> DNS on all
     cluster_bench.py failover --servers A,B,C --run DIR --rounds N
     cluster_bench.py catchup  --servers A,B,C --run DIR --prefix P --entries N
+    cluster_bench.py regs     --servers A,B,C -n N                N services rs0.. (DNS probe)
+    cluster_bench.py restart  --servers A,B,C --run DIR --mode all|one --rounds R -n N
+                              [--writes W] [--timeout S]          restart of a loaded cluster
     cluster_bench.py report   DIR [--record RESULTS.md]
 
 Servers are addresses with Herald's default ports (HTTP 8500, DNS 8600, server 8300). For
-failover and catchup, DIR holds for server number i (1-based, in --servers order) h<i>.pid (its
+failover, catchup and restart, DIR holds for server number i (1-based, in --servers order) h<i>.pid (its
 current pid; rewritten here when this script restarts it), h<i>.argv (its argv, JSON) and
 h<i>.log; cluster.sh stops whatever pids those files name at its exit. Every wait is bounded.
 Each measuring command prints one JSON object on stdout.
@@ -542,6 +545,471 @@ def cmd_catchup(a):
     print(json.dumps(out))
 
 
+# ---- restart with a loaded catalog ---------------------------------------------------------------
+
+RS_NODES = 10          # nodes rnode0..9 carrying the registered services
+RS_PROBE = "rs%d"      # service names; the DNS probe asks for one of them
+
+
+def rs_ip(k):
+    return "10.78.%d.%d" % (k // 250, 1 + k % 250)
+
+
+def cmd_regs(a):
+    """Registers -n services rs0..rs<n-1> (one instance each, its own address) on RS_NODES
+    nodes through PUT /v1/catalog/register, 8 threads spread over the servers; then checks
+    that every server's catalog lists them (stale reads)."""
+    servers = servers_arg(a.servers)
+    wait_for(lambda: agreed_leader(servers), 60, what="an agreed leader")
+    todo = list(range(a.n))
+    lock = threading.Lock()
+    errors = []
+
+    def worker(tid):
+        s = servers[tid % len(servers)]
+        c = http.client.HTTPConnection(s, 8500, timeout=30)
+        while True:
+            with lock:
+                if not todo or errors:
+                    break
+                k = todo.pop()
+            node = "rnode%d" % (k % RS_NODES)
+            body = json.dumps({"Node": node, "Address": "10.79.0.%d" % (1 + k % RS_NODES),
+                               "Service": {"ID": RS_PROBE % k, "Service": RS_PROBE % k,
+                                           "Port": 8000 + k % 1000, "Address": rs_ip(k)}})
+            try:
+                c.request("PUT", "/v1/catalog/register", body=body)
+                r = c.getresponse()
+                ok = r.status == 200 and r.read().strip() == b"true"
+            except (OSError, http.client.HTTPException) as e:
+                ok = False
+                c.close()
+                c = http.client.HTTPConnection(s, 8500, timeout=30)
+                r = e
+            if not ok:
+                with lock:
+                    errors.append("register %s on %s: %s" % (RS_PROBE % k, s, getattr(
+                        r, "status", r)))
+        c.close()
+    t0 = time.perf_counter()
+    ths = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(8)]
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join(600)
+    if errors:
+        raise SystemExit(errors[0])
+    took = time.perf_counter() - t0
+
+    def listed():
+        for s in servers:
+            v = get_json(s, "/v1/catalog/services?stale", timeout=30) or {}
+            if sum(1 for k in v if k.startswith("rs")) < a.n:
+                return False
+        return True
+    wait_for(listed, 60, interval=0.2, what="the services on every server")
+    print(json.dumps({"services": a.n, "nodes": RS_NODES, "seconds": took}))
+
+
+def raft_files(ddir):
+    """(latest snapshot index or 0, number of snapshots, segment files, raft dir bytes)."""
+    rdir = os.path.join(ddir, "raft")
+    snaps, segs = [], 0
+    try:
+        names = os.listdir(rdir)
+    except OSError:
+        names = []
+    for n in names:
+        if n.startswith("snapshot-") and not n.endswith(".meta"):
+            try:
+                snaps.append(int(n.split("-")[2]))
+            except (IndexError, ValueError):
+                pass
+        elif n.startswith("open-") or (len(n) == 33 and n[16] == "-"):
+            segs += 1
+    return (max(snaps) if snaps else 0), len(snaps), segs, du(rdir)
+
+
+def raft_stats(addr, timeout=2):
+    v = get_json(addr, "/v1/agent/self", timeout=timeout)
+    return (v or {}).get("Stats", {}).get("raft")
+
+
+class LogTail(threading.Thread):
+    """Follows a server's log file from an offset and stamps each line when it appears
+    (polled every 5 ms: the agent writes its log unbuffered, one line per write, but stamps
+    it with whole seconds only)."""
+
+    def __init__(self, path, off):
+        super().__init__(daemon=True)
+        self.path, self.off = path, off
+        self.lines = []  # (perf_counter, line)
+        self.stop_ev = threading.Event()
+        self.buf = b""
+
+    def poll(self):
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.off)
+                data = fh.read()
+        except OSError:
+            return
+        if not data:
+            return
+        now = time.perf_counter()
+        self.off += len(data)
+        self.buf += data
+        *full, self.buf = self.buf.split(b"\n")
+        for ln in full:
+            self.lines.append((now, ln.decode("utf-8", "replace")))
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            self.poll()
+            time.sleep(0.005)
+        self.poll()
+
+    def first(self, pattern, t0):
+        for t, ln in self.lines:
+            if pattern in ln:
+                return t - t0, ln
+        return None, None
+
+
+LOG_EVENTS = [("raft_started", "consensus: started id="),
+              ("dns_listening", "dns: listening"),
+              ("agent_started", "agent: started"),
+              ("leader_known", "consensus: following leader"),
+              ("became_leader", "consensus: became leader")]
+
+
+def log_events(tail, t0):
+    out = {}
+    for key, pat in LOG_EVENTS:
+        t, ln = tail.first(pat, t0)
+        if t is not None:
+            out[key] = t
+            if key == "raft_started":
+                try:
+                    out["raft_index_at_start"] = int(ln.rsplit("index=", 1)[1].split()[0])
+                except (IndexError, ValueError):
+                    pass
+    out["snapshot_lines"] = [ln.split(": ", 1)[-1] for _, ln in tail.lines
+                             if "snapshot restored" in ln or "snapshot skipped" in ln]
+    return out
+
+
+class Probe(threading.Thread):
+    """Calls fn() every interval seconds from go (an Event) until it returns true or until
+    the deadline; .t is the perf_counter() of the first true answer (None: never)."""
+
+    def __init__(self, fn, go, deadline, interval):
+        super().__init__(daemon=True)
+        self.fn, self.go, self.deadline, self.interval = fn, go, deadline, interval
+        self.t = None
+        self.tries = 0
+
+    def run(self):
+        self.go.wait(60)
+        while time.perf_counter() < self.deadline:
+            self.tries += 1
+            if self.fn():
+                self.t = time.perf_counter()
+                return
+            time.sleep(self.interval)
+
+
+def dns_prober(addr, qname, ipb):
+    """A probe function: one UDP query (waits up to 20 ms for its answer); true when the
+    answer is NOERROR with the expected address. A closed port (ICMP unreachable) or a
+    wrong answer is false."""
+    so = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    so.connect((addr, 8600))
+    state = {"qid": random.randrange(65536)}
+
+    def fn():
+        state["qid"] = qid = (state["qid"] + 1) & 0xFFFF
+        try:
+            so.send(dns_packet(qid, qname))
+            end = time.perf_counter() + 0.02
+            while True:
+                left = end - time.perf_counter()
+                if left <= 0:
+                    return False
+                rd, _, _ = select.select([so], [], [], left)
+                if not rd:
+                    return False
+                resp = so.recv(4096)
+                if len(resp) >= 2 and struct.unpack("!H", resp[:2])[0] == qid:
+                    return dns_ok(resp, qid, ipb)
+        except OSError:
+            return False
+    fn.sock = so
+    return fn
+
+
+def http_prober(addr, method, path, want=None, body=None, timeout=1.0):
+    """A probe function: one request on a new connection; true on 200 whose body (stripped)
+    is want, or one of want when it is a tuple (any body when want is None)."""
+    wants = want if isinstance(want, tuple) else (want,)
+
+    def fn():
+        try:
+            st, _, b = hreq(addr, method, path, body=body, timeout=timeout)
+        except (OSError, http.client.HTTPException):
+            return False
+        return st == 200 and (want is None or b.strip() in wants)
+    return fn
+
+
+def leader_prober(addr):
+    def fn():
+        try:
+            st, _, b = hreq(addr, "GET", "/v1/status/leader", timeout=1.0)
+        except (OSError, http.client.HTTPException):
+            return False
+        return st == 200 and b.strip() not in (b"", b'""')
+    return fn
+
+
+def writer_prober(addr, prefix):
+    seq = [0]
+
+    def fn():
+        seq[0] += 1
+        try:
+            st, _, b = hreq(addr, "PUT", "/v1/kv/%s-%d" % (prefix, seq[0]), body=b"w",
+                            timeout=10)
+        except (OSError, http.client.HTTPException):
+            return False
+        return st == 200 and b.strip() == b"true"
+    return fn
+
+
+def applied_prober(addr, target):
+    def fn():
+        r = raft_stats(addr, timeout=1)
+        return bool(r) and r.get("applied_index", 0) >= target
+    return fn
+
+
+def digest_prober(servers, after):
+    """True once the probe `after` succeeded and all servers' digests are equal (the
+    restarted agent's own writes at start, e.g. its node sync, move the others too). A
+    digest serializes the whole catalog: it is asked for only after `after`."""
+    def fn():
+        return after.t is not None and bool(converged(servers))
+    return fn
+
+
+def cpu_ticks(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            x = f.read().rsplit(")", 1)[1].split()
+        return int(x[11]) + int(x[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def other_cpu(a, b, skip):
+    user = 0
+    for p, (t, kthread) in b.items():
+        if p in skip or kthread:
+            continue
+        user += max(0, t - a.get(p, [0])[0])
+    return user / os.sysconf("SC_CLK_TCK")
+
+
+def put_marker(servers, key, value):
+    leader = wait_for(lambda: agreed_leader(servers), 60, what="an agreed leader")
+    st, _, b = hreq(leader, "PUT", "/v1/kv/" + key, body=value, timeout=10)
+    if st != 200 or b.strip() != b"true":
+        raise SystemExit("PUT %s on %s: %d %r" % (key, leader, st, b))
+
+
+def wait_marker(servers, key, value, timeout=60):
+    wait_for(lambda: all(http_prober(s, "GET", "/v1/kv/%s?stale&raw" % key, value)()
+                         for s in servers), timeout, interval=0.05,
+             what="%s on every server" % key)
+
+
+def cmd_restart(a):
+    """--mode all: each round stops the three servers (SIGTERM to all, waits for their exit)
+    and starts them again at once; from each exec it times the first DNS answer naming the
+    probe service's address, the first ?stale read returning the marker written just before
+    the stop, the first non-empty /v1/status/leader, and the first acknowledged KV PUT (one
+    writer per server, new connections, 10 ms apart).
+    --mode one: each round kills one server (SIGKILL; rounds go round the three, leader or
+    not), writes --writes KV entries and a new marker through the other two, waits until
+    those two agree (digest) and until --down seconds have passed since the kill, and
+    starts it again: from its exec, the first DNS answer, the
+    first ?stale read of data it had before the kill, the first ?stale read of the marker
+    written while it was down, its applied index reaching the others', and its digest equal
+    to theirs."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "cpu", os.path.join(os.path.dirname(os.path.abspath(__file__)), "cpu.py"))
+    cpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cpu)
+
+    servers = servers_arg(a.servers)
+    srv = [Server(a.run, i + 1, s) for i, s in enumerate(servers)]
+    k = a.n // 2
+    qname, ipb = (RS_PROBE % k) + ".service.consul", socket.inet_aton(rs_ip(k))
+    rounds = []
+    for rnd in range(a.rounds):
+        wait_for(lambda: agreed_leader(servers), 60, what="an agreed leader")
+        token = ("restart-%s-%d-%d" % (a.mode, rnd, random.randrange(1 << 30))).encode()
+        put_marker(servers, "restart/marker", token)
+        wait_marker(servers, "restart/marker", token)
+        d0 = wait_for(lambda: converged(servers), 120, interval=0.2, what="identical catalogs")
+        leader = agreed_leader(servers)
+        row = {"round": rnd + 1, "applied_index_before": d0["AppliedIndex"],
+               "catalog_index_before": d0["CatalogIndex"], "servers": {}}
+        for s in srv:
+            st = raft_stats(s.addr) or {}
+            row["servers"][s.addr] = {"last_log_index_before": st.get("last_log_index"),
+                                      "data_dir_bytes": du(s.data_dir()),
+                                      "catalog_bytes": du(os.path.join(s.data_dir(),
+                                                                       "catalog"))}
+        probes = {}
+        go = threading.Event()
+        if a.mode == "all":
+            victims = srv
+            t_stop = time.perf_counter()
+            for s in srv:
+                s.signal(signal.SIGTERM)
+            for s in srv:
+                if not s.wait_gone(30):
+                    raise SystemExit("server %s did not stop within 30 s of SIGTERM" % s.addr)
+                row["servers"][s.addr]["stop_s"] = time.perf_counter() - t_stop
+                if s.proc is not None:
+                    s.proc.wait(5)
+            right = token
+        else:
+            v = srv[rnd % len(srv)]
+            victims = [v]
+            others = [s.addr for s in srv if s is not v]
+            row["victim"], row["victim_was_leader"] = v.addr, v.addr == leader
+            t_kill = time.perf_counter()
+            v.signal(signal.SIGKILL)
+            if not v.wait_gone(10):
+                raise SystemExit("killed server %s still there" % v.addr)
+            if v.proc is not None:
+                v.proc.wait(5)
+            # Writes while it is away: a.writes KV PUTs (8 threads, through the two others),
+            # then a new marker.
+            t_w = time.perf_counter()
+            w = Writers(others, 8, "restart/away%d" % rnd)
+            for t in w.threads:
+                t.start()
+            wait_for(lambda: len(w.acked) >= a.writes, 120, interval=0.01,
+                     what="%d writes with a server down" % a.writes)
+            w.stop_ev.set()
+            for t in w.threads:
+                t.join(15)
+            row["writes_while_down"] = len(w.acked)
+            row["writes_while_down_s"] = time.perf_counter() - t_w
+            token2 = token + b"-away"
+            put_marker(others, "restart/marker", token2)
+            d1 = wait_for(lambda: converged(others), 120, interval=0.1,
+                          what="the two others identical")
+            row["target_applied_index"] = d1["AppliedIndex"]
+            right = token2
+            # Down for at least a.down seconds: the peers' reconnect backoff grows with the
+            # time a server has been unreachable (see the report).
+            time.sleep(max(0.0, t_kill + a.down - time.perf_counter()))
+            row["down_s"] = time.perf_counter() - t_kill
+        for s in victims:
+            row["servers"][s.addr].update(zip(
+                ("snapshot_index", "snapshots", "segments", "raft_bytes"),
+                raft_files(s.data_dir())))
+            row["servers"][s.addr]["data_dir_bytes_at_start"] = du(s.data_dir())
+        deadline = time.perf_counter() + a.timeout + 5
+        tails, socks = {}, []
+        for s in victims:
+            tails[s.addr] = LogTail(s.path("log"), log_size(s))
+            dp = dns_prober(s.addr, qname, ipb)
+            socks.append(dp.sock)
+            probes[(s.addr, "dns")] = Probe(dp, go, deadline, 0.005)
+            if a.mode == "all":
+                probes[(s.addr, "stale_read")] = Probe(
+                    http_prober(s.addr, "GET", "/v1/kv/restart/marker?stale&raw", right),
+                    go, deadline, 0.01)
+                probes[(s.addr, "leader")] = Probe(leader_prober(s.addr), go, deadline, 0.01)
+                probes[(s.addr, "write")] = Probe(
+                    writer_prober(s.addr, "restart/w%d/%s" % (rnd, s.addr)), go, deadline,
+                    0.01)
+            else:
+                # Data it had before the kill (or, should it catch up before its first
+                # answer, the marker written since).
+                probes[(s.addr, "stale_read_old")] = Probe(
+                    http_prober(s.addr, "GET", "/v1/kv/restart/marker?stale&raw",
+                                (token, right)), go, deadline, 0.01)
+                probes[(s.addr, "stale_read_new")] = Probe(
+                    http_prober(s.addr, "GET", "/v1/kv/restart/marker?stale&raw", right),
+                    go, deadline, 0.01)
+                probes[(s.addr, "applied")] = ap = Probe(
+                    applied_prober(s.addr, row["target_applied_index"]), go, deadline, 0.01)
+                probes[(s.addr, "digest")] = Probe(digest_prober(servers, ap), go, deadline,
+                                                   0.05)
+        for p in probes.values():
+            p.start()
+        for t in tails.values():
+            t.start()
+        cpu_a = cpu.snap()
+        t_exec = {}
+        for s in victims:
+            t_exec[s.addr] = time.perf_counter()
+            s.start()
+        go.set()
+        t0 = min(t_exec.values())
+        for p in probes.values():
+            p.join(max(0.1, deadline - time.perf_counter() + 1))
+        t_end = time.perf_counter()
+        cpu_b = cpu.snap()
+        for t in tails.values():
+            t.stop_ev.set()
+            t.join(2)
+        for so in socks:
+            so.close()
+        skip = {str(os.getpid()), str(os.getppid())} | {str(s.pid) for s in srv}
+        row["other_cpu_cores"] = other_cpu(cpu_a, cpu_b, skip) / max(1e-3, t_end - t0)
+        row["window_s"] = t_end - t0
+        for s in victims:
+            r = row["servers"][s.addr]
+            r["cpu_s"] = (cpu_ticks(s.pid) or 0) / os.sysconf("SC_CLK_TCK")
+            for (addr, what), p in probes.items():
+                if addr == s.addr:
+                    r[what] = None if p.t is None else p.t - t_exec[s.addr]
+                    r[what + "_tries"] = p.tries
+            r.update(log_events(tails[s.addr], t_exec[s.addr]))
+            if "raft_index_at_start" in r:
+                r["replayed_entries"] = r["raft_index_at_start"] - r["snapshot_index"]
+        if a.mode == "all":
+            for what in ("dns", "stale_read", "leader", "write"):
+                ts = [probes[(s.addr, what)].t for s in victims]
+                row[what + "_first"] = None if None in ts else min(ts) - t0
+                row[what + "_all"] = None if None in ts else max(ts) - t0
+        rounds.append(row)
+        brief = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()
+                 if k != "servers"}
+        print("restart %s round %d: %s" % (a.mode, rnd + 1, json.dumps(brief)),
+              file=sys.stderr)
+        for s in victims:
+            r = row["servers"][s.addr]
+            print("  %s: %s" % (s.addr, json.dumps(
+                {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()
+                 if not k.endswith("_tries")})), file=sys.stderr)
+        # Next round from a settled cluster.
+        wait_for(lambda: agreed_leader(servers), 60, what="an agreed leader after the restart")
+        wait_for(lambda: converged(servers), 120, interval=0.2, what="identical catalogs")
+        time.sleep(1.0)
+    keys = len(get_json(servers[0], "/v1/kv/%s/?keys&stale" % a.prefix, timeout=60) or [])
+    print(json.dumps({"mode": a.mode, "rounds": rounds, "entries": keys,
+                      "services": a.n, "probe": qname, "timeout_s": a.timeout}))
+
+
 # ---- report --------------------------------------------------------------------------------
 
 def load(path, default=None):
@@ -752,17 +1220,205 @@ def section(d):
     return "\n".join(o)
 
 
-def record(path, text):
-    block = BEGIN + "\n" + text + END + "\n"
+RBEGIN = ("<!-- cluster.sh --restart: begin (generated by tests/bench/cluster.sh --restart "
+          "--record; edits here are lost) -->")
+REND = "<!-- cluster.sh --restart: end -->"
+
+
+def section_restart(d):
+    meta = load(os.path.join(d, "meta.json"))
+    fill = (read_wrk(os.path.join(d, "fill.tsv")).get("fill") or [None])[0]
+    regs = load(os.path.join(d, "regs.json"), {})
+    ra = load(os.path.join(d, "restart_all.json"))
+    ro = load(os.path.join(d, "restart_one.json"))
+    stop = load(os.path.join(d, "stop.json"), {})
+    med = statistics.median
+    target = 2.0
+
+    def s_(x):
+        return "—" if x is None else "%.3f" % x
+
+    def mm(xs):
+        """median / max of a list of seconds (None: a probe that never succeeded)."""
+        if not xs:
+            return "—", "—"
+        if any(x is None for x in xs):
+            ok = [x for x in xs if x is not None]
+            return (s_(med(ok)) if ok else "—"), "**not within the timeout (%d of %d)**" % (
+                len(xs) - len(ok), len(xs))
+        return s_(med(xs)), s_(max(xs))
+
+    def verdict(xs):
+        if not xs or any(x is None for x in xs):
+            return "**missed**"
+        return "met" if max(xs) < target else "**missed** (max)" if med(xs) < target \
+            else "**missed**"
+
+    def rng(xs, fmt="%d"):
+        xs = [x for x in xs if x is not None]
+        if not xs:
+            return "—"
+        lo, hi = fmt % min(xs), fmt % max(xs)
+        return lo if lo == hi else lo + "–" + hi
+
+    o = ["## Cluster restart with a loaded catalog (`tests/bench/cluster.sh --restart`)", ""]
+    o.append("- date: %s" % meta["date"])
+    o.append("- machine: %s cores, %s; %s; data dirs on %s" % (
+        meta["nproc"], meta["cpu"], meta["kernel"], meta["datafs"]))
+    o.append("- disk: %s" % meta["fsync"])
+    o.append("- %s" % meta["load"])
+    o.append("- herald: %s, release build (`make`, -O2%s; the servers run a copy, md5 %s…, "
+             "built %s), three servers on 127.0.3.1-3, each `%s`; default Raft settings "
+             "(snapshot threshold 1024 entries, trailing 1024, election timeout 500 ms, "
+             "heartbeat 50 ms)" % (
+                 "work tree at commit %s%s" % (meta["commit"], " (+ uncommitted changes)"
+                                               if meta["dirty"] else ""),
+                 ", binary given as HERALD_BIN=%s" % meta["bin"] if meta.get("bin") else "",
+                 meta.get("bin_md5", "?"), meta.get("bin_time", "?"), meta["herald_cmd"]))
+    o.append("- command: `%s`" % meta["command"])
+    o.append("")
+    ent = ra["entries"] if ra else None
+    if ra and ra["rounds"]:
+        r0 = ra["rounds"][0]
+        fill_s = ""
+        if fill:
+            fill_s = " in %.0f s (%.0f PUT/s; %s)" % (fill["duration_s"], fill["rps"],
+                                                       meta["wrk_args"])
+        o.append("Load: %d KV entries of 100 bytes, one PUT per key%s, then %d services "
+                 "(`PUT /v1/catalog/register`, one instance each with its own address, on %d "
+                 "nodes). Before the first restart the catalog was at applied Raft index %d: "
+                 "more than one Raft entry per PUT, as one connection leaves nothing to batch." %
+                 (ent, fill_s, regs.get("services", ra["services"]),
+                  regs.get("nodes", RS_NODES), r0["applied_index_before"]))
+        o.append("")
+        sv = [x for r in ra["rounds"] for x in r["servers"].values()]
+        o.append("Each server's data dir at the restarts (files' sizes, after the stop): %s MB, "
+                 "of which the LMDB catalog %s MB and Raft %s MB (the latest snapshot, at "
+                 "index %s, and the segments after it; %s MB while running, with libraft's "
+                 "pre-allocated 8 MB open segments). Raft entries replayed at start (the "
+                 "agent's `consensus: started … index=N` less its latest snapshot's index): "
+                 "%s. %s" % (
+                     rng([x["data_dir_bytes_at_start"] / 1e6 for x in sv], "%.1f"),
+                     rng([x["catalog_bytes"] / 1e6 for x in sv], "%.1f"),
+                     rng([x.get("raft_bytes", 0) / 1e6 for x in sv], "%.1f"),
+                     rng([x.get("snapshot_index") for x in sv]),
+                     rng([x["data_dir_bytes"] / 1e6 for x in sv], "%.1f"),
+                     rng([x.get("replayed_entries") for x in sv]),
+                     "Every start logged `snapshot skipped: catalog already at index …` (the "
+                     "LMDB catalog is kept and the snapshot not loaded into it)."
+                     if all(x.get("snapshot_lines") and "skipped" in x["snapshot_lines"][0]
+                            for x in sv) else ""))
+        o.append("")
+        o.append("### All three stopped (SIGTERM) and started again at once")
+        o.append("")
+        o.append("%d rounds. Each round writes a new marker value (`restart/marker`), waits until "
+                 "the three digests are equal, sends SIGTERM to the three servers, waits for "
+                 "them to exit, and starts the three again with their flags. Probes start with "
+                 "the exec: per server a UDP query `%s A` every 5 ms (20 ms wait for each "
+                 "answer) until the answer carries the service's address; `GET "
+                 "/v1/kv/restart/marker?stale&raw` every 10 ms until it returns the new marker; "
+                 "`GET /v1/status/leader` every 10 ms until non-empty; a `PUT /v1/kv/...` every "
+                 "10 ms until one is acknowledged (`true`). Times in seconds, from the exec of "
+                 "the server asked (\"each server\") or of the first of the three." % (
+                     len(ra["rounds"]), ra["probe"]))
+        o.append("")
+        o.append("| from the exec to | median s | max s | target < 2 s |")
+        o.append("|---|---:|---:|---|")
+        rows = []
+        for key, label in (("dns", "first DNS answer with the service's address, each server"),
+                           ("stale_read", "first `?stale` read with the right value, each "
+                                          "server")):
+            xs = [x[key] for r in ra["rounds"] for x in r["servers"].values()]
+            rows.append((label, xs))
+        rows.append(("a leader (first server reporting one)",
+                     [r["leader_first"] for r in ra["rounds"]]))
+        rows.append(("... known on all three", [r["leader_all"] for r in ra["rounds"]]))
+        rows.append(("first acknowledged write (any server)",
+                     [r["write_first"] for r in ra["rounds"]]))
+        rows.append(("... a write acknowledged through each of the three",
+                     [r["write_all"] for r in ra["rounds"]]))
+        for label, xs in rows:
+            m, x = mm(xs)
+            o.append("| %s | %s | %s | %s |" % (label, m, x, verdict(xs)))
+        o.append("")
+        o.append("Where the time goes (the agent's log lines, stamped when they appeared in "
+                 "the file, polled every 5 ms; the agent logs leadership changes from a 50 ms "
+                 "tick):")
+        o.append("")
+        o.append("| round | stop (SIGTERM → exit), slowest s | `consensus: started` (Raft "
+                 "state loaded), slowest s | `dns: listening`, slowest s | leader elected, s "
+                 "| first write, s | replayed entries | other programs' CPU, cores |")
+        o.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in ra["rounds"]:
+            xs = list(r["servers"].values())
+
+            def mx(k):
+                v = [x.get(k) for x in xs]
+                return None if None in v else max(v)
+            o.append("| %d | %s | %s | %s | %s | %s | %s | %s |" % (
+                r["round"], s_(mx("stop_s")), s_(mx("raft_started")),
+                s_(mx("dns_listening")), s_(r["leader_first"]), s_(r["write_first"]),
+                rng([x.get("replayed_entries") for x in xs]),
+                ("%.2f" if r["other_cpu_cores"] < 0.1 else "**%.2f**") % r["other_cpu_cores"]))
+        o.append("")
+    if ro and ro["rounds"]:
+        o.append("### One server killed (SIGKILL) and started again, the other two running")
+        o.append("")
+        o.append("%d rounds, the three servers in turn (so the leader too, when it is the "
+                 "one). While it is down, %d KV writes (8 threads, through the two others) and "
+                 "a new marker value; once the two others' digests are equal, and at least "
+                 "%.0f s after the kill (down %s s), it is started again. From its exec: the first DNS answer (as above); the first `?stale` "
+                 "read answered with data it had (the old marker, or the new one if it caught "
+                 "up first); the first `?stale` read with the new marker; its applied index "
+                 "(`/v1/agent/self`) reaching the others'; all three digests "
+                 "(`/v1/operator/catalog/digest`) equal, polled every 50 ms after that." % (
+                     len(ro["rounds"]), meta.get("away_writes", 0), meta.get("down", 0),
+                     rng([r.get("down_s") for r in ro["rounds"]], "%.1f")))
+        o.append("")
+        o.append("| round | killed | was leader | written while down | DNS s | `?stale` "
+                 "(had) s | log: `consensus: started` s | log: `following leader` s | "
+                 "`?stale` (new) s | applied index caught up s | digests equal s | replayed "
+                 "entries |")
+        o.append("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in ro["rounds"]:
+            x = r["servers"][r["victim"]]
+            o.append("| %d | %s | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                r["round"], r["victim"], "yes" if r["victim_was_leader"] else "no",
+                r["writes_while_down"], s_(x["dns"]), s_(x["stale_read_old"]),
+                s_(x.get("raft_started")), s_(x.get("leader_known")),
+                s_(x["stale_read_new"]), s_(x["applied"]), s_(x["digest"]),
+                x.get("replayed_entries", "—")))
+        o.append("")
+        o.append("| from its exec to | median s | max s | target < 2 s |")
+        o.append("|---|---:|---:|---|")
+        for key, label in (("dns", "first DNS answer"),
+                           ("stale_read_old", "first `?stale` read with data"),
+                           ("stale_read_new", "`?stale` read with what was written while "
+                                              "down"),
+                           ("applied", "applied index caught up"),
+                           ("digest", "all three digests equal")):
+            xs = [r["servers"][r["victim"]][key] for r in ro["rounds"]]
+            m, x = mm(xs)
+            o.append("| %s | %s | %s | %s |" % (label, m, x, verdict(xs)))
+        o.append("")
+    if stop:
+        o.append("Stop: SIGTERM to the three servers; %d of 3 logged a clean shutdown." %
+                 stop.get("clean", 0))
+        o.append("")
+    return "\n".join(o)
+
+
+def record(path, text, begin=BEGIN, end=END):
+    block = begin + "\n" + text + end + "\n"
     try:
         with open(path) as f:
             old = f.read()
     except FileNotFoundError:
         old = "# Benchmark results\n\nLatest figures of each script under tests/bench/, " \
               "with the exact command. Older runs are in git history.\n\n"
-    if BEGIN in old and END in old:
-        i = old.index(BEGIN)
-        j = old.index(END) + len(END)
+    if begin in old and end in old:
+        i = old.index(begin)
+        j = old.index(end) + len(end)
         if old[j:j + 1] == "\n":
             j += 1
         new = old[:i] + block + old[j:]
@@ -774,10 +1430,15 @@ def record(path, text):
 
 
 def cmd_report(a):
-    text = section(a.dir)
+    if os.path.exists(os.path.join(a.dir, "restart_all.json")):
+        text = section_restart(a.dir)
+        marks = (RBEGIN, REND)
+    else:
+        text = section(a.dir)
+        marks = (BEGIN, END)
     print(text)
     if a.record:
-        record(a.record, text)
+        record(a.record, text, *marks)
         print("recorded in %s" % a.record)
 
 
@@ -785,7 +1446,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("wait", "leader", "follower", "dnsvis", "failover", "wipe", "catchup"):
+    for name in ("wait", "leader", "follower", "dnsvis", "failover", "wipe", "catchup", "regs",
+                 "restart"):
         s = sub.add_parser(name)
         s.add_argument("--servers", required=True)
         s.add_argument("--timeout", type=float, default=60)
@@ -796,13 +1458,17 @@ def main():
         s.add_argument("--prefix", default="fill")
         s.add_argument("--entries", type=int, default=100000)
         s.add_argument("--server")
+        s.add_argument("--mode", choices=("all", "one"), default="all")
+        s.add_argument("--writes", type=int, default=1000)
+        s.add_argument("--down", type=float, default=0)
     r = sub.add_parser("report")
     r.add_argument("dir")
     r.add_argument("--record")
     a = p.parse_args()
     cmds = {"wait": cmd_wait, "leader": cmd_leader, "follower": cmd_follower,
             "dnsvis": cmd_dnsvis, "failover": cmd_failover, "wipe": cmd_wipe,
-            "catchup": cmd_catchup, "report": cmd_report}
+            "catchup": cmd_catchup, "regs": cmd_regs, "restart": cmd_restart,
+            "report": cmd_report}
     cmds[a.cmd](a)
 
 
