@@ -23,7 +23,10 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 HERALD = os.environ.get("HERALD_BIN", os.path.join(ROOT, "build", "asan", "herald"))
 
 # 127.0.0.x is left to `make run` and the benchmarks; tests take 127.0.1.2 upwards.
-_addr_counter = itertools.count((os.getpid() % 20) * 10)
+# HERALD_TEST_ADDR_OFFSET moves a run's addresses (250 per /24) so that two runs at once on
+# one machine do not collide.
+_addr_counter = itertools.count(int(os.environ.get("HERALD_TEST_ADDR_OFFSET",
+                                                   (os.getpid() % 20) * 10)))
 
 
 def next_addr():
