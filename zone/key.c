@@ -12,7 +12,7 @@ const char *const zone__db_names[ZONE__DB_COUNT] = {
     [ZONE__DB_NODES] = "nodes",   [ZONE__DB_SERVICES] = "services",
     [ZONE__DB_SVCIDX] = "svcidx", [ZONE__DB_CHECKS] = "checks",
     [ZONE__DB_KV] = "kv",         [ZONE__DB_META] = "meta",
-    [ZONE__DB_ADDRS] = "addrs",
+    [ZONE__DB_ADDRS] = "addrs",   [ZONE__DB_STAGING] = "staging",
 };
 
 const char *const zone__table_keys[ZONE_TABLE_COUNT] = {
