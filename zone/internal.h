@@ -26,8 +26,9 @@ extern const char *const zone__db_names[ZONE__DB_COUNT];
 
 /* meta keys of the per-table indexes, by enum zone_table */
 extern const char *const zone__table_keys[ZONE_TABLE_COUNT];
-#define ZONE__META_APPLIED "applied"
-#define ZONE__META_INDEX   "index"
+#define ZONE__META_APPLIED  "applied"
+#define ZONE__META_INDEX    "index"
+#define ZONE__META_RESTORED "restored"
 
 struct zone_read {
     struct zone_store *s;
@@ -156,12 +157,12 @@ int zone__snapshot_check(const uint8_t *p, size_t n, size_t max_key,
  * staging rows only when with_staging. 0 or BASE_ESTORE. */
 int zone__snapshot_load(struct zone_store *s, MDB_txn *t, const uint8_t *p, size_t n,
                         bool with_staging) BASE_MUSTCHECK;
-/* Applies a RESTORE_* command in t (the command's nested transaction). Returns 0, the command's
- * own failure (its writes are rolled back), or BASE_ESTORE. *result gets a failure to report
- * although the writes commit (an END that fails and clears the staging); *mask the tables
+/* Applies a RESTORE_* command in t (the command's nested transaction) of the entry at idx. Returns
+ * 0, the command's own failure (its writes are rolled back), or BASE_ESTORE. *result gets a failure
+ * to report although the writes commit (an END that fails and clears the staging); *mask the tables
  * changed. */
-int zone__restore_apply(struct zone_store *s, MDB_txn *t, const struct zone_cmd *c, uint32_t *mask,
-                        int *result) BASE_MUSTCHECK;
+int zone__restore_apply(struct zone_store *s, MDB_txn *t, uint64_t idx, const struct zone_cmd *c,
+                        uint32_t *mask, int *result) BASE_MUSTCHECK;
 /* Whether a staging row (key k, value v) is well-formed (snapshot checks). */
 bool zone__staging_row_ok(const uint8_t *k, size_t kn, size_t vn);
 

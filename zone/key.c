@@ -126,5 +126,7 @@ int zone__meta_all(struct zone_store *s, MDB_txn *t, struct zone_meta *m)
         rc = zone__meta_read(t, dbi, ZONE__META_INDEX, &m->index);
     for (int i = 0; i < ZONE_TABLE_COUNT && !rc; i++)
         rc = zone__meta_read(t, dbi, zone__table_keys[i], &m->table_index[i]);
+    if (!rc)
+        rc = zone__meta_read(t, dbi, ZONE__META_RESTORED, &m->restored);
     return rc;
 }

@@ -28,7 +28,9 @@
  * entry's index (the backup's own applied index is not this cluster's Raft index: the "skip
  * if not newer" rule is for Raft snapshots only), and every table index and the catalog index
  * become that index too (zone_store_apply: all tables changed), so blocking queries and DNS
- * caches see a change even when the backup's indexes are older than the catalog's. */
+ * caches see a change even when the backup's indexes are older than the catalog's. The
+ * restored records keep their own indexes (they are the backup's data); meta "restored"
+ * remembers the END index for reads that report one record's index (zone_meta.restored). */
 #include "zone/internal.h"
 
 #include <string.h>
@@ -151,8 +153,8 @@ static int gather_row(void *ctx, const MDB_val *k, const MDB_val *v)
     return 0;
 }
 
-static int end(struct zone_store *s, MDB_txn *t, const struct zone_cmd *c, uint32_t *mask,
-               int *result)
+static int end(struct zone_store *s, MDB_txn *t, uint64_t idx, const struct zone_cmd *c,
+               uint32_t *mask, int *result)
 {
     struct staged st;
     struct gather g = {0};
@@ -180,15 +182,16 @@ static int end(struct zone_store *s, MDB_txn *t, const struct zone_cmd *c, uint3
         goto out;
     }
     /* the load empties every database, the staging included */
-    if (!(rc = zone__snapshot_load(s, t, g.buf, g.total, false)))
+    if (!(rc = zone__snapshot_load(s, t, g.buf, g.total, false)) &&
+        !(rc = zone__meta_write(t, s->dbi[ZONE__DB_META], ZONE__META_RESTORED, idx)))
         *mask = ZONE_TABLE_ALL;
 out:
     base_free(g.buf);
     return rc;
 }
 
-int zone__restore_apply(struct zone_store *s, MDB_txn *t, const struct zone_cmd *c, uint32_t *mask,
-                        int *result)
+int zone__restore_apply(struct zone_store *s, MDB_txn *t, uint64_t idx, const struct zone_cmd *c,
+                        uint32_t *mask, int *result)
 {
     switch (c->type) {
     case ZONE_CMD_RESTORE_BEGIN:
@@ -196,7 +199,7 @@ int zone__restore_apply(struct zone_store *s, MDB_txn *t, const struct zone_cmd 
     case ZONE_CMD_RESTORE_CHUNK:
         return chunk(s, t, c);
     case ZONE_CMD_RESTORE_END:
-        return end(s, t, c, mask, result);
+        return end(s, t, idx, c, mask, result);
     default:
         return BASE_EPARSE;
     }

@@ -706,7 +706,7 @@ static int apply_one(struct apply *x, const struct zone_cmd *c)
     case ZONE_CMD_RESTORE_BEGIN:
     case ZONE_CMD_RESTORE_CHUNK:
     case ZONE_CMD_RESTORE_END:
-        return zone__restore_apply(x->s, x->t, c, &x->mask, &x->result);
+        return zone__restore_apply(x->s, x->t, x->idx, c, &x->mask, &x->result);
     }
     return BASE_EPARSE;
 }

@@ -16,7 +16,7 @@
  *   svcidx    lower(service name) \0 lower(node) \0 id -> empty (name -> instances)
  *   checks    lower(node) \0 check id              -> check record
  *   kv        key                                   -> kv record
- *   meta      "applied", "index", "t.<table>"      -> u64
+ *   meta      "applied", "index", "t.<table>", "restored" -> u64
  *   addrs     family, IP bytes, lower(node) \0 service id -> service name ("" for the node):
  *             every node and service address that is an IP literal (the PTR index)
  *   staging   "h" -> the restore being staged (id, length, CRC); "c" + u64 big-endian offset
@@ -214,6 +214,11 @@ struct zone_meta {
     uint64_t applied; /* last Raft index applied */
     uint64_t index;   /* catalog index: last index that changed anything */
     uint64_t table_index[ZONE_TABLE_COUNT];
+    /* Raft index of the last backup restore (RESTORE_END), 0 when none. Restored records keep
+     * the indexes they had when saved, so a read that reports one record's ModifyIndex as its
+     * index reports at least this one: else a blocking query on that record would not see
+     * the restore. */
+    uint64_t restored;
 };
 
 /* Applies the commands of one Raft entry at Raft index idx, all in one write transaction,

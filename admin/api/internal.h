@@ -97,6 +97,9 @@ void api__self_node(struct api *a, struct zone_node *n);
 
 /* The largest index of the given tables (ZONE_TABLE_BIT mask). */
 uint64_t api__table_max(struct zone_read *rd, uint32_t tables);
+/* The index of a read that answers with one record: its ModifyIndex, or the last backup
+ * restore's index when later (zone_meta.restored), so a blocking query sees a restore. */
+uint64_t api__record_index(struct zone_read *rd, uint64_t modify_index);
 
 /* ---- JSON output ----------------------------------------------------------------------- */
 json_t *api__json_node(const struct zone_node *n);

@@ -251,6 +251,7 @@ static void assert_indexes_at(struct zone_store *s, uint64_t idx)
     assert_int_equal(m.index, idx);
     for (int t = 0; t < ZONE_TABLE_COUNT; t++)
         assert_int_equal(m.table_index[t], idx);
+    assert_int_equal(m.restored, idx); /* reads of one record report at least this */
 }
 
 /* ---- tests ----------------------------------------------------------------------------- */
@@ -369,6 +370,7 @@ static void assert_failed_end(struct fx *f, struct zone_store *s, uint64_t idx, 
     assert_int_equal(m1.applied, idx);
     assert_int_equal(m1.index, m0.index);
     assert_memory_equal(m1.table_index, m0.table_index, sizeof m0.table_index);
+    assert_int_equal(m1.restored, m0.restored);
     /* the staging is empty again: same rows, same meta keys, same size as before BEGIN */
     assert_int_equal(snapshot_len(s), snap_before);
     c = chunk_cmd(id, &(struct base_buf){.data = (uint8_t *)"x", .len = 1}, 0, 1);
