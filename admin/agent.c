@@ -400,10 +400,14 @@ static int agent_start(struct agent *ag, char *err)
     }
     adm_checks_sync(ag->checks);
 
+    /* a snapshot restore uploads the whole backup (admin/api/snapshot.c) */
+    static const struct http_body_limit body_limits[] = {{"/v1/snapshot", ZONE_BACKUP_MAX}};
     struct http_config hc = {
         .host = c->http_addr ? c->http_addr : c->client_addr,
         .port = c->http_port,
         .max_body = 1024 * 1024,
+        .body_limits = body_limits,
+        .n_body_limits = 1,
         .max_conns = (unsigned)c->http_max_conns,
         .header_timeout_ms = (unsigned)c->http_header_timeout_ms,
         .idle_timeout_ms = (unsigned)c->http_idle_timeout_ms,

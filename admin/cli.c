@@ -2,13 +2,20 @@
  * Consul's CLI prints them. Exit 0 on success, 1 with one line on stderr on error. */
 #include "internal.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CLI_TIMEOUT_MS 15000
+/* A snapshot moves the whole catalog (up to ZONE_BACKUP_MAX) and a restore waits for it to
+ * commit on the servers. */
+#define CLI_SNAPSHOT_TIMEOUT_MS (10 * 60 * 1000)
 
 struct cli {
     char host[256];
@@ -54,11 +61,12 @@ static void url_path_escape(struct base_buf *b, const char *s)
 }
 
 /* One request; on HTTP >= 400 prints the agent's message and returns 1. */
-static int call(struct cli *c, const char *method, const char *target, const char *body,
-                size_t body_len, struct http_client_resp *resp, bool allow_404)
+static int call_timeout(struct cli *c, const char *method, const char *target, const char *body,
+                        size_t body_len, struct http_client_resp *resp, bool allow_404,
+                        unsigned timeout_ms)
 {
     char err[BASE_ERRMSG_LEN];
-    if (http_client_do(c->host, c->port, method, target, body, body_len, CLI_TIMEOUT_MS, resp, err))
+    if (http_client_do(c->host, c->port, method, target, body, body_len, timeout_ms, resp, err))
         return fail("%s", err);
     if (resp->status >= 400 && !(allow_404 && resp->status == 404)) {
         char *msg = resp->body;
@@ -68,6 +76,12 @@ static int call(struct cli *c, const char *method, const char *target, const cha
         return 1;
     }
     return 0;
+}
+
+static int call(struct cli *c, const char *method, const char *target, const char *body,
+                size_t body_len, struct http_client_resp *resp, bool allow_404)
+{
+    return call_timeout(c, method, target, body, body_len, resp, allow_404, CLI_TIMEOUT_MS);
 }
 
 static json_t *call_json(struct cli *c, const char *target, int *rc)
@@ -510,6 +524,160 @@ static int cmd_operator(struct cli *c, char **argv, size_t argc)
     return fail("usage: herald operator raft list-peers | remove-peer -address IP:PORT");
 }
 
+/* ---- snapshot -------------------------------------------------------------------------- */
+
+/* Reads a whole backup file (at most ZONE_BACKUP_MAX bytes) into *out (base_malloc'd). */
+static int read_backup_file(const char *path, char **out, size_t *len)
+{
+    struct stat st;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fail("%s: %s", path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0) {
+        int e = errno;
+        fclose(f);
+        return fail("%s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fclose(f);
+        return fail("%s: %s", path, S_ISDIR(st.st_mode) ? strerror(EISDIR) : "not a regular file");
+    }
+    if ((uint64_t)st.st_size > ZONE_BACKUP_MAX) {
+        fclose(f);
+        return fail("%s: %lld bytes, over the %zu bytes a restore accepts", path,
+                    (long long)st.st_size, ZONE_BACKUP_MAX);
+    }
+    char *buf = base_malloc((size_t)st.st_size + 1);
+    size_t n = fread(buf, 1, (size_t)st.st_size, f);
+    int e = ferror(f) ? errno : 0;
+    fclose(f);
+    if (e || n != (size_t)st.st_size) {
+        base_free(buf);
+        return fail("%s: %s", path, e ? strerror(e) : "changed while being read");
+    }
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* Writes data to path.tmp, syncs it, then renames it over path. */
+static int write_file_atomic(const char *path, const void *data, size_t len)
+{
+    size_t n = strlen(path);
+    char *tmp = base_malloc(n + 5);
+    memcpy(tmp, path, n);
+    memcpy(tmp + n, ".tmp", 5);
+    FILE *f = fopen(tmp, "wb");
+    int e = 0;
+    if (!f)
+        e = errno;
+    else if (fwrite(data, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0)
+        e = errno ? errno : EIO;
+    if (f && fclose(f) != 0 && !e)
+        e = errno;
+    if (!e && rename(tmp, path) != 0)
+        e = errno;
+    if (e && f)
+        unlink(tmp);
+    base_free(tmp);
+    if (e)
+        return fail("%s: %s", path, strerror(e));
+    return 0;
+}
+
+static int snapshot_save(struct cli *c, const char *path, bool stale)
+{
+    struct http_client_resp r;
+    struct zone_snapshot_info info;
+    char err[BASE_ERRMSG_LEN];
+    int rc = call_timeout(c, "GET", stale ? "/v1/snapshot?stale" : "/v1/snapshot", NULL, 0, &r,
+                          false, CLI_SNAPSHOT_TIMEOUT_MS);
+    if (rc)
+        return rc;
+    /* verified before it replaces anything on disk */
+    if (zone_snapshot_check(r.body, r.body_len, &info, err))
+        rc = fail("snapshot from the agent failed verification: %s", err);
+    else if (!(rc = write_file_atomic(path, r.body, r.body_len)))
+        printf("Saved and verified snapshot to index %" PRIu64 "\n", info.index);
+    http_client_resp_free(&r);
+    return rc;
+}
+
+static int snapshot_restore(struct cli *c, const char *path)
+{
+    struct http_client_resp r;
+    char err[BASE_ERRMSG_LEN];
+    char *buf;
+    size_t len;
+    int rc = read_backup_file(path, &buf, &len);
+    if (rc)
+        return rc;
+    if (zone_snapshot_check(buf, len, NULL, err)) {
+        base_free(buf);
+        return fail("%s: %s", path, err);
+    }
+    rc = call_timeout(c, "PUT", "/v1/snapshot", buf, len, &r, false, CLI_SNAPSHOT_TIMEOUT_MS);
+    base_free(buf);
+    if (rc)
+        return rc;
+    http_client_resp_free(&r);
+    printf("Restored snapshot\n");
+    return 0;
+}
+
+/* Offline: what the file holds, or why it is no snapshot. */
+static int snapshot_inspect(const char *path)
+{
+    struct zone_snapshot_info info;
+    char err[BASE_ERRMSG_LEN];
+    char *buf;
+    size_t len;
+    int rc = read_backup_file(path, &buf, &len);
+    if (rc)
+        return rc;
+    rc = zone_snapshot_check(buf, len, &info, err);
+    base_free(buf);
+    if (rc)
+        return fail("%s: %s", path, err);
+    printf("%-10s %zu\n", "Size", len);
+    printf("%-10s %" PRIu32 "\n", "Version", info.version);
+    printf("%-10s %" PRIu64 "\n", "Index", info.index);
+    printf("%-10s %" PRIu64 "\n", "Applied", info.applied);
+    printf("%-10s %" PRIu64 "\n", "Nodes", info.rows[ZONE_TABLE_NODES]);
+    printf("%-10s %" PRIu64 "\n", "Services", info.rows[ZONE_TABLE_SERVICES]);
+    printf("%-10s %" PRIu64 "\n", "Checks", info.rows[ZONE_TABLE_CHECKS]);
+    printf("%-10s %" PRIu64 "\n", "KV", info.rows[ZONE_TABLE_KV]);
+    return 0;
+}
+
+static int cmd_snapshot(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] = "usage: herald snapshot save [-stale] FILE | restore FILE | "
+                                "inspect FILE";
+    bool stale = false;
+    const char *file = NULL;
+    if (argc < 1)
+        return fail("%s", usage);
+    for (size_t i = 1; i < argc; i++) {
+        if (strcmp(argv[0], "save") == 0 &&
+            (strcmp(argv[i], "-stale") == 0 || strcmp(argv[i], "--stale") == 0))
+            stale = true;
+        else if (!file && (argv[i][0] != '-' || !argv[i][1]))
+            file = argv[i];
+        else
+            return fail("%s", usage);
+    }
+    if (!file)
+        return fail("%s", usage);
+    if (strcmp(argv[0], "save") == 0)
+        return snapshot_save(c, file, stale);
+    if (strcmp(argv[0], "restore") == 0)
+        return snapshot_restore(c, file);
+    if (strcmp(argv[0], "inspect") == 0)
+        return snapshot_inspect(file);
+    return fail("%s", usage);
+}
+
 int adm_cli_main(const char *cmd, int argc, char **argv)
 {
     struct cli c = {.port = 8500};
@@ -552,6 +720,8 @@ int adm_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_join(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "operator") == 0)
         rc = cmd_operator(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "snapshot") == 0)
+        rc = cmd_snapshot(&c, c.args.v, c.args.n);
     else
         rc = fail("unknown command \"%s\" (see herald --help)", cmd);
     adm_strv_free(&c.args);

@@ -18,6 +18,7 @@ static void usage(FILE *f)
             "  services deregister ID\n"
             "  catalog services | nodes | service NAME\n"
             "  kv get KEY | put KEY VALUE | delete KEY [-recurse] | export [PREFIX] | import FILE\n"
+            "  snapshot save [-stale] FILE | restore FILE | inspect FILE\n"
             "  version\n"
             "\n"
             "The CLI talks to the agent's HTTP API: -http-addr, HERALD_HTTP_ADDR or\n"

@@ -7,6 +7,9 @@
  *   CHECK_UPDATE  node name, check id, u8 status, output
  *   KV_SET        key, value bytes, u64 flags, u8 has_cas, u64 cas
  *   KV_DELETE     key, u8 has_cas, u64 cas, u8 recurse
+ *   RESTORE_BEGIN u64 id, u64 total, u32 crc
+ *   RESTORE_CHUNK u64 id, u64 offset, data bytes
+ *   RESTORE_END   u64 id
  * Bodies and strings are the record codec's (record.c); CreateIndex/ModifyIndex are not
  * carried: the store assigns them at apply. Trailing bytes are an error, so a decoder never
  * half-understands a newer format: a new field means a new version.
@@ -58,6 +61,19 @@ void zone_cmd_encode(const struct zone_cmd *cmd, struct base_buf *out)
         base_buf_put_u64(out, cmd->cas);
         base_buf_put_u8(out, cmd->recurse ? 1 : 0);
         break;
+    case ZONE_CMD_RESTORE_BEGIN:
+        base_buf_put_u64(out, cmd->restore.id);
+        base_buf_put_u64(out, cmd->restore.total);
+        base_buf_put_u32(out, cmd->restore.crc);
+        break;
+    case ZONE_CMD_RESTORE_CHUNK:
+        base_buf_put_u64(out, cmd->restore.id);
+        base_buf_put_u64(out, cmd->restore.offset);
+        base_buf_put_bytes(out, cmd->restore.data, cmd->restore.len);
+        break;
+    case ZONE_CMD_RESTORE_END:
+        base_buf_put_u64(out, cmd->restore.id);
+        break;
     }
 }
 
@@ -77,6 +93,7 @@ static void cmd_defaults(struct zone_cmd *cmd)
     cmd->service_id = cmd->check_id = cmd->output = "";
     cmd->kv.key = cmd->kv.session = "";
     cmd->kv.value = (const uint8_t *)"";
+    cmd->restore.data = (const uint8_t *)"";
 }
 
 static void decode_register(struct base_rd *r, struct base_arena *a, struct zone_cmd *cmd)
@@ -150,6 +167,27 @@ int zone_cmd_decode(const void *p, size_t n, struct base_arena *a, struct zone_c
         cmd->has_cas = rd_bool(&r);
         cmd->cas = base_rd_u64(&r);
         cmd->recurse = rd_bool(&r);
+        break;
+    case ZONE_CMD_RESTORE_BEGIN:
+        cmd->restore.id = base_rd_u64(&r);
+        cmd->restore.total = base_rd_u64(&r);
+        cmd->restore.crc = base_rd_u32(&r);
+        break;
+    case ZONE_CMD_RESTORE_CHUNK: {
+        size_t len;
+        cmd->restore.id = base_rd_u64(&r);
+        cmd->restore.offset = base_rd_u64(&r);
+        const uint8_t *v = base_rd_bytes(&r, &len);
+        if (v) {
+            uint8_t *c = base_arena_alloc(a, len ? len : 1);
+            memcpy(c, v, len);
+            cmd->restore.data = c;
+            cmd->restore.len = len;
+        }
+        break;
+    }
+    case ZONE_CMD_RESTORE_END:
+        cmd->restore.id = base_rd_u64(&r);
         break;
     default:
         return BASE_EPARSE;

@@ -8,8 +8,9 @@
 #include <lmdb.h>
 #include <pthread.h>
 
-/* Named databases, in the order snapshots carry them (addrs came with snapshot version 2, so
- * it sits last: a version 1 snapshot is the first six). */
+/* Named databases, in the order snapshots carry them (addrs came with snapshot version 2 and
+ * staging with version 3, each added last: a version 1 snapshot is the first six, a version 2
+ * the first seven). */
 enum zone__db {
     ZONE__DB_NODES = 0,
     ZONE__DB_SERVICES,
@@ -18,14 +19,16 @@ enum zone__db {
     ZONE__DB_KV,
     ZONE__DB_META,
     ZONE__DB_ADDRS,
+    ZONE__DB_STAGING,
     ZONE__DB_COUNT
 };
 extern const char *const zone__db_names[ZONE__DB_COUNT];
 
 /* meta keys of the per-table indexes, by enum zone_table */
 extern const char *const zone__table_keys[ZONE_TABLE_COUNT];
-#define ZONE__META_APPLIED "applied"
-#define ZONE__META_INDEX   "index"
+#define ZONE__META_APPLIED  "applied"
+#define ZONE__META_INDEX    "index"
+#define ZONE__META_RESTORED "restored"
 
 struct zone_read {
     struct zone_store *s;
@@ -143,6 +146,25 @@ int zone__addrs_del(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, c
 /* Empties addrs and fills it from the nodes and services databases (store open after an
  * upgrade, restore of a version 1 snapshot). */
 int zone__addrs_rebuild(struct zone_store *s, MDB_txn *t) BASE_MUSTCHECK;
+
+/* ---- snapshots (snapshot.c) and staged restores (restore.c) --------------------------- */
+/* CRC-32C (Castagnoli), the snapshot's checksum. */
+uint32_t zone__crc32c(const uint8_t *p, size_t n);
+/* zone_snapshot_check with keys bounded by max_key (the store's LMDB limit). */
+int zone__snapshot_check(const uint8_t *p, size_t n, size_t max_key,
+                         struct zone_snapshot_info *info, char *errmsg) BASE_MUSTCHECK;
+/* Empties every database in t and loads a snapshot that passed zone__snapshot_check; its
+ * staging rows only when with_staging. 0 or BASE_ESTORE. */
+int zone__snapshot_load(struct zone_store *s, MDB_txn *t, const uint8_t *p, size_t n,
+                        bool with_staging) BASE_MUSTCHECK;
+/* Applies a RESTORE_* command in t (the command's nested transaction) of the entry at idx. Returns
+ * 0, the command's own failure (its writes are rolled back), or BASE_ESTORE. *result gets a failure
+ * to report although the writes commit (an END that fails and clears the staging); *mask the tables
+ * changed. */
+int zone__restore_apply(struct zone_store *s, MDB_txn *t, uint64_t idx, const struct zone_cmd *c,
+                        uint32_t *mask, int *result) BASE_MUSTCHECK;
+/* Whether a staging row (key k, value v) is well-formed (snapshot checks). */
+bool zone__staging_row_ok(const uint8_t *k, size_t kn, size_t vn);
 
 /* u64 values of the meta database (little-endian, 8 bytes); absent reads as 0. */
 int zone__meta_read(MDB_txn *t, MDB_dbi dbi, const char *key, uint64_t *v) BASE_MUSTCHECK;

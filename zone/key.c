@@ -12,7 +12,7 @@ const char *const zone__db_names[ZONE__DB_COUNT] = {
     [ZONE__DB_NODES] = "nodes",   [ZONE__DB_SERVICES] = "services",
     [ZONE__DB_SVCIDX] = "svcidx", [ZONE__DB_CHECKS] = "checks",
     [ZONE__DB_KV] = "kv",         [ZONE__DB_META] = "meta",
-    [ZONE__DB_ADDRS] = "addrs",
+    [ZONE__DB_ADDRS] = "addrs",   [ZONE__DB_STAGING] = "staging",
 };
 
 const char *const zone__table_keys[ZONE_TABLE_COUNT] = {
@@ -126,5 +126,7 @@ int zone__meta_all(struct zone_store *s, MDB_txn *t, struct zone_meta *m)
         rc = zone__meta_read(t, dbi, ZONE__META_INDEX, &m->index);
     for (int i = 0; i < ZONE_TABLE_COUNT && !rc; i++)
         rc = zone__meta_read(t, dbi, zone__table_keys[i], &m->table_index[i]);
+    if (!rc)
+        rc = zone__meta_read(t, dbi, ZONE__META_RESTORED, &m->restored);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* The catalog store: the LMDB environment and the write path that applies Raft entries.
  *
- * Why LMDB. One environment holds the seven named databases of zone.h. It gives the design what
+ * Why LMDB. One environment holds the eight named databases of zone.h. It gives the design what
  * it needs without locks of ours: one writer and any number of readers that never block each
  * other (MVCC); a read transaction sees one committed version of the whole catalog, so a DNS
  * answer or an HTTP listing never mixes two writes; a commit is atomic across databases. The
@@ -136,6 +136,7 @@ struct apply {
     uint64_t idx;
     uint32_t mask; /* ZONE_TABLE_BITs changed by this command */
     struct base_arena *a;
+    int result; /* a failure reported although the command's writes commit (restore END) */
 };
 
 static bool key_ok(const struct apply *x, const struct zone__key *k)
@@ -702,6 +703,10 @@ static int apply_one(struct apply *x, const struct zone_cmd *c)
         return apply_kv_set(x, c);
     case ZONE_CMD_KV_DELETE:
         return apply_kv_delete(x, c);
+    case ZONE_CMD_RESTORE_BEGIN:
+    case ZONE_CMD_RESTORE_CHUNK:
+    case ZONE_CMD_RESTORE_END:
+        return zone__restore_apply(x->s, x->t, x->idx, c, &x->mask, &x->result);
     }
     return BASE_EPARSE;
 }
@@ -762,6 +767,7 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
         if (mdb_txn_commit(child))
             goto fail;
         mask |= x.mask;
+        results[i] = x.result;
     }
     base_arena_reset(&s->arena);
     if (write_meta(s, t, idx, mask))

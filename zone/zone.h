@@ -16,9 +16,11 @@
  *   svcidx    lower(service name) \0 lower(node) \0 id -> empty (name -> instances)
  *   checks    lower(node) \0 check id              -> check record
  *   kv        key                                   -> kv record
- *   meta      "applied", "index", "t.<table>"      -> u64
+ *   meta      "applied", "index", "t.<table>", "restored" -> u64
  *   addrs     family, IP bytes, lower(node) \0 service id -> service name ("" for the node):
  *             every node and service address that is an IP literal (the PTR index)
+ *   staging   "h" -> the restore being staged (id, length, CRC); "c" + u64 big-endian offset
+ *             -> that many bytes of its snapshot (zone/restore.c)
  * Every record carries CreateIndex/ModifyIndex, the Raft index of the write. The catalog index
  * ("index") and each table's index only grow: they are the Raft index of the last write that
  * touched them (deletes included), so blocking queries wake on deletes too.
@@ -145,7 +147,25 @@ enum zone_cmd_type {
     /* Delete a key, or a prefix with recurse; has_cas as above (ignored with recurse). A
      * missing key is deleted successfully whatever the cas (Consul's kvsDeleteCASTxn). */
     ZONE_CMD_KV_DELETE = 5,
+    /* A backup restored through Raft in pieces (zone/restore.c has the design). BEGIN discards
+     * any staged restore and stages a new one: restore.id (non-zero), restore.total bytes (at
+     * most ZONE_BACKUP_MAX) whose last 4 are the CRC restore.crc; BASE_EPARSE or BASE_ETOOBIG
+     * otherwise. CHUNK stores restore.len bytes (1 to ZONE_RESTORE_CHUNK) at restore.offset;
+     * BASE_ENOTFOUND when restore.id is not the one staged, BASE_EPARSE when it runs past the
+     * total. END replaces the whole catalog with the staged snapshot and clears the staging,
+     * all in the entry's transaction: every table then counts as changed and every table index
+     * becomes the entry's index. BASE_ENOTFOUND (nothing changes) when restore.id is not the
+     * one staged; BASE_EPARSE when the staged bytes are incomplete or not a valid snapshot:
+     * then the staging is cleared and nothing else changes. */
+    ZONE_CMD_RESTORE_BEGIN = 6,
+    ZONE_CMD_RESTORE_CHUNK = 7,
+    ZONE_CMD_RESTORE_END = 8,
 };
+
+/* The largest backup a restore accepts, and the largest piece of it one command carries (a Raft
+ * entry is capped at 4 MiB). */
+#define ZONE_BACKUP_MAX    ((size_t)256 << 20)
+#define ZONE_RESTORE_CHUNK ((size_t)1 << 20)
 
 struct zone_cmd {
     enum zone_cmd_type type;
@@ -165,6 +185,13 @@ struct zone_cmd {
     bool has_cas;
     uint64_t cas;
     bool recurse;
+    /* RESTORE_*: id for all three; total and crc for BEGIN; offset, data and len for CHUNK */
+    struct {
+        uint64_t id, total, offset;
+        uint32_t crc;
+        const uint8_t *data;
+        size_t len;
+    } restore;
 };
 
 /* Appends the command's encoding to out (only the fields of its type; NULL strings are ""). */
@@ -187,28 +214,53 @@ struct zone_meta {
     uint64_t applied; /* last Raft index applied */
     uint64_t index;   /* catalog index: last index that changed anything */
     uint64_t table_index[ZONE_TABLE_COUNT];
+    /* Raft index of the last backup restore (RESTORE_END), 0 when none. Restored records keep
+     * the indexes they had when saved, so a read that reports one record's ModifyIndex as its
+     * index reports at least this one: else a blocking query on that record would not see
+     * the restore. */
+    uint64_t restored;
 };
 
 /* Applies the commands of one Raft entry at Raft index idx, all in one write transaction,
  * together with the new applied index. results[i] gets each command's outcome: 0, or
  * BASE_ECONFLICT (CAS failed), BASE_ENOTFOUND (check/service missing), BASE_EPARSE (malformed
- * or missing name), BASE_ETOOBIG (over a ZONE_ limit). A command that fails changes nothing;
- * the others still apply. A ModifyIndex (and a table's index) moves only when the record
- * really changed, except that a KV set always counts as a change (as in Consul).
- * When idx <= the stored applied index the entry was applied before a restart: nothing
- * changes, results are 0 and *touched is 0 (idempotent replay).
- * *touched gets the ZONE_TABLE_BIT mask of tables changed. Returns BASE_ESTORE when the
- * transaction cannot commit. Main loop thread. */
+ * or missing name), BASE_ETOOBIG (over a ZONE_ limit). A command that fails changes nothing
+ * (except a failed RESTORE_END, which clears the staging); the others still apply. A ModifyIndex
+ * (and a table's index) moves only when the record really changed, except that a KV set always
+ * counts as a change (as in Consul). When idx <= the stored applied index the entry was applied
+ * before a restart: nothing changes, results are 0 and *touched is 0 (idempotent replay). *touched
+ * gets the ZONE_TABLE_BIT mask of tables changed. Returns BASE_ESTORE when the transaction cannot
+ * commit. Main loop thread. */
 int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice *cmds, size_t n,
                      int *results, uint32_t *touched) BASE_MUSTCHECK;
 
-/* Snapshot: the whole catalog (with its meta) serialized from one read transaction, appended
- * to out. Any thread. */
+/* Snapshot (Raft's): the whole store (with its meta and any staged restore) serialized from one
+ * read transaction, appended to out. Any thread. */
 int zone_store_snapshot(struct zone_store *s, struct base_buf *out) BASE_MUSTCHECK;
-/* Replaces the whole catalog with a snapshot's content, unless the snapshot's applied index is
- * not newer than the store's (then *skipped is set and nothing changes). The input is checked
- * whole first: BASE_EPARSE when damaged, and nothing changes. Main loop thread. */
+/* Replaces the whole store with a Raft snapshot's content, unless the snapshot's applied index
+ * is not newer than the store's (then *skipped is set and nothing changes). The input is
+ * checked whole first: BASE_EPARSE when damaged, and nothing changes. Main loop thread. */
 int zone_store_restore(struct zone_store *s, const void *p, size_t n, bool *skipped) BASE_MUSTCHECK;
+
+struct zone_read;
+/* A backup (GET /v1/snapshot, herald snapshot save) is a snapshot in the same format without
+ * the staging of a restore in progress, read from the caller's read transaction (so its
+ * content and any index the caller reads from r agree). Appended to out. */
+int zone_read_backup(struct zone_read *r, struct base_buf *out) BASE_MUSTCHECK;
+
+/* What a snapshot holds, from zone_snapshot_check. */
+struct zone_snapshot_info {
+    uint32_t version;
+    uint64_t applied;                /* the Raft index it was taken at */
+    uint64_t index;                  /* its catalog index (meta "index") */
+    uint64_t rows[ZONE_TABLE_COUNT]; /* nodes, services, checks, KV entries */
+    uint32_t crc;                    /* its CRC-32C (the last 4 bytes) */
+};
+/* Checks a snapshot or backup whole, as a restore would, without a store: 0 with info filled
+ * (info may be NULL), or BASE_EPARSE with errmsg saying what is wrong in one line (empty,
+ * not a snapshot, truncated, damaged, unsupported version, the first bad row). Any thread. */
+int zone_snapshot_check(const void *p, size_t n, struct zone_snapshot_info *info,
+                        char *errmsg) BASE_MUSTCHECK;
 
 /* ---- reads ----------------------------------------------------------------------------- */
 struct zone_read;

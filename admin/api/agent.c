@@ -465,7 +465,7 @@ static void read_service_one(struct api *a, struct http_req *req, struct zone_re
         return;
     }
     res->json = api__json_service_agent(&s, a->cfg.datacenter);
-    res->index = s.modify_index;
+    res->index = api__record_index(rd, s.modify_index);
 }
 
 static int add_agent_check(void *data, const struct zone_check *c)

@@ -202,6 +202,7 @@ static void wait_run(struct api_wait *w, bool timed_out)
     w->fn(a, req, rd, &ar, &res);
     if (res.probed && res.index > w->min_index) {
         json_decref(res.json);
+        base_buf_free(&res.owned);
         base_arena_reset(&ar);
         res = (struct api_result){.status = 200};
         w->fn(a, req, rd, &ar, &res);
@@ -210,6 +211,7 @@ static void wait_run(struct api_wait *w, bool timed_out)
         zone_read_end(rd);
         base_arena_close(&ar);
         json_decref(res.json);
+        base_buf_free(&res.owned);
         wait_park(w);
         return;
     }
@@ -219,11 +221,12 @@ static void wait_run(struct api_wait *w, bool timed_out)
         json_decref(res.json);
     } else if (res.raw_set) {
         set_read_headers(a, req, res.index);
-        http_respond(req, res.status, NULL, res.raw, res.raw_len);
+        http_respond(req, res.status, res.content_type, res.raw, res.raw_len);
         json_decref(res.json);
     } else {
         api__respond_json(a, req, res.status, res.json, res.index);
     }
+    base_buf_free(&res.owned);
     zone_read_end(rd);
     base_arena_close(&ar);
     w->req = NULL;
@@ -372,6 +375,21 @@ static void wctx_abort(void *data, struct http_req *req)
     c->req = NULL;
 }
 
+bool api__propose_failed(struct http_req *req, int status)
+{
+    if (status == BASE_ENOLEADER || status == BASE_ENOTLEADER)
+        api__error(req, 500, "No cluster leader");
+    else if (status == BASE_EUNKNOWN)
+        api__error(req, 500, "leadership lost while committing: the write may have been applied");
+    else if (status == BASE_ESHUTDOWN)
+        api__error(req, 500, "agent is shutting down");
+    else if (status == BASE_ETOOBIG)
+        api__error(req, 413, "command too large");
+    else if (status)
+        api__error(req, 500, "write failed: %s", base_strerror(status));
+    return status != 0;
+}
+
 static void write_done(void *data, int status, int result, uint64_t index)
 {
     struct api_wctx *c = data;
@@ -382,16 +400,8 @@ static void write_done(void *data, int status, int result, uint64_t index)
         return;
     }
     http_req_set_abort(req, NULL, NULL);
-    if (status == BASE_ENOLEADER || status == BASE_ENOTLEADER) {
-        api__error(req, 500, "No cluster leader");
-    } else if (status == BASE_EUNKNOWN) {
-        api__error(req, 500, "leadership lost while committing: the write may have been applied");
-    } else if (status == BASE_ESHUTDOWN) {
-        api__error(req, 500, "agent is shutting down");
-    } else if (status == BASE_ETOOBIG) {
-        api__error(req, 413, "command too large");
-    } else if (status) {
-        api__error(req, 500, "write failed: %s", base_strerror(status));
+    if (api__propose_failed(req, status)) {
+        /* answered */
     } else if (result == BASE_ENOTFOUND) {
         api__error(req, 404, "%s", c->notfound_msg ? c->notfound_msg : "not found");
     } else if (result == BASE_EPARSE) {
@@ -459,7 +469,8 @@ void api_handle(void *data, struct http_req *req)
     }
     if (api__kv_route(a, req, path) || api__agent_route(a, req, path) ||
         api__catalog_route(a, req, path) || api__health_route(a, req, path) ||
-        api__status_route(a, req, path) || api__member_route(a, req, path))
+        api__status_route(a, req, path) || api__member_route(a, req, path) ||
+        api__snapshot_route(a, req, path))
         return;
     api__error(req, 404, "404 page not found");
 }

@@ -462,3 +462,11 @@ uint64_t api__table_max(struct zone_read *rd, uint32_t tables)
 {
     return table_max(rd, tables);
 }
+
+uint64_t api__record_index(struct zone_read *rd, uint64_t modify_index)
+{
+    struct zone_meta m;
+    if (zone_meta_get(rd, &m) == 0 && m.restored > modify_index)
+        return m.restored;
+    return modify_index;
+}

@@ -26,11 +26,13 @@ struct api {
 struct api_result {
     int status;
     json_t *json;
-    const void *raw; /* borrowed from the read txn or arena; used when json is NULL and
-                        raw_set */
+    const void *raw; /* borrowed from the read txn, the arena or `owned`; used when json is
+                        NULL and raw_set */
     size_t raw_len;
     bool raw_set;
-    const char *error; /* text error (status >= 400) */
+    const char *content_type; /* of raw (NULL: none) */
+    struct base_buf owned;    /* bytes the result owns (a backup): freed once answered */
+    const char *error;        /* text error (status >= 400) */
     uint64_t index;
     /* In: a woken blocking query only needs the index to decide whether to answer; a read
      * function may then set index and return without building the body (probed = true). */
@@ -53,6 +55,10 @@ void api__read_local(struct api *a, struct http_req *req, uint32_t tables, api_r
 enum api_write_reply { API_REPLY_EMPTY, API_REPLY_BOOL };
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                 enum api_write_reply reply, const char *notfound_msg);
+
+/* When a proposal's status (cons_propose_cb) is not 0, answers req with the matching error
+ * (500 no leader / unknown outcome / shutting down, 413 too large) and returns true. */
+bool api__propose_failed(struct http_req *req, int status);
 
 /* Answers req with a JSON value (consumed) and the standard read headers. */
 void api__respond_json(struct api *a, struct http_req *req, int status, json_t *v, uint64_t index);
@@ -91,6 +97,9 @@ void api__self_node(struct api *a, struct zone_node *n);
 
 /* The largest index of the given tables (ZONE_TABLE_BIT mask). */
 uint64_t api__table_max(struct zone_read *rd, uint32_t tables);
+/* The index of a read that answers with one record: its ModifyIndex, or the last backup
+ * restore's index when later (zone_meta.restored), so a blocking query sees a restore. */
+uint64_t api__record_index(struct zone_read *rd, uint64_t modify_index);
 
 /* ---- JSON output ----------------------------------------------------------------------- */
 json_t *api__json_node(const struct zone_node *n);
@@ -107,6 +116,7 @@ bool api__health_route(struct api *a, struct http_req *req, const char *path);
 bool api__kv_route(struct api *a, struct http_req *req, const char *path);
 bool api__status_route(struct api *a, struct http_req *req, const char *path);
 bool api__member_route(struct api *a, struct http_req *req, const char *path);
+bool api__snapshot_route(struct api *a, struct http_req *req, const char *path);
 
 /* Checks the method against allowed ("GET", "PUT,POST", ...): answers 405 with Allow and
  * returns false when it does not match. */

@@ -92,7 +92,7 @@ static void read_kv(struct api *a, struct http_req *req, struct zone_read *rd,
         res->raw_set = true;
         return;
     }
-    res->index = kv.modify_index;
+    res->index = api__record_index(rd, kv.modify_index);
     if (res->probe) {
         res->probed = true;
         return;

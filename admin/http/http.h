@@ -13,7 +13,9 @@
  * Limits and errors are answered by the server itself: malformed HTTP 400 and close; headers
  * over max_header_bytes 431; a body over max_body 413 (decided from Content-Length before the
  * body is read); header timeout and idle timeout close the connection (a request that takes
- * too long to arrive gets 408); over max_conns new connections are closed at once.
+ * too long to arrive gets 408); over max_conns new connections are closed at once. A path
+ * listed in body_limits has its own body limit instead of max_body (uploads such as a snapshot
+ * restore).
  * Requests on one connection are answered in order: reading pauses while one is in flight.
  */
 #ifndef HERALD_HTTP_H
@@ -28,6 +30,13 @@
 struct http_server;
 struct http_req;
 
+/* A larger (or smaller) body limit for one path, matched exactly against the request target
+ * as sent, without its query. */
+struct http_body_limit {
+    const char *path;
+    size_t max_body;
+};
+
 struct http_config {
     const char *host;           /* listen address, e.g. "127.0.0.1" (IPv4 or IPv6 literal) */
     int port;                   /* 0 picks a free port (see http_server_port) */
@@ -36,6 +45,9 @@ struct http_config {
     unsigned header_timeout_ms; /* default 10 s when 0: the whole head must arrive in this */
     unsigned idle_timeout_ms;   /* default 60 s when 0: keep-alive idle */
     unsigned max_conns;         /* default 4096 when 0 */
+    /* Per-path body limits (borrowed: they must outlive the server). */
+    const struct http_body_limit *body_limits;
+    size_t n_body_limits;
 };
 
 /* Called once per complete request, on the loop thread. */

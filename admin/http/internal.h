@@ -33,6 +33,8 @@ struct http_server {
     uv_tcp_t listener;
     uv_loop_t *loop;
     size_t max_body;
+    const struct http_body_limit *body_limits; /* borrowed from the config */
+    size_t n_body_limits;
     size_t max_header_bytes;
     unsigned header_timeout_ms;
     unsigned idle_timeout_ms;
@@ -62,6 +64,7 @@ struct http__conn {
      * from body_off. Freed once the request is built, so idle connections hold nothing. */
     struct base_buf acc;
     size_t body_off;
+    size_t body_max;   /* the request's body limit, known once its head is complete */
     size_t head_bytes; /* URL and header bytes seen, against max_header_bytes */
     size_t nheaders;
     struct base_buf pending; /* bytes read past the request in flight */

@@ -363,6 +363,20 @@ static const char *acc_header(const struct http__conn *c, const char *name)
     return NULL;
 }
 
+/* The body limit of the request being parsed: its path's own, else the server's. */
+static size_t body_limit(const struct http__conn *c)
+{
+    const struct http_server *s = c->srv;
+    const char *url = (const char *)c->acc.data;
+    size_t n = strcspn(url, "?");
+    for (size_t i = 0; i < s->n_body_limits; i++) {
+        const char *path = s->body_limits[i].path;
+        if (strlen(path) == n && memcmp(path, url, n) == 0)
+            return s->body_limits[i].max_body;
+    }
+    return s->max_body;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct http__conn *c = conn_of(p);
@@ -370,11 +384,14 @@ static int on_headers_complete(llhttp_t *p)
 
     c->in_body = true;
     c->body_off = c->acc.len;
+    c->body_max = body_limit(c);
     /* Decided before any body byte is read, so a client waiting on 100-continue gets 413. */
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > s->max_body) {
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->body_max) {
         c->err_status = 413;
         return -1;
     }
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
+        base_buf_reserve(&c->acc, (size_t)p->content_length); /* one allocation, not doublings */
     bool has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
     if (has_body) {
         /* RFC 7231 §5.1.1: answer 100-continue before reading the body. */
@@ -398,7 +415,7 @@ static int on_headers_complete(llhttp_t *p)
 static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     struct http__conn *c = conn_of(p);
-    if (c->acc.len - c->body_off + n > c->srv->max_body) {
+    if (c->acc.len - c->body_off + n > c->body_max) {
         c->err_status = 413; /* a chunked body over the limit */
         return HPE_USER;
     }
@@ -663,6 +680,8 @@ int http_server_start(uv_loop_t *loop, const struct http_config *cfg, http_handl
     struct http_server *s = base_calloc(1, sizeof *s);
     s->loop = loop;
     s->max_body = cfg->max_body ? cfg->max_body : 1024 * 1024;
+    s->body_limits = cfg->body_limits;
+    s->n_body_limits = cfg->n_body_limits;
     s->max_header_bytes = cfg->max_header_bytes ? cfg->max_header_bytes : 64 * 1024;
     s->header_timeout_ms = cfg->header_timeout_ms ? cfg->header_timeout_ms : 10000;
     s->idle_timeout_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 60000;

@@ -323,6 +323,52 @@ static void test_kv_roundtrip(void **state)
     base_arena_close(&a);
 }
 
+static void test_restore_roundtrip(void **state)
+{
+    (void)state;
+    struct zone_cmd in, out;
+    struct base_arena a;
+    struct base_buf b;
+    uint8_t data[1000];
+
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 7);
+    base_arena_init(&a);
+    memset(&in, 0, sizeof in);
+    in.type = ZONE_CMD_RESTORE_BEGIN;
+    in.restore.id = 0x0123456789abcdefull;
+    in.restore.total = 123456789;
+    in.restore.crc = 0xdeadbeefu;
+    roundtrip(&in, &a, &out, &b);
+    assert_true(out.restore.id == 0x0123456789abcdefull);
+    assert_true(out.restore.total == 123456789);
+    assert_true(out.restore.crc == 0xdeadbeefu);
+    base_buf_free(&b);
+
+    memset(&in, 0, sizeof in);
+    in.type = ZONE_CMD_RESTORE_CHUNK;
+    in.restore.id = 5;
+    in.restore.offset = 1u << 20;
+    in.restore.data = data;
+    in.restore.len = sizeof data;
+    roundtrip(&in, &a, &out, &b);
+    assert_true(out.restore.id == 5 && out.restore.offset == 1u << 20);
+    assert_int_equal(out.restore.len, sizeof data);
+    assert_memory_equal(out.restore.data, data, sizeof data);
+    assert_true(out.restore.data != data); /* copied into the arena */
+    base_buf_free(&b);
+
+    memset(&in, 0, sizeof in);
+    in.type = ZONE_CMD_RESTORE_END;
+    in.restore.id = 5;
+    roundtrip(&in, &a, &out, &b);
+    assert_true(out.restore.id == 5);
+    assert_int_equal(out.restore.len, 0);
+    assert_non_null(out.restore.data);
+    base_buf_free(&b);
+    base_arena_close(&a);
+}
+
 /* Every encoding used by the tests below. */
 static void encode_all(struct base_buf *bufs, size_t *n)
 {
@@ -359,12 +405,27 @@ static void encode_all(struct base_buf *bufs, size_t *n)
     c.recurse = true;
     base_buf_init(&bufs[*n]);
     zone_cmd_encode(&c, &bufs[(*n)++]);
+    memset(&c, 0, sizeof c);
+    c.type = ZONE_CMD_RESTORE_BEGIN;
+    c.restore.id = 1;
+    c.restore.total = 2;
+    c.restore.crc = 3;
+    base_buf_init(&bufs[*n]);
+    zone_cmd_encode(&c, &bufs[(*n)++]);
+    c.type = ZONE_CMD_RESTORE_CHUNK;
+    c.restore.data = v;
+    c.restore.len = sizeof v;
+    base_buf_init(&bufs[*n]);
+    zone_cmd_encode(&c, &bufs[(*n)++]);
+    c.type = ZONE_CMD_RESTORE_END;
+    base_buf_init(&bufs[*n]);
+    zone_cmd_encode(&c, &bufs[(*n)++]);
 }
 
 static void test_truncated_refused(void **state)
 {
     (void)state;
-    struct base_buf bufs[5];
+    struct base_buf bufs[8];
     struct base_arena a;
     struct zone_cmd out;
     size_t n;
@@ -498,7 +559,7 @@ static void test_huge_counts_refused(void **state)
 static void test_fuzz_no_crash(void **state)
 {
     (void)state;
-    struct base_buf bufs[5];
+    struct base_buf bufs[8];
     struct base_arena a;
     struct zone_cmd out;
     size_t n;
@@ -563,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_register_minimal_roundtrip),
         cmocka_unit_test(test_deregister_and_check_update_roundtrip),
         cmocka_unit_test(test_kv_roundtrip),
+        cmocka_unit_test(test_restore_roundtrip),
         cmocka_unit_test(test_truncated_refused),
         cmocka_unit_test(test_bad_header_refused),
         cmocka_unit_test(test_bad_status_refused),

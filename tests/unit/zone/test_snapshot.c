@@ -448,6 +448,55 @@ static void test_malformed_but_checksummed(void **state)
     base_buf_free(&rb);
 }
 
+/* The check names the problem in one line: what an operator sees for a bad backup file. */
+static void test_check_names_the_problem(void **state)
+{
+    struct fx *f = *state;
+    struct base_buf b;
+    struct zone_snapshot_info info;
+    char err[BASE_ERRMSG_LEN];
+
+    populate(f->s[0], 10, "a");
+    snap(f->s[0], &b);
+    assert_int_equal(zone_snapshot_check(b.data, b.len, &info, err), 0);
+    assert_int_equal(info.version, 3);
+    assert_int_equal(info.applied, 19);
+    assert_int_equal(info.index, 18);
+    assert_int_equal(info.rows[ZONE_TABLE_NODES], 2);
+    assert_int_equal(info.rows[ZONE_TABLE_SERVICES], 2);
+    assert_int_equal(info.rows[ZONE_TABLE_CHECKS], 4);
+    assert_int_equal(info.rows[ZONE_TABLE_KV], 2);
+
+    assert_int_equal(zone_snapshot_check("", 0, &info, err), BASE_EPARSE);
+    assert_string_equal(err, "snapshot is empty");
+    assert_int_equal(zone_snapshot_check("\x1f\x8b\x08junk", 7, &info, err), BASE_EPARSE);
+    assert_string_equal(err, "not a Herald snapshot (bad magic)");
+    /* every truncation, in its own allocation so that ASan sees over-reads */
+    for (size_t len = 1; len < b.len; len++) {
+        uint8_t *p = malloc(len);
+        memcpy(p, b.data, len);
+        err[0] = '\0';
+        assert_int_equal(zone_snapshot_check(p, len, &info, err), BASE_EPARSE);
+        assert_non_null(strstr(err, "truncated"));
+        free(p);
+    }
+    /* a value byte changed: the layout is whole, the checksum is not */
+    uint8_t *dead = memmem(b.data, b.len, "dead", 4); /* a check's output */
+    assert_non_null(dead);
+    dead[0] ^= 0x01;
+    assert_int_equal(zone_snapshot_check(b.data, b.len, &info, err), BASE_EPARSE);
+    assert_string_equal(err, "snapshot is damaged: checksum mismatch");
+    dead[0] ^= 0x01;
+    /* a version from the future, checksummed */
+    b.data[8] = 99;
+    uint32_t crc = crc32c(b.data, b.len - 4);
+    for (int i = 0; i < 4; i++)
+        b.data[b.len - 4 + (size_t)i] = (uint8_t)(crc >> (8 * i));
+    assert_int_equal(zone_snapshot_check(b.data, b.len, &info, err), BASE_EPARSE);
+    assert_non_null(strstr(err, "unsupported snapshot version 99"));
+    base_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -456,6 +505,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_older_snapshot_skipped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged_snapshot_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_but_checksummed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_names_the_problem, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -693,6 +693,57 @@ static void test_limits_413_431(void **state)
     free(f);
 }
 
+static void cl_body_limits(struct fx *f)
+{
+    static const char *const reqs[4] = {
+        "PUT /up HTTP/1.1\r\nContent-Length: 40\r\nConnection: close\r\n\r\n",
+        "PUT /up?stale HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        "PUT /up HTTP/1.1\r\nContent-Length: 65\r\nConnection: close\r\n\r\n",
+        "PUT /up/x HTTP/1.1\r\nContent-Length: 40\r\nConnection: close\r\n\r\n",
+    };
+    char body[66];
+    memset(body, 'b', sizeof body);
+    body[sizeof body - 1] = '\0';
+    for (int i = 0; i < 4; i++) {
+        int fd = cl_connect(f->port);
+        cl_send(fd, reqs[i]);
+        if (i == 1) {
+            cl_send(fd, "28\r\n");
+            body[40] = '\0';
+            cl_send(fd, body);
+            body[40] = 'b';
+            cl_send(fd, "\r\n0\r\n\r\n");
+        } else {
+            body[i == 2 ? 65 : 40] = '\0';
+            cl_send(fd, body);
+            body[i == 2 ? 65 : 40] = 'b';
+        }
+        f->outlen[i] = cl_read_all(fd, f->out[i], OUT_CAP, &f->eof[i]);
+        close(fd);
+    }
+}
+
+/* A path with its own body limit: larger bodies there (with a query, chunked too), the
+ * server's limit on every other path, even one below it. */
+static void test_body_limit_per_path(void **state)
+{
+    (void)state;
+    static const struct http_body_limit limits[] = {{"/up", 64}};
+    struct fx *f = fx_new();
+    f->cfg.max_body = 16;
+    f->cfg.body_limits = limits;
+    f->cfg.n_body_limits = 1;
+    fx_run(f, h_echo, cl_body_limits);
+    assert_int_equal(f->nreq, 2);
+    assert_non_null(strstr(f->out[0], "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(f->out[0], "blen=40\n"));
+    assert_non_null(strstr(f->out[1], "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(f->out[1], "blen=40\n"));
+    assert_non_null(strstr(f->out[2], "HTTP/1.1 413 "));
+    assert_non_null(strstr(f->out[3], "HTTP/1.1 413 "));
+    free(f);
+}
+
 static void cl_malformed(struct fx *f)
 {
     int fd = cl_connect(f->port);
@@ -999,6 +1050,7 @@ int main(void)
         cmocka_unit_test(test_detached_request_stays_valid),
         cmocka_unit_test(test_stop_inside_handler),
         cmocka_unit_test(test_limits_413_431),
+        cmocka_unit_test(test_body_limit_per_path),
         cmocka_unit_test(test_malformed_gets_400_and_close),
         cmocka_unit_test(test_header_and_idle_timeouts),
         cmocka_unit_test(test_max_conns),
