@@ -29,6 +29,7 @@
 #include "zone/internal.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,19 +41,40 @@ static const char magic[8] = {'H', 'R', 'L', 'D', 'Z', 'S', 'N', 'P'};
 #define SNAP_HEADER_LEN (sizeof magic + 4 + 8 + 4)
 
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), a table built once per call. */
-uint32_t zone__crc32c(const uint8_t *p, size_t n)
-{
-    uint32_t table[256];
-    uint32_t crc = 0xffffffffu;
+/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), slicing by 8: eight tables let one
+ * step take 8 bytes (about 6x the byte-at-a-time loop; a server restarting or catching up
+ * checks every byte of a snapshot of tens of MB). The tables are built once, from any thread. */
+static uint32_t crc_tables[8][256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
+static void crc_init(void)
+{
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
         for (int k = 0; k < 8; k++)
             c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
-        table[i] = c;
+        crc_tables[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            crc_tables[t][i] =
+                crc_tables[0][crc_tables[t - 1][i] & 0xff] ^ (crc_tables[t - 1][i] >> 8);
+}
+
+uint32_t zone__crc32c(const uint8_t *p, size_t n)
+{
+    const uint32_t(*t)[256] = crc_tables;
+    uint32_t crc = 0xffffffffu;
+
+    pthread_once(&crc_once, crc_init);
+    for (; n >= 8; n -= 8, p += 8) {
+        uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                             (uint32_t)p[3] << 24);
+        crc = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^
+              t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]];
     }
     while (n--)
-        crc = table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+        crc = t[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
     return ~crc;
 }
 
@@ -129,6 +151,11 @@ static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
     if (c)
         return c;
     return an < bn ? -1 : an > bn;
+}
+
+static uint32_t le32(const uint8_t *v)
+{
+    return (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 24;
 }
 
 static uint64_t le64(const uint8_t *v)
@@ -388,11 +415,20 @@ int zone_store_restore(struct zone_store *s, const void *p, size_t n, bool *skip
 
     BASE_ASSERT_LOOP();
     *skipped = false;
-    if ((rc = zone__snapshot_check(p, n, s->max_key, &info, NULL)))
-        return rc;
     if (mdb_txn_begin(s->env, NULL, 0, &t))
         return BASE_ESTORE;
     if ((rc = zone__meta_read(t, s->dbi[ZONE__DB_META], ZONE__META_APPLIED, &stored)))
+        goto fail;
+    /* A restarting server's catalog is usually at or past its latest snapshot: say so from
+     * the header's applied index before checking every byte of a snapshot that will not be
+     * used (the check was half of the time to serve after a restart with 100k entries). */
+    if (n >= SNAP_HEADER_LEN && memcmp(p, magic, sizeof magic) == 0 &&
+        dbs_of(le32(p + sizeof magic)) > 0 && le64(p + sizeof magic + 4) <= stored) {
+        mdb_txn_abort(t);
+        *skipped = true;
+        return 0;
+    }
+    if ((rc = zone__snapshot_check(p, n, s->max_key, &info, NULL)))
         goto fail;
     if (info.applied <= stored) { /* the store is already at or past this snapshot */
         mdb_txn_abort(t);

@@ -39,7 +39,11 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define DEFAULT_MAP_SIZE ((size_t)1 << 30)
+/* Address space, not disk: the file grows only as pages are used. A restore needs room for
+ * the old catalog, the staged backup and the new catalog at once, and running out of map
+ * space in an apply stops the server (every server applies the same entry), so the ceiling
+ * sits far above any catalog Herald is meant for. */
+#define DEFAULT_MAP_SIZE ((size_t)16 << 30)
 /* DNS workers, HTTP handlers, snapshots and the pool of reset read transactions. */
 #define MAX_READERS 512
 

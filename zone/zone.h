@@ -204,7 +204,7 @@ int zone_cmd_decode(const void *p, size_t n, struct base_arena *a,
 /* ---- the store ------------------------------------------------------------------------- */
 struct zone_store;
 
-/* Opens (creating) the LMDB environment in dir with room for map_size bytes (0: 1 GiB).
+/* Opens (creating) the LMDB environment in dir with room for map_size bytes (0: 16 GiB).
  * BASE_ESTORE with errmsg (may be NULL) on failure. Main loop thread. */
 int zone_store_open(const char *dir, size_t map_size, struct zone_store **out,
                     char *errmsg) BASE_MUSTCHECK;
