@@ -1119,7 +1119,10 @@ def section(d):
                  "PUT returns, every server's DNS is polled (raw UDP, `<name>.service.consul "
                  "A`, one query outstanding per server, re-sent at once on a negative answer) "
                  "until all three answer with the new address. %d measured, %d not visible "
-                 "everywhere within 2 s." % (vis["n"], vis["measured"], vis["misses"]))
+                 "everywhere within 2 s. Before this section, after the PUT runs: `sync` "
+                 "(%s s) and a 5 s pause, so that the write-back of the PUT runs' (and etcd's) "
+                 "data does not sit in these registrations' fsyncs." % (
+                     vis["n"], vis["measured"], vis["misses"], vis.get("sync_s", "?")))
         o.append("")
         o.append("| registered on | n | PUT acknowledged p50 / p99 ms | visible on all 3, "
                  "from the PUT's start, p50 / p99 / max ms | from the acknowledgement, "
@@ -1174,9 +1177,8 @@ def section(d):
             fill_s = " (wrk -c64 to the leader: %.1f s, %.0f PUT/s, with two servers of three)" % (
                 fill[0]["duration_s"], fill[0]["rps"])
         o.append("A follower is stopped (SIGTERM) and its catalog and Raft state removed (its "
-                 "`node-id` file kept, so its Raft id too: a server whose whole data dir is "
-                 "removed comes back with a new id, which the cluster refuses while its old "
-                 "entry holds the address); %d KV entries of 100 bytes are written meanwhile%s; "
+                 "`node-id` file kept, so its Raft id too; the leader notices its log went "
+                 "backwards and removes and re-adds it); %d KV entries of 100 bytes are written meanwhile%s; "
                  "then it is started again with the same flags and caught up from the "
                  "leader's snapshot and log (%d snapshot restore(s) in its log)." % (
                      cu["entries"], fill_s, cu["snapshots_restored"]))
