@@ -89,6 +89,36 @@ void base_buf_put_u64(struct base_buf *b, uint64_t v);
 void base_buf_put_str(struct base_buf *b, const char *s);
 void base_buf_put_bytes(struct base_buf *b, const void *p, size_t n);
 
+/* The same little-endian integers at a fixed place in a buffer the caller sized (frame
+ * headers written in place, a header field read at its offset). */
+static inline uint16_t base_le16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+static inline uint32_t base_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t base_le64(const uint8_t *p)
+{
+    return base_le32(p) | (uint64_t)base_le32(p + 4) << 32;
+}
+static inline void base_put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void base_put_le32(uint8_t *p, uint32_t v)
+{
+    base_put_le16(p, (uint16_t)v);
+    base_put_le16(p + 2, (uint16_t)(v >> 16));
+}
+static inline void base_put_le64(uint8_t *p, uint64_t v)
+{
+    base_put_le32(p, (uint32_t)v);
+    base_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
 /* Borrowed bytes. */
 struct base_slice {
     const uint8_t *p;

@@ -61,7 +61,8 @@ void base_buf_put_u8(struct base_buf *b, uint8_t v)
 
 void base_buf_put_u32(struct base_buf *b, uint32_t v)
 {
-    uint8_t x[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    uint8_t x[4];
+    base_put_le32(x, v);
     base_buf_append(b, x, 4);
 }
 
@@ -112,7 +113,7 @@ uint32_t base_rd_u32(struct base_rd *r)
     const uint8_t *p = take(r, 4);
     if (!p)
         return 0;
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    return base_le32(p);
 }
 
 uint64_t base_rd_u64(struct base_rd *r)

@@ -14,30 +14,6 @@
 
 #include <string.h>
 
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static size_t real_size(size_t n, size_t cmd_bytes)
 {
     return CONS_ENTRY_HEADER + 4 * n + cmd_bytes;
@@ -58,14 +34,14 @@ void cons__entry_write(void *dst, size_t size, const struct base_slice *cmds, si
     assert(size == cons__entry_size(n, bytes));
     assert(real <= UINT32_MAX && n <= UINT32_MAX);
 
-    put_u32(p, CONS_ENTRY_MAGIC);
-    put_u16(p + 4, CONS_ENTRY_VERSION);
-    put_u16(p + 6, 0);
-    put_u32(p + 8, (uint32_t)n);
-    put_u32(p + 12, (uint32_t)real);
+    base_put_le32(p, CONS_ENTRY_MAGIC);
+    base_put_le16(p + 4, CONS_ENTRY_VERSION);
+    base_put_le16(p + 6, 0);
+    base_put_le32(p + 8, (uint32_t)n);
+    base_put_le32(p + 12, (uint32_t)real);
     p += CONS_ENTRY_HEADER;
     for (size_t i = 0; i < n; i++) {
-        put_u32(p, (uint32_t)cmds[i].n);
+        base_put_le32(p, (uint32_t)cmds[i].n);
         if (cmds[i].n)
             memcpy(p + 4, cmds[i].p, cmds[i].n);
         p += 4 + cmds[i].n;
@@ -90,13 +66,13 @@ int cons_entry_decode(const void *p, size_t len, struct base_slice **cmds, size_
     const uint8_t *b = p;
     *cmds = NULL;
     *n = 0;
-    if (len < CONS_ENTRY_HEADER || len % 8 != 0 || get_u32(b) != CONS_ENTRY_MAGIC)
+    if (len < CONS_ENTRY_HEADER || len % 8 != 0 || base_le32(b) != CONS_ENTRY_MAGIC)
         return BASE_EPARSE;
-    if (get_u16(b + 4) != CONS_ENTRY_VERSION)
-        return get_u16(b + 4) > CONS_ENTRY_VERSION ? BASE_EINVAL : BASE_EPARSE;
-    uint32_t count = get_u32(b + 8);
-    uint32_t real = get_u32(b + 12);
-    if (get_u16(b + 6) != 0 || real < CONS_ENTRY_HEADER || real > len || len - real >= 8)
+    if (base_le16(b + 4) != CONS_ENTRY_VERSION)
+        return base_le16(b + 4) > CONS_ENTRY_VERSION ? BASE_EINVAL : BASE_EPARSE;
+    uint32_t count = base_le32(b + 8);
+    uint32_t real = base_le32(b + 12);
+    if (base_le16(b + 6) != 0 || real < CONS_ENTRY_HEADER || real > len || len - real >= 8)
         return BASE_EPARSE;
     /* every command takes at least its 4-byte length: bounds count before allocating */
     if (count > (real - CONS_ENTRY_HEADER) / 4)
@@ -110,7 +86,7 @@ int cons_entry_decode(const void *p, size_t len, struct base_slice **cmds, size_
     for (uint32_t i = 0; i < count; i++) {
         if (real - off < 4)
             return BASE_EPARSE;
-        uint32_t l = get_u32(b + off);
+        uint32_t l = base_le32(b + off);
         off += 4;
         if (l > real - off)
             return BASE_EPARSE;

@@ -43,15 +43,18 @@ void cons__wait_add(struct cons *c, struct cons_waiter *w)
         cons__schedule(c);
 }
 
-void cons__waiters_run(struct cons *c)
+/* Fires the waiters whose index the store reached (status 0), and with expire those past
+ * their deadline (-ETIMEDOUT), or with all every other one (BASE_ESHUTDOWN). */
+static void waiters_sweep(struct cons *c, bool expire, bool all)
 {
+    uint64_t now = uv_now(c->loop);
     struct cons_waiter *list = c->waiters, *keep = NULL;
     c->waiters = NULL;
     while (list) {
         struct cons_waiter *w = list;
         list = w->next;
-        if (w->index <= c->applied) {
-            w->fire(w, 0);
+        if (w->index <= c->applied || all || (expire && now >= w->deadline)) {
+            w->fire(w, w->index <= c->applied ? 0 : all ? BASE_ESHUTDOWN : -ETIMEDOUT);
         } else {
             w->next = keep;
             keep = w;
@@ -66,27 +69,9 @@ void cons__waiters_run(struct cons *c)
     }
 }
 
-static void waiters_expire(struct cons *c, bool all)
+void cons__waiters_run(struct cons *c)
 {
-    uint64_t now = uv_now(c->loop);
-    struct cons_waiter *list = c->waiters, *keep = NULL;
-    c->waiters = NULL;
-    while (list) {
-        struct cons_waiter *w = list;
-        list = w->next;
-        if (all || now >= w->deadline || w->index <= c->applied) {
-            w->fire(w, w->index <= c->applied ? 0 : all ? BASE_ESHUTDOWN : -ETIMEDOUT);
-        } else {
-            w->next = keep;
-            keep = w;
-        }
-    }
-    while (keep) {
-        struct cons_waiter *w = keep;
-        keep = w->next;
-        w->next = c->waiters;
-        c->waiters = w;
-    }
+    waiters_sweep(c, false, false);
 }
 
 /* ---- forwarded proposals (client side) ------------------------------------------------- */
@@ -574,7 +559,7 @@ void cons__forward_tick(struct cons *c)
             read_park(r);
     }
 
-    waiters_expire(c, false);
+    waiters_sweep(c, true, false);
 }
 
 void cons__forward_stop(struct cons *c)
@@ -592,5 +577,5 @@ void cons__forward_stop(struct cons *c)
         c->reads = r->next;
         read_done(r, BASE_ESHUTDOWN, 0);
     }
-    waiters_expire(c, true);
+    waiters_sweep(c, true, true);
 }

@@ -117,39 +117,14 @@ static void list_remove(struct call_list *l, struct cons_rpc_call *call)
     call->prev = call->next = NULL;
 }
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static uint8_t *frame_new(uint8_t type, uint64_t id, const void *body, size_t len, size_t *out)
 {
     assert(len <= CONS_RPC_FRAME_MAX - (CONS_RPC_HEADER - 4));
     uint8_t *f = base_malloc(CONS_RPC_HEADER + len);
-    put_u32(f, (uint32_t)(CONS_RPC_HEADER - 4 + len));
+    base_put_le32(f, (uint32_t)(CONS_RPC_HEADER - 4 + len));
     f[4] = type;
     f[5] = f[6] = f[7] = 0;
-    put_u64(f + 8, id);
+    base_put_le64(f + 8, id);
     if (len)
         memcpy(f + CONS_RPC_HEADER, body, len);
     *out = CONS_RPC_HEADER + len;
@@ -307,7 +282,7 @@ static void serve(struct cons_rpc_conn *conn, uint8_t type, uint64_t id, const u
 static void dispatch(struct cons_rpc_conn *conn, const uint8_t *body, size_t len)
 {
     uint8_t type = conn->hdr[4];
-    uint64_t id = get_u64(conn->hdr + 8);
+    uint64_t id = base_le64(conn->hdr + 8);
     if (!conn->peer) {
         if (type & CONS_RPC_REPLY) {
             conn_close(conn, "response on a request connection");
@@ -358,7 +333,7 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (!conn->in_body) {
         if (conn->got < CONS_RPC_HEADER)
             return;
-        uint32_t len = get_u32(conn->hdr);
+        uint32_t len = base_le32(conn->hdr);
         if (len < CONS_RPC_HEADER - 4 || len - (CONS_RPC_HEADER - 4) > CONS_RPC_FRAME_MAX ||
             conn->hdr[5] || conn->hdr[6] || conn->hdr[7]) {
             conn_close(conn, "bad frame header");

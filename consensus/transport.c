@@ -126,31 +126,6 @@ struct tp {
 
 /* ---- helpers --------------------------------------------------------------------------- */
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* A numeric "ip:port" / "[v6]:port" into sa. BASE_EPARSE when not numeric. */
 static int numeric_addr(const char *host, int port, struct sockaddr_storage *sa)
 {
@@ -280,9 +255,9 @@ static void in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         return;
     case IN_RAFT_HEADER: {
-        uint32_t len = get_u32(in->buf + 16);
-        uint64_t to = get_u64(in->buf + 8);
-        in->id = get_u64(in->buf);
+        uint32_t len = base_le32(in->buf + 16);
+        uint64_t to = base_le64(in->buf + 8);
+        in->id = base_le64(in->buf);
         if (in->id == 0 || len == 0 || len > ADDRESS_MAX) {
             in_abort(in, "bad raft handshake");
             return;
@@ -693,9 +668,9 @@ static int tp_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
 
     assert(!tp->closing);
     memcpy(hs, preamble_raft, PREAMBLE_LEN);
-    put_u64(hs + PREAMBLE_LEN, tp->id);
-    put_u64(hs + PREAMBLE_LEN + 8, id);
-    put_u32(hs + PREAMBLE_LEN + 16, (uint32_t)alen);
+    base_put_le64(hs + PREAMBLE_LEN, tp->id);
+    base_put_le64(hs + PREAMBLE_LEN + 8, id);
+    base_put_le32(hs + PREAMBLE_LEN + 16, (uint32_t)alen);
     memcpy(hs + PREAMBLE_LEN + RAFT_HEADER_LEN, tp->address, alen);
     req->cb = cb;
     struct cons_dial *d = dial_new(tp, address, hs, n, backoff_delay(backoff_of(tp, id)->failures));

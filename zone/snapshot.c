@@ -153,19 +153,6 @@ static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
     return an < bn ? -1 : an > bn;
 }
 
-static uint32_t le32(const uint8_t *v)
-{
-    return (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 24;
-}
-
-static uint64_t le64(const uint8_t *v)
-{
-    uint64_t x = 0;
-    for (int i = 7; i >= 0; i--)
-        x = x << 8 | v[i];
-    return x;
-}
-
 static bool meta_key_is(const uint8_t *k, size_t kn, const char *name)
 {
     return kn == strlen(name) && memcmp(k, name, kn) == 0;
@@ -320,10 +307,10 @@ static int walk(const uint8_t *p, size_t n, struct walk *w)
             prev = k;
             prev_n = kn;
             if (d == ZONE__DB_META && meta_key_is(k, kn, ZONE__META_APPLIED)) {
-                meta_applied = le64(v);
+                meta_applied = base_le64(v);
                 has_meta_applied = true;
             } else if (d == ZONE__DB_META && meta_key_is(k, kn, ZONE__META_INDEX)) {
-                w->info->index = le64(v);
+                w->info->index = base_le64(v);
             }
         }
         if (!rc && w->info) {
@@ -423,7 +410,7 @@ int zone_store_restore(struct zone_store *s, const void *p, size_t n, bool *skip
      * the header's applied index before checking every byte of a snapshot that will not be
      * used (the check was half of the time to serve after a restart with 100k entries). */
     if (n >= SNAP_HEADER_LEN && memcmp(p, magic, sizeof magic) == 0 &&
-        dbs_of(le32(p + sizeof magic)) > 0 && le64(p + sizeof magic + 4) <= stored) {
+        dbs_of(base_le32(p + sizeof magic)) > 0 && base_le64(p + sizeof magic + 4) <= stored) {
         mdb_txn_abort(t);
         *skipped = true;
         return 0;
