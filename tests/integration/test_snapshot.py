@@ -213,7 +213,10 @@ def test_damaged_truncated_or_empty_backup_is_refused_and_nothing_changes(agent,
     kv_put(agent, "k", "later")
     before = digest(agent)
     mid = len(good) // 2
-    damaged = good[:mid] + bytes([good[mid] ^ 0x40]) + good[mid + 1:]
+    # A byte changed inside a string (the node's name), not in a length field: the layout
+    # still holds, only the checksum tells (a flipped length would read as truncated).
+    at = good.index(agent.node_name.encode()) + 1
+    damaged = good[:at] + bytes([good[at] ^ 0x20]) + good[at + 1:]
     cases = [(b"", "snapshot is empty"),
              (good[:mid], "snapshot is truncated"),
              (good[:-1], "snapshot is truncated"),
