@@ -5,23 +5,7 @@
  * snapshot install on a wiped one, joins (explicit and by retry-join), leave and remove-peer,
  * read indexes, and the bounded wait without a leader. Every wait is bounded; every test ends
  * with all cons stopped and uv_loop_close() == 0. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include "consensus/consensus.h"
+#include "consensus/fixture.h"
 
 #define NODES_MAX 6
 
@@ -30,15 +14,9 @@ struct cl;
 struct node {
     struct cl *cl;
     int i;
-    char root[96];
-    char raft_dir[128];
-    char zone_dir[128];
-    char address[48];
+    struct srv s;
     const char *join[NODES_MAX];
-    struct zone_store *store;
-    struct cons *c;
     struct cons_config cfg;
-    bool stopped;
     unsigned restores; /* on_applied with ZONE_TABLE_ALL: a snapshot replaced the catalog */
 };
 
@@ -59,78 +37,30 @@ static void on_applied(void *data, uint64_t index, uint32_t touched)
         nd->restores++;
 }
 
-static int free_port(const char *ip)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    socklen_t len = sizeof sa;
-    assert_int_equal(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
-    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &len), 0);
-    close(s);
-    return ntohs(sa.sin_port);
-}
-
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char sub[512];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static void store_open(struct node *nd)
-{
-    char errmsg[BASE_ERRMSG_LEN];
-    mkdir(nd->root, 0700);
-    mkdir(nd->zone_dir, 0700);
-    assert_int_equal(zone_store_open(nd->zone_dir, 64u << 20, &nd->store, errmsg), 0);
-    nd->cfg.store = nd->store;
-}
-
 /* n nodes, all knowing the others' addresses (join lists), bootstrap_expect expect. */
 static void cl_init(struct cl *cl, int n, unsigned expect)
 {
     memset(cl, 0, sizeof *cl);
-    base_loop_thread_set();
-    assert_int_equal(uv_loop_init(&cl->loop), 0);
-    strcpy(cl->root, "/tmp/herald-cluster-XXXXXX");
-    assert_non_null(mkdtemp(cl->root));
+    loop_init(&cl->loop, cl->root, "cluster");
     cl->n = n;
     for (int i = 0; i < NODES_MAX; i++) {
         struct node *nd = &cl->node[i];
         char ip[24], root[96];
         nd->cl = cl;
         nd->i = i;
-        nd->stopped = true;
         snprintf(ip, sizeof ip, "127.0.0.%u", 11u + (unsigned)i);
-        snprintf(nd->address, sizeof nd->address, "%s:%d", ip, free_port(ip));
         snprintf(root, sizeof root, "%s/n%d", cl->root, i);
-        memcpy(nd->root, root, sizeof root);
-        snprintf(nd->raft_dir, sizeof nd->raft_dir, "%s/raft", root);
-        snprintf(nd->zone_dir, sizeof nd->zone_dir, "%s/zone", root);
+        srv_init(&nd->s, root, ip);
+        nd->s.stopped = true;
     }
     for (int i = 0; i < NODES_MAX; i++) {
         struct node *nd = &cl->node[i];
-        nd->cfg.dir = nd->raft_dir;
         nd->cfg.id = (uint64_t)(100 + i);
-        nd->cfg.address = nd->address;
         nd->cfg.bootstrap_expect = i < n ? expect : 0;
         size_t k = 0;
         for (int j = 0; j < n; j++)
             if (j != i)
-                nd->join[k++] = cl->node[j].address;
+                nd->join[k++] = cl->node[j].s.address;
         nd->cfg.join = nd->join;
         nd->cfg.n_join = i < n ? k : 0;
         nd->cfg.snapshot_threshold = 64;
@@ -142,89 +72,65 @@ static void cl_init(struct cl *cl, int n, unsigned expect)
 
 static void start(struct node *nd)
 {
-    char errmsg[BASE_ERRMSG_LEN] = "";
-    if (!nd->store)
-        store_open(nd);
-    int rv = cons_start(&nd->cl->loop, &nd->cfg, &nd->c, errmsg);
-    if (rv != 0)
-        fail_msg("cons_start node %d: %s", nd->i, errmsg);
-    nd->stopped = false;
+    srv_start(&nd->cl->loop, &nd->s, &nd->cfg);
 }
 
-static void stopped_cb(void *data)
-{
-    struct node *nd = data;
-    nd->stopped = true;
-}
+struct cl_pred {
+    struct cl *cl;
+    bool (*pred)(struct cl *, void *);
+    void *arg;
+};
 
-static void timeout_cb(uv_timer_t *t)
+static bool cl_pred_call(void *arg)
 {
-    *(bool *)t->data = true;
+    struct cl_pred *p = arg;
+    return p->pred(p->cl, p->arg);
 }
 
 /* Runs the loop until pred is true or timeout_ms pass. */
-static bool run_until(struct cl *cl, bool (*pred)(struct cl *, void *), void *arg,
-                      unsigned timeout_ms)
+static bool cl_until(struct cl *cl, bool (*pred)(struct cl *, void *), void *arg,
+                     unsigned timeout_ms)
 {
-    uv_timer_t t;
-    bool expired = false, ok;
-    uv_timer_init(&cl->loop, &t);
-    t.data = &expired;
-    uv_timer_start(&t, timeout_cb, timeout_ms, 0);
-    while (!(ok = pred(cl, arg)) && !expired)
-        uv_run(&cl->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&cl->loop, UV_RUN_NOWAIT);
-    return ok;
+    struct cl_pred p = {cl, pred, arg};
+    return run_pred(&cl->loop, cl_pred_call, &p, timeout_ms);
 }
 
-static bool never(struct cl *cl, void *arg)
+static bool never(void *arg)
 {
-    BASE_UNUSED(cl);
     BASE_UNUSED(arg);
     return false;
 }
 
 static void run_for(struct cl *cl, unsigned ms)
 {
-    run_until(cl, never, NULL, ms);
-}
-
-static bool flag_set(struct cl *cl, void *arg)
-{
-    BASE_UNUSED(cl);
-    return *(bool *)arg;
+    run_pred(&cl->loop, never, NULL, ms);
 }
 
 static void stop(struct node *nd)
 {
-    nd->stopped = false;
-    cons_stop(nd->c, stopped_cb, nd);
-    nd->c = NULL;
-    assert_true(run_until(nd->cl, flag_set, &nd->stopped, 5000));
+    srv_stop(&nd->cl->loop, &nd->s);
 }
 
 static void cl_close(struct cl *cl)
 {
     for (int i = 0; i < NODES_MAX; i++) {
         struct node *nd = &cl->node[i];
-        if (nd->c)
+        if (nd->s.c)
             stop(nd);
-        if (nd->store)
-            zone_store_close(nd->store);
-        nd->store = NULL;
+        if (nd->s.store)
+            zone_store_close(nd->s.store);
+        nd->s.store = NULL;
     }
     /* nothing of ours is left on the loop */
     assert_int_equal(uv_run(&cl->loop, UV_RUN_NOWAIT), 0);
-    assert_int_equal(uv_loop_close(&cl->loop), 0);
-    rm_rf(cl->root);
+    loop_done(&cl->loop, cl->root);
 }
 
 static int leaders(struct cl *cl, int *which)
 {
     int n = 0;
     for (int i = 0; i < NODES_MAX; i++) {
-        if (cl->node[i].c && cons_is_leader(cl->node[i].c)) {
+        if (cl->node[i].s.c && cons_is_leader(cl->node[i].s.c)) {
             n++;
             if (which)
                 *which = i;
@@ -255,7 +161,7 @@ static struct conf conf_of(struct node *nd)
 {
     struct conf cf;
     memset(&cf, 0, sizeof cf);
-    cons_servers_each(nd->c, conf_add, &cf);
+    cons_servers_each(nd->s.c, conf_add, &cf);
     return cf;
 }
 
@@ -267,14 +173,14 @@ static bool settled(struct cl *cl, void *arg)
         return false;
     uint64_t lid;
     const char *laddr;
-    cons_leader(cl->node[li].c, &lid, &laddr);
+    cons_leader(cl->node[li].s.c, &lid, &laddr);
     for (int i = 0; i < NODES_MAX; i++) {
         struct node *nd = &cl->node[i];
-        if (!nd->c)
+        if (!nd->s.c)
             continue;
         uint64_t id;
         const char *addr;
-        cons_leader(nd->c, &id, &addr);
+        cons_leader(nd->s.c, &id, &addr);
         if (id != lid || conf_of(nd).voters != want)
             return false;
     }
@@ -284,11 +190,11 @@ static bool settled(struct cl *cl, void *arg)
 static int wait_settled(struct cl *cl, int voters, unsigned timeout_ms)
 {
     int li = -1;
-    if (!run_until(cl, settled, &voters, timeout_ms)) {
+    if (!cl_until(cl, settled, &voters, timeout_ms)) {
         for (int i = 0; i < NODES_MAX; i++)
-            if (cl->node[i].c)
-                print_message("# node %d: leader=%d voters=%d\n", i, cons_is_leader(cl->node[i].c),
-                              conf_of(&cl->node[i]).voters);
+            if (cl->node[i].s.c)
+                print_message("# node %d: leader=%d voters=%d\n", i,
+                              cons_is_leader(cl->node[i].s.c), conf_of(&cl->node[i]).voters);
         fail_msg("no settled cluster of %d voters within %u ms", voters, timeout_ms);
     }
     leaders(cl, &li);
@@ -298,7 +204,7 @@ static int wait_settled(struct cl *cl, int voters, unsigned timeout_ms)
 static int follower_of(struct cl *cl, int leader)
 {
     for (int i = 0; i < NODES_MAX; i++)
-        if (i != leader && cl->node[i].c)
+        if (i != leader && cl->node[i].s.c)
             return i;
     fail_msg("no follower");
     return -1;
@@ -335,7 +241,7 @@ static void propose_kv(struct node *nd, struct prop *p, const char *key, const c
     base_buf_init(&b);
     zone_cmd_encode(&cmd, &b);
     memset(p, 0, sizeof *p);
-    cons_propose(nd->c, b.data, b.len, prop_cb, p);
+    cons_propose(nd->s.c, b.data, b.len, prop_cb, p);
     base_buf_free(&b);
 }
 
@@ -343,7 +249,7 @@ static struct prop put(struct node *nd, const char *key, const char *value)
 {
     struct prop p;
     propose_kv(nd, &p, key, value);
-    assert_true(run_until(nd->cl, flag_set, &p.done, 15000));
+    assert_true(run_until(&nd->cl->loop, &p.done, 15000));
     return p;
 }
 
@@ -365,7 +271,7 @@ static bool kv_is(struct node *nd, const char *key, const char *value)
     struct base_arena a;
     bool ok = false;
     base_arena_init(&a);
-    assert_int_equal(zone_read_begin(nd->store, &r), 0);
+    assert_int_equal(zone_read_begin(nd->s.store, &r), 0);
     if (zone_kv_get(r, key, &a, &kv) == 0)
         ok = kv.value_len == strlen(value) && memcmp(kv.value, value, kv.value_len) == 0;
     zone_read_end(r);
@@ -376,7 +282,7 @@ static bool kv_is(struct node *nd, const char *key, const char *value)
 static struct zone_meta meta_of(struct node *nd)
 {
     struct zone_meta m;
-    assert_int_equal(zone_store_meta(nd->store, &m), 0);
+    assert_int_equal(zone_store_meta(nd->s.store, &m), 0);
     return m;
 }
 
@@ -388,7 +294,7 @@ static bool all_have(struct cl *cl, void *arg)
 {
     struct kv_want *w = arg;
     for (int i = 0; i < NODES_MAX; i++)
-        if (cl->node[i].c && !kv_is(&cl->node[i], w->key, w->value))
+        if (cl->node[i].s.c && !kv_is(&cl->node[i], w->key, w->value))
             return false;
     return true;
 }
@@ -396,7 +302,7 @@ static bool all_have(struct cl *cl, void *arg)
 static void wait_all_have(struct cl *cl, const char *key, const char *value)
 {
     struct kv_want w = {key, value};
-    assert_true(run_until(cl, all_have, &w, 10000));
+    assert_true(cl_until(cl, all_have, &w, 10000));
 }
 
 struct node_kv {
@@ -429,9 +335,9 @@ static void read_cb(void *data, int status, uint64_t index)
 static struct read read_index(struct node *nd, bool consistent)
 {
     struct read r = {0};
-    cons_read_index(nd->c, consistent, read_cb, &r);
+    cons_read_index(nd->s.c, consistent, read_cb, &r);
     assert_false(r.done); /* never inside the call */
-    assert_true(run_until(nd->cl, flag_set, &r.done, 15000));
+    assert_true(run_until(&nd->cl->loop, &r.done, 15000));
     return r;
 }
 
@@ -452,7 +358,7 @@ static void member_cb(void *data, int status, const char *msg)
 
 static void wait_member(struct cl *cl, struct member *m, const char *what)
 {
-    assert_true(run_until(cl, flag_set, &m->done, 70000));
+    assert_true(run_until(&cl->loop, &m->done, 70000));
     if (m->status != 0)
         fail_msg("%s: %s (%s)", what, base_strerror(m->status), m->msg);
 }
@@ -528,7 +434,7 @@ static void test_formation_and_forwarding(void **state)
     propose_kv(&cl.node[fi], &q[1], "g/b", "2");
     propose_kv(&cl.node[fi], &q[2], "g/c", "3");
     for (int k = 0; k < 3; k++)
-        assert_true(run_until(&cl, flag_set, &q[k].done, 15000));
+        assert_true(run_until(&cl.loop, &q[k].done, 15000));
     for (int k = 0; k < 3; k++) {
         assert_int_equal(q[k].status, 0);
         assert_int_equal(q[k].index, q[0].index);
@@ -553,7 +459,7 @@ static void test_formation_and_forwarding(void **state)
     assert_int_equal(r.status, 0);
     assert_true(r.index >= widx);
     assert_true(kv_is(&cl.node[fi], "ri/key", "v"));
-    assert_true(cons_applied_index(cl.node[fi].c) >= widx);
+    assert_true(cons_applied_index(cl.node[fi].s.c) >= widx);
     put_ok(&cl.node[li], "ri/key2", "v2", &widx);
     r = read_index(&cl.node[fi], false);
     assert_int_equal(r.status, 0);
@@ -570,10 +476,10 @@ static void test_formation_and_forwarding(void **state)
     /* the leader's view as seen from a follower */
     uint64_t lid;
     const char *laddr;
-    cons_leader(cl.node[fi].c, &lid, &laddr);
+    cons_leader(cl.node[fi].s.c, &lid, &laddr);
     assert_int_equal(lid, 100 + li);
-    assert_string_equal(laddr, cl.node[li].address);
-    assert_true(cons_last_contact_ms(cl.node[fi].c) < 1000);
+    assert_string_equal(laddr, cl.node[li].s.address);
+    assert_true(cons_last_contact_ms(cl.node[fi].s.c) < 1000);
     cl_close(&cl);
 }
 
@@ -607,7 +513,7 @@ static void test_failover_and_catch_up(void **state)
         struct prop p;
         snprintf(key, sizeof key, "bulk/%03d", k);
         propose_kv(&cl.node[k % 2 ? fi : li], &p, key, key);
-        assert_true(run_until(&cl, flag_set, &p.done, 15000));
+        assert_true(run_until(&cl.loop, &p.done, 15000));
         assert_int_equal(p.status, 0);
     }
 
@@ -617,7 +523,7 @@ static void test_failover_and_catch_up(void **state)
     cl.node[old].cfg.n_join = 0; /* only its data dir */
     start(&cl.node[old]);
     struct node_kv w = {&cl.node[old], "bulk/099", "bulk/099"};
-    assert_true(run_until(&cl, node_has, &w, 10000));
+    assert_true(cl_until(&cl, node_has, &w, 10000));
     print_message("# CATCH-UP: restarted server has index %llu %.0f ms after its start\n",
                   (unsigned long long)last, ms_since(t0));
     assert_true(meta_of(&cl.node[old]).applied >= last);
@@ -637,9 +543,9 @@ static void test_wiped_server_gets_snapshot(void **state)
 
     /* the follower goes away and loses everything */
     stop(&cl.node[wi]);
-    zone_store_close(cl.node[wi].store);
-    cl.node[wi].store = NULL;
-    rm_rf(cl.node[wi].root);
+    zone_store_close(cl.node[wi].s.store);
+    cl.node[wi].s.store = NULL;
+    rm_tree(cl.node[wi].s.dir);
 
     /* far more entries than the 64-entry threshold and trailing: the log is compacted */
     for (int k = 0; k < 300; k++) { /* one entry each */
@@ -654,7 +560,7 @@ static void test_wiped_server_gets_snapshot(void **state)
     uint64_t t0 = uv_hrtime();
     start(&cl.node[wi]);
     struct node_kv w = {&cl.node[wi], "snap/299", "snap/299"};
-    assert_true(run_until(&cl, node_has, &w, 15000));
+    assert_true(cl_until(&cl, node_has, &w, 15000));
     print_message("# SNAPSHOT CATCH-UP: wiped server at index %llu %.0f ms after its start "
                   "(%u snapshot restores)\n",
                   (unsigned long long)last, ms_since(t0), cl.node[wi].restores);
@@ -685,25 +591,25 @@ static void test_join_leave_remove(void **state)
     start(&cl.node[3]);
     memset(&m, 0, sizeof m);
     uint64_t t0 = uv_hrtime();
-    cons_join(cl.node[3].c, cl.node[fi].address, member_cb, &m);
+    cons_join(cl.node[3].s.c, cl.node[fi].s.address, member_cb, &m);
     assert_false(m.done);
     wait_member(&cl, &m, "join");
     print_message("# join of a 4th server: %.0f ms (%s)\n", ms_since(t0), m.msg);
     li = wait_settled(&cl, 4, 10000);
     struct node_kv w = {&cl.node[3], "join/before", "x"};
-    assert_true(run_until(&cl, node_has, &w, 10000));
+    assert_true(cl_until(&cl, node_has, &w, 10000));
     put_ok(&cl.node[3], "join/after", "y", NULL);
     wait_all_have(&cl, "join/after", "y");
 
     /* joining again is a no-op */
     memset(&m, 0, sizeof m);
-    cons_join(cl.node[3].c, cl.node[li].address, member_cb, &m);
+    cons_join(cl.node[3].s.c, cl.node[li].s.address, member_cb, &m);
     wait_member(&cl, &m, "join again");
 
     /* a follower leaves */
     fi = follower_of(&cl, li);
     memset(&m, 0, sizeof m);
-    cons_leave(cl.node[fi].c, member_cb, &m);
+    cons_leave(cl.node[fi].s.c, member_cb, &m);
     wait_member(&cl, &m, "leave");
     stop(&cl.node[fi]);
     li = wait_settled(&cl, 3, 10000);
@@ -713,7 +619,7 @@ static void test_join_leave_remove(void **state)
     int old = li;
     memset(&m, 0, sizeof m);
     t0 = uv_hrtime();
-    cons_leave(cl.node[old].c, member_cb, &m);
+    cons_leave(cl.node[old].s.c, member_cb, &m);
     wait_member(&cl, &m, "leader leave");
     print_message("# leave of the leader (transfer, then removal): %.0f ms\n", ms_since(t0));
     stop(&cl.node[old]);
@@ -723,16 +629,16 @@ static void test_join_leave_remove(void **state)
     /* operator remove-peer by address of a server that is down */
     fi = follower_of(&cl, li);
     char gone[48];
-    snprintf(gone, sizeof gone, "%s", cl.node[fi].address);
+    snprintf(gone, sizeof gone, "%s", cl.node[fi].s.address);
     stop(&cl.node[fi]);
     memset(&m, 0, sizeof m);
-    cons_remove_peer(cl.node[li].c, 0, gone, member_cb, &m);
+    cons_remove_peer(cl.node[li].s.c, 0, gone, member_cb, &m);
     wait_member(&cl, &m, "remove-peer");
     assert_int_equal(conf_of(&cl.node[li]).n, 1);
     put_ok(&cl.node[li], "alone", "still-writes", NULL);
     /* removing what is not there succeeds */
     memset(&m, 0, sizeof m);
-    cons_remove_peer(cl.node[li].c, 4242, NULL, member_cb, &m);
+    cons_remove_peer(cl.node[li].s.c, 4242, NULL, member_cb, &m);
     wait_member(&cl, &m, "remove-peer absent");
     cl_close(&cl);
 }
@@ -747,7 +653,7 @@ static void test_retry_join_later(void **state)
      * cluster that does not list it, and joins it */
     struct node *late = &cl.node[3];
     late->cfg.bootstrap_expect = 3;
-    late->join[0] = cl.node[(li + 1) % 3].address;
+    late->join[0] = cl.node[(li + 1) % 3].s.address;
     late->cfg.n_join = 1;
     uint64_t t0 = uv_hrtime();
     start(late);
@@ -768,7 +674,7 @@ static void test_voters_capped_at_five(void **state)
     for (int i = 3; i < 6; i++) {
         start(&cl.node[i]);
         memset(&m, 0, sizeof m);
-        cons_join(cl.node[i].c, cl.node[li].address, member_cb, &m);
+        cons_join(cl.node[i].s.c, cl.node[li].s.address, member_cb, &m);
         wait_member(&cl, &m, "join");
         print_message("# server %d joined: %s\n", i, m.msg);
     }
@@ -785,7 +691,7 @@ static void test_voters_capped_at_five(void **state)
     if (v == 5)
         v = 4;
     memset(&m, 0, sizeof m);
-    cons_leave(cl.node[v].c, member_cb, &m);
+    cons_leave(cl.node[v].s.c, member_cb, &m);
     wait_member(&cl, &m, "leave");
     stop(&cl.node[v]);
     li = wait_settled(&cl, 5, 15000);
@@ -851,7 +757,7 @@ static void test_stop_while_forming(void **state)
     start(&cl.node[0]);
     run_for(&cl, 200);
     propose_kv(&cl.node[0], &p, "k", "v");
-    cons_read_index(cl.node[0].c, false, read_cb, &r);
+    cons_read_index(cl.node[0].s.c, false, read_cb, &r);
     run_for(&cl, 100);
     stop(&cl.node[0]);
     assert_true(p.done);

@@ -2,41 +2,22 @@
  * store: leadership, group commit (the commands of one loop iteration share one entry),
  * per-command results, idempotent replay after a restart, snapshots, refusals, and the close
  * order (every callback once, then uv_loop_close() == 0). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "consensus/consensus.h"
+#include "consensus/fixture.h"
 
 /* ---- fixture --------------------------------------------------------------------------- */
 
 struct fx {
     uv_loop_t loop;
     char root[64];
-    char raft_dir[96];
-    char zone_dir[96];
-    char address[32];
-    struct zone_store *store;
-    struct cons *c;
+    struct srv s; /* in root */
     struct cons_config cfg;
     /* on_applied */
     unsigned applied_calls;
     unsigned applied_touching; /* calls with touched != 0 */
     uint64_t last_applied_index;
-    bool stopped;
 };
 
 static void on_applied(void *data, uint64_t index, uint32_t touched)
@@ -49,112 +30,37 @@ static void on_applied(void *data, uint64_t index, uint32_t touched)
     f->last_applied_index = index;
 }
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &len), 0);
-    close(s);
-    return ntohs(sa.sin_port);
-}
-
-static void store_open(struct fx *f)
-{
-    char errmsg[BASE_ERRMSG_LEN];
-    mkdir(f->zone_dir, 0700);
-    assert_int_equal(zone_store_open(f->zone_dir, 64u << 20, &f->store, errmsg), 0);
-}
-
 static void fx_init(struct fx *f)
 {
     memset(f, 0, sizeof *f);
-    base_loop_thread_set();
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    strcpy(f->root, "/tmp/herald-cons-XXXXXX");
-    assert_non_null(mkdtemp(f->root));
-    snprintf(f->raft_dir, sizeof f->raft_dir, "%s/raft", f->root);
-    snprintf(f->zone_dir, sizeof f->zone_dir, "%s/zone", f->root);
-    snprintf(f->address, sizeof f->address, "127.0.0.1:%d", free_port());
-    store_open(f);
-    f->cfg.dir = f->raft_dir;
+    loop_init(&f->loop, f->root, "cons");
+    srv_init(&f->s, f->root, "127.0.0.1");
+    srv_store_open(&f->s);
+    f->cfg.dir = f->s.raft_dir;
     f->cfg.id = 1;
-    f->cfg.address = f->address;
+    f->cfg.address = f->s.address;
     f->cfg.bootstrap = true;
-    f->cfg.store = f->store;
+    f->cfg.store = f->s.store;
     f->cfg.on_applied = on_applied;
     f->cfg.data = f;
 }
 
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char sub[512];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static void fx_close(struct fx *f)
 {
-    assert_null(f->c);
-    zone_store_close(f->store);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    rm_rf(f->root);
-}
-
-/* Runs the loop until *flag is true or timeout_ms pass (a timer bounds every wait). */
-static void timeout_cb(uv_timer_t *t)
-{
-    *(bool *)t->data = true;
-}
-
-static bool run_until(struct fx *f, const bool *flag, unsigned timeout_ms)
-{
-    uv_timer_t t;
-    bool expired = false;
-    uv_timer_init(&f->loop, &t);
-    t.data = &expired;
-    uv_timer_start(&t, timeout_cb, timeout_ms, 0);
-    while (!*flag && !expired)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    return *flag;
+    assert_null(f->s.c);
+    zone_store_close(f->s.store);
+    loop_done(&f->loop, f->root);
 }
 
 static void cons_up(struct fx *f)
 {
-    char errmsg[BASE_ERRMSG_LEN] = "";
     f->last_applied_index = 0;
-    int rv = cons_start(&f->loop, &f->cfg, &f->c, errmsg);
-    if (rv != 0)
-        fail_msg("cons_start: %s", errmsg);
-}
-
-static void stopped_cb(void *data)
-{
-    struct fx *f = data;
-    f->stopped = true;
+    srv_start(&f->loop, &f->s, &f->cfg);
 }
 
 static void cons_down(struct fx *f)
 {
-    f->stopped = false;
-    cons_stop(f->c, stopped_cb, f);
-    f->c = NULL;
-    assert_true(run_until(f, &f->stopped, 5000));
+    srv_stop(&f->loop, &f->s);
     /* nothing of ours is left on the loop */
     assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 0);
 }
@@ -206,15 +112,21 @@ static void propose_kv(struct fx *f, struct prop *p, const char *key, const char
     memset(p, 0, sizeof *p);
     p->f = f;
     in_propose = true;
-    cons_propose(f->c, b.data, b.len, prop_cb, p);
+    cons_propose(f->s.c, b.data, b.len, prop_cb, p);
     in_propose = false;
     base_buf_free(&b);
 }
 
-static bool all_done(struct prop *p, size_t n)
+struct props {
+    struct prop *p;
+    size_t n;
+};
+
+static bool all_done(void *arg)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!p[i].done)
+    struct props *w = arg;
+    for (size_t i = 0; i < w->n; i++)
+        if (!w->p[i].done)
             return false;
     return true;
 }
@@ -222,17 +134,8 @@ static bool all_done(struct prop *p, size_t n)
 /* Runs the loop until every proposal has its callback. */
 static void wait_props(struct fx *f, struct prop *p, size_t n)
 {
-    bool done = false;
-    uv_timer_t t;
-    bool expired = false;
-    uv_timer_init(&f->loop, &t);
-    t.data = &expired;
-    uv_timer_start(&t, timeout_cb, 5000, 0);
-    while (!(done = all_done(p, n)) && !expired)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    assert_true(done);
+    struct props w = {p, n};
+    assert_true(run_pred(&f->loop, all_done, &w, 5000));
 }
 
 static void put_sync(struct fx *f, const char *key, const char *value, uint64_t *index)
@@ -252,7 +155,7 @@ static void assert_kv(struct fx *f, const char *key, const char *value, uint64_t
     struct zone_kv kv;
     struct base_arena a;
     base_arena_init(&a);
-    assert_int_equal(zone_read_begin(f->store, &r), 0);
+    assert_int_equal(zone_read_begin(f->s.store, &r), 0);
     assert_int_equal(zone_kv_get(r, key, &a, &kv), 0);
     assert_int_equal(kv.value_len, strlen(value));
     assert_memory_equal(kv.value, value, kv.value_len);
@@ -265,7 +168,7 @@ static void assert_kv(struct fx *f, const char *key, const char *value, uint64_t
 static uint64_t store_applied(struct fx *f)
 {
     struct zone_meta m;
-    assert_int_equal(zone_store_meta(f->store, &m), 0);
+    assert_int_equal(zone_store_meta(f->s.store, &m), 0);
     return m.applied;
 }
 
@@ -284,8 +187,8 @@ static void barrier_cb(void *data, int status)
 static void barrier_sync(struct fx *f)
 {
     struct barrier b = {0};
-    cons_barrier(f->c, barrier_cb, &b);
-    assert_true(run_until(f, &b.done, 5000));
+    cons_barrier(f->s.c, barrier_cb, &b);
+    assert_true(run_until(&f->loop, &b.done, 5000));
     assert_int_equal(b.status, 0);
 }
 
@@ -311,12 +214,12 @@ static void test_single_voter_leads(void **state)
     uint64_t t0 = uv_hrtime();
     cons_up(&f);
     /* A lone voter elects itself inside raft_start; allow a bounded wait anyway. */
-    bool leader = cons_is_leader(f.c);
+    bool leader = cons_is_leader(f.s.c);
     printf("# cons_start took %.2f ms, leader on return: %s\n", (double)(uv_hrtime() - t0) / 1e6,
            leader ? "yes" : "no");
     if (!leader) {
         uint64_t deadline = uv_now(&f.loop) + 3000;
-        while (!(leader = cons_is_leader(f.c)) && uv_now(&f.loop) < deadline)
+        while (!(leader = cons_is_leader(f.s.c)) && uv_now(&f.loop) < deadline)
             uv_run(&f.loop, UV_RUN_ONCE);
     }
     assert_true(leader);
@@ -324,23 +227,23 @@ static void test_single_voter_leads(void **state)
 
     uint64_t id;
     const char *address;
-    cons_leader(f.c, &id, &address);
+    cons_leader(f.s.c, &id, &address);
     assert_int_equal(id, 1);
-    assert_string_equal(address, f.address);
-    assert_int_equal(cons_last_contact_ms(f.c), 0);
-    assert_true(cons_term(f.c) >= 1);
+    assert_string_equal(address, f.s.address);
+    assert_int_equal(cons_last_contact_ms(f.s.c), 0);
+    assert_true(cons_term(f.s.c) >= 1);
 
     /* SIGPIPE is ignored process-wide once a cons started (DESIGN.md 2.6) */
     struct sigaction sa;
     assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
     assert_true(sa.sa_handler == SIG_IGN);
-    assert_true(cons_last_index(f.c) >= 1);
+    assert_true(cons_last_index(f.s.c) >= 1);
 
     struct servers s = {0};
-    cons_servers_each(f.c, count_server, &s);
+    cons_servers_each(f.s.c, count_server, &s);
     assert_int_equal(s.n, 1);
     assert_int_equal(s.last.id, 1);
-    assert_string_equal(s.last.address, f.address);
+    assert_string_equal(s.last.address, f.s.address);
     assert_int_equal(s.last.role, 1); /* voter */
 
     cons_down(&f);
@@ -358,7 +261,7 @@ static void test_group_commit_one_entry(void **state)
     /* warm up (the first append also prepares the open segment) */
     put_sync(&f, "warm", "up", NULL);
     unsigned touching = f.applied_touching;
-    uint64_t before = cons_last_index(f.c);
+    uint64_t before = cons_last_index(f.s.c);
 
     /* four commands in one loop iteration: one entry, per-command results */
     uint64_t t0 = uv_hrtime();
@@ -382,7 +285,7 @@ static void test_group_commit_one_entry(void **state)
     assert_int_equal(p[3].result, 0);
     /* exactly one new entry */
     assert_int_equal(p[0].index, before + 1);
-    assert_int_equal(cons_last_index(f.c), before + 1);
+    assert_int_equal(cons_last_index(f.s.c), before + 1);
     assert_int_equal(f.applied_touching, touching + 1);
     assert_int_equal(f.last_applied_index, p[0].index);
     assert_int_equal(store_applied(&f), p[0].index);
@@ -428,9 +331,9 @@ static void test_propose_from_callback(void **state)
     memset(&ch, 0, sizeof ch);
     ch.f = &f;
     encode_kv_set(&b, "first", "1", 1, false, 0);
-    cons_propose(f.c, b.data, b.len, chain_cb, &ch);
+    cons_propose(f.s.c, b.data, b.len, chain_cb, &ch);
     base_buf_free(&b);
-    assert_true(run_until(&f, &ch.second.done, 5000));
+    assert_true(run_until(&f.loop, &ch.second.done, 5000));
     assert_int_equal(ch.first.status, 0);
     assert_int_equal(ch.second.status, 0);
     assert_true(ch.second.index > ch.first.index);
@@ -453,18 +356,18 @@ static void test_restart_does_not_reapply(void **state)
     }
     uint64_t applied = store_applied(&f);
     assert_int_equal(applied, idx[4]);
-    uint64_t last = cons_last_index(f.c);
+    uint64_t last = cons_last_index(f.s.c);
     cons_down(&f);
 
     /* restart on the same directories, with the store reopened too */
-    zone_store_close(f.store);
-    store_open(&f);
-    f.cfg.store = f.store;
+    zone_store_close(f.s.store);
+    srv_store_open(&f.s);
+    f.cfg.store = f.s.store;
     f.applied_calls = f.applied_touching = 0;
     f.last_applied_index = 0;
     cons_up(&f);
     printf("# restart: %u entries replayed inside cons_start\n", f.applied_calls);
-    assert_true(cons_last_index(f.c) >= last);
+    assert_true(cons_last_index(f.s.c) >= last);
     barrier_sync(&f); /* everything before the barrier is applied */
     printf("# restart: %u entries replayed, %u changed something\n", f.applied_calls,
            f.applied_touching);
@@ -483,7 +386,7 @@ static void test_restart_does_not_reapply(void **state)
     /* bootstrap on a restart is a no-op */
     cons_down(&f);
     cons_up(&f);
-    assert_true(cons_is_leader(f.c));
+    assert_true(cons_is_leader(f.s.c));
     cons_down(&f);
     fx_close(&f);
 }
@@ -518,16 +421,16 @@ static void test_snapshot_and_restore(void **state)
     }
     /* let a snapshot in progress finish writing */
     barrier_sync(&f);
-    int snaps = count_snapshots(f.raft_dir);
+    int snaps = count_snapshots(f.s.raft_dir);
     printf("# %d snapshot files after 50 writes\n", snaps);
     assert_true(snaps >= 1);
     uint64_t applied = store_applied(&f);
     cons_down(&f);
 
     /* restart with the catalog intact: the snapshot is older than or equal to it, skipped */
-    zone_store_close(f.store);
-    store_open(&f);
-    f.cfg.store = f.store;
+    zone_store_close(f.s.store);
+    srv_store_open(&f.s);
+    f.cfg.store = f.s.store;
     f.applied_touching = 0;
     f.last_applied_index = 0;
     cons_up(&f);
@@ -542,10 +445,10 @@ static void test_snapshot_and_restore(void **state)
     cons_down(&f);
 
     /* restart with the catalog lost: the snapshot and the trailing entries rebuild it */
-    zone_store_close(f.store);
-    rm_rf(f.zone_dir);
-    store_open(&f);
-    f.cfg.store = f.store;
+    zone_store_close(f.s.store);
+    rm_tree(f.s.zone_dir);
+    srv_store_open(&f.s);
+    f.cfg.store = f.s.store;
     assert_int_equal(store_applied(&f), 0);
     f.applied_touching = 0;
     f.last_applied_index = 0;
@@ -580,7 +483,7 @@ static void test_stop_with_pending(void **state)
     propose_kv(&f, &late[1], "l1", "1", false, 0);
     propose_kv(&f, &late[2], "l2", "1", false, 0);
     struct barrier br = {0};
-    cons_barrier(f.c, barrier_cb, &br);
+    cons_barrier(f.s.c, barrier_cb, &br);
     cons_down(&f);
 
     for (int i = 0; i < 3; i++) {
@@ -631,23 +534,23 @@ static void test_not_leader(void **state)
     fx_init(&f);
     f.cfg.bootstrap = false; /* empty log, no configuration: follower, no leader */
     cons_up(&f);
-    assert_false(cons_is_leader(f.c));
+    assert_false(cons_is_leader(f.s.c));
     uint64_t id = 7;
     const char *address = NULL;
-    cons_leader(f.c, &id, &address);
+    cons_leader(f.s.c, &id, &address);
     assert_int_equal(id, 0);
     assert_string_equal(address, "");
     propose_kv(&f, &p, "k", "v", false, 0);
-    cons_barrier(f.c, barrier_cb, &br);
+    cons_barrier(f.s.c, barrier_cb, &br);
     assert_false(p.done);
     assert_false(br.done);
     wait_props(&f, &p, 1);
-    assert_true(run_until(&f, &br.done, 1000));
+    assert_true(run_until(&f.loop, &br.done, 1000));
     assert_int_equal(p.status, BASE_ENOLEADER);
     assert_int_equal(br.status, BASE_ENOLEADER);
-    assert_int_equal(cons_last_index(f.c), 0);
+    assert_int_equal(cons_last_index(f.s.c), 0);
     /* no leader ever seen: time since start */
-    assert_true(cons_last_contact_ms(f.c) < 5000);
+    assert_true(cons_last_contact_ms(f.s.c) < 5000);
     cons_down(&f);
     fx_close(&f);
 }
@@ -664,8 +567,8 @@ static void stopper_cb(void *data, int status, int result, uint64_t index)
     prop_cb(&st->first, status, result, index);
     /* queued when the stop comes: ended inside cons_stop */
     propose_kv(st->f, &st->second, "second", "2", false, 0);
-    cons_stop(st->f->c, stopped_cb, st->f);
-    st->f->c = NULL;
+    cons_stop(st->f->s.c, set_flag, &st->f->s.stopped);
+    st->f->s.c = NULL;
     assert_true(st->second.done);
     assert_int_equal(st->second.status, BASE_ESHUTDOWN);
 }
@@ -681,9 +584,9 @@ static void test_stop_from_callback(void **state)
     memset(&st, 0, sizeof st);
     st.f = &f;
     encode_kv_set(&b, "first", "1", 1, false, 0);
-    cons_propose(f.c, b.data, b.len, stopper_cb, &st);
+    cons_propose(f.s.c, b.data, b.len, stopper_cb, &st);
     base_buf_free(&b);
-    assert_true(run_until(&f, &f.stopped, 5000));
+    assert_true(run_until(&f.loop, &f.s.stopped, 5000));
     assert_int_equal(st.first.calls, 1);
     assert_int_equal(st.first.status, 0);
     assert_int_equal(st.second.calls, 1);
@@ -702,9 +605,9 @@ static void test_too_big_and_split(void **state)
     /* one command over the entry cap: refused, nothing appended */
     size_t n = 5u << 20;
     uint8_t *blob = calloc(1, n);
-    uint64_t before = cons_last_index(f.c);
+    uint64_t before = cons_last_index(f.s.c);
     memset(&big, 0, sizeof big);
-    cons_propose(f.c, blob, n, prop_cb, &big);
+    cons_propose(f.s.c, blob, n, prop_cb, &big);
     wait_props(&f, &big, 1);
     assert_int_equal(big.status, BASE_ETOOBIG);
     free(blob);
@@ -731,7 +634,7 @@ static void test_too_big_and_split(void **state)
     }
     printf("# 10 x 500 KiB commands: %d entries\n", entries);
     assert_int_equal(entries, 2);
-    assert_int_equal(cons_last_index(f.c), before + 2);
+    assert_int_equal(cons_last_index(f.s.c), before + 2);
     for (int i = 0; i < 10; i++) {
         snprintf(key, sizeof key, "big%d", i);
         assert_kv(&f, key, value, p[i].index);
@@ -760,7 +663,7 @@ static void test_start_fails_cleanly(void **state)
     assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(s, 1), 0);
     assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &len), 0);
-    snprintf(f.address, sizeof f.address, "127.0.0.1:%d", ntohs(sa.sin_port));
+    snprintf(f.s.address, sizeof f.s.address, "127.0.0.1:%d", ntohs(sa.sin_port));
     struct cons *c = (struct cons *)(uintptr_t)1; /* must be reset to NULL */
     int rv = cons_start(&f.loop, &f.cfg, &c, errmsg);
     printf("# start on a taken port: %s (%s)\n", base_strerror(rv), errmsg);

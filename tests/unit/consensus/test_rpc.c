@@ -4,30 +4,8 @@
  * that sends an oversized frame is dropped; unknown request types and non-leaders answer with
  * a status; stop ends every call and frees everything (uv_loop_close() == 0). Fake peers are
  * raw libuv listeners on the same loop. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <netinet/in.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
+#include "consensus/fixture.h"
 #include "consensus/internal.h"
-
-struct srv {
-    char dir[96], raft_dir[128], zone_dir[128], address[48];
-    struct zone_store *store;
-    struct cons *c;
-    bool stopped;
-};
 
 struct fx {
     uv_loop_t loop;
@@ -35,92 +13,24 @@ struct fx {
     struct srv s[2];
 };
 
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &len), 0);
-    close(s);
-    return ntohs(sa.sin_port);
-}
-
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char sub[512];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static void timeout_cb(uv_timer_t *t)
-{
-    *(bool *)t->data = true;
-}
-
-static bool run_until(struct fx *f, const bool *flag, unsigned timeout_ms)
-{
-    uv_timer_t t;
-    bool expired = false;
-    uv_timer_init(&f->loop, &t);
-    t.data = &expired;
-    uv_timer_start(&t, timeout_cb, timeout_ms, 0);
-    while (!*flag && !expired)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    return *flag;
-}
-
 /* Server i: a one-voter cluster (bootstrap true) or a lone server with no cluster. */
 static void srv_up(struct fx *f, int i, bool bootstrap)
 {
     struct srv *s = &f->s[i];
-    char errmsg[BASE_ERRMSG_LEN];
     char dir[96];
     snprintf(dir, sizeof dir, "%s/s%d", f->root, i);
-    memcpy(s->dir, dir, sizeof dir);
-    snprintf(s->raft_dir, sizeof s->raft_dir, "%s/raft", dir);
-    snprintf(s->zone_dir, sizeof s->zone_dir, "%s/zone", dir);
-    mkdir(s->dir, 0700);
-    mkdir(s->zone_dir, 0700);
-    assert_int_equal(zone_store_open(s->zone_dir, 64u << 20, &s->store, errmsg), 0);
-    snprintf(s->address, sizeof s->address, "127.0.0.1:%d", free_port());
+    srv_init(s, dir, "127.0.0.1");
     struct cons_config cfg = {
-        .dir = s->raft_dir,
         .id = (uint64_t)(i + 1),
-        .address = s->address,
         .bootstrap = bootstrap,
-        .store = s->store,
     };
-    if (cons_start(&f->loop, &cfg, &s->c, errmsg) != 0)
-        fail_msg("cons_start: %s", errmsg);
+    srv_start(&f->loop, s, &cfg);
 }
 
 static void fx_init(struct fx *f)
 {
     memset(f, 0, sizeof *f);
-    base_loop_thread_set();
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    strcpy(f->root, "/tmp/herald-rpc-XXXXXX");
-    assert_non_null(mkdtemp(f->root));
-}
-
-static void stopped_cb(void *data)
-{
-    *(bool *)data = true;
+    loop_init(&f->loop, f->root, "rpc");
 }
 
 static void srv_down(struct fx *f, int i)
@@ -128,10 +38,7 @@ static void srv_down(struct fx *f, int i)
     struct srv *s = &f->s[i];
     if (!s->c)
         return;
-    s->stopped = false;
-    cons_stop(s->c, stopped_cb, &s->stopped);
-    s->c = NULL;
-    assert_true(run_until(f, &s->stopped, 5000));
+    srv_stop(&f->loop, s);
     zone_store_close(s->store);
 }
 
@@ -140,8 +47,7 @@ static void fx_close(struct fx *f)
     srv_down(f, 0);
     srv_down(f, 1);
     assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 0);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    rm_rf(f->root);
+    loop_done(&f->loop, f->root);
 }
 
 /* ---- calls ----------------------------------------------------------------------------- */
@@ -293,9 +199,9 @@ static void fake_down(struct fx *f, struct fake *k)
     if (k->accepted && !uv_is_closing((uv_handle_t *)&k->conn))
         uv_close((uv_handle_t *)&k->conn, fake_closed);
     uv_close((uv_handle_t *)&k->listener, fake_closed);
-    assert_true(run_until(f, &k->listener_closed, 2000));
+    assert_true(run_until(&f->loop, &k->listener_closed, 2000));
     if (k->accepted)
-        assert_true(run_until(f, &k->conn_closed, 2000));
+        assert_true(run_until(&f->loop, &k->conn_closed, 2000));
 }
 
 /* ---- tests ----------------------------------------------------------------------------- */
@@ -316,7 +222,7 @@ static void test_call_and_reply(void **state)
         call(&f, f.s[0].c, f.s[1].address, CONS_RPC_HELLO, &b, 2000, &c[i]);
     base_buf_free(&b);
     for (int i = 0; i < 3; i++) {
-        assert_true(run_until(&f, &c[i].done, 3000));
+        assert_true(run_until(&f.loop, &c[i].done, 3000));
         assert_int_equal(c[i].status, 0);
         assert_int_equal(status_of(&c[i]), 0);
         assert_int_equal(c[i].body[4], 2); /* server 2's HELLO: its id first */
@@ -324,7 +230,7 @@ static void test_call_and_reply(void **state)
 
     /* an unknown request type: a status, the connection stays */
     call(&f, f.s[0].c, f.s[1].address, 77, NULL, 2000, &c[0]);
-    assert_true(run_until(&f, &c[0].done, 3000));
+    assert_true(run_until(&f.loop, &c[0].done, 3000));
     assert_int_equal(c[0].status, 0);
     assert_int_equal(status_of(&c[0]), BASE_EINVAL);
 
@@ -333,7 +239,7 @@ static void test_call_and_reply(void **state)
     base_buf_put_u8(&b, 1);
     call(&f, f.s[0].c, f.s[1].address, CONS_RPC_HELLO, &b, 2000, &c[0]);
     base_buf_free(&b);
-    assert_true(run_until(&f, &c[0].done, 3000));
+    assert_true(run_until(&f.loop, &c[0].done, 3000));
     assert_int_equal(status_of(&c[0]), BASE_EPARSE);
 
     /* READ_INDEX on a leader: its applied index */
@@ -341,7 +247,7 @@ static void test_call_and_reply(void **state)
     base_buf_put_u8(&b, 1);
     call(&f, f.s[0].c, f.s[1].address, CONS_RPC_READ_INDEX, &b, 2000, &c[0]);
     base_buf_free(&b);
-    assert_true(run_until(&f, &c[0].done, 3000));
+    assert_true(run_until(&f.loop, &c[0].done, 3000));
     assert_int_equal(c[0].status, 0);
     assert_int_equal(status_of(&c[0]), 0);
     assert_int_equal(c[0].len, 12);
@@ -351,14 +257,14 @@ static void test_call_and_reply(void **state)
     base_buf_put_u32(&b, 0);
     call(&f, f.s[0].c, f.s[1].address, CONS_RPC_FORWARD, &b, 2000, &c[0]);
     base_buf_free(&b);
-    assert_true(run_until(&f, &c[0].done, 3000));
+    assert_true(run_until(&f.loop, &c[0].done, 3000));
     assert_int_equal(status_of(&c[0]), 0);
     base_buf_init(&b);
     base_buf_put_u32(&b, 5);
     base_buf_put_u32(&b, 1000);
     call(&f, f.s[0].c, f.s[1].address, CONS_RPC_FORWARD, &b, 2000, &c[0]);
     base_buf_free(&b);
-    assert_true(run_until(&f, &c[0].done, 3000));
+    assert_true(run_until(&f.loop, &c[0].done, 3000));
     assert_int_equal(status_of(&c[0]), BASE_EPARSE);
     fx_close(&f);
 }
@@ -377,7 +283,7 @@ static void test_not_leader_answers(void **state)
     base_buf_put_bytes(&b, "cmd", 3);
     call(&f, f.s[0].c, f.s[1].address, CONS_RPC_FORWARD, &b, 2000, &c);
     base_buf_free(&b);
-    assert_true(run_until(&f, &c.done, 3000));
+    assert_true(run_until(&f.loop, &c.done, 3000));
     assert_int_equal(c.status, 0);
     assert_int_equal(status_of(&c), BASE_ENOLEADER); /* nothing proposed: retry elsewhere */
 
@@ -385,7 +291,7 @@ static void test_not_leader_answers(void **state)
     base_buf_put_u8(&b, 0);
     call(&f, f.s[0].c, f.s[1].address, CONS_RPC_READ_INDEX, &b, 2000, &c);
     base_buf_free(&b);
-    assert_true(run_until(&f, &c.done, 3000));
+    assert_true(run_until(&f.loop, &c.done, 3000));
     assert_int_equal(status_of(&c), BASE_ENOLEADER);
 
     base_buf_init(&b);
@@ -394,7 +300,7 @@ static void test_not_leader_answers(void **state)
     base_buf_put_u8(&b, 0);
     call(&f, f.s[0].c, f.s[1].address, CONS_RPC_JOIN, &b, 2000, &c);
     base_buf_free(&b);
-    assert_true(run_until(&f, &c.done, 3000));
+    assert_true(run_until(&f.loop, &c.done, 3000));
     assert_int_equal(status_of(&c), BASE_ENOLEADER);
     fx_close(&f);
 }
@@ -410,11 +316,11 @@ static void test_unsent_and_backoff(void **state)
     snprintf(dead, sizeof dead, "127.0.0.1:%d", free_port());
     uint64_t t0 = uv_hrtime();
     call(&f, f.s[0].c, dead, CONS_RPC_HELLO, NULL, 5000, &c);
-    assert_true(run_until(&f, &c.done, 3000));
+    assert_true(run_until(&f.loop, &c.done, 3000));
     assert_int_equal(c.status, CONS_RPC_UNSENT);
     /* backing off: the next call is failed as unsent by the tick, not held for the backoff */
     call(&f, f.s[0].c, dead, CONS_RPC_HELLO, NULL, 5000, &c);
-    assert_true(run_until(&f, &c.done, 3000));
+    assert_true(run_until(&f.loop, &c.done, 3000));
     assert_int_equal(c.status, CONS_RPC_UNSENT);
     print_message("# two calls to a dead peer failed as unsent within %.0f ms\n",
                   (double)(uv_hrtime() - t0) / 1e6);
@@ -434,7 +340,7 @@ static void test_timeout_and_lost(void **state)
     fake_up(&f, &k, FAKE_SILENT);
     uint64_t t0 = uv_hrtime();
     call(&f, f.s[0].c, k.address, CONS_RPC_HELLO, NULL, 300, &c);
-    assert_true(run_until(&f, &c.done, 3000));
+    assert_true(run_until(&f.loop, &c.done, 3000));
     double ms = (double)(uv_hrtime() - t0) / 1e6;
     print_message("# call timed out after %.0f ms (timeout 300)\n", ms);
     assert_int_equal(c.status, -ETIMEDOUT);
@@ -444,14 +350,14 @@ static void test_timeout_and_lost(void **state)
     /* written, then the connection dropped: lost */
     fake_up(&f, &k, FAKE_CLOSE_AFTER_READ);
     call(&f, f.s[0].c, k.address, CONS_RPC_HELLO, NULL, 3000, &c);
-    assert_true(run_until(&f, &c.done, 3000));
+    assert_true(run_until(&f.loop, &c.done, 3000));
     assert_int_equal(c.status, CONS_RPC_LOST);
     fake_down(&f, &k);
 
     /* a response over the frame limit: the connection is dropped, the call lost */
     fake_up(&f, &k, FAKE_HUGE_REPLY);
     call(&f, f.s[0].c, k.address, CONS_RPC_HELLO, NULL, 3000, &c);
-    assert_true(run_until(&f, &c.done, 3000));
+    assert_true(run_until(&f.loop, &c.done, 3000));
     assert_int_equal(c.status, CONS_RPC_LOST);
     fake_down(&f, &k);
     fx_close(&f);
@@ -467,7 +373,7 @@ static void test_stop_ends_calls(void **state)
     srv_up(&f, 0, true);
     fake_up(&f, &k, FAKE_SILENT);
     call(&f, f.s[0].c, k.address, CONS_RPC_HELLO, NULL, 10000, &sent);
-    assert_true(run_until(&f, &k.accepted, 3000));
+    assert_true(run_until(&f.loop, &k.accepted, 3000));
     uv_run(&f.loop, UV_RUN_NOWAIT);
     /* queued behind a dial that has not completed */
     char other[48];

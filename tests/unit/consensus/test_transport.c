@@ -4,121 +4,35 @@
  * sockets have TCP_NODELAY; a dial to a closed port fails, a cancelled one reports
  * UV_ECANCELED; and everything closes with the cons (uv_loop_close() == 0). Raw clients are
  * libuv handles on the same loop as the server. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <arpa/inet.h>
-#include <dirent.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "consensus/fixture.h"
 #include "consensus/internal.h"
 
 struct fx {
     uv_loop_t loop;
-    char root[64], raft_dir[96], zone_dir[96], address[48];
-    int port;
-    struct zone_store *store;
-    struct cons *c;
-    bool stopped;
+    char root[64];
+    struct srv s; /* in root */
 };
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &len), 0);
-    close(s);
-    return ntohs(sa.sin_port);
-}
-
-static void rm_rf(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char sub[512];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static void timeout_cb(uv_timer_t *t)
-{
-    *(bool *)t->data = true;
-}
-
-static bool run_until(struct fx *f, const bool *flag, unsigned timeout_ms)
-{
-    uv_timer_t t;
-    bool expired = false;
-    uv_timer_init(&f->loop, &t);
-    t.data = &expired;
-    uv_timer_start(&t, timeout_cb, timeout_ms, 0);
-    while (!*flag && !expired)
-        uv_run(&f->loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&f->loop, UV_RUN_NOWAIT);
-    return *flag;
-}
 
 static void fx_up(struct fx *f)
 {
-    char errmsg[BASE_ERRMSG_LEN];
     memset(f, 0, sizeof *f);
-    base_loop_thread_set();
-    assert_int_equal(uv_loop_init(&f->loop), 0);
-    strcpy(f->root, "/tmp/herald-tp-XXXXXX");
-    assert_non_null(mkdtemp(f->root));
-    snprintf(f->raft_dir, sizeof f->raft_dir, "%s/raft", f->root);
-    snprintf(f->zone_dir, sizeof f->zone_dir, "%s/zone", f->root);
-    mkdir(f->zone_dir, 0700);
-    assert_int_equal(zone_store_open(f->zone_dir, 64u << 20, &f->store, errmsg), 0);
-    f->port = free_port();
-    snprintf(f->address, sizeof f->address, "127.0.0.1:%d", f->port);
+    loop_init(&f->loop, f->root, "tp");
+    srv_init(&f->s, f->root, "127.0.0.1");
     struct cons_config cfg = {
-        .dir = f->raft_dir,
         .id = 7,
-        .address = f->address,
         .bootstrap = true,
-        .store = f->store,
     };
-    assert_int_equal(cons_start(&f->loop, &cfg, &f->c, errmsg), 0);
-}
-
-static void stopped_cb(void *data)
-{
-    *(bool *)data = true;
+    srv_start(&f->loop, &f->s, &cfg);
 }
 
 static void fx_down(struct fx *f)
 {
-    f->stopped = false;
-    cons_stop(f->c, stopped_cb, &f->stopped);
-    assert_true(run_until(f, &f->stopped, 5000));
+    srv_stop(&f->loop, &f->s);
     assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 0);
-    zone_store_close(f->store);
-    assert_int_equal(uv_loop_close(&f->loop), 0);
-    rm_rf(f->root);
+    zone_store_close(f->s.store);
+    loop_done(&f->loop, f->root);
 }
 
 /* ---- a raw client ---------------------------------------------------------------------- */
@@ -184,19 +98,19 @@ static void client_open(struct fx *f, struct client *cl, const void *bytes, size
     assert_true(n <= sizeof cl->out);
     memcpy(cl->out, bytes, n);
     cl->out_len = n;
-    uv_ip4_addr("127.0.0.1", f->port, &sa);
+    uv_ip4_addr("127.0.0.1", f->s.port, &sa);
     uv_tcp_init(&f->loop, &cl->tcp);
     cl->tcp.data = cl;
     cl->connect.data = cl;
     assert_int_equal(
         uv_tcp_connect(&cl->connect, &cl->tcp, (struct sockaddr *)&sa, client_connect_cb), 0);
-    assert_true(run_until(f, &cl->connected, 2000));
+    assert_true(run_until(&f->loop, &cl->connected, 2000));
 }
 
 static void client_close(struct fx *f, struct client *cl)
 {
     uv_close((uv_handle_t *)&cl->tcp, client_closed);
-    assert_true(run_until(f, &cl->closed, 2000));
+    assert_true(run_until(&f->loop, &cl->closed, 2000));
 }
 
 static size_t put_u32(uint8_t *p, uint32_t v)
@@ -227,7 +141,7 @@ static void test_bad_preamble_is_closed(void **state)
     struct client cl;
     fx_up(&f);
     client_open(&f, &cl, "GET / HTTP/1.1\r\n\r\n", 18);
-    assert_true(run_until(&f, &cl.eof, 2000));
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
     assert_int_equal(cl.got, 0);
     client_close(&f, &cl);
     fx_down(&f);
@@ -255,20 +169,20 @@ static void test_bad_raft_handshakes_are_closed(void **state)
     n = raft_hs(b, 0, 7, 4);
     memcpy(b + n, "x:1", 4);
     client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f, &cl.eof, 2000));
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
     client_close(&f, &cl);
 
     /* an address over 255 bytes */
     n = raft_hs(b, 3, 7, 100000);
     client_open(&f, &cl, b, n);
-    assert_true(run_until(&f, &cl.eof, 2000));
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
     client_close(&f, &cl);
 
     /* a NUL inside the address */
     n = raft_hs(b, 3, 7, 4);
     memcpy(b + n, "a\0b\0", 4);
     client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f, &cl.eof, 2000));
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
     client_close(&f, &cl);
 
     /* the first version's preamble (no receiver id) */
@@ -276,7 +190,7 @@ static void test_bad_raft_handshakes_are_closed(void **state)
     memcpy(b, "HRLDRAFT", 8);
     memcpy(b + n, "x:12", 4);
     client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f, &cl.eof, 2000));
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
     client_close(&f, &cl);
     fx_down(&f);
 }
@@ -296,13 +210,13 @@ static void test_raft_stream_for_another_id_is_closed(void **state)
     n = raft_hs(b, 3, 8, 4);
     memcpy(b + n, "x:12", 4);
     client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f, &cl.eof, 2000));
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
     client_close(&f, &cl);
 
     n = raft_hs(b, 3, 7, 4);
     memcpy(b + n, "x:12", 4);
     client_open(&f, &cl, b, n + 4);
-    assert_false(run_until(&f, &cl.eof, 300));
+    assert_false(run_until(&f.loop, &cl.eof, 300));
     client_close(&f, &cl);
     fx_down(&f);
 }
@@ -372,14 +286,14 @@ static void test_rpc_frame_over_limit_is_closed(void **state)
     b[13] = b[14] = b[15] = 0;
     put_u64(b + 16, 1);
     client_open(&f, &cl, b, 24);
-    assert_true(run_until(&f, &cl.eof, 2000));
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
     assert_int_equal(cl.got, 0);
     client_close(&f, &cl);
     /* a header with non-zero padding too */
     put_u32(b + 8, 12);
     b[13] = 1;
     client_open(&f, &cl, b, 24);
-    assert_true(run_until(&f, &cl.eof, 2000));
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
     client_close(&f, &cl);
     fx_down(&f);
 }
@@ -417,9 +331,9 @@ static void test_dial(void **state)
 
     /* to ourselves: connected, preamble written, TCP_NODELAY on */
     memset(&d, 0, sizeof d);
-    cons__dial_rpc(f.c, f.address, dial_cb, &d);
+    cons__dial_rpc(f.s.c, f.s.address, dial_cb, &d);
     assert_false(d.done);
-    assert_true(run_until(&f, &d.done, 3000));
+    assert_true(run_until(&f.loop, &d.done, 3000));
     assert_int_equal(d.status, 0);
     assert_non_null(d.tcp);
     uv_os_fd_t fd;
@@ -430,46 +344,46 @@ static void test_dial(void **state)
     assert_int_equal(on, 1);
     d.tcp->data = &d;
     uv_close((uv_handle_t *)d.tcp, dialed_closed);
-    assert_true(run_until(&f, &d.closed, 2000));
+    assert_true(run_until(&f.loop, &d.closed, 2000));
 
     /* to a closed port */
     memset(&d, 0, sizeof d);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
-    cons__dial_rpc(f.c, addr, dial_cb, &d);
-    assert_true(run_until(&f, &d.done, 3000));
+    cons__dial_rpc(f.s.c, addr, dial_cb, &d);
+    assert_true(run_until(&f.loop, &d.done, 3000));
     assert_int_equal(d.status, UV_ECONNREFUSED);
     assert_null(d.tcp);
 
     /* a bad address fails later, never inside the call */
     memset(&d, 0, sizeof d);
-    cons__dial_rpc(f.c, "[::1", dial_cb, &d);
+    cons__dial_rpc(f.s.c, "[::1", dial_cb, &d);
     assert_false(d.done);
-    assert_true(run_until(&f, &d.done, 3000));
+    assert_true(run_until(&f.loop, &d.done, 3000));
     assert_int_not_equal(d.status, 0);
 
     /* cancelled */
     memset(&d, 0, sizeof d);
-    struct cons_dial *dl = cons__dial_rpc(f.c, f.address, dial_cb, &d);
+    struct cons_dial *dl = cons__dial_rpc(f.s.c, f.s.address, dial_cb, &d);
     cons__dial_cancel(dl);
-    assert_true(run_until(&f, &d.done, 3000));
+    assert_true(run_until(&f.loop, &d.done, 3000));
     assert_int_equal(d.status, UV_ECANCELED);
 
     /* a name is resolved */
     memset(&d, 0, sizeof d);
-    snprintf(addr, sizeof addr, "localhost:%d", f.port);
-    cons__dial_rpc(f.c, addr, dial_cb, &d);
-    assert_true(run_until(&f, &d.done, 5000));
+    snprintf(addr, sizeof addr, "localhost:%d", f.s.port);
+    cons__dial_rpc(f.s.c, addr, dial_cb, &d);
+    assert_true(run_until(&f.loop, &d.done, 5000));
     if (d.status == 0) {
         d.tcp->data = &d;
         uv_close((uv_handle_t *)d.tcp, dialed_closed);
-        assert_true(run_until(&f, &d.closed, 2000));
+        assert_true(run_until(&f.loop, &d.closed, 2000));
     } else {
         print_message("# localhost did not resolve to our listener: %s\n", uv_strerror(d.status));
     }
 
     /* pending when the cons stops: cancelled, then everything closes */
     memset(&d, 0, sizeof d);
-    cons__dial_rpc(f.c, f.address, dial_cb, &d);
+    cons__dial_rpc(f.s.c, f.s.address, dial_cb, &d);
     fx_down(&f);
     assert_true(d.done);
     assert_int_equal(d.status, UV_ECANCELED);
@@ -484,7 +398,7 @@ static void test_silent_connection_times_out(void **state)
     fx_up(&f);
     uint64_t t0 = uv_hrtime();
     client_open(&f, &cl, "", 0);
-    assert_true(run_until(&f, &cl.eof, 8000));
+    assert_true(run_until(&f.loop, &cl.eof, 8000));
     double ms = (double)(uv_hrtime() - t0) / 1e6;
     print_message("# silent connection closed after %.0f ms\n", ms);
     assert_true(ms >= 4900);

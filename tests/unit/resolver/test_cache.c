@@ -156,133 +156,162 @@ static const uint8_t *find_rr(const uint8_t *p, size_t n, const uint8_t *rr, siz
     return NULL;
 }
 
+/* ---- one cache, with the query and the response at hand -------------------------------- */
+
+struct cx {
+    struct rsv__cache c;
+    struct msg qm, rm; /* the query, the response */
+    struct zone_dns_query q;
+    struct zone_dns_layout l; /* the response's */
+    struct rsv__key k;        /* the query's */
+    uint8_t out[4096];
+    uint64_t rng;
+};
+
+static void cx_init(struct cx *x, size_t entries, size_t max_bytes)
+{
+    rsv__cache_init(&x->c, entries, max_bytes);
+    x->rng = 1;
+}
+
+/* A query for name and qtype without EDNS, with id and flags; its key for 512 bytes. */
+static void cx_ask(struct cx *x, const char *name, unsigned id, unsigned flags, uint16_t qtype)
+{
+    query(&x->qm, &x->q, name, id, flags, qtype, false, false);
+    rsv__key_make(&x->k, &x->q, 512);
+}
+
+/* Caches the response at hand under the key at hand at index, with layout l. */
+static bool cx_insert_as(struct cx *x, uint64_t index, const struct zone_dns_layout *l)
+{
+    return rsv__cache_insert(&x->c, &x->k, index, x->rm.b, x->rm.n, l);
+}
+
+static bool cx_insert(struct cx *x, uint64_t index)
+{
+    return cx_insert_as(x, index, &x->l);
+}
+
+/* Looks up the key and the query at hand at index, into out. */
+static size_t cx_lookup(struct cx *x, uint64_t index)
+{
+    return rsv__cache_lookup(&x->c, &x->k, index, &x->q, &x->rng, x->out, sizeof x->out);
+}
+
 /* ---- tests ----------------------------------------------------------------------------- */
 
 static void test_insert_lookup_hit_and_miss(void **state)
 {
-    struct rsv__cache c;
-    struct msg qm, rm;
-    struct zone_dns_query q;
-    struct zone_dns_layout l;
-    struct rsv__key k;
-    uint8_t out[4096];
-    uint64_t rng = 1;
+    struct cx x;
 
     (void)state;
-    rsv__cache_init(&c, 64, 0);
-    query(&qm, &q, "web.service.consul", 0x1234, 0x0100, 1, false, false);
-    rsv__key_make(&k, &q, 512);
-    assert_int_equal(rsv__cache_lookup(&c, &k, 7, &q, &rng, out, sizeof out), 0);
+    cx_init(&x, 64, 0);
+    cx_ask(&x, "web.service.consul", 0x1234, 0x0100, 1);
+    assert_int_equal(cx_lookup(&x, 7), 0);
 
-    response_a(&rm, &l, "web.service.consul", 0x1234, 0x0100, 1);
-    assert_true(rsv__cache_insert(&c, &k, 7, rm.b, rm.n, &l));
-    assert_int_equal(rsv__cache_lookup(&c, &k, 7, &q, &rng, out, sizeof out), rm.n);
-    assert_memory_equal(out, rm.b, rm.n);
+    response_a(&x.rm, &x.l, "web.service.consul", 0x1234, 0x0100, 1);
+    assert_true(cx_insert(&x, 7));
+    assert_int_equal(cx_lookup(&x, 7), x.rm.n);
+    assert_memory_equal(x.out, x.rm.b, x.rm.n);
     /* Another index: stale, a miss. */
-    assert_int_equal(rsv__cache_lookup(&c, &k, 8, &q, &rng, out, sizeof out), 0);
+    assert_int_equal(cx_lookup(&x, 8), 0);
     /* Too small an output buffer: a miss, not a partial copy. */
-    assert_int_equal(rsv__cache_lookup(&c, &k, 7, &q, &rng, out, rm.n - 1), 0);
-    rsv__cache_close(&c);
+    assert_int_equal(rsv__cache_lookup(&x.c, &x.k, 7, &x.q, &x.rng, x.out, x.rm.n - 1), 0);
+    rsv__cache_close(&x.c);
 }
+
+/* Queries next to the cached one (EDNS, no DO, type A, 1232 bytes), one part changed. */
+static const struct {
+    const char *name;
+    uint16_t qtype;
+    bool edns, dnssec_ok;
+    size_t limit;
+    bool hit;
+} key_cases[] = {
+    /* Different size limit, EDNS, DO, type, name: misses. */
+    {"web.service.consul", 1, true, false, 4096, false},
+    {"web.service.consul", 1, false, false, 1232, false},
+    {"web.service.consul", 1, true, true, 1232, false},
+    {"web.service.consul", 28, true, false, 1232, false},
+    {"wef.service.consul", 1, true, false, 1232, false},
+    /* Same name in another case: the same key (the parser lowercases lname). */
+    {"WEB.Service.CONSUL", 1, true, false, 1232, true},
+};
 
 static void test_key_parts(void **state)
 {
-    struct rsv__cache c;
-    struct msg qm, rm;
-    struct zone_dns_query q;
-    struct zone_dns_layout l;
-    struct rsv__key k, k2;
-    uint8_t out[4096];
-    uint64_t rng = 1;
+    struct cx x;
 
     (void)state;
-    rsv__cache_init(&c, 64, 0);
-    query(&qm, &q, "web.service.consul", 1, 0, 1, true, false);
-    rsv__key_make(&k, &q, 1232);
-    response_a(&rm, &l, "web.service.consul", 1, 0, 2);
-    assert_true(rsv__cache_insert(&c, &k, 3, rm.b, rm.n, &l));
-    assert_true(rsv__cache_lookup(&c, &k, 3, &q, &rng, out, sizeof out) > 0);
+    cx_init(&x, 64, 0);
+    query(&x.qm, &x.q, "web.service.consul", 1, 0, 1, true, false);
+    rsv__key_make(&x.k, &x.q, 1232);
+    response_a(&x.rm, &x.l, "web.service.consul", 1, 0, 2);
+    assert_true(cx_insert(&x, 3));
+    assert_true(cx_lookup(&x, 3) > 0);
 
-    /* Different size limit, EDNS, DO, type, name: misses. */
-    rsv__key_make(&k2, &q, 4096);
-    assert_int_equal(rsv__cache_lookup(&c, &k2, 3, &q, &rng, out, sizeof out), 0);
-    query(&qm, &q, "web.service.consul", 1, 0, 1, false, false);
-    rsv__key_make(&k2, &q, 1232);
-    assert_int_equal(rsv__cache_lookup(&c, &k2, 3, &q, &rng, out, sizeof out), 0);
-    query(&qm, &q, "web.service.consul", 1, 0, 1, true, true);
-    rsv__key_make(&k2, &q, 1232);
-    assert_int_equal(rsv__cache_lookup(&c, &k2, 3, &q, &rng, out, sizeof out), 0);
-    query(&qm, &q, "web.service.consul", 1, 0, 28, true, false);
-    rsv__key_make(&k2, &q, 1232);
-    assert_int_equal(rsv__cache_lookup(&c, &k2, 3, &q, &rng, out, sizeof out), 0);
-    query(&qm, &q, "wef.service.consul", 1, 0, 1, true, false);
-    rsv__key_make(&k2, &q, 1232);
-    assert_int_equal(rsv__cache_lookup(&c, &k2, 3, &q, &rng, out, sizeof out), 0);
-    /* Same name in another case: the same key (the parser lowercases lname). */
-    query(&qm, &q, "WEB.Service.CONSUL", 1, 0, 1, true, false);
-    rsv__key_make(&k2, &q, 1232);
-    assert_true(rsv__cache_lookup(&c, &k2, 3, &q, &rng, out, sizeof out) > 0);
-    rsv__cache_close(&c);
+    for (size_t i = 0; i < sizeof key_cases / sizeof key_cases[0]; i++) {
+        query(&x.qm, &x.q, key_cases[i].name, 1, 0, key_cases[i].qtype, key_cases[i].edns,
+              key_cases[i].dnssec_ok);
+        rsv__key_make(&x.k, &x.q, key_cases[i].limit);
+        if (key_cases[i].hit)
+            assert_true(cx_lookup(&x, 3) > 0);
+        else
+            assert_int_equal(cx_lookup(&x, 3), 0);
+    }
+    rsv__cache_close(&x.c);
 }
 
 static void test_hit_patches_id_flags_and_case(void **state)
 {
-    struct rsv__cache c;
-    struct msg qm, rm;
-    struct zone_dns_query q;
-    struct zone_dns_layout l;
-    struct rsv__key k;
-    uint8_t out[4096];
-    uint64_t rng = 1;
+    struct cx x;
     size_t n;
 
     (void)state;
-    rsv__cache_init(&c, 64, 0);
+    cx_init(&x, 64, 0);
     /* Built for a query with RD and CD set, NXDOMAIN-like rcode 3 and TC to check they stay. */
-    query(&qm, &q, "web.service.consul", 0x1111, 0x0100, 1, false, false);
-    rsv__key_make(&k, &q, 512);
-    response_a(&rm, &l, "web.service.consul", 0x1111, 0x0100 | 0x0200 | 0x0010 | 3, 1);
-    assert_true(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &l));
+    cx_ask(&x, "web.service.consul", 0x1111, 0x0100, 1);
+    response_a(&x.rm, &x.l, "web.service.consul", 0x1111, 0x0100 | 0x0200 | 0x0010 | 3, 1);
+    assert_true(cx_insert(&x, 1));
 
     /* A client with another ID, no RD, no CD, mixed case. */
-    query(&qm, &q, "WeB.SeRvIcE.CoNsUl", 0xbeef, 0x0000, 1, false, false);
-    rsv__key_make(&k, &q, 512);
-    n = rsv__cache_lookup(&c, &k, 1, &q, &rng, out, sizeof out);
-    assert_int_equal(n, rm.n);
-    assert_int_equal(out[0], 0xbe);
-    assert_int_equal(out[1], 0xef);
-    assert_int_equal(out[2] & 0x01, 0);                            /* RD from the query */
-    assert_int_equal(out[3] & 0x10, 0);                            /* CD from the query */
-    assert_int_equal(out[2] & 0x02, 0x02);                         /* TC kept */
-    assert_int_equal(out[2] & 0x84, 0x84);                         /* QR, AA kept */
-    assert_int_equal(out[3] & 0x0f, 3);                            /* rcode kept */
-    assert_memory_equal(out + 12, qm.b + 12, q.question_end - 12); /* the client's case */
-    assert_memory_equal(out + q.question_end, rm.b + q.question_end, rm.n - q.question_end);
+    cx_ask(&x, "WeB.SeRvIcE.CoNsUl", 0xbeef, 0x0000, 1);
+    n = cx_lookup(&x, 1);
+    assert_int_equal(n, x.rm.n);
+    assert_int_equal(x.out[0], 0xbe);
+    assert_int_equal(x.out[1], 0xef);
+    assert_int_equal(x.out[2] & 0x01, 0);                                /* RD from the query */
+    assert_int_equal(x.out[3] & 0x10, 0);                                /* CD from the query */
+    assert_int_equal(x.out[2] & 0x02, 0x02);                             /* TC kept */
+    assert_int_equal(x.out[2] & 0x84, 0x84);                             /* QR, AA kept */
+    assert_int_equal(x.out[3] & 0x0f, 3);                                /* rcode kept */
+    assert_memory_equal(x.out + 12, x.qm.b + 12, x.q.question_end - 12); /* the client's case */
+    assert_memory_equal(x.out + x.q.question_end, x.rm.b + x.q.question_end,
+                        x.rm.n - x.q.question_end);
 
     /* RD and CD set by the next client. */
-    query(&qm, &q, "web.service.consul", 7, 0x0110, 1, false, false);
-    rsv__key_make(&k, &q, 512);
-    n = rsv__cache_lookup(&c, &k, 1, &q, &rng, out, sizeof out);
-    assert_int_equal(n, rm.n);
-    assert_int_equal(out[2] & 0x01, 0x01);
-    assert_int_equal(out[3] & 0x10, 0x10);
-    rsv__cache_close(&c);
+    cx_ask(&x, "web.service.consul", 7, 0x0110, 1);
+    n = cx_lookup(&x, 1);
+    assert_int_equal(n, x.rm.n);
+    assert_int_equal(x.out[2] & 0x01, 0x01);
+    assert_int_equal(x.out[3] & 0x10, 0x10);
+    rsv__cache_close(&x.c);
 }
 
-/* Runs lookups and checks that every RR is present once in the answer region, the rest of the
- * message unchanged, that orders vary, and that nothing was allocated. */
-static void check_permutations(struct rsv__cache *c, const struct rsv__key *k,
-                               const struct zone_dns_query *q, const struct msg *rm,
-                               const struct zone_dns_layout *l)
+/* Runs lookups of the key at hand and checks that every RR of l is present once in the answer
+ * region, the rest of the message unchanged, that orders vary, and that nothing was
+ * allocated. */
+static void check_permutations(struct cx *x, const struct zone_dns_layout *l)
 {
+    const struct msg *rm = &x->rm;
     uint8_t out[4096];
     uint64_t rng = 42;
-    uint64_t allocs = c->allocs;
+    uint64_t allocs = x->c.allocs;
     unsigned first_at_0[ZONE_DNS_MAX_SHUFFLE] = {0};
     size_t start = l->rr_off[0], end = l->rr_off[l->n - 1] + l->rr_len[l->n - 1];
 
     for (int round = 0; round < 200; round++) {
-        size_t n = rsv__cache_lookup(c, k, 1, q, &rng, out, sizeof out);
+        size_t n = rsv__cache_lookup(&x->c, &x->k, 1, &x->q, &rng, out, sizeof out);
         assert_int_equal(n, rm->n);
         assert_memory_equal(out + 2, rm->b + 2, start - 2 < 10 ? start - 2 : 10);
         assert_memory_equal(out + end, rm->b + end, rm->n - end);
@@ -297,163 +326,138 @@ static void check_permutations(struct rsv__cache *c, const struct rsv__key *k,
     /* Every RR came first at least once in 200 shuffles. */
     for (unsigned i = 0; i < l->n; i++)
         assert_true(first_at_0[i] > 0);
-    assert_int_equal(c->allocs, allocs);
+    assert_int_equal(x->c.allocs, allocs);
 }
 
 static void test_hit_permutes_contiguous_rrs_without_allocating(void **state)
 {
-    struct rsv__cache c;
-    struct msg qm, rm;
-    struct zone_dns_query q;
-    struct zone_dns_layout l;
-    struct rsv__key k;
+    struct cx x;
 
     (void)state;
-    rsv__cache_init(&c, 64, 0);
-    query(&qm, &q, "redis.service.consul", 5, 0, 1, false, false);
-    rsv__key_make(&k, &q, 512);
-    response_a(&rm, &l, "redis.service.consul", 5, 0, 6);
-    assert_true(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &l));
-    check_permutations(&c, &k, &q, &rm, &l);
+    cx_init(&x, 64, 0);
+    cx_ask(&x, "redis.service.consul", 5, 0, 1);
+    response_a(&x.rm, &x.l, "redis.service.consul", 5, 0, 6);
+    assert_true(cx_insert(&x, 1));
+    check_permutations(&x, &x.l);
 
     /* SRV answers: RRs of different lengths still tile the answer section. */
-    query(&qm, &q, "web.service.consul", 5, 0, 33, false, false);
-    rsv__key_make(&k, &q, 512);
-    response_srv(&rm, &l, "web.service.consul", 5);
-    assert_true(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &l));
-    check_permutations(&c, &k, &q, &rm, &l);
-    rsv__cache_close(&c);
+    cx_ask(&x, "web.service.consul", 5, 0, 33);
+    response_srv(&x.rm, &x.l, "web.service.consul", 5);
+    assert_true(cx_insert(&x, 1));
+    check_permutations(&x, &x.l);
+    rsv__cache_close(&x.c);
 }
 
 static void test_hit_permutes_equal_slots(void **state)
 {
-    struct rsv__cache c;
-    struct msg qm, rm;
-    struct zone_dns_query q;
-    struct zone_dns_layout l, sparse;
-    struct rsv__key k;
+    struct cx x;
+    struct zone_dns_layout sparse;
+    const struct zone_dns_layout *l = &x.l;
 
     (void)state;
-    rsv__cache_init(&c, 64, 0);
-    query(&qm, &q, "web.service.consul", 5, 0, 1, false, false);
-    rsv__key_make(&k, &q, 512);
-    response_a(&rm, &l, "web.service.consul", 5, 0, 6);
+    cx_init(&x, 64, 0);
+    cx_ask(&x, "web.service.consul", 5, 0, 1);
+    response_a(&x.rm, &x.l, "web.service.consul", 5, 0, 6);
     /* Only every other RR is permutable: equal lengths, not contiguous. */
     memset(&sparse, 0, sizeof sparse);
     for (unsigned i = 0; i < 3; i++) {
-        sparse.rr_off[i] = l.rr_off[2 * i];
-        sparse.rr_len[i] = l.rr_len[2 * i];
+        sparse.rr_off[i] = l->rr_off[2 * i];
+        sparse.rr_len[i] = l->rr_len[2 * i];
     }
     sparse.n = 3;
-    assert_true(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &sparse));
+    assert_true(cx_insert_as(&x, 1, &sparse));
 
-    uint8_t out[4096];
-    uint64_t rng = 9;
     unsigned moved = 0;
+    x.rng = 9;
     for (int round = 0; round < 100; round++) {
-        assert_int_equal(rsv__cache_lookup(&c, &k, 1, &q, &rng, out, sizeof out), rm.n);
+        assert_int_equal(cx_lookup(&x, 1), x.rm.n);
         /* The odd RRs never move. */
         for (unsigned i = 1; i < 6; i += 2)
-            assert_memory_equal(out + l.rr_off[i], rm.b + l.rr_off[i], l.rr_len[i]);
-        if (memcmp(out + l.rr_off[0], rm.b + l.rr_off[0], l.rr_len[0]) != 0)
+            assert_memory_equal(x.out + l->rr_off[i], x.rm.b + l->rr_off[i], l->rr_len[i]);
+        if (memcmp(x.out + l->rr_off[0], x.rm.b + l->rr_off[0], l->rr_len[0]) != 0)
             moved++;
     }
     assert_true(moved > 0);
-    rsv__cache_close(&c);
+    rsv__cache_close(&x.c);
 }
 
 static void test_layout_in_any_order_is_sorted(void **state)
 {
-    struct rsv__cache c;
-    struct msg qm, rm;
-    struct zone_dns_query q;
-    struct zone_dns_layout l, rev;
-    struct rsv__key k;
+    struct cx x;
+    struct zone_dns_layout rev;
 
     (void)state;
-    rsv__cache_init(&c, 64, 0);
-    query(&qm, &q, "web.service.consul", 5, 0, 1, false, false);
-    rsv__key_make(&k, &q, 512);
-    response_a(&rm, &l, "web.service.consul", 5, 0, 4);
-    rev = l;
+    cx_init(&x, 64, 0);
+    cx_ask(&x, "web.service.consul", 5, 0, 1);
+    response_a(&x.rm, &x.l, "web.service.consul", 5, 0, 4);
+    rev = x.l;
     for (unsigned i = 0; i < 4; i++) {
-        rev.rr_off[i] = l.rr_off[3 - i];
-        rev.rr_len[i] = l.rr_len[3 - i];
+        rev.rr_off[i] = x.l.rr_off[3 - i];
+        rev.rr_len[i] = x.l.rr_len[3 - i];
     }
-    assert_true(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &rev));
-    check_permutations(&c, &k, &q, &rm, &l);
-    rsv__cache_close(&c);
+    assert_true(cx_insert_as(&x, 1, &rev));
+    check_permutations(&x, &x.l);
+    rsv__cache_close(&x.c);
 }
 
 static void test_bad_layouts_are_not_cached(void **state)
 {
-    struct rsv__cache c;
-    struct msg qm, rm;
-    struct zone_dns_query q;
-    struct zone_dns_layout l, bad;
-    struct rsv__key k;
+    struct cx x;
+    struct zone_dns_layout bad;
+    const struct zone_dns_layout *l = &x.l;
 
     (void)state;
-    rsv__cache_init(&c, 64, 0);
-    query(&qm, &q, "web.service.consul", 5, 0, 1, false, false);
-    rsv__key_make(&k, &q, 512);
-    response_a(&rm, &l, "web.service.consul", 5, 0, 3);
+    cx_init(&x, 64, 0);
+    cx_ask(&x, "web.service.consul", 5, 0, 1);
+    response_a(&x.rm, &x.l, "web.service.consul", 5, 0, 3);
 
-    bad = l; /* past the end */
+    bad = *l; /* past the end */
     bad.rr_len[2] = 200;
-    assert_false(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &bad));
-    bad = l; /* overlapping */
-    bad.rr_off[1] = (uint16_t)(l.rr_off[1] - 4);
-    assert_false(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &bad));
-    bad = l; /* inside the question */
+    assert_false(cx_insert_as(&x, 1, &bad));
+    bad = *l; /* overlapping */
+    bad.rr_off[1] = (uint16_t)(l->rr_off[1] - 4);
+    assert_false(cx_insert_as(&x, 1, &bad));
+    bad = *l; /* inside the question */
     bad.rr_off[0] = 14;
-    assert_false(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &bad));
+    assert_false(cx_insert_as(&x, 1, &bad));
     /* A response without the question (QDCOUNT 0) cannot be patched. */
-    rm.b[5] = 0;
-    assert_false(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &l));
-    rm.b[5] = 1;
+    x.rm.b[5] = 0;
+    assert_false(cx_insert(&x, 1));
+    x.rm.b[5] = 1;
     /* Variable lengths that do not tile: cached, just not shuffled. */
-    bad = l;
+    bad = *l;
     bad.n = 2;
-    bad.rr_off[1] = l.rr_off[2];
-    bad.rr_len[1] = (uint16_t)(l.rr_len[2] - 1);
-    assert_true(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &bad));
-    uint8_t out[4096];
-    uint64_t rng = 3;
-    assert_int_equal(rsv__cache_lookup(&c, &k, 1, &q, &rng, out, sizeof out), rm.n);
-    assert_memory_equal(out, rm.b, rm.n);
-    assert_int_equal(c.skipped, 4);
-    rsv__cache_close(&c);
+    bad.rr_off[1] = l->rr_off[2];
+    bad.rr_len[1] = (uint16_t)(l->rr_len[2] - 1);
+    assert_true(cx_insert_as(&x, 1, &bad));
+    x.rng = 3;
+    assert_int_equal(cx_lookup(&x, 1), x.rm.n);
+    assert_memory_equal(x.out, x.rm.b, x.rm.n);
+    assert_int_equal(x.c.skipped, 4);
+    rsv__cache_close(&x.c);
 }
 
 static void test_reinsert_after_invalidation_reuses_the_buffer(void **state)
 {
-    struct rsv__cache c;
-    struct msg qm, rm;
-    struct zone_dns_query q;
-    struct zone_dns_layout l;
-    struct rsv__key k;
-    uint8_t out[4096];
-    uint64_t rng = 1;
+    struct cx x;
 
     (void)state;
-    rsv__cache_init(&c, 64, 0);
-    query(&qm, &q, "web.service.consul", 5, 0, 1, false, false);
-    rsv__key_make(&k, &q, 512);
-    response_a(&rm, &l, "web.service.consul", 5, 0, 3);
-    assert_true(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &l));
-    uint64_t allocs = c.allocs;
+    cx_init(&x, 64, 0);
+    cx_ask(&x, "web.service.consul", 5, 0, 1);
+    response_a(&x.rm, &x.l, "web.service.consul", 5, 0, 3);
+    assert_true(cx_insert(&x, 1));
+    uint64_t allocs = x.c.allocs;
     for (uint64_t idx = 2; idx < 50; idx++) {
-        assert_int_equal(rsv__cache_lookup(&c, &k, idx, &q, &rng, out, sizeof out), 0);
+        assert_int_equal(cx_lookup(&x, idx), 0);
         /* The write hid an instance: the rebuilt answer is smaller and fits the old buffer. */
-        response_a(&rm, &l, "web.service.consul", 5, 0, 3 - (unsigned)(idx % 2));
-        assert_true(rsv__cache_insert(&c, &k, idx, rm.b, rm.n, &l));
-        assert_int_equal(rsv__cache_lookup(&c, &k, idx, &q, &rng, out, sizeof out), rm.n);
-        assert_int_equal((unsigned)out[7], 3 - (unsigned)(idx % 2));
+        response_a(&x.rm, &x.l, "web.service.consul", 5, 0, 3 - (unsigned)(idx % 2));
+        assert_true(cx_insert(&x, idx));
+        assert_int_equal(cx_lookup(&x, idx), x.rm.n);
+        assert_int_equal((unsigned)x.out[7], 3 - (unsigned)(idx % 2));
     }
-    assert_int_equal(c.allocs, allocs);
-    assert_int_equal(c.evictions, 0);
-    rsv__cache_close(&c);
+    assert_int_equal(x.c.allocs, allocs);
+    assert_int_equal(x.c.evictions, 0);
+    rsv__cache_close(&x.c);
 }
 
 static void test_set_replacement(void **state)
@@ -499,30 +503,23 @@ static void test_set_replacement(void **state)
 
 static void test_byte_budget(void **state)
 {
-    struct rsv__cache c;
-    struct msg qm, rm;
-    struct zone_dns_query q;
-    struct zone_dns_layout l;
-    struct rsv__key k;
-    uint8_t out[4096];
-    uint64_t rng = 1;
+    struct cx x;
 
     (void)state;
-    rsv__cache_init(&c, 64, 256);
-    query(&qm, &q, "big.service.consul", 1, 0, 1, false, false);
-    rsv__key_make(&k, &q, 512);
-    response_a(&rm, &l, "big.service.consul", 1, 0, 20); /* ~360 bytes: over the budget */
-    assert_false(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &l));
-    assert_int_equal(rsv__cache_lookup(&c, &k, 1, &q, &rng, out, sizeof out), 0);
-    response_a(&rm, &l, "big.service.consul", 1, 0, 2);
-    assert_true(rsv__cache_insert(&c, &k, 1, rm.b, rm.n, &l));
-    assert_true(c.bytes <= 256);
+    cx_init(&x, 64, 256);
+    cx_ask(&x, "big.service.consul", 1, 0, 1);
+    response_a(&x.rm, &x.l, "big.service.consul", 1, 0, 20); /* ~360 bytes: over the budget */
+    assert_false(cx_insert(&x, 1));
+    assert_int_equal(cx_lookup(&x, 1), 0);
+    response_a(&x.rm, &x.l, "big.service.consul", 1, 0, 2);
+    assert_true(cx_insert(&x, 1));
+    assert_true(x.c.bytes <= 256);
     /* Growing past the budget drops the entry instead. */
-    response_a(&rm, &l, "big.service.consul", 1, 0, 20);
-    assert_false(rsv__cache_insert(&c, &k, 2, rm.b, rm.n, &l));
-    assert_int_equal(c.bytes, 0);
-    assert_int_equal(rsv__cache_lookup(&c, &k, 1, &q, &rng, out, sizeof out), 0);
-    rsv__cache_close(&c);
+    response_a(&x.rm, &x.l, "big.service.consul", 1, 0, 20);
+    assert_false(cx_insert(&x, 2));
+    assert_int_equal(x.c.bytes, 0);
+    assert_int_equal(cx_lookup(&x, 1), 0);
+    rsv__cache_close(&x.c);
 }
 
 static void test_rng_is_not_stuck(void **state)

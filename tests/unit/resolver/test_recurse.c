@@ -13,7 +13,6 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <ftw.h>
 #include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -25,6 +24,7 @@
 #include <unistd.h>
 
 #include "resolver/resolver.h"
+#include "zone/fixture.h"
 
 /* ---- fixture --------------------------------------------------------------------------- */
 
@@ -41,54 +41,21 @@ struct fx {
     bool stopped;
 };
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void reg(struct fx *f, const char *node, const char *addr, const char *sid,
                 const char *sname)
 {
-    struct zone_cmd c;
-    struct zone_service s;
-    struct base_buf b;
-    struct base_slice sl;
-    int res = -1;
-    uint32_t touched;
-
-    memset(&c, 0, sizeof c);
-    memset(&s, 0, sizeof s);
-    c.type = ZONE_CMD_REGISTER;
-    c.node.name = node;
-    c.node.address = addr;
-    c.node.datacenter = "dc1";
-    s.id = sid;
-    s.name = sname;
-    s.port = 80;
-    c.service = &s;
-    base_buf_init(&b);
-    zone_cmd_encode(&c, &b);
-    sl.p = b.data;
-    sl.n = b.len;
-    assert_int_equal(zone_store_apply(f->s, ++f->idx, &sl, 1, &res, &touched), 0);
-    assert_int_equal(res, 0);
-    base_buf_free(&b);
+    struct zone_service s = {.id = sid, .name = sname, .port = 80};
+    store_reg(f->s, ++f->idx, node, addr, "dc1", &s);
 }
 
 static int setup(void **state)
 {
-    char errmsg[BASE_ERRMSG_LEN];
     struct fx *f = calloc(1, sizeof *f);
     struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t len = sizeof sa;
 
     base_loop_thread_set();
-    strcpy(f->dir, "/tmp/herald-rec-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    assert_int_equal(zone_store_open(f->dir, 0, &f->s, errmsg), 0);
+    tmp_store_open(f->dir, "rec", &f->s);
     assert_int_equal(uv_loop_init(&f->loop), 0);
     f->zc = (struct zone_dns_config){
         .domain = "consul.",
@@ -124,9 +91,8 @@ static int teardown(void **state)
         assert_true(f->stopped);
     }
     assert_int_equal(uv_loop_close(&f->loop), 0);
-    zone_store_close(f->s);
     close(f->up);
-    assert_int_equal(nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS), 0);
+    tmp_store_close(f->dir, f->s);
     free(f);
     return 0;
 }

@@ -14,7 +14,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
 #include <ldns/ldns.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "resolver/resolver.h"
+#include "zone/fixture.h"
 
 /* ---- fixture --------------------------------------------------------------------------- */
 
@@ -40,69 +40,17 @@ struct fx {
     bool stopped;
 };
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void apply(struct fx *f, const struct zone_cmd *c)
-{
-    struct base_buf b;
-    struct base_slice sl;
-    int res = -1;
-    uint32_t touched;
-
-    base_buf_init(&b);
-    zone_cmd_encode(c, &b);
-    sl.p = b.data;
-    sl.n = b.len;
-    assert_int_equal(zone_store_apply(f->s, ++f->idx, &sl, 1, &res, &touched), 0);
-    assert_int_equal(res, 0);
-    base_buf_free(&b);
-}
-
 static void reg(struct fx *f, const char *node, const char *addr, const char *sid,
                 const char *sname, uint32_t port)
 {
-    struct zone_cmd c;
-    struct zone_service s;
-
-    memset(&c, 0, sizeof c);
-    c.type = ZONE_CMD_REGISTER;
-    c.node.name = node;
-    c.node.address = addr;
-    c.node.datacenter = "dc1";
-    if (sid) {
-        memset(&s, 0, sizeof s);
-        s.id = sid;
-        s.name = sname;
-        s.port = port;
-        c.service = &s;
-    }
-    apply(f, &c);
+    struct zone_service s = {.id = sid, .name = sname, .port = port};
+    store_reg(f->s, ++f->idx, node, addr, "dc1", sid ? &s : NULL);
 }
 
 static void set_check(struct fx *f, const char *node, const char *cid, const char *sid,
                       enum zone_health st)
 {
-    struct zone_cmd c;
-    struct zone_check ck;
-
-    memset(&c, 0, sizeof c);
-    memset(&ck, 0, sizeof ck);
-    c.type = ZONE_CMD_REGISTER;
-    c.node.name = node;
-    c.skip_node_update = true;
-    ck.check_id = cid;
-    ck.name = cid;
-    ck.service_id = sid;
-    ck.status = st;
-    c.checks = &ck;
-    c.n_checks = 1;
-    apply(f, &c);
+    store_check(f->s, ++f->idx, node, cid, sid, st);
 }
 
 static void start(struct fx *f, unsigned workers, unsigned idle_ms, unsigned per_client)
@@ -128,13 +76,10 @@ static void start(struct fx *f, unsigned workers, unsigned idle_ms, unsigned per
 
 static int setup(void **state)
 {
-    char errmsg[BASE_ERRMSG_LEN];
     struct fx *f = calloc(1, sizeof *f);
 
     base_loop_thread_set();
-    strcpy(f->dir, "/tmp/herald-rsv-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    assert_int_equal(zone_store_open(f->dir, 0, &f->s, errmsg), 0);
+    tmp_store_open(f->dir, "rsv", &f->s);
     assert_int_equal(uv_loop_init(&f->loop), 0);
     f->zc = (struct zone_dns_config){
         .domain = "consul.",
@@ -167,8 +112,7 @@ static int teardown(void **state)
         assert_true(f->stopped);
     }
     assert_int_equal(uv_loop_close(&f->loop), 0);
-    zone_store_close(f->s);
-    assert_int_equal(nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS), 0);
+    tmp_store_close(f->dir, f->s);
     free(f);
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <lmdb.h>
 
 #include "zone/dns_fixture.h"
+#include "zone/fixture.h"
 #include "zone/dns_test.h"
 
 struct fx {
@@ -22,12 +23,9 @@ struct fx {
 
 static int setup(void **state)
 {
-    char errmsg[BASE_ERRMSG_LEN];
     struct fx *f = calloc(1, sizeof *f);
 
-    strcpy(f->d.dir, "/tmp/herald-addrs-XXXXXX");
-    assert_non_null(mkdtemp(f->d.dir));
-    assert_int_equal(zone_store_open(f->d.dir, 0, &f->d.s, errmsg), 0);
+    tmp_store_open(f->d.dir, "addrs", &f->d.s);
     dnsfx_config(&f->cfg);
     base_arena_init(&f->ar);
     f->idx = 1;
@@ -46,28 +44,12 @@ static int teardown(void **state)
 
 static void apply(struct fx *f, const struct zone_cmd *c)
 {
-    struct base_buf b;
-    struct base_slice sl;
-    int res;
-    uint32_t touched;
-
-    base_buf_init(&b);
-    zone_cmd_encode(c, &b);
-    sl.p = b.data;
-    sl.n = b.len;
-    assert_int_equal(zone_store_apply(f->d.s, f->idx++, &sl, 1, &res, &touched), 0);
-    assert_int_equal(res, 0);
-    base_buf_free(&b);
+    store_apply(f->d.s, f->idx++, c);
 }
 
 static void node(struct fx *f, const char *name, const char *addr)
 {
-    struct zone_cmd c;
-    memset(&c, 0, sizeof c);
-    c.type = ZONE_CMD_REGISTER;
-    c.node.name = name;
-    c.node.address = addr;
-    apply(f, &c);
+    store_reg(f->d.s, f->idx++, name, addr, NULL, NULL);
 }
 
 static void service(struct fx *f, const char *nd, const char *id, const char *name,
@@ -215,17 +197,6 @@ static void test_long_names_skip_the_index(void **state)
 }
 
 /* ---- snapshots and upgrades ------------------------------------------------------------ */
-static uint32_t crc32c(const uint8_t *p, size_t n)
-{
-    uint32_t crc = 0xffffffffu;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int k = 0; k < 8; k++)
-            crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
-    }
-    return ~crc;
-}
-
 static uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -264,7 +235,6 @@ static void test_snapshots(void **state)
     struct dnsfx other;
     struct base_buf b;
     bool skipped;
-    char errmsg[BASE_ERRMSG_LEN];
 
     node(f, "n1", "10.0.0.1");
     service(f, "n1", "db-1", "db", "192.168.0.5");
@@ -272,9 +242,7 @@ static void test_snapshots(void **state)
     assert_int_equal(zone_store_snapshot(f->d.s, &b), 0);
 
     for (int v = 2; v >= 1; v--) {
-        strcpy(other.dir, "/tmp/herald-addrs-XXXXXX");
-        assert_non_null(mkdtemp(other.dir));
-        assert_int_equal(zone_store_open(other.dir, 0, &other.s, errmsg), 0);
+        tmp_store_open(other.dir, "addrs", &other.s);
         if (v == 1)
             to_v1(&b);
         assert_int_equal(zone_store_restore(other.s, b.data, b.len, &skipped), 0);
@@ -289,7 +257,6 @@ static void test_snapshots(void **state)
 static void test_rebuilt_at_open(void **state)
 {
     struct fx *f = *state;
-    char errmsg[BASE_ERRMSG_LEN];
     MDB_env *env;
     MDB_txn *t;
     MDB_dbi dbi;
@@ -308,7 +275,7 @@ static void test_rebuilt_at_open(void **state)
     assert_int_equal(mdb_txn_commit(t), 0);
     mdb_env_close(env);
 
-    assert_int_equal(zone_store_open(f->d.dir, 0, &f->d.s, errmsg), 0);
+    store_open_at(f->d.dir, &f->d.s);
     assert_string_equal(PTR(f, "1.0.0.10.in-addr.arpa"), "n1.node.dc1.consul.");
     assert_string_equal(PTR(f, "5.0.168.192.in-addr.arpa"), "db.service.dc1.consul.");
 }

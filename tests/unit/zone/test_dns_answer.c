@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "zone/dns_fixture.h"
+#include "zone/fixture.h"
 #include "zone/dns_test.h"
 
 /* ---- counting allocations (plain builds: the sanitizers own malloc under SAN=1) --------- */
@@ -119,39 +120,13 @@ static ldns_pkt *ask(struct fx *f, const char *name, uint16_t type)
 
 static void apply(struct fx *f, const struct zone_cmd *c)
 {
-    struct base_buf b;
-    struct base_slice sl;
-    int res;
-    uint32_t touched;
-
-    base_buf_init(&b);
-    zone_cmd_encode(c, &b);
-    sl.p = b.data;
-    sl.n = b.len;
-    assert_int_equal(zone_store_apply(f->d.s, f->idx++, &sl, 1, &res, &touched), 0);
-    assert_int_equal(res, 0);
-    base_buf_free(&b);
+    store_apply(f->d.s, f->idx++, c);
 }
 
 static void set_check(struct fx *f, const char *node, const char *check_id, const char *sid,
                       enum zone_health st)
 {
-    struct zone_cmd c;
-    struct zone_check ck;
-
-    memset(&c, 0, sizeof c);
-    memset(&ck, 0, sizeof ck);
-    c.type = ZONE_CMD_REGISTER;
-    c.node.name = node;
-    c.node.address = "";
-    c.skip_node_update = true;
-    ck.check_id = check_id;
-    ck.name = check_id;
-    ck.service_id = sid;
-    ck.status = st;
-    c.checks = &ck;
-    c.n_checks = 1;
-    apply(f, &c);
+    store_check(f->d.s, f->idx++, node, check_id, sid, st);
 }
 
 /* ---- shuffling ------------------------------------------------------------------------- */

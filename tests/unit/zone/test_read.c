@@ -6,12 +6,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "zone/fixture.h"
 #include "zone/zone.h"
 
 /* ---- fixture --------------------------------------------------------------------------- */
@@ -22,21 +22,10 @@ struct fx {
     uint64_t idx;
 };
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
-    char errmsg[BASE_ERRMSG_LEN];
     struct fx *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/herald-zone-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    assert_int_equal(zone_store_open(f->dir, 0, &f->s, errmsg), 0);
+    tmp_store_open(f->dir, "zone", &f->s);
     base_arena_init(&f->a);
     f->idx = 1;
     *state = f;
@@ -46,80 +35,29 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    zone_store_close(f->s);
     base_arena_close(&f->a);
-    assert_int_equal(nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS), 0);
+    tmp_store_close(f->dir, f->s);
     free(f);
     return 0;
-}
-
-static void apply(struct fx *f, const struct zone_cmd *c)
-{
-    struct base_buf b;
-    struct base_slice sl;
-    int res = -1;
-    uint32_t touched;
-
-    base_buf_init(&b);
-    zone_cmd_encode(c, &b);
-    sl.p = b.data;
-    sl.n = b.len;
-    assert_int_equal(zone_store_apply(f->s, f->idx++, &sl, 1, &res, &touched), 0);
-    assert_int_equal(res, 0);
-    base_buf_free(&b);
 }
 
 static void reg(struct fx *f, const char *node, const char *addr, const char *sid,
                 const char *sname, const char **tags, size_t n_tags)
 {
-    struct zone_cmd c;
-    struct zone_service s;
-
-    memset(&c, 0, sizeof c);
-    c.type = ZONE_CMD_REGISTER;
-    c.node.name = node;
-    c.node.address = addr;
-    if (sid) {
-        memset(&s, 0, sizeof s);
-        s.id = sid;
-        s.name = sname;
-        s.tags = tags;
-        s.n_tags = n_tags;
-        s.port = 8080;
-        c.service = &s;
-    }
-    apply(f, &c);
+    struct zone_service s = {
+        .id = sid, .name = sname, .tags = tags, .n_tags = n_tags, .port = 8080};
+    store_reg(f->s, f->idx++, node, addr, NULL, sid ? &s : NULL);
 }
 
 static void reg_check(struct fx *f, const char *node, const char *cid, const char *sid,
                       enum zone_health st)
 {
-    struct zone_cmd c;
-    struct zone_check ck;
-
-    memset(&c, 0, sizeof c);
-    memset(&ck, 0, sizeof ck);
-    c.type = ZONE_CMD_REGISTER;
-    c.node.name = node;
-    c.skip_node_update = true;
-    ck.check_id = cid;
-    ck.name = cid;
-    ck.service_id = sid;
-    ck.status = st;
-    c.checks = &ck;
-    c.n_checks = 1;
-    apply(f, &c);
+    store_check(f->s, f->idx++, node, cid, sid, st);
 }
 
 static void kv_set(struct fx *f, const char *key, const void *v, size_t n)
 {
-    struct zone_cmd c;
-    memset(&c, 0, sizeof c);
-    c.type = ZONE_CMD_KV_SET;
-    c.kv.key = key;
-    c.kv.value = v;
-    c.kv.value_len = n;
-    apply(f, &c);
+    store_kv_set(f->s, f->idx++, key, v, n);
 }
 
 /* Collects "a|b|c" from iterator callbacks. */

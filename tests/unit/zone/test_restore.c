@@ -8,11 +8,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "zone/fixture.h"
 #include "zone/zone.h"
 
 /* ---- fixture: three stores ------------------------------------------------------------- */
@@ -23,28 +23,11 @@ struct fx {
     struct base_arena a;
 };
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void open_store(struct fx *f, int i)
-{
-    char errmsg[BASE_ERRMSG_LEN];
-    assert_int_equal(zone_store_open(f->dir[i], 0, &f->s[i], errmsg), 0);
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    for (int i = 0; i < N_STORES; i++) {
-        strcpy(f->dir[i], "/tmp/herald-zone-XXXXXX");
-        assert_non_null(mkdtemp(f->dir[i]));
-        open_store(f, i);
-    }
+    for (int i = 0; i < N_STORES; i++)
+        tmp_store_open(f->dir[i], "zone", &f->s[i]);
     base_arena_init(&f->a);
     *state = f;
     return 0;
@@ -53,49 +36,16 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    for (int i = 0; i < N_STORES; i++) {
-        zone_store_close(f->s[i]);
-        assert_int_equal(nftw(f->dir[i], rm_one, 8, FTW_DEPTH | FTW_PHYS), 0);
-    }
+    for (int i = 0; i < N_STORES; i++)
+        tmp_store_close(f->dir[i], f->s[i]);
     base_arena_close(&f->a);
     free(f);
     return 0;
 }
 
-/* One entry of n commands at idx; results into res (n <= 8). */
-static void apply_n(struct zone_store *s, uint64_t idx, const struct zone_cmd *cmds, size_t n,
-                    int *res, uint32_t *touched)
-{
-    struct base_buf bufs[8];
-    struct base_slice sl[8];
-
-    assert_true(n <= 8);
-    for (size_t i = 0; i < n; i++) {
-        base_buf_init(&bufs[i]);
-        zone_cmd_encode(&cmds[i], &bufs[i]);
-        sl[i].p = bufs[i].data;
-        sl[i].n = bufs[i].len;
-    }
-    assert_int_equal(zone_store_apply(s, idx, sl, n, res, touched), 0);
-    for (size_t i = 0; i < n; i++)
-        base_buf_free(&bufs[i]);
-}
-
-static int apply1(struct zone_store *s, uint64_t idx, const struct zone_cmd *c, uint32_t *touched)
-{
-    int res = 12345;
-    uint32_t t;
-    apply_n(s, idx, c, 1, &res, touched ? touched : &t);
-    return res;
-}
-
 static void kv_set(struct zone_store *s, uint64_t idx, const char *key, const char *value)
 {
-    struct zone_cmd c = {.type = ZONE_CMD_KV_SET};
-    c.kv.key = key;
-    c.kv.value = (const uint8_t *)value;
-    c.kv.value_len = strlen(value);
-    assert_int_equal(apply1(s, idx, &c, NULL), 0);
+    store_kv_set(s, idx, key, value, strlen(value));
 }
 
 /* A small catalog: n nodes with a service and a check each, and KV keys, from index base. */
@@ -121,7 +71,7 @@ static uint64_t populate(struct zone_store *s, uint64_t base, const char *tag, i
         c.service = &svc;
         c.checks = &ck;
         c.n_checks = 1;
-        assert_int_equal(apply1(s, idx++, &c, NULL), 0);
+        assert_int_equal(store_apply1(s, idx++, &c, NULL), 0);
         char key[64];
         snprintf(key, sizeof key, "%s/key-%d", tag, i);
         kv_set(s, idx++, key, tag);
@@ -229,7 +179,7 @@ static uint64_t stage(struct zone_store *s, uint64_t idx, uint64_t id, const str
 {
     struct zone_cmd c = begin_cmd(id, b->len, trailer_crc(b));
     uint32_t touched = 1;
-    assert_int_equal(apply1(s, idx++, &c, &touched), 0);
+    assert_int_equal(store_apply1(s, idx++, &c, &touched), 0);
     assert_int_equal(touched, 0);
     int k = 0;
     for (size_t off = 0; off < b->len; off += piece, k++) {
@@ -237,7 +187,7 @@ static uint64_t stage(struct zone_store *s, uint64_t idx, uint64_t id, const str
             continue;
         size_t len = b->len - off < piece ? b->len - off : piece;
         c = chunk_cmd(id, b, off, len);
-        assert_int_equal(apply1(s, idx++, &c, &touched), 0);
+        assert_int_equal(store_apply1(s, idx++, &c, &touched), 0);
         assert_int_equal(touched, 0);
     }
     return idx;
@@ -270,22 +220,22 @@ static void test_complete_restore_replaces_catalog(void **state)
     uint64_t idx = populate(f->s[1], 100, "other", 7);
     idx = stage(f->s[1], idx, 42, &b, 97, -1);
     struct zone_cmd c = end_cmd(42);
-    assert_int_equal(apply1(f->s[1], idx, &c, &touched), 0);
+    assert_int_equal(store_apply1(f->s[1], idx, &c, &touched), 0);
     assert_int_equal(touched, ZONE_TABLE_ALL);
     char *got = catalog_text(f, f->s[1]);
     assert_string_equal(got, want);
     /* applied stays the END entry's index; every table index moves to it */
     assert_indexes_at(f->s[1], idx);
     /* the staging is gone: the same again fails as unknown */
-    assert_int_equal(apply1(f->s[1], idx + 1, &c, &touched), BASE_ENOTFOUND);
+    assert_int_equal(store_apply1(f->s[1], idx + 1, &c, &touched), BASE_ENOTFOUND);
     assert_int_equal(touched, 0);
 
     /* a fresh store given the same entries ends byte for byte the same (determinism) */
     uint64_t j = populate(f->s[2], 100, "other", 7);
     j = stage(f->s[2], j, 42, &b, 97, -1);
     assert_int_equal(j, idx);
-    assert_int_equal(apply1(f->s[2], j, &c, &touched), 0);
-    assert_int_equal(apply1(f->s[2], j + 1, &c, &touched), BASE_ENOTFOUND);
+    assert_int_equal(store_apply1(f->s[2], j, &c, &touched), 0);
+    assert_int_equal(store_apply1(f->s[2], j + 1, &c, &touched), BASE_ENOTFOUND);
     struct base_buf s1, s2;
     base_buf_init(&s1);
     base_buf_init(&s2);
@@ -314,7 +264,7 @@ static void test_restore_into_older_catalog_moves_indexes_forward(void **state)
     backup(f->s[0], &b);
     uint64_t idx = stage(f->s[1], 3, 7, &b, 4096, -1);
     struct zone_cmd c = end_cmd(7);
-    assert_int_equal(apply1(f->s[1], idx, &c, &touched), 0);
+    assert_int_equal(store_apply1(f->s[1], idx, &c, &touched), 0);
     assert_indexes_at(f->s[1], idx);
     base_buf_free(&b);
 }
@@ -336,7 +286,7 @@ static void test_commands_around_end_in_one_entry(void **state)
     cmds[2].kv.key = "after";
     cmds[2].kv.value = (const uint8_t *)"2";
     cmds[2].kv.value_len = 1;
-    apply_n(f->s[1], idx, cmds, 3, res, &touched);
+    store_apply_n(f->s[1], idx, cmds, 3, res, &touched);
     assert_int_equal(res[0], 0);
     assert_int_equal(res[1], 0);
     assert_int_equal(res[2], 0);
@@ -361,7 +311,7 @@ static void assert_failed_end(struct fx *f, struct zone_store *s, uint64_t idx, 
     struct zone_meta m0, m1;
     assert_int_equal(zone_store_meta(s, &m0), 0);
     struct zone_cmd c = end_cmd(id);
-    assert_int_equal(apply1(s, idx, &c, &touched), BASE_EPARSE);
+    assert_int_equal(store_apply1(s, idx, &c, &touched), BASE_EPARSE);
     assert_int_equal(touched, 0);
     char *after = catalog_text(f, s);
     assert_string_equal(after, before);
@@ -374,7 +324,7 @@ static void assert_failed_end(struct fx *f, struct zone_store *s, uint64_t idx, 
     /* the staging is empty again: same rows, same meta keys, same size as before BEGIN */
     assert_int_equal(snapshot_len(s), snap_before);
     c = chunk_cmd(id, &(struct base_buf){.data = (uint8_t *)"x", .len = 1}, 0, 1);
-    assert_int_equal(apply1(s, idx + 1, &c, NULL), BASE_ENOTFOUND);
+    assert_int_equal(store_apply1(s, idx + 1, &c, NULL), BASE_ENOTFOUND);
 }
 
 static void test_missing_chunk_fails_end(void **state)
@@ -411,10 +361,10 @@ static void test_bad_crc_or_bytes_fail_end(void **state)
 
     /* BEGIN announced another CRC */
     struct zone_cmd c = begin_cmd(11, b.len, trailer_crc(&b) ^ 1);
-    assert_int_equal(apply1(f->s[1], idx++, &c, NULL), 0);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, NULL), 0);
     for (size_t off = 0; off < b.len; off += 512) {
         c = chunk_cmd(11, &b, off, b.len - off < 512 ? b.len - off : 512);
-        assert_int_equal(apply1(f->s[1], idx++, &c, NULL), 0);
+        assert_int_equal(store_apply1(f->s[1], idx++, &c, NULL), 0);
     }
     assert_failed_end(f, f->s[1], idx, 11, before, snap_before);
     idx += 2;
@@ -428,30 +378,30 @@ static void test_bad_crc_or_bytes_fail_end(void **state)
 
     /* overlapping chunks (a chunk at an offset inside another one) */
     c = begin_cmd(13, b.len, trailer_crc(&b));
-    assert_int_equal(apply1(f->s[1], idx++, &c, NULL), 0);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, NULL), 0);
     c = chunk_cmd(13, &b, 0, b.len);
-    assert_int_equal(apply1(f->s[1], idx++, &c, NULL), 0);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, NULL), 0);
     c = chunk_cmd(13, &b, 10, 10);
-    assert_int_equal(apply1(f->s[1], idx++, &c, NULL), 0);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, NULL), 0);
     assert_failed_end(f, f->s[1], idx, 13, before, snap_before);
     idx += 2;
 
     /* chunks that do not fit the announced total, and bad BEGINs, are refused at once */
     c = begin_cmd(14, 10, 0);
-    assert_int_equal(apply1(f->s[1], idx++, &c, &touched), 0);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, &touched), 0);
     c = chunk_cmd(14, &b, 5, 6);
-    assert_int_equal(apply1(f->s[1], idx++, &c, &touched), BASE_EPARSE);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, &touched), BASE_EPARSE);
     c = chunk_cmd(14, &b, 11, 1);
-    assert_int_equal(apply1(f->s[1], idx++, &c, &touched), BASE_EPARSE);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, &touched), BASE_EPARSE);
     c = begin_cmd(0, 10, 0);
-    assert_int_equal(apply1(f->s[1], idx++, &c, &touched), BASE_EPARSE);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, &touched), BASE_EPARSE);
     c = begin_cmd(15, 0, 0);
-    assert_int_equal(apply1(f->s[1], idx++, &c, &touched), BASE_EPARSE);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, &touched), BASE_EPARSE);
     c = begin_cmd(15, ZONE_BACKUP_MAX + 1, 0);
-    assert_int_equal(apply1(f->s[1], idx++, &c, &touched), BASE_ETOOBIG);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, &touched), BASE_ETOOBIG);
     /* a failed BEGIN discarded nothing: restore 14 is still staged */
     c = chunk_cmd(14, &b, 0, 5);
-    assert_int_equal(apply1(f->s[1], idx++, &c, &touched), 0);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, &touched), 0);
 
     char *after = catalog_text(f, f->s[1]);
     assert_string_equal(after, before);
@@ -476,12 +426,12 @@ static void test_new_begin_discards_older_restore(void **state)
     idx = stage(f->s[1], idx, 200, &b2, 300, -1);
     /* the older restore's pieces and END now fail without touching the newer staging */
     struct zone_cmd c = chunk_cmd(100, &b1, 0, 10);
-    assert_int_equal(apply1(f->s[1], idx++, &c, &touched), BASE_ENOTFOUND);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, &touched), BASE_ENOTFOUND);
     c = end_cmd(100);
-    assert_int_equal(apply1(f->s[1], idx++, &c, &touched), BASE_ENOTFOUND);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, &touched), BASE_ENOTFOUND);
     assert_int_equal(touched, 0);
     c = end_cmd(200);
-    assert_int_equal(apply1(f->s[1], idx, &c, &touched), 0);
+    assert_int_equal(store_apply1(f->s[1], idx, &c, &touched), 0);
     assert_int_equal(touched, ZONE_TABLE_ALL);
     char *got = catalog_text(f, f->s[1]);
     assert_string_equal(got, want);
@@ -516,11 +466,11 @@ static void test_staging_survives_reopen_and_replay(void **state)
      * entries after its last snapshot): the applied ones are skipped */
     size_t half = n_chunks / 2;
     for (size_t k = 0; k <= half; k++)
-        assert_int_equal(apply1(f->s[1], base + k, &log[k], NULL), 0);
+        assert_int_equal(store_apply1(f->s[1], base + k, &log[k], NULL), 0);
     zone_store_close(f->s[1]);
-    open_store(f, 1);
+    store_open_at(f->dir[1], &f->s[1]);
     for (size_t k = 0; k < n_chunks + 2; k++) {
-        apply_n(f->s[1], base + k, &log[k], 1, &res, &touched);
+        store_apply_n(f->s[1], base + k, &log[k], 1, &res, &touched);
         assert_int_equal(res, 0);
         assert_int_equal(touched, k == n_chunks + 1 ? ZONE_TABLE_ALL : 0);
     }
@@ -532,7 +482,7 @@ static void test_staging_survives_reopen_and_replay(void **state)
     /* replaying all of it once more changes nothing */
     size_t snap = snapshot_len(f->s[1]);
     for (size_t k = 0; k < n_chunks + 2; k++) {
-        apply_n(f->s[1], base + k, &log[k], 1, &res, &touched);
+        store_apply_n(f->s[1], base + k, &log[k], 1, &res, &touched);
         assert_int_equal(res, 0);
         assert_int_equal(touched, 0);
     }
@@ -546,18 +496,7 @@ static void test_staging_survives_reopen_and_replay(void **state)
     base_buf_free(&b);
 }
 
-/* CRC-32C from its definition, to rewrite a snapshot's version by hand. */
-static uint32_t crc32c(const uint8_t *p, size_t n)
-{
-    uint32_t crc = 0xffffffffu;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int k = 0; k < 8; k++)
-            crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
-    }
-    return ~crc;
-}
-
+/* The trailer of a snapshot rewritten by hand: CRC-32C from its definition (zone/fixture.h). */
 static void put_crc(struct base_buf *b)
 {
     uint32_t crc = crc32c(b->data, b->len - 4);
@@ -579,10 +518,10 @@ static void test_raft_snapshot_carries_staging(void **state)
     /* s[1] stages half a restore; its Raft snapshot (version 3) goes to a fresh s[2] */
     uint64_t idx = populate(f->s[1], 100, "other", 2);
     struct zone_cmd c = begin_cmd(3, b.len, trailer_crc(&b));
-    assert_int_equal(apply1(f->s[1], idx++, &c, NULL), 0);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, NULL), 0);
     size_t half = b.len / 2;
     c = chunk_cmd(3, &b, 0, half);
-    assert_int_equal(apply1(f->s[1], idx++, &c, NULL), 0);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, NULL), 0);
     base_buf_init(&snap);
     assert_int_equal(zone_store_snapshot(f->s[1], &snap), 0);
     struct zone_snapshot_info info;
@@ -595,12 +534,12 @@ static void test_raft_snapshot_carries_staging(void **state)
 
     /* the follower goes on with the rest of the log and ends where s[1] does */
     c = chunk_cmd(3, &b, half, b.len - half);
-    assert_int_equal(apply1(f->s[2], idx, &c, NULL), 0);
-    assert_int_equal(apply1(f->s[1], idx++, &c, NULL), 0);
+    assert_int_equal(store_apply1(f->s[2], idx, &c, NULL), 0);
+    assert_int_equal(store_apply1(f->s[1], idx++, &c, NULL), 0);
     c = end_cmd(3);
-    assert_int_equal(apply1(f->s[2], idx, &c, &touched), 0);
+    assert_int_equal(store_apply1(f->s[2], idx, &c, &touched), 0);
     assert_int_equal(touched, ZONE_TABLE_ALL);
-    assert_int_equal(apply1(f->s[1], idx, &c, &touched), 0);
+    assert_int_equal(store_apply1(f->s[1], idx, &c, &touched), 0);
     char *got1 = catalog_text(f, f->s[1]), *got2 = catalog_text(f, f->s[2]);
     assert_string_equal(got1, want);
     assert_string_equal(got2, want);
@@ -621,7 +560,7 @@ static void test_version_2_snapshot_restores_without_staging(void **state)
     char *want = catalog_text(f, f->s[0]);
     backup(f->s[0], &b);
     struct zone_cmd c = begin_cmd(8, 100, 0);
-    assert_int_equal(apply1(f->s[1], 2, &c, NULL), 0);
+    assert_int_equal(store_apply1(f->s[1], 2, &c, NULL), 0);
 
     /* version 3 -> 2: the staging section ("staging" and a zero count) goes */
     static const uint8_t staging_section[] = {7,   0, 0, 0, 's', 't', 'a', 'g', 'i', 'n',
@@ -644,12 +583,12 @@ static void test_version_2_snapshot_restores_without_staging(void **state)
     free(got);
     /* the staging went with the rest */
     c = chunk_cmd(8, &b, 0, 1);
-    assert_int_equal(apply1(f->s[1], 100, &c, NULL), BASE_ENOTFOUND);
+    assert_int_equal(store_apply1(f->s[1], 100, &c, NULL), BASE_ENOTFOUND);
 
     /* and a version 2 file restores as a backup too */
     uint64_t idx = stage(f->s[2], 200, 9, &b, 300, -1);
     c = end_cmd(9);
-    assert_int_equal(apply1(f->s[2], idx, &c, NULL), 0);
+    assert_int_equal(store_apply1(f->s[2], idx, &c, NULL), 0);
     got = catalog_text(f, f->s[2]);
     assert_string_equal(got, want);
     free(got);

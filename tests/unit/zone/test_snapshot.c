@@ -6,11 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "zone/fixture.h"
 #include "zone/internal.h"
 
 /* ---- fixture: two stores --------------------------------------------------------------- */
@@ -20,23 +20,11 @@ struct fx {
     struct base_arena a;
 };
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
-    char errmsg[BASE_ERRMSG_LEN];
     struct fx *f = calloc(1, sizeof *f);
-    for (int i = 0; i < 2; i++) {
-        strcpy(f->dir[i], "/tmp/herald-zone-XXXXXX");
-        assert_non_null(mkdtemp(f->dir[i]));
-        assert_int_equal(zone_store_open(f->dir[i], 0, &f->s[i], errmsg), 0);
-    }
+    for (int i = 0; i < 2; i++)
+        tmp_store_open(f->dir[i], "zone", &f->s[i]);
     base_arena_init(&f->a);
     *state = f;
     return 0;
@@ -45,29 +33,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    for (int i = 0; i < 2; i++) {
-        zone_store_close(f->s[i]);
-        assert_int_equal(nftw(f->dir[i], rm_one, 8, FTW_DEPTH | FTW_PHYS), 0);
-    }
+    for (int i = 0; i < 2; i++)
+        tmp_store_close(f->dir[i], f->s[i]);
     base_arena_close(&f->a);
     free(f);
     return 0;
-}
-
-static void apply(struct zone_store *s, uint64_t idx, const struct zone_cmd *c)
-{
-    struct base_buf b;
-    struct base_slice sl;
-    int res = -1;
-    uint32_t touched;
-
-    base_buf_init(&b);
-    zone_cmd_encode(c, &b);
-    sl.p = b.data;
-    sl.n = b.len;
-    assert_int_equal(zone_store_apply(s, idx, &sl, 1, &res, &touched), 0);
-    assert_int_equal(res, 0);
-    base_buf_free(&b);
 }
 
 /* A catalog with every table, deletes included, ending at index base + 9. */
@@ -106,38 +76,38 @@ static void populate(struct zone_store *s, uint64_t base, const char *tag)
         checks[1].http = "http://x/health";
         c.checks = checks;
         c.n_checks = 2;
-        apply(s, base + (uint64_t)i, &c);
+        store_apply(s, base + (uint64_t)i, &c);
     }
     memset(&c, 0, sizeof c);
     c.type = ZONE_CMD_DEREGISTER;
     c.node.name = "node-1";
-    apply(s, base + 3, &c);
+    store_apply(s, base + 3, &c);
     memset(&c, 0, sizeof c);
     c.type = ZONE_CMD_KV_SET;
     c.kv.key = "cfg/bin";
     c.kv.value = bin;
     c.kv.value_len = sizeof bin;
     c.kv.flags = 5;
-    apply(s, base + 4, &c);
+    store_apply(s, base + 4, &c);
     c.kv.key = tag;
-    apply(s, base + 5, &c);
+    store_apply(s, base + 5, &c);
     c.kv.key = "cfg/gone";
-    apply(s, base + 6, &c);
+    store_apply(s, base + 6, &c);
     memset(&c, 0, sizeof c);
     c.type = ZONE_CMD_KV_DELETE;
     c.kv.key = "cfg/gone";
-    apply(s, base + 7, &c);
+    store_apply(s, base + 7, &c);
     memset(&c, 0, sizeof c);
     c.type = ZONE_CMD_CHECK_UPDATE;
     c.node.name = "node-2";
     c.check_id = "serf";
     c.status = ZONE_HEALTH_CRITICAL;
     c.output = "dead";
-    apply(s, base + 8, &c);
+    store_apply(s, base + 8, &c);
     memset(&c, 0, sizeof c); /* a command that changes nothing: applied moves alone */
     c.type = ZONE_CMD_KV_DELETE;
     c.kv.key = "nothing";
-    apply(s, base + 9, &c);
+    store_apply(s, base + 9, &c);
 }
 
 static void snap(struct zone_store *s, struct base_buf *b)
@@ -250,16 +220,13 @@ static void test_older_snapshot_skipped(void **state)
     /* an empty store's snapshot (applied 0) into an empty store */
     skipped = false;
     struct base_buf empty;
-    char errmsg[BASE_ERRMSG_LEN];
-    char dir[64] = "/tmp/herald-zone-XXXXXX";
+    char dir[64];
     struct zone_store *e;
-    assert_non_null(mkdtemp(dir));
-    assert_int_equal(zone_store_open(dir, 0, &e, errmsg), 0);
+    tmp_store_open(dir, "zone", &e);
     snap(e, &empty);
     assert_int_equal(zone_store_restore(e, empty.data, empty.len, &skipped), 0);
     assert_true(skipped);
-    zone_store_close(e);
-    assert_int_equal(nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS), 0);
+    tmp_store_close(dir, e);
     base_buf_free(&empty);
 }
 
@@ -298,18 +265,6 @@ static void test_damaged_snapshot_refused(void **state)
 }
 
 /* ---- hand-built snapshots with a correct checksum -------------------------------------- */
-/* CRC-32C written here from its definition, to check the format, not the implementation. */
-static uint32_t crc32c(const uint8_t *p, size_t n)
-{
-    uint32_t crc = 0xffffffffu;
-    for (size_t i = 0; i < n; i++) {
-        crc ^= p[i];
-        for (int k = 0; k < 8; k++)
-            crc = (crc >> 1) ^ (0x82f63b78u & (0u - (crc & 1)));
-    }
-    return ~crc;
-}
-
 static const char *const db_names[] = {"nodes", "services", "svcidx", "checks", "kv", "meta"};
 
 struct row {
@@ -499,17 +454,6 @@ static void test_check_names_the_problem(void **state)
 
 /* The sliced CRC-32C against the standard check value and a byte-at-a-time reference, at
  * every length and alignment around the 8-byte steps. */
-static uint32_t crc_ref(const uint8_t *p, size_t n)
-{
-    uint32_t crc = 0xffffffffu;
-    while (n--) {
-        crc ^= *p++;
-        for (int k = 0; k < 8; k++)
-            crc = (crc & 1) ? (crc >> 1) ^ 0x82f63b78u : crc >> 1;
-    }
-    return ~crc;
-}
-
 static void test_crc32c(void **state)
 {
     (void)state;
@@ -520,7 +464,7 @@ static void test_crc32c(void **state)
         b[i] = (uint8_t)(i * 151 + 7);
     for (size_t off = 0; off < 8; off++)
         for (size_t n = 0; n + off <= sizeof b; n++)
-            assert_int_equal(zone__crc32c(b + off, n), crc_ref(b + off, n));
+            assert_int_equal(zone__crc32c(b + off, n), crc32c(b + off, n));
 }
 
 int main(void)

@@ -5,12 +5,12 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "zone/fixture.h"
 #include "zone/zone.h"
 
 /* ---- fixture --------------------------------------------------------------------------- */
@@ -20,26 +20,10 @@ struct fx {
     struct base_arena a;
 };
 
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void fx_open(struct fx *f)
-{
-    char errmsg[BASE_ERRMSG_LEN];
-    assert_int_equal(zone_store_open(f->dir, 0, &f->s, errmsg), 0);
-}
-
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof *f);
-    strcpy(f->dir, "/tmp/herald-zone-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    fx_open(f);
+    tmp_store_open(f->dir, "zone", &f->s);
     base_arena_init(&f->a);
     *state = f;
     return 0;
@@ -48,41 +32,16 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    zone_store_close(f->s);
     base_arena_close(&f->a);
-    assert_int_equal(nftw(f->dir, rm_one, 8, FTW_DEPTH | FTW_PHYS), 0);
+    tmp_store_close(f->dir, f->s);
     free(f);
     return 0;
-}
-
-/* Applies one entry of n commands at idx. */
-static void apply_n(struct fx *f, uint64_t idx, const struct zone_cmd *cmds, size_t n, int *results,
-                    uint32_t *touched)
-{
-    struct base_buf bufs[8];
-    struct base_slice sl[8];
-
-    assert_true(n <= 8);
-    for (size_t i = 0; i < n; i++) {
-        base_buf_init(&bufs[i]);
-        zone_cmd_encode(&cmds[i], &bufs[i]);
-        sl[i].p = bufs[i].data;
-        sl[i].n = bufs[i].len;
-    }
-    assert_int_equal(zone_store_apply(f->s, idx, sl, n, results, touched), 0);
-    for (size_t i = 0; i < n; i++)
-        base_buf_free(&bufs[i]);
 }
 
 /* Applies one command; returns its result, *touched the mask (may be NULL). */
 static int apply1(struct fx *f, uint64_t idx, const struct zone_cmd *c, uint32_t *touched)
 {
-    int res = 12345;
-    uint32_t t = 0xdead;
-    apply_n(f, idx, c, 1, &res, &t);
-    if (touched)
-        *touched = t;
-    return res;
+    return store_apply1(f->s, idx, c, touched);
 }
 
 static struct zone_cmd cmd_node(const char *node, const char *addr)
@@ -440,7 +399,7 @@ static void test_failed_command_rolls_back_alone(void **state)
     cmds[1].cas = 77; /* b does not exist: conflict */
     cmds[2] = cmd_node("n1", "10.0.0.1");
     cmds[3] = cmd_node("", "10.0.0.1"); /* invalid */
-    apply_n(f, 10, cmds, 4, res, &touched);
+    store_apply_n(f->s, 10, cmds, 4, res, &touched);
     assert_int_equal(res[0], 0);
     assert_int_equal(res[1], BASE_ECONFLICT);
     assert_int_equal(res[2], 0);
@@ -569,7 +528,7 @@ static void register_two_services(struct fx *f, uint64_t idx)
     cmds[1].service = &s2;
     cmds[1].checks = c2;
     cmds[1].n_checks = 1;
-    apply_n(f, idx, cmds, 2, res, &touched);
+    store_apply_n(f->s, idx, cmds, 2, res, &touched);
     assert_int_equal(res[0], 0);
     assert_int_equal(res[1], 0);
 }
@@ -894,7 +853,7 @@ static void test_reopen_keeps_data(void **state)
     c = cmd_kv_set("k", "v");
     assert_int_equal(apply1(f, 6, &c, NULL), 0);
     zone_store_close(f->s);
-    fx_open(f);
+    store_open_at(f->dir, &f->s);
     assert_true(has_node(f, "n1", NULL));
     assert_true(has_kv(f, "k", &kv));
     assert_string_equal((const char *)kv.value, "v");
