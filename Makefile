@@ -85,7 +85,7 @@ mod_of = $(patsubst %/,%,$(dir $(1)))
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c $$(call libs_for,$$(call mod_of,$$*))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) -o $@ $< $(call libs_for,$(call mod_of,$*)) $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) -Itests/unit -MMD -MP -MT $@ -MF $@.d $(LDFLAGS) -o $@ $< $(call libs_for,$(call mod_of,$*)) $(LDLIBS) $(shell pkg-config --libs cmocka)
 
 unit: $(UNIT_BINS)
 	@set -e; n=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t; n=$$((n+1)); done; \
