@@ -248,14 +248,15 @@ alive() {
 }
 
 # fill_kv URL ENTRIES THREADS CONNS: ENTRIES unique keys fill/t<thread>-<n> (100-byte values)
-# written by wrk (cluster_fill.lua) with THREADS threads and CONNS connections; each thread
-# leaves a mark file when done, then wrk is interrupted. Its BENCH line goes to fill.tsv.
+# written by wrk (put.lua with FILL_PER_THREAD) with THREADS threads and CONNS connections;
+# each thread leaves a mark file when done, then wrk is interrupted. Its BENCH line goes to
+# fill.tsv.
 fill_kv() {
     local url=$1 entries=$2 threads=$3 conns=$4 t k ok=0 rc=0 line
     rm -f "$TMP"/fill-mark-*
     FILL_MARK="$TMP/fill-mark-" FILL_PER_THREAD=$(((entries + threads - 1) / threads)) \
         timeout 900 wrk -t"$threads" -c"$conns" -d600s --timeout 10s --latency \
-        -s "$BENCH/cluster_fill.lua" "$url" >"$TMP/wrk-fill.txt" 2>&1 &
+        -s "$BENCH/put.lua" "$url" >"$TMP/wrk-fill.txt" 2>&1 &
     WRKPID=$!
     for ((k = 0; k < 6000; k++)); do
         ok=1
@@ -470,7 +471,7 @@ log "herald servers stopped: $clean of 3 logged a clean shutdown"
 CMD="tests/bench/cluster.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
 WRKARGS="wrk -t2 -c64 -d${DUR}s --timeout 10s --latency, tests/bench/put.lua (rotating keys bench/t<thread>-<0..999>, 100-byte body) and etcd_put.lua (the same keys and values)"
 [ $RESTART = 0 ] ||
-    WRKARGS="wrk -t$((FILLC < 2 ? 1 : 2)) -c$FILLC --timeout 10s, tests/bench/cluster_fill.lua (unique keys fill/t<thread>-<n>, 100-byte values) to the leader"
+    WRKARGS="wrk -t$((FILLC < 2 ? 1 : 2)) -c$FILLC --timeout 10s, tests/bench/put.lua with FILL_PER_THREAD (unique keys fill/t<thread>-<n>, 100-byte values) to the leader"
 META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') META_NPROC=$(nproc) \
     META_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
     META_KERNEL="Linux $(uname -r)" \
