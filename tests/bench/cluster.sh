@@ -49,9 +49,7 @@
 # Needs: make's build deps, wrk, curl, /usr/bin/python3.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BENCH="$ROOT/tests/bench"
-PY=/usr/bin/python3
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HADDRS=(127.0.3.1 127.0.3.2 127.0.3.3)
 EADDRS=(127.0.3.11 127.0.3.12 127.0.3.13)
 SERVERS=$(IFS=,; echo "${HADDRS[*]}")
@@ -102,56 +100,21 @@ done
            "--away-writes 1..999999, --down 0..999" >&2; exit 2; }
 [ $RESTART = 0 ] || ETCD=0
 
-log() { printf '[cluster.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
 for t in wrk curl; do command -v $t >/dev/null || die "$t not found"; done
 [ -x $PY ] || die "$PY not found"
 
-TMP=$(mktemp -d /tmp/herald-cluster-bench.XXXXXX)
+bench_tmp herald-cluster-bench
 EPIDS=()
 WRKPID=
-
-# Stops a process we started: SIGTERM, up to 10 s, then SIGKILL. Never by name.
-stop_pid() {
-    local pid=$1 i
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        # A zombie (a child of ours not reaped yet) counts as gone.
-        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]; then
-        log "pid $pid still alive after SIGTERM + 10 s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 herald_pids() {
     local f
     for f in "$TMP"/h[0-9].pid; do [ -f "$f" ] && cat "$f"; done
     return 0
 }
-cleanup() {
-    local rc=$? pid i
-    trap - EXIT INT TERM
-    for pid in $WRKPID $(herald_pids) ${EPIDS[@]+"${EPIDS[@]}"}; do stop_pid "$pid"; done
-    if [ $rc -ne 0 ]; then
-        for ((i = 1; i <= 3; i++)); do
-            [ -f "$TMP/h$i.log" ] || continue
-            log "last lines of h$i's log:"
-            tail -n 15 "$TMP/h$i.log" >&2 || true
-        done
-    fi
-    rm -rf "$TMP"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT TERM
+# shellcheck disable=SC2046,SC2086 # one word per pid
+bench_pids() { echo $WRKPID $(herald_pids) ${EPIDS[@]+"${EPIDS[@]}"}; }
+BENCH_LOGS=(h1.log h2.log h3.log)
 
-port_free() { ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 for a in "${HADDRS[@]}"; do
     for p in 8500 8300; do port_free "$a" $p || die "$a:$p is in use"; done
 done
@@ -169,60 +132,24 @@ if [ $ETCD = 1 ]; then
     done
 fi
 
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=0
 if [ -n "${HERALD_BIN:-}" ]; then
+    bench_commit
     HERALD=$HERALD_BIN
     log "using HERALD_BIN=$HERALD"
+    [ -x "$HERALD" ] || die "$HERALD not built"
 else
-    log "build (make)"
-    make -C "$ROOT" --no-print-directory >"$TMP/make.log" 2>&1 ||
-        { tail -20 "$TMP/make.log" >&2; die make; }
-    HERALD="$ROOT/build/herald"
+    bench_build
 fi
-[ -z "$(git -C "$ROOT" status --porcelain -- ':!tests' 2>/dev/null)" ] || DIRTY=1
-[ -x "$HERALD" ] || die "$HERALD not built"
-# Run a copy: build/herald may be rebuilt by someone else while this runs.
-cp "$HERALD" "$TMP/herald" || die "copy $HERALD"
-BINSUM=$(md5sum "$TMP/herald" | cut -c1-12)
-BINTIME=$(date -u -r "$HERALD" '+%Y-%m-%d %H:%M UTC')
-log "running a copy of $HERALD (md5 $BINSUM...)"
-HERALD="$TMP/herald"
+bench_dirty tests
+BIN_ORIG=$HERALD
+bench_copy_bin
+BINSUM=$(md5sum "$HERALD" | cut -c1-12)
+BINTIME=$(date -u -r "$BIN_ORIG" '+%Y-%m-%d %H:%M UTC')
+log "running a copy of $BIN_ORIG (md5 $BINSUM...)"
 
 # --- machine facts -------------------------------------------------------------------------
-FSYNC=$($PY - "$TMP" <<'EOF'
-import os, sys, time
-p = os.path.join(sys.argv[1], "fsync-probe")
-fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o600)
-os.write(fd, b"\0" * (4096 * 64)); os.fsync(fd)
-ts = []
-for i in range(200):
-    t = time.perf_counter(); os.pwrite(fd, b"x" * 4096, (i % 64) * 4096); os.fdatasync(fd)
-    ts.append(time.perf_counter() - t)
-os.close(fd); os.unlink(p)
-ts.sort()
-print("fdatasync after a 4 KiB overwrite: median %.3f ms, p99 %.3f ms (200 samples)"
-      % (ts[100] * 1e3, ts[198] * 1e3))
-EOF
-)
-log "$FSYNC"
-
-if [ "$QUIET" -gt 0 ]; then
-    log "waiting up to ${QUIET}s for 5 quiet seconds"
-    t_end=$((SECONDS + QUIET))
-    while :; do
-        $PY "$BENCH/cpu.py" snap "$TMP/cpu-a.json"
-        sleep 5
-        $PY "$BENCH/cpu.py" snap "$TMP/cpu-b.json"
-        # shellcheck disable=SC2046 # one word per pid
-    other=$($PY "$BENCH/cpu.py" other "$TMP/cpu-a.json" "$TMP/cpu-b.json" $$ | cut -d' ' -f1)
-        awk -v o="$other" 'BEGIN { exit !(o < 0.5) }' &&
-            { log "quiet (other programs: ${other}s of CPU in 5 s)"; break; }
-        [ $SECONDS -lt $t_end ] ||
-            { log "not quiet after ${QUIET}s (${other}s of CPU in 5 s): going ahead"; break; }
-    done
-fi
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+bench_disk
+bench_quiet "$QUIET"
 
 # --- start the three Herald servers ------------------------------------------------------------
 # start_herald I: server I (1-based); its argv (JSON) in h<I>.argv, its pid in h<I>.pid.
@@ -248,14 +175,15 @@ alive() {
 }
 
 # fill_kv URL ENTRIES THREADS CONNS: ENTRIES unique keys fill/t<thread>-<n> (100-byte values)
-# written by wrk (cluster_fill.lua) with THREADS threads and CONNS connections; each thread
-# leaves a mark file when done, then wrk is interrupted. Its BENCH line goes to fill.tsv.
+# written by wrk (put.lua with FILL_PER_THREAD) with THREADS threads and CONNS connections;
+# each thread leaves a mark file when done, then wrk is interrupted. Its BENCH line goes to
+# fill.tsv.
 fill_kv() {
     local url=$1 entries=$2 threads=$3 conns=$4 t k ok=0 rc=0 line
     rm -f "$TMP"/fill-mark-*
     FILL_MARK="$TMP/fill-mark-" FILL_PER_THREAD=$(((entries + threads - 1) / threads)) \
         timeout 900 wrk -t"$threads" -c"$conns" -d600s --timeout 10s --latency \
-        -s "$BENCH/cluster_fill.lua" "$url" >"$TMP/wrk-fill.txt" 2>&1 &
+        -s "$BENCH/put.lua" "$url" >"$TMP/wrk-fill.txt" 2>&1 &
     WRKPID=$!
     for ((k = 0; k < 6000; k++)); do
         ok=1
@@ -316,19 +244,8 @@ else
                 --log-level warn >"$TMP/e$i.log" 2>&1 &
             EPIDS+=($!)
         done
-        for a in "${EADDRS[@]}"; do
-            ok=0
-            for ((k = 0; k < 300; k++)); do
-                for pid in "${EPIDS[@]}"; do
-                    kill -0 "$pid" 2>/dev/null || die "etcd pid $pid exited at start"
-                done
-                if curl -fsS -m 1 "http://$a:2379/health" 2>/dev/null | grep '"health":"true"' >/dev/null; then
-                    ok=1
-                    break
-                fi
-                sleep 0.1
-            done
-            [ $ok = 1 ] || die "etcd on $a not healthy within 30 s"
+        for i in 1 2 3; do
+            wait_ready "${EPIDS[$((i - 1))]}" "etcd e$i" 300 etcd_healthy "http://${EADDRS[$((i - 1))]}:2379"
         done
         ETCD_DESC="$(etcd --version 2>/dev/null | sed -n 1p) (Debian etcd-server), three members on 127.0.3.11-13, defaults (fsync on, heartbeat 100 ms, election 1000 ms), v3 JSON gateway"
         log "etcd pids ${EPIDS[*]} ready"
@@ -348,16 +265,6 @@ else
 
     # --- throughput ----------------------------------------------------------------------------
     : >"$TMP/wrk.tsv"
-    proc_ticks() {
-        local sum=0 pid t
-        for pid in "$@"; do
-            if [ -r "/proc/$pid/stat" ]; then
-                t=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
-                sum=$((sum + t))
-            fi
-        done
-        echo $sum
-    }
     HZ=$(getconf CLK_TCK)
     # run_wrk NAME REP URL SCRIPT PIDS...
     run_wrk() {
@@ -448,13 +355,7 @@ for pid in $(herald_pids); do
     kill -TERM "$pid"
 done
 for pid in $(herald_pids); do
-    for ((k = 0; k < 300; k++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = Z ] && break
-        sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] &&
-        die "herald pid $pid still running 30 s after SIGTERM"
+    wait_gone "$pid" 300 || die "herald pid $pid still running 30 s after SIGTERM"
     wait "$pid" 2>/dev/null || true
 done
 rm -f "$TMP"/h[0-9].pid
@@ -467,38 +368,12 @@ log "herald servers stopped: $clean of 3 logged a clean shutdown"
 [ $clean = 3 ] || die "a server did not shut down cleanly"
 
 # --- report ----------------------------------------------------------------------------------
-CMD="tests/bench/cluster.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
 WRKARGS="wrk -t2 -c64 -d${DUR}s --timeout 10s --latency, tests/bench/put.lua (rotating keys bench/t<thread>-<0..999>, 100-byte body) and etcd_put.lua (the same keys and values)"
 [ $RESTART = 0 ] ||
-    WRKARGS="wrk -t$((FILLC < 2 ? 1 : 2)) -c$FILLC --timeout 10s, tests/bench/cluster_fill.lua (unique keys fill/t<thread>-<n>, 100-byte values) to the leader"
-META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') META_NPROC=$(nproc) \
-    META_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
-    META_KERNEL="Linux $(uname -r)" \
-    META_DATAFS="$(df -T "$TMP" | awk 'NR==2 {print $2 " (" $1 ")"}')" \
-    META_FSYNC="$FSYNC" META_COMMIT=$COMMIT META_DIRTY=$DIRTY META_BIN="${HERALD_BIN:-}" \
-    META_HERALD="herald agent -server -bootstrap-expect 3 -data-dir \$TMP/hN -bind 127.0.3.N -client 127.0.3.N -node hN -log-level info -retry-join 127.0.3.1 -retry-join 127.0.3.2 -retry-join 127.0.3.3" \
-    META_WRK="$(wrk -v 2>&1 | sed -n 1p | awk '{print "wrk " $2}')" \
-    META_WRKARGS="$WRKARGS" META_BINSUM="$BINSUM" META_BINTIME="$BINTIME" META_RESTART=$RESTART \
-    META_FILLC=$FILLC META_SERVICES=$SERVICES META_AWAY=$AWAY META_DOWN=$DOWN \
-    META_ETCD="$ETCD_DESC" META_CMD="$CMD" META_REPS=$REPS \
-    META_LOAD="load average (1/5/15 min) before the run $LOAD_START, after $(cut -d' ' -f1-3 /proc/loadavg)" \
-    $PY -c '
-import json, os
-e = os.environ
-print(json.dumps({"date": e["META_DATE"], "nproc": e["META_NPROC"], "cpu": e["META_CPU"],
-    "kernel": e["META_KERNEL"], "datafs": e["META_DATAFS"], "fsync": e["META_FSYNC"],
-    "commit": e["META_COMMIT"], "dirty": e["META_DIRTY"] == "1", "bin": e["META_BIN"],
-    "herald_cmd": e["META_HERALD"], "wrk": e["META_WRK"],
-    "wrk_args": e["META_WRKARGS"], "etcd": e["META_ETCD"], "command": e["META_CMD"],
-    "reps": int(e["META_REPS"]), "load": e["META_LOAD"], "bin_md5": e["META_BINSUM"],
-    "bin_time": e["META_BINTIME"],
-    "restart": e["META_RESTART"] == "1", "fill_conns": int(e["META_FILLC"]),
-    "services": int(e["META_SERVICES"]), "away_writes": int(e["META_AWAY"]),
-    "down": int(e["META_DOWN"])}))' >"$TMP/meta.json"
-
-echo
-if [ $RECORD = 1 ]; then
-    $PY "$BENCH/cluster_bench.py" report "$TMP" --record "$BENCH/RESULTS.md"
-else
-    $PY "$BENCH/cluster_bench.py" report "$TMP"
-fi
+    WRKARGS="wrk -t$((FILLC < 2 ? 1 : 2)) -c$FILLC --timeout 10s, tests/bench/put.lua with FILL_PER_THREAD (unique keys fill/t<thread>-<n>, 100-byte values) to the leader"
+bench_meta datafs="$DATAFS" fsync="$FSYNC" bin="${HERALD_BIN:-}" \
+    herald_cmd="herald agent -server -bootstrap-expect 3 -data-dir \$TMP/hN -bind 127.0.3.N -client 127.0.3.N -node hN -log-level info -retry-join 127.0.3.1 -retry-join 127.0.3.2 -retry-join 127.0.3.3" \
+    wrk="$(wrk -v 2>&1 | sed -n 1p | awk '{print "wrk " $2}')" wrk_args="$WRKARGS" \
+    bin_md5="$BINSUM" bin_time="$BINTIME" restart:bool="$RESTART" fill_conns:int="$FILLC" \
+    services:int="$SERVICES" away_writes:int="$AWAY" down:int="$DOWN" etcd="$ETCD_DESC"
+bench_report $PY "$BENCH/cluster_bench.py" report

@@ -16,20 +16,38 @@ import sys
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def snap():
-    out = {}
+def stats():
+    """(pid, comm, the fields after the comm) of every process, from /proc/PID/stat."""
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
             with open("/proc/%s/stat" % d) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                s = f.read()
         except OSError:
             continue
-        # fields[1] is the ppid: kernel threads are kthreadd (2) and its children.
-        kthread = d == "2" or fields[1] == "2"
-        out[d] = [int(fields[11]) + int(fields[12]), kthread]  # utime + stime
-    return out
+        yield d, s[s.index("(") + 1:s.rindex(")")], s.rsplit(")", 1)[1].split()
+
+
+def snap():
+    # fields[1] is the ppid: kernel threads are kthreadd (2) and its children.
+    return {d: [int(fields[11]) + int(fields[12]), d == "2" or fields[1] == "2"]  # utime + stime
+            for d, _, fields in stats()}
+
+
+def other(a, b, skip):
+    """(user, kernel): seconds of CPU that user processes not in skip (pids as strings) and
+    kernel threads used between snapshots a and b."""
+    user = kern = 0
+    for p, (t, kthread) in b.items():
+        if p in skip:
+            continue
+        d = max(0, t - a.get(p, [0])[0])
+        if kthread:
+            kern += d
+        else:
+            user += d
+    return user / HZ, kern / HZ
 
 
 def main():
@@ -41,17 +59,7 @@ def main():
             a = json.load(f)
         with open(sys.argv[3]) as f:
             b = json.load(f)
-        skip = set(sys.argv[4:]) | {str(os.getpid()), str(os.getppid())}
-        user = kern = 0
-        for p, (t, kthread) in b.items():
-            if p in skip:
-                continue
-            d = max(0, t - a.get(p, [0])[0])
-            if kthread:
-                kern += d
-            else:
-                user += d
-        print("%.3f %.3f" % (user / HZ, kern / HZ))
+        print("%.3f %.3f" % other(a, b, set(sys.argv[4:]) | {str(os.getpid()), str(os.getppid())}))
     else:
         sys.exit(__doc__)
 

@@ -42,10 +42,7 @@
 # dnspython (Debian python3-dnspython).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BENCH="$ROOT/tests/bench"
-HERALD="$ROOT/build/herald"
-PY=/usr/bin/python3
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 HB="$PY $BENCH/dns_bench.py"
 HADDR=127.0.0.60
 NADDR=127.0.0.61
@@ -92,9 +89,6 @@ done
     { echo "dns.sh: --reps 1..99, --duration 1..999, --rate 100..9999999, --large 0..9999999," \
         "--clients 1..999, --outstanding 1..99999, --wait-quiet 0..9999" >&2; exit 2; }
 
-log() { printf '[dns.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
 # --- packages --------------------------------------------------------------------------------
 need=()
 command -v dnsperf >/dev/null || need+=(dnsperf)
@@ -123,95 +117,25 @@ for pid in $(pgrep -x nsd || true) $(pgrep -x knotd || true); do
     fi
 done
 
-TMP=$(mktemp -d /tmp/herald-dnsbench.XXXXXX)
+bench_tmp herald-dnsbench
 HPID=
 NPID=
 KPID=
+bench_pids() { echo "$HPID $NPID $KPID"; }
+BENCH_LOGS=(herald.log nsd.log knot.log)
 
-# Stops a process we started: SIGTERM, up to 10 s, then SIGKILL. Never by name.
-stop_pid() {
-    local pid=$1 i
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid still alive after SIGTERM + 10 s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_pid "$HPID"
-    stop_pid "$NPID"
-    stop_pid "$KPID"
-    if [ $rc -ne 0 ]; then
-        for f in herald.log nsd.log knot.log; do
-            [ -s "$TMP/$f" ] || continue
-            log "last lines of $f:"
-            tail -n 15 "$TMP/$f" >&2 || true
-        done
-    fi
-    rm -rf "$TMP"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT TERM
-
-# Something already listening (TCP or UDP) on ADDR:PORT, or on the wildcard at that port?
-port_busy() {
-    ss -Hlnut "( sport = :$2 )" 2>/dev/null | awk -v a="$1:$2" '
-        $5 == a || $5 == "0.0.0.0:" substr(a, index(a, ":") + 1) || $5 ~ /^\[::\]:/ || $5 ~ /^\*:/ { f = 1 }
-        END { exit !f }'
-}
 for ap in $HADDR:8500 $HADDR:8300 $HADDR:$DPORT $NADDR:$DPORT $KADDR:$DPORT; do
     ! port_busy "${ap%:*}" "${ap#*:}" || die "$ap is in use"
 done
 
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=0
-if [ $HEAD = 1 ]; then
-    log "build HEAD ($COMMIT) from git archive in $TMP/src"
-    mkdir -p "$TMP/src"
-    git -C "$ROOT" archive HEAD | tar -x -C "$TMP/src" || die "git archive HEAD"
-    make -C "$TMP/src" -j"$(nproc)" --no-print-directory >"$TMP/make.log" 2>&1 ||
-        { tail -20 "$TMP/make.log" >&2; die "make (HEAD)"; }
-    HERALD="$TMP/src/build/herald"
-else
-    log "build (make)"
-    make -C "$ROOT" --no-print-directory >"$TMP/make.log" 2>&1 ||
-        { tail -20 "$TMP/make.log" >&2; die make; }
-    [ -z "$(git -C "$ROOT" status --porcelain -- ':!tests/bench' 2>/dev/null)" ] || DIRTY=1
-    # The work tree is shared: someone's make may replace build/herald during the run, so
-    # every agent of this run starts from a copy taken now.
-    cp "$HERALD" "$TMP/herald" || die "copy $HERALD"
-    HERALD="$TMP/herald"
-fi
-[ -x "$HERALD" ] || die "$HERALD not built"
+bench_build
+[ $HEAD = 1 ] || bench_copy_bin
 
 NPROC=$(nproc)
 [ "$NPROC" -ge 2 ] || die "needs at least 2 cores (server on CPU 0, dnsperf on CPU 1)"
 
 # --- is the machine quiet? -------------------------------------------------------------------
-if [ "$QUIET" -gt 0 ]; then
-    log "waiting up to ${QUIET}s for 5 quiet seconds (load $(cut -d' ' -f1-3 /proc/loadavg))"
-    t_end=$((SECONDS + QUIET))
-    while :; do
-        $PY "$BENCH/cpu.py" snap "$TMP/cpu-a.json"
-        sleep 5
-        $PY "$BENCH/cpu.py" snap "$TMP/cpu-b.json"
-        other=$($PY "$BENCH/cpu.py" other "$TMP/cpu-a.json" "$TMP/cpu-b.json" $$ | cut -d' ' -f1)
-        awk -v o="$other" 'BEGIN { exit !(o < 0.5) }' &&
-            { log "quiet (other programs: ${other}s of CPU in 5 s)"; break; }
-        [ $SECONDS -lt $t_end ] ||
-            { log "not quiet after ${QUIET}s (other programs: ${other}s of CPU in 5 s): going ahead"; break; }
-    done
-fi
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+bench_quiet "$QUIET"
 PS_START=$(ps -eo pcpu=,comm= --sort=-pcpu | head -3 | awk '{ printf "%s%s %s%%", (NR > 1 ? ", " : ""), $2, $1 }')
 
 # --- servers ---------------------------------------------------------------------------------
@@ -233,24 +157,14 @@ start_herald() {
     mkdir -p "$2"
     "$HERALD" "${HERALD_ARGS[@]}" >>"$TMP/herald.log" 2>&1 &
     HPID=$!
-    local i leader node
-    for ((i = 0; i < 600; i++)); do
-        kill -0 $HPID 2>/dev/null || die "herald exited at start"
-        leader=$(curl -fsS -m 1 "$URL/v1/status/leader" 2>/dev/null || true)
-        node=$(curl -fsS -m 1 "$URL/v1/catalog/node/$NODE" 2>/dev/null || true)
-        if [ -n "$leader" ] && [ "$leader" != '""' ] && [ -n "$node" ] && [ "$node" != null ] &&
-            dig_ok $HADDR; then
-            log "herald pid $HPID ready (-dns-workers $1)"
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "herald not ready within 60 s"
+    wait_ready $HPID herald 600 herald_serves
+    log "herald pid $HPID ready (-dns-workers $1)"
 }
+herald_serves() { herald_ready "$URL" "$NODE" && dig_ok $HADDR; }
 
 # start_nsd WORKERS ZONEDIR
 start_nsd() {
-    local run="$TMP/nsd-run" i reuse=no
+    local run="$TMP/nsd-run" reuse=no
     mkdir -p "$run"
     [ "$1" -gt 1 ] && reuse=yes
     cat >"$run/nsd.conf" <<EOF
@@ -278,20 +192,13 @@ zone:
 EOF
     nsd -d -c "$run/nsd.conf" >>"$TMP/nsd.log" 2>&1 &
     NPID=$!
-    for ((i = 0; i < 600; i++)); do
-        kill -0 $NPID 2>/dev/null || die "nsd exited at start: $(tail -3 "$TMP/nsd.log")"
-        if dig_ok $NADDR; then
-            log "nsd pid $NPID ready (server-count $1)"
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "nsd not ready within 60 s"
+    wait_ready $NPID nsd 600 dig_ok $NADDR
+    log "nsd pid $NPID ready (server-count $1)"
 }
 
 # start_knot WORKERS ZONEDIR
 start_knot() {
-    local run="$TMP/knot-run" i
+    local run="$TMP/knot-run"
     rm -rf "$run"
     mkdir -p "$run/db"
     cat >"$run/knot.conf" <<EOF
@@ -320,15 +227,8 @@ zone:
 EOF
     knotd -c "$run/knot.conf" >>"$TMP/knot.log" 2>&1 &
     KPID=$!
-    for ((i = 0; i < 600; i++)); do
-        kill -0 $KPID 2>/dev/null || die "knotd exited at start: $(tail -3 "$TMP/knot.log")"
-        if dig_ok $KADDR; then
-            log "knotd pid $KPID ready (udp-workers $1)"
-            return 0
-        fi
-        sleep 0.1
-    done
-    die "knotd not ready within 60 s"
+    wait_ready $KPID knotd 600 dig_ok $KADDR
+    log "knotd pid $KPID ready (udp-workers $1)"
 }
 
 stop_all() {
@@ -487,38 +387,16 @@ fi
 log "measuring took $((SECONDS - T0)) s"
 
 # --- report ----------------------------------------------------------------------------------
-CMD="tests/bench/dns.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
-META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') META_NPROC=$NPROC \
-    META_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
-    META_KERNEL="Linux $(uname -r)" META_COMMIT=$COMMIT META_DIRTY=$DIRTY \
-    META_HERALD="herald agent -server -bootstrap-expect 1 -data-dir \$TMP/herald-<set> -bind $HADDR -client $HADDR -node $NODE -log-level warn -dns-workers 1" \
-    META_ALLW="-dns-workers $NPROC" \
-    META_NSDV="$(nsd -v 2>&1 | head -1) (Debian $(dpkg-query -W -f='${Version}' nsd 2>/dev/null))" \
-    META_NSDCMD="nsd -d -c \$TMP/nsd-run/nsd.conf" \
-    META_NSDCONF="ip-address $NADDR@$DPORT, server-count 1 (then $NPROC with reuseport: yes), rrl-ratelimit: 0, round-robin: yes (minimal-responses left off: it drops the SRV targets from Additional), database \"\", zone consul. from a file" \
-    META_KNOTV="$(knotd -V 2>&1 | head -1) (Debian $(dpkg-query -W -f='${Version}' knot 2>/dev/null))" \
-    META_KNOTCMD="knotd -c \$TMP/knot-run/knot.conf" \
-    META_KNOTCONF="listen $KADDR@$DPORT, udp-workers 1, tcp-workers 1 (then $NPROC each), background-workers 1, answer-rotation: on, journal-content: none, zonefile-load: whole" \
-    META_DNSPERF="dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ { print $2; exit }') (Debian $(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null))" \
-    META_DNSPERFDESC="-e (EDNS0) -c $CLIENTS -q $OUTST -t 2, $DUR s per run; maximum throughput without -Q, latency runs with -Q $RATE -v; each server warmed by one pass over the query file (-n 1) before its series; all traffic on loopback, UDP" \
-    META_PIN="one-worker runs: every thread of every server process pinned to CPU 0 (taskset -a -p -c 0), dnsperf to CPU 1 (taskset -c 1); all-worker runs: nothing pinned, so dnsperf competes with the servers' $NPROC workers for the $NPROC cores" \
-    META_CMD="$CMD" META_REPS=$REPS \
-    META_LOAD="load average (1/5/15 min) before the run $LOAD_START (busiest processes then: $PS_START), after $(cut -d' ' -f1-3 /proc/loadavg); measuring took $((SECONDS - T0)) s" \
-    $PY -c '
-import json, os
-e = os.environ
-print(json.dumps({"date": e["META_DATE"], "nproc": e["META_NPROC"], "cpu": e["META_CPU"],
-    "kernel": e["META_KERNEL"], "commit": e["META_COMMIT"], "dirty": e["META_DIRTY"] == "1",
-    "herald_cmd": e["META_HERALD"], "all_workers": e["META_ALLW"],
-    "nsd_version": e["META_NSDV"], "nsd_cmd": e["META_NSDCMD"], "nsd_conf": e["META_NSDCONF"],
-    "knot_version": e["META_KNOTV"], "knot_cmd": e["META_KNOTCMD"],
-    "knot_conf": e["META_KNOTCONF"], "dnsperf_version": e["META_DNSPERF"],
-    "dnsperf_desc": e["META_DNSPERFDESC"], "pinning": e["META_PIN"], "command": e["META_CMD"],
-    "reps": int(e["META_REPS"]), "load": e["META_LOAD"]}))' >"$TMP/meta.json"
-
-echo
-if [ $RECORD = 1 ]; then
-    $HB report "$TMP" --record "$BENCH/RESULTS.md"
-else
-    $HB report "$TMP"
-fi
+bench_meta herald_cmd="herald agent -server -bootstrap-expect 1 -data-dir \$TMP/herald-<set> -bind $HADDR -client $HADDR -node $NODE -log-level warn -dns-workers 1" \
+    all_workers="-dns-workers $NPROC" \
+    nsd_version="$(nsd -v 2>&1 | head -1) (Debian $(dpkg-query -W -f='${Version}' nsd 2>/dev/null))" \
+    nsd_cmd="nsd -d -c \$TMP/nsd-run/nsd.conf" \
+    nsd_conf="ip-address $NADDR@$DPORT, server-count 1 (then $NPROC with reuseport: yes), rrl-ratelimit: 0, round-robin: yes (minimal-responses left off: it drops the SRV targets from Additional), database \"\", zone consul. from a file" \
+    knot_version="$(knotd -V 2>&1 | head -1) (Debian $(dpkg-query -W -f='${Version}' knot 2>/dev/null))" \
+    knot_cmd="knotd -c \$TMP/knot-run/knot.conf" \
+    knot_conf="listen $KADDR@$DPORT, udp-workers 1, tcp-workers 1 (then $NPROC each), background-workers 1, answer-rotation: on, journal-content: none, zonefile-load: whole" \
+    dnsperf_version="dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ { print $2; exit }') (Debian $(dpkg-query -W -f='${Version}' dnsperf 2>/dev/null))" \
+    dnsperf_desc="-e (EDNS0) -c $CLIENTS -q $OUTST -t 2, $DUR s per run; maximum throughput without -Q, latency runs with -Q $RATE -v; each server warmed by one pass over the query file (-n 1) before its series; all traffic on loopback, UDP" \
+    pinning="one-worker runs: every thread of every server process pinned to CPU 0 (taskset -a -p -c 0), dnsperf to CPU 1 (taskset -c 1); all-worker runs: nothing pinned, so dnsperf competes with the servers' $NPROC workers for the $NPROC cores" \
+    load="load average (1/5/15 min) before the run $LOAD_START (busiest processes then: $PS_START), after $(cut -d' ' -f1-3 /proc/loadavg); measuring took $((SECONDS - T0)) s"
+bench_report $HB report

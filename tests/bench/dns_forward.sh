@@ -30,10 +30,7 @@
 # Does not touch the other sections of RESULTS.md (tests/bench/dns.sh has its own).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BENCH="$ROOT/tests/bench"
-HERALD="$ROOT/build/herald"
-PY=/usr/bin/python3
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 UADDR=127.0.0.70
 UPORT=5300
 HADDR=127.0.0.71
@@ -69,9 +66,6 @@ done
     { echo "dns_forward.sh: --reps 1..99, --duration 1..999, --names 1..999999," \
         "--clients 1..999, --outstanding 1..99999, --wait-quiet 0..9999" >&2; exit 2; }
 
-log() { printf '[dns_forward.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
 for t in dnsperf nsd unbound dig taskset make ss; do
     command -v $t >/dev/null || die "$t not found (make deps installs it)"
 done
@@ -79,23 +73,14 @@ for a in "$UADDR:$UPORT" "$HADDR:$DPORT" "$BADDR:$DPORT"; do
     if ss -Hlun "sport = :${a##*:}" | grep -q "${a%:*}:"; then die "$a is in use"; fi
 done
 
-TMP=$(mktemp -d /tmp/herald-bench-fwd.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do
-        if kill -0 "$p" 2>/dev/null; then
-            kill "$p" 2>/dev/null || true
-            for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-            kill -9 "$p" 2>/dev/null || true
-        fi
-    done
-    rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
+bench_tmp herald-bench-fwd
+NSD_PID=
+HPID=
+UBPID=
+bench_pids() { echo "$HPID $UBPID $NSD_PID"; }
+BENCH_LOGS=(nsd.log herald.log unbound.log)
 
-log "building (make)"
-make -C "$ROOT" -s >/dev/null || die "make"
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
+bench_build
 git -C "$ROOT" diff --quiet HEAD -- resolver admin base zone 2>/dev/null || COMMIT="$COMMIT (+ uncommitted changes)"
 
 # --- the upstream: NSD with the names -----------------------------------------------------------
@@ -128,31 +113,23 @@ zone:
   zonefile: bench.zone
 EOF
 nsd -d -c "$TMP/nsd/nsd.conf" >"$TMP/nsd.log" 2>&1 &
-PIDS+=($!)
 NSD_PID=$!
 
-wait_dns() { # addr port name
-    for _ in $(seq 100); do
-        dig @"$1" -p "$2" +time=1 +tries=1 +short "$3" 2>/dev/null | grep -q . && return 0
-        sleep 0.1
-    done
-    return 1
+answers() { # addr port name
+    dig @"$1" -p "$2" +time=1 +tries=1 +short "$3" 2>/dev/null | grep -q .
 }
-wait_dns $UADDR $UPORT h0.bench.example || die "nsd did not answer: $(tail -5 "$TMP/nsd.log")"
+wait_ready $NSD_PID nsd 100 answers $UADDR $UPORT h0.bench.example
 
 for ((i = 0; i < NAMES; i++)); do echo "h$i.bench.example A"; done >"$TMP/queries"
 
 # --- the two servers ----------------------------------------------------------------------------
-HPID=
-UBPID=
 start_herald() { # workers cpu-list
     local w=$1 cpus=$2
     taskset -c "$cpus" "$HERALD" agent -dev -log-level warn -node bench -bind $HADDR \
         -client $HADDR -dns-workers "$w" -recursor $UADDR:$UPORT \
         >"$TMP/herald.log" 2>&1 &
     HPID=$!
-    PIDS+=($HPID)
-    wait_dns $HADDR $DPORT h0.bench.example || die "herald did not answer: $(tail -5 "$TMP/herald.log")"
+    wait_ready $HPID herald 100 answers $HADDR $DPORT h0.bench.example
 }
 start_unbound() { # workers cpu-list
     local w=$1 cpus=$2
@@ -183,28 +160,24 @@ forward-zone:
 EOF
     taskset -c "$cpus" unbound -d -c "$TMP/unbound/unbound.conf" >"$TMP/unbound.log" 2>&1 &
     UBPID=$!
-    PIDS+=($UBPID)
-    wait_dns $BADDR $DPORT h0.bench.example || die "unbound did not answer: $(tail -5 "$TMP/unbound.log")"
+    wait_ready $UBPID unbound 100 answers $BADDR $DPORT h0.bench.example
 }
-stop_pid() {
-    kill "$1" 2>/dev/null || true
-    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$1" 2>/dev/null && die "server $1 did not stop"
-    wait "$1" 2>/dev/null || true
-}
-
-cpu_ticks() { # all threads of a process: utime + stime
-    awk '{ print $14 + $15 }' "/proc/$1/stat"
+stop_server() { # HPID or UBPID: SIGTERM, and it must be gone within 10 s
+    local pid=${!1}
+    kill "$pid" 2>/dev/null || true
+    wait_gone "$pid" 100 || die "server $pid did not stop"
+    wait "$pid" 2>/dev/null || true
+    printf -v "$1" ''
 }
 
 # dnsperf against addr; prints "qps lost cpu_us_per_query other_cores"
 measure() { # addr server-pid cpus-for-dnsperf
     local addr=$1 pid=$2 cpus=$3 out t0 t1 other
     $PY "$BENCH/cpu.py" snap "$TMP/snap0"
-    t0=$(cpu_ticks "$pid")
+    t0=$(proc_ticks "$pid")
     out=$(taskset -c "$cpus" dnsperf -s "$addr" -p $DPORT -d "$TMP/queries" -l "$DUR" \
         -c "$CLIENTS" -q "$OUTST" 2>&1) || die "dnsperf: $out"
-    t1=$(cpu_ticks "$pid")
+    t1=$(proc_ticks "$pid")
     $PY "$BENCH/cpu.py" snap "$TMP/snap1"
     # other programs: user CPU of everything but the server and the upstream (dnsperf started
     # and ended between the snapshots, so it is not seen)
@@ -220,22 +193,6 @@ ticks = int(sys.argv[2]) - int(sys.argv[1])
 us = ticks / os.sysconf("SC_CLK_TCK") * 1e6 / max(done, 1)
 print("%.0f %d %.2f %.2f" % (qps, lost, us, float(sys.argv[4]) / float(sys.argv[5])))
 EOF
-}
-
-wait_quiet() { # up to QUIET seconds for 5 s in which other programs use under 0.1 core
-    local until=$((SECONDS + QUIET)) o
-    while :; do
-        $PY "$BENCH/cpu.py" snap "$TMP/q0"
-        sleep 5
-        $PY "$BENCH/cpu.py" snap "$TMP/q1"
-        o=$($PY "$BENCH/cpu.py" other "$TMP/q0" "$TMP/q1" "$NSD_PID" | cut -d' ' -f1)
-        if $PY -c "import sys; sys.exit(0 if float('$o') < 0.5 else 1)"; then return 0; fi
-        if [ $SECONDS -ge $until ]; then
-            log "machine not quiet after ${QUIET}s (other programs: ${o}s of CPU in 5s): measuring anyway"
-            return 0
-        fi
-        log "waiting for a quiet machine (other programs: ${o}s of CPU in 5s)"
-    done
 }
 
 warm() { # addr: every name answered from the cache of every worker (several passes, sockets)
@@ -262,7 +219,7 @@ run_config() { # label workers server-cpus dnsperf-cpus
             start_herald "$w" "$scpu"
             start_unbound "$w" "$scpu"
             check_same
-            stop_pid "$UBPID"
+            stop_server UBPID
         else
             start_herald "$w" "$scpu"
         fi
@@ -270,18 +227,18 @@ run_config() { # label workers server-cpus dnsperf-cpus
         r=$(measure $HADDR "$HPID" "$pcpu")
         log "$label rep $rep herald: $r"
         echo "$label herald $r" >>"$RESULTS"
-        stop_pid "$HPID"
+        stop_server HPID
         start_unbound "$w" "$scpu"
         warm $BADDR
         r=$(measure $BADDR "$UBPID" "$pcpu")
         log "$label rep $rep unbound: $r"
         echo "$label unbound $r" >>"$RESULTS"
-        stop_pid "$UBPID"
+        stop_server UBPID
     done
 }
 
 NCPU=$(nproc)
-if [ "$QUIET" -gt 0 ]; then wait_quiet; fi
+bench_quiet "$QUIET" "$NSD_PID"
 log "one worker: servers on CPU 0, dnsperf on CPU 1 ($REPS reps, ${DUR}s each)"
 run_config "1w" 1 0 "$((NCPU > 1 ? 1 : 0))"
 if [ $ALLW = 1 ]; then
@@ -349,24 +306,7 @@ EOF
 cat "$REPORT"
 
 if [ $RECORD = 1 ]; then
-    $PY - "$BENCH/RESULTS.md" "$REPORT" <<'EOF'
-import sys
-path, report = sys.argv[1], open(sys.argv[2]).read()
-begin = "<!-- dns_forward.sh: begin (generated by tests/bench/dns_forward.sh --record; edits here are lost) -->"
-end = "<!-- dns_forward.sh: end -->"
-try:
-    text = open(path).read()
-except FileNotFoundError:
-    text = "# Benchmark results\n"
-section = begin + "\n" + report + end + "\n"
-b = text.find("<!-- dns_forward.sh: begin")
-e = text.find(end)
-if b >= 0 and e > b:
-    rest = text[e + len(end):].lstrip("\n")
-    text = text[:b] + section + ("\n" + rest if rest else "")
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open(path, "w").write(text)
-EOF
+    $PY "$BENCH/report.py" record "$BENCH/RESULTS.md" dns_forward.sh "$REPORT" ||
+        die "recording in RESULTS.md"
     log "recorded in tests/bench/RESULTS.md (dns_forward.sh section)"
 fi

@@ -25,10 +25,7 @@
 # dir is removed. Needs: make's build deps, wrk, curl, ss, /usr/bin/python3.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BENCH="$ROOT/tests/bench"
-HERALD="$ROOT/build/herald"
-PY=/usr/bin/python3
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ADDR=127.0.0.50
 URL="http://$ADDR:8500"
 EADDR=127.0.0.51
@@ -62,9 +59,6 @@ done
     { echo "http.sh: --reps 1..99, --duration 1..999, --park 1..99999, --wait-quiet 0..9999" >&2
       exit 2; }
 
-log() { printf '[http.sh %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "FAILED: $*"; exit 1; }
-
 for t in wrk curl ss; do command -v $t >/dev/null || die "$t not found"; done
 [ -x $PY ] || die "$PY not found"
 if [ $ETCD = 1 ] && ! command -v etcd >/dev/null; then
@@ -77,96 +71,21 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((PARK + 200)) ] ||
     die "open-file limit $(ulimit -n) is too low for --park $PARK"
 
-TMP=$(mktemp -d /tmp/herald-bench.XXXXXX)
+bench_tmp herald-bench
 HPID=
 EPID=
 PARKPID=
+bench_pids() { echo "$PARKPID $HPID $EPID"; }
+BENCH_LOGS=(herald.log etcd.log)
 
-# Stops a process we started: SIGTERM, up to 10 s, then SIGKILL. Never by name.
-stop_pid() {
-    local pid=$1 i
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid still alive after SIGTERM + 10 s: SIGKILL"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_pid "$PARKPID"
-    stop_pid "$HPID"
-    stop_pid "$EPID"
-    if [ $rc -ne 0 ] && [ -f "$TMP/herald.log" ]; then
-        log "last lines of the agent's log:"
-        tail -n 20 "$TMP/herald.log" >&2 || true
-    fi
-    rm -rf "$TMP"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 port_free $ADDR 8500 || die "$ADDR:8500 is in use"
 [ $ETCD = 0 ] || port_free $EADDR 2379 || die "$EADDR:2379 is in use"
 
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=0
-if [ $HEAD = 1 ]; then
-    log "build HEAD ($COMMIT) from git archive in $TMP/src"
-    mkdir -p "$TMP/src"
-    git -C "$ROOT" archive HEAD | tar -x -C "$TMP/src" || die "git archive HEAD"
-    make -C "$TMP/src" -j"$(nproc)" --no-print-directory >"$TMP/make.log" 2>&1 ||
-        { tail -20 "$TMP/make.log" >&2; die "make (HEAD)"; }
-    HERALD="$TMP/src/build/herald"
-else
-    log "build (make)"
-    make -C "$ROOT" --no-print-directory >"$TMP/make.log" 2>&1 ||
-        { tail -20 "$TMP/make.log" >&2; die make; }
-    [ -z "$(git -C "$ROOT" status --porcelain -- ':!tests/bench' 2>/dev/null)" ] || DIRTY=1
-fi
-[ -x "$HERALD" ] || die "$HERALD not built"
+bench_build
 
 # --- machine facts -------------------------------------------------------------------------
-FSYNC=$($PY - "$TMP" <<'EOF'
-import os, sys, time
-p = os.path.join(sys.argv[1], "fsync-probe")
-fd = os.open(p, os.O_CREAT | os.O_RDWR, 0o600)
-os.write(fd, b"\0" * (4096 * 64)); os.fsync(fd)
-ts = []
-for i in range(200):
-    t = time.perf_counter(); os.pwrite(fd, b"x" * 4096, (i % 64) * 4096); os.fdatasync(fd)
-    ts.append(time.perf_counter() - t)
-os.close(fd); os.unlink(p)
-ts.sort()
-print("fdatasync after a 4 KiB overwrite: median %.3f ms, p99 %.3f ms (200 samples)"
-      % (ts[100] * 1e3, ts[198] * 1e3))
-EOF
-)
-log "$FSYNC"
-
-if [ "$QUIET" -gt 0 ]; then
-    log "waiting up to ${QUIET}s for 5 quiet seconds"
-    t_end=$((SECONDS + QUIET))
-    while :; do
-        $PY "$BENCH/cpu.py" snap "$TMP/cpu-a.json"
-        sleep 5
-        $PY "$BENCH/cpu.py" snap "$TMP/cpu-b.json"
-        other=$($PY "$BENCH/cpu.py" other "$TMP/cpu-a.json" "$TMP/cpu-b.json" $$ | cut -d' ' -f1)
-        awk -v o="$other" 'BEGIN { exit !(o < 0.5) }' &&
-            { log "quiet (other programs: ${other}s of CPU in 5 s)"; break; }
-        [ $SECONDS -lt $t_end ] ||
-            { log "not quiet after ${QUIET}s (${other}s of CPU in 5 s): going ahead"; break; }
-    done
-fi
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+bench_disk
+bench_quiet "$QUIET"
 awk '{ exit !($1 > 0.5) }' /proc/loadavg &&
     log "warning: load average ${LOAD_START%% *} before the run: something else is busy; figures may be low"
 
@@ -179,19 +98,8 @@ mkdir -p "$TMP/herald"
 "$HERALD" "${HERALD_ARGS[@]}" >"$TMP/herald.log" 2>&1 &
 HPID=$!
 log "herald pid $HPID: ${HERALD_ARGS[*]}"
-ready=0
-for ((i = 0; i < 300; i++)); do
-    kill -0 $HPID 2>/dev/null || die "herald exited at start"
-    leader=$(curl -fsS -m 1 "$URL/v1/status/leader" 2>/dev/null || true)
-    node=$(curl -fsS -m 1 "$URL/v1/catalog/node/$NODE" 2>/dev/null || true)
-    if [ -n "$leader" ] && [ "$leader" != '""' ] && [ -n "$node" ] && [ "$node" != null ]; then
-        ready=1
-        break
-    fi
-    sleep 0.1
-done
-[ $ready = 1 ] || die "herald not ready (leader and node $NODE registered) within 30 s"
-log "herald ready: leader $leader"
+wait_ready $HPID herald 300 herald_ready "$URL" "$NODE"
+log "herald ready: leader $LEADER_SEEN"
 
 alive() { kill -0 $HPID 2>/dev/null || die "herald died (see its log)"; }
 
@@ -211,16 +119,7 @@ if [ $ETCD = 1 ]; then
         --initial-advertise-peer-urls "http://$EADDR:2380" \
         --initial-cluster "bench=http://$EADDR:2380" --log-level warn >"$TMP/etcd.log" 2>&1 &
     EPID=$!
-    ok=0
-    for ((i = 0; i < 300; i++)); do
-        kill -0 $EPID 2>/dev/null || die "etcd exited at start: $(tail -5 "$TMP/etcd.log")"
-        if curl -fsS -m 1 "$EURL/health" 2>/dev/null | grep -q '"health":"true"'; then
-            ok=1
-            break
-        fi
-        sleep 0.1
-    done
-    [ $ok = 1 ] || die "etcd not healthy within 30 s"
+    wait_ready $EPID etcd 300 etcd_healthy "$EURL"
     curl -fsS -m 5 "$EURL/v3/kv/put" -d '{"key":"YmVuY2gva2V5MQ==","value":"'"$(head -c 100 /dev/zero | tr '\0' v | base64 -w0)"'"}' >/dev/null ||
         die "etcd put bench/key1"
     ETCD_DESC="$(etcd --version | head -1) (Debian etcd-server), one member on $EADDR, defaults (fsync on), v3 JSON gateway with tests/bench/etcd_put.lua / etcd_get.lua"
@@ -237,18 +136,12 @@ curl -fsS -m 5 -X PUT --data-binary "$(head -c 100 /dev/zero | tr '\0' v)" "$URL
 # meanwhile ("other": on a 2-core machine anything else running skews the figures; the report
 # flags it), and kernel threads apart (block I/O completions of the server's own writes). wrk
 # itself has exited by the second snapshot and is not counted.
-proc_ticks() { if [ -n "$1" ] && [ -r "/proc/$1/stat" ]; then
-    sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; else echo 0; fi; }
 HZ=$(getconf CLK_TCK)
 # wait_quiet S: wait up to S seconds for 2 s in which other user processes use < 0.2 s of CPU.
 wait_quiet() {
     local end=$((SECONDS + $1)) other
     while [ $SECONDS -lt $end ]; do
-        $PY "$BENCH/cpu.py" snap "$TMP/cpu-q1.json"
-        sleep 2
-        $PY "$BENCH/cpu.py" snap "$TMP/cpu-q2.json"
-        other=$($PY "$BENCH/cpu.py" other "$TMP/cpu-q1.json" "$TMP/cpu-q2.json" $$ "$HPID" \
-            ${EPID:+"$EPID"} | cut -d' ' -f1)
+        other=$(other_cpu 2 "$HPID" ${EPID:+"$EPID"})
         awk -v o="$other" 'BEGIN { exit !(o < 0.2) }' && return 0
     done
     return 0
@@ -346,11 +239,7 @@ log "$(cat "$TMP/park-loaded.json")"
 alive
 t0=$EPOCHREALTIME
 kill -TERM $HPID
-for ((i = 0; i < 200; i++)); do
-    kill -0 $HPID 2>/dev/null || break
-    sleep 0.1
-done
-kill -0 $HPID 2>/dev/null && die "herald still running 20 s after SIGTERM"
+wait_gone $HPID 200 || die "herald still running 20 s after SIGTERM"
 rc=0
 wait $HPID || rc=$?
 HPID=
@@ -359,31 +248,10 @@ echo "{\"rc\": $rc, \"seconds\": $secs}" >"$TMP/stop.json"
 log "herald stopped: exit $rc after ${secs}s"
 
 # --- report ----------------------------------------------------------------------------------
-CMD="tests/bench/http.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
-META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') META_NPROC=$(nproc) \
-    META_CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') \
-    META_KERNEL="Linux $(uname -r)" \
-    META_DATAFS="$(df -T "$TMP" | awk 'NR==2 {print $2 " (" $1 ")"}')" \
-    META_FSYNC="$FSYNC" META_COMMIT=$COMMIT META_DIRTY=$DIRTY \
-    META_HERALD="herald ${HERALD_ARGS[*]//$TMP/\$TMP}" \
-    META_WRK="$(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')" \
-    META_WRKARGS="wrk -t2 (-t1 at c=1) -d${DUR}s --timeout 10s --latency, scripts tests/bench/put.lua (rotating keys bench/t<thread>-<0..999>, 100-byte body) and get.lua" \
-    META_ETCD="$ETCD_DESC" META_CMD="$CMD" META_REPS=$REPS \
-    META_LOAD="load average (1/5/15 min) before the run $LOAD_START, after $(cut -d' ' -f1-3 /proc/loadavg)" \
-    $PY -c '
-import json, os
-e = os.environ
-print(json.dumps({"date": e["META_DATE"], "nproc": e["META_NPROC"], "cpu": e["META_CPU"],
-    "kernel": e["META_KERNEL"], "datafs": e["META_DATAFS"], "fsync": e["META_FSYNC"],
-    "commit": e["META_COMMIT"], "dirty": e["META_DIRTY"] == "1",
-    "herald_cmd": "`" + e["META_HERALD"] + "`", "wrk": e["META_WRK"],
-    "wrk_args": e["META_WRKARGS"], "etcd": e["META_ETCD"], "command": e["META_CMD"],
-    "reps": int(e["META_REPS"]), "load": e["META_LOAD"]}))' >"$TMP/meta.json"
-
-echo
-if [ $RECORD = 1 ]; then
-    $PY "$BENCH/report.py" "$TMP" --record "$BENCH/RESULTS.md"
-else
-    $PY "$BENCH/report.py" "$TMP"
-fi
+bench_meta datafs="$DATAFS" fsync="$FSYNC" \
+    herald_cmd="\`herald ${HERALD_ARGS[*]//$TMP/\$TMP}\`" \
+    wrk="$(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')" \
+    wrk_args="wrk -t2 (-t1 at c=1) -d${DUR}s --timeout 10s --latency, scripts tests/bench/put.lua (rotating keys bench/t<thread>-<0..999>, 100-byte body) and get.lua" \
+    etcd="$ETCD_DESC"
+bench_report $PY "$BENCH/report.py"
 [ $rc = 0 ] || die "herald exited $rc on SIGTERM"
