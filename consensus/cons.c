@@ -193,6 +193,7 @@ static void close_raft(struct cons *c)
     cons__member_stop(c, false);
     cons__forward_stop(c);
     cons__rpc_stop(c);
+    cons__wire_stop(c);
     cons__io_stop(c);
     raft_close(&c->raft, raft_closed);
     cons__run_done(c);

@@ -10,6 +10,8 @@
  *   forward.c    followers: forwarded proposals, read indexes, waiting for local apply
  *   member.c     membership: join, leave, remove, promotion of spares and standbys
  *   io.c         a hook on what libraft's io delivers (works around two libraft bugs)
+ *   raft_wire.c  the Raft wire decoder: libraft's message format, bounds-checked
+ *   raft_stream.c accepted Raft streams, read and decoded here (libraft never reads them)
  *
  * Everything runs on the main loop thread. Never included from outside consensus/.
  */
@@ -211,6 +213,9 @@ struct cons {
     size_t n_acked;
     uint64_t acked_term;
     uint64_t replace_id; /* a server whose log went backwards, for member.c's tick */
+    /* raft_stream.c: accepted Raft streams (each counts in pending until freed) */
+    struct cons_wire_conn *wire_conns;
+    uint64_t wire_warn_at;
 
     struct zone_store *store;
     cons_applied_cb on_applied;
@@ -377,6 +382,10 @@ void cons__form_abandon(struct cons *c);
 /* io.c */
 /* Wraps c->io.start (after raft_uv_init, before raft_start). */
 void cons__io_hook(struct cons *c);
+/* Hands a received message to libraft through the hook, as libraft's io would (after its io
+ * started). Ownership of what m points to (entries, payload, configuration, snapshot data)
+ * passes to libraft; server_address must live until the call returns. */
+void cons__io_recv(struct cons *c, struct raft_message *m);
 /* Delivers a held InstallSnapshot once our own snapshot is written (tick). */
 void cons__io_tick(struct cons *c);
 void cons__io_stop(struct cons *c);
@@ -390,5 +399,43 @@ void cons__remove_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t 
 /* The join loop's request (form.c): JOIN {id, address} to address, cb with the reply status. */
 void cons__join_send(struct cons *c, const char *address, unsigned timeout_ms, cons_member_cb cb,
                      void *data);
+
+/* raft_wire.c: the Raft wire decoder (pure; see the file's comment for the format and
+ * bounds). Errors are BASE_EPARSE with *why naming the reason (a static string). */
+#define CONS_WIRE_PREAMBLE     16u
+#define CONS_WIRE_ENTRIES_MAX  1024u
+#define CONS_WIRE_ENTRY_MAX    (CONS_ENTRY_MAX + (64u << 10)) /* a multiple of 8 */
+#define CONS_WIRE_CONF_MAX     (1u << 20)
+#define CONS_WIRE_SNAPSHOT_MAX ((uint64_t)1 << 40)
+#define CONS_WIRE_INDEX_MAX    ((uint64_t)1 << 62)
+#define CONS_WIRE_TERM_MAX     ((uint64_t)1 << 62)
+#define CONS_WIRE_TERM_FLOOR   ((uint64_t)1 << 32)
+#define CONS_WIRE_TERM_JUMP    ((uint64_t)1 << 20)
+struct cons_wire_pre {
+    uint8_t type, version;
+    size_t header_len;
+};
+/* The 16-byte preamble at p: a known type and a header length plausible for it. */
+int cons__wire_preamble(const uint8_t *p, struct cons_wire_pre *pre,
+                        const char **why) BASE_MUSTCHECK;
+/* Decodes the header h (pre->header_len bytes) of a message from sender into m; *payload: the
+ * payload bytes that follow (0: none, m is complete). On success m owns raft_malloc'd entries
+ * or a configuration (cons__wire_free releases them); on failure it owns nothing. */
+int cons__wire_header(const struct cons_wire_pre *pre, const uint8_t *h, uint64_t sender,
+                      struct raft_message *m, size_t *payload, const char **why) BASE_MUSTCHECK;
+/* Attaches the complete payload (raft_malloc'd, *payload bytes; m takes it over). */
+void cons__wire_payload(struct raft_message *m, uint8_t *payload);
+/* Releases what a decoded, undelivered m owns. */
+void cons__wire_free(struct raft_message *m);
+/* The message's term, and whether a server at term ours accepts it (see the bound's comment). */
+uint64_t cons__wire_term(const struct raft_message *m);
+bool cons__wire_term_ok(uint64_t ours, uint64_t theirs);
+
+/* raft_stream.c */
+/* A Raft stream whose handshake named us (transport.c): read, decoded and delivered to libraft
+ * from here. tcp is raft_malloc'd and ours now; address is copied. */
+void cons__wire_accept(struct cons *c, uint64_t id, const char *address, uv_tcp_t *tcp);
+/* Closes every Raft stream (close_raft, before raft_close): nothing more is delivered. */
+void cons__wire_stop(struct cons *c);
 
 #endif

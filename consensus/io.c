@@ -24,7 +24,8 @@
  * current leader (Log Matching: a rejection names an index past them, and libraft reports
  * at least the index before it), so this cannot fire for a server that kept its state.
  *
- * Everything else goes to libraft untouched. */
+ * Everything else goes to libraft untouched. Messages come from raft_stream.c (cons__io_recv),
+ * decoded and checked; libraft's own reader never runs (see raft_stream.c). */
 #include "internal.h"
 
 #include <inttypes.h>
@@ -109,6 +110,12 @@ static void io_recv(struct raft_io *io, struct raft_message *m)
         }
     }
     c->raft_recv(io, m);
+}
+
+void cons__io_recv(struct cons *c, struct raft_message *m)
+{
+    assert(c->raft_recv);
+    io_recv(&c->io, m);
 }
 
 static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv)

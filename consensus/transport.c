@@ -221,7 +221,9 @@ static void in_hand_over(struct incoming *in, bool raft)
         in->buf[in->need] = '\0';
         LOG_DEBUG("consensus", "raft connection from id=%" PRIu64 " address=%s", in->id,
                   (char *)in->buf);
-        tp->accept_cb(&tp->c->transport, in->id, (char *)in->buf, (uv_stream_t *)tcp);
+        /* not to libraft's reader (tp->accept_cb), which trusts the bytes: raft_stream.c
+         * decodes and checks every message before libraft sees it */
+        cons__wire_accept(tp->c, in->id, (char *)in->buf, tcp);
     } else {
         cons__rpc_accept(tp->c, tcp);
     }
