@@ -84,8 +84,9 @@ static void wire_close(struct cons_wire_conn *w, const char *why)
         uint64_t now = uv_now(c->loop);
         if (now >= c->wire_warn_at) {
             c->wire_warn_at = now + WARN_EVERY_MS;
-            LOG_WARN("consensus", "server port: dropping a Raft stream from id=%" PRIu64 " (%s): %s",
-                     w->id, w->address, why);
+            LOG_WARN("consensus",
+                     "server port: dropping a Raft stream from id=%" PRIu64 " (%s): %s", w->id,
+                     w->address, why);
         } else {
             LOG_DEBUG("consensus", "server port: dropping a Raft stream from id=%" PRIu64 ": %s",
                       w->id, why);
@@ -221,7 +222,7 @@ static void wire_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || w->closing)
         return;
     if (nread < 0) {
-        wire_close(w, nread == UV_EOF ? NULL
+        wire_close(w, nread == UV_EOF       ? NULL
                       : nread == UV_ENOBUFS ? "out of memory for a payload"
                                             : uv_strerror((int)nread));
         return;
