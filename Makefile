@@ -140,11 +140,20 @@ $(FUZZ_BUILD)/%.o: %.c
 $(FUZZ_BUILD)/dns_query: tests/fuzz/dns_query.c $(FUZZ_OBJS)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/unit -o $@ $^ $(LDLIBS)
 
+# The server port's Raft decoder (consensus/raft_wire.c), seeded by its unit test.
+$(FUZZ_BUILD)/raft_wire: tests/fuzz/raft_wire.c $(FUZZ_BUILD)/consensus/raft_wire.o
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
 fuzz: $(FUZZ_BUILD)/dns_query build/tests/unit/zone/test_dns_vectors
+fuzz: $(FUZZ_BUILD)/raft_wire build/tests/unit/consensus/test_raft_wire
 	@mkdir -p $(FUZZ_BUILD)/corpus
 	HERALD_VECTOR_SEEDS=$(FUZZ_BUILD)/corpus build/tests/unit/zone/test_dns_vectors >/dev/null
 	$(FUZZ_BUILD)/dns_query -max_total_time=$(FUZZ_SECONDS) -max_len=65535 -timeout=10 \
 	  -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus
+	@mkdir -p $(FUZZ_BUILD)/corpus-raft
+	HERALD_WIRE_SEEDS=$(FUZZ_BUILD)/corpus-raft build/tests/unit/consensus/test_raft_wire >/dev/null
+	$(FUZZ_BUILD)/raft_wire -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	  -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/raft- $(FUZZ_BUILD)/corpus-raft
 
 clean:
 	rm -rf build
