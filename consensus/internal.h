@@ -430,6 +430,9 @@ void cons__wire_free(struct raft_message *m);
 /* The message's term, and whether a server at term ours accepts it (see the bound's comment). */
 uint64_t cons__wire_term(const struct raft_message *m);
 bool cons__wire_term_ok(uint64_t ours, uint64_t theirs);
+/* What m may not be for a server at term ours (leading or not): NULL when acceptable, else the
+ * reason it is refused (the term bound, messages libraft assumes never come). */
+const char *cons__wire_check(const struct raft_message *m, uint64_t ours, bool leader);
 
 /* raft_stream.c */
 /* A Raft stream whose handshake named us (transport.c): read, decoded and delivered to libraft

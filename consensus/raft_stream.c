@@ -14,9 +14,10 @@
  * grows as the bytes arrive (from at most 1 MiB, doubling), so a message announcing a huge
  * payload costs only what the peer really sends; libraft takes the buffer over.
  *
- * Refusals. A malformed message, a term beyond cons__wire_term_ok's bound, or an allocation
- * that fails closes the stream (logged, warnings rate-limited to one per 10 s); the peer's
- * raft_uv reconnects if it is real. What was decoded and not delivered is freed here.
+ * Refusals. A malformed message, one our state rules out (cons__wire_check: a term beyond the
+ * bound, a second leader in our term, ...), or an allocation that fails closes the stream (logged,
+ * warnings rate-limited to one per 10 s); the peer's raft_uv reconnects if it is real. What was
+ * decoded and not delivered is freed here.
  *
  * Lifetime. Each stream counts in c->pending until its close callback freed it; close_raft
  * closes them all (cons__wire_stop) before raft_close, and nothing is delivered once
@@ -97,6 +98,23 @@ static void wire_close(struct cons_wire_conn *w, const char *why)
     uv_close((uv_handle_t *)w->tcp, wire_closed);
 }
 
+/* Whether m fits our state now (cons__wire_check); if not, m is freed and the stream closed.
+ * Checked once the header is in (no payload read for nothing) and again before delivery (our
+ * term or state may have changed meanwhile). */
+static bool wire_acceptable(struct cons_wire_conn *w, struct raft_message *m)
+{
+    struct raft *r = &w->c->raft;
+    const char *why = cons__wire_check(m, raft_current_term(r), raft_state(r) == RAFT_LEADER);
+    if (!why)
+        return true;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s (type %d, term %" PRIu64 ", ours %" PRIu64 ")", why, (int)m->type,
+             cons__wire_term(m), (uint64_t)raft_current_term(r));
+    cons__wire_free(m);
+    wire_close(w, msg);
+    return false;
+}
+
 /* m is complete: to libraft (which takes what it owns), unless we are stopping. */
 static void wire_deliver(struct cons_wire_conn *w, struct raft_message *m)
 {
@@ -106,6 +124,8 @@ static void wire_deliver(struct cons_wire_conn *w, struct raft_message *m)
         wire_close(w, NULL);
         return;
     }
+    if (!wire_acceptable(w, m))
+        return;
     m->server_id = w->id;
     m->server_address = w->address;
     cons__io_recv(c, m);
@@ -141,15 +161,8 @@ static void wire_process(struct cons_wire_conn *w)
             wire_close(w, why);
             return;
         }
-        uint64_t term = cons__wire_term(&m);
-        if (!cons__wire_term_ok(raft_current_term(&w->c->raft), term)) {
-            char msg[96];
-            snprintf(msg, sizeof msg, "term %" PRIu64 " too far beyond ours (%" PRIu64 ")", term,
-                     (uint64_t)raft_current_term(&w->c->raft));
-            cons__wire_free(&m);
-            wire_close(w, msg);
+        if (!wire_acceptable(w, &m))
             return;
-        }
         off += need;
         if (plen == 0) {
             wire_deliver(w, &m);

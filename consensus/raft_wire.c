@@ -39,7 +39,12 @@
  *    last_log_term or snapshot last_term above the message's own term (in Raft no log term
  *    exceeds the sender's current term), a snapshot configuration index past its last index,
  *    a RequestVote whose candidate is not the stream's sender.
- * The term bound relative to our own (cons__wire_term_ok) is separate: it needs our state.
+ * What needs our own state is checked separately, just before delivery (cons__wire_check):
+ * the term bound relative to ours (cons__wire_term_ok) and the messages libraft 0.22.1 assumes
+ * cannot arrive (its asserts are compiled out in Debian's build, so it goes on with broken
+ * state): an AppendEntries or InstallSnapshot in our own term while we lead (a second leader in
+ * one term; libraft then writes "the leader" into its follower state, which shares a union with
+ * the leader's), a granted vote from a term beyond the one we could be asking for.
  *
  * Ownership follows uv_recv.c exactly, so that libraft frees what it gets as it frees what its
  * own reader gives it: entries in one raft_malloc'd array, their data in one raft_malloc'd
@@ -433,4 +438,25 @@ bool cons__wire_term_ok(uint64_t ours, uint64_t theirs)
 {
     uint64_t base = ours > CONS_WIRE_TERM_FLOOR ? ours : CONS_WIRE_TERM_FLOOR;
     return theirs <= CONS_WIRE_TERM_MAX && (theirs <= base || theirs - base <= CONS_WIRE_TERM_JUMP);
+}
+
+const char *cons__wire_check(const struct raft_message *m, uint64_t ours, bool leader)
+{
+    uint64_t term = cons__wire_term(m);
+    if (!cons__wire_term_ok(ours, term))
+        return "term too far beyond ours";
+    switch (m->type) {
+    case RAFT_APPEND_ENTRIES:
+    case RAFT_INSTALL_SNAPSHOT:
+        if (leader && term == ours)
+            return "another leader in our term";
+        return NULL;
+    case RAFT_REQUEST_VOTE_RESULT:
+        /* a vote (or pre-vote) is granted in the candidate's term, at most ours + 1 */
+        if (m->request_vote_result.vote_granted && term > ours + 1)
+            return "a vote granted for a term we never asked";
+        return NULL;
+    default:
+        return NULL;
+    }
 }

@@ -96,7 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             return 0;
         }
         off += pre.header_len;
-        (void)cons__wire_term_ok(sender << 60, cons__wire_term(&m));
+        (void)cons__wire_check(&m, sender << 60, sender & 1);
         if (size - off < plen) {
             cons__wire_free(&m);
             return 0;

@@ -175,6 +175,13 @@ def test_malformed_raft_messages_do_not_crash_a_single_server(make_agent, tmpdir
         closed = send_forged(a.addr, me, data)
         assert a.proc.poll() is None, "%s crashed the server:\n%s" % (name, a.read_log())
         assert closed, "%s: the server kept the connection" % name
+    # well-formed, but from a second leader in the leader's own term (libraft would write
+    # "the leader" into its follower state, which shares memory with the leader's)
+    for data in (append_entries(term, prev_index=1, prev_term=1),
+                 install_snapshot(term, 100, term, 1, conf_encode([(me, a.addr + ":8300", 1)]),
+                                  b"snapshot")):
+        assert send_forged(a.addr, me, data, close_write=False)
+        assert a.proc.poll() is None
     # still the leader, still writing, still at its term
     assert_writes(a, "after-forgery")
     st = raft_stats(a)

@@ -378,6 +378,37 @@ static void test_term_bound(void **state)
     assert_false(cons__wire_term_ok(UINT64_MAX, UINT64_MAX));
 }
 
+static void test_state_checks(void **state)
+{
+    (void)state;
+    struct raft_message m;
+    memset(&m, 0, sizeof m);
+    m.type = RAFT_APPEND_ENTRIES;
+    m.append_entries.term = 5;
+    assert_null(cons__wire_check(&m, 5, false));    /* our leader */
+    assert_null(cons__wire_check(&m, 4, true));     /* a newer leader: we step down */
+    assert_null(cons__wire_check(&m, 6, true));     /* an old one: libraft rejects it */
+    assert_non_null(cons__wire_check(&m, 5, true)); /* a second leader in our term */
+    m.type = RAFT_INSTALL_SNAPSHOT;
+    m.install_snapshot.term = 5;
+    assert_non_null(cons__wire_check(&m, 5, true));
+    assert_null(cons__wire_check(&m, 5, false));
+    m.type = RAFT_REQUEST_VOTE_RESULT;
+    m.request_vote_result.term = 7;
+    m.request_vote_result.vote_granted = true;
+    assert_null(cons__wire_check(&m, 6, false)); /* a pre-vote for our term + 1 */
+    assert_non_null(cons__wire_check(&m, 5, false));
+    m.request_vote_result.vote_granted = false;
+    assert_null(cons__wire_check(&m, 5, false)); /* a refusal from a newer term */
+    m.type = RAFT_REQUEST_VOTE;
+    m.request_vote.term = UINT64_MAX - 1;
+    assert_non_null(cons__wire_check(&m, 5, true));
+    m.request_vote.term = CONS_WIRE_TERM_FLOOR + CONS_WIRE_TERM_JUMP + 1;
+    assert_non_null(cons__wire_check(&m, 5, true));
+    m.request_vote.term = 500;
+    assert_null(cons__wire_check(&m, 1, false));
+}
+
 static void write_seeds(const char *dir)
 {
     struct wenc e, all;
@@ -420,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_every_truncation_is_incomplete),
         cmocka_unit_test(test_malformed_is_refused),
         cmocka_unit_test(test_term_bound),
+        cmocka_unit_test(test_state_checks),
         cmocka_unit_test(test_seeds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
