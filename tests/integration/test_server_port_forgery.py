@@ -97,9 +97,12 @@ def send_forged(addr, receiver, data, close_write=True, timeout=10):
     server closed the connection within timeout (EOF or reset), False when it kept it."""
     s = socket.create_connection((addr, 8300), timeout=5)
     try:
-        s.sendall(handshake(FORGED_ID, receiver) + data)
-        if close_write:
-            s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(handshake(FORGED_ID, receiver) + data)
+            if close_write:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:  # reset: the server closed with our bytes unread
+            return True
         s.settimeout(timeout)
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -238,7 +241,10 @@ def test_forged_request_vote_with_a_huge_term_is_refused(make_cluster):
 def test_large_entries_and_a_multi_mib_snapshot_still_replicate(make_cluster):
     """The reader's other paths, with real traffic: entries larger than its 64 KiB staging
     buffer (read straight into their payload), and a snapshot of several MiB sent to a wiped
-    follower (a payload buffer that grows from 1 MiB as the bytes arrive)."""
+    follower that was down while the log it missed was compacted (one payload buffer of the
+    announced size, filled by several reads). (Not a wiped follower: the leader then replaces it, and
+    libraft 0.22.1's raft_remove sometimes leaves a freed address behind, a use-after-free seen
+    with main's binary too.)"""
     import hashlib
     c = make_cluster(3, config={"raft_snapshot_threshold": 16,
                                 "raft_trailing_logs": 16}).start()
@@ -246,7 +252,7 @@ def test_large_entries_and_a_multi_mib_snapshot_still_replicate(make_cluster):
     f = c.followers(leader)[0]
 
     def value(i):
-        return hashlib.sha256(b"%d" % i).hexdigest() * (200 * 1024 // 64)  # 200 KiB
+        return hashlib.sha256(b"%d" % i).hexdigest() * (100 * 1024 // 64)  # 100 KiB
 
     for i in range(10):
         r = leader.put("/v1/kv/big/%d" % i, value(i), timeout=20)
@@ -254,13 +260,12 @@ def test_large_entries_and_a_multi_mib_snapshot_still_replicate(make_cluster):
     c.wait_converged(timeout=30)
     assert f.stop() == 0
     f.log.close()
-    f.wipe(keep_node_id=True)
-    for i in range(10, 30):  # ~6 MiB of catalog; the log it missed is compacted
+    for i in range(10, 80):  # ~8 MiB of catalog; the log it missed is compacted
         r = leader.put("/v1/kv/big/%d" % i, value(i), timeout=20)
         assert r.status == 200 and r.body.strip() == b"true", (r.status, r.text)
     f.restart()
     c.wait_leader(among=c.agents, timeout=30)
     c.wait_converged(timeout=60)
-    assert "snapshot restored" in f.read_log()
-    r = f.get("/v1/kv/big/29?raw&stale", timeout=10)
-    assert r.status == 200 and r.body.decode() == value(29)
+    assert "snapshot restored" in f.read_log(), f.read_log()
+    r = f.get("/v1/kv/big/79?raw&stale", timeout=10)
+    assert r.status == 200 and r.body.decode() == value(79)
