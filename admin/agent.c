@@ -316,7 +316,18 @@ static int agent_start(struct agent *ag, char *err)
     snprintf(path, sizeof path, "%s/catalog", c->data_dir);
     if ((rc = mkdir_p(path, err)))
         return rc;
-    if ((rc = zone_store_open(path, 0, &ag->store, err))) {
+    rc = zone_store_open(path, 0, &ag->store, err);
+    /* A damaged catalog is never served. A server of a cluster sets it aside and starts with
+     * an empty one, which Raft fills again from this server's snapshot and log and from the
+     * leader, as for a wiped server; a single server has nowhere to catch up from: it stops. */
+    if (rc == BASE_EDAMAGED && !c->dev && (c->bootstrap_expect >= 2 || c->retry_join.n > 0)) {
+        LOG_WARN("agent", "%s: setting it aside to catch up from the cluster", err);
+        if ((rc = zone_store_discard(path, err)) == 0)
+            rc = zone_store_open(path, 0, &ag->store, err);
+    }
+    if (rc) {
+        if (rc == BASE_EDAMAGED)
+            return rc; /* the message names the file */
         base_err_wrap(err, "catalog %s", path);
         return rc;
     }

@@ -27,6 +27,7 @@ enum {
     BASE_EINVAL = -1009,     /* invalid argument or value */
     BASE_ESTORE = -1010,     /* storage failure */
     BASE_ESHUTDOWN = -1011,  /* shutting down */
+    BASE_EDAMAGED = -1012,   /* stored data failed its checksum or structure check */
 };
 
 #define BASE_ERRMSG_LEN   256

@@ -7,6 +7,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* Named databases, in the order snapshots carry them (addrs came with snapshot version 2 and
  * staging with version 3, each added last: a version 1 snapshot is the first six, a version 2
@@ -29,9 +30,17 @@ extern const char *const zone__table_keys[ZONE_TABLE_COUNT];
 #define ZONE__META_APPLIED  "applied"
 #define ZONE__META_INDEX    "index"
 #define ZONE__META_RESTORED "restored"
+/* The store's format: absent in a store written before record checksums (its records are
+ * version 1, upgraded once at open), ZONE__FORMAT once every record carries one. */
+#define ZONE__META_FORMAT "format"
+#define ZONE__FORMAT      2
+
+/* Room for a damaged record's name ("services/node/id"), cut with "..." beyond. */
+#define ZONE__DAMAGED_NAME 160
 
 struct zone_read {
     struct zone_store *s;
+    char damaged[ZONE__DAMAGED_NAME]; /* the first record of this read that failed its check */
     MDB_txn *txn;
     struct zone_read *next; /* in the store's pool of reset transactions */
     /* Cursors kept across transactions (mdb_cursor_renew), so that the DNS path opens none:
@@ -56,7 +65,24 @@ struct zone_store {
     /* Apply scratch, reused so that a steady stream of entries allocates nothing. */
     struct base_arena arena;
     struct base_buf rec;
+    /* Records that failed their check on a read (verify.c), and when one was last logged. */
+    _Atomic uint64_t n_damaged;
+    _Atomic uint64_t damaged_log_ms;
 };
+
+/* ---- damage (verify.c) ----------------------------------------------------------------- */
+/* Names the record with key k of database d into out ("kv/foo", "services/node/id"). */
+void zone__rec_name(enum zone__db d, const void *k, size_t kn, char *out, size_t cap);
+/* A record read through r failed its checksum or does not decode: names it in r, counts and
+ * logs it (rate-limited). Returns BASE_EDAMAGED. Any thread. */
+int zone__damaged(struct zone_read *r, enum zone__db d, const MDB_val *k);
+/* Open steps, each BASE_EDAMAGED with errmsg naming the file (and the record) on damage: the
+ * data file holds LMDB's last used page (before any database is opened); the one-time upgrade
+ * of version 1 records in t; the walk over every record and the service index. */
+int zone__store_verify_file(MDB_env *env, const char *dir, char *errmsg) BASE_MUSTCHECK;
+int zone__store_migrate(struct zone_store *s, MDB_txn *t, const char *dir,
+                        char *errmsg) BASE_MUSTCHECK;
+int zone__store_check(struct zone_store *s, const char *dir, char *errmsg) BASE_MUSTCHECK;
 
 /* ---- keys ------------------------------------------------------------------------------ */
 /* Larger than any LMDB key (511 bytes by default); a key that outgrows it is flagged. */
@@ -80,7 +106,17 @@ MDB_val zone__key_val(const struct zone__key *k);
 /* Strings are base_buf_put_bytes of the string and its NUL, so a reader can hand out pointers
  * into LMDB pages. A decoder with copy=false points into the input; with copy=true every string
  * and byte field is copied into the arena. Arrays always go to the arena. */
-#define ZONE__RECORD_VERSION 1
+#define ZONE__RECORD_VERSION 2
+#define ZONE__RECORD_V1      1 /* before checksums: upgraded at open and on snapshot load */
+#define ZONE__REC_CRC_LEN    4
+
+/* Whether p is a current record (version 2) whose checksum matches. */
+bool zone__rec_ok(const void *p, size_t len);
+/* Recomputes the checksum trailer of a record whose bytes changed in place (len >= 5). */
+void zone__rec_reseal(uint8_t *p, size_t len);
+/* Into out (emptied first): a version 1 record made version 2 (returns 1), or a version 2
+ * record whose checksum matches, copied (returns 0); BASE_EPARSE for anything else. */
+int zone__rec_upgrade(const void *p, size_t len, struct base_buf *out) BASE_MUSTCHECK;
 
 void zone__put_cstr(struct base_buf *b, const char *s);
 const char *zone__rd_cstr(struct base_rd *r, bool copy, struct base_arena *a);
@@ -100,8 +136,8 @@ void zone__service_body_get(struct base_rd *r, bool copy, struct base_arena *a,
 void zone__check_body_put(struct base_buf *b, const struct zone_check *c);
 void zone__check_body_get(struct base_rd *r, bool copy, struct base_arena *a, struct zone_check *c);
 
-/* Records: version byte, body, CreateIndex, ModifyIndex. Decoders return BASE_EPARSE when the
- * bytes are not exactly one record. */
+/* Records: version byte, body, CreateIndex, ModifyIndex, CRC-32C. Decoders return BASE_EPARSE
+ * when the bytes are not exactly one record or the checksum does not match. */
 void zone__node_encode(const struct zone_node *n, struct base_buf *b);
 int zone__node_decode(const void *p, size_t len, bool copy, struct base_arena *a,
                       struct zone_node *out) BASE_MUSTCHECK;

@@ -76,16 +76,31 @@ int zone_store_open(const char *dir, size_t map_size, struct zone_store **out, c
         (rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0600))) {
         mdb_env_close(s->env);
         base_free(s);
-        return open_fail(errmsg, dir, "open", rc);
+        open_fail(errmsg, dir, "open", rc);
+        /* a file too short for its header, or a header that is not LMDB's */
+        return rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH
+                   ? BASE_EDAMAGED
+                   : BASE_ESTORE;
     }
     /* reader slots left by a process that died holding them would pin old pages forever */
     int dead;
     mdb_reader_check(s->env, &dead);
 
+    /* before anything reads a page: one past the end of a short file is a SIGBUS */
+    if ((rc = zone__store_verify_file(s->env, dir, errmsg))) {
+        mdb_env_close(s->env);
+        base_free(s);
+        return rc;
+    }
+
     s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
+    int zrc = 0;
     rc = mdb_txn_begin(s->env, NULL, 0, &t);
     for (int i = 0; i < ZONE__DB_COUNT && !rc; i++)
         rc = mdb_dbi_open(t, zone__db_names[i], MDB_CREATE, &s->dbi[i]);
+    /* a catalog written before record checksums gets them now (verify.c) */
+    if (!rc && (zrc = zone__store_migrate(s, t, dir, errmsg)))
+        rc = MDB_PANIC;
     if (!rc) {
         /* a catalog written before the addrs index existed gets it now */
         MDB_stat na, nn;
@@ -98,10 +113,19 @@ int zone_store_open(const char *dir, size_t map_size, struct zone_store **out, c
         rc = mdb_txn_commit(t);
     else
         mdb_txn_abort(t);
+    if (!rc && (zrc = zone__store_check(s, dir, errmsg)))
+        rc = MDB_PANIC;
     if (rc) {
         mdb_env_close(s->env);
         base_free(s);
-        return open_fail(errmsg, dir, "open databases in", rc);
+        if (zrc)
+            return zrc;
+        /* LMDB's own structure checks (a damaged page) */
+        int code = rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID
+                       ? BASE_EDAMAGED
+                       : BASE_ESTORE;
+        open_fail(errmsg, dir, "open databases in", rc);
+        return code;
     }
     pthread_mutex_init(&s->pool_mu, NULL);
     base_arena_init(&s->arena);
@@ -183,7 +207,8 @@ static int del(struct apply *x, enum zone__db d, const struct zone__key *k, enum
 
 /* Stores the record encoded in s->rec, which carries the old CreateIndex and ModifyIndex (or
  * idx for both when new), unless it is byte for byte the stored one (old, NULL when absent).
- * Every record ends with ModifyIndex, so a changed one gets idx patched into its last 8 bytes.
+ * Every record ends with ModifyIndex and its checksum, so a changed one gets idx patched into
+ * the 8 bytes before the checksum, which is then recomputed.
  * Returns 1 when written, 0 when unchanged, or an error. */
 static int store_rec(struct apply *x, enum zone__db d, const struct zone__key *k,
                      const MDB_val *old, enum zone_table tb)
@@ -193,7 +218,8 @@ static int store_rec(struct apply *x, enum zone__db d, const struct zone__key *k
     if (old && old->mv_size == b->len && memcmp(old->mv_data, b->data, b->len) == 0)
         return 0;
     for (int i = 0; i < 8; i++)
-        b->data[b->len - 8 + (size_t)i] = (uint8_t)(x->idx >> (8 * i));
+        b->data[b->len - ZONE__REC_CRC_LEN - 8 + (size_t)i] = (uint8_t)(x->idx >> (8 * i));
+    zone__rec_reseal(b->data, b->len);
     int rc = put(x, d, k, b->data, b->len);
     if (rc)
         return rc;

@@ -207,7 +207,14 @@ static void wait_run(struct api_wait *w, bool timed_out)
         res = (struct api_result){.status = 200};
         w->fn(a, req, rd, &ar, &res);
     }
-    if (w->blocking && !timed_out && res.index <= w->min_index && !a->closing) {
+    /* A record that failed its checksum is never served, nor is a listing without it. */
+    const char *damaged = zone_read_damaged(rd);
+    if (damaged) {
+        json_decref(res.json);
+        base_buf_free(&res.owned);
+        res = (struct api_result){.status = 500};
+        res.error = base_arena_printf(&ar, "catalog record %s failed its checksum", damaged);
+    } else if (w->blocking && !timed_out && res.index <= w->min_index && !a->closing) {
         zone_read_end(rd);
         base_arena_close(&ar);
         json_decref(res.json);

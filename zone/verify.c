@@ -1,0 +1,295 @@
+/* Damage: a catalog whose bytes changed on disk is never served as data.
+ *
+ * Every record carries a CRC-32C (record.c, version 2), checked by every decoder; a reader that
+ * meets a record that fails it (or does not decode) reports it here: the record is named
+ * ("kv/foo", "services/node1/web"), counted in the store (zone_store_damaged_count) and logged
+ * at most once a second, and the read returns BASE_EDAMAGED; zone_read_damaged names the first
+ * such record of the read, so that the HTTP layer answers 500 naming it rather than a partial
+ * listing, and the DNS answer is SERVFAIL.
+ *
+ * At open (zone__store_verify_file before any database is opened, zone__store_check after):
+ *   - the data file must hold LMDB's last used page: a file cut short would be mapped past its
+ *     end and the first read of a missing page would kill the process (SIGBUS);
+ *   - a store written before record checksums (no meta "format") is migrated once: its records
+ *     are version 1 and get their checksum (zone__rec_upgrade) in one write transaction;
+ *   - every record is walked: its checksum and decoding, its key against its content, and the
+ *     service index against the services (each service has its index row and the counts
+ *     match). On 100k records this takes a few tens of milliseconds.
+ * A failure returns BASE_EDAMAGED with a message naming the file and the record; the caller
+ * (admin/agent.c) decides what a damaged catalog means for this server. */
+#include "zone/internal.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LOG_EVERY_MS 1000
+
+/* "db/part/part": the key's \0 separators as '/', bytes outside printable ASCII as '?'. */
+void zone__rec_name(enum zone__db d, const void *key, size_t kn, char *out, size_t cap)
+{
+    const uint8_t *k = key;
+    size_t n = (size_t)snprintf(out, cap, "%s/", zone__db_names[d]);
+
+    for (size_t i = 0; i < kn && n + 4 < cap; i++) {
+        uint8_t c = k[i];
+        out[n++] = c == 0 ? '/' : (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+    }
+    if (n + 4 >= cap && n < cap) {
+        n = cap - 4;
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n < cap ? n : cap - 1] = 0;
+}
+
+int zone__damaged(struct zone_read *r, enum zone__db d, const MDB_val *k)
+{
+    struct zone_store *s = r->s;
+    char name[ZONE__DAMAGED_NAME];
+
+    zone__rec_name(d, k->mv_data, k->mv_size, name, sizeof name);
+    if (!r->damaged[0])
+        memcpy(r->damaged, name, sizeof name);
+    atomic_fetch_add(&s->n_damaged, 1);
+    uint64_t now = base_now_ms(), last = atomic_load(&s->damaged_log_ms);
+    if ((last == 0 || now - last >= LOG_EVERY_MS) &&
+        atomic_compare_exchange_strong(&s->damaged_log_ms, &last, now ? now : 1))
+        LOG_ERR("zone", "catalog record %s failed its checksum (%" PRIu64 " damaged reads so far)",
+                name, atomic_load(&s->n_damaged));
+    return BASE_EDAMAGED;
+}
+
+const char *zone_read_damaged(const struct zone_read *r)
+{
+    return r && r->damaged[0] ? r->damaged : NULL;
+}
+
+uint64_t zone_store_damaged_count(struct zone_store *s)
+{
+    return atomic_load(&s->n_damaged);
+}
+
+/* ---- at open --------------------------------------------------------------------------- */
+int zone__store_verify_file(MDB_env *env, const char *dir, char *errmsg)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    struct stat fst;
+    char path[4096];
+
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    if (mdb_env_info(env, &info) || mdb_env_stat(env, &st))
+        return base_errf(errmsg, BASE_EDAMAGED, "catalog %s: cannot read its header", path);
+    if (stat(path, &fst) != 0)
+        return base_errf(errmsg, BASE_ESTORE, "catalog %s: stat failed", path);
+    uint64_t need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    if ((uint64_t)fst.st_size < need)
+        return base_errf(errmsg, BASE_EDAMAGED,
+                         "catalog %s is truncated: %" PRIu64 " bytes, its last page ends at %" PRIu64,
+                         path, (uint64_t)fst.st_size, need);
+    return 0;
+}
+
+static bool is_record_db(int d)
+{
+    return d == ZONE__DB_NODES || d == ZONE__DB_SERVICES || d == ZONE__DB_CHECKS ||
+           d == ZONE__DB_KV;
+}
+
+static int damaged_at(char *errmsg, const char *dir, enum zone__db d, const MDB_val *k,
+                      const char *what)
+{
+    char name[ZONE__DAMAGED_NAME];
+    zone__rec_name(d, k->mv_data, k->mv_size, name, sizeof name);
+    return base_errf(errmsg, BASE_EDAMAGED, "catalog %s/data.mdb: record %s %s", dir, name, what);
+}
+
+static int lmdb_damaged(char *errmsg, const char *dir, enum zone__db d, int rc)
+{
+    return base_errf(errmsg, BASE_EDAMAGED, "catalog %s/data.mdb: database %s: %s", dir,
+                     zone__db_names[d], mdb_strerror(rc));
+}
+
+int zone__store_migrate(struct zone_store *s, MDB_txn *t, const char *dir, char *errmsg)
+{
+    uint64_t format;
+    struct base_buf b;
+    size_t n = 0;
+    int rc = 0;
+
+    if (zone__meta_read(t, s->dbi[ZONE__DB_META], ZONE__META_FORMAT, &format))
+        return base_errf(errmsg, BASE_EDAMAGED, "catalog %s/data.mdb: meta \"format\" damaged",
+                         dir);
+    if (format >= ZONE__FORMAT)
+        return 0;
+    base_buf_init(&b);
+    for (int d = 0; d < ZONE__DB_COUNT && !rc; d++) {
+        MDB_cursor *c;
+        MDB_val k, v;
+        if (!is_record_db(d))
+            continue;
+        if ((rc = mdb_cursor_open(t, s->dbi[d], &c))) {
+            rc = lmdb_damaged(errmsg, dir, (enum zone__db)d, rc);
+            break;
+        }
+        int mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        for (; mrc == 0; mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            int up = zone__rec_upgrade(v.mv_data, v.mv_size, &b);
+            if (up < 0) {
+                rc = damaged_at(errmsg, dir, (enum zone__db)d, &k, "is not a record");
+                break;
+            }
+            if (up == 0)
+                continue;
+            MDB_val nv = {.mv_size = b.len, .mv_data = b.data};
+            if ((mrc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT)))
+                break;
+            n++;
+        }
+        if (!rc && mrc && mrc != MDB_NOTFOUND)
+            rc = lmdb_damaged(errmsg, dir, (enum zone__db)d, mrc);
+        mdb_cursor_close(c);
+    }
+    base_buf_free(&b);
+    if (!rc && zone__meta_write(t, s->dbi[ZONE__DB_META], ZONE__META_FORMAT, ZONE__FORMAT))
+        rc = base_errf(errmsg, BASE_ESTORE, "catalog %s: cannot write its format", dir);
+    if (!rc && n)
+        LOG_INFO("zone", "catalog %s: %zu records upgraded to checksummed records (format %d)", dir,
+                 n, ZONE__FORMAT);
+    return rc;
+}
+
+/* The key a record of database d must have, built from its content. */
+static bool key_matches(enum zone__db d, const void *p, size_t len, const MDB_val *k,
+                        struct base_arena *a)
+{
+    struct zone__key want;
+    union {
+        struct zone_node n;
+        struct zone_service s;
+        struct zone_check c;
+        struct zone_kv kv;
+    } u;
+
+    zone__key_init(&want);
+    switch (d) {
+    case ZONE__DB_NODES:
+        if (zone__node_decode(p, len, false, a, &u.n))
+            return false;
+        zone__key_lower(&want, u.n.name);
+        break;
+    case ZONE__DB_SERVICES:
+        if (zone__service_decode(p, len, false, a, &u.s))
+            return false;
+        zone__key_lower(&want, u.s.node);
+        zone__key_sep(&want);
+        zone__key_raw(&want, u.s.id);
+        break;
+    case ZONE__DB_CHECKS:
+        if (zone__check_decode(p, len, false, a, &u.c))
+            return false;
+        zone__key_lower(&want, u.c.node);
+        zone__key_sep(&want);
+        zone__key_raw(&want, u.c.check_id);
+        break;
+    case ZONE__DB_KV:
+        if (zone__kv_decode(p, len, false, a, &u.kv))
+            return false;
+        zone__key_raw(&want, u.kv.key);
+        break;
+    default:
+        return false;
+    }
+    return !want.over && want.n == k->mv_size && memcmp(want.b, k->mv_data, want.n) == 0;
+}
+
+/* The svcidx row of a service record (which decoded). */
+static bool svcidx_has(struct zone_store *s, MDB_txn *t, const void *p, size_t len,
+                       struct base_arena *a)
+{
+    struct zone_service sv;
+    struct zone__key k;
+    MDB_val v;
+
+    if (zone__service_decode(p, len, false, a, &sv))
+        return false;
+    zone__key_init(&k);
+    zone__key_lower(&k, sv.name);
+    zone__key_sep(&k);
+    zone__key_lower(&k, sv.node);
+    zone__key_sep(&k);
+    zone__key_raw(&k, sv.id);
+    if (k.over || k.n > s->max_key)
+        return false;
+    MDB_val key = zone__key_val(&k);
+    return mdb_get(t, s->dbi[ZONE__DB_SVCIDX], &key, &v) == 0 && v.mv_size == 0;
+}
+
+int zone__store_check(struct zone_store *s, const char *dir, char *errmsg)
+{
+    MDB_txn *t;
+    struct base_arena a;
+    MDB_stat st_sv, st_ix;
+    int rc = 0;
+
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t)))
+        return base_errf(errmsg, BASE_ESTORE, "catalog %s: %s", dir, mdb_strerror(rc));
+    base_arena_init(&a);
+    for (int d = 0; d < ZONE__DB_COUNT && !rc; d++) {
+        MDB_cursor *c;
+        MDB_val k, v;
+        if ((rc = mdb_cursor_open(t, s->dbi[d], &c))) {
+            rc = lmdb_damaged(errmsg, dir, (enum zone__db)d, rc);
+            break;
+        }
+        int mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+        for (; mrc == 0 && !rc; mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            base_arena_reset(&a);
+            if (is_record_db(d)) {
+                if (!zone__rec_ok(v.mv_data, v.mv_size))
+                    rc = damaged_at(errmsg, dir, (enum zone__db)d, &k, "failed its checksum");
+                else if (!key_matches((enum zone__db)d, v.mv_data, v.mv_size, &k, &a))
+                    rc = damaged_at(errmsg, dir, (enum zone__db)d, &k,
+                                    "does not match its key or does not decode");
+                else if (d == ZONE__DB_SERVICES &&
+                         !svcidx_has(s, t, v.mv_data, v.mv_size, &a))
+                    rc = damaged_at(errmsg, dir, (enum zone__db)d, &k,
+                                    "has no row in the service index");
+            } else if (d == ZONE__DB_META && v.mv_size != 8) {
+                rc = damaged_at(errmsg, dir, (enum zone__db)d, &k, "is not 8 bytes");
+            }
+        }
+        if (!rc && mrc && mrc != MDB_NOTFOUND)
+            rc = lmdb_damaged(errmsg, dir, (enum zone__db)d, mrc);
+        mdb_cursor_close(c);
+    }
+    if (!rc && !mdb_stat(t, s->dbi[ZONE__DB_SERVICES], &st_sv) &&
+        !mdb_stat(t, s->dbi[ZONE__DB_SVCIDX], &st_ix) && st_sv.ms_entries != st_ix.ms_entries)
+        rc = base_errf(errmsg, BASE_EDAMAGED,
+                       "catalog %s/data.mdb: the service index has %zu rows for %zu services", dir,
+                       st_ix.ms_entries, st_sv.ms_entries);
+    base_arena_close(&a);
+    mdb_txn_abort(t);
+    return rc;
+}
+
+int zone_store_discard(const char *dir, char *errmsg)
+{
+    char from[4096], to[4096];
+
+    snprintf(from, sizeof from, "%s/data.mdb", dir);
+    snprintf(to, sizeof to, "%s/data.mdb.damaged", dir);
+    if (rename(from, to) != 0)
+        return base_errf(errmsg, -errno, "catalog %s: rename to %s: %s", from, to,
+                         strerror(errno));
+    snprintf(from, sizeof from, "%s/lock.mdb", dir);
+    if (unlink(from) != 0 && errno != ENOENT)
+        return base_errf(errmsg, -errno, "catalog %s: %s", from, strerror(errno));
+    LOG_WARN("zone", "catalog %s/data.mdb set aside as %s", dir, to);
+    return 0;
+}
