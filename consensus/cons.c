@@ -265,9 +265,9 @@ static void segments_list(const char *dir, struct seg_list *l)
     while ((e = readdir(d)) != NULL) {
         unsigned long long first, last;
         int used = 0;
-        bool seg = strncmp(e->d_name, "open-", 5) == 0 ||
-                   (sscanf(e->d_name, "%llu-%llu%n", &first, &last, &used) == 2 &&
-                    e->d_name[used] == 0);
+        bool seg =
+            strncmp(e->d_name, "open-", 5) == 0 ||
+            (sscanf(e->d_name, "%llu-%llu%n", &first, &last, &used) == 2 && e->d_name[used] == 0);
         if (!seg || strlen(e->d_name) >= sizeof l->name[0])
             continue;
         if (l->n == l->cap) {
@@ -330,8 +330,9 @@ int cons__raft_start(struct cons *c)
         char where[1024];
         segments_holding(&segs, c->dir, last + 1, where, sizeof where);
         LOG_WARN("consensus",
-                 "raft log damaged: it ends at index %" PRIu64 " but the catalog has applied %" PRIu64
-                 ": entries from %" PRIu64 " on were dropped while loading segment %s",
+                 "raft log damaged: it ends at index %" PRIu64
+                 " but the catalog has applied %" PRIu64 ": entries from %" PRIu64
+                 " on were dropped while loading segment %s",
                  last, c->applied, last + 1, where);
     }
     base_free(segs.name);

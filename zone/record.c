@@ -6,9 +6,9 @@
  * it reads a field, so a byte changed on disk is refused rather than served as data (the
  * readers report the record as damaged: read.c). Version 1 records (no checksum) are the same
  * bytes without the trailer: zone__rec_upgrade turns one into version 2, which is what the
- * store's one-time migration at open and a snapshot load do; the decoders refuse them. Strings are stored
- * with their NUL (base_buf_put_bytes of len + 1 bytes) so that a read hands out pointers into
- * the LMDB page instead of copying (zone.h: valid until the read transaction ends); only the
+ * store's one-time migration at open and a snapshot load do; the decoders refuse them. Strings are
+ * stored with their NUL (base_buf_put_bytes of len + 1 bytes) so that a read hands out pointers
+ * into the LMDB page instead of copying (zone.h: valid until the read transaction ends); only the
  * arrays of tags and pairs go to the caller's arena. Every decoder is bounds-checked through
  * base_rd and bounds array counts by the bytes left before allocating, since snapshots and
  * commands arrive from the network. */

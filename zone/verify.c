@@ -90,7 +90,8 @@ int zone__store_verify_file(MDB_env *env, const char *dir, char *errmsg)
     uint64_t need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
     if ((uint64_t)fst.st_size < need)
         return base_errf(errmsg, BASE_EDAMAGED,
-                         "catalog %s is truncated: %" PRIu64 " bytes, its last page ends at %" PRIu64,
+                         "catalog %s is truncated: %" PRIu64
+                         " bytes, its last page ends at %" PRIu64,
                          path, (uint64_t)fst.st_size, need);
     return 0;
 }
@@ -256,8 +257,7 @@ int zone__store_check(struct zone_store *s, const char *dir, char *errmsg)
                 else if (!key_matches((enum zone__db)d, v.mv_data, v.mv_size, &k, &a))
                     rc = damaged_at(errmsg, dir, (enum zone__db)d, &k,
                                     "does not match its key or does not decode");
-                else if (d == ZONE__DB_SERVICES &&
-                         !svcidx_has(s, t, v.mv_data, v.mv_size, &a))
+                else if (d == ZONE__DB_SERVICES && !svcidx_has(s, t, v.mv_data, v.mv_size, &a))
                     rc = damaged_at(errmsg, dir, (enum zone__db)d, &k,
                                     "has no row in the service index");
             } else if (d == ZONE__DB_META && v.mv_size != 8) {
@@ -285,8 +285,7 @@ int zone_store_discard(const char *dir, char *errmsg)
     snprintf(from, sizeof from, "%s/data.mdb", dir);
     snprintf(to, sizeof to, "%s/data.mdb.damaged", dir);
     if (rename(from, to) != 0)
-        return base_errf(errmsg, -errno, "catalog %s: rename to %s: %s", from, to,
-                         strerror(errno));
+        return base_errf(errmsg, -errno, "catalog %s: rename to %s: %s", from, to, strerror(errno));
     snprintf(from, sizeof from, "%s/lock.mdb", dir);
     if (unlink(from) != 0 && errno != ENOENT)
         return base_errf(errmsg, -errno, "catalog %s: %s", from, strerror(errno));

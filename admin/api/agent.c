@@ -643,8 +643,8 @@ static void read_self(struct api *a, struct http_req *req, struct zone_read *rd,
         "term", (json_int_t)cons_term(a->cfg.cons), "last_log_index",
         (json_int_t)cons_last_index(a->cfg.cons), "applied_index", (json_int_t)(rc ? 0 : m.applied),
         "catalog_index", (json_int_t)(rc ? 0 : m.index));
-    json_t *catalog = json_pack("{s:I}", "damaged_reads",
-                                (json_int_t)zone_store_damaged_count(a->cfg.store));
+    json_t *catalog =
+        json_pack("{s:I}", "damaged_reads", (json_int_t)zone_store_damaged_count(a->cfg.store));
     res->json = json_pack("{s:o,s:o,s:{s:o,s:o},s:{}}", "Config", cfg, "Member", member, "Stats",
                           "raft", raft, "catalog", catalog, "Meta");
     res->index = rc ? 0 : m.index;

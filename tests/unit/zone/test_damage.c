@@ -78,8 +78,7 @@ static void test_every_bit_flip_refused(void **state)
                 if (i == 2) {
                     enum zone_health st;
                     const char *sid;
-                    assert_int_equal(zone__check_peek(b[i].data, b[i].len, &st, &sid),
-                                     BASE_EPARSE);
+                    assert_int_equal(zone__check_peek(b[i].data, b[i].len, &st, &sid), BASE_EPARSE);
                 }
                 b[i].data[at] ^= (uint8_t)(1u << bit);
                 base_arena_reset(&a);
