@@ -334,8 +334,21 @@ int cons__raft_start(struct cons *c)
                  " but the catalog has applied %" PRIu64 ": entries from %" PRIu64
                  " on were dropped while loading segment %s",
                  last, c->applied, last + 1, where);
+        /* New entries would take indexes the catalog already holds and be skipped as replays:
+         * writes answered but never applied. A cluster's leader sends this replica the entries
+         * again; a server alone has nobody to get them from. */
+        if (c->raft.configuration.n <= 1) {
+            LOG_ERR("consensus",
+                    "a single server whose Raft log lost committed entries cannot go on: "
+                    "restore %s, or move the catalog (%" PRIu64 " applied) aside to rebuild it "
+                    "from the log as loaded (losing entries %" PRIu64 " to %" PRIu64 ")",
+                    where, c->applied, last + 1, c->applied);
+            rv = RAFT_CORRUPT;
+        }
     }
     base_free(segs.name);
+    if (rv)
+        return rv;
     c->last_state = 0xffff; /* log the first state */
     observe(c);
     return 0;
