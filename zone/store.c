@@ -227,12 +227,31 @@ static int store_rec(struct apply *x, enum zone__db d, const struct zone__key *k
     return 1;
 }
 
+/* A stored record that fails its checksum (or does not decode) while an entry applies: the
+ * entry cannot apply here as it does on the other replicas, so it fails whole (BASE_EDAMAGED,
+ * which stops the server: fsm.c); the record is named first. */
+static int apply_damaged(struct zone_store *s, enum zone__db d, const MDB_val *k)
+{
+    char name[ZONE__DAMAGED_NAME];
+    zone__rec_name(d, k->mv_data, k->mv_size, name, sizeof name);
+    atomic_fetch_add(&s->n_damaged, 1);
+    LOG_ERR("zone", "catalog record %s failed its checksum while applying an entry", name);
+    return BASE_EDAMAGED;
+}
+
+static int apply_damaged_key(struct zone_store *s, enum zone__db d, const struct zone__key *k)
+{
+    MDB_val key = zone__key_val(k);
+    return apply_damaged(s, d, &key);
+}
+
 /* Rows of one database under a prefix, copied into the arena so that the caller can write to
  * that database while going through them (a cursor does not survive writes under it). */
 struct rows {
     MDB_val *k, *v;
     size_t n, cap;
     struct base_arena *a;
+    struct zone_store *s;
     const char *sid; /* checks only: keep those of this service id (NULL: all) */
 };
 
@@ -244,7 +263,7 @@ static int rows_add(void *ctx, const MDB_val *k, const MDB_val *v)
         enum zone_health st;
         const char *sid;
         if (zone__check_peek(v->mv_data, v->mv_size, &st, &sid))
-            return BASE_ESTORE;
+            return apply_damaged(r->s, ZONE__DB_CHECKS, k);
         if (strcmp(sid, r->sid) != 0)
             return 0;
     }
@@ -277,6 +296,7 @@ static int rows_get(struct apply *x, enum zone__db d, const struct zone__key *pr
 {
     memset(out, 0, sizeof *out);
     out->a = x->a;
+    out->s = x->s;
     out->sid = sid;
     if (prefix->over)
         return 0;
@@ -359,7 +379,7 @@ static int upsert_node(struct apply *x, const struct zone_cmd *c, struct zone_no
     bool exists = rc == 0;
     if (exists) {
         if (zone__node_decode(old.mv_data, old.mv_size, true, x->a, stored))
-            return BASE_ESTORE;
+            return apply_damaged_key(x->s, ZONE__DB_NODES, &k);
         /* agent anti-entropy: the node is known, keep what the catalog has */
         if (c->skip_node_update)
             return 0;
@@ -406,7 +426,7 @@ static int refresh_checks(struct apply *x, const struct zone_service *sv)
         struct zone__key ck_key;
 
         if (zone__check_decode(rows.v[i].mv_data, rows.v[i].mv_size, true, x->a, &ck))
-            return BASE_ESTORE;
+            return apply_damaged(x->s, ZONE__DB_CHECKS, &rows.k[i]);
         ck.service_name = sv->name;
         ck.service_tags = sv->tags;
         ck.n_service_tags = sv->n_tags;
@@ -444,7 +464,7 @@ static int upsert_service(struct apply *x, const struct zone_node *node,
         return rc;
     bool exists = rc == 0;
     if (exists && zone__service_decode(old.mv_data, old.mv_size, true, x->a, &prev))
-        return BASE_ESTORE;
+        return apply_damaged_key(x->s, ZONE__DB_SERVICES, &k);
     sv.create_index = exists ? prev.create_index : x->idx;
     sv.modify_index = exists ? prev.modify_index : x->idx;
     x->s->rec.len = 0;
@@ -497,7 +517,7 @@ static int upsert_check(struct apply *x, const struct zone_node *node, const str
         if (rc) /* BASE_ENOTFOUND: a check of a service that is not registered */
             return rc;
         if (zone__service_decode(v.mv_data, v.mv_size, true, x->a, &sv))
-            return BASE_ESTORE;
+            return apply_damaged_key(x->s, ZONE__DB_SERVICES, &k);
         ck.service_name = sv.name;
         ck.service_tags = sv.tags;
         ck.n_service_tags = sv.n_tags;
@@ -509,7 +529,7 @@ static int upsert_check(struct apply *x, const struct zone_node *node, const str
         return rc;
     bool exists = rc == 0;
     if (exists && zone__check_decode(old.mv_data, old.mv_size, true, x->a, &prev))
-        return BASE_ESTORE;
+        return apply_damaged_key(x->s, ZONE__DB_CHECKS, &k);
     ck.create_index = exists ? prev.create_index : x->idx;
     ck.modify_index = exists ? prev.modify_index : x->idx;
     x->s->rec.len = 0;
@@ -540,7 +560,7 @@ static int drop_service_rows(struct apply *x, const char *node, const struct row
         struct zone__key ik;
         int rc;
         if (zone__service_decode(svcs->v[i].mv_data, svcs->v[i].mv_size, true, x->a, &sv))
-            return BASE_ESTORE;
+            return apply_damaged(x->s, ZONE__DB_SERVICES, &svcs->k[i]);
         key_svcidx(&ik, sv.name, node, sv.id);
         if ((rc = del(x, ZONE__DB_SVCIDX, &ik, ZONE_TABLE_SERVICES)) ||
             (rc = addr_del(x, sv.address, node, sv.id)))
@@ -571,7 +591,7 @@ static int drop_node(struct apply *x, const char *node)
         return rc;
     struct zone_node n;
     if (zone__node_decode(v.mv_data, v.mv_size, true, x->a, &n))
-        return BASE_ESTORE;
+        return apply_damaged_key(x->s, ZONE__DB_NODES, &k);
     if ((rc = addr_del(x, n.address, node, "")))
         return rc;
     return del(x, ZONE__DB_NODES, &k, ZONE_TABLE_NODES);
@@ -634,7 +654,7 @@ static int apply_check_update(struct apply *x, const struct zone_cmd *c)
     if ((rc = get(x, ZONE__DB_CHECKS, &k, &old)))
         return rc;
     if (zone__check_decode(old.mv_data, old.mv_size, true, x->a, &ck))
-        return BASE_ESTORE;
+        return apply_damaged_key(x->s, ZONE__DB_CHECKS, &k);
     ck.status = c->status;
     ck.output = c->output;
     x->s->rec.len = 0;
@@ -671,7 +691,7 @@ static int apply_kv_set(struct apply *x, const struct zone_cmd *c)
         return rc;
     bool exists = rc == 0;
     if (exists && zone__kv_decode(old.mv_data, old.mv_size, true, x->a, &prev))
-        return BASE_ESTORE;
+        return apply_damaged_key(x->s, ZONE__DB_KV, &k);
     /* Consul's kvsSetCASTxn: cas 0 creates only; otherwise the ModifyIndex must match */
     if (c->has_cas && (c->cas == 0 ? exists : !exists || prev.modify_index != c->cas))
         return BASE_ECONFLICT;
@@ -713,7 +733,7 @@ static int apply_kv_delete(struct apply *x, const struct zone_cmd *c)
         return rc;
     if (c->has_cas) {
         if (zone__kv_decode(old.mv_data, old.mv_size, true, x->a, &prev))
-            return BASE_ESTORE;
+            return apply_damaged_key(x->s, ZONE__DB_KV, &k);
         if (prev.modify_index != c->cas)
             return BASE_ECONFLICT;
     }
@@ -761,6 +781,7 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
     MDB_txn *t;
     uint64_t applied;
     uint32_t mask = 0;
+    int err = BASE_ESTORE;
 
     BASE_ASSERT_LOOP();
     *touched = 0;
@@ -789,8 +810,10 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
         int rc = apply_one(&x, &c);
         if (rc) {
             mdb_txn_abort(child);
-            if (rc == BASE_ESTORE)
+            if (rc == BASE_ESTORE || rc == BASE_EDAMAGED) {
+                err = rc;
                 goto fail;
+            }
             results[i] = rc;
             continue;
         }
@@ -815,5 +838,5 @@ fail:
     base_arena_reset(&s->arena);
     for (size_t i = 0; i < n; i++)
         results[i] = 0;
-    return BASE_ESTORE;
+    return err;
 }

@@ -236,12 +236,14 @@ struct zone_meta {
  * counts as a change (as in Consul). When idx <= the stored applied index the entry was applied
  * before a restart: nothing changes, results are 0 and *touched is 0 (idempotent replay). *touched
  * gets the ZONE_TABLE_BIT mask of tables changed. Returns BASE_ESTORE when the transaction cannot
- * commit. Main loop thread. */
+ * commit, BASE_EDAMAGED (nothing applied) when a stored record it reads fails its checksum.
+ * Main loop thread. */
 int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice *cmds, size_t n,
                      int *results, uint32_t *touched) BASE_MUSTCHECK;
 
 /* Snapshot (Raft's): the whole store (with its meta and any staged restore) serialized from one
- * read transaction, appended to out. Any thread. */
+ * read transaction, appended to out; BASE_EDAMAGED when a record fails its checksum. Any
+ * thread. */
 int zone_store_snapshot(struct zone_store *s, struct base_buf *out) BASE_MUSTCHECK;
 /* Replaces the whole store with a Raft snapshot's content, unless the snapshot's applied index
  * is not newer than the store's (then *skipped is set and nothing changes). The input is

@@ -265,6 +265,27 @@ static void test_damaged_reads_and_reopen(void **state)
     zone_read_end(r);
     assert_int_equal(zone_store_damaged_count(s), 4);
 
+    /* an entry that would read it fails whole, as damage (the server stops: fsm.c) */
+    {
+        struct zone_cmd c;
+        struct base_buf cb;
+        struct base_slice sl;
+        int res;
+        uint32_t touched;
+        memset(&c, 0, sizeof c);
+        c.type = ZONE_CMD_KV_SET;
+        c.kv.key = "foo";
+        c.kv.value = (const uint8_t *)"new";
+        c.kv.value_len = 3;
+        base_buf_init(&cb);
+        zone_cmd_encode(&c, &cb);
+        sl.p = cb.data;
+        sl.n = cb.len;
+        assert_int_equal(zone_store_apply(s, 4, &sl, 1, &res, &touched), BASE_EDAMAGED);
+        base_buf_free(&cb);
+    }
+    assert_int_equal(zone_store_damaged_count(s), 5);
+
     /* a snapshot (Raft's, a backup) does not carry it */
     struct base_buf snap;
     base_buf_init(&snap);
