@@ -336,8 +336,10 @@ int cons__raft_start(struct cons *c)
                  last, c->applied, last + 1, where);
         /* New entries would take indexes the catalog already holds and be skipped as replays:
          * writes answered but never applied. A cluster's leader sends this replica the entries
-         * again; a server alone has nobody to get them from. */
-        if (c->raft.configuration.n <= 1) {
+         * again (so does it to a server still joining one); a server alone has nobody to get
+         * them from. */
+        const struct raft_configuration *conf = &c->raft.configuration;
+        if (conf->n == 1 && conf->servers[0].id == c->id) {
             LOG_ERR("consensus",
                     "a single server whose Raft log lost committed entries cannot go on: "
                     "restore %s, or move the catalog (%" PRIu64 " applied) aside to rebuild it "
