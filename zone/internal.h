@@ -179,6 +179,11 @@ int zone__addrs_put(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, c
                     const char *sid, const char *name) BASE_MUSTCHECK;
 int zone__addrs_del(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, const char *node,
                     const char *sid) BASE_MUSTCHECK;
+/* Whether the row of (addr, node, sid) is there with the value name: 1 when it is, 0 when no
+ * row is expected (not an IP literal, or a key over the limit), BASE_ENOTFOUND when it is
+ * missing or differs (the store's check at open). */
+int zone__addrs_has(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, const char *node,
+                    const char *sid, const char *name) BASE_MUSTCHECK;
 /* Empties addrs and fills it from the nodes and services databases (store open after an
  * upgrade, restore of a version 1 snapshot). */
 int zone__addrs_rebuild(struct zone_store *s, MDB_txn *t) BASE_MUSTCHECK;

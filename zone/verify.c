@@ -165,77 +165,81 @@ int zone__store_migrate(struct zone_store *s, MDB_txn *t, const char *dir, char 
     return rc;
 }
 
-/* The key a record of database d must have, built from its content. */
-static bool key_matches(enum zone__db d, const void *p, size_t len, const MDB_val *k,
-                        struct base_arena *a)
+/* What is wrong with the record (k, v) of database d, or NULL: its checksum, its decoding,
+ * its key against its content, and the index rows it implies (svcidx for a service, addrs for
+ * a node's or service's IP address; *n_addrs counts the addrs rows found). */
+static const char *record_problem(struct zone_store *s, MDB_txn *t, enum zone__db d,
+                                  const MDB_val *k, const MDB_val *v, struct base_arena *a,
+                                  size_t *n_addrs)
 {
-    struct zone__key want;
+    struct zone__key want, ix;
     union {
         struct zone_node n;
         struct zone_service s;
         struct zone_check c;
         struct zone_kv kv;
     } u;
+    MDB_dbi addrs = s->dbi[ZONE__DB_ADDRS];
+    int rc = 0;
 
+    if (!zone__rec_ok(v->mv_data, v->mv_size))
+        return "failed its checksum";
     zone__key_init(&want);
     switch (d) {
     case ZONE__DB_NODES:
-        if (zone__node_decode(p, len, false, a, &u.n))
-            return false;
+        if (zone__node_decode(v->mv_data, v->mv_size, false, a, &u.n))
+            return "does not decode";
         zone__key_lower(&want, u.n.name);
+        rc = zone__addrs_has(t, addrs, s->max_key, u.n.address, u.n.name, "", NULL);
         break;
-    case ZONE__DB_SERVICES:
-        if (zone__service_decode(p, len, false, a, &u.s))
-            return false;
+    case ZONE__DB_SERVICES: {
+        if (zone__service_decode(v->mv_data, v->mv_size, false, a, &u.s))
+            return "does not decode";
         zone__key_lower(&want, u.s.node);
         zone__key_sep(&want);
         zone__key_raw(&want, u.s.id);
+        zone__key_init(&ix);
+        zone__key_lower(&ix, u.s.name);
+        zone__key_sep(&ix);
+        zone__key_lower(&ix, u.s.node);
+        zone__key_sep(&ix);
+        zone__key_raw(&ix, u.s.id);
+        MDB_val ik = zone__key_val(&ix), iv;
+        if (ix.over || ix.n > s->max_key || mdb_get(t, s->dbi[ZONE__DB_SVCIDX], &ik, &iv) != 0 ||
+            iv.mv_size != 0)
+            return "has no row in the service index";
+        rc = zone__addrs_has(t, addrs, s->max_key, u.s.address, u.s.node, u.s.id, u.s.name);
         break;
+    }
     case ZONE__DB_CHECKS:
-        if (zone__check_decode(p, len, false, a, &u.c))
-            return false;
+        if (zone__check_decode(v->mv_data, v->mv_size, false, a, &u.c))
+            return "does not decode";
         zone__key_lower(&want, u.c.node);
         zone__key_sep(&want);
         zone__key_raw(&want, u.c.check_id);
         break;
     case ZONE__DB_KV:
-        if (zone__kv_decode(p, len, false, a, &u.kv))
-            return false;
+        if (zone__kv_decode(v->mv_data, v->mv_size, false, a, &u.kv))
+            return "does not decode";
         zone__key_raw(&want, u.kv.key);
         break;
     default:
-        return false;
+        return NULL;
     }
-    return !want.over && want.n == k->mv_size && memcmp(want.b, k->mv_data, want.n) == 0;
-}
-
-/* The svcidx row of a service record (which decoded). */
-static bool svcidx_has(struct zone_store *s, MDB_txn *t, const void *p, size_t len,
-                       struct base_arena *a)
-{
-    struct zone_service sv;
-    struct zone__key k;
-    MDB_val v;
-
-    if (zone__service_decode(p, len, false, a, &sv))
-        return false;
-    zone__key_init(&k);
-    zone__key_lower(&k, sv.name);
-    zone__key_sep(&k);
-    zone__key_lower(&k, sv.node);
-    zone__key_sep(&k);
-    zone__key_raw(&k, sv.id);
-    if (k.over || k.n > s->max_key)
-        return false;
-    MDB_val key = zone__key_val(&k);
-    return mdb_get(t, s->dbi[ZONE__DB_SVCIDX], &key, &v) == 0 && v.mv_size == 0;
+    if (want.over || want.n != k->mv_size || memcmp(want.b, k->mv_data, want.n) != 0)
+        return "does not match its key";
+    if (rc < 0)
+        return "has no matching row in the address index";
+    *n_addrs += (size_t)rc;
+    return NULL;
 }
 
 int zone__store_check(struct zone_store *s, const char *dir, char *errmsg)
 {
     MDB_txn *t;
     struct base_arena a;
-    MDB_stat st_sv, st_ix;
+    MDB_stat st_sv, st_ix, st_ad;
+    size_t n_addrs = 0;
     int rc = 0;
 
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t)))
@@ -250,29 +254,32 @@ int zone__store_check(struct zone_store *s, const char *dir, char *errmsg)
         }
         int mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
         for (; mrc == 0 && !rc; mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            const char *bad = NULL;
             base_arena_reset(&a);
-            if (is_record_db(d)) {
-                if (!zone__rec_ok(v.mv_data, v.mv_size))
-                    rc = damaged_at(errmsg, dir, (enum zone__db)d, &k, "failed its checksum");
-                else if (!key_matches((enum zone__db)d, v.mv_data, v.mv_size, &k, &a))
-                    rc = damaged_at(errmsg, dir, (enum zone__db)d, &k,
-                                    "does not match its key or does not decode");
-                else if (d == ZONE__DB_SERVICES && !svcidx_has(s, t, v.mv_data, v.mv_size, &a))
-                    rc = damaged_at(errmsg, dir, (enum zone__db)d, &k,
-                                    "has no row in the service index");
-            } else if (d == ZONE__DB_META && v.mv_size != 8) {
-                rc = damaged_at(errmsg, dir, (enum zone__db)d, &k, "is not 8 bytes");
-            }
+            if (is_record_db(d))
+                bad = record_problem(s, t, (enum zone__db)d, &k, &v, &a, &n_addrs);
+            else if (d == ZONE__DB_META && v.mv_size != 8)
+                bad = "is not 8 bytes";
+            if (bad)
+                rc = damaged_at(errmsg, dir, (enum zone__db)d, &k, bad);
         }
         if (!rc && mrc && mrc != MDB_NOTFOUND)
             rc = lmdb_damaged(errmsg, dir, (enum zone__db)d, mrc);
         mdb_cursor_close(c);
     }
-    if (!rc && !mdb_stat(t, s->dbi[ZONE__DB_SERVICES], &st_sv) &&
-        !mdb_stat(t, s->dbi[ZONE__DB_SVCIDX], &st_ix) && st_sv.ms_entries != st_ix.ms_entries)
+    /* every index row was found from a record above: as many rows as found means no other */
+    if (!rc && (mdb_stat(t, s->dbi[ZONE__DB_SERVICES], &st_sv) ||
+                mdb_stat(t, s->dbi[ZONE__DB_SVCIDX], &st_ix) ||
+                mdb_stat(t, s->dbi[ZONE__DB_ADDRS], &st_ad)))
+        rc = base_errf(errmsg, BASE_EDAMAGED, "catalog %s/data.mdb: cannot count its rows", dir);
+    if (!rc && st_sv.ms_entries != st_ix.ms_entries)
         rc = base_errf(errmsg, BASE_EDAMAGED,
                        "catalog %s/data.mdb: the service index has %zu rows for %zu services", dir,
                        st_ix.ms_entries, st_sv.ms_entries);
+    if (!rc && st_ad.ms_entries != n_addrs)
+        rc = base_errf(errmsg, BASE_EDAMAGED,
+                       "catalog %s/data.mdb: the address index has %zu rows for %zu addresses", dir,
+                       st_ad.ms_entries, n_addrs);
     base_arena_close(&a);
     mdb_txn_abort(t);
     return rc;

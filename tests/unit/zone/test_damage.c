@@ -302,6 +302,56 @@ static void test_damaged_reads_and_reopen(void **state)
     assert_int_equal(rm_tree(dir), 0);
 }
 
+static void del_row(struct zone_store *s, enum zone__db d, const void *key, size_t kn)
+{
+    MDB_txn *t;
+    MDB_val k = {.mv_size = kn, .mv_data = (void *)key};
+    assert_int_equal(mdb_txn_begin(s->env, NULL, 0, &t), 0);
+    assert_int_equal(mdb_del(t, s->dbi[d], &k, NULL), 0);
+    assert_int_equal(mdb_txn_commit(t), 0);
+}
+
+static void put_row(struct zone_store *s, enum zone__db d, const void *key, size_t kn,
+                    const void *val, size_t vn)
+{
+    MDB_txn *t;
+    MDB_val k = {.mv_size = kn, .mv_data = (void *)key},
+            v = {.mv_size = vn, .mv_data = (void *)val};
+    assert_int_equal(mdb_txn_begin(s->env, NULL, 0, &t), 0);
+    assert_int_equal(mdb_put(t, s->dbi[d], &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(t), 0);
+}
+
+/* The indexes are checked against the records at open: a missing service index row, an
+ * address index row changed, or one too many, each refuse the store naming what is wrong. */
+static void test_index_damage(void **state)
+{
+    (void)state;
+    static const struct zone_service websvc = {
+        .id = "web1", .name = "web", .address = "10.0.0.9", .port = 80};
+    static const uint8_t addr_svc[] = {4, 10, 0, 0, 9, 'n', '1', 0, 'w', 'e', 'b', '1'};
+    static const uint8_t addr_bogus[] = {4, 10, 0, 0, 7, 'n', '1', 0};
+    char dir[64], errmsg[BASE_ERRMSG_LEN];
+    struct zone_store *s;
+
+    for (int variant = 0; variant < 3; variant++) {
+        tmp_store_open(dir, "damage", &s);
+        store_reg(s, 1, "n1", "10.0.0.1", "dc1", &websvc);
+        zone_store_close(s);
+        store_open_at(dir, &s); /* consistent: opens */
+        if (variant == 0)
+            del_row(s, ZONE__DB_SVCIDX, "web\0n1\0web1", 11);
+        else if (variant == 1)
+            put_row(s, ZONE__DB_ADDRS, addr_svc, sizeof addr_svc, "wex", 4);
+        else
+            put_row(s, ZONE__DB_ADDRS, addr_bogus, sizeof addr_bogus, "", 0);
+        zone_store_close(s);
+        assert_int_equal(zone_store_open(dir, 0, &s, errmsg), BASE_EDAMAGED);
+        assert_non_null(strstr(errmsg, variant == 0 ? "service index" : "address index"));
+        assert_int_equal(rm_tree(dir), 0);
+    }
+}
+
 /* A data file cut short does not open (and does not crash); discard sets it aside. */
 static void test_truncated_file(void **state)
 {
@@ -339,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_upgrade),
         cmocka_unit_test(test_migration),
         cmocka_unit_test(test_damaged_reads_and_reopen),
+        cmocka_unit_test(test_index_damage),
         cmocka_unit_test(test_truncated_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
