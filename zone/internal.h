@@ -34,6 +34,10 @@ extern const char *const zone__table_keys[ZONE_TABLE_COUNT];
  * version 1, upgraded once at open), ZONE__FORMAT once every record carries one. */
 #define ZONE__META_FORMAT "format"
 #define ZONE__FORMAT      2
+/* Format 2: the CRC-32C of the other meta rows (each key's length byte, key and value, in key
+ * order), rewritten by every transaction that writes meta (zone__meta_seal) and checked by
+ * every reader of the indexes (zone__meta_all) and by apply. */
+#define ZONE__META_CRC "crc"
 
 /* Room for a damaged record's name ("services/node/id"), cut with "..." beyond. */
 #define ZONE__DAMAGED_NAME 160
@@ -191,6 +195,8 @@ int zone__addrs_rebuild(struct zone_store *s, MDB_txn *t) BASE_MUSTCHECK;
 /* ---- snapshots (snapshot.c) and staged restores (restore.c) --------------------------- */
 /* CRC-32C (Castagnoli), the snapshot's checksum. */
 uint32_t zone__crc32c(const uint8_t *p, size_t n);
+/* The CRC-32C of what prev covered followed by p (zone__crc32c(p, n) == ..._more(0, p, n)). */
+uint32_t zone__crc32c_more(uint32_t prev, const uint8_t *p, size_t n);
 /* zone_snapshot_check with keys bounded by max_key (the store's LMDB limit). */
 int zone__snapshot_check(const uint8_t *p, size_t n, size_t max_key,
                          struct zone_snapshot_info *info, char *errmsg) BASE_MUSTCHECK;
@@ -210,7 +216,13 @@ bool zone__staging_row_ok(const uint8_t *k, size_t kn, size_t vn);
 /* u64 values of the meta database (little-endian, 8 bytes); absent reads as 0. */
 int zone__meta_read(MDB_txn *t, MDB_dbi dbi, const char *key, uint64_t *v) BASE_MUSTCHECK;
 int zone__meta_write(MDB_txn *t, MDB_dbi dbi, const char *key, uint64_t v) BASE_MUSTCHECK;
-/* All of struct zone_meta from one transaction. */
+/* All of struct zone_meta from one transaction; BASE_EDAMAGED when the meta rows fail their
+ * checksum. */
 int zone__meta_all(struct zone_store *s, MDB_txn *t, struct zone_meta *m) BASE_MUSTCHECK;
+/* Writes the meta checksum row after the other meta rows changed in t. 0 or BASE_ESTORE. */
+int zone__meta_seal(MDB_txn *t, MDB_dbi dbi) BASE_MUSTCHECK;
+/* 0 when the meta rows match their checksum row, BASE_EDAMAGED when not (or it is missing),
+ * BASE_ESTORE. */
+int zone__meta_verify(MDB_txn *t, MDB_dbi dbi) BASE_MUSTCHECK;
 
 #endif

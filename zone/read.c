@@ -101,7 +101,13 @@ void zone_read_end(struct zone_read *r)
 int zone_meta_get(struct zone_read *r, struct zone_meta *m)
 {
     memset(m, 0, sizeof *m);
-    return zone__meta_all(r->s, r->txn, m);
+    int rc = zone__meta_all(r->s, r->txn, m);
+    if (rc == BASE_EDAMAGED) {
+        MDB_val k = {.mv_size = strlen(ZONE__META_CRC), .mv_data = ZONE__META_CRC};
+        memset(m, 0, sizeof *m);
+        return zone__damaged(r, ZONE__DB_META, &k);
+    }
+    return rc;
 }
 
 int zone_store_meta(struct zone_store *s, struct zone_meta *m)

@@ -67,8 +67,13 @@ static void crc_init(void)
 
 uint32_t zone__crc32c(const uint8_t *p, size_t n)
 {
+    return zone__crc32c_more(0, p, n);
+}
+
+uint32_t zone__crc32c_more(uint32_t prev, const uint8_t *p, size_t n)
+{
     const uint32_t(*t)[256] = crc_tables;
-    uint32_t crc = 0xffffffffu;
+    uint32_t crc = ~prev;
 
     pthread_once(&crc_once, crc_init);
     for (; n >= 8; n -= 8, p += 8) {
@@ -424,6 +429,8 @@ int zone__snapshot_load(struct zone_store *s, MDB_txn *t, const uint8_t *p, size
         rc = zone__addrs_rebuild(s, t);
     if (!rc) /* every record was written with its checksum */
         rc = zone__meta_write(t, s->dbi[ZONE__DB_META], ZONE__META_FORMAT, ZONE__FORMAT);
+    if (!rc)
+        rc = zone__meta_seal(t, s->dbi[ZONE__DB_META]);
     return rc;
 }
 

@@ -772,6 +772,8 @@ static int write_meta(struct zone_store *s, MDB_txn *t, uint64_t idx, uint32_t m
             rc = zone__meta_write(t, m, zone__table_keys[i], idx);
     if (!rc && mask)
         rc = zone__meta_write(t, m, ZONE__META_INDEX, idx);
+    if (!rc)
+        rc = zone__meta_seal(t, m);
     return rc;
 }
 
@@ -789,6 +791,13 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
         results[i] = 0;
     if (mdb_txn_begin(s->env, NULL, 0, &t))
         return BASE_ESTORE;
+    /* the applied index decides what applies: it must be the one written */
+    if ((err = zone__meta_verify(t, s->dbi[ZONE__DB_META]))) {
+        if (err == BASE_EDAMAGED)
+            LOG_ERR("zone", "catalog meta rows (applied and table indexes) failed their checksum");
+        goto fail;
+    }
+    err = BASE_ESTORE;
     if (zone__meta_read(t, s->dbi[ZONE__DB_META], ZONE__META_APPLIED, &applied))
         goto fail;
     if (idx <= applied) { /* replay of an entry this store already holds */

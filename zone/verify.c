@@ -13,8 +13,10 @@
  *   - a store written before record checksums (no meta "format") is migrated once: its records
  *     are version 1 and get their checksum (zone__rec_upgrade) in one write transaction;
  *   - every record is walked: its checksum and decoding, its key against its content, and the
- *     service index against the services (each service has its index row and the counts
- *     match). On 100k records this takes a few tens of milliseconds.
+ *     indexes against the records (each service has its svcidx row, each IP address of a node
+ *     or service its addrs row with the right value, and neither index has rows beyond those);
+ *     the meta rows (applied index, table indexes) against their own checksum row. 100k KV
+ *     records take about 25 ms, 100k nodes each with a service and a check about 130 ms.
  * A failure returns BASE_EDAMAGED with a message naming the file and the record; the caller
  * (admin/agent.c) decides what a damaged catalog means for this server. */
 #include "zone/internal.h"
@@ -157,7 +159,8 @@ int zone__store_migrate(struct zone_store *s, MDB_txn *t, const char *dir, char 
         mdb_cursor_close(c);
     }
     base_buf_free(&b);
-    if (!rc && zone__meta_write(t, s->dbi[ZONE__DB_META], ZONE__META_FORMAT, ZONE__FORMAT))
+    if (!rc && (zone__meta_write(t, s->dbi[ZONE__DB_META], ZONE__META_FORMAT, ZONE__FORMAT) ||
+                zone__meta_seal(t, s->dbi[ZONE__DB_META])))
         rc = base_errf(errmsg, BASE_ESTORE, "catalog %s: cannot write its format", dir);
     if (!rc && n)
         LOG_INFO("zone", "catalog %s: %zu records upgraded to checksummed records (format %d)", dir,
@@ -267,6 +270,11 @@ int zone__store_check(struct zone_store *s, const char *dir, char *errmsg)
             rc = lmdb_damaged(errmsg, dir, (enum zone__db)d, mrc);
         mdb_cursor_close(c);
     }
+    if (!rc && zone__meta_verify(t, s->dbi[ZONE__DB_META]))
+        rc = base_errf(errmsg, BASE_EDAMAGED,
+                       "catalog %s/data.mdb: the meta rows (applied and table indexes) failed "
+                       "their checksum",
+                       dir);
     /* every index row was found from a record above: as many rows as found means no other */
     if (!rc && (mdb_stat(t, s->dbi[ZONE__DB_SERVICES], &st_sv) ||
                 mdb_stat(t, s->dbi[ZONE__DB_SVCIDX], &st_ix) ||
