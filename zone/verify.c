@@ -27,6 +27,7 @@
 #include <string.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #define LOG_EVERY_MS 1000
@@ -237,14 +238,56 @@ static const char *record_problem(struct zone_store *s, MDB_txn *t, enum zone__d
     return NULL;
 }
 
+/* Where LMDB mapped the data file (dev, ino): LMDB does not say (mdb_env_info's me_mapaddr is
+ * the address asked for with MDB_FIXEDMAP), the kernel does. NULL when not found. */
+static const uint8_t *map_base(dev_t dev, ino_t ino)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4096];
+    const uint8_t *base = NULL;
+
+    if (!f)
+        return NULL;
+    while (!base && fgets(line, sizeof line, f)) {
+        unsigned long long start, end, off, inode;
+        unsigned maj, mnr;
+        char perms[8];
+        if (sscanf(line, "%llx-%llx %7s %llx %x:%x %llu", &start, &end, perms, &off, &maj, &mnr,
+                   &inode) == 7 &&
+            inode == (unsigned long long)ino && off == 0 && makedev(maj, mnr) == dev)
+            base = (const uint8_t *)(uintptr_t)start;
+    }
+    fclose(f);
+    return base;
+}
+
+/* Whether the bytes of x lie inside the file's mapping [lo, hi): a damaged size in a page
+ * could make a row reach past the end of the file, where a read is a SIGBUS. */
+static bool in_file(const MDB_val *x, const uint8_t *lo, const uint8_t *hi)
+{
+    const uint8_t *p = x->mv_data;
+    if (!x->mv_size)
+        return true;
+    return p >= lo && p < hi && x->mv_size <= (size_t)(hi - p);
+}
+
 int zone__store_check(struct zone_store *s, const char *dir, char *errmsg)
 {
     MDB_txn *t;
     struct base_arena a;
     MDB_stat st_sv, st_ix, st_ad;
+    struct stat fst;
+    char path[4096];
     size_t n_addrs = 0;
     int rc = 0;
 
+    snprintf(path, sizeof path, "%s/data.mdb", dir);
+    if (stat(path, &fst) != 0)
+        return base_errf(errmsg, BASE_ESTORE, "catalog %s: cannot stat it", path);
+    const uint8_t *lo = map_base(fst.st_dev, fst.st_ino), *hi = lo + fst.st_size;
+    if (!lo)
+        return base_errf(errmsg, BASE_ESTORE, "catalog %s: its mapping is not in /proc/self/maps",
+                         path);
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t)))
         return base_errf(errmsg, BASE_ESTORE, "catalog %s: %s", dir, mdb_strerror(rc));
     base_arena_init(&a);
@@ -259,7 +302,19 @@ int zone__store_check(struct zone_store *s, const char *dir, char *errmsg)
         for (; mrc == 0 && !rc; mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
             const char *bad = NULL;
             base_arena_reset(&a);
-            if (is_record_db(d))
+            if (!in_file(&k, lo, hi) || !in_file(&v, lo, hi)) {
+                rc = base_errf(errmsg, BASE_EDAMAGED,
+                               "catalog %s: database %s has a row that reaches past the end "
+                               "of the file",
+                               path, zone__db_names[d]);
+                break;
+            }
+            /* a lookup by key must land on the row the scan found: a damaged separator key
+             * in a branch page routes lookups elsewhere while scans still see every row */
+            MDB_val found;
+            if (mdb_get(t, s->dbi[d], &k, &found) != 0 || found.mv_data != v.mv_data)
+                bad = "cannot be found by its key (a damaged index page)";
+            else if (is_record_db(d))
                 bad = record_problem(s, t, (enum zone__db)d, &k, &v, &a, &n_addrs);
             else if (d == ZONE__DB_META && v.mv_size != 8)
                 bad = "is not 8 bytes";
