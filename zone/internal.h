@@ -84,6 +84,8 @@ int zone__damaged(struct zone_read *r, enum zone__db d, const MDB_val *k);
  * data file holds LMDB's last used page (before any database is opened); the one-time upgrade
  * of version 1 records in t; the walk over every record and the service index. */
 int zone__store_verify_file(MDB_env *env, const char *dir, char *errmsg) BASE_MUSTCHECK;
+/* LMDB's page structure of dir/data.mdb, read with pread before LMDB reads a page (pages.c). */
+int zone__store_check_pages(const char *dir, char *errmsg) BASE_MUSTCHECK;
 int zone__store_migrate(struct zone_store *s, MDB_txn *t, const char *dir,
                         char *errmsg) BASE_MUSTCHECK;
 int zone__store_check(struct zone_store *s, const char *dir, char *errmsg) BASE_MUSTCHECK;

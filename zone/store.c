@@ -87,7 +87,8 @@ int zone_store_open(const char *dir, size_t map_size, struct zone_store **out, c
     mdb_reader_check(s->env, &dead);
 
     /* before anything reads a page: one past the end of a short file is a SIGBUS */
-    if ((rc = zone__store_verify_file(s->env, dir, errmsg))) {
+    if ((rc = zone__store_verify_file(s->env, dir, errmsg)) ||
+        (rc = zone__store_check_pages(dir, errmsg))) {
         mdb_env_close(s->env);
         base_free(s);
         return rc;
