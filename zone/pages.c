@@ -52,8 +52,8 @@ struct pages {
     int fd;
     const char *path;
     uint32_t psize;
-    uint64_t last;   /* last used page */
-    uint8_t *seen;   /* one bit per page */
+    uint64_t last; /* last used page */
+    uint8_t *seen; /* one bit per page */
     char *errmsg;
 };
 
@@ -201,8 +201,8 @@ int zone__store_check_pages(const char *dir, char *errmsg)
     snprintf(path, sizeof path, "%s/data.mdb", dir);
     w.fd = open(path, O_RDONLY | O_CLOEXEC);
     if (w.fd < 0)
-        return errno == ENOENT ? 0 : base_errf(errmsg, -errno, "catalog %s: %s", path,
-                                               strerror(errno));
+        return errno == ENOENT ? 0
+                               : base_errf(errmsg, -errno, "catalog %s: %s", path, strerror(errno));
     if (fstat(w.fd, &st) != 0 || st.st_size == 0) {
         close(w.fd);
         return 0; /* a new, empty file: LMDB writes its meta pages */
@@ -244,8 +244,8 @@ int zone__store_check_pages(const char *dir, char *errmsg)
         if (root == P_INVALID)
             continue;
         if (depth == 0 || depth > MAX_DEPTH)
-            rc = base_errf(errmsg, BASE_EDAMAGED, "catalog %s: meta names a tree of depth %u",
-                           path, depth);
+            rc = base_errf(errmsg, BASE_EDAMAGED, "catalog %s: meta names a tree of depth %u", path,
+                           depth);
         else
             rc = walk(&w, root, depth, d == 1, d == 0);
     }
