@@ -155,8 +155,17 @@ int zone__store_migrate(struct zone_store *s, MDB_txn *t, const char *dir, char 
             }
             if (up == 0)
                 continue;
+            /* k points into the page the put rewrites: a value that grows is deleted and
+             * inserted again, from a copy of its key */
+            uint8_t kb[ZONE__KEY_CAP];
+            if (k.mv_size > sizeof kb) {
+                rc = damaged_at(errmsg, dir, (enum zone__db)d, &k, "has a key over the limit");
+                break;
+            }
+            memcpy(kb, k.mv_data, k.mv_size);
+            MDB_val kc = {.mv_size = k.mv_size, .mv_data = kb};
             MDB_val nv = {.mv_size = b.len, .mv_data = b.data};
-            if ((mrc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT)))
+            if ((mrc = mdb_cursor_put(c, &kc, &nv, MDB_CURRENT)))
                 break;
             n++;
         }

@@ -143,12 +143,6 @@ static void poke(struct zone_store *s, enum zone__db d, const void *key, size_t 
     base_buf_free(&b);
 }
 
-static void to_v1(struct base_buf *v)
-{
-    v->len -= 4;
-    v->data[0] = ZONE__RECORD_V1;
-}
-
 static void flip_last_value_byte(struct base_buf *v)
 {
     v->data[v->len / 2] ^= 0x20;
@@ -164,6 +158,44 @@ static void drop_format(struct zone_store *s)
 }
 
 static const struct zone_service web = {.id = "web1", .name = "web", .port = 80};
+
+/* Every record of the store back to version 1, as the previous format wrote them. */
+static void all_to_v1(struct zone_store *s)
+{
+    static const enum zone__db dbs[] = {ZONE__DB_NODES, ZONE__DB_SERVICES, ZONE__DB_CHECKS,
+                                        ZONE__DB_KV};
+    MDB_txn *t;
+
+    assert_int_equal(mdb_txn_begin(s->env, NULL, 0, &t), 0);
+    for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
+        MDB_cursor *c;
+        MDB_val k, v;
+        struct base_buf keys, vals;
+        size_t n = 0;
+        base_buf_init(&keys);
+        base_buf_init(&vals);
+        assert_int_equal(mdb_cursor_open(t, s->dbi[dbs[i]], &c), 0);
+        for (int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+             rc = mdb_cursor_get(c, &k, &v, MDB_NEXT), n++) {
+            base_buf_put_bytes(&keys, k.mv_data, k.mv_size);
+            base_buf_put_bytes(&vals, v.mv_data, v.mv_size - 4);
+        }
+        mdb_cursor_close(c);
+        struct base_rd kr, vr;
+        base_rd_init(&kr, keys.data, keys.len);
+        base_rd_init(&vr, vals.data, vals.len);
+        for (size_t j = 0; j < n; j++) {
+            MDB_val nk, nv;
+            nk.mv_data = (void *)base_rd_bytes(&kr, &nk.mv_size);
+            nv.mv_data = (void *)base_rd_bytes(&vr, &nv.mv_size);
+            ((uint8_t *)nv.mv_data)[0] = ZONE__RECORD_V1;
+            assert_int_equal(mdb_put(t, s->dbi[dbs[i]], &nk, &nv, 0), 0);
+        }
+        base_buf_free(&keys);
+        base_buf_free(&vals);
+    }
+    assert_int_equal(mdb_txn_commit(t), 0);
+}
 
 /* A store as the previous format wrote it (version 1 records, no meta "format") opens, its
  * records upgraded once; the data reads back the same. */
@@ -182,9 +214,16 @@ static void test_migration(void **state)
     tmp_store_open(dir, "damage", &s);
     store_reg(s, 1, "n1", "10.0.0.1", "dc1", &web);
     store_kv_set(s, 2, "foo", "bar", 3);
-    poke(s, ZONE__DB_KV, "foo", 3, to_v1);
-    poke(s, ZONE__DB_NODES, "n1", 2, to_v1);
-    poke(s, ZONE__DB_SERVICES, "n1\0web1", 7, to_v1);
+    /* more rows, so that pages hold several records whose keys move when one grows */
+    for (int i = 0; i < 60; i++) {
+        char node[16], key[16];
+        struct zone_service more = {.id = "s", .name = "svc", .address = "10.0.1.1", .port = 1};
+        snprintf(node, sizeof node, "node%02d", i);
+        snprintf(key, sizeof key, "key%02d", i);
+        store_reg(s, 3 + 2 * (uint64_t)i, node, "10.0.0.2", "dc1", &more);
+        store_kv_set(s, 4 + 2 * (uint64_t)i, key, "value", 5);
+    }
+    all_to_v1(s);
     drop_format(s);
     zone_store_close(s);
 
