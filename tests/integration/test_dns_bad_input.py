@@ -12,7 +12,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from conftest import dns_query
+from conftest import dns_query, wait_until
 
 
 @pytest.fixture
@@ -391,4 +391,55 @@ def test_tcp_connections_per_client_are_capped(dns_agent):
     for s in socks:
         s.close()
     time.sleep(0.3)
+    still_answers(dns_agent)
+
+
+def tcp_admitted(s, qname="web.service.consul"):
+    """Sends a query on s: True when it is answered, False when the server closed s instead."""
+    wire = dns.message.make_query(qname, "A").to_wire()
+    try:
+        s.sendall(struct.pack("!H", len(wire)) + wire)
+        s.settimeout(3)
+        data = b""
+        while len(data) < 2 or len(data) < 2 + struct.unpack("!H", data[:2])[0]:
+            chunk = s.recv(4096)
+            if not chunk:
+                return False
+            data += chunk
+        return True
+    except (ConnectionResetError, BrokenPipeError):
+        return False
+
+
+def test_tcp_connections_per_network_are_capped(dns_agent):
+    # One host with 40 addresses in one /24 (4 connections each, under the per-address cap of
+    # 32) holds at most 128 connections; another /24 still gets in.
+    socks = []
+    for i in range(40):
+        for _ in range(4):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.77.1.%d" % (10 + i), 0))
+            s.settimeout(5)
+            s.connect((dns_agent.addr, dns_agent.dns_port))
+            socks.append(s)
+    admitted = sum(tcp_admitted(s) for s in socks)
+    assert admitted == 128, admitted
+    other = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    other.bind(("127.77.2.10", 0))
+    other.settimeout(5)
+    other.connect((dns_agent.addr, dns_agent.dns_port))
+    assert tcp_admitted(other)
+    other.close()
+    for s in socks:
+        s.close()
+    # the slots come back once the server has seen the closes
+    def fresh_admitted():
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.77.1.10", 0))
+        s.settimeout(5)
+        s.connect((dns_agent.addr, dns_agent.dns_port))
+        ok = tcp_admitted(s)
+        s.close()
+        return ok
+    wait_until(fresh_admitted, timeout=10, msg="a slot of 127.77.1.0/24 free again")
     still_answers(dns_agent)
