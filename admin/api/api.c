@@ -18,6 +18,13 @@
  * it parks again (a write to another key of the same table is a spurious wake-up, cheap and
  * invisible). Nothing polls: an idle agent with thousands of parked queries does no work.
  *
+ * One owner. A read has up to four things that can happen to it in any order: its read index
+ * arrives, its wait timer fires, a commit wakes it, its client goes away (and api_free). Each
+ * of them only marks the waiter (index_pending, expired, req = NULL) and calls wait_step,
+ * which alone answers the request (at most once: only when the read index is in) and alone
+ * releases the waiter (once neither the client nor a pending read index refers to it). A wait
+ * that runs out before the read index arrives is answered as soon as the index is in.
+ *
  * Writes. A handler validates the whole body before anything is proposed, encodes one zone
  * command and proposes it; the client is answered from the proposal's callback, after commit.
  * If the client goes away first, the context forgets the request and the answer is dropped;
@@ -34,14 +41,16 @@
 
 struct api_wait {
     struct api *api;
-    struct http_req *req; /* NULL once the client went away */
+    struct http_req *req; /* NULL once answered or once the client went away */
     api_read_fn fn;
     uint32_t tables;
     uint64_t min_index;
-    uint64_t deadline; /* loop time, ms */
     bool blocking;
-    bool parked;
-    bool in_barrier; /* a read-index request holds a pointer to this waiter */
+    bool parked;        /* on api->waiters */
+    bool index_pending; /* cons_read_index holds a pointer to this waiter */
+    int index_status;   /* of the read index, once it arrived */
+    bool expired;       /* the wait ran out (or the api is closing): answer at the next run */
+    bool finished;      /* wait_step released it: its timer is closing, then it is freed */
     uv_timer_t timer;
     struct api_wait *prev, *next;
 };
@@ -148,25 +157,6 @@ static void wait_free_cb(uv_handle_t *h)
     base_free(h->data);
 }
 
-/* Ends a waiter: unlinks it, stops its timer and frees it in the close callback. */
-static void wait_done(struct api_wait *w)
-{
-    wait_unlink(w);
-    if (w->req)
-        http_req_set_abort(w->req, NULL, NULL);
-    w->req = NULL;
-    uv_close((uv_handle_t *)&w->timer, wait_free_cb);
-}
-
-static void wait_abort(void *data, struct http_req *req)
-{
-    struct api_wait *w = data;
-    BASE_UNUSED(req);
-    w->req = NULL;
-    if (!w->in_barrier) /* else read_index_done frees it */
-        wait_done(w);
-}
-
 static void wait_park(struct api_wait *w)
 {
     struct api *a = w->api;
@@ -179,26 +169,36 @@ static void wait_park(struct api_wait *w)
     a->n_waiters++;
 }
 
-/* Runs the read; answers unless the query blocks and its index has not moved past min. */
-static void wait_run(struct api_wait *w, bool timed_out)
+/* Answers the request once (the client is still there): the abort callback goes first, so a
+ * later disconnect never reaches this waiter. */
+static struct http_req *wait_take_req(struct api_wait *w)
+{
+    struct http_req *req = w->req;
+    w->req = NULL;
+    http_req_set_abort(req, NULL, NULL);
+    return req;
+}
+
+/* Runs the read; answers unless the query blocks and its index has not moved past min, in
+ * which case the waiter parks. Only wait_step calls it, with w->req set. */
+static void wait_run(struct api_wait *w)
 {
     struct api *a = w->api;
     struct http_req *req = w->req;
     struct zone_read *rd;
     struct base_arena ar;
     struct api_result res = {.status = 200};
+    bool answer_now = !w->blocking || w->expired || a->closing;
 
     int rc = zone_read_begin(a->cfg.store, &rd);
     if (rc) {
-        api__error(req, 500, "catalog read failed: %s", base_strerror(rc));
-        w->req = NULL;
-        wait_done(w);
+        api__error(wait_take_req(w), 500, "catalog read failed: %s", base_strerror(rc));
         return;
     }
     base_arena_init(&ar);
     /* A woken or first-run blocking query asks for the index alone first: a write elsewhere in
      * the table wakes it, and building a body just to throw it away is the expensive part. */
-    res.probe = w->blocking && !timed_out && !a->closing;
+    res.probe = !answer_now;
     w->fn(a, req, rd, &ar, &res);
     if (res.probed && res.index > w->min_index) {
         json_decref(res.json);
@@ -207,7 +207,7 @@ static void wait_run(struct api_wait *w, bool timed_out)
         res = (struct api_result){.status = 200};
         w->fn(a, req, rd, &ar, &res);
     }
-    if (w->blocking && !timed_out && res.index <= w->min_index && !a->closing) {
+    if (!answer_now && res.index <= w->min_index) {
         zone_read_end(rd);
         base_arena_close(&ar);
         json_decref(res.json);
@@ -215,6 +215,7 @@ static void wait_run(struct api_wait *w, bool timed_out)
         wait_park(w);
         return;
     }
+    req = wait_take_req(w);
     if (res.status >= 400 && res.error) {
         set_read_headers(a, req, res.index);
         http_respond_text(req, res.status, res.error);
@@ -229,37 +230,60 @@ static void wait_run(struct api_wait *w, bool timed_out)
     base_buf_free(&res.owned);
     zone_read_end(rd);
     base_arena_close(&ar);
-    w->req = NULL;
-    wait_done(w);
+}
+
+/* The one function that moves a waiter on; every event (first run, read index, wait timer,
+ * wake-up, disconnect, api_free) only marks the waiter and calls it. Idempotent: it answers
+ * the request at most once (when the read index is in and the read is due), and releases the
+ * waiter once nothing refers to it any more (no request, no pending read index). */
+static void wait_step(struct api_wait *w)
+{
+    if (w->finished)
+        return;
+    wait_unlink(w);
+    if (w->req && !w->index_pending) {
+        if (w->index_status) {
+            int st = w->index_status;
+            api__error(wait_take_req(w), 500, "%s",
+                       st == BASE_ENOTLEADER || st == BASE_ENOLEADER ? "No cluster leader"
+                       : st == -ETIMEDOUT ? "Timed out waiting for this server to catch up"
+                                          : base_strerror(st));
+        } else {
+            wait_run(w);
+            if (w->parked)
+                return;
+        }
+    }
+    if (w->req || w->index_pending)
+        return; /* the read index, the timer or the client moves it on */
+    w->finished = true;
+    uv_close((uv_handle_t *)&w->timer, wait_free_cb);
+}
+
+static void wait_abort(void *data, struct http_req *req)
+{
+    struct api_wait *w = data;
+    BASE_UNUSED(req);
+    w->req = NULL; /* freed by admin/http once this returns */
+    wait_step(w);
 }
 
 static void wait_timeout(uv_timer_t *t)
 {
     struct api_wait *w = t->data;
-    wait_unlink(w);
-    wait_run(w, true);
+    w->expired = true;
+    wait_step(w);
 }
 
-/* The read index arrived (this replica has applied everything the leader had): read locally. */
+/* The read index arrived (this replica has applied everything the leader had): read locally,
+ * unless the client went away meanwhile. */
 static void read_index_done(void *data, int status, uint64_t index)
 {
     struct api_wait *w = data;
     BASE_UNUSED(index);
-    w->in_barrier = false;
-    if (!w->req) { /* client went away while waiting for the leader */
-        wait_done(w);
-        return;
-    }
-    if (status) {
-        api__error(w->req, 500, "%s",
-                   status == BASE_ENOTLEADER || status == BASE_ENOLEADER ? "No cluster leader"
-                   : status == -ETIMEDOUT ? "Timed out waiting for this server to catch up"
-                                          : base_strerror(status));
-        w->req = NULL;
-        wait_done(w);
-        return;
-    }
-    wait_run(w, false);
+    w->index_pending = false;
+    w->index_status = status;
+    wait_step(w);
 }
 
 static void read_start(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn,
@@ -311,11 +335,11 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
         /* Default mode and ?consistent: read the leader's view without sending the read to
          * the leader (Raft read index; ?consistent adds a barrier on the leader first). The
          * wait runs once; a parked query re-runs locally on later commits. */
-        w->in_barrier = true;
+        w->index_pending = true;
         cons_read_index(a->cfg.cons, consistent != NULL, read_index_done, w);
         return;
     }
-    wait_run(w, false);
+    wait_step(w);
 }
 
 void api__read(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn)
@@ -350,7 +374,7 @@ static void wake_pass(uv_idle_t *h)
         struct api_wait *w = ready;
         ready = w->next;
         w->next = NULL;
-        wait_run(w, false);
+        wait_step(w);
     }
 }
 
@@ -498,9 +522,8 @@ void api_free(struct api *a)
     /* Answer every parked query now, as if its wait ran out. */
     while (a->waiters) {
         struct api_wait *w = a->waiters;
-        wait_unlink(w);
-        uv_timer_stop(&w->timer);
-        wait_run(w, true);
+        w->expired = true;
+        wait_step(w); /* unlinks it */
     }
     uv_close((uv_handle_t *)&a->wake, api_free_cb);
 }
