@@ -379,12 +379,16 @@ static int add_node(void *data, const struct zone_node *n)
 static void read_nodes(struct api *a, struct http_req *req, struct zone_read *rd,
                        struct base_arena *ar, struct api_result *res)
 {
-    json_t *arr = json_array();
     BASE_UNUSED(a);
     BASE_UNUSED(req);
+    res->index = table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_NODES));
+    if (res->probe) {
+        res->probed = true;
+        return;
+    }
+    json_t *arr = json_array();
     zone_nodes_each(rd, ar, add_node, arr);
     res->json = arr;
-    res->index = table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_NODES));
 }
 
 static int add_node_service(void *data, const struct zone_service *s)
@@ -431,17 +435,17 @@ bool api__catalog_route(struct api *a, struct http_req *req, const char *path)
             catalog_deregister(a, req);
     } else if (strcmp(p, "services") == 0) {
         if (api__method(req, "GET"))
-            api__read(a, req, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES), read_services);
+            api__read_list(a, req, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES), read_services);
     } else if (strncmp(p, "service/", 8) == 0) {
         if (!api__method(req, "GET"))
             return true;
         if (!p[8])
             api__error(req, 400, "Missing service name");
         else
-            api__read(a, req, API_TABLES_CATALOG, read_service);
+            api__read_list(a, req, API_TABLES_CATALOG, read_service);
     } else if (strcmp(p, "nodes") == 0) {
         if (api__method(req, "GET"))
-            api__read(a, req, ZONE_TABLE_BIT(ZONE_TABLE_NODES), read_nodes);
+            api__read_list(a, req, ZONE_TABLE_BIT(ZONE_TABLE_NODES), read_nodes);
     } else if (strncmp(p, "node/", 5) == 0) {
         if (!api__method(req, "GET"))
             return true;

@@ -90,11 +90,15 @@ static void read_node(struct api *a, struct http_req *req, struct zone_read *rd,
                       struct base_arena *ar, struct api_result *res)
 {
     const char *name = http_req_path(req) + strlen("/v1/health/node/");
-    json_t *arr = json_array();
     BASE_UNUSED(a);
+    res->index = api__table_max(rd, API_TABLES_HEALTH);
+    if (res->probe) {
+        res->probed = true;
+        return;
+    }
+    json_t *arr = json_array();
     zone_node_checks_each(rd, name, ar, add_check, arr);
     res->json = arr;
-    res->index = api__table_max(rd, API_TABLES_HEALTH);
 }
 
 struct filter_ctx {
@@ -118,12 +122,16 @@ static int add_filtered(void *data, const struct zone_check *c)
 static void read_checks(struct api *a, struct http_req *req, struct zone_read *rd,
                         struct base_arena *ar, struct api_result *res)
 {
-    struct filter_ctx f = {http_req_path(req) + strlen("/v1/health/checks/"), true, 0,
-                           json_array()};
+    struct filter_ctx f = {http_req_path(req) + strlen("/v1/health/checks/"), true, 0, NULL};
     BASE_UNUSED(a);
+    res->index = api__table_max(rd, API_TABLES_HEALTH);
+    if (res->probe) {
+        res->probed = true;
+        return;
+    }
+    f.arr = json_array();
     zone_checks_each(rd, ar, add_filtered, &f);
     res->json = f.arr;
-    res->index = api__table_max(rd, API_TABLES_HEALTH);
 }
 
 static void read_state(struct api *a, struct http_req *req, struct zone_read *rd,
@@ -137,10 +145,14 @@ static void read_state(struct api *a, struct http_req *req, struct zone_read *rd
         res->error = "Invalid check state";
         return;
     }
+    res->index = api__table_max(rd, API_TABLES_HEALTH);
+    if (res->probe) {
+        res->probed = true;
+        return;
+    }
     f.arr = json_array();
     zone_checks_each(rd, ar, add_filtered, &f);
     res->json = f.arr;
-    res->index = api__table_max(rd, API_TABLES_HEALTH);
 }
 
 bool api__health_route(struct api *a, struct http_req *req, const char *path)
@@ -164,7 +176,7 @@ bool api__health_route(struct api *a, struct http_req *req, const char *path)
         if (!path[n])
             api__error(req, 400, "%s", routes[i].missing);
         else
-            api__read(a, req, API_TABLES_HEALTH, routes[i].fn);
+            api__read_list(a, req, API_TABLES_HEALTH, routes[i].fn);
         return true;
     }
     return false;

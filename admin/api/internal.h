@@ -18,6 +18,9 @@ struct api {
     bool wake_armed; /* wake is started */
     uint32_t woken;  /* tables changed since the last wake pass */
     uint64_t rng;    /* xorshift state for wait jitter */
+    /* List reads waiting for a reader thread (FIFO), and the number running (api.c). */
+    struct api_wait *jobq, *jobq_tail;
+    unsigned jobs_running;
     bool closing;
 };
 
@@ -47,6 +50,10 @@ typedef void (*api_read_fn)(struct api *a, struct http_req *req, struct zone_rea
 
 /* Runs a read with Consul's consistency and blocking-query semantics and answers it. */
 void api__read(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn);
+/* The same for reads whose answer may be big (lists, backups): the answer is built on a reader
+ * thread (at most a few at once), never on the loop. fn must then touch only rd, ar, res and
+ * req's accessors (no consensus, no api state but its config), and should support probe. */
+void api__read_list(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn);
 /* The same for agent endpoints: always answered from the local replica, leader or not. */
 void api__read_local(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn);
 

@@ -202,8 +202,9 @@ bool api__kv_route(struct api *a, struct http_req *req, const char *path)
         return true;
     const char *m = http_req_method(req);
     if (strcmp(m, "GET") == 0) {
+        bool list = http_req_query(req, "recurse") || http_req_query(req, "keys");
         if (check_key(req, kv_key(req)))
-            api__read(a, req, ZONE_TABLE_BIT(ZONE_TABLE_KV), read_kv);
+            (list ? api__read_list : api__read)(a, req, ZONE_TABLE_BIT(ZONE_TABLE_KV), read_kv);
     } else if (strcmp(m, "PUT") == 0) {
         kv_put(a, req);
     } else {
