@@ -291,8 +291,7 @@ static void job_after(uv_work_t *req_work, int status)
         http_respond(req, 503, NULL, "", 0);
     } else {
         set_read_headers(a, req, w->job_index);
-        http_respond(req, w->job_status, w->job_ctype, w->job_body ? w->job_body : "",
-                     w->job_len);
+        http_respond(req, w->job_status, w->job_ctype, w->job_body ? w->job_body : "", w->job_len);
     }
     /* json_dumps allocates with jansson's allocator, which is malloc here. */
     free(w->job_body);

@@ -216,7 +216,8 @@ static void conn_open(int slot)
     if (fds[slot] >= 0)
         return;
     int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g.port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)g.port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (s < 0)
         die("socket");
@@ -284,8 +285,8 @@ static const char *const paths[] = {
  * that half-closes after pipelining keeps its parked request until the wait runs out (the
  * server cannot tell a half-close from a close), and every input must end with no
  * connection left. */
-static const char *const waits[] = {"&wait=30ms", "&wait=0s", "&wait=1ns", "&wait=1ms",
-                                    "&wait=5ms",  "&wait=20ms", "&wait=0", "&wait=x"};
+static const char *const waits[] = {"&wait=30ms", "&wait=0s",   "&wait=1ns", "&wait=1ms",
+                                    "&wait=5ms",  "&wait=20ms", "&wait=0",   "&wait=x"};
 static const char *const modes[] = {"", "&stale", "&consistent", "&stale&consistent"};
 
 static void send_read(struct in *in, int slot)
@@ -328,8 +329,7 @@ static void send_write(struct in *in, int slot)
         snprintf(req, sizeof req,
                  "PUT /v1/catalog/register HTTP/1.1\r\nHost: f\r\nContent-Length: %zu\r\n\r\n%s",
                  strlen(body), body);
-    }
-    else
+    } else
         snprintf(req, sizeof req, "DELETE /v1/kv/%c HTTP/1.1\r\nHost: f\r\n\r\n", 'a' + k % 3);
     conn_send(slot, req);
 }
