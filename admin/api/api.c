@@ -256,6 +256,11 @@ static void job_work(uv_work_t *req_work)
         w->job_body[n] = '\n';
         w->job_len = n + 1;
         w->job_ctype = base_strdup("text/plain; charset=utf-8");
+    } else if (res.raw_set && res.raw_len && res.raw == res.owned.data) {
+        w->job_body = (char *)res.owned.data; /* the text the result owns: taken, not copied */
+        w->job_len = res.raw_len;
+        base_buf_init(&res.owned);
+        w->job_ctype = res.content_type ? base_strdup(res.content_type) : NULL;
     } else if (res.raw_set) {
         w->job_body = base_malloc(res.raw_len ? res.raw_len : 1);
         if (res.raw_len)
@@ -293,7 +298,7 @@ static void job_after(uv_work_t *req_work, int status)
         set_read_headers(a, req, w->job_index);
         http_respond(req, w->job_status, w->job_ctype, w->job_body ? w->job_body : "", w->job_len);
     }
-    /* json_dumps allocates with jansson's allocator, which is malloc here. */
+    /* json_dumps allocates with jansson's allocator, which is malloc here, as base_malloc. */
     free(w->job_body);
     base_free(w->job_ctype);
     w->job_body = w->job_ctype = NULL;

@@ -109,6 +109,23 @@ uint64_t api__table_max(struct zone_read *rd, uint32_t tables);
 uint64_t api__record_index(struct zone_read *rd, uint64_t modify_index);
 
 /* ---- JSON output ----------------------------------------------------------------------- */
+/* A JSON array answer built item by item. Unless the client asked for ?pretty, each item is
+ * written out as compact text as soon as it is added and then freed, so a list of tens of MB
+ * never exists as a jansson tree (whose many small blocks cost several times the text and
+ * are rarely given back); the text is the same json_dumps would give for the whole array. */
+struct api_list {
+    json_t *arr;          /* ?pretty: the tree */
+    struct base_buf text; /* otherwise: "[item,item" so far */
+    size_t n;
+};
+void api__list_init(struct api_list *l, struct http_req *req);
+/* Adds item (consumed). */
+void api__list_add(struct api_list *l, json_t *item);
+/* Puts the array in res (as json, or as raw application/json text that res owns). */
+void api__list_finish(struct api_list *l, struct api_result *res);
+/* Drops what was built (an empty list answered otherwise). */
+void api__list_drop(struct api_list *l);
+
 json_t *api__json_node(const struct zone_node *n);
 json_t *api__json_service_agent(const struct zone_service *s, const char *datacenter);
 json_t *api__json_service_catalog(const struct zone_node *n, const struct zone_service *s);

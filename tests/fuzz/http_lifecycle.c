@@ -280,6 +280,8 @@ static const char *const paths[] = {
     "/v1/status/leader",
     "/v1/operator/raft/configuration",
     "/v1/kv/missing",
+    "/v1/catalog/nodes?pretty",
+    "/v1/kv/?recurse&pretty",
 };
 /* Every wait is short and a blocking read always has one (the default is 5 minutes): a client
  * that half-closes after pipelining keeps its parked request until the wait runs out (the
