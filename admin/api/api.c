@@ -18,12 +18,16 @@
  * it parks again (a write to another key of the same table is a spurious wake-up, cheap and
  * invisible). Nothing polls: an idle agent with thousands of parked queries does no work.
  *
- * One owner. A read has up to four things that can happen to it in any order: its read index
- * arrives, its wait timer fires, a commit wakes it, its client goes away (and api_free). Each
- * of them only marks the waiter (index_pending, expired, req = NULL) and calls wait_step,
- * which alone answers the request (at most once: only when the read index is in) and alone
- * releases the waiter (once neither the client nor a pending read index refers to it). A wait
- * that runs out before the read index arrives is answered as soon as the index is in.
+ * One owner. Several things can happen to a read, in any order: its read index arrives, its
+ * wait timer fires, a commit wakes it, its client goes away, its reader job (below) comes
+ * back, api_free. Each of them only marks the waiter (index_pending, expired, job, req = NULL)
+ * and calls wait_step, which alone answers the request (at most once: only when the read
+ * index is in) and alone releases the waiter (once neither the client, a pending read index
+ * nor a running job refers to it). A wait that runs out before the read index arrives is
+ * answered as soon as the index is in.
+ *
+ * Big reads. Lists (api__read_list) are answered from a reader thread, so the loop thread,
+ * which heartbeats Raft, never spends a second building tens of MB of JSON: see "reader jobs".
  *
  * Writes. A handler validates the whole body before anything is proposed, encodes one zone
  * command and proposes it; the client is answered from the proposal's callback, after commit.
