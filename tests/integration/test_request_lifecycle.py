@@ -104,3 +104,24 @@ def test_short_wait_and_disconnects_on_cluster_follower(make_cluster):
     _short_waits(leader, paths=["/v1/kv/a", "/v1/health/state/any"], modes=["", "&consistent"])
     for a in c:
         _alive(a)
+
+
+def test_clients_leaving_queued_and_running_list_reads(agent):
+    """List reads run on reader threads, two at once, the rest queued: clients that leave
+    while theirs is queued or running are released, the others still get whole answers."""
+    body = {"Node": "", "Address": "10.0.0.1", "NodeMeta": {"m": "x" * 400},
+            "Service": {"Service": "web", "Port": 80}}
+    for i in range(300):
+        body["Node"] = "n%03d" % i
+        body["Service"]["ID"] = "web-%d" % i
+        assert agent.put("/v1/catalog/register", body).status == 200
+    full = agent.get("/v1/catalog/nodes").body
+    assert len(full) > 100_000
+    for _ in range(3):
+        for path in ("/v1/catalog/nodes", "/v1/health/service/web", "/v1/kv/?recurse",
+                     "/v1/snapshot", "/v1/catalog/service/web?index=1&wait=1ms"):
+            _send_and_close(agent, path)
+            _send_and_close(agent, path, linger_reads=1)
+        # and whole answers still come, also when asked for in parallel with leavers
+        assert agent.get("/v1/catalog/nodes").body == full
+    _alive(agent)
