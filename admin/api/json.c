@@ -358,3 +358,54 @@ json_t *api__json_check(const struct zone_check *c)
     json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)c->modify_index));
     return o;
 }
+
+/* ---- lists ----------------------------------------------------------------------------- */
+
+void api__list_init(struct api_list *l, struct http_req *req)
+{
+    l->n = 0;
+    l->arr = http_req_query(req, "pretty") ? json_array() : NULL;
+    base_buf_init(&l->text);
+}
+
+static int list_dump_cb(const char *buf, size_t size, void *data)
+{
+    base_buf_append(data, buf, size);
+    return 0;
+}
+
+void api__list_add(struct api_list *l, json_t *item)
+{
+    if (l->arr) {
+        json_array_append_new(l->arr, item);
+    } else {
+        base_buf_append(&l->text, l->n ? "," : "[", 1);
+        json_dump_callback(item, list_dump_cb, &l->text, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(item);
+    }
+    l->n++;
+}
+
+void api__list_finish(struct api_list *l, struct api_result *res)
+{
+    if (l->arr) {
+        res->json = l->arr;
+        l->arr = NULL;
+        return;
+    }
+    base_buf_append(&l->text, l->n ? "]" : "[]", l->n ? 1 : 2);
+    base_buf_free(&res->owned);
+    res->owned = l->text;
+    base_buf_init(&l->text);
+    res->raw = res->owned.data;
+    res->raw_len = res->owned.len;
+    res->raw_set = true;
+    res->content_type = "application/json";
+}
+
+void api__list_drop(struct api_list *l)
+{
+    json_decref(l->arr);
+    l->arr = NULL;
+    base_buf_free(&l->text);
+}

@@ -213,7 +213,7 @@ bool api__snapshot_route(struct api *a, struct http_req *req, const char *path)
     if (!api__method(req, "GET,PUT"))
         return true;
     if (strcmp(http_req_method(req), "GET") == 0)
-        api__read(a, req, ZONE_TABLE_ALL, read_backup);
+        api__read_list(a, req, ZONE_TABLE_ALL, read_backup);
     else
         restore_start(a, req);
     return true;
