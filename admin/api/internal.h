@@ -50,6 +50,10 @@ void api__read(struct api *a, struct http_req *req, uint32_t tables, api_read_fn
 /* The same for agent endpoints: always answered from the local replica, leader or not. */
 void api__read_local(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn);
 
+/* ?dc naming another datacenter: answers 500 "No path to datacenter" (we have no WAN
+ * federation) and returns true. */
+bool api__other_dc(struct api *a, struct http_req *req);
+
 /* Proposes cmd and answers req after commit: with "true"/"false" (bool_body) or an empty 200.
  * A CAS conflict answers false; BASE_ENOTFOUND answers 404 with notfound_msg. */
 enum api_write_reply { API_REPLY_EMPTY, API_REPLY_BOOL };

@@ -32,9 +32,13 @@ bool api__key_is(const char *key, const char *name)
 json_t *api__json_field(json_t *obj, const char *name)
 {
     const char *k;
-    json_t *v;
-    json_object_foreach(obj, k, v) if (api__key_is(k, name)) return v;
-    return NULL;
+    json_t *v, *last = NULL;
+    json_object_foreach(obj, k, v)
+    {
+        if (api__key_is(k, name))
+            last = v; /* "Address" then "address": the last one wins, as in Go */
+    }
+    return last;
 }
 
 int api__unknown_field(const char *key, char *errmsg)
@@ -205,7 +209,8 @@ json_t *api__parse_body(struct http_req *req, char *errmsg)
         base_errf(errmsg, BASE_EINVAL, "Request decode failed: empty body");
         return NULL;
     }
-    json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* Duplicate keys: the last value wins, as with Go's decoder (no JSON_REJECT_DUPLICATES). */
+    json_t *v = json_loadb(body, len, 0, &jerr);
     if (!v) {
         base_errf(errmsg, BASE_EINVAL, "Request decode failed: %s (line %d, column %d)", jerr.text,
                   jerr.line, jerr.column);
