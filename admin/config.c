@@ -50,7 +50,7 @@ static void defaults(struct adm_config *c)
     c->server_port = 8300;
     c->serf_lan_port = 8301;
     c->log_level = BASE_LOG_INFO;
-    c->http_max_conns = 16384; /* thousands of parked blocking queries are normal */
+    c->http_max_conns = 16384;          /* thousands of parked blocking queries are normal */
     c->http_max_conns_per_client = 200; /* Consul's default */
     c->dns.allow_stale = true;
     c->dns.max_stale_ms = 87600ull * 3600 * 1000; /* Consul's default, 10 years */

@@ -559,6 +559,8 @@ static void check_set(struct api *a, struct http_req *req, const char *id, enum 
     struct zone_check c;
     struct zone_cmd cmd = {.type = ZONE_CMD_CHECK_UPDATE};
 
+    if (api__other_dc(a, req)) /* before the TTL refresh, which needs no write */
+        return;
     if (own_check(a, id, ar, &c)) {
         unknown_check(req, id);
         return;

@@ -434,8 +434,9 @@ bool api__other_dc(struct api *a, struct http_req *req)
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                 enum api_write_reply reply, const char *notfound_msg)
 {
-    /* Every write of the HTTP API comes here (a restore starts in snapshot.c): one naming
-     * another datacenter is refused before anything is proposed, as reads are. */
+    /* Every write of the HTTP API comes here (a restore starts in snapshot.c, a TTL refresh
+     * that changes nothing stops in agent.c): one naming another datacenter is refused before
+     * anything is proposed, as reads are. */
     if (api__other_dc(a, req))
         return;
     struct api_wctx *c = base_calloc(1, sizeof *c);

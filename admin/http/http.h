@@ -41,14 +41,14 @@ struct http_body_limit {
 };
 
 struct http_config {
-    const char *host;           /* listen address, e.g. "127.0.0.1" (IPv4 or IPv6 literal) */
-    int port;                   /* 0 picks a free port (see http_server_port) */
-    size_t max_body;            /* default 1 MiB when 0 */
-    size_t max_header_bytes;    /* default 64 KiB when 0 */
-    unsigned header_timeout_ms; /* default 10 s when 0: the whole head must arrive in this */
-    unsigned idle_timeout_ms;   /* default 60 s when 0: keep-alive idle */
-    unsigned body_timeout_ms;   /* default 30 s when 0: the whole body must arrive in this */
-    unsigned max_conns;         /* default 4096 when 0 */
+    const char *host;              /* listen address, e.g. "127.0.0.1" (IPv4 or IPv6 literal) */
+    int port;                      /* 0 picks a free port (see http_server_port) */
+    size_t max_body;               /* default 1 MiB when 0 */
+    size_t max_header_bytes;       /* default 64 KiB when 0 */
+    unsigned header_timeout_ms;    /* default 10 s when 0: the whole head must arrive in this */
+    unsigned idle_timeout_ms;      /* default 60 s when 0: keep-alive idle */
+    unsigned body_timeout_ms;      /* default 30 s when 0: the whole body must arrive in this */
+    unsigned max_conns;            /* default 4096 when 0 */
     unsigned max_conns_per_client; /* default 200 when 0: per client IP address */
     /* Per-path body limits (borrowed: they must outlive the server). */
     const struct http_body_limit *body_limits;

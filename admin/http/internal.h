@@ -77,25 +77,25 @@ struct http__conn {
      * from body_off. Freed once the request is built, so idle connections hold nothing. */
     struct base_buf acc;
     size_t body_off;
-    size_t body_max;   /* the request's body limit, known once its head is complete */
+    size_t body_max;          /* the request's body limit, known once its head is complete */
     unsigned body_timeout_ms; /* the request's body timeout, known with body_max */
-    size_t head_bytes; /* URL and header bytes seen, against max_header_bytes */
+    size_t head_bytes;        /* URL and header bytes seen, against max_header_bytes */
     size_t nheaders;
     struct base_buf pending; /* bytes read past the request in flight */
     enum http__state state;
-    int err_status;   /* set by a parser callback that refuses the request */
+    int err_status;      /* set by a parser callback that refuses the request */
     const char *err_msg; /* its one-line text, NULL for the status's default */
-    int open_handles; /* handles not yet closed: the conn is freed at 0 */
-    bool in_body;     /* head complete: header callbacks now see trailers */
-    bool complete;    /* a whole request was parsed and awaits dispatch */
-    bool keep_alive;  /* of the completed request */
-    bool idle;        /* between requests: the idle timer runs until the next byte */
-    bool got_bytes;   /* some bytes of the current request arrived */
-    bool reading;     /* uv_read_start is in effect */
-    bool eof;         /* the peer shut down its write side */
-    bool close_after; /* close once the queued response is written */
-    bool ip_counted;  /* ip is counted in the server's per-client table */
-    uint8_t ip[16];   /* the peer's address (IPv4 as v4-mapped IPv6) */
+    int open_handles;    /* handles not yet closed: the conn is freed at 0 */
+    bool in_body;        /* head complete: header callbacks now see trailers */
+    bool complete;       /* a whole request was parsed and awaits dispatch */
+    bool keep_alive;     /* of the completed request */
+    bool idle;           /* between requests: the idle timer runs until the next byte */
+    bool got_bytes;      /* some bytes of the current request arrived */
+    bool reading;        /* uv_read_start is in effect */
+    bool eof;            /* the peer shut down its write side */
+    bool close_after;    /* close once the queued response is written */
+    bool ip_counted;     /* ip is counted in the server's per-client table */
+    uint8_t ip[16];      /* the peer's address (IPv4 as v4-mapped IPv6) */
     char peer[HTTP__PEER_LEN];
 };
 

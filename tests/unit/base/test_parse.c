@@ -105,8 +105,11 @@ static void test_hostport(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_duration_units), cmocka_unit_test(test_duration_rejects_garbage),
-        cmocka_unit_test(test_duration_strict), cmocka_unit_test(test_size),           cmocka_unit_test(test_u64),
+        cmocka_unit_test(test_duration_units),
+        cmocka_unit_test(test_duration_rejects_garbage),
+        cmocka_unit_test(test_duration_strict),
+        cmocka_unit_test(test_size),
+        cmocka_unit_test(test_u64),
         cmocka_unit_test(test_hostport),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

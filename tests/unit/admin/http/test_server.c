@@ -339,8 +339,9 @@ static void cl_put_body(struct fx *f)
     close(fd);
     /* chunked, with a trailer */
     fd = cl_connect(f->port);
-    cl_send(fd, "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                "5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\nX-Trailer: t\r\n\r\n");
+    cl_send(fd,
+            "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            "5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\nX-Trailer: t\r\n\r\n");
     f->outlen[1] = cl_read_all(fd, f->out[1], OUT_CAP, &f->eof[1]);
     close(fd);
 }
@@ -731,7 +732,8 @@ static void cl_body_limits(struct fx *f)
 {
     static const char *const reqs[4] = {
         "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nConnection: close\r\n\r\n",
-        "PUT /up?stale HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        "PUT /up?stale HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: "
+        "close\r\n\r\n",
         "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\nConnection: close\r\n\r\n",
         "PUT /up/x HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nConnection: close\r\n\r\n",
     };
