@@ -355,7 +355,7 @@ int api_service_def_decode(struct api *a, const char *json_text, size_t len, str
     json_error_t jerr;
     if (len == 0)
         return base_errf(errmsg, BASE_EINVAL, "Request decode failed: empty body");
-    json_t *obj = json_loadb(json_text, len, 0, &jerr); /* duplicate keys: the last wins */
+    json_t *obj = api__json_loadb(json_text, len, &jerr);
     struct zone_service *svc = base_arena_alloc(ar, sizeof *svc);
     struct zone_check *checks;
     size_t n;

@@ -248,6 +248,11 @@ def test_duplicate_keys_last_one_wins(agent):
     svc = agent.get("/v1/agent/service/i2").json()
     assert (svc["Service"], svc["ID"], svc["Port"]) == ("two", "i2", 8)
     assert agent.get("/v1/agent/service/i1").status == 404
+    # in document order: of "Name", "name", "Name" the last "Name" wins, as in Go
+    r = _put_raw(agent, "/v1/agent/service/register",
+                 '{"Name": "d1", "name": "d2", "Name": "d3", "ID": "order"}')
+    assert r.status == 200, r.text
+    assert agent.get("/v1/agent/service/order").json()["Service"] == "d3"
     # nested: a check definition, tagged addresses
     r = _put_raw(agent, "/v1/agent/service/register",
                  '{"Name": "nest", "Check": {"CheckID": "c1", "TTL": "10s", "ttl": "20s", '
@@ -280,3 +285,20 @@ def test_duplicate_keys_last_one_wins(agent):
     r = _put_raw(agent, "/v1/catalog/deregister", '{"Node": "n1", "Node": "n2"}')
     assert r.status == 200, r.text
     assert "n2" not in {n["Node"] for n in agent.get("/v1/catalog/nodes").json()}
+
+
+def test_many_duplicate_keys_are_cheap(agent):
+    # 60k keys, all duplicates, in nested objects too: answered at once, the last one kept
+    inner = ", ".join('"k": "%d"' % i for i in range(30000))
+    body = ('{"Name": "x", "Meta": {%s}, "name": "many", "Meta": {%s, "k": "last"}}'
+            % (inner, inner))
+    t0 = time.time()
+    r = _put_raw(agent, "/v1/agent/service/register", body)
+    assert r.status == 200, r.text
+    assert time.time() - t0 < 5
+    svc = agent.get("/v1/agent/service/many").json()
+    assert svc["Meta"] == {"k": "last"}
+    # deep nesting with a duplicate: refused or accepted, never a crash
+    deep = '{"Name": "deep", "Name": "deep", "Meta": ' + "[" * 2000 + "]" * 2000 + "}"
+    assert _put_raw(agent, "/v1/agent/service/register", deep).status == 400
+    assert agent.get("/v1/agent/self").status == 200
