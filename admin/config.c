@@ -50,8 +50,7 @@ static void defaults(struct adm_config *c)
     c->server_port = 8300;
     c->serf_lan_port = 8301;
     c->log_level = BASE_LOG_INFO;
-    c->http_max_conns = 16384;          /* thousands of parked blocking queries are normal */
-    c->http_max_conns_per_client = 200; /* Consul's default */
+    c->http_max_conns = 16384; /* thousands of parked blocking queries are normal */
     c->dns.allow_stale = true;
     c->dns.max_stale_ms = 87600ull * 3600 * 1000; /* Consul's default, 10 years */
     c->dns.enable_truncate = true;
@@ -465,8 +464,7 @@ static int load_json(const char *file, struct adm_config *c, char *err)
             else
                 c->raft_snapshot_trailing = (unsigned)json_integer_value(v);
         } else if (strcmp(k, "limits") == 0) {
-            /* HTTP limits: total and per-client connections (Consul's http_max_conns_per_client),
-             * header, body and idle timeouts. */
+            /* Herald's HTTP limits (total connections, header and idle timeouts). */
             const char *lk;
             json_t *lv;
             if (!json_is_object(v)) {
@@ -477,19 +475,33 @@ static int load_json(const char *file, struct adm_config *c, char *err)
             {
                 uint64_t *dst = strcmp(lk, "http_header_timeout") == 0 ? &c->http_header_timeout_ms
                                 : strcmp(lk, "http_idle_timeout") == 0 ? &c->http_idle_timeout_ms
-                                : strcmp(lk, "http_body_timeout") == 0 ? &c->http_body_timeout_ms
                                                                        : NULL;
-                uint64_t *cap = strcmp(lk, "http_max_conns") == 0 ? &c->http_max_conns
-                                : strcmp(lk, "http_max_conns_per_client") == 0
-                                    ? &c->http_max_conns_per_client
-                                    : NULL;
-                if (cap) {
+                if (strcmp(lk, "http_max_conns") == 0) {
                     if (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
                         json_integer_value(lv) > 1000000)
-                        rc = base_errf(err, BASE_EINVAL, "%s: \"limits.%s\" must be 1..1000000",
-                                       file, lk);
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"limits.http_max_conns\" must be 1..1000000", file);
                     else
-                        *cap = (uint64_t)json_integer_value(lv);
+                        c->http_max_conns = (uint64_t)json_integer_value(lv);
+                } else if (strcmp(lk, "http_max_conns_per_client") == 0) {
+                    /* Consul's name and default (200): connections per client IP address */
+                    if (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
+                        json_integer_value(lv) > 1000000)
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"limits.http_max_conns_per_client\" must be "
+                                       "1..1000000",
+                                       file);
+                    else
+                        c->http_max_conns_per_client = (uint64_t)json_integer_value(lv);
+                } else if (strcmp(lk, "http_body_timeout") == 0) {
+                    /* the whole request body must arrive within this of the head */
+                    if (!json_is_string(lv) ||
+                        base_duration_parse(json_string_value(lv), &c->http_body_timeout_ms) ||
+                        c->http_body_timeout_ms == 0 || c->http_body_timeout_ms > 86400000)
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"limits.http_body_timeout\" must be a duration such "
+                                       "as \"30s\", at most 24h",
+                                       file);
                 } else if (dst) {
                     if (!json_is_string(lv) || base_duration_parse(json_string_value(lv), dst) ||
                         *dst == 0)
