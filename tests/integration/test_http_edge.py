@@ -95,11 +95,12 @@ def test_connections_per_client_config_is_validated(make_agent):
         a.start(wait=False)
         assert a.proc.wait(20) == 1
         assert "http_max_conns_per_client" in a.read_log()
-    a = make_agent(config={"limits": {"http_body_timeout": "soon"}})
-    a.expect_fail = True
-    a.start(wait=False)
-    assert a.proc.wait(20) == 1
-    assert "http_body_timeout" in a.read_log()
+    for bad in ("soon", "0s", "25h", 30):
+        a = make_agent(config={"limits": {"http_body_timeout": bad}})
+        a.expect_fail = True
+        a.start(wait=False)
+        assert a.proc.wait(20) == 1
+        assert "http_body_timeout" in a.read_log()
 
 
 def test_body_trickle_is_cut_off_with_408(make_agent):
