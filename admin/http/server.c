@@ -23,14 +23,18 @@
  *
  * One timer per connection: the header timeout runs from accept, and between requests from the
  * first byte of the next request, until the head is complete (408 when bytes arrived, silent
- * close otherwise); the idle timeout runs between requests until their first byte, between
- * body reads, and while a response is being written. No timer runs while the handler holds
- * the request (long polls last up to 10 minutes).
+ * close otherwise); the body timeout runs from the end of the head until the whole body is in
+ * (408), however the bytes trickle; the idle timeout runs between requests until their first
+ * byte and while a response is being written. No timer runs while the handler holds the
+ * request (long polls last up to 10 minutes).
+ *
+ * Connections are counted per client IP address (a small open-addressing table): one over
+ * max_conns_per_client, like one over max_conns, is closed as soon as it is accepted.
  *
  * A response that ends the connection (Connection: close, HTTP/1.0, or the errors we answer
- * ourselves: 400, 408, 413, 431) is followed by a lingering close: shut the write side, drain
- * input for up to HTTP__LINGER_MS, then close, so unread request bytes do not make the kernel
- * reset the connection before the client has read the response.
+ * ourselves: 400, 408, 413, 431, 505) is followed by a lingering close: shut the write side,
+ * drain input for up to HTTP__LINGER_MS, then close, so unread request bytes do not make the
+ * kernel reset the connection before the client has read the response.
  *
  * Stop closes the listener and every connection (aborting requests in flight), and calls
  * done from the last close callback. A connection is freed when both its handles are closed;
