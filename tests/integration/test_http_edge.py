@@ -88,6 +88,22 @@ def test_connections_per_client_are_capped(make_agent):
     assert a.get("/v1/agent/self").status == 200
 
 
+def test_default_cap_is_consuls_200_per_client(agent):
+    me = next_addr()
+    socks = []
+    try:
+        for _ in range(200):
+            socks.append(_connect(agent, me))
+            assert _served(socks[-1])
+        extra = _connect(agent, me)
+        assert _closed_at_once(extra)
+        extra.close()
+    finally:
+        for s in socks:
+            s.close()
+    assert agent.get("/v1/agent/self").status == 200
+
+
 def test_connections_per_client_config_is_validated(make_agent):
     for bad in (0, -1, "200", 1000001):
         a = make_agent(config={"limits": {"http_max_conns_per_client": bad}})
