@@ -495,7 +495,7 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
         api__error(req, 400, "Invalid index");
         return;
     }
-    if (wait && base_duration_parse(wait, &wait_ms)) {
+    if (wait && base_duration_parse_strict(wait, &wait_ms)) {
         api__error(req, 400, "Invalid wait time");
         return;
     }
@@ -637,9 +637,23 @@ static void write_done(void *data, int status, int result, uint64_t index)
     base_free(c);
 }
 
+bool api__other_dc(struct api *a, struct http_req *req)
+{
+    const char *dc = http_req_query(req, "dc");
+    if (!dc || !*dc || strcmp(dc, a->cfg.datacenter) == 0)
+        return false;
+    api__error(req, 500, "No path to datacenter");
+    return true;
+}
+
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                 enum api_write_reply reply, const char *notfound_msg)
 {
+    /* Every write of the HTTP API comes here (a restore starts in snapshot.c, a TTL refresh
+     * that changes nothing stops in agent.c): one naming another datacenter is refused before
+     * anything is proposed, as reads are. */
+    if (api__other_dc(a, req))
+        return;
     struct api_wctx *c = base_calloc(1, sizeof *c);
     c->api = a;
     c->req = req;

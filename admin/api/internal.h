@@ -57,6 +57,10 @@ void api__read_list(struct api *a, struct http_req *req, uint32_t tables, api_re
 /* The same for agent endpoints: always answered from the local replica, leader or not. */
 void api__read_local(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn);
 
+/* ?dc naming another datacenter: answers 500 "No path to datacenter" (we have no WAN
+ * federation) and returns true. */
+bool api__other_dc(struct api *a, struct http_req *req);
+
 /* Proposes cmd and answers req after commit: with "true"/"false" (bool_body) or an empty 200.
  * A CAS conflict answers false; BASE_ENOTFOUND answers 404 with notfound_msg. */
 enum api_write_reply { API_REPLY_EMPTY, API_REPLY_BOOL };
@@ -89,6 +93,10 @@ int api__get_strmap(json_t *v, const char *field, struct base_arena *ar, struct 
 /* A Go duration string ("10s") or a number of nanoseconds. */
 int api__get_duration(json_t *v, const char *field, uint64_t *ms, char *errmsg);
 int api__unknown_field(const char *key, char *errmsg);
+/* json_loadb where a key given twice keeps its last value and, in the object's iteration
+ * order, the place of its last occurrence: decoders that take keys in order then end with the
+ * last one, as Go's decoder does (also for "Name" then "name"). */
+json_t *api__json_loadb(const char *text, size_t len, json_error_t *jerr);
 /* Parses a request body as a JSON object; errmsg on failure. */
 json_t *api__parse_body(struct http_req *req, char *errmsg);
 

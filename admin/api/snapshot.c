@@ -183,6 +183,8 @@ static void restore_start(struct api *a, struct http_req *req)
     size_t len;
     const char *body = http_req_body(req, &len);
 
+    if (api__other_dc(a, req))
+        return;
     if (zone_snapshot_check(body, len, &info, err)) {
         api__error(req, 400, "%s", err);
         return;
