@@ -8,7 +8,7 @@ BUILD ?= build
 SAN ?= 0
 CC ?= cc
 
-PKGS := libuv lmdb jansson raft ldns libunbound
+PKGS := libuv lmdb jansson raft ldns libunbound nettle
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined

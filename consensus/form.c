@@ -455,9 +455,15 @@ void cons__hello_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *
     if (hello_decode(body, len, &ar, &h) != 0) {
         base_buf_put_u32(&b, cons__status_enc(BASE_EPARSE));
     } else {
+        const struct cons_peer *p = cons__rpc_req_peer(req);
         if (h.id != c->id && c->form.phase == CONS_FORM_HELLO) {
             addr_add(c, h.address); /* so that we say HELLO back to it */
-            form_heard(c, &h);
+            /* Without a key, a server takes part in the formation only from the address it
+             * claims (no one else speaks for it); what it says comes back in our HELLO to it. */
+            if (p->keyed || cons__peer_at(p, h.address))
+                form_heard(c, &h);
+            else
+                cons__refuse_log(c, &p->sa, "HELLO from an address other than the one it claims");
         }
         base_buf_put_u32(&b, 0);
         hello_encode(c, &b);

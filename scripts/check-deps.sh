@@ -22,7 +22,7 @@ declare -A ALLOW=(
 declare -A THIRD=(
   [base]=""
   [zone]="lmdb.h ldns"
-  [consensus]="raft.h raft uv.h jansson.h"
+  [consensus]="raft.h raft uv.h jansson.h nettle"
   [resolver]="unbound.h ldns uv.h"
   [gossip]="uv.h"
   [admin/http]="llhttp.h uv.h"
@@ -34,7 +34,7 @@ declare -A HEADER=(
   [resolver]="resolver/resolver.h" [gossip]="gossip/gossip.h"
   [admin/http]="admin/http/http.h" [admin/api]="admin/api/api.h"
 )
-KNOWN_THIRD="lmdb.h ldns raft.h raft uv.h jansson.h unbound.h llhttp.h"
+KNOWN_THIRD="lmdb.h ldns raft.h raft uv.h jansson.h unbound.h llhttp.h nettle"
 
 fail=0
 for mod in base zone consensus resolver gossip admin/http admin/api admin; do
