@@ -269,7 +269,11 @@ struct cons {
     struct cons_ipcount *ipcounts; /* incoming connections per source IP */
     size_t n_ipcounts;
     unsigned n_rpc_in;       /* incoming RPC connections */
-    uint64_t refuse_warn_at; /* rate limit for refusals */
+    uint64_t refuse_warn_at; /* rate limit for failed outgoing key handshakes */
+    struct {
+        const char *why; /* a string literal */
+        uint64_t at;     /* logged again at warn from then on */
+    } refuse_log[8];     /* rate limits for refusals, per reason */
 
     /* formation (form.c) and membership (member.c) */
     struct cons_form form;

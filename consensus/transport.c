@@ -260,11 +260,23 @@ void cons__refuse_log(struct cons *c, const struct sockaddr_storage *sa, const c
 {
     char ip[64];
     uint64_t now = uv_now(c->loop);
-    if (now < c->refuse_warn_at) {
+    /* rate-limited per reason (why is a string literal): a flood of one kind does not hide
+     * another */
+    size_t slot = 0;
+    for (size_t i = 0; i < BASE_ARRAY_LEN(c->refuse_log); i++) {
+        if (c->refuse_log[i].why == why) {
+            slot = i;
+            break;
+        }
+        if (c->refuse_log[i].at < c->refuse_log[slot].at)
+            slot = i;
+    }
+    if (c->refuse_log[slot].why == why && now < c->refuse_log[slot].at) {
         LOG_DEBUG("consensus", "server port: refused %s: %s", ip_str(sa, ip, sizeof ip), why);
         return;
     }
-    c->refuse_warn_at = now + REFUSE_LOG_MS;
+    c->refuse_log[slot].why = why;
+    c->refuse_log[slot].at = now + REFUSE_LOG_MS;
     LOG_WARN("consensus", "server port: refused %s: %s", ip_str(sa, ip, sizeof ip), why);
 }
 
