@@ -1,7 +1,7 @@
 /* Server RPC: requests and responses between servers, on the server port beside Raft.
  *
  * Connections. A server keeps one outgoing connection per peer address (a "peer"), made on
- * demand by the dialer (transport.c writes the "HRLDRPC1" preamble) and kept open; it carries
+ * demand by the dialer (transport.c runs the handshake) and kept open while used; it carries
  * this server's requests and their responses. Requests from others arrive on their own
  * connections (accepted by the transport after their preamble), so each direction is a plain
  * client/server exchange. A failed connect backs the peer off exponentially (50 ms doubling
@@ -11,9 +11,22 @@
  * Framing. Every message is u32 length | u8 type | 3 zero bytes | u64 request id | body, the
  * length counting what follows it. A response carries its request's id and type with the
  * high bit set; a response's body starts with an i32 status. Frames over 8 MiB (a forwarded
- * group is at most one 4 MiB entry's worth) or with a bad header close the connection, and
- * reads ask for exactly the bytes of the current header or body, so a peer cannot make us
- * allocate more than one frame's declared, bounded size.
+ * group is at most one 4 MiB entry's worth), over 64 KiB from a peer not tied to a member
+ * (HELLO and JOIN are small), or with a bad header close the connection. Reads ask for
+ * exactly the bytes of the current header or body, and a body's buffer grows as its bytes
+ * arrive (64 KiB, doubling) and is freed after its frame: a declared size costs nothing until
+ * it is sent, and an idle connection holds no buffer.
+ *
+ * Who may ask what. The transport authenticated the connection (the cluster key) or at least
+ * knows its source address (transport.c); serve() asks cons__peer_may before any handler sees
+ * a request, and answers a refusal with BASE_EACL in the shape the caller reads.
+ *
+ * Bounds. Incoming connections count against their source IP with the handshakes
+ * (limits.rpc_max_conns_per_client, default 100) and at most 1024 at once; one with no whole
+ * frame for limits.rpc_idle_timeout (default 60 s) while nothing is being served on it is
+ * closed. Our own outgoing connections close themselves after half that idle time, so that
+ * a request is never written into a connection the peer is closing as idle (its outcome
+ * would be unknown).
  *
  * Outcomes. A call's callback runs exactly once, later: 0 with the response body; unsent
  * (CONS_RPC_UNSENT: never written, so retrying is safe even for a write); lost

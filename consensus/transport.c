@@ -1,14 +1,50 @@
 /* The server port: our raft_uv_transport over libuv TCP, and the RPC connections beside it.
  *
  * One listener on the server port carries two protocols (DESIGN.md 2.6). Every connection
- * opens with an 8-byte preamble: "HRLDRAF2" for Raft, "HRLDRPC1" for server RPC (rpc.c). The
- * preamble and the Raft handshake after it (u64 sender id, u64 receiver id, u32 address
- * length, the sender's address) are read with an alloc callback that offers exactly the bytes still
- * missing, so not one byte of what follows is consumed here: libraft's reader (or rpc.c's) then
- * starts on the stream at its first own byte. A handshake is bounded in time (5 s), size (addresses
- * up to 255 bytes, no NUL) and number (128 at once); anything else closes the connection. Raft
- * streams go to the accept callback libraft gave to listen(); until it did (the server is still
- * forming, Raft not started) they are closed and the peer's raft_uv retries later.
+ * opens with a handshake: an 8-byte preamble ("HRLDRAF3" for Raft, "HRLDRPC2" for server RPC,
+ * rpc.c), then a header (u64 sender id, u64 receiver id: 0 for RPC, u32 address length, u8
+ * flags: bit 0 "keyed", 3 zero bytes) and the sender's address. It is read with an alloc
+ * callback that offers exactly the bytes still missing, so not one byte of what follows is
+ * consumed here: libraft's reader (or rpc.c's) then starts on the stream at its first own
+ * byte. A handshake is bounded in time (5 s), size (addresses up to 255 bytes, no NUL) and
+ * number (128 at once; with RPC connections, limits.rpc_max_conns_per_client per source IP);
+ * anything else closes the connection. Raft streams go to the accept callback libraft gave to
+ * listen(); until it did (the server is still forming, Raft not started) they are closed and
+ * the peer's raft_uv retries later.
+ *
+ * Authentication (the cluster key, -encrypt). With a key, the dialer's header says "keyed"
+ * and is followed by its 32-byte nonce; the listener answers with its own nonce and
+ * HMAC-SHA256(key, "herald server-port v1 server" NUL, transcript), the transcript being
+ * every byte so far (preamble, header, address, both nonces); the dialer checks it and
+ * answers HMAC(key, "... client" NUL, transcript). Both sides prove the key, on fresh nonces
+ * from getrandom, with labels that differ so neither proof can be reflected; MACs are
+ * compared in constant time (nettle's memeql_sec). A peer without the key, with another key,
+ * or keyed when we are not, is refused and logged (rate-limited per reason). The step is
+ * in_challenge/dial_read: TLS certificates (later) replace it there.
+ *
+ * Authorization. A Raft stream is accepted only from a server in the current configuration
+ * (its sender id) and, without a key, only from that member's own address (source IP =
+ * the IP of its configured address; names never match, so keyless clusters advertise IPs).
+ * Outgoing connections leave from the bind address when it names one, so that the source
+ * address is the member address. A server whose configuration is still empty (new, or wiped,
+ * waiting for the leader to add and catch it up) cannot tell the leader from anyone else and
+ * accepts any stream that passed the handshake. RPC requests (rpc.c asks cons__peer_may):
+ * with a key every authenticated peer is a cluster server and may ask anything; without one,
+ * FORWARD (writes), REMOVE and READ_INDEX come only from a member's address, JOIN from a
+ * member's address (a relay) or from join_allow (-join-allow; default loopback), and HELLO
+ * from anyone, but a forming server merges a HELLO only from the address it claims.
+ *
+ * What an unauthenticated peer can still do. Without a key: anyone who reaches the port can
+ * open connections (bounded by the caps), read the formation state and configuration (HELLO),
+ * take part in a formation from its own address, and ask to join from join_allow; anyone who
+ * can send from a member's IP (the same host, a spoofing router) is that member. With a key,
+ * an outsider gets no further than the handshake; but the key authenticates only the
+ * handshake: the stream after it is neither encrypted nor integrity-protected, so an attacker
+ * on the path can read the catalog as it replicates and inject into or cut an established
+ * connection. A server still waiting to be added accepts Raft from any key holder (without a
+ * key: from anyone), and a removed server that still has the key can still connect (only
+ * members' Raft streams are accepted, but RPC is open to key holders). Confidentiality and
+ * per-message integrity need TLS (a later issue).
  *
  * The receiver id. A Raft stream is meant for one server, not for whoever listens at the
  * address now: a server whose data dir was wiped comes back at the same address with a new
@@ -24,7 +60,8 @@
  * Dialing. connect() and cons__dial_rpc() share one dialer: resolve (numeric addresses
  * directly, names through uv_getaddrinfo), TCP connect with TCP_NODELAY (without it small
  * appends wait ~40 ms for delayed ACKs) and keepalive, bounded by a 2 s connect timeout, then
- * write the preamble (and for Raft our id and address) before handing the stream over.
+ * write the handshake (and with a key check the server's proof and send ours, all within
+ * that 2 s) before handing the stream over.
  * libraft retries a failed connect after its retry delay (set to 50 ms in cons.c); the dialer
  * adds an exponential backoff per Raft peer on top (50 ms doubling to 250 ms, reset by a
  * Raft connection from that peer, which also starts a dial still waiting out its delay: a
