@@ -371,6 +371,9 @@ bool cons__peer_at(const struct cons_peer *p, const char *address);
 /* The peer is tied to a member of the current configuration: it proved the key, or its
  * source IP is a member's. */
 bool cons__peer_is_member(struct cons *c, const struct cons_peer *p);
+/* Whether a server outside the configuration may join (or take part in a formation) from
+ * sa without a key: cons_config.join_allowed, by default loopback only. */
+bool cons__join_allowed(struct cons *c, const struct sockaddr_storage *sa);
 /* 0 when the peer may make a request of this type, else BASE_EACL (logged, rate-limited). */
 int cons__peer_may(struct cons *c, const struct cons_peer *p, uint8_t type);
 /* Counts an incoming connection against its source IP; false (nothing counted) when the

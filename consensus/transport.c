@@ -32,11 +32,16 @@
  * with a key every authenticated peer is a cluster server and may ask anything; without one,
  * FORWARD (writes), REMOVE and READ_INDEX come only from a member's address, JOIN from a
  * member's address (a relay) or from join_allow (-join-allow; default loopback), and HELLO
- * from anyone, but a forming server merges a HELLO only from the address it claims.
+ * from anyone, but a forming server merges a HELLO only from the address it claims, and only
+ * when that address is known to it or in join_allow (form.c's form_trusts).
+ *
+ * A limit of the rule: a server whose configuration is stale enough to list none of the
+ * current servers (down while the whole membership changed) refuses the leader's streams and
+ * is not caught up; wipe its data dir and it joins again as a new server.
  *
  * What an unauthenticated peer can still do. Without a key: anyone who reaches the port can
  * open connections (bounded by the caps), read the formation state and configuration (HELLO),
- * take part in a formation from its own address, and ask to join from join_allow; anyone who
+ * take part in a formation and ask to join from join_allow or a known address; anyone who
  * can send from a member's IP (the same host, a spoofing router) is that member. With a key,
  * an outsider gets no further than the handshake; but the key authenticates only the
  * handshake: the stream after it is neither encrypted nor integrity-protected, so an attacker
@@ -326,6 +331,12 @@ static bool is_loopback(const struct sockaddr_storage *sa)
     return (n == 4 && b[0] == 127) || (n == 16 && memcmp(b, v6_loop, 16) == 0);
 }
 
+bool cons__join_allowed(struct cons *c, const struct sockaddr_storage *sa)
+{
+    return c->join_allowed ? c->join_allowed(c->join_allowed_data, (const struct sockaddr *)sa)
+                           : is_loopback(sa);
+}
+
 int cons__peer_may(struct cons *c, const struct cons_peer *p, uint8_t type)
 {
     const char *why = NULL;
@@ -334,10 +345,7 @@ int cons__peer_may(struct cons *c, const struct cons_peer *p, uint8_t type)
     if (type == CONS_RPC_JOIN) {
         /* joining is what servers outside the configuration do: without a key, only from
          * the addresses the operator allows (-join-allow; default loopback) */
-        bool ok = c->join_allowed
-                      ? c->join_allowed(c->join_allowed_data, (const struct sockaddr *)&p->sa)
-                      : is_loopback(&p->sa);
-        if (ok)
+        if (cons__join_allowed(c, &p->sa))
             return 0;
         why = "JOIN from an address not in join_allow (set encrypt, or list it)";
     } else {

@@ -212,6 +212,36 @@ def test_outsider_cannot_join_itself_as_voter(make_cluster):
     assert "refused %s: JOIN from an address not in join_allow" % outsider in leader.read_log()
 
 
+def hello_body(rid, address, expect, known):
+    # form.c: id, address, expect, state (0: forming), leader id and address, the servers it
+    # knows (id, address, role), its bootstrap set
+    b = struct.pack("<Q", rid) + bstr(address.encode()) + struct.pack("<IBQ", expect, 0, 0)
+    b += bstr(b"") + struct.pack("<I", len(known))
+    for kid, kaddr in known:
+        b += struct.pack("<Q", kid) + bstr(kaddr.encode()) + b"\1"
+    return b + struct.pack("<I", 0)
+
+
+def test_outsider_cannot_take_part_in_a_formation(make_cluster):
+    c = make_cluster(3, args=["-join-allow", "127.0.0.1/32"])
+    c[0].start(wait=False)
+    c[1].start(wait=False)
+    outsider = next_addr()
+    me = (0x0badc0de, "%s:8300" % outsider)
+    known = [me] + [(1000 + i, a.server_addr) for i, a in enumerate(c.agents)]
+    for a in c.agents[:2]:
+        wait_until(lambda: "server port listening" in a.read_log(), timeout=10)
+        s = connect_from(outsider, a.addr)
+        handshake(s, PRE_RPC, me[0], 0, me[1])
+        assert call(s, HELLO, hello_body(me[0], me[1], 3, known)) == 0  # answered, not merged
+        s.close()
+        wait_until(lambda: "HELLO from an address neither known nor in join_allow" in a.read_log(),
+                   timeout=5, msg="the refusal")
+    c[2].start(wait=False)
+    leader = c.wait_leader(timeout=30)
+    assert voters(leader) == {a.server_addr: True for a in c}
+
+
 def test_forged_raft_handshake_is_refused_without_a_key(make_cluster):
     c = make_cluster(3).start()
     leader = c.wait_leader()
