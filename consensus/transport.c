@@ -35,9 +35,9 @@
  * from anyone, but a forming server merges a HELLO only from the address it claims, and only
  * when that address is known to it or in join_allow (form.c's form_trusts).
  *
- * A limit of the rule: a server whose configuration is stale enough to list none of the
- * current servers (down while the whole membership changed) refuses the leader's streams and
- * is not caught up; wipe its data dir and it joins again as a new server.
+ * A limit of the rule: a server whose configuration is so stale that it does not list the
+ * current leader (it was down while that leader joined) refuses the leader's streams and is
+ * not caught up; wipe its data dir and it joins again as a new server.
  *
  * What an unauthenticated peer can still do. Without a key: anyone who reaches the port can
  * open connections (bounded by the caps), read the formation state and configuration (HELLO),
