@@ -49,7 +49,7 @@
 #define BACKOFF_MAX_MS 2000
 #define RPC_IN_MAX     1024        /* incoming RPC connections at once */
 #define STRANGER_FRAME (64u << 10) /* frames from peers not tied to a member (HELLO, JOIN) */
-#define BODY_STEP      (64u << 10) /* a body buffer grows by at most this beyond what arrived */
+#define BODY_STEP      (64u << 10) /* a body's first buffer; it doubles as the bytes arrive */
 
 struct cons_rpc_call {
     struct cons_rpc_call *prev, *next;
