@@ -17,6 +17,7 @@ import hmac
 import os
 import socket
 import struct
+import subprocess
 import time
 
 import dns.message
@@ -24,7 +25,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from conftest import ClusterAgent, next_addr, wait_until
+from conftest import HERALD, ClusterAgent, next_addr, wait_until
 
 PRE_RAFT_OLD, PRE_RPC_OLD = b"HRLDRAF2", b"HRLDRPC1"  # before the handshake was authenticated
 PRE_RAFT, PRE_RPC = b"HRLDRAF3", b"HRLDRPC2"
@@ -279,7 +280,9 @@ def test_startup_warning_names_the_open_port_without_a_key(make_agent):
     wait_until(lambda: "is open to anyone who can reach it: set encrypt" in a.read_log(),
                timeout=5, msg="the warning")
     assert "server port %s:8300 is open to anyone" % a.addr in a.read_log()
-    b = make_agent(args=["-encrypt", KEY]).start()
+    key = subprocess.run([HERALD, "keygen"], capture_output=True, text=True, timeout=10)
+    assert key.returncode == 0 and len(base64.b64decode(key.stdout.strip())) == 32, key
+    b = make_agent(args=["-encrypt", key.stdout.strip()]).start()
     assert "cluster key required" in b.read_log()
     assert "open to anyone" not in b.read_log()
 
