@@ -42,7 +42,7 @@ ADMIN_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(filter-out admin/main.c,$(wildcard a
 UNIT_SRCS := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BINS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRCS))
 
-.PHONY: all deps run test unit unit-asan integration check-deps fmt fmt-check clean fuzz FORCE
+.PHONY: all deps run test unit unit-asan integration check-deps fmt fmt-check clean fuzz fuzz-server-port FORCE
 
 all: $(BUILD)/herald
 
@@ -139,6 +139,17 @@ $(FUZZ_BUILD)/%.o: %.c
 
 $(FUZZ_BUILD)/dns_query: tests/fuzz/dns_query.c $(FUZZ_OBJS)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/unit -o $@ $^ $(LDLIBS)
+
+# The server port (consensus/transport.c, rpc.c) over a real one-server cluster: make
+# fuzz-server-port (FUZZ_SECONDS).
+FUZZ_CONS_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard consensus/*.c))
+$(FUZZ_BUILD)/server_port: tests/fuzz/server_port.c $(FUZZ_CONS_OBJS) $(FUZZ_OBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz-server-port: $(FUZZ_BUILD)/server_port
+	@mkdir -p $(FUZZ_BUILD)/corpus-server-port
+	$(FUZZ_BUILD)/server_port -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -timeout=10 \
+	  -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-server-port
 
 fuzz: $(FUZZ_BUILD)/dns_query build/tests/unit/zone/test_dns_vectors
 	@mkdir -p $(FUZZ_BUILD)/corpus
