@@ -156,6 +156,7 @@ static void maybe_free(struct cons *c)
     base_free(c->bind_address);
     base_free(c->dir);
     base_free(c->ipcounts);
+    memset(c->key, 0, sizeof c->key);
     base_free(c);
     if (done)
         done(data);
