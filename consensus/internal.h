@@ -136,6 +136,7 @@ struct cons_rpc {
     struct cons_rpc_peer *peers; /* outgoing, by address */
     struct cons_rpc_conn *conns; /* incoming */
     uint64_t next_id;
+    unsigned n_strangers; /* incoming connections not tied to a member */
     bool stopping;
 };
 

@@ -22,7 +22,8 @@
  * a request, and answers a refusal with BASE_EACL in the shape the caller reads.
  *
  * Bounds. Incoming connections count against their source IP with the handshakes
- * (limits.rpc_max_conns_per_client, default 100) and at most 1024 at once; one with no whole
+ * (limits.rpc_max_conns_per_client, default 100) and at most 1024 at once, of which 256 from
+ * peers not tied to a member (so those never take a member's place); one with no whole
  * frame for limits.rpc_idle_timeout (default 60 s) while nothing is being served on it is
  * closed. Our own outgoing connections close themselves after half that idle time, so that
  * a request is never written into a connection the peer is closing as idle (its outcome
@@ -48,6 +49,7 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define RPC_IN_MAX     1024        /* incoming RPC connections at once */
+#define STRANGERS_MAX  256         /* of which from peers not tied to a member */
 #define STRANGER_FRAME (64u << 10) /* frames from peers not tied to a member (HELLO, JOIN) */
 #define BODY_STEP      (64u << 10) /* a body's first buffer; it doubles as the bytes arrive */
 
@@ -93,6 +95,7 @@ struct cons_rpc_conn {
     struct cons_peer from; /* incoming: who connected */
     uint64_t active_at;    /* last frame read or written (idle timeout) */
     bool incoming;         /* in c->rpc.conns */
+    bool stranger;         /* incoming, not tied to a member when accepted */
     bool closing;
     bool broken; /* a write failed synchronously: closed at the next tick */
     int refs;    /* 1 while open, +1 per request being served or dispatched */
@@ -198,6 +201,8 @@ static void conn_unref(struct cons_rpc_conn *conn)
             conn->next->prev = conn->prev;
         cons__peer_release(c, &conn->from.sa);
         c->n_rpc_in--;
+        if (conn->stranger)
+            c->rpc.n_strangers--;
     }
     base_free(conn->body);
     base_free(conn);
@@ -440,6 +445,8 @@ void cons__rpc_accept(struct cons *c, uv_tcp_t *tcp, const struct cons_peer *pee
     struct cons_rpc_conn *conn = conn_new(c, tcp);
     conn->from = *peer;
     c->n_rpc_in++;
+    conn->stranger = !cons__peer_is_member(c, peer);
+    c->rpc.n_strangers += conn->stranger;
     conn->incoming = true;
     conn->next = c->rpc.conns;
     if (c->rpc.conns)
@@ -449,8 +456,11 @@ void cons__rpc_accept(struct cons *c, uv_tcp_t *tcp, const struct cons_peer *pee
         conn_close(conn, "stopping");
         return;
     }
-    if (c->n_rpc_in > RPC_IN_MAX) {
-        cons__refuse_log(c, &peer->sa, "too many RPC connections");
+    if (c->n_rpc_in > RPC_IN_MAX || c->rpc.n_strangers > STRANGERS_MAX) {
+        /* strangers have their own share, so they can never take a member's place */
+        cons__refuse_log(c, &peer->sa,
+                         conn->stranger ? "too many RPC connections from non-members"
+                                        : "too many RPC connections");
         conn_close(conn, "too many connections");
         return;
     }

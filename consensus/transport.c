@@ -7,8 +7,9 @@
  * callback that offers exactly the bytes still missing, so not one byte of what follows is
  * consumed here: libraft's reader (or rpc.c's) then starts on the stream at its first own
  * byte. A handshake is bounded in time (5 s), size (addresses up to 255 bytes, no NUL) and
- * number (128 at once; with RPC connections, limits.rpc_max_conns_per_client per source IP);
- * anything else closes the connection. Raft streams go to the accept callback libraft gave to
+ * number (128 at once: a new one drops the oldest, so silent connections cannot lock members
+ * out; with RPC connections, limits.rpc_max_conns_per_client per source IP); anything else
+ * closes the connection. Raft streams go to the accept callback libraft gave to
  * listen(); until it did (the server is still forming, Raft not started) they are closed and
  * the peer's raft_uv retries later.
  *
@@ -712,13 +713,22 @@ static void listen_cb(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)tcp, free_raft_tcp);
         return;
     }
-    if (tp->n_incoming >= HANDSHAKES_MAX || !cons__peer_count(tp->c, &sa)) {
+    if (!cons__peer_count(tp->c, &sa)) {
         cons__refuse_log(tp->c, &sa,
-                         tp->n_incoming >= HANDSHAKES_MAX
-                             ? "too many handshakes at once"
-                             : "too many connections from this address (rpc_max_conns_per_client)");
+                         "too many connections from this address (rpc_max_conns_per_client)");
         uv_close((uv_handle_t *)tcp, free_raft_tcp);
         return;
+    }
+    if (tp->n_incoming >= HANDSHAKES_MAX) {
+        /* Make room by dropping the oldest handshake rather than refusing this one: a server's
+         * handshake completes in a round trip, so whoever holds the table full with silent
+         * connections loses them first, and members still get through. */
+        struct incoming *oldest = tp->incoming;
+        while (oldest->next)
+            oldest = oldest->next; /* new ones are pushed at the head */
+        cons__refuse_log(tp->c, &oldest->peer.sa,
+                         "too many handshakes at once: the oldest dropped");
+        in_abort(oldest, "too many handshakes at once");
     }
     uv_tcp_nodelay(tcp, 1);
     uv_tcp_keepalive(tcp, 1, KEEPALIVE_S);

@@ -18,6 +18,7 @@ import os
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import dns.message
@@ -396,3 +397,57 @@ def test_idle_timeout_never_loses_a_forwarded_write(make_cluster):
         assert r.status == 200 and r.body.strip() == b"true", (i, r.status, r.text)
         time.sleep(0.3 + 0.15 * i)  # pacing: gaps around half and whole idle timeouts
     assert len(leader.get("/v1/kv/idle/?recurse").json()) == 8
+
+
+class SilentFlood:
+    """Keeps opening connections to addr:8300 that never say a word, from several source
+    addresses, and holds up to `hold` of them: the handshake table (128) stays full."""
+
+    def __init__(self, addr, sources, hold=3000, rate=300):
+        self.addr, self.sources, self.hold, self.rate = addr, sources, hold, rate
+        self.socks = []
+        self.stop_ev = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        i = 0
+        while not self.stop_ev.is_set():
+            try:
+                self.socks.append(connect_from(self.sources[i % len(self.sources)], self.addr,
+                                               timeout=1))
+            except OSError:
+                pass
+            i += 1
+            while len(self.socks) > self.hold:
+                self.socks.pop(0).close()
+            time.sleep(1.0 / self.rate)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+        for s in self.socks:
+            s.close()
+
+
+def test_silent_connections_cannot_lock_members_out(make_cluster):
+    c = make_cluster(3).start()
+    leader = c.wait_leader()
+    f = c.followers(leader)[0]
+    with SilentFlood(leader.addr, [next_addr() for _ in range(4)]):
+        wait_until(lambda: "too many handshakes at once: the oldest dropped" in leader.read_log(),
+                   timeout=10, msg="a full handshake table")
+        # a restarted follower needs new Raft streams and a new RPC connection to the leader
+        assert f.stop() == 0
+        f.log.close()
+        f.restart()
+        f.wait_ready(timeout=20)
+        t0 = time.monotonic()
+        r = f.put("/v1/kv/through-the-flood", "v", timeout=15)
+        assert r.status == 200 and r.body.strip() == b"true", (r.status, r.text)
+        print("a write through the restarted follower took %.2f s" % (time.monotonic() - t0))
+    assert leader.get("/v1/kv/through-the-flood?raw").body == b"v"
