@@ -404,7 +404,7 @@ void cons__peer_release(struct cons *c, const struct sockaddr_storage *sa)
  * server whose configuration is empty has not been added yet (a new or wiped server waiting
  * for the leader to catch it up): it cannot tell the leader from anyone else who passed the
  * handshake, and accepts them. */
-static const char *raft_refusal(struct tp *tp, const struct cons_peer *p)
+static const char *raft_refusal(struct tp *tp, struct cons_peer *p)
 {
     const struct raft_configuration *conf = &tp->c->raft.configuration;
     if (!tp->accept_cb || conf->n == 0)
@@ -412,9 +412,12 @@ static const char *raft_refusal(struct tp *tp, const struct cons_peer *p)
     for (unsigned i = 0; i < conf->n; i++) {
         if (conf->servers[i].id != p->id)
             continue;
-        if (p->keyed || cons__peer_at(p, conf->servers[i].address))
-            return NULL;
-        return "raft stream for a member from another address (set encrypt)";
+        if (!p->keyed && !cons__peer_at(p, conf->servers[i].address))
+            return "raft stream for a member from another address (set encrypt)";
+        /* libraft learns the leader's address from its messages: the configuration's, not
+         * whatever the handshake claimed */
+        snprintf(p->address, sizeof p->address, "%s", conf->servers[i].address);
+        return NULL;
     }
     return "raft stream from an id not in the configuration";
 }
