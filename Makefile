@@ -42,7 +42,7 @@ ADMIN_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(filter-out admin/main.c,$(wildcard a
 UNIT_SRCS := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BINS := $(patsubst %.c,$(BUILD)/%,$(UNIT_SRCS))
 
-.PHONY: all deps run test unit unit-asan integration check-deps fmt fmt-check clean fuzz fuzz-server-port FORCE
+.PHONY: all deps run test unit unit-asan integration check-deps fmt fmt-check clean fuzz FORCE
 
 all: $(BUILD)/herald
 
@@ -103,8 +103,10 @@ endif
 integration: build/asan/herald
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
-check-deps:
-	@bash scripts/check-deps.sh
+# The module arrows (DESIGN.md 2.1) on every source and header, the unit tests, and the linked
+# archives (nm): scripts/check_deps.py says which rules.
+check-deps: $(LIBS) $(ADMIN_LIB)
+	@/usr/bin/python3 scripts/check_deps.py --build $(BUILD)
 
 fmt:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
@@ -124,38 +126,65 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	./$(BUILD)/herald agent -dev
 
-# Fuzzing, not part of make test: libFuzzer (clang) with ASan/UBSan over the DNS query path of
-# zone/, seeded with every query of rfc-vectors/dns (written by the vectors test at run time).
+# Fuzzing, not part of make test: libFuzzer (clang) with ASan/UBSan. `make fuzz` runs every
+# target of FUZZ_TARGETS for FUZZ_SECONDS each (FUZZ_TARGETS=http_lifecycle picks one):
+#   dns_query       the DNS query path of zone/, seeded with every query of rfc-vectors/dns
+#                   (written by the vectors test at run time);
+#   http_lifecycle  the life of HTTP requests: admin/http and admin/api on a single-node
+#                   consensus, scripts of reads, writes, loop runs and client disconnects.
+#   server_port     the server port's handshake and RPC framing (consensus/transport.c,
+#                   rpc.c) on a one-server cluster, one connection per input.
 FUZZ_BUILD := build/fuzz
 FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= dns_query http_lifecycle server_port
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -I. \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard zone/*.c base/*.c))
+FUZZ_HTTP_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,\
+	$(wildcard admin/api/*.c admin/http/*.c consensus/*.c zone/*.c base/*.c)) \
+	$(patsubst $(LLHTTP_SRC_DIR)/%.c,$(FUZZ_BUILD)/llhttp/%.o,$(wildcard $(LLHTTP_SRC_DIR)/*.c))
 
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+	clang $(FUZZ_CFLAGS) $(if $(findstring admin/http,$<),-I$(LLHTTP_INC) -DLLHTTP_STRICT_MODE=1) \
+	  -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
+	@mkdir -p $(dir $@)
+	clang -std=c11 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DLLHTTP_STRICT_MODE=1 \
+	  -I$(LLHTTP_INC) -c $< -o $@
 
 $(FUZZ_BUILD)/dns_query: tests/fuzz/dns_query.c $(FUZZ_OBJS)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/unit -o $@ $^ $(LDLIBS)
 
-# The server port (consensus/transport.c, rpc.c) over a real one-server cluster: make
-# fuzz-server-port (FUZZ_SECONDS).
-FUZZ_CONS_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard consensus/*.c))
-$(FUZZ_BUILD)/server_port: tests/fuzz/server_port.c $(FUZZ_CONS_OBJS) $(FUZZ_OBJS)
+$(FUZZ_BUILD)/http_lifecycle: tests/fuzz/http_lifecycle.c $(FUZZ_HTTP_OBJS)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
-fuzz-server-port: $(FUZZ_BUILD)/server_port
-	@mkdir -p $(FUZZ_BUILD)/corpus-server-port
-	$(FUZZ_BUILD)/server_port -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -timeout=10 \
-	  -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-server-port
+FUZZ_CONS_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard consensus/*.c zone/*.c base/*.c))
+$(FUZZ_BUILD)/server_port: tests/fuzz/server_port.c $(FUZZ_CONS_OBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
-fuzz: $(FUZZ_BUILD)/dns_query build/tests/unit/zone/test_dns_vectors
+FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	-artifact_prefix=$(FUZZ_BUILD)/$(1)-
+
+fuzz: $(foreach t,$(FUZZ_TARGETS),$(FUZZ_BUILD)/$(t)) \
+	$(if $(filter dns_query,$(FUZZ_TARGETS)),build/tests/unit/zone/test_dns_vectors)
+ifneq ($(filter dns_query,$(FUZZ_TARGETS)),)
 	@mkdir -p $(FUZZ_BUILD)/corpus
 	HERALD_VECTOR_SEEDS=$(FUZZ_BUILD)/corpus build/tests/unit/zone/test_dns_vectors >/dev/null
-	$(FUZZ_BUILD)/dns_query -max_total_time=$(FUZZ_SECONDS) -max_len=65535 -timeout=10 \
-	  -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus
+	$(FUZZ_BUILD)/dns_query $(call FUZZ_RUN,dns_query) -max_len=65535 $(FUZZ_BUILD)/corpus
+endif
+ifneq ($(filter http_lifecycle,$(FUZZ_TARGETS)),)
+	@mkdir -p $(FUZZ_BUILD)/corpus-http_lifecycle
+	$(FUZZ_BUILD)/http_lifecycle $(call FUZZ_RUN,http_lifecycle) -max_len=256 \
+	  $(FUZZ_BUILD)/corpus-http_lifecycle
+endif
+ifneq ($(filter server_port,$(FUZZ_TARGETS)),)
+	@mkdir -p $(FUZZ_BUILD)/corpus-server_port
+	$(FUZZ_BUILD)/server_port $(call FUZZ_RUN,server_port) -max_len=70000 \
+	  $(FUZZ_BUILD)/corpus-server_port
+endif
 
 clean:
 	rm -rf build

@@ -33,6 +33,7 @@ struct agent {
     struct zone_store *store;
     struct cons *cons;
     struct http_server *http;
+    struct http_body_limit http_body_limits[1]; /* borrowed by http */
     struct rsv *rsv;
     struct zone_dns_config dns;
     struct api *api;
@@ -413,17 +414,22 @@ static int agent_start(struct agent *ag, char *err)
     }
     adm_checks_sync(ag->checks);
 
-    /* a snapshot restore uploads the whole backup (admin/api/snapshot.c) */
-    static const struct http_body_limit body_limits[] = {{"/v1/snapshot", ZONE_BACKUP_MAX}};
+    /* a snapshot restore uploads the whole backup (admin/api/snapshot.c): up to 256 MiB, so
+     * it has 10 minutes (at least the configured body timeout) */
+    ag->http_body_limits[0] = (struct http_body_limit){"/v1/snapshot", ZONE_BACKUP_MAX, 600000};
+    if (c->http_body_timeout_ms > 600000)
+        ag->http_body_limits[0].body_timeout_ms = (unsigned)c->http_body_timeout_ms;
     struct http_config hc = {
         .host = c->http_addr ? c->http_addr : c->client_addr,
         .port = c->http_port,
         .max_body = 1024 * 1024,
-        .body_limits = body_limits,
-        .n_body_limits = 1,
+        .body_limits = ag->http_body_limits,
+        .n_body_limits = BASE_ARRAY_LEN(ag->http_body_limits),
         .max_conns = (unsigned)c->http_max_conns,
+        .max_conns_per_client = (unsigned)c->http_max_conns_per_client,
         .header_timeout_ms = (unsigned)c->http_header_timeout_ms,
         .idle_timeout_ms = (unsigned)c->http_idle_timeout_ms,
+        .body_timeout_ms = (unsigned)c->http_body_timeout_ms,
     };
     if ((rc = http_server_start(&ag->loop, &hc, api_handle, ag->api, &ag->http, err)))
         return rc;

@@ -503,6 +503,25 @@ static int load_json(const char *file, struct adm_config *c, char *err)
                                        "%s: \"limits.http_max_conns\" must be 1..1000000", file);
                     else
                         c->http_max_conns = (uint64_t)json_integer_value(lv);
+                } else if (strcmp(lk, "http_max_conns_per_client") == 0) {
+                    /* Consul's name and default (200): connections per client IP address */
+                    if (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
+                        json_integer_value(lv) > 1000000)
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"limits.http_max_conns_per_client\" must be "
+                                       "1..1000000",
+                                       file);
+                    else
+                        c->http_max_conns_per_client = (uint64_t)json_integer_value(lv);
+                } else if (strcmp(lk, "http_body_timeout") == 0) {
+                    /* the whole request body must arrive within this of the head */
+                    if (!json_is_string(lv) ||
+                        base_duration_parse(json_string_value(lv), &c->http_body_timeout_ms) ||
+                        c->http_body_timeout_ms == 0 || c->http_body_timeout_ms > 86400000)
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"limits.http_body_timeout\" must be a duration such "
+                                       "as \"30s\", at most 24h",
+                                       file);
                 } else if (dst) {
                     if (!json_is_string(lv) || base_duration_parse(json_string_value(lv), dst) ||
                         *dst == 0)

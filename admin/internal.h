@@ -57,6 +57,7 @@ struct adm_config {
     uint64_t rpc_idle_timeout_ms;
     uint64_t http_max_conns;
     uint64_t http_header_timeout_ms, http_idle_timeout_ms;
+    uint64_t http_max_conns_per_client, http_body_timeout_ms; /* limits.*, 0: http's default */
     unsigned raft_snapshot_threshold, raft_snapshot_trailing;
     unsigned raft_multiplier; /* performance.raft_multiplier, 0: consensus default */
     /* DNS: addresses.dns (defaults to client_addr), -dns-workers, dns_config */

@@ -355,7 +355,7 @@ int api_service_def_decode(struct api *a, const char *json_text, size_t len, str
     json_error_t jerr;
     if (len == 0)
         return base_errf(errmsg, BASE_EINVAL, "Request decode failed: empty body");
-    json_t *obj = json_loadb(json_text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *obj = api__json_loadb(json_text, len, &jerr);
     struct zone_service *svc = base_arena_alloc(ar, sizeof *svc);
     struct zone_check *checks;
     size_t n;
@@ -559,6 +559,8 @@ static void check_set(struct api *a, struct http_req *req, const char *id, enum 
     struct zone_check c;
     struct zone_cmd cmd = {.type = ZONE_CMD_CHECK_UPDATE};
 
+    if (api__other_dc(a, req)) /* before the TTL refresh, which needs no write */
+        return;
     if (own_check(a, id, ar, &c)) {
         unknown_check(req, id);
         return;

@@ -11,7 +11,7 @@
  * Besides the sanitizers' findings, the server must answer every input by closing, and its
  * loop must go on serving.
  *
- * Build and run: make fuzz-server-port (FUZZ_SECONDS, default 600). */
+ * Build and run: make fuzz FUZZ_TARGETS=server_port (FUZZ_SECONDS, default 600). */
 #include "consensus/consensus.h"
 #include "zone/zone.h"
 

@@ -170,6 +170,8 @@ static void test_defaults_dev(void **state)
     assert_true(f->cfg.http_max_conns == 16384);
     assert_true(f->cfg.http_header_timeout_ms == 0);
     assert_true(f->cfg.http_idle_timeout_ms == 0);
+    assert_true(f->cfg.http_max_conns_per_client == 0); /* http's default, 200 */
+    assert_true(f->cfg.http_body_timeout_ms == 0);      /* http's default, 30 s */
     assert_int_equal(f->cfg.raft_snapshot_threshold, 0);
     assert_int_equal(f->cfg.raft_snapshot_trailing, 0);
 }
@@ -411,7 +413,8 @@ static void test_config_file_keys(void **state)
              "\"addresses\": {\"http\": \"127.0.0.4\", \"dns\": \"127.0.0.5\"}, "
              "\"raft_snapshot_threshold\": 1000, \"raft_trailing_logs\": 500, "
              "\"limits\": {\"http_max_conns\": 100, \"http_header_timeout\": \"5s\", "
-             "\"http_idle_timeout\": \"2m\"}, "
+             "\"http_idle_timeout\": \"2m\", \"http_max_conns_per_client\": 7, "
+             "\"http_body_timeout\": \"45s\"}, "
              "\"services\": [{\"name\": \"web\", \"port\": 80}, {\"Name\": \"db\"}], "
              "\"service\": {\"name\": \"cache\"}}",
              f->dir);
@@ -445,6 +448,8 @@ static void test_config_file_keys(void **state)
     assert_true(f->cfg.http_max_conns == 100);
     assert_true(f->cfg.http_header_timeout_ms == 5000);
     assert_true(f->cfg.http_idle_timeout_ms == 120000);
+    assert_true(f->cfg.http_max_conns_per_client == 7);
+    assert_true(f->cfg.http_body_timeout_ms == 45000);
     /* service definitions are kept as JSON text, for admin/api to decode */
     assert_int_equal(f->cfg.services.n, 3);
     assert_string_equal(f->cfg.services.v[0], "{\"name\":\"web\",\"port\":80}");
@@ -630,6 +635,13 @@ static void test_config_file_type_errors(void **state)
         {"{\"limits\": {\"http_idle_timeout\": \"0s\"}}",
          "\"limits.http_idle_timeout\" must be a duration"},
         {"{\"limits\": {\"http_idle_timeout\": 5}}", "\"limits.http_idle_timeout\""},
+        {"{\"limits\": {\"http_max_conns_per_client\": 0}}",
+         "\"limits.http_max_conns_per_client\" must be 1..1000000"},
+        {"{\"limits\": {\"http_max_conns_per_client\": \"5\"}}",
+         "\"limits.http_max_conns_per_client\""},
+        {"{\"limits\": {\"http_body_timeout\": \"0s\"}}",
+         "\"limits.http_body_timeout\" must be a duration"},
+        {"{\"limits\": {\"http_body_timeout\": \"25h\"}}", "at most 24h"},
         {"{\"services\": {\"name\": \"web\"}}", "\"services\" must be an array"},
         {"{\"services\": [\"web\"]}", "each of \"services\" must be an object"},
         {"{\"service\": [\"web\"]}", "each of \"services\" must be an object"},
