@@ -8,7 +8,7 @@ BUILD ?= build
 SAN ?= 0
 CC ?= cc
 
-PKGS := libuv lmdb jansson raft ldns libunbound
+PKGS := libuv lmdb jansson raft ldns libunbound nettle
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -132,9 +132,11 @@ run: deps
 #                   (written by the vectors test at run time);
 #   http_lifecycle  the life of HTTP requests: admin/http and admin/api on a single-node
 #                   consensus, scripts of reads, writes, loop runs and client disconnects.
+#   server_port     the server port's handshake and RPC framing (consensus/transport.c,
+#                   rpc.c) on a one-server cluster, one connection per input.
 FUZZ_BUILD := build/fuzz
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= dns_query http_lifecycle
+FUZZ_TARGETS ?= dns_query http_lifecycle server_port
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -I. \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
@@ -159,6 +161,10 @@ $(FUZZ_BUILD)/dns_query: tests/fuzz/dns_query.c $(FUZZ_OBJS)
 $(FUZZ_BUILD)/http_lifecycle: tests/fuzz/http_lifecycle.c $(FUZZ_HTTP_OBJS)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
+FUZZ_CONS_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard consensus/*.c zone/*.c base/*.c))
+$(FUZZ_BUILD)/server_port: tests/fuzz/server_port.c $(FUZZ_CONS_OBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
 FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 	-artifact_prefix=$(FUZZ_BUILD)/$(1)-
 
@@ -173,6 +179,11 @@ ifneq ($(filter http_lifecycle,$(FUZZ_TARGETS)),)
 	@mkdir -p $(FUZZ_BUILD)/corpus-http_lifecycle
 	$(FUZZ_BUILD)/http_lifecycle $(call FUZZ_RUN,http_lifecycle) -max_len=256 \
 	  $(FUZZ_BUILD)/corpus-http_lifecycle
+endif
+ifneq ($(filter server_port,$(FUZZ_TARGETS)),)
+	@mkdir -p $(FUZZ_BUILD)/corpus-server_port
+	$(FUZZ_BUILD)/server_port $(call FUZZ_RUN,server_port) -max_len=70000 \
+	  $(FUZZ_BUILD)/corpus-server_port
 endif
 
 clean:

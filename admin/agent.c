@@ -114,6 +114,13 @@ static int load_node_id(struct agent *ag, const char *dir, char *err)
 
 /* ---- applied commits fan out to blocking queries and the check runner ------------------- */
 
+/* consensus asks whether a server outside the cluster may join from sa (-join-allow). */
+static bool join_allowed(void *data, const struct sockaddr *sa)
+{
+    const struct adm_config *c = data;
+    return rsv_cidr_match(c->join_nets, c->n_join_nets, sa);
+}
+
 static void on_applied(void *data, uint64_t index, uint32_t touched)
 {
     struct agent *ag = data;
@@ -365,6 +372,12 @@ static int agent_start(struct agent *ag, char *err)
         .store = ag->store,
         .on_applied = on_applied,
         .data = ag,
+        .key = c->key,
+        .key_len = c->key_len,
+        .join_allowed = c->n_join_nets ? join_allowed : NULL,
+        .join_allowed_data = c,
+        .rpc_max_conns_per_client = c->rpc_max_conns_per_client,
+        .rpc_idle_timeout_ms = (unsigned)c->rpc_idle_timeout_ms,
     };
     if ((rc = cons_start(&ag->loop, &cc, &ag->cons, err))) {
         base_err_wrap(err, "raft");

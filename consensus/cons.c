@@ -157,6 +157,8 @@ static void maybe_free(struct cons *c)
     base_free(c->address);
     base_free(c->bind_address);
     base_free(c->dir);
+    base_free(c->ipcounts);
+    memset(c->key, 0, sizeof c->key);
     base_free(c);
     if (done)
         done(data);
@@ -417,6 +419,22 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
     c->heartbeat_ms = heartbeat;
     c->wait_ms = 3 * election;
     c->rpc_timeout_ms = 5 * election > RPC_TIMEOUT_MIN_MS ? 5 * election : RPC_TIMEOUT_MIN_MS;
+    if (cfg->key && cfg->key_len) {
+        if (cfg->key_len != 16 && cfg->key_len != 24 && cfg->key_len != 32) {
+            base_free(c->address);
+            base_free(c->bind_address);
+            base_free(c->dir);
+            base_free(c);
+            return base_errf(errmsg, BASE_EINVAL, "consensus: a key of %zu bytes (16, 24 or 32)",
+                             cfg->key_len);
+        }
+        memcpy(c->key, cfg->key, cfg->key_len);
+        c->key_len = cfg->key_len;
+    }
+    c->join_allowed = cfg->join_allowed;
+    c->join_allowed_data = cfg->join_allowed_data;
+    c->max_per_client = cfg->rpc_max_conns_per_client ? cfg->rpc_max_conns_per_client : 100;
+    c->rpc_idle_ms = cfg->rpc_idle_timeout_ms ? cfg->rpc_idle_timeout_ms : 60000;
     base_arena_init(&c->arena);
     struct zone_meta meta;
     if (zone_store_meta(c->store, &meta) == 0)

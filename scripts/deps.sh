@@ -14,7 +14,8 @@
 # dnsmasq comes as dnsmasq-base: the binary without the system service.
 set -euo pipefail
 
-# What building needs (libunbound's pkg-config file requires libevent's and nettle's).
+# What building needs (libunbound's pkg-config file requires libevent's and nettle's; consensus/
+# uses nettle's HMAC-SHA256 for the server port's handshake).
 BUILD_PKGS=(
   build-essential pkg-config
   libuv1-dev liblmdb-dev libjansson-dev libldns-dev libunbound-dev libevent-dev nettle-dev

@@ -279,6 +279,40 @@ static void test_repeated_list_flags(void **state)
     assert_string_equal(f->cfg.recursors.v[1], "8.8.8.8");
 }
 
+/* The server port: -encrypt (base64 of 16, 24 or 32 bytes, decoded), -join-allow CIDRs,
+ * limits.rpc_*; from flags and files. */
+static void test_server_port_security(void **state)
+{
+    struct fx *f = *state;
+    LOAD_OK(f, "-dev");
+    assert_null(f->cfg.key);
+    assert_int_equal(f->cfg.n_join_nets, 0);
+    LOAD_OK(f, "-dev", "-encrypt", "MDEyMzQ1Njc4OWFiY2RlZg==", "-join-allow", "10.0.0.0/8",
+            "-join-allow", "::1/128");
+    assert_int_equal(f->cfg.key_len, 16);
+    assert_memory_equal(f->cfg.key, "0123456789abcdef", 16);
+    assert_int_equal(f->cfg.n_join_nets, 2);
+    const char *path = cfg_file(f, "sec.json",
+                                "{\"encrypt\": \"a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=\", "
+                                "\"join_allow\": [\"192.168.0.0/16\"], \"limits\": "
+                                "{\"rpc_max_conns_per_client\": 7, \"rpc_idle_timeout\": \"3s\"}}");
+    LOAD_OK(f, "-dev", "-config-file", path);
+    assert_int_equal(f->cfg.key_len, 32);
+    assert_int_equal(f->cfg.n_join_nets, 1);
+    assert_int_equal(f->cfg.rpc_max_conns_per_client, 7);
+    assert_true(f->cfg.rpc_idle_timeout_ms == 3000);
+
+    LOAD_BAD(f, "encrypt (-encrypt): the key must be base64 of 16, 24 or 32 bytes", NULL, "-dev",
+             "-encrypt", "c2hvcnQ=");
+    LOAD_BAD(f, "encrypt (-encrypt)", NULL, "-dev", "-encrypt", "not base64!");
+    LOAD_BAD(f, "join_allow (-join-allow) \"10.0.0.0/33\" is not a network", NULL, "-dev",
+             "-join-allow", "10.0.0.0/33");
+    path = cfg_file(f, "bad.json", "{\"limits\": {\"rpc_max_conns_per_client\": 0}}");
+    LOAD_BAD(f, "limits.rpc_max_conns_per_client", NULL, "-dev", "-config-file", path);
+    path = cfg_file(f, "bad2.json", "{\"limits\": {\"rpc_idle_timeout\": \"soon\"}}");
+    LOAD_BAD(f, "limits.rpc_idle_timeout", NULL, "-dev", "-config-file", path);
+}
+
 static void test_flag_errors(void **state)
 {
     struct fx *f = *state;
@@ -817,6 +851,7 @@ int main(void)
         TEST(test_config_file_order),
         TEST(test_config_dir_name_order),
         TEST(test_flags_override_files),
+        TEST(test_server_port_security),
         TEST(test_config_file_errors),
         TEST(test_config_file_type_errors),
         TEST(test_config_file_unreadable),
