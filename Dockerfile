@@ -20,7 +20,7 @@ FROM debian:bookworm-slim
 COPY --from=build /etc/apt/sources.list.d/ /etc/apt/sources.list.d/
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        libuv1 liblmdb0 libjansson4 libldns3 libunbound8 dns-root-data ca-certificates \
+        libuv1 liblmdb0 libjansson4 libldns3 libunbound8 libnettle8 dns-root-data ca-certificates \
     && apt-get install -y --no-install-recommends -t bookworm-backports libraft0 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home-dir /var/lib/herald --shell /usr/sbin/nologin herald \

@@ -8,7 +8,7 @@ BUILD ?= build
 SAN ?= 0
 CC ?= cc
 
-PKGS := libuv lmdb jansson raft ldns libunbound
+PKGS := libuv lmdb jansson raft ldns libunbound nettle
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla
 ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -103,8 +103,10 @@ endif
 integration: build/asan/herald
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
-check-deps:
-	@bash scripts/check-deps.sh
+# The module arrows (DESIGN.md 2.1) on every source and header, the unit tests, and the linked
+# archives (nm): scripts/check_deps.py says which rules.
+check-deps: $(LIBS) $(ADMIN_LIB)
+	@/usr/bin/python3 scripts/check_deps.py --build $(BUILD)
 
 fmt:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
@@ -124,36 +126,76 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	./$(BUILD)/herald agent -dev
 
-# Fuzzing, not part of make test: libFuzzer (clang) with ASan/UBSan over the DNS query path of
-# zone/, seeded with every query of rfc-vectors/dns (written by the vectors test at run time).
+# Fuzzing, not part of make test: libFuzzer (clang) with ASan/UBSan. `make fuzz` runs every
+# target of FUZZ_TARGETS for FUZZ_SECONDS each (FUZZ_TARGETS=http_lifecycle picks one):
+#   dns_query       the DNS query path of zone/, seeded with every query of rfc-vectors/dns
+#                   (written by the vectors test at run time);
+#   http_lifecycle  the life of HTTP requests: admin/http and admin/api on a single-node
+#                   consensus, scripts of reads, writes, loop runs and client disconnects.
+#   server_port     the server port's handshake and RPC framing (consensus/transport.c,
+#                   rpc.c) on a one-server cluster, one connection per input.
+#   raft_wire       the Raft message decoder (consensus/raft_wire.c): a stream after the
+#                   handshake, seeded with the messages of tests/unit/consensus/test_raft_wire.
 FUZZ_BUILD := build/fuzz
 FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= dns_query http_lifecycle server_port raft_wire
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -I. \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard zone/*.c base/*.c))
+FUZZ_HTTP_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,\
+	$(wildcard admin/api/*.c admin/http/*.c consensus/*.c zone/*.c base/*.c)) \
+	$(patsubst $(LLHTTP_SRC_DIR)/%.c,$(FUZZ_BUILD)/llhttp/%.o,$(wildcard $(LLHTTP_SRC_DIR)/*.c))
 
 $(FUZZ_BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+	clang $(FUZZ_CFLAGS) $(if $(findstring admin/http,$<),-I$(LLHTTP_INC) -DLLHTTP_STRICT_MODE=1) \
+	  -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
+	@mkdir -p $(dir $@)
+	clang -std=c11 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -DLLHTTP_STRICT_MODE=1 \
+	  -I$(LLHTTP_INC) -c $< -o $@
 
 $(FUZZ_BUILD)/dns_query: tests/fuzz/dns_query.c $(FUZZ_OBJS)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/unit -o $@ $^ $(LDLIBS)
 
-# The server port's Raft decoder (consensus/raft_wire.c), seeded by its unit test.
+$(FUZZ_BUILD)/http_lifecycle: tests/fuzz/http_lifecycle.c $(FUZZ_HTTP_OBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+FUZZ_CONS_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard consensus/*.c zone/*.c base/*.c))
+$(FUZZ_BUILD)/server_port: tests/fuzz/server_port.c $(FUZZ_CONS_OBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
 $(FUZZ_BUILD)/raft_wire: tests/fuzz/raft_wire.c $(FUZZ_BUILD)/consensus/raft_wire.o
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
-fuzz: $(FUZZ_BUILD)/dns_query build/tests/unit/zone/test_dns_vectors
-fuzz: $(FUZZ_BUILD)/raft_wire build/tests/unit/consensus/test_raft_wire
+FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	-artifact_prefix=$(FUZZ_BUILD)/$(1)-
+
+fuzz: $(foreach t,$(FUZZ_TARGETS),$(FUZZ_BUILD)/$(t)) \
+	$(if $(filter dns_query,$(FUZZ_TARGETS)),build/tests/unit/zone/test_dns_vectors) \
+	$(if $(filter raft_wire,$(FUZZ_TARGETS)),build/tests/unit/consensus/test_raft_wire)
+ifneq ($(filter dns_query,$(FUZZ_TARGETS)),)
 	@mkdir -p $(FUZZ_BUILD)/corpus
 	HERALD_VECTOR_SEEDS=$(FUZZ_BUILD)/corpus build/tests/unit/zone/test_dns_vectors >/dev/null
-	$(FUZZ_BUILD)/dns_query -max_total_time=$(FUZZ_SECONDS) -max_len=65535 -timeout=10 \
-	  -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus
-	@mkdir -p $(FUZZ_BUILD)/corpus-raft
-	HERALD_WIRE_SEEDS=$(FUZZ_BUILD)/corpus-raft build/tests/unit/consensus/test_raft_wire >/dev/null
-	$(FUZZ_BUILD)/raft_wire -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
-	  -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/raft- $(FUZZ_BUILD)/corpus-raft
+	$(FUZZ_BUILD)/dns_query $(call FUZZ_RUN,dns_query) -max_len=65535 $(FUZZ_BUILD)/corpus
+endif
+ifneq ($(filter http_lifecycle,$(FUZZ_TARGETS)),)
+	@mkdir -p $(FUZZ_BUILD)/corpus-http_lifecycle
+	$(FUZZ_BUILD)/http_lifecycle $(call FUZZ_RUN,http_lifecycle) -max_len=256 \
+	  $(FUZZ_BUILD)/corpus-http_lifecycle
+endif
+ifneq ($(filter server_port,$(FUZZ_TARGETS)),)
+	@mkdir -p $(FUZZ_BUILD)/corpus-server_port
+	$(FUZZ_BUILD)/server_port $(call FUZZ_RUN,server_port) -max_len=70000 \
+	  $(FUZZ_BUILD)/corpus-server_port
+endif
+ifneq ($(filter raft_wire,$(FUZZ_TARGETS)),)
+	@mkdir -p $(FUZZ_BUILD)/corpus-raft_wire
+	HERALD_WIRE_SEEDS=$(FUZZ_BUILD)/corpus-raft_wire build/tests/unit/consensus/test_raft_wire >/dev/null
+	$(FUZZ_BUILD)/raft_wire $(call FUZZ_RUN,raft_wire) -max_len=65536 $(FUZZ_BUILD)/corpus-raft_wire
+endif
 
 clean:
 	rm -rf build

@@ -33,6 +33,7 @@ struct agent {
     struct zone_store *store;
     struct cons *cons;
     struct http_server *http;
+    struct http_body_limit http_body_limits[1]; /* borrowed by http */
     struct rsv *rsv;
     struct zone_dns_config dns;
     struct api *api;
@@ -112,6 +113,13 @@ static int load_node_id(struct agent *ag, const char *dir, char *err)
 }
 
 /* ---- applied commits fan out to blocking queries and the check runner ------------------- */
+
+/* consensus asks whether a server outside the cluster may join from sa (-join-allow). */
+static bool join_allowed(void *data, const struct sockaddr *sa)
+{
+    const struct adm_config *c = data;
+    return rsv_cidr_match(c->join_nets, c->n_join_nets, sa);
+}
 
 static void on_applied(void *data, uint64_t index, uint32_t touched)
 {
@@ -316,7 +324,18 @@ static int agent_start(struct agent *ag, char *err)
     snprintf(path, sizeof path, "%s/catalog", c->data_dir);
     if ((rc = mkdir_p(path, err)))
         return rc;
-    if ((rc = zone_store_open(path, 0, &ag->store, err))) {
+    rc = zone_store_open(path, 0, &ag->store, err);
+    /* A damaged catalog is never served. A server of a cluster sets it aside and starts with
+     * an empty one, which Raft fills again from this server's snapshot and log and from the
+     * leader, as for a wiped server; a single server has nowhere to catch up from: it stops. */
+    if (rc == BASE_EDAMAGED && !c->dev && (c->bootstrap_expect >= 2 || c->retry_join.n > 0)) {
+        LOG_WARN("agent", "%s: setting it aside to catch up from the cluster", err);
+        if ((rc = zone_store_discard(path, err)) == 0)
+            rc = zone_store_open(path, 0, &ag->store, err);
+    }
+    if (rc) {
+        if (rc == BASE_EDAMAGED)
+            return rc; /* the message names the file */
         base_err_wrap(err, "catalog %s", path);
         return rc;
     }
@@ -353,6 +372,12 @@ static int agent_start(struct agent *ag, char *err)
         .store = ag->store,
         .on_applied = on_applied,
         .data = ag,
+        .key = c->key,
+        .key_len = c->key_len,
+        .join_allowed = c->n_join_nets ? join_allowed : NULL,
+        .join_allowed_data = c,
+        .rpc_max_conns_per_client = c->rpc_max_conns_per_client,
+        .rpc_idle_timeout_ms = (unsigned)c->rpc_idle_timeout_ms,
     };
     if ((rc = cons_start(&ag->loop, &cc, &ag->cons, err))) {
         base_err_wrap(err, "raft");
@@ -400,17 +425,22 @@ static int agent_start(struct agent *ag, char *err)
     }
     adm_checks_sync(ag->checks);
 
-    /* a snapshot restore uploads the whole backup (admin/api/snapshot.c) */
-    static const struct http_body_limit body_limits[] = {{"/v1/snapshot", ZONE_BACKUP_MAX}};
+    /* a snapshot restore uploads the whole backup (admin/api/snapshot.c): up to 256 MiB, so
+     * it has 10 minutes (at least the configured body timeout) */
+    ag->http_body_limits[0] = (struct http_body_limit){"/v1/snapshot", ZONE_BACKUP_MAX, 600000};
+    if (c->http_body_timeout_ms > 600000)
+        ag->http_body_limits[0].body_timeout_ms = (unsigned)c->http_body_timeout_ms;
     struct http_config hc = {
         .host = c->http_addr ? c->http_addr : c->client_addr,
         .port = c->http_port,
         .max_body = 1024 * 1024,
-        .body_limits = body_limits,
-        .n_body_limits = 1,
+        .body_limits = ag->http_body_limits,
+        .n_body_limits = BASE_ARRAY_LEN(ag->http_body_limits),
         .max_conns = (unsigned)c->http_max_conns,
+        .max_conns_per_client = (unsigned)c->http_max_conns_per_client,
         .header_timeout_ms = (unsigned)c->http_header_timeout_ms,
         .idle_timeout_ms = (unsigned)c->http_idle_timeout_ms,
+        .body_timeout_ms = (unsigned)c->http_body_timeout_ms,
     };
     if ((rc = http_server_start(&ag->loop, &hc, api_handle, ag->api, &ag->http, err)))
         return rc;

@@ -87,6 +87,12 @@ void adm_config_free(struct adm_config *c)
     base_free(c->dns.trust_anchor);
     base_free(c->dns.allow);
     adm_strv_free(&c->services);
+    base_free(c->encrypt);
+    if (c->key)
+        memset(c->key, 0, c->key_len);
+    base_free(c->key);
+    adm_strv_free(&c->join_allow);
+    base_free(c->join_nets);
     memset(c, 0, sizeof *c);
 }
 
@@ -402,6 +408,10 @@ static int load_json(const char *file, struct adm_config *c, char *err)
                 c->log_json = json_is_true(v);
         } else if (strcmp(k, "retry_join") == 0)
             rc = j_strv(v, k, file, &c->retry_join, err);
+        else if (strcmp(k, "encrypt") == 0)
+            rc = j_str(v, k, file, &c->encrypt, err);
+        else if (strcmp(k, "join_allow") == 0)
+            rc = j_strv(v, k, file, &c->join_allow, err);
         else if (strcmp(k, "recursors") == 0)
             rc = j_strv(v, k, file, &c->recursors, err);
         else if (strcmp(k, "ports") == 0 || strcmp(k, "addresses") == 0) {
@@ -475,14 +485,43 @@ static int load_json(const char *file, struct adm_config *c, char *err)
             {
                 uint64_t *dst = strcmp(lk, "http_header_timeout") == 0 ? &c->http_header_timeout_ms
                                 : strcmp(lk, "http_idle_timeout") == 0 ? &c->http_idle_timeout_ms
+                                : strcmp(lk, "rpc_idle_timeout") == 0  ? &c->rpc_idle_timeout_ms
                                                                        : NULL;
-                if (strcmp(lk, "http_max_conns") == 0) {
+                if (strcmp(lk, "rpc_max_conns_per_client") == 0) {
+                    /* Consul's name: incoming server-port connections per source IP */
+                    if (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
+                        json_integer_value(lv) > 100000)
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"limits.rpc_max_conns_per_client\" must be 1..100000",
+                                       file);
+                    else
+                        c->rpc_max_conns_per_client = (unsigned)json_integer_value(lv);
+                } else if (strcmp(lk, "http_max_conns") == 0) {
                     if (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
                         json_integer_value(lv) > 1000000)
                         rc = base_errf(err, BASE_EINVAL,
                                        "%s: \"limits.http_max_conns\" must be 1..1000000", file);
                     else
                         c->http_max_conns = (uint64_t)json_integer_value(lv);
+                } else if (strcmp(lk, "http_max_conns_per_client") == 0) {
+                    /* Consul's name and default (200): connections per client IP address */
+                    if (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
+                        json_integer_value(lv) > 1000000)
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"limits.http_max_conns_per_client\" must be "
+                                       "1..1000000",
+                                       file);
+                    else
+                        c->http_max_conns_per_client = (uint64_t)json_integer_value(lv);
+                } else if (strcmp(lk, "http_body_timeout") == 0) {
+                    /* the whole request body must arrive within this of the head */
+                    if (!json_is_string(lv) ||
+                        base_duration_parse(json_string_value(lv), &c->http_body_timeout_ms) ||
+                        c->http_body_timeout_ms == 0 || c->http_body_timeout_ms > 86400000)
+                        rc = base_errf(err, BASE_EINVAL,
+                                       "%s: \"limits.http_body_timeout\" must be a duration such "
+                                       "as \"30s\", at most 24h",
+                                       file);
                 } else if (dst) {
                     if (!json_is_string(lv) || base_duration_parse(json_string_value(lv), dst) ||
                         *dst == 0)
@@ -572,6 +611,8 @@ static const struct flag flags[] = {
     {"dns-workers", F_WORKERS, OFF(dns_workers)},
     {"server-port", F_PORT, OFF(server_port)},
     {"serf-lan-port", F_PORT, OFF(serf_lan_port)},
+    {"encrypt", F_STR, OFF(encrypt)},
+    {"join-allow", F_STRV, OFF(join_allow)},
     {"retry-join", F_STRV, OFF(retry_join)},
     {"join", F_STRV, OFF(retry_join)},
     {"recursor", F_STRV, OFF(recursors)},
@@ -760,6 +801,46 @@ static int validate_recursion(struct adm_config *c, char *err)
     return 0;
 }
 
+/* The cluster key (as Consul's: base64 of 16, 24 or 32 bytes) and the join allow list. */
+static int validate_server_port(struct adm_config *c, char *err)
+{
+    base_free(c->key);
+    c->key = NULL;
+    c->key_len = 0;
+    if (c->encrypt) {
+        struct base_arena a;
+        uint8_t *k;
+        size_t n;
+        base_arena_init(&a);
+        int rc = base_b64_decode(&a, c->encrypt, &k, &n);
+        if (rc == 0 && (n == 16 || n == 24 || n == 32)) {
+            c->key = base_malloc(n);
+            memcpy(c->key, k, n);
+            c->key_len = n;
+            memset(k, 0, n);
+        }
+        base_arena_close(&a);
+        if (!c->key)
+            return base_errf(err, BASE_EINVAL,
+                             "encrypt (-encrypt): the key must be base64 of 16, 24 or 32 bytes "
+                             "(herald keygen, or head -c 32 /dev/urandom | base64)");
+    }
+    base_free(c->join_nets);
+    c->join_nets = NULL;
+    c->n_join_nets = 0;
+    if (c->join_allow.n) {
+        c->join_nets = base_calloc(c->join_allow.n, sizeof *c->join_nets);
+        for (size_t i = 0; i < c->join_allow.n; i++)
+            if (rsv_cidr_parse(c->join_allow.v[i], &c->join_nets[i]))
+                return base_errf(err, BASE_EINVAL,
+                                 "join_allow (-join-allow) \"%s\" is not a network such as "
+                                 "\"10.0.0.0/8\"",
+                                 c->join_allow.v[i]);
+        c->n_join_nets = c->join_allow.n;
+    }
+    return 0;
+}
+
 static int validate(struct adm_config *c, char *err)
 {
     if (!valid_label(c->node_name))
@@ -822,7 +903,7 @@ static int validate(struct adm_config *c, char *err)
         return base_errf(err, BASE_EINVAL,
                          "-bootstrap-expect %u needs -retry-join addresses of the other servers",
                          c->bootstrap_expect);
-    return validate_recursion(c, err);
+    return validate_server_port(c, err) ? BASE_EINVAL : validate_recursion(c, err);
 }
 
 int adm_config_load(int argc, char **argv, struct adm_config *c, char *err)

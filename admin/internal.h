@@ -45,8 +45,19 @@ struct adm_config {
     bool log_level_set; /* given by a flag or a file (else -dev logs at debug) */
     bool log_json;
     struct adm_strv services; /* JSON text of each service definition, from config files */
+    /* the server port (consensus/transport.c): -encrypt (base64; key/key_len: its bytes,
+     * decoded by validation), -join-allow CIDRs (join_nets: parsed), limits.rpc_* */
+    char *encrypt;
+    uint8_t *key;
+    size_t key_len;
+    struct adm_strv join_allow;
+    struct rsv_cidr *join_nets;
+    size_t n_join_nets;
+    unsigned rpc_max_conns_per_client;
+    uint64_t rpc_idle_timeout_ms;
     uint64_t http_max_conns;
     uint64_t http_header_timeout_ms, http_idle_timeout_ms;
+    uint64_t http_max_conns_per_client, http_body_timeout_ms; /* limits.*, 0: http's default */
     unsigned raft_snapshot_threshold, raft_snapshot_trailing;
     unsigned raft_multiplier; /* performance.raft_multiplier, 0: consensus default */
     /* DNS: addresses.dns (defaults to client_addr), -dns-workers, dns_config */

@@ -1,8 +1,10 @@
 /* herald: one binary for the agent and the CLI (DESIGN.md 1.1). */
 #include "internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 
 static void usage(FILE *f)
 {
@@ -19,6 +21,7 @@ static void usage(FILE *f)
             "  catalog services | nodes | service NAME\n"
             "  kv get KEY | put KEY VALUE | delete KEY [-recurse] | export [PREFIX] | import FILE\n"
             "  snapshot save [-stale] FILE | restore FILE | inspect FILE\n"
+            "  keygen                             a new cluster key for -encrypt\n"
             "  version\n"
             "\n"
             "The CLI talks to the agent's HTTP API: -http-addr, HERALD_HTTP_ADDR or\n"
@@ -37,6 +40,19 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "-version") == 0 ||
         strcmp(cmd, "--version") == 0) {
         printf("Herald v%s\n", HERALD_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "keygen") == 0) {
+        /* as consul keygen: 32 random bytes, base64 (the cluster key of -encrypt) */
+        uint8_t key[32];
+        if (argc != 2 || getrandom(key, sizeof key, 0) != (ssize_t)sizeof key) {
+            fprintf(stderr, "%s\n", argc != 2 ? "usage: herald keygen" : strerror(errno));
+            return 1;
+        }
+        struct base_arena a;
+        base_arena_init(&a);
+        printf("%s\n", base_b64_encode(&a, key, sizeof key));
+        base_arena_close(&a);
         return 0;
     }
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {

@@ -27,6 +27,7 @@ enum {
     BASE_EINVAL = -1009,     /* invalid argument or value */
     BASE_ESTORE = -1010,     /* storage failure */
     BASE_ESHUTDOWN = -1011,  /* shutting down */
+    BASE_EDAMAGED = -1012,   /* stored data failed its checksum or structure check */
 };
 
 #define BASE_ERRMSG_LEN   256
@@ -145,6 +146,9 @@ char *base_rd_str(struct base_rd *r, struct base_arena *a);
 /* Go/Consul durations: "10s", "1m30s", "250ms", "1h", "5us", "0"; a bare number is seconds.
  * Result in milliseconds (sub-millisecond values round up to 1 when non-zero). */
 int base_duration_parse(const char *s, uint64_t *ms) BASE_MUSTCHECK;
+/* The same with Go's time.ParseDuration rule that every number has a unit ("0" alone
+ * excepted): "10" is BASE_EPARSE. For the HTTP API, where Consul parses with Go. */
+int base_duration_parse_strict(const char *s, uint64_t *ms) BASE_MUSTCHECK;
 /* Sizes: "512", "512KiB", "1MB", "64k". Result in bytes. */
 int base_size_parse(const char *s, uint64_t *bytes) BASE_MUSTCHECK;
 /* Strict unsigned decimal (no sign, no spaces, no overflow, at least one digit). */

@@ -32,6 +32,8 @@ const char *base_strerror(int code)
         return "storage failure";
     case BASE_ESHUTDOWN:
         return "shutting down";
+    case BASE_EDAMAGED:
+        return "stored data is damaged";
     default:
         break;
     }

@@ -101,6 +101,13 @@ int base_duration_parse(const char *s, uint64_t *ms)
     return 0;
 }
 
+int base_duration_parse_strict(const char *s, uint64_t *ms)
+{
+    if (s && *s && strcmp(s, "0") != 0 && strspn(s, "0123456789") == strlen(s))
+        return BASE_EPARSE; /* a bare number: Go says "missing unit in duration" */
+    return base_duration_parse(s, ms);
+}
+
 int base_size_parse(const char *s, uint64_t *bytes)
 {
     static const struct {

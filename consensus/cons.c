@@ -53,9 +53,11 @@
  * per peer), so a restarted server is caught up quickly. */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -155,6 +157,8 @@ static void maybe_free(struct cons *c)
     base_free(c->address);
     base_free(c->bind_address);
     base_free(c->dir);
+    base_free(c->ipcounts);
+    memset(c->key, 0, sizeof c->key);
     base_free(c);
     if (done)
         done(data);
@@ -241,17 +245,115 @@ static int start_error(int raft_rv)
     }
 }
 
+/* Raft log damage. libraft drops a damaged entry at the end of its log (a batch whose
+ * checksum fails in the last segment is taken for a write cut short), with no word. Entries
+ * the catalog has applied were committed, so the log loaded must reach the catalog's applied
+ * index: when it stops short, entries were lost, and the segment that held the first lost
+ * one is named (the segment files as they were before libraft loaded and rewrote them:
+ * closed ones are "first-last", open ones "open-N" and follow every closed one). */
+struct seg_list {
+    char (*name)[64];
+    size_t n, cap;
+};
+
+/* The segment files of dir (closed "first-last", open "open-N"), as found before the load. */
+static void segments_list(const char *dir, struct seg_list *l)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+
+    memset(l, 0, sizeof *l);
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        unsigned long long first, last;
+        int used = 0;
+        bool seg =
+            strncmp(e->d_name, "open-", 5) == 0 ||
+            (sscanf(e->d_name, "%llu-%llu%n", &first, &last, &used) == 2 && e->d_name[used] == 0);
+        if (!seg || strlen(e->d_name) >= sizeof l->name[0])
+            continue;
+        if (l->n == l->cap) {
+            l->cap = l->cap ? 2 * l->cap : 16;
+            l->name = base_realloc(l->name, l->cap * sizeof l->name[0]);
+        }
+        memcpy(l->name[l->n++], e->d_name, strlen(e->d_name) + 1); /* checked: it fits */
+    }
+    closedir(d);
+}
+
+/* Names the segment(s) that held entry idx into out: the closed one whose range has it, else
+ * the open ones (they follow every closed one). */
+static void segments_holding(const struct seg_list *l, const char *dir, uint64_t idx, char *out,
+                             size_t cap)
+{
+    size_t n = 0;
+
+    out[0] = 0;
+    for (size_t i = 0; i < l->n; i++) {
+        unsigned long long first, last;
+        if (sscanf(l->name[i], "%llu-%llu", &first, &last) == 2 && first <= idx && idx <= last) {
+            snprintf(out, cap, "%s/%s", dir, l->name[i]);
+            return;
+        }
+    }
+    for (size_t i = 0; i < l->n && n + 1 < cap; i++) {
+        if (strncmp(l->name[i], "open-", 5) != 0)
+            continue;
+        int w = snprintf(out + n, cap - n, "%s%s/%s", n ? " or " : "", dir, l->name[i]);
+        if (w < 0)
+            break;
+        n = n + (size_t)w < cap ? n + (size_t)w : cap - 1;
+    }
+    if (!out[0])
+        snprintf(out, cap, "%s (no segment held it)", dir);
+}
+
 int cons__raft_start(struct cons *c)
 {
+    struct zone_meta meta;
+    struct seg_list segs;
+
+    /* the catalog's applied index is the floor of what the loaded log must reach */
+    if (zone_store_meta(c->store, &meta) == 0 && meta.applied > c->applied)
+        c->applied = meta.applied;
+    segments_list(c->dir, &segs);
     int rv = raft_start(&c->raft);
     if (rv != 0) {
+        base_free(segs.name);
         LOG_ERR("consensus", "raft start (address %s, dir %s): %s", c->address, c->dir,
                 raft_message(c, rv));
         return rv;
     }
     c->raft_started = true;
-    LOG_INFO("consensus", "started id=%" PRIu64 " address=%s dir=%s term=%llu index=%llu", c->id,
-             c->address, c->dir, raft_current_term(&c->raft), raft_last_index(&c->raft));
+    uint64_t last = raft_last_index(&c->raft);
+    LOG_INFO("consensus", "started id=%" PRIu64 " address=%s dir=%s term=%llu index=%" PRIu64,
+             c->id, c->address, c->dir, raft_current_term(&c->raft), last);
+    if (c->applied > last) {
+        char where[1024];
+        segments_holding(&segs, c->dir, last + 1, where, sizeof where);
+        LOG_WARN("consensus",
+                 "raft log damaged: it ends at index %" PRIu64
+                 " but the catalog has applied %" PRIu64 ": entries from %" PRIu64
+                 " on were dropped while loading segment %s",
+                 last, c->applied, last + 1, where);
+        /* New entries would take indexes the catalog already holds and be skipped as replays:
+         * writes answered but never applied. A cluster's leader sends this replica the entries
+         * again (so does it to a server still joining one); a server alone has nobody to get
+         * them from. */
+        const struct raft_configuration *conf = &c->raft.configuration;
+        if (conf->n == 1 && conf->servers[0].id == c->id) {
+            LOG_ERR("consensus",
+                    "a single server whose Raft log lost committed entries cannot go on: "
+                    "restore %s, or move the catalog (%" PRIu64 " applied) aside to rebuild it "
+                    "from the log as loaded (losing entries %" PRIu64 " to %" PRIu64 ")",
+                    where, c->applied, last + 1, c->applied);
+            rv = RAFT_CORRUPT;
+        }
+    }
+    base_free(segs.name);
+    if (rv)
+        return rv;
     c->last_state = 0xffff; /* log the first state */
     observe(c);
     return 0;
@@ -318,6 +420,22 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
     c->heartbeat_ms = heartbeat;
     c->wait_ms = 3 * election;
     c->rpc_timeout_ms = 5 * election > RPC_TIMEOUT_MIN_MS ? 5 * election : RPC_TIMEOUT_MIN_MS;
+    if (cfg->key && cfg->key_len) {
+        if (cfg->key_len != 16 && cfg->key_len != 24 && cfg->key_len != 32) {
+            base_free(c->address);
+            base_free(c->bind_address);
+            base_free(c->dir);
+            base_free(c);
+            return base_errf(errmsg, BASE_EINVAL, "consensus: a key of %zu bytes (16, 24 or 32)",
+                             cfg->key_len);
+        }
+        memcpy(c->key, cfg->key, cfg->key_len);
+        c->key_len = cfg->key_len;
+    }
+    c->join_allowed = cfg->join_allowed;
+    c->join_allowed_data = cfg->join_allowed_data;
+    c->max_per_client = cfg->rpc_max_conns_per_client ? cfg->rpc_max_conns_per_client : 100;
+    c->rpc_idle_ms = cfg->rpc_idle_timeout_ms ? cfg->rpc_idle_timeout_ms : 60000;
     base_arena_init(&c->arena);
     struct zone_meta meta;
     if (zone_store_meta(c->store, &meta) == 0)

@@ -41,6 +41,9 @@ struct cons;
  * propose and ask for barriers (both are queued), but must not call cons_stop. */
 typedef void (*cons_applied_cb)(void *data, uint64_t index, uint32_t touched);
 
+/* Whether a peer's source address is allowed something (it runs on the loop thread). */
+typedef bool (*cons_addr_allow_cb)(void *data, const struct sockaddr *sa);
+
 struct cons_config {
     const char *dir;          /* Raft log and snapshots (created if missing) */
     uint64_t id;              /* this server's Raft id, non-zero, unique in the cluster */
@@ -73,6 +76,18 @@ struct cons_config {
     struct zone_store *store;
     cons_applied_cb on_applied;
     void *data;
+    /* The server port's security (transport.c's design paragraph). key: the cluster key (the
+     * raw bytes of -encrypt: 16, 24 or 32; copied; NULL: none). With a key, every Raft and RPC
+     * connection proves it both ways (HMAC-SHA256 challenge and response) and only key holders
+     * are served. Without one, peers are tied to members by their source address, and
+     * join_allowed says from which other addresses a server may ask to join (NULL: loopback
+     * only). */
+    const uint8_t *key;
+    size_t key_len;
+    cons_addr_allow_cb join_allowed;
+    void *join_allowed_data;
+    unsigned rpc_max_conns_per_client; /* incoming connections per source IP; 0: 100 */
+    unsigned rpc_idle_timeout_ms;      /* an incoming RPC connection without a frame; 0: 60 s */
 };
 
 /* Starts Raft: loads log and snapshots (replaying into the store, skipping entries already

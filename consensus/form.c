@@ -445,6 +445,23 @@ static void hello_reply(void *data, int status, const uint8_t *body, size_t len)
     LOG_DEBUG("consensus", "formation: HELLO to %s: %s", a->address, base_strerror(status));
 }
 
+/* Who may take part in a formation. With a key: whoever proved it. Without: a server
+ * speaking from the address it claims, and that address known to us (a join address, or a
+ * server that a trusted server told us about: f->addrs holds nothing else) or allowed to join
+ * (join_allow; default loopback). Otherwise anyone could add itself to the set that
+ * bootstraps, as a voter. Our own HELLOs go only to f->addrs, so their replies are trusted. */
+static bool form_trusts(struct cons *c, const struct cons_peer *p, const char *claimed)
+{
+    if (p->keyed)
+        return true;
+    if (!cons__peer_at(p, claimed))
+        return false;
+    for (struct cons_form_addr *a = c->form.addrs; a; a = a->next)
+        if (cons__peer_at(p, a->address))
+            return true;
+    return cons__join_allowed(c, &p->sa);
+}
+
 void cons__hello_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len)
 {
     struct base_arena ar;
@@ -455,9 +472,16 @@ void cons__hello_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *
     if (hello_decode(body, len, &ar, &h) != 0) {
         base_buf_put_u32(&b, cons__status_enc(BASE_EPARSE));
     } else {
+        const struct cons_peer *p = cons__rpc_req_peer(req);
         if (h.id != c->id && c->form.phase == CONS_FORM_HELLO) {
-            addr_add(c, h.address); /* so that we say HELLO back to it */
-            form_heard(c, &h);
+            if (form_trusts(c, p, h.address)) {
+                addr_add(c, h.address); /* so that we say HELLO back to it */
+                form_heard(c, &h);
+            } else {
+                cons__refuse_log(c, &p->sa,
+                                 "HELLO from an address neither known nor in join_allow (set "
+                                 "encrypt, or list it)");
+            }
         }
         base_buf_put_u32(&b, 0);
         hello_encode(c, &b);

@@ -120,6 +120,16 @@ enum {
 #define CONS_RPC_LOST   (-ECONNRESET) /* written, connection lost before the reply: unknown */
 /* -ETIMEDOUT: written, no reply in time (unknown); BASE_ESHUTDOWN: stopping, not written. */
 
+/* Who is at the other end of an incoming connection, as far as the handshake could tell
+ * (transport.c): the id and address it claims, its source address, and whether it proved the
+ * cluster key. */
+struct cons_peer {
+    uint64_t id;
+    char address[256];
+    struct sockaddr_storage sa;
+    bool keyed;
+};
+
 typedef void (*cons_rpc_cb)(void *data, int status, const uint8_t *body, size_t len);
 struct cons_rpc_call;
 struct cons_rpc_req; /* an incoming request, answered with cons__rpc_reply */
@@ -128,6 +138,7 @@ struct cons_rpc {
     struct cons_rpc_peer *peers; /* outgoing, by address */
     struct cons_rpc_conn *conns; /* incoming */
     uint64_t next_id;
+    unsigned n_strangers; /* incoming connections not tied to a member */
     bool stopping;
 };
 
@@ -255,6 +266,20 @@ struct cons {
     /* server port (transport.c, rpc.c) */
     char *bind_address;
     struct cons_rpc rpc;
+    uint8_t key[32]; /* the cluster key (key_len 0: none) */
+    size_t key_len;
+    cons_addr_allow_cb join_allowed;
+    void *join_allowed_data;
+    unsigned max_per_client; /* incoming connections per source IP (handshakes and RPC) */
+    unsigned rpc_idle_ms;    /* incoming RPC connections without a frame are closed after it */
+    struct cons_ipcount *ipcounts; /* incoming connections per source IP */
+    size_t n_ipcounts;
+    unsigned n_rpc_in;       /* incoming RPC connections */
+    uint64_t refuse_warn_at; /* rate limit for failed outgoing key handshakes */
+    struct {
+        const char *why; /* a string literal */
+        uint64_t at;     /* logged again at warn from then on */
+    } refuse_log[8];     /* rate limits for refusals, per reason */
 
     /* formation (form.c) and membership (member.c) */
     struct cons_form form;
@@ -347,10 +372,30 @@ struct cons_dial *cons__dial_rpc(struct cons *c, const char *address, cons_dial_
 /* cb then runs with UV_ECANCELED (unless it already ran). */
 void cons__dial_cancel(struct cons_dial *d);
 
+/* The peer's source IP is the IP of address ("ip:port"; a name never matches). */
+bool cons__peer_at(const struct cons_peer *p, const char *address);
+/* The peer is tied to a member of the current configuration: it proved the key, or its
+ * source IP is a member's. */
+bool cons__peer_is_member(struct cons *c, const struct cons_peer *p);
+/* Whether a server outside the configuration may join (or take part in a formation) from
+ * sa without a key: cons_config.join_allowed, by default loopback only. */
+bool cons__join_allowed(struct cons *c, const struct sockaddr_storage *sa);
+/* 0 when the peer may make a request of this type, else BASE_EACL (logged, rate-limited). */
+int cons__peer_may(struct cons *c, const struct cons_peer *p, uint8_t type);
+/* Counts an incoming connection against its source IP; false (nothing counted) when the
+ * per-client cap is reached. cons__peer_release undoes one count. */
+bool cons__peer_count(struct cons *c, const struct sockaddr_storage *sa);
+void cons__peer_release(struct cons *c, const struct sockaddr_storage *sa);
+/* Logs a refusal at warn, at most once per 10 s. */
+void cons__refuse_log(struct cons *c, const struct sockaddr_storage *sa, const char *why);
+
 /* rpc.c */
 void cons__rpc_init(struct cons *c);
-/* An incoming connection that sent the RPC preamble (the tcp was raft_malloc'd). */
-void cons__rpc_accept(struct cons *c, uv_tcp_t *tcp);
+/* An incoming connection that passed the RPC handshake (the tcp was raft_malloc'd; it counts
+ * against peer's source IP, released when the connection is freed). */
+void cons__rpc_accept(struct cons *c, uv_tcp_t *tcp, const struct cons_peer *peer);
+/* Who sent an incoming request (valid until it is answered). */
+const struct cons_peer *cons__rpc_req_peer(const struct cons_rpc_req *req);
 /* Sends a request to address (connecting if needed). cb runs exactly once, later. */
 void cons__rpc_call(struct cons *c, const char *address, uint8_t type, const struct base_buf *body,
                     unsigned timeout_ms, cons_rpc_cb cb, void *data);

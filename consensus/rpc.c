@@ -1,7 +1,7 @@
 /* Server RPC: requests and responses between servers, on the server port beside Raft.
  *
  * Connections. A server keeps one outgoing connection per peer address (a "peer"), made on
- * demand by the dialer (transport.c writes the "HRLDRPC1" preamble) and kept open; it carries
+ * demand by the dialer (transport.c runs the handshake) and kept open while used; it carries
  * this server's requests and their responses. Requests from others arrive on their own
  * connections (accepted by the transport after their preamble), so each direction is a plain
  * client/server exchange. A failed connect backs the peer off exponentially (50 ms doubling
@@ -11,9 +11,23 @@
  * Framing. Every message is u32 length | u8 type | 3 zero bytes | u64 request id | body, the
  * length counting what follows it. A response carries its request's id and type with the
  * high bit set; a response's body starts with an i32 status. Frames over 8 MiB (a forwarded
- * group is at most one 4 MiB entry's worth) or with a bad header close the connection, and
- * reads ask for exactly the bytes of the current header or body, so a peer cannot make us
- * allocate more than one frame's declared, bounded size.
+ * group is at most one 4 MiB entry's worth), over 64 KiB from a peer not tied to a member
+ * (HELLO and JOIN are small), or with a bad header close the connection. Reads ask for
+ * exactly the bytes of the current header or body, and a body's buffer grows as its bytes
+ * arrive (64 KiB, doubling) and is freed after its frame: a declared size costs nothing until
+ * it is sent, and an idle connection holds no buffer.
+ *
+ * Who may ask what. The transport authenticated the connection (the cluster key) or at least
+ * knows its source address (transport.c); serve() asks cons__peer_may before any handler sees
+ * a request, and answers a refusal with BASE_EACL in the shape the caller reads.
+ *
+ * Bounds. Incoming connections count against their source IP with the handshakes
+ * (limits.rpc_max_conns_per_client, default 100) and at most 1024 at once, of which 256 from
+ * peers not tied to a member (so those never take a member's place); one with no whole
+ * frame for limits.rpc_idle_timeout (default 60 s) while nothing is being served on it is
+ * closed. Our own outgoing connections close themselves after half that idle time, so that
+ * a request is never written into a connection the peer is closing as idle (its outcome
+ * would be unknown).
  *
  * Outcomes. A call's callback runs exactly once, later: 0 with the response body; unsent
  * (CONS_RPC_UNSENT: never written, so retrying is safe even for a write); lost
@@ -34,6 +48,10 @@
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
+#define RPC_IN_MAX     1024        /* incoming RPC connections at once */
+#define STRANGERS_MAX  256         /* of which from peers not tied to a member */
+#define STRANGER_FRAME (64u << 10) /* frames from peers not tied to a member (HELLO, JOIN) */
+#define BODY_STEP      (64u << 10) /* a body's first buffer; it doubles as the bytes arrive */
 
 struct cons_rpc_call {
     struct cons_rpc_call *prev, *next;
@@ -71,9 +89,13 @@ struct cons_rpc_conn {
     uint8_t hdr[CONS_RPC_HEADER];
     size_t got;
     uint8_t *body;
-    size_t body_len;
+    size_t body_len; /* declared */
+    size_t body_cap; /* allocated so far: grows as the bytes arrive */
     bool in_body;
-    bool incoming; /* in c->rpc.conns */
+    struct cons_peer from; /* incoming: who connected */
+    uint64_t active_at;    /* last frame read or written (idle timeout) */
+    bool incoming;         /* in c->rpc.conns */
+    bool stranger;         /* incoming, not tied to a member when accepted */
     bool closing;
     bool broken; /* a write failed synchronously: closed at the next tick */
     int refs;    /* 1 while open, +1 per request being served or dispatched */
@@ -177,6 +199,10 @@ static void conn_unref(struct cons_rpc_conn *conn)
             c->rpc.conns = conn->next;
         if (conn->next)
             conn->next->prev = conn->prev;
+        cons__peer_release(c, &conn->from.sa);
+        c->n_rpc_in--;
+        if (conn->stranger)
+            c->rpc.n_strangers--;
     }
     base_free(conn->body);
     base_free(conn);
@@ -219,6 +245,7 @@ static void write_cb(uv_write_t *w, int status)
     struct cons_rpc_conn *conn = wr->conn;
     base_free(wr->buf);
     base_free(wr);
+    conn->active_at = uv_now(conn->c->loop);
     if (status != 0)
         conn_close(conn, uv_strerror(status));
     conn_unref(conn);
@@ -252,6 +279,24 @@ static void serve(struct cons_rpc_conn *conn, uint8_t type, uint64_t id, const u
     req->id = id;
     req->type = type;
     conn->refs++;
+    int st = type >= CONS_RPC_HELLO && type <= CONS_RPC_REMOVE
+                 ? cons__peer_may(c, &conn->from, type)
+                 : 0;
+    if (st != 0) {
+        /* the shape every caller reads: status, then an empty message / count / index */
+        struct base_buf b;
+        base_buf_init(&b);
+        base_buf_put_u32(&b, cons__status_enc(st));
+        if (type == CONS_RPC_JOIN || type == CONS_RPC_REMOVE)
+            base_buf_put_str(&b, "refused: not authorized on the server port");
+        else if (type == CONS_RPC_FORWARD)
+            base_buf_put_u32(&b, 0);
+        else if (type == CONS_RPC_READ_INDEX)
+            base_buf_put_u64(&b, 0);
+        cons__rpc_reply(req, &b);
+        base_buf_free(&b);
+        return;
+    }
     switch (type) {
     case CONS_RPC_HELLO:
         cons__hello_serve(c, req, body, len);
@@ -311,8 +356,16 @@ static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     struct cons_rpc_conn *conn = h->data;
     BASE_UNUSED(suggested);
     if (conn->in_body) {
+        /* the body grows as its bytes arrive: a declared size costs nothing until sent */
+        if (conn->got == conn->body_cap) {
+            size_t cap = conn->body_cap * 2;
+            if (cap > conn->body_len)
+                cap = conn->body_len;
+            conn->body = base_realloc(conn->body, cap);
+            conn->body_cap = cap;
+        }
         buf->base = (char *)conn->body + conn->got;
-        buf->len = conn->body_len - conn->got;
+        buf->len = conn->body_cap - conn->got;
     } else {
         buf->base = (char *)conn->hdr + conn->got;
         buf->len = CONS_RPC_HEADER - conn->got;
@@ -341,8 +394,15 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
         conn->got = 0;
         conn->body_len = len - (CONS_RPC_HEADER - 4);
+        if (conn->incoming && conn->body_len > STRANGER_FRAME &&
+            !cons__peer_is_member(conn->c, &conn->from)) {
+            cons__refuse_log(conn->c, &conn->from.sa, "large frame from a non-member address");
+            conn_close(conn, "large frame from a non-member");
+            return;
+        }
         if (conn->body_len > 0) {
-            conn->body = base_malloc(conn->body_len);
+            conn->body_cap = conn->body_len < BODY_STEP ? conn->body_len : BODY_STEP;
+            conn->body = base_malloc(conn->body_cap);
             conn->in_body = true;
             return;
         }
@@ -353,9 +413,10 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     uint8_t *body = conn->body;
     size_t body_len = conn->body_len;
     conn->body = NULL;
-    conn->body_len = 0;
+    conn->body_len = conn->body_cap = 0;
     conn->in_body = false;
     conn->got = 0;
+    conn->active_at = uv_now(conn->c->loop);
     conn->refs++; /* a handler may close it */
     dispatch(conn, body, body_len);
     base_free(body);
@@ -368,14 +429,24 @@ static struct cons_rpc_conn *conn_new(struct cons *c, uv_tcp_t *tcp)
     conn->c = c;
     conn->tcp = tcp;
     conn->refs = 1;
+    conn->active_at = uv_now(c->loop);
     tcp->data = conn;
     c->pending++;
     return conn;
 }
 
-void cons__rpc_accept(struct cons *c, uv_tcp_t *tcp)
+const struct cons_peer *cons__rpc_req_peer(const struct cons_rpc_req *req)
+{
+    return &req->conn->from;
+}
+
+void cons__rpc_accept(struct cons *c, uv_tcp_t *tcp, const struct cons_peer *peer)
 {
     struct cons_rpc_conn *conn = conn_new(c, tcp);
+    conn->from = *peer;
+    c->n_rpc_in++;
+    conn->stranger = !cons__peer_is_member(c, peer);
+    c->rpc.n_strangers += conn->stranger;
     conn->incoming = true;
     conn->next = c->rpc.conns;
     if (c->rpc.conns)
@@ -383,6 +454,14 @@ void cons__rpc_accept(struct cons *c, uv_tcp_t *tcp)
     c->rpc.conns = conn;
     if (c->rpc.stopping) {
         conn_close(conn, "stopping");
+        return;
+    }
+    if (c->n_rpc_in > RPC_IN_MAX || c->rpc.n_strangers > STRANGERS_MAX) {
+        /* strangers have their own share, so they can never take a member's place */
+        cons__refuse_log(c, &peer->sa,
+                         conn->stranger ? "too many RPC connections from non-members"
+                                        : "too many RPC connections");
+        conn_close(conn, "too many connections");
         return;
     }
     int rv = uv_read_start((uv_stream_t *)tcp, conn_alloc, conn_read);
@@ -529,6 +608,11 @@ void cons__rpc_tick(struct cons *c)
     for (struct cons_rpc_peer *p = c->rpc.peers; p; p = p->next) {
         if (p->conn && p->conn->broken)
             conn_close(p->conn, "write failed");
+        /* close our idle connections well before the peer's idle timeout would: a request
+         * written as the peer closes would be lost (its outcome unknown) */
+        if (p->conn && !p->conn->closing && !p->sent.head && !p->queued.head &&
+            p->conn->refs == 1 && now - p->conn->active_at >= c->rpc_idle_ms / 2)
+            conn_close(p->conn, "idle");
         struct cons_rpc_call *call, *next;
         for (call = p->sent.head; call; call = next) {
             next = call->next;
@@ -552,6 +636,8 @@ void cons__rpc_tick(struct cons *c)
         next = conn->next;
         if (conn->broken)
             conn_close(conn, "write failed");
+        else if (!conn->closing && conn->refs == 1 && now - conn->active_at >= c->rpc_idle_ms)
+            conn_close(conn, "idle"); /* no frame for rpc_idle_timeout, nothing being served */
     }
     calls_fail(&expired, -ETIMEDOUT);
     calls_fail(&unsent, CONS_RPC_UNSENT);

@@ -229,7 +229,7 @@ struct rsv {
     _Atomic uint64_t catalog_index;
     unsigned n_workers;
     struct rsv__worker **workers;
-    unsigned tcp_idle_ms, tcp_max_conns, tcp_max_per_client;
+    unsigned tcp_idle_ms, tcp_max_conns, tcp_max_per_client, tcp_max_per_network;
     _Atomic unsigned tcp_conns;
     pthread_mutex_t clients_mu;
     struct rsv__client *clients; /* open addressing, clients_cap slots */
@@ -238,7 +238,8 @@ struct rsv {
     void *done_data;
 };
 
-/* Counts a new connection from addr against the total and per-client caps. false: over a cap
+/* Counts a new connection from addr against the total, per-address and per-network caps.
+ * false: over a cap
  * (nothing counted). Any worker thread. */
 bool rsv__conn_admit(struct rsv *r, const struct sockaddr_storage *addr);
 void rsv__conn_release(struct rsv *r, const struct sockaddr_storage *addr);

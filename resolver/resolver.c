@@ -12,48 +12,97 @@
 #define DEF_REC_CACHE      (32ull << 20)
 #define DEF_MAX_CONNS      1024
 #define DEF_MAX_PER_CLIENT 32
+#define DEF_MAX_PER_NET    128
 #define MAX_WORKERS        256
 
 /* ---- per-client connection counts ----------------------------------------------------- */
-/* Open addressing with linear probing and backward-shift deletion; at most tcp_max_conns
- * addresses are live, in a table of twice that, so probes stay short. */
+/* Each connection counts twice: against its source address (tcp_max_per_client) and against
+ * its source network, the /24 of an IPv4 address or the /64 of an IPv6 one
+ * (tcp_max_per_network), so that one host with many addresses (an IPv6 host has 2^64) cannot
+ * take every slot. Both kinds of key live in one table: open addressing with linear probing
+ * and backward-shift deletion; at most 2 * tcp_max_conns keys are live, in a table of twice
+ * that, so probes stay short. */
+#define KEY_LEN 17 /* IPv6 address (IPv4 as v4-mapped), then the prefix length (128: address) */
+
 struct rsv__client {
-    uint8_t addr[16]; /* IPv4 as v4-mapped IPv6 */
-    uint32_t count;   /* 0: free slot */
+    uint8_t key[KEY_LEN];
+    uint32_t count; /* 0: free slot */
 };
 
-static void client_key(const struct sockaddr_storage *ss, uint8_t key[16])
+static void client_key(const struct sockaddr_storage *ss, uint8_t key[KEY_LEN])
 {
-    memset(key, 0, 16);
+    memset(key, 0, KEY_LEN);
     if (ss->ss_family == AF_INET) {
         key[10] = key[11] = 0xff;
         memcpy(key + 12, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4);
     } else if (ss->ss_family == AF_INET6) {
         memcpy(key, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, 16);
     }
+    key[16] = 128;
 }
 
-static size_t client_hash(const uint8_t key[16], size_t mask)
+/* The key of the address's network: its /24 (v4-mapped: /120) or its /64. */
+static void net_key(const uint8_t addr[KEY_LEN], uint8_t key[KEY_LEN])
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    bool v4 = memcmp(addr, mapped, sizeof mapped) == 0;
+    memcpy(key, addr, KEY_LEN);
+    size_t keep = v4 ? 15 : 8;
+    memset(key + keep, 0, 16 - keep);
+    key[16] = v4 ? 120 : 64;
+}
+
+static size_t client_hash(const uint8_t key[KEY_LEN], size_t mask)
 {
     uint64_t a, b;
     memcpy(&a, key, 8);
     memcpy(&b, key + 8, 8);
-    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ull) ^ key[16]) * 0xff51afd7ed558ccdull;
     return (size_t)(h ^ h >> 29) & mask;
 }
 
 /* The slot holding key, or the free slot where it would go. Under clients_mu. */
-static size_t client_find(struct rsv *r, const uint8_t key[16])
+static size_t client_find(struct rsv *r, const uint8_t key[KEY_LEN])
 {
     size_t mask = r->clients_cap - 1, i = client_hash(key, mask);
-    while (r->clients[i].count && memcmp(r->clients[i].addr, key, 16) != 0)
+    while (r->clients[i].count && memcmp(r->clients[i].key, key, KEY_LEN) != 0)
         i = (i + 1) & mask;
     return i;
 }
 
+/* Takes one count of key's slot. Under clients_mu. */
+static void client_put(struct rsv *r, size_t i, const uint8_t key[KEY_LEN])
+{
+    memcpy(r->clients[i].key, key, KEY_LEN);
+    r->clients[i].count++;
+}
+
+/* Drops one count of key. Under clients_mu. */
+static void client_drop(struct rsv *r, const uint8_t key[KEY_LEN])
+{
+    size_t mask = r->clients_cap - 1;
+    size_t i = client_find(r, key);
+    if (!r->clients[i].count || --r->clients[i].count)
+        return;
+    /* Backward-shift deletion: pull later entries of the probe run into the hole. */
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & mask;
+        if (!r->clients[j].count)
+            break;
+        size_t k = client_hash(r->clients[j].key, mask);
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (stays)
+            continue;
+        r->clients[i] = r->clients[j];
+        i = j;
+    }
+    r->clients[i].count = 0;
+}
+
 bool rsv__conn_admit(struct rsv *r, const struct sockaddr_storage *addr)
 {
-    uint8_t key[16];
+    uint8_t key[KEY_LEN], net[KEY_LEN];
     bool ok = false;
 
     if (atomic_fetch_add(&r->tcp_conns, 1) >= r->tcp_max_conns) {
@@ -61,12 +110,17 @@ bool rsv__conn_admit(struct rsv *r, const struct sockaddr_storage *addr)
         return false;
     }
     client_key(addr, key);
+    net_key(key, net);
     pthread_mutex_lock(&r->clients_mu);
     size_t i = client_find(r, key);
     if (r->clients[i].count < r->tcp_max_per_client) {
-        memcpy(r->clients[i].addr, key, 16);
-        r->clients[i].count++;
-        ok = true;
+        size_t n = client_find(r, net);
+        if (r->clients[n].count < r->tcp_max_per_network) {
+            client_put(r, n, net);
+            /* the network's key may have taken the free slot found for the address */
+            client_put(r, client_find(r, key), key);
+            ok = true;
+        }
     }
     pthread_mutex_unlock(&r->clients_mu);
     if (!ok)
@@ -76,28 +130,13 @@ bool rsv__conn_admit(struct rsv *r, const struct sockaddr_storage *addr)
 
 void rsv__conn_release(struct rsv *r, const struct sockaddr_storage *addr)
 {
-    uint8_t key[16];
-    size_t mask = r->clients_cap - 1;
+    uint8_t key[KEY_LEN], net[KEY_LEN];
 
     client_key(addr, key);
+    net_key(key, net);
     pthread_mutex_lock(&r->clients_mu);
-    size_t i = client_find(r, key);
-    if (r->clients[i].count && --r->clients[i].count == 0) {
-        /* Backward-shift deletion: pull later entries of the probe run into the hole. */
-        size_t j = i;
-        for (;;) {
-            j = (j + 1) & mask;
-            if (!r->clients[j].count)
-                break;
-            size_t k = client_hash(r->clients[j].addr, mask);
-            bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
-            if (stays)
-                continue;
-            r->clients[i] = r->clients[j];
-            i = j;
-        }
-        r->clients[i].count = 0;
-    }
+    client_drop(r, key);
+    client_drop(r, net);
     pthread_mutex_unlock(&r->clients_mu);
     atomic_fetch_sub(&r->tcp_conns, 1);
 }
@@ -283,8 +322,10 @@ int rsv_start(uv_loop_t *main, const struct rsv_config *cfg, struct rsv **out, c
     r->tcp_max_conns = cfg->tcp_max_conns ? cfg->tcp_max_conns : DEF_MAX_CONNS;
     r->tcp_max_per_client =
         cfg->tcp_max_conns_per_client ? cfg->tcp_max_conns_per_client : DEF_MAX_PER_CLIENT;
+    r->tcp_max_per_network =
+        cfg->tcp_max_conns_per_network ? cfg->tcp_max_conns_per_network : DEF_MAX_PER_NET;
     r->clients_cap = 16;
-    while (r->clients_cap < 2 * (size_t)r->tcp_max_conns)
+    while (r->clients_cap < 4 * (size_t)r->tcp_max_conns)
         r->clients_cap <<= 1;
     r->clients = base_calloc(r->clients_cap, sizeof *r->clients);
     pthread_mutex_init(&r->clients_mu, NULL);

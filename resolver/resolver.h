@@ -88,6 +88,7 @@ struct rsv_config {
     unsigned tcp_idle_timeout_ms;       /* 0: 10 s without a complete query closes a connection */
     unsigned tcp_max_conns;             /* 0: 1024, across all workers */
     unsigned tcp_max_conns_per_client;  /* 0: 32 per source address */
+    unsigned tcp_max_conns_per_network; /* 0: 128 per source /24 (IPv4) or /64 (IPv6) */
     unsigned cache_entries;             /* per worker; 0: 131072 (rounded up to a power of two) */
     size_t cache_max_bytes;             /* per worker; 0: 64 MiB of cached responses */
     /* NULL, or forward mode without forwarders: no recursion (other names are REFUSED and RA

@@ -15,8 +15,9 @@
  * Bounds (§6.2.3): the idle timer restarts only when a whole message has been answered, so a
  * client that sends nothing, or dribbles a query byte by byte for longer than the idle timeout,
  * or never reads its answers, is closed after it. A zero length closes the connection (there is
- * no such message). Connections count against a total and a per-source-address cap shared by
- * all workers; over either, a new connection is closed at once. At EOF (a half-open
+ * no such message). Connections count against a total, a per-source-address and a
+ * per-source-network (/24, /64) cap shared by all workers; over any, a new connection is
+ * closed at once. At EOF (a half-open
  * connection), the answers already queued are written, then the connection closes.
  *
  * Recursive queries (recurse.c) are answered later, when libunbound has the answer, so their

@@ -7,14 +7,15 @@
 # entry (its URIs and Signed-By), so no mirror host is written into the repository.
 #
 # DNS peers for the tests (dnsmasq, BIND, unbound, NSD): the tests start their own instances on
-# loopback addresses, so the Debian services these packages would start must not run. The
-# install runs under a policy-rc.d that forbids starting services (kept when the machine
-# already has one, removed afterwards when we wrote it), and any of those daemons found running
-# from the packages' own pid files afterwards is stopped. dnsmasq comes as dnsmasq-base: the
-# binary without the system service.
+# loopback addresses and ports, so nothing here needs the system's instances stopped, and a
+# resolver the user already runs (their laptop's unbound) keeps running. The install runs under
+# a policy-rc.d that forbids starting services (kept when the machine already has one, removed
+# afterwards when we wrote it); a daemon the install started anyway is stopped by its pid.
+# dnsmasq comes as dnsmasq-base: the binary without the system service.
 set -euo pipefail
 
-# What building needs (libunbound's pkg-config file requires libevent's and nettle's).
+# What building needs (libunbound's pkg-config file requires libevent's and nettle's; consensus/
+# uses nettle's HMAC-SHA256 for the server port's handshake).
 BUILD_PKGS=(
   build-essential pkg-config
   libuv1-dev liblmdb-dev libjansson-dev libldns-dev libunbound-dev libevent-dev nettle-dev
@@ -105,30 +106,31 @@ if [ ! -e "$POLICY" ]; then
   wrote_policy=1
 fi
 
-# Stops a Debian DNS service that a package started anyway (a machine without policy-rc.d
-# support): through systemd when it runs, else by the pid in the package's own pid file.
-stop_service() {
-  local unit=$1 pidfile=$2 pid
-  if command -v systemctl >/dev/null && systemctl is-active --quiet "$unit" 2>/dev/null; then
-    $SUDO systemctl disable --now "$unit" >/dev/null 2>&1 || true
-  fi
-  if [ -f "$pidfile" ]; then
-    pid=$(cat "$pidfile" 2>/dev/null || true)
-    if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then
-      echo "deps: stopping $unit (pid $pid) started by its package"
-      $SUDO kill "$pid" 2>/dev/null || true
-    fi
-  fi
+# The DNS daemons these packages would run, by the pid files their Debian services write. A
+# daemon that already runs is the user's and is never touched. One that the install itself
+# started (a machine whose policy-rc.d lets packages start services) is stopped by its pid,
+# and only that one: nothing is disabled, nothing the user started is stopped.
+DAEMON_PIDFILES=(/run/named/named.pid /run/unbound.pid /run/nsd/nsd.pid /run/dnsmasq/dnsmasq.pid)
+running_pids() {
+  local f pid
+  for f in "${DAEMON_PIDFILES[@]}"; do
+    pid=$(cat "$f" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ -d "/proc/$pid" ]; then echo "$pid"; fi
+  done
 }
+before=" $(running_pids | tr '\n' ' ') "
 
 $SUDO apt-get update -qq
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}"
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  stop_service named /run/named/named.pid
-  stop_service unbound /run/unbound.pid
-  stop_service nsd /run/nsd/nsd.pid
-  stop_service dnsmasq /run/dnsmasq/dnsmasq.pid
+  for pid in $(running_pids); do
+    case "$before" in
+      *" $pid "*) ;; # running before we installed anything: the user's
+      *) echo "deps: stopping pid $pid, started by the package install"
+         $SUDO kill "$pid" 2>/dev/null || true ;;
+    esac
+  done
 fi
 if [ $need_raft -eq 1 ]; then
   if [ "$codename" = bookworm ]; then

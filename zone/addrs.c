@@ -74,6 +74,24 @@ int zone__addrs_del(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, c
     return rc == 0 || rc == MDB_NOTFOUND ? 0 : BASE_ESTORE;
 }
 
+int zone__addrs_has(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, const char *node,
+                    const char *sid, const char *name)
+{
+    struct zone__key k;
+    MDB_val v;
+    int rc = addr_key(&k, max_key, addr, node, sid);
+
+    if (rc <= 0)
+        return 0; /* no row expected */
+    MDB_val key = zone__key_val(&k);
+    if (!name)
+        name = "";
+    size_t want = *name ? strlen(name) + 1 : 0;
+    if (mdb_get(t, dbi, &key, &v) != 0 || v.mv_size != want || memcmp(v.mv_data, name, want) != 0)
+        return BASE_ENOTFOUND;
+    return 1;
+}
+
 struct rebuild {
     struct zone_store *s;
     MDB_txn *t;

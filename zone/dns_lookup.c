@@ -44,7 +44,7 @@ static int worst_health(struct zone_read *r, const char *node, const char *sid,
         if (key.mv_size < k.n || memcmp(key.mv_data, k.b, k.n) != 0)
             break;
         if (zone__check_peek(val.mv_data, val.mv_size, &st, &csid))
-            return BASE_ESTORE;
+            return zone__damaged(r, ZONE__DB_CHECKS, &key);
         if ((!*csid || strcmp(csid, sid) == 0) && st > *out)
             *out = st;
     }
@@ -69,8 +69,10 @@ static int node_addr(struct zone_read *r, const char *node, int *family, uint8_t
     rc = mdb_get(r->txn, r->s->dbi[ZONE__DB_NODES], &key, &val);
     if (rc == MDB_NOTFOUND)
         return 0; /* the index names a node that is gone: no address */
-    if (rc || zone__node_peek_address(val.mv_data, val.mv_size, &addr))
+    if (rc)
         return BASE_ESTORE;
+    if (zone__node_peek_address(val.mv_data, val.mv_size, &addr))
+        return zone__damaged(r, ZONE__DB_NODES, &key);
     *family = zone__addr_parse(addr, ip);
     if (!*family && *addr)
         *host = addr;
@@ -111,8 +113,10 @@ int zone__dns_instances(struct zone_read *r, const struct zone_dns_config *cfg, 
         rc = mdb_get(r->txn, r->s->dbi[ZONE__DB_SERVICES], &sk, &sv_val);
         if (rc == MDB_NOTFOUND)
             continue;
-        if (rc || zone__service_decode(sv_val.mv_data, sv_val.mv_size, false, a, &sv))
+        if (rc)
             return BASE_ESTORE;
+        if (zone__service_decode(sv_val.mv_data, sv_val.mv_size, false, a, &sv))
+            return zone__damaged(r, ZONE__DB_SERVICES, &sk);
         if (*tag && !tag_match(&sv, tag))
             continue;
         if ((rc = worst_health(r, sv.node, sv.id, &h)))

@@ -10,7 +10,8 @@
  * followed with two bounds: each must point before the start of the name segment it ends
  * (which makes chasing strictly move backwards, so no loop and no forward pointer can make us
  * spin), and the expanded name must stay within 255 bytes. An OPT whose owner is not the root,
- * whose options overrun its RDATA, or a second OPT is a format error (RFC 6891 §6.1.1-6.1.2).
+ * whose options overrun its RDATA, or a second OPT is a format error (RFC 6891 §6.1.1-6.1.2);
+ * so is a COOKIE option of an impossible length (RFC 7873 §5.2.2), answered with our OPT.
  * Answer and Authority records in a query are tolerated and ignored; so are bytes after the
  * last record.
  *
@@ -96,12 +97,18 @@ static bool skip_name(const uint8_t *p, size_t len, size_t *off, bool *root)
     }
 }
 
-enum walk { WALK_OK, WALK_BAD, WALK_BAD_OPT };
+/* WALK_BAD_COOKIE: a sound OPT whose COOKIE option has an impossible length; the query is a
+ * format error, but its OPT is echoed (it was read whole). */
+enum walk { WALK_OK, WALK_BAD, WALK_BAD_OPT, WALK_BAD_COOKIE };
+
+#define OPT_COOKIE 10
 
 /* The OPT RR's fields (after the owner). */
 static enum walk read_opt(const uint8_t *p, size_t rdlen, uint16_t cls, uint32_t ttl,
                           struct zone_dns_query *q)
 {
+    enum walk w = WALK_OK;
+
     /* RFC 6891 §6.1.2: options are {code, length, data}; unknown ones are ignored, but they
      * must tile the RDATA exactly */
     for (size_t at = 0; at < rdlen;) {
@@ -110,19 +117,24 @@ static enum walk read_opt(const uint8_t *p, size_t rdlen, uint16_t cls, uint32_t
         size_t olen = rd16(p + at + 2);
         if (olen > rdlen - at - 4)
             return WALK_BAD_OPT;
+        /* RFC 7873 §5.2.2: a COOKIE is a client cookie of 8 bytes, alone or followed by a
+         * server cookie of 8 to 32: any other length is FORMERR. Sound cookies are ignored
+         * (§5.2.1 allows a server without cookie support to). */
+        if (rd16(p + at) == OPT_COOKIE && olen != 8 && (olen < 16 || olen > 40))
+            w = WALK_BAD_COOKIE;
         at += 4 + olen;
     }
     q->edns = true;
     q->edns_size = cls;
     q->edns_version = (uint8_t)(ttl >> 16);
     q->edns_do = (ttl & ZONE__EDNS_DO) != 0;
-    return WALK_OK;
+    return w;
 }
 
 static enum walk walk_rrs(const uint8_t *p, size_t len, size_t off, unsigned n_skip, unsigned n_ar,
                           struct zone_dns_query *q)
 {
-    bool seen_opt = false;
+    bool seen_opt = false, bad_cookie = false;
 
     for (unsigned i = 0; i < n_skip + n_ar; i++) {
         bool root;
@@ -140,12 +152,14 @@ static enum walk walk_rrs(const uint8_t *p, size_t len, size_t off, unsigned n_s
                 return WALK_BAD_OPT;
             seen_opt = true;
             enum walk w = read_opt(p + off, rdlen, cls, ttl, q);
-            if (w != WALK_OK)
+            if (w == WALK_BAD_OPT)
                 return w;
+            if (w == WALK_BAD_COOKIE)
+                bad_cookie = true;
         }
         off += rdlen;
     }
-    return WALK_OK;
+    return bad_cookie ? WALK_BAD_COOKIE : WALK_OK;
 }
 
 int zone_dns_parse(const uint8_t *pkt, size_t len, struct zone_dns_query *q)
@@ -188,7 +202,9 @@ int zone_dns_parse(const uint8_t *pkt, size_t len, struct zone_dns_query *q)
     }
     if (!bad)
         w = walk_rrs(pkt, len, off, an + ns, ar, q);
-    if (bad || w != WALK_OK) {
+    if (w == WALK_BAD_COOKIE) {
+        bad = true; /* a format error whose OPT was sound: the response carries ours */
+    } else if (bad || w != WALK_OK) {
         /* an OPT after the damage was never reached, and a damaged one is not echoed */
         q->edns = false;
         q->edns_version = 0;

@@ -7,6 +7,7 @@
 
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* Named databases, in the order snapshots carry them (addrs came with snapshot version 2 and
  * staging with version 3, each added last: a version 1 snapshot is the first six, a version 2
@@ -29,9 +30,21 @@ extern const char *const zone__table_keys[ZONE_TABLE_COUNT];
 #define ZONE__META_APPLIED  "applied"
 #define ZONE__META_INDEX    "index"
 #define ZONE__META_RESTORED "restored"
+/* The store's format: absent in a store written before record checksums (its records are
+ * version 1, upgraded once at open), ZONE__FORMAT once every record carries one. */
+#define ZONE__META_FORMAT "format"
+#define ZONE__FORMAT      2
+/* Format 2: the CRC-32C of the other meta rows (each key's length byte, key and value, in key
+ * order), rewritten by every transaction that writes meta (zone__meta_seal) and checked by
+ * every reader of the indexes (zone__meta_all) and by apply. */
+#define ZONE__META_CRC "crc"
+
+/* Room for a damaged record's name ("services/node/id"), cut with "..." beyond. */
+#define ZONE__DAMAGED_NAME 160
 
 struct zone_read {
     struct zone_store *s;
+    char damaged[ZONE__DAMAGED_NAME]; /* the first record of this read that failed its check */
     MDB_txn *txn;
     struct zone_read *next; /* in the store's pool of reset transactions */
     /* Cursors kept across transactions (mdb_cursor_renew), so that the DNS path opens none:
@@ -56,7 +69,26 @@ struct zone_store {
     /* Apply scratch, reused so that a steady stream of entries allocates nothing. */
     struct base_arena arena;
     struct base_buf rec;
+    /* Records that failed their check on a read (verify.c), and when one was last logged. */
+    _Atomic uint64_t n_damaged;
+    _Atomic uint64_t damaged_log_ms;
 };
+
+/* ---- damage (verify.c) ----------------------------------------------------------------- */
+/* Names the record with key k of database d into out ("kv/foo", "services/node/id"). */
+void zone__rec_name(enum zone__db d, const void *k, size_t kn, char *out, size_t cap);
+/* A record read through r failed its checksum or does not decode: names it in r, counts and
+ * logs it (rate-limited). Returns BASE_EDAMAGED. Any thread. */
+int zone__damaged(struct zone_read *r, enum zone__db d, const MDB_val *k);
+/* Open steps, each BASE_EDAMAGED with errmsg naming the file (and the record) on damage: the
+ * data file holds LMDB's last used page (before any database is opened); the one-time upgrade
+ * of version 1 records in t; the walk over every record and the service index. */
+int zone__store_verify_file(MDB_env *env, const char *dir, char *errmsg) BASE_MUSTCHECK;
+/* LMDB's page structure of dir/data.mdb, read with pread before LMDB reads a page (pages.c). */
+int zone__store_check_pages(const char *dir, char *errmsg) BASE_MUSTCHECK;
+int zone__store_migrate(struct zone_store *s, MDB_txn *t, const char *dir,
+                        char *errmsg) BASE_MUSTCHECK;
+int zone__store_check(struct zone_store *s, const char *dir, char *errmsg) BASE_MUSTCHECK;
 
 /* ---- keys ------------------------------------------------------------------------------ */
 /* Larger than any LMDB key (511 bytes by default); a key that outgrows it is flagged. */
@@ -80,7 +112,17 @@ MDB_val zone__key_val(const struct zone__key *k);
 /* Strings are base_buf_put_bytes of the string and its NUL, so a reader can hand out pointers
  * into LMDB pages. A decoder with copy=false points into the input; with copy=true every string
  * and byte field is copied into the arena. Arrays always go to the arena. */
-#define ZONE__RECORD_VERSION 1
+#define ZONE__RECORD_VERSION 2
+#define ZONE__RECORD_V1      1 /* before checksums: upgraded at open and on snapshot load */
+#define ZONE__REC_CRC_LEN    4
+
+/* Whether p is a current record (version 2) whose checksum matches. */
+bool zone__rec_ok(const void *p, size_t len);
+/* Recomputes the checksum trailer of a record whose bytes changed in place (len >= 5). */
+void zone__rec_reseal(uint8_t *p, size_t len);
+/* Into out (emptied first): a version 1 record made version 2 (returns 1), or a version 2
+ * record whose checksum matches, copied (returns 0); BASE_EPARSE for anything else. */
+int zone__rec_upgrade(const void *p, size_t len, struct base_buf *out) BASE_MUSTCHECK;
 
 void zone__put_cstr(struct base_buf *b, const char *s);
 const char *zone__rd_cstr(struct base_rd *r, bool copy, struct base_arena *a);
@@ -100,8 +142,8 @@ void zone__service_body_get(struct base_rd *r, bool copy, struct base_arena *a,
 void zone__check_body_put(struct base_buf *b, const struct zone_check *c);
 void zone__check_body_get(struct base_rd *r, bool copy, struct base_arena *a, struct zone_check *c);
 
-/* Records: version byte, body, CreateIndex, ModifyIndex. Decoders return BASE_EPARSE when the
- * bytes are not exactly one record. */
+/* Records: version byte, body, CreateIndex, ModifyIndex, CRC-32C. Decoders return BASE_EPARSE
+ * when the bytes are not exactly one record or the checksum does not match. */
 void zone__node_encode(const struct zone_node *n, struct base_buf *b);
 int zone__node_decode(const void *p, size_t len, bool copy, struct base_arena *a,
                       struct zone_node *out) BASE_MUSTCHECK;
@@ -143,6 +185,11 @@ int zone__addrs_put(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, c
                     const char *sid, const char *name) BASE_MUSTCHECK;
 int zone__addrs_del(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, const char *node,
                     const char *sid) BASE_MUSTCHECK;
+/* Whether the row of (addr, node, sid) is there with the value name: 1 when it is, 0 when no
+ * row is expected (not an IP literal, or a key over the limit), BASE_ENOTFOUND when it is
+ * missing or differs (the store's check at open). */
+int zone__addrs_has(MDB_txn *t, MDB_dbi dbi, size_t max_key, const char *addr, const char *node,
+                    const char *sid, const char *name) BASE_MUSTCHECK;
 /* Empties addrs and fills it from the nodes and services databases (store open after an
  * upgrade, restore of a version 1 snapshot). */
 int zone__addrs_rebuild(struct zone_store *s, MDB_txn *t) BASE_MUSTCHECK;
@@ -150,6 +197,8 @@ int zone__addrs_rebuild(struct zone_store *s, MDB_txn *t) BASE_MUSTCHECK;
 /* ---- snapshots (snapshot.c) and staged restores (restore.c) --------------------------- */
 /* CRC-32C (Castagnoli), the snapshot's checksum. */
 uint32_t zone__crc32c(const uint8_t *p, size_t n);
+/* The CRC-32C of what prev covered followed by p (zone__crc32c(p, n) == ..._more(0, p, n)). */
+uint32_t zone__crc32c_more(uint32_t prev, const uint8_t *p, size_t n);
 /* zone_snapshot_check with keys bounded by max_key (the store's LMDB limit). */
 int zone__snapshot_check(const uint8_t *p, size_t n, size_t max_key,
                          struct zone_snapshot_info *info, char *errmsg) BASE_MUSTCHECK;
@@ -169,7 +218,13 @@ bool zone__staging_row_ok(const uint8_t *k, size_t kn, size_t vn);
 /* u64 values of the meta database (little-endian, 8 bytes); absent reads as 0. */
 int zone__meta_read(MDB_txn *t, MDB_dbi dbi, const char *key, uint64_t *v) BASE_MUSTCHECK;
 int zone__meta_write(MDB_txn *t, MDB_dbi dbi, const char *key, uint64_t v) BASE_MUSTCHECK;
-/* All of struct zone_meta from one transaction. */
+/* All of struct zone_meta from one transaction; BASE_EDAMAGED when the meta rows fail their
+ * checksum. */
 int zone__meta_all(struct zone_store *s, MDB_txn *t, struct zone_meta *m) BASE_MUSTCHECK;
+/* Writes the meta checksum row after the other meta rows changed in t. 0 or BASE_ESTORE. */
+int zone__meta_seal(MDB_txn *t, MDB_dbi dbi) BASE_MUSTCHECK;
+/* 0 when the meta rows match their checksum row, BASE_EDAMAGED when not (or it is missing),
+ * BASE_ESTORE. */
+int zone__meta_verify(MDB_txn *t, MDB_dbi dbi) BASE_MUSTCHECK;
 
 #endif

@@ -117,10 +117,62 @@ int zone__meta_write(MDB_txn *t, MDB_dbi dbi, const char *key, uint64_t v)
     return mdb_put(t, dbi, &k, &d, 0) ? BASE_ESTORE : 0;
 }
 
+/* The checksum of the meta rows but the checksum's own; *stored gets that row (has: present). */
+static int meta_crc(MDB_txn *t, MDB_dbi dbi, uint32_t *crc, bool *has, uint64_t *stored)
+{
+    MDB_cursor *c;
+    MDB_val k, v;
+    size_t crc_n = strlen(ZONE__META_CRC);
+
+    *crc = 0;
+    *has = false;
+    *stored = 0;
+    if (mdb_cursor_open(t, dbi, &c))
+        return BASE_ESTORE;
+    int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        if (k.mv_size == crc_n && memcmp(k.mv_data, ZONE__META_CRC, crc_n) == 0) {
+            *has = v.mv_size == 8;
+            if (*has)
+                *stored = base_le64(v.mv_data);
+            continue;
+        }
+        uint8_t kn = (uint8_t)k.mv_size;
+        *crc = zone__crc32c_more(*crc, &kn, 1);
+        *crc = zone__crc32c_more(*crc, k.mv_data, k.mv_size);
+        *crc = zone__crc32c_more(*crc, v.mv_data, v.mv_size);
+    }
+    mdb_cursor_close(c);
+    return rc == MDB_NOTFOUND ? 0 : BASE_ESTORE;
+}
+
+int zone__meta_seal(MDB_txn *t, MDB_dbi dbi)
+{
+    uint32_t crc;
+    bool has;
+    uint64_t stored;
+    int rc = meta_crc(t, dbi, &crc, &has, &stored);
+    return rc ? rc : zone__meta_write(t, dbi, ZONE__META_CRC, crc);
+}
+
+int zone__meta_verify(MDB_txn *t, MDB_dbi dbi)
+{
+    uint32_t crc;
+    bool has;
+    uint64_t stored;
+    int rc = meta_crc(t, dbi, &crc, &has, &stored);
+    if (rc)
+        return rc;
+    return has && stored == crc ? 0 : BASE_EDAMAGED;
+}
+
 int zone__meta_all(struct zone_store *s, MDB_txn *t, struct zone_meta *m)
 {
     MDB_dbi dbi = s->dbi[ZONE__DB_META];
-    int rc = zone__meta_read(t, dbi, ZONE__META_APPLIED, &m->applied);
+    int rc = zone__meta_verify(t, dbi);
+
+    if (!rc)
+        rc = zone__meta_read(t, dbi, ZONE__META_APPLIED, &m->applied);
 
     if (!rc)
         rc = zone__meta_read(t, dbi, ZONE__META_INDEX, &m->index);

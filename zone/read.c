@@ -40,6 +40,7 @@ int zone_read_begin(struct zone_store *s, struct zone_read **out)
     if (r) {
         if (mdb_txn_renew(r->txn) == 0) {
             r->gen++; /* its cursors are renewed when next used */
+            r->damaged[0] = 0;
             *out = r;
             return 0;
         }
@@ -100,7 +101,13 @@ void zone_read_end(struct zone_read *r)
 int zone_meta_get(struct zone_read *r, struct zone_meta *m)
 {
     memset(m, 0, sizeof *m);
-    return zone__meta_all(r->s, r->txn, m);
+    int rc = zone__meta_all(r->s, r->txn, m);
+    if (rc == BASE_EDAMAGED) {
+        MDB_val k = {.mv_size = strlen(ZONE__META_CRC), .mv_data = ZONE__META_CRC};
+        memset(m, 0, sizeof *m);
+        return zone__damaged(r, ZONE__DB_META, &k);
+    }
+    return rc;
 }
 
 int zone_store_meta(struct zone_store *s, struct zone_meta *m)
@@ -171,7 +178,11 @@ int zone_node_get(struct zone_read *r, const char *name, struct base_arena *a,
     zone__key_lower(&k, name);
     if ((rc = rget(r, ZONE__DB_NODES, &k, &v)))
         return rc;
-    return zone__node_decode(v.mv_data, v.mv_size, false, a, out) ? BASE_ESTORE : 0;
+    if (zone__node_decode(v.mv_data, v.mv_size, false, a, out)) {
+        MDB_val key = zone__key_val(&k);
+        return zone__damaged(r, ZONE__DB_NODES, &key);
+    }
+    return 0;
 }
 
 static int node_each(void *ctx, const MDB_val *k, const MDB_val *v)
@@ -179,9 +190,8 @@ static int node_each(void *ctx, const MDB_val *k, const MDB_val *v)
     struct each *e = ctx;
     struct zone_node n;
 
-    (void)k;
     if (zone__node_decode(v->mv_data, v->mv_size, false, e->a, &n))
-        return BASE_ESTORE;
+        return zone__damaged(e->r, ZONE__DB_NODES, k);
     return e->cb.node(e->data, &n);
 }
 
@@ -202,7 +212,11 @@ int zone_service_get(struct zone_read *r, const char *node, const char *id, stru
     key_row(&k, node, id);
     if ((rc = rget(r, ZONE__DB_SERVICES, &k, &v)))
         return rc;
-    return zone__service_decode(v.mv_data, v.mv_size, false, a, out) ? BASE_ESTORE : 0;
+    if (zone__service_decode(v.mv_data, v.mv_size, false, a, out)) {
+        MDB_val key = zone__key_val(&k);
+        return zone__damaged(r, ZONE__DB_SERVICES, &key);
+    }
+    return 0;
 }
 
 static int service_each(void *ctx, const MDB_val *k, const MDB_val *v)
@@ -210,9 +224,8 @@ static int service_each(void *ctx, const MDB_val *k, const MDB_val *v)
     struct each *e = ctx;
     struct zone_service s;
 
-    (void)k;
     if (zone__service_decode(v->mv_data, v->mv_size, false, e->a, &s))
-        return BASE_ESTORE;
+        return zone__damaged(e->r, ZONE__DB_SERVICES, k);
     return e->cb.service(e->data, &s);
 }
 
@@ -305,7 +318,11 @@ int zone_check_get(struct zone_read *r, const char *node, const char *check_id,
     key_row(&k, node, check_id);
     if ((rc = rget(r, ZONE__DB_CHECKS, &k, &v)))
         return rc;
-    return zone__check_decode(v.mv_data, v.mv_size, false, a, out) ? BASE_ESTORE : 0;
+    if (zone__check_decode(v.mv_data, v.mv_size, false, a, out)) {
+        MDB_val key = zone__key_val(&k);
+        return zone__damaged(r, ZONE__DB_CHECKS, &key);
+    }
+    return 0;
 }
 
 static int check_each(void *ctx, const MDB_val *k, const MDB_val *v)
@@ -313,9 +330,8 @@ static int check_each(void *ctx, const MDB_val *k, const MDB_val *v)
     struct each *e = ctx;
     struct zone_check c;
 
-    (void)k;
     if (zone__check_decode(v->mv_data, v->mv_size, false, e->a, &c))
-        return BASE_ESTORE;
+        return zone__damaged(e->r, ZONE__DB_CHECKS, k);
     return e->cb.check(e->data, &c);
 }
 
@@ -336,6 +352,7 @@ int zone_checks_each(struct zone_read *r, struct base_arena *a, zone_check_cb cb
 }
 
 struct health {
+    struct zone_read *r;
     const char *sid;
     enum zone_health worst;
 };
@@ -346,9 +363,8 @@ static int health_each(void *ctx, const MDB_val *k, const MDB_val *v)
     enum zone_health st;
     const char *sid;
 
-    (void)k;
     if (zone__check_peek(v->mv_data, v->mv_size, &st, &sid))
-        return BASE_ESTORE;
+        return zone__damaged(h->r, ZONE__DB_CHECKS, k);
     if ((!*sid || strcmp(sid, h->sid) == 0) && st > h->worst)
         h->worst = st;
     return 0;
@@ -357,7 +373,7 @@ static int health_each(void *ctx, const MDB_val *k, const MDB_val *v)
 int zone_instance_health(struct zone_read *r, const char *node, const char *service_id,
                          enum zone_health *out)
 {
-    struct health h = {service_id ? service_id : "", ZONE_HEALTH_PASSING};
+    struct health h = {r, service_id ? service_id : "", ZONE_HEALTH_PASSING};
     struct zone__key k;
     int rc;
 
@@ -378,7 +394,11 @@ int zone_kv_get(struct zone_read *r, const char *key, struct base_arena *a, stru
     zone__key_raw(&k, key);
     if ((rc = rget(r, ZONE__DB_KV, &k, &v)))
         return rc;
-    return zone__kv_decode(v.mv_data, v.mv_size, false, a, out) ? BASE_ESTORE : 0;
+    if (zone__kv_decode(v.mv_data, v.mv_size, false, a, out)) {
+        MDB_val kk = zone__key_val(&k);
+        return zone__damaged(r, ZONE__DB_KV, &kk);
+    }
+    return 0;
 }
 
 static int kv_each(void *ctx, const MDB_val *k, const MDB_val *v)
@@ -386,9 +406,8 @@ static int kv_each(void *ctx, const MDB_val *k, const MDB_val *v)
     struct each *e = ctx;
     struct zone_kv kv;
 
-    (void)k;
     if (zone__kv_decode(v->mv_data, v->mv_size, false, e->a, &kv))
-        return BASE_ESTORE;
+        return zone__damaged(e->r, ZONE__DB_KV, k);
     return e->cb.kv(e->data, &kv);
 }
 

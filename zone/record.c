@@ -1,9 +1,14 @@
 /* Binary encoding of the catalog records (node, service, check, kv) as stored in LMDB, and of
  * the record bodies that the commands carry (cmd.c).
  *
- * A record is a version byte, the body, then CreateIndex and ModifyIndex. Strings are stored
- * with their NUL (base_buf_put_bytes of len + 1 bytes) so that a read hands out pointers into
- * the LMDB page instead of copying (zone.h: valid until the read transaction ends); only the
+ * A record is a version byte, the body, then CreateIndex and ModifyIndex, then (version 2) the
+ * CRC-32C of all the bytes before it. Every decoder checks the version and the checksum before
+ * it reads a field, so a byte changed on disk is refused rather than served as data (the
+ * readers report the record as damaged: read.c). Version 1 records (no checksum) are the same
+ * bytes without the trailer: zone__rec_upgrade turns one into version 2, which is what the
+ * store's one-time migration at open and a snapshot load do; the decoders refuse them. Strings are
+ * stored with their NUL (base_buf_put_bytes of len + 1 bytes) so that a read hands out pointers
+ * into the LMDB page instead of copying (zone.h: valid until the read transaction ends); only the
  * arrays of tags and pairs go to the caller's arena. Every decoder is bounds-checked through
  * base_rd and bounds array counts by the bytes left before allocating, since snapshots and
  * commands arrive from the network. */
@@ -227,6 +232,55 @@ static void rd_version(struct base_rd *r)
         r->err = true;
 }
 
+void zone__rec_reseal(uint8_t *p, size_t len)
+{
+    uint32_t crc = zone__crc32c(p, len - ZONE__REC_CRC_LEN);
+    for (int i = 0; i < 4; i++)
+        p[len - ZONE__REC_CRC_LEN + (size_t)i] = (uint8_t)(crc >> (8 * i));
+}
+
+static void seal(struct base_buf *b, size_t start)
+{
+    base_buf_put_u32(b, 0);
+    zone__rec_reseal(b->data + start, b->len - start);
+}
+
+bool zone__rec_ok(const void *p, size_t len)
+{
+    const uint8_t *b = p;
+    return len >= 1 + ZONE__REC_CRC_LEN && b[0] == ZONE__RECORD_VERSION &&
+           zone__crc32c(b, len - ZONE__REC_CRC_LEN) == base_le32(b + len - ZONE__REC_CRC_LEN);
+}
+
+int zone__rec_upgrade(const void *p, size_t len, struct base_buf *out)
+{
+    const uint8_t *b = p;
+
+    out->len = 0;
+    if (len >= 1 && b[0] == ZONE__RECORD_V1) {
+        base_buf_append(out, b, len);
+        out->data[0] = ZONE__RECORD_VERSION;
+        seal(out, 0);
+        return 1;
+    }
+    if (!zone__rec_ok(p, len))
+        return BASE_EPARSE;
+    base_buf_append(out, b, len);
+    return 0;
+}
+
+/* A reader over a record's fields: the version byte and the fields, without the checksum,
+ * after checking it. */
+static void rd_init(struct base_rd *r, const void *p, size_t len)
+{
+    if (!zone__rec_ok(p, len)) {
+        base_rd_init(r, p, 0);
+        r->err = true;
+        return;
+    }
+    base_rd_init(r, p, len - ZONE__REC_CRC_LEN);
+}
+
 static int rd_end(struct base_rd *r, uint64_t *create, uint64_t *modify)
 {
     *create = base_rd_u64(r);
@@ -236,16 +290,18 @@ static int rd_end(struct base_rd *r, uint64_t *create, uint64_t *modify)
 
 void zone__node_encode(const struct zone_node *n, struct base_buf *b)
 {
+    size_t start = b->len;
     base_buf_put_u8(b, ZONE__RECORD_VERSION);
     zone__node_body_put(b, n);
     put_indexes(b, n->create_index, n->modify_index);
+    seal(b, start);
 }
 
 int zone__node_decode(const void *p, size_t len, bool copy, struct base_arena *a,
                       struct zone_node *out)
 {
     struct base_rd r;
-    base_rd_init(&r, p, len);
+    rd_init(&r, p, len);
     rd_version(&r);
     zone__node_body_get(&r, copy, a, out);
     return rd_end(&r, &out->create_index, &out->modify_index);
@@ -253,16 +309,18 @@ int zone__node_decode(const void *p, size_t len, bool copy, struct base_arena *a
 
 void zone__service_encode(const struct zone_service *s, struct base_buf *b)
 {
+    size_t start = b->len;
     base_buf_put_u8(b, ZONE__RECORD_VERSION);
     zone__service_body_put(b, s);
     put_indexes(b, s->create_index, s->modify_index);
+    seal(b, start);
 }
 
 int zone__service_decode(const void *p, size_t len, bool copy, struct base_arena *a,
                          struct zone_service *out)
 {
     struct base_rd r;
-    base_rd_init(&r, p, len);
+    rd_init(&r, p, len);
     rd_version(&r);
     zone__service_body_get(&r, copy, a, out);
     return rd_end(&r, &out->create_index, &out->modify_index);
@@ -270,16 +328,18 @@ int zone__service_decode(const void *p, size_t len, bool copy, struct base_arena
 
 void zone__check_encode(const struct zone_check *c, struct base_buf *b)
 {
+    size_t start = b->len;
     base_buf_put_u8(b, ZONE__RECORD_VERSION);
     zone__check_body_put(b, c);
     put_indexes(b, c->create_index, c->modify_index);
+    seal(b, start);
 }
 
 int zone__check_decode(const void *p, size_t len, bool copy, struct base_arena *a,
                        struct zone_check *out)
 {
     struct base_rd r;
-    base_rd_init(&r, p, len);
+    rd_init(&r, p, len);
     rd_version(&r);
     zone__check_body_get(&r, copy, a, out);
     return rd_end(&r, &out->create_index, &out->modify_index);
@@ -290,7 +350,7 @@ int zone__check_peek(const void *p, size_t len, enum zone_health *status, const 
     struct base_rd r;
     size_t n;
 
-    base_rd_init(&r, p, len);
+    rd_init(&r, p, len);
     rd_version(&r);
     base_rd_bytes(&r, &n); /* node */
     base_rd_bytes(&r, &n); /* check id */
@@ -307,7 +367,7 @@ int zone__node_peek_address(const void *p, size_t len, const char **address)
     struct base_rd r;
     size_t n;
 
-    base_rd_init(&r, p, len);
+    rd_init(&r, p, len);
     rd_version(&r);
     base_rd_bytes(&r, &n); /* name */
     base_rd_bytes(&r, &n); /* id */
@@ -317,6 +377,7 @@ int zone__node_peek_address(const void *p, size_t len, const char **address)
 
 void zone__kv_encode(const struct zone_kv *kv, struct base_buf *b)
 {
+    size_t start = b->len;
     base_buf_put_u8(b, ZONE__RECORD_VERSION);
     zone__put_cstr(b, kv->key);
     base_buf_put_bytes(b, kv->value, kv->value_len);
@@ -324,6 +385,7 @@ void zone__kv_encode(const struct zone_kv *kv, struct base_buf *b)
     base_buf_put_u64(b, kv->lock_index);
     zone__put_cstr(b, kv->session);
     put_indexes(b, kv->create_index, kv->modify_index);
+    seal(b, start);
 }
 
 int zone__kv_decode(const void *p, size_t len, bool copy, struct base_arena *a, struct zone_kv *out)
@@ -332,7 +394,7 @@ int zone__kv_decode(const void *p, size_t len, bool copy, struct base_arena *a, 
     const uint8_t *v;
 
     memset(out, 0, sizeof *out);
-    base_rd_init(&r, p, len);
+    rd_init(&r, p, len);
     rd_version(&r);
     out->key = zone__rd_cstr(&r, copy, a);
     v = base_rd_bytes(&r, &out->value_len);

@@ -11,7 +11,11 @@
  * the index is rebuilt from its nodes and services in the same transaction. Version 2 had
  * seven (no staging): it restores with the staging empty.
  * The rows are LMDB's own keys and values, so the snapshot is the store itself, read from one
- * transaction: it is consistent without stopping the writer (DESIGN.md 2.6).
+ * transaction: it is consistent without stopping the writer (DESIGN.md 2.6). The records carry
+ * their own checksum (record.c, version 2); a snapshot written before that carries version 1
+ * records, which the check accepts and the load rewrites as version 2 (zone__rec_upgrade), so
+ * every record loaded into the store has a checksum that was verified or computed on the way
+ * in. A snapshot holding version 2 records is refused by a Herald that predates them.
  *
  * A backup (GET /v1/snapshot, `herald snapshot save`) is exactly this format, taken from the
  * caller's read transaction, with the staging database written empty: the bytes of a restore
@@ -63,8 +67,13 @@ static void crc_init(void)
 
 uint32_t zone__crc32c(const uint8_t *p, size_t n)
 {
+    return zone__crc32c_more(0, p, n);
+}
+
+uint32_t zone__crc32c_more(uint32_t prev, const uint8_t *p, size_t n)
+{
     const uint32_t(*t)[256] = crc_tables;
-    uint32_t crc = 0xffffffffu;
+    uint32_t crc = ~prev;
 
     pthread_once(&crc_once, crc_init);
     for (; n >= 8; n -= 8, p += 8) {
@@ -81,13 +90,24 @@ uint32_t zone__crc32c(const uint8_t *p, size_t n)
 /* ---- writing --------------------------------------------------------------------------- */
 
 struct snap_out {
+    struct zone_read *r;
+    enum zone__db d;
     struct base_buf *b;
     uint64_t count;
 };
 
+static bool is_record_db(int d)
+{
+    return d == ZONE__DB_NODES || d == ZONE__DB_SERVICES || d == ZONE__DB_CHECKS ||
+           d == ZONE__DB_KV;
+}
+
 static int snap_row(void *ctx, const MDB_val *k, const MDB_val *v)
 {
     struct snap_out *o = ctx;
+    /* a damaged record does not travel: the snapshot fails naming it */
+    if (is_record_db(o->d) && !zone__rec_ok(v->mv_data, v->mv_size))
+        return zone__damaged(o->r, o->d, k);
     base_buf_put_bytes(o->b, k->mv_data, k->mv_size);
     base_buf_put_bytes(o->b, v->mv_data, v->mv_size);
     o->count++;
@@ -108,7 +128,7 @@ static int serialize(struct zone_read *r, struct base_buf *out, bool with_stagin
     base_buf_put_u64(out, applied);
     base_buf_put_u32(out, ZONE__DB_COUNT);
     for (int i = 0; i < ZONE__DB_COUNT; i++) {
-        struct snap_out o = {out, 0};
+        struct snap_out o = {r, (enum zone__db)i, out, 0};
         base_buf_put_str(out, zone__db_names[i]);
         size_t at = out->len;
         base_buf_put_u64(out, 0); /* count, patched below */
@@ -159,7 +179,7 @@ static bool meta_key_is(const uint8_t *k, size_t kn, const char *name)
 }
 
 static int check_value(enum zone__db d, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
-                       struct base_arena *a)
+                       struct base_arena *a, struct base_buf *tmp)
 {
     union {
         struct zone_node n;
@@ -169,6 +189,12 @@ static int check_value(enum zone__db d, const uint8_t *k, size_t kn, const uint8
     } u;
 
     base_arena_reset(a);
+    if (is_record_db(d)) { /* a version 1 record (an older snapshot) is checked upgraded */
+        if (zone__rec_upgrade(v, vn, tmp) < 0)
+            return BASE_EPARSE;
+        v = tmp->data;
+        vn = tmp->len;
+    }
     switch (d) {
     case ZONE__DB_NODES:
         return zone__node_decode(v, vn, false, a, &u.n);
@@ -239,6 +265,7 @@ static int walk(const uint8_t *p, size_t n, struct walk *w)
 {
     struct base_rd r;
     struct base_arena a;
+    struct base_buf tmp;
     uint64_t applied, meta_applied = 0;
     bool has_meta_applied = false;
     int rc = 0;
@@ -256,6 +283,7 @@ static int walk(const uint8_t *p, size_t n, struct walk *w)
     }
 
     base_arena_init(&a);
+    base_buf_init(&tmp);
     for (int d = 0; d < w->n_dbs && !rc; d++) {
         const char *dname = zone__db_names[d];
         size_t nn;
@@ -288,6 +316,14 @@ static int walk(const uint8_t *p, size_t n, struct walk *w)
                     continue;
                 MDB_val key = {.mv_size = kn, .mv_data = (void *)k};
                 MDB_val val = {.mv_size = vn, .mv_data = (void *)v};
+                if (is_record_db(d)) { /* checked: every record upgrades */
+                    if (zone__rec_upgrade(v, vn, &tmp) < 0) {
+                        rc = BASE_ESTORE;
+                        break;
+                    }
+                    val.mv_size = tmp.len;
+                    val.mv_data = tmp.data;
+                }
                 rc = mdb_put(w->t, w->s->dbi[d], &key, &val, MDB_APPEND) ? BASE_ESTORE : 0;
                 continue;
             }
@@ -296,7 +332,7 @@ static int walk(const uint8_t *p, size_t n, struct walk *w)
                 bad = kn ? "key too long" : "empty key";
             else if (prev && key_cmp(prev, prev_n, k, kn) >= 0)
                 bad = "key out of order";
-            else if (check_value((enum zone__db)d, k, kn, v, vn, &a))
+            else if (check_value((enum zone__db)d, k, kn, v, vn, &a, &tmp))
                 bad = "malformed value";
             if (bad) {
                 rc = base_errf(w->errmsg, BASE_EPARSE,
@@ -324,6 +360,7 @@ static int walk(const uint8_t *p, size_t n, struct walk *w)
         }
     }
     base_arena_close(&a);
+    base_buf_free(&tmp);
     if (!rc && r.left)
         rc = base_errf(w->errmsg, BASE_EPARSE, "snapshot is damaged: %zu bytes past its content",
                        r.left);
@@ -390,6 +427,10 @@ int zone__snapshot_load(struct zone_store *s, MDB_txn *t, const uint8_t *p, size
         return rc == BASE_EPARSE ? BASE_ESTORE : rc; /* it was checked: the store failed */
     if (w.n_dbs < SNAP_V2_DBS)
         rc = zone__addrs_rebuild(s, t);
+    if (!rc) /* every record was written with its checksum */
+        rc = zone__meta_write(t, s->dbi[ZONE__DB_META], ZONE__META_FORMAT, ZONE__FORMAT);
+    if (!rc)
+        rc = zone__meta_seal(t, s->dbi[ZONE__DB_META]);
     return rc;
 }
 

@@ -76,16 +76,32 @@ int zone_store_open(const char *dir, size_t map_size, struct zone_store **out, c
         (rc = mdb_env_open(s->env, dir, MDB_NOTLS | MDB_NOMETASYNC, 0600))) {
         mdb_env_close(s->env);
         base_free(s);
-        return open_fail(errmsg, dir, "open", rc);
+        open_fail(errmsg, dir, "open", rc);
+        /* a file too short for its header, or a header that is not LMDB's */
+        return rc == MDB_INVALID || rc == MDB_CORRUPTED || rc == MDB_VERSION_MISMATCH
+                   ? BASE_EDAMAGED
+                   : BASE_ESTORE;
     }
     /* reader slots left by a process that died holding them would pin old pages forever */
     int dead;
     mdb_reader_check(s->env, &dead);
 
+    /* before anything reads a page: one past the end of a short file is a SIGBUS */
+    if ((rc = zone__store_verify_file(s->env, dir, errmsg)) ||
+        (rc = zone__store_check_pages(dir, errmsg))) {
+        mdb_env_close(s->env);
+        base_free(s);
+        return rc;
+    }
+
     s->max_key = (size_t)mdb_env_get_maxkeysize(s->env);
+    int zrc = 0;
     rc = mdb_txn_begin(s->env, NULL, 0, &t);
     for (int i = 0; i < ZONE__DB_COUNT && !rc; i++)
         rc = mdb_dbi_open(t, zone__db_names[i], MDB_CREATE, &s->dbi[i]);
+    /* a catalog written before record checksums gets them now (verify.c) */
+    if (!rc && (zrc = zone__store_migrate(s, t, dir, errmsg)))
+        rc = MDB_PANIC;
     if (!rc) {
         /* a catalog written before the addrs index existed gets it now */
         MDB_stat na, nn;
@@ -98,10 +114,19 @@ int zone_store_open(const char *dir, size_t map_size, struct zone_store **out, c
         rc = mdb_txn_commit(t);
     else
         mdb_txn_abort(t);
+    if (!rc && (zrc = zone__store_check(s, dir, errmsg)))
+        rc = MDB_PANIC;
     if (rc) {
         mdb_env_close(s->env);
         base_free(s);
-        return open_fail(errmsg, dir, "open databases in", rc);
+        if (zrc)
+            return zrc;
+        /* LMDB's own structure checks (a damaged page) */
+        int code = rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID
+                       ? BASE_EDAMAGED
+                       : BASE_ESTORE;
+        open_fail(errmsg, dir, "open databases in", rc);
+        return code;
     }
     pthread_mutex_init(&s->pool_mu, NULL);
     base_arena_init(&s->arena);
@@ -183,7 +208,8 @@ static int del(struct apply *x, enum zone__db d, const struct zone__key *k, enum
 
 /* Stores the record encoded in s->rec, which carries the old CreateIndex and ModifyIndex (or
  * idx for both when new), unless it is byte for byte the stored one (old, NULL when absent).
- * Every record ends with ModifyIndex, so a changed one gets idx patched into its last 8 bytes.
+ * Every record ends with ModifyIndex and its checksum, so a changed one gets idx patched into
+ * the 8 bytes before the checksum, which is then recomputed.
  * Returns 1 when written, 0 when unchanged, or an error. */
 static int store_rec(struct apply *x, enum zone__db d, const struct zone__key *k,
                      const MDB_val *old, enum zone_table tb)
@@ -193,12 +219,31 @@ static int store_rec(struct apply *x, enum zone__db d, const struct zone__key *k
     if (old && old->mv_size == b->len && memcmp(old->mv_data, b->data, b->len) == 0)
         return 0;
     for (int i = 0; i < 8; i++)
-        b->data[b->len - 8 + (size_t)i] = (uint8_t)(x->idx >> (8 * i));
+        b->data[b->len - ZONE__REC_CRC_LEN - 8 + (size_t)i] = (uint8_t)(x->idx >> (8 * i));
+    zone__rec_reseal(b->data, b->len);
     int rc = put(x, d, k, b->data, b->len);
     if (rc)
         return rc;
     x->mask |= ZONE_TABLE_BIT(tb);
     return 1;
+}
+
+/* A stored record that fails its checksum (or does not decode) while an entry applies: the
+ * entry cannot apply here as it does on the other replicas, so it fails whole (BASE_EDAMAGED,
+ * which stops the server: fsm.c); the record is named first. */
+static int apply_damaged(struct zone_store *s, enum zone__db d, const MDB_val *k)
+{
+    char name[ZONE__DAMAGED_NAME];
+    zone__rec_name(d, k->mv_data, k->mv_size, name, sizeof name);
+    atomic_fetch_add(&s->n_damaged, 1);
+    LOG_ERR("zone", "catalog record %s failed its checksum while applying an entry", name);
+    return BASE_EDAMAGED;
+}
+
+static int apply_damaged_key(struct zone_store *s, enum zone__db d, const struct zone__key *k)
+{
+    MDB_val key = zone__key_val(k);
+    return apply_damaged(s, d, &key);
 }
 
 /* Rows of one database under a prefix, copied into the arena so that the caller can write to
@@ -207,6 +252,7 @@ struct rows {
     MDB_val *k, *v;
     size_t n, cap;
     struct base_arena *a;
+    struct zone_store *s;
     const char *sid; /* checks only: keep those of this service id (NULL: all) */
 };
 
@@ -218,7 +264,7 @@ static int rows_add(void *ctx, const MDB_val *k, const MDB_val *v)
         enum zone_health st;
         const char *sid;
         if (zone__check_peek(v->mv_data, v->mv_size, &st, &sid))
-            return BASE_ESTORE;
+            return apply_damaged(r->s, ZONE__DB_CHECKS, k);
         if (strcmp(sid, r->sid) != 0)
             return 0;
     }
@@ -251,6 +297,7 @@ static int rows_get(struct apply *x, enum zone__db d, const struct zone__key *pr
 {
     memset(out, 0, sizeof *out);
     out->a = x->a;
+    out->s = x->s;
     out->sid = sid;
     if (prefix->over)
         return 0;
@@ -333,7 +380,7 @@ static int upsert_node(struct apply *x, const struct zone_cmd *c, struct zone_no
     bool exists = rc == 0;
     if (exists) {
         if (zone__node_decode(old.mv_data, old.mv_size, true, x->a, stored))
-            return BASE_ESTORE;
+            return apply_damaged_key(x->s, ZONE__DB_NODES, &k);
         /* agent anti-entropy: the node is known, keep what the catalog has */
         if (c->skip_node_update)
             return 0;
@@ -380,7 +427,7 @@ static int refresh_checks(struct apply *x, const struct zone_service *sv)
         struct zone__key ck_key;
 
         if (zone__check_decode(rows.v[i].mv_data, rows.v[i].mv_size, true, x->a, &ck))
-            return BASE_ESTORE;
+            return apply_damaged(x->s, ZONE__DB_CHECKS, &rows.k[i]);
         ck.service_name = sv->name;
         ck.service_tags = sv->tags;
         ck.n_service_tags = sv->n_tags;
@@ -418,7 +465,7 @@ static int upsert_service(struct apply *x, const struct zone_node *node,
         return rc;
     bool exists = rc == 0;
     if (exists && zone__service_decode(old.mv_data, old.mv_size, true, x->a, &prev))
-        return BASE_ESTORE;
+        return apply_damaged_key(x->s, ZONE__DB_SERVICES, &k);
     sv.create_index = exists ? prev.create_index : x->idx;
     sv.modify_index = exists ? prev.modify_index : x->idx;
     x->s->rec.len = 0;
@@ -471,7 +518,7 @@ static int upsert_check(struct apply *x, const struct zone_node *node, const str
         if (rc) /* BASE_ENOTFOUND: a check of a service that is not registered */
             return rc;
         if (zone__service_decode(v.mv_data, v.mv_size, true, x->a, &sv))
-            return BASE_ESTORE;
+            return apply_damaged_key(x->s, ZONE__DB_SERVICES, &k);
         ck.service_name = sv.name;
         ck.service_tags = sv.tags;
         ck.n_service_tags = sv.n_tags;
@@ -483,7 +530,7 @@ static int upsert_check(struct apply *x, const struct zone_node *node, const str
         return rc;
     bool exists = rc == 0;
     if (exists && zone__check_decode(old.mv_data, old.mv_size, true, x->a, &prev))
-        return BASE_ESTORE;
+        return apply_damaged_key(x->s, ZONE__DB_CHECKS, &k);
     ck.create_index = exists ? prev.create_index : x->idx;
     ck.modify_index = exists ? prev.modify_index : x->idx;
     x->s->rec.len = 0;
@@ -514,7 +561,7 @@ static int drop_service_rows(struct apply *x, const char *node, const struct row
         struct zone__key ik;
         int rc;
         if (zone__service_decode(svcs->v[i].mv_data, svcs->v[i].mv_size, true, x->a, &sv))
-            return BASE_ESTORE;
+            return apply_damaged(x->s, ZONE__DB_SERVICES, &svcs->k[i]);
         key_svcidx(&ik, sv.name, node, sv.id);
         if ((rc = del(x, ZONE__DB_SVCIDX, &ik, ZONE_TABLE_SERVICES)) ||
             (rc = addr_del(x, sv.address, node, sv.id)))
@@ -545,7 +592,7 @@ static int drop_node(struct apply *x, const char *node)
         return rc;
     struct zone_node n;
     if (zone__node_decode(v.mv_data, v.mv_size, true, x->a, &n))
-        return BASE_ESTORE;
+        return apply_damaged_key(x->s, ZONE__DB_NODES, &k);
     if ((rc = addr_del(x, n.address, node, "")))
         return rc;
     return del(x, ZONE__DB_NODES, &k, ZONE_TABLE_NODES);
@@ -608,7 +655,7 @@ static int apply_check_update(struct apply *x, const struct zone_cmd *c)
     if ((rc = get(x, ZONE__DB_CHECKS, &k, &old)))
         return rc;
     if (zone__check_decode(old.mv_data, old.mv_size, true, x->a, &ck))
-        return BASE_ESTORE;
+        return apply_damaged_key(x->s, ZONE__DB_CHECKS, &k);
     ck.status = c->status;
     ck.output = c->output;
     x->s->rec.len = 0;
@@ -645,7 +692,7 @@ static int apply_kv_set(struct apply *x, const struct zone_cmd *c)
         return rc;
     bool exists = rc == 0;
     if (exists && zone__kv_decode(old.mv_data, old.mv_size, true, x->a, &prev))
-        return BASE_ESTORE;
+        return apply_damaged_key(x->s, ZONE__DB_KV, &k);
     /* Consul's kvsSetCASTxn: cas 0 creates only; otherwise the ModifyIndex must match */
     if (c->has_cas && (c->cas == 0 ? exists : !exists || prev.modify_index != c->cas))
         return BASE_ECONFLICT;
@@ -687,7 +734,7 @@ static int apply_kv_delete(struct apply *x, const struct zone_cmd *c)
         return rc;
     if (c->has_cas) {
         if (zone__kv_decode(old.mv_data, old.mv_size, true, x->a, &prev))
-            return BASE_ESTORE;
+            return apply_damaged_key(x->s, ZONE__DB_KV, &k);
         if (prev.modify_index != c->cas)
             return BASE_ECONFLICT;
     }
@@ -726,6 +773,8 @@ static int write_meta(struct zone_store *s, MDB_txn *t, uint64_t idx, uint32_t m
             rc = zone__meta_write(t, m, zone__table_keys[i], idx);
     if (!rc && mask)
         rc = zone__meta_write(t, m, ZONE__META_INDEX, idx);
+    if (!rc)
+        rc = zone__meta_seal(t, m);
     return rc;
 }
 
@@ -735,6 +784,7 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
     MDB_txn *t;
     uint64_t applied;
     uint32_t mask = 0;
+    int err = BASE_ESTORE;
 
     BASE_ASSERT_LOOP();
     *touched = 0;
@@ -742,6 +792,13 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
         results[i] = 0;
     if (mdb_txn_begin(s->env, NULL, 0, &t))
         return BASE_ESTORE;
+    /* the applied index decides what applies: it must be the one written */
+    if ((err = zone__meta_verify(t, s->dbi[ZONE__DB_META]))) {
+        if (err == BASE_EDAMAGED)
+            LOG_ERR("zone", "catalog meta rows (applied and table indexes) failed their checksum");
+        goto fail;
+    }
+    err = BASE_ESTORE;
     if (zone__meta_read(t, s->dbi[ZONE__DB_META], ZONE__META_APPLIED, &applied))
         goto fail;
     if (idx <= applied) { /* replay of an entry this store already holds */
@@ -763,8 +820,10 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
         int rc = apply_one(&x, &c);
         if (rc) {
             mdb_txn_abort(child);
-            if (rc == BASE_ESTORE)
+            if (rc == BASE_ESTORE || rc == BASE_EDAMAGED) {
+                err = rc;
                 goto fail;
+            }
             results[i] = rc;
             continue;
         }
@@ -789,5 +848,5 @@ fail:
     base_arena_reset(&s->arena);
     for (size_t i = 0; i < n; i++)
         results[i] = 0;
-    return BASE_ESTORE;
+    return err;
 }

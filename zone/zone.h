@@ -205,10 +205,16 @@ int zone_cmd_decode(const void *p, size_t n, struct base_arena *a,
 struct zone_store;
 
 /* Opens (creating) the LMDB environment in dir with room for map_size bytes (0: 16 GiB).
- * BASE_ESTORE with errmsg (may be NULL) on failure. Main loop thread. */
+ * BASE_ESTORE with errmsg (may be NULL) on failure. A catalog whose file is shorter than its
+ * content, or any of whose records fails its checksum or its key or index check, is not
+ * opened: BASE_EDAMAGED, errmsg naming the file and the record. A catalog written before
+ * record checksums gets them here, once. Main loop thread. */
 int zone_store_open(const char *dir, size_t map_size, struct zone_store **out,
                     char *errmsg) BASE_MUSTCHECK;
 void zone_store_close(struct zone_store *s);
+/* Sets a damaged catalog aside: dir/data.mdb becomes dir/data.mdb.damaged (replacing an older
+ * one), so that the next zone_store_open starts empty. 0 or -errno with errmsg. */
+int zone_store_discard(const char *dir, char *errmsg) BASE_MUSTCHECK;
 
 struct zone_meta {
     uint64_t applied; /* last Raft index applied */
@@ -230,12 +236,14 @@ struct zone_meta {
  * counts as a change (as in Consul). When idx <= the stored applied index the entry was applied
  * before a restart: nothing changes, results are 0 and *touched is 0 (idempotent replay). *touched
  * gets the ZONE_TABLE_BIT mask of tables changed. Returns BASE_ESTORE when the transaction cannot
- * commit. Main loop thread. */
+ * commit, BASE_EDAMAGED (nothing applied) when a stored record it reads fails its checksum.
+ * Main loop thread. */
 int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice *cmds, size_t n,
                      int *results, uint32_t *touched) BASE_MUSTCHECK;
 
 /* Snapshot (Raft's): the whole store (with its meta and any staged restore) serialized from one
- * read transaction, appended to out. Any thread. */
+ * read transaction, appended to out; BASE_EDAMAGED when a record fails its checksum. Any
+ * thread. */
 int zone_store_snapshot(struct zone_store *s, struct base_buf *out) BASE_MUSTCHECK;
 /* Replaces the whole store with a Raft snapshot's content, unless the snapshot's applied index
  * is not newer than the store's (then *skipped is set and nothing changes). The input is
@@ -265,10 +273,16 @@ int zone_snapshot_check(const void *p, size_t n, struct zone_snapshot_info *info
 /* ---- reads ----------------------------------------------------------------------------- */
 struct zone_read;
 /* Any thread; a zone_read may move between threads but is used by one at a time. Every read
- * ends before zone_store_close. Read functions return BASE_ESTORE on a storage error or a
- * record that does not decode. */
+ * ends before zone_store_close. Read functions return BASE_ESTORE on a storage error and
+ * BASE_EDAMAGED on a record that fails its checksum or does not decode (zone_read_damaged). */
 int zone_read_begin(struct zone_store *s, struct zone_read **out) BASE_MUSTCHECK;
 void zone_read_end(struct zone_read *r);
+
+/* The first record this read met that failed its checksum ("kv/foo"), NULL when none: a read
+ * function that returned BASE_EDAMAGED set it. Valid until the read ends. */
+const char *zone_read_damaged(const struct zone_read *r);
+/* How many reads of damaged records the store has seen since it opened. Any thread. */
+uint64_t zone_store_damaged_count(struct zone_store *s);
 
 int zone_meta_get(struct zone_read *r, struct zone_meta *m) BASE_MUSTCHECK;
 /* Without a read transaction (a short one inside). */

@@ -355,7 +355,7 @@ int api_service_def_decode(struct api *a, const char *json_text, size_t len, str
     json_error_t jerr;
     if (len == 0)
         return base_errf(errmsg, BASE_EINVAL, "Request decode failed: empty body");
-    json_t *obj = json_loadb(json_text, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *obj = api__json_loadb(json_text, len, &jerr);
     struct zone_service *svc = base_arena_alloc(ar, sizeof *svc);
     struct zone_check *checks;
     size_t n;
@@ -559,6 +559,8 @@ static void check_set(struct api *a, struct http_req *req, const char *id, enum 
     struct zone_check c;
     struct zone_cmd cmd = {.type = ZONE_CMD_CHECK_UPDATE};
 
+    if (api__other_dc(a, req)) /* before the TTL refresh, which needs no write */
+        return;
     if (own_check(a, id, ar, &c)) {
         unknown_check(req, id);
         return;
@@ -643,8 +645,10 @@ static void read_self(struct api *a, struct http_req *req, struct zone_read *rd,
         "term", (json_int_t)cons_term(a->cfg.cons), "last_log_index",
         (json_int_t)cons_last_index(a->cfg.cons), "applied_index", (json_int_t)(rc ? 0 : m.applied),
         "catalog_index", (json_int_t)(rc ? 0 : m.index));
-    res->json = json_pack("{s:o,s:o,s:{s:o},s:{}}", "Config", cfg, "Member", member, "Stats",
-                          "raft", raft, "Meta");
+    json_t *catalog =
+        json_pack("{s:I}", "damaged_reads", (json_int_t)zone_store_damaged_count(a->cfg.store));
+    res->json = json_pack("{s:o,s:o,s:{s:o,s:o},s:{}}", "Config", cfg, "Member", member, "Stats",
+                          "raft", raft, "catalog", catalog, "Meta");
     res->index = rc ? 0 : m.index;
 }
 

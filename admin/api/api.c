@@ -18,6 +18,17 @@
  * it parks again (a write to another key of the same table is a spurious wake-up, cheap and
  * invisible). Nothing polls: an idle agent with thousands of parked queries does no work.
  *
+ * One owner. Several things can happen to a read, in any order: its read index arrives, its
+ * wait timer fires, a commit wakes it, its client goes away, its reader job (below) comes
+ * back, api_free. Each of them only marks the waiter (index_pending, expired, job, req = NULL)
+ * and calls wait_step, which alone answers the request (at most once: only when the read
+ * index is in) and alone releases the waiter (once neither the client, a pending read index
+ * nor a running job refers to it). A wait that runs out before the read index arrives is
+ * answered as soon as the index is in.
+ *
+ * Big reads. Lists (api__read_list) are answered from a reader thread, so the loop thread,
+ * which heartbeats Raft, never spends a second building tens of MB of JSON: see "reader jobs".
+ *
  * Writes. A handler validates the whole body before anything is proposed, encodes one zone
  * command and proposes it; the client is answered from the proposal's callback, after commit.
  * If the client goes away first, the context forgets the request and the answer is dropped;
@@ -25,6 +36,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,16 +46,27 @@
 
 struct api_wait {
     struct api *api;
-    struct http_req *req; /* NULL once the client went away */
+    struct http_req *req; /* NULL once answered or once the client went away */
     api_read_fn fn;
     uint32_t tables;
     uint64_t min_index;
-    uint64_t deadline; /* loop time, ms */
     bool blocking;
-    bool parked;
-    bool in_barrier; /* a read-index request holds a pointer to this waiter */
+    bool parked;        /* on api->waiters */
+    bool index_pending; /* cons_read_index holds a pointer to this waiter */
+    int index_status;   /* of the read index, once it arrived */
+    bool expired;       /* the wait ran out (or the api is closing): answer at the next run */
+    bool finished;      /* wait_step released it: its timer is closing, then it is freed */
+    bool heavy;         /* fn may run on a reader thread (api__read_list) */
+    enum { JOB_NONE, JOB_QUEUED, JOB_RUNNING } job;
     uv_timer_t timer;
-    struct api_wait *prev, *next;
+    struct api_wait *prev, *next; /* on api->waiters (parked) or api->jobq (JOB_QUEUED) */
+    /* The reader job: what it read, serialized on the reader thread. */
+    uv_work_t work;
+    int job_status;
+    char *job_body; /* base_malloc'd */
+    size_t job_len;
+    char *job_ctype; /* base_malloc'd, NULL for none */
+    uint64_t job_index;
 };
 
 struct api_wctx {
@@ -148,25 +171,6 @@ static void wait_free_cb(uv_handle_t *h)
     base_free(h->data);
 }
 
-/* Ends a waiter: unlinks it, stops its timer and frees it in the close callback. */
-static void wait_done(struct api_wait *w)
-{
-    wait_unlink(w);
-    if (w->req)
-        http_req_set_abort(w->req, NULL, NULL);
-    w->req = NULL;
-    uv_close((uv_handle_t *)&w->timer, wait_free_cb);
-}
-
-static void wait_abort(void *data, struct http_req *req)
-{
-    struct api_wait *w = data;
-    BASE_UNUSED(req);
-    w->req = NULL;
-    if (!w->in_barrier) /* else read_index_done frees it */
-        wait_done(w);
-}
-
 static void wait_park(struct api_wait *w)
 {
     struct api *a = w->api;
@@ -179,27 +183,211 @@ static void wait_park(struct api_wait *w)
     a->n_waiters++;
 }
 
-/* Runs the read; answers unless the query blocks and its index has not moved past min. */
-static void wait_run(struct api_wait *w, bool timed_out)
+/* ---- reader jobs ----------------------------------------------------------------------- */
+
+/* A list read (api__read_list) is built on a reader thread of libuv's pool: its own zone read
+ * transaction (MDB_NOTLS), the read function, and the JSON text, so a read of tens of MB
+ * never holds the loop thread that heartbeats Raft. At most API_JOBS_MAX run at once (the
+ * pool's other threads stay free for libraft's disk work); the others wait in api->jobq, in
+ * order, and still go when their client leaves. A running job holds its request: its abort
+ * callback is off (admin/http then detaches the request on a disconnect and keeps it until
+ * http_respond, which only frees it), so the job may read the request's query. */
+#define API_JOBS_MAX   2
+#define API_TRIM_BYTES (1u << 20) /* after a response this big, give freed memory back */
+
+static void wait_step(struct api_wait *w);
+static void wait_abort(void *data, struct http_req *req);
+static void jobs_pump(struct api *a);
+static void api_release(struct api *a);
+
+static void job_queue(struct api_wait *w)
 {
     struct api *a = w->api;
-    struct http_req *req = w->req;
+    w->job = JOB_QUEUED;
+    w->next = NULL;
+    w->prev = a->jobq_tail;
+    if (a->jobq_tail)
+        a->jobq_tail->next = w;
+    else
+        a->jobq = w;
+    a->jobq_tail = w;
+    jobs_pump(a);
+}
+
+static void job_unqueue(struct api_wait *w)
+{
+    struct api *a = w->api;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        a->jobq = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        a->jobq_tail = w->prev;
+    w->prev = w->next = NULL;
+    w->job = JOB_NONE;
+}
+
+/* Reader thread: reads and serializes; touches only the store, the request's accessors (the
+ * request is held) and its own memory. */
+static void job_work(uv_work_t *req_work)
+{
+    struct api_wait *w = req_work->data;
+    struct api *a = w->api;
     struct zone_read *rd;
     struct base_arena ar;
     struct api_result res = {.status = 200};
 
     int rc = zone_read_begin(a->cfg.store, &rd);
     if (rc) {
-        api__error(req, 500, "catalog read failed: %s", base_strerror(rc));
-        w->req = NULL;
-        wait_done(w);
+        char msg[128];
+        snprintf(msg, sizeof msg, "catalog read failed: %s\n", base_strerror(rc));
+        w->job_status = 500;
+        w->job_body = base_strdup(msg);
+        w->job_len = strlen(msg);
+        w->job_ctype = base_strdup("text/plain; charset=utf-8");
+        return;
+    }
+    base_arena_init(&ar);
+    w->fn(a, w->req, rd, &ar, &res);
+    /* a listing that met a damaged record answers 500 naming it, never a partial 200 */
+    const char *damaged = zone_read_damaged(rd);
+    if (damaged) {
+        json_decref(res.json);
+        base_buf_free(&res.owned);
+        res = (struct api_result){.status = 500};
+        res.error = base_arena_printf(&ar, "catalog record %s failed its checksum", damaged);
+    }
+    w->job_status = res.status;
+    w->job_index = res.index;
+    if (res.status >= 400 && res.error) {
+        size_t n = strlen(res.error);
+        w->job_body = base_malloc(n + 1);
+        memcpy(w->job_body, res.error, n);
+        w->job_body[n] = '\n';
+        w->job_len = n + 1;
+        w->job_ctype = base_strdup("text/plain; charset=utf-8");
+    } else if (res.raw_set && res.raw_len && res.raw == res.owned.data) {
+        w->job_body = (char *)res.owned.data; /* the text the result owns: taken, not copied */
+        w->job_len = res.raw_len;
+        base_buf_init(&res.owned);
+        w->job_ctype = res.content_type ? base_strdup(res.content_type) : NULL;
+    } else if (res.raw_set) {
+        w->job_body = base_malloc(res.raw_len ? res.raw_len : 1);
+        if (res.raw_len)
+            memcpy(w->job_body, res.raw, res.raw_len);
+        w->job_len = res.raw_len;
+        w->job_ctype = res.content_type ? base_strdup(res.content_type) : NULL;
+    } else {
+        size_t flags = JSON_COMPACT | JSON_ENCODE_ANY;
+        if (http_req_query(w->req, "pretty"))
+            flags = JSON_INDENT(4) | JSON_ENCODE_ANY;
+        w->job_body = json_dumps(res.json ? res.json : json_null(), flags);
+        w->job_len = w->job_body ? strlen(w->job_body) : 0;
+        w->job_ctype = base_strdup("application/json");
+    }
+    json_decref(res.json);
+    base_buf_free(&res.owned);
+    zone_read_end(rd);
+    base_arena_close(&ar);
+}
+
+/* Loop thread: answers (or only frees the request when the api is closing: its connection is
+ * gone by then), then lets wait_step release the waiter. */
+static void job_after(uv_work_t *req_work, int status)
+{
+    struct api_wait *w = req_work->data;
+    struct api *a = w->api;
+    struct http_req *req = w->req;
+
+    a->jobs_running--;
+    w->job = JOB_NONE;
+    w->req = NULL;
+    if (a->closing || status) {
+        http_respond(req, 503, NULL, "", 0);
+    } else {
+        set_read_headers(a, req, w->job_index);
+        http_respond(req, w->job_status, w->job_ctype, w->job_body ? w->job_body : "", w->job_len);
+    }
+    /* json_dumps allocates with jansson's allocator, which is malloc here, as base_malloc. */
+    free(w->job_body);
+    base_free(w->job_ctype);
+    w->job_body = w->job_ctype = NULL;
+    if (w->job_len >= API_TRIM_BYTES)
+        malloc_trim(0); /* the reader thread's arena keeps what the build freed */
+    wait_step(w);
+    if (a->closing) {
+        if (!a->jobs_running)
+            api_release(a);
+    } else {
+        jobs_pump(a);
+    }
+}
+
+static void jobs_pump(struct api *a)
+{
+    while (a->jobq && a->jobs_running < API_JOBS_MAX) {
+        struct api_wait *w = a->jobq;
+        job_unqueue(w);
+        w->job = JOB_RUNNING;
+        http_req_set_abort(w->req, NULL, NULL);
+        a->jobs_running++;
+        w->work.data = w;
+        int rc = uv_queue_work(a->loop, &w->work, job_work, job_after);
+        if (rc) { /* cannot happen with a valid loop and callbacks; answer on the loop */
+            a->jobs_running--;
+            w->job = JOB_NONE;
+            http_req_set_abort(w->req, wait_abort, w);
+            w->heavy = false;
+            wait_step(w);
+        }
+    }
+}
+
+/* Answers the request once (the client is still there): the abort callback goes first, so a
+ * later disconnect never reaches this waiter. */
+static struct http_req *wait_take_req(struct api_wait *w)
+{
+    struct http_req *req = w->req;
+    w->req = NULL;
+    http_req_set_abort(req, NULL, NULL);
+    return req;
+}
+
+/* Runs the read; answers unless the query blocks and its index has not moved past min, in
+ * which case the waiter parks. Only wait_step calls it, with w->req set. */
+static void wait_run(struct api_wait *w)
+{
+    struct api *a = w->api;
+    struct http_req *req = w->req;
+    struct zone_read *rd;
+    struct base_arena ar;
+    struct api_result res = {.status = 200};
+    bool answer_now = !w->blocking || w->expired || a->closing;
+
+    if (w->heavy && answer_now && !a->closing) {
+        job_queue(w);
+        return;
+    }
+    int rc = zone_read_begin(a->cfg.store, &rd);
+    if (rc) {
+        api__error(wait_take_req(w), 500, "catalog read failed: %s", base_strerror(rc));
         return;
     }
     base_arena_init(&ar);
     /* A woken or first-run blocking query asks for the index alone first: a write elsewhere in
      * the table wakes it, and building a body just to throw it away is the expensive part. */
-    res.probe = w->blocking && !timed_out && !a->closing;
+    res.probe = !answer_now;
     w->fn(a, req, rd, &ar, &res);
+    if (res.probed && res.index > w->min_index && w->heavy) {
+        zone_read_end(rd);
+        base_arena_close(&ar);
+        json_decref(res.json);
+        base_buf_free(&res.owned);
+        job_queue(w);
+        return;
+    }
     if (res.probed && res.index > w->min_index) {
         json_decref(res.json);
         base_buf_free(&res.owned);
@@ -207,7 +395,14 @@ static void wait_run(struct api_wait *w, bool timed_out)
         res = (struct api_result){.status = 200};
         w->fn(a, req, rd, &ar, &res);
     }
-    if (w->blocking && !timed_out && res.index <= w->min_index && !a->closing) {
+    /* A record that failed its checksum is never served, nor is a listing without it. */
+    const char *damaged = zone_read_damaged(rd);
+    if (damaged) {
+        json_decref(res.json);
+        base_buf_free(&res.owned);
+        res = (struct api_result){.status = 500};
+        res.error = base_arena_printf(&ar, "catalog record %s failed its checksum", damaged);
+    } else if (!answer_now && res.index <= w->min_index) {
         zone_read_end(rd);
         base_arena_close(&ar);
         json_decref(res.json);
@@ -215,6 +410,7 @@ static void wait_run(struct api_wait *w, bool timed_out)
         wait_park(w);
         return;
     }
+    req = wait_take_req(w);
     if (res.status >= 400 && res.error) {
         set_read_headers(a, req, res.index);
         http_respond_text(req, res.status, res.error);
@@ -229,41 +425,69 @@ static void wait_run(struct api_wait *w, bool timed_out)
     base_buf_free(&res.owned);
     zone_read_end(rd);
     base_arena_close(&ar);
-    w->req = NULL;
-    wait_done(w);
+}
+
+/* The one function that moves a waiter on; every event (first run, read index, wait timer,
+ * wake-up, disconnect, api_free) only marks the waiter and calls it. Idempotent: it answers
+ * the request at most once (when the read index is in and the read is due), and releases the
+ * waiter once nothing refers to it any more (no request, no pending read index). */
+static void wait_step(struct api_wait *w)
+{
+    if (w->finished || w->job == JOB_RUNNING)
+        return; /* a running reader job holds the request; its completion moves it on */
+    wait_unlink(w);
+    if (w->job == JOB_QUEUED) {
+        if (w->req)
+            return; /* answered when a reader is free */
+        job_unqueue(w);
+    }
+    if (w->req && !w->index_pending) {
+        if (w->index_status) {
+            int st = w->index_status;
+            api__error(wait_take_req(w), 500, "%s",
+                       st == BASE_ENOTLEADER || st == BASE_ENOLEADER ? "No cluster leader"
+                       : st == -ETIMEDOUT ? "Timed out waiting for this server to catch up"
+                                          : base_strerror(st));
+        } else {
+            wait_run(w);
+            if (w->parked || w->job != JOB_NONE)
+                return;
+        }
+    }
+    if (w->req || w->index_pending)
+        return; /* the read index, the timer or the client moves it on */
+    w->finished = true;
+    uv_close((uv_handle_t *)&w->timer, wait_free_cb);
+}
+
+static void wait_abort(void *data, struct http_req *req)
+{
+    struct api_wait *w = data;
+    BASE_UNUSED(req);
+    w->req = NULL; /* freed by admin/http once this returns */
+    wait_step(w);
 }
 
 static void wait_timeout(uv_timer_t *t)
 {
     struct api_wait *w = t->data;
-    wait_unlink(w);
-    wait_run(w, true);
+    w->expired = true;
+    wait_step(w);
 }
 
-/* The read index arrived (this replica has applied everything the leader had): read locally. */
+/* The read index arrived (this replica has applied everything the leader had): read locally,
+ * unless the client went away meanwhile. */
 static void read_index_done(void *data, int status, uint64_t index)
 {
     struct api_wait *w = data;
     BASE_UNUSED(index);
-    w->in_barrier = false;
-    if (!w->req) { /* client went away while waiting for the leader */
-        wait_done(w);
-        return;
-    }
-    if (status) {
-        api__error(w->req, 500, "%s",
-                   status == BASE_ENOTLEADER || status == BASE_ENOLEADER ? "No cluster leader"
-                   : status == -ETIMEDOUT ? "Timed out waiting for this server to catch up"
-                                          : base_strerror(status));
-        w->req = NULL;
-        wait_done(w);
-        return;
-    }
-    wait_run(w, false);
+    w->index_pending = false;
+    w->index_status = status;
+    wait_step(w);
 }
 
 static void read_start(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn,
-                       bool local)
+                       bool local, bool heavy)
 {
     const char *stale = local ? "" : http_req_query(req, "stale");
     const char *consistent = http_req_query(req, "consistent");
@@ -286,7 +510,7 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
         api__error(req, 400, "Invalid index");
         return;
     }
-    if (wait && base_duration_parse(wait, &wait_ms)) {
+    if (wait && base_duration_parse_strict(wait, &wait_ms)) {
         api__error(req, 400, "Invalid wait time");
         return;
     }
@@ -300,6 +524,7 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
     w->tables = tables;
     w->min_index = min_index;
     w->blocking = min_index > 0;
+    w->heavy = heavy;
     uv_timer_init(a->loop, &w->timer);
     w->timer.data = w;
     http_req_set_abort(req, wait_abort, w);
@@ -311,21 +536,26 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
         /* Default mode and ?consistent: read the leader's view without sending the read to
          * the leader (Raft read index; ?consistent adds a barrier on the leader first). The
          * wait runs once; a parked query re-runs locally on later commits. */
-        w->in_barrier = true;
+        w->index_pending = true;
         cons_read_index(a->cfg.cons, consistent != NULL, read_index_done, w);
         return;
     }
-    wait_run(w, false);
+    wait_step(w);
 }
 
 void api__read(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn)
 {
-    read_start(a, req, tables, fn, false);
+    read_start(a, req, tables, fn, false, false);
+}
+
+void api__read_list(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn)
+{
+    read_start(a, req, tables, fn, false, true);
 }
 
 void api__read_local(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn)
 {
-    read_start(a, req, tables, fn, true);
+    read_start(a, req, tables, fn, true, false);
 }
 
 static void wake_pass(uv_idle_t *h)
@@ -350,7 +580,7 @@ static void wake_pass(uv_idle_t *h)
         struct api_wait *w = ready;
         ready = w->next;
         w->next = NULL;
-        wait_run(w, false);
+        wait_step(w);
     }
 }
 
@@ -422,9 +652,23 @@ static void write_done(void *data, int status, int result, uint64_t index)
     base_free(c);
 }
 
+bool api__other_dc(struct api *a, struct http_req *req)
+{
+    const char *dc = http_req_query(req, "dc");
+    if (!dc || !*dc || strcmp(dc, a->cfg.datacenter) == 0)
+        return false;
+    api__error(req, 500, "No path to datacenter");
+    return true;
+}
+
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                 enum api_write_reply reply, const char *notfound_msg)
 {
+    /* Every write of the HTTP API comes here (a restore starts in snapshot.c, a TTL refresh
+     * that changes nothing stops in agent.c): one naming another datacenter is refused before
+     * anything is proposed, as reads are. */
+    if (api__other_dc(a, req))
+        return;
     struct api_wctx *c = base_calloc(1, sizeof *c);
     c->api = a;
     c->req = req;
@@ -481,6 +725,10 @@ int api_new(uv_loop_t *loop, const struct api_config *cfg, struct api **out)
     a->loop = loop;
     a->cfg = *cfg;
     a->rng = base_wall_ms() | 1;
+    /* Big response bodies (a full catalog can be tens of MB) are mmapped and given back when
+     * freed: glibc's adaptive threshold would otherwise rise to their size after the first one
+     * and keep later ones on the heap, which it rarely returns. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     uv_idle_init(loop, &a->wake);
     a->wake.data = a;
     *out = a;
@@ -492,15 +740,27 @@ static void api_free_cb(uv_handle_t *h)
     base_free(h->data);
 }
 
+static void api_release(struct api *a)
+{
+    uv_close((uv_handle_t *)&a->wake, api_free_cb);
+}
+
 void api_free(struct api *a)
 {
     a->closing = true;
-    /* Answer every parked query now, as if its wait ran out. */
+    /* Answer every queued and parked query now, as if its wait ran out (on the loop: no new
+     * reader job starts); a running job frees the api once it is back. */
+    while (a->jobq) {
+        struct api_wait *w = a->jobq;
+        job_unqueue(w);
+        w->expired = true;
+        wait_step(w);
+    }
     while (a->waiters) {
         struct api_wait *w = a->waiters;
-        wait_unlink(w);
-        uv_timer_stop(&w->timer);
-        wait_run(w, true);
+        w->expired = true;
+        wait_step(w); /* unlinks it */
     }
-    uv_close((uv_handle_t *)&a->wake, api_free_cb);
+    if (!a->jobs_running)
+        api_release(a);
 }

@@ -339,7 +339,7 @@ struct svc_ctx {
     struct zone_read *rd;
     struct base_arena *ar;
     const char *tag;
-    json_t *out;
+    struct api_list out;
 };
 
 static int add_catalog_service(void *data, const struct zone_service *s)
@@ -350,7 +350,7 @@ static int add_catalog_service(void *data, const struct zone_service *s)
         return 0;
     if (zone_node_get(c->rd, s->node, c->ar, &n))
         return 0;
-    json_array_append_new(c->out, api__json_service_catalog(&n, s));
+    api__list_add(&c->out, api__json_service_catalog(&n, s));
     return 0;
 }
 
@@ -358,33 +358,37 @@ static void read_service(struct api *a, struct http_req *req, struct zone_read *
                          struct base_arena *ar, struct api_result *res)
 {
     const char *name = http_req_path(req) + strlen("/v1/catalog/service/");
-    struct svc_ctx c = {rd, ar, http_req_query(req, "tag"), json_array()};
+    struct svc_ctx c = {rd, ar, http_req_query(req, "tag"), {0}};
     BASE_UNUSED(a);
     res->index = table_max(rd, API_TABLES_CATALOG);
     if (res->probe) {
-        json_decref(c.out);
         res->probed = true;
         return;
     }
+    api__list_init(&c.out, req);
     zone_service_instances_each(rd, name, ar, add_catalog_service, &c);
-    res->json = c.out;
+    api__list_finish(&c.out, res);
 }
 
 static int add_node(void *data, const struct zone_node *n)
 {
-    json_array_append_new(data, api__json_node(n));
+    api__list_add(data, api__json_node(n));
     return 0;
 }
 
 static void read_nodes(struct api *a, struct http_req *req, struct zone_read *rd,
                        struct base_arena *ar, struct api_result *res)
 {
-    json_t *arr = json_array();
     BASE_UNUSED(a);
-    BASE_UNUSED(req);
-    zone_nodes_each(rd, ar, add_node, arr);
-    res->json = arr;
     res->index = table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_NODES));
+    if (res->probe) {
+        res->probed = true;
+        return;
+    }
+    struct api_list l;
+    api__list_init(&l, req);
+    zone_nodes_each(rd, ar, add_node, &l);
+    api__list_finish(&l, res);
 }
 
 static int add_node_service(void *data, const struct zone_service *s)
@@ -431,17 +435,17 @@ bool api__catalog_route(struct api *a, struct http_req *req, const char *path)
             catalog_deregister(a, req);
     } else if (strcmp(p, "services") == 0) {
         if (api__method(req, "GET"))
-            api__read(a, req, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES), read_services);
+            api__read_list(a, req, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES), read_services);
     } else if (strncmp(p, "service/", 8) == 0) {
         if (!api__method(req, "GET"))
             return true;
         if (!p[8])
             api__error(req, 400, "Missing service name");
         else
-            api__read(a, req, API_TABLES_CATALOG, read_service);
+            api__read_list(a, req, API_TABLES_CATALOG, read_service);
     } else if (strcmp(p, "nodes") == 0) {
         if (api__method(req, "GET"))
-            api__read(a, req, ZONE_TABLE_BIT(ZONE_TABLE_NODES), read_nodes);
+            api__read_list(a, req, ZONE_TABLE_BIT(ZONE_TABLE_NODES), read_nodes);
     } else if (strncmp(p, "node/", 5) == 0) {
         if (!api__method(req, "GET"))
             return true;

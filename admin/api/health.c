@@ -17,7 +17,7 @@ struct inst_ctx {
     struct base_arena *ar;
     const char *tag;
     bool passing;
-    json_t *out;
+    struct api_list out;
 };
 
 struct checks_ctx {
@@ -58,8 +58,8 @@ static int add_instance(void *data, const struct zone_service *s)
         return 0;
     }
     json_t *svc = api__json_service_agent(s, NULL);
-    json_array_append_new(c->out, json_pack("{s:o,s:o,s:o}", "Node", api__json_node(&n), "Service",
-                                            svc, "Checks", cc.arr));
+    api__list_add(&c->out, json_pack("{s:o,s:o,s:o}", "Node", api__json_node(&n), "Service", svc,
+                                     "Checks", cc.arr));
     return 0;
 }
 
@@ -67,22 +67,21 @@ static void read_service(struct api *a, struct http_req *req, struct zone_read *
                          struct base_arena *ar, struct api_result *res)
 {
     const char *name = http_req_path(req) + strlen("/v1/health/service/");
-    struct inst_ctx c = {rd, ar, http_req_query(req, "tag"), query_flag(req, "passing"),
-                         json_array()};
+    struct inst_ctx c = {rd, ar, http_req_query(req, "tag"), query_flag(req, "passing"), {0}};
     BASE_UNUSED(a);
     res->index = api__table_max(rd, API_TABLES_HEALTH);
     if (res->probe) {
-        json_decref(c.out);
         res->probed = true;
         return;
     }
+    api__list_init(&c.out, req);
     zone_service_instances_each(rd, name, ar, add_instance, &c);
-    res->json = c.out;
+    api__list_finish(&c.out, res);
 }
 
 static int add_check(void *data, const struct zone_check *c)
 {
-    json_array_append_new(data, api__json_check(c));
+    api__list_add(data, api__json_check(c));
     return 0;
 }
 
@@ -90,18 +89,23 @@ static void read_node(struct api *a, struct http_req *req, struct zone_read *rd,
                       struct base_arena *ar, struct api_result *res)
 {
     const char *name = http_req_path(req) + strlen("/v1/health/node/");
-    json_t *arr = json_array();
     BASE_UNUSED(a);
-    zone_node_checks_each(rd, name, ar, add_check, arr);
-    res->json = arr;
     res->index = api__table_max(rd, API_TABLES_HEALTH);
+    if (res->probe) {
+        res->probed = true;
+        return;
+    }
+    struct api_list l;
+    api__list_init(&l, req);
+    zone_node_checks_each(rd, name, ar, add_check, &l);
+    api__list_finish(&l, res);
 }
 
 struct filter_ctx {
     const char *service; /* by service name, case-insensitive */
     bool any;
     enum zone_health state;
-    json_t *arr;
+    struct api_list out;
 };
 
 static int add_filtered(void *data, const struct zone_check *c)
@@ -111,36 +115,44 @@ static int add_filtered(void *data, const struct zone_check *c)
         return 0;
     if (!f->service && !f->any && c->status != f->state)
         return 0;
-    json_array_append_new(f->arr, api__json_check(c));
+    api__list_add(&f->out, api__json_check(c));
     return 0;
 }
 
 static void read_checks(struct api *a, struct http_req *req, struct zone_read *rd,
                         struct base_arena *ar, struct api_result *res)
 {
-    struct filter_ctx f = {http_req_path(req) + strlen("/v1/health/checks/"), true, 0,
-                           json_array()};
+    struct filter_ctx f = {http_req_path(req) + strlen("/v1/health/checks/"), true, 0, {0}};
     BASE_UNUSED(a);
-    zone_checks_each(rd, ar, add_filtered, &f);
-    res->json = f.arr;
     res->index = api__table_max(rd, API_TABLES_HEALTH);
+    if (res->probe) {
+        res->probed = true;
+        return;
+    }
+    api__list_init(&f.out, req);
+    zone_checks_each(rd, ar, add_filtered, &f);
+    api__list_finish(&f.out, res);
 }
 
 static void read_state(struct api *a, struct http_req *req, struct zone_read *rd,
                        struct base_arena *ar, struct api_result *res)
 {
     const char *state = http_req_path(req) + strlen("/v1/health/state/");
-    struct filter_ctx f = {NULL, strcmp(state, "any") == 0, 0, NULL};
+    struct filter_ctx f = {NULL, strcmp(state, "any") == 0, 0, {0}};
     BASE_UNUSED(a);
     if (!f.any && zone_health_parse(state, &f.state)) {
         res->status = 400;
         res->error = "Invalid check state";
         return;
     }
-    f.arr = json_array();
-    zone_checks_each(rd, ar, add_filtered, &f);
-    res->json = f.arr;
     res->index = api__table_max(rd, API_TABLES_HEALTH);
+    if (res->probe) {
+        res->probed = true;
+        return;
+    }
+    api__list_init(&f.out, req);
+    zone_checks_each(rd, ar, add_filtered, &f);
+    api__list_finish(&f.out, res);
 }
 
 bool api__health_route(struct api *a, struct http_req *req, const char *path)
@@ -164,7 +176,7 @@ bool api__health_route(struct api *a, struct http_req *req, const char *path)
         if (!path[n])
             api__error(req, 400, "%s", routes[i].missing);
         else
-            api__read(a, req, API_TABLES_HEALTH, routes[i].fn);
+            api__read_list(a, req, API_TABLES_HEALTH, routes[i].fn);
         return true;
     }
     return false;

@@ -18,6 +18,9 @@ struct api {
     bool wake_armed; /* wake is started */
     uint32_t woken;  /* tables changed since the last wake pass */
     uint64_t rng;    /* xorshift state for wait jitter */
+    /* List reads waiting for a reader thread (FIFO), and the number running (api.c). */
+    struct api_wait *jobq, *jobq_tail;
+    unsigned jobs_running;
     bool closing;
 };
 
@@ -47,8 +50,16 @@ typedef void (*api_read_fn)(struct api *a, struct http_req *req, struct zone_rea
 
 /* Runs a read with Consul's consistency and blocking-query semantics and answers it. */
 void api__read(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn);
+/* The same for reads whose answer may be big (lists, backups): the answer is built on a reader
+ * thread (at most a few at once), never on the loop. fn must then touch only rd, ar, res and
+ * req's accessors (no consensus, no api state but its config), and should support probe. */
+void api__read_list(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn);
 /* The same for agent endpoints: always answered from the local replica, leader or not. */
 void api__read_local(struct api *a, struct http_req *req, uint32_t tables, api_read_fn fn);
+
+/* ?dc naming another datacenter: answers 500 "No path to datacenter" (we have no WAN
+ * federation) and returns true. */
+bool api__other_dc(struct api *a, struct http_req *req);
 
 /* Proposes cmd and answers req after commit: with "true"/"false" (bool_body) or an empty 200.
  * A CAS conflict answers false; BASE_ENOTFOUND answers 404 with notfound_msg. */
@@ -82,6 +93,10 @@ int api__get_strmap(json_t *v, const char *field, struct base_arena *ar, struct 
 /* A Go duration string ("10s") or a number of nanoseconds. */
 int api__get_duration(json_t *v, const char *field, uint64_t *ms, char *errmsg);
 int api__unknown_field(const char *key, char *errmsg);
+/* json_loadb where a key given twice keeps its last value and, in the object's iteration
+ * order, the place of its last occurrence: decoders that take keys in order then end with the
+ * last one, as Go's decoder does (also for "Name" then "name"). */
+json_t *api__json_loadb(const char *text, size_t len, json_error_t *jerr);
 /* Parses a request body as a JSON object; errmsg on failure. */
 json_t *api__parse_body(struct http_req *req, char *errmsg);
 
@@ -102,6 +117,23 @@ uint64_t api__table_max(struct zone_read *rd, uint32_t tables);
 uint64_t api__record_index(struct zone_read *rd, uint64_t modify_index);
 
 /* ---- JSON output ----------------------------------------------------------------------- */
+/* A JSON array answer built item by item. Unless the client asked for ?pretty, each item is
+ * written out as compact text as soon as it is added and then freed, so a list of tens of MB
+ * never exists as a jansson tree (whose many small blocks cost several times the text and
+ * are rarely given back); the text is the same json_dumps would give for the whole array. */
+struct api_list {
+    json_t *arr;          /* ?pretty: the tree */
+    struct base_buf text; /* otherwise: "[item,item" so far */
+    size_t n;
+};
+void api__list_init(struct api_list *l, struct http_req *req);
+/* Adds item (consumed). */
+void api__list_add(struct api_list *l, json_t *item);
+/* Puts the array in res (as json, or as raw application/json text that res owns). */
+void api__list_finish(struct api_list *l, struct api_result *res);
+/* Drops what was built (an empty list answered otherwise). */
+void api__list_drop(struct api_list *l);
+
 json_t *api__json_node(const struct zone_node *n);
 json_t *api__json_service_agent(const struct zone_service *s, const char *datacenter);
 json_t *api__json_service_catalog(const struct zone_node *n, const struct zone_service *s);

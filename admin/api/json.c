@@ -32,9 +32,13 @@ bool api__key_is(const char *key, const char *name)
 json_t *api__json_field(json_t *obj, const char *name)
 {
     const char *k;
-    json_t *v;
-    json_object_foreach(obj, k, v) if (api__key_is(k, name)) return v;
-    return NULL;
+    json_t *v, *last = NULL;
+    json_object_foreach(obj, k, v)
+    {
+        if (api__key_is(k, name))
+            last = v; /* "Address" then "address": the last one wins, as in Go */
+    }
+    return last;
 }
 
 int api__unknown_field(const char *key, char *errmsg)
@@ -195,6 +199,243 @@ int api__get_duration(json_t *v, const char *field, uint64_t *ms, char *errmsg)
     return 0;
 }
 
+/* ---- duplicate keys: the last one wins, in document order -----------------------------
+ *
+ * Go's decoder assigns each key in document order, so of "Name", "name", "Name" the last
+ * wins. jansson keeps the last value of a key given twice, but at the place of its first
+ * occurrence, so the decoders (which take keys in iteration order) would see "name" last. When
+ * a body has an exact duplicate, dup_walk re-reads the text (jansson has already accepted it)
+ * and moves each key of each object to the end as it meets it, which leaves every object in
+ * the order of its keys' last occurrences. An occurrence whose value jansson dropped is walked
+ * against the kept value or against nothing: the kept value's own occurrence comes later and
+ * fixes its order again. Every read is bounds-checked; on anything unexpected the walk stops
+ * and jansson's order stays. */
+
+struct dup_walk {
+    const char *s;
+    size_t n, i;
+    struct base_buf key; /* the unescaped key being looked up */
+};
+
+#define DUP_MAX_DEPTH 4096 /* jansson refuses deeper nesting before we get here */
+
+static void dup_ws(struct dup_walk *w)
+{
+    while (w->i < w->n &&
+           (w->s[w->i] == ' ' || w->s[w->i] == '\t' || w->s[w->i] == '\r' || w->s[w->i] == '\n'))
+        w->i++;
+}
+
+static int dup_hex4(struct dup_walk *w, unsigned *out)
+{
+    unsigned v = 0;
+    if (w->n - w->i < 4)
+        return -1;
+    for (int k = 0; k < 4; k++) {
+        char c = w->s[w->i++];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void dup_utf8(struct base_buf *b, unsigned cp)
+{
+    char u[4];
+    size_t n;
+    if (cp < 0x80) {
+        u[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        u[0] = (char)(0xc0 | (cp >> 6));
+        u[1] = (char)(0x80 | (cp & 0x3f));
+        n = 2;
+    } else if (cp < 0x10000) {
+        u[0] = (char)(0xe0 | (cp >> 12));
+        u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[2] = (char)(0x80 | (cp & 0x3f));
+        n = 3;
+    } else {
+        u[0] = (char)(0xf0 | (cp >> 18));
+        u[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        u[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        u[3] = (char)(0x80 | (cp & 0x3f));
+        n = 4;
+    }
+    base_buf_append(b, u, n);
+}
+
+/* A string at w->i (its opening quote); its unescaped bytes go to w->key when key is set. */
+static int dup_string(struct dup_walk *w, bool key)
+{
+    if (key)
+        w->key.len = 0;
+    if (w->i >= w->n || w->s[w->i] != '"')
+        return -1;
+    w->i++;
+    while (w->i < w->n) {
+        char c = w->s[w->i++];
+        if (c == '"')
+            return 0;
+        if (c != '\\') {
+            if (key)
+                base_buf_append(&w->key, &c, 1);
+            continue;
+        }
+        if (w->i >= w->n)
+            return -1;
+        char e = w->s[w->i++];
+        unsigned cp;
+        switch (e) {
+        case 'b':
+            cp = '\b';
+            break;
+        case 'f':
+            cp = '\f';
+            break;
+        case 'n':
+            cp = '\n';
+            break;
+        case 'r':
+            cp = '\r';
+            break;
+        case 't':
+            cp = '\t';
+            break;
+        case 'u':
+            if (dup_hex4(w, &cp))
+                return -1;
+            /* a surrogate pair is one code point (jansson refuses lone surrogates) */
+            if (cp >= 0xd800 && cp < 0xdc00 && w->n - w->i >= 6 && w->s[w->i] == '\\' &&
+                w->s[w->i + 1] == 'u') {
+                unsigned lo;
+                w->i += 2;
+                if (dup_hex4(w, &lo) || lo < 0xdc00 || lo > 0xdfff)
+                    return -1;
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+            }
+            break;
+        default: /* '"', '\\', '/' */
+            cp = (unsigned char)e;
+            break;
+        }
+        if (key)
+            dup_utf8(&w->key, cp);
+    }
+    return -1;
+}
+
+static int dup_value(struct dup_walk *w, json_t *node, int depth);
+
+static int dup_object(struct dup_walk *w, json_t *node, int depth)
+{
+    w->i++; /* '{' */
+    dup_ws(w);
+    if (w->i < w->n && w->s[w->i] == '}') {
+        w->i++;
+        return 0;
+    }
+    for (;;) {
+        dup_ws(w);
+        if (dup_string(w, true))
+            return -1;
+        dup_ws(w);
+        if (w->i >= w->n || w->s[w->i] != ':')
+            return -1;
+        w->i++;
+        json_t *child = NULL;
+        if (json_is_object(node)) {
+            const char *k = (const char *)w->key.data;
+            size_t kl = w->key.len;
+            child = json_object_getn(node, k ? k : "", kl);
+            if (child) { /* to the end: the key's latest occurrence so far */
+                json_incref(child);
+                json_object_deln(node, k ? k : "", kl);
+                json_object_setn_new(node, k ? k : "", kl, child);
+            }
+        }
+        if (dup_value(w, child, depth + 1))
+            return -1;
+        dup_ws(w);
+        if (w->i >= w->n)
+            return -1;
+        char c = w->s[w->i++];
+        if (c == '}')
+            return 0;
+        if (c != ',')
+            return -1;
+    }
+}
+
+static int dup_array(struct dup_walk *w, json_t *node, int depth)
+{
+    w->i++; /* '[' */
+    dup_ws(w);
+    if (w->i < w->n && w->s[w->i] == ']') {
+        w->i++;
+        return 0;
+    }
+    for (size_t k = 0;; k++) {
+        json_t *child = json_is_array(node) ? json_array_get(node, k) : NULL;
+        if (dup_value(w, child, depth + 1))
+            return -1;
+        dup_ws(w);
+        if (w->i >= w->n)
+            return -1;
+        char c = w->s[w->i++];
+        if (c == ']')
+            return 0;
+        if (c != ',')
+            return -1;
+    }
+}
+
+static int dup_value(struct dup_walk *w, json_t *node, int depth)
+{
+    if (depth > DUP_MAX_DEPTH)
+        return -1;
+    dup_ws(w);
+    if (w->i >= w->n)
+        return -1;
+    switch (w->s[w->i]) {
+    case '{':
+        return dup_object(w, node, depth);
+    case '[':
+        return dup_array(w, node, depth);
+    case '"':
+        return dup_string(w, false);
+    default: /* a number, true, false or null */
+        while (w->i < w->n && w->s[w->i] != ',' && w->s[w->i] != '}' && w->s[w->i] != ']' &&
+               w->s[w->i] != ' ' && w->s[w->i] != '\t' && w->s[w->i] != '\r' && w->s[w->i] != '\n')
+            w->i++;
+        return 0;
+    }
+}
+
+json_t *api__json_loadb(const char *text, size_t len, json_error_t *jerr)
+{
+    /* Without exact duplicates jansson's order is the document's (the common case). */
+    json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, jerr);
+    if (v || json_error_code(jerr) != json_error_duplicate_key)
+        return v;
+    v = json_loadb(text, len, 0, jerr);
+    if (!v)
+        return NULL;
+    struct dup_walk w = {.s = text, .n = len};
+    base_buf_init(&w.key);
+    (void)dup_value(&w, v, 0);
+    base_buf_free(&w.key);
+    return v;
+}
+
 json_t *api__parse_body(struct http_req *req, char *errmsg)
 {
     size_t len;
@@ -205,7 +446,7 @@ json_t *api__parse_body(struct http_req *req, char *errmsg)
         base_errf(errmsg, BASE_EINVAL, "Request decode failed: empty body");
         return NULL;
     }
-    json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *v = api__json_loadb(body, len, &jerr);
     if (!v) {
         base_errf(errmsg, BASE_EINVAL, "Request decode failed: %s (line %d, column %d)", jerr.text,
                   jerr.line, jerr.column);
@@ -357,4 +598,55 @@ json_t *api__json_check(const struct zone_check *c)
     json_object_set_new(o, "CreateIndex", json_integer((json_int_t)c->create_index));
     json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)c->modify_index));
     return o;
+}
+
+/* ---- lists ----------------------------------------------------------------------------- */
+
+void api__list_init(struct api_list *l, struct http_req *req)
+{
+    l->n = 0;
+    l->arr = http_req_query(req, "pretty") ? json_array() : NULL;
+    base_buf_init(&l->text);
+}
+
+static int list_dump_cb(const char *buf, size_t size, void *data)
+{
+    base_buf_append(data, buf, size);
+    return 0;
+}
+
+void api__list_add(struct api_list *l, json_t *item)
+{
+    if (l->arr) {
+        json_array_append_new(l->arr, item);
+    } else {
+        base_buf_append(&l->text, l->n ? "," : "[", 1);
+        json_dump_callback(item, list_dump_cb, &l->text, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(item);
+    }
+    l->n++;
+}
+
+void api__list_finish(struct api_list *l, struct api_result *res)
+{
+    if (l->arr) {
+        res->json = l->arr;
+        l->arr = NULL;
+        return;
+    }
+    base_buf_append(&l->text, l->n ? "]" : "[]", l->n ? 1 : 2);
+    base_buf_free(&res->owned);
+    res->owned = l->text;
+    base_buf_init(&l->text);
+    res->raw = res->owned.data;
+    res->raw_len = res->owned.len;
+    res->raw_set = true;
+    res->content_type = "application/json";
+}
+
+void api__list_drop(struct api_list *l)
+{
+    json_decref(l->arr);
+    l->arr = NULL;
+    base_buf_free(&l->text);
 }

@@ -29,7 +29,7 @@ static json_t *kv_json(const struct zone_kv *kv, struct base_arena *ar)
 }
 
 struct list_ctx {
-    json_t *arr;
+    struct api_list out;
     struct base_arena *ar;
     const char *prefix;
     const char *sep; /* ?keys&separator */
@@ -41,7 +41,7 @@ static int add_kv(void *data, const struct zone_kv *kv)
 {
     struct list_ctx *c = data;
     if (!c->keys) {
-        json_array_append_new(c->arr, kv_json(kv, c->ar));
+        api__list_add(&c->out, kv_json(kv, c->ar));
         return 0;
     }
     size_t plen = strlen(c->prefix);
@@ -52,9 +52,9 @@ static int add_kv(void *data, const struct zone_kv *kv)
         if (c->last && strlen(c->last) == n && strncmp(c->last, kv->key, n) == 0)
             return 0;
         c->last = base_arena_strndup(c->ar, kv->key, n);
-        json_array_append_new(c->arr, json_string(c->last));
+        api__list_add(&c->out, json_string(c->last));
     } else {
-        json_array_append_new(c->arr, json_string(kv->key));
+        api__list_add(&c->out, json_string(kv->key));
     }
     return 0;
 }
@@ -73,16 +73,17 @@ static void read_kv(struct api *a, struct http_req *req, struct zone_read *rd,
         return;
     }
     if (recurse || keys) {
-        struct list_ctx c = {json_array(), ar, key, http_req_query(req, "separator"), keys, NULL};
+        struct list_ctx c = {{0}, ar, key, http_req_query(req, "separator"), keys, NULL};
+        api__list_init(&c.out, req);
         zone_kv_each(rd, key, ar, add_kv, &c);
-        if (json_array_size(c.arr) == 0) {
-            json_decref(c.arr);
+        if (c.out.n == 0) {
+            api__list_drop(&c.out);
             res->status = 404;
             res->raw = "";
             res->raw_set = true;
             return;
         }
-        res->json = c.arr;
+        api__list_finish(&c.out, res);
         return;
     }
     struct zone_kv kv;
@@ -202,8 +203,9 @@ bool api__kv_route(struct api *a, struct http_req *req, const char *path)
         return true;
     const char *m = http_req_method(req);
     if (strcmp(m, "GET") == 0) {
+        bool list = http_req_query(req, "recurse") || http_req_query(req, "keys");
         if (check_key(req, kv_key(req)))
-            api__read(a, req, ZONE_TABLE_BIT(ZONE_TABLE_KV), read_kv);
+            (list ? api__read_list : api__read)(a, req, ZONE_TABLE_BIT(ZONE_TABLE_KV), read_kv);
     } else if (strcmp(m, "PUT") == 0) {
         kv_put(a, req);
     } else {

@@ -183,6 +183,8 @@ static void restore_start(struct api *a, struct http_req *req)
     size_t len;
     const char *body = http_req_body(req, &len);
 
+    if (api__other_dc(a, req))
+        return;
     if (zone_snapshot_check(body, len, &info, err)) {
         api__error(req, 400, "%s", err);
         return;
@@ -213,7 +215,7 @@ bool api__snapshot_route(struct api *a, struct http_req *req, const char *path)
     if (!api__method(req, "GET,PUT"))
         return true;
     if (strcmp(http_req_method(req), "GET") == 0)
-        api__read(a, req, ZONE_TABLE_ALL, read_backup);
+        api__read_list(a, req, ZONE_TABLE_ALL, read_backup);
     else
         restore_start(a, req);
     return true;

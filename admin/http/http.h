@@ -10,12 +10,14 @@
  * connection dies first (the request must then never be used again). Strings returned from a
  * request live as long as the request.
  *
- * Limits and errors are answered by the server itself: malformed HTTP 400 and close; headers
- * over max_header_bytes 431; a body over max_body 413 (decided from Content-Length before the
- * body is read); header timeout and idle timeout close the connection (a request that takes
- * too long to arrive gets 408); over max_conns new connections are closed at once. A path
- * listed in body_limits has its own body limit instead of max_body (uploads such as a snapshot
- * restore).
+ * Limits and errors are answered by the server itself: malformed HTTP 400 and close; an
+ * HTTP/1.1 request without exactly one Host header 400 (RFC 9112 §3.2); an HTTP version other
+ * than 1.0 and 1.1 505; headers over max_header_bytes 431; a body over max_body 413 (decided
+ * from Content-Length, or from each chunk-size line, before the body bytes are read); the head
+ * must arrive within header_timeout and the whole body within body_timeout of the head (408);
+ * the idle timeout closes a quiet connection; over max_conns, or over max_conns_per_client from
+ * one IP address, new connections are closed at once. A path listed in body_limits has its own
+ * body limit and body timeout (uploads such as a snapshot restore).
  * Requests on one connection are answered in order: reading pauses while one is in flight.
  */
 #ifndef HERALD_HTTP_H
@@ -35,16 +37,19 @@ struct http_req;
 struct http_body_limit {
     const char *path;
     size_t max_body;
+    unsigned body_timeout_ms; /* 0: the server's body_timeout_ms */
 };
 
 struct http_config {
-    const char *host;           /* listen address, e.g. "127.0.0.1" (IPv4 or IPv6 literal) */
-    int port;                   /* 0 picks a free port (see http_server_port) */
-    size_t max_body;            /* default 1 MiB when 0 */
-    size_t max_header_bytes;    /* default 64 KiB when 0 */
-    unsigned header_timeout_ms; /* default 10 s when 0: the whole head must arrive in this */
-    unsigned idle_timeout_ms;   /* default 60 s when 0: keep-alive idle */
-    unsigned max_conns;         /* default 4096 when 0 */
+    const char *host;              /* listen address, e.g. "127.0.0.1" (IPv4 or IPv6 literal) */
+    int port;                      /* 0 picks a free port (see http_server_port) */
+    size_t max_body;               /* default 1 MiB when 0 */
+    size_t max_header_bytes;       /* default 64 KiB when 0 */
+    unsigned header_timeout_ms;    /* default 10 s when 0: the whole head must arrive in this */
+    unsigned idle_timeout_ms;      /* default 60 s when 0: keep-alive idle */
+    unsigned body_timeout_ms;      /* default 30 s when 0: the whole body must arrive in this */
+    unsigned max_conns;            /* default 4096 when 0 */
+    unsigned max_conns_per_client; /* default 200 when 0: per client IP address */
     /* Per-path body limits (borrowed: they must outlive the server). */
     const struct http_body_limit *body_limits;
     size_t n_body_limits;

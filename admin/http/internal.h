@@ -8,12 +8,19 @@
 #include <llhttp.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #define HTTP__READ_BUF    (64 * 1024) /* one per server, lent to every read */
 #define HTTP__PENDING_CAP (64 * 1024) /* pipelined bytes kept while a request is in flight */
 #define HTTP__LINGER_MS   1000        /* how long a closing connection drains input */
 #define HTTP__PEER_LEN    64          /* "[v6 address]:port" and a NUL */
+
+/* A client IP address (IPv4 as v4-mapped IPv6) and its open connections. */
+struct http__ipcount {
+    uint8_t ip[16];
+    uint32_t count;
+};
 
 struct http__kv {
     const char *name;
@@ -38,7 +45,13 @@ struct http_server {
     size_t max_header_bytes;
     unsigned header_timeout_ms;
     unsigned idle_timeout_ms;
+    unsigned body_timeout_ms;
     unsigned max_conns;
+    unsigned max_conns_per_client;
+    /* Open connections per client IP address: open addressing, linear probing, count 0 is an
+     * empty slot; ipc_cap is a power of two (0 before the first connection). */
+    struct http__ipcount *ipc;
+    size_t ipc_cap, ipc_used;
     int port;
     http_handler_cb handler;
     void *data;
@@ -64,21 +77,25 @@ struct http__conn {
      * from body_off. Freed once the request is built, so idle connections hold nothing. */
     struct base_buf acc;
     size_t body_off;
-    size_t body_max;   /* the request's body limit, known once its head is complete */
-    size_t head_bytes; /* URL and header bytes seen, against max_header_bytes */
+    size_t body_max;          /* the request's body limit, known once its head is complete */
+    unsigned body_timeout_ms; /* the request's body timeout, known with body_max */
+    size_t head_bytes;        /* URL and header bytes seen, against max_header_bytes */
     size_t nheaders;
     struct base_buf pending; /* bytes read past the request in flight */
     enum http__state state;
-    int err_status;   /* set by a parser callback that refuses the request */
-    int open_handles; /* handles not yet closed: the conn is freed at 0 */
-    bool in_body;     /* head complete: header callbacks now see trailers */
-    bool complete;    /* a whole request was parsed and awaits dispatch */
-    bool keep_alive;  /* of the completed request */
-    bool idle;        /* between requests: the idle timer runs until the next byte */
-    bool got_bytes;   /* some bytes of the current request arrived */
-    bool reading;     /* uv_read_start is in effect */
-    bool eof;         /* the peer shut down its write side */
-    bool close_after; /* close once the queued response is written */
+    int err_status;      /* set by a parser callback that refuses the request */
+    const char *err_msg; /* its one-line text, NULL for the status's default */
+    int open_handles;    /* handles not yet closed: the conn is freed at 0 */
+    bool in_body;        /* head complete: header callbacks now see trailers */
+    bool complete;       /* a whole request was parsed and awaits dispatch */
+    bool keep_alive;     /* of the completed request */
+    bool idle;           /* between requests: the idle timer runs until the next byte */
+    bool got_bytes;      /* some bytes of the current request arrived */
+    bool reading;        /* uv_read_start is in effect */
+    bool eof;            /* the peer shut down its write side */
+    bool close_after;    /* close once the queued response is written */
+    bool ip_counted;     /* ip is counted in the server's per-client table */
+    uint8_t ip[16];      /* the peer's address (IPv4 as v4-mapped IPv6) */
     char peer[HTTP__PEER_LEN];
 };
 

@@ -23,14 +23,18 @@
  *
  * One timer per connection: the header timeout runs from accept, and between requests from the
  * first byte of the next request, until the head is complete (408 when bytes arrived, silent
- * close otherwise); the idle timeout runs between requests until their first byte, between
- * body reads, and while a response is being written. No timer runs while the handler holds
- * the request (long polls last up to 10 minutes).
+ * close otherwise); the body timeout runs from the end of the head until the whole body is in
+ * (408), however the bytes trickle; the idle timeout runs between requests until their first
+ * byte and while a response is being written. No timer runs while the handler holds the
+ * request (long polls last up to 10 minutes).
+ *
+ * Connections are counted per client IP address (a small open-addressing table): one over
+ * max_conns_per_client, like one over max_conns, is closed as soon as it is accepted.
  *
  * A response that ends the connection (Connection: close, HTTP/1.0, or the errors we answer
- * ourselves: 400, 408, 413, 431) is followed by a lingering close: shut the write side, drain
- * input for up to HTTP__LINGER_MS, then close, so unread request bytes do not make the kernel
- * reset the connection before the client has read the response.
+ * ourselves: 400, 408, 413, 431, 505) is followed by a lingering close: shut the write side,
+ * drain input for up to HTTP__LINGER_MS, then close, so unread request bytes do not make the
+ * kernel reset the connection before the client has read the response.
  *
  * Stop closes the listener and every connection (aborting requests in flight), and calls
  * done from the last close callback. A connection is freed when both its handles are closed;
@@ -55,6 +59,7 @@ static void srv_maybe_finish(struct http_server *s)
         return;
     void (*done)(void *) = s->done;
     void *data = s->done_data;
+    base_free(s->ipc);
     base_free(s->rbuf);
     base_free(s);
     if (done)
@@ -84,6 +89,77 @@ static void conn_on_handle_closed(uv_handle_t *h)
         base_free(c);
     s->closing--;
     srv_maybe_finish(s);
+}
+
+/* ---- connections per client IP address ------------------------------------------------- */
+
+static size_t ipc_hash(const uint8_t ip[16])
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ ip[i]) * 1099511628211ULL;
+    return (size_t)(h ^ (h >> 32));
+}
+
+/* The slot holding ip, or the empty slot where it would go. ipc_cap must be non-zero. */
+static struct http__ipcount *ipc_slot(struct http_server *s, const uint8_t ip[16])
+{
+    size_t mask = s->ipc_cap - 1;
+    for (size_t i = ipc_hash(ip) & mask;; i = (i + 1) & mask) {
+        struct http__ipcount *e = &s->ipc[i];
+        if (!e->count || memcmp(e->ip, ip, 16) == 0)
+            return e;
+    }
+}
+
+static void ipc_grow(struct http_server *s)
+{
+    struct http__ipcount *old = s->ipc;
+    size_t old_cap = s->ipc_cap;
+    s->ipc_cap = old_cap ? old_cap * 2 : 64;
+    s->ipc = base_calloc(s->ipc_cap, sizeof *s->ipc);
+    for (size_t i = 0; i < old_cap; i++)
+        if (old[i].count)
+            *ipc_slot(s, old[i].ip) = old[i];
+    base_free(old);
+}
+
+/* Counts a new connection from ip; false (and nothing counted) when ip is at the cap. */
+static bool ipc_add(struct http_server *s, const uint8_t ip[16])
+{
+    if ((s->ipc_used + 1) * 2 > s->ipc_cap)
+        ipc_grow(s);
+    struct http__ipcount *e = ipc_slot(s, ip);
+    if (e->count >= s->max_conns_per_client)
+        return false;
+    if (!e->count) {
+        memcpy(e->ip, ip, 16);
+        s->ipc_used++;
+    }
+    e->count++;
+    return true;
+}
+
+/* Uncounts a connection; an entry that drops to 0 is removed by shifting later entries of its
+ * probe run back (no tombstones). */
+static void ipc_remove(struct http_server *s, const uint8_t ip[16])
+{
+    struct http__ipcount *e = ipc_slot(s, ip);
+    if (!e->count || --e->count)
+        return;
+    s->ipc_used--;
+    size_t mask = s->ipc_cap - 1;
+    size_t hole = (size_t)(e - s->ipc);
+    for (size_t j = (hole + 1) & mask; s->ipc[j].count; j = (j + 1) & mask) {
+        size_t home = ipc_hash(s->ipc[j].ip) & mask;
+        /* j's entry may move into the hole when its home is not in (hole, j] cyclically. */
+        bool stays = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!stays) {
+            s->ipc[hole] = s->ipc[j];
+            s->ipc[j].count = 0;
+            hole = j;
+        }
+    }
 }
 
 /* ---- timers and reading ---------------------------------------------------------------- */
@@ -167,6 +243,10 @@ static void conn_close(struct http__conn *c)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
     s->nconns--;
+    if (c->ip_counted) {
+        c->ip_counted = false;
+        ipc_remove(s, c->ip);
+    }
     conn_release_buffers(c);
     if (c->req) {
         struct http_req *r = c->req;
@@ -363,33 +443,62 @@ static const char *acc_header(const struct http__conn *c, const char *name)
     return NULL;
 }
 
-/* The body limit of the request being parsed: its path's own, else the server's. */
-static size_t body_limit(const struct http__conn *c)
+/* The body limit and timeout of the request being parsed: its path's own, else the
+ * server's. */
+static void body_limits(struct http__conn *c)
 {
     const struct http_server *s = c->srv;
     const char *url = (const char *)c->acc.data;
     size_t n = strcspn(url, "?");
+    c->body_max = s->max_body;
+    c->body_timeout_ms = s->body_timeout_ms;
     for (size_t i = 0; i < s->n_body_limits; i++) {
         const char *path = s->body_limits[i].path;
-        if (strlen(path) == n && memcmp(path, url, n) == 0)
-            return s->body_limits[i].max_body;
+        if (strlen(path) == n && memcmp(path, url, n) == 0) {
+            c->body_max = s->body_limits[i].max_body;
+            if (s->body_limits[i].body_timeout_ms)
+                c->body_timeout_ms = s->body_limits[i].body_timeout_ms;
+            return;
+        }
     }
-    return s->max_body;
+}
+
+/* Refuses the request being parsed from a parser callback: conn_parse answers and closes. */
+static int refuse(struct http__conn *c, int status, const char *msg)
+{
+    c->err_status = status;
+    c->err_msg = msg;
+    return HPE_USER;
 }
 
 static int on_headers_complete(llhttp_t *p)
 {
     struct http__conn *c = conn_of(p);
-    struct http_server *s = c->srv;
 
     c->in_body = true;
     c->body_off = c->acc.len;
-    c->body_max = body_limit(c);
-    /* Decided before any body byte is read, so a client waiting on 100-continue gets 413. */
-    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->body_max) {
-        c->err_status = 413;
-        return -1;
+    /* Only HTTP/1.0 and 1.1 (llhttp also takes 0.9 and 2.0). */
+    if (p->http_major != 1 || p->http_minor > 1)
+        return refuse(c, 505, "HTTP Version Not Supported");
+    /* RFC 9112 §3.2: a 1.1 request without a Host header, or with more than one, is 400. */
+    if (p->http_minor == 1) {
+        size_t hosts = 0;
+        const char *h = (const char *)c->acc.data;
+        h += strlen(h) + 1;
+        for (size_t i = 0; i < c->nheaders; i++) {
+            const char *v = h + strlen(h) + 1;
+            hosts += base_strcasecmp(h, "Host") == 0;
+            h = v + strlen(v) + 1;
+        }
+        if (hosts != 1)
+            return refuse(c, 400,
+                          hosts ? "Bad Request: too many Host headers"
+                                : "Bad Request: missing required Host header");
     }
+    body_limits(c);
+    /* Decided before any body byte is read, so a client waiting on 100-continue gets 413. */
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->body_max)
+        return refuse(c, 413, NULL);
     if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0)
         base_buf_reserve(&c->acc, (size_t)p->content_length); /* one allocation, not doublings */
     bool has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
@@ -407,18 +516,27 @@ static int on_headers_complete(llhttp_t *p)
                 return -1;
         }
     }
+    /* The whole body must arrive within the body timeout: a trickle does not extend it. */
     c->state = HTTP__BODY;
-    conn_timer(c, s->idle_timeout_ms);
+    conn_timer(c, c->body_timeout_ms);
+    return 0;
+}
+
+/* A chunk-size line: a chunk that would take the body over its limit is refused before its
+ * data is read. */
+static int on_chunk_header(llhttp_t *p)
+{
+    struct http__conn *c = conn_of(p);
+    if (p->content_length > c->body_max - (c->acc.len - c->body_off))
+        return refuse(c, 413, NULL);
     return 0;
 }
 
 static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     struct http__conn *c = conn_of(p);
-    if (c->acc.len - c->body_off + n > c->body_max) {
-        c->err_status = 413; /* a chunked body over the limit */
-        return HPE_USER;
-    }
+    if (c->acc.len - c->body_off + n > c->body_max)
+        return refuse(c, 413, NULL); /* a chunked body over the limit */
     base_buf_append(&c->acc, at, n);
     return 0;
 }
@@ -441,6 +559,7 @@ static const llhttp_settings_t parser_settings = {
     .on_header_value = on_header_data,
     .on_header_value_complete = on_header_value_complete,
     .on_headers_complete = on_headers_complete,
+    .on_chunk_header = on_chunk_header,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
@@ -456,11 +575,8 @@ static size_t conn_parse(struct http__conn *c, const char *p, size_t n)
     }
     c->got_bytes = true;
     llhttp_errno_t e = llhttp_execute(&c->parser, p, n);
-    if (e == HPE_OK) {
-        if (c->state == HTTP__BODY)
-            conn_timer(c, c->srv->idle_timeout_ms);
+    if (e == HPE_OK)
         return n;
-    }
     if (e == HPE_PAUSED && c->complete) {
         size_t used = (size_t)(llhttp_get_error_pos(&c->parser) - p);
         llhttp_resume(&c->parser);
@@ -468,6 +584,10 @@ static size_t conn_parse(struct http__conn *c, const char *p, size_t n)
     }
     if (c->state == HTTP__CLOSED)
         return n;
+    /* llhttp's own check of the version digits ("HTTP/3.0"); malformed ones are 400. */
+    if (e == HPE_INVALID_VERSION &&
+        strcmp(llhttp_get_error_reason(&c->parser), "Invalid HTTP version") == 0)
+        c->err_status = 505;
     switch (c->err_status) {
     case 413:
         conn_fail(c, 413, "Request body too large");
@@ -475,8 +595,11 @@ static size_t conn_parse(struct http__conn *c, const char *p, size_t n)
     case 431:
         conn_fail(c, 431, "Request Header Fields Too Large");
         break;
+    case 505:
+        conn_fail(c, 505, "HTTP Version Not Supported");
+        break;
     default:
-        conn_fail(c, 400, "Bad Request");
+        conn_fail(c, 400, c->err_status == 400 && c->err_msg ? c->err_msg : "Bad Request");
         break;
     }
     return n;
@@ -591,24 +714,34 @@ static void conn_on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- listening ------------------------------------------------------------------------- */
 
-static void peer_name(uv_tcp_t *t, char *out, size_t len)
+/* The peer's address as text ("1.2.3.4:5", "[::1]:5") and as a table key (IPv4 as
+ * v4-mapped IPv6, so a dual-stack listener counts one client once). False when unknown. */
+static bool peer_addr(uv_tcp_t *t, char *out, size_t len, uint8_t ip[16])
 {
     struct sockaddr_storage ss;
     int sl = sizeof ss;
-    char ip[INET6_ADDRSTRLEN];
+    char name[INET6_ADDRSTRLEN];
 
     snprintf(out, len, "unknown");
+    memset(ip, 0, 16);
     if (uv_tcp_getpeername(t, (struct sockaddr *)&ss, &sl) < 0)
-        return;
+        return false;
     if (ss.ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
-        uv_ip4_name(a, ip, sizeof ip);
-        snprintf(out, len, "%s:%u", ip, (unsigned)ntohs(a->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, ip, sizeof ip);
-        snprintf(out, len, "[%s]:%u", ip, (unsigned)ntohs(a->sin6_port));
+        uv_ip4_name(a, name, sizeof name);
+        snprintf(out, len, "%s:%u", name, (unsigned)ntohs(a->sin_port));
+        ip[10] = ip[11] = 0xff;
+        memcpy(ip + 12, &a->sin_addr, 4);
+        return true;
     }
+    if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, name, sizeof name);
+        snprintf(out, len, "[%s]:%u", name, (unsigned)ntohs(a->sin6_port));
+        memcpy(ip, &a->sin6_addr, 16);
+        return true;
+    }
+    return false;
 }
 
 static void srv_reject(struct http_server *s)
@@ -649,7 +782,14 @@ static void srv_on_connection(uv_stream_t *l, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    peer_name(&c->tcp, c->peer, sizeof c->peer);
+    if (peer_addr(&c->tcp, c->peer, sizeof c->peer, c->ip)) {
+        /* Over the per-client cap: closed at once, as Consul does. */
+        if (!ipc_add(s, c->ip)) {
+            conn_close(c);
+            return;
+        }
+        c->ip_counted = true;
+    }
     llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
     c->parser.data = c;
     conn_timer(c, s->header_timeout_ms);
@@ -685,7 +825,9 @@ int http_server_start(uv_loop_t *loop, const struct http_config *cfg, http_handl
     s->max_header_bytes = cfg->max_header_bytes ? cfg->max_header_bytes : 64 * 1024;
     s->header_timeout_ms = cfg->header_timeout_ms ? cfg->header_timeout_ms : 10000;
     s->idle_timeout_ms = cfg->idle_timeout_ms ? cfg->idle_timeout_ms : 60000;
+    s->body_timeout_ms = cfg->body_timeout_ms ? cfg->body_timeout_ms : 30000;
     s->max_conns = cfg->max_conns ? cfg->max_conns : 4096;
+    s->max_conns_per_client = cfg->max_conns_per_client ? cfg->max_conns_per_client : 200;
     s->handler = handler;
     s->data = data;
     s->rbuf = base_malloc(HTTP__READ_BUF);

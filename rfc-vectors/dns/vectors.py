@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Reader for the DNS vectors (README.md in this folder): parses the .vec files, builds each
-case's query in wire form, and checks a response against the case. Any runner can use it; the
-unit runner in C (tests/unit/zone/test_dns_vectors.c) implements the same format.
+case's query in wire form, and checks a response against the case. It is the one parser of the
+format: the unit runner in C (tests/unit/zone/test_dns_vectors.c) reads the cases from
+`--json`, and the integration runner imports this module.
 
     import vectors
     for case in vectors.load():             # every case of every .vec file, in file order
@@ -10,6 +11,7 @@ unit runner in C (tests/unit/zone/test_dns_vectors.c) implements the same format
 
 Checking a response needs dnspython (/usr/bin/python3 has it on Debian). As a script:
     python3 vectors.py --list                       the cases, one per line
+    python3 vectors.py --json                       every case as JSON (the query in hex)
     python3 vectors.py --server 127.0.0.1:8600      run them against a server (UDP and TCP)
 The server must hold fixture.json and run the standard configuration; cases with `config`
 lines are skipped (they need another configuration).
@@ -63,6 +65,7 @@ class Case:
         self.tcp_mode = "whole"
         self.config = {}
         self.drop = False
+        self.has_expect = False
         self.expect = {}
         self.rrs = {"answer": None, "authority": None, "additional": None}
 
@@ -300,6 +303,7 @@ def _parse_line(c, toks):
             key, _, val = t.partition("=")
             c.config[key] = val
     elif k == "expect":
+        c.has_expect = True
         for t in toks[1:]:
             if t == "drop":
                 c.drop = True
@@ -352,7 +356,17 @@ def load(folder=HERE):
                     raise ValueError("%s:%d: %s" % (fn, n, e)) from e
     if len({c.title for c in cases}) != len(cases):
         raise ValueError("duplicate case names")
+    for c in cases:
+        if not c.has_expect:
+            raise ValueError("%s:%d: case %s has no expect line" % (c.file, c.line, c.name))
     return cases
+
+
+def to_json(c):
+    """A case as the C runner reads it: the query in hex, the expectations as parsed."""
+    return {"file": c.file, "name": c.name, "line": c.line, "wire": c.wire().hex(),
+            "transport": c.transport, "tcp_mode": c.tcp_mode, "config": c.config,
+            "drop": c.drop, "expect": c.expect, "rrs": c.rrs}
 
 
 def _ask(addr, q, transport, timeout=2.0):
@@ -394,6 +408,10 @@ def main(argv):
     if "--list" in argv:
         for c in load():
             print(c.title)
+        return 0
+    if "--json" in argv:
+        import json
+        json.dump([to_json(c) for c in load()], sys.stdout)
         return 0
     if "--server" in argv:
         host, _, port = argv[argv.index("--server") + 1].rpartition(":")

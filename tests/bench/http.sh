@@ -90,8 +90,10 @@ awk '{ exit !($1 > 0.5) }' /proc/loadavg &&
     log "warning: load average ${LOAD_START%% *} before the run: something else is busy; figures may be low"
 
 # --- start Herald --------------------------------------------------------------------------
-# The default limits.http_max_conns (4096) is below 5,000 parked queries: raise it.
-echo "{\"limits\": {\"http_max_conns\": $((PARK + 1000))}}" >"$TMP/herald.json"
+# Every parked query comes from this one client address: raise limits.http_max_conns_per_client
+# (default 200) and http_max_conns (default 16384) above --park.
+echo "{\"limits\": {\"http_max_conns\": $((PARK + 1000)), \"http_max_conns_per_client\": $((PARK + 1000))}}" \
+    >"$TMP/herald.json"
 HERALD_ARGS=(agent -server -bootstrap-expect 1 -data-dir "$TMP/herald" -bind "$ADDR" -client "$ADDR"
     -node "$NODE" -log-level warn -config-file "$TMP/herald.json")
 mkdir -p "$TMP/herald"

@@ -188,7 +188,8 @@ def main():
                 except OSError as e:
                     d = ("%s" % e).encode()
                 die("a parked query got %r before the wake-up PUT (%d connected; the agent's "
-                    "limits.http_max_conns must be above -n)" % (d[:200], len(socks)))
+                    "limits.http_max_conns and http_max_conns_per_client must be above -n)"
+                    % (d[:200], len(socks)))
     t_connect = time.monotonic() - t_connect
     drops = listen_drops() - drops0
 

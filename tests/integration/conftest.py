@@ -322,6 +322,7 @@ class BlackHole:
         self.sock.bind((addr, port))
         self.sock.settimeout(0.2)
         self.received = 0
+        self.names = set()  # the question names seen, lowercased, fully qualified
         self.running = True
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -329,10 +330,15 @@ class BlackHole:
     def _run(self):
         while self.running:
             try:
-                self.sock.recvfrom(4096)
-                self.received += 1
+                data, _ = self.sock.recvfrom(4096)
             except OSError:
                 continue
+            try:
+                import dns.message
+                self.names.add(dns.message.from_wire(data).question[0].name.to_text().lower())
+            except Exception:  # not a query we can read: still counted
+                pass
+            self.received += 1
 
     def stop(self):
         self.running = False

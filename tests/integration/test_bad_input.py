@@ -43,7 +43,6 @@ def _catalog_state(agent):
     (b'{"Name": "web", "Check": {"TTL": "10s", "Status": "great"}}', ["status"]),
     (b'{"Name": "web", "Check": {"Args": ["/bin/true"], "Interval": "10s"}}', ["Script"]),
     (b'{"Name": "web", "Checks": [{"TTL": "1s"}, {"Nope": 1}]}', ["Checks[1]", "Nope"]),
-    (b'{"Name": "web", "Name": "web2"}', ["duplicate"]),
     (b'{"Name": "w\\u0000b"}', ["NUL"]),
 ])
 def test_service_register_rejects_and_stores_nothing(agent, body, words):

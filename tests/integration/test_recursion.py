@@ -17,7 +17,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from conftest import (BIG_TXT, Agent, dig, dns_ask, dns_query, next_addr, upstream_zones)
+from conftest import (BIG_TXT, Agent, dig, dns_ask, dns_query, next_addr, upstream_zones,
+                      wait_until)
 
 UPSTREAM_PORT = 5300
 
@@ -245,8 +246,8 @@ def test_zone_latency_stays_low_while_hundreds_of_recursive_queries_stall(make_a
             q = dns.message.make_query("stall-%d-%d.example.net" % (s_i, i), "A")
             s.sendto(q.to_wire(), (a.addr, a.dns_port))
         socks.append(s)
-    time.sleep(0.5)
-    assert hole.received > 0  # libunbound is asking the silent upstream
+    wait_until(lambda: hole.received > 0, timeout=5,
+               msg="libunbound asking the silent upstream")
     # 100 zone queries, one at a time, each on a raw socket, timed
     lat = []
     zone_q = dns.message.make_query("web.service.consul", "A").to_wire()
@@ -302,7 +303,7 @@ def test_overload_answers_servfail_at_once(make_agent, peers):
 
 def test_sigterm_with_recursive_queries_in_flight_exits_cleanly(make_agent, peers):
     silent = next_addr()
-    peers.blackhole(silent, 53)
+    hole = peers.blackhole(silent, 53)
     a = make_agent(args=["-recursor", silent]).start()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for i in range(50):
@@ -311,7 +312,8 @@ def test_sigterm_with_recursive_queries_in_flight_exits_cleanly(make_agent, peer
     tcp = socket.create_connection((a.addr, a.dns_port), timeout=5)
     w = dns.message.make_query("tcp.example.net", "A").to_wire()
     tcp.sendall(struct.pack("!H", len(w)) + w)
-    time.sleep(0.3)
+    # the TCP query is in flight once libunbound asks the upstream for it
+    wait_until(lambda: "tcp.example.net." in hole.names, timeout=5, msg="the TCP query upstream")
     assert a.stop() == 0, a.read_log()
     tcp.close()
 

@@ -170,6 +170,8 @@ static void test_defaults_dev(void **state)
     assert_true(f->cfg.http_max_conns == 16384);
     assert_true(f->cfg.http_header_timeout_ms == 0);
     assert_true(f->cfg.http_idle_timeout_ms == 0);
+    assert_true(f->cfg.http_max_conns_per_client == 0); /* http's default, 200 */
+    assert_true(f->cfg.http_body_timeout_ms == 0);      /* http's default, 30 s */
     assert_int_equal(f->cfg.raft_snapshot_threshold, 0);
     assert_int_equal(f->cfg.raft_snapshot_trailing, 0);
 }
@@ -277,6 +279,40 @@ static void test_repeated_list_flags(void **state)
     assert_string_equal(f->cfg.recursors.v[1], "8.8.8.8");
 }
 
+/* The server port: -encrypt (base64 of 16, 24 or 32 bytes, decoded), -join-allow CIDRs,
+ * limits.rpc_*; from flags and files. */
+static void test_server_port_security(void **state)
+{
+    struct fx *f = *state;
+    LOAD_OK(f, "-dev");
+    assert_null(f->cfg.key);
+    assert_int_equal(f->cfg.n_join_nets, 0);
+    LOAD_OK(f, "-dev", "-encrypt", "MDEyMzQ1Njc4OWFiY2RlZg==", "-join-allow", "10.0.0.0/8",
+            "-join-allow", "::1/128");
+    assert_int_equal(f->cfg.key_len, 16);
+    assert_memory_equal(f->cfg.key, "0123456789abcdef", 16);
+    assert_int_equal(f->cfg.n_join_nets, 2);
+    const char *path = cfg_file(f, "sec.json",
+                                "{\"encrypt\": \"a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=\", "
+                                "\"join_allow\": [\"192.168.0.0/16\"], \"limits\": "
+                                "{\"rpc_max_conns_per_client\": 7, \"rpc_idle_timeout\": \"3s\"}}");
+    LOAD_OK(f, "-dev", "-config-file", path);
+    assert_int_equal(f->cfg.key_len, 32);
+    assert_int_equal(f->cfg.n_join_nets, 1);
+    assert_int_equal(f->cfg.rpc_max_conns_per_client, 7);
+    assert_true(f->cfg.rpc_idle_timeout_ms == 3000);
+
+    LOAD_BAD(f, "encrypt (-encrypt): the key must be base64 of 16, 24 or 32 bytes", NULL, "-dev",
+             "-encrypt", "c2hvcnQ=");
+    LOAD_BAD(f, "encrypt (-encrypt)", NULL, "-dev", "-encrypt", "not base64!");
+    LOAD_BAD(f, "join_allow (-join-allow) \"10.0.0.0/33\" is not a network", NULL, "-dev",
+             "-join-allow", "10.0.0.0/33");
+    path = cfg_file(f, "bad.json", "{\"limits\": {\"rpc_max_conns_per_client\": 0}}");
+    LOAD_BAD(f, "limits.rpc_max_conns_per_client", NULL, "-dev", "-config-file", path);
+    path = cfg_file(f, "bad2.json", "{\"limits\": {\"rpc_idle_timeout\": \"soon\"}}");
+    LOAD_BAD(f, "limits.rpc_idle_timeout", NULL, "-dev", "-config-file", path);
+}
+
 static void test_flag_errors(void **state)
 {
     struct fx *f = *state;
@@ -377,7 +413,8 @@ static void test_config_file_keys(void **state)
              "\"addresses\": {\"http\": \"127.0.0.4\", \"dns\": \"127.0.0.5\"}, "
              "\"raft_snapshot_threshold\": 1000, \"raft_trailing_logs\": 500, "
              "\"limits\": {\"http_max_conns\": 100, \"http_header_timeout\": \"5s\", "
-             "\"http_idle_timeout\": \"2m\"}, "
+             "\"http_idle_timeout\": \"2m\", \"http_max_conns_per_client\": 7, "
+             "\"http_body_timeout\": \"45s\"}, "
              "\"services\": [{\"name\": \"web\", \"port\": 80}, {\"Name\": \"db\"}], "
              "\"service\": {\"name\": \"cache\"}}",
              f->dir);
@@ -411,6 +448,8 @@ static void test_config_file_keys(void **state)
     assert_true(f->cfg.http_max_conns == 100);
     assert_true(f->cfg.http_header_timeout_ms == 5000);
     assert_true(f->cfg.http_idle_timeout_ms == 120000);
+    assert_true(f->cfg.http_max_conns_per_client == 7);
+    assert_true(f->cfg.http_body_timeout_ms == 45000);
     /* service definitions are kept as JSON text, for admin/api to decode */
     assert_int_equal(f->cfg.services.n, 3);
     assert_string_equal(f->cfg.services.v[0], "{\"name\":\"web\",\"port\":80}");
@@ -596,6 +635,13 @@ static void test_config_file_type_errors(void **state)
         {"{\"limits\": {\"http_idle_timeout\": \"0s\"}}",
          "\"limits.http_idle_timeout\" must be a duration"},
         {"{\"limits\": {\"http_idle_timeout\": 5}}", "\"limits.http_idle_timeout\""},
+        {"{\"limits\": {\"http_max_conns_per_client\": 0}}",
+         "\"limits.http_max_conns_per_client\" must be 1..1000000"},
+        {"{\"limits\": {\"http_max_conns_per_client\": \"5\"}}",
+         "\"limits.http_max_conns_per_client\""},
+        {"{\"limits\": {\"http_body_timeout\": \"0s\"}}",
+         "\"limits.http_body_timeout\" must be a duration"},
+        {"{\"limits\": {\"http_body_timeout\": \"25h\"}}", "at most 24h"},
         {"{\"services\": {\"name\": \"web\"}}", "\"services\" must be an array"},
         {"{\"services\": [\"web\"]}", "each of \"services\" must be an object"},
         {"{\"service\": [\"web\"]}", "each of \"services\" must be an object"},
@@ -805,6 +851,7 @@ int main(void)
         TEST(test_config_file_order),
         TEST(test_config_dir_name_order),
         TEST(test_flags_override_files),
+        TEST(test_server_port_security),
         TEST(test_config_file_errors),
         TEST(test_config_file_type_errors),
         TEST(test_config_file_unreadable),

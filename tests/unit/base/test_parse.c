@@ -38,6 +38,24 @@ static void test_duration_rejects_garbage(void **state)
     assert_int_not_equal(base_duration_parse("99999999999999999999h", &ms), 0);
 }
 
+/* Go's time.ParseDuration: a number needs a unit, "0" alone excepted. */
+static void test_duration_strict(void **state)
+{
+    (void)state;
+    uint64_t ms = 99;
+    assert_int_equal(base_duration_parse_strict("0", &ms), 0);
+    assert_int_equal(ms, 0);
+    assert_int_equal(base_duration_parse_strict("1s", &ms), 0);
+    assert_int_equal(ms, 1000);
+    assert_int_equal(base_duration_parse_strict("1m30s", &ms), 0);
+    assert_int_equal(ms, 90000);
+    assert_int_not_equal(base_duration_parse_strict("1", &ms), 0);
+    assert_int_not_equal(base_duration_parse_strict("00", &ms), 0);
+    assert_int_not_equal(base_duration_parse_strict("300", &ms), 0);
+    assert_int_not_equal(base_duration_parse_strict("", &ms), 0);
+    assert_int_not_equal(base_duration_parse_strict("5x", &ms), 0);
+}
+
 static void test_size(void **state)
 {
     (void)state;
@@ -87,8 +105,11 @@ static void test_hostport(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_duration_units), cmocka_unit_test(test_duration_rejects_garbage),
-        cmocka_unit_test(test_size),           cmocka_unit_test(test_u64),
+        cmocka_unit_test(test_duration_units),
+        cmocka_unit_test(test_duration_rejects_garbage),
+        cmocka_unit_test(test_duration_strict),
+        cmocka_unit_test(test_size),
+        cmocka_unit_test(test_u64),
         cmocka_unit_test(test_hostport),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

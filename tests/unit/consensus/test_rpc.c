@@ -14,6 +14,11 @@ struct fx {
 };
 
 /* Server i: a one-voter cluster (bootstrap true) or a lone server with no cluster. */
+/* Servers of separate one-server clusters share this key in the tests where they call each
+ * other: without a key, only members may forward writes and ask for read indexes. */
+static const uint8_t test_key[16] = "0123456789abcdef";
+static bool keyed;
+
 static void srv_up(struct fx *f, int i, bool bootstrap)
 {
     struct srv *s = &f->s[i];
@@ -23,6 +28,8 @@ static void srv_up(struct fx *f, int i, bool bootstrap)
     struct cons_config cfg = {
         .id = (uint64_t)(i + 1),
         .bootstrap = bootstrap,
+        .key = keyed ? test_key : NULL,
+        .key_len = keyed ? sizeof test_key : 0,
     };
     srv_start(&f->loop, s, &cfg);
 }
@@ -103,7 +110,7 @@ static void hello_body(struct base_buf *b)
     base_buf_put_u32(b, 0);
 }
 
-/* ---- a fake peer: accepts the RPC preamble, then misbehaves ---------------------------- */
+/* ---- a fake peer: accepts the RPC handshake, then misbehaves -------------------------- */
 
 enum fake_mode { FAKE_SILENT, FAKE_CLOSE_AFTER_READ, FAKE_HUGE_REPLY };
 
@@ -152,18 +159,22 @@ static void fake_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     k->got += (size_t)nread;
-    if (k->got < 8 + CONS_RPC_HEADER)
+    /* the handshake (no key): preamble, 24-byte header, the dialer's address */
+    if (k->got < 32)
+        return;
+    size_t hs = 32 + (size_t)(k->in[24] | k->in[25] << 8);
+    if (k->got < hs + CONS_RPC_HEADER)
         return;
     if (k->mode == FAKE_CLOSE_AFTER_READ && !uv_is_closing((uv_handle_t *)&k->conn)) {
         uv_close((uv_handle_t *)&k->conn, fake_closed);
-    } else if (k->mode == FAKE_HUGE_REPLY && k->got == 8 + 4 + (size_t)k->in[8]) {
+    } else if (k->mode == FAKE_HUGE_REPLY && k->got == hs + 4 + (size_t)k->in[hs]) {
         /* a reply header announcing a frame over the limit */
         uint32_t len = CONS_RPC_FRAME_MAX + 100;
         for (int i = 0; i < 4; i++)
             k->out[i] = (uint8_t)(len >> (8 * i));
         k->out[4] = CONS_RPC_HELLO | CONS_RPC_REPLY;
         memset(k->out + 5, 0, 3);
-        memcpy(k->out + 8, k->in + 8 + 8, 8); /* the request's id */
+        memcpy(k->out + 8, k->in + hs + 8, 8); /* the request's id */
         uv_buf_t b = uv_buf_init((char *)k->out, 16);
         uv_write(&k->w, s, &b, 1, fake_write_cb);
     }
@@ -213,8 +224,10 @@ static void test_call_and_reply(void **state)
     struct call c[3];
     struct base_buf b;
     fx_init(&f);
+    keyed = true;
     srv_up(&f, 0, true);
     srv_up(&f, 1, true);
+    keyed = false;
 
     /* three calls at once on one connection, each matched with its own response */
     hello_body(&b);
@@ -276,8 +289,10 @@ static void test_not_leader_answers(void **state)
     struct call c;
     struct base_buf b;
     fx_init(&f);
+    keyed = true;
     srv_up(&f, 0, true);
     srv_up(&f, 1, false); /* a lone server, no cluster: no leader */
+    keyed = false;
     base_buf_init(&b);
     base_buf_put_u32(&b, 1);
     base_buf_put_bytes(&b, "cmd", 3);

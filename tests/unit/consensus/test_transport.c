@@ -15,7 +15,7 @@ struct fx {
     struct srv s; /* in root */
 };
 
-static void fx_up(struct fx *f)
+static void fx_up_key(struct fx *f, const uint8_t *key, size_t key_len)
 {
     memset(f, 0, sizeof *f);
     loop_init(&f->loop, f->root, "tp");
@@ -23,8 +23,15 @@ static void fx_up(struct fx *f)
     struct cons_config cfg = {
         .id = 7,
         .bootstrap = true,
+        .key = key,
+        .key_len = key_len,
     };
     srv_start(&f->loop, &f->s, &cfg);
+}
+
+static void fx_up(struct fx *f)
+{
+    fx_up_key(f, NULL, 0);
 }
 
 static void fx_down(struct fx *f)
@@ -147,13 +154,21 @@ static void test_bad_preamble_is_closed(void **state)
     fx_down(&f);
 }
 
-/* A Raft handshake: preamble, sender id, receiver id, address length, address. */
-static size_t raft_hs(uint8_t *b, uint64_t from, uint64_t to, uint32_t alen)
+/* A handshake without a key: preamble, sender id, receiver id, address length, flags 0, 3
+ * zeros; the address follows. */
+static size_t hs_hdr(uint8_t *b, const char *preamble, uint64_t from, uint64_t to, uint32_t alen)
 {
-    memcpy(b, "HRLDRAF2", 8);
+    memcpy(b, preamble, 8);
     size_t n = 8 + put_u64(b + 8, from);
     n += put_u64(b + n, to);
-    return n + put_u32(b + n, alen);
+    n += put_u32(b + n, alen);
+    memset(b + n, 0, 4);
+    return n + 4;
+}
+
+static size_t raft_hs(uint8_t *b, uint64_t from, uint64_t to, uint32_t alen)
+{
+    return hs_hdr(b, "HRLDRAF3", from, to, alen);
 }
 
 static void test_bad_raft_handshakes_are_closed(void **state)
@@ -185,9 +200,34 @@ static void test_bad_raft_handshakes_are_closed(void **state)
     assert_true(run_until(&f.loop, &cl.eof, 2000));
     client_close(&f, &cl);
 
-    /* the first version's preamble (no receiver id) */
-    n = raft_hs(b, 3, 7, 4);
-    memcpy(b, "HRLDRAFT", 8);
+    /* the earlier versions' preambles (no receiver id; no flags, unauthenticated) */
+    static const char *old[] = {"HRLDRAFT", "HRLDRAF2", "HRLDRPC1"};
+    for (size_t i = 0; i < 3; i++) {
+        n = raft_hs(b, 7, 7, 4);
+        memcpy(b, old[i], 8);
+        memcpy(b + n, "x:12", 4);
+        client_open(&f, &cl, b, n + 4);
+        assert_true(run_until(&f.loop, &cl.eof, 2000));
+        client_close(&f, &cl);
+    }
+
+    /* unknown flags, non-zero padding */
+    n = raft_hs(b, 7, 7, 4);
+    b[28] = 0x80;
+    memcpy(b + n, "x:12", 4);
+    client_open(&f, &cl, b, n + 4);
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
+    client_close(&f, &cl);
+    n = raft_hs(b, 7, 7, 4);
+    b[30] = 1;
+    memcpy(b + n, "x:12", 4);
+    client_open(&f, &cl, b, n + 4);
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
+    client_close(&f, &cl);
+
+    /* keyed, while this server has no key */
+    n = raft_hs(b, 7, 7, 4);
+    b[28] = 1;
     memcpy(b + n, "x:12", 4);
     client_open(&f, &cl, b, n + 4);
     assert_true(run_until(&f.loop, &cl.eof, 2000));
@@ -197,7 +237,8 @@ static void test_bad_raft_handshakes_are_closed(void **state)
 
 /* A stream meant for another server id (this one is 7) is closed: a server that came back
  * with a new id at its former address must not take its former self's votes and appends.
- * The same handshake naming id 7 is handed to libraft and stays open. */
+ * A stream from an id outside the configuration ({7}) is closed too. A member's id from its
+ * own address (7 at 127.0.0.1) is handed to libraft and stays open. */
 static void test_raft_stream_for_another_id_is_closed(void **state)
 {
     (void)state;
@@ -207,13 +248,19 @@ static void test_raft_stream_for_another_id_is_closed(void **state)
     size_t n;
     fx_up(&f);
 
-    n = raft_hs(b, 3, 8, 4);
+    n = raft_hs(b, 7, 8, 4);
     memcpy(b + n, "x:12", 4);
     client_open(&f, &cl, b, n + 4);
     assert_true(run_until(&f.loop, &cl.eof, 2000));
     client_close(&f, &cl);
 
     n = raft_hs(b, 3, 7, 4);
+    memcpy(b + n, "x:12", 4);
+    client_open(&f, &cl, b, n + 4);
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
+    client_close(&f, &cl);
+
+    n = raft_hs(b, 7, 7, 4);
     memcpy(b + n, "x:12", 4);
     client_open(&f, &cl, b, n + 4);
     assert_false(run_until(&f.loop, &cl.eof, 300));
@@ -241,7 +288,9 @@ static void test_rpc_after_preamble_in_one_write(void **state)
     base_buf_put_u32(&body, 0);
     base_buf_put_u32(&body, 0);
     base_buf_init(&msg);
-    base_buf_append(&msg, "HRLDRPC1", 8);
+    uint8_t hs[32];
+    base_buf_append(&msg, hs, hs_hdr(hs, "HRLDRPC2", 99, 0, 11));
+    base_buf_append(&msg, "127.0.0.1:1", 11);
     base_buf_put_u32(&msg, (uint32_t)(12 + body.len));
     base_buf_put_u8(&msg, CONS_RPC_HELLO);
     base_buf_put_u8(&msg, 0);
@@ -278,21 +327,29 @@ static void test_rpc_frame_over_limit_is_closed(void **state)
     (void)state;
     struct fx f;
     struct client cl;
-    uint8_t b[32];
+    uint8_t b[64];
     fx_up(&f);
-    memcpy(b, "HRLDRPC1", 8);
-    put_u32(b + 8, CONS_RPC_FRAME_MAX + 13);
-    b[12] = CONS_RPC_HELLO;
-    b[13] = b[14] = b[15] = 0;
-    put_u64(b + 16, 1);
-    client_open(&f, &cl, b, 24);
+    size_t h = hs_hdr(b, "HRLDRPC2", 99, 0, 4);
+    memcpy(b + h, "x:12", 4);
+    h += 4;
+    put_u32(b + h, CONS_RPC_FRAME_MAX + 13);
+    b[h + 4] = CONS_RPC_HELLO;
+    b[h + 5] = b[h + 6] = b[h + 7] = 0;
+    put_u64(b + h + 8, 1);
+    client_open(&f, &cl, b, h + 16);
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
+    assert_int_equal(cl.got, 0);
+    client_close(&f, &cl);
+    /* over 64 KiB from a peer that is no member (we are alone: 127.0.0.1 is only us) */
+    put_u32(b + h, 12 + (100u << 10));
+    client_open(&f, &cl, b, h + 16);
     assert_true(run_until(&f.loop, &cl.eof, 2000));
     assert_int_equal(cl.got, 0);
     client_close(&f, &cl);
     /* a header with non-zero padding too */
-    put_u32(b + 8, 12);
-    b[13] = 1;
-    client_open(&f, &cl, b, 24);
+    put_u32(b + h, 12);
+    b[h + 5] = 1;
+    client_open(&f, &cl, b, h + 16);
     assert_true(run_until(&f.loop, &cl.eof, 2000));
     client_close(&f, &cl);
     fx_down(&f);
@@ -389,6 +446,51 @@ static void test_dial(void **state)
     assert_int_equal(d.status, UV_ECANCELED);
 }
 
+/* With a key: a dial to ourselves runs the challenge and response both ways and is handed
+ * over; a raw client without the key, or keyed with a wrong proof, is closed. */
+static void test_keyed_handshake(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct dial d;
+    struct client cl;
+    uint8_t key[32], b[128];
+    memset(key, 'k', sizeof key);
+    fx_up_key(&f, key, sizeof key);
+
+    memset(&d, 0, sizeof d);
+    cons__dial_rpc(f.s.c, f.s.address, dial_cb, &d);
+    assert_true(run_until(&f.loop, &d.done, 3000));
+    assert_int_equal(d.status, 0);
+    d.tcp->data = &d;
+    uv_close((uv_handle_t *)d.tcp, dialed_closed);
+    assert_true(run_until(&f.loop, &d.closed, 2000));
+
+    /* no key */
+    size_t n = hs_hdr(b, "HRLDRPC2", 99, 0, 4);
+    memcpy(b + n, "x:12", 4);
+    client_open(&f, &cl, b, n + 4);
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
+    client_close(&f, &cl);
+
+    /* keyed: the server answers its nonce and proof (64 bytes); a wrong proof is refused */
+    n = hs_hdr(b, "HRLDRPC2", 99, 0, 4);
+    b[28] = 1;
+    memcpy(b + n, "x:12", 4);
+    memset(b + n + 4, 'n', 32);
+    client_open(&f, &cl, b, n + 4 + 32);
+    uint64_t deadline = uv_now(&f.loop) + 2000;
+    while (cl.got < 64 && !cl.eof && uv_now(&f.loop) < deadline)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(cl.got, 64);
+    memset(b, 0, 32);
+    uv_buf_t wb = uv_buf_init((char *)b, 32);
+    uv_write(&cl.write, (uv_stream_t *)&cl.tcp, &wb, 1, client_write_cb);
+    assert_true(run_until(&f.loop, &cl.eof, 2000));
+    client_close(&f, &cl);
+    fx_down(&f);
+}
+
 /* A connection that says nothing is closed after the handshake timeout (5 s). */
 static void test_silent_connection_times_out(void **state)
 {
@@ -415,6 +517,7 @@ int main(void)
         cmocka_unit_test(test_rpc_after_preamble_in_one_write),
         cmocka_unit_test(test_rpc_frame_over_limit_is_closed),
         cmocka_unit_test(test_dial),
+        cmocka_unit_test(test_keyed_handshake),
         cmocka_unit_test(test_silent_connection_times_out),
     };
     base_log_set_level(BASE_LOG_WARN);

@@ -24,6 +24,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "resolver/internal.h"
 #include "resolver/resolver.h"
 #include "zone/fixture.h"
 
@@ -644,6 +645,93 @@ static void test_tcp_per_client_cap(void **state)
     assert_true(st.tcp_rejected >= 1);
 }
 
+static struct sockaddr_storage v4(unsigned a, unsigned b, unsigned c, unsigned d)
+{
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    sin->sin_family = AF_INET;
+    sin->sin_addr.s_addr = htonl(a << 24 | b << 16 | c << 8 | d);
+    return ss;
+}
+
+static struct sockaddr_storage v6(uint16_t w3, uint16_t w7)
+{
+    struct sockaddr_storage ss = {0};
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    sin6->sin6_family = AF_INET6;
+    uint8_t *b = sin6->sin6_addr.s6_addr;
+    b[0] = 0x20, b[1] = 0x01, b[2] = 0x0d, b[3] = 0xb8; /* 2001:db8:0:w3::w7 */
+    b[6] = (uint8_t)(w3 >> 8), b[7] = (uint8_t)w3;
+    b[14] = (uint8_t)(w7 >> 8), b[15] = (uint8_t)w7;
+    return ss;
+}
+
+/* Admits from each address in turn, n_per times, until one is refused; the number admitted. */
+static unsigned admit_all(struct rsv *r, const struct sockaddr_storage *addrs, unsigned n,
+                          unsigned n_per)
+{
+    unsigned ok = 0;
+    for (unsigned i = 0; i < n; i++)
+        for (unsigned k = 0; k < n_per; k++)
+            ok += rsv__conn_admit(r, &addrs[i]);
+    return ok;
+}
+
+/* One host with many addresses in one network cannot take every slot: connections count per
+ * address (32) and per /24 or /64 (128). */
+static void test_tcp_per_network_cap(void **state)
+{
+    struct fx *f = *state;
+    struct sockaddr_storage a[40], b[40];
+
+    start(f, 1, 0, 0);
+    for (unsigned i = 0; i < 40; i++) {
+        a[i] = v4(192, 0, 2, 1 + i);
+        b[i] = v6(7, (uint16_t)(1 + i));
+    }
+    /* 40 addresses in 192.0.2.0/24, 8 connections each: 128 get in, then the /24 is full */
+    assert_int_equal(admit_all(f->rsv, a, 40, 8), 128);
+    /* one address alone still meets its own cap first */
+    struct sockaddr_storage lone = v4(198, 51, 100, 1);
+    assert_int_equal(admit_all(f->rsv, &lone, 1, 40), 32);
+    /* the next /24 is another network */
+    struct sockaddr_storage next = v4(192, 0, 3, 1);
+    assert_true(rsv__conn_admit(f->rsv, &next));
+    /* IPv6: the /64 counts, another /64 is another network */
+    assert_int_equal(admit_all(f->rsv, b, 40, 8), 128);
+    struct sockaddr_storage other64 = v6(8, 1);
+    assert_true(rsv__conn_admit(f->rsv, &other64));
+
+    /* every release frees both counts: the same connections fit again */
+    for (unsigned i = 0; i < 40; i++)
+        for (unsigned k = 0; k < 8 && i * 8 + k < 128; k++) {
+            rsv__conn_release(f->rsv, &a[i]);
+            rsv__conn_release(f->rsv, &b[i]);
+        }
+    assert_int_equal(admit_all(f->rsv, a, 40, 8), 128);
+    assert_int_equal(admit_all(f->rsv, b, 40, 8), 128);
+    for (unsigned i = 0; i < 40; i++)
+        for (unsigned k = 0; k < 8 && i * 8 + k < 128; k++) {
+            rsv__conn_release(f->rsv, &a[i]);
+            rsv__conn_release(f->rsv, &b[i]);
+        }
+    for (unsigned k = 0; k < 32; k++)
+        rsv__conn_release(f->rsv, &lone);
+    rsv__conn_release(f->rsv, &next);
+    rsv__conn_release(f->rsv, &other64);
+    /* all released: 1024 connections from 1024 networks fill the total cap, and no more */
+    unsigned ok = 0;
+    for (unsigned i = 0; i < 1100; i++) {
+        struct sockaddr_storage n = v4(10, i >> 8, i & 0xff, 1);
+        ok += rsv__conn_admit(f->rsv, &n);
+    }
+    assert_int_equal(ok, 1024);
+    for (unsigned i = 0; i < 1024; i++) {
+        struct sockaddr_storage n = v4(10, i >> 8, i & 0xff, 1);
+        rsv__conn_release(f->rsv, &n);
+    }
+}
+
 static void test_bind_conflict_is_reported(void **state)
 {
     struct fx *f = *state;
@@ -737,6 +825,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tcp_zero_length_closes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_idle_timeout_bounds_slow_clients, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tcp_per_client_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_per_network_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bind_conflict_is_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ipv6_listener, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_open_connections, setup, teardown),

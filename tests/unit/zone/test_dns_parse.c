@@ -403,13 +403,25 @@ static void test_opt_rules(void **state)
     assert_false(q.edns);
 
     /* options that tile the rdata, unknown ones included */
-    static const uint8_t good[] = {0, 100, 0, 2, 0xab, 0xcd, 0, 10, 0, 0, 0xff, 0xff, 0, 1, 7};
+    static const uint8_t good[] = {0, 100, 0, 2, 0xab, 0xcd, 0, 12, 0, 0, 0xff, 0xff, 0, 1, 7};
     hdr(&m, 0, 1, 0, 0, 1);
     question(&m, "consul", 6);
     opt(&m, 512, 0, 0, good, sizeof good);
     assert_int_equal(parse(&m, &q), 0);
     assert_true(q.edns);
     assert_int_equal(q.edns_size, 512);
+
+    /* RFC 7873 §5.2.2: a COOKIE of 8 or 16..40 bytes is sound, any other length FORMERR with
+     * the OPT kept for the response */
+    for (uint8_t len = 0; len <= 44; len++) {
+        uint8_t ck[4 + 44] = {0, 10, 0, len};
+        hdr(&m, 0, 1, 0, 0, 1);
+        question(&m, "consul", 6);
+        opt(&m, 1232, 0, 0, ck, 4u + len);
+        bool sound = len == 8 || (len >= 16 && len <= 40);
+        assert_int_equal(parse(&m, &q), sound ? 0 : ZONE_DNS_FORMERR);
+        assert_true(q.edns);
+    }
 
     /* an option header cut, an option overrunning */
     static const uint8_t cut[] = {0, 100, 0};

@@ -6,26 +6,26 @@
  * the client's size, and the permutable RRs of the layout must permute into an equivalent
  * response. One cmocka test per case, named file:case.
  *
- * Run from the repository root (make does). HERALD_VECTOR_SEEDS=DIR also writes every query
- * into DIR, one file per case: the fuzzer's seed corpus (make fuzz). HERALD_VECTOR_RESPONSES=DIR
- * writes every response as DIR/<file>-<case>.<udp|tcp> (to test other runners' checkers). */
+ * The cases come from rfc-vectors/dns/vectors.py (`--json`), the one parser of the format, which
+ * the integration runner uses too. Run from the repository root (make does).
+ * HERALD_VECTOR_SEEDS=DIR also writes every query into DIR, one file per case: the fuzzer's seed
+ * corpus (make fuzz). HERALD_VECTOR_RESPONSES=DIR writes every response as
+ * DIR/<file>-<case>.<udp|tcp> (to test other runners' checkers). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <ctype.h>
-#include <dirent.h>
-#include <errno.h>
+#include <jansson.h>
 #include <strings.h>
 #include <sys/stat.h>
 
 #include "zone/dns_fixture.h"
 #include "zone/dns_test.h"
 
-#define VEC_DIR    "rfc-vectors/dns"
-#define MAX_RRS    128
-#define MAX_TOKENS 32
+#define VECTORS_CMD "/usr/bin/python3 rfc-vectors/dns/vectors.py --json"
+#define MAX_RRS     128
 
 enum cmp { CMP_NONE, CMP_EQ, CMP_GE, CMP_LE };
 struct count {
@@ -33,31 +33,25 @@ struct count {
     unsigned n;
 };
 
+/* A case as rfc-vectors/dns/vectors.py read it: that script is the one parser of the .vec
+ * format, and hands every case over as JSON (the query already in wire form). */
 struct vcase {
+    char title[200]; /* file:name */
     char file[64];
     char name[128];
-    char title[200]; /* file:name */
-    int line;
-    /* the query */
-    struct dnst_q q;
-    char qname[1024];
-    uint8_t *raw;
-    size_t raw_len;
-    bool has_raw;
+    uint8_t *wire;
+    size_t wire_len;
     int transport; /* 0 both, 1 udp, 2 tcp */
     struct zone_dns_config cfg;
     char alt_domain[256];
     /* expectations */
-    bool has_expect;
     bool expect_drop;
     int rcode;           /* -1: any */
     int flags;           /* -1: any; else the exact set (bits of the header word) */
     struct count cnt[3]; /* an ns ar */
     int opt, do_bit, version;
     struct count len;
-    char *rrs[3][MAX_RRS];
-    size_t n_rrs[3];
-    bool rrs_given[3];
+    json_t *rrs[3]; /* arrays of token arrays; NULL: not given */
 };
 
 static struct dnsfx g_fx;
@@ -66,29 +60,11 @@ static size_t g_n_cases;
 static const char *g_seed_dir;
 static const char *g_resp_dir;
 
-/* ---- parsing the .vec files ------------------------------------------------------------ */
-static size_t tokenize(char *s, char **tok, size_t max)
+/* ---- the cases, from vectors.py ----------------------------------------------------------- */
+static void die(const char *what, const char *title)
 {
-    size_t n = 0;
-    while (*s && n < max) {
-        while (isspace((unsigned char)*s))
-            s++;
-        if (!*s || *s == '#')
-            break;
-        char *start = s;
-        bool q = false;
-        while (*s && (q || !isspace((unsigned char)*s))) {
-            if (*s == '\\' && s[1])
-                s++;
-            else if (*s == '"')
-                q = !q;
-            s++;
-        }
-        if (*s)
-            *s++ = 0;
-        tok[n++] = start;
-    }
-    return n;
+    fprintf(stderr, "vectors: %s%s%s\n", title ? title : "", title ? ": " : "", what);
+    exit(1);
 }
 
 static int hexval(int c)
@@ -101,379 +77,130 @@ static int hexval(int c)
     return -1;
 }
 
-static bool hex_append(uint8_t **buf, size_t *len, const char *s)
+static void read_count(const json_t *v, struct count *c, const char *title)
 {
-    for (; *s; s++) {
-        if (isspace((unsigned char)*s))
-            continue;
-        int hi = hexval(*s), lo = s[1] ? hexval(s[1]) : -1;
-        if (hi < 0 || lo < 0)
-            return false;
-        *buf = realloc(*buf, *len + 1);
-        (*buf)[(*len)++] = (uint8_t)(hi << 4 | lo);
-        s++;
+    const char *op = json_string_value(json_array_get(v, 0));
+    json_int_t n = json_integer_value(json_array_get(v, 1));
+    if (!op || n < 0)
+        die("bad count", title);
+    c->op = strcmp(op, ">=") == 0 ? CMP_GE : strcmp(op, "<=") == 0 ? CMP_LE : CMP_EQ;
+    c->n = (unsigned)n;
+}
+
+/* The overrides of the standard configuration (README: config KEY=VALUE). */
+static void read_config(struct vcase *c, json_t *cfg)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(cfg, k, v)
+    {
+        const char *val = json_string_value(v);
+        if (!val)
+            die("bad config value", c->title);
+        bool yes = strcmp(val, "yes") == 0 || strcmp(val, "1") == 0 || strcmp(val, "true") == 0;
+        unsigned long n = strtoul(val, NULL, 0);
+        if (strcmp(k, "only_passing") == 0)
+            c->cfg.only_passing = yes;
+        else if (strcmp(k, "enable_truncate") == 0)
+            c->cfg.enable_truncate = yes;
+        else if (strcmp(k, "udp_answer_limit") == 0)
+            c->cfg.udp_answer_limit = (unsigned)n;
+        else if (strcmp(k, "a_record_limit") == 0)
+            c->cfg.a_record_limit = (unsigned)n;
+        else if (strcmp(k, "node_ttl") == 0)
+            c->cfg.node_ttl = (uint32_t)n;
+        else if (strcmp(k, "soa_min_ttl") == 0)
+            c->cfg.soa_min_ttl = (uint32_t)n;
+        else if (strcmp(k, "alt_domain") == 0) {
+            snprintf(c->alt_domain, sizeof c->alt_domain, "%s", val);
+            c->cfg.alt_domain = strcmp(val, "none") == 0 ? NULL : c->alt_domain;
+        } else
+            die("unknown config key", c->title);
     }
-    return true;
 }
 
-static const struct {
-    const char *name;
-    uint16_t bit;
-} flag_names[] = {
-    {"qr", 0x8000}, {"aa", 0x0400}, {"tc", 0x0200}, {"rd", 0x0100},
-    {"ra", 0x0080}, {"z", 0x0040},  {"ad", 0x0020}, {"cd", 0x0010},
-};
-
-static int flag_bit(const char *s)
-{
-    for (size_t i = 0; i < BASE_ARRAY_LEN(flag_names); i++)
-        if (strcmp(s, flag_names[i].name) == 0)
-            return flag_names[i].bit;
-    return -1;
-}
-
-static const char *const rcode_names[] = {
-    [0] = "NOERROR", [1] = "FORMERR", [2] = "SERVFAIL", [3] = "NXDOMAIN",
-    [4] = "NOTIMP",  [5] = "REFUSED", [16] = "BADVERS",
-};
-
-static int rcode_of(const char *s)
-{
-    for (size_t i = 0; i < BASE_ARRAY_LEN(rcode_names); i++)
-        if (rcode_names[i] && strcmp(s, rcode_names[i]) == 0)
-            return (int)i;
-    return -1;
-}
-
-static bool parse_count(const char *s, struct count *c)
-{
-    char *end;
-    if (s[0] == '>' && s[1] == '=')
-        c->op = CMP_GE, s += 2;
-    else if (s[0] == '<' && s[1] == '=')
-        c->op = CMP_LE, s += 2;
-    else if (s[0] == '=')
-        c->op = CMP_EQ, s += 1;
-    else
-        return false;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    c->n = (unsigned)v;
-    return !errno && !*end && end != s;
-}
-
-static bool parse_uint(const char *s, unsigned long max, unsigned long *v)
-{
-    char *end;
-    errno = 0;
-    *v = strtoul(s, &end, 0);
-    return !errno && !*end && end != s && *v <= max;
-}
-
-static bool yes_no(const char *s, int *v)
-{
-    if (strcmp(s, "yes") == 0 || strcmp(s, "1") == 0 || strcmp(s, "true") == 0)
-        *v = 1;
-    else if (strcmp(s, "no") == 0 || strcmp(s, "0") == 0 || strcmp(s, "false") == 0)
-        *v = 0;
-    else
-        return false;
-    return true;
-}
-
-static struct vcase *case_new(const char *file, const char *name, int line)
+static struct vcase *case_from_json(json_t *j)
 {
     struct vcase *c = calloc(1, sizeof *c);
+    const char *file = json_string_value(json_object_get(j, "file"));
+    const char *name = json_string_value(json_object_get(j, "name"));
+    const char *wire = json_string_value(json_object_get(j, "wire"));
+    const char *tr = json_string_value(json_object_get(j, "transport"));
+    json_t *e = json_object_get(j, "expect");
+
+    if (!file || !name || !wire || !tr || !json_is_object(e))
+        die("a case without file, name, wire, transport or expect", NULL);
     snprintf(c->file, sizeof c->file, "%s", file);
     snprintf(c->name, sizeof c->name, "%s", name);
     snprintf(c->title, sizeof c->title, "%s:%s", file, name);
-    c->line = line;
-    dnst_q_init(&c->q, "", 1);
-    c->rcode = -1;
-    c->flags = -1;
-    c->opt = c->do_bit = c->version = -1;
+    size_t hl = strlen(wire);
+    c->wire = malloc(hl / 2 + 1);
+    for (size_t i = 0; i < hl; i += 2) {
+        int hi = hexval(wire[i]), lo = hexval(wire[i + 1]);
+        if (hi < 0 || lo < 0)
+            die("bad wire hex", c->title);
+        c->wire[c->wire_len++] = (uint8_t)(hi << 4 | lo);
+    }
+    c->transport = strcmp(tr, "udp") == 0 ? 1 : strcmp(tr, "tcp") == 0 ? 2 : 0;
     dnsfx_config(&c->cfg);
+    read_config(c, json_object_get(j, "config"));
+
+    c->expect_drop = json_is_true(json_object_get(j, "drop"));
+    c->rcode = c->flags = c->opt = c->do_bit = c->version = -1;
+    json_t *v;
+    if ((v = json_object_get(e, "rcode")))
+        c->rcode = (int)json_integer_value(v);
+    if ((v = json_object_get(e, "flags")))
+        c->flags = (int)json_integer_value(v);
+    if ((v = json_object_get(e, "opt")))
+        c->opt = json_is_true(v);
+    if ((v = json_object_get(e, "do")))
+        c->do_bit = json_is_true(v);
+    if ((v = json_object_get(e, "version")))
+        c->version = (int)json_integer_value(v);
+    static const char *const cnt_keys[] = {"an", "ns", "ar"};
+    for (int s = 0; s < 3; s++)
+        if ((v = json_object_get(e, cnt_keys[s])))
+            read_count(v, &c->cnt[s], c->title);
+    if ((v = json_object_get(e, "len")))
+        read_count(v, &c->len, c->title);
+    static const char *const sec_keys[] = {"answer", "authority", "additional"};
+    json_t *rrs = json_object_get(j, "rrs");
+    for (int s = 0; s < 3; s++) {
+        v = json_object_get(rrs, sec_keys[s]);
+        if (json_is_array(v))
+            c->rrs[s] = json_incref(v);
+    }
     return c;
 }
 
 static void case_free(struct vcase *c)
 {
     for (int s = 0; s < 3; s++)
-        for (size_t i = 0; i < c->n_rrs[s]; i++)
-            free(c->rrs[s][i]);
-    free(c->raw);
+        json_decref(c->rrs[s]);
+    free(c->wire);
     free(c);
 }
 
-static bool parse_expect(struct vcase *c, char **tok, size_t n)
-{
-    c->has_expect = true;
-    for (size_t i = 1; i < n; i++) {
-        char *t = tok[i], *eq;
-        unsigned long v;
-        if (strcmp(t, "drop") == 0) {
-            c->expect_drop = true;
-            continue;
-        }
-        eq = strpbrk(t, "=<>");
-        if (!eq)
-            return false;
-        size_t kl = (size_t)(eq - t);
-        const char *val = *eq == '=' ? eq + 1 : eq;
-        if (kl == 5 && strncmp(t, "rcode", 5) == 0) {
-            if ((c->rcode = rcode_of(val)) < 0)
-                return false;
-        } else if (kl == 5 && strncmp(t, "flags", 5) == 0) {
-            char buf[128], *sv = NULL;
-            snprintf(buf, sizeof buf, "%s", val);
-            c->flags = 0;
-            for (char *f = strtok_r(buf, ",", &sv); f; f = strtok_r(NULL, ",", &sv)) {
-                int b = flag_bit(f);
-                if (b < 0)
-                    return false;
-                c->flags |= b;
-            }
-        } else if (kl == 2 && (strncmp(t, "an", 2) == 0 || strncmp(t, "ns", 2) == 0 ||
-                               strncmp(t, "ar", 2) == 0)) {
-            int s = t[0] == 'a' && t[1] == 'n' ? 0 : t[0] == 'n' ? 1 : 2;
-            if (!parse_count(eq, &c->cnt[s]))
-                return false;
-        } else if (kl == 3 && strncmp(t, "len", 3) == 0) {
-            if (!parse_count(eq, &c->len))
-                return false;
-        } else if (kl == 3 && strncmp(t, "opt", 3) == 0) {
-            if (!yes_no(val, &c->opt))
-                return false;
-        } else if (kl == 2 && strncmp(t, "do", 2) == 0) {
-            if (!yes_no(val, &c->do_bit))
-                return false;
-        } else if (kl == 7 && strncmp(t, "version", 7) == 0) {
-            if (!parse_uint(val, 255, &v))
-                return false;
-            c->version = (int)v;
-        } else {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool parse_edns(struct vcase *c, char **tok, size_t n)
-{
-    c->q.edns = true;
-    for (size_t i = 1; i < n; i++) {
-        unsigned long v;
-        if (strcmp(tok[i], "do") == 0) {
-            c->q.do_bit = true;
-        } else if (strncmp(tok[i], "version=", 8) == 0 && parse_uint(tok[i] + 8, 255, &v)) {
-            c->q.version = (unsigned)v;
-        } else if (strncmp(tok[i], "size=", 5) == 0 && parse_uint(tok[i] + 5, 65535, &v)) {
-            c->q.size = (unsigned)v;
-        } else if (strncmp(tok[i], "flags=", 6) == 0 && parse_uint(tok[i] + 6, 65535, &v)) {
-            c->q.eflags = (int)v;
-        } else if (strncmp(tok[i], "opt=", 4) == 0 && c->q.n_opts < DNST_MAX_OPTS) {
-            struct dnst_opt *o = &c->q.opts[c->q.n_opts++];
-            char *colon = strchr(tok[i] + 4, ':');
-            uint8_t *data = NULL;
-            size_t dl = 0;
-            if (colon)
-                *colon = 0;
-            if (!parse_uint(tok[i] + 4, 65535, &v))
-                return false;
-            o->code = (uint16_t)v;
-            if (colon && (!hex_append(&data, &dl, colon + 1) || dl > sizeof o->data)) {
-                free(data);
-                return false;
-            }
-            if (dl)
-                memcpy(o->data, data, dl);
-            o->len = dl;
-            free(data);
-        } else {
-            return false;
-        }
-    }
-    return true;
-}
-
-static bool parse_config(struct vcase *c, char **tok, size_t n)
-{
-    for (size_t i = 1; i < n; i++) {
-        char *eq = strchr(tok[i], '=');
-        unsigned long v;
-        int b;
-        if (!eq)
-            return false;
-        *eq = 0;
-        const char *k = tok[i], *val = eq + 1;
-        if (strcmp(k, "only_passing") == 0 && yes_no(val, &b))
-            c->cfg.only_passing = b;
-        else if (strcmp(k, "enable_truncate") == 0 && yes_no(val, &b))
-            c->cfg.enable_truncate = b;
-        else if (strcmp(k, "udp_answer_limit") == 0 && parse_uint(val, 65535, &v))
-            c->cfg.udp_answer_limit = (unsigned)v;
-        else if (strcmp(k, "a_record_limit") == 0 && parse_uint(val, 65535, &v))
-            c->cfg.a_record_limit = (unsigned)v;
-        else if (strcmp(k, "node_ttl") == 0 && parse_uint(val, 0xffffffffu, &v))
-            c->cfg.node_ttl = (uint32_t)v;
-        else if (strcmp(k, "soa_min_ttl") == 0 && parse_uint(val, 0xffffffffu, &v))
-            c->cfg.soa_min_ttl = (uint32_t)v;
-        else if (strcmp(k, "alt_domain") == 0) {
-            snprintf(c->alt_domain, sizeof c->alt_domain, "%s", val);
-            c->cfg.alt_domain = strcmp(val, "none") == 0 ? NULL : c->alt_domain;
-        } else
-            return false;
-    }
-    return true;
-}
-
-/* One line of a case. False on a syntax error. */
-static bool parse_line(struct vcase *c, char *line, char *orig)
-{
-    char *tok[MAX_TOKENS];
-    size_t n = tokenize(line, tok, MAX_TOKENS);
-    unsigned long v;
-
-    if (n == 0)
-        return true;
-    const char *k = tok[0];
-    if (strcmp(k, "query") == 0) {
-        if (n < 2 || n > 4)
-            return false;
-        snprintf(c->qname, sizeof c->qname, "%s", tok[1]);
-        c->q.name = c->qname;
-        c->q.type = n > 2 ? (uint16_t)ldns_get_rr_type_by_name(tok[2]) : 1;
-        c->q.cls = n > 3 ? (uint16_t)ldns_get_rr_class_by_name(tok[3]) : 1;
-        return c->q.type != 0 && c->q.cls != 0;
-    }
-    if (strcmp(k, "flags") == 0) {
-        for (size_t i = 1; i < n; i++) {
-            int b = flag_bit(tok[i]);
-            if (b < 0)
-                return false;
-            c->q.flags |= (uint16_t)b;
-        }
-        return true;
-    }
-    if (strcmp(k, "opcode") == 0 && n == 2 && parse_uint(tok[1], 15, &v)) {
-        c->q.opcode = (unsigned)v;
-        return true;
-    }
-    if (strcmp(k, "id") == 0 && n == 2 && parse_uint(tok[1], 65535, &v)) {
-        c->q.id = (uint16_t)v;
-        return true;
-    }
-    if (strcmp(k, "qdcount") == 0 && n == 2 && parse_uint(tok[1], 65535, &v)) {
-        c->q.qdcount = (int)v;
-        return true;
-    }
-    if (strcmp(k, "edns") == 0)
-        return parse_edns(c, tok, n);
-    if (strcmp(k, "raw") == 0) {
-        c->has_raw = true;
-        for (size_t i = 1; i < n; i++)
-            if (!hex_append(&c->raw, &c->raw_len, tok[i]))
-                return false;
-        return true;
-    }
-    if (strcmp(k, "tcp-mode") == 0 && n == 2) /* a hint for the integration runner */
-        return strcmp(tok[1], "whole") == 0 || strcmp(tok[1], "split") == 0 ||
-               strcmp(tok[1], "pipeline") == 0;
-    if (strcmp(k, "transport") == 0 && n == 2) {
-        c->transport = strcmp(tok[1], "udp") == 0 ? 1 : strcmp(tok[1], "tcp") == 0 ? 2 : 0;
-        return c->transport || strcmp(tok[1], "both") == 0;
-    }
-    if (strcmp(k, "config") == 0)
-        return parse_config(c, tok, n);
-    if (strcmp(k, "expect") == 0)
-        return parse_expect(c, tok, n);
-    int sec = strcmp(k, "answer") == 0       ? 0
-              : strcmp(k, "authority") == 0  ? 1
-              : strcmp(k, "additional") == 0 ? 2
-                                             : -1;
-    if (sec >= 0 && n >= 4 && c->n_rrs[sec] < MAX_RRS) {
-        /* keep the original text (after the keyword) for tokenizing at compare time */
-        char *p = orig + strlen(k);
-        while (isspace((unsigned char)*p))
-            p++;
-        c->rrs[sec][c->n_rrs[sec]++] = strdup(p);
-        c->rrs_given[sec] = true;
-        return true;
-    }
-    return false;
-}
-
-static void load_file(const char *dir, const char *file)
-{
-    char path[512], line[4096], orig[4096];
-    FILE *f;
-    struct vcase *cur = NULL;
-    int ln = 0;
-
-    snprintf(path, sizeof path, "%s/%s", dir, file);
-    f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "cannot open %s\n", path);
-        exit(1);
-    }
-    while (fgets(line, sizeof line, f)) {
-        ln++;
-        line[strcspn(line, "\r\n")] = 0;
-        snprintf(orig, sizeof orig, "%s", line);
-        char *tok[2];
-        char tmp[4096];
-        snprintf(tmp, sizeof tmp, "%s", line);
-        size_t n = tokenize(tmp, tok, 2);
-        if (n == 0)
-            continue;
-        if (strcmp(tok[0], "case") == 0) {
-            if (n < 2) {
-                fprintf(stderr, "%s:%d: case without a name\n", path, ln);
-                exit(1);
-            }
-            cur = case_new(file, tok[1], ln);
-            g_cases = realloc(g_cases, (g_n_cases + 1) * sizeof *g_cases);
-            g_cases[g_n_cases++] = cur;
-            continue;
-        }
-        if (!cur || !parse_line(cur, line, orig)) {
-            fprintf(stderr, "%s:%d: cannot parse: %s\n", path, ln, orig);
-            exit(1);
-        }
-    }
-    fclose(f);
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
+/* Every case of every .vec file, in vectors.py's order (run from the repository root). */
 static void load_all(void)
 {
-    DIR *d = opendir(VEC_DIR);
-    struct dirent *e;
-    char **names = NULL;
-    size_t n = 0;
-
-    if (!d) {
-        fprintf(stderr, "cannot open %s (run from the repository root)\n", VEC_DIR);
+    json_error_t err;
+    FILE *p = popen(VECTORS_CMD, "r");
+    if (!p)
+        die("cannot run " VECTORS_CMD, NULL);
+    json_t *all = json_loadf(p, 0, &err);
+    int rc = pclose(p);
+    if (!all || rc != 0 || !json_is_array(all)) {
+        fprintf(stderr, "vectors: %s failed (exit %d): %s\n", VECTORS_CMD, rc,
+                all ? "not an array" : err.text);
         exit(1);
     }
-    while ((e = readdir(d))) {
-        size_t l = strlen(e->d_name);
-        if (l > 4 && strcmp(e->d_name + l - 4, ".vec") == 0) {
-            names = realloc(names, (n + 1) * sizeof *names);
-            names[n++] = strdup(e->d_name);
-        }
-    }
-    closedir(d);
-    qsort(names, n, sizeof *names, cmp_names);
-    for (size_t i = 0; i < n; i++) {
-        load_file(VEC_DIR, names[i]);
-        free(names[i]);
-    }
-    free(names);
+    size_t i;
+    json_t *j;
+    g_cases = calloc(json_array_size(all) + 1, sizeof *g_cases);
+    json_array_foreach(all, i, j) g_cases[g_n_cases++] = case_from_json(j);
+    json_decref(all);
 }
 
 /* ---- checking a response --------------------------------------------------------------- */
@@ -524,28 +251,30 @@ static bool tok_eq(const char *want, const char *got)
     return strcmp(want, "*") == 0 || strcasecmp(want, got) == 0;
 }
 
-/* Whether an expected RR line matches an RR: owner ttl type rdata..., '*' for any field. */
-static bool rr_matches(const char *line, const ldns_rr *rr)
+static const char *tok_at(const json_t *toks, size_t i)
 {
-    char buf[1024];
-    char *tok[MAX_TOKENS];
-    snprintf(buf, sizeof buf, "%s", line);
-    size_t n = tokenize(buf, tok, MAX_TOKENS);
+    return json_string_value(json_array_get(toks, i));
+}
+
+/* Whether an expected RR (tokens: owner ttl type rdata...) matches an RR; '*' for any field. */
+static bool rr_matches(const json_t *toks, const ldns_rr *rr)
+{
     size_t nrd = ldns_rr_rd_count(rr);
     bool ok;
 
-    if (n != 3 + nrd)
+    if (json_array_size(toks) != 3 + nrd)
         return false;
     char *owner = ldns_rdf2str(ldns_rr_owner(rr));
     char ttl[16];
     snprintf(ttl, sizeof ttl, "%u", ldns_rr_ttl(rr));
     char *type = ldns_rr_type2str(ldns_rr_get_type(rr));
-    ok = tok_eq(tok[0], owner) && tok_eq(tok[1], ttl) && tok_eq(tok[2], type);
+    ok = tok_eq(tok_at(toks, 0), owner) && tok_eq(tok_at(toks, 1), ttl) &&
+         tok_eq(tok_at(toks, 2), type);
     free(owner);
     free(type);
     for (size_t i = 0; ok && i < nrd; i++) {
         char *s = ldns_rdf2str(ldns_rr_rdf(rr, i));
-        ok = tok_eq(tok[3 + i], s);
+        ok = tok_eq(tok_at(toks, 3 + i), s);
         free(s);
     }
     return ok;
@@ -566,21 +295,27 @@ static void check_rrs(const struct vcase *c, int sec, const ldns_rr_list *l, con
 {
     size_t n = l ? ldns_rr_list_rr_count(l) : 0;
     bool used[512] = {false};
+    const json_t *want = c->rrs[sec];
 
-    if (!c->rrs_given[sec])
+    if (!want)
         return;
-    bool ok = n == c->n_rrs[sec] && n <= BASE_ARRAY_LEN(used);
-    for (size_t i = 0; ok && i < c->n_rrs[sec]; i++) {
+    bool ok = n == json_array_size(want) && n <= BASE_ARRAY_LEN(used);
+    for (size_t i = 0; ok && i < json_array_size(want); i++) {
         bool found = false;
         for (size_t j = 0; j < n && !found; j++)
-            if (!used[j] && rr_matches(c->rrs[sec][i], ldns_rr_list_rr(l, j)))
+            if (!used[j] && rr_matches(json_array_get(want, i), ldns_rr_list_rr(l, j)))
                 used[j] = found = true;
         ok = found;
     }
     if (!ok) {
         fprintf(stderr, "  %s (%s): %s section differs; expected:\n", c->title, tr, sec_names[sec]);
-        for (size_t i = 0; i < c->n_rrs[sec]; i++)
-            fprintf(stderr, "    %s\n", c->rrs[sec][i]);
+        for (size_t i = 0; i < json_array_size(want); i++) {
+            const json_t *t = json_array_get(want, i);
+            fprintf(stderr, "   ");
+            for (size_t k = 0; k < json_array_size(t); k++)
+                fprintf(stderr, " %s", tok_at(t, k));
+            fprintf(stderr, "\n");
+        }
         fprintf(stderr, "  got:\n");
         print_section(sec_names[sec], l);
         fail_msg("%s: %s section", c->title, sec_names[sec]);
@@ -711,18 +446,11 @@ static void run_case(void **state)
 {
     const struct vcase *c = *state;
     uint8_t *w = malloc(70000);
-    size_t n;
+    size_t n = c->wire_len;
 
-    if (!c->has_expect)
-        fail_msg("%s: no expect line", c->title);
-    if (c->has_raw) {
-        n = c->raw_len;
-        if (n)
-            memcpy(w, c->raw, n);
-    } else {
-        n = dnst_build(&c->q, w, 70000);
-        assert_true(n > 0);
-    }
+    assert_true(n <= 70000);
+    if (n)
+        memcpy(w, c->wire, n);
     if (g_seed_dir)
         write_seed(c, w, n);
     if (c->transport != 2)

@@ -342,10 +342,23 @@ static void test_malformed_but_checksummed(void **state)
     struct zone_store *s0 = f->s[0];
     assert_int_equal(zone_store_restore(s0, b.data, b.len, &skipped), 0);
     assert_false(skipped);
+    /* its records are version 1 (no checksum): the load gave them one, so they read */
     assert_int_equal(zone_read_begin(s0, &r), 0);
     assert_int_equal(zone_kv_get(r, "b", &f->a, &kv), 0);
+    assert_memory_equal(kv.value, "v", 1);
     zone_read_end(r);
     base_buf_free(&b);
+
+    /* a version 2 record whose checksum fails is refused like any malformed row */
+    struct base_buf r2;
+    base_buf_init(&r2);
+    assert_int_equal(zone__rec_upgrade(ra.data, ra.len, &r2), 1);
+    r2.data[r2.len / 2] ^= 1;
+    struct row bad_crc[] = {{"a", 1, r2.data, r2.len}};
+    build(&b, 50, 50, 4, bad_crc, 1);
+    assert_int_equal(zone_store_restore(f->s[1], b.data, b.len, &skipped), BASE_EPARSE);
+    base_buf_free(&b);
+    base_buf_free(&r2);
 
     struct row unordered[] = {{"b", 1, rb.data, rb.len}, {"a", 1, ra.data, ra.len}};
     build(&b, 50, 50, 4, unordered, 2);

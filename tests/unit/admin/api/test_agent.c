@@ -751,6 +751,45 @@ static void test_service_def_decode_command(void **state)
     assert_int_equal(cmd.n_checks, 1);
     assert_string_equal(cmd.checks[0].check_id, "service:web");
 
+    /* duplicate keys, exact or in another case: the last one wins, as with Go's decoder */
+    const char *dup = "{\"Name\": \"a\", \"Port\": 1, \"Name\": \"b\", \"port\": 2, "
+                      "\"Meta\": {\"k\": \"1\", \"k\": \"2\"}}";
+    assert_int_equal(api_service_def_decode(f->api, dup, strlen(dup), &f->ar, &cmd, f->err), 0);
+    assert_string_equal(cmd.service->name, "b");
+    assert_int_equal(cmd.service->port, 2);
+    assert_int_equal(cmd.service->n_meta, 1);
+    assert_string_equal(cmd.service->meta[0].value, "2");
+    /* in document order, across spellings and escapes, and in nested objects whose earlier
+     * occurrence was dropped */
+    static const struct {
+        const char *body, *name, *ttl;
+    } last[] = {
+        {"{\"Name\": \"a\", \"name\": \"b\", \"Name\": \"c\"}", "c", NULL},
+        {"{\"Name\": \"a\", \"name\": \"b\", \"Name\": \"c\", \"name\": \"d\"}", "d", NULL},
+        {"{\"N\\u0061me\": \"a\", \"name\": \"b\", \"Name\": \"c\"}", "c", NULL},
+        {"{\"Name\": \"a\", \"n\\u0061me\": \"b\", \"name\": \"c\", \"NAME\": \"d\", "
+         "\"name\": \"e\"}",
+         "e", NULL},
+        {"{\"Name\": \"x\", \"Check\": {\"ttl\": \"1s\", \"TTL\": \"2s\"}, \"check\": 5, "
+         "\"Check\": {\"TTL\": \"4s\", \"ttl\": \"5s\", \"TTL\": \"6s\"}}",
+         "x", "6s"},
+        {"{\"Name\": \"x\", \"Check\": {\"TTL\": \"4s\", \"ttl\": \"5s\", \"TTL\": \"6s\"}, "
+         "\"Check\": {\"ttl\": \"7s\", \"TTL\": \"8s\", \"ttl\": \"9s\"}}",
+         "x", "9s"},
+    };
+    for (size_t i = 0; i < BASE_ARRAY_LEN(last); i++) {
+        f->err[0] = '\0';
+        int rc = api_service_def_decode(f->api, last[i].body, strlen(last[i].body), &f->ar, &cmd,
+                                        f->err);
+        if (rc)
+            fail_msg("%s: %s", last[i].body, f->err);
+        assert_string_equal(cmd.service->name, last[i].name);
+        if (last[i].ttl) {
+            assert_int_equal(cmd.n_checks, 1);
+            assert_int_equal(cmd.checks[0].ttl_ms, (uint64_t)(last[i].ttl[0] - '0') * 1000);
+        }
+    }
+
     static const struct {
         const char *body, *want;
     } bad[] = {
@@ -758,7 +797,6 @@ static void test_service_def_decode_command(void **state)
         {"{\"Name\": ", "Request decode failed"},
         {"[\"web\"]", "expected an object"},
         {"\"web\"", "Request decode failed"},
-        {"{\"Name\": \"a\", \"Name\": \"b\"}", "duplicate"},
         {"{\"Name\": \"web\", \"Nope\": 1}", "\"Nope\""},
     };
     for (size_t i = 0; i < BASE_ARRAY_LEN(bad); i++) {

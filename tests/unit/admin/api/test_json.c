@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "admin/api/internal.h"
@@ -458,10 +459,75 @@ static void test_get_duration_refuses(void **state)
     }
 }
 
+/* ---- api__json_loadb: duplicate keys end in the order of their last occurrence ---------- */
+
+/* The keys of obj in iteration order, "," separated, with each value when a string. */
+static void keys_of(json_t *obj, char *out, size_t cap)
+{
+    const char *k;
+    json_t *v;
+    out[0] = '\0';
+    json_object_foreach(obj, k, v)
+    {
+        size_t n = strlen(out);
+        snprintf(out + n, cap - n, "%s%s=%s", n ? "," : "", k,
+                 json_is_string(v) ? json_string_value(v) : "*");
+    }
+}
+
+static void test_json_loadb_last_occurrence_order(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *want; /* want: the top object's keys, or of its "o" member's */
+        bool inner;
+    } cases[] = {
+        /* no exact duplicate: jansson's own order, which is the document's */
+        {"{\"Name\": \"a\", \"name\": \"b\"}", "Name=a,name=b", false},
+        {"{\"Name\": \"a\", \"name\": \"b\", \"Name\": \"c\"}", "name=b,Name=c", false},
+        {"{\"a\": \"1\", \"b\": \"2\", \"a\": \"3\", \"b\": \"4\", \"c\": \"5\"}", "a=3,b=4,c=5",
+         false},
+        {"{\"a\": \"1\", \"b\": \"2\", \"b\": \"4\", \"a\": \"3\"}", "b=4,a=3", false},
+        /* escapes in keys: the same key however spelled */
+        {"{\"N\\u0061me\": \"a\", \"name\": \"b\", \"Name\": \"c\"}", "name=b,Name=c", false},
+        {"{\"q\\\"k\": \"a\", \"x\": \"b\", \"q\\u0022k\": \"c\"}", "x=b,q\"k=c", false},
+        {"{\"\\ud83d\\ude00\": \"a\", \"x\": \"b\", \"\\ud83d\\ude00\": \"c\"}",
+         "x=b,\xf0\x9f\x98\x80=c", false},
+        {"{\"\": \"a\", \"x\": \"b\", \"\": \"c\"}", "x=b,=c", false},
+        /* nested: the kept value's own occurrence decides, whatever a dropped one said */
+        {"{\"o\": {\"a\": \"1\", \"b\": \"2\", \"a\": \"3\"}, \"o\": {\"b\": \"4\", \"a\": \"5\", "
+         "\"b\": \"6\"}}",
+         "a=5,b=6", true},
+        {"{\"o\": [{\"b\": 1}], \"o\": {\"x\": \"1\", \"y\": \"2\", \"x\": \"3\"}}", "y=2,x=3",
+         true},
+        {"{\"o\": {\"x\": \"1\", \"y\": \"2\", \"x\": \"3\"}, \"o\": 5, \"o\": {\"y\": \"7\"}}",
+         "y=7", true},
+        {"{\"l\": [{\"k\": 1, \"k\": 2}, [{\"a\": 1}]], \"o\": {\"p\": \"1\", \"q\": \"2\", "
+         "\"p\": \"3\"}}",
+         "q=2,p=3", true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_error_t jerr;
+        char got[256];
+        json_t *v = api__json_loadb(cases[i].text, strlen(cases[i].text), &jerr);
+        if (!v)
+            fail_msg("%s: %s", cases[i].text, jerr.text);
+        keys_of(cases[i].inner ? json_object_get(v, "o") : v, got, sizeof got);
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("%s: got %s, want %s", cases[i].text, got, cases[i].want);
+        json_decref(v);
+    }
+    /* errors are jansson's, duplicates or not */
+    json_error_t jerr;
+    assert_null(api__json_loadb("{\"a\": 1, \"a\": ", 14, &jerr));
+    assert_null(api__json_loadb("{\"a\": \"\\ud800\", \"a\": 1}", 23, &jerr));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_is_ignores_case_and_underscores),
+        cmocka_unit_test(test_json_loadb_last_occurrence_order),
         cmocka_unit_test(test_key_is_rejects_other_keys),
         cmocka_unit_test(test_unknown_field_names_key),
         cmocka_unit_test(test_get_str),

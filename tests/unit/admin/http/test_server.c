@@ -89,6 +89,39 @@ static int cl_connect(int port)
     return fd;
 }
 
+/* A connection from a chosen source address ("127.0.0.2", "::1") to the server's host. */
+static int cl_connect_from(struct fx *f, const char *src)
+{
+    bool v6 = strchr(f->cfg.host, ':') != NULL;
+    struct sockaddr_storage from, to;
+    socklen_t len = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    struct timeval tv = {.tv_sec = 5};
+    int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    memset(&from, 0, sizeof from);
+    memset(&to, 0, sizeof to);
+    if (v6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&from, *b = (struct sockaddr_in6 *)&to;
+        a->sin6_family = b->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, src, &a->sin6_addr);
+        inet_pton(AF_INET6, f->cfg.host, &b->sin6_addr);
+        b->sin6_port = htons((uint16_t)f->port);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&from, *b = (struct sockaddr_in *)&to;
+        a->sin_family = b->sin_family = AF_INET;
+        inet_pton(AF_INET, src, &a->sin_addr);
+        inet_pton(AF_INET, f->cfg.host, &b->sin_addr);
+        b->sin_port = htons((uint16_t)f->port);
+    }
+    if (bind(fd, (struct sockaddr *)&from, len) < 0 ||
+        connect(fd, (struct sockaddr *)&to, len) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 static void cl_send_n(int fd, const char *s, size_t n)
 {
     while (n) {
@@ -190,7 +223,8 @@ static void fx_run(struct fx *f, http_handler_cb handler, client_fn client)
     pthread_t th;
 
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    f->cfg.host = "127.0.0.1";
+    if (!f->cfg.host)
+        f->cfg.host = "127.0.0.1";
     assert_int_equal(uv_async_init(&f->loop, &f->client_done, on_client_done), 0);
     f->client_done.data = f;
     uv_timer_init(&f->loop, &f->timer);
@@ -305,8 +339,9 @@ static void cl_put_body(struct fx *f)
     close(fd);
     /* chunked, with a trailer */
     fd = cl_connect(f->port);
-    cl_send(fd, "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-                "5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\nX-Trailer: t\r\n\r\n");
+    cl_send(fd,
+            "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            "5\r\nhello\r\n1;ext=1\r\n!\r\n0\r\nX-Trailer: t\r\n\r\n");
     f->outlen[1] = cl_read_all(fd, f->out[1], OUT_CAP, &f->eof[1]);
     close(fd);
 }
@@ -454,7 +489,7 @@ static void cl_slow(struct fx *f)
 {
     long t0 = now_ms();
     int fd = cl_connect(f->port);
-    cl_send(fd, "GET /slow HTTP/1.1\r\nConnection: close\r\n\r\n");
+    cl_send(fd, "GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     f->outlen[0] = cl_read_all(fd, f->out[0], OUT_CAP, &f->eof[0]);
     f->elapsed_ms = now_ms() - t0;
     close(fd);
@@ -667,7 +702,7 @@ static void cl_too_big(struct fx *f)
     char big[2048];
     memset(big, 'x', sizeof big);
     big[sizeof big - 1] = '\0';
-    cl_send(fd, "GET / HTTP/1.1\r\nX-Big: ");
+    cl_send(fd, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: ");
     cl_send(fd, big);
     cl_send(fd, "\r\n\r\n");
     f->outlen[2] = cl_read_all(fd, f->out[2], OUT_CAP, &f->eof[2]);
@@ -696,10 +731,11 @@ static void test_limits_413_431(void **state)
 static void cl_body_limits(struct fx *f)
 {
     static const char *const reqs[4] = {
-        "PUT /up HTTP/1.1\r\nContent-Length: 40\r\nConnection: close\r\n\r\n",
-        "PUT /up?stale HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-        "PUT /up HTTP/1.1\r\nContent-Length: 65\r\nConnection: close\r\n\r\n",
-        "PUT /up/x HTTP/1.1\r\nContent-Length: 40\r\nConnection: close\r\n\r\n",
+        "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nConnection: close\r\n\r\n",
+        "PUT /up?stale HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: "
+        "close\r\n\r\n",
+        "PUT /up HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\nConnection: close\r\n\r\n",
+        "PUT /up/x HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\nConnection: close\r\n\r\n",
     };
     char body[66];
     memset(body, 'b', sizeof body);
@@ -728,7 +764,7 @@ static void cl_body_limits(struct fx *f)
 static void test_body_limit_per_path(void **state)
 {
     (void)state;
-    static const struct http_body_limit limits[] = {{"/up", 64}};
+    static const struct http_body_limit limits[] = {{"/up", 64, 0}};
     struct fx *f = fx_new();
     f->cfg.max_body = 16;
     f->cfg.body_limits = limits;
@@ -755,7 +791,7 @@ static void cl_malformed(struct fx *f)
     f->outlen[1] = cl_read_all(fd, f->out[1], OUT_CAP, &f->eof[1]);
     close(fd);
     fd = cl_connect(f->port);
-    cl_send(fd, "GET / HTTP/1.1\r\nBad Header: x\r\n\r\n");
+    cl_send(fd, "GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n");
     f->outlen[2] = cl_read_all(fd, f->out[2], OUT_CAP, &f->eof[2]);
     close(fd);
 }
@@ -779,7 +815,7 @@ static void cl_timeouts(struct fx *f)
     long t0 = now_ms();
     int a = cl_connect(f->port);
     int b = cl_connect(f->port);
-    cl_send(a, "GET / HTTP/1.1\r\n");
+    cl_send(a, "GET / HTTP/1.1\r\nHost: x\r\n");
     f->outlen[0] = cl_read_all(a, f->out[0], OUT_CAP, &f->eof[0]);
     f->outlen[1] = cl_read_all(b, f->out[1], OUT_CAP, &f->eof[1]);
     f->elapsed_ms = now_ms() - t0;
@@ -787,7 +823,7 @@ static void cl_timeouts(struct fx *f)
     close(b);
     /* keep-alive idle */
     a = cl_connect(f->port);
-    cl_send(a, "GET /idle HTTP/1.1\r\n\r\n");
+    cl_send(a, "GET /idle HTTP/1.1\r\nHost: x\r\n\r\n");
     f->outlen[2] = cl_read_all(a, f->out[2], OUT_CAP, &f->eof[2]);
     close(a);
 }
@@ -817,9 +853,9 @@ static void cl_max_conns(struct fx *f)
     int c = cl_connect(f->port);
     f->outlen[0] = cl_read_all(c, f->out[0], OUT_CAP, &f->eof[0]);
     close(c);
-    cl_send(a, "GET /a HTTP/1.1\r\nConnection: close\r\n\r\n");
+    cl_send(a, "GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     f->outlen[1] = cl_read_all(a, f->out[1], OUT_CAP, &f->eof[1]);
-    cl_send(b, "GET /b HTTP/1.1\r\nConnection: close\r\n\r\n");
+    cl_send(b, "GET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     f->outlen[2] = cl_read_all(b, f->out[2], OUT_CAP, &f->eof[2]);
     close(a);
     close(b);
@@ -883,15 +919,15 @@ static void h_status(void *data, struct http_req *r)
 static void cl_status(struct fx *f)
 {
     int fd = cl_connect(f->port);
-    cl_send(fd, "HEAD /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+    cl_send(fd, "HEAD /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     f->outlen[0] = cl_read_all(fd, f->out[0], OUT_CAP, &f->eof[0]);
     close(fd);
     fd = cl_connect(f->port);
-    cl_send(fd, "DELETE /204 HTTP/1.1\r\nConnection: close\r\n\r\n");
+    cl_send(fd, "DELETE /204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     f->outlen[1] = cl_read_all(fd, f->out[1], OUT_CAP, &f->eof[1]);
     close(fd);
     fd = cl_connect(f->port);
-    cl_send(fd, "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n");
+    cl_send(fd, "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     f->outlen[2] = cl_read_all(fd, f->out[2], OUT_CAP, &f->eof[2]);
     close(fd);
 }
@@ -978,6 +1014,198 @@ static void test_ipv6_listen(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- per-client connection cap, body timeout, chunk sizes, Host and version ------------- */
+
+/* A request on fd answered 200 and kept alive: the server accepted (and counts) fd. */
+static bool cl_served(int fd)
+{
+    char buf[4096];
+    cl_send(fd, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+    size_t n = cl_read_one(fd, buf, sizeof buf);
+    return n > 0 && strncmp(buf, "HTTP/1.1 200 ", 13) == 0;
+}
+
+/* A connection the server closes at once: EOF (or a reset) with no bytes. */
+static bool cl_refused(int fd)
+{
+    char buf[64];
+    cl_send(fd, "GET /no HTTP/1.1\r\nHost: x\r\n\r\n");
+    return recv(fd, buf, sizeof buf, 0) <= 0;
+}
+
+static void cl_per_client(struct fx *f)
+{
+    const char *me = strchr(f->cfg.host, ':') ? "::1" : "127.0.0.1";
+    int a = cl_connect_from(f, me), b = cl_connect_from(f, me);
+    f->outlen[0] = (size_t)cl_served(a) + (size_t)cl_served(b);
+    int c = cl_connect_from(f, me);
+    f->outlen[1] = (size_t)cl_refused(c);
+    close(c);
+    if (!strchr(f->cfg.host, ':')) { /* another client address is not affected */
+        int d = cl_connect_from(f, "127.0.0.2");
+        f->outlen[2] = (size_t)cl_served(d);
+        close(d);
+    } else {
+        f->outlen[2] = 1;
+    }
+    /* a closed connection frees its slot (once the server has seen the close) */
+    close(a);
+    f->outlen[3] = 0;
+    for (int i = 0; i < 200 && !f->outlen[3]; i++) {
+        int e = cl_connect_from(f, me);
+        f->outlen[3] = (size_t)cl_served(e);
+        close(e);
+        if (!f->outlen[3])
+            usleep(10000);
+    }
+    close(b);
+}
+
+static void test_max_conns_per_client(void **state)
+{
+    (void)state;
+    const char *hosts[] = {"127.0.0.1", "::1"};
+    for (size_t i = 0; i < BASE_ARRAY_LEN(hosts); i++) {
+        struct fx *f = fx_new();
+        f->cfg.host = hosts[i];
+        f->cfg.max_conns_per_client = 2;
+        int probe = socket(i ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in6 lo6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+        if (i && bind(probe, (struct sockaddr *)&lo6, sizeof lo6) < 0) {
+            print_message("no IPv6 loopback here\n");
+            close(probe);
+            free(f);
+            continue;
+        }
+        close(probe);
+        fx_run(f, h_echo, cl_per_client);
+        assert_int_equal(f->outlen[0], 2);
+        assert_int_equal(f->outlen[1], 1);
+        assert_int_equal(f->outlen[2], 1);
+        assert_int_equal(f->outlen[3], 1);
+        free(f);
+    }
+}
+
+static void cl_trickle(struct fx *f)
+{
+    long t0 = now_ms();
+    int fd = cl_connect(f->port);
+    cl_send(fd, "PUT /t HTTP/1.1\r\nHost: x\r\nContent-Length: 40\r\n\r\n");
+    struct timeval tv = {.tv_usec = 50000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    /* one byte per 50 ms, each well inside the idle timeout, the whole far over the body
+     * timeout: answered 408 once the body timeout has run out */
+    for (int i = 0; i < 40; i++) {
+        cl_send(fd, "x");
+        ssize_t r = recv(fd, f->out[0], OUT_CAP - 1, 0);
+        if (r >= 0) {
+            f->outlen[0] = (size_t)r;
+            f->out[0][r] = '\0';
+            break;
+        }
+    }
+    f->elapsed_ms = now_ms() - t0;
+    close(fd);
+}
+
+static void test_body_timeout(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    f->cfg.body_timeout_ms = 400;
+    f->cfg.idle_timeout_ms = 5000;
+    fx_run(f, h_echo, cl_trickle);
+    assert_int_equal(f->nreq, 0);
+    assert_non_null(strstr(f->out[0], "HTTP/1.1 408 Request Timeout\r\n"));
+    assert_true(f->elapsed_ms >= 350 && f->elapsed_ms < 1900);
+    free(f);
+}
+
+static void cl_chunk_sizes(struct fx *f)
+{
+    /* no chunk data follows: the answer comes from the size line alone */
+    static const char *const reqs[3] = {
+        "PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n11\r\n",
+        "PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "a\r\n0123456789\r\n7\r\n",
+        "PUT /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "ffffffffffffffff\r\n",
+    };
+    for (int i = 0; i < 3; i++) {
+        long t0 = now_ms();
+        int fd = cl_connect(f->port);
+        cl_send(fd, reqs[i]);
+        f->outlen[i] = cl_read_all(fd, f->out[i], OUT_CAP, &f->eof[i]);
+        if (now_ms() - t0 > f->elapsed_ms)
+            f->elapsed_ms = now_ms() - t0;
+        close(fd);
+    }
+}
+
+static void test_chunk_size_over_limit_413_at_once(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    f->cfg.max_body = 16;
+    fx_run(f, h_echo, cl_chunk_sizes);
+    assert_int_equal(f->nreq, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_non_null(strstr(f->out[i], "HTTP/1.1 413 "));
+        assert_true(f->eof[i]);
+    }
+    assert_true(f->elapsed_ms < 2000); /* not the 5 s read timeout */
+    free(f);
+}
+
+static void cl_versions(struct fx *f)
+{
+    static const char *const reqs[8] = {
+        "GET /nohost HTTP/1.1\r\n\r\n",
+        "GET /twohosts HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+        "GET /v2 HTTP/2.0\r\nHost: x\r\n\r\n",
+        "GET /v3 HTTP/3.0\r\nHost: x\r\n\r\n",
+        "GET /v09 HTTP/0.9\r\nHost: x\r\n\r\n",
+        "GET /v1x HTTP/1.x\r\nHost: x\r\n\r\n",
+        "GET /ten HTTP/1.0\r\n\r\n",
+        "GET /emptyhost HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n",
+    };
+    for (int i = 0; i < 8; i++) {
+        int fd = cl_connect(f->port);
+        cl_send(fd, reqs[i]);
+        bool eof;
+        char *o = f->out[i % 4];
+        size_t off = strlen(o);
+        cl_read_all(fd, o + off, OUT_CAP / 2 - off, &eof);
+        o[strlen(o)] = '\0';
+        strcat(o, "|");
+        close(fd);
+    }
+}
+
+static void test_host_and_version(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new();
+    fx_run(f, h_echo, cl_versions);
+    /* out[i % 4] holds answers i and i + 4, separated by "|" */
+    assert_int_equal(strncmp(f->out[0], "HTTP/1.1 400 Bad Request\r\n", 26), 0);
+    assert_non_null(strstr(f->out[0], "\r\n\r\nBad Request: missing required Host header\n|"));
+    assert_non_null(strstr(f->out[1], "\r\n\r\nBad Request: too many Host headers\n|"));
+    assert_int_equal(strncmp(f->out[2], "HTTP/1.1 505 HTTP Version Not Supported\r\n", 41), 0);
+    assert_non_null(strstr(f->out[2], "\r\n\r\nHTTP Version Not Supported\n|"));
+    assert_int_equal(strncmp(f->out[3], "HTTP/1.1 505 ", 13), 0);
+    /* 0.9 is 505 too; a malformed version 400 */
+    assert_non_null(strstr(f->out[0], "|HTTP/1.1 505 "));
+    assert_non_null(strstr(f->out[1], "|HTTP/1.1 400 "));
+    /* HTTP/1.0 needs no Host; an empty Host is a Host (RFC 9112 §3.2) */
+    assert_non_null(strstr(f->out[2], "|HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(f->out[2], "path=/ten\n"));
+    assert_non_null(strstr(f->out[3], "|HTTP/1.1 200 OK\r\n"));
+    assert_int_equal(f->nreq, 2);
+    free(f);
+}
+
 /* ---- memory of parked requests --------------------------------------------------------- */
 
 #define NPARK 1000
@@ -1025,6 +1253,7 @@ static void test_parked_requests_are_small(void **state)
 {
     (void)state;
     struct fx *f = fx_new();
+    f->cfg.max_conns_per_client = NPARK;
     fx_run(f, h_park_count, cl_many);
     assert_int_equal(f->nreq, NPARK);
     assert_int_equal(atomic_load(&f->aborts), NPARK);
@@ -1058,6 +1287,10 @@ int main(void)
         cmocka_unit_test(test_head_204_and_text_errors),
         cmocka_unit_test(test_start_errors),
         cmocka_unit_test(test_ipv6_listen),
+        cmocka_unit_test(test_max_conns_per_client),
+        cmocka_unit_test(test_body_timeout),
+        cmocka_unit_test(test_chunk_size_over_limit_413_at_once),
+        cmocka_unit_test(test_host_and_version),
         cmocka_unit_test(test_parked_requests_are_small),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,232 @@
+/* libFuzzer target over the server port (consensus/transport.c, rpc.c): a real one-server
+ * cluster (id 7, bootstrapped, no key, joins refused) listens on 127.0.0.1; each input is
+ * written into one new connection, and the connection is then half-closed, so the server reads
+ * it all and closes. The input's first byte picks how:
+ *   even: a valid RPC handshake (id 99, our address) comes first and the rest of the input
+ *         follows it: frame headers, bodies, HELLO decoding, the refusals of FORWARD, JOIN,
+ *         REMOVE and READ_INDEX from a non-member;
+ *   odd:  the rest of the input is the handshake itself (after the RPC preamble, which is
+ *         forced: Raft streams belong to libraft's reader and its own target).
+ * An input is done when the server has closed the connection (bounded: 5 s, then abort).
+ * Besides the sanitizers' findings, the server must answer every input by closing, and its
+ * loop must go on serving.
+ *
+ * Build and run: make fuzz FUZZ_TARGETS=server_port (FUZZ_SECONDS, default 600). */
+#include "consensus/consensus.h"
+#include "zone/zone.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static uv_loop_t g_loop;
+static struct zone_store *g_store;
+static struct cons *g_cons;
+static char g_root[64];
+static int g_port;
+
+static bool refuse_joins(void *data, const struct sockaddr *sa)
+{
+    (void)data;
+    (void)sa;
+    return false;
+}
+
+static int free_port(void)
+{
+    uv_tcp_t t;
+    struct sockaddr_in sa;
+    struct sockaddr_storage got;
+    int len = sizeof got;
+    uv_tcp_init(&g_loop, &t);
+    uv_ip4_addr("127.0.0.1", 0, &sa);
+    if (uv_tcp_bind(&t, (const struct sockaddr *)&sa, 0) != 0 ||
+        uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len) != 0)
+        abort();
+    int port = ntohs(((struct sockaddr_in *)&got)->sin_port);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(&g_loop, UV_RUN_NOWAIT);
+    return port;
+}
+
+static void rm_tree(const char *root)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", root);
+}
+
+/* At exit: stop the cons and free everything, so that leak checks see only real leaks. */
+static void teardown(void)
+{
+    if (!g_cons)
+        return;
+    cons_stop(g_cons, NULL, NULL);
+    g_cons = NULL;
+    for (int i = 0; i < 10000 && uv_run(&g_loop, UV_RUN_NOWAIT); i++)
+        ;
+    zone_store_close(g_store);
+    uv_loop_close(&g_loop);
+    rm_tree(g_root);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    char errmsg[BASE_ERRMSG_LEN];
+    char path[128], raft[128], addr[64];
+    base_log_set_level(BASE_LOG_ERR);
+    base_loop_thread_set();
+    if (uv_loop_init(&g_loop) != 0)
+        abort();
+    snprintf(g_root, sizeof g_root, "/tmp/herald-fuzz-port-XXXXXX");
+    if (!mkdtemp(g_root))
+        abort();
+    snprintf(path, sizeof path, "%s/zone", g_root);
+    snprintf(raft, sizeof raft, "%s/raft", g_root);
+    mkdir(path, 0700);
+    if (zone_store_open(path, 64u << 20, &g_store, errmsg) != 0) {
+        fprintf(stderr, "zone_store_open: %s\n", errmsg);
+        abort();
+    }
+    g_port = free_port();
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", g_port);
+    struct cons_config cfg = {
+        .dir = raft,
+        .id = 7,
+        .address = addr,
+        .bootstrap = true,
+        .store = g_store,
+        .join_allowed = refuse_joins,
+    };
+    if (cons_start(&g_loop, &cfg, &g_cons, errmsg) != 0) {
+        fprintf(stderr, "cons_start: %s\n", errmsg);
+        abort();
+    }
+    uint64_t deadline = uv_now(&g_loop) + 5000;
+    while (!cons_is_leader(g_cons) && uv_now(&g_loop) < deadline)
+        uv_run(&g_loop, UV_RUN_ONCE);
+    if (!cons_is_leader(g_cons))
+        abort();
+    atexit(teardown);
+    return 0;
+}
+
+/* ---- one connection -------------------------------------------------------------------- */
+
+struct client {
+    uv_tcp_t tcp;
+    uv_connect_t connect;
+    uv_write_t write;
+    uv_shutdown_t shutdown;
+    uint8_t *out;
+    size_t out_len;
+    uint8_t in[4096];
+    bool eof, closed;
+};
+
+static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct client *cl = h->data;
+    (void)suggested;
+    buf->base = (char *)cl->in;
+    buf->len = sizeof cl->in; /* replies are read and dropped */
+}
+
+static void client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct client *cl = s->data;
+    (void)buf;
+    if (nread < 0)
+        cl->eof = true;
+}
+
+static void client_shutdown_cb(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
+static void client_write_cb(uv_write_t *w, int status)
+{
+    struct client *cl = w->data;
+    if (status == 0)
+        uv_shutdown(&cl->shutdown, (uv_stream_t *)&cl->tcp, client_shutdown_cb);
+}
+
+static void client_connect_cb(uv_connect_t *req, int status)
+{
+    struct client *cl = req->data;
+    if (status != 0) {
+        fprintf(stderr, "connect: %s\n", uv_strerror(status));
+        abort();
+    }
+    uv_read_start((uv_stream_t *)&cl->tcp, client_alloc, client_read);
+    uv_buf_t b = uv_buf_init((char *)cl->out, (unsigned)cl->out_len);
+    cl->write.data = cl;
+    if (uv_write(&cl->write, (uv_stream_t *)&cl->tcp, &b, 1, client_write_cb) != 0)
+        cl->eof = true;
+}
+
+static void client_closed(uv_handle_t *h)
+{
+    struct client *cl = h->data;
+    cl->closed = true;
+}
+
+static size_t put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return (size_t)n;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1 || size > (1u << 20))
+        return 0;
+    struct client cl;
+    memset(&cl, 0, sizeof cl);
+    static const char me[] = "127.0.0.1:9";
+    size_t n = 0;
+    cl.out = malloc(64 + size);
+    memcpy(cl.out, "HRLDRPC2", 8);
+    n = 8;
+    if ((data[0] & 1) == 0) {
+        n += put_le(cl.out + n, 99, 8);
+        n += put_le(cl.out + n, 0, 8);
+        n += put_le(cl.out + n, sizeof me - 1, 4);
+        n += put_le(cl.out + n, 0, 4);
+        memcpy(cl.out + n, me, sizeof me - 1);
+        n += sizeof me - 1;
+    }
+    memcpy(cl.out + n, data + 1, size - 1);
+    cl.out_len = n + size - 1;
+
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.0.0.1", g_port, &sa);
+    uv_tcp_init(&g_loop, &cl.tcp);
+    cl.tcp.data = &cl;
+    cl.connect.data = &cl;
+    if (uv_tcp_connect(&cl.connect, &cl.tcp, (const struct sockaddr *)&sa, client_connect_cb))
+        abort();
+    uint64_t deadline = uv_now(&g_loop) + 5000;
+    while (!cl.eof && uv_now(&g_loop) < deadline)
+        uv_run(&g_loop, UV_RUN_ONCE);
+    if (!cl.eof) {
+        fprintf(stderr, "the server neither closed nor finished the connection in 5 s\n");
+        abort();
+    }
+    uv_close((uv_handle_t *)&cl.tcp, client_closed);
+    while (!cl.closed)
+        uv_run(&g_loop, UV_RUN_ONCE);
+    free(cl.out);
+    return 0;
+}
