@@ -5,13 +5,14 @@
  * rpc.c), then a header (u64 sender id, u64 receiver id: 0 for RPC, u32 address length, u8
  * flags: bit 0 "keyed", 3 zero bytes) and the sender's address. It is read with an alloc
  * callback that offers exactly the bytes still missing, so not one byte of what follows is
- * consumed here: libraft's reader (or rpc.c's) then starts on the stream at its first own
- * byte. A handshake is bounded in time (5 s), size (addresses up to 255 bytes, no NUL) and
+ * consumed here: raft_stream.c's reader (or rpc.c's) then starts on the stream at its first
+ * own byte. A handshake is bounded in time (5 s), size (addresses up to 255 bytes, no NUL) and
  * number (128 at once: a new one drops the oldest, so silent connections cannot lock members
  * out; with RPC connections, limits.rpc_max_conns_per_client per source IP); anything else
- * closes the connection. Raft streams go to the accept callback libraft gave to
- * listen(); until it did (the server is still forming, Raft not started) they are closed and
- * the peer's raft_uv retries later.
+ * closes the connection. Raft streams go to raft_stream.c (which decodes and checks every
+ * message before libraft sees it; libraft's own reader never runs) once libraft gave its
+ * accept callback to listen(); until then (the server is still forming, Raft not started)
+ * they are closed and the peer's raft_uv retries later.
  *
  * Authentication (the cluster key, -encrypt). With a key, the dialer's header says "keyed"
  * and is followed by its 32-byte nonce; the listener answers with its own nonce and
@@ -58,9 +59,10 @@
  * which the leader still addresses there until it replaces that server (member.c). So the
  * dialer names the id it wants and the listener closes a stream for any other id.
  *
- * Ownership follows libraft's own TCP transport: a stream handed to libraft (accepted or
- * connected) is a uv_tcp_t allocated with raft_malloc, alone in its allocation, because
- * libraft closes it and frees it with raft_free. RPC streams are allocated the same way (the
+ * Ownership follows libraft's own TCP transport: a stream handed over (a connected one to
+ * libraft, an accepted Raft stream to raft_stream.c) is a uv_tcp_t allocated with
+ * raft_malloc, alone in its allocation, because its new owner closes it and frees it with
+ * raft_free. RPC streams are allocated the same way (the
  * preamble decides the kind only after the accept), and rpc.c frees them alike.
  *
  * Dialing. connect() and cons__dial_rpc() share one dialer: resolve (numeric addresses

@@ -1,18 +1,21 @@
 """Forged Raft messages on the server port (issue 9, items 2 and 3).
 
-Anyone who can reach port 8300 can open a Raft stream: the handshake (preamble "HRLDRAF2",
-u64 sender id, u64 receiver id, u32 address length, address) needs only the receiver's id,
-which /v1/operator/raft/configuration gives to anyone. What follows is libraft's uv wire
-format (libraft 0.22.1, src/uv_encoding.c), spoken here by a small encoder:
+A Raft stream opens with the server port's handshake (preamble "HRLDRAF3", u64 sender id,
+u64 receiver id, u32 address length, u8 flags, 3 zero bytes, address; consensus/transport.c).
+Since port-auth only members may open one (without a cluster key: a member's id from that
+member's IP), so these tests speak as a member: the sender is a server of the configuration
+(/v1/operator/raft/configuration gives the ids to anyone) and the socket is bound to its
+loopback address. What follows is libraft's uv wire format (libraft 0.22.1,
+src/uv_encoding.c), spoken here by a small encoder:
 
   preamble: u8 type, u8 0, u8 version, u8 0, u32 0, u64 header length
   header:   type specific (below); AppendEntries and InstallSnapshot then carry a payload.
 
 Malformed messages (0xffffffff entries, truncated, huge lengths, unknown type, bad snapshot
-sizes and configurations) must not crash a server: the connection is dropped, the server keeps
-serving, a cluster keeps its leader and accepts writes. A RequestVote asking the leader to step
-aside with term 2^64-2 must neither make it step down nor raise the term, and the cluster must
-still elect a new leader once the leader is killed.
+sizes and configurations) must not crash a server: the connection is dropped (and logged), the
+server keeps serving, a cluster keeps its leader and accepts writes. A RequestVote asking the
+leader to step aside with term 2^64-2 must neither make it step down nor raise the term, and the
+cluster must still elect a new leader once the leader is killed.
 
 Every wait is bounded; agents are stopped by pid by the fixtures (graceful stops exit 0 under
 ASan)."""
@@ -31,14 +34,13 @@ INSTALL_SNAPSHOT = 5
 TIMEOUT_NOW = 6
 
 RAFT_COMMAND = 1
-FORGED_ID = 4242
 
 
 # ---- encoder ----------------------------------------------------------------------------------
 
-def handshake(sender, receiver, address="127.0.0.1:9"):
+def handshake(sender, receiver, address):
     a = address.encode()
-    return b"HRLDRAF2" + struct.pack("<QQI", sender, receiver, len(a)) + a
+    return b"HRLDRAF3" + struct.pack("<QQIB3x", sender, receiver, len(a), 0) + a
 
 
 def frame(mtype, header, version=0, length=None):
@@ -92,13 +94,17 @@ def raft_stats(agent):
     return agent.get("/v1/agent/self", timeout=5).json()["Stats"]["raft"]
 
 
-def send_forged(addr, receiver, data, close_write=True, timeout=10):
-    """Opens a Raft stream to addr:8300 as FORGED_ID, sends data; returns True when the
-    server closed the connection within timeout (EOF or reset), False when it kept it."""
-    s = socket.create_connection((addr, 8300), timeout=5)
+def send_forged(addr, receiver, data, sender, src, close_write=True, timeout=10):
+    """Opens a Raft stream to addr:8300 as member `sender` from its address `src`, sends data;
+    returns True when the server closed the connection within timeout (EOF or reset), False
+    when it kept it."""
+    s = socket.socket()
     try:
+        s.bind((src, 0))
+        s.settimeout(5)
+        s.connect((addr, 8300))
         try:
-            s.sendall(handshake(FORGED_ID, receiver) + data)
+            s.sendall(handshake(sender, receiver, "%s:8300" % src) + data)
             if close_write:
                 s.shutdown(socket.SHUT_WR)
         except OSError:  # reset: the server closed with our bytes unread
@@ -175,15 +181,17 @@ def test_malformed_raft_messages_do_not_crash_a_single_server(make_agent, tmpdir
     me = server_ids(a)["%s:8300" % a.addr]
     term = raft_stats(a)["term"]
     for name, data in malformed(term):
-        closed = send_forged(a.addr, me, data)
+        closed = send_forged(a.addr, me, data, me, a.addr)
         assert a.proc.poll() is None, "%s crashed the server:\n%s" % (name, a.read_log())
         assert closed, "%s: the server kept the connection" % name
+    # the messages reached the decoder (not refused at the handshake)
+    assert "dropping a Raft stream" in a.read_log(), a.read_log()
     # well-formed, but from a second leader in the leader's own term (libraft would write
     # "the leader" into its follower state, which shares memory with the leader's)
     for data in (append_entries(term, prev_index=1, prev_term=1),
                  install_snapshot(term, 100, term, 1, conf_encode([(me, a.addr + ":8300", 1)]),
                                   b"snapshot")):
-        assert send_forged(a.addr, me, data, close_write=False)
+        assert send_forged(a.addr, me, data, me, a.addr, close_write=False)
         assert a.proc.poll() is None
     # still the leader, still writing, still at its term
     assert_writes(a, "after-forgery")
@@ -197,21 +205,26 @@ def test_malformed_raft_messages_do_not_crash_a_cluster_member(make_cluster):
     ids = server_ids(leader)
     term = raft_stats(leader)["term"]
     for victim in c.agents:
+        member = [a for a in c.agents if a is not victim][0]
         for name, data in malformed(term):
-            closed = send_forged(victim.addr, ids[victim.server_addr], data)
+            closed = send_forged(victim.addr, ids[victim.server_addr], data,
+                                 ids[member.server_addr], member.addr)
             assert victim.alive(), "%s crashed %s:\n%s" % (name, victim.addr, victim.read_log())
             assert closed, "%s: %s kept the connection" % (name, victim.addr)
     assert c.wait_leader() is leader
     # a snapshot over 64 MiB (its buffer grows as the bytes arrive) from a stale term: read
     # whole, handed to libraft, which refuses and frees it; and one cut short, freed by us
     assert term >= 2
-    f = c.followers(leader)[0]
+    # (sent as the other follower: libraft's answer to a stale snapshot goes to the sender,
+    # and a leader would read its last index 0 as a follower that lost its log, io.c)
+    f, other = c.followers(leader)
     conf = conf_encode([(ids[f.server_addr], f.server_addr, 1)])
     big = b"\x5a" * (70 << 20)
     send_forged(f.addr, ids[f.server_addr], install_snapshot(1, 10, 1, 1, conf, big),
-                close_write=False, timeout=2)
+                ids[other.server_addr], other.addr, close_write=False, timeout=2)
     assert send_forged(f.addr, ids[f.server_addr],
-                       install_snapshot(1, 10, 1, 1, conf, big[:66 << 20], data_len=len(big)))
+                       install_snapshot(1, 10, 1, 1, conf, big[:66 << 20], data_len=len(big)),
+                       ids[other.server_addr], other.addr)
     assert f.alive(), f.read_log()
     assert raft_stats(f)["term"] == term
     assert_writes(leader, "after-forgery")
@@ -223,17 +236,23 @@ def test_forged_request_vote_with_a_huge_term_is_refused(make_cluster):
     leader = c.wait_leader()
     ids = server_ids(leader)
     term = raft_stats(leader)["term"]
+    # sent as a follower (a member: what port-auth lets through), to every other server
+    cand = c.followers(leader)[0]
+    cid = ids[cand.server_addr]
     votes = [
         # the reported wedge: term 2^64-2, the leader asked to step aside
-        request_vote(2 ** 64 - 2, FORGED_ID, last_index=2 ** 40, last_term=1, disrupt=True),
-        request_vote(2 ** 64 - 2, FORGED_ID, last_index=2 ** 40, last_term=1, pre_vote=True),
+        request_vote(2 ** 64 - 2, cid, last_index=2 ** 40, last_term=1, disrupt=True),
+        request_vote(2 ** 64 - 2, cid, last_index=2 ** 40, last_term=1, pre_vote=True),
         # within the absolute bound, but too far beyond the current term
-        request_vote(2 ** 32 + 2 ** 20 + 1, FORGED_ID, last_index=2 ** 40, last_term=1,
+        request_vote(2 ** 32 + 2 ** 20 + 1, cid, last_index=2 ** 40, last_term=1,
                      disrupt=True),
     ]
     for a in c.agents:
+        if a is cand:
+            continue
         for data in votes:
-            send_forged(a.addr, ids[a.server_addr], data, close_write=False, timeout=1)
+            assert send_forged(a.addr, ids[a.server_addr], data, cid, cand.addr,
+                               close_write=False, timeout=5)
     # the leader stays, no term moves (give a step-down time to show: a heartbeat round trip
     # and a write through the leader)
     assert_writes(leader, "after-vote")
