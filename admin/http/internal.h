@@ -130,6 +130,7 @@ struct http__wreq {
     uv_write_t req;
     struct http__conn *conn;
     size_t len;
+    size_t mapped; /* bytes mmapped for this write (a big response), 0 when from the heap */
     char data[];
 };
 
@@ -145,6 +146,10 @@ void http__req_abort(struct http_req *r);
 struct http__wreq *http__resp_build(int status, const char *content_type,
                                     const struct base_buf *extra, const void *body, size_t len,
                                     bool close, bool keep_alive_10, bool head);
+/* A write of len bytes (w->data), mmapped when big so that it is given back once written; freed
+ * only with http__wreq_free. */
+struct http__wreq *http__wreq_new(size_t len);
+void http__wreq_free(struct http__wreq *w);
 /* "OK", "Not Found", ...; "Unknown" for codes without a phrase. */
 const char *http__reason(int status);
 

@@ -8,6 +8,7 @@
 #include <stdalign.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 const char *http__reason(int status)
@@ -382,14 +383,47 @@ struct http__wreq *http__resp_build(int status, const char *content_type,
     base_buf_append(&h, "\r\n", 2);
 
     size_t blen = body ? len : 0;
-    struct http__wreq *w = base_malloc(sizeof *w + h.len + blen);
+    struct http__wreq *w = http__wreq_new(h.len + blen);
     memcpy(w->data, h.data, h.len);
     if (blen)
         memcpy(w->data + h.len, body, blen);
-    w->len = h.len + blen;
-    w->conn = NULL;
     base_buf_free(&h);
     return w;
+}
+
+/* A big response (a full catalog can be tens of MB) is written from its own mapping, so that
+ * its memory goes back to the system as soon as it is written: from glibc's heap, freed
+ * blocks of that size mostly stay with the process (its mmap threshold rises to the size of
+ * the largest block freed). */
+#define WREQ_MMAP_MIN (1u << 20)
+
+struct http__wreq *http__wreq_new(size_t len)
+{
+    struct http__wreq *w;
+    size_t total = sizeof *w + len;
+    if (total >= WREQ_MMAP_MIN) {
+        void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            w = p;
+            w->mapped = total;
+            w->len = len;
+            w->conn = NULL;
+            return w;
+        }
+    }
+    w = base_malloc(total);
+    w->mapped = 0;
+    w->len = len;
+    w->conn = NULL;
+    return w;
+}
+
+void http__wreq_free(struct http__wreq *w)
+{
+    if (w && w->mapped)
+        munmap(w, w->mapped);
+    else
+        base_free(w);
 }
 
 void http_respond(struct http_req *r, int status, const char *content_type, const void *body,

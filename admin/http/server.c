@@ -301,7 +301,7 @@ static void conn_on_written(uv_write_t *req, int status)
     struct http__wreq *w = (struct http__wreq *)req;
     struct http__conn *c = w->conn;
 
-    base_free(w);
+    http__wreq_free(w);
     if (c->state == HTTP__CLOSED)
         return;
     if (status < 0) {
@@ -320,7 +320,7 @@ static void conn_write(struct http__conn *c, struct http__wreq *w, uv_write_cb c
     uv_buf_t b = uv_buf_init(w->data, (unsigned)w->len);
     w->conn = c;
     if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, cb) < 0) {
-        base_free(w);
+        http__wreq_free(w);
         conn_close(c);
     }
 }
@@ -349,7 +349,7 @@ static void conn_on_continue_written(uv_write_t *req, int status)
     struct http__wreq *w = (struct http__wreq *)req;
     struct http__conn *c = w->conn;
 
-    base_free(w);
+    http__wreq_free(w);
     if (c->state != HTTP__CLOSED && status < 0)
         conn_close(c);
 }
@@ -508,9 +508,8 @@ static int on_headers_complete(llhttp_t *p)
         if (expect && base_strcasecmp(expect, "100-continue") == 0 && p->http_major == 1 &&
             p->http_minor >= 1) {
             static const char msg[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            struct http__wreq *w = base_malloc(sizeof *w + sizeof msg - 1);
+            struct http__wreq *w = http__wreq_new(sizeof msg - 1);
             memcpy(w->data, msg, sizeof msg - 1);
-            w->len = sizeof msg - 1;
             conn_write(c, w, conn_on_continue_written);
             if (c->state == HTTP__CLOSED)
                 return -1;
