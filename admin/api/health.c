@@ -119,19 +119,26 @@ static int add_filtered(void *data, const struct zone_check *c)
     return 0;
 }
 
-static void read_checks(struct api *a, struct http_req *req, struct zone_read *rd,
-                        struct base_arena *ar, struct api_result *res)
+/* Every check that f keeps, as a list (or the index alone for a probe). */
+static void list_filtered(struct filter_ctx *f, struct http_req *req, struct zone_read *rd,
+                          struct base_arena *ar, struct api_result *res)
 {
-    struct filter_ctx f = {http_req_path(req) + strlen("/v1/health/checks/"), true, 0, {0}};
-    BASE_UNUSED(a);
     res->index = api__table_max(rd, API_TABLES_HEALTH);
     if (res->probe) {
         res->probed = true;
         return;
     }
-    api__list_init(&f.out, req);
-    zone_checks_each(rd, ar, add_filtered, &f);
-    api__list_finish(&f.out, res);
+    api__list_init(&f->out, req);
+    zone_checks_each(rd, ar, add_filtered, f);
+    api__list_finish(&f->out, res);
+}
+
+static void read_checks(struct api *a, struct http_req *req, struct zone_read *rd,
+                        struct base_arena *ar, struct api_result *res)
+{
+    struct filter_ctx f = {http_req_path(req) + strlen("/v1/health/checks/"), true, 0, {0}};
+    BASE_UNUSED(a);
+    list_filtered(&f, req, rd, ar, res);
 }
 
 static void read_state(struct api *a, struct http_req *req, struct zone_read *rd,
@@ -145,14 +152,7 @@ static void read_state(struct api *a, struct http_req *req, struct zone_read *rd
         res->error = "Invalid check state";
         return;
     }
-    res->index = api__table_max(rd, API_TABLES_HEALTH);
-    if (res->probe) {
-        res->probed = true;
-        return;
-    }
-    api__list_init(&f.out, req);
-    zone_checks_each(rd, ar, add_filtered, &f);
-    api__list_finish(&f.out, res);
+    list_filtered(&f, req, rd, ar, res);
 }
 
 bool api__health_route(struct api *a, struct http_req *req, const char *path)
