@@ -150,8 +150,7 @@ def test_parallel_full_catalog_reads_give_memory_back(make_cluster, monkeypatch)
     """RSS only means something with glibc's allocator: ASan keeps freed memory in its
     quarantine. So this one runs the release build (HERALD_RELEASE_BIN, default
     build/herald)."""
-    if not os.path.exists(RELEASE):
-        pytest.skip("no release build at %s (make all)" % RELEASE)
+    assert os.path.exists(RELEASE), "no release build at %s (make all; make test does)" % RELEASE
     monkeypatch.setattr(conftest, "HERALD", RELEASE)
     f = _scenario(make_cluster)
     _check_leadership_and_latency(f)
