@@ -12,7 +12,6 @@ import os
 import threading
 import time
 
-
 import conftest
 from conftest import ROOT, wait_until
 
