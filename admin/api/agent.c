@@ -647,8 +647,10 @@ static void read_self(struct api *a, struct http_req *req, struct zone_read *rd,
         "catalog_index", (json_int_t)(rc ? 0 : m.index));
     json_t *catalog =
         json_pack("{s:I}", "damaged_reads", (json_int_t)zone_store_damaged_count(a->cfg.store));
-    res->json = json_pack("{s:o,s:o,s:{s:o,s:o},s:{}}", "Config", cfg, "Member", member, "Stats",
-                          "raft", raft, "catalog", catalog, "Meta");
+    /* blocking queries parked now (waiting for a change): tests wait on it instead of sleeping */
+    json_t *http = json_pack("{s:I}", "blocking_queries", (json_int_t)a->n_waiters);
+    res->json = json_pack("{s:o,s:o,s:{s:o,s:o,s:o},s:{}}", "Config", cfg, "Member", member,
+                          "Stats", "raft", raft, "catalog", catalog, "http", http, "Meta");
     res->index = rc ? 0 : m.index;
 }
 

@@ -129,6 +129,15 @@ class Agent:
         self.log.close()
         return rc
 
+    def parked(self):
+        """Blocking queries parked on this agent now (its /v1/agent/self Stats)."""
+        return self.get("/v1/agent/self").json()["Stats"]["http"]["blocking_queries"]
+
+    def wait_parked(self, n, timeout=10):
+        """Waits (bounded) until at least n blocking queries are parked."""
+        wait_until(lambda: self.parked() >= n, timeout=timeout,
+                   msg="%d blocking queries parked on %s" % (n, self.addr))
+
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)

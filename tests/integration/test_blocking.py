@@ -19,7 +19,7 @@ def test_kv_blocking_query_wakes_on_write(agent):
     agent.put("/v1/kv/w", b"1")
     idx = agent.get("/v1/kv/w").index
     t, out = _bg(lambda: agent.get("/v1/kv/w?index=%d&wait=20s" % idx, timeout=30))
-    time.sleep(0.3)
+    agent.wait_parked(1)
     assert t.is_alive(), "query returned before any change"
     t_write = time.time()
     agent.put("/v1/kv/w", b"2")
@@ -46,7 +46,7 @@ def test_write_to_other_key_does_not_return_single_key_query(agent):
     agent.put("/v1/kv/mine", b"1")
     idx = agent.get("/v1/kv/mine").index
     t, out = _bg(lambda: agent.get("/v1/kv/mine?index=%d&wait=2s" % idx, timeout=10))
-    time.sleep(0.2)
+    agent.wait_parked(1)
     agent.put("/v1/kv/other", b"x")
     t.join(10)
     # the query only answers when its own answer's index moves (or at the wait)
@@ -60,7 +60,7 @@ def test_health_blocking_wakes_on_check_status_change(agent):
     assert len(r.json()) == 1
     t, out = _bg(lambda: agent.get("/v1/health/service/api?passing&index=%d&wait=20s" % r.index,
                                    timeout=30))
-    time.sleep(0.2)
+    agent.wait_parked(1)
     agent.put("/v1/agent/check/fail/service:api")
     t.join(10)
     assert out["r"].json() == []
@@ -70,13 +70,13 @@ def test_health_blocking_wakes_on_check_status_change(agent):
 def test_catalog_blocking_wakes_on_registration_and_delete(agent):
     r = agent.get("/v1/catalog/services")
     t, out = _bg(lambda: agent.get("/v1/catalog/services?index=%d&wait=20s" % r.index, timeout=30))
-    time.sleep(0.2)
+    agent.wait_parked(1)
     agent.put("/v1/agent/service/register", {"Name": "late", "Port": 2})
     t.join(10)
     assert "late" in out["r"].json()
     idx = out["r"].index
     t, out = _bg(lambda: agent.get("/v1/catalog/services?index=%d&wait=20s" % idx, timeout=30))
-    time.sleep(0.2)
+    agent.wait_parked(1)
     agent.put("/v1/agent/service/deregister/late")
     t.join(10)
     assert "late" not in out["r"].json()
@@ -87,7 +87,7 @@ def test_many_parked_queries_all_wake(agent):
     idx = agent.get("/v1/kv/fan").index
     threads = [_bg(lambda: agent.get("/v1/kv/fan?index=%d&wait=20s" % idx, timeout=30))
                for _ in range(50)]
-    time.sleep(0.5)
+    agent.wait_parked(50)
     agent.put("/v1/kv/fan", b"1")
     for t, out in threads:
         t.join(10)

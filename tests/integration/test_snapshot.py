@@ -291,7 +291,7 @@ def test_blocking_query_parked_before_a_restore_wakes_after_it(agent):
                                                    "&wait=30s" % catalog_idx))]
     for t in threads:
         t.start()
-    time.sleep(0.5)  # both parked
+    agent.wait_parked(2)
     assert not results
     r = agent.put("/v1/snapshot", backup)
     assert r.status == 200, r.text
