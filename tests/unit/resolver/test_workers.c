@@ -245,6 +245,23 @@ static bool closed_within(int fd, int timeout_ms)
     }
 }
 
+/* Waits (at most 5 s, polling every 2 ms) until the resolver's stats say that at least n
+ * connections were accepted and rejected in all, and at least paused pauses happened: the
+ * workers' own account of what they did, instead of a sleep. */
+static void wait_stats(struct fx *f, uint64_t n, uint64_t paused)
+{
+    struct rsv_stats st;
+    for (int i = 0; i < 2500; i++) {
+        rsv_stats_get(f->rsv, &st);
+        if (st.tcp_accepted + st.tcp_rejected >= n && st.tcp_paused >= paused)
+            return;
+        usleep(2000);
+    }
+    fail_msg("stats: %llu accepted, %llu rejected, %llu paused; waited for %llu and %llu paused",
+             (unsigned long long)st.tcp_accepted, (unsigned long long)st.tcp_rejected,
+             (unsigned long long)st.tcp_paused, (unsigned long long)n, (unsigned long long)paused);
+}
+
 static size_t count_type(ldns_rr_list *l, ldns_rr_type t)
 {
     size_t n = 0;
@@ -509,7 +526,7 @@ static void test_tcp_backpressure_answers_everything_in_order(void **state)
             break;
         sent += (size_t)r;
     }
-    usleep(300000);
+    wait_stats(f, 1, 1); /* the server stopped answering until we read */
     int next = 0;
     size_t have = 0;
     uint8_t *in = malloc(70000);
@@ -604,7 +621,7 @@ static void test_tcp_per_client_cap(void **state)
     for (int i = 0; i < 3; i++)
         fds[i] = tcp_connect(f);
     /* Two workers accept in any order: whichever connection came third is closed. */
-    usleep(200000);
+    wait_stats(f, 3, 0);
     for (int i = 0; i < 3; i++) {
         if (closed_within(fds[i], 300)) {
             n_closed++;
@@ -798,7 +815,7 @@ static void test_stop_with_open_connections(void **state)
     int a = tcp_connect(f), b = tcp_connect(f);
     uint8_t partial[3] = {0, 40, 1};
     send_all(b, partial, sizeof partial);
-    usleep(50000);
+    wait_stats(f, 2, 0); /* both accepted */
     /* teardown stops with both connections open; the loop must still close cleanly */
     rsv_stop(f->rsv, on_stopped, f);
     f->rsv = NULL;
