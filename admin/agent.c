@@ -5,9 +5,10 @@
  * log into the store) -> api -> HTTP listener -> check runner -> DNS workers (reading the
  * replayed store; every applied entry that changed the catalog publishes its index to them, so
  * their answer caches never serve data older than a write already answered), each with its
- * libunbound context when recursors (or iterative recursion) are configured. Once this server
- * leads, it registers its own node (with the serfHealth check and the "consul" service, as
- * Consul's leader does) and the services of its config files.
+ * libunbound context when recursors (or iterative recursion) are configured. Once a leader is
+ * known (sync_tick), the agent registers its own node (with the serfHealth check, and the
+ * "consul" service on a server) and the services of its config files, through whichever
+ * server leads: a follower forwards the write.
  *
  * Stop (SIGINT/SIGTERM): the DNS workers stop (and are joined), HTTP stops (parked requests
  * are dropped), Raft closes (pending proposals end as unknown or shut down), then the api and

@@ -104,7 +104,8 @@ void adm_checks_set_api(struct adm_checks *c, struct api *api);
 /* Re-reads this node's checks and (re)arms their timers. */
 void adm_checks_sync(struct adm_checks *c);
 void adm_checks_ttl_reset(void *c, const char *check_id);
-/* Pauses proposing (not leader) or resumes. */
+/* Stops every check (timers, probes in flight) and frees the runner; done (may be NULL) runs
+ * once its last handle is closed, later. Loop thread. */
 void adm_checks_free(struct adm_checks *c, void (*done)(void *), void *data);
 
 #endif

@@ -46,8 +46,9 @@
  * following the old leader (it rejects while it "has a leader"), so a dead leader is replaced
  * after the SLOWER follower's randomized timeout, about 1.5-2 election timeouts, plus a vote
  * round, and a split first round costs one more timeout. With a 1000 ms base that measured
- * ~1.9 s, not "well under two seconds"; the 500 ms base measures about 1 s, 0.77-1.75 s over
- * 12 runs (test_cluster prints it). A LAN round trip is well under a millisecond, so 500 ms
+ * ~1.9 s, not "well under two seconds"; the 500 ms base measures about 0.9 s from a leader's
+ * kill -9 to the first acknowledged write (tests/bench/cluster.sh: the figures and their
+ * spread are in tests/bench/RESULTS.md). A LAN round trip is well under a millisecond, so 500 ms
  * still leaves a wide margin against spurious elections; WANs raise the multiplier.
  * libraft's connect retry delay drops from 1 s to 100 ms (the transport adds its own backoff
  * per peer), so a restarted server is caught up quickly. */

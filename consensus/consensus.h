@@ -62,12 +62,9 @@ struct cons_config {
     size_t n_join;
     /* Timing. LAN base: election 500 ms, heartbeat 50 ms, with pre-vote; both scaled by
      * raft_multiplier (0: 1; at most 10), as Consul's performance.raft_multiplier scales
-     * Consul's own base. A dead leader is replaced after 1 to 2 election timeouts (libraft
-     * randomizes it between 1x and 2x, and with pre-vote the election waits for the slowest
-     * follower to give up on the old leader): about 1 s at multiplier 1 (0.77-1.75 s over 12
-     * runs, the tail being a split first round). A 1000 ms base measured ~1.9 s, hence the
-     * halved base; multiplier 2 gives those 1000/100 ms back.
-     * Non-zero explicit timeouts win over the scaled base. */
+     * Consul's own base (what that gives at failover: cons.c's opening comment, and
+     * tests/bench/RESULTS.md for the measured figures). Non-zero explicit timeouts win over
+     * the scaled base. */
     unsigned raft_multiplier;
     unsigned election_timeout_ms;  /* 0: 500 x raft_multiplier */
     unsigned heartbeat_timeout_ms; /* 0: 50 x raft_multiplier */
