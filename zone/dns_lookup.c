@@ -19,38 +19,6 @@ static bool tag_match(const struct zone_service *sv, const char *tag)
     return false;
 }
 
-/* Worst status of the node's checks and the instance's own, in one pass over the node's rows. */
-static int worst_health(struct zone_read *r, const char *node, const char *sid,
-                        enum zone_health *out)
-{
-    MDB_cursor *c = zone__read_cursor(r, ZONE__DB_CHECKS);
-    struct zone__key k;
-    MDB_val key, val;
-    int rc;
-
-    *out = ZONE_HEALTH_PASSING;
-    if (!c)
-        return BASE_ESTORE;
-    zone__key_init(&k);
-    zone__key_lower(&k, node);
-    zone__key_sep(&k);
-    if (k.over || k.n > r->s->max_key)
-        return 0;
-    key = zone__key_val(&k);
-    for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-        enum zone_health st;
-        const char *csid;
-        if (key.mv_size < k.n || memcmp(key.mv_data, k.b, k.n) != 0)
-            break;
-        if (zone__check_peek(val.mv_data, val.mv_size, &st, &csid))
-            return zone__damaged(r, ZONE__DB_CHECKS, &key);
-        if ((!*csid || strcmp(csid, sid) == 0) && st > *out)
-            *out = st;
-    }
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : BASE_ESTORE;
-}
-
 static int node_addr(struct zone_read *r, const char *node, int *family, uint8_t ip[16],
                      const char **host)
 {
@@ -119,7 +87,7 @@ int zone__dns_instances(struct zone_read *r, const struct zone_dns_config *cfg, 
             return zone__damaged(r, ZONE__DB_SERVICES, &sk);
         if (*tag && !tag_match(&sv, tag))
             continue;
-        if ((rc = worst_health(r, sv.node, sv.id, &h)))
+        if ((rc = zone_instance_health(r, sv.node, sv.id, &h)))
             return rc;
         if (h >= ZONE_HEALTH_CRITICAL || (h == ZONE_HEALTH_WARNING && cfg->only_passing))
             continue;

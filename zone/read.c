@@ -351,36 +351,37 @@ int zone_checks_each(struct zone_read *r, struct base_arena *a, zone_check_cb cb
     return zone__scan(r->txn, r->s->dbi[ZONE__DB_CHECKS], NULL, 0, check_each, &e);
 }
 
-struct health {
-    struct zone_read *r;
-    const char *sid;
-    enum zone_health worst;
-};
-
-static int health_each(void *ctx, const MDB_val *k, const MDB_val *v)
-{
-    struct health *h = ctx;
-    enum zone_health st;
-    const char *sid;
-
-    if (zone__check_peek(v->mv_data, v->mv_size, &st, &sid))
-        return zone__damaged(h->r, ZONE__DB_CHECKS, k);
-    if ((!*sid || strcmp(sid, h->sid) == 0) && st > h->worst)
-        h->worst = st;
-    return 0;
-}
-
+/* The one rule for an instance's health (DNS and HTTP alike): the worst status among its
+ * node's checks (no service id) and its own, in one pass over the node's rows with the read's
+ * cached cursor (the DNS path calls this for every instance it answers). */
 int zone_instance_health(struct zone_read *r, const char *node, const char *service_id,
                          enum zone_health *out)
 {
-    struct health h = {r, service_id ? service_id : "", ZONE_HEALTH_PASSING};
+    MDB_cursor *c = zone__read_cursor(r, ZONE__DB_CHECKS);
+    const char *sid = service_id ? service_id : "";
     struct zone__key k;
+    MDB_val key, val;
     int rc;
 
+    *out = ZONE_HEALTH_PASSING;
+    if (!c)
+        return BASE_ESTORE;
     key_row(&k, node, NULL);
-    rc = scan(r, ZONE__DB_CHECKS, &k, health_each, &h);
-    *out = h.worst;
-    return rc;
+    if (k.over || k.n > r->s->max_key)
+        return 0;
+    key = zone__key_val(&k);
+    for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+        enum zone_health st;
+        const char *csid;
+        if (key.mv_size < k.n || memcmp(key.mv_data, k.b, k.n) != 0)
+            break;
+        if (zone__check_peek(val.mv_data, val.mv_size, &st, &csid))
+            return zone__damaged(r, ZONE__DB_CHECKS, &key);
+        if ((!*csid || strcmp(csid, sid) == 0) && st > *out)
+            *out = st;
+    }
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : BASE_ESTORE;
 }
 
 /* ---- kv -------------------------------------------------------------------------------- */
