@@ -61,93 +61,14 @@ static int check_name(const char *s, const char *field, char *errmsg)
     return 0;
 }
 
-/* Fields Consul knows that Herald does not implement: accepted when null or empty, so that
- * clients that always send them keep working, refused otherwise. */
-static bool unsupported_ok(json_t *v)
-{
-    return json_is_null(v) || (json_is_object(v) && json_object_size(v) == 0) ||
-           (json_is_string(v) && !*json_string_value(v)) ||
-           (json_is_array(v) && json_array_size(v) == 0) || json_is_false(v);
-}
-
 int api__decode_check_def(struct api *a, json_t *obj, struct base_arena *ar,
                           const struct zone_service *svc, size_t ordinal, size_t total,
                           struct zone_check *chk, char *errmsg)
 {
-    const char *k;
-    json_t *v;
-    const char *status = NULL;
-    uint64_t u;
-    int rc;
-
-    if (!json_is_object(obj))
-        return base_errf(errmsg, BASE_EINVAL, "Request decode failed: check must be an object");
-    memset(chk, 0, sizeof *chk);
+    int rc = api__decode_check(obj, NULL, ar, chk, errmsg);
+    if (rc)
+        return rc;
     chk->node = a->cfg.node_name;
-    chk->status = ZONE_HEALTH_CRITICAL; /* Consul: critical until proven otherwise */
-    json_object_foreach(obj, k, v)
-    {
-        if (api__key_is(k, "ID") || api__key_is(k, "CheckID"))
-            rc = api__get_str(v, k, ar, &chk->check_id, errmsg);
-        else if (api__key_is(k, "Name"))
-            rc = api__get_str(v, k, ar, &chk->name, errmsg);
-        else if (api__key_is(k, "Notes"))
-            rc = api__get_str(v, k, ar, &chk->notes, errmsg);
-        else if (api__key_is(k, "ServiceID"))
-            rc = api__get_str(v, k, ar, &chk->service_id, errmsg);
-        else if (api__key_is(k, "Status"))
-            rc = api__get_str(v, k, ar, &status, errmsg);
-        else if (api__key_is(k, "TTL"))
-            rc = api__get_duration(v, k, &chk->ttl_ms, errmsg);
-        else if (api__key_is(k, "HTTP"))
-            rc = api__get_str(v, k, ar, &chk->http, errmsg);
-        else if (api__key_is(k, "Method"))
-            rc = api__get_str(v, k, ar, &chk->method, errmsg);
-        else if (api__key_is(k, "TCP"))
-            rc = api__get_str(v, k, ar, &chk->tcp, errmsg);
-        else if (api__key_is(k, "Interval"))
-            rc = api__get_duration(v, k, &chk->interval_ms, errmsg);
-        else if (api__key_is(k, "Timeout"))
-            rc = api__get_duration(v, k, &chk->timeout_ms, errmsg);
-        else if (api__key_is(k, "DeregisterCriticalServiceAfter"))
-            rc = api__get_duration(v, k, &chk->deregister_after_ms, errmsg);
-        else if (api__key_is(k, "Script") || api__key_is(k, "Args") ||
-                 api__key_is(k, "ScriptArgs") || api__key_is(k, "DockerContainerID") ||
-                 api__key_is(k, "Shell")) {
-            if (unsupported_ok(v))
-                continue;
-            return base_errf(errmsg, BASE_EINVAL,
-                             "Scripts are disabled on this agent; field \"%s\" is not allowed", k);
-        } else if (api__key_is(k, "TLSSkipVerify") || api__key_is(k, "Header") ||
-                   api__key_is(k, "Body") || api__key_is(k, "OutputMaxSize") ||
-                   api__key_is(k, "SuccessBeforePassing") ||
-                   api__key_is(k, "FailuresBeforeCritical") ||
-                   api__key_is(k, "FailuresBeforeWarning") || api__key_is(k, "GRPC") ||
-                   api__key_is(k, "GRPCUseTLS") || api__key_is(k, "AliasNode") ||
-                   api__key_is(k, "AliasService") || api__key_is(k, "H2PING") ||
-                   api__key_is(k, "TLSServerName") || api__key_is(k, "Token") ||
-                   api__key_is(k, "Namespace") || api__key_is(k, "Partition") ||
-                   api__key_is(k, "Definition") || api__key_is(k, "Node") ||
-                   api__key_is(k, "ServiceName") || api__key_is(k, "ServiceTags") ||
-                   api__key_is(k, "Output") || api__key_is(k, "Type") ||
-                   api__key_is(k, "CreateIndex") || api__key_is(k, "ModifyIndex")) {
-            if (unsupported_ok(v) || api__key_is(k, "Output") || api__key_is(k, "Node") ||
-                api__key_is(k, "ServiceName") || api__key_is(k, "ServiceTags") ||
-                api__key_is(k, "Type") || api__key_is(k, "CreateIndex") ||
-                api__key_is(k, "ModifyIndex") || api__key_is(k, "Definition"))
-                continue;
-            return base_errf(errmsg, BASE_EINVAL, "Check field \"%s\" is not supported by Herald",
-                             k);
-        } else
-            return api__unknown_field(k, errmsg);
-        if (rc)
-            return rc;
-    }
-    BASE_UNUSED(u);
-    if (status && *status) {
-        if (zone_health_parse(status, &chk->status))
-            return base_errf(errmsg, BASE_EINVAL, "Invalid check status: \"%s\"", status);
-    }
     int kinds = (chk->ttl_ms > 0) + (chk->http && *chk->http) + (chk->tcp && *chk->tcp);
     if (kinds != 1)
         return base_errf(errmsg, BASE_EINVAL,
@@ -264,7 +185,7 @@ int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
                  api__key_is(k, "Proxy") || api__key_is(k, "SocketPath") ||
                  api__key_is(k, "Locality") || api__key_is(k, "Datacenter") ||
                  api__key_is(k, "CreateIndex") || api__key_is(k, "ModifyIndex")) {
-            if (unsupported_ok(v) || api__key_is(k, "Token") || api__key_is(k, "Datacenter") ||
+            if (api__empty_value(v) || api__key_is(k, "Token") || api__key_is(k, "Datacenter") ||
                 api__key_is(k, "CreateIndex") || api__key_is(k, "ModifyIndex"))
                 continue;
             return base_errf(errmsg, BASE_EINVAL, "Service field \"%s\" is not supported by Herald",

@@ -8,75 +8,9 @@
 static int decode_catalog_check(json_t *obj, const char *node, struct base_arena *ar,
                                 struct zone_check *c, char *err)
 {
-    const char *k, *status = NULL;
-    json_t *v;
-    int rc = 0;
-
-    if (!json_is_object(obj))
-        return base_errf(err, BASE_EINVAL, "Request decode failed: Check must be an object");
-    memset(c, 0, sizeof *c);
-    c->status = ZONE_HEALTH_CRITICAL;
-    json_object_foreach(obj, k, v)
-    {
-        const char *ignored;
-        if (api__key_is(k, "CheckID") || api__key_is(k, "ID"))
-            rc = api__get_str(v, k, ar, &c->check_id, err);
-        else if (api__key_is(k, "Name"))
-            rc = api__get_str(v, k, ar, &c->name, err);
-        else if (api__key_is(k, "Notes"))
-            rc = api__get_str(v, k, ar, &c->notes, err);
-        else if (api__key_is(k, "Output"))
-            rc = api__get_str(v, k, ar, &c->output, err);
-        else if (api__key_is(k, "ServiceID"))
-            rc = api__get_str(v, k, ar, &c->service_id, err);
-        else if (api__key_is(k, "Status"))
-            rc = api__get_str(v, k, ar, &status, err);
-        else if (api__key_is(k, "Node")) {
-            rc = api__get_str(v, k, ar, &ignored, err);
-            if (!rc && *ignored && base_strcasecmp(ignored, node) != 0)
-                return base_errf(err, BASE_EINVAL, "Check node \"%s\" does not match \"%s\"",
-                                 ignored, node);
-        } else if (api__key_is(k, "Definition")) {
-            const char *dk;
-            json_t *dv;
-            if (json_is_null(v))
-                continue;
-            if (!json_is_object(v))
-                return base_errf(err, BASE_EINVAL,
-                                 "Request decode failed: field \"Definition\": expected an object");
-            json_object_foreach(v, dk, dv)
-            {
-                if (api__key_is(dk, "HTTP"))
-                    rc = api__get_str(dv, "Definition.HTTP", ar, &c->http, err);
-                else if (api__key_is(dk, "TCP"))
-                    rc = api__get_str(dv, "Definition.TCP", ar, &c->tcp, err);
-                else if (api__key_is(dk, "Interval"))
-                    rc = api__get_duration(dv, "Definition.Interval", &c->interval_ms, err);
-                else if (api__key_is(dk, "Timeout"))
-                    rc = api__get_duration(dv, "Definition.Timeout", &c->timeout_ms, err);
-                else if (api__key_is(dk, "DeregisterCriticalServiceAfter"))
-                    rc = api__get_duration(dv, "Definition.DeregisterCriticalServiceAfter",
-                                           &c->deregister_after_ms, err);
-                else if (api__key_is(dk, "Method") || api__key_is(dk, "Header") ||
-                         api__key_is(dk, "TLSSkipVerify") || api__key_is(dk, "Body"))
-                    continue;
-                else
-                    rc = api__unknown_field(dk, err);
-                if (rc)
-                    return rc;
-            }
-        } else if (api__key_is(k, "Type") || api__key_is(k, "ServiceName") ||
-                   api__key_is(k, "ServiceTags") || api__key_is(k, "CreateIndex") ||
-                   api__key_is(k, "ModifyIndex") || api__key_is(k, "Namespace") ||
-                   api__key_is(k, "Partition"))
-            continue;
-        else
-            rc = api__unknown_field(k, err);
-        if (rc)
-            return rc;
-    }
-    if (status && *status && zone_health_parse(status, &c->status))
-        return base_errf(err, BASE_EINVAL, "Invalid check status: \"%s\"", status);
+    int rc = api__decode_check(obj, node, ar, c, err);
+    if (rc)
+        return rc;
     if (!c->check_id || !*c->check_id)
         c->check_id = c->name;
     if (!c->check_id || !*c->check_id)

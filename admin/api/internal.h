@@ -104,6 +104,15 @@ json_t *api__parse_body(struct http_req *req, char *errmsg);
 int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
                             struct zone_service *svc, struct zone_check **checks, size_t *n_checks,
                             char *errmsg);
+/* A check's fields (check.c), for both of its shapes: an agent check definition (catalog_node
+ * NULL: TTL, HTTP, TCP, Interval ... at the top level) or a catalog check record (its node:
+ * Output, Node, which must be that one, and a Definition object). Only the fields: defaults and
+ * the kind of an agent check are the caller's. Status starts critical. */
+int api__decode_check(json_t *obj, const char *catalog_node, struct base_arena *ar,
+                      struct zone_check *chk, char *errmsg);
+/* A field Consul knows and Herald does not implement is accepted when it is empty: null, "",
+ * false, {} or []. */
+bool api__empty_value(json_t *v);
 int api__decode_check_def(struct api *a, json_t *obj, struct base_arena *ar,
                           const struct zone_service *svc, size_t ordinal, size_t total,
                           struct zone_check *chk, char *errmsg);
