@@ -246,8 +246,10 @@ def test_zone_latency_stays_low_while_hundreds_of_recursive_queries_stall(make_a
             q = dns.message.make_query("stall-%d-%d.example.net" % (s_i, i), "A")
             s.sendto(q.to_wire(), (a.addr, a.dns_port))
         socks.append(s)
-    wait_until(lambda: hole.received > 0, timeout=5,
-               msg="libunbound asking the silent upstream")
+    # every one of them is waiting on the upstream (libunbound asked it for each name), so the
+    # workers are done dispatching them before the zone queries are timed
+    wait_until(lambda: len([n for n in list(hole.names) if n.startswith("stall-")]) >= 400,
+               timeout=10, msg="libunbound asking the silent upstream for all 400 names")
     # 100 zone queries, one at a time, each on a raw socket, timed
     lat = []
     zone_q = dns.message.make_query("web.service.consul", "A").to_wire()
