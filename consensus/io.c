@@ -22,7 +22,14 @@
  * afresh). Results that accept (after an installed snapshot older than what it had) and
  * results that reject both tell. A follower never truncates entries it acknowledged to the
  * current leader (Log Matching: a rejection names an index past them, and libraft reports
- * at least the index before it), so this cannot fire for a server that kept its state.
+ * at least the index before it), so this cannot fire for a server that kept its state,
+ * with one exception: while a follower installs a snapshot, libraft 0.22 reports last index
+ * 0 (its last_stored is reset until the install completes), and a replace then (raft_remove
+ * with the install in flight) is a use-after-free inside libraft. So io->send is wrapped too
+ * (the same way, a typed function) and notes each InstallSnapshot the leader sends: lower
+ * last indexes from that server are ignored until a result reaches the snapshot's last index,
+ * or raft's install_snapshot_timeout passes after the last one sent (the leader sends it again
+ * while the follower still needs it, so a genuine loss of state is still found).
  *
  * Everything else goes to libraft untouched. Messages come from raft_stream.c (cons__io_recv),
  * decoded and checked; libraft's own reader never runs (see raft_stream.c). */
@@ -54,14 +61,35 @@ static void held_free(struct cons *c)
     c->held = NULL;
 }
 
+/* The entry for server id in this leadership (a new term forgets the old one's). */
 static struct cons_acked *acked_of(struct cons *c, uint64_t id)
 {
+    if (c->acked_term != c->raft.current_term) {
+        c->n_acked = 0;
+        c->acked_term = c->raft.current_term;
+    }
     for (size_t i = 0; i < c->n_acked; i++)
         if (c->acked[i].id == id)
             return &c->acked[i];
     c->acked = base_realloc(c->acked, (c->n_acked + 1) * sizeof *c->acked);
-    c->acked[c->n_acked] = (struct cons_acked){id, 0};
+    c->acked[c->n_acked] = (struct cons_acked){.id = id};
     return &c->acked[c->n_acked++];
+}
+
+/* Whether a snapshot sent to a is still being installed, as far as the leader can tell. */
+static bool snapshot_in_flight(struct cons *c, struct cons_acked *a, uint64_t last_index)
+{
+    if (a->snap_index == 0)
+        return false;
+    if (last_index >= a->snap_index) { /* installed */
+        a->snap_index = 0;
+        return false;
+    }
+    if (c->io.time(&c->io) - a->snap_at > c->raft.install_snapshot_timeout) {
+        a->snap_index = 0;
+        return false;
+    }
+    return true;
 }
 
 static void watch_result(struct cons *c, const struct raft_message *m)
@@ -69,14 +97,15 @@ static void watch_result(struct cons *c, const struct raft_message *m)
     const struct raft_append_entries_result *res = &m->append_entries_result;
     if (raft_state(&c->raft) != RAFT_LEADER || res->term != c->raft.current_term)
         return;
-    if (c->acked_term != c->raft.current_term) { /* a new leadership: forget the old one's */
-        c->n_acked = 0;
-        c->acked_term = c->raft.current_term;
-    }
     struct cons_acked *a = acked_of(c, m->server_id);
+    bool installing = snapshot_in_flight(c, a, res->last_log_index);
     if (res->last_log_index >= a->index) {
         if (res->rejected == 0)
             a->index = res->last_log_index;
+    } else if (installing) {
+        LOG_DEBUG("consensus",
+                  "server id=%llu reports last index %llu while installing snapshot %" PRIu64,
+                  m->server_id, res->last_log_index, a->snap_index);
     } else {
         LOG_WARN("consensus",
                  "server id=%llu reports last index %llu after acknowledging %" PRIu64
@@ -125,10 +154,25 @@ static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, ra
     return c->io_start(io, msecs, tick, io_recv);
 }
 
+static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                   raft_io_send_cb cb)
+{
+    struct cons *c = cons_of(io);
+    if (m->type == RAFT_INSTALL_SNAPSHOT && raft_state(&c->raft) == RAFT_LEADER &&
+        m->install_snapshot.term == c->raft.current_term) {
+        struct cons_acked *a = acked_of(c, m->server_id);
+        a->snap_index = m->install_snapshot.last_index;
+        a->snap_at = io->time(io);
+    }
+    return c->io_send(io, req, m, cb);
+}
+
 void cons__io_hook(struct cons *c)
 {
     c->io_start = c->io.start;
     c->io.start = io_start;
+    c->io_send = c->io.send;
+    c->io.send = io_send;
 }
 
 void cons__io_tick(struct cons *c)
