@@ -201,11 +201,16 @@ struct cons_held {
     char *address;
 };
 
+#define CONS_SNAP_SENT 4
+
 struct cons_acked {
     uint64_t id;
-    uint64_t index;      /* the highest last index it acknowledged */
-    uint64_t snap_index; /* the last InstallSnapshot sent to it (0: none pending) */
-    raft_time snap_at;   /* when that was sent (io->time) */
+    uint64_t index;                /* the highest last index it acknowledged */
+    uint64_t snap_index;           /* the last index of the last InstallSnapshot sent to it */
+    raft_time snap_at;             /* when that was sent (io->time) */
+    bool snap_pending;             /* no result has reached snap_index yet */
+    uint64_t sent[CONS_SNAP_SENT]; /* the last indexes of the snapshots sent to it (a ring) */
+    size_t n_sent;
 };
 
 struct cons_change;    /* a configuration change run by the leader, one at a time */

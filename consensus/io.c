@@ -19,17 +19,22 @@
  * sendAppendEntries then computes next_index - match_index - 1 below zero (unsigned) as the
  * in-flight count and sends only empty heartbeats, forever: the server never catches up. So
  * the tick asks member.c to replace it (remove it and add it again, which starts its progress
- * afresh). Results that accept (after an installed snapshot older than what it had) and
- * results that reject both tell. A follower never truncates entries it acknowledged to the
- * current leader (Log Matching: a rejection names an index past them, and libraft reports
- * at least the index before it), so this cannot fire for a server that kept its state,
- * with one exception: while a follower installs a snapshot, libraft 0.22 reports last index
- * 0 (its last_stored is reset until the install completes), and a replace then (raft_remove
- * with the install in flight) is a use-after-free inside libraft. So io->send is wrapped too
- * (the same way, a typed function) and notes each InstallSnapshot the leader sends: lower
- * last indexes from that server are ignored until a result reaches the snapshot's last index,
- * or raft's install_snapshot_timeout passes after the last one sent (the leader sends it again
- * while the follower still needs it, so a genuine loss of state is still found).
+ * afresh). A follower never truncates entries it acknowledged to the current leader (Log
+ * Matching: a rejection names an index past them, and libraft reports at least the index
+ * before it), so this cannot fire for a server that kept its state, with two exceptions,
+ * both about snapshots the leader sent it, so io->send is wrapped too (the same way, a typed
+ * function) to note each InstallSnapshot sent to a server in this term:
+ *  - while a follower installs a snapshot, libraft 0.22 reports last index 0 (its
+ *    last_stored is reset until the install completes), and a replace then (raft_remove with
+ *    the install in flight) is a use-after-free inside libraft. So lower last indexes from a
+ *    server are ignored after a snapshot is sent to it, until a result reaches the snapshot's
+ *    last index or raft's install_snapshot_timeout passes after the last one sent (the
+ *    leader sends it again while the follower still needs it, so a real loss is still found);
+ *  - a follower answers an InstallSnapshot it does not need (a duplicate, delivered late, or
+ *    older than its own snapshot) by accepting it with last index = the snapshot's, not its
+ *    own. So an accepting result whose last index is that of a snapshot sent to the server in
+ *    this term is not taken as a loss; if the server did lose entries, the next AppendEntries
+ *    is rejected, and that rejection tells.
  *
  * Everything else goes to libraft untouched. Messages come from raft_stream.c (cons__io_recv),
  * decoded and checked; libraft's own reader never runs (see raft_stream.c). */
@@ -76,20 +81,26 @@ static struct cons_acked *acked_of(struct cons *c, uint64_t id)
     return &c->acked[c->n_acked++];
 }
 
-/* Whether a snapshot sent to a is still being installed, as far as the leader can tell. */
+/* Whether a snapshot sent to a may still be being installed, as far as the leader can tell. */
 static bool snapshot_in_flight(struct cons *c, struct cons_acked *a, uint64_t last_index)
 {
-    if (a->snap_index == 0)
+    if (!a->snap_pending)
         return false;
-    if (last_index >= a->snap_index) { /* installed */
-        a->snap_index = 0;
+    if (last_index >= a->snap_index ||
+        c->io.time(&c->io) - a->snap_at > c->raft.install_snapshot_timeout)
+        a->snap_pending = false;
+    return a->snap_pending;
+}
+
+/* Whether res accepts a snapshot sent to a in this term (libraft echoes its index). */
+static bool snapshot_echo(const struct cons_acked *a, const struct raft_append_entries_result *res)
+{
+    if (res->rejected != 0)
         return false;
-    }
-    if (c->io.time(&c->io) - a->snap_at > c->raft.install_snapshot_timeout) {
-        a->snap_index = 0;
-        return false;
-    }
-    return true;
+    for (size_t i = 0; i < a->n_sent && i < CONS_SNAP_SENT; i++)
+        if (a->sent[i] == res->last_log_index)
+            return true;
+    return false;
 }
 
 static void watch_result(struct cons *c, const struct raft_message *m)
@@ -102,10 +113,11 @@ static void watch_result(struct cons *c, const struct raft_message *m)
     if (res->last_log_index >= a->index) {
         if (res->rejected == 0)
             a->index = res->last_log_index;
-    } else if (installing) {
+    } else if (installing || snapshot_echo(a, res)) {
         LOG_DEBUG("consensus",
-                  "server id=%llu reports last index %llu while installing snapshot %" PRIu64,
-                  m->server_id, res->last_log_index, a->snap_index);
+                  "server id=%llu reports last index %llu after acknowledging %" PRIu64
+                  ": a snapshot sent to it (%" PRIu64 ") is in flight or echoed",
+                  m->server_id, res->last_log_index, a->index, a->snap_index);
     } else {
         LOG_WARN("consensus",
                  "server id=%llu reports last index %llu after acknowledging %" PRIu64
@@ -163,6 +175,8 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
         struct cons_acked *a = acked_of(c, m->server_id);
         a->snap_index = m->install_snapshot.last_index;
         a->snap_at = io->time(io);
+        a->snap_pending = true;
+        a->sent[a->n_sent++ % CONS_SNAP_SENT] = a->snap_index;
     }
     return c->io_send(io, req, m, cb);
 }
