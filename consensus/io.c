@@ -21,8 +21,8 @@
  * the tick asks member.c to replace it (remove it and add it again, which starts its progress
  * afresh). A follower never truncates entries it acknowledged to the current leader (Log
  * Matching: a rejection names an index past them, and libraft reports at least the index
- * before it), so this cannot fire for a server that kept its state, with two exceptions,
- * both about snapshots the leader sent it, so io->send is wrapped too (the same way, a typed
+ * before it), so this cannot fire for a server that kept its state, with three exceptions,
+ * all about snapshots the leader sent it, so io->send is wrapped too (the same way, a typed
  * function) to note each InstallSnapshot sent to a server in this term:
  *  - while a follower installs a snapshot, libraft 0.22 reports last index 0 (its
  *    last_stored is reset until the install completes), and a replace then (raft_remove with
@@ -34,7 +34,12 @@
  *    older than its own snapshot) by accepting it with last index = the snapshot's, not its
  *    own. So an accepting result whose last index is that of a snapshot sent to the server in
  *    this term is not taken as a loss; if the server did lose entries, the next AppendEntries
- *    is rejected, and that rejection tells.
+ *    is rejected, and that rejection tells;
+ *  - an AppendEntries sent before the snapshot and answered after it is installed is rejected
+ *    (the entry before it was compacted into the snapshot). A rejection names the index
+ *    before the request's entries: one below what the server acknowledged answers a request
+ *    sent before that acknowledgement (libraft ignores it as stale too), so only a rejection
+ *    at or past it tells (a wiped server rejects the next heartbeat, which names that index).
  *
  * Everything else goes to libraft untouched. Messages come from raft_stream.c (cons__io_recv),
  * decoded and checked; libraft's own reader never runs (see raft_stream.c). */
@@ -113,16 +118,16 @@ static void watch_result(struct cons *c, const struct raft_message *m)
     if (res->last_log_index >= a->index) {
         if (res->rejected == 0)
             a->index = res->last_log_index;
-    } else if (installing || snapshot_echo(a, res)) {
+    } else if (installing || snapshot_echo(a, res) || (res->rejected && res->rejected < a->index)) {
         LOG_DEBUG("consensus",
                   "server id=%llu reports last index %llu after acknowledging %" PRIu64
-                  ": a snapshot sent to it (%" PRIu64 ") is in flight or echoed",
+                  ": not a loss (snapshot %" PRIu64 " in flight or echoed, or a stale rejection)",
                   m->server_id, res->last_log_index, a->index, a->snap_index);
     } else {
         LOG_WARN("consensus",
-                 "server id=%llu reports last index %llu after acknowledging %" PRIu64
-                 ": its Raft state is gone",
-                 m->server_id, res->last_log_index, a->index);
+                 "server id=%llu reports last index %llu (rejected %llu, last snapshot sent to "
+                 "it %" PRIu64 ") after acknowledging %" PRIu64 ": its Raft state is gone",
+                 m->server_id, res->last_log_index, res->rejected, a->snap_index, a->index);
         a->index = 0;
         c->replace_id = m->server_id;
     }
