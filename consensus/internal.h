@@ -201,9 +201,16 @@ struct cons_held {
     char *address;
 };
 
+#define CONS_SNAP_SENT 4
+
 struct cons_acked {
     uint64_t id;
-    uint64_t index;
+    uint64_t index;                /* the highest last index it acknowledged */
+    uint64_t snap_index;           /* the last index of the last InstallSnapshot sent to it */
+    raft_time snap_at;             /* when that was sent (io->time) */
+    bool snap_pending;             /* no result has reached snap_index yet */
+    uint64_t sent[CONS_SNAP_SENT]; /* the last indexes of the snapshots sent to it (a ring) */
+    size_t n_sent;
 };
 
 struct cons_change;    /* a configuration change run by the leader, one at a time */
@@ -215,8 +222,10 @@ struct cons {
     struct raft_io io;
     struct raft_fsm fsm;
     struct raft_uv_transport transport;
-    /* io.c: libraft's io->start and receive callback, wrapped */
+    /* io.c: libraft's io->start, receive callback and io->send, wrapped */
     int (*io_start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, raft_io_recv_cb recv);
+    int (*io_send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
+                   raft_io_send_cb cb);
     raft_io_recv_cb raft_recv;
     struct cons_held *held;
     /* io.c, on the leader: the highest last index each server acknowledged in this term */
