@@ -335,14 +335,32 @@ static int dup_string(struct dup_walk *w, bool key)
 
 static int dup_value(struct dup_walk *w, json_t *node, int depth);
 
+/* Opens a container at '{' or '[': 1 when it is empty (and consumed whole), else 0. */
+static int dup_open(struct dup_walk *w, char close)
+{
+    w->i++;
+    dup_ws(w);
+    if (w->i < w->n && w->s[w->i] == close) {
+        w->i++;
+        return 1;
+    }
+    return 0;
+}
+
+/* After a member: 1 at the container's end, 0 after a ',', -1 on anything else. */
+static int dup_next(struct dup_walk *w, char close)
+{
+    dup_ws(w);
+    if (w->i >= w->n)
+        return -1;
+    char c = w->s[w->i++];
+    return c == close ? 1 : c == ',' ? 0 : -1;
+}
+
 static int dup_object(struct dup_walk *w, json_t *node, int depth)
 {
-    w->i++; /* '{' */
-    dup_ws(w);
-    if (w->i < w->n && w->s[w->i] == '}') {
-        w->i++;
+    if (dup_open(w, '}'))
         return 0;
-    }
     for (;;) {
         dup_ws(w);
         if (dup_string(w, true))
@@ -364,37 +382,23 @@ static int dup_object(struct dup_walk *w, json_t *node, int depth)
         }
         if (dup_value(w, child, depth + 1))
             return -1;
-        dup_ws(w);
-        if (w->i >= w->n)
-            return -1;
-        char c = w->s[w->i++];
-        if (c == '}')
-            return 0;
-        if (c != ',')
-            return -1;
+        int end = dup_next(w, '}');
+        if (end)
+            return end > 0 ? 0 : -1;
     }
 }
 
 static int dup_array(struct dup_walk *w, json_t *node, int depth)
 {
-    w->i++; /* '[' */
-    dup_ws(w);
-    if (w->i < w->n && w->s[w->i] == ']') {
-        w->i++;
+    if (dup_open(w, ']'))
         return 0;
-    }
     for (size_t k = 0;; k++) {
         json_t *child = json_is_array(node) ? json_array_get(node, k) : NULL;
         if (dup_value(w, child, depth + 1))
             return -1;
-        dup_ws(w);
-        if (w->i >= w->n)
-            return -1;
-        char c = w->s[w->i++];
-        if (c == ']')
-            return 0;
-        if (c != ',')
-            return -1;
+        int end = dup_next(w, ']');
+        if (end)
+            return end > 0 ? 0 : -1;
     }
 }
 
