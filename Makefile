@@ -27,7 +27,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 LLHTTP_OBJS := $(patsubst $(LLHTTP_SRC_DIR)/%.c,$(BUILD)/llhttp/%.o,$(wildcard $(LLHTTP_SRC_DIR)/*.c))
 
 # Modules: folder -> archive. Order matters for static linking (dependents first).
-MODULES := $(foreach m,admin/api admin/http resolver consensus zone base,$(if $(wildcard $(m)/*.c),$(m)))
+MODULES := $(foreach m,admin/api admin/http resolver consensus rpc zone base,$(if $(wildcard $(m)/*.c),$(m)))
 mod_lib = $(BUILD)/lib$(subst /,_,$(1)).a
 mod_srcs = $(wildcard $(1)/*.c)
 mod_objs = $(patsubst %.c,$(BUILD)/%.o,$(call mod_srcs,$(1)))
@@ -75,10 +75,11 @@ $(BUILD)/herald: $(MAIN_OBJ) $(ADMIN_LIB) $(LIBS)
 # Unit tests: tests/unit/<module>/test_x.c links its module's archive and those below it.
 DEPS_base := base
 DEPS_zone := zone base
-DEPS_consensus := consensus zone base
+DEPS_rpc := rpc base
+DEPS_consensus := consensus rpc zone base
 DEPS_resolver := resolver zone base
 DEPS_admin/http := admin/http base
-DEPS_admin/api := admin/api admin/http consensus zone base
+DEPS_admin/api := admin/api admin/http consensus rpc zone base
 DEPS_admin := admin $(MODULES)
 libs_for = $(foreach m,$(DEPS_$(1)),$(if $(filter admin,$(m)),$(ADMIN_LIB),$(call mod_lib,$(m))))
 mod_of = $(patsubst %/,%,$(dir $(1)))
@@ -132,8 +133,8 @@ run: deps
 #                   (written by the vectors test at run time);
 #   http_lifecycle  the life of HTTP requests: admin/http and admin/api on a single-node
 #                   consensus, scripts of reads, writes, loop runs and client disconnects.
-#   server_port     the server port's handshake and RPC framing (consensus/transport.c,
-#                   rpc.c) on a one-server cluster, one connection per input.
+#   server_port     the server port's handshake and RPC framing (rpc/port.c, call.c) with
+#                   consensus's methods, on a one-server cluster, one connection per input.
 #   raft_wire       the Raft message decoder (consensus/raft_wire.c): a stream after the
 #                   handshake, seeded with the messages of tests/unit/consensus/test_raft_wire.
 FUZZ_BUILD := build/fuzz
@@ -144,7 +145,7 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 FUZZ_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard zone/*.c base/*.c))
 FUZZ_HTTP_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,\
-	$(wildcard admin/api/*.c admin/http/*.c consensus/*.c zone/*.c base/*.c)) \
+	$(wildcard admin/api/*.c admin/http/*.c consensus/*.c rpc/*.c zone/*.c base/*.c)) \
 	$(patsubst $(LLHTTP_SRC_DIR)/%.c,$(FUZZ_BUILD)/llhttp/%.o,$(wildcard $(LLHTTP_SRC_DIR)/*.c))
 
 $(FUZZ_BUILD)/%.o: %.c
@@ -163,7 +164,7 @@ $(FUZZ_BUILD)/dns_query: tests/fuzz/dns_query.c $(FUZZ_OBJS)
 $(FUZZ_BUILD)/http_lifecycle: tests/fuzz/http_lifecycle.c $(FUZZ_HTTP_OBJS)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
-FUZZ_CONS_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard consensus/*.c zone/*.c base/*.c))
+FUZZ_CONS_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard consensus/*.c rpc/*.c zone/*.c base/*.c))
 $(FUZZ_BUILD)/server_port: tests/fuzz/server_port.c $(FUZZ_CONS_OBJS)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 

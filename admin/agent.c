@@ -1,19 +1,21 @@
 /* The agent daemon: one libuv loop that owns the catalog store, Raft, the HTTP API and the
  * health-check runner (DESIGN.md 2.2).
  *
- * Start: config -> data dir (node-id, catalog/, raft/) -> zone store -> consensus (replays the
- * log into the store) -> api -> HTTP listener -> check runner -> DNS workers (reading the
- * replayed store; every applied entry that changed the catalog publishes its index to them, so
- * their answer caches never serve data older than a write already answered), each with its
- * libunbound context when recursors (or iterative recursion) are configured. Once a leader is
- * known (sync_tick), the agent registers its own node (with the serfHealth check, and the
- * "consul" service on a server) and the services of its config files, through whichever
- * server leads: a follower forwards the write.
+ * Start: config -> data dir (node-id, catalog/, raft/) -> zone store -> server port (rpc:
+ * listener, cluster key, caps) -> consensus on it (replays the log into the store) -> api ->
+ * HTTP listener -> check runner -> DNS workers (reading the replayed store; every applied
+ * entry that changed the catalog publishes its index to them, so their answer caches never
+ * serve data older than a write already answered), each with its libunbound context when
+ * recursors (or iterative recursion) are configured. Once a leader is known (consensus tells
+ * on_leader), the agent registers its own node (with the serfHealth check, and the "consul"
+ * service on a server) and the services of its config files, through whichever server leads:
+ * a follower forwards the write; a failed registration is retried after 100 ms while a
+ * leader is known.
  *
  * Stop (SIGINT/SIGTERM): the DNS workers stop (and are joined), HTTP stops (parked requests
- * are dropped), Raft closes (pending proposals end as unknown or shut down), then the api and
- * the check runner are freed, the store is closed and the loop must close with nothing left
- * on it. */
+ * are dropped), Raft closes (pending proposals end as unknown or shut down), the server port
+ * closes, then the api and the check runner are freed, the store is closed and the loop must
+ * close with nothing left on it. */
 #define _XOPEN_SOURCE 700
 #include "internal.h"
 
@@ -32,6 +34,7 @@ struct agent {
     uv_loop_t loop;
     struct adm_config cfg;
     struct zone_store *store;
+    struct rpc *rpc;
     struct cons *cons;
     struct http_server *http;
     struct http_body_limit http_body_limits[1]; /* borrowed by http */
@@ -40,7 +43,8 @@ struct agent {
     struct api *api;
     struct adm_checks *checks;
     uv_signal_t sigint, sigterm;
-    uv_timer_t sync;
+    uv_timer_t sync; /* retries a failed registration */
+    uint64_t leader; /* the leader consensus last told of (0: none) */
     char node_id[40];
     uint64_t raft_id;
     char server_addr[80];
@@ -136,6 +140,8 @@ static void on_applied(void *data, uint64_t index, uint32_t touched)
 
 /* ---- registering this node once we lead ------------------------------------------------ */
 
+static void sync_retry(uv_timer_t *t);
+
 static void registered_cb(void *data, int status, int result, uint64_t index)
 {
     struct agent *ag = data;
@@ -144,6 +150,8 @@ static void registered_cb(void *data, int status, int result, uint64_t index)
     if (status || result) {
         LOG_WARN("agent", "registering this node failed: %s; will retry",
                  base_strerror(status ? status : result));
+        if (!ag->stopping)
+            uv_timer_start(&ag->sync, sync_retry, 100, 0);
         return;
     }
     ag->registered = true;
@@ -210,18 +218,27 @@ static void register_self(struct agent *ag)
     }
 }
 
-static void sync_tick(uv_timer_t *t)
+/* Registers this node once a leader is known (any server can write: followers forward to
+ * the leader), unless done or under way. */
+static void sync_now(struct agent *ag)
 {
-    struct agent *ag = t->data;
-    uint64_t leader;
-    const char *leader_addr;
-    if (ag->stopping || ag->registered || ag->registering)
-        return;
-    /* Any server can write (followers forward to the leader): wait until one is known. */
-    cons_leader(ag->cons, &leader, &leader_addr);
-    if (!leader)
+    if (ag->stopping || ag->registered || ag->registering || !ag->api || !ag->leader)
         return;
     register_self(ag);
+}
+
+static void sync_retry(uv_timer_t *t)
+{
+    sync_now(t->data);
+}
+
+static void on_leader(void *data, bool is_leader, uint64_t leader_id, const char *leader_address)
+{
+    struct agent *ag = data;
+    BASE_UNUSED(is_leader);
+    BASE_UNUSED(leader_address);
+    ag->leader = leader_id;
+    sync_now(ag);
 }
 
 /* ---- shutdown -------------------------------------------------------------------------- */
@@ -240,6 +257,12 @@ static void on_checks_freed(void *data)
     ag->checks = NULL;
 }
 
+static void on_rpc_stopped(void *data)
+{
+    struct agent *ag = data;
+    ag->rpc = NULL;
+}
+
 static void on_cons_stopped(void *data)
 {
     struct agent *ag = data;
@@ -251,6 +274,8 @@ static void on_cons_stopped(void *data)
         adm_checks_free(ag->checks, on_checks_freed, ag);
     uv_close((uv_handle_t *)&ag->sync, NULL);
     LOG_INFO("agent", "raft stopped");
+    if (ag->rpc)
+        rpc_stop(ag->rpc, on_rpc_stopped, ag);
 }
 
 static void on_http_stopped(void *data)
@@ -358,11 +383,24 @@ static int agent_start(struct agent *ag, char *err)
     }
     snprintf(ag->bind_addr, sizeof ag->bind_addr, strchr(c->bind_addr, ':') ? "[%s]:%d" : "%s:%d",
              c->bind_addr, c->server_port);
+    struct rpc_config rc_port = {
+        .id = ag->raft_id,
+        .address = ag->server_addr,
+        .bind_address = ag->bind_addr,
+        .key = c->key,
+        .key_len = c->key_len,
+        .max_conns_per_client = c->rpc_max_conns_per_client,
+        .idle_timeout_ms = (unsigned)c->rpc_idle_timeout_ms,
+    };
+    if ((rc = rpc_start(&ag->loop, &rc_port, &ag->rpc, err))) {
+        base_err_wrap(err, "raft");
+        return rc;
+    }
     struct cons_config cc = {
         .dir = path,
         .id = ag->raft_id,
         .address = ag->server_addr,
-        .bind_address = ag->bind_addr,
+        .rpc = ag->rpc,
         .bootstrap = c->bootstrap_expect == 1,
         .bootstrap_expect = c->bootstrap_expect,
         .join = (const char *const *)ag->joins,
@@ -372,13 +410,10 @@ static int agent_start(struct agent *ag, char *err)
         .snapshot_trailing = c->raft_snapshot_trailing,
         .store = ag->store,
         .on_applied = on_applied,
+        .on_leader = on_leader,
         .data = ag,
-        .key = c->key,
-        .key_len = c->key_len,
         .join_allowed = c->n_join_nets ? join_allowed : NULL,
         .join_allowed_data = c,
-        .rpc_max_conns_per_client = c->rpc_max_conns_per_client,
-        .rpc_idle_timeout_ms = (unsigned)c->rpc_idle_timeout_ms,
     };
     if ((rc = cons_start(&ag->loop, &cc, &ag->cons, err))) {
         base_err_wrap(err, "raft");
@@ -492,7 +527,7 @@ static int agent_start(struct agent *ag, char *err)
     if ((rc = rsv_start(&ag->loop, &rc_dns, &ag->rsv, err)))
         return rc;
 
-    uv_timer_start(&ag->sync, sync_tick, 10, 100);
+    sync_now(ag); /* a leader may be known already (a single server elects itself at once) */
     uv_signal_start(&ag->sigint, on_signal, SIGINT);
     uv_signal_start(&ag->sigterm, on_signal, SIGTERM);
 

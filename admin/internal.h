@@ -8,6 +8,7 @@
 #include "admin/http/http.h"
 #include "base/base.h"
 #include "consensus/consensus.h"
+#include "rpc/rpc.h"
 #include "resolver/resolver.h"
 #include "zone/zone.h"
 

@@ -100,14 +100,22 @@ static int mkdir_p(const char *dir, char *errmsg)
 
 /* ---- leadership tracking --------------------------------------------------------------- */
 
-static void observe(struct cons *c)
+void cons__observe(struct cons *c)
 {
+    if (!c->raft_started)
+        return;
     unsigned short state = (unsigned short)raft_state(&c->raft);
     raft_id leader = 0;
     const char *address = NULL;
     raft_leader(&c->raft, &leader, &address);
     if (leader != 0)
         c->contact_at = uv_now(c->loop);
+    bool leading = state == RAFT_LEADER;
+    if (c->on_leader && !c->stopping && (leading != c->told_leading || leader != c->told_leader)) {
+        c->told_leading = leading;
+        c->told_leader = leader;
+        c->on_leader(c->data, leading, leader, leader && address ? address : "");
+    }
     if (state == c->last_state && leader == c->last_leader)
         return;
     c->last_state = state;
@@ -126,10 +134,8 @@ static void observe(struct cons *c)
 static void tick_cb(uv_timer_t *t)
 {
     struct cons *c = t->data;
-    observe(c);
-    cons__transport_sweep(c);
+    cons__observe(c);
     cons__io_tick(c);
-    cons__rpc_tick(c);
     cons__form_tick(c);
     cons__forward_tick(c);
     cons__member_tick(c);
@@ -156,10 +162,7 @@ static void maybe_free(struct cons *c)
     cons__form_free(c);
     base_arena_close(&c->arena);
     base_free(c->address);
-    base_free(c->bind_address);
     base_free(c->dir);
-    base_free(c->ipcounts);
-    memset(c->key, 0, sizeof c->key);
     base_free(c);
     if (done)
         done(data);
@@ -197,7 +200,7 @@ static void close_raft(struct cons *c)
     cons__form_stop(c);
     cons__member_stop(c, false);
     cons__forward_stop(c);
-    cons__rpc_stop(c);
+    cons__port_close(c);
     cons__wire_stop(c);
     cons__io_stop(c);
     raft_close(&c->raft, raft_closed);
@@ -356,7 +359,7 @@ int cons__raft_start(struct cons *c)
     if (rv)
         return rv;
     c->last_state = 0xffff; /* log the first state */
-    observe(c);
+    cons__observe(c);
     return 0;
 }
 
@@ -372,6 +375,13 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
         return base_errf(errmsg, BASE_EINVAL, "consensus: server id must not be 0");
     if (!cfg->store)
         return base_errf(errmsg, BASE_EINVAL, "consensus: no store");
+    if (!cfg->rpc)
+        return base_errf(errmsg, BASE_EINVAL, "consensus: no server port");
+    if (rpc_id(cfg->rpc) != cfg->id || strcmp(rpc_address(cfg->rpc), cfg->address) != 0)
+        return base_errf(errmsg, BASE_EINVAL,
+                         "consensus: the server port is id %" PRIu64 " at %s, not %" PRIu64
+                         " at %s",
+                         rpc_id(cfg->rpc), rpc_address(cfg->rpc), cfg->id, cfg->address);
     if (cfg->bootstrap && cfg->bootstrap_expect > 1)
         return base_errf(errmsg, BASE_EINVAL,
                          "consensus: bootstrap (one voter) contradicts bootstrap_expect %u",
@@ -411,32 +421,18 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
     c->loop = loop;
     c->store = cfg->store;
     c->on_applied = cfg->on_applied;
+    c->on_leader = cfg->on_leader;
     c->data = cfg->data;
+    c->rpc = cfg->rpc;
     c->id = cfg->id;
     c->address = base_strdup(cfg->address);
-    c->bind_address =
-        cfg->bind_address && *cfg->bind_address ? base_strdup(cfg->bind_address) : NULL;
     c->dir = base_strdup(cfg->dir);
     c->election_ms = election;
     c->heartbeat_ms = heartbeat;
     c->wait_ms = 3 * election;
     c->rpc_timeout_ms = 5 * election > RPC_TIMEOUT_MIN_MS ? 5 * election : RPC_TIMEOUT_MIN_MS;
-    if (cfg->key && cfg->key_len) {
-        if (cfg->key_len != 16 && cfg->key_len != 24 && cfg->key_len != 32) {
-            base_free(c->address);
-            base_free(c->bind_address);
-            base_free(c->dir);
-            base_free(c);
-            return base_errf(errmsg, BASE_EINVAL, "consensus: a key of %zu bytes (16, 24 or 32)",
-                             cfg->key_len);
-        }
-        memcpy(c->key, cfg->key, cfg->key_len);
-        c->key_len = cfg->key_len;
-    }
     c->join_allowed = cfg->join_allowed;
     c->join_allowed_data = cfg->join_allowed_data;
-    c->max_per_client = cfg->rpc_max_conns_per_client ? cfg->rpc_max_conns_per_client : 100;
-    c->rpc_idle_ms = cfg->rpc_idle_timeout_ms ? cfg->rpc_idle_timeout_ms : 60000;
     base_arena_init(&c->arena);
     struct zone_meta meta;
     if (zone_store_meta(c->store, &meta) == 0)
@@ -456,12 +452,9 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
     raft_uv_set_connect_retry_delay(&c->io, CONNECT_RETRY_MS);
     cons__io_hook(c);
     cons__fsm_init(c);
-    /* raft_init has the transport bind and listen on the server port */
     rrv = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->address);
     if (rrv != 0) {
-        int lerr = cons__transport_error(c); /* a taken port says so: EADDRINUSE */
-        rv = base_errf(errmsg, lerr ? lerr : start_error(rrv), "consensus: raft init: %s",
-                       raft_errmsg(&c->raft));
+        rv = base_errf(errmsg, start_error(rrv), "consensus: raft init: %s", raft_errmsg(&c->raft));
         raft_uv_close(&c->io);
         goto err_transport;
     }
@@ -474,7 +467,7 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
 
     /* From here on, failures close asynchronously through raft_close. */
     cons__propose_init(c);
-    cons__rpc_init(c);
+    cons__port_open(c);
     rv = uv_timer_init(loop, &c->tick);
     assert(rv == 0);
     c->tick.data = c;
@@ -502,7 +495,6 @@ err_transport:
 err_free:
     base_arena_close(&c->arena);
     base_free(c->address);
-    base_free(c->bind_address);
     base_free(c->dir);
     base_free(c);
     return rv;

@@ -9,18 +9,28 @@
  * changed. Then (later in the same or the next loop iteration, when libraft fires its apply
  * callback) each proposer's callback runs with its own command's result.
  *
- * Clusters (DESIGN.md 2.5). Servers talk over one TCP port (the server port): Raft traffic
- * on our own transport (transport.c) and server RPC (rpc.c) for formation, write forwarding,
- * read indexes and membership. A write proposed on a follower is forwarded to the leader,
- * proposed there through the same group commit, and answered after commit once the local
- * replica has applied it (bounded wait), so the proposer reads its own write locally.
- * With bootstrap_expect N the servers exchange ids and addresses (HELLO) and all bootstrap the
- * same sorted configuration; a later server joins through the leader (spare, caught up, then
- * voter while fewer than 5 voters, standby beyond); a restarted server needs only its dir.
+ * Clusters (DESIGN.md 2.5). Servers talk over one TCP port, the server port: the rpc module
+ * (rpc/rpc.h), which the caller starts and hands over in cons_config.rpc. Consensus rides on
+ * it: Raft streams through our own raft_uv_transport (transport.c), and server RPC methods
+ * (transport.c's table) for formation, write forwarding, read indexes and membership. A write
+ * proposed on a follower is forwarded to the leader, proposed there through the same group commit,
+ * and answered after commit once the local replica has applied it (bounded wait), so the proposer
+ * reads its own write locally. With bootstrap_expect N the servers exchange ids and addresses
+ * (HELLO) and all bootstrap the same sorted configuration; a later server joins through the leader
+ * (spare, caught up, then voter while fewer than 5 voters, standby beyond); a restarted server
+ * needs only its dir.
+ *
+ * Inputs and outputs besides writes and reads. Server discovery is an input: cons_server_seen
+ * ("server id seen at address"), fed today by the HELLO exchange of formation and next by
+ * gossip. Leadership is an output: cons_config.on_leader is called whenever this server
+ * becomes or stops being the leader or the leader it follows changes, so that nothing needs
+ * to poll cons_leader on a timer (cons_leader and cons_is_leader remain for answering
+ * requests).
  *
  * Threads: everything here runs on the main loop thread (BASE_ASSERT_LOOP).
- * Ownership: commands are copied; the store is borrowed for the life of the cons; every
- * string of the config is copied by cons_start.
+ * Ownership: commands are copied; the store and the server port are borrowed for the life of
+ * the cons (stop the cons before the rpc); every string of the config is copied by
+ * cons_start.
  */
 #ifndef HERALD_CONSENSUS_H
 #define HERALD_CONSENSUS_H
@@ -44,11 +54,25 @@ typedef void (*cons_applied_cb)(void *data, uint64_t index, uint32_t touched);
 /* Whether a peer's source address is allowed something (it runs on the loop thread). */
 typedef bool (*cons_addr_allow_cb)(void *data, const struct sockaddr *sa);
 
+/* Leadership changed: this server leads now (is_leader; leader_id is then its own id) or not,
+ * and the leader it knows (leader_id 0 and address "" when none is known). Called on the loop
+ * when the pair (is_leader, leader_id) differs from the last call (the first call reports the
+ * first leader known, or our own election), after the message or tick that changed it, never
+ * inside libraft's processing; address is valid during the call. It may propose and read; not
+ * cons_stop. Not called once cons_stop ran. */
+typedef void (*cons_leader_cb)(void *data, bool is_leader, uint64_t leader_id,
+                               const char *leader_address);
+
+struct rpc;
+
 struct cons_config {
-    const char *dir;          /* Raft log and snapshots (created if missing) */
-    uint64_t id;              /* this server's Raft id, non-zero, unique in the cluster */
-    const char *address;      /* advertised "ip:port" (or "[v6]:port") of the server port */
-    const char *bind_address; /* "ip:port" to listen on; NULL or "": address */
+    const char *dir;     /* Raft log and snapshots (created if missing) */
+    uint64_t id;         /* this server's Raft id, non-zero, unique in the cluster */
+    const char *address; /* advertised "ip:port" (or "[v6]:port") of the server port */
+    /* The server port, started by the caller with the same id and address (rpc_start); it
+     * holds the listener, the cluster key and the connection caps. Consensus registers its
+     * methods and streams on it and removes them at cons_stop; stop the rpc after that. */
+    struct rpc *rpc;
     /* Formation (only for an empty Raft dir; a dir with Raft state just starts):
      *  bootstrap, or bootstrap_expect 1: bootstrap a one-voter cluster of ourselves;
      *  bootstrap_expect N >= 2: exchange HELLOs with the join addresses (and the servers they
@@ -72,19 +96,13 @@ struct cons_config {
     unsigned snapshot_trailing;    /* 0: 1024 entries; raised to threshold if below it */
     struct zone_store *store;
     cons_applied_cb on_applied;
-    void *data;
-    /* The server port's security (transport.c's design paragraph). key: the cluster key (the
-     * raw bytes of -encrypt: 16, 24 or 32; copied; NULL: none). With a key, every Raft and RPC
-     * connection proves it both ways (HMAC-SHA256 challenge and response) and only key holders
-     * are served. Without one, peers are tied to members by their source address, and
-     * join_allowed says from which other addresses a server may ask to join (NULL: loopback
-     * only). */
-    const uint8_t *key;
-    size_t key_len;
+    cons_leader_cb on_leader; /* NULL: not told */
+    void *data;               /* for on_applied and on_leader */
+    /* Without a cluster key (rpc_config.key), peers are tied to members by their source
+     * address (transport.c's design paragraph), and join_allowed says from which other
+     * addresses a server may ask to join (NULL: loopback only). */
     cons_addr_allow_cb join_allowed;
     void *join_allowed_data;
-    unsigned rpc_max_conns_per_client; /* incoming connections per source IP; 0: 100 */
-    unsigned rpc_idle_timeout_ms;      /* an incoming RPC connection without a frame; 0: 60 s */
 };
 
 /* Starts Raft: loads log and snapshots (replaying into the store, skipping entries already
@@ -165,6 +183,15 @@ void cons_leave(struct cons *c, cons_member_cb cb, void *data);
  * is gone (also when it was not there). Removing the leader transfers leadership first. */
 void cons_remove_peer(struct cons *c, uint64_t id, const char *address, cons_member_cb cb,
                       void *data);
+
+/* Server discovery: a server with this id was seen at address (its server port, "host:port";
+ * copied). The HELLO exchange of formation feeds it today, gossip next. While forming
+ * (bootstrap_expect) the address joins those this server exchanges HELLOs with, so a
+ * formation finds servers no join address named; while waiting to join (Raft started empty)
+ * it becomes one more server to ask; a running member has no use for it yet (the leader's
+ * reconciliation of gossip members comes with gossip). The caller vouches for the sighting
+ * (a HELLO from an address form.c trusts; gossip's key). Loop thread. */
+void cons_server_seen(struct cons *c, uint64_t id, const char *address);
 
 bool cons_is_leader(const struct cons *c);
 /* The leader's id and address ("" and 0 when none known). */

@@ -401,6 +401,26 @@ static void form_decide(struct cons *c)
     bootstrap_set(c, f->known, f->n_known);
 }
 
+/* ---- discovery ------------------------------------------------------------------------- */
+
+void cons_server_seen(struct cons *c, uint64_t id, const char *address)
+{
+    BASE_ASSERT_LOOP();
+    struct cons_form *f = &c->form;
+    if (id == c->id || !address || !*address || c->stopping)
+        return;
+    if (f->phase == CONS_FORM_HELLO) {
+        addr_add(c, address);
+    } else if (f->phase == CONS_FORM_JOIN) {
+        for (size_t i = 0; i < f->n_join_via; i++)
+            if (strcmp(f->join_via[i], address) == 0)
+                return;
+        f->join_via = base_realloc(f->join_via, (f->n_join_via + 1) * sizeof *f->join_via);
+        f->join_via[f->n_join_via++] = base_strdup(address);
+    }
+    LOG_DEBUG("consensus", "server id=%" PRIu64 " seen at %s", id, address);
+}
+
 /* ---- HELLO ----------------------------------------------------------------------------- */
 
 struct hello_call {
@@ -422,7 +442,7 @@ static void hello_reply(void *data, int status, const uint8_t *body, size_t len)
         struct base_rd r;
         base_arena_init(&ar);
         base_rd_init(&r, body, len);
-        int st = cons__status_dec(base_rd_u32(&r));
+        int st = rpc_status_dec(base_rd_u32(&r));
         if (!r.err && st == 0 && hello_decode(body + 4, len - 4, &ar, &h) == 0) {
             a->failures = 0;
             a->next_at = now + HELLO_INTERVAL_MS;
@@ -450,19 +470,19 @@ static void hello_reply(void *data, int status, const uint8_t *body, size_t len)
  * server that a trusted server told us about: f->addrs holds nothing else) or allowed to join
  * (join_allow; default loopback). Otherwise anyone could add itself to the set that
  * bootstraps, as a voter. Our own HELLOs go only to f->addrs, so their replies are trusted. */
-static bool form_trusts(struct cons *c, const struct cons_peer *p, const char *claimed)
+static bool form_trusts(struct cons *c, const struct rpc_peer *p, const char *claimed)
 {
     if (p->keyed)
         return true;
-    if (!cons__peer_at(p, claimed))
+    if (!rpc_peer_at(p, claimed))
         return false;
     for (struct cons_form_addr *a = c->form.addrs; a; a = a->next)
-        if (cons__peer_at(p, a->address))
+        if (rpc_peer_at(p, a->address))
             return true;
     return cons__join_allowed(c, &p->sa);
 }
 
-void cons__hello_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len)
+void cons__hello_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len)
 {
     struct base_arena ar;
     struct hello h;
@@ -470,23 +490,23 @@ void cons__hello_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *
     base_arena_init(&ar);
     base_buf_init(&b);
     if (hello_decode(body, len, &ar, &h) != 0) {
-        base_buf_put_u32(&b, cons__status_enc(BASE_EPARSE));
+        base_buf_put_u32(&b, rpc_status_enc(BASE_EPARSE));
     } else {
-        const struct cons_peer *p = cons__rpc_req_peer(req);
+        const struct rpc_peer *p = rpc_req_peer(req);
         if (h.id != c->id && c->form.phase == CONS_FORM_HELLO) {
             if (form_trusts(c, p, h.address)) {
-                addr_add(c, h.address); /* so that we say HELLO back to it */
+                cons_server_seen(c, h.id, h.address); /* so that we say HELLO back to it */
                 form_heard(c, &h);
             } else {
-                cons__refuse_log(c, &p->sa,
-                                 "HELLO from an address neither known nor in join_allow (set "
-                                 "encrypt, or list it)");
+                rpc_refuse_log(c->rpc, &p->sa,
+                               "HELLO from an address neither known nor in join_allow (set "
+                               "encrypt, or list it)");
             }
         }
         base_buf_put_u32(&b, 0);
         hello_encode(c, &b);
     }
-    cons__rpc_reply(req, &b);
+    rpc_reply(req, &b);
     base_buf_free(&b);
     base_arena_close(&ar);
 }
@@ -580,7 +600,7 @@ void cons__form_tick(struct cons *c)
         a->inflight = true;
         base_buf_init(&b);
         hello_encode(c, &b);
-        cons__rpc_call(c, a->address, CONS_RPC_HELLO, &b, HELLO_TIMEOUT_MS, hello_reply, hc);
+        rpc_call(c->client, a->address, CONS_RPC_HELLO, &b, HELLO_TIMEOUT_MS, hello_reply, hc);
         base_buf_free(&b);
     }
 }

@@ -135,7 +135,7 @@ static void fwd_reply(void *data, int status, const uint8_t *body, size_t len)
     struct cons_prop *list = f->props;
     f->props = NULL;
 
-    if (status == CONS_RPC_UNSENT || status == BASE_ESHUTDOWN) {
+    if (status == RPC_UNSENT || status == BASE_ESHUTDOWN) {
         /* never written: nothing can have happened */
         park(c, list);
         base_free(f);
@@ -149,7 +149,7 @@ static void fwd_reply(void *data, int status, const uint8_t *body, size_t len)
     }
     struct base_rd r;
     base_rd_init(&r, body, len);
-    int st = cons__status_dec(base_rd_u32(&r));
+    int st = rpc_status_dec(base_rd_u32(&r));
     uint32_t n = base_rd_u32(&r);
     if (!r.err && st != 0) {
         if (retryable(st)) {
@@ -172,8 +172,8 @@ static void fwd_reply(void *data, int status, const uint8_t *body, size_t len)
         struct cons_prop *p = list;
         list = p->next;
         p->next = NULL;
-        int ps = cons__status_dec(base_rd_u32(&r));
-        int pr = cons__status_dec(base_rd_u32(&r));
+        int ps = rpc_status_dec(base_rd_u32(&r));
+        int pr = rpc_status_dec(base_rd_u32(&r));
         uint64_t idx = base_rd_u64(&r);
         if (ps == 0) {
             p->status = 0;
@@ -213,7 +213,7 @@ static void fwd_send(struct cons *c, const char *leader, struct cons_prop *list,
     for (struct cons_prop *p = list; p; p = p->next)
         base_buf_put_bytes(&b, p->cmd, p->len);
     LOG_DEBUG("consensus", "forwarding %zu commands (%zu bytes) to %s", n, b.len, leader);
-    cons__rpc_call(c, leader, CONS_RPC_FORWARD, &b, c->rpc_timeout_ms, fwd_reply, f);
+    rpc_call(c->client, leader, CONS_RPC_FORWARD, &b, c->rpc_timeout_ms, fwd_reply, f);
     base_buf_free(&b);
 }
 
@@ -250,7 +250,7 @@ struct fwd_ent {
     uint64_t index;
 };
 struct fwd_srv {
-    struct cons_rpc_req *req;
+    struct rpc_req *req;
     size_t n, pending;
     struct fwd_ent ent[];
 };
@@ -262,11 +262,11 @@ static void fwd_srv_reply(struct fwd_srv *s)
     base_buf_put_u32(&b, 0);
     base_buf_put_u32(&b, (uint32_t)s->n);
     for (size_t i = 0; i < s->n; i++) {
-        base_buf_put_u32(&b, cons__status_enc(s->ent[i].status));
-        base_buf_put_u32(&b, cons__status_enc(s->ent[i].result));
+        base_buf_put_u32(&b, rpc_status_enc(s->ent[i].status));
+        base_buf_put_u32(&b, rpc_status_enc(s->ent[i].result));
         base_buf_put_u64(&b, s->ent[i].index);
     }
-    cons__rpc_reply(s->req, &b);
+    rpc_reply(s->req, &b);
     base_buf_free(&b);
     base_free(s);
 }
@@ -282,17 +282,17 @@ static void fwd_srv_cb(void *data, int status, int result, uint64_t index)
         fwd_srv_reply(s);
 }
 
-static void reply_status(struct cons_rpc_req *req, int st)
+static void reply_status(struct rpc_req *req, int st)
 {
     struct base_buf b;
     base_buf_init(&b);
-    base_buf_put_u32(&b, cons__status_enc(st));
+    base_buf_put_u32(&b, rpc_status_enc(st));
     base_buf_put_u32(&b, 0);
-    cons__rpc_reply(req, &b);
+    rpc_reply(req, &b);
     base_buf_free(&b);
 }
 
-void cons__forward_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len)
+void cons__forward_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len)
 {
     struct base_rd r;
     base_rd_init(&r, body, len);
@@ -416,7 +416,7 @@ static void read_reply(void *data, int status, const uint8_t *body, size_t len)
     }
     struct base_rd rd;
     base_rd_init(&rd, body, len);
-    int st = cons__status_dec(base_rd_u32(&rd));
+    int st = rpc_status_dec(base_rd_u32(&rd));
     uint64_t index = base_rd_u64(&rd);
     if (rd.err)
         read_park(r);
@@ -446,7 +446,7 @@ static void read_try(struct cons_read *r)
     struct base_buf b;
     base_buf_init(&b);
     base_buf_put_u8(&b, r->consistent);
-    cons__rpc_call(c, leader, CONS_RPC_READ_INDEX, &b, c->rpc_timeout_ms, read_reply, r);
+    rpc_call(c->client, leader, CONS_RPC_READ_INDEX, &b, c->rpc_timeout_ms, read_reply, r);
     base_buf_free(&b);
 }
 
@@ -469,16 +469,16 @@ void cons_read_index(struct cons *c, bool consistent, cons_read_cb cb, void *dat
 
 struct read_srv {
     struct cons *c;
-    struct cons_rpc_req *req;
+    struct rpc_req *req;
 };
 
-static void read_srv_reply(struct cons_rpc_req *req, int st, uint64_t index)
+static void read_srv_reply(struct rpc_req *req, int st, uint64_t index)
 {
     struct base_buf b;
     base_buf_init(&b);
-    base_buf_put_u32(&b, cons__status_enc(st));
+    base_buf_put_u32(&b, rpc_status_enc(st));
     base_buf_put_u64(&b, index);
-    cons__rpc_reply(req, &b);
+    rpc_reply(req, &b);
     base_buf_free(&b);
 }
 
@@ -489,7 +489,7 @@ static void read_srv_barrier(void *data, int status)
     base_free(s);
 }
 
-void cons__read_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len)
+void cons__read_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len)
 {
     struct base_rd r;
     base_rd_init(&r, body, len);

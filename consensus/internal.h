@@ -4,8 +4,7 @@
  *   propose.c    group commit: the proposal queue, the flush, apply and barrier callbacks
  *   fsm.c        the raft_fsm: apply into the zone store, snapshot, restore
  *   entry.c      the entry frame (commands -> payload padded to 8 bytes)
- *   transport.c  our raft_uv_transport over libuv TCP; the server port's listener and dialer
- *   rpc.c        server RPC: framed request/response over persistent connections
+ *   transport.c  our raft_uv_transport over rpc streams; the server RPC methods we serve
  *   form.c       cluster formation (HELLO, bootstrap_expect) and the join loop
  *   forward.c    followers: forwarded proposals, read indexes, waiting for local apply
  *   member.c     membership: join, leave, remove, promotion of spares and standbys
@@ -19,6 +18,7 @@
 #define HERALD_CONSENSUS_INTERNAL_H
 
 #include "consensus/consensus.h"
+#include "rpc/rpc.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -101,45 +101,15 @@ struct cons_waiter {
     void (*fire)(struct cons_waiter *w, int status);
 };
 
-/* ---- server RPC (rpc.c) ---------------------------------------------------------------- */
+/* ---- server RPC (rpc/, methods in transport.c) ----------------------------------------- */
 
-/* Frame: u32 length of what follows | u8 type | 3 zero bytes | u64 request id | body. A
- * response has the request's id and type | CONS_RPC_REPLY. */
-#define CONS_RPC_HEADER    16u
-#define CONS_RPC_FRAME_MAX (8u << 20)
-#define CONS_RPC_REPLY     0x80u
+/* consensus's request types on the server port (transport.c's `methods` serves them). */
 enum {
     CONS_RPC_HELLO = 1,      /* formation: who we are, what we know */
     CONS_RPC_FORWARD = 2,    /* a follower's commands, proposed by the leader */
     CONS_RPC_READ_INDEX = 3, /* the leader's applied index, after a barrier if consistent */
     CONS_RPC_JOIN = 4,       /* add this server (relayed to the leader) */
     CONS_RPC_REMOVE = 5,     /* remove a server (relayed to the leader) */
-};
-/* Call outcomes besides 0 (a reply; the body is valid during the callback): */
-#define CONS_RPC_UNSENT (-ENOTCONN)   /* never written: nothing reached the peer, retry is safe */
-#define CONS_RPC_LOST   (-ECONNRESET) /* written, connection lost before the reply: unknown */
-/* -ETIMEDOUT: written, no reply in time (unknown); BASE_ESHUTDOWN: stopping, not written. */
-
-/* Who is at the other end of an incoming connection, as far as the handshake could tell
- * (transport.c): the id and address it claims, its source address, and whether it proved the
- * cluster key. */
-struct cons_peer {
-    uint64_t id;
-    char address[256];
-    struct sockaddr_storage sa;
-    bool keyed;
-};
-
-typedef void (*cons_rpc_cb)(void *data, int status, const uint8_t *body, size_t len);
-struct cons_rpc_call;
-struct cons_rpc_req; /* an incoming request, answered with cons__rpc_reply */
-
-struct cons_rpc {
-    struct cons_rpc_peer *peers; /* outgoing, by address */
-    struct cons_rpc_conn *conns; /* incoming */
-    uint64_t next_id;
-    unsigned n_strangers; /* incoming connections not tied to a member */
-    bool stopping;
 };
 
 /* ---- formation (form.c) ---------------------------------------------------------------- */
@@ -239,6 +209,7 @@ struct cons {
 
     struct zone_store *store;
     cons_applied_cb on_applied;
+    cons_leader_cb on_leader;
     void *data;
     uint64_t id;
     char *address;
@@ -272,23 +243,12 @@ struct cons {
     /* timing */
     unsigned election_ms, heartbeat_ms;
 
-    /* server port (transport.c, rpc.c) */
-    char *bind_address;
-    struct cons_rpc rpc;
-    uint8_t key[32]; /* the cluster key (key_len 0: none) */
-    size_t key_len;
+    /* server port (rpc/; transport.c) */
+    struct rpc *rpc;             /* borrowed (cons_config.rpc) */
+    struct rpc_client *client;   /* our calls (NULL once closed) */
+    struct rpc_link stream_link; /* how our Raft streams are dialed and watched */
     cons_addr_allow_cb join_allowed;
     void *join_allowed_data;
-    unsigned max_per_client; /* incoming connections per source IP (handshakes and RPC) */
-    unsigned rpc_idle_ms;    /* incoming RPC connections without a frame are closed after it */
-    struct cons_ipcount *ipcounts; /* incoming connections per source IP */
-    size_t n_ipcounts;
-    unsigned n_rpc_in;       /* incoming RPC connections */
-    uint64_t refuse_warn_at; /* rate limit for failed outgoing key handshakes */
-    struct {
-        const char *why; /* a string literal */
-        uint64_t at;     /* logged again at warn from then on */
-    } refuse_log[8];     /* rate limits for refusals, per reason */
 
     /* formation (form.c) and membership (member.c) */
     struct cons_form form;
@@ -302,6 +262,8 @@ struct cons {
     uv_timer_t tick;
     unsigned short last_state;
     raft_id last_leader;
+    bool told_leading; /* what on_leader was last told */
+    uint64_t told_leader;
     uint64_t contact_at; /* uv_now when a leader was last known */
 
     /* lifecycle */
@@ -321,6 +283,9 @@ int cons__raft_start(struct cons *c);
 int cons__role_of(struct cons *c, uint64_t id);
 /* The known leader other than us (NULL when none). */
 const char *cons__leader_address(struct cons *c);
+/* Samples state and leader: logs changes, tells on_leader. After every message libraft got
+ * (raft_stream.c) and every tick. */
+void cons__observe(struct cons *c);
 
 /* propose.c */
 void cons__propose_init(struct cons *c);
@@ -358,8 +323,8 @@ void cons__forward_tick(struct cons *c);
 /* Ends parked and pending work (cons_stop): never sent -> BASE_ESHUTDOWN. */
 void cons__forward_stop(struct cons *c);
 /* Server side of FORWARD and READ_INDEX. */
-void cons__forward_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len);
-void cons__read_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len);
+void cons__forward_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len);
+void cons__read_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len);
 
 /* fsm.c */
 void cons__fsm_init(struct cons *c);
@@ -368,60 +333,16 @@ void cons__fsm_init(struct cons *c);
 int cons__transport_init(struct cons *c, char *errmsg);
 /* Frees the transport; call only once libraft's io is closed (it closes the transport). */
 void cons__transport_close(struct cons *c);
-/* The libuv error of a failed listen (raft_init failed because of it), else 0. */
-int cons__transport_error(struct cons *c);
-/* Closes handshakes that stalled (tick). */
-void cons__transport_sweep(struct cons *c);
-/* Outgoing connection for RPC: TCP with TCP_NODELAY and a connect timeout, the RPC preamble
- * written. cb runs exactly once, later: with status 0 and a connected handle allocated with
- * raft_malloc (the caller owns it: uv_close, then raft_free), or with an error and NULL. */
-typedef void (*cons_dial_cb)(void *data, uv_tcp_t *tcp, int status);
-struct cons_dial;
-struct cons_dial *cons__dial_rpc(struct cons *c, const char *address, cons_dial_cb cb, void *data);
-/* cb then runs with UV_ECANCELED (unless it already ran). */
-void cons__dial_cancel(struct cons_dial *d);
-
-/* The peer's source IP is the IP of address ("ip:port"; a name never matches). */
-bool cons__peer_at(const struct cons_peer *p, const char *address);
+/* Registers consensus on the server port (its methods, streams, members) and opens its
+ * client; cons__port_close undoes it and ends every call (cons_stop). */
+void cons__port_open(struct cons *c);
+void cons__port_close(struct cons *c);
 /* The peer is tied to a member of the current configuration: it proved the key, or its
  * source IP is a member's. */
-bool cons__peer_is_member(struct cons *c, const struct cons_peer *p);
+bool cons__peer_is_member(struct cons *c, const struct rpc_peer *p);
 /* Whether a server outside the configuration may join (or take part in a formation) from
  * sa without a key: cons_config.join_allowed, by default loopback only. */
 bool cons__join_allowed(struct cons *c, const struct sockaddr_storage *sa);
-/* 0 when the peer may make a request of this type, else BASE_EACL (logged, rate-limited). */
-int cons__peer_may(struct cons *c, const struct cons_peer *p, uint8_t type);
-/* Counts an incoming connection against its source IP; false (nothing counted) when the
- * per-client cap is reached. cons__peer_release undoes one count. */
-bool cons__peer_count(struct cons *c, const struct sockaddr_storage *sa);
-void cons__peer_release(struct cons *c, const struct sockaddr_storage *sa);
-/* Logs a refusal at warn, at most once per 10 s. */
-void cons__refuse_log(struct cons *c, const struct sockaddr_storage *sa, const char *why);
-
-/* rpc.c */
-void cons__rpc_init(struct cons *c);
-/* An incoming connection that passed the RPC handshake (the tcp was raft_malloc'd; it counts
- * against peer's source IP, released when the connection is freed). */
-void cons__rpc_accept(struct cons *c, uv_tcp_t *tcp, const struct cons_peer *peer);
-/* Who sent an incoming request (valid until it is answered). */
-const struct cons_peer *cons__rpc_req_peer(const struct cons_rpc_req *req);
-/* Sends a request to address (connecting if needed). cb runs exactly once, later. */
-void cons__rpc_call(struct cons *c, const char *address, uint8_t type, const struct base_buf *body,
-                    unsigned timeout_ms, cons_rpc_cb cb, void *data);
-void cons__rpc_reply(struct cons_rpc_req *req, const struct base_buf *body);
-/* Expires calls, retries connections (tick). */
-void cons__rpc_tick(struct cons *c);
-/* Fails every call, closes every connection (cons_stop). */
-void cons__rpc_stop(struct cons *c);
-/* Status codes travel as u32 two's complement. */
-static inline uint32_t cons__status_enc(int st)
-{
-    return (uint32_t)st;
-}
-static inline int cons__status_dec(uint32_t v)
-{
-    return (int)(int32_t)v;
-}
 
 /* form.c */
 /* Decides how Raft starts (cons_start): at once, or after formation. */
@@ -429,7 +350,7 @@ int cons__form_start(struct cons *c, const struct cons_config *cfg, char *errmsg
 void cons__form_tick(struct cons *c);
 void cons__form_stop(struct cons *c);
 void cons__form_free(struct cons *c);
-void cons__hello_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len);
+void cons__hello_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len);
 /* Gives up forming (cons_join asked to join instead): starts Raft empty. */
 void cons__form_abandon(struct cons *c);
 
@@ -448,8 +369,8 @@ void cons__io_stop(struct cons *c);
 void cons__member_tick(struct cons *c);
 /* Ends queued changes and idle requests (final: all requests, once Raft and RPC are closed). */
 void cons__member_stop(struct cons *c, bool final);
-void cons__join_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len);
-void cons__remove_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len);
+void cons__join_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len);
+void cons__remove_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len);
 /* The join loop's request (form.c): JOIN {id, address} to address, cb with the reply status. */
 void cons__join_send(struct cons *c, const char *address, unsigned timeout_ms, cons_member_cb cb,
                      void *data);
@@ -490,7 +411,7 @@ const char *cons__wire_check(const struct raft_message *m, uint64_t ours, bool l
 
 /* raft_stream.c */
 /* A Raft stream whose handshake named us (transport.c): read, decoded and delivered to libraft
- * from here. tcp is raft_malloc'd and ours now; address is copied. */
+ * from here. tcp (base_malloc'd by the rpc) is ours now; address is copied. */
 void cons__wire_accept(struct cons *c, uint64_t id, const char *address, uv_tcp_t *tcp);
 /* Closes every Raft stream (close_raft, before raft_close): nothing more is delivered. */
 void cons__wire_stop(struct cons *c);

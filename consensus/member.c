@@ -372,13 +372,13 @@ static void change_submit(struct cons *c, int kind, uint64_t id, const char *add
 
 /* ---- serving JOIN and REMOVE ----------------------------------------------------------- */
 
-static void reply_msg(struct cons_rpc_req *req, int st, const char *msg)
+static void reply_msg(struct rpc_req *req, int st, const char *msg)
 {
     struct base_buf b;
     base_buf_init(&b);
-    base_buf_put_u32(&b, cons__status_enc(st));
+    base_buf_put_u32(&b, rpc_status_enc(st));
     base_buf_put_str(&b, msg);
-    cons__rpc_reply(req, &b);
+    rpc_reply(req, &b);
     base_buf_free(&b);
 }
 
@@ -390,23 +390,22 @@ static void serve_done(void *data, int status, const char *msg)
 /* A relayed request's answer goes back as it came; a relay that failed is worth retrying. */
 static void relay_reply(void *data, int status, const uint8_t *body, size_t len)
 {
-    struct cons_rpc_req *req = data;
+    struct rpc_req *req = data;
     if (status != 0) {
         reply_msg(req,
-                  status == CONS_RPC_UNSENT || status == BASE_ESHUTDOWN ? BASE_ENOLEADER
-                                                                        : -ETIMEDOUT,
+                  status == RPC_UNSENT || status == BASE_ESHUTDOWN ? BASE_ENOLEADER : -ETIMEDOUT,
                   "relay to the leader failed");
         return;
     }
     struct base_buf b;
     base_buf_init(&b);
     base_buf_append(&b, body, len);
-    cons__rpc_reply(req, &b);
+    rpc_reply(req, &b);
     base_buf_free(&b);
 }
 
-static void serve_change(struct cons *c, struct cons_rpc_req *req, uint8_t type,
-                         const uint8_t *body, size_t len)
+static void serve_change(struct cons *c, struct rpc_req *req, uint8_t type, const uint8_t *body,
+                         size_t len)
 {
     struct base_arena a;
     struct base_rd r;
@@ -428,9 +427,8 @@ static void serve_change(struct cons *c, struct cons_rpc_req *req, uint8_t type,
         base_buf_put_u64(&b, id);
         base_buf_put_str(&b, address);
         base_buf_put_u8(&b, 1);
-        cons__rpc_call(c, cons__leader_address(c), type, &b,
-                       type == CONS_RPC_JOIN ? JOIN_TIMEOUT_MS : OTHER_TIMEOUT_MS, relay_reply,
-                       req);
+        rpc_call(c->client, cons__leader_address(c), type, &b,
+                 type == CONS_RPC_JOIN ? JOIN_TIMEOUT_MS : OTHER_TIMEOUT_MS, relay_reply, req);
         base_buf_free(&b);
     } else {
         reply_msg(req, cons__not_leader_status(c), "no leader known here");
@@ -438,12 +436,12 @@ static void serve_change(struct cons *c, struct cons_rpc_req *req, uint8_t type,
     base_arena_close(&a);
 }
 
-void cons__join_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len)
+void cons__join_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len)
 {
     serve_change(c, req, CONS_RPC_JOIN, body, len);
 }
 
-void cons__remove_serve(struct cons *c, struct cons_rpc_req *req, const uint8_t *body, size_t len)
+void cons__remove_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len)
 {
     serve_change(c, req, CONS_RPC_REMOVE, body, len);
 }
@@ -469,7 +467,7 @@ static void ask_reply(void *data, int status, const uint8_t *body, size_t len)
     struct base_rd r;
     base_arena_init(&ar);
     base_rd_init(&r, body, len);
-    int st = cons__status_dec(base_rd_u32(&r));
+    int st = rpc_status_dec(base_rd_u32(&r));
     const char *msg = base_rd_str(&r, &ar);
     if (r.err)
         cb(cb_data, BASE_EPARSE, "malformed reply");
@@ -489,7 +487,7 @@ static void ask(struct cons *c, const char *address, uint8_t type, uint64_t id, 
     base_buf_put_u64(&b, id);
     base_buf_put_str(&b, target);
     base_buf_put_u8(&b, 0);
-    cons__rpc_call(c, address, type, &b, timeout_ms, ask_reply, a);
+    rpc_call(c->client, address, type, &b, timeout_ms, ask_reply, a);
     base_buf_free(&b);
 }
 
@@ -531,7 +529,7 @@ static void op_done(struct cons_member_op *op, int status, const char *msg)
 static bool op_retryable(int st)
 {
     return st == BASE_ENOLEADER || st == BASE_ENOTLEADER || st == -EBUSY || st == -EAGAIN ||
-           st == CONS_RPC_UNSENT || st == CONS_RPC_LOST || st == -ETIMEDOUT || st == BASE_ESHUTDOWN;
+           st == RPC_UNSENT || st == RPC_LOST || st == -ETIMEDOUT || st == BASE_ESHUTDOWN;
 }
 
 static void op_result(void *data, int status, const char *msg)

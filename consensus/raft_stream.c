@@ -2,10 +2,10 @@
  *
  * libraft's uv io would read an accepted stream itself (the accept callback it gave to our
  * transport) and trusts what it reads (raft_wire.c says how that crashes a server). Instead
- * transport.c hands each stream whose handshake named us to cons__wire_accept, and libraft
- * gets only complete, checked messages, through the same receive hook its own reader calls
- * (io.c's, then libraft's). Its accept callback is never called, so its io never owns an
- * outside stream; its send side (our dialer's streams) is untouched.
+ * the server port (rpc/, through transport.c) hands each stream whose handshake named us to
+ * cons__wire_accept, and libraft gets only complete, checked messages, through the same
+ * receive hook its own reader calls (io.c's, then libraft's). Its accept callback is never called,
+ * so its io never owns an outside stream; its send side (our dialer's streams) is untouched.
  *
  * Reading. Like libraft's reader, exactly the bytes of the current part are read: the 16-byte
  * preamble, then the header it announces, into a staging buffer (4 KiB, grown to the largest
@@ -40,7 +40,7 @@
 struct cons_wire_conn {
     struct cons_wire_conn *prev, *next;
     struct cons *c;
-    uv_tcp_t *tcp; /* raft_malloc'd */
+    uv_tcp_t *tcp; /* base_malloc'd (rpc/) */
     uint64_t id;
     char *address;
     bool closing;
@@ -73,7 +73,7 @@ static void wire_closed(uv_handle_t *h)
         cons__wire_free(&w->msg);
         raft_free(w->payload);
     }
-    raft_free(w->tcp);
+    base_free(w->tcp); /* base_malloc'd by the rpc */
     base_free(w->buf);
     base_free(w->address);
     base_free(w);
@@ -135,6 +135,7 @@ static void wire_deliver(struct cons_wire_conn *w, struct raft_message *m)
     m->server_id = w->id;
     m->server_address = w->address;
     cons__io_recv(c, m);
+    cons__observe(c); /* a vote won, a new leader heard: told at once, not at the next tick */
 }
 
 /* Decodes what the staging buffer holds: every complete message, then the start of a payload. */

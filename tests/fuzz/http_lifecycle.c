@@ -19,6 +19,7 @@
 #include "admin/api/api.h"
 #include "admin/http/http.h"
 #include "consensus/consensus.h"
+#include "rpc/rpc.h"
 #include "zone/zone.h"
 
 #include <errno.h>
@@ -42,6 +43,7 @@ static struct {
     uv_loop_t loop;
     char dir[96], raft_dir[128], zone_dir[128], address[48];
     struct zone_store *store;
+    struct rpc *rpc;
     struct cons *cons;
     struct api *api;
     struct http_server *http;
@@ -112,7 +114,8 @@ static void cons_stopped(void *data)
     g.cons = NULL;
     api_free(g.api);
     g.api = NULL;
-    g.stopped = true;
+    rpc_stop(g.rpc, stopped_cb, NULL);
+    g.rpc = NULL;
 }
 
 /* Stops everything as the agent does (http, then consensus, then api) and proves the loop
@@ -157,10 +160,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (zone_store_open(g.zone_dir, 256u << 20, &g.store, errmsg))
         die(errmsg);
     snprintf(g.address, sizeof g.address, "127.0.0.1:%d", free_port());
+    struct rpc_config rc = {.id = 1, .address = g.address};
+    if (rpc_start(&g.loop, &rc, &g.rpc, errmsg))
+        die(errmsg);
     struct cons_config cc = {
         .dir = g.raft_dir,
         .id = 1,
         .address = g.address,
+        .rpc = g.rpc,
         .bootstrap = true,
         .store = g.store,
         .on_applied = on_applied,

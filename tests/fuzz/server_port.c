@@ -1,5 +1,6 @@
-/* libFuzzer target over the server port (consensus/transport.c, rpc.c): a real one-server
- * cluster (id 7, bootstrapped, no key, joins refused) listens on 127.0.0.1; each input is
+/* libFuzzer target over the server port (rpc/port.c, call.c, with consensus's methods from
+ * consensus/transport.c): a real one-server cluster (id 7, bootstrapped, no key, joins
+ * refused) on its rpc, listening on 127.0.0.1; each input is
  * written into one new connection, and the connection is then half-closed, so the server reads
  * it all and closes. The input's first byte picks how:
  *   even: a valid RPC handshake (id 99, our address) comes first and the rest of the input
@@ -13,6 +14,7 @@
  *
  * Build and run: make fuzz FUZZ_TARGETS=server_port (FUZZ_SECONDS, default 600). */
 #include "consensus/consensus.h"
+#include "rpc/rpc.h"
 #include "zone/zone.h"
 
 #include <stdio.h>
@@ -26,6 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static uv_loop_t g_loop;
 static struct zone_store *g_store;
+static struct rpc *g_rpc;
 static struct cons *g_cons;
 static char g_root[64];
 static int g_port;
@@ -71,6 +74,10 @@ static void teardown(void)
     g_cons = NULL;
     for (int i = 0; i < 10000 && uv_run(&g_loop, UV_RUN_NOWAIT); i++)
         ;
+    rpc_stop(g_rpc, NULL, NULL);
+    g_rpc = NULL;
+    for (int i = 0; i < 10000 && uv_run(&g_loop, UV_RUN_NOWAIT); i++)
+        ;
     zone_store_close(g_store);
     uv_loop_close(&g_loop);
     rm_tree(g_root);
@@ -98,10 +105,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     g_port = free_port();
     snprintf(addr, sizeof addr, "127.0.0.1:%d", g_port);
+    struct rpc_config rc = {.id = 7, .address = addr};
+    if (rpc_start(&g_loop, &rc, &g_rpc, errmsg) != 0) {
+        fprintf(stderr, "rpc_start: %s\n", errmsg);
+        abort();
+    }
     struct cons_config cfg = {
         .dir = raft,
         .id = 7,
         .address = addr,
+        .rpc = g_rpc,
         .bootstrap = true,
         .store = g_store,
         .join_allowed = refuse_joins,

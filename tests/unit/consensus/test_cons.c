@@ -587,6 +587,7 @@ static void test_stop_from_callback(void **state)
     cons_propose(f.s.c, b.data, b.len, stopper_cb, &st);
     base_buf_free(&b);
     assert_true(run_until(&f.loop, &f.s.stopped, 5000));
+    srv_port_stop(&f.loop, &f.s);
     assert_int_equal(st.first.calls, 1);
     assert_int_equal(st.first.status, 0);
     assert_int_equal(st.second.calls, 1);
@@ -656,24 +657,37 @@ static void test_start_fails_cleanly(void **state)
     char errmsg[BASE_ERRMSG_LEN] = "";
     fx_init(&f);
 
-    /* the server port is taken */
+    /* the server port is taken: rpc_start fails (consensus never starts) */
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof sa;
     assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(s, 1), 0);
     assert_int_equal(getsockname(s, (struct sockaddr *)&sa, &len), 0);
-    snprintf(f.s.address, sizeof f.s.address, "127.0.0.1:%d", ntohs(sa.sin_port));
-    struct cons *c = (struct cons *)(uintptr_t)1; /* must be reset to NULL */
-    int rv = cons_start(&f.loop, &f.cfg, &c, errmsg);
+    char taken[48];
+    snprintf(taken, sizeof taken, "127.0.0.1:%d", ntohs(sa.sin_port));
+    struct rpc *port = (struct rpc *)(uintptr_t)1; /* must be reset to NULL */
+    struct rpc_config rc = {.id = 1, .address = taken};
+    int rv = rpc_start(&f.loop, &rc, &port, errmsg);
     printf("# start on a taken port: %s (%s)\n", base_strerror(rv), errmsg);
-    assert_int_not_equal(rv, 0);
-    assert_null(c);
+    assert_int_equal(rv, UV_EADDRINUSE);
+    assert_null(port);
     assert_true(errmsg[0] != '\0');
     close(s);
     /* whatever is closing drains */
     while (uv_run(&f.loop, UV_RUN_NOWAIT))
         ;
+
+    /* no server port, or one for another server */
+    struct cons *c = (struct cons *)(uintptr_t)1; /* must be reset to NULL */
+    assert_int_equal(cons_start(&f.loop, &f.cfg, &c, errmsg), BASE_EINVAL);
+    assert_null(c);
+    srv_port_start(&f.loop, &f.s, 2);
+    f.cfg.rpc = f.s.rpc;
+    assert_int_equal(cons_start(&f.loop, &f.cfg, &c, errmsg), BASE_EINVAL);
+    srv_port_stop(&f.loop, &f.s);
+    srv_port_start(&f.loop, &f.s, 1);
+    f.cfg.rpc = f.s.rpc;
 
     /* bad configuration */
     f.cfg.heartbeat_timeout_ms = 2000;
@@ -685,6 +699,7 @@ static void test_start_fails_cleanly(void **state)
     f.cfg.dir = "/proc/herald-cannot-create-this";
     assert_int_not_equal(cons_start(&f.loop, &f.cfg, &c, errmsg), 0);
     assert_null(c);
+    srv_port_stop(&f.loop, &f.s);
     fx_close(&f);
 }
 

@@ -1,32 +1,87 @@
-/* Tests consensus/transport.c: the server port's listener and dialer. One listener carries
- * Raft and RPC: the 8-byte preamble picks the protocol and not one byte after it is consumed
- * by the transport; bad preambles and bad Raft handshakes close the connection; dialed
- * sockets have TCP_NODELAY; a dial to a closed port fails, a cancelled one reports
- * UV_ECANCELED; and everything closes with the cons (uv_loop_close() == 0). Raw clients are
- * libuv handles on the same loop as the server. */
+/* Tests rpc/port.c: the server port's listener and dialer. One listener carries streams and
+ * RPC: the 8-byte preamble picks the protocol and not one byte after it is consumed by the
+ * handshake; bad preambles and bad handshakes close the connection, so do streams for another
+ * id and streams the owner refuses; dialed sockets have TCP_NODELAY; a dial to a closed port
+ * fails, a cancelled one reports UV_ECANCELED; and everything closes with the rpc
+ * (uv_loop_close() == 0). Raw clients are libuv handles on the same loop as the server. */
 #include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
 
-#include "consensus/fixture.h"
-#include "consensus/internal.h"
+#include "rpc/fixture.h"
+#include "rpc/internal.h"
 
 struct fx {
     uv_loop_t loop;
-    char root[64];
-    struct srv s; /* in root */
+    struct rpc *r;
+    int port;
+    char address[48];
+    uv_tcp_t *stream; /* the stream on_stream took */
+    uint64_t stream_from;
+    uint8_t stream_in[16];
+    size_t stream_got;
+    bool stream_closed;
 };
+
+/* The stream owner: takes one stream from id 7 (a "member"), refuses the others. */
+static bool on_stream(void *data, uv_tcp_t *tcp, const struct rpc_peer *p, const char **why)
+{
+    struct fx *f = data;
+    if (p->id != 7 || f->stream) {
+        *why = "stream from an id not in the configuration";
+        return false;
+    }
+    assert_null(tcp->data);
+    f->stream = tcp;
+    f->stream_from = p->id;
+    return true;
+}
+
+static void stream_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct fx *f = h->data;
+    BASE_UNUSED(suggested);
+    buf->base = (char *)f->stream_in + f->stream_got;
+    buf->len = sizeof f->stream_in - f->stream_got;
+}
+
+static void stream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct fx *f = s->data;
+    BASE_UNUSED(buf);
+    if (nread > 0)
+        f->stream_got += (size_t)nread;
+}
+
+/* A method: answers status 0 and the server's id. */
+static void serve_id(void *data, struct rpc_req *req, const uint8_t *body, size_t len)
+{
+    struct fx *f = data;
+    struct base_buf b;
+    BASE_UNUSED(body);
+    BASE_UNUSED(len);
+    base_buf_init(&b);
+    base_buf_put_u32(&b, 0);
+    base_buf_put_u64(&b, rpc_id(f->r));
+    rpc_reply(req, &b);
+    base_buf_free(&b);
+}
 
 static void fx_up_key(struct fx *f, const uint8_t *key, size_t key_len)
 {
+    char errmsg[BASE_ERRMSG_LEN] = "";
     memset(f, 0, sizeof *f);
-    loop_init(&f->loop, f->root, "tp");
-    srv_init(&f->s, f->root, "127.0.0.1");
-    struct cons_config cfg = {
-        .id = 7,
-        .bootstrap = true,
-        .key = key,
-        .key_len = key_len,
-    };
-    srv_start(&f->loop, &f->s, &cfg);
+    base_loop_thread_set();
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    f->port = free_port();
+    snprintf(f->address, sizeof f->address, "127.0.0.1:%d", f->port);
+    struct rpc_config cfg = {.id = 7, .address = f->address, .key = key, .key_len = key_len};
+    if (rpc_start(&f->loop, &cfg, &f->r, errmsg) != 0)
+        fail_msg("rpc_start: %s", errmsg);
+    rpc_set_streams(f->r, on_stream, f);
+    struct rpc_method m = {
+        .type = 1, .name = "ID", .access = RPC_ANYONE, .serve = serve_id, .data = f};
+    rpc_handle(f->r, &m);
 }
 
 static void fx_up(struct fx *f)
@@ -34,12 +89,26 @@ static void fx_up(struct fx *f)
     fx_up_key(f, NULL, 0);
 }
 
+static void stream_closed(uv_handle_t *h)
+{
+    struct fx *f = h->data;
+    base_free(h);
+    f->stream_closed = true;
+}
+
 static void fx_down(struct fx *f)
 {
-    srv_stop(&f->loop, &f->s);
+    bool done = false;
+    if (f->stream) {
+        f->stream->data = f;
+        uv_close((uv_handle_t *)f->stream, stream_closed);
+        f->stream = NULL;
+        assert_true(run_until(&f->loop, &f->stream_closed, 2000));
+    }
+    rpc_stop(f->r, set_flag, &done);
+    assert_true(run_until(&f->loop, &done, 5000));
     assert_int_equal(uv_run(&f->loop, UV_RUN_NOWAIT), 0);
-    zone_store_close(f->s.store);
-    loop_done(&f->loop, f->root);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
 }
 
 /* ---- a raw client ---------------------------------------------------------------------- */
@@ -105,7 +174,7 @@ static void client_open(struct fx *f, struct client *cl, const void *bytes, size
     assert_true(n <= sizeof cl->out);
     memcpy(cl->out, bytes, n);
     cl->out_len = n;
-    uv_ip4_addr("127.0.0.1", f->s.port, &sa);
+    uv_ip4_addr("127.0.0.1", f->port, &sa);
     uv_tcp_init(&f->loop, &cl->tcp);
     cl->tcp.data = cl;
     cl->connect.data = cl;
@@ -237,8 +306,8 @@ static void test_bad_raft_handshakes_are_closed(void **state)
 
 /* A stream meant for another server id (this one is 7) is closed: a server that came back
  * with a new id at its former address must not take its former self's votes and appends.
- * A stream from an id outside the configuration ({7}) is closed too. A member's id from its
- * own address (7 at 127.0.0.1) is handed to libraft and stays open. */
+ * A stream the owner refuses (from id 3) is closed too. One it takes (from 7) stays open, and
+ * not one byte after the handshake was read by the rpc. */
 static void test_raft_stream_for_another_id_is_closed(void **state)
 {
     (void)state;
@@ -261,9 +330,18 @@ static void test_raft_stream_for_another_id_is_closed(void **state)
     client_close(&f, &cl);
 
     n = raft_hs(b, 7, 7, 4);
-    memcpy(b + n, "x:12", 4);
-    client_open(&f, &cl, b, n + 4);
+    memcpy(b + n, "x:12xyz", 7);
+    client_open(&f, &cl, b, n + 7);
     assert_false(run_until(&f.loop, &cl.eof, 300));
+    assert_non_null(f.stream);
+    assert_int_equal(f.stream_from, 7);
+    f.stream->data = &f;
+    uv_read_start((uv_stream_t *)f.stream, stream_alloc, stream_read);
+    uint64_t deadline = uv_now(&f.loop) + 2000;
+    while (f.stream_got < 3 && uv_now(&f.loop) < deadline)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    assert_int_equal(f.stream_got, 3);
+    assert_memory_equal(f.stream_in, "xyz", 3);
     client_close(&f, &cl);
     fx_down(&f);
 }
@@ -278,21 +356,15 @@ static void test_rpc_after_preamble_in_one_write(void **state)
     struct base_buf body, msg;
     fx_up(&f);
 
-    base_buf_init(&body); /* a HELLO from a forming server 99 */
+    base_buf_init(&body); /* any body: method 1 answers with our id */
     base_buf_put_u64(&body, 99);
     base_buf_put_str(&body, "127.0.0.1:1");
-    base_buf_put_u32(&body, 3);
-    base_buf_put_u8(&body, 0);
-    base_buf_put_u64(&body, 0);
-    base_buf_put_str(&body, "");
-    base_buf_put_u32(&body, 0);
-    base_buf_put_u32(&body, 0);
     base_buf_init(&msg);
     uint8_t hs[32];
     base_buf_append(&msg, hs, hs_hdr(hs, "HRLDRPC2", 99, 0, 11));
     base_buf_append(&msg, "127.0.0.1:1", 11);
     base_buf_put_u32(&msg, (uint32_t)(12 + body.len));
-    base_buf_put_u8(&msg, CONS_RPC_HELLO);
+    base_buf_put_u8(&msg, 1);
     base_buf_put_u8(&msg, 0);
     base_buf_put_u8(&msg, 0);
     base_buf_put_u8(&msg, 0);
@@ -302,17 +374,17 @@ static void test_rpc_after_preamble_in_one_write(void **state)
     base_buf_free(&body);
     base_buf_free(&msg);
 
-    /* the response: same id, type | reply, status 0, then the server's HELLO (id 7) */
+    /* the response: same id, type | reply, status 0, then the server's id (7) */
     uint64_t deadline = uv_now(&f.loop) + 2000;
-    while (cl.got < CONS_RPC_HEADER + 12 && uv_now(&f.loop) < deadline && !cl.eof)
+    while (cl.got < RPC_HEADER + 12 && uv_now(&f.loop) < deadline && !cl.eof)
         uv_run(&f.loop, UV_RUN_ONCE);
-    assert_true(cl.got >= CONS_RPC_HEADER + 12);
+    assert_true(cl.got >= RPC_HEADER + 12);
     uint32_t len = get_u32(cl.in);
-    assert_int_equal(cl.in[4], CONS_RPC_HELLO | CONS_RPC_REPLY);
+    assert_int_equal(cl.in[4], 1 | RPC_REPLY);
     assert_int_equal(cl.in[8], 0x88);
     assert_int_equal(cl.in[15], 0x11);
-    assert_int_equal(get_u32(cl.in + CONS_RPC_HEADER), 0); /* status */
-    assert_int_equal(cl.in[CONS_RPC_HEADER + 4], 7);       /* its id */
+    assert_int_equal(get_u32(cl.in + RPC_HEADER), 0); /* status */
+    assert_int_equal(cl.in[RPC_HEADER + 4], 7);       /* its id */
     deadline = uv_now(&f.loop) + 2000;
     while (cl.got < 4 + len && uv_now(&f.loop) < deadline)
         uv_run(&f.loop, UV_RUN_ONCE);
@@ -332,8 +404,8 @@ static void test_rpc_frame_over_limit_is_closed(void **state)
     size_t h = hs_hdr(b, "HRLDRPC2", 99, 0, 4);
     memcpy(b + h, "x:12", 4);
     h += 4;
-    put_u32(b + h, CONS_RPC_FRAME_MAX + 13);
-    b[h + 4] = CONS_RPC_HELLO;
+    put_u32(b + h, RPC_FRAME_MAX + 13);
+    b[h + 4] = 1;
     b[h + 5] = b[h + 6] = b[h + 7] = 0;
     put_u64(b + h + 8, 1);
     client_open(&f, &cl, b, h + 16);
@@ -374,7 +446,7 @@ static void dial_cb(void *data, uv_tcp_t *tcp, int status)
 static void dialed_closed(uv_handle_t *h)
 {
     struct dial *d = h->data;
-    raft_free(h);
+    base_free(h);
     d->closed = true;
 }
 
@@ -388,7 +460,7 @@ static void test_dial(void **state)
 
     /* to ourselves: connected, preamble written, TCP_NODELAY on */
     memset(&d, 0, sizeof d);
-    cons__dial_rpc(f.s.c, f.s.address, dial_cb, &d);
+    rpc__dial_rpc(f.r, f.address, NULL, dial_cb, &d);
     assert_false(d.done);
     assert_true(run_until(&f.loop, &d.done, 3000));
     assert_int_equal(d.status, 0);
@@ -406,29 +478,29 @@ static void test_dial(void **state)
     /* to a closed port */
     memset(&d, 0, sizeof d);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", free_port());
-    cons__dial_rpc(f.s.c, addr, dial_cb, &d);
+    rpc__dial_rpc(f.r, addr, NULL, dial_cb, &d);
     assert_true(run_until(&f.loop, &d.done, 3000));
     assert_int_equal(d.status, UV_ECONNREFUSED);
     assert_null(d.tcp);
 
     /* a bad address fails later, never inside the call */
     memset(&d, 0, sizeof d);
-    cons__dial_rpc(f.s.c, "[::1", dial_cb, &d);
+    rpc__dial_rpc(f.r, "[::1", NULL, dial_cb, &d);
     assert_false(d.done);
     assert_true(run_until(&f.loop, &d.done, 3000));
     assert_int_not_equal(d.status, 0);
 
     /* cancelled */
     memset(&d, 0, sizeof d);
-    struct cons_dial *dl = cons__dial_rpc(f.s.c, f.s.address, dial_cb, &d);
-    cons__dial_cancel(dl);
+    struct rpc_dial *dl = rpc__dial_rpc(f.r, f.address, NULL, dial_cb, &d);
+    rpc_dial_cancel(dl);
     assert_true(run_until(&f.loop, &d.done, 3000));
     assert_int_equal(d.status, UV_ECANCELED);
 
     /* a name is resolved */
     memset(&d, 0, sizeof d);
-    snprintf(addr, sizeof addr, "localhost:%d", f.s.port);
-    cons__dial_rpc(f.s.c, addr, dial_cb, &d);
+    snprintf(addr, sizeof addr, "localhost:%d", f.port);
+    rpc__dial_rpc(f.r, addr, NULL, dial_cb, &d);
     assert_true(run_until(&f.loop, &d.done, 5000));
     if (d.status == 0) {
         d.tcp->data = &d;
@@ -438,9 +510,9 @@ static void test_dial(void **state)
         print_message("# localhost did not resolve to our listener: %s\n", uv_strerror(d.status));
     }
 
-    /* pending when the cons stops: cancelled, then everything closes */
+    /* pending when the rpc stops: cancelled, then everything closes */
     memset(&d, 0, sizeof d);
-    cons__dial_rpc(f.s.c, f.s.address, dial_cb, &d);
+    rpc__dial_rpc(f.r, f.address, NULL, dial_cb, &d);
     fx_down(&f);
     assert_true(d.done);
     assert_int_equal(d.status, UV_ECANCELED);
@@ -459,7 +531,7 @@ static void test_keyed_handshake(void **state)
     fx_up_key(&f, key, sizeof key);
 
     memset(&d, 0, sizeof d);
-    cons__dial_rpc(f.s.c, f.s.address, dial_cb, &d);
+    rpc__dial_rpc(f.r, f.address, NULL, dial_cb, &d);
     assert_true(run_until(&f.loop, &d.done, 3000));
     assert_int_equal(d.status, 0);
     d.tcp->data = &d;
