@@ -3,8 +3,9 @@
  * Formation in any start order (exactly one cluster), writes on followers (forwarded, visible
  * everywhere), failover after the leader stops (measured), catch-up of a restarted server,
  * snapshot install on a wiped one, joins (explicit and by retry-join), leave and remove-peer,
- * read indexes, and the bounded wait without a leader. Every wait is bounded; every test ends
- * with all cons stopped and uv_loop_close() == 0. */
+ * read indexes, and the bounded wait without a leader; formation from server discovery alone
+ * (cons_server_seen), and on_leader telling every server who leads. Every wait is bounded;
+ * every test ends with all cons stopped and uv_loop_close() == 0. */
 #include "consensus/fixture.h"
 
 #define NODES_MAX 6
@@ -18,6 +19,11 @@ struct node {
     const char *join[NODES_MAX];
     struct cons_config cfg;
     unsigned restores; /* on_applied with ZONE_TABLE_ALL: a snapshot replaced the catalog */
+    /* what on_leader said last */
+    unsigned told;
+    bool told_leading;
+    uint64_t told_id;
+    char told_address[48];
 };
 
 struct cl {
@@ -35,6 +41,17 @@ static void on_applied(void *data, uint64_t index, uint32_t touched)
     BASE_UNUSED(index);
     if (touched == ZONE_TABLE_ALL)
         nd->restores++;
+}
+
+static void on_leader(void *data, bool is_leader, uint64_t leader_id, const char *leader_address)
+{
+    struct node *nd = data;
+    assert_true(is_leader != nd->told_leading || leader_id != nd->told_id);
+    assert_true(!is_leader || leader_id == nd->cfg.id);
+    nd->told++;
+    nd->told_leading = is_leader;
+    nd->told_id = leader_id;
+    snprintf(nd->told_address, sizeof nd->told_address, "%s", leader_address);
 }
 
 /* n nodes, all knowing the others' addresses (join lists), bootstrap_expect expect. */
@@ -66,12 +83,18 @@ static void cl_init(struct cl *cl, int n, unsigned expect)
         nd->cfg.snapshot_threshold = 64;
         nd->cfg.snapshot_trailing = 64;
         nd->cfg.on_applied = on_applied;
+        nd->cfg.on_leader = on_leader;
         nd->cfg.data = nd;
     }
 }
 
 static void start(struct node *nd)
 {
+    /* a new cons tells from scratch */
+    nd->told = 0;
+    nd->told_leading = false;
+    nd->told_id = 0;
+    nd->told_address[0] = '\0';
     srv_start(&nd->cl->loop, &nd->s, &nd->cfg);
 }
 
@@ -199,6 +222,24 @@ static int wait_settled(struct cl *cl, int voters, unsigned timeout_ms)
     }
     leaders(cl, &li);
     return li;
+}
+
+/* Every running node was told (on_leader) what cons_is_leader and cons_leader say now. */
+static bool told_right(struct cl *cl, void *arg)
+{
+    BASE_UNUSED(arg);
+    for (int i = 0; i < NODES_MAX; i++) {
+        struct node *nd = &cl->node[i];
+        if (!nd->s.c)
+            continue;
+        uint64_t id;
+        const char *addr;
+        cons_leader(nd->s.c, &id, &addr);
+        if (nd->told_leading != cons_is_leader(nd->s.c) || nd->told_id != id ||
+            strcmp(nd->told_address, addr) != 0)
+            return false;
+    }
+    return true;
 }
 
 static int follower_of(struct cl *cl, int leader)
@@ -504,6 +545,9 @@ static void test_failover_and_catch_up(void **state)
                   failover);
     assert_true(li != old);
     assert_true(failover < 3000);
+    /* told at once, not at a poll: by the time a leader is settled, or within a tick */
+    assert_true(cl_until(&cl, told_right, NULL, 100));
+    assert_true(cl.node[li].told_leading);
 
     /* writes continue, on the new leader and its follower */
     int fi = follower_of(&cl, li);
@@ -747,6 +791,33 @@ static void test_formation_waits_for_expect(void **state)
     cl_close(&cl);
 }
 
+/* No join addresses: nobody knows anyone until discovery tells one server of the two others
+ * (as gossip will); the HELLOs it then sends introduce them to it and to each other. */
+static void test_formation_by_discovery(void **state)
+{
+    (void)state;
+    struct cl cl;
+    cl_init(&cl, 3, 3);
+    for (int i = 0; i < 3; i++) {
+        cl.node[i].cfg.n_join = 0;
+        start(&cl.node[i]);
+    }
+    run_for(&cl, 1000);
+    assert_int_equal(leaders(&cl, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cl.node[i].told, 0); /* no leader yet: nothing said */
+    cons_server_seen(cl.node[0].s.c, cl.node[1].cfg.id, cl.node[1].s.address);
+    cons_server_seen(cl.node[0].s.c, cl.node[2].cfg.id, cl.node[2].s.address);
+    int li = wait_settled(&cl, 3, 15000);
+    assert_true(cl_until(&cl, told_right, NULL, 1000));
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(cl.node[i].told_id, cl.node[li].cfg.id);
+        assert_string_equal(cl.node[i].told_address, cl.node[li].s.address);
+        assert_int_equal(cl.node[i].told_leading, i == li);
+    }
+    cl_close(&cl);
+}
+
 static void test_stop_while_forming(void **state)
 {
     (void)state;
@@ -778,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_voters_capped_at_five),
         cmocka_unit_test(test_no_leader_is_bounded),
         cmocka_unit_test(test_formation_waits_for_expect),
+        cmocka_unit_test(test_formation_by_discovery),
         cmocka_unit_test(test_stop_while_forming),
     };
     const char *lvl = getenv("HERALD_TEST_LOG");

@@ -18,7 +18,21 @@ struct fx {
     unsigned applied_calls;
     unsigned applied_touching; /* calls with touched != 0 */
     uint64_t last_applied_index;
+    /* on_leader */
+    unsigned leader_calls;
+    bool told_leading;
+    uint64_t told_id;
+    char told_address[48];
 };
+
+static void on_leader(void *data, bool is_leader, uint64_t leader_id, const char *leader_address)
+{
+    struct fx *f = data;
+    f->leader_calls++;
+    f->told_leading = is_leader;
+    f->told_id = leader_id;
+    snprintf(f->told_address, sizeof f->told_address, "%s", leader_address);
+}
 
 static void on_applied(void *data, uint64_t index, uint32_t touched)
 {
@@ -42,6 +56,7 @@ static void fx_init(struct fx *f)
     f->cfg.bootstrap = true;
     f->cfg.store = f->s.store;
     f->cfg.on_applied = on_applied;
+    f->cfg.on_leader = on_leader;
     f->cfg.data = f;
 }
 
@@ -232,6 +247,11 @@ static void test_single_voter_leads(void **state)
     assert_string_equal(address, f.s.address);
     assert_int_equal(cons_last_contact_ms(f.s.c), 0);
     assert_true(cons_term(f.s.c) >= 1);
+    /* told once, by the time it leads: no poll needed */
+    assert_int_equal(f.leader_calls, 1);
+    assert_true(f.told_leading);
+    assert_int_equal(f.told_id, 1);
+    assert_string_equal(f.told_address, f.s.address);
 
     /* SIGPIPE is ignored process-wide once a cons started (DESIGN.md 2.6) */
     struct sigaction sa;
