@@ -23,22 +23,26 @@
  * the catalog, so a restart never applies anything twice.
  *
  * Close order (DESIGN.md 2.6). cons_stop ends the queued commands (BASE_ESHUTDOWN), stops
- * formation and membership requests, ends parked forwarded work, fails every RPC call and
- * closes every RPC connection (forwarded writes already sent: BASE_EUNKNOWN), then
+ * formation and membership requests, ends parked forwarded work, leaves the server port
+ * (transport.c: our methods and streams removed, our rpc client closed, which fails every
+ * call: forwarded writes already sent end BASE_EUNKNOWN), closes the Raft streams, then
  * raft_close: libraft fails its pending requests synchronously (our callbacks report
- * BASE_EUNKNOWN) and closes its io, which closes the transport (listener, handshakes, dials).
+ * BASE_EUNKNOWN) and closes its io, which closes the transport (its dials are cancelled).
  * Deferred completions then run, still inside cons_stop. In raft_close's callback the io and
  * transport memory is released (raft_uv_close, then the transport), then our own handles
  * close (the flush idle handle, the tick timer); the cons is freed and done called once the
- * last of those and of the RPC connections and peers (c->pending) is gone. The loop then
- * holds nothing of ours and uv_loop_close() returns 0. A start that fails after raft_init
- * takes the same path without a done callback.
+ * last of those and of the Raft streams (c->pending) is gone. Requests being served still
+ * hold their rpc connection until answered; the rpc is the caller's to stop after that. The
+ * loop then holds nothing of ours. A start that fails after raft_init takes the same path
+ * without a done callback.
  *
  * Leadership and the tick. A single voter elects itself inside raft_start (libraft converts a
- * lone voter to leader at once). A timer every min(heartbeat, 50 ms) samples state and leader,
- * logs changes, remembers when a leader was last known (cons_last_contact_ms), and drives
- * everything that waits on time: stalled handshakes, RPC timeouts and reconnects, formation
- * and join retries, parked work, membership requests and the leader's reconciler.
+ * lone voter to leader at once). State and leader are sampled after every message libraft
+ * gets (raft_stream.c) and by a timer every min(heartbeat, 50 ms) (elections that time out,
+ * leaders that step down): changes are logged and told to on_leader, and the time a leader
+ * was last known is kept (cons_last_contact_ms). The timer also drives everything here that
+ * waits on time: formation and join retries, parked work, membership requests and the
+ * leader's reconciler (the server port's own timeouts are the rpc's).
  *
  * Timing (DESIGN.md 2.6). LAN base: election 500 ms, heartbeat 50 ms, pre-vote on, both
  * scaled by raft_multiplier (default 1). libraft randomizes the election timeout between 1x
@@ -50,8 +54,8 @@
  * kill -9 to the first acknowledged write (tests/bench/cluster.sh: the figures and their
  * spread are in tests/bench/RESULTS.md). A LAN round trip is well under a millisecond, so 500 ms
  * still leaves a wide margin against spurious elections; WANs raise the multiplier.
- * libraft's connect retry delay drops from 1 s to 100 ms (the transport adds its own backoff
- * per peer), so a restarted server is caught up quickly. */
+ * libraft's connect retry delay drops from 1 s to 100 ms (the server port adds its own
+ * backoff per peer: transport.c), so a restarted server is caught up quickly. */
 #include "internal.h"
 
 #include <dirent.h>

@@ -13,12 +13,12 @@
  * (rpc/rpc.h), which the caller starts and hands over in cons_config.rpc. Consensus rides on
  * it: Raft streams through our own raft_uv_transport (transport.c), and server RPC methods
  * (transport.c's table) for formation, write forwarding, read indexes and membership. A write
- * proposed on a follower is forwarded to the leader, proposed there through the same group commit,
- * and answered after commit once the local replica has applied it (bounded wait), so the proposer
- * reads its own write locally. With bootstrap_expect N the servers exchange ids and addresses
- * (HELLO) and all bootstrap the same sorted configuration; a later server joins through the leader
- * (spare, caught up, then voter while fewer than 5 voters, standby beyond); a restarted server
- * needs only its dir.
+ * proposed on a follower is forwarded to the leader, proposed there through the same group
+ * commit, and answered after commit once the local replica has applied it (bounded wait), so
+ * the proposer reads its own write locally. With bootstrap_expect N the servers exchange ids
+ * and addresses (HELLO) and all bootstrap the same sorted configuration; a later server joins
+ * through the leader (spare, caught up, then voter while fewer than 5 voters, standby
+ * beyond); a restarted server needs only its dir.
  *
  * Inputs and outputs besides writes and reads. Server discovery is an input: cons_server_seen
  * ("server id seen at address"), fed today by the HELLO exchange of formation and next by

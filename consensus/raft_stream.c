@@ -4,8 +4,10 @@
  * transport) and trusts what it reads (raft_wire.c says how that crashes a server). Instead
  * the server port (rpc/, through transport.c) hands each stream whose handshake named us to
  * cons__wire_accept, and libraft gets only complete, checked messages, through the same
- * receive hook its own reader calls (io.c's, then libraft's). Its accept callback is never called,
- * so its io never owns an outside stream; its send side (our dialer's streams) is untouched.
+ * receive hook its own reader calls (io.c's, then libraft's). Its accept callback is never
+ * called, so its io never owns an outside stream; its send side (our dialer's streams) is
+ * untouched. The end of a stream (EOF, a reset, a refusal) is seen here, in wire_close: the
+ * one place to tell consensus that a peer's connection dropped.
  *
  * Reading. Like libraft's reader, exactly the bytes of the current part are read: the 16-byte
  * preamble, then the header it announces, into a staging buffer (4 KiB, grown to the largest
