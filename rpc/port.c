@@ -481,9 +481,7 @@ static void in_hand_over(struct rpc__incoming *in)
                 in_abort(in, "no one takes streams now");
             return;
         }
-        /* the owner's now; a member's one stream is not counted against it */
-        LOG_DEBUG("rpc", "stream from id=%" PRIu64 " address=%s%s", in->peer.id, in->peer.address,
-                  in->peer.keyed ? " (key proved)" : "");
+        /* the owner's now (it logs it); a member's one stream is not counted against it */
         in_detach(in);
         rpc__ip_release(r, &in->peer.sa);
         peer_is_back(r, in->peer.id);
