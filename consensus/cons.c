@@ -122,8 +122,11 @@ void cons__observe(struct cons *c)
     }
     if (state == c->last_state && leader == c->last_leader)
         return;
+    bool new_leader = leader != 0 && leader != c->last_leader;
     c->last_state = state;
     c->last_leader = leader;
+    if (new_leader && !c->stopping)
+        cons__forward_tick(c); /* parked writes and reads go to it now, not at the next tick */
     if (state == RAFT_LEADER)
         LOG_INFO("consensus", "became leader term=%llu index=%llu", raft_current_term(&c->raft),
                  raft_last_index(&c->raft));
