@@ -87,7 +87,7 @@ struct rpc_client {
     void *data;
     struct rpc__peer *peers; /* by address */
     bool closing;
-    bool held; /* rpc_client_close is walking its peers: not freed under it */
+    int held; /* its peers are being walked: neither they nor it are freed meanwhile */
 };
 
 struct rpc__conn {
@@ -519,6 +519,23 @@ void rpc__methods_free(struct rpc *r)
 
 /* ---- clients and their peers ----------------------------------------------------------- */
 
+static void client_maybe_free(struct rpc_client *cl);
+
+/* After a walk of the peers (held): frees what a close during it left to free. */
+static void client_release(struct rpc_client *cl)
+{
+    if (!cl->closing || cl->held)
+        return;
+    if (!cl->peers) {
+        client_maybe_free(cl);
+        return;
+    }
+    for (struct rpc__peer *p = cl->peers, *next; p; p = next) {
+        next = p->next;
+        peer_maybe_free(p); /* the last one frees cl */
+    }
+}
+
 static void client_maybe_free(struct rpc_client *cl)
 {
     if (!cl->closing || cl->held || cl->peers)
@@ -531,7 +548,7 @@ static void client_maybe_free(struct rpc_client *cl)
 static void peer_maybe_free(struct rpc__peer *p)
 {
     struct rpc_client *cl = p->cl;
-    if (!cl->closing || p->conn || p->dial)
+    if (!cl->closing || cl->held || p->conn || p->dial)
         return;
     assert(!p->queued.head && !p->sent.head);
     struct rpc__peer **pp = &cl->peers;
@@ -679,7 +696,7 @@ void rpc_client_close(struct rpc_client *cl)
         cl->next->prev = cl->prev;
     cl->prev = cl->next = NULL;
     /* the client's memory stays (closing) until its last peer is freed */
-    cl->held = true;
+    cl->held++;
     r->pending++;
     for (struct rpc__peer *p = cl->peers, *next; p; p = next) {
         next = p->next;
@@ -692,8 +709,8 @@ void rpc_client_close(struct rpc_client *cl)
         else
             peer_maybe_free(p);
     }
-    cl->held = false;
-    client_maybe_free(cl);
+    cl->held--;
+    client_release(cl);
     rpc__unpend(r);
 }
 
@@ -703,6 +720,7 @@ static void client_tick(struct rpc_client *cl, uint64_t now)
 {
     struct rpc *r = cl->r;
     struct call_list expired = {NULL, NULL}, unsent = {NULL, NULL};
+    cl->held++; /* a call's callback may close the client */
     for (struct rpc__peer *p = cl->peers; p; p = p->next) {
         if (p->conn && p->conn->broken)
             conn_close(p->conn, UV_EPIPE, "write failed");
@@ -732,6 +750,8 @@ static void client_tick(struct rpc_client *cl, uint64_t now)
     }
     calls_fail(&expired, -ETIMEDOUT);
     calls_fail(&unsent, RPC_UNSENT);
+    cl->held--;
+    client_release(cl);
 }
 
 void rpc__call_tick(struct rpc *r)

@@ -468,6 +468,47 @@ static void test_client_close_ends_calls(void **state)
     fx_close(&f);
 }
 
+/* A call's callback closes its own client (from the tick that expires it, with another call
+ * on the same connection and one queued elsewhere): every call ends once, nothing is freed
+ * under the tick. */
+struct closer {
+    struct fx *f;
+    struct call first, second, third;
+};
+
+static void closer_cb(void *data, int status, const uint8_t *body, size_t len)
+{
+    struct closer *k = data;
+    call_cb(&k->first, status, body, len);
+    rpc_client_close(k->f->p[0].cl);
+    k->f->p[0].cl = NULL;
+}
+
+static void test_close_from_callback(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct fake k;
+    struct closer c;
+    char other[48];
+    fx_init(&f);
+    fake_up(&f, &k, FAKE_SILENT);
+    memset(&c, 0, sizeof c);
+    c.f = &f;
+    rpc_call(f.p[0].cl, k.address, T_ECHO, NULL, 100, closer_cb, &c);
+    call(f.p[0].cl, k.address, T_ECHO, NULL, 10000, &c.second);
+    snprintf(other, sizeof other, "127.0.0.1:%d", free_port());
+    assert_true(run_until(&f.loop, &k.accepted, 3000));
+    call(f.p[0].cl, other, T_ECHO, NULL, 10000, &c.third);
+    assert_true(run_until(&f.loop, &c.first.done, 3000));
+    assert_int_equal(c.first.status, -ETIMEDOUT);
+    assert_true(c.second.done);
+    assert_true(c.second.status == RPC_LOST || c.second.status == BASE_ESHUTDOWN);
+    assert_true(c.third.done);
+    fake_down(&f, &k);
+    fx_close(&f);
+}
+
 /* ---- stream dials ------------------------------------------------------------------------ */
 
 struct sdial {
@@ -596,6 +637,7 @@ int main(void)
         cmocka_unit_test(test_unsent_and_backoff),
         cmocka_unit_test(test_timeout_and_lost),
         cmocka_unit_test(test_client_close_ends_calls),
+        cmocka_unit_test(test_close_from_callback),
         cmocka_unit_test(test_stream_backoff_and_user_timeout),
         cmocka_unit_test(test_dial_timeout),
     };
