@@ -20,6 +20,18 @@
  * (framed RPC, served here) and "HRLDRAF3" (a stream to the server id named in its handshake,
  * handed over raw to the stream owner after the handshake, not one byte of it read here).
  *
+ * Authentication and authorization. With a cluster key (rpc_config.key) every connection
+ * proves it both ways in the handshake (HMAC-SHA256 over both sides' nonces) and only key
+ * holders get past it; without one, the owner's members hook ties peers to members by their
+ * source address, each method says who may call it, and the stream owner takes or refuses
+ * each stream. The key authenticates the handshake only: no encryption, no per-message
+ * integrity (TLS, later). Refusals are logged, rate-limited per reason.
+ *
+ * Silent peers. Each outgoing connection carries its link's bounds (rpc_link): a dial
+ * timeout, TCP_USER_TIMEOUT (data the peer's TCP does not acknowledge within it resets the
+ * connection, so a peer behind a partition is noticed in bounded time) and a capped redial
+ * backoff. Consensus sets them from its heartbeat (consensus/transport.c).
+ *
  * Threads: everything runs on the loop thread of rpc_start's loop (BASE_ASSERT_LOOP).
  * Ownership: the rpc copies every string and key of its config, and every method it is
  * given; callbacks run later, from the loop, never inside the call that asked for them
@@ -101,7 +113,8 @@ int rpc_start(uv_loop_t *loop, const struct rpc_config *cfg, struct rpc **out,
               char *errmsg) BASE_MUSTCHECK;
 
 /* Closes the listener, handshakes, dials and connections; frees the rpc, then calls done
- * (later, from the loop). Every client must be closed and every request answered first. */
+ * (later, from the loop, once every request being served was answered: a connection stays
+ * until then). Every client must be closed first (its owner stopped). */
 void rpc_stop(struct rpc *r, void (*done)(void *), void *data);
 
 /* This server's id and advertised address (as configured). */
