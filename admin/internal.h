@@ -46,7 +46,7 @@ struct adm_config {
     bool log_level_set; /* given by a flag or a file (else -dev logs at debug) */
     bool log_json;
     struct adm_strv services; /* JSON text of each service definition, from config files */
-    /* the server port (consensus/transport.c): -encrypt (base64; key/key_len: its bytes,
+    /* the server port (rpc/port.c): -encrypt (base64; key/key_len: its bytes,
      * decoded by validation), -join-allow CIDRs (join_nets: parsed), limits.rpc_* */
     char *encrypt;
     uint8_t *key;

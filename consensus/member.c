@@ -23,8 +23,8 @@
  * nothing: it is caught up as a spare (from the log or a snapshot), then promoted. A JOIN
  * from a new id at the address of a listed server (its whole data dir was wiped, so it came
  * back with a new node-id) replaces that server the same way, as Consul does: two processes
- * cannot listen on one address, so the old one is gone. Meanwhile the transport keeps the old
- * id's messages away from the new process (transport.c).
+ * cannot listen on one address, so the old one is gone. Meanwhile the server port keeps the
+ * old id's messages away from the new process (a stream names its receiver: rpc/port.c).
  *
  * Reconciling. On the leader, the tick promotes a spare left behind by an interrupted join and
  * a standby while fewer than 5 voters remain (after a voter left), one change at a time, with

@@ -1,6 +1,6 @@
 """test_cluster.py's formation, wiped-server and membership scenarios again, every server
 with a cluster key (-encrypt): every Raft stream and RPC connection then runs the HMAC
-challenge and response (consensus/transport.c), the joins of new servers included.
+challenge and response (rpc/port.c), the joins of new servers included.
 
 The scenarios are test_cluster.py's own functions, collected here with a make_cluster that
 adds the key to every server's flags."""

@@ -1,5 +1,5 @@
-"""The server port takes orders only from the cluster (consensus/transport.c, README "Security
-of the server port").
+"""The server port takes orders only from the cluster (rpc/port.c, consensus/transport.c,
+README "Security of the server port").
 
 From raw sockets on other loopback addresses, as an outsider would: without a key, an outsider
 connecting from a non-member address cannot forward a KV delete, remove a voter or join itself
@@ -388,7 +388,7 @@ def test_idle_timeout_never_loses_a_forwarded_write(make_cluster):
     """A follower's connection to the leader goes idle between writes (closed by the follower
     after half the idle timeout, by the leader after all of it): every write still succeeds.
     (The race this guards against, a write sent just as the leader closes, is too narrow to
-    provoke here; rpc.c's idle rule is what excludes it.)"""
+    provoke here; rpc/call.c's idle rule is what excludes it.)"""
     c = make_cluster(3, config={"limits": {"rpc_idle_timeout": "1s"}}).start()
     leader = c.wait_leader()
     f = c.followers(leader)[0]

@@ -1,7 +1,7 @@
 """Forged Raft messages on the server port (issue 9, items 2 and 3).
 
 A Raft stream opens with the server port's handshake (preamble "HRLDRAF3", u64 sender id,
-u64 receiver id, u32 address length, u8 flags, 3 zero bytes, address; consensus/transport.c).
+u64 receiver id, u32 address length, u8 flags, 3 zero bytes, address; rpc/port.c).
 Since port-auth only members may open one (without a cluster key: a member's id from that
 member's IP), so these tests speak as a member: the sender is a server of the configuration
 (/v1/operator/raft/configuration gives the ids to anyone) and the socket is bound to its
