@@ -86,7 +86,9 @@ struct rpc_link {
     /* Silent peer: data written on the connection and not acknowledged by the peer's TCP
      * for this long resets it (TCP_USER_TIMEOUT on Linux), so a connection into a partition
      * or to a frozen host fails in bounded time instead of sitting in retransmission backoff
-     * for minutes. 0: the kernel's default (no bound of ours). */
+     * for minutes. Linux counts a zero window too: a peer whose receive buffer stays full
+     * that long (its process stopped while we stream to it) is cut as well, and redialed.
+     * 0: the kernel's default (no bound of ours). */
     unsigned user_timeout_ms;
     /* Redial after failures to the same peer: backoff_min_ms doubling up to backoff_max_ms
      * (a success resets it). 0: 50 ms and, for streams 250 ms, for clients 2000 ms. */
