@@ -56,45 +56,7 @@ static void fx_close(struct fx *f)
     loop_done(&f->loop, f->root);
 }
 
-/* ---- calls ----------------------------------------------------------------------------- */
-
-struct call {
-    bool done;
-    int status;
-    uint8_t body[256];
-    size_t len;
-};
-
-static bool in_call;
-
-static void call_cb(void *data, int status, const uint8_t *body, size_t len)
-{
-    struct call *c = data;
-    assert_false(in_call); /* never inside rpc_call */
-    assert_false(c->done);
-    c->done = true;
-    c->status = status;
-    c->len = len < sizeof c->body ? len : sizeof c->body;
-    if (body && c->len)
-        memcpy(c->body, body, c->len);
-}
-
-static void call(struct fx *f, struct cons *from, const char *to, uint8_t type,
-                 const struct base_buf *body, unsigned timeout_ms, struct call *c)
-{
-    memset(c, 0, sizeof *c);
-    in_call = true;
-    rpc_call(from->client, to, type, body, timeout_ms, call_cb, c);
-    in_call = false;
-    BASE_UNUSED(f);
-}
-
-static int32_t status_of(const struct call *c)
-{
-    assert_true(c->len >= 4);
-    return (int32_t)((uint32_t)c->body[0] | (uint32_t)c->body[1] << 8 | (uint32_t)c->body[2] << 16 |
-                     (uint32_t)c->body[3] << 24);
-}
+/* ---- calls (rpc/fixture.h's call, from a cons's own client) ----------------------------- */
 
 static void hello_body(struct base_buf *b)
 {
@@ -126,7 +88,7 @@ static void test_call_and_reply(void **state)
     /* three calls at once on one connection, each matched with its own response */
     hello_body(&b);
     for (int i = 0; i < 3; i++)
-        call(&f, f.s[0].c, f.s[1].address, CONS_RPC_HELLO, &b, 2000, &c[i]);
+        call(f.s[0].c->client, f.s[1].address, CONS_RPC_HELLO, &b, 2000, &c[i]);
     base_buf_free(&b);
     for (int i = 0; i < 3; i++) {
         assert_true(run_until(&f.loop, &c[i].done, 3000));
@@ -136,7 +98,7 @@ static void test_call_and_reply(void **state)
     }
 
     /* an unknown request type: a status, the connection stays */
-    call(&f, f.s[0].c, f.s[1].address, 77, NULL, 2000, &c[0]);
+    call(f.s[0].c->client, f.s[1].address, 77, NULL, 2000, &c[0]);
     assert_true(run_until(&f.loop, &c[0].done, 3000));
     assert_int_equal(c[0].status, 0);
     assert_int_equal(status_of(&c[0]), BASE_EINVAL);
@@ -144,7 +106,7 @@ static void test_call_and_reply(void **state)
     /* a malformed HELLO: a status */
     base_buf_init(&b);
     base_buf_put_u8(&b, 1);
-    call(&f, f.s[0].c, f.s[1].address, CONS_RPC_HELLO, &b, 2000, &c[0]);
+    call(f.s[0].c->client, f.s[1].address, CONS_RPC_HELLO, &b, 2000, &c[0]);
     base_buf_free(&b);
     assert_true(run_until(&f.loop, &c[0].done, 3000));
     assert_int_equal(status_of(&c[0]), BASE_EPARSE);
@@ -152,7 +114,7 @@ static void test_call_and_reply(void **state)
     /* READ_INDEX on a leader: its applied index */
     base_buf_init(&b);
     base_buf_put_u8(&b, 1);
-    call(&f, f.s[0].c, f.s[1].address, CONS_RPC_READ_INDEX, &b, 2000, &c[0]);
+    call(f.s[0].c->client, f.s[1].address, CONS_RPC_READ_INDEX, &b, 2000, &c[0]);
     base_buf_free(&b);
     assert_true(run_until(&f.loop, &c[0].done, 3000));
     assert_int_equal(c[0].status, 0);
@@ -162,14 +124,14 @@ static void test_call_and_reply(void **state)
     /* a FORWARD of zero commands, then one malformed */
     base_buf_init(&b);
     base_buf_put_u32(&b, 0);
-    call(&f, f.s[0].c, f.s[1].address, CONS_RPC_FORWARD, &b, 2000, &c[0]);
+    call(f.s[0].c->client, f.s[1].address, CONS_RPC_FORWARD, &b, 2000, &c[0]);
     base_buf_free(&b);
     assert_true(run_until(&f.loop, &c[0].done, 3000));
     assert_int_equal(status_of(&c[0]), 0);
     base_buf_init(&b);
     base_buf_put_u32(&b, 5);
     base_buf_put_u32(&b, 1000);
-    call(&f, f.s[0].c, f.s[1].address, CONS_RPC_FORWARD, &b, 2000, &c[0]);
+    call(f.s[0].c->client, f.s[1].address, CONS_RPC_FORWARD, &b, 2000, &c[0]);
     base_buf_free(&b);
     assert_true(run_until(&f.loop, &c[0].done, 3000));
     assert_int_equal(status_of(&c[0]), BASE_EPARSE);
@@ -190,7 +152,7 @@ static void test_not_leader_answers(void **state)
     base_buf_init(&b);
     base_buf_put_u32(&b, 1);
     base_buf_put_bytes(&b, "cmd", 3);
-    call(&f, f.s[0].c, f.s[1].address, CONS_RPC_FORWARD, &b, 2000, &c);
+    call(f.s[0].c->client, f.s[1].address, CONS_RPC_FORWARD, &b, 2000, &c);
     base_buf_free(&b);
     assert_true(run_until(&f.loop, &c.done, 3000));
     assert_int_equal(c.status, 0);
@@ -198,7 +160,7 @@ static void test_not_leader_answers(void **state)
 
     base_buf_init(&b);
     base_buf_put_u8(&b, 0);
-    call(&f, f.s[0].c, f.s[1].address, CONS_RPC_READ_INDEX, &b, 2000, &c);
+    call(f.s[0].c->client, f.s[1].address, CONS_RPC_READ_INDEX, &b, 2000, &c);
     base_buf_free(&b);
     assert_true(run_until(&f.loop, &c.done, 3000));
     assert_int_equal(status_of(&c), BASE_ENOLEADER);
@@ -207,7 +169,7 @@ static void test_not_leader_answers(void **state)
     base_buf_put_u64(&b, 9);
     base_buf_put_str(&b, "127.0.0.1:9");
     base_buf_put_u8(&b, 0);
-    call(&f, f.s[0].c, f.s[1].address, CONS_RPC_JOIN, &b, 2000, &c);
+    call(f.s[0].c->client, f.s[1].address, CONS_RPC_JOIN, &b, 2000, &c);
     base_buf_free(&b);
     assert_true(run_until(&f.loop, &c.done, 3000));
     assert_int_equal(status_of(&c), BASE_ENOLEADER);

@@ -1,6 +1,6 @@
 /* The scaffolding of the tests that run a loop with sockets (rpc, and consensus above it),
- * header-only (static inline): a free port, bounded runs of the loop, and a flag set by a
- * callback. */
+ * header-only (static inline): a free port, bounded runs of the loop, a flag set by a
+ * callback, and rpc calls whose outcome is kept (call: never called back inside rpc_call). */
 #ifndef HERALD_TEST_RPC_FIXTURE_H
 #define HERALD_TEST_RPC_FIXTURE_H
 
@@ -13,9 +13,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include "rpc/rpc.h"
 
 /* A TCP port nobody listens on, on ip (a loopback address). */
 static inline int free_port_on(const char *ip)
@@ -69,6 +72,50 @@ static inline bool run_until(uv_loop_t *loop, const bool *flag, unsigned timeout
 static inline void set_flag(void *data)
 {
     *(bool *)data = true;
+}
+
+/* ---- rpc calls --------------------------------------------------------------------------- */
+
+struct call {
+    bool done;
+    int status;
+    uint8_t body[256];
+    size_t len;
+};
+
+static bool in_call; /* inside rpc_call (call): a callback then is a bug */
+
+static inline void call_cb(void *data, int status, const uint8_t *body, size_t len)
+{
+    struct call *c = data;
+    assert_false(in_call); /* never inside rpc_call */
+    assert_false(c->done);
+    c->done = true;
+    c->status = status;
+    c->len = len < sizeof c->body ? len : sizeof c->body;
+    if (body && c->len)
+        memcpy(c->body, body, c->len);
+}
+
+static inline void call(struct rpc_client *cl, const char *to, uint8_t type,
+                        const struct base_buf *body, unsigned timeout_ms, struct call *c)
+{
+    memset(c, 0, sizeof *c);
+    in_call = true;
+    rpc_call(cl, to, type, body, timeout_ms, call_cb, c);
+    in_call = false;
+}
+
+static inline uint32_t u32_at(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The status a reply body starts with. */
+static inline int32_t status_of(const struct call *c)
+{
+    assert_true(c->len >= 4);
+    return rpc_status_dec(u32_at(c->body));
 }
 
 #endif

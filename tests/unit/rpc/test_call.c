@@ -146,49 +146,6 @@ static void fx_close(struct fx *f)
     assert_int_equal(uv_loop_close(&f->loop), 0);
 }
 
-/* ---- calls ----------------------------------------------------------------------------- */
-
-struct call {
-    bool done;
-    int status;
-    uint8_t body[256];
-    size_t len;
-};
-
-static bool in_call;
-
-static void call_cb(void *data, int status, const uint8_t *body, size_t len)
-{
-    struct call *c = data;
-    assert_false(in_call); /* never inside rpc_call */
-    assert_false(c->done);
-    c->done = true;
-    c->status = status;
-    c->len = len < sizeof c->body ? len : sizeof c->body;
-    if (body && c->len)
-        memcpy(c->body, body, c->len);
-}
-
-static void call(struct rpc_client *cl, const char *to, uint8_t type, const struct base_buf *body,
-                 unsigned timeout_ms, struct call *c)
-{
-    memset(c, 0, sizeof *c);
-    in_call = true;
-    rpc_call(cl, to, type, body, timeout_ms, call_cb, c);
-    in_call = false;
-}
-
-static uint32_t u32_at(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static int32_t status_of(const struct call *c)
-{
-    assert_true(c->len >= 4);
-    return rpc_status_dec(u32_at(c->body));
-}
-
 /* ---- a fake peer: accepts the RPC handshake, then misbehaves -------------------------- */
 
 enum fake_mode { FAKE_SILENT, FAKE_CLOSE_AFTER_READ, FAKE_HUGE_REPLY };
