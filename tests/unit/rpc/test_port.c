@@ -189,6 +189,15 @@ static void client_close(struct fx *f, struct client *cl)
     assert_true(run_until(&f->loop, &cl->closed, 2000));
 }
 
+/* A client that writes bytes is closed by the server (within 2 s). */
+static void assert_closed(struct fx *f, const void *bytes, size_t n)
+{
+    struct client cl;
+    client_open(f, &cl, bytes, n);
+    assert_true(run_until(&f->loop, &cl.eof, 2000));
+    client_close(f, &cl);
+}
+
 static size_t put_u32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
@@ -244,7 +253,6 @@ static void test_bad_raft_handshakes_are_closed(void **state)
 {
     (void)state;
     struct fx f;
-    struct client cl;
     uint8_t b[64];
     size_t n;
     fx_up(&f);
@@ -252,22 +260,16 @@ static void test_bad_raft_handshakes_are_closed(void **state)
     /* id 0 */
     n = raft_hs(b, 0, 7, 4);
     memcpy(b + n, "x:1", 4);
-    client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f.loop, &cl.eof, 2000));
-    client_close(&f, &cl);
+    assert_closed(&f, b, n + 4);
 
     /* an address over 255 bytes */
     n = raft_hs(b, 3, 7, 100000);
-    client_open(&f, &cl, b, n);
-    assert_true(run_until(&f.loop, &cl.eof, 2000));
-    client_close(&f, &cl);
+    assert_closed(&f, b, n);
 
     /* a NUL inside the address */
     n = raft_hs(b, 3, 7, 4);
     memcpy(b + n, "a\0b\0", 4);
-    client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f.loop, &cl.eof, 2000));
-    client_close(&f, &cl);
+    assert_closed(&f, b, n + 4);
 
     /* the earlier versions' preambles (no receiver id; no flags, unauthenticated) */
     static const char *old[] = {"HRLDRAFT", "HRLDRAF2", "HRLDRPC1"};
@@ -275,32 +277,24 @@ static void test_bad_raft_handshakes_are_closed(void **state)
         n = raft_hs(b, 7, 7, 4);
         memcpy(b, old[i], 8);
         memcpy(b + n, "x:12", 4);
-        client_open(&f, &cl, b, n + 4);
-        assert_true(run_until(&f.loop, &cl.eof, 2000));
-        client_close(&f, &cl);
+        assert_closed(&f, b, n + 4);
     }
 
     /* unknown flags, non-zero padding */
     n = raft_hs(b, 7, 7, 4);
     b[28] = 0x80;
     memcpy(b + n, "x:12", 4);
-    client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f.loop, &cl.eof, 2000));
-    client_close(&f, &cl);
+    assert_closed(&f, b, n + 4);
     n = raft_hs(b, 7, 7, 4);
     b[30] = 1;
     memcpy(b + n, "x:12", 4);
-    client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f.loop, &cl.eof, 2000));
-    client_close(&f, &cl);
+    assert_closed(&f, b, n + 4);
 
     /* keyed, while this server has no key */
     n = raft_hs(b, 7, 7, 4);
     b[28] = 1;
     memcpy(b + n, "x:12", 4);
-    client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f.loop, &cl.eof, 2000));
-    client_close(&f, &cl);
+    assert_closed(&f, b, n + 4);
     fx_down(&f);
 }
 
@@ -319,15 +313,11 @@ static void test_raft_stream_for_another_id_is_closed(void **state)
 
     n = raft_hs(b, 7, 8, 4);
     memcpy(b + n, "x:12", 4);
-    client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f.loop, &cl.eof, 2000));
-    client_close(&f, &cl);
+    assert_closed(&f, b, n + 4);
 
     n = raft_hs(b, 3, 7, 4);
     memcpy(b + n, "x:12", 4);
-    client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f.loop, &cl.eof, 2000));
-    client_close(&f, &cl);
+    assert_closed(&f, b, n + 4);
 
     n = raft_hs(b, 7, 7, 4);
     memcpy(b + n, "x:12xyz", 7);
@@ -421,9 +411,7 @@ static void test_rpc_frame_over_limit_is_closed(void **state)
     /* a header with non-zero padding too */
     put_u32(b + h, 12);
     b[h + 5] = 1;
-    client_open(&f, &cl, b, h + 16);
-    assert_true(run_until(&f.loop, &cl.eof, 2000));
-    client_close(&f, &cl);
+    assert_closed(&f, b, h + 16);
     fx_down(&f);
 }
 
@@ -541,9 +529,7 @@ static void test_keyed_handshake(void **state)
     /* no key */
     size_t n = hs_hdr(b, "HRLDRPC2", 99, 0, 4);
     memcpy(b + n, "x:12", 4);
-    client_open(&f, &cl, b, n + 4);
-    assert_true(run_until(&f.loop, &cl.eof, 2000));
-    client_close(&f, &cl);
+    assert_closed(&f, b, n + 4);
 
     /* keyed: the server answers its nonce and proof (64 bytes); a wrong proof is refused */
     n = hs_hdr(b, "HRLDRPC2", 99, 0, 4);
