@@ -11,11 +11,14 @@
  * they are closed and the peer's raft_uv retries later. The listener is the rpc's (bound
  * before consensus starts), so init only records who we are.
  *
- * Timing of our streams (cons.c sets it from the heartbeat): a dial, and data unacknowledged
- * on a stream, are bounded by max(4 heartbeats, 200 ms) (rpc_link.user_timeout_ms:
- * TCP_USER_TIMEOUT), and a failed peer is redialed after 50 ms doubling to 250 ms, so that a
- * server cut off by a partition notices its dead connections within a few heartbeats and,
- * once the partition heals, is connected again well within a second.
+ * Timing of our connections (cons__port_open sets it from the heartbeat): a Raft stream's dial,
+ * and data unacknowledged on any of our connections, are bounded by max(4 heartbeats, 200 ms)
+ * (rpc_link.dial_timeout_ms, user_timeout_ms: TCP_USER_TIMEOUT), and a failed server is
+ * redialed after 50 ms doubling to 250 ms (streams and our RPC client alike; libraft adds its
+ * 100 ms connect retry delay on top), so that a server cut off by a partition notices its
+ * dead connections within a few heartbeats and, once the partition heals, is connected again
+ * well within a second. RPC dials keep the rpc's default 2 s bound (a JOIN or a forwarded
+ * write has its own longer timeout).
  *
  * Authorization. A Raft stream is accepted only from a server in the current configuration
  * (its sender id) and, without a key, only from that member's own address (source IP = the IP
@@ -339,7 +342,11 @@ void cons__port_open(struct cons *c)
         .backoff_min_ms = LINK_BACKOFF_MIN_MS,
         .backoff_max_ms = LINK_BACKOFF_MAX_MS,
     };
-    struct rpc_client_config cc = {.link = {.user_timeout_ms = bound}};
+    /* our calls go to servers too: the same silent-peer bound and redial backoff (a write
+     * forwarded right after a partition heals is not refused for seconds of backoff) */
+    struct rpc_client_config cc = {.link = {.user_timeout_ms = bound,
+                                            .backoff_min_ms = LINK_BACKOFF_MIN_MS,
+                                            .backoff_max_ms = LINK_BACKOFF_MAX_MS}};
     c->client = rpc_client_new(r, &cc);
 }
 
