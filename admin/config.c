@@ -157,21 +157,6 @@ _Static_assert(offsetof(struct adm_config, log_level_set) != 0, ".given 0 means 
 
 /* ---- values ---------------------------------------------------------------------------- */
 
-static bool is_number(const struct adm_option *o)
-{
-    return o->type <= ADM_OPT_LOG_LEVEL;
-}
-
-static bool is_string(const struct adm_option *o)
-{
-    return o->type >= ADM_OPT_STRING && o->type <= ADM_OPT_PATH;
-}
-
-static bool is_list(const struct adm_option *o)
-{
-    return o->type >= ADM_OPT_LIST && o->type <= ADM_OPT_RECURSORS;
-}
-
 static void *field(struct adm_config *c, const struct adm_option *o)
 {
     return (char *)c + o->off;
@@ -380,16 +365,16 @@ static int set_flag(const struct adm_option *o, const char *val, struct adm_conf
     char buf[WHAT_LEN];
     uint64_t v;
 
-    if (is_number(o)) {
+    if (adm_opt_is_number(o)) {
         if (parse_number(o, val, NULL, &v))
             return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s: must be %s", val,
                              o->flag, what(o, buf, sizeof buf));
         set_number(c, o, v);
-    } else if (is_string(o)) {
+    } else if (adm_opt_is_string(o)) {
         if (!*val)
             return base_errf(err, BASE_EINVAL, "flag -%s needs a non-empty value", o->flag);
         set_str(field(c, o), val);
-    } else if (is_list(o)) {
+    } else if (adm_opt_is_list(o)) {
         adm_strv_push(field(c, o), val);
     }
     return 0;
@@ -406,15 +391,15 @@ static int set_json(const struct adm_option *o, const char *key, json_t *v, cons
 
     if (o->type == ADM_OPT_JSON)
         return o->json(v, key, file, c, err);
-    if (is_number(o) && !parse_number(o, NULL, v, &n)) {
+    if (adm_opt_is_number(o) && !parse_number(o, NULL, v, &n)) {
         set_number(c, o, n);
         return 0;
     }
-    if (is_string(o) && json_is_string(v)) {
+    if (adm_opt_is_string(o) && json_is_string(v)) {
         set_str(field(c, o), json_string_value(v));
         return 0;
     }
-    if (is_list(o) && json_is_array(v)) {
+    if (adm_opt_is_list(o) && json_is_array(v)) {
         json_array_foreach(v, i, e) if (!json_is_string(e)) break;
         if (i == json_array_size(v)) {
             if (o->replace)
@@ -634,9 +619,9 @@ static void defaults(struct adm_config *c)
     memset(c, 0, sizeof *c);
     for (size_t i = 0; i < adm_n_options; i++) {
         const struct adm_option *o = &adm_options[i];
-        if (is_number(o))
+        if (adm_opt_is_number(o))
             put_number(c, o, o->def);
-        else if (is_string(o) && o->def_str)
+        else if (adm_opt_is_string(o) && o->def_str)
             set_str(field(c, o), o->def_str);
     }
     gethostname(host, sizeof host - 1);
@@ -652,10 +637,10 @@ void adm_config_free(struct adm_config *c)
     for (size_t i = 0; i < adm_n_options; i++) {
         const struct adm_option *o = &adm_options[i];
         char **s = field(c, o);
-        if (is_string(o)) {
+        if (adm_opt_is_string(o)) {
             base_free(*s);
             *s = NULL;
-        } else if (is_list(o)) {
+        } else if (adm_opt_is_list(o)) {
             adm_strv_free(field(c, o));
         }
     }
@@ -789,14 +774,14 @@ void adm_options_usage(FILE *f)
             snprintf(def, sizeof def, "info");
         else if (o->type == ADM_OPT_BOOL && o->def)
             snprintf(def, sizeof def, "true");
-        else if (is_number(o) && o->def)
+        else if (adm_opt_is_number(o) && o->def)
             snprintf(def, sizeof def, "%llu", (unsigned long long)o->def);
         else if (o->def_str)
             snprintf(def, sizeof def, "%s", o->def_str);
         const char *takes = what(o, buf, sizeof buf);
-        if (is_list(o) || (is_string(o) && o->type != ADM_OPT_STRING))
+        if (adm_opt_is_list(o) || (adm_opt_is_string(o) && o->type != ADM_OPT_STRING))
             takes = o->type == ADM_OPT_LIST ? "a string" : valid_what(o);
-        fprintf(f, "  %-36s %s%s%s%s\n", name, is_list(o) ? "a list, each " : "", takes,
+        fprintf(f, "  %-36s %s%s%s%s\n", name, adm_opt_is_list(o) ? "a list, each " : "", takes,
                 *def ? "; default " : "", def);
     }
 }
@@ -807,9 +792,9 @@ static int validate_options(struct adm_config *c, char *err)
 {
     for (size_t i = 0; i < adm_n_options; i++) {
         const struct adm_option *o = &adm_options[i];
-        struct adm_strv one = {field(c, o), 1}, *all = is_list(o) ? field(c, o) : &one;
+        struct adm_strv one = {field(c, o), 1}, *all = adm_opt_is_list(o) ? field(c, o) : &one;
         char name[96];
-        if (!is_string(o) && !is_list(o))
+        if (!adm_opt_is_string(o) && !adm_opt_is_list(o))
             continue;
         if (o->type == ADM_OPT_DOMAIN && !o->def_str && *one.v && !**one.v) {
             base_free(*one.v); /* "alt_domain": "" is none */

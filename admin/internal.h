@@ -134,6 +134,19 @@ struct adm_option {
                 char *errmsg);
     int (*load)(const char *path, struct adm_config *c, char *errmsg);
 };
+/* The three kinds of rows, by the order of enum adm_opt_type. */
+static inline bool adm_opt_is_number(const struct adm_option *o)
+{
+    return o->type <= ADM_OPT_LOG_LEVEL;
+}
+static inline bool adm_opt_is_string(const struct adm_option *o)
+{
+    return o->type >= ADM_OPT_STRING && o->type <= ADM_OPT_PATH;
+}
+static inline bool adm_opt_is_list(const struct adm_option *o)
+{
+    return o->type >= ADM_OPT_LIST && o->type <= ADM_OPT_RECURSORS;
+}
 #define ADM_OPT_AT(field)                                                                          \
     .off = offsetof(struct adm_config, field), .size = sizeof(((struct adm_config *)0)->field)
 extern const struct adm_option adm_options[];

@@ -66,21 +66,6 @@ static int teardown(void **state)
 
 /* ---- values made from a row ------------------------------------------------------------ */
 
-static bool is_number(const struct adm_option *o)
-{
-    return o->type <= ADM_OPT_LOG_LEVEL;
-}
-
-static bool is_string(const struct adm_option *o)
-{
-    return o->type >= ADM_OPT_STRING && o->type <= ADM_OPT_PATH;
-}
-
-static bool is_list(const struct adm_option *o)
-{
-    return o->type >= ADM_OPT_LIST && o->type <= ADM_OPT_RECURSORS;
-}
-
 static size_t n_names(const struct adm_option *o)
 {
     size_t n = 0;
@@ -166,7 +151,7 @@ static void good_value(struct fx *f, const struct adm_option *o, struct sample *
         return;
     }
     snprintf(s->flag, sizeof s->flag, "%s", str);
-    snprintf(s->json, sizeof s->json, is_list(o) ? "[\"%s\"]" : "\"%s\"", str);
+    snprintf(s->json, sizeof s->json, adm_opt_is_list(o) ? "[\"%s\"]" : "\"%s\"", str);
     if (!s->want_str[0])
         snprintf(s->want_str, sizeof s->want_str, "%s", str);
 }
@@ -369,11 +354,11 @@ static void check_field(const struct adm_config *c, const struct adm_option *o,
 {
     const char *name = o->key ? o->key : o->flag;
     const void *p = (const char *)c + o->off;
-    if (is_number(o)) {
+    if (adm_opt_is_number(o)) {
         if (number_of(c, o) != s->want)
             fail_msg("%s as %s: %llu, want %llu", name, how, (unsigned long long)number_of(c, o),
                      (unsigned long long)s->want);
-    } else if (is_string(o)) {
+    } else if (adm_opt_is_string(o)) {
         const char *got = *(char *const *)p;
         if (!got || strcmp(got, s->want_str) != 0)
             fail_msg("%s as %s: \"%s\", want \"%s\"", name, how, got ? got : "(null)", s->want_str);
@@ -404,7 +389,7 @@ static void test_flag_and_key_give_the_same_value(void **state)
         if (!testable(o))
             continue;
         good_value(f, o, &s);
-        if (is_number(o) && s.want == o->def)
+        if (adm_opt_is_number(o) && s.want == o->def)
             fail_msg("%s: the sample is the default", o->key ? o->key : o->flag);
         if (o->flag) {
             if (load_one(f, o, s.flag, NULL, &f->flag_cfg))
@@ -487,11 +472,11 @@ static void test_table_is_consistent(void **state)
         }
         if (o->type == ADM_OPT_BOOL)
             assert_int_equal(o->size, sizeof(bool));
-        else if (is_number(o) && o->size != sizeof(uint32_t) && o->size != sizeof(uint64_t))
+        else if (adm_opt_is_number(o) && o->size != sizeof(uint32_t) && o->size != sizeof(uint64_t))
             fail_msg("%s: a number field of %zu bytes", name, o->size);
-        if (is_string(o))
+        if (adm_opt_is_string(o))
             assert_int_equal(o->size, sizeof(char *));
-        if (is_list(o))
+        if (adm_opt_is_list(o))
             assert_int_equal(o->size, sizeof(struct adm_strv));
         if (o->type == ADM_OPT_UINT && o->max == 0)
             fail_msg("%s: an integer with no maximum", name);
