@@ -54,6 +54,7 @@ static int json_service_ttl(json_t *v, const char *key, const char *file, struct
  *   option, freeing, `herald agent -h` and tests/unit/admin/test_options.c (which loads each
  *   row both ways) follow from the row. A rule between two options goes to validate(). */
 static const char *const recursion_names[] = {"forward", "iterative", NULL};
+static const char *const log_names[] = {"err", "warn", "info", "debug", "trace", NULL};
 
 const struct adm_option adm_options[] = {
     {"config-file", NULL, ADM_OPT_CONFIG, .load = load_json},
@@ -84,7 +85,7 @@ const struct adm_option adm_options[] = {
     {"domain", "domain", ADM_OPT_DOMAIN, ADM_OPT_AT(domain), .def_str = "consul."},
     {"alt-domain", "alt_domain", ADM_OPT_DOMAIN, ADM_OPT_AT(alt_domain)},
     {"log-level", "log_level", ADM_OPT_LOG_LEVEL, ADM_OPT_AT(log_level), .def = BASE_LOG_INFO,
-     .given = offsetof(struct adm_config, log_level_set)},
+     .names = log_names, .given = offsetof(struct adm_config, log_level_set)},
     {"log-json", "log_json", ADM_OPT_BOOL, ADM_OPT_AT(log_json)},
     /* service definitions, kept as JSON text for admin/api to decode */
     {NULL, "services", ADM_OPT_JSON, .json = json_services},
@@ -210,14 +211,13 @@ static void fmt_bytes(char *buf, size_t len, uint64_t b)
 
 #define WHAT_LEN 128 /* what() */
 
-static const char ttl_what[] = "a duration such as \"10s\"";
-
 /* What an option takes, as its errors say: "a port number 1..65535". */
 static const char *what(const struct adm_option *o, char *buf, size_t len)
 {
     char lo[32], hi[32];
     void (*fmt)(char *, size_t, uint64_t) = o->type == ADM_OPT_SIZE ? fmt_bytes : fmt_ms;
-    const char *example = o->type == ADM_OPT_SIZE ? "a size such as \"32MB\"" : ttl_what;
+    const char *example =
+        o->type == ADM_OPT_SIZE ? "a size such as \"32MB\"" : "a duration such as \"10s\"";
 
     switch (o->type) {
     case ADM_OPT_BOOL:
@@ -228,7 +228,7 @@ static const char *what(const struct adm_option *o, char *buf, size_t len)
     case ADM_OPT_PORT:
         return "a port number 1..65535";
     case ADM_OPT_TTL:
-        return ttl_what;
+        return example;
     case ADM_OPT_DURATION:
     case ADM_OPT_SIZE:
         fmt(lo, sizeof lo, o->min);
@@ -273,47 +273,37 @@ static const char *what(const struct adm_option *o, char *buf, size_t len)
     return "";
 }
 
-/* A TTL in whole seconds: a duration ("10s", "1m") or a JSON number of seconds. */
-static int parse_ttl(const char *s, json_t *j, uint64_t *secs)
-{
-    uint64_t ms;
-    if (j && json_is_integer(j) && json_integer_value(j) >= 0) {
-        *secs = (uint64_t)json_integer_value(j);
-        return *secs > INT32_MAX ? BASE_EPARSE : 0;
-    }
-    if (j)
-        s = json_is_string(j) ? json_string_value(j) : NULL;
-    if (!s || base_duration_parse(s, &ms) || ms / 1000 > INT32_MAX)
-        return BASE_EPARSE;
-    *secs = ms / 1000;
-    return 0;
-}
-
 /* The number a flag's text s (NULL: a bool flag alone) or a JSON value j gives for a number
  * option, in its unit; BASE_EPARSE for none, or for one outside the option's range. */
 static int parse_number(const struct adm_option *o, const char *s, json_t *j, uint64_t *v)
 {
-    uint64_t hi = o->type == ADM_OPT_PORT ? 65535 : o->max ? o->max : UINT64_MAX;
-    uint64_t lo = o->type == ADM_OPT_PORT ? 1 : o->min;
+    uint64_t lo = o->min, hi = o->max ? o->max : UINT64_MAX, ms;
     enum base_log_level level;
 
-    if (j && o->type == ADM_OPT_BOOL) {
-        if (!json_is_boolean(j))
-            return BASE_EPARSE;
-        *v = json_is_true(j);
-        return 0;
+    if (o->type == ADM_OPT_PORT) {
+        lo = 1;
+        hi = 65535;
+    } else if (o->type == ADM_OPT_TTL) {
+        hi = INT32_MAX;
     }
-    if (j && (o->type == ADM_OPT_UINT || o->type == ADM_OPT_PORT ||
-              (o->type == ADM_OPT_SIZE && json_is_integer(j)))) {
-        if (!json_is_integer(j) || json_integer_value(j) < 0)
+    if (j) {
+        /* JSON: a boolean for BOOL; an integer for UINT and PORT, or in place of the text of
+         * a SIZE (bytes) or a TTL (seconds); else the same text as the flag's */
+        bool integer = o->type == ADM_OPT_UINT || o->type == ADM_OPT_PORT;
+        if (o->type == ADM_OPT_BOOL) {
+            s = json_is_true(j) ? "true" : json_is_false(j) ? "false" : "";
+        } else if (json_is_integer(j) &&
+                   (integer || o->type == ADM_OPT_SIZE || o->type == ADM_OPT_TTL)) {
+            if (json_integer_value(j) < 0)
+                return BASE_EPARSE;
+            *v = (uint64_t)json_integer_value(j);
+            return *v < lo || *v > hi ? BASE_EPARSE : 0;
+        } else if (integer || !json_is_string(j)) {
             return BASE_EPARSE;
-        *v = (uint64_t)json_integer_value(j);
-        return *v < lo || *v > hi ? BASE_EPARSE : 0;
+        } else {
+            s = json_string_value(j);
+        }
     }
-    if (o->type == ADM_OPT_TTL)
-        return parse_ttl(s, j, v);
-    if (j) /* the rest come as strings */
-        s = json_is_string(j) ? json_string_value(j) : NULL;
     switch (o->type) {
     case ADM_OPT_BOOL:
         if (!s || strcmp(s, "true") == 0 || strcmp(s, "1") == 0)
@@ -325,19 +315,24 @@ static int parse_number(const struct adm_option *o, const char *s, json_t *j, ui
         return 0;
     case ADM_OPT_UINT:
     case ADM_OPT_PORT:
-        if (!s || base_u64_parse(s, v))
+        if (base_u64_parse(s, v))
             return BASE_EPARSE;
         break;
     case ADM_OPT_DURATION:
-        if (!s || base_duration_parse(s, v))
+        if (base_duration_parse(s, v))
             return BASE_EPARSE;
         break;
+    case ADM_OPT_TTL:
+        if (base_duration_parse(s, &ms))
+            return BASE_EPARSE;
+        *v = ms / 1000;
+        break;
     case ADM_OPT_SIZE:
-        if (!s || base_size_parse(s, v))
+        if (base_size_parse(s, v))
             return BASE_EPARSE;
         break;
     case ADM_OPT_ENUM:
-        for (*v = 0; s && o->names[*v]; (*v)++)
+        for (*v = 0; o->names[*v]; (*v)++)
             if (strcmp(s, o->names[*v]) == 0)
                 return 0;
         return BASE_EPARSE;
@@ -491,7 +486,9 @@ static int json_services(json_t *v, const char *key, const char *file, struct ad
 static int json_service_ttl(json_t *v, const char *key, const char *file, struct adm_config *c,
                             char *err)
 {
+    static const struct adm_option ttl_option = {.type = ADM_OPT_TTL}; /* each TTL */
     struct adm_dns_config *d = &c->dns;
+    char buf[WHAT_LEN];
     const char *pk;
     json_t *pv;
 
@@ -504,8 +501,9 @@ static int json_service_ttl(json_t *v, const char *key, const char *file, struct
         if (!*pk || strlen(pk) > ZONE_NAME_MAX)
             return base_errf(err, BASE_EINVAL, "%s: \"%s.%s\" is not a service name or pattern",
                              file, key, pk);
-        if (parse_ttl(NULL, pv, &ttl))
-            return base_errf(err, BASE_EINVAL, "%s: \"%s.%s\" must be %s", file, key, pk, ttl_what);
+        if (parse_number(&ttl_option, NULL, pv, &ttl))
+            return base_errf(err, BASE_EINVAL, "%s: \"%s.%s\" must be %s", file, key, pk,
+                             what(&ttl_option, buf, sizeof buf));
         for (i = 0; i < d->n_service_ttl; i++)
             if (base_strcasecmp(d->service_ttl[i].pattern, pk) == 0)
                 break;
@@ -768,10 +766,8 @@ void adm_options_usage(FILE *f)
             fmt_ms(def, sizeof def, o->def);
         else if (o->type == ADM_OPT_SIZE)
             fmt_bytes(def, sizeof def, o->def);
-        else if (o->type == ADM_OPT_ENUM)
+        else if (o->names)
             snprintf(def, sizeof def, "%s", o->names[o->def]);
-        else if (o->type == ADM_OPT_LOG_LEVEL)
-            snprintf(def, sizeof def, "info");
         else if (o->type == ADM_OPT_BOOL && o->def)
             snprintf(def, sizeof def, "true");
         else if (adm_opt_is_number(o) && o->def)

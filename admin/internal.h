@@ -101,7 +101,7 @@ enum adm_opt_type {
     ADM_OPT_TTL,       /* uint32_t seconds: "30s", or a JSON number of seconds */
     ADM_OPT_SIZE,      /* uint64_t bytes: "32MB", or a JSON number; [min, max] */
     ADM_OPT_ENUM,      /* an enum: the index of its name in names */
-    ADM_OPT_LOG_LEVEL, /* enum base_log_level: base_log_level_parse's names */
+    ADM_OPT_LOG_LEVEL, /* enum base_log_level: base_log_level_parse's names (names: its own) */
     /* strings (char *): any string, checked by validation once files and flags are merged */
     ADM_OPT_STRING,
     ADM_OPT_LABEL,  /* a DNS label (node, datacenter) */
@@ -127,7 +127,7 @@ struct adm_option {
     uint64_t min, max;        /* UINT, DURATION (ms), SIZE (bytes): the range; max 0: no maximum */
     uint64_t def;             /* numbers: the default (else 0) */
     const char *def_str;      /* strings: the default (else NULL) */
-    const char *const *names; /* ENUM: the names of its values 0, 1, ..., then NULL */
+    const char *const *names; /* ENUM, LOG_LEVEL: the names of values 0, 1, ..., then NULL */
     size_t given;             /* when not 0: the offset of a bool set when the option is given */
     bool replace;             /* lists: a config file's list replaces the one before it */
     int (*json)(struct json_t *v, const char *key, const char *file, struct adm_config *c,

@@ -483,6 +483,8 @@ static void test_table_is_consistent(void **state)
         if (o->max && o->def && (o->def < o->min || o->def > o->max))
             fail_msg("%s: default %llu out of its range", name, (unsigned long long)o->def);
         if (o->type == ADM_OPT_ENUM)
+            assert_non_null(o->names);
+        if (o->names)
             assert_true(o->def < n_names(o));
         if (o->type == ADM_OPT_JSON)
             assert_non_null(o->json);
