@@ -188,3 +188,17 @@ def test_out_of_range_flag_and_key_exit_1_naming_each(tmpdir_path):
         r = _run_agent_expect_fail(tmpdir_path, config=cfg)
         assert r.returncode == 1 and '"%s"' % key in r.stderr, (key, r.stderr)
         assert r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_dev_logs_queries_at_debug_unless_a_level_is_given(make_agent):
+    """-dev logs every DNS query (debug); -dev -log-level info (flag or key) does not."""
+    from conftest import dig
+    quiet = make_agent(args=["-log-level", "info"]).start()
+    keyed = make_agent(config={"log_level": "INFO"}).start()
+    loud = make_agent().start()
+    for a in (quiet, keyed, loud):
+        assert "status: NXDOMAIN" in dig(a, "nosuch.node.consul", "A")
+    wait_until(lambda: "nosuch.node.consul" in loud.read_log(), timeout=10)
+    for a in (quiet, keyed):
+        # The loud agent logged its query by now; these answered theirs before it was asked.
+        assert "nosuch.node.consul" not in a.read_log(), a.read_log()
