@@ -324,7 +324,7 @@ def test_tcp_slow_client_is_answered_or_closed_in_bounded_time(dns_agent):
         except (BrokenPipeError, ConnectionResetError):
             closed = True
             break
-        time.sleep(0.1)
+        time.sleep(0.1)  # pacing: one byte every 100 ms is the slow client under test
     if not closed:
         s.settimeout(12)
         try:

@@ -12,6 +12,7 @@ import subprocess
 
 from . import paths
 from .agent import sanitizer_env
+from .wait import wait_until
 
 _netns_counter = itertools.count()
 
@@ -79,6 +80,21 @@ class NsHerald:
     def read_log(self):
         with open(self.log_path, "rb") as f:
             return f.read().decode("utf-8", "replace")[-6000:]
+
+    def wait_for(self, fn, timeout=20, msg="condition"):
+        """Waits (bounded) until fn() returns something true; fails with herald's log when
+        it exits first or the time runs out."""
+        def check():
+            if self.proc.poll() is not None:
+                raise AssertionError("herald exited %s:\n%s" % (self.proc.returncode,
+                                                                self.read_log()))
+            return fn()
+        try:
+            return wait_until(check, timeout=timeout, interval=0.1, msg=msg)
+        except AssertionError as e:
+            if self.proc.poll() is not None:
+                raise
+            raise AssertionError("%s\n%s" % (e, self.read_log())) from None
 
     def stop(self):
         if self.proc.poll() is not None:
