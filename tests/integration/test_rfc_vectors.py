@@ -163,7 +163,7 @@ def send_tcp(agent, msg, split=False, expect_drop=False):
         if split:
             for i in range(len(data)):
                 s.sendall(data[i:i + 1])
-                time.sleep(0.002)
+                time.sleep(0.002)  # pacing: one byte per segment is the split under test
         else:
             s.sendall(data)
         if expect_drop:

@@ -102,7 +102,7 @@ class Agent:
                     return
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.05)  # the poll interval of this bounded wait
         raise AssertionError("agent not ready in %ss:\n%s" % (timeout, self.read_log()))
 
     @property

@@ -36,7 +36,7 @@ class Peer:
                     return self
             except Exception:  # not answering yet
                 pass
-            time.sleep(0.05)
+            time.sleep(0.05)  # the poll interval of this bounded wait
         raise AssertionError("%s not ready in %ss:\n%s" % (self.name, timeout, self.read_log()))
 
     def read_log(self):

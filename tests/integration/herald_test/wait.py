@@ -11,5 +11,5 @@ def wait_until(fn, timeout=10, interval=0.02, msg="condition"):
         last = fn()
         if last:
             return last
-        time.sleep(interval)
+        time.sleep(interval)  # the poll interval of this bounded wait
     raise AssertionError("timed out waiting for %s (last: %r)" % (msg, last))
