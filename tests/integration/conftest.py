@@ -16,21 +16,22 @@ pytest.register_assert_rewrite("herald_test")
 from herald_test.agent import Agent, HTTPResult, next_addr, sanitizer_env  # noqa: E402
 from herald_test.cluster import Cluster, ClusterAgent  # noqa: E402
 from herald_test.dns_client import dig, dns_ask, dns_query, kdig  # noqa: E402
-from herald_test.http_raw import raw_http  # noqa: E402
 from herald_test.netns import (NetnsUnavailable, NsHerald, netns_argv,  # noqa: E402
                                network_namespace)
 from herald_test.paths import HERALD, ROOT, readme_snippet  # noqa: E402
 from herald_test.peers import BlackHole, Peer, Peers  # noqa: E402
+from herald_test.rawsock import raw_http, recv_until_close  # noqa: E402
 from herald_test.wait import wait_until  # noqa: E402
 from herald_test.zones import (BIG_TXT, EXAMPLE_ORG, REVERSE_10, ROOT_ZONE,  # noqa: E402
                                upstream_zones)
 
 # The helper names test files import from here (test_partition_heal and others may too).
 __all__ = ["Agent", "HTTPResult", "next_addr", "sanitizer_env", "Cluster", "ClusterAgent", "dig",
-           "dns_ask", "dns_query", "kdig", "raw_http", "NetnsUnavailable", "NsHerald",
-           "netns_argv", "network_namespace", "HERALD", "ROOT", "readme_snippet", "BlackHole",
-           "Peer", "Peers", "wait_until", "BIG_TXT", "EXAMPLE_ORG", "REVERSE_10", "ROOT_ZONE",
-           "upstream_zones"]
+           "dns_ask", "dns_query", "kdig", "NetnsUnavailable", "NsHerald", "netns_argv",
+           "network_namespace", "HERALD", "ROOT", "readme_snippet", "BlackHole", "Peer", "Peers",
+           "raw_http", "recv_until_close", "wait_until", "BIG_TXT", "EXAMPLE_ORG", "REVERSE_10",
+           "ROOT_ZONE", "upstream_zones"]
+
 
 @pytest.fixture
 def tmpdir_path():

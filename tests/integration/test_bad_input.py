@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import raw_http, wait_until
+from conftest import raw_http, recv_until_close, wait_until
 
 
 def _assert_one_line_error(r, status, *words):
@@ -124,12 +124,7 @@ def test_half_sent_request_is_closed_by_header_timeout(make_agent):
     s = socket.create_connection((a.addr, 8500), timeout=10)
     s.sendall(b"GET /v1/agent/self HTTP/1.1\r\nHost: x\r\n")
     t0 = time.time()
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
+    data = recv_until_close(s)
     took = time.time() - t0
     s.close()
     assert took < 5

@@ -62,10 +62,10 @@ def sign(d, origin, www):
     with open(zf, "w") as f:
         f.write(signed_zone_text(origin, www))
     key = subprocess.run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", origin], cwd=d,
-                         capture_output=True, text=True, check=True).stdout.strip()
+                         capture_output=True, text=True, check=True, timeout=60).stdout.strip()
     inception = time.strftime("%Y%m%d", time.gmtime(time.time() - 86400))
     subprocess.run(["ldns-signzone", "-i", inception, "-o", origin + ".", zf, key], cwd=d,
-                   check=True, capture_output=True)
+                   check=True, capture_output=True, timeout=60)
     with open(os.path.join(d, key + ".ds")) as f:
         ds = f.read()
     return origin + ".zone.signed", ds
