@@ -183,8 +183,8 @@ struct rsv__worker {
     uint8_t *out; /* 2 + RSV__MSG_MAX: a TCP length then the response */
     struct rsv__engine eng;
     struct rsv__stats stats;
-    struct rsv__conn *conns; /* open connections (doubly linked) */
-    unsigned udp_pending;    /* queued uv_udp_send requests */
+    struct base_list conns; /* open connections (struct rsv__conn.link), newest first */
+    unsigned udp_pending;   /* queued uv_udp_send requests */
     bool stopping;
     int loop_close_rc;
 };

@@ -59,7 +59,7 @@ struct api_wait {
     bool heavy;         /* fn may run on a reader thread (api__read_list) */
     enum { JOB_NONE, JOB_QUEUED, JOB_RUNNING } job;
     uv_timer_t timer;
-    struct api_wait *prev, *next; /* on api->waiters (parked) or api->jobq (JOB_QUEUED) */
+    struct base_list link; /* on api->waiters (parked) or api->jobq (JOB_QUEUED) */
     /* The reader job: what it read, serialized on the reader thread. */
     uv_work_t work;
     int job_status;
@@ -150,18 +150,17 @@ static uint64_t rng_next(struct api *a)
     return x;
 }
 
+static struct api_wait *wait_of(struct base_list *l)
+{
+    return BASE_CONTAINER_OF(l, struct api_wait, link);
+}
+
 static void wait_unlink(struct api_wait *w)
 {
     struct api *a = w->api;
     if (!w->parked)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        a->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->prev = w->next = NULL;
+    base_list_remove(&w->link);
     w->parked = false;
     a->n_waiters--;
 }
@@ -175,11 +174,7 @@ static void wait_park(struct api_wait *w)
 {
     struct api *a = w->api;
     w->parked = true;
-    w->prev = NULL;
-    w->next = a->waiters;
-    if (a->waiters)
-        a->waiters->prev = w;
-    a->waiters = w;
+    base_list_insert_head(&a->waiters, &w->link);
     a->n_waiters++;
 }
 
@@ -204,28 +199,13 @@ static void job_queue(struct api_wait *w)
 {
     struct api *a = w->api;
     w->job = JOB_QUEUED;
-    w->next = NULL;
-    w->prev = a->jobq_tail;
-    if (a->jobq_tail)
-        a->jobq_tail->next = w;
-    else
-        a->jobq = w;
-    a->jobq_tail = w;
+    base_list_insert_tail(&a->jobq, &w->link);
     jobs_pump(a);
 }
 
 static void job_unqueue(struct api_wait *w)
 {
-    struct api *a = w->api;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        a->jobq = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        a->jobq_tail = w->prev;
-    w->prev = w->next = NULL;
+    base_list_remove(&w->link);
     w->job = JOB_NONE;
 }
 
@@ -327,8 +307,8 @@ static void job_after(uv_work_t *req_work, int status)
 
 static void jobs_pump(struct api *a)
 {
-    while (a->jobq && a->jobs_running < API_JOBS_MAX) {
-        struct api_wait *w = a->jobq;
+    while (!base_list_empty(&a->jobq) && a->jobs_running < API_JOBS_MAX) {
+        struct api_wait *w = wait_of(base_list_first(&a->jobq));
         job_unqueue(w);
         w->job = JOB_RUNNING;
         http_req_set_abort(w->req, NULL, NULL);
@@ -519,6 +499,7 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
 
     struct api_wait *w = base_calloc(1, sizeof *w);
     w->api = a;
+    base_list_init(&w->link);
     w->req = req;
     w->fn = fn;
     w->tables = tables;
@@ -567,19 +548,19 @@ static void wake_pass(uv_idle_t *h)
     a->wake_armed = false;
 
     /* Detach the woken waiters first: a re-run may park again (at the head of the list). */
-    struct api_wait *ready = NULL;
-    for (struct api_wait *w = a->waiters, *next; w; w = next) {
-        next = w->next;
+    struct base_list ready, *pos, *tmp;
+    base_list_init(&ready);
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &a->waiters)
+    {
+        struct api_wait *w = wait_of(pos);
         if (w->tables & woken) {
             wait_unlink(w);
-            w->next = ready;
-            ready = w;
+            base_list_insert_head(&ready, &w->link); /* oldest first */
         }
     }
-    while (ready) {
-        struct api_wait *w = ready;
-        ready = w->next;
-        w->next = NULL;
+    while (!base_list_empty(&ready)) {
+        struct api_wait *w = wait_of(base_list_first(&ready));
+        base_list_remove(&w->link);
         wait_step(w);
     }
 }
@@ -590,7 +571,7 @@ void api_on_applied(struct api *a, uint64_t index, uint32_t touched)
     if (!touched || a->closing)
         return;
     a->woken |= touched;
-    if (!a->wake_armed && a->waiters) {
+    if (!a->wake_armed && !base_list_empty(&a->waiters)) {
         a->wake_armed = true;
         uv_idle_start(&a->wake, wake_pass);
     }
@@ -725,6 +706,8 @@ int api_new(uv_loop_t *loop, const struct api_config *cfg, struct api **out)
     a->loop = loop;
     a->cfg = *cfg;
     a->rng = base_wall_ms() | 1;
+    base_list_init(&a->waiters);
+    base_list_init(&a->jobq);
     /* No mallopt(M_MMAP_THRESHOLD) here: a fixed threshold also fixes glibc's trim threshold,
      * and every Raft entry and LMDB page buffer over it became an mmap/munmap pair; it doubled
      * the CPU per replicated write (30 -> 62 us). Big bodies are given back by the
@@ -750,14 +733,14 @@ void api_free(struct api *a)
     a->closing = true;
     /* Answer every queued and parked query now, as if its wait ran out (on the loop: no new
      * reader job starts); a running job frees the api once it is back. */
-    while (a->jobq) {
-        struct api_wait *w = a->jobq;
+    while (!base_list_empty(&a->jobq)) {
+        struct api_wait *w = wait_of(base_list_first(&a->jobq));
         job_unqueue(w);
         w->expired = true;
         wait_step(w);
     }
-    while (a->waiters) {
-        struct api_wait *w = a->waiters;
+    while (!base_list_empty(&a->waiters)) {
+        struct api_wait *w = wait_of(base_list_first(&a->waiters));
         w->expired = true;
         wait_step(w); /* unlinks it */
     }

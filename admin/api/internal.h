@@ -12,14 +12,14 @@ struct api_wait;
 struct api {
     uv_loop_t *loop;
     struct api_config cfg;
-    struct api_wait *waiters; /* parked blocking queries, doubly linked */
+    struct base_list waiters; /* parked blocking queries (struct api_wait.link), newest first */
     size_t n_waiters;
     uv_idle_t wake;  /* runs once after commits to answer woken waiters */
     bool wake_armed; /* wake is started */
     uint32_t woken;  /* tables changed since the last wake pass */
     uint64_t rng;    /* xorshift state for wait jitter */
     /* List reads waiting for a reader thread (FIFO), and the number running (api.c). */
-    struct api_wait *jobq, *jobq_tail;
+    struct base_list jobq; /* of struct api_wait.link */
     unsigned jobs_running;
     bool closing;
 };
