@@ -29,9 +29,8 @@ static int node_addr(struct zone_read *r, const char *node, int *family, uint8_t
 
     *family = 0;
     *host = NULL;
-    zone__key_init(&k);
-    zone__key_lower(&k, node);
-    if (k.over || k.n == 0 || k.n > r->s->max_key)
+    zone__key_node(&k, node);
+    if (!zone__key_fits(&k, r->s->max_key))
         return 0;
     key = zone__key_val(&k);
     rc = mdb_get(r->txn, r->s->dbi[ZONE__DB_NODES], &key, &val);
@@ -62,19 +61,10 @@ int zone__dns_instances(struct zone_read *r, const struct zone_dns_config *cfg, 
     *n = 0;
     if (!c)
         return BASE_ESTORE;
-    zone__key_init(&k);
-    zone__key_lower(&k, name);
-    zone__key_sep(&k);
-    if (k.over || k.n > r->s->max_key)
-        return 0;
-    key = zone__key_val(&k);
-    for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-        if (key.mv_size < k.n || memcmp(key.mv_data, k.b, k.n) != 0)
-            break;
-        /* past the name, an svcidx key is the services key: lower(node) \0 id */
-        MDB_val sk = {.mv_size = key.mv_size - k.n, .mv_data = (uint8_t *)key.mv_data + k.n};
-        MDB_val sv_val;
+    zone__key_svcidx(&k, name, NULL, NULL);
+    for (rc = zone__cursor_first(c, &k, &key, &val); rc == 0;
+         rc = zone__cursor_next(c, &k, &key, &val)) {
+        MDB_val sk = zone__svcidx_row(&k, &key), sv_val;
         struct zone_service sv;
         enum zone_health h;
 
@@ -136,9 +126,9 @@ int zone__dns_ptrs(struct zone_read *r, int family, const uint8_t *ip, struct ba
                    struct zone__ptr **out, size_t *n)
 {
     MDB_cursor *c = zone__read_cursor(r, ZONE__DB_ADDRS);
-    uint8_t prefix[ZONE__ADDR_KEY_MAX];
-    size_t plen = family == 4 ? 5 : 17, cap = 0, cnt = 0;
+    size_t cap = 0, cnt = 0;
     struct zone__ptr *v = NULL;
+    struct zone__key prefix;
     MDB_val key, val;
     int rc;
 
@@ -146,15 +136,11 @@ int zone__dns_ptrs(struct zone_read *r, int family, const uint8_t *ip, struct ba
     *n = 0;
     if (!c)
         return BASE_ESTORE;
-    prefix[0] = (uint8_t)family;
-    memcpy(prefix + 1, ip, plen - 1);
-    key.mv_size = plen;
-    key.mv_data = prefix;
-    for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+    zone__key_addr(&prefix, family, ip, NULL, NULL);
+    size_t plen = prefix.n;
+    for (rc = zone__cursor_first(c, &prefix, &key, &val); rc == 0;
+         rc = zone__cursor_next(c, &prefix, &key, &val)) {
         const uint8_t *kp = key.mv_data, *vp = val.mv_data;
-        if (key.mv_size < plen || memcmp(kp, prefix, plen) != 0)
-            break;
         const uint8_t *sep = memchr(kp + plen, 0, key.mv_size - plen);
         if (!sep || (val.mv_size && vp[val.mv_size - 1] != 0))
             return BASE_ESTORE;
