@@ -324,30 +324,6 @@ static void on_readable(uv_poll_t *h, int status, int events)
 
 /* ---- queries --------------------------------------------------------------------------- */
 
-/* The lowercased wire name as libunbound's presentation form: every byte that is not a letter,
- * digit, '-' or '_' as \DDD, so any label survives the round trip. */
-static bool name_text(const struct zone_dns_query *q, char *buf, size_t cap)
-{
-    size_t at = 0, i = 0;
-    while (i < q->qname_len && q->lname[i]) {
-        unsigned n = q->lname[i++];
-        for (unsigned j = 0; j < n; j++, i++) {
-            uint8_t ch = q->lname[i];
-            if (at + 5 >= cap)
-                return false;
-            if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')
-                buf[at++] = (char)ch;
-            else
-                at += (size_t)snprintf(buf + at, cap - at, "\\%03u", ch);
-        }
-        buf[at++] = '.';
-    }
-    if (at == 0)
-        buf[at++] = '.';
-    buf[at] = '\0';
-    return true;
-}
-
 size_t rsv__recurse(struct rsv__recursor *r, const struct zone_dns_query *q, size_t limit,
                     struct rsv__conn *conn, const struct sockaddr *peer, uint8_t *out, size_t cap)
 {
@@ -365,7 +341,8 @@ size_t rsv__recurse(struct rsv__recursor *r, const struct zone_dns_query *q, siz
         warn_limited(r, "too many outstanding queries", "SERVFAIL");
         return servfail(r, q, out, cap);
     }
-    if (!name_text(q, name, sizeof name))
+    /* libunbound's presentation form: strict escapes, so any label survives the round trip */
+    if (!rsv__name_text(q, true, name, sizeof name))
         return servfail(r, q, out, cap);
     rq = base_malloc(sizeof *rq + q->len);
     memset(rq, 0, sizeof *rq);

@@ -82,14 +82,7 @@ int zone__dns_instances(struct zone_read *r, const struct zone_dns_config *cfg, 
         if (h >= ZONE_HEALTH_CRITICAL || (h == ZONE_HEALTH_WARNING && cfg->only_passing))
             continue;
 
-        if (cnt == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct zone__inst *nv = base_arena_alloc(a, ncap * sizeof *nv);
-            if (cnt)
-                memcpy(nv, v, cnt * sizeof *nv);
-            v = nv;
-            cap = ncap;
-        }
+        v = base_arena_grow(a, v, cnt, &cap, sizeof *v, 16);
         struct zone__inst *in = &v[cnt];
         uint32_t wt = h == ZONE_HEALTH_WARNING ? sv.weight_warning : sv.weight_passing;
         memset(in, 0, sizeof *in);
@@ -144,14 +137,7 @@ int zone__dns_ptrs(struct zone_read *r, int family, const uint8_t *ip, struct ba
         const uint8_t *sep = memchr(kp + plen, 0, key.mv_size - plen);
         if (!sep || (val.mv_size && vp[val.mv_size - 1] != 0))
             return BASE_ESTORE;
-        if (cnt == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            struct zone__ptr *nv = base_arena_alloc(a, ncap * sizeof *nv);
-            if (cnt)
-                memcpy(nv, v, cnt * sizeof *nv);
-            v = nv;
-            cap = ncap;
-        }
+        v = base_arena_grow(a, v, cnt, &cap, sizeof *v, 8);
         v[cnt].node = (const char *)kp + plen;
         v[cnt].node_len = (size_t)(sep - (kp + plen));
         v[cnt].service = val.mv_size ? (const char *)vp : NULL;

@@ -268,18 +268,9 @@ static int rows_add(void *ctx, const MDB_val *k, const MDB_val *v)
         if (strcmp(sid, r->sid) != 0)
             return 0;
     }
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 16;
-        MDB_val *nk = base_arena_alloc(r->a, cap * sizeof *nk);
-        MDB_val *nv = base_arena_alloc(r->a, cap * sizeof *nv);
-        if (r->n) {
-            memcpy(nk, r->k, r->n * sizeof *nk);
-            memcpy(nv, r->v, r->n * sizeof *nv);
-        }
-        r->k = nk;
-        r->v = nv;
-        r->cap = cap;
-    }
+    size_t kcap = r->cap; /* the two arrays grow together */
+    r->k = base_arena_grow(r->a, r->k, r->n, &kcap, sizeof *r->k, 16);
+    r->v = base_arena_grow(r->a, r->v, r->n, &r->cap, sizeof *r->v, 16);
     MDB_val *dk = &r->k[r->n], *dv = &r->v[r->n];
     dk->mv_size = k->mv_size;
     dk->mv_data = base_arena_alloc(r->a, k->mv_size);

@@ -482,10 +482,8 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
         api__error(req, 400, "Cannot specify ?stale with ?consistent, conflicting semantics.");
         return;
     }
-    if (dc && *dc && strcmp(dc, a->cfg.datacenter) != 0) {
-        api__error(req, 500, "No path to datacenter");
+    if (api__other_dc_named(a, req, dc))
         return;
-    }
     if (idx && base_u64_parse(idx, &min_index)) {
         api__error(req, 400, "Invalid index");
         return;
@@ -633,13 +631,17 @@ static void write_done(void *data, int status, int result, uint64_t index)
     base_free(c);
 }
 
-bool api__other_dc(struct api *a, struct http_req *req)
+bool api__other_dc_named(struct api *a, struct http_req *req, const char *dc)
 {
-    const char *dc = http_req_query(req, "dc");
     if (!dc || !*dc || strcmp(dc, a->cfg.datacenter) == 0)
         return false;
     api__error(req, 500, "No path to datacenter");
     return true;
+}
+
+bool api__other_dc(struct api *a, struct http_req *req)
+{
+    return api__other_dc_named(a, req, http_req_query(req, "dc"));
 }
 
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,

@@ -60,6 +60,8 @@ void api__read_local(struct api *a, struct http_req *req, uint32_t tables, api_r
 /* ?dc naming another datacenter: answers 500 "No path to datacenter" (we have no WAN
  * federation) and returns true. */
 bool api__other_dc(struct api *a, struct http_req *req);
+/* The same for a datacenter named elsewhere (a body's Datacenter; NULL or "": ours). */
+bool api__other_dc_named(struct api *a, struct http_req *req, const char *dc);
 
 /* Proposes cmd and answers req after commit: with "true"/"false" (bool_body) or an empty 200.
  * A CAS conflict answers false; BASE_ENOTFOUND answers 404 with notfound_msg. */
@@ -121,6 +123,11 @@ void api__self_node(struct api *a, struct zone_node *n);
 
 /* The largest index of the given tables (ZONE_TABLE_BIT mask). */
 uint64_t api__table_max(struct zone_read *rd, uint32_t tables);
+/* Sets res->index to index; for a probe (res->probe) also res->probed, and returns true: the
+ * read function returns without building its body. */
+bool api__probe_at(struct api_result *res, uint64_t index);
+/* The same with the largest index of tables (api__table_max). */
+bool api__probe_tables(struct zone_read *rd, uint32_t tables, struct api_result *res);
 /* The index of a read that answers with one record: its ModifyIndex, or the last backup
  * restore's index when later (zone_meta.restored), so a blocking query sees a restore. */
 uint64_t api__record_index(struct zone_read *rd, uint64_t modify_index);

@@ -357,46 +357,48 @@ static int dup_next(struct dup_walk *w, char close)
     return c == close ? 1 : c == ',' ? 0 : -1;
 }
 
-static int dup_object(struct dup_walk *w, json_t *node, int depth)
+/* An object member's key and ':' (-1 when malformed); *child gets the key's value in the
+ * parsed tree (NULL if none), moved to the end of node: the key's latest occurrence so far. */
+static int dup_key(struct dup_walk *w, json_t *node, json_t **child)
 {
-    if (dup_open(w, '}'))
+    *child = NULL;
+    dup_ws(w);
+    if (dup_string(w, true))
+        return -1;
+    dup_ws(w);
+    if (w->i >= w->n || w->s[w->i] != ':')
+        return -1;
+    w->i++;
+    if (json_is_object(node)) {
+        const char *k = (const char *)w->key.data;
+        size_t kl = w->key.len;
+        *child = json_object_getn(node, k ? k : "", kl);
+        if (*child) {
+            json_incref(*child);
+            json_object_deln(node, k ? k : "", kl);
+            json_object_setn_new(node, k ? k : "", kl, *child);
+        }
+    }
+    return 0;
+}
+
+/* An object (close '}') or an array (']'): each member's value is walked with its node in the
+ * parsed tree (the key's value, or the element at that index). */
+static int dup_members(struct dup_walk *w, json_t *node, int depth, char close)
+{
+    if (dup_open(w, close))
         return 0;
-    for (;;) {
-        dup_ws(w);
-        if (dup_string(w, true))
-            return -1;
-        dup_ws(w);
-        if (w->i >= w->n || w->s[w->i] != ':')
-            return -1;
-        w->i++;
+    for (size_t k = 0;; k++) {
         json_t *child = NULL;
-        if (json_is_object(node)) {
-            const char *k = (const char *)w->key.data;
-            size_t kl = w->key.len;
-            child = json_object_getn(node, k ? k : "", kl);
-            if (child) { /* to the end: the key's latest occurrence so far */
-                json_incref(child);
-                json_object_deln(node, k ? k : "", kl);
-                json_object_setn_new(node, k ? k : "", kl, child);
-            }
+        if (close == '}') {
+            if (dup_key(w, node, &child))
+                return -1;
+        } else if (json_is_array(node)) {
+            child = json_array_get(node, k);
         }
         if (dup_value(w, child, depth + 1))
             return -1;
-        int end = dup_next(w, '}');
-        if (end)
-            return end > 0 ? 0 : -1;
-    }
-}
-
-static int dup_array(struct dup_walk *w, json_t *node, int depth)
-{
-    if (dup_open(w, ']'))
-        return 0;
-    for (size_t k = 0;; k++) {
-        json_t *child = json_is_array(node) ? json_array_get(node, k) : NULL;
-        if (dup_value(w, child, depth + 1))
-            return -1;
-        int end = dup_next(w, ']');
+        int end = dup_next(w, close);
         if (end)
             return end > 0 ? 0 : -1;
     }
@@ -411,9 +413,9 @@ static int dup_value(struct dup_walk *w, json_t *node, int depth)
         return -1;
     switch (w->s[w->i]) {
     case '{':
-        return dup_object(w, node, depth);
+        return dup_members(w, node, depth, '}');
     case '[':
-        return dup_array(w, node, depth);
+        return dup_members(w, node, depth, ']');
     case '"':
         return dup_string(w, false);
     default: /* a number, true, false or null */
