@@ -138,6 +138,16 @@ bool api__method(struct http_req *req, const char *allowed)
     return false;
 }
 
+bool api__get_named(struct http_req *req, const char *name, const char *missing)
+{
+    if (!api__method(req, "GET"))
+        return false;
+    if (*name)
+        return true;
+    api__error(req, 400, "%s", missing);
+    return false;
+}
+
 /* ---- consistency and blocking ---------------------------------------------------------- */
 
 static uint64_t rng_next(struct api *a)
@@ -209,6 +219,26 @@ static void job_unqueue(struct api_wait *w)
     w->job = JOB_NONE;
 }
 
+/* Frees what a read's result holds and makes it a fresh one with status. */
+static void result_reset(struct api_result *res, int status)
+{
+    json_decref(res->json);
+    base_buf_free(&res->owned);
+    *res = (struct api_result){.status = status};
+}
+
+/* A read that met a record failing its checksum: res becomes a 500 naming it, never a partial
+ * 200 nor a listing without it. Returns whether it did. */
+static bool result_damaged(struct zone_read *rd, struct base_arena *ar, struct api_result *res)
+{
+    const char *damaged = zone_read_damaged(rd);
+    if (!damaged)
+        return false;
+    result_reset(res, 500);
+    res->error = base_arena_printf(ar, "catalog record %s failed its checksum", damaged);
+    return true;
+}
+
 /* Reader thread: reads and serializes; touches only the store, the request's accessors (the
  * request is held) and its own memory. */
 static void job_work(uv_work_t *req_work)
@@ -231,14 +261,7 @@ static void job_work(uv_work_t *req_work)
     }
     base_arena_init(&ar);
     w->fn(a, w->req, rd, &ar, &res);
-    /* a listing that met a damaged record answers 500 naming it, never a partial 200 */
-    const char *damaged = zone_read_damaged(rd);
-    if (damaged) {
-        json_decref(res.json);
-        base_buf_free(&res.owned);
-        res = (struct api_result){.status = 500};
-        res.error = base_arena_printf(&ar, "catalog record %s failed its checksum", damaged);
-    }
+    (void)result_damaged(rd, &ar, &res);
     w->job_status = res.status;
     w->job_index = res.index;
     if (res.status >= 400 && res.error) {
@@ -267,8 +290,7 @@ static void job_work(uv_work_t *req_work)
         w->job_len = w->job_body ? strlen(w->job_body) : 0;
         w->job_ctype = base_strdup("application/json");
     }
-    json_decref(res.json);
-    base_buf_free(&res.owned);
+    result_reset(&res, 0);
     zone_read_end(rd);
     base_arena_close(&ar);
 }
@@ -363,30 +385,19 @@ static void wait_run(struct api_wait *w)
     if (res.probed && res.index > w->min_index && w->heavy) {
         zone_read_end(rd);
         base_arena_close(&ar);
-        json_decref(res.json);
-        base_buf_free(&res.owned);
+        result_reset(&res, 0);
         job_queue(w);
         return;
     }
     if (res.probed && res.index > w->min_index) {
-        json_decref(res.json);
-        base_buf_free(&res.owned);
+        result_reset(&res, 200);
         base_arena_reset(&ar);
-        res = (struct api_result){.status = 200};
         w->fn(a, req, rd, &ar, &res);
     }
-    /* A record that failed its checksum is never served, nor is a listing without it. */
-    const char *damaged = zone_read_damaged(rd);
-    if (damaged) {
-        json_decref(res.json);
-        base_buf_free(&res.owned);
-        res = (struct api_result){.status = 500};
-        res.error = base_arena_printf(&ar, "catalog record %s failed its checksum", damaged);
-    } else if (!answer_now && res.index <= w->min_index) {
+    if (!result_damaged(rd, &ar, &res) && !answer_now && res.index <= w->min_index) {
         zone_read_end(rd);
         base_arena_close(&ar);
-        json_decref(res.json);
-        base_buf_free(&res.owned);
+        result_reset(&res, 0);
         wait_park(w);
         return;
     }

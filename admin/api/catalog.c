@@ -376,21 +376,13 @@ bool api__catalog_route(struct api *a, struct http_req *req, const char *path)
         if (api__method(req, "GET"))
             api__read_list(a, req, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES), read_services);
     } else if (strncmp(p, "service/", 8) == 0) {
-        if (!api__method(req, "GET"))
-            return true;
-        if (!p[8])
-            api__error(req, 400, "Missing service name");
-        else
+        if (api__get_named(req, p + 8, "Missing service name"))
             api__read_list(a, req, API_TABLES_CATALOG, read_service);
     } else if (strcmp(p, "nodes") == 0) {
         if (api__method(req, "GET"))
             api__read_list(a, req, ZONE_TABLE_BIT(ZONE_TABLE_NODES), read_nodes);
     } else if (strncmp(p, "node/", 5) == 0) {
-        if (!api__method(req, "GET"))
-            return true;
-        if (!p[5])
-            api__error(req, 400, "Missing node name");
-        else
+        if (api__get_named(req, p + 5, "Missing node name"))
             api__read(a, req, API_TABLES_CATALOG, read_node);
     } else if (strcmp(p, "datacenters") == 0) {
         if (api__method(req, "GET"))

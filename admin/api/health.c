@@ -162,11 +162,7 @@ bool api__health_route(struct api *a, struct http_req *req, const char *path)
         size_t n = strlen(routes[i].prefix);
         if (strncmp(path, routes[i].prefix, n) != 0)
             continue;
-        if (!api__method(req, "GET"))
-            return true;
-        if (!path[n])
-            api__error(req, 400, "%s", routes[i].missing);
-        else
+        if (api__get_named(req, path + n, routes[i].missing))
             api__read_list(a, req, API_TABLES_HEALTH, routes[i].fn);
         return true;
     }

@@ -150,6 +150,8 @@ void api__list_finish(struct api_list *l, struct api_result *res);
 /* Drops what was built (an empty list answered otherwise). */
 void api__list_drop(struct api_list *l);
 
+/* Sets CreateIndex and ModifyIndex, the fields every record's JSON ends with. */
+void api__json_indexes(json_t *o, uint64_t create_index, uint64_t modify_index);
 json_t *api__json_node(const struct zone_node *n);
 json_t *api__json_service_agent(const struct zone_service *s, const char *datacenter);
 json_t *api__json_service_catalog(const struct zone_node *n, const struct zone_service *s);
@@ -169,6 +171,10 @@ bool api__snapshot_route(struct api *a, struct http_req *req, const char *path);
 /* Checks the method against allowed ("GET", "PUT,POST", ...): answers 405 with Allow and
  * returns false when it does not match. */
 bool api__method(struct http_req *req, const char *allowed);
+/* A GET of a path that ends in a name (what follows the route's prefix): answers 405 for
+ * another method, 400 with missing ("Missing node name") for an empty name, and returns
+ * whether to read. */
+bool api__get_named(struct http_req *req, const char *name, const char *missing);
 
 #define API_TABLES_CATALOG (ZONE_TABLE_BIT(ZONE_TABLE_NODES) | ZONE_TABLE_BIT(ZONE_TABLE_SERVICES))
 #define API_TABLES_HEALTH                                                                          \

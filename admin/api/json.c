@@ -491,7 +491,14 @@ json_t *api__json_strlist(const char *const *s, size_t n)
     return a;
 }
 
-json_t *api__json_node(const struct zone_node *n)
+void api__json_indexes(json_t *o, uint64_t create_index, uint64_t modify_index)
+{
+    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)create_index));
+    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)modify_index));
+}
+
+/* A node's fields as a node and a catalog service entry begin (meta named meta_key). */
+static json_t *node_fields(const struct zone_node *n, const char *meta_key)
 {
     json_t *o = json_object();
     json_object_set_new(o, "ID", jstr(n->id));
@@ -500,9 +507,14 @@ json_t *api__json_node(const struct zone_node *n)
     json_object_set_new(o, "Datacenter", jstr(n->datacenter));
     json_object_set_new(o, "TaggedAddresses",
                         api__json_strmap(n->tagged_addresses, n->n_tagged_addresses));
-    json_object_set_new(o, "Meta", api__json_strmap(n->meta, n->n_meta));
-    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)n->create_index));
-    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)n->modify_index));
+    json_object_set_new(o, meta_key, api__json_strmap(n->meta, n->n_meta));
+    return o;
+}
+
+json_t *api__json_node(const struct zone_node *n)
+{
+    json_t *o = node_fields(n, "Meta");
+    api__json_indexes(o, n->create_index, n->modify_index);
     return o;
 }
 
@@ -528,21 +540,13 @@ json_t *api__json_service_agent(const struct zone_service *s, const char *datace
     json_object_set_new(o, "EnableTagOverride", json_boolean(s->enable_tag_override));
     if (datacenter)
         json_object_set_new(o, "Datacenter", jstr(datacenter));
-    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)s->create_index));
-    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)s->modify_index));
+    api__json_indexes(o, s->create_index, s->modify_index);
     return o;
 }
 
 json_t *api__json_service_catalog(const struct zone_node *n, const struct zone_service *s)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "ID", jstr(n->id));
-    json_object_set_new(o, "Node", jstr(n->name));
-    json_object_set_new(o, "Address", jstr(n->address));
-    json_object_set_new(o, "Datacenter", jstr(n->datacenter));
-    json_object_set_new(o, "TaggedAddresses",
-                        api__json_strmap(n->tagged_addresses, n->n_tagged_addresses));
-    json_object_set_new(o, "NodeMeta", api__json_strmap(n->meta, n->n_meta));
+    json_t *o = node_fields(n, "NodeMeta");
     json_object_set_new(o, "ServiceKind", jstr(s->kind));
     json_object_set_new(o, "ServiceID", jstr(s->id));
     json_object_set_new(o, "ServiceName", jstr(s->name));
@@ -554,8 +558,7 @@ json_t *api__json_service_catalog(const struct zone_node *n, const struct zone_s
     json_object_set_new(o, "ServiceMeta", api__json_strmap(s->meta, s->n_meta));
     json_object_set_new(o, "ServicePort", json_integer(s->port));
     json_object_set_new(o, "ServiceEnableTagOverride", json_boolean(s->enable_tag_override));
-    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)s->create_index));
-    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)s->modify_index));
+    api__json_indexes(o, s->create_index, s->modify_index);
     return o;
 }
 
@@ -601,8 +604,7 @@ json_t *api__json_check(const struct zone_check *c)
         json_object_set_new(def, "DeregisterCriticalServiceAfter",
                             json_duration(c->deregister_after_ms));
     json_object_set_new(o, "Definition", def);
-    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)c->create_index));
-    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)c->modify_index));
+    api__json_indexes(o, c->create_index, c->modify_index);
     return o;
 }
 

@@ -23,8 +23,7 @@ static json_t *kv_json(const struct zone_kv *kv, struct base_arena *ar)
                                       : json_null());
     if (kv->session && *kv->session)
         json_object_set_new(o, "Session", json_string(kv->session));
-    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)kv->create_index));
-    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)kv->modify_index));
+    api__json_indexes(o, kv->create_index, kv->modify_index);
     return o;
 }
 
