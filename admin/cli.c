@@ -84,17 +84,6 @@ static int call(struct cli *c, const char *method, const char *target, const cha
     return call_timeout(c, method, target, body, body_len, resp, allow_404, CLI_TIMEOUT_MS);
 }
 
-/* A request whose answer only matters by its status (printed when an error). */
-static int call_ok(struct cli *c, const char *method, const char *target, const void *body,
-                   size_t body_len)
-{
-    struct http_client_resp r;
-    int rc = call(c, method, target, body, body_len, &r, false);
-    if (!rc)
-        http_client_resp_free(&r);
-    return rc;
-}
-
 /* prefix, then arg percent-encoded (url_path_escape), then "?query" unless query is NULL;
  * base_malloc'd. */
 static char *path_with(const char *prefix, const char *arg, const char *query)
@@ -107,6 +96,27 @@ static char *path_with(const char *prefix, const char *arg, const char *query)
         base_buf_printf(&b, "?%s", query);
     base_buf_append(&b, "", 1);
     return (char *)b.data;
+}
+
+/* A request whose answer only matters by its status (printed when an error). */
+static int call_ok(struct cli *c, const char *method, const char *target, const void *body,
+                   size_t body_len)
+{
+    struct http_client_resp r;
+    int rc = call(c, method, target, body, body_len, &r, false);
+    if (!rc)
+        http_client_resp_free(&r);
+    return rc;
+}
+
+/* call_ok on path_with(prefix, arg, query). */
+static int call_ok_at(struct cli *c, const char *method, const char *prefix, const char *arg,
+                      const char *query, const void *body, size_t body_len)
+{
+    char *path = path_with(prefix, arg, query);
+    int rc = call_ok(c, method, path, body, body_len);
+    base_free(path);
+    return rc;
 }
 
 static json_t *call_json(struct cli *c, const char *target, int *rc)
@@ -168,9 +178,7 @@ static int cmd_services(struct cli *c, char **argv, size_t argc)
         const char *id = argv[1];
         if (strncmp(id, "-id=", 4) == 0)
             id += 4;
-        char *path = path_with("/v1/agent/service/deregister/", id, NULL);
-        int rc = call_ok(c, "PUT", path, NULL, 0);
-        base_free(path);
+        int rc = call_ok_at(c, "PUT", "/v1/agent/service/deregister/", id, NULL, NULL, 0);
         if (rc)
             return rc;
         printf("Deregistered service: %s\n", id);
@@ -312,10 +320,7 @@ static int kv_put(struct cli *c, const char *key, const void *val, size_t len, u
 {
     char q[40];
     snprintf(q, sizeof q, "flags=%llu", (unsigned long long)flags);
-    char *path = kv_path(key, flags ? q : NULL);
-    int rc = call_ok(c, "PUT", path, val, len);
-    base_free(path);
-    return rc;
+    return call_ok_at(c, "PUT", "/v1/kv/", key, flags ? q : NULL, val, len);
 }
 
 static int cmd_kv(struct cli *c, char **argv, size_t argc)
@@ -361,9 +366,7 @@ static int cmd_kv(struct cli *c, char **argv, size_t argc)
             key = "";
         if (!*key && !recurse)
             return fail("usage: herald kv delete [-recurse] KEY");
-        char *path = kv_path(key, recurse ? "recurse" : NULL);
-        rc = call_ok(c, "DELETE", path, NULL, 0);
-        base_free(path);
+        rc = call_ok_at(c, "DELETE", "/v1/kv/", key, recurse ? "recurse" : NULL, NULL, 0);
         if (rc)
             return rc;
         if (recurse)
@@ -453,9 +456,7 @@ static int cmd_join(struct cli *c, char **argv, size_t argc)
     if (argc < 1)
         return fail("usage: herald join ADDR...");
     for (size_t i = 0; i < argc; i++) {
-        char *path = path_with("/v1/agent/join/", argv[i], NULL);
-        int rc = call_ok(c, "PUT", path, NULL, 0);
-        base_free(path);
+        int rc = call_ok_at(c, "PUT", "/v1/agent/join/", argv[i], NULL, NULL, 0);
         if (rc)
             return rc;
     }
@@ -500,11 +501,9 @@ static int cmd_operator(struct cli *c, char **argv, size_t argc)
         }
         if (!addr && !id)
             return fail("usage: herald operator raft remove-peer -address IP:PORT | -id ID");
-        char *path =
-            path_with(addr ? "/v1/operator/raft/peer?address=" : "/v1/operator/raft/peer?id=",
-                      addr ? addr : id, NULL);
-        rc = call_ok(c, "DELETE", path, NULL, 0);
-        base_free(path);
+        rc = call_ok_at(c, "DELETE",
+                        addr ? "/v1/operator/raft/peer?address=" : "/v1/operator/raft/peer?id=",
+                        addr ? addr : id, NULL, NULL, 0);
         if (rc)
             return rc;
         printf("Removed peer with %s \"%s\"\n", addr ? "address" : "id", addr ? addr : id);

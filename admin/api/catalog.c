@@ -56,10 +56,8 @@ static void catalog_register(struct api *a, struct http_req *req)
     json_t *v;
     int rc = 0;
 
-    if (!obj) {
-        api__error(req, 400, "%s", err);
+    if (!obj)
         return;
-    }
     json_object_foreach(obj, k, v)
     {
         if (api__key_is(k, "ID"))
@@ -164,10 +162,8 @@ static void catalog_deregister(struct api *a, struct http_req *req)
     json_t *v;
     int rc = 0;
 
-    if (!obj) {
-        api__error(req, 400, "%s", err);
+    if (!obj)
         return;
-    }
     json_object_foreach(obj, k, v)
     {
         if (api__key_is(k, "ServiceID"))

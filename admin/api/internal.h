@@ -99,7 +99,8 @@ int api__unknown_field(const char *key, char *errmsg);
  * order, the place of its last occurrence: decoders that take keys in order then end with the
  * last one, as Go's decoder does (also for "Name" then "name"). */
 json_t *api__json_loadb(const char *text, size_t len, json_error_t *jerr);
-/* Parses a request body as a JSON object; errmsg on failure. */
+/* Parses a request body as a JSON object. On failure answers 400 with the reason (also left
+ * in errmsg) and returns NULL. */
 json_t *api__parse_body(struct http_req *req, char *errmsg);
 
 /* Service and check definitions (agent API and config file) -> zone records. */

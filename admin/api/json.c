@@ -442,7 +442,7 @@ json_t *api__json_loadb(const char *text, size_t len, json_error_t *jerr)
     return v;
 }
 
-json_t *api__parse_body(struct http_req *req, char *errmsg)
+static json_t *parse_body(struct http_req *req, char *errmsg)
 {
     size_t len;
     const char *body = http_req_body(req, &len);
@@ -464,6 +464,14 @@ json_t *api__parse_body(struct http_req *req, char *errmsg)
         json_decref(v);
         return NULL;
     }
+    return v;
+}
+
+json_t *api__parse_body(struct http_req *req, char *errmsg)
+{
+    json_t *v = parse_body(req, errmsg);
+    if (!v)
+        api__error(req, 400, "%s", errmsg);
     return v;
 }
 
