@@ -67,6 +67,11 @@ void *base_arena_alloc(struct base_arena *a, size_t n);
 char *base_arena_strndup(struct base_arena *a, const char *s, size_t n);
 char *base_arena_strdup(struct base_arena *a, const char *s);
 char *base_arena_printf(struct base_arena *a, const char *fmt, ...) BASE_PRINTF(2, 3);
+/* An arena array about to hold element n: p itself while n < *cap, else a copy of its n
+ * elements (size bytes each) with twice the room (first elements the first time), *cap
+ * updated. The old copy stays in the arena until it is reset. */
+void *base_arena_grow(struct base_arena *a, void *p, size_t n, size_t *cap, size_t size,
+                      size_t first);
 /* Frees every block but the first, so a reused arena allocates nothing in the steady state. */
 void base_arena_reset(struct base_arena *a);
 void base_arena_close(struct base_arena *a);
