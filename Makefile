@@ -20,6 +20,11 @@ endif
 CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 LDFLAGS := $(SANFLAGS)
+# msgpack-c is gossip/'s alone (DESIGN.md 2.1); it is linked only where gossip/ is, so the agent
+# binary does not need it until gossip is wired in.
+MSGPACK_CFLAGS := $(shell pkg-config --cflags msgpack 2>/dev/null)
+MSGPACK_LIBS := $(shell pkg-config --libs msgpack 2>/dev/null)
+CFLAGS += $(MSGPACK_CFLAGS)
 
 # llhttp ships as C sources in Debian's node-llhttp (STYLE.md): compiled here, strict mode.
 LLHTTP_SRC_DIR := /usr/share/llhttp
@@ -27,7 +32,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 LLHTTP_OBJS := $(patsubst $(LLHTTP_SRC_DIR)/%.c,$(BUILD)/llhttp/%.o,$(wildcard $(LLHTTP_SRC_DIR)/*.c))
 
 # Modules: folder -> archive. Order matters for static linking (dependents first).
-MODULES := $(foreach m,admin/api admin/http resolver consensus zone base,$(if $(wildcard $(m)/*.c),$(m)))
+MODULES := $(foreach m,admin/api admin/http resolver consensus zone gossip base,$(if $(wildcard $(m)/*.c),$(m)))
 mod_lib = $(BUILD)/lib$(subst /,_,$(1)).a
 mod_srcs = $(wildcard $(1)/*.c)
 mod_objs = $(patsubst %.c,$(BUILD)/%.o,$(call mod_srcs,$(1)))
@@ -77,6 +82,7 @@ DEPS_base := base
 DEPS_zone := zone base
 DEPS_consensus := consensus zone base
 DEPS_resolver := resolver zone base
+DEPS_gossip := gossip base
 DEPS_admin/http := admin/http base
 DEPS_admin/api := admin/api admin/http consensus zone base
 DEPS_admin := admin $(MODULES)
@@ -85,7 +91,8 @@ mod_of = $(patsubst %/,%,$(dir $(1)))
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c $$(call libs_for,$$(call mod_of,$$*))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -MMD -MP -MT $@ -MF $@.d $(LDFLAGS) -o $@ $< $(call libs_for,$(call mod_of,$*)) $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) -Itests/unit -MMD -MP -MT $@ -MF $@.d $(LDFLAGS) -o $@ $< $(call libs_for,$(call mod_of,$*)) $(LDLIBS) \
+	  $(if $(filter gossip,$(DEPS_$(call mod_of,$*))),$(MSGPACK_LIBS)) $(shell pkg-config --libs cmocka)
 
 unit: $(UNIT_BINS)
 	@set -e; n=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t; n=$$((n+1)); done; \
