@@ -24,6 +24,7 @@ LDFLAGS := $(SANFLAGS)
 # binary does not need it until gossip is wired in.
 MSGPACK_CFLAGS := $(shell pkg-config --cflags msgpack 2>/dev/null)
 MSGPACK_LIBS := $(shell pkg-config --libs msgpack 2>/dev/null)
+GOSSIP_LIBS := $(MSGPACK_LIBS) -lm
 CFLAGS += $(MSGPACK_CFLAGS)
 
 # llhttp ships as C sources in Debian's node-llhttp (STYLE.md): compiled here, strict mode.
@@ -92,7 +93,7 @@ mod_of = $(patsubst %/,%,$(dir $(1)))
 $(BUILD)/tests/unit/%: tests/unit/%.c $$(call libs_for,$$(call mod_of,$$*))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -MMD -MP -MT $@ -MF $@.d $(LDFLAGS) -o $@ $< $(call libs_for,$(call mod_of,$*)) $(LDLIBS) \
-	  $(if $(filter gossip,$(DEPS_$(call mod_of,$*))),$(MSGPACK_LIBS)) $(shell pkg-config --libs cmocka)
+	  $(if $(filter gossip,$(DEPS_$(call mod_of,$*))),$(GOSSIP_LIBS)) $(shell pkg-config --libs cmocka)
 
 unit: $(UNIT_BINS)
 	@set -e; n=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t; n=$$((n+1)); done; \
@@ -181,7 +182,7 @@ $(FUZZ_BUILD)/raft_wire: tests/fuzz/raft_wire.c $(FUZZ_BUILD)/consensus/raft_wir
 
 FUZZ_GOSSIP_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard gossip/*.c base/*.c))
 $(FUZZ_BUILD)/gossip_wire: tests/fuzz/gossip_wire.c $(FUZZ_GOSSIP_OBJS)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) $(MSGPACK_LIBS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) $(GOSSIP_LIBS)
 
 FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 	-artifact_prefix=$(FUZZ_BUILD)/$(1)-
