@@ -61,7 +61,7 @@ static void init(struct gossip_members *t)
 static struct gossip_alive alive_of(const char *node, uint32_t inc, const uint8_t *ip,
                                     const char *meta)
 {
-    struct gossip_alive a = {inc, node, {ip, 4}, 8301, {(const uint8_t *)meta, strlen(meta)},
+    struct gossip_alive a = {inc,  node, {ip, 4}, 8301, {(const uint8_t *)meta, strlen(meta)},
                              true, {0}};
     memcpy(a.vsn, vsn, 6);
     return a;
@@ -112,8 +112,8 @@ static void test_join_and_incarnations(void **state)
     struct gossip_member *n2 = gossip__members_find(&t, "n2");
     assert_int_equal(n2->state, GOSSIP_STATE_ALIVE);
     assert_int_equal(n2->state_change_ms, 10);
-    ALIVE(&t, "n2", 1, ip2, "a", 20, "");   /* the same: old news */
-    ALIVE(&t, "n2", 0, ip2, "b", 20, "");   /* older */
+    ALIVE(&t, "n2", 1, ip2, "a", 20, ""); /* the same: old news */
+    ALIVE(&t, "n2", 0, ip2, "b", 20, ""); /* older */
     ALIVE(&t, "n2", 2, ip2, "b", 30, "B:alive(n2,2) U:n2");
     ALIVE(&t, "n2", 3, ip2, "b", 40, "B:alive(n2,3)"); /* newer, nothing changed but gossip */
     assert_int_equal(n2->state_change_ms, 10);

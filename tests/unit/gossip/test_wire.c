@@ -6,13 +6,16 @@
  * overflowing integers, decompression bombs, wrong keys) is refused without reading past the
  * input (each input is copied to a buffer of its exact size, so ASan sees an over-read).
  *
- * HERALD_GOSSIP_SEEDS=DIR also writes the fuzzer's seed corpus (make fuzz FUZZ_TARGETS=
- * gossip_wire): every vector after a mode byte, as tests/fuzz/gossip_wire.c reads them. */
+ * HERALD_GOSSIP_EMIT=DIR writes our encodings for the serf interoperability test instead
+ * (emit_for_serf). HERALD_GOSSIP_SEEDS=DIR also writes the fuzzer's seed corpus (make fuzz
+ * FUZZ_TARGETS= gossip_wire): every vector after a mode byte, as tests/fuzz/gossip_wire.c reads
+ * them. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -827,6 +830,134 @@ static void test_vectors_mangled(void **state)
     base_arena_close(&a);
 }
 
+/* HERALD_GOSSIP_EMIT=DIR (tests/integration/test_gossip_serf_wire.py): writes what our
+ * encoders make for a member "herald1" at HERALD_GOSSIP_EMIT_ADDR:HERALD_GOSSIP_EMIT_PORT with
+ * tags role=herald dc=dc1, for a real serf agent to take: pushpull (the stream answering serf's
+ * join, compressed), event (a packet: CRC around a compressed compound of our alive and a user
+ * event "herald-evt" payload "hi"), intent (serf's leave intent, LTime 2) and dead (our own
+ * dead: a graceful leave); each also encrypted (.enc) with HERALD_GOSSIP_EMIT_KEY if given. */
+static void put_file(const char *dir, const char *name, const struct base_buf *b)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b->data, 1, b->len, f), b->len);
+    fclose(f);
+}
+
+static void emit_packet(const char *dir, const char *name, const struct gossip_bytes *parts,
+                        size_t n, const uint8_t *key, size_t key_len, uint8_t nonce_id)
+{
+    struct base_buf comp, zip, crc, enc;
+    base_buf_init(&comp);
+    base_buf_init(&zip);
+    base_buf_init(&crc);
+    base_buf_init(&enc);
+    if (n == 1)
+        base_buf_append(&comp, parts[0].p, parts[0].n);
+    else
+        gossip__compound_encode(&comp, parts, n);
+    gossip__compress_encode(&zip, comp.data, comp.len);
+    gossip__crc_encode(&crc, zip.data, zip.len);
+    put_file(dir, name, &crc);
+    if (key_len) {
+        uint8_t nonce[12] = {nonce_id, 0x5a};
+        gossip__encrypt(&enc, 1, key, key_len, nonce, crc.data, crc.len, NULL, 0);
+        char n2[64];
+        snprintf(n2, sizeof(n2), "%s.enc", name);
+        put_file(dir, n2, &enc);
+    }
+    base_buf_free(&comp);
+    base_buf_free(&zip);
+    base_buf_free(&crc);
+    base_buf_free(&enc);
+}
+
+static void emit_for_serf(const char *dir)
+{
+    const char *addr = getenv("HERALD_GOSSIP_EMIT_ADDR");
+    const char *port = getenv("HERALD_GOSSIP_EMIT_PORT");
+    const char *kb64 = getenv("HERALD_GOSSIP_EMIT_KEY");
+    assert_non_null(addr);
+    assert_non_null(port);
+    uint8_t ip[4];
+    assert_int_equal(inet_pton(AF_INET, addr, ip), 1);
+    uint8_t key[32];
+    size_t key_len = 0;
+    if (kb64 && *kb64)
+        assert_int_equal(gossip_key_decode(kb64, key, &key_len), 0);
+
+    struct base_buf meta, us, pp, zip, enc, msg1, msg2;
+    base_buf_init(&meta);
+    base_buf_init(&us);
+    base_buf_init(&pp);
+    base_buf_init(&zip);
+    base_buf_init(&enc);
+    base_buf_init(&msg1);
+    base_buf_init(&msg2);
+    struct gossip_tag tags[2] = {{"role", "herald"}, {"dc", "dc1"}};
+    gossip__tags_encode(&meta, tags, 2);
+    struct gossip_serf_status st = {"herald1", 1};
+    struct gossip_serf_msg s = {.type = GOSSIP_SERF_PUSH_PULL};
+    s.u.push_pull = (struct gossip_serf_push_pull){
+        .ltime = 1, .n_status = 1, .status = &st, .event_ltime = 1, .query_ltime = 1};
+    gossip__serf_encode(&us, &s);
+    struct gossip_push_node nd = {.name = "herald1",
+                                  .addr = {ip, 4},
+                                  .port = (uint16_t)atoi(port),
+                                  .meta = {meta.data, meta.len},
+                                  .incarnation = 1,
+                                  .state = GOSSIP_STATE_ALIVE,
+                                  .has_vsn = true,
+                                  .vsn = {1, 5, 2, 2, 5, 5}};
+    struct gossip_msg m = {.type = GOSSIP_PUSH_PULL};
+    m.u.push_pull = (struct gossip_push_pull){true, 1, &nd, {us.data, us.len}};
+    gossip__msg_encode(&pp, &m);
+    gossip__compress_encode(&zip, pp.data, pp.len);
+    put_file(dir, "pushpull", &zip);
+    if (key_len) {
+        uint8_t nonce[12] = {1, 0xa5};
+        gossip__encrypt_stream(&enc, key, key_len, nonce, zip.data, zip.len);
+        put_file(dir, "pushpull.enc", &enc);
+    }
+
+    /* our alive and a user event, in one compound */
+    struct gossip_msg al = {.type = GOSSIP_ALIVE};
+    al.u.alive = (struct gossip_alive){
+        1, "herald1", {ip, 4}, nd.port, {meta.data, meta.len}, true, {1, 5, 2, 2, 5, 5}};
+    gossip__msg_encode(&msg1, &al);
+    struct gossip_serf_msg ev = {.type = GOSSIP_SERF_USER_EVENT};
+    ev.u.event =
+        (struct gossip_serf_user_event){5, "herald-evt", {(const uint8_t *)"hi", 2}, false};
+    base_buf_put_u8(&msg2, GOSSIP_USER);
+    gossip__serf_encode(&msg2, &ev);
+    struct gossip_bytes parts[2] = {{msg1.data, msg1.len}, {msg2.data, msg2.len}};
+    emit_packet(dir, "event", parts, 2, key, key_len, 2);
+
+    /* a graceful leave: serf's intent, then memberlist's dead from ourselves */
+    msg1.len = msg2.len = 0;
+    struct gossip_serf_msg lv = {.type = GOSSIP_SERF_LEAVE};
+    lv.u.join = (struct gossip_serf_join){2, "herald1", false};
+    base_buf_put_u8(&msg1, GOSSIP_USER);
+    gossip__serf_encode(&msg1, &lv);
+    parts[0] = (struct gossip_bytes){msg1.data, msg1.len};
+    emit_packet(dir, "intent", parts, 1, key, key_len, 3);
+    struct gossip_msg dead = {.type = GOSSIP_DEAD};
+    dead.u.suspect = (struct gossip_suspect){1, "herald1", "herald1"};
+    gossip__msg_encode(&msg2, &dead);
+    parts[0] = (struct gossip_bytes){msg2.data, msg2.len};
+    emit_packet(dir, "dead", parts, 1, key, key_len, 4);
+
+    base_buf_free(&meta);
+    base_buf_free(&us);
+    base_buf_free(&pp);
+    base_buf_free(&zip);
+    base_buf_free(&enc);
+    base_buf_free(&msg1);
+    base_buf_free(&msg2);
+}
+
 /* Writes the fuzzer's seeds: mode byte (tests/fuzz/gossip_wire.c) then the bytes. */
 static void write_seeds(const char *dir)
 {
@@ -866,6 +997,11 @@ int main(void)
     const char *seeds = getenv("HERALD_GOSSIP_SEEDS");
     if (seeds)
         write_seeds(seeds);
+    const char *emit = getenv("HERALD_GOSSIP_EMIT");
+    if (emit) {
+        emit_for_serf(emit);
+        return 0;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_serf_push_pull_stream),
         cmocka_unit_test(test_serf_encrypted_stream),
