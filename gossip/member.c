@@ -29,8 +29,7 @@ static void susp_clear(struct gossip_member *m)
     m->suspecting = false;
 }
 
-static void set_addr(struct gossip_member *m, const uint8_t *addr, size_t addr_len,
-                     uint16_t port)
+static void set_addr(struct gossip_member *m, const uint8_t *addr, size_t addr_len, uint16_t port)
 {
     m->addr_len = addr_len > sizeof(m->addr) ? sizeof(m->addr) : addr_len;
     if (m->addr_len)
@@ -123,13 +122,8 @@ static void refute(struct gossip_members *t, struct gossip_member *me, uint32_t 
     me->incarnation = inc;
     gossip__members_health(t, 1);
     struct gossip_msg msg = {.type = GOSSIP_ALIVE};
-    msg.u.alive = (struct gossip_alive){inc,
-                                        me->name,
-                                        {me->addr, me->addr_len},
-                                        me->port,
-                                        {me->meta, me->meta_len},
-                                        true,
-                                        {0}};
+    msg.u.alive = (struct gossip_alive){
+        inc, me->name, {me->addr, me->addr_len}, me->port, {me->meta, me->meta_len}, true, {0}};
     memcpy(msg.u.alive.vsn, me->vsn, GOSSIP_VSN_LEN);
     emit(cb, ctx, GOSSIP_FX_BROADCAST, me, &msg);
 }
@@ -166,8 +160,8 @@ void gossip__members_alive(struct gossip_members *t, const struct gossip_alive *
         return;
     susp_clear(m);
     uint8_t old_state = m->state;
-    bool meta_changed = m->meta_len != a->meta.n ||
-                        (a->meta.n && memcmp(m->meta, a->meta.p, a->meta.n) != 0);
+    bool meta_changed =
+        m->meta_len != a->meta.n || (a->meta.n && memcmp(m->meta, a->meta.p, a->meta.n) != 0);
     if (!bootstrap && local) {
         if (a->incarnation == m->incarnation && !meta_changed && a->has_vsn &&
             memcmp(a->vsn, m->vsn, GOSSIP_VSN_LEN) == 0)
@@ -242,9 +236,9 @@ void gossip__members_suspect(struct gossip_members *t, const struct gossip_suspe
             return;
         susp_add(m, s->from);
         m->susp_n++;
-        m->susp_deadline_ms = m->susp_start_ms + gossip__suspicion_timeout_ms(
-                                                     m->susp_n, m->susp_k, m->susp_min_ms,
-                                                     m->susp_max_ms);
+        m->susp_deadline_ms =
+            m->susp_start_ms +
+            gossip__suspicion_timeout_ms(m->susp_n, m->susp_k, m->susp_min_ms, m->susp_max_ms);
         emit(cb, ctx, GOSSIP_FX_BROADCAST, m, &msg);
         return;
     }
@@ -267,15 +261,15 @@ void gossip__members_suspect(struct gossip_members *t, const struct gossip_suspe
     m->susp_k = k;
     m->susp_n = 0;
     m->susp_start_ms = now_ms;
-    m->susp_min_ms = gossip__suspicion_min_ms(t->cfg.suspicion_mult, t->n,
-                                              t->cfg.probe_interval_ms);
+    m->susp_min_ms =
+        gossip__suspicion_min_ms(t->cfg.suspicion_mult, t->n, t->cfg.probe_interval_ms);
     m->susp_max_ms = (uint64_t)t->cfg.suspicion_max_mult * m->susp_min_ms;
     m->susp_deadline_ms = now_ms + (k < 1 ? m->susp_min_ms : m->susp_max_ms);
     susp_add(m, s->from);
 }
 
-void gossip__members_dead(struct gossip_members *t, const struct gossip_suspect *d,
-                          uint64_t now_ms, gossip_fx_cb cb, void *ctx)
+void gossip__members_dead(struct gossip_members *t, const struct gossip_suspect *d, uint64_t now_ms,
+                          gossip_fx_cb cb, void *ctx)
 {
     struct gossip_member *m = gossip__members_find(t, d->node);
     if (!m || d->incarnation < m->incarnation)
@@ -296,14 +290,14 @@ void gossip__members_dead(struct gossip_members *t, const struct gossip_suspect 
     emit(cb, ctx, GOSSIP_FX_LEAVE, m, NULL);
 }
 
-void gossip__members_merge(struct gossip_members *t, const struct gossip_push_node *nodes,
-                           size_t n, uint64_t now_ms, gossip_fx_cb cb, void *ctx)
+void gossip__members_merge(struct gossip_members *t, const struct gossip_push_node *nodes, size_t n,
+                           uint64_t now_ms, gossip_fx_cb cb, void *ctx)
 {
     for (size_t i = 0; i < n; i++) {
         const struct gossip_push_node *r = &nodes[i];
         switch (r->state) {
         case GOSSIP_STATE_ALIVE: {
-            struct gossip_alive a = {r->incarnation, r->name, r->addr, r->port,
+            struct gossip_alive a = {r->incarnation, r->name,    r->addr, r->port,
                                      r->meta,        r->has_vsn, {0}};
             memcpy(a.vsn, r->vsn, GOSSIP_VSN_LEN);
             gossip__members_alive(t, &a, false, now_ms, cb, ctx);

@@ -48,10 +48,10 @@ struct gossip_member {
 };
 
 struct gossip_member_config {
-    uint64_t probe_interval_ms; /* memberlist LAN: 1000 */
-    uint32_t suspicion_mult;    /* 4 */
+    uint64_t probe_interval_ms;  /* memberlist LAN: 1000 */
+    uint32_t suspicion_mult;     /* 4 */
     uint32_t suspicion_max_mult; /* 6 */
-    uint32_t awareness_max;     /* 8 */
+    uint32_t awareness_max;      /* 8 */
 };
 
 struct gossip_members {
@@ -93,10 +93,10 @@ void gossip__members_alive(struct gossip_members *t, const struct gossip_alive *
                            uint64_t now_ms, gossip_fx_cb cb, void *ctx);
 void gossip__members_suspect(struct gossip_members *t, const struct gossip_suspect *s,
                              uint64_t now_ms, gossip_fx_cb cb, void *ctx);
-void gossip__members_dead(struct gossip_members *t, const struct gossip_suspect *d,
-                          uint64_t now_ms, gossip_fx_cb cb, void *ctx);
-void gossip__members_merge(struct gossip_members *t, const struct gossip_push_node *nodes,
-                           size_t n, uint64_t now_ms, gossip_fx_cb cb, void *ctx);
+void gossip__members_dead(struct gossip_members *t, const struct gossip_suspect *d, uint64_t now_ms,
+                          gossip_fx_cb cb, void *ctx);
+void gossip__members_merge(struct gossip_members *t, const struct gossip_push_node *nodes, size_t n,
+                           uint64_t now_ms, gossip_fx_cb cb, void *ctx);
 
 /* Our graceful leave: a dead message about us from us (memberlist's Leave), which marks us
  * left; from then on alives about us are ignored. */
