@@ -256,6 +256,7 @@ struct pkt_ctx {
     struct base_arena *a;
     struct gossip_packet *out;
     size_t cap;
+    size_t inflate_left; /* decompressed bytes the packet may still make, all levels together */
 };
 
 static struct gossip_msg *pkt_push(struct pkt_ctx *c)
@@ -308,11 +309,14 @@ static int pkt_command(struct pkt_ctx *c, const uint8_t *p, size_t n, int depth)
     case GOSSIP_COMPRESS: {
         struct gossip_bytes plain;
         size_t used;
-        int rv = compress_decode(p, n, GOSSIP_WIRE_UDP_MAX, c->a, &plain, &used);
+        /* one budget for the whole packet: compressed parts of a compound, each inflating to
+         * its bound, nested, would otherwise multiply it */
+        int rv = compress_decode(p, n, c->inflate_left, c->a, &plain, &used);
         if (rv == -EAGAIN)
             rv = BASE_EPARSE;
         if (rv != 0)
             return rv;
+        c->inflate_left -= plain.n;
         c->out->compressed = true;
         return pkt_command(c, plain.p, plain.n, depth + 1);
     }
@@ -398,7 +402,7 @@ int gossip__packet_decode(const uint8_t *p, size_t n, const struct gossip_keyrin
         n -= 5;
         out->crc = true;
     }
-    struct pkt_ctx c = {a, out, 0};
+    struct pkt_ctx c = {a, out, 0, GOSSIP_WIRE_UDP_MAX};
     return pkt_command(&c, p, n, 0);
 }
 

@@ -73,6 +73,22 @@ static void test_lzw(void **state)
     assert_true(z.len < 4096);
     struct gossip_packet pk;
     assert_int_equal(packet(z.data, z.len, &a, &pk), BASE_ETOOBIG);
+    /* nested: a compound of compressed parts each inflating to 40 KiB, under one budget */
+    base_buf_free(&z);
+    memset(p, 0x0b, 40000);
+    p[1] = 0xc0; /* a nack with a nil body; the bytes after it are ignored, as in Go */
+    base_buf_init(&z);
+    gossip__compress_encode(&z, p, 40000);
+    struct gossip_bytes parts[3] = {{z.data, z.len}, {z.data, z.len}, {z.data, z.len}};
+    struct base_buf c;
+    base_buf_init(&c);
+    gossip__compound_encode(&c, parts, 1);
+    assert_int_equal(packet(c.data, c.len, &a, &pk), 0); /* one fits */
+    assert_int_equal(pk.n, 1);
+    c.len = 0;
+    gossip__compound_encode(&c, parts, 3);
+    assert_int_equal(packet(c.data, c.len, &a, &pk), BASE_ETOOBIG); /* two: over the budget */
+    base_buf_free(&c);
     base_buf_free(&z);
     free(p);
     /* a code that is not yet defined */
