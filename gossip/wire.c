@@ -361,22 +361,16 @@ static int pkt_command(struct pkt_ctx *c, const uint8_t *p, size_t n, int depth)
     }
 }
 
+/* CRC-32/IEEE (Go's crc32.ChecksumIEEE), bit by bit: packets are small, and no table means
+ * nothing to initialise across threads. */
 static uint32_t crc32_ieee(const uint8_t *p, size_t n)
 {
-    static uint32_t table[256];
-    static bool ready;
-    if (!ready) {
-        for (uint32_t i = 0; i < 256; i++) {
-            uint32_t c = i;
-            for (int k = 0; k < 8; k++)
-                c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-            table[i] = c;
-        }
-        ready = true;
-    }
     uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < n; i++)
-        c = table[(c ^ p[i]) & 0xff] ^ (c >> 8);
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+    }
     return c ^ 0xffffffffu;
 }
 
