@@ -2,10 +2,11 @@
  * HashiCorp memberlist's and serf's wire format, so Debian's serf agent (0.9.x) is a real
  * peer (DESIGN.md 2.7, issue 11).
  *
- * Today the module holds the wire codec (gossip/wire.h, internal: every memberlist and serf
- * message, compound, CRC, LZW compression and AES-GCM encryption) and the member table's pure
- * state transitions (gossip/member.h); the probe loop, dissemination and push-pull on libuv
- * come next, and admin/ is not wired to it yet.
+ * Today the module holds, all internal and pure: the wire codec (gossip/wire.h: every
+ * memberlist and serf message, compound, CRC, LZW compression, AES-GCM encryption; mp.h under
+ * it), the member table's state transitions (gossip/member.h) and the broadcast queue
+ * (gossip/queue.h). The probe loop, push-pull and the transport on libuv come next; admin/ is
+ * not wired to it yet.
  *
  * Threads: the codec and the member table are pure and run on any thread; what will run on
  * the loop says so. Ownership: arguments are borrowed for the call unless a comment says
