@@ -40,12 +40,19 @@
  *   compress      [9]{Algo uint8 (0 = LZW), Buf []byte}: Go compress/lzw, LSB, 8-bit
  *                  literals (lzw.c); the payload is a whole message (type byte first).
  *   hasCrc        [12][CRC-32 IEEE BE of the rest][message]: packets only, outermost after
- *                  decryption, sent only to nodes whose PMax >= 5 (serf sends it to us).
+ *                  decryption, added only when the sender knows the node's PMax >= 5: its
+ *                  gossip has it, but probes and acks (sent by address; memberlist's lookup
+ *                  by address misses since members are keyed by name) come without. A
+ *                  receiver checks a CRC on any packet that starts with 12.
  *   user          packets: [8][delegate bytes]; streams: [8]{UserMsgLen int}[bytes].
  * A UDP packet is one message, usually a compound of the probe and piggybacked broadcasts
  * (UDPBufferSize 1400); serf agents compress (-disable-compression turns it off) whenever it
  * makes the packet smaller, before the CRC: [12][crc][9]{Algo, Buf}. Messages of an unknown
- * type are logged and skipped; push-pull and err are stream-only.
+ * type are logged and skipped; push-pull and err are stream-only. memberlist queues a
+ * packet's alive messages ahead of the rest and handles each queue newest first, so the parts
+ * of one compound are not processed in order: a serf leave intent and the dead that follows it
+ * (a graceful leave: serf marks a member left only if its intent came first, else failed) go
+ * in separate packets.
  *
  * TCP streams (push-pull, reliable user messages, the TCP fallback ping): one message per
  * connection direction, no length prefix except when encrypted:
