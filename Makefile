@@ -108,7 +108,7 @@ build/asan/herald: FORCE
 endif
 
 # Integration tests drive the ASan/UBSan build of the real binary (HERALD_BIN overrides).
-integration: build/asan/herald
+integration: build/asan/herald $(BUILD)/tests/unit/gossip/test_wire
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
 # The module arrows (DESIGN.md 2.1) on every source and header, the unit tests, and the linked

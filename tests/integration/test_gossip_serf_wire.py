@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 
 import pytest
 
@@ -33,8 +32,8 @@ def serf_members(serf_addr):
 
 @pytest.fixture
 def serf_peer(tmp_path):
-    if not os.path.exists(EMITTER):
-        pytest.skip("build/tests/unit/gossip/test_wire is not built (make unit)")
+    # make integration builds it; a missing emitter is a failure, never a skip
+    assert os.path.exists(EMITTER), "build/tests/unit/gossip/test_wire is not built (make unit)"
     procs = []
     socks = []
 
