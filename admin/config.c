@@ -375,6 +375,9 @@ static int set_flag(const struct adm_option *o, const char *val, struct adm_conf
     return 0;
 }
 
+static bool valid(const struct adm_option *o, char **s);
+static const char *valid_what(const struct adm_option *o);
+
 /* A JSON value for the option o at key (its full path). */
 static int set_json(const struct adm_option *o, const char *key, json_t *v, const char *file,
                     struct adm_config *c, char *err)
@@ -397,6 +400,16 @@ static int set_json(const struct adm_option *o, const char *key, json_t *v, cons
     if (adm_opt_is_list(o) && json_is_array(v)) {
         json_array_foreach(v, i, e) if (!json_is_string(e)) break;
         if (i == json_array_size(v)) {
+            /* checked here too, naming the file: a later file may replace this list */
+            json_array_foreach(v, i, e)
+            {
+                char *s = base_strdup(json_string_value(e)); /* valid() may normalize */
+                bool ok = valid(o, &s);
+                base_free(s);
+                if (!ok)
+                    return base_errf(err, BASE_EINVAL, "%s: \"%s\": \"%s\" is not %s", file, key,
+                                     json_string_value(e), valid_what(o));
+            }
             if (o->replace)
                 adm_strv_free(field(c, o));
             json_array_foreach(v, i, e) adm_strv_push(field(c, o), json_string_value(e));

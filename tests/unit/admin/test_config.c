@@ -735,7 +735,7 @@ static void test_recursion_errors(void **state)
     static const struct {
         const char *json, *want;
     } cases[] = {
-        {"{\"recursors\": [\"10.0.0.1:x\"]}", "recursors (-recursor) \"10.0.0.1:x\""},
+        {"{\"recursors\": [\"10.0.0.1:x\"]}", "\"recursors\": \"10.0.0.1:x\" is not"},
         {"{\"dns_config\": {\"recursion\": \"forwarding\"}}",
          "\"dns_config.recursion\" must be \"forward\" or \"iterative\""},
         {"{\"dns_config\": {\"recursion\": 1}}", "\"dns_config.recursion\""},
@@ -764,7 +764,7 @@ static void test_recursion_errors(void **state)
         {"{\"dns_config\": {\"allow_recursion\": \"10.0.0.0/8\"}}",
          "\"dns_config.allow_recursion\" must be an array of strings"},
         {"{\"dns_config\": {\"allow_recursion\": [\"10.0.0.0/8\", \"x\"]}}",
-         "dns_config.allow_recursion \"x\" is not a network"},
+         "\"dns_config.allow_recursion\": \"x\" is not a network"},
     };
     for (size_t i = 0; i < BASE_ARRAY_LEN(cases); i++) {
         char name[32];
@@ -774,6 +774,11 @@ static void test_recursion_errors(void **state)
         assert_int_equal(remove(p), 0);
         f->n_paths--;
     }
+    /* a bad entry is refused, naming its file, even when a later file replaces the list */
+    const char *a = cfg_file(f, "a.json", "{\"dns_config\": {\"allow_recursion\": [\"x\"]}}");
+    const char *b =
+        cfg_file(f, "b.json", "{\"dns_config\": {\"allow_recursion\": [\"10.0.0.0/8\"]}}");
+    LOAD_BAD(f, a, "\"x\" is not a network", "-dev", "-config-file", a, "-config-file", b);
 }
 
 static void test_config_file_unreadable(void **state)
