@@ -55,7 +55,7 @@ THIRD = {
     "msgpack": {"gossip"},
     "jansson.h": {"admin", "admin/api"},
     "cmocka.h": set(),
-    "nettle": {"rpc"},  # the server port's key proof
+    "nettle": {"rpc", "gossip"},  # the server port's key proof, gossip's encryption
     "uv.h": {"consensus", "rpc", "resolver", "gossip", "admin/http", "admin/api", "admin"},
 }
 # Tests may also use cmocka, check answers with ldns and read JSON fixtures with jansson.
