@@ -85,7 +85,7 @@
 #define KEEPALIVE_S          30
 #define TICK_MS              25
 
-static const uint8_t preamble_raft[PREAMBLE_LEN] = {'H', 'R', 'L', 'D', 'R', 'A', 'F', '3'};
+static const uint8_t preamble_stream[PREAMBLE_LEN] = {'H', 'R', 'L', 'D', 'R', 'A', 'F', '3'};
 static const uint8_t preamble_rpc[PREAMBLE_LEN] = {'H', 'R', 'L', 'D', 'R', 'P', 'C', '2'};
 /* MAC labels: the server's proof and the client's differ, so neither can be reflected. */
 static const char label_server[] = "herald server-port v1 server";
@@ -551,7 +551,7 @@ static void in_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     case IN_PREAMBLE:
         if (memcmp(in->buf, preamble_rpc, PREAMBLE_LEN) == 0)
             in->stream = false;
-        else if (memcmp(in->buf, preamble_raft, PREAMBLE_LEN) == 0)
+        else if (memcmp(in->buf, preamble_stream, PREAMBLE_LEN) == 0)
             in->stream = true;
         else {
             in_refuse(in, "unknown preamble (not a Herald server of this version)");
@@ -1000,7 +1000,7 @@ struct rpc_dial *rpc_dial_stream(struct rpc *r, const struct rpc_stream_dial *sd
     uint8_t hs[TRANSCRIPT_MAX];
     assert(sd->to != 0 && sd->cb);
     struct rpc_link link = rpc__link(sd->link, 250);
-    size_t n = hs_build(r, preamble_raft, sd->to, hs);
+    size_t n = hs_build(r, preamble_stream, sd->to, hs);
     unsigned delay = rpc__backoff_ms(&link, backoff_of(r, sd->to)->failures);
     struct rpc_dial *d = dial_new(r, sd->address, hs, n, &link, delay, sd->cb, sd->data);
     d->stream = true;
