@@ -20,6 +20,7 @@
 #define HERALD_GOSSIP_WIRE_H
 
 #include "base/base.h"
+#include "gossip/gossip.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -355,11 +356,8 @@ int gossip__serf_decode(const uint8_t *p, size_t n, struct base_arena *a,
 /* Appends a serf message, its type byte first. */
 void gossip__serf_encode(struct base_buf *b, const struct gossip_serf_msg *m);
 
-/* serf's tags in a node's Meta: byte 255 then a msgpack map of strings. */
-struct gossip_tag {
-    const char *key;
-    const char *value;
-};
+/* serf's tags in a node's Meta: byte 255 then a msgpack map of strings (struct gossip_tag in
+ * gossip.h). */
 /* Decodes meta into tags (arena). Meta not starting with 255 is serf's old role-only form:
  * one tag role=<meta>. */
 int gossip__tags_decode(const uint8_t *p, size_t n, struct base_arena *a, struct gossip_tag **tags,

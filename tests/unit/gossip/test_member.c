@@ -51,7 +51,7 @@ static void on_fx(void *ctx, const struct gossip_fx *fx)
 
 static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
 static const uint8_t ip1[4] = {127, 0, 0, 1}, ip2[4] = {127, 0, 0, 2};
-static const struct gossip_member_config cfg = {1000, 4, 6, 8};
+static const struct gossip_member_config cfg = {1000, 4, 6, 8, 0};
 
 static void init(struct gossip_members *t)
 {

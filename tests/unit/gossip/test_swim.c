@@ -1,0 +1,470 @@
+/* Tests gossip/swim.c: several engines on one loop over loopback (127.77.0.x, one port per
+ * test binary run), with fast timings (probe 100 ms, gossip 20 ms). Three nodes converge with
+ * their tags; one that stops answering (its sockets closed, no leave) is marked failed by the
+ * others within the suspicion time; a graceful leave is seen as left, never failed; a suspect
+ * that is alive refutes with a higher incarnation; a user event reaches every node once; an
+ * inbound TCP flood from one source is capped. Every wait is bounded; each test ends with the
+ * loop empty (uv_loop_close == 0). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gossip/gossip.h"
+#include "gossip/wire.h"
+
+#define MAXN 5
+#define MAXM 8
+
+struct seen {
+    char name[32];
+    enum gossip_status status;
+    int joins, fails, leaves;
+    char role[32];
+};
+
+struct node {
+    struct gossip *g;
+    char name[32], addr[32];
+    uint16_t port;
+    struct seen m[MAXM];
+    int user_events;
+    char last_event[64];
+    bool stopped;
+};
+
+static uint16_t port_base;
+
+static struct seen *seen_of(struct node *n, const char *name)
+{
+    for (int i = 0; i < MAXM; i++)
+        if (strcmp(n->m[i].name, name) == 0)
+            return &n->m[i];
+    for (int i = 0; i < MAXM; i++)
+        if (!n->m[i].name[0]) {
+            snprintf(n->m[i].name, sizeof(n->m[i].name), "%s", name);
+            return &n->m[i];
+        }
+    fail_msg("too many members");
+    return NULL;
+}
+
+static void on_event(void *ctx, const struct gossip_event *ev)
+{
+    struct node *n = ctx;
+    if (ev->kind == GOSSIP_EVENT_USER) {
+        n->user_events++;
+        snprintf(n->last_event, sizeof(n->last_event), "%s:%.*s", ev->name,
+                 (int)ev->payload_len, (const char *)ev->payload);
+        return;
+    }
+    struct seen *s = seen_of(n, ev->node->name);
+    s->status = ev->node->status;
+    s->joins += ev->kind == GOSSIP_EVENT_JOIN;
+    s->fails += ev->kind == GOSSIP_EVENT_FAIL;
+    s->leaves += ev->kind == GOSSIP_EVENT_LEAVE;
+    for (size_t i = 0; i < ev->node->n_tags; i++)
+        if (strcmp(ev->node->tags[i].key, "role") == 0)
+            snprintf(s->role, sizeof(s->role), "%s", ev->node->tags[i].value);
+}
+
+static void fast_config(struct gossip_config *c)
+{
+    gossip_config_defaults(c);
+    c->probe_interval_ms = 100;
+    c->probe_timeout_ms = 40;
+    c->gossip_interval_ms = 20;
+    c->push_pull_interval_ms = 500;
+    c->leave_propagate_ms = 100;
+    c->tcp_timeout_ms = 2000;
+    c->reconnect_interval_ms = 1000;
+}
+
+static void node_start(uv_loop_t *loop, struct node *n, int i, const char *role)
+{
+    memset(n, 0, sizeof(*n));
+    snprintf(n->name, sizeof(n->name), "n%d", i);
+    snprintf(n->addr, sizeof(n->addr), "127.77.0.%d", i + 1);
+    n->port = port_base;
+    struct gossip_tag tags[2] = {{"role", role}, {"dc", "dc1"}};
+    struct gossip_config c;
+    fast_config(&c);
+    c.node_name = n->name;
+    c.bind_addr = n->addr;
+    c.bind_port = n->port;
+    c.tags = tags;
+    c.n_tags = 2;
+    c.on_event = on_event;
+    c.ctx = n;
+    assert_int_equal(gossip_start(loop, &c, &n->g), 0);
+}
+
+static void tick(uv_timer_t *t)
+{
+    BASE_UNUSED(t);
+}
+
+typedef bool (*pred_fn)(void *ctx);
+
+/* Runs the loop until pred holds or ms have passed. */
+static bool run_until(uv_loop_t *loop, pred_fn pred, void *ctx, uint64_t ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, tick, 5, 5);
+    uv_update_time(loop);
+    uint64_t end = uv_now(loop) + ms;
+    bool ok;
+    while (!(ok = pred(ctx)) && uv_now(loop) < end)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return ok;
+}
+
+struct pool {
+    uv_loop_t loop;
+    struct node n[MAXN];
+    int count;
+};
+
+static bool all_see(struct pool *p, const char *name, enum gossip_status st)
+{
+    for (int i = 0; i < p->count; i++) {
+        if (p->n[i].stopped || strcmp(p->n[i].name, name) == 0)
+            continue;
+        struct seen *s = seen_of(&p->n[i], name);
+        if (s->status != st)
+            return false;
+    }
+    return true;
+}
+
+static bool converged(void *ctx)
+{
+    struct pool *p = ctx;
+    for (int i = 0; i < p->count; i++)
+        if (!all_see(p, p->n[i].name, GOSSIP_MEMBER_ALIVE))
+            return false;
+    return true;
+}
+
+static int join_status = 1;
+static void on_join(void *ctx, size_t joined, int status)
+{
+    BASE_UNUSED(ctx);
+    join_status = joined ? status : -1;
+}
+
+static bool join_done(void *ctx)
+{
+    BASE_UNUSED(ctx);
+    return join_status != 1;
+}
+
+static void do_join(struct pool *p, int who, int to)
+{
+    char addr[64];
+    snprintf(addr, sizeof(addr), "%s:%u", p->n[to].addr, p->n[to].port);
+    const char *addrs[1] = {addr};
+    join_status = 1;
+    assert_int_equal(gossip_join(p->n[who].g, addrs, 1, on_join, NULL), 0);
+    assert_true(run_until(&p->loop, join_done, NULL, 3000));
+    assert_int_equal(join_status, 0);
+}
+
+static void pool_up(struct pool *p, int count)
+{
+    memset(p, 0, sizeof(*p));
+    assert_int_equal(uv_loop_init(&p->loop), 0);
+    p->count = count;
+    for (int i = 0; i < count; i++)
+        node_start(&p->loop, &p->n[i], i, i == 0 ? "server" : "client");
+    for (int i = 1; i < count; i++)
+        do_join(p, i, i - 1);
+    assert_true(run_until(&p->loop, converged, p, 5000));
+}
+
+static void node_stop(struct pool *p, int i)
+{
+    gossip_stop(p->n[i].g, NULL, NULL);
+    p->n[i].stopped = true;
+}
+
+static void pool_down(struct pool *p)
+{
+    for (int i = 0; i < p->count; i++)
+        if (!p->n[i].stopped)
+            node_stop(p, i);
+    for (int k = 0; k < 10 && uv_run(&p->loop, UV_RUN_NOWAIT); k++)
+        ;
+    assert_int_equal(uv_loop_close(&p->loop), 0);
+}
+
+static void test_three_converge(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 3);
+    /* each lists every other alive, with its tags, and itself */
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(seen_of(&p.n[i], "n0")->role, "server");
+        assert_string_equal(seen_of(&p.n[i], "n2")->role, "client");
+        assert_int_equal(seen_of(&p.n[i], p.n[i].name)->status, GOSSIP_MEMBER_ALIVE);
+    }
+    assert_int_equal(gossip_num_alive(p.n[2].g), 3);
+    pool_down(&p);
+}
+
+struct fail_wait {
+    struct pool *p;
+    const char *name;
+    enum gossip_status st;
+};
+
+static bool others_see(void *ctx)
+{
+    struct fail_wait *w = ctx;
+    return all_see(w->p, w->name, w->st);
+}
+
+static void test_stopped_node_marked_failed(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 3);
+    uv_update_time(&p.loop);
+    uint64_t t0 = uv_now(&p.loop);
+    node_stop(&p, 2); /* sockets closed, no leave: to the others it stops answering */
+    struct fail_wait w = {&p, "n2", GOSSIP_MEMBER_FAILED};
+    /* a probe round (<= 2 intervals here), the probe itself, then the suspicion timeout:
+     * SuspicionMult 4 x max(1, log10 3) x 100 ms = 400 ms (no confirmations expected at 3) */
+    assert_true(run_until(&p.loop, others_see, &w, 3000));
+    uv_update_time(&p.loop);
+    print_message("failure detected by both in %llu ms\n",
+                  (unsigned long long)(uv_now(&p.loop) - t0));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(seen_of(&p.n[i], "n2")->fails, 1);
+        assert_int_equal(seen_of(&p.n[i], "n2")->leaves, 0);
+        /* nobody healthy was accused */
+        assert_int_equal(seen_of(&p.n[i], p.n[1 - i].name)->fails, 0);
+    }
+    pool_down(&p);
+}
+
+static bool left_done;
+static void on_left(void *ctx, int status)
+{
+    BASE_UNUSED(ctx);
+    assert_int_equal(status, 0);
+    left_done = true;
+}
+
+static bool leave_seen(void *ctx)
+{
+    struct fail_wait *w = ctx;
+    return left_done && all_see(w->p, w->name, w->st);
+}
+
+static void test_graceful_leave_is_left(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 3);
+    left_done = false;
+    assert_int_equal(gossip_leave(p.n[2].g, on_left, NULL), 0);
+    struct fail_wait w = {&p, "n2", GOSSIP_MEMBER_LEFT};
+    assert_true(run_until(&p.loop, leave_seen, &w, 3000));
+    node_stop(&p, 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(seen_of(&p.n[i], "n2")->leaves, 1);
+        assert_int_equal(seen_of(&p.n[i], "n2")->fails, 0);
+    }
+    assert_int_equal(seen_of(&p.n[2], "n2")->status, GOSSIP_MEMBER_LEFT);
+    pool_down(&p);
+}
+
+struct inc_ctx {
+    uint32_t inc;
+    const char *name;
+};
+static void member_inc(void *ctx, const struct gossip_node *n)
+{
+    struct inc_ctx *c = ctx;
+    if (strcmp(n->name, c->name) == 0)
+        c->inc = n->incarnation;
+}
+
+static uint32_t incarnation_at(struct gossip *g, const char *name)
+{
+    struct inc_ctx c = {0, name};
+    gossip_members(g, member_inc, &c);
+    return c.inc;
+}
+
+struct refute_wait {
+    struct pool *p;
+    uint32_t above;
+};
+static bool refuted(void *ctx)
+{
+    struct refute_wait *w = ctx;
+    for (int i = 0; i < 3; i++)
+        if (incarnation_at(w->p->n[i].g, "n2") <= w->above)
+            return false;
+    return true;
+}
+
+static void test_alive_suspect_refutes(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 3);
+    uint32_t inc = incarnation_at(p.n[0].g, "n2");
+    assert_true(inc >= 1);
+    /* a stranger accuses n2 to n0 at its current incarnation */
+    struct gossip_msg m = {.type = GOSSIP_SUSPECT};
+    m.u.suspect = (struct gossip_suspect){inc, "n2", "stranger"};
+    struct base_buf b;
+    base_buf_init(&b);
+    gossip__msg_encode(&b, &m);
+    uv_udp_t u;
+    uv_udp_init(&p.loop, &u);
+    struct sockaddr_in to;
+    uv_ip4_addr(p.n[0].addr, p.n[0].port, &to);
+    uv_buf_t ub = uv_buf_init((char *)b.data, (unsigned)b.len);
+    assert_true(uv_udp_try_send(&u, &ub, 1, (const struct sockaddr *)&to) > 0);
+    base_buf_free(&b);
+    /* n2 hears it (gossip, or n0's probe carrying it: the buddy system) and refutes */
+    struct refute_wait w = {&p, inc};
+    assert_true(run_until(&p.loop, refuted, &w, 3000));
+    struct gossip_stats st;
+    gossip_stats_get(p.n[2].g, &st);
+    assert_true(st.refutes >= 1);
+    assert_true(st.health >= 1); /* Lifeguard: a refute counts against our own health */
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(seen_of(&p.n[i], "n2")->fails, 0);
+    uv_close((uv_handle_t *)&u, NULL);
+    pool_down(&p);
+}
+
+static bool events_in(void *ctx)
+{
+    struct pool *p = ctx;
+    for (int i = 0; i < p->count; i++)
+        if (p->n[i].user_events < 1)
+            return false;
+    return true;
+}
+
+static void test_user_event_reaches_all_once(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 3);
+    assert_int_equal(gossip_event_fire(p.n[1].g, "deploy", (const uint8_t *)"v2", 2, false), 0);
+    assert_true(run_until(&p.loop, events_in, &p, 3000));
+    /* keep gossiping a while: the retransmits must not deliver it twice */
+    struct fail_wait never = {&p, "nobody", GOSSIP_MEMBER_LEFT};
+    run_until(&p.loop, others_see, &never, 500);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(p.n[i].user_events, 1);
+        assert_string_equal(p.n[i].last_event, "deploy:v2");
+    }
+    uint8_t big[GOSSIP_SERF_EVENT_SIZE_MAX];
+    memset(big, 'x', sizeof(big));
+    assert_int_equal(gossip_event_fire(p.n[1].g, "big", big, sizeof(big), false), BASE_ETOOBIG);
+    pool_down(&p);
+}
+
+struct flood {
+    uv_tcp_t c[8];
+    uv_connect_t req[8];
+    int connected, closed;
+};
+
+static void flood_closed(uv_handle_t *h)
+{
+    struct flood *f = h->data;
+    f->closed++;
+}
+
+static void flood_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+    BASE_UNUSED(h);
+    BASE_UNUSED(s);
+    static char buf[256];
+    *b = uv_buf_init(buf, sizeof(buf));
+}
+
+static void flood_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    BASE_UNUSED(b);
+    if (n < 0)
+        uv_close((uv_handle_t *)s, flood_closed);
+}
+
+static void flood_connect(uv_connect_t *req, int status)
+{
+    struct flood *f = req->handle->data;
+    if (status == 0) {
+        f->connected++;
+        uv_read_start(req->handle, flood_alloc, flood_read);
+    }
+}
+
+static bool flood_pred(void *ctx)
+{
+    struct flood *f = ctx;
+    return f->connected == 6 && f->closed >= 2;
+}
+
+static void test_tcp_connections_capped_per_source(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.count = 1;
+    node_start(&p.loop, &p.n[0], 0, "server");
+    struct flood f;
+    memset(&f, 0, sizeof(f));
+    struct sockaddr_in to;
+    uv_ip4_addr(p.n[0].addr, p.n[0].port, &to);
+    for (int i = 0; i < 6; i++) {
+        uv_tcp_init(&p.loop, &f.c[i]);
+        f.c[i].data = &f;
+        assert_int_equal(
+            uv_tcp_connect(&f.req[i], &f.c[i], (const struct sockaddr *)&to, flood_connect), 0);
+    }
+    /* 4 per source are kept (waiting for a message until tcp_timeout); the others closed */
+    assert_true(run_until(&p.loop, flood_pred, &f, 1500));
+    struct gossip_stats st;
+    gossip_stats_get(p.n[0].g, &st);
+    assert_int_equal(st.tcp_refused, 2);
+    assert_int_equal(f.closed, 2);
+    for (int i = 0; i < 6; i++)
+        if (!uv_is_closing((uv_handle_t *)&f.c[i]))
+            uv_close((uv_handle_t *)&f.c[i], NULL);
+    pool_down(&p);
+}
+
+int main(void)
+{
+    base_loop_thread_set();
+    base_log_set_level(BASE_LOG_WARN);
+    port_base = (uint16_t)(20000 + (getpid() % 20000));
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_three_converge),
+        cmocka_unit_test(test_stopped_node_marked_failed),
+        cmocka_unit_test(test_graceful_leave_is_left),
+        cmocka_unit_test(test_alive_suspect_refutes),
+        cmocka_unit_test(test_user_event_reaches_all_once),
+        cmocka_unit_test(test_tcp_connections_capped_per_source),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
