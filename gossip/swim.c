@@ -399,7 +399,7 @@ static bool send_parts(struct gossip *g, const struct sockaddr *to, const struct
         }
     }
     if (final) {
-        uv_buf_t b = uv_buf_init((char *)final->data, (unsigned)final->len);
+        uv_buf_t b = uv_buf_init((char *) final->data, (unsigned) final->len);
         int rv = uv_udp_try_send(&g->udp, &b, 1, to);
         if (rv >= 0) {
             g->st.udp_out++;
@@ -799,8 +799,7 @@ static void probe_list_add(struct gossip *g, const char *name)
     g->probe_list = base_realloc(g->probe_list, (g->n_probe + 1) * sizeof(*g->probe_list));
     /* memberlist puts a newcomer at a random place: here ahead of the round's position */
     size_t at = g->probe_idx + rnd_below(g, g->n_probe - g->probe_idx + 1);
-    memmove(g->probe_list + at + 1, g->probe_list + at,
-            (g->n_probe - at) * sizeof(*g->probe_list));
+    memmove(g->probe_list + at + 1, g->probe_list + at, (g->n_probe - at) * sizeof(*g->probe_list));
     g->probe_list[at] = base_strdup(name);
     g->n_probe++;
 }
@@ -817,8 +816,7 @@ static void on_fx(void *ctx, const struct gossip_fx *fx)
         base_buf_free(&b);
         if (fx->msg->type == GOSSIP_ALIVE && is_self(g, fx->member->name) && !g->setting_tags) {
             g->st.refutes++;
-            LOG_DEBUG(MOD, "%s: refuting at incarnation %u", g->name,
-                      fx->msg->u.alive.incarnation);
+            LOG_DEBUG(MOD, "%s: refuting at incarnation %u", g->name, fx->msg->u.alive.incarnation);
         }
         break;
     }
@@ -1170,8 +1168,8 @@ static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     }
     base_arena_reset(&g->arena);
     struct gossip_packet pkt;
-    int rv = gossip__packet_decode((const uint8_t *)buf->base, (size_t)nread, &g->keys, &g->arena,
-                                   &pkt);
+    int rv =
+        gossip__packet_decode((const uint8_t *)buf->base, (size_t)nread, &g->keys, &g->arena, &pkt);
     if (rv != 0) {
         g->st.udp_bad++;
         LOG_DEBUG(MOD, "%s: packet dropped: %s", g->name, base_strerror(rv));
@@ -1438,14 +1436,13 @@ static void local_state(struct gossip *g, bool join, struct base_buf *out)
 {
     struct base_buf us;
     base_buf_init(&us);
-    struct gossip_serf_push_pull spp = {.ltime = g->clock,
-                                        .event_ltime = g->event_clock,
-                                        .query_ltime = g->query_clock};
+    struct gossip_serf_push_pull spp = {
+        .ltime = g->clock, .event_ltime = g->event_clock, .query_ltime = g->query_clock};
     spp.status = base_calloc(g->n_sm + 1, sizeof(*spp.status));
     spp.left = base_calloc(g->n_sm + 1, sizeof(*spp.left));
     for (size_t i = 0; i < g->n_sm; i++) {
-        spp.status[spp.n_status++] = (struct gossip_serf_status){g->sm[i]->name,
-                                                                 g->sm[i]->status_ltime};
+        spp.status[spp.n_status++] =
+            (struct gossip_serf_status){g->sm[i]->name, g->sm[i]->status_ltime};
         if (g->sm[i]->status == GOSSIP_MEMBER_LEFT)
             spp.left[spp.n_left++] = g->sm[i]->name;
     }
@@ -1587,8 +1584,8 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     struct gossip_msg m;
     bool enc = false;
     size_t used = 0;
-    int rv = gossip__stream_decode(c->in.data, c->in.len, g->cfg.max_stream, &g->keys, &a, &m,
-                                   &enc, &used);
+    int rv = gossip__stream_decode(c->in.data, c->in.len, g->cfg.max_stream, &g->keys, &a, &m, &enc,
+                                   &used);
     if (rv == -EAGAIN) {
         if (c->in.len > g->cfg.max_stream) {
             g->st.tcp_bad++;
@@ -1772,8 +1769,8 @@ static int parse_ip(const char *s, uint16_t port, struct sockaddr_storage *ss)
 
 static void our_alive(struct gossip *g, uint32_t incarnation, struct gossip_alive *a)
 {
-    *a = (struct gossip_alive){incarnation,       g->name, {g->addr, g->addr_len}, g->port,
-                               {g->meta, g->meta_len}, true,    {0}};
+    *a = (struct gossip_alive){
+        incarnation, g->name, {g->addr, g->addr_len}, g->port, {g->meta, g->meta_len}, true, {0}};
     memcpy(a->vsn, our_vsn, GOSSIP_VSN_LEN);
 }
 
@@ -1827,8 +1824,8 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
     struct gossip_member_config mc = {cfg->probe_interval_ms, cfg->suspicion_mult,
                                       cfg->suspicion_max_timeout_mult,
                                       cfg->awareness_max_multiplier, cfg->max_members};
-    gossip__members_init(&g->mt, &mc, g->name, g->addr, g->addr_len, g->port, g->meta,
-                         g->meta_len, our_vsn, uv_now(loop));
+    gossip__members_init(&g->mt, &mc, g->name, g->addr, g->addr_len, g->port, g->meta, g->meta_len,
+                         our_vsn, uv_now(loop));
 
     uv_udp_init(loop, &g->udp);
     uv_tcp_init(loop, &g->lst);

@@ -58,8 +58,8 @@ static void on_event(void *ctx, const struct gossip_event *ev)
     struct node *n = ctx;
     if (ev->kind == GOSSIP_EVENT_USER) {
         n->user_events++;
-        snprintf(n->last_event, sizeof(n->last_event), "%s:%.*s", ev->name,
-                 (int)ev->payload_len, (const char *)ev->payload);
+        snprintf(n->last_event, sizeof(n->last_event), "%s:%.*s", ev->name, (int)ev->payload_len,
+                 (const char *)ev->payload);
         return;
     }
     struct seen *s = seen_of(n, ev->node->name);

@@ -1,0 +1,236 @@
+"""gossip/'s engine in one pool with Debian's serf agent, both ways.
+
+The engine is not wired into the agent yet, so it runs as tests/tools/gossip_node (ASan build,
+made by `make integration`): one engine per process with memberlist's LAN timings, its member
+events as JSON lines on stdout, commands on stdin. Each test starts a real `serf agent` on its
+own loopback address and checks what each side makes of the other: members with their tags,
+a kill -9 seen as failed, a graceful leave seen as left, user events, encryption. Every wait
+is bounded; processes are stopped by pid.
+"""
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT, next_addr, sanitizer_env, wait_until
+
+NODE = os.path.join(ROOT, "build", "asan", "tests", "tools", "gossip_node")
+KEY = "AAECAwQFBgcICQoLDA0ODw=="
+PORT = 7946
+
+
+class GossipNode:
+    """A gossip_node process; its JSON lines are collected by a reader thread."""
+
+    def __init__(self, tmp_path, name, addr, join=None, key=None, tags=None):
+        self.name, self.addr = name, addr
+        argv = [NODE, "-node", name, "-bind", "%s:%d" % (addr, PORT)]
+        for k, v in (tags or {"role": "herald", "dc": "dc1"}).items():
+            argv += ["-tag", "%s=%s" % (k, v)]
+        if join:
+            argv += ["-join", join]
+        if key:
+            argv += ["-encrypt", key]
+        self.err = open(tmp_path / ("%s.err" % name), "w")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=self.err, env=sanitizer_env(), text=True)
+        self.events = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+        self.wait_event(lambda e: e["event"] == "started", 10, "started")
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            self.events.append(ev)
+
+    def wait_event(self, pred, timeout, msg):
+        return wait_until(lambda: next((e for e in list(self.events) if pred(e)), None),
+                          timeout=timeout, msg="%s: %s" % (self.name, msg))
+
+    def command(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def members(self):
+        n = len(self.events)
+        self.command("members")
+        ev = wait_until(lambda: next((e for e in self.events[n:] if e["event"] == "members"),
+                                     None), timeout=10, msg="members")
+        return {m["name"]: m for m in ev["members"]}
+
+    def member_event(self, kind, name):
+        return [e for e in self.events if e["event"] == kind and e.get("name") == name]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.command("quit")
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.reader.join(5)
+        self.err.close()
+        return self.proc.returncode
+
+
+def serf_members(serf_addr):
+    out = subprocess.run(["serf", "members", "-rpc-addr=%s:7373" % serf_addr, "-format=json"],
+                         capture_output=True, text=True, timeout=10)
+    if out.returncode != 0:
+        return {}
+    return {m["name"]: m for m in json.loads(out.stdout)["members"]}
+
+
+@pytest.fixture
+def pool(tmp_path):
+    assert os.path.exists(NODE), "build/asan/tests/tools/gossip_node is not built (make integration)"
+    serfs, nodes = [], []
+
+    class Pool:
+        def serf(self, join=None, key=None, name="serf1"):
+            addr = next_addr()
+            log = open(tmp_path / ("%s.log" % name), "w")
+            argv = ["serf", "agent", "-node", name, "-bind", "%s:%d" % (addr, PORT),
+                    "-rpc-addr", "%s:7373" % addr, "-log-level", "debug", "-tag", "role=web"]
+            if join:
+                argv += ["-join", join]
+            if key:
+                argv += ["-encrypt", key]
+            p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            serfs.append((p, log))
+            wait_until(lambda: name in serf_members(addr), timeout=10, msg="serf agent up")
+            p.addr, p.log_path = addr, tmp_path / ("%s.log" % name)
+            return p
+
+        def node(self, name="h1", **kw):
+            n = GossipNode(tmp_path, name, next_addr(), **kw)
+            nodes.append(n)
+            return n
+
+    yield Pool()
+    failures = []
+    for n in nodes:
+        rc = n.stop()
+        if rc not in (0, -9):
+            failures.append("%s exited %s: %s" % (n.name, rc,
+                                                   (tmp_path / ("%s.err" % n.name)).read_text()))
+    for p, log in serfs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+        log.close()
+    assert not failures, "\n".join(failures)
+
+
+def both_list_each_other(serf, node):
+    m = wait_until(lambda: (lambda ms: ms if ms.get(node.name, {}).get("status") == "alive"
+                            else None)(serf_members(serf.addr)),
+                   timeout=15, msg="serf lists %s alive" % node.name)
+    assert m[node.name]["addr"] == "%s:%d" % (node.addr, PORT)
+    assert m[node.name]["tags"] == {"role": "herald", "dc": "dc1"}
+    ours = wait_until(lambda: (lambda ms: ms if ms.get("serf1", {}).get("status") == "alive"
+                               else None)(node.members()),
+                      timeout=15, msg="we list serf1 alive")
+    assert ours["serf1"]["addr"] == serf.addr and ours["serf1"]["port"] == PORT
+    assert ours["serf1"]["tags"] == {"role": "web"}
+    assert ours[node.name]["status"] == "alive"
+
+
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
+def test_serf_joins_us_and_each_lists_the_other_with_tags(pool, key):
+    node = pool.node(key=key)
+    serf = pool.serf(join="%s:%d" % (node.addr, PORT), key=key)
+    both_list_each_other(serf, node)
+    text = serf.log_path.read_text()
+    assert "[ERR]" not in text, text
+
+
+def test_we_join_serf_and_events_go_both_ways(pool):
+    serf = pool.serf()
+    node = pool.node(join="%s:%d" % (serf.addr, PORT))
+    node.wait_event(lambda e: e["event"] == "joined" and e["n"] == 1, 10, "joined")
+    both_list_each_other(serf, node)
+    subprocess.run(["serf", "event", "-rpc-addr=%s:7373" % serf.addr, "from-serf", "p1"],
+                   check=True, timeout=10, capture_output=True)
+    ev = node.wait_event(lambda e: e["event"] == "user" and e["name"] == "from-serf", 10,
+                         "serf's user event")
+    assert ev["payload"] == "p1"
+    node.command("event from-herald p2")
+    wait_until(lambda: "user-event: from-herald" in serf.log_path.read_text(), timeout=10,
+               msg="serf received our user event")
+
+
+def test_we_detect_serf_kill9_as_failed(pool):
+    serf = pool.serf()
+    node = pool.node(join="%s:%d" % (serf.addr, PORT))
+    both_list_each_other(serf, node)
+    t0 = time.monotonic()
+    serf.send_signal(signal.SIGKILL)
+    serf.wait(10)
+    # LAN timings at two members: a probe (1 s) then suspicion 4 x 1 s; serf itself ~5-6 s
+    node.wait_event(lambda e: e["event"] == "fail" and e["name"] == "serf1", 20,
+                    "serf1 failed")
+    print("herald detected serf's kill -9 in %.2f s" % (time.monotonic() - t0))
+    assert node.members()["serf1"]["status"] == "failed"
+    assert not node.member_event("leave", "serf1")
+
+
+def test_we_see_serf_graceful_leave_as_left(pool):
+    serf = pool.serf()
+    node = pool.node(join="%s:%d" % (serf.addr, PORT))
+    both_list_each_other(serf, node)
+    subprocess.run(["serf", "leave", "-rpc-addr=%s:7373" % serf.addr], timeout=20,
+                   capture_output=True)
+    node.wait_event(lambda e: e["event"] == "leave" and e["name"] == "serf1", 20, "serf1 left")
+    assert node.members()["serf1"]["status"] == "left"
+    assert not node.member_event("fail", "serf1")
+    serf.wait(20)
+
+
+def test_serf_detects_our_kill9_as_failed(pool):
+    serf = pool.serf()
+    node = pool.node(join="%s:%d" % (serf.addr, PORT))
+    both_list_each_other(serf, node)
+    t0 = time.monotonic()
+    node.proc.send_signal(signal.SIGKILL)
+    node.proc.wait(10)
+    wait_until(lambda: serf_members(serf.addr).get("h1", {}).get("status") == "failed",
+               timeout=20, msg="serf sees h1 failed")
+    print("serf detected our kill -9 in %.2f s" % (time.monotonic() - t0))
+    assert "EventMemberFailed: h1" in serf.log_path.read_text()
+
+
+def test_serf_sees_our_graceful_leave_as_left(pool):
+    serf = pool.serf()
+    node = pool.node(join="%s:%d" % (serf.addr, PORT))
+    both_list_each_other(serf, node)
+    node.command("leave")
+    node.wait_event(lambda e: e["event"] == "left", 10, "our leave done")
+    wait_until(lambda: serf_members(serf.addr).get("h1", {}).get("status") == "left",
+               timeout=10, msg="serf sees h1 left")
+    text = serf.log_path.read_text()
+    assert "EventMemberLeave: h1" in text
+    assert "EventMemberFailed: h1" not in text
+    assert node.proc.wait(15) == 0  # a clean exit under ASan/LSan
+
+
+def test_serf_with_another_key_refuses_our_join(pool):
+    serf = pool.serf(key=KEY)
+    node = pool.node(join="%s:%d" % (serf.addr, PORT), key="AQEBAQEBAQEBAQEBAQEBAQ==")
+    ev = node.wait_event(lambda e: e["event"] == "joined", 15, "join answered")
+    assert ev["n"] == 0 and ev["status"] != 0
+    assert "h1" not in serf_members(serf.addr)
+    assert "serf1" not in node.members()
