@@ -121,13 +121,17 @@ struct gossip;
 
 /* Starts an engine on loop: binds UDP and TCP on bind_addr:bind_port and begins probing and
  * gossiping (alone until a join). *out on 0; a negative code (a bind error, BASE_EINVAL for
- * a bad configuration, logged) otherwise. The configuration is copied. Loop thread. */
+ * a bad configuration, logged) otherwise, after which the loop must still run to close what
+ * was opened. The configuration is copied (tags, key and strings included). Our own join is
+ * the first event. Loop thread. */
 int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg,
                  struct gossip **out) BASE_MUSTCHECK;
 
 /* Stops at once, with no leave (to the others it is a failure): closes every socket and
  * timer. The engine frees itself when its handles have closed (the loop runs them); cb (may
- * be NULL) is called then. No callback is called after gossip_stop returns but cb. */
+ * be NULL) is called then. Joins still pending get their callback (BASE_ESHUTDOWN) during the
+ * call; a leave's is dropped; no other callback comes after gossip_stop returns but cb. May be
+ * called from an event callback. */
 typedef void (*gossip_done_cb)(void *ctx, int status);
 void gossip_stop(struct gossip *g, gossip_done_cb cb, void *ctx);
 

@@ -1492,13 +1492,21 @@ static void local_state(struct gossip *g, bool join, struct base_buf *out)
 
 static void merge_remote(struct gossip *g, const struct gossip_push_pull *pp)
 {
+    /* a state larger than our member cap is not a pool we can hold: refused whole, which also
+     * bounds the work of the merges below (each is linear in the table) */
+    if (pp->n_nodes > g->cfg.max_members) {
+        g->st.tcp_bad++;
+        LOG_DEBUG(MOD, "%s: push-pull of %zu nodes refused", g->name, pp->n_nodes);
+        return;
+    }
     gossip__members_merge(&g->mt, pp->nodes, pp->n_nodes, now_ms(g), on_fx, g);
     if (pp->user_state.n) {
         struct base_arena a;
         base_arena_init(&a);
         struct gossip_serf_msg m;
         if (gossip__serf_decode(pp->user_state.p, pp->user_state.n, &a, &m) == 0 &&
-            m.type == GOSSIP_SERF_PUSH_PULL)
+            m.type == GOSSIP_SERF_PUSH_PULL && m.u.push_pull.n_status <= g->cfg.max_members &&
+            m.u.push_pull.n_left <= g->cfg.max_members)
             serf_merge(g, &m.u.push_pull);
         else
             g->st.tcp_bad++;

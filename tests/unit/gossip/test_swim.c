@@ -84,6 +84,9 @@ static void fast_config(struct gossip_config *c)
     c->reconnect_interval_ms = 1000;
 }
 
+static const uint8_t *pool_key;
+static size_t pool_key_len;
+
 static void node_start(uv_loop_t *loop, struct node *n, int i, const char *role)
 {
     memset(n, 0, sizeof(*n));
@@ -100,6 +103,8 @@ static void node_start(uv_loop_t *loop, struct node *n, int i, const char *role)
     c.n_tags = 2;
     c.on_event = on_event;
     c.ctx = n;
+    c.key = pool_key;
+    c.key_len = pool_key_len;
     assert_int_equal(gossip_start(loop, &c, &n->g), 0);
 }
 
@@ -453,6 +458,103 @@ static void test_tcp_connections_capped_per_source(void **state)
     pool_down(&p);
 }
 
+/* Five members: the suspicion of a stopped one starts at its maximum (6 x 4 x log10(5) x
+ * 100 ms) and shrinks as the other members' independent suspicions confirm it (Lifeguard's
+ * k = SuspicionMult - 2 = 2 confirmations bring it to 4 x 0.699 x 100 ms = 279 ms). */
+static void test_five_confirmations_shorten_suspicion(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 5);
+    uv_update_time(&p.loop);
+    uint64_t t0 = uv_now(&p.loop);
+    node_stop(&p, 4);
+    struct fail_wait w = {&p, "n4", GOSSIP_MEMBER_FAILED};
+    assert_true(run_until(&p.loop, others_see, &w, 3000));
+    uv_update_time(&p.loop);
+    uint64_t took = uv_now(&p.loop) - t0;
+    print_message("failure detected by all four in %llu ms (max suspicion alone: 1677 ms)\n",
+                  (unsigned long long)took);
+    assert_true(took < 1677); /* without confirmations the suspicion alone takes longer */
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 4; k++)
+            assert_int_equal(seen_of(&p.n[i], p.n[k].name)->fails, 0);
+    pool_down(&p);
+}
+
+/* A member stopped and started again (same name and address, a new process's incarnation 1)
+ * comes back alive: the pool's state says it is dead at a higher incarnation, which the
+ * newcomer refutes. */
+static void test_failed_member_comes_back(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 3);
+    node_stop(&p, 2);
+    struct fail_wait w = {&p, "n2", GOSSIP_MEMBER_FAILED};
+    assert_true(run_until(&p.loop, others_see, &w, 3000));
+    node_start(&p.loop, &p.n[2], 2, "client");
+    do_join(&p, 2, 0);
+    w.st = GOSSIP_MEMBER_ALIVE;
+    assert_true(run_until(&p.loop, others_see, &w, 3000));
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(seen_of(&p.n[i], "n2")->joins, 2);
+    pool_down(&p);
+}
+
+/* Lifeguard's local health: probes nobody answers (no nack to excuse them) raise our own
+ * score, which stretches the probe interval; answered probes bring it back down. */
+static bool health_raised(void *ctx)
+{
+    struct gossip_stats st;
+    gossip_stats_get(ctx, &st);
+    return st.health >= 1;
+}
+
+static void test_unanswered_probes_raise_health(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 2);
+    node_stop(&p, 1);
+    assert_true(run_until(&p.loop, health_raised, p.n[0].g, 3000));
+    struct gossip_stats st;
+    gossip_stats_get(p.n[0].g, &st);
+    assert_true(st.probe_failures >= 1);
+    pool_down(&p);
+}
+
+static void test_encrypted_pool_refuses_another_key(void **state)
+{
+    BASE_UNUSED(state);
+    static const uint8_t k1[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    static const uint8_t k2[32] = {9};
+    struct pool p;
+    pool_key = k1;
+    pool_key_len = sizeof(k1);
+    pool_up(&p, 3);
+    /* a fourth node under another key: its join is refused, and nobody lists it */
+    pool_key = k2;
+    pool_key_len = sizeof(k2);
+    node_start(&p.loop, &p.n[3], 3, "client");
+    p.count = 4;
+    char addr[64];
+    snprintf(addr, sizeof(addr), "%s:%u", p.n[0].addr, p.n[0].port);
+    const char *addrs[1] = {addr};
+    join_status = 1;
+    assert_int_equal(gossip_join(p.n[3].g, addrs, 1, on_join, NULL), 0);
+    assert_true(run_until(&p.loop, join_done, NULL, 3000));
+    assert_int_equal(join_status, -1);
+    pool_key = NULL;
+    pool_key_len = 0;
+    struct gossip_stats st;
+    gossip_stats_get(p.n[0].g, &st);
+    assert_true(st.tcp_bad >= 1);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(seen_of(&p.n[i], "n3")->joins, 0);
+    pool_down(&p);
+}
+
 int main(void)
 {
     base_loop_thread_set();
@@ -465,6 +567,10 @@ int main(void)
         cmocka_unit_test(test_alive_suspect_refutes),
         cmocka_unit_test(test_user_event_reaches_all_once),
         cmocka_unit_test(test_tcp_connections_capped_per_source),
+        cmocka_unit_test(test_five_confirmations_shorten_suspicion),
+        cmocka_unit_test(test_failed_member_comes_back),
+        cmocka_unit_test(test_unanswered_probes_raise_health),
+        cmocka_unit_test(test_encrypted_pool_refuses_another_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
