@@ -66,6 +66,12 @@ class GossipNode:
                                      None), timeout=10, msg="members")
         return {m["name"]: m for m in ev["members"]}
 
+    def stats(self):
+        n = len(self.events)
+        self.command("stats")
+        return wait_until(lambda: next((e for e in self.events[n:] if e["event"] == "stats"),
+                                       None), timeout=10, msg="stats")
+
     def member_event(self, kind, name):
         return [e for e in self.events if e["event"] == kind and e.get("name") == name]
 
@@ -234,3 +240,38 @@ def test_serf_with_another_key_refuses_our_join(pool):
     assert ev["n"] == 0 and ev["status"] != 0
     assert "h1" not in serf_members(serf.addr)
     assert "serf1" not in node.members()
+
+
+def test_serf_stalled_then_resumed_is_failed_then_alive(pool):
+    serf = pool.serf()
+    node = pool.node(join="%s:%d" % (serf.addr, PORT))
+    both_list_each_other(serf, node)
+    serf.send_signal(signal.SIGSTOP)
+    try:
+        node.wait_event(lambda e: e["event"] == "fail" and e["name"] == "serf1", 20,
+                        "stalled serf1 failed")
+    finally:
+        serf.send_signal(signal.SIGCONT)
+    # serf learns it was declared dead (our reconnect push-pull, or its own, every 30 s at
+    # most) and refutes with a higher incarnation
+    node.wait_event(lambda e: e["event"] == "join" and e["name"] == "serf1"
+                    and e["incarnation"] > 1, 45, "serf1 back alive")
+    assert node.members()["serf1"]["status"] == "alive"
+    assert serf_members(serf.addr)["h1"]["status"] == "alive"
+
+
+def test_idle_bandwidth_per_member(pool):
+    """Idle UDP bytes we send per second in a pool with one serf agent (issue 11's goal: at
+    most twice serf's ~280 B/s per member)."""
+    serf = pool.serf()
+    node = pool.node(join="%s:%d" % (serf.addr, PORT))
+    both_list_each_other(serf, node)
+    s0, t0 = node.stats(), time.monotonic()
+    wait_until(lambda: time.monotonic() - t0 >= 8, timeout=10, msg="8 s idle")
+    s1, t1 = node.stats(), time.monotonic()
+    rate = (s1["udp_bytes_out"] - s0["udp_bytes_out"]) / (t1 - t0)
+    serf_rate = (s1["udp_bytes_in"] - s0["udp_bytes_in"]) / (t1 - t0)
+    print("idle: we send %.0f B/s over UDP to one serf peer (%d packets); it sends us %.0f B/s"
+          % (rate, s1["udp_out"] - s0["udp_out"], serf_rate))
+    assert rate < 560, rate
+    assert s1["udp_bad"] == 0 and s1["tcp_bad"] == 0

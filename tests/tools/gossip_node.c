@@ -12,8 +12,9 @@
  *   {"event":"user","name":..,"payload":..,"ltime":..}
  *   {"event":"members","members":[{member fields}...]}
  *   {"event":"left"}  {"event":"stopped"}
- * Commands on stdin, one per line: "members", "event NAME PAYLOAD", "leave" (graceful leave,
- * then exit 0), "quit" (stop without leave, exit 0). SIGTERM and SIGINT leave gracefully. */
+ *   {"event":"stats",...gossip_stats fields}
+ * Commands on stdin, one per line: "members", "stats", "event NAME PAYLOAD", "leave" (graceful
+ * leave, then exit 0), "quit" (stop without leave, exit 0). SIGTERM and SIGINT leave gracefully. */
 #include "gossip/gossip.h"
 
 #include <signal.h>
@@ -144,6 +145,20 @@ static void command(char *s)
             payload = name + strlen(name);
         int rv = gossip_event_fire(g, name, (const uint8_t *)payload, strlen(payload), false);
         printf("{\"event\":\"fired\",\"status\":%d}\n", rv);
+        fflush(stdout);
+    } else if (strcmp(s, "stats") == 0) {
+        struct gossip_stats st;
+        gossip_stats_get(g, &st);
+        printf("{\"event\":\"stats\",\"udp_in\":%llu,\"udp_out\":%llu,\"udp_bytes_in\":%llu,"
+               "\"udp_bytes_out\":%llu,\"udp_bad\":%llu,\"tcp_in\":%llu,\"tcp_out\":%llu,"
+               "\"tcp_bad\":%llu,\"probes\":%llu,\"probe_failures\":%llu,\"refutes\":%llu,"
+               "\"health\":%u}\n",
+               (unsigned long long)st.udp_in, (unsigned long long)st.udp_out,
+               (unsigned long long)st.udp_bytes_in, (unsigned long long)st.udp_bytes_out,
+               (unsigned long long)st.udp_bad, (unsigned long long)st.tcp_in,
+               (unsigned long long)st.tcp_out, (unsigned long long)st.tcp_bad,
+               (unsigned long long)st.probes, (unsigned long long)st.probe_failures,
+               (unsigned long long)st.refutes, st.health);
         fflush(stdout);
     } else if (strcmp(s, "leave") == 0) {
         leave();

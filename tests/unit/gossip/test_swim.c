@@ -476,6 +476,17 @@ static void test_five_confirmations_shorten_suspicion(void **state)
     print_message("failure detected by all four in %llu ms (max suspicion alone: 1677 ms)\n",
                   (unsigned long long)took);
     assert_true(took < 1677); /* without confirmations the suspicion alone takes longer */
+    /* the relays' nacks came back: the probers do not blame themselves (Lifeguard) */
+    uint64_t nacks = 0;
+    for (int i = 0; i < 4; i++) {
+        struct gossip_stats st;
+        gossip_stats_get(p.n[i].g, &st);
+        nacks += st.nacks_in;
+        print_message("n%d: probes %llu failed %llu nacks %llu health %u\n", i,
+                      (unsigned long long)st.probes, (unsigned long long)st.probe_failures,
+                      (unsigned long long)st.nacks_in, st.health);
+    }
+    assert_true(nacks >= 1);
     for (int i = 0; i < 4; i++)
         for (int k = 0; k < 4; k++)
             assert_int_equal(seen_of(&p.n[i], p.n[k].name)->fails, 0);
@@ -555,6 +566,74 @@ static void test_encrypted_pool_refuses_another_key(void **state)
     pool_down(&p);
 }
 
+/* Streams that are not what they claim: a push-pull announcing more user state than
+ * max_stream, and bytes that are no message at all. Each is refused and closed. */
+struct bad_client {
+    uv_tcp_t c;
+    uv_connect_t req;
+    uv_write_t w;
+    uv_buf_t buf;
+    bool closed;
+};
+
+static void bad_closed(uv_handle_t *h)
+{
+    ((struct bad_client *)h->data)->closed = true;
+}
+
+static void bad_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    BASE_UNUSED(b);
+    if (n < 0)
+        uv_close((uv_handle_t *)s, bad_closed);
+}
+
+static void bad_connect(uv_connect_t *req, int status)
+{
+    struct bad_client *b = req->handle->data;
+    assert_int_equal(status, 0);
+    assert_int_equal(uv_write(&b->w, req->handle, &b->buf, 1, NULL), 0);
+    uv_read_start(req->handle, flood_alloc, bad_read);
+}
+
+static bool both_closed(void *ctx)
+{
+    struct bad_client *b = ctx;
+    return b[0].closed && b[1].closed;
+}
+
+static void test_bad_streams_refused(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.count = 1;
+    node_start(&p.loop, &p.n[0], 0, "server");
+    /* [6]{Join: false, Nodes: 0, UserStateLen: 64 MiB} */
+    static const uint8_t big[] = {6,   0x83, 0xa4, 'J',  'o',  'i', 'n',  0xc2, 0xa5, 'N', 'o',
+                                  'd', 'e',  's',  0x00, 0xac, 'U', 's',  'e',  'r',  'S', 't',
+                                  'a', 't',  'e',  'L',  'e',  'n', 0xce, 0x04, 0,    0,   0};
+    static const uint8_t junk[] = {0xff, 0xfe, 0xfd, 0xfc};
+    struct bad_client b[2];
+    memset(b, 0, sizeof(b));
+    b[0].buf = uv_buf_init((char *)big, sizeof(big));
+    b[1].buf = uv_buf_init((char *)junk, sizeof(junk));
+    struct sockaddr_in to;
+    uv_ip4_addr(p.n[0].addr, p.n[0].port, &to);
+    for (int i = 0; i < 2; i++) {
+        uv_tcp_init(&p.loop, &b[i].c);
+        b[i].c.data = &b[i];
+        assert_int_equal(
+            uv_tcp_connect(&b[i].req, &b[i].c, (const struct sockaddr *)&to, bad_connect), 0);
+    }
+    assert_true(run_until(&p.loop, both_closed, b, 1500));
+    struct gossip_stats st;
+    gossip_stats_get(p.n[0].g, &st);
+    assert_int_equal(st.tcp_bad, 2);
+    pool_down(&p);
+}
+
 int main(void)
 {
     base_loop_thread_set();
@@ -571,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_failed_member_comes_back),
         cmocka_unit_test(test_unanswered_probes_raise_health),
         cmocka_unit_test(test_encrypted_pool_refuses_another_key),
+        cmocka_unit_test(test_bad_streams_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
