@@ -275,3 +275,30 @@ def test_idle_bandwidth_per_member(pool):
           % (rate, s1["udp_out"] - s0["udp_out"], serf_rate))
     assert rate < 560, rate
     assert s1["udp_bad"] == 0 and s1["tcp_bad"] == 0
+
+
+def test_two_serfs_and_us_detect_a_kill9_together(pool):
+    """A pool of three: serf1, serf2 and our node. serf2 is killed: serf1 and we both mark it
+    failed (the probes go through ping-req relays, ours answering serf's with nacks), and
+    nobody healthy is ever accused."""
+    serf1 = pool.serf()
+    node = pool.node(join="%s:%d" % (serf1.addr, PORT))
+    both_list_each_other(serf1, node)
+    serf2 = pool.serf(join="%s:%d" % (node.addr, PORT), name="serf2")
+    wait_until(lambda: node.members().get("serf2", {}).get("status") == "alive", timeout=15,
+               msg="we list serf2")
+    wait_until(lambda: serf_members(serf1.addr).get("serf2", {}).get("status") == "alive",
+               timeout=15, msg="serf1 lists serf2")
+    t0 = time.monotonic()
+    serf2.send_signal(signal.SIGKILL)
+    serf2.wait(10)
+    node.wait_event(lambda e: e["event"] == "fail" and e["name"] == "serf2", 25, "serf2 failed")
+    ours = time.monotonic() - t0
+    wait_until(lambda: serf_members(serf1.addr).get("serf2", {}).get("status") == "failed",
+               timeout=25, msg="serf1 sees serf2 failed")
+    print("kill -9 of serf2 detected by us in %.2f s, by serf1 within %.2f s"
+          % (ours, time.monotonic() - t0))
+    assert not node.member_event("fail", "serf1")
+    assert serf_members(serf1.addr)["h1"]["status"] == "alive"
+    text = serf1.log_path.read_text()
+    assert "EventMemberFailed: h1" not in text and "[ERR]" not in text, text

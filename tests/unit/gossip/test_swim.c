@@ -634,6 +634,34 @@ static void test_bad_streams_refused(void **state)
     pool_down(&p);
 }
 
+static bool role_is_db(void *ctx)
+{
+    struct pool *p = ctx;
+    for (int i = 0; i < p->count; i++)
+        if (strcmp(seen_of(&p->n[i], "n1")->role, "db") != 0)
+            return false;
+    return true;
+}
+
+/* New tags travel as a new alive of ours: every member (us too) gets an update. */
+static void test_set_tags_updates_everyone(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 3);
+    uint32_t inc = incarnation_at(p.n[1].g, "n1");
+    struct gossip_tag tags[1] = {{"role", "db"}};
+    assert_int_equal(gossip_set_tags(p.n[1].g, tags, 1), 0);
+    assert_true(run_until(&p.loop, role_is_db, &p, 3000));
+    assert_true(incarnation_at(p.n[0].g, "n1") > inc);
+    struct gossip_stats st;
+    gossip_stats_get(p.n[1].g, &st);
+    assert_int_equal(st.refutes, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(seen_of(&p.n[i], "n1")->status, GOSSIP_MEMBER_ALIVE);
+    pool_down(&p);
+}
+
 int main(void)
 {
     base_loop_thread_set();
@@ -651,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_unanswered_probes_raise_health),
         cmocka_unit_test(test_encrypted_pool_refuses_another_key),
         cmocka_unit_test(test_bad_streams_refused),
+        cmocka_unit_test(test_set_tags_updates_everyone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
