@@ -113,7 +113,7 @@ struct relay {
     bool nack, done;
 };
 
-enum conn_kind { CONN_ACCEPT, CONN_PUSH_PULL };
+enum conn_kind { CONN_ACCEPT, CONN_PUSH_PULL, CONN_PING };
 struct join_op {
     gossip_join_cb cb;
     void *ctx;
@@ -133,6 +133,8 @@ struct conn {
     struct sockaddr_storage peer;
     struct base_buf in;
     int writes;
+    uint32_t ping_seq; /* CONN_PING: the probe it stands for */
+    char *ping_node;
 };
 
 struct write_req {
@@ -199,6 +201,7 @@ static void handle_serf(struct gossip *g, const uint8_t *p, size_t n, bool rebro
 static void rearm_susp(struct gossip *g);
 static void on_probe_timer(uv_timer_t *t);
 static void maybe_free(struct gossip *g);
+static void probe_tcp(struct gossip *g, const struct gossip_member *target, uint64_t ms);
 
 /* ---- small things ------------------------------------------------------------------------- */
 
@@ -966,6 +969,7 @@ static void probe_indirect(struct gossip *g)
     }
     base_free(cand);
     uint64_t now = now_ms(g), end = g->probe.start_ms + g->probe.interval_ms;
+    probe_tcp(g, target, end > now ? end - now : 1);
     probe_timer_start(g, end > now ? end - now : 1);
 }
 
@@ -1323,6 +1327,7 @@ static void conn_closed(uv_handle_t *h)
     g->handles--;
     if (--c->open == 0) {
         base_buf_free(&c->in);
+        base_free(c->ping_node);
         base_free(c);
     }
     maybe_free(g);
@@ -1530,6 +1535,16 @@ static void conn_message(struct conn *c, const struct gossip_msg *m)
 {
     struct gossip *g = c->g;
     uv_read_stop((uv_stream_t *)&c->tcp);
+    if (c->kind == CONN_PING) {
+        /* memberlist's TCP fallback probe: an ack over the stream is as good as over UDP */
+        if (m->type == GOSSIP_ACK && m->u.ack.seq == c->ping_seq && g->probe.phase != PROBE_IDLE &&
+            g->probe.seq == c->ping_seq) {
+            LOG_DEBUG(MOD, "%s: %s answered over TCP only", g->name, c->ping_node);
+            on_probe_ack(g);
+        }
+        conn_finish(c, 0);
+        return;
+    }
     if (c->kind == CONN_PUSH_PULL) {
         if (m->type != GOSSIP_PUSH_PULL) {
             g->st.tcp_bad++;
@@ -1623,19 +1638,30 @@ static void on_connect(uv_connect_t *req, int status)
     }
     struct base_buf b;
     base_buf_init(&b);
-    local_state(c->g, c->join, &b);
+    if (c->kind == CONN_PING) {
+        struct gossip_msg ping = {.type = GOSSIP_PING};
+        ping.u.ping.seq = c->ping_seq;
+        ping.u.ping.node = c->ping_node;
+        self_addr_fields(c->g, &ping.u.ping.source_addr, &ping.u.ping.source_port,
+                         &ping.u.ping.source_node);
+        gossip__msg_encode(&b, &ping);
+    } else {
+        local_state(c->g, c->join, &b);
+    }
     conn_write(c, &b);
     base_buf_free(&b);
     if (!c->done)
         uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
 }
 
-static int conn_dial(struct gossip *g, const struct sockaddr_storage *to, bool join,
-                     struct join_op *op)
+static int conn_dial_kind(struct gossip *g, const struct sockaddr_storage *to, bool join,
+                          struct join_op *op, enum conn_kind kind, struct conn **out)
 {
     if (g->stopping)
         return BASE_ESHUTDOWN;
-    struct conn *c = conn_new(g, CONN_PUSH_PULL);
+    struct conn *c = conn_new(g, kind);
+    if (out)
+        *out = c;
     c->join = join;
     c->peer = *to;
     c->connect.data = c;
@@ -1647,6 +1673,27 @@ static int conn_dial(struct gossip *g, const struct sockaddr_storage *to, bool j
     }
     c->op = op;
     return 0;
+}
+
+static int conn_dial(struct gossip *g, const struct sockaddr_storage *to, bool join,
+                     struct join_op *op)
+{
+    return conn_dial_kind(g, to, join, op, CONN_PUSH_PULL, NULL);
+}
+
+/* memberlist's TCP fallback ping, sent with the indirect probes to a member whose protocol
+ * has it (PMax >= 3): it tells a UDP-only fault from a dead member. Ends by the probe's end. */
+static void probe_tcp(struct gossip *g, const struct gossip_member *target, uint64_t ms)
+{
+    struct sockaddr_storage ss;
+    struct conn *c = NULL;
+    if (target->vsn[1] < 3 || !member_sockaddr(target, &ss))
+        return;
+    if (conn_dial_kind(g, &ss, false, NULL, CONN_PING, &c) != 0 || c->done)
+        return;
+    c->ping_seq = g->probe.seq;
+    c->ping_node = base_strdup(target->name);
+    uv_timer_start(&c->timer, on_conn_timeout, ms ? ms : 1, 0);
 }
 
 static void on_connection(uv_stream_t *s, int status)

@@ -662,6 +662,123 @@ static void test_set_tags_updates_everyone(void **state)
     pool_down(&p);
 }
 
+/* memberlist's TCP fallback probe: a member whose UDP is lost but whose TCP answers (here a
+ * fake one at 127.77.0.9 with no UDP socket, acking pings over streams) is never suspected. */
+struct deaf {
+    uv_tcp_t lst;
+    uv_tcp_t conn[16];
+    uv_write_t w[16];
+    struct base_buf in[16], out[16];
+    int n, pings;
+};
+
+static void deaf_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+    BASE_UNUSED(s);
+    struct deaf *d = h->data;
+    int i = (int)((uv_tcp_t *)h - d->conn);
+    base_buf_reserve(&d->in[i], 4096);
+    *b = uv_buf_init((char *)d->in[i].data + d->in[i].len, 4096);
+}
+
+static void deaf_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+    BASE_UNUSED(b);
+    struct deaf *d = s->data;
+    int i = (int)((uv_tcp_t *)s - d->conn);
+    if (n < 0) {
+        uv_read_stop(s);
+        return;
+    }
+    d->in[i].len += (size_t)n;
+    struct base_arena a;
+    base_arena_init(&a);
+    struct gossip_msg m;
+    bool enc;
+    size_t used;
+    if (gossip__stream_decode(d->in[i].data, d->in[i].len, 1 << 20, NULL, &a, &m, &enc, &used) ==
+            0 &&
+        m.type == GOSSIP_PING) {
+        d->pings++;
+        struct gossip_msg ack = {.type = GOSSIP_ACK};
+        ack.u.ack.seq = m.u.ping.seq;
+        gossip__msg_encode(&d->out[i], &ack);
+        uv_buf_t ub = uv_buf_init((char *)d->out[i].data, (unsigned)d->out[i].len);
+        uv_write(&d->w[i], s, &ub, 1, NULL);
+        uv_read_stop(s);
+    }
+    base_arena_close(&a);
+}
+
+static void deaf_accept(uv_stream_t *s, int status)
+{
+    struct deaf *d = s->data;
+    if (status < 0 || d->n >= 16)
+        return;
+    int i = d->n++;
+    uv_tcp_init(s->loop, &d->conn[i]);
+    d->conn[i].data = d;
+    base_buf_init(&d->in[i]);
+    base_buf_init(&d->out[i]);
+    assert_int_equal(uv_accept(s, (uv_stream_t *)&d->conn[i]), 0);
+    uv_read_start((uv_stream_t *)&d->conn[i], deaf_alloc, deaf_read);
+}
+
+static bool deaf_pinged(void *ctx)
+{
+    return ((struct deaf *)ctx)->pings >= 3;
+}
+
+static void test_tcp_fallback_probe_keeps_udp_deaf_member_alive(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.count = 1;
+    node_start(&p.loop, &p.n[0], 0, "server");
+    struct deaf d;
+    memset(&d, 0, sizeof(d));
+    uv_tcp_init(&p.loop, &d.lst);
+    d.lst.data = &d;
+    struct sockaddr_in at;
+    uv_ip4_addr("127.77.0.9", port_base, &at);
+    assert_int_equal(uv_tcp_bind(&d.lst, (const struct sockaddr *)&at, 0), 0);
+    assert_int_equal(uv_listen((uv_stream_t *)&d.lst, 16, deaf_accept), 0);
+    /* its alive, as if gossiped */
+    static const uint8_t ip[4] = {127, 77, 0, 9};
+    struct gossip_msg m = {.type = GOSSIP_ALIVE};
+    m.u.alive =
+        (struct gossip_alive){1, "deaf", {ip, 4}, port_base, {NULL, 0}, true, {1, 5, 2, 2, 5, 5}};
+    struct base_buf b;
+    base_buf_init(&b);
+    gossip__msg_encode(&b, &m);
+    uv_udp_t u;
+    uv_udp_init(&p.loop, &u);
+    struct sockaddr_in to;
+    uv_ip4_addr(p.n[0].addr, p.n[0].port, &to);
+    uv_buf_t ub = uv_buf_init((char *)b.data, (unsigned)b.len);
+    assert_true(uv_udp_try_send(&u, &ub, 1, (const struct sockaddr *)&to) > 0);
+    base_buf_free(&b);
+    /* three probes answered over TCP only: well past a suspicion (400 ms) had any failed */
+    assert_true(run_until(&p.loop, deaf_pinged, &d, 3000));
+    struct fail_wait never = {&p, "nobody", GOSSIP_MEMBER_LEFT};
+    run_until(&p.loop, others_see, &never, 600);
+    struct seen *s = seen_of(&p.n[0], "deaf");
+    assert_int_equal(s->joins, 1);
+    assert_int_equal(s->fails, 0);
+    assert_int_equal(s->status, GOSSIP_MEMBER_ALIVE);
+    for (int i = 0; i < d.n; i++) {
+        uv_close((uv_handle_t *)&d.conn[i], NULL);
+        base_buf_free(&d.in[i]);
+    }
+    uv_close((uv_handle_t *)&d.lst, NULL);
+    uv_close((uv_handle_t *)&u, NULL);
+    pool_down(&p);
+    for (int i = 0; i < d.n; i++)
+        base_buf_free(&d.out[i]);
+}
+
 int main(void)
 {
     base_loop_thread_set();
@@ -680,6 +797,7 @@ int main(void)
         cmocka_unit_test(test_encrypted_pool_refuses_another_key),
         cmocka_unit_test(test_bad_streams_refused),
         cmocka_unit_test(test_set_tags_updates_everyone),
+        cmocka_unit_test(test_tcp_fallback_probe_keeps_udp_deaf_member_alive),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
