@@ -23,7 +23,7 @@
 struct seen {
     char name[32];
     enum gossip_status status;
-    int joins, fails, leaves;
+    int joins, fails, leaves, reaps;
     char role[32];
 };
 
@@ -67,6 +67,7 @@ static void on_event(void *ctx, const struct gossip_event *ev)
     s->joins += ev->kind == GOSSIP_EVENT_JOIN;
     s->fails += ev->kind == GOSSIP_EVENT_FAIL;
     s->leaves += ev->kind == GOSSIP_EVENT_LEAVE;
+    s->reaps += ev->kind == GOSSIP_EVENT_REAP;
     for (size_t i = 0; i < ev->node->n_tags; i++)
         if (strcmp(ev->node->tags[i].key, "role") == 0)
             snprintf(s->role, sizeof(s->role), "%s", ev->node->tags[i].value);
@@ -84,6 +85,7 @@ static void fast_config(struct gossip_config *c)
     c->reconnect_interval_ms = 1000;
 }
 
+static void (*tweak)(struct gossip_config *c);
 static const uint8_t *pool_key;
 static size_t pool_key_len;
 
@@ -105,6 +107,8 @@ static void node_start(uv_loop_t *loop, struct node *n, int i, const char *role)
     c.ctx = n;
     c.key = pool_key;
     c.key_len = pool_key_len;
+    if (tweak)
+        tweak(&c);
     assert_int_equal(gossip_start(loop, &c, &n->g), 0);
 }
 
@@ -779,6 +783,98 @@ static void test_tcp_fallback_probe_keeps_udp_deaf_member_alive(void **state)
         base_buf_free(&d.out[i]);
 }
 
+/* Caps: a member table of 3 (us included). Newcomers past it are ignored; once memberlist
+ * has forgotten a dead member (gossip_to_the_dead), serf's list, full too, reaps the member
+ * failed longest to list the newcomer. */
+static void cap3(struct gossip_config *c)
+{
+    c->max_members = 3;
+    c->gossip_to_the_dead_ms = 100;
+}
+
+static void free_handle(uv_handle_t *h)
+{
+    base_free(h);
+}
+
+static void fake_msg(uv_loop_t *loop, struct node *to, const struct gossip_msg *m)
+{
+    struct base_buf b;
+    base_buf_init(&b);
+    gossip__msg_encode(&b, m);
+    uv_udp_t *u = base_malloc(sizeof(*u));
+    uv_udp_init(loop, u);
+    struct sockaddr_in sa;
+    uv_ip4_addr(to->addr, to->port, &sa);
+    uv_buf_t ub = uv_buf_init((char *)b.data, (unsigned)b.len);
+    assert_true(uv_udp_try_send(u, &ub, 1, (const struct sockaddr *)&sa) > 0);
+    uv_close((uv_handle_t *)u, free_handle);
+    base_buf_free(&b);
+}
+
+static void fake_alive(uv_loop_t *loop, struct node *to, const char *name, uint8_t last)
+{
+    const uint8_t ip[4] = {127, 77, 1, last};
+    struct gossip_msg m = {.type = GOSSIP_ALIVE};
+    m.u.alive = (struct gossip_alive){1, name, {ip, 4}, 9, {NULL, 0}, true, {1, 5, 2, 2, 5, 5}};
+    fake_msg(loop, to, &m);
+}
+
+struct seen_wait {
+    struct node *n;
+    const char *name;
+    int joins, reaps;
+    enum gossip_status st;
+};
+static bool seen_state(void *ctx)
+{
+    struct seen_wait *w = ctx;
+    struct seen *s = seen_of(w->n, w->name);
+    return s->joins >= w->joins && s->reaps >= w->reaps && s->status == w->st;
+}
+
+static void count_member(void *ctx, const struct gossip_node *n)
+{
+    BASE_UNUSED(n);
+    ++*(size_t *)ctx;
+}
+
+static void test_member_caps_reap_the_longest_gone(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.count = 1;
+    tweak = cap3;
+    node_start(&p.loop, &p.n[0], 0, "server");
+    tweak = NULL;
+    struct node *n = &p.n[0];
+    fake_alive(&p.loop, n, "a", 1);
+    fake_alive(&p.loop, n, "b", 2);
+    struct seen_wait w = {n, "b", 1, 0, GOSSIP_MEMBER_ALIVE};
+    assert_true(run_until(&p.loop, seen_state, &w, 2000));
+    fake_alive(&p.loop, n, "c", 3); /* the table is full */
+    struct gossip_msg d = {.type = GOSSIP_DEAD};
+    d.u.suspect = (struct gossip_suspect){1, "a", "b"};
+    fake_msg(&p.loop, n, &d);
+    w = (struct seen_wait){n, "a", 1, 0, GOSSIP_MEMBER_FAILED};
+    assert_true(run_until(&p.loop, seen_state, &w, 2000));
+    assert_int_equal(seen_of(n, "c")->joins, 0);
+    /* a is forgotten by memberlist after 100 ms (housekeeping runs each second): c gets in,
+     * and serf's full list reaps a for it */
+    struct fail_wait never = {&p, "nobody", GOSSIP_MEMBER_LEFT};
+    run_until(&p.loop, others_see, &never, 1200);
+    fake_alive(&p.loop, n, "c", 3);
+    w = (struct seen_wait){n, "c", 1, 0, GOSSIP_MEMBER_ALIVE};
+    assert_true(run_until(&p.loop, seen_state, &w, 2000));
+    assert_int_equal(seen_of(n, "a")->reaps, 1);
+    size_t listed = 0;
+    gossip_members(n->g, count_member, &listed);
+    assert_int_equal(listed, 3);
+    pool_down(&p);
+}
+
 int main(void)
 {
     base_loop_thread_set();
@@ -798,6 +894,7 @@ int main(void)
         cmocka_unit_test(test_bad_streams_refused),
         cmocka_unit_test(test_set_tags_updates_everyone),
         cmocka_unit_test(test_tcp_fallback_probe_keeps_udp_deaf_member_alive),
+        cmocka_unit_test(test_member_caps_reap_the_longest_gone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
