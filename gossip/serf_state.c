@@ -243,7 +243,7 @@ void gossip__ring_clear(struct gossip *g, struct ring_slot *slot)
 
 /* serf's handleUserEvent: true when the event is new (delivered, and to be rebroadcast). */
 bool gossip__serf_user_event(struct gossip *g, uint64_t ltime, const char *name,
-                              const uint8_t *payload, size_t len, bool cc)
+                             const uint8_t *payload, size_t len, bool cc)
 {
     witness(&g->event_clock, ltime);
     if (ltime < g->event_min_time)
@@ -313,7 +313,8 @@ void gossip__serf_merge(struct gossip *g, const struct gossip_serf_push_pull *pp
     for (size_t i = 0; i < pp->n_events; i++)
         for (size_t k = 0; k < pp->events[i].n; k++) {
             const struct gossip_serf_event *e = &pp->events[i].events[k];
-            gossip__serf_user_event(g, pp->events[i].ltime, e->name, e->payload.p, e->payload.n, false);
+            gossip__serf_user_event(g, pp->events[i].ltime, e->name, e->payload.p, e->payload.n,
+                                    false);
         }
 }
 
@@ -338,7 +339,7 @@ void gossip__serf_handle(struct gossip *g, const uint8_t *p, size_t n, bool rebr
         break;
     case GOSSIP_SERF_USER_EVENT:
         again = gossip__serf_user_event(g, m.u.event.ltime, m.u.event.name, m.u.event.payload.p,
-                                  m.u.event.payload.n, m.u.event.cc);
+                                        m.u.event.payload.n, m.u.event.cc);
         break;
     case GOSSIP_SERF_QUERY:
         witness(&g->query_clock, m.u.query.ltime);

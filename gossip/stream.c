@@ -364,7 +364,7 @@ static int conn_dial_kind(struct gossip *g, const struct sockaddr_storage *to, b
 }
 
 int gossip__conn_dial(struct gossip *g, const struct sockaddr_storage *to, bool join,
-                     struct join_op *op)
+                      struct join_op *op)
 {
     return conn_dial_kind(g, to, join, op, CONN_PUSH_PULL, NULL);
 }

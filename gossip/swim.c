@@ -858,6 +858,14 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
         LOG_ERR(MOD, "bad bind or advertise address");
         return BASE_EINVAL;
     }
+    static const uint8_t zero[16];
+    if ((adv_sa.ss_family == AF_INET &&
+         memcmp(&((struct sockaddr_in *)&adv_sa)->sin_addr, zero, 4) == 0) ||
+        (adv_sa.ss_family == AF_INET6 &&
+         memcmp(&((struct sockaddr_in6 *)&adv_sa)->sin6_addr, zero, 16) == 0)) {
+        LOG_ERR(MOD, "a wildcard address cannot be advertised: set advertise_addr");
+        return BASE_EINVAL;
+    }
     struct gossip *g = base_calloc(1, sizeof(*g));
     g->loop = loop;
     g->cfg = *cfg;

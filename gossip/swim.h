@@ -24,7 +24,6 @@
 #define HOUSE_MS          1000
 #define ENCRYPT_OVERHEAD  29 /* version, nonce, tag */
 
-
 struct smember {
     char *name;
     uint8_t addr[16];
@@ -168,7 +167,7 @@ static inline size_t rnd_below(struct gossip *g, size_t n)
 }
 
 static inline bool to_sockaddr(const uint8_t *addr, size_t addr_len, uint16_t port,
-                        struct sockaddr_storage *ss)
+                               struct sockaddr_storage *ss)
 {
     memset(ss, 0, sizeof(*ss));
     if (addr_len == 4) {
@@ -230,7 +229,7 @@ static inline bool live(const struct gossip_member *m)
 }
 
 static inline void self_addr_fields(struct gossip *g, struct gossip_bytes *addr, uint16_t *port,
-                             const char **node)
+                                    const char **node)
 {
     *addr = (struct gossip_bytes){g->addr, g->addr_len};
     *port = g->port;
@@ -267,7 +266,7 @@ void gossip__join_op_done(struct join_op *op, bool ok, int err);
 /* swim.c */
 void gossip__on_fx(void *ctx, const struct gossip_fx *fx); /* the member table's effects */
 void gossip__rearm_susp(struct gossip *g);
-void gossip__probe_ack(struct gossip *g); /* the running probe was answered */
+void gossip__probe_ack(struct gossip *g);  /* the running probe was answered */
 void gossip__maybe_free(struct gossip *g); /* frees a stopped engine once its handles closed */
 
 #endif

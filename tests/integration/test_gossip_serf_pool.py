@@ -164,9 +164,10 @@ def test_serf_joins_us_and_each_lists_the_other_with_tags(pool, key):
     assert "[ERR]" not in text, text
 
 
-def test_we_join_serf_and_events_go_both_ways(pool):
-    serf = pool.serf()
-    node = pool.node(join="%s:%d" % (serf.addr, PORT))
+@pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
+def test_we_join_serf_and_events_go_both_ways(pool, key):
+    serf = pool.serf(key=key)
+    node = pool.node(join="%s:%d" % (serf.addr, PORT), key=key)
     node.wait_event(lambda e: e["event"] == "joined" and e["n"] == 1, 10, "joined")
     both_list_each_other(serf, node)
     subprocess.run(["serf", "event", "-rpc-addr=%s:7373" % serf.addr, "from-serf", "p1"],

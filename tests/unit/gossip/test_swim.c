@@ -875,6 +875,44 @@ static void test_member_caps_reap_the_longest_gone(void **state)
     pool_down(&p);
 }
 
+static void test_bad_configs_refused(void **state)
+{
+    BASE_UNUSED(state);
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    struct gossip_config c;
+    struct gossip *g = NULL;
+    fast_config(&c);
+    c.node_name = "x";
+    c.bind_addr = "0.0.0.0"; /* nothing to advertise */
+    c.bind_port = port_base;
+    assert_int_equal(gossip_start(&loop, &c, &g), BASE_EINVAL);
+    c.advertise_addr = "not an address";
+    assert_int_equal(gossip_start(&loop, &c, &g), BASE_EINVAL);
+    c.advertise_addr = "127.77.0.1";
+    static const uint8_t k[7];
+    c.key = k;
+    c.key_len = sizeof(k);
+    assert_int_equal(gossip_start(&loop, &c, &g), BASE_EINVAL);
+    c.key = NULL;
+    c.key_len = 0;
+    c.node_name = "";
+    assert_int_equal(gossip_start(&loop, &c, &g), BASE_EINVAL);
+    /* a port in use: the error, and the loop still closes */
+    c.node_name = "x";
+    c.bind_addr = "127.77.0.1";
+    uv_udp_t u;
+    uv_udp_init(&loop, &u);
+    struct sockaddr_in sa;
+    uv_ip4_addr("127.77.0.1", port_base, &sa);
+    assert_int_equal(uv_udp_bind(&u, (const struct sockaddr *)&sa, 0), 0);
+    assert_int_equal(gossip_start(&loop, &c, &g), UV_EADDRINUSE);
+    assert_null(g);
+    uv_close((uv_handle_t *)&u, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
     base_loop_thread_set();
@@ -895,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_set_tags_updates_everyone),
         cmocka_unit_test(test_tcp_fallback_probe_keeps_udp_deaf_member_alive),
         cmocka_unit_test(test_member_caps_reap_the_longest_gone),
+        cmocka_unit_test(test_bad_configs_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
