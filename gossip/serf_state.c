@@ -318,6 +318,64 @@ void gossip__serf_merge(struct gossip *g, const struct gossip_serf_push_pull *pp
         }
 }
 
+/* Whether a query's filters select us. Node filters are matched; a tag filter (a regular
+ * expression in Go's syntax, which a remote peer chooses) is not evaluated here: such a query
+ * is passed on but not acknowledged. */
+static bool query_for_us(const struct gossip *g, const struct gossip_serf_query *q,
+                         struct base_arena *a)
+{
+    for (size_t i = 0; i < q->n_filters; i++) {
+        struct gossip_serf_filter f;
+        if (gossip__serf_filter_decode(q->filters[i].p, q->filters[i].n, a, &f) != 0 ||
+            f.type != GOSSIP_SERF_FILTER_NODE)
+            return false;
+        bool named = false;
+        for (size_t k = 0; k < f.n_nodes && !named; k++)
+            named = is_self(g, f.nodes[k]);
+        if (!named)
+            return false;
+    }
+    return true;
+}
+
+/* serf's handleQuery, without delivering the query: deduplicated in serf's query buffer by
+ * Lamport time and ID, acknowledged to the querier when it asks for acks and the filters
+ * select us, passed on unless it says not to. We answer no query (no responses): acks only. */
+static bool handle_query(struct gossip *g, const struct gossip_serf_query *q, struct base_arena *a)
+{
+    witness(&g->query_clock, q->ltime);
+    uint64_t cur = g->query_clock;
+    if (cur > QRING && q->ltime < cur - QRING)
+        return false;
+    struct query_slot *slot = &g->qring[q->ltime % QRING];
+    if (slot->n && slot->ltime == q->ltime) {
+        for (size_t i = 0; i < slot->n; i++)
+            if (slot->ids[i] == q->id)
+                return false;
+        if (slot->n >= QRING_IDS)
+            return false;
+    } else {
+        slot->ltime = q->ltime;
+        slot->n = 0;
+    }
+    slot->ids[slot->n++] = q->id;
+    struct sockaddr_storage to;
+    if ((q->flags & GOSSIP_SERF_QUERY_ACK) && query_for_us(g, q, a) &&
+        to_sockaddr(q->addr.p, q->addr.n, q->port, &to)) {
+        struct gossip_serf_msg r = {.type = GOSSIP_SERF_QUERY_RESPONSE};
+        r.u.response = (struct gossip_serf_query_response){
+            q->ltime, q->id, g->name, GOSSIP_SERF_QUERY_ACK, {NULL, 0}};
+        struct base_buf b;
+        base_buf_init(&b);
+        base_buf_put_u8(&b, GOSSIP_USER);
+        gossip__serf_encode(&b, &r);
+        struct gossip_bytes part = {b.data, b.len};
+        gossip__send_parts(g, (const struct sockaddr *)&to, NULL, &part, 1, false);
+        base_buf_free(&b);
+    }
+    return !(q->flags & GOSSIP_SERF_QUERY_NO_BROADCAST);
+}
+
 /* A serf message from a packet or a stream. */
 void gossip__serf_handle(struct gossip *g, const uint8_t *p, size_t n, bool rebroadcast)
 {
@@ -342,7 +400,7 @@ void gossip__serf_handle(struct gossip *g, const uint8_t *p, size_t n, bool rebr
                                         m.u.event.payload.n, m.u.event.cc);
         break;
     case GOSSIP_SERF_QUERY:
-        witness(&g->query_clock, m.u.query.ltime);
+        again = handle_query(g, &m.u.query, &a);
         break;
     default:
         break;

@@ -132,8 +132,8 @@ static void take_cb(void *ctx, const uint8_t *msg, size_t len)
 /* Sends the parts (each one message) to `to` in one packet, with broadcasts piggybacked when
  * room is left (always, with piggyback; returns false without sending when there is nothing
  * at all). m: the member it goes to, if known (a CRC when its protocol has it). */
-static bool send_parts(struct gossip *g, const struct sockaddr *to, const struct gossip_member *m,
-                       const struct gossip_bytes *parts, size_t n_parts, bool piggyback)
+bool gossip__send_parts(struct gossip *g, const struct sockaddr *to, const struct gossip_member *m,
+                        const struct gossip_bytes *parts, size_t n_parts, bool piggyback)
 {
     if (g->stopping)
         return false;
@@ -213,7 +213,7 @@ static void send_msg(struct gossip *g, const struct sockaddr *to, const struct g
     base_buf_init(&b);
     gossip__msg_encode(&b, msg);
     struct gossip_bytes part = {b.data, b.len};
-    send_parts(g, to, m, &part, 1, piggyback);
+    gossip__send_parts(g, to, m, &part, 1, piggyback);
     base_buf_free(&b);
 }
 
@@ -226,7 +226,7 @@ static void send_to_all(struct gossip *g, const uint8_t *msg, size_t len)
         struct sockaddr_storage ss;
         if (is_self(g, m->name) || !live(m) || !member_sockaddr(m, &ss))
             continue;
-        send_parts(g, (const struct sockaddr *)&ss, m, &part, 1, false);
+        gossip__send_parts(g, (const struct sockaddr *)&ss, m, &part, 1, false);
     }
 }
 
@@ -354,7 +354,7 @@ static void probe_start(struct gossip *g)
         parts[1] = (struct gossip_bytes){b2.data, b2.len};
         n = 2;
     }
-    send_parts(g, (const struct sockaddr *)&ss, NULL, parts, n, true);
+    gossip__send_parts(g, (const struct sockaddr *)&ss, NULL, parts, n, true);
     base_buf_free(&b1);
     base_buf_free(&b2);
     probe_timer_start(g, gossip__members_scale(&g->mt, g->cfg.probe_timeout_ms));
@@ -660,7 +660,7 @@ static void on_gossip_timer(uv_timer_t *t)
         const struct gossip_member *m = g->mt.v[cand[k]];
         struct sockaddr_storage ss;
         if (member_sockaddr(m, &ss))
-            send_parts(g, (const struct sockaddr *)&ss, m, NULL, 0, true);
+            gossip__send_parts(g, (const struct sockaddr *)&ss, m, NULL, 0, true);
     }
     base_free(cand);
 }

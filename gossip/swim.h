@@ -55,6 +55,14 @@ struct ring_slot {
     struct ring_ev ev[RING_SLOT_MAX];
 };
 
+#define QRING     512 /* serf's QueryBuffer */
+#define QRING_IDS 8
+struct query_slot {
+    uint64_t ltime;
+    size_t n;
+    uint32_t ids[QRING_IDS];
+};
+
 struct relay {
     struct base_list link;
     struct gossip *g;
@@ -135,6 +143,7 @@ struct gossip {
     struct intent *intents;
     size_t n_intents;
     struct ring_slot ring[RING];
+    struct query_slot qring[QRING];
     size_t ring_bytes;
     int leave_phase;
     gossip_done_cb leave_cb;
@@ -264,6 +273,10 @@ void gossip__conn_finish(struct conn *c, int err);
 void gossip__join_op_done(struct join_op *op, bool ok, int err);
 
 /* swim.c */
+/* Sends the parts in one packet to `to` (m: the member it goes to, or NULL), with broadcasts
+ * piggybacked if piggyback; false when there was nothing to send. */
+bool gossip__send_parts(struct gossip *g, const struct sockaddr *to, const struct gossip_member *m,
+                        const struct gossip_bytes *parts, size_t n_parts, bool piggyback);
 void gossip__on_fx(void *ctx, const struct gossip_fx *fx); /* the member table's effects */
 void gossip__rearm_susp(struct gossip *g);
 void gossip__probe_ack(struct gossip *g);  /* the running probe was answered */

@@ -303,3 +303,21 @@ def test_two_serfs_and_us_detect_a_kill9_together(pool):
     assert serf_members(serf1.addr)["h1"]["status"] == "alive"
     text = serf1.log_path.read_text()
     assert "EventMemberFailed: h1" not in text and "[ERR]" not in text, text
+
+
+def serf_query(serf, *args):
+    out = subprocess.run(["serf", "query", "-rpc-addr=%s:7373" % serf.addr, "-timeout=2s",
+                          "-format=json"] + list(args), capture_output=True, text=True,
+                         timeout=20)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_serf_query_is_acked_by_us_when_it_names_us(pool):
+    serf = pool.serf()
+    node = pool.node(join="%s:%d" % (serf.addr, PORT))
+    both_list_each_other(serf, node)
+    assert "h1" in serf_query(serf, "q-all", "x")["Acks"]
+    assert "h1" in serf_query(serf, "-node", "h1", "q-us", "x")["Acks"]
+    assert "h1" not in serf_query(serf, "-node", "serf1", "q-not-us", "x")["Acks"]
+    assert node.stats()["udp_bad"] == 0
