@@ -183,14 +183,14 @@ static void local_state(struct gossip *g, bool join, struct base_buf *out)
     base_buf_free(&us);
 }
 
-static void merge_remote(struct gossip *g, const struct gossip_push_pull *pp)
+static bool merge_remote(struct gossip *g, const struct gossip_push_pull *pp)
 {
     /* a state larger than our member cap is not a pool we can hold: refused whole, which also
      * bounds the work of the merges below (each is linear in the table) */
     if (pp->n_nodes > g->cfg.max_members) {
         g->st.tcp_bad++;
         LOG_DEBUG(MOD, "%s: push-pull of %zu nodes refused", g->name, pp->n_nodes);
-        return;
+        return false;
     }
     gossip__members_merge(&g->mt, pp->nodes, pp->n_nodes, now_ms(g), gossip__on_fx, g);
     if (pp->user_state.n) {
@@ -206,6 +206,7 @@ static void merge_remote(struct gossip *g, const struct gossip_push_pull *pp)
         base_arena_close(&a);
     }
     gossip__rearm_susp(g);
+    return true;
 }
 
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -239,8 +240,7 @@ static void conn_message(struct conn *c, const struct gossip_msg *m)
             gossip__conn_finish(c, BASE_EPARSE);
             return;
         }
-        merge_remote(g, &m->u.push_pull);
-        gossip__conn_finish(c, 0);
+        gossip__conn_finish(c, merge_remote(g, &m->u.push_pull) ? 0 : BASE_ETOOBIG);
         return;
     }
     struct base_buf out;

@@ -641,7 +641,8 @@ static bool gossip_target(const struct gossip *g, const struct gossip_member *m,
         return false;
     if (live(m))
         return true;
-    return now - m->state_change_ms < g->cfg.gossip_to_the_dead_ms;
+    /* as memberlist: the dead a while longer (so they learn it and refute), never the left */
+    return m->state == GOSSIP_STATE_DEAD && now - m->state_change_ms < g->cfg.gossip_to_the_dead_ms;
 }
 
 static void on_gossip_timer(uv_timer_t *t)

@@ -875,6 +875,34 @@ static void test_member_caps_reap_the_longest_gone(void **state)
     pool_down(&p);
 }
 
+static void cap2(struct gossip_config *c)
+{
+    c->max_members = 2;
+}
+
+/* A pool's state larger than our member cap is refused whole: the join fails. */
+static void test_join_refuses_state_over_cap(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 3);
+    tweak = cap2;
+    node_start(&p.loop, &p.n[3], 3, "client");
+    tweak = NULL;
+    p.count = 4;
+    char addr[64];
+    snprintf(addr, sizeof(addr), "%s:%u", p.n[0].addr, p.n[0].port);
+    const char *addrs[1] = {addr};
+    join_status = 1;
+    assert_int_equal(gossip_join(p.n[3].g, addrs, 1, on_join, NULL), 0);
+    assert_true(run_until(&p.loop, join_done, NULL, 3000));
+    assert_int_equal(join_status, -1);
+    struct gossip_stats st;
+    gossip_stats_get(p.n[3].g, &st);
+    assert_int_equal(st.tcp_bad, 1);
+    pool_down(&p);
+}
+
 static void test_bad_configs_refused(void **state)
 {
     BASE_UNUSED(state);
@@ -934,6 +962,7 @@ int main(void)
         cmocka_unit_test(test_tcp_fallback_probe_keeps_udp_deaf_member_alive),
         cmocka_unit_test(test_member_caps_reap_the_longest_gone),
         cmocka_unit_test(test_bad_configs_refused),
+        cmocka_unit_test(test_join_refuses_state_over_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
