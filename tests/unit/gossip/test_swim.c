@@ -89,12 +89,13 @@ static void (*tweak)(struct gossip_config *c);
 static const uint8_t *pool_key;
 static size_t pool_key_len;
 
-static void node_start(uv_loop_t *loop, struct node *n, int i, const char *role)
+static void node_start_at(uv_loop_t *loop, struct node *n, int i, const char *role,
+                          const char *addr, uint16_t port)
 {
     memset(n, 0, sizeof(*n));
     snprintf(n->name, sizeof(n->name), "n%d", i);
-    snprintf(n->addr, sizeof(n->addr), "127.77.0.%d", i + 1);
-    n->port = port_base;
+    snprintf(n->addr, sizeof(n->addr), "%s", addr);
+    n->port = port;
     struct gossip_tag tags[2] = {{"role", role}, {"dc", "dc1"}};
     struct gossip_config c;
     fast_config(&c);
@@ -115,6 +116,13 @@ static void node_start(uv_loop_t *loop, struct node *n, int i, const char *role)
 static void tick(uv_timer_t *t)
 {
     BASE_UNUSED(t);
+}
+
+static void node_start(uv_loop_t *loop, struct node *n, int i, const char *role)
+{
+    char addr[32];
+    snprintf(addr, sizeof(addr), "127.77.0.%d", i + 1);
+    node_start_at(loop, n, i, role, addr, port_base);
 }
 
 typedef bool (*pred_fn)(void *ctx);
@@ -178,7 +186,8 @@ static bool join_done(void *ctx)
 static void do_join(struct pool *p, int who, int to)
 {
     char addr[64];
-    snprintf(addr, sizeof(addr), "%s:%u", p->n[to].addr, p->n[to].port);
+    snprintf(addr, sizeof(addr), strchr(p->n[to].addr, ':') ? "[%s]:%u" : "%s:%u", p->n[to].addr,
+             p->n[to].port);
     const char *addrs[1] = {addr};
     join_status = 1;
     assert_int_equal(gossip_join(p->n[who].g, addrs, 1, on_join, NULL), 0);
@@ -877,6 +886,26 @@ static void test_member_caps_reap_the_longest_gone(void **state)
     pool_down(&p);
 }
 
+/* IPv6: two members on ::1 (distinct ports) join, see each other's address, and one's
+ * failure is detected. */
+static void test_ipv6_pair(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.count = 2;
+    for (int i = 0; i < 2; i++) {
+        node_start_at(&p.loop, &p.n[i], i, "client", "::1", (uint16_t)(port_base + i));
+    }
+    do_join(&p, 1, 0);
+    assert_true(run_until(&p.loop, converged, &p, 3000));
+    node_stop(&p, 1);
+    struct fail_wait w = {&p, "n1", GOSSIP_MEMBER_FAILED};
+    assert_true(run_until(&p.loop, others_see, &w, 3000));
+    pool_down(&p);
+}
+
 static void cap2(struct gossip_config *c)
 {
     c->max_members = 2;
@@ -965,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_member_caps_reap_the_longest_gone),
         cmocka_unit_test(test_bad_configs_refused),
         cmocka_unit_test(test_join_refuses_state_over_cap),
+        cmocka_unit_test(test_ipv6_pair),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
