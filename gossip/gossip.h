@@ -147,6 +147,10 @@ int gossip_join(struct gossip *g, const char *const *addrs, size_t n, gossip_joi
  * time to spread. Then gossip_stop. Loop thread. */
 int gossip_leave(struct gossip *g, gossip_done_cb cb, void *ctx) BASE_MUSTCHECK;
 
+/* serf's RemoveFailedNode (Consul's force-leave): a leave intent about another member, so a
+ * failed one becomes left everywhere (prune: and is forgotten at once, a reap). Loop thread. */
+int gossip_force_leave(struct gossip *g, const char *name, bool prune) BASE_MUSTCHECK;
+
 /* Fires a user event (serf's: name and payload together at most 9 KiB). Loop thread. */
 int gossip_event_fire(struct gossip *g, const char *name, const uint8_t *payload, size_t len,
                       bool coalesce) BASE_MUSTCHECK;

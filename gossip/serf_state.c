@@ -206,7 +206,8 @@ static bool handle_join_intent(struct gossip *g, const struct gossip_serf_join *
 bool gossip__serf_leave_intent(struct gossip *g, const struct gossip_serf_join *l)
 {
     witness(&g->clock, l->ltime);
-    struct smember *s = sm_find(g, l->node, NULL);
+    size_t idx;
+    struct smember *s = sm_find(g, l->node, &idx);
     if (!s)
         return intent_upsert(g, l->node, GOSSIP_SERF_LEAVE, l->ltime);
     if (l->ltime <= s->status_ltime)
@@ -222,12 +223,20 @@ bool gossip__serf_leave_intent(struct gossip *g, const struct gossip_serf_join *
         s->status_ltime = l->ltime;
         return true;
     case GOSSIP_MEMBER_FAILED:
+        /* a forced leave (serf's RemoveFailedNode): failed becomes left */
         s->status = GOSSIP_MEMBER_LEFT;
         s->status_ltime = l->ltime;
         emit_member(g, GOSSIP_EVENT_LEAVE, s);
+        if (l->prune)
+            gossip__sm_remove(g, idx);
         return true;
     default:
-        return false;
+        /* leaving or left already: only a prune (forget it now) has something to do */
+        s->status_ltime = l->ltime;
+        if (!l->prune || is_self(g, l->node))
+            return false;
+        gossip__sm_remove(g, idx);
+        return true;
     }
 }
 

@@ -1060,6 +1060,21 @@ int gossip_leave(struct gossip *g, gossip_done_cb cb, void *ctx)
     return 0;
 }
 
+int gossip_force_leave(struct gossip *g, const char *name, bool prune)
+{
+    BASE_ASSERT_LOOP();
+    if (g->stopping)
+        return BASE_ESHUTDOWN;
+    if (is_self(g, name))
+        return BASE_EINVAL;
+    struct gossip_serf_msg m = {.type = GOSSIP_SERF_LEAVE};
+    m.u.join = (struct gossip_serf_join){g->clock, name, prune};
+    g->clock++;
+    gossip__serf_leave_intent(g, &m.u.join);
+    gossip__serf_queue(g, &m);
+    return 0;
+}
+
 int gossip_event_fire(struct gossip *g, const char *name, const uint8_t *payload, size_t len,
                       bool coalesce)
 {

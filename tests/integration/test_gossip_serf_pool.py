@@ -281,7 +281,7 @@ def test_idle_bandwidth_per_member(pool):
 def test_two_serfs_and_us_detect_a_kill9_together(pool):
     """A pool of three: serf1, serf2 and our node. serf2 is killed: serf1 and we both mark it
     failed (the probes go through ping-req relays, ours answering serf's with nacks), and
-    nobody healthy is ever accused."""
+    nobody healthy is ever accused. Then we force it to leave: left at serf1 too."""
     serf1 = pool.serf()
     node = pool.node(join="%s:%d" % (serf1.addr, PORT))
     both_list_each_other(serf1, node)
@@ -303,6 +303,12 @@ def test_two_serfs_and_us_detect_a_kill9_together(pool):
     assert serf_members(serf1.addr)["h1"]["status"] == "alive"
     text = serf1.log_path.read_text()
     assert "EventMemberFailed: h1" not in text and "[ERR]" not in text, text
+    # Consul's force-leave from our side: serf2 becomes left at serf1 too
+    node.command("force-leave serf2")
+    node.wait_event(lambda e: e["event"] == "leave" and e.get("name") == "serf2", 10,
+                    "serf2 left here")
+    wait_until(lambda: serf_members(serf1.addr).get("serf2", {}).get("status") == "left",
+               timeout=10, msg="serf1 sees serf2 left")
 
 
 def serf_query(serf, *args):

@@ -160,6 +160,10 @@ static void command(char *s)
                (unsigned long long)st.probes, (unsigned long long)st.probe_failures,
                (unsigned long long)st.refutes, st.health);
         fflush(stdout);
+    } else if (strncmp(s, "force-leave ", 12) == 0) {
+        int rv = gossip_force_leave(g, s + 12, false);
+        printf("{\"event\":\"forced\",\"status\":%d}\n", rv);
+        fflush(stdout);
     } else if (strcmp(s, "leave") == 0) {
         leave();
     } else if (strcmp(s, "quit") == 0) {

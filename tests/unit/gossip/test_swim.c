@@ -906,6 +906,32 @@ static void test_ipv6_pair(void **state)
     pool_down(&p);
 }
 
+/* Consul's force-leave: a failed member made left everywhere; with prune, forgotten. */
+static void test_force_leave_makes_failed_left(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 3);
+    node_stop(&p, 2);
+    struct fail_wait w = {&p, "n2", GOSSIP_MEMBER_FAILED};
+    assert_true(run_until(&p.loop, others_see, &w, 3000));
+    assert_int_equal(gossip_force_leave(p.n[0].g, "n0", false), BASE_EINVAL);
+    assert_int_equal(gossip_force_leave(p.n[0].g, "n2", false), 0);
+    w.st = GOSSIP_MEMBER_LEFT;
+    assert_true(run_until(&p.loop, others_see, &w, 3000));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(seen_of(&p.n[i], "n2")->leaves, 1);
+        assert_int_equal(seen_of(&p.n[i], "n2")->reaps, 0);
+    }
+    assert_int_equal(gossip_force_leave(p.n[1].g, "n2", true), 0);
+    struct seen_wait sw = {&p.n[0], "n2", 1, 1, GOSSIP_MEMBER_LEFT};
+    assert_true(run_until(&p.loop, seen_state, &sw, 3000));
+    size_t listed = 0;
+    gossip_members(p.n[0].g, count_member, &listed);
+    assert_int_equal(listed, 2);
+    pool_down(&p);
+}
+
 static void cap2(struct gossip_config *c)
 {
     c->max_members = 2;
@@ -995,6 +1021,7 @@ int main(void)
         cmocka_unit_test(test_bad_configs_refused),
         cmocka_unit_test(test_join_refuses_state_over_cap),
         cmocka_unit_test(test_ipv6_pair),
+        cmocka_unit_test(test_force_leave_makes_failed_left),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
