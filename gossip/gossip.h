@@ -136,7 +136,8 @@ typedef void (*gossip_done_cb)(void *ctx, int status);
 void gossip_stop(struct gossip *g, gossip_done_cb cb, void *ctx);
 
 /* Joins the pool through the members at addrs ("ip", "ip:port", "[v6]:port"; port 8301 by
- * default) by TCP push-pull with each. cb(ctx, joined, status) once all have answered or
+ * default) by TCP push-pull with each. As Consul's joins, the pool's earlier user events are
+ * not replayed to us (serf's ignoreOld). cb(ctx, joined, status) once all have answered or
  * failed: joined how many did, status 0 if any did. Loop thread. */
 typedef void (*gossip_join_cb)(void *ctx, size_t joined, int status);
 int gossip_join(struct gossip *g, const char *const *addrs, size_t n, gossip_join_cb cb,

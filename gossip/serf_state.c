@@ -295,7 +295,7 @@ bool gossip__serf_user_event(struct gossip *g, uint64_t ltime, const char *name,
     return true;
 }
 
-void gossip__serf_merge(struct gossip *g, const struct gossip_serf_push_pull *pp)
+void gossip__serf_merge(struct gossip *g, const struct gossip_serf_push_pull *pp, bool ignore_old)
 {
     if (pp->ltime > 0)
         witness(&g->clock, pp->ltime - 1);
@@ -319,6 +319,10 @@ void gossip__serf_merge(struct gossip *g, const struct gossip_serf_push_pull *pp
         struct gossip_serf_join j = {pp->status[k].ltime, pp->status[k].node, false};
         handle_join_intent(g, &j);
     }
+    /* serf's eventJoinIgnore (Consul's joins): the events the pool had before we joined it are
+     * not ours to replay */
+    if (ignore_old && pp->event_ltime > g->event_min_time)
+        g->event_min_time = pp->event_ltime;
     for (size_t i = 0; i < pp->n_events; i++)
         for (size_t k = 0; k < pp->events[i].n; k++) {
             const struct gossip_serf_event *e = &pp->events[i].events[k];

@@ -183,7 +183,7 @@ static void local_state(struct gossip *g, bool join, struct base_buf *out)
     base_buf_free(&us);
 }
 
-static bool merge_remote(struct gossip *g, const struct gossip_push_pull *pp)
+static bool merge_remote(struct gossip *g, const struct gossip_push_pull *pp, bool ignore_old)
 {
     /* a state larger than our member cap is not a pool we can hold: refused whole, which also
      * bounds the work of the merges below (each is linear in the table) */
@@ -200,7 +200,7 @@ static bool merge_remote(struct gossip *g, const struct gossip_push_pull *pp)
         if (gossip__serf_decode(pp->user_state.p, pp->user_state.n, &a, &m) == 0 &&
             m.type == GOSSIP_SERF_PUSH_PULL && m.u.push_pull.n_status <= g->cfg.max_members &&
             m.u.push_pull.n_left <= g->cfg.max_members)
-            gossip__serf_merge(g, &m.u.push_pull);
+            gossip__serf_merge(g, &m.u.push_pull, ignore_old);
         else
             g->st.tcp_bad++;
         base_arena_close(&a);
@@ -240,7 +240,7 @@ static void conn_message(struct conn *c, const struct gossip_msg *m)
             gossip__conn_finish(c, BASE_EPARSE);
             return;
         }
-        gossip__conn_finish(c, merge_remote(g, &m->u.push_pull) ? 0 : BASE_ETOOBIG);
+        gossip__conn_finish(c, merge_remote(g, &m->u.push_pull, c->op != NULL) ? 0 : BASE_ETOOBIG);
         return;
     }
     struct base_buf out;
@@ -250,7 +250,7 @@ static void conn_message(struct conn *c, const struct gossip_msg *m)
         local_state(g, m->u.push_pull.join, &out);
         c->finish_after_write = true;
         conn_write(c, &out);
-        merge_remote(g, &m->u.push_pull);
+        merge_remote(g, &m->u.push_pull, false);
         break;
     case GOSSIP_PING: {
         if (m->u.ping.node[0] && !is_self(g, m->u.ping.node)) {

@@ -260,7 +260,8 @@ void gossip__serf_broadcast_join(struct gossip *g, uint64_t ltime);
 bool gossip__serf_leave_intent(struct gossip *g, const struct gossip_serf_join *l);
 bool gossip__serf_user_event(struct gossip *g, uint64_t ltime, const char *name,
                              const uint8_t *payload, size_t len, bool cc);
-void gossip__serf_merge(struct gossip *g, const struct gossip_serf_push_pull *pp);
+/* ignore_old: our own join's answer (the pool's earlier events are not delivered). */
+void gossip__serf_merge(struct gossip *g, const struct gossip_serf_push_pull *pp, bool ignore_old);
 /* A serf message from a packet or a stream (outside bytes: decoded by gossip__serf_decode). */
 void gossip__serf_handle(struct gossip *g, const uint8_t *p, size_t n, bool rebroadcast);
 

@@ -932,6 +932,33 @@ static void test_force_leave_makes_failed_left(void **state)
     pool_down(&p);
 }
 
+/* Joining does not replay the pool's earlier events (serf's ignoreOld, as Consul joins);
+ * events after the join arrive. */
+static bool n1_got_new(void *ctx)
+{
+    struct pool *p = ctx;
+    return p->n[1].user_events >= 1;
+}
+
+static void test_join_does_not_replay_old_events(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 1);
+    assert_int_equal(gossip_event_fire(p.n[0].g, "old", (const uint8_t *)"1", 1, false), 0);
+    node_start(&p.loop, &p.n[1], 1, "client");
+    p.count = 2;
+    do_join(&p, 1, 0);
+    assert_true(run_until(&p.loop, converged, &p, 3000));
+    assert_int_equal(gossip_event_fire(p.n[0].g, "new", (const uint8_t *)"2", 1, false), 0);
+    assert_true(run_until(&p.loop, n1_got_new, &p, 3000));
+    struct fail_wait never = {&p, "nobody", GOSSIP_MEMBER_LEFT};
+    run_until(&p.loop, others_see, &never, 300);
+    assert_int_equal(p.n[1].user_events, 1);
+    assert_string_equal(p.n[1].last_event, "new:2");
+    pool_down(&p);
+}
+
 static void cap2(struct gossip_config *c)
 {
     c->max_members = 2;
@@ -1022,6 +1049,7 @@ int main(void)
         cmocka_unit_test(test_join_refuses_state_over_cap),
         cmocka_unit_test(test_ipv6_pair),
         cmocka_unit_test(test_force_leave_makes_failed_left),
+        cmocka_unit_test(test_join_does_not_replay_old_events),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
