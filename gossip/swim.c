@@ -529,6 +529,21 @@ static void handle_ack(struct gossip *g, uint32_t seq)
 
 /* ---- incoming packets --------------------------------------------------------------------- */
 
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr *b)
+{
+    struct sockaddr_storage bs;
+    memset(&bs, 0, sizeof(bs));
+    memcpy(&bs, b,
+           b->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    if (!same_host(a, &bs))
+        return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_port ==
+               ((const struct sockaddr_in *)&bs)->sin_port;
+    return ((const struct sockaddr_in6 *)a)->sin6_port ==
+           ((const struct sockaddr_in6 *)&bs)->sin6_port;
+}
+
 static void handle_ping(struct gossip *g, const struct gossip_ping *p, const struct sockaddr *from)
 {
     if (p->node[0] && !is_self(g, p->node))
@@ -542,7 +557,9 @@ static void handle_ping(struct gossip *g, const struct gossip_ping *p, const str
     }
     struct gossip_msg m = {.type = GOSSIP_ACK};
     m.u.ack.seq = p->seq;
-    send_msg(g, (const struct sockaddr *)&back, NULL, &m, true);
+    /* broadcasts ride on the ack only back to the sender itself: a ping naming another
+     * address (spoofed, say) must not turn 60 bytes into a 1400-byte packet to a stranger */
+    send_msg(g, (const struct sockaddr *)&back, NULL, &m, same_addr(&back, from));
 }
 
 static void handle_packet_msg(struct gossip *g, const struct gossip_msg *m,

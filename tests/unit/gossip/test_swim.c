@@ -959,6 +959,95 @@ static void test_join_does_not_replay_old_events(void **state)
     pool_down(&p);
 }
 
+/* Acks carry broadcasts back to the pinger only: a ping whose SourceAddr names another
+ * address gets its ack there bare (no reflection amplified by our queue). */
+struct probe_sock {
+    uv_udp_t u;
+    uint8_t first;
+    size_t len;
+    int got;
+};
+
+static void ps_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
+{
+    BASE_UNUSED(h);
+    BASE_UNUSED(s);
+    static char buf[65536];
+    *b = uv_buf_init(buf, sizeof(buf));
+}
+
+static void ps_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct sockaddr *from,
+                    unsigned flags)
+{
+    BASE_UNUSED(flags);
+    struct probe_sock *ps = h->data;
+    if (n <= 0 || !from)
+        return;
+    ps->first = (uint8_t)b->base[0];
+    ps->len = (size_t)n;
+    ps->got++;
+}
+
+static bool ps_got(void *ctx)
+{
+    return ((struct probe_sock *)ctx)->got > 0;
+}
+
+static void ping_from(struct probe_sock *from, struct node *to, const uint8_t *src_ip,
+                      uint16_t src_port)
+{
+    struct gossip_msg m = {.type = GOSSIP_PING};
+    m.u.ping.seq = 7;
+    m.u.ping.node = to->name;
+    m.u.ping.source_node = "";
+    if (src_ip) {
+        m.u.ping.source_addr = (struct gossip_bytes){src_ip, 4};
+        m.u.ping.source_port = src_port;
+    }
+    struct base_buf b;
+    base_buf_init(&b);
+    gossip__msg_encode(&b, &m);
+    struct sockaddr_in sa;
+    uv_ip4_addr(to->addr, to->port, &sa);
+    uv_buf_t ub = uv_buf_init((char *)b.data, (unsigned)b.len);
+    assert_true(uv_udp_try_send(&from->u, &ub, 1, (const struct sockaddr *)&sa) > 0);
+    base_buf_free(&b);
+}
+
+static void test_ack_piggybacks_only_to_the_pinger(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 1);
+    uint8_t big[900];
+    memset(big, 'x', sizeof(big));
+    assert_int_equal(gossip_event_fire(p.n[0].g, "big", big, sizeof(big), false), 0);
+    struct probe_sock a, b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    struct probe_sock *ps[2] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        uv_udp_init(&p.loop, &ps[i]->u);
+        ps[i]->u.data = ps[i];
+        struct sockaddr_in sa;
+        uv_ip4_addr("127.77.0.9", (uint16_t)(port_base + 1 + i), &sa);
+        assert_int_equal(uv_udp_bind(&ps[i]->u, (const struct sockaddr *)&sa, 0), 0);
+        assert_int_equal(uv_udp_recv_start(&ps[i]->u, ps_alloc, ps_recv), 0);
+    }
+    static const uint8_t ip9[4] = {127, 77, 0, 9};
+    ping_from(&a, &p.n[0], ip9, (uint16_t)(port_base + 2)); /* names b */
+    assert_true(run_until(&p.loop, ps_got, &b, 2000));
+    assert_int_equal(b.first, GOSSIP_ACK);
+    assert_true(b.len < 32);
+    ping_from(&a, &p.n[0], NULL, 0); /* answers a itself: the event rides along */
+    assert_true(run_until(&p.loop, ps_got, &a, 2000));
+    assert_int_equal(a.first, GOSSIP_COMPOUND);
+    assert_true(a.len > sizeof(big));
+    for (int i = 0; i < 2; i++)
+        uv_close((uv_handle_t *)&ps[i]->u, NULL);
+    pool_down(&p);
+}
+
 static void cap2(struct gossip_config *c)
 {
     c->max_members = 2;
@@ -1050,6 +1139,7 @@ int main(void)
         cmocka_unit_test(test_ipv6_pair),
         cmocka_unit_test(test_force_leave_makes_failed_left),
         cmocka_unit_test(test_join_does_not_replay_old_events),
+        cmocka_unit_test(test_ack_piggybacks_only_to_the_pinger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
