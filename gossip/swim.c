@@ -502,8 +502,12 @@ static void handle_indirect(struct gossip *g, const struct gossip_indirect_ping 
     ping.u.ping.node = ind->node;
     self_addr_fields(g, &ping.u.ping.source_addr, &ping.u.ping.source_port,
                      &ping.u.ping.source_node);
-    send_msg(g, (const struct sockaddr *)&target, gossip__members_find(&g->mt, ind->node), &ping,
-             true);
+    /* broadcasts ride along only to a member we know at that address: a ping-req naming a
+     * stranger (spoofed, say) gets it a bare ping, about the size of the request */
+    const struct gossip_member *tm = gossip__members_find(&g->mt, ind->node);
+    bool known = tm && tm->addr_len == ind->target.n &&
+                 memcmp(tm->addr, ind->target.p, tm->addr_len) == 0 && tm->port == ind->port;
+    send_msg(g, (const struct sockaddr *)&target, known ? tm : NULL, &ping, known);
     uv_timer_start(&r->timer, on_relay_timeout, g->cfg.probe_timeout_ms, 0);
 }
 

@@ -960,7 +960,8 @@ static void test_join_does_not_replay_old_events(void **state)
 }
 
 /* Acks carry broadcasts back to the pinger only: a ping whose SourceAddr names another
- * address gets its ack there bare (no reflection amplified by our queue). */
+ * address gets its ack there bare, and a ping-req naming a stranger makes a bare ping (no
+ * reflection amplified by our queue); the ping-req's nack comes back. */
 struct probe_sock {
     uv_udp_t u;
     uint8_t first;
@@ -1043,6 +1044,24 @@ static void test_ack_piggybacks_only_to_the_pinger(void **state)
     assert_true(run_until(&p.loop, ps_got, &a, 2000));
     assert_int_equal(a.first, GOSSIP_COMPOUND);
     assert_true(a.len > sizeof(big));
+    /* a ping-req naming a stranger (b): b gets a bare ping; the requester (a) a nack */
+    a.got = b.got = 0;
+    struct gossip_msg ind = {.type = GOSSIP_INDIRECT_PING};
+    ind.u.indirect = (struct gossip_indirect_ping){
+        9, {ip9, 4}, (uint16_t)(port_base + 2), "stranger", true, {NULL, 0}, 0, ""};
+    struct base_buf ib;
+    base_buf_init(&ib);
+    gossip__msg_encode(&ib, &ind);
+    struct sockaddr_in sa;
+    uv_ip4_addr(p.n[0].addr, p.n[0].port, &sa);
+    uv_buf_t ub = uv_buf_init((char *)ib.data, (unsigned)ib.len);
+    assert_true(uv_udp_try_send(&a.u, &ub, 1, (const struct sockaddr *)&sa) > 0);
+    assert_true(run_until(&p.loop, ps_got, &b, 2000));
+    assert_int_equal(b.first, GOSSIP_PING);
+    assert_true(b.len < 128); /* the queued 900-byte event stayed home */
+    assert_true(run_until(&p.loop, ps_got, &a, 2000));
+    assert_int_equal(a.first, GOSSIP_NACK);
+    base_buf_free(&ib);
     for (int i = 0; i < 2; i++)
         uv_close((uv_handle_t *)&ps[i]->u, NULL);
     pool_down(&p);
