@@ -327,3 +327,23 @@ def test_serf_query_is_acked_by_us_when_it_names_us(pool):
     assert "h1" in serf_query(serf, "-node", "h1", "q-us", "x")["Acks"]
     assert "h1" not in serf_query(serf, "-node", "serf1", "q-not-us", "x")["Acks"]
     assert node.stats()["udp_bad"] == 0
+
+
+def test_our_node_stalled_then_resumed_is_failed_then_alive(pool):
+    """SIGSTOP of our node past serf's suspicion timeout: serf marks it failed; after SIGCONT
+    it learns it was declared dead, refutes, and serf lists it alive again, while the
+    stalled node itself never marks the healthy serf agent failed (Lifeguard's promise)."""
+    serf = pool.serf()
+    node = pool.node(join="%s:%d" % (serf.addr, PORT))
+    both_list_each_other(serf, node)
+    node.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: serf_members(serf.addr).get("h1", {}).get("status") == "failed",
+                   timeout=20, msg="serf sees the stalled h1 failed")
+    finally:
+        node.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: serf_members(serf.addr).get("h1", {}).get("status") == "alive",
+               timeout=45, msg="serf sees h1 alive again")
+    assert node.stats()["refutes"] >= 1
+    assert not node.member_event("fail", "serf1")
+    assert node.members()["serf1"]["status"] == "alive"
