@@ -172,29 +172,29 @@ bool gossip__send_parts(struct gossip *g, const struct sockaddr *to, const struc
         }
         gossip__compound_encode(&pkt, v, n);
     }
-    struct base_buf *final = &pkt;
+    struct base_buf *wire = &pkt;
     if (m && m->vsn[1] >= 5) {
         gossip__crc_encode(&out, pkt.data, pkt.len);
-        final = &out;
+        wire = &out;
     }
     struct base_buf enc;
     base_buf_init(&enc);
     if (g->keys.n) {
         uint8_t nonce[12];
         if (uv_random(NULL, NULL, nonce, sizeof(nonce), 0, NULL) == 0) {
-            gossip__encrypt(&enc, 1, g->keys.keys[0].key, g->keys.keys[0].len, nonce, final->data,
-                            final->len, NULL, 0);
-            final = &enc;
+            gossip__encrypt(&enc, 1, g->keys.keys[0].key, g->keys.keys[0].len, nonce, wire->data,
+                            wire->len, NULL, 0);
+            wire = &enc;
         } else {
-            final = NULL;
+            wire = NULL;
         }
     }
-    if (final) {
-        uv_buf_t b = uv_buf_init((char *) final->data, (unsigned) final->len);
+    if (wire) {
+        uv_buf_t b = uv_buf_init((char *)wire->data, (unsigned)wire->len);
         int rv = uv_udp_try_send(&g->udp, &b, 1, to);
         if (rv >= 0) {
             g->st.udp_out++;
-            g->st.udp_bytes_out += final->len;
+            g->st.udp_bytes_out += wire->len;
         } else {
             LOG_DEBUG(MOD, "send: %s", base_strerror(rv));
         }
