@@ -12,7 +12,7 @@
  *           ack within probe_timeout: ping-req through indirect_checks random alive members,
  *           asking for a nack when their protocol has it (PMax >= 4). No ack by the end of the
  *           probe interval: Lifeguard's local health score grows by the nacks missing (or 1),
- *           and the member is suspected. A direct ack lowers the score by one. The interval
+ *           and the member is suspected. An answered probe lowers the score by one. The interval
  *           and the timeout are scaled by (score + 1): a node that is slow itself probes less
  *           and waits longer before it accuses anyone.
  *   gossip  every gossip_interval, gossip_nodes random members (alive, suspect, or dead for
@@ -437,8 +437,8 @@ static void on_probe_timer(uv_timer_t *t)
 
 void gossip__probe_ack(struct gossip *g)
 {
-    if (g->probe.phase == PROBE_DIRECT)
-        gossip__members_health(&g->mt, -1);
+    /* memberlist: any answered probe (direct, relayed or over TCP) improves our health */
+    gossip__members_health(&g->mt, -1);
     probe_end(g);
 }
 
