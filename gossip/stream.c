@@ -276,20 +276,12 @@ static void conn_message(struct conn *c, const struct gossip_msg *m)
     base_buf_free(&out);
 }
 
-static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Decodes what has arrived: true when the connection is finished or the message handled,
+ * false when more bytes are needed. */
+static bool conn_try(struct conn *c)
 {
-    BASE_UNUSED(buf);
-    struct conn *c = s->data;
-    if (c->done)
-        return;
-    if (nread < 0) {
-        gossip__conn_finish(c, (int)nread);
-        return;
-    }
-    if (nread == 0)
-        return;
-    c->in.len += (size_t)nread;
     struct gossip *g = c->g;
+    c->tried = c->in.len;
     struct base_arena a;
     base_arena_init(&a);
     struct gossip_msg m;
@@ -297,11 +289,9 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     size_t used = 0;
     int rv = gossip__stream_decode(c->in.data, c->in.len, g->cfg.max_stream, &g->keys, &a, &m, &enc,
                                    &used);
+    bool over = true;
     if (rv == -EAGAIN) {
-        if (c->in.len > g->cfg.max_stream) {
-            g->st.tcp_bad++;
-            gossip__conn_finish(c, BASE_ETOOBIG);
-        }
+        over = false;
     } else if (rv != 0) {
         g->st.tcp_bad++;
         LOG_DEBUG(MOD, "%s: stream refused: %s", g->name, base_strerror(rv));
@@ -313,6 +303,35 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn_message(c, &m);
     }
     base_arena_close(&a);
+    return over;
+}
+
+/* The decoder is not incremental: it reads a message from its first byte each time. So it runs
+ * once the socket is drained (a read that did not fill its buffer, or libuv's nread 0 for
+ * EAGAIN) or closed, not after every full chunk: a large push-pull arriving in many reads is
+ * decoded a few times, not once per 64 KiB. */
+static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    struct gossip *g = c->g;
+    if (c->done)
+        return;
+    if (nread > 0) {
+        c->in.len += (size_t)nread;
+        if (c->in.len > g->cfg.max_stream) {
+            g->st.tcp_bad++;
+            gossip__conn_finish(c, BASE_ETOOBIG);
+            return;
+        }
+        /* a full buffer: more may be waiting and libuv reads on (nread 0 once drained, but
+         * not when its loop of 32 reads ends first); so a try at each doubling too */
+        if ((size_t)nread == buf->len && c->in.len < 2 * c->tried + 65536)
+            return;
+    }
+    if (c->in.len > c->tried && conn_try(c))
+        return;
+    if (nread < 0) /* closed (or failed) before a whole message */
+        gossip__conn_finish(c, nread == UV_EOF ? BASE_EPARSE : (int)nread);
 }
 
 static void on_connect(uv_connect_t *req, int status)

@@ -92,6 +92,7 @@ struct conn {
     struct sockaddr_storage peer;
     struct base_buf in;
     int writes;
+    size_t tried;      /* bytes in `in` when a decode was last tried */
     uint32_t ping_seq; /* CONN_PING: the probe it stands for */
     char *ping_node;
 };
