@@ -143,16 +143,19 @@ typedef void (*gossip_join_cb)(void *ctx, size_t joined, int status);
 int gossip_join(struct gossip *g, const char *const *addrs, size_t n, gossip_join_cb cb,
                 void *ctx) BASE_MUSTCHECK;
 
-/* Graceful leave: serf's leave intent, then (leave_propagate_ms later) memberlist's dead
- * about ourselves, each gossiped and sent to every live member; cb(ctx, 0) when both have had
- * time to spread. Then gossip_stop. Loop thread. */
+/* Graceful leave: serf's leave intent, then two gossip intervals later (at most
+ * leave_propagate_ms) memberlist's dead about ourselves, each gossiped and also sent straight
+ * to every live member; cb(ctx, 0) leave_propagate_ms after the dead, when both have had time
+ * to spread. Then gossip_stop. BASE_EINVAL if a leave was already asked. Loop thread. */
 int gossip_leave(struct gossip *g, gossip_done_cb cb, void *ctx) BASE_MUSTCHECK;
 
 /* serf's RemoveFailedNode (Consul's force-leave): a leave intent about another member, so a
  * failed one becomes left everywhere (prune: and is forgotten at once, a reap). Loop thread. */
 int gossip_force_leave(struct gossip *g, const char *name, bool prune) BASE_MUSTCHECK;
 
-/* Fires a user event (serf's: name and payload together at most 9 KiB). Loop thread. */
+/* Fires a user event (serf's), delivered to us too. It travels piggybacked in one packet, so
+ * its encoding must fit one (name and payload about 1.3 KB, less with a key): BASE_ETOOBIG
+ * otherwise. Loop thread. */
 int gossip_event_fire(struct gossip *g, const char *name, const uint8_t *payload, size_t len,
                       bool coalesce) BASE_MUSTCHECK;
 
