@@ -2,24 +2,179 @@
  * HashiCorp memberlist's and serf's wire format, so Debian's serf agent (0.9.x) is a real
  * peer (DESIGN.md 2.7, issue 11).
  *
- * Today the module holds, all internal and pure: the wire codec (gossip/wire.h: every
- * memberlist and serf message, compound, CRC, LZW compression, AES-GCM encryption; mp.h under
- * it), the member table's state transitions (gossip/member.h) and the broadcast queue
- * (gossip/queue.h). The probe loop, push-pull and the transport on libuv come next; admin/ is
- * not wired to it yet.
+ * The module holds the wire codec (gossip/wire.h: every memberlist and serf message, compound,
+ * CRC, LZW compression, AES-GCM encryption; mp.h under it), the member table's state
+ * transitions (gossip/member.h), the broadcast queue (gossip/queue.h), all pure, and the
+ * protocol engine on libuv (gossip/swim.c: UDP and TCP on one address and port, probes,
+ * gossip, push-pull, serf's intents, Lamport clocks and user events). admin/ is not wired to
+ * it yet.
  *
- * Threads: the codec and the member table are pure and run on any thread; what will run on
- * the loop says so. Ownership: arguments are borrowed for the call unless a comment says
- * otherwise.
+ * Threads: the codec and the member table are pure and run on any thread; an engine runs on
+ * the loop thread it was started on, and every gossip_* function taking a struct gossip must
+ * be called there. Callbacks run on that thread. Ownership: arguments are borrowed for the
+ * call unless a comment says otherwise; what a callback is given is valid during the call.
  */
 #ifndef HERALD_GOSSIP_H
 #define HERALD_GOSSIP_H
 
+#include "base/base.h"
+
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 /* Decodes a gossip encryption key as `-encrypt` and serf's -encrypt give it: base64 of 16, 24
  * or 32 bytes (AES-128, -192, -256). 0 and *len; BASE_EINVAL otherwise. */
 int gossip_key_decode(const char *b64, uint8_t key[32], size_t *len);
+
+/* A serf tag (a node's Meta holds them). */
+struct gossip_tag {
+    const char *key;
+    const char *value;
+};
+
+/* A member's status as serf has it. */
+enum gossip_status {
+    GOSSIP_MEMBER_ALIVE = 1,
+    GOSSIP_MEMBER_LEAVING = 2, /* its leave intent arrived; its dead has not */
+    GOSSIP_MEMBER_LEFT = 3,
+    GOSSIP_MEMBER_FAILED = 4,
+};
+const char *gossip_status_name(enum gossip_status s); /* "alive", "leaving", "left", "failed" */
+
+struct gossip_node {
+    const char *name;
+    char addr[46]; /* text form of its address */
+    uint16_t port;
+    const struct gossip_tag *tags;
+    size_t n_tags;
+    enum gossip_status status;
+    uint32_t incarnation;
+};
+
+enum gossip_event_kind {
+    GOSSIP_EVENT_JOIN,   /* node became alive (new, or back from failed or left) */
+    GOSSIP_EVENT_UPDATE, /* an alive node's tags changed */
+    GOSSIP_EVENT_LEAVE,  /* node left gracefully */
+    GOSSIP_EVENT_FAIL,   /* node failed (declared dead without leaving) */
+    GOSSIP_EVENT_REAP,   /* a failed or left node was forgotten (reconnect/tombstone timeout) */
+    GOSSIP_EVENT_USER,   /* a user event (serf's), ours included */
+};
+const char *gossip_event_name(enum gossip_event_kind k); /* "join", "update", ... "user" */
+
+struct gossip_event {
+    enum gossip_event_kind kind;
+    const struct gossip_node *node; /* member events */
+    /* user events */
+    const char *name;
+    const uint8_t *payload;
+    size_t payload_len;
+    uint64_t ltime;
+    bool coalesce;
+};
+typedef void (*gossip_event_cb)(void *ctx, const struct gossip_event *ev);
+
+/* The configuration. gossip_config_defaults fills memberlist's LAN defaults (names as Consul's
+ * gossip_lan) and serf's; the caller sets at least node_name and bind_addr. */
+struct gossip_config {
+    const char *node_name;
+    const char *bind_addr;      /* IPv4 or IPv6 literal */
+    uint16_t bind_port;         /* 8301 */
+    const char *advertise_addr; /* NULL: bind_addr (which must then not be a wildcard) */
+    uint16_t advertise_port;    /* 0: bind_port */
+    const struct gossip_tag *tags;
+    size_t n_tags;
+    const uint8_t *key; /* 16, 24 or 32 bytes, or NULL: no encryption */
+    size_t key_len;
+
+    uint64_t probe_interval_ms;          /* 1000 */
+    uint64_t probe_timeout_ms;           /* 500 */
+    uint64_t gossip_interval_ms;         /* 200 */
+    uint32_t gossip_nodes;               /* 3 */
+    uint32_t suspicion_mult;             /* 4 */
+    uint32_t suspicion_max_timeout_mult; /* 6 */
+    uint32_t retransmit_mult;            /* 4 */
+    uint64_t push_pull_interval_ms;      /* 30000; 0: no periodic push-pull */
+    uint32_t indirect_checks;            /* 3 */
+    uint32_t awareness_max_multiplier;   /* 8 */
+    uint64_t gossip_to_the_dead_ms;      /* 30000 */
+    uint64_t tcp_timeout_ms;             /* 10000 */
+    uint64_t reconnect_interval_ms;      /* 30000: a failed member is retried so often */
+    uint64_t reconnect_timeout_ms;       /* 72 h: a failed member is reaped after it */
+    uint64_t tombstone_timeout_ms;       /* 24 h: a left member is reaped after it */
+    uint64_t leave_propagate_ms;         /* 1000: a leave's wait between its intent and dead */
+
+    /* caps on what a remote peer can make us hold */
+    size_t max_members;            /* 4096 */
+    size_t max_queue;              /* 4096 serf broadcasts (serf's MaxQueueDepth) */
+    size_t max_stream;             /* 4 MiB: one push-pull or stream message */
+    uint32_t max_conns;            /* 64 inbound TCP connections */
+    uint32_t max_conns_per_source; /* 4 from one address */
+
+    gossip_event_cb on_event;
+    void *ctx;
+};
+void gossip_config_defaults(struct gossip_config *c);
+
+struct gossip;
+
+/* Starts an engine on loop: binds UDP and TCP on bind_addr:bind_port and begins probing and
+ * gossiping (alone until a join). *out on 0; a negative code (a bind error, BASE_EINVAL for
+ * a bad configuration, logged) otherwise, after which the loop must still run to close what
+ * was opened. The configuration is copied (tags, key and strings included). Our own join is
+ * the first event. Loop thread. */
+int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg,
+                 struct gossip **out) BASE_MUSTCHECK;
+
+/* Stops at once, with no leave (to the others it is a failure): closes every socket and
+ * timer. The engine frees itself when its handles have closed (the loop runs them); cb (may
+ * be NULL) is called then. Joins still pending get their callback (BASE_ESHUTDOWN) during the
+ * call; a leave's is dropped; no other callback comes after gossip_stop returns but cb. May be
+ * called from an event callback. */
+typedef void (*gossip_done_cb)(void *ctx, int status);
+void gossip_stop(struct gossip *g, gossip_done_cb cb, void *ctx);
+
+/* Joins the pool through the members at addrs ("ip", "ip:port", "[v6]:port"; port 8301 by
+ * default) by TCP push-pull with each. As Consul's joins, the pool's earlier user events are
+ * not replayed to us (serf's ignoreOld). cb(ctx, joined, status) once all have answered or
+ * failed: joined how many did, status 0 if any did. Loop thread. */
+typedef void (*gossip_join_cb)(void *ctx, size_t joined, int status);
+int gossip_join(struct gossip *g, const char *const *addrs, size_t n, gossip_join_cb cb,
+                void *ctx) BASE_MUSTCHECK;
+
+/* Graceful leave: serf's leave intent, then two gossip intervals later (at most
+ * leave_propagate_ms) memberlist's dead about ourselves, each gossiped and also sent straight
+ * to every live member; cb(ctx, 0) leave_propagate_ms after the dead, when both have had time
+ * to spread. Then gossip_stop. BASE_EINVAL if a leave was already asked. Loop thread. */
+int gossip_leave(struct gossip *g, gossip_done_cb cb, void *ctx) BASE_MUSTCHECK;
+
+/* serf's RemoveFailedNode (Consul's force-leave): a leave intent about another member, so a
+ * failed one becomes left everywhere (prune: and is forgotten at once, a reap). Loop thread. */
+int gossip_force_leave(struct gossip *g, const char *name, bool prune) BASE_MUSTCHECK;
+
+/* Fires a user event (serf's), delivered to us too. It travels piggybacked in one packet, so
+ * its encoding must fit one (name and payload about 1.3 KB, less with a key): BASE_ETOOBIG
+ * otherwise. Loop thread. */
+int gossip_event_fire(struct gossip *g, const char *name, const uint8_t *payload, size_t len,
+                      bool coalesce) BASE_MUSTCHECK;
+
+/* Replaces our tags (broadcast as a new alive). Loop thread. */
+int gossip_set_tags(struct gossip *g, const struct gossip_tag *tags, size_t n) BASE_MUSTCHECK;
+
+/* Calls cb for every member serf knows (ourselves included, reaped ones not). Loop thread. */
+typedef void (*gossip_member_cb)(void *ctx, const struct gossip_node *node);
+void gossip_members(struct gossip *g, gossip_member_cb cb, void *ctx);
+/* Members alive (ourselves included). */
+size_t gossip_num_alive(const struct gossip *g);
+
+/* Counters for tests and metrics. */
+struct gossip_stats {
+    uint64_t udp_in, udp_out, udp_bytes_in, udp_bytes_out, udp_bad;
+    uint64_t tcp_in, tcp_out, tcp_bad, tcp_refused;
+    uint64_t probes, probe_failures, indirect, nacks_in, refutes;
+    uint32_t health; /* Lifeguard's awareness score now */
+};
+void gossip_stats_get(const struct gossip *g, struct gossip_stats *out);
 
 #endif

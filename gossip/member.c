@@ -142,6 +142,8 @@ void gossip__members_alive(struct gossip_members *t, const struct gossip_alive *
             return; /* memberlist (with serf's alive delegate) ignores such a newcomer */
         if (a->incarnation == 0)
             return; /* memberlist keeps a dead placeholder at 0 and stops there: we keep none */
+        if (t->cfg.max_members && t->n >= t->cfg.max_members)
+            return; /* a cap on what a remote peer makes us hold */
         m = member_new(t, a->node);
         set_addr(m, a->addr.p, a->addr.n, a->port);
         set_meta(m, a->meta.p, a->meta.n);
@@ -324,6 +326,17 @@ void gossip__members_leave(struct gossip_members *t, uint64_t now_ms, gossip_fx_
     t->leaving = true;
     struct gossip_suspect d = {me->incarnation, me->name, me->name};
     gossip__members_dead(t, &d, now_ms, cb, ctx);
+}
+
+void gossip__members_remove(struct gossip_members *t, size_t i)
+{
+    struct gossip_member *m = t->v[i];
+    if (is_local(t, m))
+        return;
+    susp_clear(m);
+    base_free(m->name);
+    base_free(m);
+    t->v[i] = t->v[--t->n];
 }
 
 void gossip__members_tick(struct gossip_members *t, uint64_t now_ms, gossip_fx_cb cb, void *ctx)

@@ -52,6 +52,7 @@ struct gossip_member_config {
     uint32_t suspicion_mult;     /* 4 */
     uint32_t suspicion_max_mult; /* 6 */
     uint32_t awareness_max;      /* 8 */
+    size_t max_members;          /* newcomers past this many members are ignored; 0: no cap */
 };
 
 struct gossip_members {
@@ -101,6 +102,10 @@ void gossip__members_merge(struct gossip_members *t, const struct gossip_push_no
 /* Our graceful leave: a dead message about us from us (memberlist's Leave), which marks us
  * left; from then on alives about us are ignored. */
 void gossip__members_leave(struct gossip_members *t, uint64_t now_ms, gossip_fx_cb cb, void *ctx);
+
+/* Forgets the member at index i of t->v (not ourselves): memberlist drops a dead node from
+ * its list once it has been gossiped to for GossipToTheDeadTime. */
+void gossip__members_remove(struct gossip_members *t, size_t i);
 
 /* Declares dead (from us) every suspect whose suspicion ran out by now_ms. */
 void gossip__members_tick(struct gossip_members *t, uint64_t now_ms, gossip_fx_cb cb, void *ctx);

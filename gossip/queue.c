@@ -104,3 +104,14 @@ size_t gossip__queue_take(struct gossip_queue *q, size_t overhead, size_t limit,
     base_free(chosen);
     return sent;
 }
+
+void gossip__queue_prune(struct gossip_queue *q, size_t max)
+{
+    while (q->n > max) {
+        size_t oldest = 0;
+        for (size_t i = 1; i < q->n; i++)
+            if (q->v[i].id < q->v[oldest].id)
+                oldest = i;
+        drop(q, oldest);
+    }
+}

@@ -35,6 +35,9 @@ void gossip__queue_close(struct gossip_queue *q);
 /* Queues a copy of msg, replacing the queued message named name (if name is not NULL). */
 void gossip__queue_push(struct gossip_queue *q, const char *name, const uint8_t *msg, size_t len);
 
+/* Drops the oldest messages until at most max are queued (serf's MaxQueueDepth). */
+void gossip__queue_prune(struct gossip_queue *q, size_t max);
+
 /* Calls cb for each message chosen to fill limit bytes, counting overhead bytes for each
  * (memberlist: 2, a compound's length field; 3 for a user message that also takes its type
  * byte); n_nodes sets the retransmit limit. msg is valid during cb only. Returns how many. */

@@ -184,6 +184,38 @@ static int serf_query_decode(const msgpack_object *o, struct base_arena *a,
     return 0;
 }
 
+struct tag_filter {
+    const char *expr, *tag;
+};
+static const struct gossip_mp_field tag_filter_fields[] = {
+    GOSSIP_MP_FIELD(struct tag_filter, "Expr", GOSSIP_MP_STR, expr),
+    GOSSIP_MP_FIELD(struct tag_filter, "Tag", GOSSIP_MP_STR, tag),
+};
+
+int gossip__serf_filter_decode(const uint8_t *p, size_t n, struct base_arena *a,
+                               struct gossip_serf_filter *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (n < 1 || (p[0] != GOSSIP_SERF_FILTER_NODE && p[0] != GOSSIP_SERF_FILTER_TAG))
+        return BASE_EPARSE;
+    out->type = p[0];
+    msgpack_unpacked u;
+    size_t used;
+    int rv = gossip__mp_unpack_all(p + 1, n - 1, &u, &used);
+    if (rv != 0)
+        return rv;
+    if (out->type == GOSSIP_SERF_FILTER_NODE) {
+        rv = conv_str_array(&u.data, a, &out->nodes, &out->n_nodes);
+    } else {
+        struct tag_filter t;
+        rv = GOSSIP_MP_DECODE(&u.data, tag_filter_fields, a, &t);
+        out->tag = t.tag;
+        out->expr = t.expr;
+    }
+    msgpack_unpacked_destroy(&u);
+    return rv;
+}
+
 int gossip__serf_decode(const uint8_t *p, size_t n, struct base_arena *a,
                         struct gossip_serf_msg *out)
 {

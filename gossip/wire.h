@@ -20,6 +20,7 @@
 #define HERALD_GOSSIP_WIRE_H
 
 #include "base/base.h"
+#include "gossip/gossip.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -349,17 +350,28 @@ struct gossip_serf_msg {
     } u;
 };
 
+/* A query's filter (serf's filterNode / filterTag): its type byte then msgpack. */
+#define GOSSIP_SERF_FILTER_NODE 0
+#define GOSSIP_SERF_FILTER_TAG  1
+struct gossip_serf_filter {
+    uint8_t type;
+    size_t n_nodes; /* node: the names it matches */
+    const char **nodes;
+    const char *tag, *expr; /* tag: the tag's value must match the regular expression */
+};
+/* Decodes one filter of a query (struct gossip_serf_query's filters[i]); BASE_EPARSE for an
+ * unknown type, as serf refuses it. */
+int gossip__serf_filter_decode(const uint8_t *p, size_t n, struct base_arena *a,
+                               struct gossip_serf_filter *out) BASE_MUSTCHECK;
+
 /* Decodes a serf message (a user message's body). */
 int gossip__serf_decode(const uint8_t *p, size_t n, struct base_arena *a,
                         struct gossip_serf_msg *out) BASE_MUSTCHECK;
 /* Appends a serf message, its type byte first. */
 void gossip__serf_encode(struct base_buf *b, const struct gossip_serf_msg *m);
 
-/* serf's tags in a node's Meta: byte 255 then a msgpack map of strings. */
-struct gossip_tag {
-    const char *key;
-    const char *value;
-};
+/* serf's tags in a node's Meta: byte 255 then a msgpack map of strings (struct gossip_tag in
+ * gossip.h). */
 /* Decodes meta into tags (arena). Meta not starting with 255 is serf's old role-only form:
  * one tag role=<meta>. */
 int gossip__tags_decode(const uint8_t *p, size_t n, struct base_arena *a, struct gossip_tag **tags,

@@ -1,7 +1,7 @@
 /* libFuzzer target over gossip/'s decoders of outside bytes (gossip/wire.c, lzw.c, crypt.c):
  * the input's first byte picks what reads the rest: 0 a UDP packet, 1 a packet with a key, 2 a
  * TCP stream, 3 a stream with a key (the key of tests/unit/gossip/serf_vectors.h), 4 a serf
- * message, 5 a node's tags.
+ * message, 5 a node's tags, 6 a serf query's filter.
  *
  * Besides the sanitizers' findings (reads past the input, leaks, integer overflows), every
  * decoded message must hold what the protocol will rely on, or the target aborts: counts
@@ -192,7 +192,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ring.n = 1;
     ring.keys[0].len = 16;
     memcpy(ring.keys[0].key, key, 16);
-    uint8_t mode = data[0] % 6;
+    uint8_t mode = data[0] % 7;
     size_t n = size - 1;
     /* the rest in a buffer of its exact size: ASan sees any read past it */
     uint8_t *p = malloc(n ? n : 1);
@@ -226,9 +226,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 4:
         check_serf(p, n, &a);
         break;
-    default:
+    case 5:
         check_tags(p, n, &a);
         break;
+    default: {
+        struct gossip_serf_filter f;
+        if (gossip__serf_filter_decode(p, n, &a, &f) == 0) {
+            check(f.type <= GOSSIP_SERF_FILTER_TAG, "filter type");
+            for (size_t i = 0; i < f.n_nodes; i++)
+                check_str(f.nodes[i]);
+            if (f.type == GOSSIP_SERF_FILTER_TAG) {
+                check_str(f.tag);
+                check_str(f.expr);
+            }
+        }
+        break;
+    }
     }
     base_arena_close(&a);
     free(p);

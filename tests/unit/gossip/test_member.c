@@ -51,7 +51,7 @@ static void on_fx(void *ctx, const struct gossip_fx *fx)
 
 static const uint8_t vsn[6] = {1, 5, 2, 2, 5, 4};
 static const uint8_t ip1[4] = {127, 0, 0, 1}, ip2[4] = {127, 0, 0, 2};
-static const struct gossip_member_config cfg = {1000, 4, 6, 8};
+static const struct gossip_member_config cfg = {1000, 4, 6, 8, 0};
 
 static void init(struct gossip_members *t)
 {
@@ -296,6 +296,31 @@ static void test_merge(void **state)
     gossip__members_close(&t);
 }
 
+/* max_members: newcomers past the cap are ignored (a remote peer cannot grow the table),
+ * known members still change, and a freed place takes a newcomer again */
+static void test_member_cap(void **state)
+{
+    (void)state;
+    struct gossip_members t;
+    struct gossip_member_config c = cfg;
+    c.max_members = 3;
+    gossip__members_init(&t, &c, "me", ip1, 4, 8301, (const uint8_t *)"m", 1, vsn, 0);
+    ALIVE(&t, "n2", 1, ip2, "", 0, "B:alive(n2,1) J:n2");
+    ALIVE(&t, "n3", 1, ip2, "", 0, "B:alive(n3,1) J:n3");
+    ALIVE(&t, "n4", 1, ip2, "", 0, "");
+    assert_null(gossip__members_find(&t, "n4"));
+    assert_int_equal(t.n, 3);
+    ALIVE(&t, "n3", 2, ip2, "x", 0, "B:alive(n3,2) U:n3");
+    for (size_t i = 0; i < t.n; i++)
+        if (strcmp(t.v[i]->name, "n2") == 0)
+            gossip__members_remove(&t, i);
+    assert_null(gossip__members_find(&t, "n2"));
+    gossip__members_remove(&t, 0); /* ourselves: never removed */
+    assert_non_null(gossip__members_find(&t, "me"));
+    ALIVE(&t, "n4", 1, ip2, "", 0, "B:alive(n4,1) J:n4");
+    gossip__members_close(&t);
+}
+
 static void test_suspicion_formulas(void **state)
 {
     (void)state;
@@ -322,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_leave),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_suspicion_formulas),
+        cmocka_unit_test(test_member_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,12 +96,32 @@ static void test_retransmit_limit(void **state)
     gossip__queue_close(&q);
 }
 
+/* serf's MaxQueueDepth: past the cap the oldest go first */
+static void test_prune_drops_oldest(void **state)
+{
+    (void)state;
+    struct gossip_queue q;
+    struct got g;
+    gossip__queue_init(&q, 4);
+    push(&q, NULL, "a1");
+    push(&q, NULL, "b2");
+    push(&q, NULL, "c3");
+    push(&q, NULL, "d4");
+    gossip__queue_prune(&q, 2);
+    assert_int_equal(q.n, 2);
+    assert_string_equal(take(&q, 2, 100, 10, &g), "d4 c3");
+    gossip__queue_prune(&q, 0);
+    assert_int_equal(q.n, 0);
+    gossip__queue_close(&q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order_and_room),
         cmocka_unit_test(test_names_replace),
         cmocka_unit_test(test_retransmit_limit),
+        cmocka_unit_test(test_prune_drops_oldest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

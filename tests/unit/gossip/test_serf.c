@@ -120,11 +120,42 @@ static void test_tags(void **state)
     base_arena_close(&a);
 }
 
+/* A query's filters: serf's node filter ([0] then a msgpack []string) and tag filter ([1]
+ * then {Expr, Tag}); an unknown type or a cut value is refused. */
+static void test_query_filters(void **state)
+{
+    (void)state;
+    struct base_arena a;
+    base_arena_init(&a);
+    struct gossip_serf_filter f;
+    static const uint8_t node[] = {0, 0x92, 0xa2, 'h', '1', 0xa5, 's', 'e', 'r', 'f', '1'};
+    assert_int_equal(gossip__serf_filter_decode(node, sizeof(node), &a, &f), 0);
+    assert_int_equal(f.type, GOSSIP_SERF_FILTER_NODE);
+    assert_int_equal(f.n_nodes, 2);
+    assert_string_equal(f.nodes[0], "h1");
+    assert_string_equal(f.nodes[1], "serf1");
+    static const uint8_t tag[] = {1,   0x82, 0xa4, 'E', 'x', 'p',  'r', 0xa3, 'w', 'e',
+                                  'b', 0xa3, 'T',  'a', 'g', 0xa4, 'r', 'o',  'l', 'e'};
+    assert_int_equal(gossip__serf_filter_decode(tag, sizeof(tag), &a, &f), 0);
+    assert_int_equal(f.type, GOSSIP_SERF_FILTER_TAG);
+    assert_string_equal(f.tag, "role");
+    assert_string_equal(f.expr, "web");
+    static const uint8_t unknown[] = {7, 0x90};
+    assert_int_equal(gossip__serf_filter_decode(unknown, sizeof(unknown), &a, &f), BASE_EPARSE);
+    assert_int_equal(gossip__serf_filter_decode(node, 3, &a, &f), BASE_EPARSE);
+    assert_int_equal(gossip__serf_filter_decode(node, 0, &a, &f), BASE_EPARSE);
+    static const uint8_t not_strings[] = {0, 0x91, 0x05};
+    assert_int_equal(gossip__serf_filter_decode(not_strings, sizeof(not_strings), &a, &f),
+                     BASE_EPARSE);
+    base_arena_close(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_serf_messages_roundtrip),
         cmocka_unit_test(test_tags),
+        cmocka_unit_test(test_query_filters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

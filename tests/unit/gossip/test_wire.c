@@ -782,6 +782,9 @@ static void emit_for_serf(const char *dir)
 /* Writes the fuzzer's seeds: mode byte (tests/fuzz/gossip_wire.c) then the bytes. */
 static void write_seeds(const char *dir)
 {
+    static const uint8_t filter_node[] = {0, 0x91, 0xa2, 'h', '1'};
+    static const uint8_t filter_tag[] = {1,   0x82, 0xa4, 'E', 'x', 'p',  'r', 0xa3, 'w', 'e',
+                                         'b', 0xa3, 'T',  'a', 'g', 0xa4, 'r', 'o',  'l', 'e'};
     struct {
         const char *name;
         uint8_t mode;
@@ -800,6 +803,8 @@ static void write_seeds(const char *dir)
         {"dead", 0, VEC(serf_dead_packet)},
         {"serf_event", 4, serf_event_packet + 6, sizeof(serf_event_packet) - 6},
         {"serf_query", 4, serf_query_packet + 6, sizeof(serf_query_packet) - 6},
+        {"filter_node", 6, filter_node, sizeof(filter_node)},
+        {"filter_tag", 6, filter_tag, sizeof(filter_tag)},
     };
     for (size_t i = 0; i < BASE_ARRAY_LEN(v); i++) {
         char path[4096];
