@@ -451,8 +451,10 @@ int gossip__tags_decode(const uint8_t *p, size_t n, struct base_arena *a, struct
             else if ((rv = gossip__mp_str(&kv->key, a, &t[i].key)) == 0)
                 rv = gossip__mp_str(&kv->val, a, &t[i].value);
         }
-        *tags = t;
-        *n_tags = k;
+        if (rv == 0) { /* never a half-filled array */
+            *tags = t;
+            *n_tags = k;
+        }
     } else if (o->type != MSGPACK_OBJECT_NIL) {
         rv = BASE_EPARSE;
     }

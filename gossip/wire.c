@@ -282,7 +282,9 @@ static struct gossip_msg *pkt_push(struct pkt_ctx *c)
 
 static int pkt_command(struct pkt_ctx *c, const uint8_t *p, size_t n, int depth)
 {
-    if (n == 0 || depth > GOSSIP_WIRE_DEPTH_MAX)
+    if (depth > GOSSIP_WIRE_DEPTH_MAX)
+        return BASE_ETOOBIG; /* the packet is refused whole */
+    if (n == 0)
         return BASE_EPARSE;
     uint8_t t = p[0];
     p++;
@@ -305,9 +307,13 @@ static int pkt_command(struct pkt_ctx *c, const uint8_t *p, size_t n, int depth)
                 c->out->truncated += (unsigned)(parts - i);
                 break;
             }
+            /* memberlist handles each part on its own: one bad part does not lose the others
+             * (but a packet over its inflate budget is refused whole) */
             int rv = pkt_command(c, p, l, depth + 1);
-            if (rv != 0)
+            if (rv == BASE_ETOOBIG)
                 return rv;
+            if (rv != 0)
+                c->out->bad++;
             p += l;
             n -= l;
         }

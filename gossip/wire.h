@@ -170,6 +170,7 @@ struct gossip_packet {
     bool encrypted, crc, compressed;
     unsigned truncated; /* compound parts lost to a short packet (memberlist tolerates them) */
     unsigned unknown;   /* messages of an unknown type, skipped as memberlist does */
+    unsigned bad;       /* compound parts that did not decode, skipped as memberlist does */
 };
 
 /* Decodes one UDP packet. With keys (n > 0) the packet must be encrypted and decrypt with one

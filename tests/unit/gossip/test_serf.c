@@ -116,6 +116,11 @@ static void test_tags(void **state)
     assert_int_equal(gossip__tags_decode(VEC(bad), &a, &t, &n), BASE_EPARSE);
     static const uint8_t cut[] = {0xff, 0x82, 0xa1, 'a', 0xa1};
     assert_int_equal(gossip__tags_decode(VEC(cut), &a, &t, &n), BASE_EPARSE);
+    /* a refused map leaves nothing behind: no half-filled array for a caller to read */
+    static const uint8_t second_bad[] = {0xff, 0x82, 0xa1, 'a', 0xa1, 'b', 0x01, 0xa1, 'c'};
+    assert_int_equal(gossip__tags_decode(VEC(second_bad), &a, &t, &n), BASE_EPARSE);
+    assert_null(t);
+    assert_int_equal(n, 0);
     base_buf_free(&b);
     base_arena_close(&a);
 }
