@@ -184,9 +184,10 @@ static void raft_closed(struct raft *r)
     raft_uv_close(&c->io);
     cons__transport_close(c);
     c->raft_done = true;
-    c->pending += 2;
+    c->pending += 3;
     uv_close((uv_handle_t *)&c->flush, handle_closed);
     uv_close((uv_handle_t *)&c->tick, handle_closed);
+    uv_close((uv_handle_t *)&c->lost_timer, handle_closed);
 }
 
 static void close_raft(struct cons *c)
@@ -194,6 +195,7 @@ static void close_raft(struct cons *c)
     c->stopping = true;
     uv_idle_stop(&c->flush);
     uv_timer_stop(&c->tick);
+    uv_timer_stop(&c->lost_timer);
     cons__form_stop(c);
     cons__member_stop(c, false);
     cons__forward_stop(c);
@@ -480,6 +482,7 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
     c->tick.data = c;
     c->flush.data = c;
     uv_unref((uv_handle_t *)&c->tick);
+    cons__failover_init(c);
     c->contact_at = uv_now(loop);
     c->last_state = (unsigned short)raft_state(&c->raft);
 
@@ -533,7 +536,6 @@ void cons_leader(const struct cons *c, uint64_t *id, const char **address)
 uint64_t cons_last_contact_ms(const struct cons *c)
 {
     struct raft *r = raft_of(c);
-    uint64_t now = uv_now(c->loop);
     if (raft_state(r) == RAFT_LEADER)
         return 0;
     raft_id lid = 0;
@@ -541,10 +543,13 @@ uint64_t cons_last_contact_ms(const struct cons *c)
     raft_leader(r, &lid, &laddr);
     /* A follower restarts its election timer on every message of the current leader, so with
      * a known leader the timer's start is the last contact (libraft has no getter for it; the
-     * field is public and on the io's clock, which is uv_now). Without one, the last time the
-     * leadership timer saw a leader. */
-    if (lid != 0 && raft_state(r) == RAFT_FOLLOWER)
-        return now > r->election_timer_start ? now - r->election_timer_start : 0;
+     * field is public and on the io's clock, io->time: uv_now plus failover.c's skew). Without
+     * one, the last time the leadership timer saw a leader. */
+    if (lid != 0 && raft_state(r) == RAFT_FOLLOWER) {
+        uint64_t rnow = c->io.time((struct raft_io *)&c->io);
+        return rnow > r->election_timer_start ? rnow - r->election_timer_start : 0;
+    }
+    uint64_t now = uv_now(c->loop);
     return now > c->contact_at ? now - c->contact_at : 0;
 }
 

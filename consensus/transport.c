@@ -87,6 +87,7 @@
 #include <nettle/hmac.h>
 #include <nettle/memops.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -959,6 +960,12 @@ static void dial_connect_cb(uv_connect_t *req, int status)
     }
     uv_tcp_nodelay(d->tcp, 1);
     uv_tcp_keepalive(d->tcp, 1, KEEPALIVE_S);
+    /* failover.c: a silent peer (partition) aborts the connection: redial, not backoff */
+    uv_os_fd_t fd;
+    unsigned silent = cons__silent_ms(d->tp->c);
+    if (uv_fileno((uv_handle_t *)d->tcp, &fd) == 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &silent, sizeof silent);
+    uv_timer_start(&d->timer, dial_timer_cb, CONNECT_TIMEOUT_MS, 0); /* now the handshake */
     uv_buf_t b = uv_buf_init((char *)d->hs, (unsigned)d->hs_len);
     d->write.data = d;
     int rv = uv_write(&d->write, (uv_stream_t *)d->tcp, &b, 1, dial_write_cb);
@@ -1035,7 +1042,8 @@ static void dial_timer_cb(uv_timer_t *t)
         return;
     }
     d->started = true;
-    uv_timer_start(&d->timer, dial_timer_cb, CONNECT_TIMEOUT_MS, 0);
+    /* failover.c: a short bound on the TCP connect (a lost SYN is retried only after 1 s) */
+    uv_timer_start(&d->timer, dial_timer_cb, cons__connect_ms(d->tp->c), 0);
     if (d->sa.ss_family != 0) {
         dial_connect(d);
         return;
