@@ -69,8 +69,8 @@ static raft_id current_leader(struct cons *c)
 static void lost_cb(uv_timer_t *t)
 {
     struct cons *c = t->data;
-    if (c->stopping || raft_state(&c->raft) != RAFT_FOLLOWER ||
-        current_leader(c) != c->lost_id || c->leader_msgs != c->lost_msgs)
+    if (c->stopping || raft_state(&c->raft) != RAFT_FOLLOWER || current_leader(c) != c->lost_id ||
+        c->leader_msgs != c->lost_msgs)
         return; /* someone else won already, or the leader spoke again */
     LOG_INFO("consensus", "leader id=%" PRIu64 " is gone: starting a pre-vote now", c->lost_id);
     c->clock_skew += 2 * (uint64_t)c->raft.election_timeout + 1;
@@ -79,9 +79,8 @@ static void lost_cb(uv_timer_t *t)
 
 void cons__peer_lost(struct cons *c, uint64_t id)
 {
-    if (c->stopping || !c->raft_started || !c->raft_tick ||
-        raft_state(&c->raft) != RAFT_FOLLOWER || current_leader(c) != id ||
-        cons__role_of(c, c->id) != RAFT_VOTER)
+    if (c->stopping || !c->raft_started || !c->raft_tick || raft_state(&c->raft) != RAFT_FOLLOWER ||
+        current_leader(c) != id || cons__role_of(c, c->id) != RAFT_VOTER)
         return;
     const struct raft_configuration *conf = &c->raft.configuration;
     unsigned rank = 0;
@@ -92,8 +91,10 @@ void cons__peer_lost(struct cons *c, uint64_t id)
     unsigned delay = rank * STAGGER_HEARTBEATS * c->heartbeat_ms;
     c->lost_id = id;
     c->lost_msgs = c->leader_msgs;
-    LOG_INFO("consensus", "the Raft stream from leader id=%" PRIu64 " ended: election in %u ms "
-             "unless it speaks again", id, delay);
+    LOG_INFO("consensus",
+             "the Raft stream from leader id=%" PRIu64 " ended: election in %u ms "
+             "unless it speaks again",
+             id, delay);
     uv_timer_start(&c->lost_timer, lost_cb, delay, 0);
 }
 
