@@ -43,13 +43,15 @@
  * Timing (DESIGN.md 2.6). LAN base: election 500 ms, heartbeat 50 ms, pre-vote on, both
  * scaled by raft_multiplier (default 1). libraft randomizes the election timeout between 1x
  * and 2x and, with pre-vote, a follower grants a vote only once it has itself stopped
- * following the old leader (it rejects while it "has a leader"), so a dead leader is replaced
- * after the SLOWER follower's randomized timeout, about 1.5-2 election timeouts, plus a vote
- * round, and a split first round costs one more timeout. With a 1000 ms base that measured
- * ~1.9 s, not "well under two seconds"; the 500 ms base measures about 0.9 s from a leader's
- * kill -9 to the first acknowledged write (tests/bench/cluster.sh: the figures and their
- * spread are in tests/bench/RESULTS.md). A LAN round trip is well under a millisecond, so 500 ms
- * still leaves a wide margin against spurious elections; WANs raise the multiplier.
+ * following the old leader (it rejects while it "has a leader"), so a leader that merely goes
+ * silent (a partition) is replaced after the SLOWER follower's randomized timeout, about
+ * 1.5-2 election timeouts, plus a vote round: that measured about 0.9 s (0.7-1.6 s) from a
+ * kill -9 to the first acknowledged write. A leader that dies on a running host has its
+ * connections closed by the kernel, and failover.c starts the election at once then, in
+ * turns by id: about 0.2 s (tests/bench/cluster.sh: the figures and their spread are in
+ * tests/bench/RESULTS.md). A LAN round trip is well under a millisecond, so 500 ms still
+ * leaves a wide margin against spurious elections (a follower stopped for 300 ms at a time
+ * causes none: cluster.sh --soak); WANs raise the multiplier.
  * libraft's connect retry delay drops from 1 s to 100 ms (the transport adds its own backoff
  * per peer), so a restarted server is caught up quickly. */
 #include "internal.h"
