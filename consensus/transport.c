@@ -67,9 +67,10 @@
  *
  * Dialing. connect() and cons__dial_rpc() share one dialer: resolve (numeric addresses
  * directly, names through uv_getaddrinfo), TCP connect with TCP_NODELAY (without it small
- * appends wait ~40 ms for delayed ACKs) and keepalive, bounded by a 2 s connect timeout, then
- * write the handshake (and with a key check the server's proof and send ours, all within
- * that 2 s) before handing the stream over.
+ * appends wait ~40 ms for delayed ACKs) and keepalive, the connect bounded by cons__connect_ms
+ * and the connection given TCP_USER_TIMEOUT cons__silent_ms (failover.c: silent peers), then
+ * write the handshake (and with a key check the server's proof and send ours, within 2 s of
+ * the connect) before handing the stream over.
  * libraft retries a failed connect after its retry delay (set to 50 ms in cons.c); the dialer
  * adds an exponential backoff per Raft peer on top (50 ms doubling to 250 ms, reset by a
  * Raft connection from that peer, which also starts a dial still waiting out its delay: a

@@ -259,3 +259,56 @@ def test_healed_leader_follows_the_new_leader_within_a_second(lab_cluster):
         assert not missing, "%s lacks %d acknowledged writes, e.g. %s" % (
             a.addr, len(missing), missing[:5])
     assert len(w.acked) > 50, (len(w.acked), w.unknown)
+
+
+def raft_id(a):
+    """A server's Raft id: the first 16 hex digits of its node ID (cons_id_from_node_id)."""
+    node_id = a.get("/v1/agent/self", timeout=5).json()["Config"]["NodeID"]
+    return int("".join(ch for ch in node_id if ch in "0123456789abcdefABCDEF")[:16], 16)
+
+
+def max_term(c):
+    return max(a.get("/v1/agent/self", timeout=5).json()["Stats"]["raft"]["term"] for a in c)
+
+
+def test_a_reset_stream_from_a_live_leader_disrupts_nothing(lab_cluster):
+    """A follower that sees its leader's Raft stream reset while the leader lives (here: what
+    its server port sends to the leader answered with a TCP reset by nftables, for a moment)
+    starts a pre-vote at once (failover.c), which the others refuse: no term change, the same
+    leader, writes go on. Both followers in turn (the one with the lower id has no wait)."""
+    lab, c = lab_cluster
+    c.start()
+    leader = c.wait_leader(timeout=20)
+    followers = sorted(c.followers(leader), key=raft_id)
+    term0 = max_term(c)
+    w = Writers(list(c))
+    try:
+        for f in followers:
+            before = f.read_log().count("the Raft stream from leader")
+            # in the follower's namespace: what its server port sends to the leader is
+            # answered with a reset to its own socket
+            rules = ("table inet hphrst {\n chain out {\n  type filter hook output "
+                     "priority 0; policy accept;\n  ip daddr %s tcp sport 8300 "
+                     "reject with tcp reset\n }\n}\n" % leader.addr)
+            run("ip", "netns", "exec", f.netns, "nft", "-f", "-", input=rules)
+            try:
+                wait_until(lambda: f.read_log().count("the Raft stream from leader") > before,
+                           timeout=10, msg="%s sees its leader's stream reset" % f.addr)
+            finally:
+                run("ip", "netns", "exec", f.netns, "nft", "delete", "table", "inet", "hphrst")
+            n = len(w.acked)
+            wait_until(lambda: len(w.acked) > n + 20, timeout=10, msg="writes going on")
+            # as long as an election from it could take: the randomized timeout is 0.5-1 s
+            t_end = time.monotonic() + 2.0
+            while time.monotonic() < t_end:
+                assert f.leader_addr(timeout=2) in (leader.server_addr, ""), f.read_log()
+                time.sleep(0.05)
+            wait_until(lambda: f.leader_addr(timeout=1) == leader.server_addr, timeout=5,
+                       msg="%s follows %s again" % (f.addr, leader.addr))
+            print("\n".join(line for line in f.read_log().splitlines()[-40:]
+                            if "consensus: " in line and "leader" in line))
+    finally:
+        w.stop()
+    assert c.wait_leader(timeout=10) is leader
+    assert max_term(c) == term0, "a spurious reset caused an election"
+    c.wait_converged(timeout=30)
