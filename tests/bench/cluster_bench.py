@@ -469,8 +469,11 @@ def cmd_failover(a):
         d = {"AppliedIndex": None}
 
         def lacking():
-            return sum(sum(1 for (_, _, k) in w.acked if k not in etcd_keys(s, "fo/"))
-                       for s in servers)
+            n = 0
+            for s in servers:
+                keys = etcd_keys(s, "fo/")
+                n += sum(1 for (_, _, k) in w.acked if k not in keys)
+            return n
         # the restarted member may still be catching up: bounded wait for all keys everywhere
         until(lambda: lacking() == 0, 30, 0.5)
         missing = lacking()
