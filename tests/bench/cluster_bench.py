@@ -345,6 +345,8 @@ def etcd_keys(addr, prefix):
             "serializable": True}))
         r = c.getresponse()
         d = json.loads(r.read())
+    except (OSError, ValueError, http.client.HTTPException):
+        return set()  # not answering (yet): every key counts as missing
     finally:
         c.close()
     return {base64.b64decode(kv["key"]).decode() for kv in d.get("kvs", [])}
