@@ -23,6 +23,16 @@
  *    second wins (in a 3-server cluster; in general the one whose turn completes a majority),
  *    about STAGGER heartbeats after the kill. A follower that lags (busy, starved) is simply
  *    passed: whoever asks after it converted gets its vote;
+ *  - libraft keeps a follower a follower while entries it received are still being written
+ *    (or a snapshot installed), which under writes is often the case at any given moment:
+ *    then the turn is tried again every TRY_EVERY_MS (a write takes about a millisecond),
+ *    up to TRIES_MAX times;
+ *  - the one whose turn comes may have the shorter log (the last append reached the other
+ *    one first): the earlier candidate refuses its pre-vote for that (Raft's election
+ *    restriction), and both would wait out a randomized election timeout. So a pre-vote
+ *    candidate of this episode that refuses a pre-vote (cons__vote_sent sees the refusal go
+ *    out) runs its own pre-vote again at once: the other one stopped following, and grants
+ *    it (at most RERUNS_MAX times per episode);
  *  - a spurious end (the leader is alive and only redialed) cannot disrupt anything: libraft
  *    refuses any vote request, pre-vote or real, while it follows a leader (recvRequestVote:
  *    "local server has a leader -> reject"; the leader itself refuses as leader), and a
@@ -47,6 +57,9 @@
 #define STAGGER_HEARTBEATS 2  /* between the turns of two followers */
 #define SILENT_HEARTBEATS  10 /* TCP_USER_TIMEOUT of outgoing server connections */
 #define CONNECT_HEARTBEATS 4  /* the TCP connect of a dial */
+#define RERUNS_MAX         3  /* pre-votes run again at once, per episode */
+#define TRY_EVERY_MS       5  /* while libraft stays follower (writing entries) ... */
+#define TRIES_MAX          40 /* ... at most this many times */
 
 unsigned cons__silent_ms(const struct cons *c)
 {
@@ -66,15 +79,51 @@ static raft_id current_leader(struct cons *c)
     return lid;
 }
 
+/* The clock jumps past any randomized election timeout, and libraft's tick sees it. */
+static void expire_now(struct cons *c)
+{
+    c->clock_skew += 2 * (uint64_t)c->raft.election_timeout + 1;
+    c->raft_tick(&c->io);
+}
+
 static void lost_cb(uv_timer_t *t)
 {
     struct cons *c = t->data;
-    if (c->stopping || raft_state(&c->raft) != RAFT_FOLLOWER || current_leader(c) != c->lost_id ||
+    if (c->stopping)
+        return;
+    if (c->lost_rerun) {
+        c->lost_rerun = false;
+        if (raft_state(&c->raft) == RAFT_CANDIDATE && c->raft.candidate_state.in_pre_vote) {
+            LOG_INFO("consensus", "refused a pre-vote with a longer log: running ours again");
+            expire_now(c);
+        }
+        return;
+    }
+    if (raft_state(&c->raft) != RAFT_FOLLOWER || current_leader(c) != c->lost_id ||
         c->leader_msgs != c->lost_msgs)
         return; /* someone else won already, or the leader spoke again */
-    LOG_INFO("consensus", "leader id=%" PRIu64 " is gone: starting a pre-vote now", c->lost_id);
-    c->clock_skew += 2 * (uint64_t)c->raft.election_timeout + 1;
-    c->raft_tick(&c->io);
+    if (c->lost_tries++ == 0)
+        LOG_INFO("consensus", "leader id=%" PRIu64 " is gone: starting a pre-vote now", c->lost_id);
+    expire_now(c);
+    /* libraft stays follower (and restarts its timer) while entries it took are still being
+     * written, or a snapshot installed: try again shortly */
+    if (raft_state(&c->raft) == RAFT_FOLLOWER && c->lost_tries < TRIES_MAX) {
+        LOG_DEBUG("consensus", "still a follower (entries being written?): again in %d ms",
+                  TRY_EVERY_MS);
+        uv_timer_start(&c->lost_timer, lost_cb, TRY_EVERY_MS, 0);
+    }
+}
+
+void cons__vote_sent(struct cons *c, const struct raft_message *m)
+{
+    if (m->type != RAFT_REQUEST_VOTE_RESULT || !m->request_vote_result.pre_vote ||
+        m->request_vote_result.vote_granted || c->lost_id == 0 || c->reruns >= RERUNS_MAX ||
+        c->stopping || raft_state(&c->raft) != RAFT_CANDIDATE ||
+        !c->raft.candidate_state.in_pre_vote)
+        return;
+    c->reruns++;
+    c->lost_rerun = true; /* from the loop: we are inside libraft here */
+    uv_timer_start(&c->lost_timer, lost_cb, 0, 0);
 }
 
 void cons__peer_lost(struct cons *c, uint64_t id)
@@ -91,6 +140,9 @@ void cons__peer_lost(struct cons *c, uint64_t id)
     unsigned delay = rank * STAGGER_HEARTBEATS * c->heartbeat_ms;
     c->lost_id = id;
     c->lost_msgs = c->leader_msgs;
+    c->lost_rerun = false;
+    c->reruns = 0;
+    c->lost_tries = 0;
     LOG_INFO("consensus",
              "the Raft stream from leader id=%" PRIu64 " ended: election in %u ms "
              "unless it speaks again",

@@ -311,8 +311,11 @@ struct cons {
 
     /* failover.c: the leader's Raft stream ended; our turn to start an election */
     uv_timer_t lost_timer;
-    uint64_t lost_id;   /* that leader */
-    uint64_t lost_msgs; /* leader_msgs then: a message since cancels the turn */
+    uint64_t lost_id;    /* that leader */
+    uint64_t lost_msgs;  /* leader_msgs then: a message since cancels the turn */
+    bool lost_rerun;     /* the timer runs our pre-vote again (we refused one) */
+    unsigned reruns;     /* such reruns in this episode */
+    unsigned lost_tries; /* turns tried (libraft stays follower while it writes entries) */
 
     /* lifecycle */
     bool stopping;  /* cons_stop (or a failed start) called raft_close */
@@ -505,6 +508,8 @@ void cons__failover_init(struct cons *c);
 void cons__peer_lost(struct cons *c, uint64_t id);
 /* TCP_USER_TIMEOUT of outgoing server connections, and the bound of a dial's TCP connect. */
 unsigned cons__silent_ms(const struct cons *c);
+/* io.c's send hook: a pre-vote we refused while a candidate of an early election. */
+void cons__vote_sent(struct cons *c, const struct raft_message *m);
 unsigned cons__connect_ms(const struct cons *c);
 
 /* raft_stream.c */

@@ -188,6 +188,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req, const struct ra
                    raft_io_send_cb cb)
 {
     struct cons *c = cons_of(io);
+    cons__vote_sent(c, m);
     if (m->type == RAFT_INSTALL_SNAPSHOT && raft_state(&c->raft) == RAFT_LEADER &&
         m->install_snapshot.term == c->raft.current_term) {
         struct cons_acked *a = acked_of(c, m->server_id);
