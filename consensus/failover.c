@@ -24,7 +24,7 @@
  *    about STAGGER heartbeats after the kill. A follower that lags (busy, starved) is simply
  *    passed: whoever asks after it converted gets its vote;
  *  - libraft keeps a follower a follower while entries it received are still being written
- *    (or a snapshot installed), which under writes is often the case at any given moment:
+ *    (or a snapshot installed), which under writes can be the case at that moment:
  *    then the turn is tried again every TRY_EVERY_MS (a write takes about a millisecond),
  *    up to TRIES_MAX times;
  *  - the one whose turn comes may have the shorter log (the last append reached the other
