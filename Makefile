@@ -20,6 +20,12 @@ endif
 CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 LDFLAGS := $(SANFLAGS)
+# msgpack-c is gossip/'s alone (DESIGN.md 2.1); it is linked only where gossip/ is, so the agent
+# binary does not need it until gossip is wired in.
+MSGPACK_CFLAGS := $(shell pkg-config --cflags msgpack 2>/dev/null)
+MSGPACK_LIBS := $(shell pkg-config --libs msgpack 2>/dev/null)
+GOSSIP_LIBS := $(MSGPACK_LIBS) -lm
+CFLAGS += $(MSGPACK_CFLAGS)
 
 # llhttp ships as C sources in Debian's node-llhttp (STYLE.md): compiled here, strict mode.
 LLHTTP_SRC_DIR := /usr/share/llhttp
@@ -27,7 +33,7 @@ LLHTTP_INC := /usr/share/include/llhttp
 LLHTTP_OBJS := $(patsubst $(LLHTTP_SRC_DIR)/%.c,$(BUILD)/llhttp/%.o,$(wildcard $(LLHTTP_SRC_DIR)/*.c))
 
 # Modules: folder -> archive. Order matters for static linking (dependents first).
-MODULES := $(foreach m,admin/api admin/http resolver consensus zone base,$(if $(wildcard $(m)/*.c),$(m)))
+MODULES := $(foreach m,admin/api admin/http resolver consensus zone gossip base,$(if $(wildcard $(m)/*.c),$(m)))
 mod_lib = $(BUILD)/lib$(subst /,_,$(1)).a
 mod_srcs = $(wildcard $(1)/*.c)
 mod_objs = $(patsubst %.c,$(BUILD)/%.o,$(call mod_srcs,$(1)))
@@ -77,6 +83,7 @@ DEPS_base := base
 DEPS_zone := zone base
 DEPS_consensus := consensus zone base
 DEPS_resolver := resolver zone base
+DEPS_gossip := gossip base
 DEPS_admin/http := admin/http base
 DEPS_admin/api := admin/api admin/http consensus zone base
 DEPS_admin := admin $(MODULES)
@@ -85,7 +92,8 @@ mod_of = $(patsubst %/,%,$(dir $(1)))
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: tests/unit/%.c $$(call libs_for,$$(call mod_of,$$*))
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -MMD -MP -MT $@ -MF $@.d $(LDFLAGS) -o $@ $< $(call libs_for,$(call mod_of,$*)) $(LDLIBS) $(shell pkg-config --libs cmocka)
+	$(CC) $(CFLAGS) -Itests/unit -MMD -MP -MT $@ -MF $@.d $(LDFLAGS) -o $@ $< $(call libs_for,$(call mod_of,$*)) $(LDLIBS) \
+	  $(if $(filter gossip,$(DEPS_$(call mod_of,$*))),$(GOSSIP_LIBS)) $(shell pkg-config --libs cmocka)
 
 unit: $(UNIT_BINS)
 	@set -e; n=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t; n=$$((n+1)); done; \
@@ -100,7 +108,7 @@ build/asan/herald: FORCE
 endif
 
 # Integration tests drive the ASan/UBSan build of the real binary (HERALD_BIN overrides).
-integration: build/asan/herald
+integration: build/asan/herald $(BUILD)/tests/unit/gossip/test_wire
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
 # The module arrows (DESIGN.md 2.1) on every source and header, the unit tests, and the linked
@@ -136,12 +144,14 @@ run: deps
 #                   rpc.c) on a one-server cluster, one connection per input.
 #   raft_wire       the Raft message decoder (consensus/raft_wire.c): a stream after the
 #                   handshake, seeded with the messages of tests/unit/consensus/test_raft_wire.
+#   gossip_wire     gossip/'s decoders (memberlist packets and streams, serf messages, tags,
+#                   LZW, AES-GCM), seeded with the serf captures of tests/unit/gossip/test_wire.
 FUZZ_BUILD := build/fuzz
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= dns_query http_lifecycle server_port raft_wire
+FUZZ_TARGETS ?= dns_query http_lifecycle server_port raft_wire gossip_wire
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -I. \
-	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+	$(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(MSGPACK_CFLAGS)
 FUZZ_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard zone/*.c base/*.c))
 FUZZ_HTTP_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,\
 	$(wildcard admin/api/*.c admin/http/*.c consensus/*.c zone/*.c base/*.c)) \
@@ -170,12 +180,17 @@ $(FUZZ_BUILD)/server_port: tests/fuzz/server_port.c $(FUZZ_CONS_OBJS)
 $(FUZZ_BUILD)/raft_wire: tests/fuzz/raft_wire.c $(FUZZ_BUILD)/consensus/raft_wire.o
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
+FUZZ_GOSSIP_OBJS := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard gossip/*.c base/*.c))
+$(FUZZ_BUILD)/gossip_wire: tests/fuzz/gossip_wire.c $(FUZZ_GOSSIP_OBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS) $(GOSSIP_LIBS)
+
 FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 	-artifact_prefix=$(FUZZ_BUILD)/$(1)-
 
 fuzz: $(foreach t,$(FUZZ_TARGETS),$(FUZZ_BUILD)/$(t)) \
 	$(if $(filter dns_query,$(FUZZ_TARGETS)),build/tests/unit/zone/test_dns_vectors) \
-	$(if $(filter raft_wire,$(FUZZ_TARGETS)),build/tests/unit/consensus/test_raft_wire)
+	$(if $(filter raft_wire,$(FUZZ_TARGETS)),build/tests/unit/consensus/test_raft_wire) \
+	$(if $(filter gossip_wire,$(FUZZ_TARGETS)),build/tests/unit/gossip/test_wire)
 ifneq ($(filter dns_query,$(FUZZ_TARGETS)),)
 	@mkdir -p $(FUZZ_BUILD)/corpus
 	HERALD_VECTOR_SEEDS=$(FUZZ_BUILD)/corpus build/tests/unit/zone/test_dns_vectors >/dev/null
@@ -195,6 +210,12 @@ ifneq ($(filter raft_wire,$(FUZZ_TARGETS)),)
 	@mkdir -p $(FUZZ_BUILD)/corpus-raft_wire
 	HERALD_WIRE_SEEDS=$(FUZZ_BUILD)/corpus-raft_wire build/tests/unit/consensus/test_raft_wire >/dev/null
 	$(FUZZ_BUILD)/raft_wire $(call FUZZ_RUN,raft_wire) -max_len=65536 $(FUZZ_BUILD)/corpus-raft_wire
+endif
+ifneq ($(filter gossip_wire,$(FUZZ_TARGETS)),)
+	@mkdir -p $(FUZZ_BUILD)/corpus-gossip_wire
+	HERALD_GOSSIP_SEEDS=$(FUZZ_BUILD)/corpus-gossip_wire build/tests/unit/gossip/test_wire >/dev/null
+	$(FUZZ_BUILD)/gossip_wire $(call FUZZ_RUN,gossip_wire) -max_len=4096 \
+	  $(FUZZ_BUILD)/corpus-gossip_wire
 endif
 
 clean:

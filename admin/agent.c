@@ -517,13 +517,16 @@ int adm_agent_main(int argc, char **argv)
         setrlimit(RLIMIT_NOFILE, &rl);
     }
     if ((rc = adm_config_load(argc, argv, &ag->cfg, err))) {
-        fprintf(stderr, "herald agent: %s\n", err);
+        if (rc == ADM_CONFIG_HELP)
+            adm_options_usage(stdout);
+        else
+            fprintf(stderr, "herald agent: %s\n", err);
         adm_config_free(&ag->cfg);
         base_free(ag);
-        return 1;
+        return rc == ADM_CONFIG_HELP ? 0 : 1;
     }
-    base_log_set_level(ag->cfg.dev && ag->cfg.log_level == BASE_LOG_INFO ? BASE_LOG_DEBUG
-                                                                         : ag->cfg.log_level);
+    /* -dev logs at debug (every DNS query) unless a level was given */
+    base_log_set_level(ag->cfg.dev && !ag->cfg.log_level_set ? BASE_LOG_DEBUG : ag->cfg.log_level);
     base_log_set_json(ag->cfg.log_json);
     base_loop_thread_set();
     uv_loop_init(&ag->loop);

@@ -29,7 +29,7 @@ struct chk {
     uv_timer_t timer;
     struct probe *probe; /* in flight */
     bool seen;
-    struct chk *next;
+    struct base_list link; /* on owner->list */
 };
 
 struct adm_checks {
@@ -37,7 +37,7 @@ struct adm_checks {
     struct zone_store *store;
     struct api *api;
     char *node;
-    struct chk *list;
+    struct base_list list; /* of struct chk.link, newest first */
     unsigned open_handles;
     bool closing;
     void (*done)(void *);
@@ -398,8 +398,15 @@ static void probe_abandon(struct probe *p)
     probe_finish(p, ZONE_HEALTH_CRITICAL, "");
 }
 
+static struct chk *chk_of(struct base_list *l)
+{
+    return BASE_CONTAINER_OF(l, struct chk, link);
+}
+
+/* Takes k off its runner's list and frees it once its timer closed. */
 static void chk_drop(struct chk *k)
 {
+    base_list_remove(&k->link);
     if (k->probe)
         probe_abandon(k->probe);
     k->probe = NULL;
@@ -421,9 +428,15 @@ static int sync_one(void *data, const struct zone_check *zc)
     if (strcmp(zc->type, "ttl") != 0 && strcmp(zc->type, "http") != 0 &&
         strcmp(zc->type, "tcp") != 0)
         return 0;
-    struct chk *k = c->list;
-    while (k && strcmp(k->id, zc->check_id) != 0)
-        k = k->next;
+    struct chk *k = NULL;
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &c->list)
+    {
+        if (strcmp(chk_of(pos)->id, zc->check_id) == 0) {
+            k = chk_of(pos);
+            break;
+        }
+    }
     if (k && strcmp(k->type, zc->type) == 0 && k->ttl_ms == zc->ttl_ms &&
         k->interval_ms == zc->interval_ms && k->timeout_ms == zc->timeout_ms &&
         (strcmp(zc->type, "ttl") == 0 || same_str(k->target, target)) &&
@@ -444,8 +457,7 @@ static int sync_one(void *data, const struct zone_check *zc)
         uv_timer_init(c->loop, &k->timer);
         k->timer.data = k;
         c->open_handles++;
-        k->next = c->list;
-        c->list = k;
+        base_list_insert_head(&c->list, &k->link);
     }
     snprintf(k->type, sizeof k->type, "%s", zc->type);
     k->ttl_ms = zc->ttl_ms;
@@ -467,34 +479,38 @@ void adm_checks_sync(struct adm_checks *c)
         return;
     if (zone_read_begin(c->store, &rd))
         return;
-    for (struct chk *k = c->list; k; k = k->next)
-        k->seen = false;
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &c->list)
+    {
+        chk_of(pos)->seen = false;
+    }
     base_arena_init(&ar);
     zone_node_checks_each(rd, c->node, &ar, sync_one, c);
     zone_read_end(rd);
     base_arena_close(&ar);
-    for (struct chk **pp = &c->list; *pp;) {
-        struct chk *k = *pp;
-        if (!k->seen) {
-            *pp = k->next;
-            chk_drop(k);
-        } else {
-            pp = &k->next;
-        }
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &c->list)
+    {
+        if (!chk_of(pos)->seen)
+            chk_drop(chk_of(pos));
     }
 }
 
 void adm_checks_ttl_reset(void *data, const char *check_id)
 {
     struct adm_checks *c = data;
-    for (struct chk *k = c->list; k; k = k->next)
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &c->list)
+    {
+        struct chk *k = chk_of(pos);
         if (strcmp(k->id, check_id) == 0 && strcmp(k->type, "ttl") == 0)
             uv_timer_start(&k->timer, chk_fire, k->ttl_ms, 0);
+    }
 }
 
 struct adm_checks *adm_checks_new(uv_loop_t *loop, struct zone_store *store, const char *node_name)
 {
     struct adm_checks *c = base_calloc(1, sizeof *c);
+    base_list_init(&c->list);
     c->loop = loop;
     c->store = store;
     c->node = base_strdup(node_name);
@@ -531,10 +547,7 @@ void adm_checks_free(struct adm_checks *c, void (*done)(void *), void *data)
     c->done = done;
     c->done_data = data;
     g_closing = c;
-    while (c->list) {
-        struct chk *k = c->list;
-        c->list = k->next;
-        chk_drop(k);
-    }
+    while (!base_list_empty(&c->list))
+        chk_drop(chk_of(base_list_first(&c->list)));
     handle_closed(NULL);
 }

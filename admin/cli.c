@@ -84,6 +84,41 @@ static int call(struct cli *c, const char *method, const char *target, const cha
     return call_timeout(c, method, target, body, body_len, resp, allow_404, CLI_TIMEOUT_MS);
 }
 
+/* prefix, then arg percent-encoded (url_path_escape), then "?query" unless query is NULL;
+ * base_malloc'd. */
+static char *path_with(const char *prefix, const char *arg, const char *query)
+{
+    struct base_buf b;
+    base_buf_init(&b);
+    base_buf_printf(&b, "%s", prefix);
+    url_path_escape(&b, arg);
+    if (query)
+        base_buf_printf(&b, "?%s", query);
+    base_buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+/* A request whose answer only matters by its status (printed when an error). */
+static int call_ok(struct cli *c, const char *method, const char *target, const void *body,
+                   size_t body_len)
+{
+    struct http_client_resp r;
+    int rc = call(c, method, target, body, body_len, &r, false);
+    if (!rc)
+        http_client_resp_free(&r);
+    return rc;
+}
+
+/* call_ok on path_with(prefix, arg, query). */
+static int call_ok_at(struct cli *c, const char *method, const char *prefix, const char *arg,
+                      const char *query, const void *body, size_t body_len)
+{
+    char *path = path_with(prefix, arg, query);
+    int rc = call_ok(c, method, path, body, body_len);
+    base_free(path);
+    return rc;
+}
+
 static json_t *call_json(struct cli *c, const char *target, int *rc)
 {
     struct http_client_resp r;
@@ -138,22 +173,14 @@ static int cmd_services(struct cli *c, char **argv, size_t argc)
     if (argc < 1)
         return fail("usage: herald services register FILE.json | -name N ... | deregister ID");
     if (strcmp(argv[0], "deregister") == 0) {
-        struct http_client_resp r;
-        struct base_buf path;
         if (argc != 2)
             return fail("usage: herald services deregister ID");
         const char *id = argv[1];
         if (strncmp(id, "-id=", 4) == 0)
             id += 4;
-        base_buf_init(&path);
-        base_buf_printf(&path, "/v1/agent/service/deregister/");
-        url_path_escape(&path, id);
-        base_buf_append(&path, "", 1);
-        int rc = call(c, "PUT", (char *)path.data, NULL, 0, &r, false);
-        base_buf_free(&path);
+        int rc = call_ok_at(c, "PUT", "/v1/agent/service/deregister/", id, NULL, NULL, 0);
         if (rc)
             return rc;
-        http_client_resp_free(&r);
         printf("Deregistered service: %s\n", id);
         return 0;
     }
@@ -219,12 +246,10 @@ static int cmd_services(struct cli *c, char **argv, size_t argc)
     char shown[256];
     snprintf(shown, sizeof shown, "%s", *name ? name : jstr(def, "name"));
     json_decref(def);
-    struct http_client_resp r;
-    int rc = call(c, "PUT", "/v1/agent/service/register", body, strlen(body), &r, false);
+    int rc = call_ok(c, "PUT", "/v1/agent/service/register", body, strlen(body));
     free(body);
     if (rc)
         return rc;
-    http_client_resp_free(&r);
     printf("Registered service: %s\n", shown);
     return 0;
 }
@@ -256,13 +281,9 @@ static int cmd_catalog(struct cli *c, char **argv, size_t argc)
         return 0;
     }
     if (argc == 2 && strcmp(argv[0], "service") == 0) {
-        struct base_buf path;
-        base_buf_init(&path);
-        base_buf_printf(&path, "/v1/catalog/service/");
-        url_path_escape(&path, argv[1]);
-        base_buf_append(&path, "", 1);
-        json_t *arr = call_json(c, (char *)path.data, &rc);
-        base_buf_free(&path);
+        char *path = path_with("/v1/catalog/service/", argv[1], NULL);
+        json_t *arr = call_json(c, path, &rc);
+        base_free(path);
         size_t i;
         json_t *s;
         if (!arr)
@@ -292,28 +313,14 @@ static int cmd_catalog(struct cli *c, char **argv, size_t argc)
 
 static char *kv_path(const char *key, const char *query)
 {
-    struct base_buf b;
-    base_buf_init(&b);
-    base_buf_printf(&b, "/v1/kv/");
-    url_path_escape(&b, key);
-    if (query)
-        base_buf_printf(&b, "?%s", query);
-    base_buf_append(&b, "", 1);
-    return (char *)b.data;
+    return path_with("/v1/kv/", key, query);
 }
 
 static int kv_put(struct cli *c, const char *key, const void *val, size_t len, uint64_t flags)
 {
-    struct http_client_resp r;
     char q[40];
     snprintf(q, sizeof q, "flags=%llu", (unsigned long long)flags);
-    char *path = kv_path(key, flags ? q : NULL);
-    int rc = call(c, "PUT", path, val, len, &r, false);
-    base_free(path);
-    if (rc)
-        return rc;
-    http_client_resp_free(&r);
-    return 0;
+    return call_ok_at(c, "PUT", "/v1/kv/", key, flags ? q : NULL, val, len);
 }
 
 static int cmd_kv(struct cli *c, char **argv, size_t argc)
@@ -359,12 +366,9 @@ static int cmd_kv(struct cli *c, char **argv, size_t argc)
             key = "";
         if (!*key && !recurse)
             return fail("usage: herald kv delete [-recurse] KEY");
-        char *path = kv_path(key, recurse ? "recurse" : NULL);
-        rc = call(c, "DELETE", path, NULL, 0, &r, false);
-        base_free(path);
+        rc = call_ok_at(c, "DELETE", "/v1/kv/", key, recurse ? "recurse" : NULL, NULL, 0);
         if (rc)
             return rc;
-        http_client_resp_free(&r);
         if (recurse)
             printf("Success! Deleted keys with prefix: %s\n", key);
         else
@@ -439,12 +443,10 @@ static int cmd_kv(struct cli *c, char **argv, size_t argc)
 
 static int cmd_leave(struct cli *c, size_t argc)
 {
-    struct http_client_resp r;
     if (argc)
         return fail("usage: herald leave");
-    if (call(c, "PUT", "/v1/agent/leave", NULL, 0, &r, false))
+    if (call_ok(c, "PUT", "/v1/agent/leave", NULL, 0))
         return 1;
-    http_client_resp_free(&r);
     printf("Graceful leave complete\n");
     return 0;
 }
@@ -454,17 +456,9 @@ static int cmd_join(struct cli *c, char **argv, size_t argc)
     if (argc < 1)
         return fail("usage: herald join ADDR...");
     for (size_t i = 0; i < argc; i++) {
-        struct http_client_resp r;
-        struct base_buf path;
-        base_buf_init(&path);
-        base_buf_printf(&path, "/v1/agent/join/");
-        url_path_escape(&path, argv[i]);
-        base_buf_append(&path, "", 1);
-        int rc = call(c, "PUT", (char *)path.data, NULL, 0, &r, false);
-        base_buf_free(&path);
+        int rc = call_ok_at(c, "PUT", "/v1/agent/join/", argv[i], NULL, NULL, 0);
         if (rc)
             return rc;
-        http_client_resp_free(&r);
     }
     printf("Successfully joined cluster by contacting %zu nodes.\n", argc);
     return 0;
@@ -507,17 +501,11 @@ static int cmd_operator(struct cli *c, char **argv, size_t argc)
         }
         if (!addr && !id)
             return fail("usage: herald operator raft remove-peer -address IP:PORT | -id ID");
-        struct base_buf path;
-        struct http_client_resp r;
-        base_buf_init(&path);
-        base_buf_printf(&path, "/v1/operator/raft/peer?%s=", addr ? "address" : "id");
-        url_path_escape(&path, addr ? addr : id);
-        base_buf_append(&path, "", 1);
-        rc = call(c, "DELETE", (char *)path.data, NULL, 0, &r, false);
-        base_buf_free(&path);
+        rc = call_ok_at(c, "DELETE",
+                        addr ? "/v1/operator/raft/peer?address=" : "/v1/operator/raft/peer?id=",
+                        addr ? addr : id, NULL, NULL, 0);
         if (rc)
             return rc;
-        http_client_resp_free(&r);
         printf("Removed peer with %s \"%s\"\n", addr ? "address" : "id", addr ? addr : id);
         return 0;
     }

@@ -1,6 +1,12 @@
 /* Agent configuration: Consul's JSON config keys (from -config-file and -config-dir, in the
  * order given; files of a directory in name order) and then the flags, which win.
- * Any unknown key or flag, or a bad value, is an error that names it. */
+ * Any unknown key or flag, or a bad value, is an error that names it.
+ *
+ * Every option is one row of the table below: its flag, its JSON key, its type and range,
+ * its default and its field. The flags, the JSON decoder, the defaults, validation, freeing
+ * and `herald agent -h` all read that table; the few rules that tie options together
+ * (-dev and -server, bootstrap_expect and retry_join, recursion mode and its keys) are the
+ * explicit checks at the end of validate(). */
 #include "internal.h"
 
 #include <arpa/inet.h>
@@ -26,139 +32,444 @@ void adm_strv_free(struct adm_strv *s)
     s->n = 0;
 }
 
+static int load_json(const char *file, struct adm_config *c, char *err);
+static int load_dir(const char *dir, struct adm_config *c, char *err);
+static int json_services(json_t *v, const char *key, const char *file, struct adm_config *c,
+                         char *err);
+static int json_service_ttl(json_t *v, const char *key, const char *file, struct adm_config *c,
+                            char *err);
+
+/* ---- the table ------------------------------------------------------------------------- */
+
+/* How to add an option: add one row (and its field to struct adm_config in internal.h).
+ *   {"flag-name", "json.key.path", ADM_OPT_<type>, ADM_OPT_AT(field), .def = ..., ...}
+ * - flag: Consul's flag name without the dash, or NULL for a config-file-only key; key: the
+ *   JSON key, with dots for nesting ("limits.http_max_conns" is {"limits": {...}}; the
+ *   enclosing objects need no row), or NULL for a flag-only option.
+ * - type (enum adm_opt_type in internal.h) decides how a flag's text and a JSON value are
+ *   read, what the errors say the option takes, and what validation checks once files and
+ *   flags are merged. .min/.max bound numbers (checked wherever the value comes from), .def
+ *   or .def_str is the default (0 and NULL need nothing).
+ * - Nothing else: the flag, the key, the default, the range, the error messages naming the
+ *   option, freeing, `herald agent -h` and tests/unit/admin/test_options.c (which loads each
+ *   row both ways) follow from the row. A rule between two options goes to validate(). */
+static const char *const recursion_names[] = {"forward", "iterative", NULL};
+static const char *const log_names[] = {"err", "warn", "info", "debug", "trace", NULL};
+
+const struct adm_option adm_options[] = {
+    {"config-file", NULL, ADM_OPT_CONFIG, .load = load_json},
+    {"config-dir", NULL, ADM_OPT_CONFIG, .load = load_dir},
+    {"dev", NULL, ADM_OPT_BOOL, ADM_OPT_AT(dev)},
+    {"server", "server", ADM_OPT_BOOL, ADM_OPT_AT(server)},
+    {"bootstrap-expect", "bootstrap_expect", ADM_OPT_UINT, ADM_OPT_AT(bootstrap_expect), .max = 9},
+    {"data-dir", "data_dir", ADM_OPT_STRING, ADM_OPT_AT(data_dir)},
+    /* default: the host name up to its first dot (defaults()) */
+    {"node", "node_name", ADM_OPT_LABEL, ADM_OPT_AT(node_name)},
+    {"datacenter", "datacenter", ADM_OPT_LABEL, ADM_OPT_AT(datacenter), .def_str = "dc1"},
+    /* bind: default 127.0.0.1 with -dev, else 0.0.0.0; advertise: default the bind address,
+     * 127.0.0.1 for a wildcard one (validate()) */
+    {"bind", "bind_addr", ADM_OPT_ADDR, ADM_OPT_AT(bind_addr)},
+    {"advertise", "advertise_addr", ADM_OPT_ADDR, ADM_OPT_AT(advertise_addr)},
+    {"client", "client_addr", ADM_OPT_ADDR, ADM_OPT_AT(client_addr), .def_str = "127.0.0.1"},
+    {NULL, "addresses.http", ADM_OPT_ADDR, ADM_OPT_AT(http_addr)}, /* default client_addr */
+    {NULL, "addresses.dns", ADM_OPT_ADDR, ADM_OPT_AT(dns_addr)},   /* default client_addr */
+    {"http-port", "ports.http", ADM_OPT_PORT, ADM_OPT_AT(http_port), .def = 8500},
+    {"dns-port", "ports.dns", ADM_OPT_PORT, ADM_OPT_AT(dns_port), .def = 8600},
+    {"server-port", "ports.server", ADM_OPT_PORT, ADM_OPT_AT(server_port), .def = 8300},
+    {"serf-lan-port", "ports.serf_lan", ADM_OPT_PORT, ADM_OPT_AT(serf_lan_port), .def = 8301},
+    {"retry-join", "retry_join", ADM_OPT_LIST, ADM_OPT_AT(retry_join)},
+    {"join", NULL, ADM_OPT_LIST, ADM_OPT_AT(retry_join)},
+    /* the cluster key: base64 of 16, 24 or 32 bytes, decoded into key by validate() */
+    {"encrypt", "encrypt", ADM_OPT_STRING, ADM_OPT_AT(encrypt)},
+    {"join-allow", "join_allow", ADM_OPT_NETS, ADM_OPT_AT(join_allow)},
+    {"domain", "domain", ADM_OPT_DOMAIN, ADM_OPT_AT(domain), .def_str = "consul."},
+    {"alt-domain", "alt_domain", ADM_OPT_DOMAIN, ADM_OPT_AT(alt_domain)},
+    {"log-level", "log_level", ADM_OPT_LOG_LEVEL, ADM_OPT_AT(log_level), .def = BASE_LOG_INFO,
+     .names = log_names, .given = offsetof(struct adm_config, log_level_set)},
+    {"log-json", "log_json", ADM_OPT_BOOL, ADM_OPT_AT(log_json)},
+    /* service definitions, kept as JSON text for admin/api to decode */
+    {NULL, "services", ADM_OPT_JSON, .json = json_services},
+    {NULL, "service", ADM_OPT_JSON, .json = json_services},
+    {NULL, "raft_snapshot_threshold", ADM_OPT_UINT, ADM_OPT_AT(raft_snapshot_threshold), .min = 1,
+     .max = 100000000},
+    {NULL, "raft_trailing_logs", ADM_OPT_UINT, ADM_OPT_AT(raft_snapshot_trailing), .min = 1,
+     .max = 100000000},
+    /* 0: consensus's default */
+    {NULL, "performance.raft_multiplier", ADM_OPT_UINT, ADM_OPT_AT(raft_multiplier), .min = 1,
+     .max = 10},
+    /* limits: 0 is admin/http's or consensus's own default */
+    {NULL, "limits.http_max_conns", ADM_OPT_UINT, ADM_OPT_AT(http_max_conns), .min = 1,
+     .max = 1000000, .def = 16384}, /* thousands of parked blocking queries are normal */
+    {NULL, "limits.http_max_conns_per_client", ADM_OPT_UINT, ADM_OPT_AT(http_max_conns_per_client),
+     .min = 1, .max = 1000000},
+    {NULL, "limits.http_header_timeout", ADM_OPT_DURATION, ADM_OPT_AT(http_header_timeout_ms),
+     .min = 1},
+    {NULL, "limits.http_idle_timeout", ADM_OPT_DURATION, ADM_OPT_AT(http_idle_timeout_ms),
+     .min = 1},
+    /* the whole request body must arrive within this of the head */
+    {NULL, "limits.http_body_timeout", ADM_OPT_DURATION, ADM_OPT_AT(http_body_timeout_ms), .min = 1,
+     .max = 86400000},
+    /* server-port connections per source IP */
+    {NULL, "limits.rpc_max_conns_per_client", ADM_OPT_UINT, ADM_OPT_AT(rpc_max_conns_per_client),
+     .min = 1, .max = 100000},
+    {NULL, "limits.rpc_idle_timeout", ADM_OPT_DURATION, ADM_OPT_AT(rpc_idle_timeout_ms), .min = 1},
+    /* DNS; 0 workers: one per core */
+    {"dns-workers", "dns_config.workers", ADM_OPT_UINT, ADM_OPT_AT(dns_workers), .min = 1,
+     .max = 256},
+    {NULL, "dns_config.node_ttl", ADM_OPT_TTL, ADM_OPT_AT(dns.node_ttl)},
+    {NULL, "dns_config.service_ttl", ADM_OPT_JSON, .json = json_service_ttl},
+    {NULL, "dns_config.allow_stale", ADM_OPT_BOOL, ADM_OPT_AT(dns.allow_stale), .def = true},
+    {NULL, "dns_config.max_stale", ADM_OPT_DURATION, ADM_OPT_AT(dns.max_stale_ms),
+     .def = 87600ull * 3600 * 1000}, /* Consul's default, 10 years */
+    {NULL, "dns_config.only_passing", ADM_OPT_BOOL, ADM_OPT_AT(dns.only_passing)},
+    {NULL, "dns_config.enable_truncate", ADM_OPT_BOOL, ADM_OPT_AT(dns.enable_truncate),
+     .def = true},
+    {NULL, "dns_config.udp_answer_limit", ADM_OPT_UINT, ADM_OPT_AT(dns.udp_answer_limit),
+     .max = 65535},
+    {NULL, "dns_config.a_record_limit", ADM_OPT_UINT, ADM_OPT_AT(dns.a_record_limit), .max = 65535},
+    {NULL, "dns_config.soa.refresh", ADM_OPT_UINT, ADM_OPT_AT(dns.soa_refresh), .max = INT32_MAX,
+     .def = 3600},
+    {NULL, "dns_config.soa.retry", ADM_OPT_UINT, ADM_OPT_AT(dns.soa_retry), .max = INT32_MAX,
+     .def = 600},
+    {NULL, "dns_config.soa.expire", ADM_OPT_UINT, ADM_OPT_AT(dns.soa_expire), .max = INT32_MAX,
+     .def = 86400},
+    {NULL, "dns_config.soa.min_ttl", ADM_OPT_UINT, ADM_OPT_AT(dns.soa_min_ttl), .max = INT32_MAX},
+    /* recursion */
+    {"recursor", "recursors", ADM_OPT_RECURSORS, ADM_OPT_AT(recursors)},
+    /* the flag's list replaces the files' (validate()) */
+    {"allow-recursion", NULL, ADM_OPT_NETS, ADM_OPT_AT(allow_recursion)},
+    {NULL, "dns_config.allow_recursion", ADM_OPT_NETS, ADM_OPT_AT(dns.allow_recursion),
+     .replace = true},
+    {NULL, "dns_config.recursor_timeout", ADM_OPT_DURATION, ADM_OPT_AT(dns.recursor_timeout_ms),
+     .min = 1, .max = 60000, .def = 2000},
+    {NULL, "dns_config.recursor_max_queries", ADM_OPT_UINT, ADM_OPT_AT(dns.recursor_max_queries),
+     .min = 1, .max = 65535, .def = 1000},
+    {NULL, "dns_config.cache_size", ADM_OPT_SIZE, ADM_OPT_AT(dns.cache_size), .min = 1u << 20,
+     .max = 64ull << 30, .def = 32u << 20},
+    {NULL, "dns_config.recursion", ADM_OPT_ENUM, ADM_OPT_AT(dns.recursion),
+     .names = recursion_names, .def = RSV_RECURSION_FORWARD},
+    {NULL, "dns_config.root_hints", ADM_OPT_PATH, ADM_OPT_AT(dns.root_hints)},
+    {NULL, "dns_config.dnssec_validation", ADM_OPT_BOOL, ADM_OPT_AT(dns.dnssec_validation)},
+    {NULL, "dns_config.trust_anchor", ADM_OPT_PATH, ADM_OPT_AT(dns.trust_anchor)},
+};
+const size_t adm_n_options = BASE_ARRAY_LEN(adm_options);
+
+_Static_assert(offsetof(struct adm_config, log_level_set) != 0, ".given 0 means none");
+
+/* ---- values ---------------------------------------------------------------------------- */
+
+static void *field(struct adm_config *c, const struct adm_option *o)
+{
+    return (char *)c + o->off;
+}
+
+/* Numbers are stored by their field's size (bool, 32-bit or 64-bit). */
+static void put_number(struct adm_config *c, const struct adm_option *o, uint64_t v)
+{
+    if (o->size == sizeof(uint64_t)) {
+        memcpy(field(c, o), &v, sizeof v);
+    } else if (o->size == sizeof(uint32_t)) {
+        uint32_t u = (uint32_t)v;
+        memcpy(field(c, o), &u, sizeof u);
+    } else {
+        bool b = v != 0;
+        memcpy(field(c, o), &b, sizeof b);
+    }
+}
+
 static void set_str(char **dst, const char *v)
 {
     base_free(*dst);
     *dst = base_strdup(v);
 }
 
-static void defaults(struct adm_config *c)
+/* "1h", "2m", "10s", "250ms": a duration as base_duration_parse reads it back. */
+static void fmt_ms(char *buf, size_t len, uint64_t ms)
 {
-    char host[256] = "localhost";
-    memset(c, 0, sizeof *c);
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = '\0';
-    char *dot = strchr(host, '.');
-    if (dot)
-        *dot = '\0';
-    c->node_name = base_strdup(host);
-    c->datacenter = base_strdup("dc1");
-    c->client_addr = base_strdup("127.0.0.1");
-    c->domain = base_strdup("consul.");
-    c->http_port = 8500;
-    c->dns_port = 8600;
-    c->server_port = 8300;
-    c->serf_lan_port = 8301;
-    c->log_level = BASE_LOG_INFO;
-    c->http_max_conns = 16384; /* thousands of parked blocking queries are normal */
-    c->dns.allow_stale = true;
-    c->dns.max_stale_ms = 87600ull * 3600 * 1000; /* Consul's default, 10 years */
-    c->dns.enable_truncate = true;
-    c->dns.soa_refresh = 3600;
-    c->dns.soa_retry = 600;
-    c->dns.soa_expire = 86400;
-    c->dns.soa_min_ttl = 0;
-    c->dns.recursor_timeout_ms = 2000;
-    c->dns.recursion = RSV_RECURSION_FORWARD;
-    c->dns.cache_size = 32ull << 20;
-    c->dns.recursor_max_queries = 1000;
+    static const struct {
+        uint64_t ms;
+        const char *unit;
+    } units[] = {{3600000, "h"}, {60000, "m"}, {1000, "s"}, {1, "ms"}};
+    size_t i = 0;
+    while (ms % units[i].ms)
+        i++;
+    snprintf(buf, len, "%llu%s", (unsigned long long)(ms / units[i].ms), units[i].unit);
 }
 
-void adm_config_free(struct adm_config *c)
+/* "64GiB", "1MiB": a size as base_size_parse reads it back. */
+static void fmt_bytes(char *buf, size_t len, uint64_t b)
 {
-    base_free(c->data_dir);
-    base_free(c->node_name);
-    base_free(c->datacenter);
-    base_free(c->bind_addr);
-    base_free(c->advertise_addr);
-    base_free(c->client_addr);
-    base_free(c->http_addr);
-    base_free(c->domain);
-    base_free(c->alt_domain);
-    base_free(c->dns_addr);
-    for (size_t i = 0; i < c->dns.n_service_ttl; i++)
-        base_free((void *)c->dns.service_ttl[i].pattern);
-    base_free(c->dns.service_ttl);
-    adm_strv_free(&c->retry_join);
-    adm_strv_free(&c->recursors);
-    adm_strv_free(&c->allow_recursion);
-    adm_strv_free(&c->dns.allow_recursion);
-    base_free(c->dns.root_hints);
-    base_free(c->dns.trust_anchor);
-    base_free(c->dns.allow);
-    adm_strv_free(&c->services);
-    base_free(c->encrypt);
-    if (c->key)
-        memset(c->key, 0, c->key_len);
-    base_free(c->key);
-    adm_strv_free(&c->join_allow);
-    base_free(c->join_nets);
-    memset(c, 0, sizeof *c);
+    static const struct {
+        uint64_t n;
+        const char *unit;
+    } units[] = {{1ull << 30, "GiB"}, {1u << 20, "MiB"}, {1u << 10, "KiB"}, {1, ""}};
+    size_t i = 0;
+    while (b % units[i].n)
+        i++;
+    snprintf(buf, len, "%llu%s", (unsigned long long)(b / units[i].n), units[i].unit);
 }
 
-/* ---- values ---------------------------------------------------------------------------- */
+#define WHAT_LEN 128 /* what() */
 
-static int parse_port(const char *s, int *out)
+/* What an option takes, as its errors say: "a port number 1..65535". */
+static const char *what(const struct adm_option *o, char *buf, size_t len)
 {
+    char lo[32], hi[32];
+    void (*fmt)(char *, size_t, uint64_t) = o->type == ADM_OPT_SIZE ? fmt_bytes : fmt_ms;
+    const char *example =
+        o->type == ADM_OPT_SIZE ? "a size such as \"32MB\"" : "a duration such as \"10s\"";
+
+    switch (o->type) {
+    case ADM_OPT_BOOL:
+        return "true or false";
+    case ADM_OPT_UINT:
+        snprintf(buf, len, "%llu..%llu", (unsigned long long)o->min, (unsigned long long)o->max);
+        return buf;
+    case ADM_OPT_PORT:
+        return "a port number 1..65535";
+    case ADM_OPT_TTL:
+        return example;
+    case ADM_OPT_DURATION:
+    case ADM_OPT_SIZE:
+        fmt(lo, sizeof lo, o->min);
+        fmt(hi, sizeof hi, o->max);
+        if (o->max)
+            snprintf(buf, len, "%s, from %s to %s", example, lo, hi);
+        else if (o->min)
+            snprintf(buf, len, "%s, at least %s", example, lo);
+        else
+            snprintf(buf, len, "%s", example);
+        return buf;
+    case ADM_OPT_ENUM: {
+        size_t n = 0, at = 0;
+        while (o->names[n])
+            n++;
+        buf[0] = '\0';
+        for (size_t i = 0; i < n && at < len; i++)
+            at += (size_t)snprintf(buf + at, len - at, "%s\"%s\"",
+                                   i == 0       ? ""
+                                   : i + 1 == n ? " or "
+                                                : ", ",
+                                   o->names[i]);
+        return buf;
+    }
+    case ADM_OPT_LOG_LEVEL:
+        return "one of trace, debug, info, warn, err";
+    case ADM_OPT_STRING:
+    case ADM_OPT_LABEL:
+    case ADM_OPT_DOMAIN:
+    case ADM_OPT_ADDR:
+    case ADM_OPT_PATH:
+        return "a string";
+    case ADM_OPT_LIST:
+    case ADM_OPT_NETS:
+    case ADM_OPT_RECURSORS:
+        return "an array of strings";
+    case ADM_OPT_JSON:
+        return "a JSON value";
+    case ADM_OPT_CONFIG:
+        return "a path";
+    }
+    return "";
+}
+
+/* The number a flag's text s (NULL: a bool flag alone) or a JSON value j gives for a number
+ * option, in its unit; BASE_EPARSE for none, or for one outside the option's range. */
+static int parse_number(const struct adm_option *o, const char *s, json_t *j, uint64_t *v)
+{
+    uint64_t lo = o->min, hi = o->max ? o->max : UINT64_MAX, ms;
+    enum base_log_level level;
+
+    if (o->type == ADM_OPT_PORT) {
+        lo = 1;
+        hi = 65535;
+    } else if (o->type == ADM_OPT_TTL) {
+        hi = INT32_MAX;
+    }
+    if (j) {
+        /* JSON: a boolean for BOOL; an integer for UINT and PORT, or in place of the text of
+         * a SIZE (bytes) or a TTL (seconds); else the same text as the flag's */
+        bool integer = o->type == ADM_OPT_UINT || o->type == ADM_OPT_PORT;
+        if (o->type == ADM_OPT_BOOL) {
+            s = json_is_true(j) ? "true" : json_is_false(j) ? "false" : "";
+        } else if (json_is_integer(j) &&
+                   (integer || o->type == ADM_OPT_SIZE || o->type == ADM_OPT_TTL)) {
+            if (json_integer_value(j) < 0)
+                return BASE_EPARSE;
+            *v = (uint64_t)json_integer_value(j);
+            return *v < lo || *v > hi ? BASE_EPARSE : 0;
+        } else if (integer || !json_is_string(j)) {
+            return BASE_EPARSE;
+        } else {
+            s = json_string_value(j);
+        }
+    }
+    switch (o->type) {
+    case ADM_OPT_BOOL:
+        if (!s || strcmp(s, "true") == 0 || strcmp(s, "1") == 0)
+            *v = 1;
+        else if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0)
+            *v = 0;
+        else
+            return BASE_EPARSE;
+        return 0;
+    case ADM_OPT_UINT:
+    case ADM_OPT_PORT:
+        if (base_u64_parse(s, v))
+            return BASE_EPARSE;
+        break;
+    case ADM_OPT_DURATION:
+        if (base_duration_parse(s, v))
+            return BASE_EPARSE;
+        break;
+    case ADM_OPT_TTL:
+        if (base_duration_parse(s, &ms))
+            return BASE_EPARSE;
+        *v = ms / 1000;
+        break;
+    case ADM_OPT_SIZE:
+        if (base_size_parse(s, v))
+            return BASE_EPARSE;
+        break;
+    case ADM_OPT_ENUM:
+        for (*v = 0; o->names[*v]; (*v)++)
+            if (strcmp(s, o->names[*v]) == 0)
+                return 0;
+        return BASE_EPARSE;
+    case ADM_OPT_LOG_LEVEL:
+        if (base_log_level_parse(s, &level))
+            return BASE_EPARSE;
+        *v = (uint64_t)level;
+        return 0;
+    default:
+        return BASE_EPARSE;
+    }
+    return *v < lo || *v > hi ? BASE_EPARSE : 0;
+}
+
+static void set_number(struct adm_config *c, const struct adm_option *o, uint64_t v)
+{
+    put_number(c, o, v);
+    if (o->given)
+        *(bool *)((char *)c + o->given) = true;
+}
+
+/* A flag's value: val is NULL for a bool flag given alone. */
+static int set_flag(const struct adm_option *o, const char *val, struct adm_config *c, char *err)
+{
+    char buf[WHAT_LEN];
     uint64_t v;
-    if (base_u64_parse(s, &v) || v == 0 || v > 65535)
-        return -1;
-    *out = (int)v;
-    return 0;
-}
 
-static bool valid_label(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_'))
-            return false;
-    return true;
-}
-
-static bool valid_ip(const char *s)
-{
-    unsigned char buf[16];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
-}
-
-/* ---- JSON config ----------------------------------------------------------------------- */
-
-static int j_str(json_t *v, const char *key, const char *file, char **dst, char *err)
-{
-    if (!json_is_string(v))
-        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be a string", file, key);
-    set_str(dst, json_string_value(v));
-    return 0;
-}
-
-static int j_port(json_t *v, const char *key, const char *file, int *dst, char *err)
-{
-    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 65535)
-        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be a port number 1..65535", file, key);
-    *dst = (int)json_integer_value(v);
-    return 0;
-}
-
-static int j_strv(json_t *v, const char *key, const char *file, struct adm_strv *dst, char *err)
-{
-    size_t i;
-    json_t *e;
-    if (!json_is_array(v))
-        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an array of strings", file, key);
-    json_array_foreach(v, i, e)
-    {
-        if (!json_is_string(e))
-            return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an array of strings", file, key);
-        adm_strv_push(dst, json_string_value(e));
+    if (adm_opt_is_number(o)) {
+        if (parse_number(o, val, NULL, &v))
+            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s: must be %s", val,
+                             o->flag, what(o, buf, sizeof buf));
+        set_number(c, o, v);
+    } else if (adm_opt_is_string(o)) {
+        if (!*val)
+            return base_errf(err, BASE_EINVAL, "flag -%s needs a non-empty value", o->flag);
+        set_str(field(c, o), val);
+    } else if (adm_opt_is_list(o)) {
+        adm_strv_push(field(c, o), val);
     }
     return 0;
 }
 
-static int j_service(json_t *v, const char *file, struct adm_config *c, char *err)
+static bool valid(const struct adm_option *o, char **s);
+static const char *valid_what(const struct adm_option *o);
+
+/* A JSON value for the option o at key (its full path). */
+static int set_json(const struct adm_option *o, const char *key, json_t *v, const char *file,
+                    struct adm_config *c, char *err)
+{
+    char buf[WHAT_LEN];
+    uint64_t n;
+    size_t i;
+    json_t *e;
+
+    if (o->type == ADM_OPT_JSON)
+        return o->json(v, key, file, c, err);
+    if (adm_opt_is_number(o) && !parse_number(o, NULL, v, &n)) {
+        set_number(c, o, n);
+        return 0;
+    }
+    if (adm_opt_is_string(o) && json_is_string(v)) {
+        set_str(field(c, o), json_string_value(v));
+        return 0;
+    }
+    if (adm_opt_is_list(o) && json_is_array(v)) {
+        json_array_foreach(v, i, e) if (!json_is_string(e)) break;
+        if (i == json_array_size(v)) {
+            /* checked here too, naming the file: a later file may replace this list */
+            json_array_foreach(v, i, e)
+            {
+                char *s = base_strdup(json_string_value(e)); /* valid() may normalize */
+                bool ok = valid(o, &s);
+                base_free(s);
+                if (!ok)
+                    return base_errf(err, BASE_EINVAL, "%s: \"%s\": \"%s\" is not %s", file, key,
+                                     json_string_value(e), valid_what(o));
+            }
+            if (o->replace)
+                adm_strv_free(field(c, o));
+            json_array_foreach(v, i, e) adm_strv_push(field(c, o), json_string_value(e));
+            return 0;
+        }
+    }
+    return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be %s", file, key,
+                     what(o, buf, sizeof buf));
+}
+
+/* ---- JSON config ----------------------------------------------------------------------- */
+
+static const struct adm_option *find_key(const char *key)
+{
+    for (size_t i = 0; i < adm_n_options; i++)
+        if (adm_options[i].key && strcmp(adm_options[i].key, key) == 0)
+            return &adm_options[i];
+    return NULL;
+}
+
+/* An object that holds keys of the table ("limits" for "limits.http_max_conns"). */
+static bool is_group(const char *key)
+{
+    size_t n = strlen(key);
+    for (size_t i = 0; i < adm_n_options; i++)
+        if (adm_options[i].key && strncmp(adm_options[i].key, key, n) == 0 &&
+            adm_options[i].key[n] == '.')
+            return true;
+    return false;
+}
+
+/* The keys of obj, an object at the path prefix ("" at the top level). */
+static int load_object(json_t *obj, const char *prefix, const char *file, struct adm_config *c,
+                       char *err)
+{
+    const char *k;
+    json_t *v;
+    int rc = 0;
+
+    json_object_foreach(obj, k, v)
+    {
+        char key[256];
+        snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "." : "", k);
+        /* a dot only nests ("ports.http" as one key is unknown) */
+        const struct adm_option *o = strchr(k, '.') ? NULL : find_key(key);
+        if (o)
+            rc = set_json(o, key, v, file, c, err);
+        else if (strchr(k, '.') || !is_group(key))
+            rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, key);
+        else if (!json_is_object(v))
+            rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an object", file, key);
+        else
+            rc = load_object(v, key, file, c, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int one_service(json_t *v, const char *file, struct adm_config *c, char *err)
 {
     if (!json_is_object(v))
         return base_errf(err, BASE_EINVAL, "%s: each of \"services\" must be an object", file);
@@ -168,388 +479,70 @@ static int j_service(json_t *v, const char *file, struct adm_config *c, char *er
     return 0;
 }
 
-/* A TTL in whole seconds: a duration string ("10s", "1m") or a number of seconds. */
-static int j_ttl(json_t *v, const char *key, const char *file, uint32_t *dst, char *err)
+/* "services": an array of service definitions; "service": one. */
+static int json_services(json_t *v, const char *key, const char *file, struct adm_config *c,
+                         char *err)
 {
-    uint64_t ms;
-    if (json_is_integer(v) && json_integer_value(v) >= 0 &&
-        json_integer_value(v) <= (json_int_t)INT32_MAX) {
-        *dst = (uint32_t)json_integer_value(v);
-        return 0;
-    }
-    if (!json_is_string(v) || base_duration_parse(json_string_value(v), &ms) ||
-        ms / 1000 > INT32_MAX)
-        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be a duration such as \"30s\"", file,
-                         key);
-    *dst = (uint32_t)(ms / 1000);
+    size_t i;
+    json_t *e;
+    int rc;
+
+    if (strcmp(key, "service") == 0)
+        return one_service(v, file, c, err);
+    if (!json_is_array(v))
+        return base_errf(err, BASE_EINVAL, "%s: \"services\" must be an array", file);
+    json_array_foreach(v, i, e) if ((rc = one_service(e, file, c, err))) return rc;
     return 0;
 }
 
-static int j_duration(json_t *v, const char *key, const char *file, uint64_t *dst, char *err)
+/* dns_config.service_ttl: {"web": "30s", "db*": "10s", "*": "5s"}. */
+static int json_service_ttl(json_t *v, const char *key, const char *file, struct adm_config *c,
+                            char *err)
 {
-    if (!json_is_string(v) || base_duration_parse(json_string_value(v), dst))
-        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be a duration such as \"2s\"", file,
-                         key);
-    return 0;
-}
-
-static int j_bool(json_t *v, const char *key, const char *file, bool *dst, char *err)
-{
-    if (!json_is_boolean(v))
-        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be true or false", file, key);
-    *dst = json_is_true(v);
-    return 0;
-}
-
-static int j_uint(json_t *v, const char *key, const char *file, json_int_t min, json_int_t max,
-                  uint64_t *dst, char *err)
-{
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max)
-        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an integer %lld..%lld", file, key,
-                         (long long)min, (long long)max);
-    *dst = (uint64_t)json_integer_value(v);
-    return 0;
-}
-
-/* dns_config: Consul's keys that Herald uses (or accepts for compatibility). */
-static int j_dns_config(json_t *obj, const char *file, struct adm_config *c, char *err)
-{
+    static const struct adm_option ttl_option = {.type = ADM_OPT_TTL}; /* each TTL */
     struct adm_dns_config *d = &c->dns;
-    const char *k;
-    json_t *v;
-    uint64_t u;
-    int rc = 0;
+    char buf[WHAT_LEN];
+    const char *pk;
+    json_t *pv;
 
-    if (!json_is_object(obj))
-        return base_errf(err, BASE_EINVAL, "%s: \"dns_config\" must be an object", file);
-    json_object_foreach(obj, k, v)
+    if (!json_is_object(v))
+        return base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an object", file, key);
+    json_object_foreach(v, pk, pv)
     {
-        char full[128];
-        snprintf(full, sizeof full, "dns_config.%s", k);
-        if (strcmp(k, "node_ttl") == 0)
-            rc = j_ttl(v, full, file, &d->node_ttl, err);
-        else if (strcmp(k, "service_ttl") == 0) {
-            const char *pk;
-            json_t *pv;
-            if (!json_is_object(v)) {
-                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an object", file, full);
+        uint64_t ttl;
+        size_t i;
+        if (!*pk || strlen(pk) > ZONE_NAME_MAX)
+            return base_errf(err, BASE_EINVAL, "%s: \"%s.%s\" is not a service name or pattern",
+                             file, key, pk);
+        if (parse_number(&ttl_option, NULL, pv, &ttl))
+            return base_errf(err, BASE_EINVAL, "%s: \"%s.%s\" must be %s", file, key, pk,
+                             what(&ttl_option, buf, sizeof buf));
+        for (i = 0; i < d->n_service_ttl; i++)
+            if (base_strcasecmp(d->service_ttl[i].pattern, pk) == 0)
                 break;
-            }
-            json_object_foreach(v, pk, pv)
-            {
-                char sub[400];
-                uint32_t ttl;
-                size_t i;
-                snprintf(sub, sizeof sub, "dns_config.service_ttl.%s", pk);
-                if (!*pk || strlen(pk) > ZONE_NAME_MAX) {
-                    rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" is not a service name or pattern",
-                                   file, sub);
-                    break;
-                }
-                if ((rc = j_ttl(pv, sub, file, &ttl, err)))
-                    break;
-                for (i = 0; i < d->n_service_ttl; i++)
-                    if (base_strcasecmp(d->service_ttl[i].pattern, pk) == 0)
-                        break;
-                if (i == d->n_service_ttl) {
-                    d->service_ttl = base_realloc(d->service_ttl,
-                                                  (d->n_service_ttl + 1) * sizeof *d->service_ttl);
-                    d->service_ttl[i].pattern = base_strdup(pk);
-                    d->n_service_ttl++;
-                }
-                d->service_ttl[i].ttl = ttl;
-            }
-        } else if (strcmp(k, "allow_stale") == 0)
-            rc = j_bool(v, full, file, &d->allow_stale, err);
-        else if (strcmp(k, "max_stale") == 0)
-            rc = j_duration(v, full, file, &d->max_stale_ms, err);
-        else if (strcmp(k, "only_passing") == 0)
-            rc = j_bool(v, full, file, &d->only_passing, err);
-        else if (strcmp(k, "enable_truncate") == 0)
-            rc = j_bool(v, full, file, &d->enable_truncate, err);
-        else if (strcmp(k, "udp_answer_limit") == 0) {
-            if (!(rc = j_uint(v, full, file, 0, 65535, &u, err)))
-                d->udp_answer_limit = (unsigned)u;
-        } else if (strcmp(k, "a_record_limit") == 0) {
-            if (!(rc = j_uint(v, full, file, 0, 65535, &u, err)))
-                d->a_record_limit = (unsigned)u;
-        } else if (strcmp(k, "workers") == 0) {
-            if (!(rc = j_uint(v, full, file, 1, 256, &u, err)))
-                c->dns_workers = (unsigned)u;
-        } else if (strcmp(k, "recursor_timeout") == 0) {
-            if (!(rc = j_duration(v, full, file, &d->recursor_timeout_ms, err)) &&
-                (d->recursor_timeout_ms == 0 || d->recursor_timeout_ms > 60000))
-                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be between 1ms and 60s", file,
-                               full);
-        } else if (strcmp(k, "recursion") == 0) {
-            const char *m = json_is_string(v) ? json_string_value(v) : "";
-            if (strcmp(m, "forward") == 0)
-                d->recursion = RSV_RECURSION_FORWARD;
-            else if (strcmp(m, "iterative") == 0)
-                d->recursion = RSV_RECURSION_ITERATIVE;
-            else
-                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be \"forward\" or \"iterative\"",
-                               file, full);
-        } else if (strcmp(k, "root_hints") == 0)
-            rc = j_str(v, full, file, &d->root_hints, err);
-        else if (strcmp(k, "trust_anchor") == 0)
-            rc = j_str(v, full, file, &d->trust_anchor, err);
-        else if (strcmp(k, "dnssec_validation") == 0)
-            rc = j_bool(v, full, file, &d->dnssec_validation, err);
-        else if (strcmp(k, "cache_size") == 0) {
-            uint64_t bytes = 0;
-            if (json_is_integer(v) && json_integer_value(v) > 0)
-                bytes = (uint64_t)json_integer_value(v);
-            else if (!json_is_string(v) || base_size_parse(json_string_value(v), &bytes))
-                bytes = 0;
-            if (bytes < (1u << 20) || bytes > (64ull << 30))
-                rc = base_errf(err, BASE_EINVAL,
-                               "%s: \"%s\" must be a size from 1MB to 64GB such as \"32MB\"", file,
-                               full);
-            else
-                d->cache_size = bytes;
-        } else if (strcmp(k, "recursor_max_queries") == 0) {
-            if (!(rc = j_uint(v, full, file, 1, 65535, &u, err)))
-                d->recursor_max_queries = (unsigned)u;
-        } else if (strcmp(k, "allow_recursion") == 0) {
-            adm_strv_free(&d->allow_recursion);
-            if (!(rc = j_strv(v, full, file, &d->allow_recursion, err)))
-                for (size_t i = 0; i < d->allow_recursion.n && !rc; i++) {
-                    struct rsv_cidr cidr;
-                    if (rsv_cidr_parse(d->allow_recursion.v[i], &cidr))
-                        rc = base_errf(err, BASE_EINVAL,
-                                       "%s: \"%s\": \"%s\" is not a network such as "
-                                       "\"10.0.0.0/8\"",
-                                       file, full, d->allow_recursion.v[i]);
-                }
-        } else if (strcmp(k, "soa") == 0) {
-            const char *sk;
-            json_t *sv;
-            if (!json_is_object(v)) {
-                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an object", file, full);
-                break;
-            }
-            json_object_foreach(v, sk, sv)
-            {
-                char sub[128];
-                uint32_t *dst = strcmp(sk, "refresh") == 0   ? &d->soa_refresh
-                                : strcmp(sk, "retry") == 0   ? &d->soa_retry
-                                : strcmp(sk, "expire") == 0  ? &d->soa_expire
-                                : strcmp(sk, "min_ttl") == 0 ? &d->soa_min_ttl
-                                                             : NULL;
-                snprintf(sub, sizeof sub, "dns_config.soa.%s", sk);
-                if (!dst)
-                    rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, sub);
-                else if (!(rc = j_uint(sv, sub, file, 0, INT32_MAX, &u, err)))
-                    *dst = (uint32_t)u;
-                if (rc)
-                    break;
-            }
-        } else
-            rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, full);
-        if (rc)
-            break;
+        if (i == d->n_service_ttl) {
+            d->service_ttl =
+                base_realloc(d->service_ttl, (d->n_service_ttl + 1) * sizeof *d->service_ttl);
+            d->service_ttl[i].pattern = base_strdup(pk);
+            d->n_service_ttl++;
+        }
+        d->service_ttl[i].ttl = (uint32_t)ttl;
     }
-    return rc;
+    return 0;
 }
 
 static int load_json(const char *file, struct adm_config *c, char *err)
 {
     json_error_t jerr;
     json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
-    const char *k;
-    json_t *v;
-    int rc = 0;
+    int rc;
 
     if (!root)
         return base_errf(err, BASE_EINVAL, "%s: %s (line %d)", file, jerr.text, jerr.line);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return base_errf(err, BASE_EINVAL, "%s: top level must be an object", file);
-    }
-    json_object_foreach(root, k, v)
-    {
-        if (strcmp(k, "datacenter") == 0)
-            rc = j_str(v, k, file, &c->datacenter, err);
-        else if (strcmp(k, "node_name") == 0)
-            rc = j_str(v, k, file, &c->node_name, err);
-        else if (strcmp(k, "data_dir") == 0)
-            rc = j_str(v, k, file, &c->data_dir, err);
-        else if (strcmp(k, "bind_addr") == 0)
-            rc = j_str(v, k, file, &c->bind_addr, err);
-        else if (strcmp(k, "advertise_addr") == 0)
-            rc = j_str(v, k, file, &c->advertise_addr, err);
-        else if (strcmp(k, "client_addr") == 0)
-            rc = j_str(v, k, file, &c->client_addr, err);
-        else if (strcmp(k, "domain") == 0)
-            rc = j_str(v, k, file, &c->domain, err);
-        else if (strcmp(k, "alt_domain") == 0)
-            rc = j_str(v, k, file, &c->alt_domain, err);
-        else if (strcmp(k, "server") == 0) {
-            if (!json_is_boolean(v))
-                rc = base_errf(err, BASE_EINVAL, "%s: \"server\" must be true or false", file);
-            else
-                c->server = json_is_true(v);
-        } else if (strcmp(k, "bootstrap_expect") == 0) {
-            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 9)
-                rc = base_errf(err, BASE_EINVAL, "%s: \"bootstrap_expect\" must be 0..9", file);
-            else
-                c->bootstrap_expect = (unsigned)json_integer_value(v);
-        } else if (strcmp(k, "log_level") == 0) {
-            c->log_level_set = true;
-            if (!json_is_string(v) || base_log_level_parse(json_string_value(v), &c->log_level))
-                rc = base_errf(err, BASE_EINVAL,
-                               "%s: \"log_level\" must be one of trace, debug, info, warn, err",
-                               file);
-        } else if (strcmp(k, "log_json") == 0) {
-            if (!json_is_boolean(v))
-                rc = base_errf(err, BASE_EINVAL, "%s: \"log_json\" must be true or false", file);
-            else
-                c->log_json = json_is_true(v);
-        } else if (strcmp(k, "retry_join") == 0)
-            rc = j_strv(v, k, file, &c->retry_join, err);
-        else if (strcmp(k, "encrypt") == 0)
-            rc = j_str(v, k, file, &c->encrypt, err);
-        else if (strcmp(k, "join_allow") == 0)
-            rc = j_strv(v, k, file, &c->join_allow, err);
-        else if (strcmp(k, "recursors") == 0)
-            rc = j_strv(v, k, file, &c->recursors, err);
-        else if (strcmp(k, "ports") == 0 || strcmp(k, "addresses") == 0) {
-            const char *pk;
-            json_t *pv;
-            bool ports = k[0] == 'p';
-            if (!json_is_object(v)) {
-                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be an object", file, k);
-                break;
-            }
-            json_object_foreach(v, pk, pv)
-            {
-                char full[64];
-                snprintf(full, sizeof full, "%s.%s", k, pk);
-                if (ports && strcmp(pk, "http") == 0)
-                    rc = j_port(pv, full, file, &c->http_port, err);
-                else if (ports && strcmp(pk, "dns") == 0)
-                    rc = j_port(pv, full, file, &c->dns_port, err);
-                else if (ports && strcmp(pk, "server") == 0)
-                    rc = j_port(pv, full, file, &c->server_port, err);
-                else if (ports && strcmp(pk, "serf_lan") == 0)
-                    rc = j_port(pv, full, file, &c->serf_lan_port, err);
-                else if (!ports && strcmp(pk, "http") == 0)
-                    rc = j_str(pv, full, file, &c->http_addr, err);
-                else if (!ports && strcmp(pk, "dns") == 0)
-                    rc = j_str(pv, full, file, &c->dns_addr, err);
-                else
-                    rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, full);
-                if (rc)
-                    break;
-            }
-        } else if (strcmp(k, "performance") == 0) {
-            const char *pk;
-            json_t *pv;
-            if (!json_is_object(v)) {
-                rc = base_errf(err, BASE_EINVAL, "%s: \"performance\" must be an object", file);
-                break;
-            }
-            json_object_foreach(v, pk, pv)
-            {
-                if (strcmp(pk, "raft_multiplier") != 0)
-                    rc =
-                        base_errf(err, BASE_EINVAL, "%s: unknown key \"performance.%s\"", file, pk);
-                else if (!json_is_integer(pv) || json_integer_value(pv) < 1 ||
-                         json_integer_value(pv) > 10)
-                    rc = base_errf(err, BASE_EINVAL,
-                                   "%s: \"performance.raft_multiplier\" must be 1..10", file);
-                else
-                    c->raft_multiplier = (unsigned)json_integer_value(pv);
-                if (rc)
-                    break;
-            }
-        } else if (strcmp(k, "raft_snapshot_threshold") == 0 ||
-                   strcmp(k, "raft_trailing_logs") == 0) {
-            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-                json_integer_value(v) > 100000000)
-                rc = base_errf(err, BASE_EINVAL, "%s: \"%s\" must be a positive integer", file, k);
-            else if (k[5] == 's')
-                c->raft_snapshot_threshold = (unsigned)json_integer_value(v);
-            else
-                c->raft_snapshot_trailing = (unsigned)json_integer_value(v);
-        } else if (strcmp(k, "limits") == 0) {
-            /* Herald's HTTP limits (total connections, header and idle timeouts). */
-            const char *lk;
-            json_t *lv;
-            if (!json_is_object(v)) {
-                rc = base_errf(err, BASE_EINVAL, "%s: \"limits\" must be an object", file);
-                break;
-            }
-            json_object_foreach(v, lk, lv)
-            {
-                uint64_t *dst = strcmp(lk, "http_header_timeout") == 0 ? &c->http_header_timeout_ms
-                                : strcmp(lk, "http_idle_timeout") == 0 ? &c->http_idle_timeout_ms
-                                : strcmp(lk, "rpc_idle_timeout") == 0  ? &c->rpc_idle_timeout_ms
-                                                                       : NULL;
-                if (strcmp(lk, "rpc_max_conns_per_client") == 0) {
-                    /* Consul's name: incoming server-port connections per source IP */
-                    if (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
-                        json_integer_value(lv) > 100000)
-                        rc = base_errf(err, BASE_EINVAL,
-                                       "%s: \"limits.rpc_max_conns_per_client\" must be 1..100000",
-                                       file);
-                    else
-                        c->rpc_max_conns_per_client = (unsigned)json_integer_value(lv);
-                } else if (strcmp(lk, "http_max_conns") == 0) {
-                    if (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
-                        json_integer_value(lv) > 1000000)
-                        rc = base_errf(err, BASE_EINVAL,
-                                       "%s: \"limits.http_max_conns\" must be 1..1000000", file);
-                    else
-                        c->http_max_conns = (uint64_t)json_integer_value(lv);
-                } else if (strcmp(lk, "http_max_conns_per_client") == 0) {
-                    /* Consul's name and default (200): connections per client IP address */
-                    if (!json_is_integer(lv) || json_integer_value(lv) < 1 ||
-                        json_integer_value(lv) > 1000000)
-                        rc = base_errf(err, BASE_EINVAL,
-                                       "%s: \"limits.http_max_conns_per_client\" must be "
-                                       "1..1000000",
-                                       file);
-                    else
-                        c->http_max_conns_per_client = (uint64_t)json_integer_value(lv);
-                } else if (strcmp(lk, "http_body_timeout") == 0) {
-                    /* the whole request body must arrive within this of the head */
-                    if (!json_is_string(lv) ||
-                        base_duration_parse(json_string_value(lv), &c->http_body_timeout_ms) ||
-                        c->http_body_timeout_ms == 0 || c->http_body_timeout_ms > 86400000)
-                        rc = base_errf(err, BASE_EINVAL,
-                                       "%s: \"limits.http_body_timeout\" must be a duration such "
-                                       "as \"30s\", at most 24h",
-                                       file);
-                } else if (dst) {
-                    if (!json_is_string(lv) || base_duration_parse(json_string_value(lv), dst) ||
-                        *dst == 0)
-                        rc = base_errf(err, BASE_EINVAL,
-                                       "%s: \"limits.%s\" must be a duration such as \"10s\"", file,
-                                       lk);
-                } else
-                    rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"limits.%s\"", file, lk);
-                if (rc)
-                    break;
-            }
-        } else if (strcmp(k, "dns_config") == 0) {
-            rc = j_dns_config(v, file, c, err);
-        } else if (strcmp(k, "services") == 0) {
-            size_t i;
-            json_t *e;
-            if (!json_is_array(v)) {
-                rc = base_errf(err, BASE_EINVAL, "%s: \"services\" must be an array", file);
-                break;
-            }
-            json_array_foreach(v, i, e) if ((rc = j_service(e, file, c, err))) break;
-        } else if (strcmp(k, "service") == 0)
-            rc = j_service(v, file, c, err);
-        else
-            rc = base_errf(err, BASE_EINVAL, "%s: unknown key \"%s\"", file, k);
-        if (rc)
-            break;
-    }
+    if (!json_is_object(root))
+        rc = base_errf(err, BASE_EINVAL, "%s: top level must be an object", file);
+    else
+        rc = load_object(root, "", file, c, err);
     json_decref(root);
     return rc;
 }
@@ -587,99 +580,17 @@ static int load_dir(const char *dir, struct adm_config *c, char *err)
 
 /* ---- flags ----------------------------------------------------------------------------- */
 
-enum flag_kind { F_BOOL, F_STR, F_PORT, F_UINT, F_STRV, F_LOG, F_WORKERS };
-
-struct flag {
-    const char *name;
-    enum flag_kind kind;
-    size_t off;
-};
-
-#define OFF(f) offsetof(struct adm_config, f)
-static const struct flag flags[] = {
-    {"dev", F_BOOL, OFF(dev)},
-    {"server", F_BOOL, OFF(server)},
-    {"bootstrap-expect", F_UINT, OFF(bootstrap_expect)},
-    {"data-dir", F_STR, OFF(data_dir)},
-    {"node", F_STR, OFF(node_name)},
-    {"datacenter", F_STR, OFF(datacenter)},
-    {"bind", F_STR, OFF(bind_addr)},
-    {"advertise", F_STR, OFF(advertise_addr)},
-    {"client", F_STR, OFF(client_addr)},
-    {"http-port", F_PORT, OFF(http_port)},
-    {"dns-port", F_PORT, OFF(dns_port)},
-    {"dns-workers", F_WORKERS, OFF(dns_workers)},
-    {"server-port", F_PORT, OFF(server_port)},
-    {"serf-lan-port", F_PORT, OFF(serf_lan_port)},
-    {"encrypt", F_STR, OFF(encrypt)},
-    {"join-allow", F_STRV, OFF(join_allow)},
-    {"retry-join", F_STRV, OFF(retry_join)},
-    {"join", F_STRV, OFF(retry_join)},
-    {"recursor", F_STRV, OFF(recursors)},
-    {"allow-recursion", F_STRV, OFF(allow_recursion)},
-    {"domain", F_STR, OFF(domain)},
-    {"alt-domain", F_STR, OFF(alt_domain)},
-    {"log-level", F_LOG, OFF(log_level)},
-    {"log-json", F_BOOL, OFF(log_json)},
-    {"config-file", F_STR, 0}, /* handled in the first pass */
-    {"config-dir", F_STR, 0},
-};
-
-static const struct flag *find_flag(const char *name, size_t n)
+static const struct adm_option *find_flag(const char *name, size_t n)
 {
-    for (size_t i = 0; i < BASE_ARRAY_LEN(flags); i++)
-        if (strlen(flags[i].name) == n && strncmp(flags[i].name, name, n) == 0)
-            return &flags[i];
+    for (size_t i = 0; i < adm_n_options; i++)
+        if (adm_options[i].flag && strlen(adm_options[i].flag) == n &&
+            strncmp(adm_options[i].flag, name, n) == 0)
+            return &adm_options[i];
     return NULL;
 }
 
-static int apply_flag(const struct flag *f, const char *val, struct adm_config *c, char *err)
-{
-    void *p = (char *)c + f->off;
-    uint64_t u;
-    switch (f->kind) {
-    case F_BOOL:
-        if (!val || strcmp(val, "true") == 0 || strcmp(val, "1") == 0)
-            *(bool *)p = true;
-        else if (strcmp(val, "false") == 0 || strcmp(val, "0") == 0)
-            *(bool *)p = false;
-        else
-            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s", val, f->name);
-        return 0;
-    case F_STR:
-        if (!*val)
-            return base_errf(err, BASE_EINVAL, "flag -%s needs a non-empty value", f->name);
-        set_str((char **)p, val);
-        return 0;
-    case F_PORT:
-        if (parse_port(val, (int *)p))
-            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s: not a port", val,
-                             f->name);
-        return 0;
-    case F_UINT:
-        if (base_u64_parse(val, &u) || u > 9)
-            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s", val, f->name);
-        *(unsigned *)p = (unsigned)u;
-        return 0;
-    case F_WORKERS:
-        if (base_u64_parse(val, &u) || u < 1 || u > 256)
-            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s: must be 1..256",
-                             val, f->name);
-        *(unsigned *)p = (unsigned)u;
-        return 0;
-    case F_STRV:
-        adm_strv_push((struct adm_strv *)p, val);
-        return 0;
-    case F_LOG:
-        c->log_level_set = true;
-        if (base_log_level_parse(val, (enum base_log_level *)p))
-            return base_errf(err, BASE_EINVAL, "invalid value \"%s\" for flag -%s", val, f->name);
-        return 0;
-    }
-    return 0;
-}
-
-/* Walks argv calling fn for each flag; config-file flags in pass 1, the rest in pass 2. */
+/* Walks argv as Go's flag package reads it (-f v, -f=v, --f; a bool flag takes no separate
+ * value): pass 1 reads the config files, pass 2 sets the other flags over them. */
 static int walk(int argc, char **argv, int pass, struct adm_config *c, char *err)
 {
     for (int i = 0; i < argc; i++) {
@@ -689,29 +600,100 @@ static int walk(int argc, char **argv, int pass, struct adm_config *c, char *err
         a += a[1] == '-' ? 2 : 1;
         const char *eq = strchr(a, '=');
         size_t n = eq ? (size_t)(eq - a) : strlen(a);
-        const struct flag *f = find_flag(a, n);
-        if (!f)
+        const struct adm_option *o = find_flag(a, n);
+        if (!o && ((n == 1 && a[0] == 'h') || (n == 4 && strncmp(a, "help", 4) == 0)))
+            return ADM_CONFIG_HELP;
+        if (!o)
             return base_errf(err, BASE_EINVAL, "flag provided but not defined: -%.*s", (int)n, a);
         const char *val = eq ? eq + 1 : NULL;
-        if (!val && f->kind != F_BOOL) {
+        if (!val && o->type != ADM_OPT_BOOL) {
             if (i + 1 >= argc)
-                return base_errf(err, BASE_EINVAL, "flag needs an argument: -%s", f->name);
+                return base_errf(err, BASE_EINVAL, "flag needs an argument: -%s", o->flag);
             val = argv[++i];
         }
-        bool is_config = strcmp(f->name, "config-file") == 0 || strcmp(f->name, "config-dir") == 0;
         int rc = 0;
-        if (pass == 1 && is_config)
-            rc = f->name[7] == 'f' ? load_json(val, c, err) : load_dir(val, c, err);
-        else if (pass == 2 && !is_config)
-            rc = apply_flag(f, val, c, err);
+        if (pass == 1 && o->type == ADM_OPT_CONFIG)
+            rc = o->load(val, c, err);
+        else if (pass == 2 && o->type != ADM_OPT_CONFIG)
+            rc = set_flag(o, val, c, err);
         if (rc)
             return rc;
     }
     return 0;
 }
 
+/* ---- defaults, usage, free ------------------------------------------------------------- */
+
+static void defaults(struct adm_config *c)
+{
+    char host[256] = "localhost";
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < adm_n_options; i++) {
+        const struct adm_option *o = &adm_options[i];
+        if (adm_opt_is_number(o))
+            put_number(c, o, o->def);
+        else if (adm_opt_is_string(o) && o->def_str)
+            set_str(field(c, o), o->def_str);
+    }
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    char *dot = strchr(host, '.');
+    if (dot)
+        *dot = '\0';
+    set_str(&c->node_name, host);
+}
+
+void adm_config_free(struct adm_config *c)
+{
+    for (size_t i = 0; i < adm_n_options; i++) {
+        const struct adm_option *o = &adm_options[i];
+        char **s = field(c, o);
+        if (adm_opt_is_string(o)) {
+            base_free(*s);
+            *s = NULL;
+        } else if (adm_opt_is_list(o)) {
+            adm_strv_free(field(c, o));
+        }
+    }
+    for (size_t i = 0; i < c->dns.n_service_ttl; i++)
+        base_free((void *)c->dns.service_ttl[i].pattern);
+    base_free(c->dns.service_ttl);
+    adm_strv_free(&c->services);
+    base_free(c->dns.allow);
+    if (c->key)
+        memset(c->key, 0, c->key_len);
+    base_free(c->key);
+    base_free(c->join_nets);
+    memset(c, 0, sizeof *c);
+}
+
+/* ---- validation ------------------------------------------------------------------------ */
+
+static bool valid_label(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_'))
+            return false;
+    return true;
+}
+
+static bool valid_ip(const char *s)
+{
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+}
+
+static bool readable(const char *path)
+{
+    return access(path, R_OK) == 0;
+}
+
 /* A DNS domain as the zone wants it: lowercase, with the trailing dot ("Consul" -> "consul."). */
-static int norm_domain(char **d, const char *what, char *err)
+static bool norm_domain(char **d)
 {
     char buf[256];
     size_t n = strlen(*d);
@@ -719,7 +701,7 @@ static int norm_domain(char **d, const char *what, char *err)
     if (n && (*d)[n - 1] == '.')
         n--;
     if (n == 0 || n > 253)
-        return base_errf(err, BASE_EINVAL, "%s \"%s\" is not a domain name", what, *d);
+        return false;
     memcpy(buf, *d, n);
     buf[n] = '\0';
     base_str_lower(buf);
@@ -731,47 +713,161 @@ static int norm_domain(char **d, const char *what, char *err)
         if (end)
             *end = '.';
         if (!ok)
-            return base_errf(err, BASE_EINVAL, "%s \"%s\" is not a domain name", what, *d);
+            return false;
     }
     buf[n] = '.';
     buf[n + 1] = '\0';
     set_str(d, buf);
+    return true;
+}
+
+/* One string of an option, checked (and a domain normalized) by its type. */
+static bool valid(const struct adm_option *o, char **s)
+{
+    char buf[80];
+    struct rsv_cidr cidr;
+    switch (o->type) {
+    case ADM_OPT_LABEL:
+        return valid_label(*s);
+    case ADM_OPT_DOMAIN:
+        return norm_domain(s);
+    case ADM_OPT_ADDR:
+        return valid_ip(*s);
+    case ADM_OPT_PATH:
+        return readable(*s);
+    case ADM_OPT_NETS:
+        return rsv_cidr_parse(*s, &cidr) == 0;
+    case ADM_OPT_RECURSORS:
+        return rsv_recursor_parse(*s, buf, sizeof buf) == 0;
+    default:
+        return true;
+    }
+}
+
+static const char *valid_what(const struct adm_option *o)
+{
+    switch (o->type) {
+    case ADM_OPT_LABEL:
+        return "a valid DNS label (letters, digits, hyphens, underscores; at most 63)";
+    case ADM_OPT_DOMAIN:
+        return "a domain name";
+    case ADM_OPT_ADDR:
+        return "an IP address";
+    case ADM_OPT_PATH:
+        return "a file it can read";
+    case ADM_OPT_NETS:
+        return "a network such as \"10.0.0.0/8\"";
+    case ADM_OPT_RECURSORS:
+        return "an IP address with an optional port";
+    default:
+        return "valid";
+    }
+}
+
+void adm_options_usage(FILE *f)
+{
+    char buf[WHAT_LEN];
+    fprintf(f, "Usage: herald agent [flags]\n\n"
+               "Flags (-flag value, -flag=value or --flag), beside their config file keys; "
+               "flags win over\nconfig files, which are read in the order given:\n");
+    for (size_t i = 0; i < adm_n_options; i++) {
+        const struct adm_option *o = &adm_options[i];
+        char name[64], def[64] = "";
+        snprintf(name, sizeof name, "%s%s%s%s", o->flag ? "-" : "", o->flag ? o->flag : "",
+                 o->flag && o->key ? ", " : "", o->key ? o->key : "");
+        if (o->type == ADM_OPT_DURATION && o->def)
+            fmt_ms(def, sizeof def, o->def);
+        else if (o->type == ADM_OPT_SIZE)
+            fmt_bytes(def, sizeof def, o->def);
+        else if (o->names)
+            snprintf(def, sizeof def, "%s", o->names[o->def]);
+        else if (o->type == ADM_OPT_BOOL && o->def)
+            snprintf(def, sizeof def, "true");
+        else if (adm_opt_is_number(o) && o->def)
+            snprintf(def, sizeof def, "%llu", (unsigned long long)o->def);
+        else if (o->def_str)
+            snprintf(def, sizeof def, "%s", o->def_str);
+        const char *takes = what(o, buf, sizeof buf);
+        if (adm_opt_is_list(o) || (adm_opt_is_string(o) && o->type != ADM_OPT_STRING))
+            takes = o->type == ADM_OPT_LIST ? "a string" : valid_what(o);
+        fprintf(f, "  %-36s %s%s%s%s\n", name, adm_opt_is_list(o) ? "a list, each " : "", takes,
+                *def ? "; default " : "", def);
+    }
+}
+
+/* The table's pass over the merged values: the strings and lists that their type checks. A
+ * message names the option by its key and its flag: `node_name (-node) "a.b" is not ...`. */
+static int validate_options(struct adm_config *c, char *err)
+{
+    for (size_t i = 0; i < adm_n_options; i++) {
+        const struct adm_option *o = &adm_options[i];
+        struct adm_strv one = {field(c, o), 1}, *all = adm_opt_is_list(o) ? field(c, o) : &one;
+        char name[96];
+        if (!adm_opt_is_string(o) && !adm_opt_is_list(o))
+            continue;
+        if (o->type == ADM_OPT_DOMAIN && !o->def_str && *one.v && !**one.v) {
+            base_free(*one.v); /* "alt_domain": "" is none */
+            *one.v = NULL;
+        }
+        for (size_t k = 0; k < all->n; k++) {
+            if (!all->v[k] || valid(o, &all->v[k]))
+                continue;
+            snprintf(name, sizeof name, "%s%s%s%s%s", o->key ? o->key : "",
+                     o->key && o->flag ? " (" : "", o->flag ? "-" : "", o->flag ? o->flag : "",
+                     o->key && o->flag ? ")" : "");
+            return base_errf(err, BASE_EINVAL, "%s \"%s\" is not %s", name, all->v[k],
+                             valid_what(o));
+        }
+    }
     return 0;
 }
 
-static bool readable(const char *path)
+/* A list of CIDRs (already checked by validate_options) into an array. */
+static void nets_of(const struct adm_strv *list, struct rsv_cidr **nets, size_t *n)
 {
-    return access(path, R_OK) == 0;
+    base_free(*nets);
+    *nets = list->n ? base_calloc(list->n, sizeof **nets) : NULL;
+    *n = 0;
+    for (size_t i = 0; i < list->n; i++)
+        if (rsv_cidr_parse(list->v[i], &(*nets)[*n]) == 0)
+            (*n)++;
 }
 
-/* Recursion: the recursor syntax, the allow list, and the keys that only make sense
- * together. */
+/* The cluster key, as Consul's: base64 of 16, 24 or 32 bytes. */
+static int decode_key(struct adm_config *c, char *err)
+{
+    base_free(c->key);
+    c->key = NULL;
+    c->key_len = 0;
+    if (!c->encrypt)
+        return 0;
+    struct base_arena a;
+    uint8_t *k;
+    size_t n;
+    base_arena_init(&a);
+    if (base_b64_decode(&a, c->encrypt, &k, &n) == 0 && (n == 16 || n == 24 || n == 32)) {
+        c->key = base_malloc(n);
+        memcpy(c->key, k, n);
+        c->key_len = n;
+        memset(k, 0, n);
+    }
+    base_arena_close(&a);
+    if (!c->key)
+        return base_errf(err, BASE_EINVAL,
+                         "encrypt (-encrypt): the key must be base64 of 16, 24 or 32 bytes "
+                         "(herald keygen, or head -c 32 /dev/urandom | base64)");
+    return 0;
+}
+
+/* Recursion: the keys that only make sense together. */
 static int validate_recursion(struct adm_config *c, char *err)
 {
     struct adm_dns_config *d = &c->dns;
-    const struct adm_strv *allow = c->allow_recursion.n ? &c->allow_recursion : &d->allow_recursion;
-    const char *allow_what =
-        c->allow_recursion.n ? "-allow-recursion" : "dns_config.allow_recursion";
-    char buf[80];
+    /* Debian's dns-root-data: the root KSKs, as unbound uses them. */
+    static const char root_key[] = "/usr/share/dns/root.key";
 
-    for (size_t i = 0; i < c->recursors.n; i++)
-        if (rsv_recursor_parse(c->recursors.v[i], buf, sizeof buf))
-            return base_errf(err, BASE_EINVAL,
-                             "recursor \"%s\" (-recursor, recursors) is not an IP address with "
-                             "an optional port",
-                             c->recursors.v[i]);
-    base_free(d->allow);
-    d->allow = NULL;
-    d->n_allow = 0;
-    if (allow->n) {
-        d->allow = base_calloc(allow->n, sizeof *d->allow);
-        for (size_t i = 0; i < allow->n; i++)
-            if (rsv_cidr_parse(allow->v[i], &d->allow[i]))
-                return base_errf(err, BASE_EINVAL,
-                                 "%s \"%s\" is not a network such as \"10.0.0.0/8\"", allow_what,
-                                 allow->v[i]);
-        d->n_allow = allow->n;
-    }
+    nets_of(c->allow_recursion.n ? &c->allow_recursion : &d->allow_recursion, &d->allow,
+            &d->n_allow);
     if (d->recursion == RSV_RECURSION_ITERATIVE && c->recursors.n)
         return base_errf(err, BASE_EINVAL,
                          "dns_config.recursion \"iterative\" resolves from the root: give no "
@@ -779,15 +875,10 @@ static int validate_recursion(struct adm_config *c, char *err)
     if (d->root_hints && d->recursion != RSV_RECURSION_ITERATIVE)
         return base_errf(err, BASE_EINVAL,
                          "dns_config.root_hints is only for dns_config.recursion \"iterative\"");
-    if (d->root_hints && !readable(d->root_hints))
-        return base_errf(err, BASE_EINVAL, "dns_config.root_hints \"%s\": cannot read it",
-                         d->root_hints);
     if (d->trust_anchor && !d->dnssec_validation)
         return base_errf(err, BASE_EINVAL,
                          "dns_config.trust_anchor needs dns_config.dnssec_validation true");
     if (d->dnssec_validation && !d->trust_anchor) {
-        /* Debian's dns-root-data: the root KSKs, as unbound uses them. */
-        static const char root_key[] = "/usr/share/dns/root.key";
         if (!readable(root_key))
             return base_errf(err, BASE_EINVAL,
                              "dns_config.dnssec_validation needs dns_config.trust_anchor (%s "
@@ -795,93 +886,26 @@ static int validate_recursion(struct adm_config *c, char *err)
                              root_key);
         d->trust_anchor = base_strdup(root_key);
     }
-    if (d->trust_anchor && !readable(d->trust_anchor))
-        return base_errf(err, BASE_EINVAL, "dns_config.trust_anchor \"%s\": cannot read it",
-                         d->trust_anchor);
-    return 0;
-}
-
-/* The cluster key (as Consul's: base64 of 16, 24 or 32 bytes) and the join allow list. */
-static int validate_server_port(struct adm_config *c, char *err)
-{
-    base_free(c->key);
-    c->key = NULL;
-    c->key_len = 0;
-    if (c->encrypt) {
-        struct base_arena a;
-        uint8_t *k;
-        size_t n;
-        base_arena_init(&a);
-        int rc = base_b64_decode(&a, c->encrypt, &k, &n);
-        if (rc == 0 && (n == 16 || n == 24 || n == 32)) {
-            c->key = base_malloc(n);
-            memcpy(c->key, k, n);
-            c->key_len = n;
-            memset(k, 0, n);
-        }
-        base_arena_close(&a);
-        if (!c->key)
-            return base_errf(err, BASE_EINVAL,
-                             "encrypt (-encrypt): the key must be base64 of 16, 24 or 32 bytes "
-                             "(herald keygen, or head -c 32 /dev/urandom | base64)");
-    }
-    base_free(c->join_nets);
-    c->join_nets = NULL;
-    c->n_join_nets = 0;
-    if (c->join_allow.n) {
-        c->join_nets = base_calloc(c->join_allow.n, sizeof *c->join_nets);
-        for (size_t i = 0; i < c->join_allow.n; i++)
-            if (rsv_cidr_parse(c->join_allow.v[i], &c->join_nets[i]))
-                return base_errf(err, BASE_EINVAL,
-                                 "join_allow (-join-allow) \"%s\" is not a network such as "
-                                 "\"10.0.0.0/8\"",
-                                 c->join_allow.v[i]);
-        c->n_join_nets = c->join_allow.n;
-    }
     return 0;
 }
 
 static int validate(struct adm_config *c, char *err)
 {
-    if (!valid_label(c->node_name))
-        return base_errf(err, BASE_EINVAL,
-                         "node name \"%s\" is not a valid DNS label (letters, digits, hyphens; "
-                         "at most 63)",
-                         c->node_name);
-    if (!valid_label(c->datacenter))
-        return base_errf(err, BASE_EINVAL, "datacenter \"%s\" is not a valid DNS label",
-                         c->datacenter);
+    int rc;
+
+    /* the defaults that depend on other options */
     if (!c->bind_addr)
         c->bind_addr = base_strdup(c->dev ? "127.0.0.1" : "0.0.0.0");
-    if (!valid_ip(c->bind_addr))
-        return base_errf(err, BASE_EINVAL, "bind address \"%s\" is not an IP address",
-                         c->bind_addr);
-    if (!valid_ip(c->client_addr))
-        return base_errf(err, BASE_EINVAL, "client address \"%s\" is not an IP address",
-                         c->client_addr);
-    if (c->http_addr && !valid_ip(c->http_addr))
-        return base_errf(err, BASE_EINVAL, "addresses.http \"%s\" is not an IP address",
-                         c->http_addr);
-    if (c->dns_addr && !valid_ip(c->dns_addr))
-        return base_errf(err, BASE_EINVAL, "addresses.dns \"%s\" is not an IP address",
-                         c->dns_addr);
-    if (norm_domain(&c->domain, "domain", err))
-        return BASE_EINVAL;
-    if (c->alt_domain && !*c->alt_domain) {
-        base_free(c->alt_domain);
-        c->alt_domain = NULL;
-    }
-    if (c->alt_domain && norm_domain(&c->alt_domain, "alt_domain", err))
-        return BASE_EINVAL;
     if (!c->advertise_addr) {
         if (strcmp(c->bind_addr, "0.0.0.0") == 0 || strcmp(c->bind_addr, "::") == 0)
             c->advertise_addr = base_strdup("127.0.0.1"); /* TODO(gossip): pick a private IP */
         else
             c->advertise_addr = base_strdup(c->bind_addr);
     }
-    if (!valid_ip(c->advertise_addr))
-        return base_errf(err, BASE_EINVAL, "advertise address \"%s\" is not an IP address",
-                         c->advertise_addr);
+    if ((rc = validate_options(c, err)))
+        return rc;
+
+    /* the rules between options */
     if (c->dev) {
         /* As Consul: dev mode is its own single-node cluster. */
         if (c->bootstrap_expect > 0)
@@ -903,7 +927,10 @@ static int validate(struct adm_config *c, char *err)
         return base_errf(err, BASE_EINVAL,
                          "-bootstrap-expect %u needs -retry-join addresses of the other servers",
                          c->bootstrap_expect);
-    return validate_server_port(c, err) ? BASE_EINVAL : validate_recursion(c, err);
+    if ((rc = decode_key(c, err)))
+        return rc;
+    nets_of(&c->join_allow, &c->join_nets, &c->n_join_nets);
+    return validate_recursion(c, err);
 }
 
 int adm_config_load(int argc, char **argv, struct adm_config *c, char *err)

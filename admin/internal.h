@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define HERALD_VERSION "0.1.0"
 
@@ -89,8 +90,73 @@ struct adm_config {
     } dns;
 };
 
+/* The option table (config.c): one row per option, read by the flags, the JSON config files,
+ * the defaults, validation and `herald agent -h`. How to add an option: above the table. */
+enum adm_opt_type {
+    /* numbers: from a flag's text or a JSON value, refused outside [min, max] when given */
+    ADM_OPT_BOOL,      /* bool: true/false (a flag alone, 1 and 0 too) */
+    ADM_OPT_UINT,      /* unsigned, uint32_t or uint64_t in [min, max] */
+    ADM_OPT_PORT,      /* int, 1..65535 */
+    ADM_OPT_DURATION,  /* uint64_t milliseconds: "10s"; [min, max] (max 0: none) */
+    ADM_OPT_TTL,       /* uint32_t seconds: "30s", or a JSON number of seconds */
+    ADM_OPT_SIZE,      /* uint64_t bytes: "32MB", or a JSON number; [min, max] */
+    ADM_OPT_ENUM,      /* an enum: the index of its name in names */
+    ADM_OPT_LOG_LEVEL, /* enum base_log_level: base_log_level_parse's names (names: its own) */
+    /* strings (char *): any string, checked by validation once files and flags are merged */
+    ADM_OPT_STRING,
+    ADM_OPT_LABEL,  /* a DNS label (node, datacenter) */
+    ADM_OPT_DOMAIN, /* a domain name, lowercased with its trailing dot; "" unsets one with no
+                     * default */
+    ADM_OPT_ADDR,   /* an IPv4 or IPv6 address */
+    ADM_OPT_PATH,   /* a file this process can read */
+    /* lists (struct adm_strv): a repeated flag or a JSON array of strings, appended */
+    ADM_OPT_LIST,
+    ADM_OPT_NETS,      /* of CIDRs ("10.0.0.0/8") */
+    ADM_OPT_RECURSORS, /* of IP[:PORT] */
+    /* the odd ones */
+    ADM_OPT_JSON,   /* a JSON-only key decoded by the row's json() */
+    ADM_OPT_CONFIG, /* -config-file, -config-dir: the row's load() reads them first */
+};
+
+struct json_t;
+struct adm_option {
+    const char *flag; /* without its dash ("http-port"), or NULL: no flag */
+    const char *key;  /* the JSON key's path ("ports.http"), or NULL: no key */
+    enum adm_opt_type type;
+    size_t off, size;         /* the field in struct adm_config (ADM_OPT_AT) */
+    uint64_t min, max;        /* UINT, DURATION (ms), SIZE (bytes): the range; max 0: no maximum */
+    uint64_t def;             /* numbers: the default (else 0) */
+    const char *def_str;      /* strings: the default (else NULL) */
+    const char *const *names; /* ENUM, LOG_LEVEL: the names of values 0, 1, ..., then NULL */
+    size_t given;             /* when not 0: the offset of a bool set when the option is given */
+    bool replace;             /* lists: a config file's list replaces the one before it */
+    int (*json)(struct json_t *v, const char *key, const char *file, struct adm_config *c,
+                char *errmsg);
+    int (*load)(const char *path, struct adm_config *c, char *errmsg);
+};
+/* The three kinds of rows, by the order of enum adm_opt_type. */
+static inline bool adm_opt_is_number(const struct adm_option *o)
+{
+    return o->type <= ADM_OPT_LOG_LEVEL;
+}
+static inline bool adm_opt_is_string(const struct adm_option *o)
+{
+    return o->type >= ADM_OPT_STRING && o->type <= ADM_OPT_PATH;
+}
+static inline bool adm_opt_is_list(const struct adm_option *o)
+{
+    return o->type >= ADM_OPT_LIST && o->type <= ADM_OPT_RECURSORS;
+}
+#define ADM_OPT_AT(field)                                                                          \
+    .off = offsetof(struct adm_config, field), .size = sizeof(((struct adm_config *)0)->field)
+extern const struct adm_option adm_options[];
+extern const size_t adm_n_options;
+/* Prints `herald agent -h`: every flag and JSON key with what it takes and its default. */
+void adm_options_usage(FILE *f);
+
 /* Fills cfg from config files and flags (flags win). On error returns non-zero with errmsg
- * naming the flag, key or file. */
+ * naming the flag, key or file; ADM_CONFIG_HELP for -h or -help (print adm_options_usage). */
+#define ADM_CONFIG_HELP 1
 int adm_config_load(int argc, char **argv, struct adm_config *cfg, char *errmsg);
 void adm_config_free(struct adm_config *cfg);
 

@@ -96,6 +96,23 @@ void *base_arena_alloc(struct base_arena *a, size_t n)
     return p;
 }
 
+void *base_arena_grow(struct base_arena *a, void *p, size_t n, size_t *cap, size_t size,
+                      size_t first)
+{
+    if (n < *cap)
+        return p;
+    size_t ncap = *cap ? *cap * 2 : first;
+    if (ncap <= n)
+        ncap = n + 1;
+    if (size && ncap > SIZE_MAX / size)
+        oom(SIZE_MAX);
+    void *np = base_arena_alloc(a, ncap * size);
+    if (n)
+        memcpy(np, p, n * size);
+    *cap = ncap;
+    return np;
+}
+
 char *base_arena_strndup(struct base_arena *a, const char *s, size_t n)
 {
     char *p = base_arena_alloc(a, n + 1);

@@ -1,5 +1,5 @@
 /* base: errors, logging, allocation, arenas, growable buffers with a small binary codec,
- * duration and size parsing, and the loop-thread assertion.
+ * duration and size parsing, an intrusive list, and the loop-thread assertion.
  *
  * Threads: everything here is safe on any thread except the logger's level setter, which is
  * called once at start-up. Ownership: functions borrow their arguments for the call unless a
@@ -67,6 +67,11 @@ void *base_arena_alloc(struct base_arena *a, size_t n);
 char *base_arena_strndup(struct base_arena *a, const char *s, size_t n);
 char *base_arena_strdup(struct base_arena *a, const char *s);
 char *base_arena_printf(struct base_arena *a, const char *fmt, ...) BASE_PRINTF(2, 3);
+/* An arena array about to hold element n: p itself while n < *cap, else a copy of its n
+ * elements (size bytes each) with twice the room (first elements the first time), *cap
+ * updated. The old copy stays in the arena until it is reset. */
+void *base_arena_grow(struct base_arena *a, void *p, size_t n, size_t *cap, size_t size,
+                      size_t first);
 /* Frees every block but the first, so a reused arena allocates nothing in the steady state. */
 void base_arena_reset(struct base_arena *a);
 void base_arena_close(struct base_arena *a);
@@ -164,6 +169,69 @@ void base_str_lower(char *s);
 char *base_b64_encode(struct base_arena *a, const void *p, size_t n);
 /* Decodes base64 (padding required, no whitespace) into the arena. BASE_EPARSE if malformed. */
 int base_b64_decode(struct base_arena *a, const char *s, uint8_t **out, size_t *n) BASE_MUSTCHECK;
+
+/* ---- intrusive doubly-linked list ------------------------------------------------------- */
+/* A circular list with a sentinel head: the head and every node are a struct base_list; a node
+ * lives inside its owner and BASE_CONTAINER_OF gets the owner back. A node that is on no list
+ * points at itself (after base_list_init or base_list_remove), so removing twice is harmless
+ * and base_list_linked tells whether it is on a list. Not thread-safe: one owner per list. */
+#define BASE_CONTAINER_OF(ptr, type, member)                                                       \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+struct base_list {
+    struct base_list *prev, *next;
+};
+
+/* Makes an empty head, or a node that is on no list. */
+static inline void base_list_init(struct base_list *l)
+{
+    l->prev = l->next = l;
+}
+/* An empty head; for a node: on no list. */
+static inline bool base_list_empty(const struct base_list *l)
+{
+    return l->next == l;
+}
+static inline bool base_list_linked(const struct base_list *n)
+{
+    return n->next != n;
+}
+/* n must be on no list. */
+static inline void base_list_insert_head(struct base_list *head, struct base_list *n)
+{
+    n->prev = head;
+    n->next = head->next;
+    head->next->prev = n;
+    head->next = n;
+}
+static inline void base_list_insert_tail(struct base_list *head, struct base_list *n)
+{
+    n->next = head;
+    n->prev = head->prev;
+    head->prev->next = n;
+    head->prev = n;
+}
+/* Unlinks n and leaves it pointing at itself; a no-op for a node on no list. */
+static inline void base_list_remove(struct base_list *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+/* The first or last node, or NULL if the list is empty. */
+static inline struct base_list *base_list_first(const struct base_list *head)
+{
+    return head->next == head ? NULL : head->next;
+}
+static inline struct base_list *base_list_last(const struct base_list *head)
+{
+    return head->prev == head ? NULL : head->prev;
+}
+/* Visits every node of head in order, front to back; the body may remove `pos` (or free its
+ * owner), since `tmp` already holds the next node. Removing other nodes is not safe. */
+#define BASE_LIST_FOREACH_SAFE(pos, tmp, head)                                                     \
+    for ((pos) = (head)->next, (tmp) = (pos)->next; (pos) != (head);                               \
+         (pos) = (tmp), (tmp) = (pos)->next)
 
 /* ---- time ------------------------------------------------------------------------------ */
 uint64_t base_now_ms(void);  /* monotonic */

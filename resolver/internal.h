@@ -153,6 +153,11 @@ void rsv__engine_init(struct rsv__engine *e, struct zone_store *store,
                       const struct zone_dns_config *zone, const _Atomic uint64_t *catalog_index,
                       struct rsv__stats *stats, size_t cache_entries, size_t cache_max_bytes);
 void rsv__engine_close(struct rsv__engine *e);
+/* The query's (lowercased) name as text ("web.service.consul.", the root as "."), bytes
+ * escaped as \DDD: for libunbound (strict) every byte but a letter, digit, '-' or '_'; for a
+ * log line every byte that is not printable, '.' or '\'. False when it does not fit in cap
+ * (buf then holds the part that did). */
+bool rsv__name_text(const struct zone_dns_query *q, bool strict, char *buf, size_t cap);
 
 /* Answers one message. Writes the response into out and returns its length, or 0 when no
  * answer is to be sent now (none at all, or a recursive one later). tcp selects the size limit
@@ -183,8 +188,8 @@ struct rsv__worker {
     uint8_t *out; /* 2 + RSV__MSG_MAX: a TCP length then the response */
     struct rsv__engine eng;
     struct rsv__stats stats;
-    struct rsv__conn *conns; /* open connections (doubly linked) */
-    unsigned udp_pending;    /* queued uv_udp_send requests */
+    struct base_list conns; /* open connections (struct rsv__conn.link), newest first */
+    unsigned udp_pending;   /* queued uv_udp_send requests */
     bool stopping;
     int loop_close_rc;
 };

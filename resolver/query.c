@@ -54,16 +54,25 @@ static const char *rcode_name(unsigned rc)
     return rc < BASE_ARRAY_LEN(names) ? names[rc] : "RCODE";
 }
 
-/* The query name as text ("web.service.consul."), escaping what is not printable. */
-static void name_text(const struct zone_dns_query *q, char *buf, size_t cap)
+static bool name_keeps(uint8_t ch, bool strict)
+{
+    if (strict)
+        return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_';
+    return ch > 32 && ch < 127 && ch != '.' && ch != '\\';
+}
+
+bool rsv__name_text(const struct zone_dns_query *q, bool strict, char *buf, size_t cap)
 {
     size_t at = 0, i = 0;
-    buf[0] = '\0';
-    while (i < q->qname_len && q->lname[i] && at + 8 < cap) {
+    while (i < q->qname_len && q->lname[i]) {
         unsigned n = q->lname[i++];
-        for (unsigned j = 0; j < n && i < q->qname_len && at + 8 < cap; j++, i++) {
+        for (unsigned j = 0; j < n && i < q->qname_len; j++, i++) {
             uint8_t ch = q->lname[i];
-            if (ch > 32 && ch < 127 && ch != '.' && ch != '\\')
+            if (at + 5 >= cap) { /* room for one escape, the '.' and the NUL */
+                buf[at] = '\0';
+                return false;
+            }
+            if (name_keeps(ch, strict))
                 buf[at++] = (char)ch;
             else
                 at += (size_t)snprintf(buf + at, cap - at, "\\%03u", ch);
@@ -73,6 +82,7 @@ static void name_text(const struct zone_dns_query *q, char *buf, size_t cap)
     if (at == 0)
         buf[at++] = '.';
     buf[at] = '\0';
+    return true;
 }
 
 static void log_query(const struct zone_dns_query *q, bool tcp, const struct sockaddr *peer,
@@ -88,7 +98,7 @@ static void log_query(const struct zone_dns_query *q, bool tcp, const struct soc
     else if (peer && peer->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr, addr,
                   sizeof addr);
-    name_text(q, name, sizeof name);
+    (void)rsv__name_text(q, false, name, sizeof name); /* a long name is logged cut */
     LOG_DEBUG("dns", "%s %s %s type=%u -> %s answers=%u (%s)", tcp ? "tcp" : "udp", addr, name,
               q->qtype, rcode_name(rc), an, how);
 }

@@ -65,7 +65,7 @@
 #define F_AD 0x0020u
 
 struct rq {
-    struct rq *prev, *next; /* the recursor's list, oldest first (= earliest deadline) */
+    struct base_list link; /* on the recursor's list, oldest first (= earliest deadline) */
     struct rsv__recursor *r;
     int async_id;
     uint64_t deadline;      /* loop time, ms */
@@ -96,7 +96,7 @@ struct rsv__recursor {
     uv_poll_t poll;
     uv_timer_t timer;
     bool poll_ready, timer_ready;
-    struct rq *head, *tail;
+    struct base_list rqs; /* of struct rq.link */
     unsigned n, max;
     uint64_t timeout_ms;
     uint64_t last_warn_ms;
@@ -115,28 +115,21 @@ static void warn_limited(struct rsv__recursor *r, const char *what, const char *
 
 static void rq_link(struct rsv__recursor *r, struct rq *rq)
 {
-    rq->prev = r->tail;
-    rq->next = NULL;
-    if (r->tail)
-        r->tail->next = rq;
-    else
-        r->head = rq;
-    r->tail = rq;
+    base_list_insert_tail(&r->rqs, &rq->link);
     r->n++;
 }
 
 static void rq_unlink(struct rsv__recursor *r, struct rq *rq)
 {
-    if (rq->prev)
-        rq->prev->next = rq->next;
-    else
-        r->head = rq->next;
-    if (rq->next)
-        rq->next->prev = rq->prev;
-    else
-        r->tail = rq->prev;
-    rq->prev = rq->next = NULL;
+    base_list_remove(&rq->link);
     r->n--;
+}
+
+/* The oldest query (the earliest deadline), NULL if none. */
+static struct rq *rq_first(struct rsv__recursor *r)
+{
+    struct base_list *l = base_list_first(&r->rqs);
+    return l ? BASE_CONTAINER_OF(l, struct rq, link) : NULL;
 }
 
 /* Sends the response at w->out + 2 (len bytes; 0: none) to the query's client. */
@@ -163,8 +156,8 @@ static void on_timer(uv_timer_t *t)
     struct rsv__recursor *r = t->data;
     uint64_t now = uv_now(&r->w->loop);
 
-    while (r->head && r->head->deadline <= now) {
-        struct rq *rq = r->head;
+    struct rq *rq;
+    while ((rq = rq_first(r)) && rq->deadline <= now) {
         struct zone_dns_query q;
         size_t n = 0;
 
@@ -176,8 +169,8 @@ static void on_timer(uv_timer_t *t)
         deliver(r, rq, n);
         base_free(rq);
     }
-    if (r->head)
-        uv_timer_start(&r->timer, on_timer, r->head->deadline - now, 0);
+    if ((rq = rq_first(r)))
+        uv_timer_start(&r->timer, on_timer, rq->deadline - now, 0);
 }
 
 /* ---- the worker's copies of libunbound's answers --------------------------------------- */
@@ -331,30 +324,6 @@ static void on_readable(uv_poll_t *h, int status, int events)
 
 /* ---- queries --------------------------------------------------------------------------- */
 
-/* The lowercased wire name as libunbound's presentation form: every byte that is not a letter,
- * digit, '-' or '_' as \DDD, so any label survives the round trip. */
-static bool name_text(const struct zone_dns_query *q, char *buf, size_t cap)
-{
-    size_t at = 0, i = 0;
-    while (i < q->qname_len && q->lname[i]) {
-        unsigned n = q->lname[i++];
-        for (unsigned j = 0; j < n; j++, i++) {
-            uint8_t ch = q->lname[i];
-            if (at + 5 >= cap)
-                return false;
-            if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_')
-                buf[at++] = (char)ch;
-            else
-                at += (size_t)snprintf(buf + at, cap - at, "\\%03u", ch);
-        }
-        buf[at++] = '.';
-    }
-    if (at == 0)
-        buf[at++] = '.';
-    buf[at] = '\0';
-    return true;
-}
-
 size_t rsv__recurse(struct rsv__recursor *r, const struct zone_dns_query *q, size_t limit,
                     struct rsv__conn *conn, const struct sockaddr *peer, uint8_t *out, size_t cap)
 {
@@ -372,7 +341,8 @@ size_t rsv__recurse(struct rsv__recursor *r, const struct zone_dns_query *q, siz
         warn_limited(r, "too many outstanding queries", "SERVFAIL");
         return servfail(r, q, out, cap);
     }
-    if (!name_text(q, name, sizeof name))
+    /* libunbound's presentation form: strict escapes, so any label survives the round trip */
+    if (!rsv__name_text(q, true, name, sizeof name))
         return servfail(r, q, out, cap);
     rq = base_malloc(sizeof *rq + q->len);
     memset(rq, 0, sizeof *rq);
@@ -393,7 +363,7 @@ size_t rsv__recurse(struct rsv__recursor *r, const struct zone_dns_query *q, siz
         warn_limited(r, "ub_resolve_async", ub_strerror(rc));
         return servfail(r, q, out, cap);
     }
-    if (!r->head)
+    if (base_list_empty(&r->rqs))
         uv_timer_start(&r->timer, on_timer, r->timeout_ms, 0);
     rq_link(r, rq);
     RSV__COUNT(&r->w->stats, recursed);
@@ -404,9 +374,13 @@ size_t rsv__recurse(struct rsv__recursor *r, const struct zone_dns_query *q, siz
 
 void rsv__recursor_forget_conn(struct rsv__recursor *r, struct rsv__conn *c)
 {
-    for (struct rq *rq = r->head; rq; rq = rq->next)
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &r->rqs)
+    {
+        struct rq *rq = BASE_CONTAINER_OF(pos, struct rq, link);
         if (rq->conn == c)
             rq->conn = NULL;
+    }
 }
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
@@ -474,6 +448,7 @@ int rsv__recursor_new(struct rsv__worker *w, const struct rsv__rcfg *cfg,
     int rc, id;
 
     *out = r;
+    base_list_init(&r->rqs);
     r->w = w;
     r->cfg = cfg;
     r->max = cfg->max_queries ? cfg->max_queries : DEF_MAX_QUERIES;
@@ -510,8 +485,8 @@ int rsv__recursor_new(struct rsv__worker *w, const struct rsv__rcfg *cfg,
 
 void rsv__recursor_close(struct rsv__recursor *r)
 {
-    while (r->head) {
-        struct rq *rq = r->head;
+    struct rq *rq;
+    while ((rq = rq_first(r))) {
         rq_unlink(r, rq);
         base_free(rq); /* libunbound's side goes with ub_ctx_delete */
     }

@@ -37,7 +37,7 @@ struct rsv__conn {
     uv_tcp_t tcp;
     uv_timer_t idle;
     struct rsv__worker *w;
-    struct rsv__conn *prev, *next;
+    struct base_list link; /* on w->conns */
     struct sockaddr_storage peer;
     uint8_t *buf;
     size_t len, cap;
@@ -77,21 +77,15 @@ static void conn_close(struct rsv__conn *c)
     if (c->admitted)
         rsv__conn_release(w->rsv, &c->peer);
     c->admitted = false;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    base_list_remove(&c->link);
     uv_close((uv_handle_t *)&c->tcp, conn_closed);
     uv_close((uv_handle_t *)&c->idle, conn_closed);
 }
 
 void rsv__tcp_close_all(struct rsv__worker *w)
 {
-    while (w->conns)
-        conn_close(w->conns);
+    while (!base_list_empty(&w->conns))
+        conn_close(BASE_CONTAINER_OF(base_list_first(&w->conns), struct rsv__conn, link));
 }
 
 static void on_idle(uv_timer_t *t)
@@ -275,10 +269,7 @@ void rsv__tcp_on_connection(uv_stream_t *listener, int status)
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->idle);
     c->tcp.data = c->idle.data = c;
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
+    base_list_insert_head(&w->conns, &c->link);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) ||
         uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &len)) {
         conn_close(c);

@@ -165,6 +165,7 @@ int rsv__worker_setup(struct rsv__worker *w, const struct sockaddr *sa, char *er
     const char *lb = strchr(r->host, ':') ? "[" : "", *rb = *lb ? "]" : "";
     int fd, rc;
 
+    base_list_init(&w->conns);
     w->rbuf_len = (size_t)RSV__RBUF_MMSG * UDP_CHUNK;
     w->rbuf = base_malloc(w->rbuf_len);
     w->out = base_malloc(2 + RSV__MSG_MAX);

@@ -55,7 +55,7 @@ THIRD = {
     "msgpack": {"gossip"},
     "jansson.h": {"admin", "admin/api"},
     "cmocka.h": set(),
-    "nettle": {"consensus", "rpc"},
+    "nettle": {"consensus", "rpc", "gossip"},
     "uv.h": {"consensus", "rpc", "resolver", "gossip", "admin/http", "admin/api", "admin"},
 }
 # Tests may also use cmocka, check answers with ldns and read JSON fixtures with jansson.

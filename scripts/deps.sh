@@ -15,17 +15,19 @@
 set -euo pipefail
 
 # What building needs (libunbound's pkg-config file requires libevent's and nettle's; consensus/
-# uses nettle's HMAC-SHA256 for the server port's handshake).
+# uses nettle's HMAC-SHA256 for the server port's handshake; gossip/ uses msgpack-c and nettle's
+# AES-GCM). Debian's serf (0.9.x) is the gossip peer of the interoperability tests.
 BUILD_PKGS=(
   build-essential pkg-config
   libuv1-dev liblmdb-dev libjansson-dev libldns-dev libunbound-dev libevent-dev nettle-dev
-  node-llhttp
+  node-llhttp libmsgpack-dev
 )
 PKGS=(
   "${BUILD_PKGS[@]}" clang-format clang libclang-rt-14-dev libcmocka-dev
   python3-pytest python3-requests python3-consul python3-dnspython
   dnsutils knot-dnsutils curl lmdb-utils wrk procps
   dnsmasq-base bind9 unbound nsd ldnsutils iproute2 nftables dnsperf dns-root-data
+  serf
 )
 # HERALD_DEPS=build installs only the build's packages (the Dockerfile's build stage).
 if [ "${HERALD_DEPS:-all}" = build ]; then

@@ -8,7 +8,8 @@
  * same bytes; the node and service id that follow make one row per owner of the address.
  * Hostname addresses have no row: a PTR names what owns an IP, nothing else. Nor does an owner
  * whose node name and service id are too long together for an LMDB key (near 255 bytes each):
- * the index skips it rather than refuse a registration the catalog itself accepts. */
+ * the index skips it rather than refuse a registration the catalog itself accepts. The key
+ * layout is key.c's. */
 #include "zone/internal.h"
 
 #include <arpa/inet.h>
@@ -34,14 +35,8 @@ static int addr_key(struct zone__key *k, size_t max_key, const char *addr, const
 
     if (!fam)
         return 0;
-    zone__key_init(k);
-    k->b[0] = (uint8_t)fam;
-    memcpy(k->b + 1, ip, fam == 4 ? 4 : 16);
-    k->n = fam == 4 ? 5 : 17;
-    zone__key_lower(k, node);
-    zone__key_sep(k);
-    zone__key_raw(k, sid ? sid : "");
-    if (k->over || k->n > max_key)
+    zone__key_addr(k, fam, ip, node, sid);
+    if (!zone__key_fits(k, max_key))
         return BASE_ETOOBIG;
     return 1;
 }
@@ -132,9 +127,9 @@ int zone__addrs_rebuild(struct zone_store *s, MDB_txn *t)
     if (mdb_drop(t, s->dbi[ZONE__DB_ADDRS], 0))
         return BASE_ESTORE;
     base_arena_init(&b.a);
-    rc = zone__scan(t, s->dbi[ZONE__DB_NODES], NULL, 0, rebuild_node, &b);
+    rc = zone__scan(t, s->dbi[ZONE__DB_NODES], NULL, rebuild_node, &b);
     if (!rc)
-        rc = zone__scan(t, s->dbi[ZONE__DB_SERVICES], NULL, 0, rebuild_service, &b);
+        rc = zone__scan(t, s->dbi[ZONE__DB_SERVICES], NULL, rebuild_service, &b);
     base_arena_close(&b.a);
     return rc;
 }

@@ -29,9 +29,8 @@ static int node_addr(struct zone_read *r, const char *node, int *family, uint8_t
 
     *family = 0;
     *host = NULL;
-    zone__key_init(&k);
-    zone__key_lower(&k, node);
-    if (k.over || k.n == 0 || k.n > r->s->max_key)
+    zone__key_node(&k, node);
+    if (!zone__key_fits(&k, r->s->max_key))
         return 0;
     key = zone__key_val(&k);
     rc = mdb_get(r->txn, r->s->dbi[ZONE__DB_NODES], &key, &val);
@@ -62,19 +61,10 @@ int zone__dns_instances(struct zone_read *r, const struct zone_dns_config *cfg, 
     *n = 0;
     if (!c)
         return BASE_ESTORE;
-    zone__key_init(&k);
-    zone__key_lower(&k, name);
-    zone__key_sep(&k);
-    if (k.over || k.n > r->s->max_key)
-        return 0;
-    key = zone__key_val(&k);
-    for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-        if (key.mv_size < k.n || memcmp(key.mv_data, k.b, k.n) != 0)
-            break;
-        /* past the name, an svcidx key is the services key: lower(node) \0 id */
-        MDB_val sk = {.mv_size = key.mv_size - k.n, .mv_data = (uint8_t *)key.mv_data + k.n};
-        MDB_val sv_val;
+    zone__key_svcidx(&k, name, NULL, NULL);
+    for (rc = zone__cursor_first(c, &k, &key, &val); rc == 0;
+         rc = zone__cursor_next(c, &k, &key, &val)) {
+        MDB_val sk = zone__svcidx_row(&k, &key), sv_val;
         struct zone_service sv;
         enum zone_health h;
 
@@ -92,14 +82,7 @@ int zone__dns_instances(struct zone_read *r, const struct zone_dns_config *cfg, 
         if (h >= ZONE_HEALTH_CRITICAL || (h == ZONE_HEALTH_WARNING && cfg->only_passing))
             continue;
 
-        if (cnt == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct zone__inst *nv = base_arena_alloc(a, ncap * sizeof *nv);
-            if (cnt)
-                memcpy(nv, v, cnt * sizeof *nv);
-            v = nv;
-            cap = ncap;
-        }
+        v = base_arena_grow(a, v, cnt, &cap, sizeof *v, 16);
         struct zone__inst *in = &v[cnt];
         uint32_t wt = h == ZONE_HEALTH_WARNING ? sv.weight_warning : sv.weight_passing;
         memset(in, 0, sizeof *in);
@@ -136,9 +119,9 @@ int zone__dns_ptrs(struct zone_read *r, int family, const uint8_t *ip, struct ba
                    struct zone__ptr **out, size_t *n)
 {
     MDB_cursor *c = zone__read_cursor(r, ZONE__DB_ADDRS);
-    uint8_t prefix[ZONE__ADDR_KEY_MAX];
-    size_t plen = family == 4 ? 5 : 17, cap = 0, cnt = 0;
+    size_t cap = 0, cnt = 0;
     struct zone__ptr *v = NULL;
+    struct zone__key prefix;
     MDB_val key, val;
     int rc;
 
@@ -146,26 +129,15 @@ int zone__dns_ptrs(struct zone_read *r, int family, const uint8_t *ip, struct ba
     *n = 0;
     if (!c)
         return BASE_ESTORE;
-    prefix[0] = (uint8_t)family;
-    memcpy(prefix + 1, ip, plen - 1);
-    key.mv_size = plen;
-    key.mv_data = prefix;
-    for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+    zone__key_addr(&prefix, family, ip, NULL, NULL);
+    size_t plen = prefix.n;
+    for (rc = zone__cursor_first(c, &prefix, &key, &val); rc == 0;
+         rc = zone__cursor_next(c, &prefix, &key, &val)) {
         const uint8_t *kp = key.mv_data, *vp = val.mv_data;
-        if (key.mv_size < plen || memcmp(kp, prefix, plen) != 0)
-            break;
         const uint8_t *sep = memchr(kp + plen, 0, key.mv_size - plen);
         if (!sep || (val.mv_size && vp[val.mv_size - 1] != 0))
             return BASE_ESTORE;
-        if (cnt == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            struct zone__ptr *nv = base_arena_alloc(a, ncap * sizeof *nv);
-            if (cnt)
-                memcpy(nv, v, cnt * sizeof *nv);
-            v = nv;
-            cap = ncap;
-        }
+        v = base_arena_grow(a, v, cnt, &cap, sizeof *v, 8);
         v[cnt].node = (const char *)kp + plen;
         v[cnt].node_len = (size_t)(sep - (kp + plen));
         v[cnt].service = val.mv_size ? (const char *)vp : NULL;

@@ -90,7 +90,7 @@ int zone__store_migrate(struct zone_store *s, MDB_txn *t, const char *dir,
                         char *errmsg) BASE_MUSTCHECK;
 int zone__store_check(struct zone_store *s, const char *dir, char *errmsg) BASE_MUSTCHECK;
 
-/* ---- keys ------------------------------------------------------------------------------ */
+/* ---- keys and prefix scans (key.c, whose top comment describes the layout) ------------- */
 /* Larger than any LMDB key (511 bytes by default); a key that outgrows it is flagged. */
 #define ZONE__KEY_CAP 1024
 struct zone__key {
@@ -98,15 +98,53 @@ struct zone__key {
     bool over;
     uint8_t b[ZONE__KEY_CAP];
 };
-void zone__key_init(struct zone__key *k);
-/* Appends s lowercased (ASCII). */
-void zone__key_lower(struct zone__key *k, const char *s);
-/* Appends s as is. */
-void zone__key_raw(struct zone__key *k, const char *s);
-/* Appends the \0 separator. */
-void zone__key_sep(struct zone__key *k);
-/* The key as an MDB_val. */
+/* nodes: lower(node). */
+void zone__key_node(struct zone__key *k, const char *node);
+/* services and checks: lower(node) \0 id; id NULL: the prefix of all the node's rows. */
+void zone__key_row(struct zone__key *k, const char *node, const char *id);
+/* svcidx: lower(name) \0 lower(node) \0 id; node NULL: the prefix of the name's instances. */
+void zone__key_svcidx(struct zone__key *k, const char *name, const char *node, const char *id);
+/* The services key of the svcidx row ix found under prefix (zone__key_svcidx(name, NULL)). */
+MDB_val zone__svcidx_row(const struct zone__key *prefix, const MDB_val *ix);
+/* kv: the key as given; also the prefix of a recursive read or delete. */
+void zone__key_kv(struct zone__key *k, const char *key);
+/* addrs: family (4 or 6), the address's bytes, lower(node) \0 sid (NULL: ""); node NULL: the
+ * prefix of the address's rows. */
+void zone__key_addr(struct zone__key *k, int family, const uint8_t ip[16], const char *node,
+                    const char *sid);
+/* meta: the row's name (ZONE__META_*, zone__table_keys). */
+void zone__key_meta(struct zone__key *k, const char *name);
+/* staging: the header row, one chunk's row, the prefix of every chunk row. */
+void zone__key_staging_header(struct zone__key *k);
+void zone__key_staging_chunk(struct zone__key *k, uint64_t offset);
+void zone__key_staging_chunks(struct zone__key *k);
+/* What a staging key is: ZONE__STAGING_HEADER, ZONE__STAGING_CHUNK (*offset gets the chunk's
+ * offset when offset is not NULL), or 0 (malformed). */
+enum { ZONE__STAGING_HEADER = 1, ZONE__STAGING_CHUNK = 2 };
+int zone__staging_key(const uint8_t *k, size_t kn, uint64_t *offset);
+/* A copy of a key read from the store (to write under it after its cursor moved on). */
+void zone__key_copy(struct zone__key *k, const MDB_val *v);
+/* Whether some row can have key k: not over the buffer, not empty, at most max_key bytes. */
+bool zone__key_fits(const struct zone__key *k, size_t max_key);
+/* Whether k is exactly the n bytes at p. */
+bool zone__key_eq(const struct zone__key *k, const void *p, size_t n);
+/* The key as an MDB_val (pointing into k). */
 MDB_val zone__key_val(const struct zone__key *k);
+
+/* Calls fn for every row of dbi whose key starts with prefix (NULL or empty: every row), in key
+ * order; a prefix over LMDB's key size selects nothing. Returns fn's first non-zero value,
+ * BASE_ESTORE on an LMDB error, else 0. */
+typedef int (*zone__scan_fn)(void *ctx, const MDB_val *k, const MDB_val *v);
+int zone__scan(MDB_txn *t, MDB_dbi dbi, const struct zone__key *prefix, zone__scan_fn fn,
+               void *ctx);
+/* The same scan on a cursor the caller keeps (the DNS path's cached cursors): the first or
+ * next row under prefix into *k, *v. 0, MDB_NOTFOUND past the last one, or an LMDB error. */
+int zone__cursor_first(MDB_cursor *c, const struct zone__key *prefix, MDB_val *k, MDB_val *v);
+int zone__cursor_next(MDB_cursor *c, const struct zone__key *prefix, MDB_val *k, MDB_val *v);
+/* Calls fn once per service name in svcidx (the name as stored, lowercased, not terminated),
+ * in order, skipping the name's other rows. fn's first non-zero value, BASE_ESTORE, or 0. */
+typedef int (*zone__name_fn)(void *ctx, const char *name, size_t len);
+int zone__svcidx_names(MDB_txn *t, MDB_dbi dbi, zone__name_fn fn, void *ctx);
 
 /* ---- record codec (record.c) ----------------------------------------------------------- */
 /* Strings are base_buf_put_bytes of the string and its NUL, so a reader can hand out pointers
@@ -156,6 +194,21 @@ int zone__check_decode(const void *p, size_t len, bool copy, struct base_arena *
 void zone__kv_encode(const struct zone_kv *kv, struct base_buf *b);
 int zone__kv_decode(const void *p, size_t len, bool copy, struct base_arena *a,
                     struct zone_kv *out) BASE_MUSTCHECK;
+/* One decoded record of a record database (nodes, services, checks, kv). */
+union zone__rec {
+    struct zone_node n;
+    struct zone_service s;
+    struct zone_check c;
+    struct zone_kv kv;
+};
+/* Whether database d holds records (the four above) rather than index, meta or staging rows. */
+bool zone__is_record_db(int d);
+/* Decodes (p, len), a record of database d, into the member of *u for d (copy as above).
+ * 0, or BASE_EPARSE (also when d holds no records). */
+int zone__rec_decode(enum zone__db d, const void *p, size_t len, bool copy, struct base_arena *a,
+                     union zone__rec *u) BASE_MUSTCHECK;
+/* The key a record of database d is stored under (key.c). */
+void zone__key_of_rec(struct zone__key *k, enum zone__db d, const union zone__rec *u);
 /* The address of a node record without decoding the rest (the DNS path). *address points
  * into p, NUL-terminated. */
 int zone__node_peek_address(const void *p, size_t len, const char **address) BASE_MUSTCHECK;
@@ -164,18 +217,8 @@ int zone__node_peek_address(const void *p, size_t len, const char **address) BAS
 int zone__check_peek(const void *p, size_t len, enum zone_health *status,
                      const char **sid) BASE_MUSTCHECK;
 
-/* ---- scans ----------------------------------------------------------------------------- */
-/* Calls fn for every key of dbi that starts with prefix (plen 0: every key), in key order.
- * Returns fn's first non-zero value, BASE_ESTORE on an LMDB error, else 0. */
-typedef int (*zone__scan_fn)(void *ctx, const MDB_val *k, const MDB_val *v);
-int zone__scan(MDB_txn *t, MDB_dbi dbi, const void *prefix, size_t plen, zone__scan_fn fn,
-               void *ctx);
-
 /* ---- addrs: IP -> node / service, for PTR (addrs.c) ----------------------------------- */
-/* Key: family (4 or 6), the address's 4 or 16 bytes, lower(node), \0, service id ("" for the
- * node's own address). Value: the service name with its NUL, empty for a node. Only addresses
- * that are IP literals have rows. */
-#define ZONE__ADDR_KEY_MAX (1 + 16)
+/* Rows: zone__key_addr (key.c). Only addresses that are IP literals have rows. */
 /* Parses an IP literal: 4 or 6 with the bytes in ip[16], 0 when s is not one (a hostname). */
 int zone__addr_parse(const char *s, uint8_t ip[16]);
 /* Row of (addr, node, sid): put (name: the service name, "" or NULL for a node) or delete. Both

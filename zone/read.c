@@ -103,9 +103,11 @@ int zone_meta_get(struct zone_read *r, struct zone_meta *m)
     memset(m, 0, sizeof *m);
     int rc = zone__meta_all(r->s, r->txn, m);
     if (rc == BASE_EDAMAGED) {
-        MDB_val k = {.mv_size = strlen(ZONE__META_CRC), .mv_data = ZONE__META_CRC};
+        struct zone__key k;
+        zone__key_meta(&k, ZONE__META_CRC);
+        MDB_val key = zone__key_val(&k);
         memset(m, 0, sizeof *m);
-        return zone__damaged(r, ZONE__DB_META, &k);
+        return zone__damaged(r, ZONE__DB_META, &key);
     }
     return rc;
 }
@@ -128,28 +130,18 @@ int zone_store_meta(struct zone_store *s, struct zone_meta *m)
 /* 0 found, BASE_ENOTFOUND, BASE_ESTORE. */
 static int rget(struct zone_read *r, enum zone__db d, const struct zone__key *k, MDB_val *v)
 {
-    if (k->over || k->n == 0 || k->n > r->s->max_key)
+    if (!zone__key_fits(k, r->s->max_key))
         return BASE_ENOTFOUND; /* no row has such a key */
     MDB_val key = zone__key_val(k);
     int rc = mdb_get(r->txn, r->s->dbi[d], &key, v);
     return rc == 0 ? 0 : rc == MDB_NOTFOUND ? BASE_ENOTFOUND : BASE_ESTORE;
 }
 
-static void key_row(struct zone__key *k, const char *node, const char *id)
-{
-    zone__key_init(k);
-    zone__key_lower(k, node);
-    zone__key_sep(k);
-    if (id)
-        zone__key_raw(k, id);
-}
-
+/* Rows of d under prefix (NULL: all of them). */
 static int scan(struct zone_read *r, enum zone__db d, const struct zone__key *prefix,
                 zone__scan_fn fn, void *ctx)
 {
-    if (prefix->over)
-        return 0;
-    return zone__scan(r->txn, r->s->dbi[d], prefix->b, prefix->n, fn, ctx);
+    return zone__scan(r->txn, r->s->dbi[d], prefix, fn, ctx);
 }
 
 /* One iteration's state: the read, the arena, the user's callback (typed: STYLE.md, no
@@ -174,8 +166,7 @@ int zone_node_get(struct zone_read *r, const char *name, struct base_arena *a,
     MDB_val v;
     int rc;
 
-    zone__key_init(&k);
-    zone__key_lower(&k, name);
+    zone__key_node(&k, name);
     if ((rc = rget(r, ZONE__DB_NODES, &k, &v)))
         return rc;
     if (zone__node_decode(v.mv_data, v.mv_size, false, a, out)) {
@@ -198,7 +189,7 @@ static int node_each(void *ctx, const MDB_val *k, const MDB_val *v)
 int zone_nodes_each(struct zone_read *r, struct base_arena *a, zone_node_cb cb, void *data)
 {
     struct each e = {.r = r, .a = a, .cb.node = cb, .data = data};
-    return zone__scan(r->txn, r->s->dbi[ZONE__DB_NODES], NULL, 0, node_each, &e);
+    return scan(r, ZONE__DB_NODES, NULL, node_each, &e);
 }
 
 /* ---- services -------------------------------------------------------------------------- */
@@ -209,7 +200,7 @@ int zone_service_get(struct zone_read *r, const char *node, const char *id, stru
     MDB_val v;
     int rc;
 
-    key_row(&k, node, id);
+    zone__key_row(&k, node, id);
     if ((rc = rget(r, ZONE__DB_SERVICES, &k, &v)))
         return rc;
     if (zone__service_decode(v.mv_data, v.mv_size, false, a, out)) {
@@ -235,26 +226,25 @@ int zone_node_services_each(struct zone_read *r, const char *node, struct base_a
     struct each e = {.r = r, .a = a, .cb.service = cb, .data = data};
     struct zone__key k;
 
-    key_row(&k, node, NULL);
+    zone__key_row(&k, node, NULL);
     return scan(r, ZONE__DB_SERVICES, &k, service_each, &e);
 }
 
 int zone_services_each(struct zone_read *r, struct base_arena *a, zone_service_cb cb, void *data)
 {
     struct each e = {.r = r, .a = a, .cb.service = cb, .data = data};
-    return zone__scan(r->txn, r->s->dbi[ZONE__DB_SERVICES], NULL, 0, service_each, &e);
+    return scan(r, ZONE__DB_SERVICES, NULL, service_each, &e);
 }
 
 struct instances {
     struct each e;
-    size_t plen; /* lower(name) \0 */
+    struct zone__key prefix; /* the name's svcidx rows */
 };
 
-/* An svcidx key is lower(name) \0 lower(node) \0 id: past the name, it is the services key. */
 static int instance_each(void *ctx, const MDB_val *k, const MDB_val *v)
 {
     struct instances *in = ctx;
-    MDB_val sk = {.mv_size = k->mv_size - in->plen, .mv_data = (uint8_t *)k->mv_data + in->plen};
+    MDB_val sk = zone__svcidx_row(&in->prefix, k);
     MDB_val sv;
 
     (void)v;
@@ -267,44 +257,27 @@ int zone_service_instances_each(struct zone_read *r, const char *name, struct ba
                                 zone_service_cb cb, void *data)
 {
     struct instances in = {.e = {.r = r, .a = a, .cb.service = cb, .data = data}};
-    struct zone__key k;
 
-    key_row(&k, name, NULL);
-    in.plen = k.n;
-    return scan(r, ZONE__DB_SVCIDX, &k, instance_each, &in);
+    zone__key_svcidx(&in.prefix, name, NULL, NULL);
+    return scan(r, ZONE__DB_SVCIDX, &in.prefix, instance_each, &in);
+}
+
+struct names {
+    struct base_arena *a;
+    zone_name_cb cb;
+    void *data;
+};
+
+static int name_each(void *ctx, const char *name, size_t len)
+{
+    struct names *nm = ctx;
+    return nm->cb(nm->data, base_arena_strndup(nm->a, name, len));
 }
 
 int zone_service_names_each(struct zone_read *r, struct base_arena *a, zone_name_cb cb, void *data)
 {
-    MDB_cursor *c;
-    MDB_val k, v;
-    int rc, ret = 0;
-
-    if (mdb_cursor_open(r->txn, r->s->dbi[ZONE__DB_SVCIDX], &c))
-        return BASE_ESTORE;
-    rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-    while (rc == 0) {
-        const uint8_t *p = k.mv_data;
-        const uint8_t *end = memchr(p, 0, k.mv_size);
-        if (!end) {
-            ret = BASE_ESTORE;
-            break;
-        }
-        size_t len = (size_t)(end - p);
-        if ((ret = cb(data, base_arena_strndup(a, (const char *)p, len))))
-            break;
-        /* skip the name's other instances: its keys all sort below name \1 */
-        uint8_t next[ZONE__KEY_CAP];
-        memcpy(next, p, len);
-        next[len] = 1;
-        k.mv_data = next;
-        k.mv_size = len + 1;
-        rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-    }
-    mdb_cursor_close(c);
-    if (ret)
-        return ret;
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : BASE_ESTORE;
+    struct names nm = {.a = a, .cb = cb, .data = data};
+    return zone__svcidx_names(r->txn, r->s->dbi[ZONE__DB_SVCIDX], name_each, &nm);
 }
 
 /* ---- checks ---------------------------------------------------------------------------- */
@@ -315,7 +288,7 @@ int zone_check_get(struct zone_read *r, const char *node, const char *check_id,
     MDB_val v;
     int rc;
 
-    key_row(&k, node, check_id);
+    zone__key_row(&k, node, check_id);
     if ((rc = rget(r, ZONE__DB_CHECKS, &k, &v)))
         return rc;
     if (zone__check_decode(v.mv_data, v.mv_size, false, a, out)) {
@@ -341,14 +314,14 @@ int zone_node_checks_each(struct zone_read *r, const char *node, struct base_are
     struct each e = {.r = r, .a = a, .cb.check = cb, .data = data};
     struct zone__key k;
 
-    key_row(&k, node, NULL);
+    zone__key_row(&k, node, NULL);
     return scan(r, ZONE__DB_CHECKS, &k, check_each, &e);
 }
 
 int zone_checks_each(struct zone_read *r, struct base_arena *a, zone_check_cb cb, void *data)
 {
     struct each e = {.r = r, .a = a, .cb.check = cb, .data = data};
-    return zone__scan(r->txn, r->s->dbi[ZONE__DB_CHECKS], NULL, 0, check_each, &e);
+    return scan(r, ZONE__DB_CHECKS, NULL, check_each, &e);
 }
 
 /* The one rule for an instance's health (DNS and HTTP alike): the worst status among its
@@ -366,16 +339,11 @@ int zone_instance_health(struct zone_read *r, const char *node, const char *serv
     *out = ZONE_HEALTH_PASSING;
     if (!c)
         return BASE_ESTORE;
-    key_row(&k, node, NULL);
-    if (k.over || k.n > r->s->max_key)
-        return 0;
-    key = zone__key_val(&k);
-    for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+    zone__key_row(&k, node, NULL);
+    for (rc = zone__cursor_first(c, &k, &key, &val); rc == 0;
+         rc = zone__cursor_next(c, &k, &key, &val)) {
         enum zone_health st;
         const char *csid;
-        if (key.mv_size < k.n || memcmp(key.mv_data, k.b, k.n) != 0)
-            break;
         if (zone__check_peek(val.mv_data, val.mv_size, &st, &csid))
             return zone__damaged(r, ZONE__DB_CHECKS, &key);
         if ((!*csid || strcmp(csid, sid) == 0) && st > *out)
@@ -391,8 +359,7 @@ int zone_kv_get(struct zone_read *r, const char *key, struct base_arena *a, stru
     MDB_val v;
     int rc;
 
-    zone__key_init(&k);
-    zone__key_raw(&k, key);
+    zone__key_kv(&k, key);
     if ((rc = rget(r, ZONE__DB_KV, &k, &v)))
         return rc;
     if (zone__kv_decode(v.mv_data, v.mv_size, false, a, out)) {
@@ -418,7 +385,6 @@ int zone_kv_each(struct zone_read *r, const char *prefix, struct base_arena *a, 
     struct each e = {.r = r, .a = a, .cb.kv = cb, .data = data};
     struct zone__key k;
 
-    zone__key_init(&k);
-    zone__key_raw(&k, prefix ? prefix : "");
+    zone__key_kv(&k, prefix ? prefix : "");
     return scan(r, ZONE__DB_KV, &k, kv_each, &e);
 }

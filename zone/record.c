@@ -269,8 +269,8 @@ int zone__rec_upgrade(const void *p, size_t len, struct base_buf *out)
     return 0;
 }
 
-/* A reader over a record's fields: the version byte and the fields, without the checksum,
- * after checking it. */
+/* A reader over a record's fields, after its checksum and its version byte were checked: past
+ * the version byte, without the checksum. */
 static void rd_init(struct base_rd *r, const void *p, size_t len)
 {
     if (!zone__rec_ok(p, len)) {
@@ -279,6 +279,22 @@ static void rd_init(struct base_rd *r, const void *p, size_t len)
         return;
     }
     base_rd_init(r, p, len - ZONE__REC_CRC_LEN);
+    rd_version(r);
+}
+
+/* A record is the version byte, its body, its CreateIndex and ModifyIndex, and the checksum
+ * of all that: rec_begin writes the first, rec_end the last three. */
+static size_t rec_begin(struct base_buf *b)
+{
+    size_t start = b->len;
+    base_buf_put_u8(b, ZONE__RECORD_VERSION);
+    return start;
+}
+
+static void rec_end(struct base_buf *b, size_t start, uint64_t create, uint64_t modify)
+{
+    put_indexes(b, create, modify);
+    seal(b, start);
 }
 
 static int rd_end(struct base_rd *r, uint64_t *create, uint64_t *modify)
@@ -290,11 +306,9 @@ static int rd_end(struct base_rd *r, uint64_t *create, uint64_t *modify)
 
 void zone__node_encode(const struct zone_node *n, struct base_buf *b)
 {
-    size_t start = b->len;
-    base_buf_put_u8(b, ZONE__RECORD_VERSION);
+    size_t start = rec_begin(b);
     zone__node_body_put(b, n);
-    put_indexes(b, n->create_index, n->modify_index);
-    seal(b, start);
+    rec_end(b, start, n->create_index, n->modify_index);
 }
 
 int zone__node_decode(const void *p, size_t len, bool copy, struct base_arena *a,
@@ -302,18 +316,15 @@ int zone__node_decode(const void *p, size_t len, bool copy, struct base_arena *a
 {
     struct base_rd r;
     rd_init(&r, p, len);
-    rd_version(&r);
     zone__node_body_get(&r, copy, a, out);
     return rd_end(&r, &out->create_index, &out->modify_index);
 }
 
 void zone__service_encode(const struct zone_service *s, struct base_buf *b)
 {
-    size_t start = b->len;
-    base_buf_put_u8(b, ZONE__RECORD_VERSION);
+    size_t start = rec_begin(b);
     zone__service_body_put(b, s);
-    put_indexes(b, s->create_index, s->modify_index);
-    seal(b, start);
+    rec_end(b, start, s->create_index, s->modify_index);
 }
 
 int zone__service_decode(const void *p, size_t len, bool copy, struct base_arena *a,
@@ -321,18 +332,15 @@ int zone__service_decode(const void *p, size_t len, bool copy, struct base_arena
 {
     struct base_rd r;
     rd_init(&r, p, len);
-    rd_version(&r);
     zone__service_body_get(&r, copy, a, out);
     return rd_end(&r, &out->create_index, &out->modify_index);
 }
 
 void zone__check_encode(const struct zone_check *c, struct base_buf *b)
 {
-    size_t start = b->len;
-    base_buf_put_u8(b, ZONE__RECORD_VERSION);
+    size_t start = rec_begin(b);
     zone__check_body_put(b, c);
-    put_indexes(b, c->create_index, c->modify_index);
-    seal(b, start);
+    rec_end(b, start, c->create_index, c->modify_index);
 }
 
 int zone__check_decode(const void *p, size_t len, bool copy, struct base_arena *a,
@@ -340,7 +348,6 @@ int zone__check_decode(const void *p, size_t len, bool copy, struct base_arena *
 {
     struct base_rd r;
     rd_init(&r, p, len);
-    rd_version(&r);
     zone__check_body_get(&r, copy, a, out);
     return rd_end(&r, &out->create_index, &out->modify_index);
 }
@@ -351,7 +358,6 @@ int zone__check_peek(const void *p, size_t len, enum zone_health *status, const 
     size_t n;
 
     rd_init(&r, p, len);
-    rd_version(&r);
     base_rd_bytes(&r, &n); /* node */
     base_rd_bytes(&r, &n); /* check id */
     base_rd_bytes(&r, &n); /* name */
@@ -368,7 +374,6 @@ int zone__node_peek_address(const void *p, size_t len, const char **address)
     size_t n;
 
     rd_init(&r, p, len);
-    rd_version(&r);
     base_rd_bytes(&r, &n); /* name */
     base_rd_bytes(&r, &n); /* id */
     *address = zone__rd_cstr(&r, false, NULL);
@@ -377,15 +382,13 @@ int zone__node_peek_address(const void *p, size_t len, const char **address)
 
 void zone__kv_encode(const struct zone_kv *kv, struct base_buf *b)
 {
-    size_t start = b->len;
-    base_buf_put_u8(b, ZONE__RECORD_VERSION);
+    size_t start = rec_begin(b);
     zone__put_cstr(b, kv->key);
     base_buf_put_bytes(b, kv->value, kv->value_len);
     base_buf_put_u64(b, kv->flags);
     base_buf_put_u64(b, kv->lock_index);
     zone__put_cstr(b, kv->session);
-    put_indexes(b, kv->create_index, kv->modify_index);
-    seal(b, start);
+    rec_end(b, start, kv->create_index, kv->modify_index);
 }
 
 int zone__kv_decode(const void *p, size_t len, bool copy, struct base_arena *a, struct zone_kv *out)
@@ -395,7 +398,6 @@ int zone__kv_decode(const void *p, size_t len, bool copy, struct base_arena *a, 
 
     memset(out, 0, sizeof *out);
     rd_init(&r, p, len);
-    rd_version(&r);
     out->key = zone__rd_cstr(&r, copy, a);
     v = base_rd_bytes(&r, &out->value_len);
     if (v && copy) {
@@ -408,4 +410,27 @@ int zone__kv_decode(const void *p, size_t len, bool copy, struct base_arena *a, 
     out->lock_index = base_rd_u64(&r);
     out->session = zone__rd_cstr(&r, copy, a);
     return rd_end(&r, &out->create_index, &out->modify_index);
+}
+
+bool zone__is_record_db(int d)
+{
+    return d == ZONE__DB_NODES || d == ZONE__DB_SERVICES || d == ZONE__DB_CHECKS ||
+           d == ZONE__DB_KV;
+}
+
+int zone__rec_decode(enum zone__db d, const void *p, size_t len, bool copy, struct base_arena *a,
+                     union zone__rec *u)
+{
+    switch (d) {
+    case ZONE__DB_NODES:
+        return zone__node_decode(p, len, copy, a, &u->n);
+    case ZONE__DB_SERVICES:
+        return zone__service_decode(p, len, copy, a, &u->s);
+    case ZONE__DB_CHECKS:
+        return zone__check_decode(p, len, copy, a, &u->c);
+    case ZONE__DB_KV:
+        return zone__kv_decode(p, len, copy, a, &u->kv);
+    default:
+        return BASE_EPARSE;
+    }
 }

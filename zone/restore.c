@@ -35,10 +35,7 @@
 
 #include <string.h>
 
-#define HEADER_KEY "h"
-#define HEADER_LEN (8 + 8 + 4)
-#define CHUNK_TAG  'c'
-#define CHUNK_KEY  (1 + 8)
+#define HEADER_LEN (8 + 8 + 4) /* the header row's value; the keys are key.c's */
 
 struct staged {
     uint64_t id, total;
@@ -47,22 +44,29 @@ struct staged {
 
 bool zone__staging_row_ok(const uint8_t *k, size_t kn, size_t vn)
 {
-    if (kn == 1 && k[0] == HEADER_KEY[0])
+    switch (zone__staging_key(k, kn, NULL)) {
+    case ZONE__STAGING_HEADER:
         return vn == HEADER_LEN;
-    return kn == CHUNK_KEY && k[0] == CHUNK_TAG && vn >= 1 && vn <= ZONE_RESTORE_CHUNK;
+    case ZONE__STAGING_CHUNK:
+        return vn >= 1 && vn <= ZONE_RESTORE_CHUNK;
+    default:
+        return false;
+    }
 }
 
-static void chunk_key(uint8_t k[CHUNK_KEY], uint64_t offset)
+static int staging_put(struct zone_store *s, MDB_txn *t, const struct zone__key *k, const void *p,
+                       size_t n)
 {
-    k[0] = CHUNK_TAG;
-    for (int i = 0; i < 8; i++)
-        k[1 + i] = (uint8_t)(offset >> (8 * (7 - i)));
+    MDB_val key = zone__key_val(k), val = {.mv_size = n, .mv_data = (void *)p};
+    return mdb_put(t, s->dbi[ZONE__DB_STAGING], &key, &val, 0) ? BASE_ESTORE : 0;
 }
 
 /* 0 with *st, BASE_ENOTFOUND when nothing is staged, BASE_ESTORE. */
 static int header_get(struct zone_store *s, MDB_txn *t, struct staged *st)
 {
-    MDB_val key = {.mv_size = 1, .mv_data = HEADER_KEY}, val;
+    struct zone__key k;
+    zone__key_staging_header(&k);
+    MDB_val key = zone__key_val(&k), val;
     int rc = mdb_get(t, s->dbi[ZONE__DB_STAGING], &key, &val);
     if (rc == MDB_NOTFOUND)
         return BASE_ENOTFOUND;
@@ -95,8 +99,9 @@ static int begin(struct zone_store *s, MDB_txn *t, const struct zone_cmd *c)
     put_le(v, c->restore.id, 8);
     put_le(v + 8, c->restore.total, 8);
     put_le(v + 16, c->restore.crc, 4);
-    MDB_val key = {.mv_size = 1, .mv_data = HEADER_KEY}, val = {.mv_size = sizeof v, .mv_data = v};
-    return mdb_put(t, s->dbi[ZONE__DB_STAGING], &key, &val, 0) ? BASE_ESTORE : 0;
+    struct zone__key k;
+    zone__key_staging_header(&k);
+    return staging_put(s, t, &k, v, sizeof v);
 }
 
 /* The staged restore, when it is c's: 0, BASE_ENOTFOUND (none, or another one), BASE_ESTORE. */
@@ -111,7 +116,7 @@ static int staged_for(struct zone_store *s, MDB_txn *t, const struct zone_cmd *c
 static int chunk(struct zone_store *s, MDB_txn *t, const struct zone_cmd *c)
 {
     struct staged st;
-    uint8_t k[CHUNK_KEY];
+    struct zone__key k;
     int rc;
 
     if ((rc = staged_for(s, t, c, &st)))
@@ -119,10 +124,8 @@ static int chunk(struct zone_store *s, MDB_txn *t, const struct zone_cmd *c)
     if (c->restore.len == 0 || c->restore.len > ZONE_RESTORE_CHUNK ||
         c->restore.offset > st.total || c->restore.len > st.total - c->restore.offset)
         return BASE_EPARSE;
-    chunk_key(k, c->restore.offset);
-    MDB_val key = {.mv_size = sizeof k, .mv_data = k};
-    MDB_val val = {.mv_size = c->restore.len, .mv_data = (void *)c->restore.data};
-    return mdb_put(t, s->dbi[ZONE__DB_STAGING], &key, &val, 0) ? BASE_ESTORE : 0;
+    zone__key_staging_chunk(&k, c->restore.offset);
+    return staging_put(s, t, &k, c->restore.data, c->restore.len);
 }
 
 /* Reassembly: the chunks, in offset order, must follow each other from 0 with no gap or
@@ -138,12 +141,10 @@ static int gather_row(void *ctx, const MDB_val *k, const MDB_val *v)
     struct gather *g = ctx;
     uint64_t off = 0;
 
-    if (k->mv_size != CHUNK_KEY) {
+    if (zone__staging_key(k->mv_data, k->mv_size, &off) != ZONE__STAGING_CHUNK) {
         g->bad = true;
         return 1;
     }
-    for (int i = 0; i < 8; i++)
-        off = off << 8 | ((const uint8_t *)k->mv_data)[1 + i];
     if (off != g->at || v->mv_size > g->total - g->at) {
         g->bad = true;
         return 1;
@@ -158,14 +159,15 @@ static int end(struct zone_store *s, MDB_txn *t, uint64_t idx, const struct zone
 {
     struct staged st;
     struct gather g = {0};
-    const uint8_t tag = CHUNK_TAG;
+    struct zone__key chunks;
     int rc;
 
     if ((rc = staged_for(s, t, c, &st)))
         return rc;
     g.total = st.total;
     g.buf = base_malloc(st.total);
-    rc = zone__scan(t, s->dbi[ZONE__DB_STAGING], &tag, 1, gather_row, &g);
+    zone__key_staging_chunks(&chunks);
+    rc = zone__scan(t, s->dbi[ZONE__DB_STAGING], &chunks, gather_row, &g);
     if (rc == BASE_ESTORE)
         goto out;
     bool valid = !g.bad && g.at == g.total && g.total >= 4;

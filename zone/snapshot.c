@@ -96,17 +96,11 @@ struct snap_out {
     uint64_t count;
 };
 
-static bool is_record_db(int d)
-{
-    return d == ZONE__DB_NODES || d == ZONE__DB_SERVICES || d == ZONE__DB_CHECKS ||
-           d == ZONE__DB_KV;
-}
-
 static int snap_row(void *ctx, const MDB_val *k, const MDB_val *v)
 {
     struct snap_out *o = ctx;
     /* a damaged record does not travel: the snapshot fails naming it */
-    if (is_record_db(o->d) && !zone__rec_ok(v->mv_data, v->mv_size))
+    if (zone__is_record_db(o->d) && !zone__rec_ok(v->mv_data, v->mv_size))
         return zone__damaged(o->r, o->d, k);
     base_buf_put_bytes(o->b, k->mv_data, k->mv_size);
     base_buf_put_bytes(o->b, v->mv_data, v->mv_size);
@@ -134,7 +128,7 @@ static int serialize(struct zone_read *r, struct base_buf *out, bool with_stagin
         base_buf_put_u64(out, 0); /* count, patched below */
         if (i == ZONE__DB_STAGING && !with_staging)
             continue;
-        if ((rc = zone__scan(r->txn, s->dbi[i], NULL, 0, snap_row, &o))) {
+        if ((rc = zone__scan(r->txn, s->dbi[i], NULL, snap_row, &o))) {
             out->len = start;
             return rc;
         }
@@ -175,35 +169,28 @@ static int key_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
 
 static bool meta_key_is(const uint8_t *k, size_t kn, const char *name)
 {
-    return kn == strlen(name) && memcmp(k, name, kn) == 0;
+    struct zone__key mk;
+    zone__key_meta(&mk, name);
+    return zone__key_eq(&mk, k, kn);
 }
 
 static int check_value(enum zone__db d, const uint8_t *k, size_t kn, const uint8_t *v, size_t vn,
                        struct base_arena *a, struct base_buf *tmp)
 {
-    union {
-        struct zone_node n;
-        struct zone_service s;
-        struct zone_check c;
-        struct zone_kv kv;
-    } u;
+    union zone__rec u;
 
     base_arena_reset(a);
-    if (is_record_db(d)) { /* a version 1 record (an older snapshot) is checked upgraded */
+    if (zone__is_record_db(d)) { /* a version 1 record (an older snapshot) is checked upgraded */
         if (zone__rec_upgrade(v, vn, tmp) < 0)
             return BASE_EPARSE;
-        v = tmp->data;
-        vn = tmp->len;
+        return zone__rec_decode(d, tmp->data, tmp->len, false, a, &u);
     }
     switch (d) {
     case ZONE__DB_NODES:
-        return zone__node_decode(v, vn, false, a, &u.n);
     case ZONE__DB_SERVICES:
-        return zone__service_decode(v, vn, false, a, &u.s);
     case ZONE__DB_CHECKS:
-        return zone__check_decode(v, vn, false, a, &u.c);
     case ZONE__DB_KV:
-        return zone__kv_decode(v, vn, false, a, &u.kv);
+        break; /* above */
     case ZONE__DB_SVCIDX:
         return vn == 0 ? 0 : BASE_EPARSE;
     case ZONE__DB_ADDRS: {
@@ -316,7 +303,7 @@ static int walk(const uint8_t *p, size_t n, struct walk *w)
                     continue;
                 MDB_val key = {.mv_size = kn, .mv_data = (void *)k};
                 MDB_val val = {.mv_size = vn, .mv_data = (void *)v};
-                if (is_record_db(d)) { /* checked: every record upgrades */
+                if (zone__is_record_db(d)) { /* checked: every record upgrades */
                     if (zone__rec_upgrade(v, vn, &tmp) < 0) {
                         rc = BASE_ESTORE;
                         break;

@@ -170,7 +170,7 @@ struct apply {
 
 static bool key_ok(const struct apply *x, const struct zone__key *k)
 {
-    return !k->over && k->n > 0 && k->n <= x->s->max_key;
+    return zone__key_fits(k, x->s->max_key);
 }
 
 /* 0 found, BASE_ENOTFOUND absent (or a key no row can have), BASE_ESTORE. */
@@ -268,18 +268,9 @@ static int rows_add(void *ctx, const MDB_val *k, const MDB_val *v)
         if (strcmp(sid, r->sid) != 0)
             return 0;
     }
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? r->cap * 2 : 16;
-        MDB_val *nk = base_arena_alloc(r->a, cap * sizeof *nk);
-        MDB_val *nv = base_arena_alloc(r->a, cap * sizeof *nv);
-        if (r->n) {
-            memcpy(nk, r->k, r->n * sizeof *nk);
-            memcpy(nv, r->v, r->n * sizeof *nv);
-        }
-        r->k = nk;
-        r->v = nv;
-        r->cap = cap;
-    }
+    size_t kcap = r->cap; /* the two arrays grow together */
+    r->k = base_arena_grow(r->a, r->k, r->n, &kcap, sizeof *r->k, 16);
+    r->v = base_arena_grow(r->a, r->v, r->n, &r->cap, sizeof *r->v, 16);
     MDB_val *dk = &r->k[r->n], *dv = &r->v[r->n];
     dk->mv_size = k->mv_size;
     dk->mv_data = base_arena_alloc(r->a, k->mv_size);
@@ -299,9 +290,7 @@ static int rows_get(struct apply *x, enum zone__db d, const struct zone__key *pr
     out->a = x->a;
     out->s = x->s;
     out->sid = sid;
-    if (prefix->over)
-        return 0;
-    return zone__scan(x->t, x->s->dbi[d], prefix->b, prefix->n, rows_add, out);
+    return zone__scan(x->t, x->s->dbi[d], prefix, rows_add, out);
 }
 
 static int rows_del(struct apply *x, enum zone__db d, const struct rows *r, enum zone_table tb)
@@ -313,36 +302,6 @@ static int rows_del(struct apply *x, enum zone__db d, const struct rows *r, enum
         x->mask |= ZONE_TABLE_BIT(tb);
     }
     return 0;
-}
-
-/* nodes: lower(node) */
-static void key_name(struct zone__key *k, const char *node)
-{
-    zone__key_init(k);
-    zone__key_lower(k, node);
-}
-
-/* the prefix of one node's services and checks: lower(node) \0 */
-static void key_node(struct zone__key *k, const char *node)
-{
-    key_name(k, node);
-    zone__key_sep(k);
-}
-
-static void key_row(struct zone__key *k, const char *node, const char *id)
-{
-    key_node(k, node);
-    zone__key_raw(k, id);
-}
-
-static void key_svcidx(struct zone__key *k, const char *name, const char *node, const char *id)
-{
-    zone__key_init(k);
-    zone__key_lower(k, name);
-    zone__key_sep(k);
-    zone__key_lower(k, node);
-    zone__key_sep(k);
-    zone__key_raw(k, id);
 }
 
 /* The addrs index (addrs.c) follows every address change and delete of a node or service. */
@@ -373,7 +332,7 @@ static int upsert_node(struct apply *x, const struct zone_cmd *c, struct zone_no
     MDB_val old;
     int rc;
 
-    key_name(&k, c->node.name);
+    zone__key_node(&k, c->node.name);
     rc = get(x, ZONE__DB_NODES, &k, &old);
     if (rc == BASE_ESTORE)
         return rc;
@@ -419,7 +378,7 @@ static int refresh_checks(struct apply *x, const struct zone_service *sv)
     struct rows rows;
     int rc;
 
-    key_node(&k, sv->node);
+    zone__key_row(&k, sv->node, NULL);
     if ((rc = rows_get(x, ZONE__DB_CHECKS, &k, sv->id, &rows)))
         return rc;
     for (size_t i = 0; i < rows.n; i++) {
@@ -433,9 +392,7 @@ static int refresh_checks(struct apply *x, const struct zone_service *sv)
         ck.n_service_tags = sv->n_tags;
         x->s->rec.len = 0;
         zone__check_encode(&ck, &x->s->rec);
-        zone__key_init(&ck_key);
-        memcpy(ck_key.b, rows.k[i].mv_data, rows.k[i].mv_size);
-        ck_key.n = rows.k[i].mv_size;
+        zone__key_copy(&ck_key, &rows.k[i]);
         if ((rc = store_rec(x, ZONE__DB_CHECKS, &ck_key, &rows.v[i], ZONE_TABLE_CHECKS)) < 0)
             return rc;
     }
@@ -459,7 +416,7 @@ static int upsert_service(struct apply *x, const struct zone_node *node,
     if (!sv.weight_passing && !sv.weight_warning)
         sv.weight_passing = sv.weight_warning = 1;
 
-    key_row(&k, node->name, sv.id);
+    zone__key_row(&k, node->name, sv.id);
     rc = get(x, ZONE__DB_SERVICES, &k, &old);
     if (rc == BASE_ESTORE)
         return rc;
@@ -481,12 +438,12 @@ static int upsert_service(struct apply *x, const struct zone_node *node,
     }
     bool renamed = exists && base_strcasecmp(prev.name, sv.name) != 0;
     if (renamed) {
-        key_svcidx(&ik, prev.name, node->name, sv.id);
+        zone__key_svcidx(&ik, prev.name, node->name, sv.id);
         if ((rc = del(x, ZONE__DB_SVCIDX, &ik, ZONE_TABLE_SERVICES)))
             return rc;
     }
     if (!exists || renamed) {
-        key_svcidx(&ik, sv.name, node->name, sv.id);
+        zone__key_svcidx(&ik, sv.name, node->name, sv.id);
         if ((rc = put(x, ZONE__DB_SVCIDX, &ik, "", 0)))
             return rc;
     }
@@ -513,7 +470,7 @@ static int upsert_check(struct apply *x, const struct zone_node *node, const str
     if (*ck.service_id) {
         struct zone_service sv;
         MDB_val v;
-        key_row(&k, node->name, ck.service_id);
+        zone__key_row(&k, node->name, ck.service_id);
         rc = get(x, ZONE__DB_SERVICES, &k, &v);
         if (rc) /* BASE_ENOTFOUND: a check of a service that is not registered */
             return rc;
@@ -524,7 +481,7 @@ static int upsert_check(struct apply *x, const struct zone_node *node, const str
         ck.n_service_tags = sv.n_tags;
     }
 
-    key_row(&k, node->name, ck.check_id);
+    zone__key_row(&k, node->name, ck.check_id);
     rc = get(x, ZONE__DB_CHECKS, &k, &old);
     if (rc == BASE_ESTORE)
         return rc;
@@ -562,7 +519,7 @@ static int drop_service_rows(struct apply *x, const char *node, const struct row
         int rc;
         if (zone__service_decode(svcs->v[i].mv_data, svcs->v[i].mv_size, true, x->a, &sv))
             return apply_damaged(x->s, ZONE__DB_SERVICES, &svcs->k[i]);
-        key_svcidx(&ik, sv.name, node, sv.id);
+        zone__key_svcidx(&ik, sv.name, node, sv.id);
         if ((rc = del(x, ZONE__DB_SVCIDX, &ik, ZONE_TABLE_SERVICES)) ||
             (rc = addr_del(x, sv.address, node, sv.id)))
             return rc;
@@ -576,14 +533,14 @@ static int drop_node(struct apply *x, const char *node)
     struct rows rows;
     int rc;
 
-    key_node(&k, node);
+    zone__key_row(&k, node, NULL);
     if ((rc = rows_get(x, ZONE__DB_SERVICES, &k, NULL, &rows)) ||
         (rc = drop_service_rows(x, node, &rows)))
         return rc;
     if ((rc = rows_get(x, ZONE__DB_CHECKS, &k, NULL, &rows)) ||
         (rc = rows_del(x, ZONE__DB_CHECKS, &rows, ZONE_TABLE_CHECKS)))
         return rc;
-    key_name(&k, node);
+    zone__key_node(&k, node);
     MDB_val v;
     rc = get(x, ZONE__DB_NODES, &k, &v);
     if (rc == BASE_ENOTFOUND)
@@ -605,19 +562,20 @@ static int drop_service(struct apply *x, const char *node, const char *sid)
     MDB_val v;
     int rc;
 
-    key_row(&k, node, sid);
+    zone__key_row(&k, node, sid);
     rc = get(x, ZONE__DB_SERVICES, &k, &v);
     if (rc == BASE_ENOTFOUND)
         return 0; /* Consul: deregistering what is not there succeeds */
     if (rc)
         return rc;
     memset(&rows, 0, sizeof rows);
-    rows.k = &(MDB_val){.mv_size = k.n, .mv_data = k.b};
+    MDB_val sk = zone__key_val(&k);
+    rows.k = &sk;
     rows.v = &v;
     rows.n = 1;
     if ((rc = drop_service_rows(x, node, &rows)))
         return rc;
-    key_node(&k, node);
+    zone__key_row(&k, node, NULL);
     if ((rc = rows_get(x, ZONE__DB_CHECKS, &k, sid, &rows)))
         return rc;
     return rows_del(x, ZONE__DB_CHECKS, &rows, ZONE_TABLE_CHECKS);
@@ -635,7 +593,7 @@ static int apply_deregister(struct apply *x, const struct zone_cmd *c)
         return rc;
     if (*c->check_id) {
         struct zone__key k;
-        key_row(&k, c->node.name, c->check_id);
+        zone__key_row(&k, c->node.name, c->check_id);
         return del(x, ZONE__DB_CHECKS, &k, ZONE_TABLE_CHECKS);
     }
     return 0;
@@ -651,7 +609,7 @@ static int apply_check_update(struct apply *x, const struct zone_cmd *c)
 
     if (!*c->node.name || !*c->check_id)
         return BASE_EPARSE;
-    key_row(&k, c->node.name, c->check_id);
+    zone__key_row(&k, c->node.name, c->check_id);
     if ((rc = get(x, ZONE__DB_CHECKS, &k, &old)))
         return rc;
     if (zone__check_decode(old.mv_data, old.mv_size, true, x->a, &ck))
@@ -667,12 +625,11 @@ static int apply_check_update(struct apply *x, const struct zone_cmd *c)
 /* ---- kv -------------------------------------------------------------------------------- */
 static int kv_key(struct zone__key *k, const char *key)
 {
-    zone__key_init(k);
     if (!*key)
         return BASE_EPARSE;
     if (strlen(key) > ZONE_KV_MAX_KEY)
         return BASE_ETOOBIG;
-    zone__key_raw(k, key);
+    zone__key_kv(k, key);
     return 0;
 }
 
@@ -719,8 +676,7 @@ static int apply_kv_delete(struct apply *x, const struct zone_cmd *c)
 
     if (c->recurse) {
         struct rows rows;
-        zone__key_init(&k);
-        zone__key_raw(&k, c->kv.key);
+        zone__key_kv(&k, c->kv.key);
         if ((rc = rows_get(x, ZONE__DB_KV, &k, NULL, &rows)))
             return rc;
         return rows_del(x, ZONE__DB_KV, &rows, ZONE_TABLE_KV);

@@ -104,12 +104,6 @@ int zone__store_verify_file(MDB_env *env, const char *dir, char *errmsg)
     return 0;
 }
 
-static bool is_record_db(int d)
-{
-    return d == ZONE__DB_NODES || d == ZONE__DB_SERVICES || d == ZONE__DB_CHECKS ||
-           d == ZONE__DB_KV;
-}
-
 static int damaged_at(char *errmsg, const char *dir, enum zone__db d, const MDB_val *k,
                       const char *what)
 {
@@ -140,14 +134,14 @@ int zone__store_migrate(struct zone_store *s, MDB_txn *t, const char *dir, char 
     for (int d = 0; d < ZONE__DB_COUNT && !rc; d++) {
         MDB_cursor *c;
         MDB_val k, v;
-        if (!is_record_db(d))
+        if (!zone__is_record_db(d))
             continue;
         if ((rc = mdb_cursor_open(t, s->dbi[d], &c))) {
             rc = lmdb_damaged(errmsg, dir, (enum zone__db)d, rc);
             break;
         }
-        int mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-        for (; mrc == 0; mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        int mrc = zone__cursor_first(c, NULL, &k, &v);
+        for (; mrc == 0; mrc = zone__cursor_next(c, NULL, &k, &v)) {
             int up = zone__rec_upgrade(v.mv_data, v.mv_size, &b);
             if (up < 0) {
                 rc = damaged_at(errmsg, dir, (enum zone__db)d, &k, "is not a record");
@@ -157,13 +151,13 @@ int zone__store_migrate(struct zone_store *s, MDB_txn *t, const char *dir, char 
                 continue;
             /* k points into the page the put rewrites: a value that grows is deleted and
              * inserted again, from a copy of its key */
-            uint8_t kb[ZONE__KEY_CAP];
-            if (k.mv_size > sizeof kb) {
+            struct zone__key kb;
+            zone__key_copy(&kb, &k);
+            if (kb.over) {
                 rc = damaged_at(errmsg, dir, (enum zone__db)d, &k, "has a key over the limit");
                 break;
             }
-            memcpy(kb, k.mv_data, k.mv_size);
-            MDB_val kc = {.mv_size = k.mv_size, .mv_data = kb};
+            MDB_val kc = zone__key_val(&kb);
             MDB_val nv = {.mv_size = b.len, .mv_data = b.data};
             if ((mrc = mdb_cursor_put(c, &kc, &nv, MDB_CURRENT)))
                 break;
@@ -191,60 +185,28 @@ static const char *record_problem(struct zone_store *s, MDB_txn *t, enum zone__d
                                   size_t *n_addrs)
 {
     struct zone__key want, ix;
-    union {
-        struct zone_node n;
-        struct zone_service s;
-        struct zone_check c;
-        struct zone_kv kv;
-    } u;
+    union zone__rec u;
     MDB_dbi addrs = s->dbi[ZONE__DB_ADDRS];
     int rc = 0;
 
+    if (!zone__is_record_db(d))
+        return NULL;
     if (!zone__rec_ok(v->mv_data, v->mv_size))
         return "failed its checksum";
-    zone__key_init(&want);
-    switch (d) {
-    case ZONE__DB_NODES:
-        if (zone__node_decode(v->mv_data, v->mv_size, false, a, &u.n))
-            return "does not decode";
-        zone__key_lower(&want, u.n.name);
+    if (zone__rec_decode(d, v->mv_data, v->mv_size, false, a, &u))
+        return "does not decode";
+    zone__key_of_rec(&want, d, &u);
+    if (d == ZONE__DB_NODES) {
         rc = zone__addrs_has(t, addrs, s->max_key, u.n.address, u.n.name, "", NULL);
-        break;
-    case ZONE__DB_SERVICES: {
-        if (zone__service_decode(v->mv_data, v->mv_size, false, a, &u.s))
-            return "does not decode";
-        zone__key_lower(&want, u.s.node);
-        zone__key_sep(&want);
-        zone__key_raw(&want, u.s.id);
-        zone__key_init(&ix);
-        zone__key_lower(&ix, u.s.name);
-        zone__key_sep(&ix);
-        zone__key_lower(&ix, u.s.node);
-        zone__key_sep(&ix);
-        zone__key_raw(&ix, u.s.id);
+    } else if (d == ZONE__DB_SERVICES) {
+        zone__key_svcidx(&ix, u.s.name, u.s.node, u.s.id);
         MDB_val ik = zone__key_val(&ix), iv;
-        if (ix.over || ix.n > s->max_key || mdb_get(t, s->dbi[ZONE__DB_SVCIDX], &ik, &iv) != 0 ||
-            iv.mv_size != 0)
+        if (!zone__key_fits(&ix, s->max_key) ||
+            mdb_get(t, s->dbi[ZONE__DB_SVCIDX], &ik, &iv) != 0 || iv.mv_size != 0)
             return "has no row in the service index";
         rc = zone__addrs_has(t, addrs, s->max_key, u.s.address, u.s.node, u.s.id, u.s.name);
-        break;
     }
-    case ZONE__DB_CHECKS:
-        if (zone__check_decode(v->mv_data, v->mv_size, false, a, &u.c))
-            return "does not decode";
-        zone__key_lower(&want, u.c.node);
-        zone__key_sep(&want);
-        zone__key_raw(&want, u.c.check_id);
-        break;
-    case ZONE__DB_KV:
-        if (zone__kv_decode(v->mv_data, v->mv_size, false, a, &u.kv))
-            return "does not decode";
-        zone__key_raw(&want, u.kv.key);
-        break;
-    default:
-        return NULL;
-    }
-    if (want.over || want.n != k->mv_size || memcmp(want.b, k->mv_data, want.n) != 0)
+    if (!zone__key_eq(&want, k->mv_data, k->mv_size))
         return "does not match its key";
     if (rc < 0)
         return "has no matching row in the address index";
@@ -312,8 +274,8 @@ int zone__store_check(struct zone_store *s, const char *dir, char *errmsg)
             rc = lmdb_damaged(errmsg, dir, (enum zone__db)d, rc);
             break;
         }
-        int mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
-        for (; mrc == 0 && !rc; mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        int mrc = zone__cursor_first(c, NULL, &k, &v);
+        for (; mrc == 0 && !rc; mrc = zone__cursor_next(c, NULL, &k, &v)) {
             const char *bad = NULL;
             base_arena_reset(&a);
             if (!in_file(&k, lo, hi) || !in_file(&v, lo, hi)) {
@@ -328,7 +290,7 @@ int zone__store_check(struct zone_store *s, const char *dir, char *errmsg)
             MDB_val found;
             if (mdb_get(t, s->dbi[d], &k, &found) != 0 || found.mv_data != v.mv_data)
                 bad = "cannot be found by its key (a damaged index page)";
-            else if (is_record_db(d))
+            else if (zone__is_record_db(d))
                 bad = record_problem(s, t, (enum zone__db)d, &k, &v, &a, &n_addrs);
             else if (d == ZONE__DB_META && v.mv_size != 8)
                 bad = "is not 8 bytes";

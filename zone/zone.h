@@ -10,17 +10,9 @@
  * arena or into LMDB pages; both stay valid until the arena is reset and the zone_read ends,
  * whichever comes first. Records passed in (commands) are borrowed for the call.
  *
- * LMDB layout (named databases):
- *   nodes     lower(node)                          -> node record
- *   services  lower(node) \0 id                    -> service record
- *   svcidx    lower(service name) \0 lower(node) \0 id -> empty (name -> instances)
- *   checks    lower(node) \0 check id              -> check record
- *   kv        key                                   -> kv record
- *   meta      "applied", "index", "t.<table>", "restored" -> u64
- *   addrs     family, IP bytes, lower(node) \0 service id -> service name ("" for the node):
- *             every node and service address that is an IP literal (the PTR index)
- *   staging   "h" -> the restore being staged (id, length, CRC); "c" + u64 big-endian offset
- *             -> that many bytes of its snapshot (zone/restore.c)
+ * LMDB layout: named databases nodes, services, svcidx (service name -> instances), checks,
+ * kv, meta (u64 indexes), addrs (IP -> owners, for PTR) and staging (a restore in pieces); the
+ * keys of each are described at the top of zone/key.c, which builds every one of them.
  * Every record carries CreateIndex/ModifyIndex, the Raft index of the write. The catalog index
  * ("index") and each table's index only grow: they are the Raft index of the last write that
  * touched them (deletes included), so blocking queries wake on deletes too.

@@ -414,10 +414,8 @@ static void check_register(struct api *a, struct http_req *req)
     struct zone_check *chk = base_arena_alloc(ar, sizeof *chk);
     struct zone_cmd cmd = {.type = ZONE_CMD_REGISTER};
 
-    if (!obj) {
-        api__error(req, 400, "%s", err);
+    if (!obj)
         return;
-    }
     int rc = api__decode_check_def(a, obj, ar, NULL, 0, 1, chk, err);
     json_decref(obj);
     if (rc) {
@@ -519,10 +517,8 @@ static void check_update(struct api *a, struct http_req *req, const char *id)
     enum zone_health st;
     int rc = 0;
 
-    if (!obj) {
-        api__error(req, 400, "%s", err);
+    if (!obj)
         return;
-    }
     json_object_foreach(obj, k, v)
     {
         if (api__key_is(k, "Status"))

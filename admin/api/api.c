@@ -59,7 +59,7 @@ struct api_wait {
     bool heavy;         /* fn may run on a reader thread (api__read_list) */
     enum { JOB_NONE, JOB_QUEUED, JOB_RUNNING } job;
     uv_timer_t timer;
-    struct api_wait *prev, *next; /* on api->waiters (parked) or api->jobq (JOB_QUEUED) */
+    struct base_list link; /* on api->waiters (parked) or api->jobq (JOB_QUEUED) */
     /* The reader job: what it read, serialized on the reader thread. */
     uv_work_t work;
     int job_status;
@@ -138,6 +138,16 @@ bool api__method(struct http_req *req, const char *allowed)
     return false;
 }
 
+bool api__get_named(struct http_req *req, const char *name, const char *missing)
+{
+    if (!api__method(req, "GET"))
+        return false;
+    if (*name)
+        return true;
+    api__error(req, 400, "%s", missing);
+    return false;
+}
+
 /* ---- consistency and blocking ---------------------------------------------------------- */
 
 static uint64_t rng_next(struct api *a)
@@ -150,18 +160,17 @@ static uint64_t rng_next(struct api *a)
     return x;
 }
 
+static struct api_wait *wait_of(struct base_list *l)
+{
+    return BASE_CONTAINER_OF(l, struct api_wait, link);
+}
+
 static void wait_unlink(struct api_wait *w)
 {
     struct api *a = w->api;
     if (!w->parked)
         return;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        a->waiters = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->prev = w->next = NULL;
+    base_list_remove(&w->link);
     w->parked = false;
     a->n_waiters--;
 }
@@ -175,11 +184,7 @@ static void wait_park(struct api_wait *w)
 {
     struct api *a = w->api;
     w->parked = true;
-    w->prev = NULL;
-    w->next = a->waiters;
-    if (a->waiters)
-        a->waiters->prev = w;
-    a->waiters = w;
+    base_list_insert_head(&a->waiters, &w->link);
     a->n_waiters++;
 }
 
@@ -204,29 +209,34 @@ static void job_queue(struct api_wait *w)
 {
     struct api *a = w->api;
     w->job = JOB_QUEUED;
-    w->next = NULL;
-    w->prev = a->jobq_tail;
-    if (a->jobq_tail)
-        a->jobq_tail->next = w;
-    else
-        a->jobq = w;
-    a->jobq_tail = w;
+    base_list_insert_tail(&a->jobq, &w->link);
     jobs_pump(a);
 }
 
 static void job_unqueue(struct api_wait *w)
 {
-    struct api *a = w->api;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        a->jobq = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    else
-        a->jobq_tail = w->prev;
-    w->prev = w->next = NULL;
+    base_list_remove(&w->link);
     w->job = JOB_NONE;
+}
+
+/* Frees what a read's result holds and makes it a fresh one with status. */
+static void result_reset(struct api_result *res, int status)
+{
+    json_decref(res->json);
+    base_buf_free(&res->owned);
+    *res = (struct api_result){.status = status};
+}
+
+/* A read that met a record failing its checksum: res becomes a 500 naming it, never a partial
+ * 200 nor a listing without it. Returns whether it did. */
+static bool result_damaged(struct zone_read *rd, struct base_arena *ar, struct api_result *res)
+{
+    const char *damaged = zone_read_damaged(rd);
+    if (!damaged)
+        return false;
+    result_reset(res, 500);
+    res->error = base_arena_printf(ar, "catalog record %s failed its checksum", damaged);
+    return true;
 }
 
 /* Reader thread: reads and serializes; touches only the store, the request's accessors (the
@@ -251,14 +261,7 @@ static void job_work(uv_work_t *req_work)
     }
     base_arena_init(&ar);
     w->fn(a, w->req, rd, &ar, &res);
-    /* a listing that met a damaged record answers 500 naming it, never a partial 200 */
-    const char *damaged = zone_read_damaged(rd);
-    if (damaged) {
-        json_decref(res.json);
-        base_buf_free(&res.owned);
-        res = (struct api_result){.status = 500};
-        res.error = base_arena_printf(&ar, "catalog record %s failed its checksum", damaged);
-    }
+    (void)result_damaged(rd, &ar, &res);
     w->job_status = res.status;
     w->job_index = res.index;
     if (res.status >= 400 && res.error) {
@@ -287,8 +290,7 @@ static void job_work(uv_work_t *req_work)
         w->job_len = w->job_body ? strlen(w->job_body) : 0;
         w->job_ctype = base_strdup("application/json");
     }
-    json_decref(res.json);
-    base_buf_free(&res.owned);
+    result_reset(&res, 0);
     zone_read_end(rd);
     base_arena_close(&ar);
 }
@@ -327,8 +329,8 @@ static void job_after(uv_work_t *req_work, int status)
 
 static void jobs_pump(struct api *a)
 {
-    while (a->jobq && a->jobs_running < API_JOBS_MAX) {
-        struct api_wait *w = a->jobq;
+    while (!base_list_empty(&a->jobq) && a->jobs_running < API_JOBS_MAX) {
+        struct api_wait *w = wait_of(base_list_first(&a->jobq));
         job_unqueue(w);
         w->job = JOB_RUNNING;
         http_req_set_abort(w->req, NULL, NULL);
@@ -383,30 +385,19 @@ static void wait_run(struct api_wait *w)
     if (res.probed && res.index > w->min_index && w->heavy) {
         zone_read_end(rd);
         base_arena_close(&ar);
-        json_decref(res.json);
-        base_buf_free(&res.owned);
+        result_reset(&res, 0);
         job_queue(w);
         return;
     }
     if (res.probed && res.index > w->min_index) {
-        json_decref(res.json);
-        base_buf_free(&res.owned);
+        result_reset(&res, 200);
         base_arena_reset(&ar);
-        res = (struct api_result){.status = 200};
         w->fn(a, req, rd, &ar, &res);
     }
-    /* A record that failed its checksum is never served, nor is a listing without it. */
-    const char *damaged = zone_read_damaged(rd);
-    if (damaged) {
-        json_decref(res.json);
-        base_buf_free(&res.owned);
-        res = (struct api_result){.status = 500};
-        res.error = base_arena_printf(&ar, "catalog record %s failed its checksum", damaged);
-    } else if (!answer_now && res.index <= w->min_index) {
+    if (!result_damaged(rd, &ar, &res) && !answer_now && res.index <= w->min_index) {
         zone_read_end(rd);
         base_arena_close(&ar);
-        json_decref(res.json);
-        base_buf_free(&res.owned);
+        result_reset(&res, 0);
         wait_park(w);
         return;
     }
@@ -502,10 +493,8 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
         api__error(req, 400, "Cannot specify ?stale with ?consistent, conflicting semantics.");
         return;
     }
-    if (dc && *dc && strcmp(dc, a->cfg.datacenter) != 0) {
-        api__error(req, 500, "No path to datacenter");
+    if (api__other_dc_named(a, req, dc))
         return;
-    }
     if (idx && base_u64_parse(idx, &min_index)) {
         api__error(req, 400, "Invalid index");
         return;
@@ -519,6 +508,7 @@ static void read_start(struct api *a, struct http_req *req, uint32_t tables, api
 
     struct api_wait *w = base_calloc(1, sizeof *w);
     w->api = a;
+    base_list_init(&w->link);
     w->req = req;
     w->fn = fn;
     w->tables = tables;
@@ -567,19 +557,19 @@ static void wake_pass(uv_idle_t *h)
     a->wake_armed = false;
 
     /* Detach the woken waiters first: a re-run may park again (at the head of the list). */
-    struct api_wait *ready = NULL;
-    for (struct api_wait *w = a->waiters, *next; w; w = next) {
-        next = w->next;
+    struct base_list ready, *pos, *tmp;
+    base_list_init(&ready);
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &a->waiters)
+    {
+        struct api_wait *w = wait_of(pos);
         if (w->tables & woken) {
             wait_unlink(w);
-            w->next = ready;
-            ready = w;
+            base_list_insert_head(&ready, &w->link); /* oldest first */
         }
     }
-    while (ready) {
-        struct api_wait *w = ready;
-        ready = w->next;
-        w->next = NULL;
+    while (!base_list_empty(&ready)) {
+        struct api_wait *w = wait_of(base_list_first(&ready));
+        base_list_remove(&w->link);
         wait_step(w);
     }
 }
@@ -590,7 +580,7 @@ void api_on_applied(struct api *a, uint64_t index, uint32_t touched)
     if (!touched || a->closing)
         return;
     a->woken |= touched;
-    if (!a->wake_armed && a->waiters) {
+    if (!a->wake_armed && !base_list_empty(&a->waiters)) {
         a->wake_armed = true;
         uv_idle_start(&a->wake, wake_pass);
     }
@@ -652,13 +642,17 @@ static void write_done(void *data, int status, int result, uint64_t index)
     base_free(c);
 }
 
-bool api__other_dc(struct api *a, struct http_req *req)
+bool api__other_dc_named(struct api *a, struct http_req *req, const char *dc)
 {
-    const char *dc = http_req_query(req, "dc");
     if (!dc || !*dc || strcmp(dc, a->cfg.datacenter) == 0)
         return false;
     api__error(req, 500, "No path to datacenter");
     return true;
+}
+
+bool api__other_dc(struct api *a, struct http_req *req)
+{
+    return api__other_dc_named(a, req, http_req_query(req, "dc"));
 }
 
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
@@ -725,6 +719,8 @@ int api_new(uv_loop_t *loop, const struct api_config *cfg, struct api **out)
     a->loop = loop;
     a->cfg = *cfg;
     a->rng = base_wall_ms() | 1;
+    base_list_init(&a->waiters);
+    base_list_init(&a->jobq);
     /* No mallopt(M_MMAP_THRESHOLD) here: a fixed threshold also fixes glibc's trim threshold,
      * and every Raft entry and LMDB page buffer over it became an mmap/munmap pair; it doubled
      * the CPU per replicated write (30 -> 62 us). Big bodies are given back by the
@@ -750,14 +746,14 @@ void api_free(struct api *a)
     a->closing = true;
     /* Answer every queued and parked query now, as if its wait ran out (on the loop: no new
      * reader job starts); a running job frees the api once it is back. */
-    while (a->jobq) {
-        struct api_wait *w = a->jobq;
+    while (!base_list_empty(&a->jobq)) {
+        struct api_wait *w = wait_of(base_list_first(&a->jobq));
         job_unqueue(w);
         w->expired = true;
         wait_step(w);
     }
-    while (a->waiters) {
-        struct api_wait *w = a->waiters;
+    while (!base_list_empty(&a->waiters)) {
+        struct api_wait *w = wait_of(base_list_first(&a->waiters));
         w->expired = true;
         wait_step(w); /* unlinks it */
     }

@@ -28,6 +28,23 @@ static int decode_catalog_check(json_t *obj, const char *node, struct base_arena
     return 0;
 }
 
+/* The fields both catalog writes take: Node, Datacenter, and those Herald accepts and
+ * ignores (no ACLs, namespaces or partitions). Returns whether k is one of them, with the
+ * decoder's result in *rc. */
+static bool common_field(const char *k, json_t *v, struct base_arena *ar, struct zone_cmd *cmd,
+                         const char **dc, int *rc, char *err)
+{
+    if (api__key_is(k, "Node"))
+        *rc = api__get_str(v, k, ar, &cmd->node.name, err);
+    else if (api__key_is(k, "Datacenter"))
+        *rc = api__get_str(v, k, ar, dc, err);
+    else if (api__key_is(k, "Token") || api__key_is(k, "Namespace") || api__key_is(k, "Partition"))
+        *rc = 0;
+    else
+        return false;
+    return true;
+}
+
 static void catalog_register(struct api *a, struct http_req *req)
 {
     char err[BASE_ERRMSG_LEN];
@@ -39,20 +56,14 @@ static void catalog_register(struct api *a, struct http_req *req)
     json_t *v;
     int rc = 0;
 
-    if (!obj) {
-        api__error(req, 400, "%s", err);
+    if (!obj)
         return;
-    }
     json_object_foreach(obj, k, v)
     {
-        if (api__key_is(k, "Node"))
-            rc = api__get_str(v, k, ar, &cmd.node.name, err);
-        else if (api__key_is(k, "ID"))
+        if (api__key_is(k, "ID"))
             rc = api__get_str(v, k, ar, &cmd.node.id, err);
         else if (api__key_is(k, "Address"))
             rc = api__get_str(v, k, ar, &cmd.node.address, err);
-        else if (api__key_is(k, "Datacenter"))
-            rc = api__get_str(v, k, ar, &dc, err);
         else if (api__key_is(k, "TaggedAddresses"))
             rc = api__get_strmap(v, k, ar, &cmd.node.tagged_addresses, &cmd.node.n_tagged_addresses,
                                  err);
@@ -66,10 +77,9 @@ static void catalog_register(struct api *a, struct http_req *req)
             checks = v;
         else if (api__key_is(k, "SkipNodeUpdate"))
             rc = api__get_bool(v, k, &cmd.skip_node_update, err);
-        else if (api__key_is(k, "Token") || api__key_is(k, "Namespace") ||
-                 api__key_is(k, "Partition") || api__key_is(k, "Locality"))
+        else if (api__key_is(k, "Locality"))
             continue;
-        else
+        else if (!common_field(k, v, ar, &cmd, &dc, &rc, err))
             rc = api__unknown_field(k, err);
         if (rc)
             goto bad;
@@ -87,9 +97,8 @@ static void catalog_register(struct api *a, struct http_req *req)
                        cmd.node.name);
         goto bad;
     }
-    if (dc && *dc && strcmp(dc, a->cfg.datacenter) != 0) {
+    if (api__other_dc_named(a, req, dc)) {
         json_decref(obj);
-        api__error(req, 500, "No path to datacenter");
         return;
     }
     cmd.node.datacenter = a->cfg.datacenter;
@@ -153,24 +162,15 @@ static void catalog_deregister(struct api *a, struct http_req *req)
     json_t *v;
     int rc = 0;
 
-    if (!obj) {
-        api__error(req, 400, "%s", err);
+    if (!obj)
         return;
-    }
     json_object_foreach(obj, k, v)
     {
-        if (api__key_is(k, "Node"))
-            rc = api__get_str(v, k, ar, &cmd.node.name, err);
-        else if (api__key_is(k, "ServiceID"))
+        if (api__key_is(k, "ServiceID"))
             rc = api__get_str(v, k, ar, &cmd.service_id, err);
         else if (api__key_is(k, "CheckID"))
             rc = api__get_str(v, k, ar, &cmd.check_id, err);
-        else if (api__key_is(k, "Datacenter"))
-            rc = api__get_str(v, k, ar, &dc, err);
-        else if (api__key_is(k, "Token") || api__key_is(k, "Namespace") ||
-                 api__key_is(k, "Partition"))
-            continue;
-        else
+        else if (!common_field(k, v, ar, &cmd, &dc, &rc, err))
             rc = api__unknown_field(k, err);
         if (rc)
             break;
@@ -182,14 +182,12 @@ static void catalog_deregister(struct api *a, struct http_req *req)
         api__error(req, 400, "%s", err);
         return;
     }
-    if (dc && *dc && strcmp(dc, a->cfg.datacenter) != 0) {
-        api__error(req, 500, "No path to datacenter");
+    if (api__other_dc_named(a, req, dc))
         return;
-    }
     api__write(a, req, &cmd, API_REPLY_BOOL, NULL);
 }
 
-static uint64_t table_max(struct zone_read *rd, uint32_t tables)
+uint64_t api__table_max(struct zone_read *rd, uint32_t tables)
 {
     struct zone_meta m;
     uint64_t best = 0;
@@ -199,6 +197,19 @@ static uint64_t table_max(struct zone_read *rd, uint32_t tables)
         if ((tables & ZONE_TABLE_BIT(t)) && m.table_index[t] > best)
             best = m.table_index[t];
     return best;
+}
+
+bool api__probe_at(struct api_result *res, uint64_t index)
+{
+    res->index = index;
+    if (res->probe)
+        res->probed = true;
+    return res->probe;
+}
+
+bool api__probe_tables(struct zone_read *rd, uint32_t tables, struct api_result *res)
+{
+    return api__probe_at(res, api__table_max(rd, tables));
 }
 
 /* catalog/services: name -> union of tags, in name order. */
@@ -248,15 +259,11 @@ static int add_service_name(void *data, const char *name)
 static void read_services(struct api *a, struct http_req *req, struct zone_read *rd,
                           struct base_arena *ar, struct api_result *res)
 {
-    struct names_ctx c = {rd, ar, json_object()};
     BASE_UNUSED(a);
     BASE_UNUSED(req);
-    res->index = table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES));
-    if (res->probe) {
-        json_decref(c.out);
-        res->probed = true;
+    if (api__probe_tables(rd, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES), res))
         return;
-    }
+    struct names_ctx c = {rd, ar, json_object()};
     zone_service_names_each(rd, ar, add_service_name, &c);
     res->json = c.out;
 }
@@ -294,11 +301,8 @@ static void read_service(struct api *a, struct http_req *req, struct zone_read *
     const char *name = http_req_path(req) + strlen("/v1/catalog/service/");
     struct svc_ctx c = {rd, ar, http_req_query(req, "tag"), {0}};
     BASE_UNUSED(a);
-    res->index = table_max(rd, API_TABLES_CATALOG);
-    if (res->probe) {
-        res->probed = true;
+    if (api__probe_tables(rd, API_TABLES_CATALOG, res))
         return;
-    }
     api__list_init(&c.out, req);
     zone_service_instances_each(rd, name, ar, add_catalog_service, &c);
     api__list_finish(&c.out, res);
@@ -314,11 +318,8 @@ static void read_nodes(struct api *a, struct http_req *req, struct zone_read *rd
                        struct base_arena *ar, struct api_result *res)
 {
     BASE_UNUSED(a);
-    res->index = table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_NODES));
-    if (res->probe) {
-        res->probed = true;
+    if (api__probe_tables(rd, ZONE_TABLE_BIT(ZONE_TABLE_NODES), res))
         return;
-    }
     struct api_list l;
     api__list_init(&l, req);
     zone_nodes_each(rd, ar, add_node, &l);
@@ -337,7 +338,7 @@ static void read_node(struct api *a, struct http_req *req, struct zone_read *rd,
     const char *name = http_req_path(req) + strlen("/v1/catalog/node/");
     struct zone_node n;
     BASE_UNUSED(a);
-    res->index = table_max(rd, API_TABLES_CATALOG);
+    res->index = api__table_max(rd, API_TABLES_CATALOG);
     if (zone_node_get(rd, name, ar, &n)) {
         res->json = json_null(); /* Consul answers null for an unknown node */
         return;
@@ -353,7 +354,7 @@ static void read_dcs(struct api *a, struct http_req *req, struct zone_read *rd,
     BASE_UNUSED(req);
     BASE_UNUSED(ar);
     res->json = json_pack("[s]", a->cfg.datacenter);
-    res->index = table_max(rd, ZONE_TABLE_ALL);
+    res->index = api__table_max(rd, ZONE_TABLE_ALL);
 }
 
 bool api__catalog_route(struct api *a, struct http_req *req, const char *path)
@@ -371,21 +372,13 @@ bool api__catalog_route(struct api *a, struct http_req *req, const char *path)
         if (api__method(req, "GET"))
             api__read_list(a, req, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES), read_services);
     } else if (strncmp(p, "service/", 8) == 0) {
-        if (!api__method(req, "GET"))
-            return true;
-        if (!p[8])
-            api__error(req, 400, "Missing service name");
-        else
+        if (api__get_named(req, p + 8, "Missing service name"))
             api__read_list(a, req, API_TABLES_CATALOG, read_service);
     } else if (strcmp(p, "nodes") == 0) {
         if (api__method(req, "GET"))
             api__read_list(a, req, ZONE_TABLE_BIT(ZONE_TABLE_NODES), read_nodes);
     } else if (strncmp(p, "node/", 5) == 0) {
-        if (!api__method(req, "GET"))
-            return true;
-        if (!p[5])
-            api__error(req, 400, "Missing node name");
-        else
+        if (api__get_named(req, p + 5, "Missing node name"))
             api__read(a, req, API_TABLES_CATALOG, read_node);
     } else if (strcmp(p, "datacenters") == 0) {
         if (api__method(req, "GET"))
@@ -394,11 +387,6 @@ bool api__catalog_route(struct api *a, struct http_req *req, const char *path)
         return false;
     }
     return true;
-}
-
-uint64_t api__table_max(struct zone_read *rd, uint32_t tables)
-{
-    return table_max(rd, tables);
 }
 
 uint64_t api__record_index(struct zone_read *rd, uint64_t modify_index)

@@ -69,11 +69,8 @@ static void read_service(struct api *a, struct http_req *req, struct zone_read *
     const char *name = http_req_path(req) + strlen("/v1/health/service/");
     struct inst_ctx c = {rd, ar, http_req_query(req, "tag"), query_flag(req, "passing"), {0}};
     BASE_UNUSED(a);
-    res->index = api__table_max(rd, API_TABLES_HEALTH);
-    if (res->probe) {
-        res->probed = true;
+    if (api__probe_tables(rd, API_TABLES_HEALTH, res))
         return;
-    }
     api__list_init(&c.out, req);
     zone_service_instances_each(rd, name, ar, add_instance, &c);
     api__list_finish(&c.out, res);
@@ -90,11 +87,8 @@ static void read_node(struct api *a, struct http_req *req, struct zone_read *rd,
 {
     const char *name = http_req_path(req) + strlen("/v1/health/node/");
     BASE_UNUSED(a);
-    res->index = api__table_max(rd, API_TABLES_HEALTH);
-    if (res->probe) {
-        res->probed = true;
+    if (api__probe_tables(rd, API_TABLES_HEALTH, res))
         return;
-    }
     struct api_list l;
     api__list_init(&l, req);
     zone_node_checks_each(rd, name, ar, add_check, &l);
@@ -123,11 +117,8 @@ static int add_filtered(void *data, const struct zone_check *c)
 static void list_filtered(struct filter_ctx *f, struct http_req *req, struct zone_read *rd,
                           struct base_arena *ar, struct api_result *res)
 {
-    res->index = api__table_max(rd, API_TABLES_HEALTH);
-    if (res->probe) {
-        res->probed = true;
+    if (api__probe_tables(rd, API_TABLES_HEALTH, res))
         return;
-    }
     api__list_init(&f->out, req);
     zone_checks_each(rd, ar, add_filtered, f);
     api__list_finish(&f->out, res);
@@ -171,11 +162,7 @@ bool api__health_route(struct api *a, struct http_req *req, const char *path)
         size_t n = strlen(routes[i].prefix);
         if (strncmp(path, routes[i].prefix, n) != 0)
             continue;
-        if (!api__method(req, "GET"))
-            return true;
-        if (!path[n])
-            api__error(req, 400, "%s", routes[i].missing);
-        else
+        if (api__get_named(req, path + n, routes[i].missing))
             api__read_list(a, req, API_TABLES_HEALTH, routes[i].fn);
         return true;
     }

@@ -12,14 +12,14 @@ struct api_wait;
 struct api {
     uv_loop_t *loop;
     struct api_config cfg;
-    struct api_wait *waiters; /* parked blocking queries, doubly linked */
+    struct base_list waiters; /* parked blocking queries (struct api_wait.link), newest first */
     size_t n_waiters;
     uv_idle_t wake;  /* runs once after commits to answer woken waiters */
     bool wake_armed; /* wake is started */
     uint32_t woken;  /* tables changed since the last wake pass */
     uint64_t rng;    /* xorshift state for wait jitter */
     /* List reads waiting for a reader thread (FIFO), and the number running (api.c). */
-    struct api_wait *jobq, *jobq_tail;
+    struct base_list jobq; /* of struct api_wait.link */
     unsigned jobs_running;
     bool closing;
 };
@@ -60,6 +60,8 @@ void api__read_local(struct api *a, struct http_req *req, uint32_t tables, api_r
 /* ?dc naming another datacenter: answers 500 "No path to datacenter" (we have no WAN
  * federation) and returns true. */
 bool api__other_dc(struct api *a, struct http_req *req);
+/* The same for a datacenter named elsewhere (a body's Datacenter; NULL or "": ours). */
+bool api__other_dc_named(struct api *a, struct http_req *req, const char *dc);
 
 /* Proposes cmd and answers req after commit: with "true"/"false" (bool_body) or an empty 200.
  * A CAS conflict answers false; BASE_ENOTFOUND answers 404 with notfound_msg. */
@@ -97,7 +99,8 @@ int api__unknown_field(const char *key, char *errmsg);
  * order, the place of its last occurrence: decoders that take keys in order then end with the
  * last one, as Go's decoder does (also for "Name" then "name"). */
 json_t *api__json_loadb(const char *text, size_t len, json_error_t *jerr);
-/* Parses a request body as a JSON object; errmsg on failure. */
+/* Parses a request body as a JSON object. On failure answers 400 with the reason (also left
+ * in errmsg) and returns NULL. */
 json_t *api__parse_body(struct http_req *req, char *errmsg);
 
 /* Service and check definitions (agent API and config file) -> zone records. */
@@ -121,6 +124,11 @@ void api__self_node(struct api *a, struct zone_node *n);
 
 /* The largest index of the given tables (ZONE_TABLE_BIT mask). */
 uint64_t api__table_max(struct zone_read *rd, uint32_t tables);
+/* Sets res->index to index; for a probe (res->probe) also res->probed, and returns true: the
+ * read function returns without building its body. */
+bool api__probe_at(struct api_result *res, uint64_t index);
+/* The same with the largest index of tables (api__table_max). */
+bool api__probe_tables(struct zone_read *rd, uint32_t tables, struct api_result *res);
 /* The index of a read that answers with one record: its ModifyIndex, or the last backup
  * restore's index when later (zone_meta.restored), so a blocking query sees a restore. */
 uint64_t api__record_index(struct zone_read *rd, uint64_t modify_index);
@@ -143,6 +151,8 @@ void api__list_finish(struct api_list *l, struct api_result *res);
 /* Drops what was built (an empty list answered otherwise). */
 void api__list_drop(struct api_list *l);
 
+/* Sets CreateIndex and ModifyIndex, the fields every record's JSON ends with. */
+void api__json_indexes(json_t *o, uint64_t create_index, uint64_t modify_index);
 json_t *api__json_node(const struct zone_node *n);
 json_t *api__json_service_agent(const struct zone_service *s, const char *datacenter);
 json_t *api__json_service_catalog(const struct zone_node *n, const struct zone_service *s);
@@ -162,6 +172,10 @@ bool api__snapshot_route(struct api *a, struct http_req *req, const char *path);
 /* Checks the method against allowed ("GET", "PUT,POST", ...): answers 405 with Allow and
  * returns false when it does not match. */
 bool api__method(struct http_req *req, const char *allowed);
+/* A GET of a path that ends in a name (what follows the route's prefix): answers 405 for
+ * another method, 400 with missing ("Missing node name") for an empty name, and returns
+ * whether to read. */
+bool api__get_named(struct http_req *req, const char *name, const char *missing);
 
 #define API_TABLES_CATALOG (ZONE_TABLE_BIT(ZONE_TABLE_NODES) | ZONE_TABLE_BIT(ZONE_TABLE_SERVICES))
 #define API_TABLES_HEALTH                                                                          \

@@ -357,46 +357,48 @@ static int dup_next(struct dup_walk *w, char close)
     return c == close ? 1 : c == ',' ? 0 : -1;
 }
 
-static int dup_object(struct dup_walk *w, json_t *node, int depth)
+/* An object member's key and ':' (-1 when malformed); *child gets the key's value in the
+ * parsed tree (NULL if none), moved to the end of node: the key's latest occurrence so far. */
+static int dup_key(struct dup_walk *w, json_t *node, json_t **child)
 {
-    if (dup_open(w, '}'))
+    *child = NULL;
+    dup_ws(w);
+    if (dup_string(w, true))
+        return -1;
+    dup_ws(w);
+    if (w->i >= w->n || w->s[w->i] != ':')
+        return -1;
+    w->i++;
+    if (json_is_object(node)) {
+        const char *k = (const char *)w->key.data;
+        size_t kl = w->key.len;
+        *child = json_object_getn(node, k ? k : "", kl);
+        if (*child) {
+            json_incref(*child);
+            json_object_deln(node, k ? k : "", kl);
+            json_object_setn_new(node, k ? k : "", kl, *child);
+        }
+    }
+    return 0;
+}
+
+/* An object (close '}') or an array (']'): each member's value is walked with its node in the
+ * parsed tree (the key's value, or the element at that index). */
+static int dup_members(struct dup_walk *w, json_t *node, int depth, char close)
+{
+    if (dup_open(w, close))
         return 0;
-    for (;;) {
-        dup_ws(w);
-        if (dup_string(w, true))
-            return -1;
-        dup_ws(w);
-        if (w->i >= w->n || w->s[w->i] != ':')
-            return -1;
-        w->i++;
+    for (size_t k = 0;; k++) {
         json_t *child = NULL;
-        if (json_is_object(node)) {
-            const char *k = (const char *)w->key.data;
-            size_t kl = w->key.len;
-            child = json_object_getn(node, k ? k : "", kl);
-            if (child) { /* to the end: the key's latest occurrence so far */
-                json_incref(child);
-                json_object_deln(node, k ? k : "", kl);
-                json_object_setn_new(node, k ? k : "", kl, child);
-            }
+        if (close == '}') {
+            if (dup_key(w, node, &child))
+                return -1;
+        } else if (json_is_array(node)) {
+            child = json_array_get(node, k);
         }
         if (dup_value(w, child, depth + 1))
             return -1;
-        int end = dup_next(w, '}');
-        if (end)
-            return end > 0 ? 0 : -1;
-    }
-}
-
-static int dup_array(struct dup_walk *w, json_t *node, int depth)
-{
-    if (dup_open(w, ']'))
-        return 0;
-    for (size_t k = 0;; k++) {
-        json_t *child = json_is_array(node) ? json_array_get(node, k) : NULL;
-        if (dup_value(w, child, depth + 1))
-            return -1;
-        int end = dup_next(w, ']');
+        int end = dup_next(w, close);
         if (end)
             return end > 0 ? 0 : -1;
     }
@@ -411,9 +413,9 @@ static int dup_value(struct dup_walk *w, json_t *node, int depth)
         return -1;
     switch (w->s[w->i]) {
     case '{':
-        return dup_object(w, node, depth);
+        return dup_members(w, node, depth, '}');
     case '[':
-        return dup_array(w, node, depth);
+        return dup_members(w, node, depth, ']');
     case '"':
         return dup_string(w, false);
     default: /* a number, true, false or null */
@@ -440,7 +442,7 @@ json_t *api__json_loadb(const char *text, size_t len, json_error_t *jerr)
     return v;
 }
 
-json_t *api__parse_body(struct http_req *req, char *errmsg)
+static json_t *parse_body(struct http_req *req, char *errmsg)
 {
     size_t len;
     const char *body = http_req_body(req, &len);
@@ -462,6 +464,14 @@ json_t *api__parse_body(struct http_req *req, char *errmsg)
         json_decref(v);
         return NULL;
     }
+    return v;
+}
+
+json_t *api__parse_body(struct http_req *req, char *errmsg)
+{
+    json_t *v = parse_body(req, errmsg);
+    if (!v)
+        api__error(req, 400, "%s", errmsg);
     return v;
 }
 
@@ -489,7 +499,14 @@ json_t *api__json_strlist(const char *const *s, size_t n)
     return a;
 }
 
-json_t *api__json_node(const struct zone_node *n)
+void api__json_indexes(json_t *o, uint64_t create_index, uint64_t modify_index)
+{
+    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)create_index));
+    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)modify_index));
+}
+
+/* A node's fields as a node and a catalog service entry begin (meta named meta_key). */
+static json_t *node_fields(const struct zone_node *n, const char *meta_key)
 {
     json_t *o = json_object();
     json_object_set_new(o, "ID", jstr(n->id));
@@ -498,9 +515,14 @@ json_t *api__json_node(const struct zone_node *n)
     json_object_set_new(o, "Datacenter", jstr(n->datacenter));
     json_object_set_new(o, "TaggedAddresses",
                         api__json_strmap(n->tagged_addresses, n->n_tagged_addresses));
-    json_object_set_new(o, "Meta", api__json_strmap(n->meta, n->n_meta));
-    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)n->create_index));
-    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)n->modify_index));
+    json_object_set_new(o, meta_key, api__json_strmap(n->meta, n->n_meta));
+    return o;
+}
+
+json_t *api__json_node(const struct zone_node *n)
+{
+    json_t *o = node_fields(n, "Meta");
+    api__json_indexes(o, n->create_index, n->modify_index);
     return o;
 }
 
@@ -526,21 +548,13 @@ json_t *api__json_service_agent(const struct zone_service *s, const char *datace
     json_object_set_new(o, "EnableTagOverride", json_boolean(s->enable_tag_override));
     if (datacenter)
         json_object_set_new(o, "Datacenter", jstr(datacenter));
-    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)s->create_index));
-    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)s->modify_index));
+    api__json_indexes(o, s->create_index, s->modify_index);
     return o;
 }
 
 json_t *api__json_service_catalog(const struct zone_node *n, const struct zone_service *s)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "ID", jstr(n->id));
-    json_object_set_new(o, "Node", jstr(n->name));
-    json_object_set_new(o, "Address", jstr(n->address));
-    json_object_set_new(o, "Datacenter", jstr(n->datacenter));
-    json_object_set_new(o, "TaggedAddresses",
-                        api__json_strmap(n->tagged_addresses, n->n_tagged_addresses));
-    json_object_set_new(o, "NodeMeta", api__json_strmap(n->meta, n->n_meta));
+    json_t *o = node_fields(n, "NodeMeta");
     json_object_set_new(o, "ServiceKind", jstr(s->kind));
     json_object_set_new(o, "ServiceID", jstr(s->id));
     json_object_set_new(o, "ServiceName", jstr(s->name));
@@ -552,8 +566,7 @@ json_t *api__json_service_catalog(const struct zone_node *n, const struct zone_s
     json_object_set_new(o, "ServiceMeta", api__json_strmap(s->meta, s->n_meta));
     json_object_set_new(o, "ServicePort", json_integer(s->port));
     json_object_set_new(o, "ServiceEnableTagOverride", json_boolean(s->enable_tag_override));
-    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)s->create_index));
-    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)s->modify_index));
+    api__json_indexes(o, s->create_index, s->modify_index);
     return o;
 }
 
@@ -599,8 +612,7 @@ json_t *api__json_check(const struct zone_check *c)
         json_object_set_new(def, "DeregisterCriticalServiceAfter",
                             json_duration(c->deregister_after_ms));
     json_object_set_new(o, "Definition", def);
-    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)c->create_index));
-    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)c->modify_index));
+    api__json_indexes(o, c->create_index, c->modify_index);
     return o;
 }
 

@@ -23,8 +23,7 @@ static json_t *kv_json(const struct zone_kv *kv, struct base_arena *ar)
                                       : json_null());
     if (kv->session && *kv->session)
         json_object_set_new(o, "Session", json_string(kv->session));
-    json_object_set_new(o, "CreateIndex", json_integer((json_int_t)kv->create_index));
-    json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)kv->modify_index));
+    api__json_indexes(o, kv->create_index, kv->modify_index);
     return o;
 }
 
@@ -68,11 +67,9 @@ static void read_kv(struct api *a, struct http_req *req, struct zone_read *rd,
     BASE_UNUSED(a);
 
     res->index = api__table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_KV));
-    if ((recurse || keys) && res->probe) {
-        res->probed = true;
-        return;
-    }
     if (recurse || keys) {
+        if (api__probe_at(res, res->index))
+            return;
         struct list_ctx c = {{0}, ar, key, http_req_query(req, "separator"), keys, NULL};
         api__list_init(&c.out, req);
         zone_kv_each(rd, key, ar, add_kv, &c);
@@ -93,11 +90,8 @@ static void read_kv(struct api *a, struct http_req *req, struct zone_read *rd,
         res->raw_set = true;
         return;
     }
-    res->index = api__record_index(rd, kv.modify_index);
-    if (res->probe) {
-        res->probed = true;
+    if (api__probe_at(res, api__record_index(rd, kv.modify_index)))
         return;
-    }
     if (http_req_query(req, "raw")) {
         res->raw = kv.value;
         res->raw_len = kv.value_len;

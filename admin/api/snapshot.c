@@ -42,11 +42,9 @@ static void read_backup(struct api *a, struct http_req *req, struct zone_read *r
         res->error = "catalog read failed";
         return;
     }
-    res->index = m.index;
-    if (res->probe) { /* a blocking query asks whether the catalog moved, not for the bytes */
-        res->probed = true;
+    /* a blocking query asks whether the catalog moved, not for the bytes */
+    if (api__probe_at(res, m.index))
         return;
-    }
     if (zone_read_backup(rd, &res->owned)) {
         res->status = 500;
         res->error = "catalog read failed";

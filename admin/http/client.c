@@ -27,7 +27,8 @@ static struct cparse *cparse_of(llhttp_t *p)
     return p->data;
 }
 
-static int c_on_header_field(llhttp_t *p, const char *at, size_t n)
+/* A piece of a header's name or value (either one: the completions add the separators). */
+static int c_on_header_data(llhttp_t *p, const char *at, size_t n)
 {
     base_buf_append(&cparse_of(p)->hdrs, at, n);
     return 0;
@@ -36,12 +37,6 @@ static int c_on_header_field(llhttp_t *p, const char *at, size_t n)
 static int c_on_header_field_complete(llhttp_t *p)
 {
     base_buf_append(&cparse_of(p)->hdrs, ": ", 2);
-    return 0;
-}
-
-static int c_on_header_value(llhttp_t *p, const char *at, size_t n)
-{
-    base_buf_append(&cparse_of(p)->hdrs, at, n);
     return 0;
 }
 
@@ -83,9 +78,9 @@ static int c_on_message_complete(llhttp_t *p)
 }
 
 static const llhttp_settings_t client_settings = {
-    .on_header_field = c_on_header_field,
+    .on_header_field = c_on_header_data,
     .on_header_field_complete = c_on_header_field_complete,
-    .on_header_value = c_on_header_value,
+    .on_header_value = c_on_header_data,
     .on_header_value_complete = c_on_header_value_complete,
     .on_headers_complete = c_on_headers_complete,
     .on_body = c_on_body,

@@ -55,7 +55,7 @@ struct http_server {
     int port;
     http_handler_cb handler;
     void *data;
-    struct http__conn *conns; /* open connections (not yet CLOSED) */
+    struct base_list conns; /* open connections (not yet CLOSED; http__conn.link), newest first */
     unsigned nconns;
     unsigned closing; /* handles whose close callback has not run yet */
     bool stopping;
@@ -71,8 +71,8 @@ struct http__conn {
     uv_timer_t timer;
     llhttp_t parser;
     struct http_server *srv;
-    struct http__conn *prev, *next;
-    struct http_req *req; /* in flight (HANDLER state) */
+    struct base_list link; /* on srv->conns */
+    struct http_req *req;  /* in flight (HANDLER state) */
     /* The request being parsed: URL NUL, then name NUL value NUL per header, then the body
      * from body_off. Freed once the request is built, so idle connections hold nothing. */
     struct base_buf acc;

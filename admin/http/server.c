@@ -235,13 +235,7 @@ static void conn_close(struct http__conn *c)
     if (c->state == HTTP__CLOSED)
         return;
     c->state = HTTP__CLOSED;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    base_list_remove(&c->link);
     s->nconns--;
     if (c->ip_counted) {
         c->ip_counted = false;
@@ -770,10 +764,7 @@ static void srv_on_connection(uv_stream_t *l, int status)
     c->tcp.data = c;
     c->timer.data = c;
     c->open_handles = 2;
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
+    base_list_insert_head(&s->conns, &c->link);
     s->nconns++;
     c->state = HTTP__HEAD;
     if (uv_accept(l, (uv_stream_t *)&c->tcp) < 0) {
@@ -817,6 +808,7 @@ int http_server_start(uv_loop_t *loop, const struct http_config *cfg, http_handl
                          rb, cfg->port);
 
     struct http_server *s = base_calloc(1, sizeof *s);
+    base_list_init(&s->conns);
     s->loop = loop;
     s->max_body = cfg->max_body ? cfg->max_body : 1024 * 1024;
     s->body_limits = cfg->body_limits;
@@ -874,6 +866,6 @@ void http_server_stop(struct http_server *s, void (*done)(void *), void *data)
     s->done_data = data;
     s->closing++;
     uv_close((uv_handle_t *)&s->listener, srv_on_listener_closed);
-    while (s->conns)
-        conn_close(s->conns);
+    while (!base_list_empty(&s->conns))
+        conn_close(BASE_CONTAINER_OF(base_list_first(&s->conns), struct http__conn, link));
 }

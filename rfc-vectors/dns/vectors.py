@@ -357,6 +357,8 @@ def load(folder=HERE):
                     _parse_line(cur, toks)
                 except (ValueError, KeyError, IndexError, AttributeError) as e:
                     raise ValueError("%s:%d: %s" % (fn, n, e)) from e
+    if not cases:  # a runner with nothing to run must fail, not pass
+        raise ValueError("no case in any .vec file of %s" % folder)
     if len({c.title for c in cases}) != len(cases):
         raise ValueError("duplicate case names")
     for c in cases:

@@ -12,8 +12,8 @@ import os
 import threading
 import time
 
-import conftest
 from conftest import ROOT, wait_until
+from herald_test import paths as herald_paths
 
 RELEASE = os.environ.get("HERALD_RELEASE_BIN", os.path.join(ROOT, "build", "herald"))
 RSS_SLACK_KB = 64 * 1024
@@ -111,7 +111,7 @@ def _scenario(make_cluster):
         small.append(time.time() - t1)
         assert r.status == 404
         peak = max(peak, _rss_kb(leader.proc.pid))
-        time.sleep(0.02)
+        time.sleep(0.02)  # pacing: the rate of the small reads and RSS samples
     for t in ts:
         t.join(120)
     big_s = time.time() - t_big
@@ -126,7 +126,7 @@ def _scenario(make_cluster):
     rss_after = _rss_kb(leader.proc.pid)
     print("\n%s: fill %d nodes %.1fs; bodies %s; 8 reads %.2fs; small reads n=%d max %.0f ms; "
           "leader RSS before %d MB, peak %d MB, after %d MB"
-          % (conftest.HERALD, NODES, fill_s, sizes, big_s, len(small),
+          % (herald_paths.HERALD, NODES, fill_s, sizes, big_s, len(small),
              1000 * max(small or [0]), rss_before // 1024, peak // 1024, rss_after // 1024))
     terms_after = {a.addr: _term(a) for a in c}
     return dict(cluster=c, leader=leader, terms=terms, terms_after=terms_after, small=small,
@@ -149,7 +149,7 @@ def test_parallel_full_catalog_reads_give_memory_back(make_cluster, monkeypatch)
     quarantine. So this one runs the release build (HERALD_RELEASE_BIN, default
     build/herald)."""
     assert os.path.exists(RELEASE), "no release build at %s (make all; make test does)" % RELEASE
-    monkeypatch.setattr(conftest, "HERALD", RELEASE)
+    monkeypatch.setattr(herald_paths, "HERALD", RELEASE)
     f = _scenario(make_cluster)
     _check_leadership_and_latency(f)
     assert f["rss_after"] < f["rss_before"] + RSS_SLACK_KB, (f["rss_before"], f["rss_after"])

@@ -11,7 +11,6 @@ catches up (digests equal). A flipped byte in the last Raft segment is logged na
 import os
 import subprocess
 
-import pytest
 
 from conftest import wait_until, dns_query
 

@@ -22,7 +22,7 @@ def run(root, *args):
 def tree(tmp_path):
     """A copy of the tree's sources (what git tracks under the module folders and tests)."""
     files = subprocess.run(["git", "-C", ROOT, "ls-files"], capture_output=True, text=True,
-                           check=True).stdout.split()
+                           check=True, timeout=60).stdout.split()
     for f in files:
         if f.endswith((".c", ".h")):
             dst = tmp_path / f

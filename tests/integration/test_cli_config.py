@@ -1,9 +1,10 @@
 """The CLI against a real agent, and the config file (Consul keys, flags win, errors exit 1)."""
 import json
 import os
+import re
 import subprocess
 
-from conftest import HERALD, Agent, wait_until
+from conftest import HERALD, ROOT, Agent, wait_until
 
 
 def cli(agent, *args, env_addr=None, input=None):
@@ -147,3 +148,57 @@ def test_bad_flags_exit_1(tmpdir_path):
 def test_service_config_errors_are_reported_at_start(tmpdir_path):
     r = _run_agent_expect_fail(tmpdir_path, config={"services": [{"port": 1}]})
     assert r.returncode == 1 and "service" in r.stderr.lower()
+
+
+def _agent_help():
+    r = subprocess.run([HERALD, "agent", "-h"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    return r.stdout
+
+
+def test_agent_help_lists_the_options_and_the_readme_names_every_flag():
+    text = _agent_help()
+    for name in ("-dev", "-config-file", "-config-dir", "-http-port, ports.http",
+                 "-node, node_name", "-recursor, recursors", "-join ", "limits.http_max_conns",
+                 "dns_config.recursor_timeout", "performance.raft_multiplier", "services"):
+        assert name in text, (name, text)
+    flags = re.findall(r"^  -([a-z-]+)", text, re.M)
+    assert len(flags) >= 25, text
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    section = readme[readme.index("## Configuration"):readme.index("## HTTP API")]
+    missing = [f for f in flags if "`-%s`" % f not in section]
+    assert not missing, missing
+
+
+def test_out_of_range_flag_and_key_exit_1_naming_each(tmpdir_path):
+    """Every option that -h shows with a flag, a key and an integer range: one past its top is
+    refused given as the flag and given as the key, each time in one line naming it."""
+    rows = re.findall(r"^  -([a-z-]+), ([a-z_.]+) +(?:a port number )?(\d+)\.\.(\d+)",
+                      _agent_help(), re.M)
+    assert {r[0] for r in rows} >= {"bootstrap-expect", "http-port", "dns-port", "dns-workers"}
+    for flag, key, _, top in rows:
+        bad = int(top) + 1
+        r = _run_agent_expect_fail(tmpdir_path, args=["-" + flag, str(bad)])
+        assert r.returncode == 1 and "-" + flag in r.stderr, (flag, r.stderr)
+        assert r.stderr.strip().count("\n") == 0, r.stderr
+        cfg = bad
+        for part in reversed(key.split(".")):
+            cfg = {part: cfg}
+        r = _run_agent_expect_fail(tmpdir_path, config=cfg)
+        assert r.returncode == 1 and '"%s"' % key in r.stderr, (key, r.stderr)
+        assert r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_dev_logs_queries_at_debug_unless_a_level_is_given(make_agent):
+    """-dev logs every DNS query (debug); -dev -log-level info (flag or key) does not."""
+    from conftest import dig
+    quiet = make_agent(args=["-log-level", "info"]).start()
+    keyed = make_agent(config={"log_level": "INFO"}).start()
+    loud = make_agent().start()
+    for a in (quiet, keyed, loud):
+        assert "status: NXDOMAIN" in dig(a, "nosuch.node.consul", "A")
+    wait_until(lambda: "nosuch.node.consul" in loud.read_log(), timeout=10)
+    for a in (quiet, keyed):
+        # The loud agent logged its query by now; these answered theirs before it was asked.
+        assert "nosuch.node.consul" not in a.read_log(), a.read_log()

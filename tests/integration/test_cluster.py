@@ -90,7 +90,7 @@ class Writers:
         while not self.stop_ev.is_set():
             targets = self.targets()
             if not targets:
-                time.sleep(0.01)
+                time.sleep(0.01)  # pacing: no server up to write to yet (load generator)
                 continue
             a = rng.choice(targets)
             seq += 1
@@ -110,13 +110,19 @@ class Writers:
                 else:
                     self.unknown[key] = reason
             if not ok:
-                time.sleep(0.02)
+                time.sleep(0.02)  # pacing: a failed write's retry backoff (load generator)
 
     def stop(self):
         self.stop_ev.set()
         for t in self.threads:
             t.join(self.timeout + 5)
             assert not t.is_alive(), "writer thread stuck"
+
+    def acked_since(self, t, server=None):
+        """How many writes invoked at or after t (monotonic) were acknowledged (by server)."""
+        with self.lock:
+            return sum(1 for (_, t0, _, by) in self.acked.values()
+                       if t0 >= t and (server is None or by == server))
 
     def first_ack_after(self, t):
         """Seconds from t to the first acknowledged write invoked after t (None: none)."""
@@ -154,7 +160,10 @@ class DnsProbe:
                     self.ok += 1
                 else:
                     self.failures.append((a.addr, got))
-            time.sleep(0.002)
+            time.sleep(0.002)  # pacing: the probe's query rate
+
+    def queries(self):
+        return self.ok + len(self.failures)
 
     def stop(self):
         self.stop_ev.set()
@@ -283,7 +292,10 @@ def test_kill9_leader_under_writes_five_times(make_cluster):
         for rnd in range(5):
             leader = c.wait_leader(timeout=30)
             survivors = [a for a in c if a is not leader]
-            time.sleep(0.6)  # writes flowing through the old leader
+            # writes flowing through the old leader: some acknowledged by it in this round
+            t_round = time.monotonic()
+            wait_until(lambda: w.acked_since(t_round, leader.addr) >= 5, timeout=20,
+                       msg="writes acknowledged by the leader %s" % leader.addr)
             probe = DnsProbe(survivors, "probe.service.consul", ["10.7.7.7"]).start()
             acked_before = len(w.acked)
             t_kill = time.monotonic()
@@ -292,7 +304,10 @@ def test_kill9_leader_under_writes_five_times(make_cluster):
             t_elected = time.monotonic() - t_kill
             wait_until(lambda: w.first_ack_after(t_kill) is not None, timeout=20,
                        msg="a write acknowledged after the kill")
-            time.sleep(0.3)
+            # DNS keeps answering once writes do: a few more rounds of queries on the survivors
+            q0 = probe.queries()
+            wait_until(lambda: probe.queries() >= q0 + 5 * len(survivors), timeout=20,
+                       msg="DNS probe rounds after the first acknowledged write")
             probe.stop()
             first = w.first_ack_after(t_kill)
             recovery.append(first)
@@ -431,7 +446,8 @@ def test_kill9_of_all_three_under_writes_keeps_every_acknowledged_write(make_clu
     c = make_cluster(3).start()
     for rnd in range(2):
         w = Writers(c.live, n=4, prefix="cut%d" % rnd).start()
-        time.sleep(1.5)
+        # the cut comes while writes flow: enough acknowledged, more in flight
+        wait_until(lambda: len(w.acked) >= 60, timeout=30, msg="writes acknowledged")
         for a in c:
             a.proc.send_signal(9)
         for a in c:

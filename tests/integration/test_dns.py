@@ -2,7 +2,6 @@
 dig, kdig and dnspython. Health changes are visible on the very next query (no sleep), TC over
 UDP with the full answer over TCP, RFC 7766 pipelining, REFUSED outside the zone, workers,
 restarts, the dns_config keys and listener errors."""
-import json
 import os
 import re
 import socket
@@ -16,7 +15,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from conftest import Agent, dig, dns_query, kdig, wait_until
+from conftest import Agent, dig, dns_query, kdig
 
 
 def register(agent, sid, name="web", port=80, address=None, check=None, tags=()):

@@ -12,7 +12,7 @@ import dns.message
 import dns.rcode
 import pytest
 
-from conftest import dns_query, wait_until
+from conftest import dns_query, recv_until_close, wait_until
 
 
 @pytest.fixture
@@ -229,12 +229,11 @@ def tcp_connect(agent, timeout=5):
 
 
 def closed_by_server(s, timeout=3):
+    """True when the server closes (or resets) s, whatever it sends first; False when it
+    stays quiet for `timeout` seconds."""
     s.settimeout(timeout)
     try:
-        while True:
-            if not s.recv(4096):
-                return True
-    except ConnectionResetError:
+        recv_until_close(s, reset_is_close=True)
         return True
     except socket.timeout:
         return False
@@ -294,12 +293,7 @@ def test_tcp_half_open_connections(dns_agent):
     s.sendall(framed(q))
     s.shutdown(socket.SHUT_WR)
     s.settimeout(3)
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
+    data = recv_until_close(s)
     s.close()
     (n,) = struct.unpack("!H", data[:2])
     assert len(data) == 2 + n
@@ -324,7 +318,7 @@ def test_tcp_slow_client_is_answered_or_closed_in_bounded_time(dns_agent):
         except (BrokenPipeError, ConnectionResetError):
             closed = True
             break
-        time.sleep(0.1)
+        time.sleep(0.1)  # pacing: one byte every 100 ms is the slow client under test
     if not closed:
         s.settimeout(12)
         try:
@@ -359,15 +353,7 @@ def test_tcp_zero_length_closes(dns_agent):
     q = framed(dns.message.make_query("web.service.consul", "A").to_wire())
     s.sendall(q + q + b"\x00\x00" + q)
     s.settimeout(3)
-    data = b""
-    try:
-        while True:
-            chunk = s.recv(65535)
-            if not chunk:
-                break
-            data += chunk
-    except ConnectionResetError:
-        pass
+    data = recv_until_close(s, reset_is_close=True)
     s.close()
     count = 0
     while data:

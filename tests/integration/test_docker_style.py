@@ -7,7 +7,6 @@ getaddrinfo and dig +search resolve service short names, and outside names still
 The namespace, its /etc/netns entry and every process are removed at the end."""
 import os
 import subprocess
-import time
 
 import pytest
 
@@ -28,17 +27,11 @@ def docker_host(netns, peers, tmpdir_path):
                  {"services": [{"name": "redis", "port": 6379, "address": "10.1.0.5"},
                                {"name": "web", "port": 8080, "address": "10.1.0.6"}]}).start()
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            if h.proc.poll() is not None:
-                raise AssertionError("herald exited %s:\n%s" % (h.proc.returncode, h.read_log()))
+        def both_answered():  # both services are registered
             out = run_in(netns, "dig", "@127.0.0.1", "+short", "+time=1", "+tries=1",
                          "redis.service.consul", "web.service.consul").stdout
-            if "10.1.0.5" in out and "10.1.0.6" in out:  # both services are registered
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("services not answered in time:\n%s" % h.read_log())
+            return "10.1.0.5" in out and "10.1.0.6" in out
+        h.wait_for(both_answered, timeout=30, msg="both services answered")
         yield netns
     finally:
         rc = h.stop()

@@ -275,7 +275,7 @@ class Client(threading.Thread):
                     return
             live = self.cluster.live()
             if not live:
-                time.sleep(0.01)
+                time.sleep(0.01)  # pacing: no server up to ask (load generator)
                 continue
             a = self.rng.choice(live)
             seq += 1
@@ -292,7 +292,7 @@ class Client(threading.Thread):
             op.server = a.addr
             with self.lock:
                 self.history.append(op)
-            time.sleep(self.rng.uniform(0.005, 0.02))
+            time.sleep(self.rng.uniform(0.005, 0.02))  # pacing: the client's think time
 
     def read(self, a):
         t0 = time.monotonic()
@@ -346,7 +346,7 @@ def test_cas_register_is_linearizable_under_leader_kills_and_pauses(make_cluster
         deadline = time.monotonic() + timeout
         while count() < n and time.monotonic() < deadline and any(
                 t.is_alive() for t in clients):
-            time.sleep(0.01)
+            time.sleep(0.01)  # the poll interval of this bounded wait
 
     for t in clients:
         t.start()

@@ -115,7 +115,7 @@ def test_ttl_check_expires_to_critical_when_not_refreshed(agent):
     register_web(agent, check={"TTL": "1s", "Status": "passing"})
     # refreshed in time: stays passing
     for _ in range(3):
-        time.sleep(0.4)
+        time.sleep(0.4)  # pacing: refreshes 0.4 s apart, 1.2 s in all, outlive the 1 s TTL
         assert agent.put("/v1/agent/check/pass/service:web1").status == 200
     assert agent.get("/v1/agent/checks").json()["service:web1"]["Status"] == "passing"
     t0 = time.time()

@@ -163,7 +163,7 @@ def send_tcp(agent, msg, split=False, expect_drop=False):
         if split:
             for i in range(len(data)):
                 s.sendall(data[i:i + 1])
-                time.sleep(0.002)
+                time.sleep(0.002)  # pacing: one byte per segment is the split under test
         else:
             s.sendall(data)
         if expect_drop:
@@ -245,13 +245,15 @@ def test_vector_pipeline(agents, cases):
     try:
         s.sendall(b"".join(framed(q) for _, q in msgs) + framed(sentinel()))
         got = {}
-        while True:
+        for _ in range(len(msgs) + 1):  # one answer per message at most
             resp = recv_framed(s)
             assert resp is not None, "connection closed before the sentinel's answer"
             (rid,) = struct.unpack("!H", resp[:2])
             if rid == SENTINEL_ID:
                 break
             got[rid] = resp
+        else:
+            raise AssertionError("more answers than messages, and none for the sentinel")
     finally:
         s.close()
     for c, query in msgs:

@@ -113,6 +113,27 @@ def closed_soon(s, timeout=3):
         return False
 
 
+def _tcp4_addr(field):
+    ip, port = field.split(":")
+    return socket.inet_ntoa(struct.pack("<I", int(ip, 16))), int(port, 16)
+
+
+def unread_bytes(addr, port, peer):
+    """The receive queues (bytes the process has not read yet) of the established TCP sockets
+    on addr:port whose remote end is on peer, from /proc/net/tcp (the kernel's view)."""
+    out = []
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[3] != "01":  # ESTABLISHED
+                continue
+            if _tcp4_addr(fields[1]) != (addr, port) or _tcp4_addr(fields[2])[0] != peer:
+                continue
+            out.append(int(fields[4].split(":")[1], 16))
+    return out
+
+
 def attack(src, dst, rtype, body):
     """The request from src, over the old protocol and over the current one without a key.
     Returns the statuses (None: refused, connection closed)."""
@@ -209,7 +230,9 @@ def test_outsider_cannot_join_itself_as_voter(make_cluster):
         statuses = attack(outsider, target.addr, JOIN,
                           member_body(0x1234567890, "%s:8300" % outsider))
         assert 0 not in statuses, statuses
-    time.sleep(0.5)  # a join the leader had taken would be in its configuration at once
+    # Both were answered (refused). A join the leader had taken would have been appended to
+    # its log before that answer, so it is in the configuration once a later write commits.
+    assert leader.put("/v1/kv/after-the-join-attempts", "x").status == 200
     assert sorted(voters(leader)) == sorted(a.server_addr for a in c)
     assert "refused %s: JOIN from an address not in join_allow" % outsider in leader.read_log()
 
@@ -364,7 +387,10 @@ def test_idle_connections_are_capped_and_closed_and_cost_little(make_agent):
             s.close()
             continue
         socks.append(s)
-    time.sleep(0.5)
+    # the agent has read every byte sent on the connections it kept open (their receive
+    # queues are empty): whatever they cost it is in its RSS now
+    wait_until(lambda: not any(unread_bytes(a.addr, 8300, outsider)), timeout=10,
+               msg="the frames read by the agent")
     grown = rss_kb(a.proc.pid) - before
     print("accepted %d, refused %d at the handshake; RSS grew %d KiB" % (
         len(socks), refused, grown))
@@ -420,7 +446,7 @@ class SilentFlood:
             i += 1
             while len(self.socks) > self.hold:
                 self.socks.pop(0).close()
-            time.sleep(1.0 / self.rate)
+            time.sleep(1.0 / self.rate)  # pacing: the flood's connection rate
 
     def __enter__(self):
         self.thread.start()

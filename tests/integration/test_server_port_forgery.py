@@ -23,7 +23,6 @@ import socket
 import struct
 import time
 
-from conftest import wait_until
 
 # message types (libraft's enum raft_message_type)
 APPEND_ENTRIES = 1

@@ -235,7 +235,7 @@ static void test_flag_syntaxes(void **state)
     LOAD_OK(f, "-dev", "-node", "first", "-node=second");
     assert_string_equal(f->cfg.node_name, "second");
     /* the value after "=" may itself hold "=" */
-    LOAD_BAD(f, "node name \"a=b\"", NULL, "-dev", "-node=a=b");
+    LOAD_BAD(f, "node_name (-node) \"a=b\"", NULL, "-dev", "-node=a=b");
 }
 
 static void test_bool_flags(void **state)
@@ -334,11 +334,11 @@ static void test_flag_errors(void **state)
     for (size_t i = 0; i < BASE_ARRAY_LEN(bad_ports); i++) {
         char want[64];
         snprintf(want, sizeof want, "invalid value \"%s\" for flag -http-port", bad_ports[i]);
-        LOAD_BAD(f, want, "not a port", "-dev", "-http-port", bad_ports[i]);
+        LOAD_BAD(f, want, "must be a port number 1..65535", "-dev", "-http-port", bad_ports[i]);
     }
-    LOAD_BAD(f, "for flag -dns-port", "not a port", "-dev", "-dns-port=99999");
-    LOAD_BAD(f, "for flag -server-port", "not a port", "-dev", "-server-port=x");
-    LOAD_BAD(f, "for flag -serf-lan-port", "not a port", "-dev", "-serf-lan-port=0");
+    LOAD_BAD(f, "for flag -dns-port", "must be a port number", "-dev", "-dns-port=99999");
+    LOAD_BAD(f, "for flag -server-port", "must be a port number", "-dev", "-server-port=x");
+    LOAD_BAD(f, "for flag -serf-lan-port", "must be a port number", "-dev", "-serf-lan-port=0");
     LOAD_OK(f, "-dev", "-http-port", "65535", "-dns-port", "1");
     assert_int_equal(f->cfg.http_port, 65535);
     assert_int_equal(f->cfg.dns_port, 1);
@@ -353,10 +353,11 @@ static void test_flag_errors(void **state)
 static void test_validation_errors(void **state)
 {
     struct fx *f = *state;
-    LOAD_BAD(f, "node name \"my.node\" is not a valid DNS label", NULL, "-dev", "-node", "my.node");
-    LOAD_BAD(f, "node name \"-n\"", "not a valid DNS label", "-dev", "-node=-n");
-    LOAD_BAD(f, "node name \"n-\"", "not a valid DNS label", "-dev", "-node", "n-");
-    LOAD_BAD(f, "node name \"a b\"", "not a valid DNS label", "-dev", "-node", "a b");
+    LOAD_BAD(f, "node_name (-node) \"my.node\" is not a valid DNS label", NULL, "-dev", "-node",
+             "my.node");
+    LOAD_BAD(f, "node_name (-node) \"-n\"", "not a valid DNS label", "-dev", "-node=-n");
+    LOAD_BAD(f, "node_name (-node) \"n-\"", "not a valid DNS label", "-dev", "-node", "n-");
+    LOAD_BAD(f, "node_name (-node) \"a b\"", "not a valid DNS label", "-dev", "-node", "a b");
     char long_name[65];
     memset(long_name, 'n', 64);
     long_name[64] = '\0';
@@ -365,14 +366,14 @@ static void test_validation_errors(void **state)
     LOAD_OK(f, "-dev", "-node", long_name);
     LOAD_OK(f, "-dev", "-node", "Node_1-a");
 
-    LOAD_BAD(f, "datacenter \"dc.1\" is not a valid DNS label", NULL, "-dev", "-datacenter",
-             "dc.1");
-    LOAD_BAD(f, "bind address \"localhost\" is not an IP address", NULL, "-dev", "-bind",
+    LOAD_BAD(f, "datacenter (-datacenter) \"dc.1\" is not a valid DNS label", NULL, "-dev",
+             "-datacenter", "dc.1");
+    LOAD_BAD(f, "bind_addr (-bind) \"localhost\" is not an IP address", NULL, "-dev", "-bind",
              "localhost");
-    LOAD_BAD(f, "client address \"127.0.0.1 ::1\" is not an IP address", NULL, "-dev", "-client",
-             "127.0.0.1 ::1");
-    LOAD_BAD(f, "advertise address \"10.0.0\" is not an IP address", NULL, "-dev", "-advertise",
-             "10.0.0");
+    LOAD_BAD(f, "client_addr (-client) \"127.0.0.1 ::1\" is not an IP address", NULL, "-dev",
+             "-client", "127.0.0.1 ::1");
+    LOAD_BAD(f, "advertise_addr (-advertise) \"10.0.0\" is not an IP address", NULL, "-dev",
+             "-advertise", "10.0.0");
 
     LOAD_BAD(f, "data_dir is required", NULL, "-server");
     LOAD_BAD(f, "data_dir is required", NULL, "-server", "-bootstrap-expect", "1");
@@ -624,9 +625,9 @@ static void test_config_file_type_errors(void **state)
         {"{\"recursors\": {}}", "\"recursors\" must be an array of strings"},
         {"{\"addresses\": {\"http\": 1}}", "\"addresses.http\" must be a string"},
         {"{\"addresses\": {\"dns\": 1}}", "\"addresses.dns\" must be a string"},
-        {"{\"raft_snapshot_threshold\": 0}", "\"raft_snapshot_threshold\" must be a positive"},
-        {"{\"raft_trailing_logs\": 100000001}", "\"raft_trailing_logs\" must be a positive"},
-        {"{\"raft_trailing_logs\": \"10\"}", "\"raft_trailing_logs\" must be a positive"},
+        {"{\"raft_snapshot_threshold\": 0}", "\"raft_snapshot_threshold\" must be 1..100000000"},
+        {"{\"raft_trailing_logs\": 100000001}", "\"raft_trailing_logs\" must be 1..100000000"},
+        {"{\"raft_trailing_logs\": \"10\"}", "\"raft_trailing_logs\" must be 1..100000000"},
         {"{\"limits\": 1}", "\"limits\" must be an object"},
         {"{\"limits\": {\"http_max_conns\": 0}}", "\"limits.http_max_conns\" must be 1..1000000"},
         {"{\"limits\": {\"http_max_conns\": 1000001}}", "\"limits.http_max_conns\""},
@@ -641,7 +642,8 @@ static void test_config_file_type_errors(void **state)
          "\"limits.http_max_conns_per_client\""},
         {"{\"limits\": {\"http_body_timeout\": \"0s\"}}",
          "\"limits.http_body_timeout\" must be a duration"},
-        {"{\"limits\": {\"http_body_timeout\": \"25h\"}}", "at most 24h"},
+        {"{\"limits\": {\"http_body_timeout\": \"25h\"}}",
+         "must be a duration such as \"10s\", from 1ms to 24h"},
         {"{\"services\": {\"name\": \"web\"}}", "\"services\" must be an array"},
         {"{\"services\": [\"web\"]}", "each of \"services\" must be an object"},
         {"{\"service\": [\"web\"]}", "each of \"services\" must be an object"},
@@ -722,8 +724,9 @@ static void test_recursion_defaults_and_keys(void **state)
 static void test_recursion_errors(void **state)
 {
     struct fx *f = *state;
-    LOAD_BAD(f, "recursor \"dns.example\"", "-recursor", "-dev", "-recursor", "dns.example");
-    LOAD_BAD(f, "recursor \"10.0.0.1:0\"", NULL, "-dev", "-recursor", "10.0.0.1:0");
+    LOAD_BAD(f, "recursors (-recursor) \"dns.example\"", "-recursor", "-dev", "-recursor",
+             "dns.example");
+    LOAD_BAD(f, "recursors (-recursor) \"10.0.0.1:0\"", NULL, "-dev", "-recursor", "10.0.0.1:0");
     LOAD_BAD(f, "-allow-recursion \"10.0.0.0/40\"", NULL, "-dev", "-allow-recursion",
              "10.0.0.0/40");
     LOAD_BAD(f, "-allow-recursion \"10.0.0.1/8\"", NULL, "-dev", "-allow-recursion", "10.0.0.1/8");
@@ -732,7 +735,7 @@ static void test_recursion_errors(void **state)
     static const struct {
         const char *json, *want;
     } cases[] = {
-        {"{\"recursors\": [\"10.0.0.1:x\"]}", "recursor \"10.0.0.1:x\""},
+        {"{\"recursors\": [\"10.0.0.1:x\"]}", "\"recursors\": \"10.0.0.1:x\" is not"},
         {"{\"dns_config\": {\"recursion\": \"forwarding\"}}",
          "\"dns_config.recursion\" must be \"forward\" or \"iterative\""},
         {"{\"dns_config\": {\"recursion\": 1}}", "\"dns_config.recursion\""},
@@ -741,22 +744,22 @@ static void test_recursion_errors(void **state)
         {"{\"dns_config\": {\"root_hints\": \"/etc/hostname\"}}",
          "dns_config.root_hints is only for dns_config.recursion \"iterative\""},
         {"{\"dns_config\": {\"recursion\": \"iterative\", \"root_hints\": \"/no/such\"}}",
-         "dns_config.root_hints \"/no/such\": cannot read it"},
+         "dns_config.root_hints \"/no/such\" is not a file it can read"},
         {"{\"dns_config\": {\"root_hints\": 5}}", "\"dns_config.root_hints\" must be a string"},
         {"{\"dns_config\": {\"dnssec_validation\": 1}}",
          "\"dns_config.dnssec_validation\" must be true or false"},
         {"{\"dns_config\": {\"trust_anchor\": \"/etc/hostname\"}}",
          "dns_config.trust_anchor needs dns_config.dnssec_validation true"},
         {"{\"dns_config\": {\"dnssec_validation\": true, \"trust_anchor\": \"/no/such\"}}",
-         "dns_config.trust_anchor \"/no/such\": cannot read it"},
+         "dns_config.trust_anchor \"/no/such\" is not a file it can read"},
         {"{\"dns_config\": {\"cache_size\": \"big\"}}", "\"dns_config.cache_size\" must be a size"},
         {"{\"dns_config\": {\"cache_size\": \"512KB\"}}", "\"dns_config.cache_size\""},
         {"{\"dns_config\": {\"cache_size\": \"1TB\"}}", "\"dns_config.cache_size\""},
         {"{\"dns_config\": {\"cache_size\": -1}}", "\"dns_config.cache_size\""},
         {"{\"dns_config\": {\"recursor_max_queries\": 0}}",
-         "\"dns_config.recursor_max_queries\" must be an integer 1..65535"},
+         "\"dns_config.recursor_max_queries\" must be 1..65535"},
         {"{\"dns_config\": {\"recursor_timeout\": \"0s\"}}",
-         "\"dns_config.recursor_timeout\" must be between 1ms and 60s"},
+         "\"dns_config.recursor_timeout\" must be a duration such as \"10s\", from 1ms to 1m"},
         {"{\"dns_config\": {\"recursor_timeout\": \"2m\"}}", "\"dns_config.recursor_timeout\""},
         {"{\"dns_config\": {\"allow_recursion\": \"10.0.0.0/8\"}}",
          "\"dns_config.allow_recursion\" must be an array of strings"},
@@ -771,6 +774,11 @@ static void test_recursion_errors(void **state)
         assert_int_equal(remove(p), 0);
         f->n_paths--;
     }
+    /* a bad entry is refused, naming its file, even when a later file replaces the list */
+    const char *a = cfg_file(f, "a.json", "{\"dns_config\": {\"allow_recursion\": [\"x\"]}}");
+    const char *b =
+        cfg_file(f, "b.json", "{\"dns_config\": {\"allow_recursion\": [\"10.0.0.0/8\"]}}");
+    LOAD_BAD(f, a, "\"x\" is not a network", "-dev", "-config-file", a, "-config-file", b);
 }
 
 static void test_config_file_unreadable(void **state)
@@ -802,7 +810,8 @@ static void test_config_file_unreadable(void **state)
 
     /* a file's value that fails validation is refused like a flag's */
     p = cfg_file(f, "badnode.json", "{\"node_name\": \"a.b\"}");
-    LOAD_BAD(f, "node name \"a.b\" is not a valid DNS label", NULL, "-dev", "-config-file", p);
+    LOAD_BAD(f, "node_name (-node) \"a.b\" is not a valid DNS label", NULL, "-dev", "-config-file",
+             p);
     p = cfg_file(f, "bootstrap3.json", "{\"bootstrap_expect\": 3, \"server\": true}");
     LOAD_BAD(f, "-bootstrap-expect 3 needs -retry-join", NULL, "-data-dir", f->dir, "-config-file",
              p);

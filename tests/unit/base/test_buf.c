@@ -67,6 +67,28 @@ static void test_arena_reset_keeps_one_block(void **state)
     assert_null(a.head);
 }
 
+static void test_arena_grow(void **state)
+{
+    (void)state;
+    struct base_arena a;
+    base_arena_init(&a);
+    int *v = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < 100; i++) {
+        int *before = v;
+        v = base_arena_grow(&a, v, (size_t)i, &cap, sizeof *v, 4);
+        assert_true(cap > (size_t)i);
+        if ((size_t)i != 0 && (size_t)i != 4 && (size_t)i != 8 && (size_t)i != 16 &&
+            (size_t)i != 32 && (size_t)i != 64)
+            assert_ptr_equal(v, before); /* room left: no copy */
+        v[i] = i;
+    }
+    assert_int_equal(cap, 128);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(v[i], i);
+    base_arena_close(&a);
+}
+
 static void test_b64(void **state)
 {
     (void)state;
@@ -93,6 +115,7 @@ int main(void)
         cmocka_unit_test(test_codec_roundtrip),
         cmocka_unit_test(test_reader_bounds),
         cmocka_unit_test(test_arena_reset_keeps_one_block),
+        cmocka_unit_test(test_arena_grow),
         cmocka_unit_test(test_b64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
