@@ -47,15 +47,17 @@
  * Timing (DESIGN.md 2.6). LAN base: election 500 ms, heartbeat 50 ms, pre-vote on, both
  * scaled by raft_multiplier (default 1). libraft randomizes the election timeout between 1x
  * and 2x and, with pre-vote, a follower grants a vote only once it has itself stopped
- * following the old leader (it rejects while it "has a leader"), so a dead leader is replaced
- * after the SLOWER follower's randomized timeout, about 1.5-2 election timeouts, plus a vote
- * round, and a split first round costs one more timeout. With a 1000 ms base that measured
- * ~1.9 s, not "well under two seconds"; the 500 ms base measures about 0.9 s from a leader's
- * kill -9 to the first acknowledged write (tests/bench/cluster.sh: the figures and their
- * spread are in tests/bench/RESULTS.md). A LAN round trip is well under a millisecond, so 500 ms
- * still leaves a wide margin against spurious elections; WANs raise the multiplier.
- * libraft's connect retry delay drops from 1 s to 100 ms (the server port adds its own
- * backoff per peer: transport.c), so a restarted server is caught up quickly. */
+ * following the old leader (it rejects while it "has a leader"), so a leader that merely goes
+ * silent (a partition) is replaced after the SLOWER follower's randomized timeout, about
+ * 1.5-2 election timeouts, plus a vote round: that measured about 0.9 s (0.7-1.6 s) from a
+ * kill -9 to the first acknowledged write. A leader that dies on a running host has its
+ * connections closed by the kernel, and failover.c starts the election at once then, in
+ * turns by id: about 0.2 s (tests/bench/cluster.sh: the figures and their spread are in
+ * tests/bench/RESULTS.md). A LAN round trip is well under a millisecond, so 500 ms still
+ * leaves a wide margin against spurious elections (a follower stopped for 300 ms at a time
+ * causes none: cluster.sh --soak); WANs raise the multiplier.
+ * libraft's connect retry delay drops from 1 s to 100 ms (the transport adds its own backoff
+ * per peer), so a restarted server is caught up quickly. */
 #include "internal.h"
 
 #include <dirent.h>
@@ -194,9 +196,10 @@ static void raft_closed(struct raft *r)
     raft_uv_close(&c->io);
     cons__transport_close(c);
     c->raft_done = true;
-    c->pending += 2;
+    c->pending += 3;
     uv_close((uv_handle_t *)&c->flush, handle_closed);
     uv_close((uv_handle_t *)&c->tick, handle_closed);
+    uv_close((uv_handle_t *)&c->lost_timer, handle_closed);
 }
 
 static void close_raft(struct cons *c)
@@ -204,6 +207,7 @@ static void close_raft(struct cons *c)
     c->stopping = true;
     uv_idle_stop(&c->flush);
     uv_timer_stop(&c->tick);
+    uv_timer_stop(&c->lost_timer);
     cons__form_stop(c);
     cons__member_stop(c, false);
     cons__forward_stop(c);
@@ -480,6 +484,7 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
     c->tick.data = c;
     c->flush.data = c;
     uv_unref((uv_handle_t *)&c->tick);
+    cons__failover_init(c);
     c->contact_at = uv_now(loop);
     c->last_state = (unsigned short)raft_state(&c->raft);
 
@@ -532,7 +537,6 @@ void cons_leader(const struct cons *c, uint64_t *id, const char **address)
 uint64_t cons_last_contact_ms(const struct cons *c)
 {
     struct raft *r = raft_of(c);
-    uint64_t now = uv_now(c->loop);
     if (raft_state(r) == RAFT_LEADER)
         return 0;
     raft_id lid = 0;
@@ -540,10 +544,13 @@ uint64_t cons_last_contact_ms(const struct cons *c)
     raft_leader(r, &lid, &laddr);
     /* A follower restarts its election timer on every message of the current leader, so with
      * a known leader the timer's start is the last contact (libraft has no getter for it; the
-     * field is public and on the io's clock, which is uv_now). Without one, the last time the
-     * leadership timer saw a leader. */
-    if (lid != 0 && raft_state(r) == RAFT_FOLLOWER)
-        return now > r->election_timer_start ? now - r->election_timer_start : 0;
+     * field is public and on the io's clock, io->time: uv_now plus failover.c's skew). Without
+     * one, the last time the leadership timer saw a leader. */
+    if (lid != 0 && raft_state(r) == RAFT_FOLLOWER) {
+        uint64_t rnow = c->io.time((struct raft_io *)&c->io);
+        return rnow > r->election_timer_start ? rnow - r->election_timer_start : 0;
+    }
+    uint64_t now = uv_now(c->loop);
     return now > c->contact_at ? now - c->contact_at : 0;
 }
 

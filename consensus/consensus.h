@@ -86,9 +86,11 @@ struct cons_config {
     size_t n_join;
     /* Timing. LAN base: election 500 ms, heartbeat 50 ms, with pre-vote; both scaled by
      * raft_multiplier (0: 1; at most 10), as Consul's performance.raft_multiplier scales
-     * Consul's own base (what that gives at failover: cons.c's opening comment, and
-     * tests/bench/RESULTS.md for the measured figures). Non-zero explicit timeouts win over
-     * the scaled base. */
+     * Consul's own base. A leader whose connections close (killed, crashed) is replaced
+     * without waiting for the election timeout, a silent one after it; the server port's
+     * silent-peer bounds derive from the heartbeat (failover.c; cons.c's opening comment,
+     * and tests/bench/RESULTS.md for the measured figures). Non-zero explicit timeouts win
+     * over the scaled base. */
     unsigned raft_multiplier;
     unsigned election_timeout_ms;  /* 0: 500 x raft_multiplier */
     unsigned heartbeat_timeout_ms; /* 0: 50 x raft_multiplier */

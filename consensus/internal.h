@@ -11,6 +11,7 @@
  *   io.c         a hook on what libraft's io delivers (works around two libraft bugs)
  *   raft_wire.c  the Raft wire decoder: libraft's message format, bounds-checked
  *   raft_stream.c accepted Raft streams, read and decoded here (libraft never reads them)
+ *   failover.c   an election at once when the leader's stream ends; silent-peer timing
  *
  * Everything runs on the main loop thread. Never included from outside consensus/.
  */
@@ -197,6 +198,10 @@ struct cons {
     int (*io_send)(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
                    raft_io_send_cb cb);
     raft_io_recv_cb raft_recv;
+    raft_io_tick_cb raft_tick;                /* libraft's tick, called by failover.c too */
+    raft_time (*io_time)(struct raft_io *io); /* libraft's io->time, wrapped: + clock_skew */
+    uint64_t clock_skew;                      /* ms the clock libraft sees runs ahead */
+    uint64_t leader_msgs;                     /* messages from the current leader, counted */
     struct cons_held *held;
     /* io.c, on the leader: the highest last index each server acknowledged in this term */
     struct cons_acked *acked;
@@ -265,6 +270,14 @@ struct cons {
     bool told_leading; /* what on_leader was last told */
     uint64_t told_leader;
     uint64_t contact_at; /* uv_now when a leader was last known */
+
+    /* failover.c: the leader's Raft stream ended; our turn to start an election */
+    uv_timer_t lost_timer;
+    uint64_t lost_id;    /* that leader */
+    uint64_t lost_msgs;  /* leader_msgs then: a message since cancels the turn */
+    bool lost_rerun;     /* the timer runs our pre-vote again (we refused one) */
+    unsigned reruns;     /* such reruns in this episode */
+    unsigned lost_tries; /* turns tried (libraft stays follower while it writes entries) */
 
     /* lifecycle */
     bool stopping;  /* cons_stop (or a failed start) called raft_close */
@@ -408,6 +421,17 @@ bool cons__wire_term_ok(uint64_t ours, uint64_t theirs);
 /* What m may not be for a server at term ours (leading or not): NULL when acceptable, else the
  * reason it is refused (the term bound, messages libraft assumes never come). */
 const char *cons__wire_check(const struct raft_message *m, uint64_t ours, bool leader);
+
+/* failover.c */
+void cons__failover_init(struct cons *c);
+/* The last Raft stream from server id ended (EOF or reset, not closed by us): if id is our
+ * leader, a voting follower starts a pre-vote in its turn. */
+void cons__peer_lost(struct cons *c, uint64_t id);
+/* TCP_USER_TIMEOUT of outgoing server connections, and the bound of a dial's TCP connect. */
+unsigned cons__silent_ms(const struct cons *c);
+/* io.c's send hook: a pre-vote we refused while a candidate of an early election. */
+void cons__vote_sent(struct cons *c, const struct raft_message *m);
+unsigned cons__connect_ms(const struct cons *c);
 
 /* raft_stream.c */
 /* A Raft stream whose handshake named us (transport.c): read, decoded and delivered to libraft

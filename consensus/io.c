@@ -46,6 +46,7 @@
 #include "internal.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <string.h>
 
 static struct cons *cons_of(struct raft_io *io)
@@ -136,6 +137,9 @@ static void watch_result(struct cons *c, const struct raft_message *m)
 static void io_recv(struct raft_io *io, struct raft_message *m)
 {
     struct cons *c = cons_of(io);
+    if (m->type == RAFT_APPEND_ENTRIES || m->type == RAFT_INSTALL_SNAPSHOT ||
+        m->type == RAFT_TIMEOUT_NOW)
+        c->leader_msgs++; /* failover.c: the leader (or a new one) spoke */
     if (m->type == RAFT_APPEND_ENTRIES_RESULT && !c->stopping)
         watch_result(c, m);
     if (m->type == RAFT_INSTALL_SNAPSHOT && !c->stopping) {
@@ -168,13 +172,23 @@ static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick, ra
 {
     struct cons *c = cons_of(io);
     c->raft_recv = recv;
+    c->raft_tick = tick;
     return c->io_start(io, msecs, tick, io_recv);
+}
+
+/* libraft's clock, ahead of the io's by clock_skew (failover.c moves it forward). */
+static raft_time io_time(struct raft_io *io)
+{
+    /* called inside raft_init too, before the raft points at us: the io is c->io */
+    struct cons *c = (struct cons *)(void *)((char *)io - offsetof(struct cons, io));
+    return c->io_time(io) + c->clock_skew;
 }
 
 static int io_send(struct raft_io *io, struct raft_io_send *req, const struct raft_message *m,
                    raft_io_send_cb cb)
 {
     struct cons *c = cons_of(io);
+    cons__vote_sent(c, m);
     if (m->type == RAFT_INSTALL_SNAPSHOT && raft_state(&c->raft) == RAFT_LEADER &&
         m->install_snapshot.term == c->raft.current_term) {
         struct cons_acked *a = acked_of(c, m->server_id);
@@ -192,6 +206,8 @@ void cons__io_hook(struct cons *c)
     c->io.start = io_start;
     c->io_send = c->io.send;
     c->io.send = io_send;
+    c->io_time = c->io.time;
+    c->io.time = io_time;
 }
 
 void cons__io_tick(struct cons *c)

@@ -82,6 +82,15 @@ static void wire_closed(uv_handle_t *h)
     cons__unpend(c);
 }
 
+/* Whether a Raft stream from server id is still open. */
+static bool wire_from(struct cons *c, uint64_t id)
+{
+    for (struct cons_wire_conn *w = c->wire_conns; w; w = w->next)
+        if (w->id == id)
+            return true;
+    return false;
+}
+
 /* Ends the stream (idempotent). why: a refusal to log, NULL for an ordinary end. */
 static void wire_close(struct cons_wire_conn *w, const char *why)
 {
@@ -249,9 +258,13 @@ static void wire_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || w->closing)
         return;
     if (nread < 0) {
+        struct cons *c = w->c;
+        uint64_t id = w->id;
         wire_close(w, nread == UV_EOF       ? NULL
                       : nread == UV_ENOBUFS ? "out of memory for a payload"
                                             : uv_strerror((int)nread));
+        if (nread != UV_ENOBUFS && !wire_from(c, id))
+            cons__peer_lost(c, id); /* the peer closed it, or its host reset it */
         return;
     }
     if (w->payload) {

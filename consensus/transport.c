@@ -11,9 +11,10 @@
  * they are closed and the peer's raft_uv retries later. The listener is the rpc's (bound
  * before consensus starts), so init only records who we are.
  *
- * Timing of our connections (cons__port_open sets it from the heartbeat): a Raft stream's dial,
- * and data unacknowledged on any of our connections, are bounded by max(4 heartbeats, 200 ms)
- * (rpc_link.dial_timeout_ms, user_timeout_ms: TCP_USER_TIMEOUT), and a failed server is
+ * Timing of our connections (cons__port_open sets it from the heartbeat; why: failover.c's
+ * "Silent peers"): a Raft stream's dial is bounded by cons__connect_ms (4 heartbeats), data
+ * unacknowledged on any of our connections by cons__silent_ms (10 heartbeats; both at least
+ * 200 ms) (rpc_link.dial_timeout_ms, user_timeout_ms: TCP_USER_TIMEOUT), and a failed server is
  * redialed after 50 ms doubling to 250 ms (streams and our RPC client alike; libraft adds its
  * 100 ms connect retry delay on top), so that a server cut off by a partition notices its
  * dead connections within a few heartbeats and, once the partition heals, is connected again
@@ -48,10 +49,9 @@
 #include <inttypes.h>
 #include <string.h>
 
-#define LINK_BOUND_MIN_MS     200
-#define LINK_BOUND_HEARTBEATS 4
-#define LINK_BACKOFF_MIN_MS   50
-#define LINK_BACKOFF_MAX_MS   250
+#define LINK_BOUND_MIN_MS   200
+#define LINK_BACKOFF_MIN_MS 50
+#define LINK_BACKOFF_MAX_MS 250
 
 struct tp_dial {
     struct tp_dial *prev, *next;
@@ -333,18 +333,18 @@ void cons__port_open(struct cons *c)
         rpc_handle(r, &m);
         base_buf_free(&refusal);
     }
-    unsigned bound = LINK_BOUND_HEARTBEATS * c->heartbeat_ms;
-    if (bound < LINK_BOUND_MIN_MS)
-        bound = LINK_BOUND_MIN_MS;
+    unsigned dial = cons__connect_ms(c), silent = cons__silent_ms(c);
+    dial = dial < LINK_BOUND_MIN_MS ? LINK_BOUND_MIN_MS : dial;
+    silent = silent < LINK_BOUND_MIN_MS ? LINK_BOUND_MIN_MS : silent;
     c->stream_link = (struct rpc_link){
-        .dial_timeout_ms = bound,
-        .user_timeout_ms = bound,
+        .dial_timeout_ms = dial,
+        .user_timeout_ms = silent,
         .backoff_min_ms = LINK_BACKOFF_MIN_MS,
         .backoff_max_ms = LINK_BACKOFF_MAX_MS,
     };
     /* our calls go to servers too: the same silent-peer bound and redial backoff (a write
      * forwarded right after a partition heals is not refused for seconds of backoff) */
-    struct rpc_client_config cc = {.link = {.user_timeout_ms = bound,
+    struct rpc_client_config cc = {.link = {.user_timeout_ms = silent,
                                             .backoff_min_ms = LINK_BACKOFF_MIN_MS,
                                             .backoff_max_ms = LINK_BACKOFF_MAX_MS}};
     c->client = rpc_client_new(r, &cc);

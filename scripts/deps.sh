@@ -26,7 +26,7 @@ PKGS=(
   "${BUILD_PKGS[@]}" clang-format clang libclang-rt-14-dev libcmocka-dev
   python3-pytest python3-requests python3-consul python3-dnspython
   dnsutils knot-dnsutils curl lmdb-utils wrk procps
-  dnsmasq-base bind9 unbound nsd ldnsutils iproute2 dnsperf dns-root-data
+  dnsmasq-base bind9 unbound nsd ldnsutils iproute2 nftables dnsperf dns-root-data
   serf
 )
 # HERALD_DEPS=build installs only the build's packages (the Dockerfile's build stage).
