@@ -1,14 +1,15 @@
-"""Failover timing (issue 10 item 6; consensus/failover.c, DESIGN.md 2.6).
+"""Failover (issue 10 item 6; consensus/failover.c, DESIGN.md 2.6).
 
 A leader killed with kill -9 has its connections closed by the kernel at once; the followers
 see its Raft streams end and start an election at once, in turns by id, instead of waiting out
 the randomized election timeout (500-1000 ms, for the slower of the two followers with
-pre-vote): five kills under writes, the survivors agree on a new leader and acknowledge a
-write sent after the kill within 0.5 s at the median and 0.8 s at worst (the release build's
-figures are in tests/bench/RESULTS.md; this runs the ASan build on a shared machine, hence
-bounds, not the benchmark). And the other side of it: a follower stopped (SIGSTOP) for 300 ms
-at a time under writes causes no election (the Raft term stays), and no acknowledged write is
-lost.
+pre-vote). Five kills under writes: each time the survivors say that the stream from the
+leader ended and that they started the pre-vote then, one election is enough (the term rises
+by exactly one: no split vote), a write sent after the kill is acknowledged, and none is lost.
+How fast that is (about 0.14 s against 0.9 s before) is measured by tests/bench/cluster.sh,
+not asserted here: the times are printed. And the other side of it: a follower stopped
+(SIGSTOP) for 300 ms at a time under writes causes no election (the Raft term stays), and no
+acknowledged write is lost.
 
 Every wait is bounded; servers are stopped by pid (make_cluster's teardown)."""
 import statistics
@@ -84,7 +85,17 @@ def assert_all_present(cluster, acked):
             a.addr, len(missing), missing[:5])
 
 
-def test_kill9_leader_is_replaced_within_half_a_second(make_cluster):
+def log_size(a):
+    with open(a.log_path, "rb") as f:
+        return len(f.read())
+
+
+def log_since(a, offset):
+    with open(a.log_path, "rb") as f:
+        return f.read()[offset:].decode("utf-8", "replace")
+
+
+def test_kill9_leader_is_replaced_by_an_election_started_at_once(make_cluster):
     c = make_cluster(3).start()
     w = Writers(c)
     firsts, elected = [], []
@@ -94,6 +105,8 @@ def test_kill9_leader_is_replaced_within_half_a_second(make_cluster):
             survivors = [a for a in c if a is not leader]
             wait_until(lambda: w.first_ack_after(time.monotonic() - 0.2) is not None,
                        timeout=10, msg="writes flowing")
+            t_before = max(term(a) for a in survivors)
+            marks = {a.addr: log_size(a) for a in survivors}
             t_kill = time.monotonic()
             leader.kill9()
             new = c.wait_leader(among=survivors, timeout=20)
@@ -104,14 +117,22 @@ def test_kill9_leader_is_replaced_within_half_a_second(make_cluster):
             print("round %d: killed %s, new leader %s agreed after %.0f ms, first acknowledged "
                   "write after %.0f ms" % (rnd + 1, leader.addr, new.addr, elected[-1] * 1e3,
                                            firsts[-1] * 1e3))
+            for a in survivors:
+                text = log_since(a, marks[a.addr])
+                assert "ended: election in" in text, "%s did not see the stream end:\n%s" % (
+                    a.addr, text[-3000:])
+            assert "starting a pre-vote now" in log_since(new, marks[new.addr]), \
+                "the new leader %s did not start its pre-vote at the stream's end" % new.addr
+            t_after = term(new)
+            assert t_after == t_before + 1, "term %d -> %d: more than one election" % (
+                t_before, t_after)
             leader.restart()
             c.wait_leader(among=c.agents, timeout=30)  # all three agree again
     finally:
         w.stop()
-    med, worst = statistics.median(firsts), max(firsts)
     print("first acknowledged write after the kill: median %.0f ms, max %.0f ms (%s)" % (
-        med * 1e3, worst * 1e3, " ".join("%.0f" % (x * 1e3) for x in firsts)))
-    assert med <= 0.5 and worst <= 0.8, firsts
+        statistics.median(firsts) * 1e3, max(firsts) * 1e3,
+        " ".join("%.0f" % (x * 1e3) for x in firsts)))
     assert_all_present(c, w.acked)
 
 
