@@ -83,7 +83,7 @@ struct rpc_client {
     void *data;
     struct base_list peers; /* by address (struct rpc__peer.node) */
     bool closing;
-    int held; /* its peers are being walked: neither they nor it are freed meanwhile */
+    int held; /* a walk of its peers, or callbacks that may close it: nothing of it is freed */
 };
 
 struct rpc__conn {
@@ -207,6 +207,7 @@ static void conn_closed(uv_handle_t *h)
 }
 
 static void peer_maybe_free(struct rpc__peer *p);
+static void client_release(struct rpc_client *cl);
 
 /* Closes a connection (once). status: why, for the client's on_closed (0: our own doing). */
 static void conn_close(struct rpc__conn *conn, int status, const char *why)
@@ -221,6 +222,7 @@ static void conn_close(struct rpc__conn *conn, int status, const char *why)
     if (p) {
         /* an outgoing connection: its calls in flight may have been executed */
         struct rpc_client *cl = p->cl;
+        cl->held++; /* a call's callback may close the client: it is freed after, not during */
         struct base_list sent, queued;
         base_list_init(&sent);
         base_list_init(&queued);
@@ -232,7 +234,7 @@ static void conn_close(struct rpc__conn *conn, int status, const char *why)
         calls_fail(&queued, cl->closing ? BASE_ESHUTDOWN : RPC_UNSENT);
         if (!cl->closing && cl->on_closed)
             cl->on_closed(cl->data, p->address, status);
-        peer_maybe_free(p);
+        client_release(cl); /* frees p (and cl) if cl closed and nothing else holds it */
     }
 }
 
@@ -515,10 +517,12 @@ static void client_maybe_free(struct rpc_client *cl);
 
 static void peer_drop(struct rpc__peer *p);
 
-/* After a walk of the peers (held): frees what a close during it left to free. */
+/* Ends a hold (cl->held++: a walk of its peers, or callbacks that may close it): frees what a
+ * close meanwhile left to free. */
 static void client_release(struct rpc_client *cl)
 {
-    if (!cl->closing || cl->held)
+    assert(cl->held > 0);
+    if (--cl->held > 0 || !cl->closing)
         return;
     struct base_list *pos, *tmp;
     BASE_LIST_FOREACH_SAFE(pos, tmp, &cl->peers)
@@ -704,7 +708,6 @@ void rpc_client_close(struct rpc_client *cl)
         else
             peer_maybe_free(p);
     }
-    cl->held--;
     client_release(cl);
     rpc__unpend(r);
 }
@@ -745,7 +748,6 @@ static void client_tick(struct rpc_client *cl, uint64_t now)
     }
     calls_fail(&expired, -ETIMEDOUT);
     calls_fail(&unsent, RPC_UNSENT);
-    cl->held--;
     client_release(cl);
 }
 
