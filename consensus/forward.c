@@ -226,17 +226,8 @@ void cons__forward(struct cons *c, struct cons_prop *list)
     }
     while (list) {
         /* one message per entry's worth: the leader packs them into one entry */
-        size_t n = 0, bytes = 0;
-        struct cons_prop **end = &list;
-        while (*end && cons__entry_size(n + 1, bytes + (*end)->len) <= CONS_ENTRY_MAX) {
-            bytes += (*end)->len;
-            n++;
-            end = &(*end)->next;
-        }
-        assert(n > 0);
-        struct cons_prop *chunk = list;
-        list = *end;
-        *end = NULL;
+        size_t n, bytes;
+        struct cons_prop *chunk = cons__props_cut(&list, &n, &bytes);
         fwd_send(c, leader, chunk, n);
     }
 }

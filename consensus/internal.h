@@ -307,6 +307,10 @@ void cons__propose_local(struct cons *c, const void *cmd, size_t len, cons_propo
 /* Hands finished proposals (outcome in status/result/index) to the flush to call back. */
 void cons__props_done(struct cons *c, struct cons_prop *list);
 void cons__prop_done(struct cons *c, struct cons_prop *p, int status, int result, uint64_t index);
+/* Cuts off what one entry carries: the longest prefix of *list of unrefused proposals (status
+ * 0) that fits CONS_ENTRY_MAX, at least one (a command of CONS_CMD_MAX bytes fits alone).
+ * Returns it NULL-terminated, with its count and command bytes; *list keeps the rest. */
+struct cons_prop *cons__props_cut(struct cons_prop **list, size_t *n, size_t *bytes);
 /* Runs t->run from the next flush. */
 void cons__defer(struct cons *c, struct cons_task *t);
 /* Runs deferred completions now, until none are left (the flush, cons_stop). */

@@ -396,6 +396,25 @@ static void submit(struct cons *c, struct cons_prop *list, size_t n, size_t cmd_
     LOG_DEBUG("consensus", "entry %" PRIu64 ": %zu commands, %zu bytes", b->index, n, size);
 }
 
+struct cons_prop *cons__props_cut(struct cons_prop **list, size_t *n_out, size_t *bytes_out)
+{
+    size_t n = 0, bytes = 0;
+    struct cons_prop **end = list;
+    while (*end && (*end)->status == 0 &&
+           cons__entry_size(n + 1, bytes + (*end)->len) <= CONS_ENTRY_MAX) {
+        bytes += (*end)->len;
+        n++;
+        end = &(*end)->next;
+    }
+    assert(n > 0);
+    struct cons_prop *head = *list;
+    *list = *end;
+    *end = NULL;
+    *n_out = n;
+    *bytes_out = bytes;
+    return head;
+}
+
 static void flush_props(struct cons *c, struct cons_prop *list)
 {
     while (list) {
@@ -429,20 +448,8 @@ static void flush_props(struct cons *c, struct cons_prop *list)
                 cons__forward(c, fwd);
             return;
         }
-        /* the longest prefix of acceptable commands that fits one entry (at least one: a
-         * command of CONS_CMD_MAX bytes fits alone) */
-        size_t n = 0, bytes = 0;
-        struct cons_prop **end = &list;
-        while (*end && (*end)->status == 0 &&
-               cons__entry_size(n + 1, bytes + (*end)->len) <= CONS_ENTRY_MAX) {
-            bytes += (*end)->len;
-            n++;
-            end = &(*end)->next;
-        }
-        assert(n > 0);
-        struct cons_prop *batch = list;
-        list = *end;
-        *end = NULL;
+        size_t n, bytes;
+        struct cons_prop *batch = cons__props_cut(&list, &n, &bytes);
         submit(c, batch, n, bytes);
     }
 }
