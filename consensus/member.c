@@ -43,8 +43,6 @@
 #define RETRY_MAX_MS     1000
 #define RECONCILE_PAUSE  5000
 
-#define CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
-
 enum { CH_JOIN, CH_PROMOTE, CH_REMOVE, CH_REPLACE };
 enum { STEP_IDLE, STEP_ADD, STEP_ASSIGN, STEP_REMOVE, STEP_TRANSFER, STEP_REPLACE };
 
@@ -516,7 +514,7 @@ void cons__join_send(struct cons *c, const char *address, unsigned timeout_ms, c
 
 static void op_run(struct cons_task *t)
 {
-    struct cons_member_op *op = CONTAINER_OF(t, struct cons_member_op, t);
+    struct cons_member_op *op = BASE_CONTAINER_OF(t, struct cons_member_op, t);
     char msg[BASE_ERRMSG_LEN];
     snprintf(msg, sizeof msg, "%s", op->msg);
     ask_end(&op->ask, op, op->status, msg);
