@@ -61,7 +61,7 @@ struct cons_change {
     struct raft_change req;    /* req.data == this */
     struct raft_transfer xfer; /* xfer.data == this */
     struct member_ask ask;
-    struct cons_change *next;
+    struct base_list node; /* on c->changes */
     int step;
 };
 
@@ -70,13 +70,23 @@ enum { OP_JOIN, OP_LEAVE, OP_REMOVE };
 struct cons_member_op {
     struct cons_task t;
     struct member_ask ask;
-    struct cons_member_op *next;
+    struct base_list node; /* on c->ops until done */
     uint64_t deadline, next_at;
     unsigned tries;
     bool inflight;
     int status;
     char msg[BASE_ERRMSG_LEN];
 };
+
+static struct cons_change *change_of(struct base_list *n)
+{
+    return BASE_CONTAINER_OF(n, struct cons_change, node);
+}
+
+static struct cons_member_op *op_of(struct base_list *n)
+{
+    return BASE_CONTAINER_OF(n, struct cons_member_op, node);
+}
 
 static void ask_init(struct member_ask *a, struct cons *c, int kind, uint64_t id,
                      const char *address, cons_member_cb cb, void *data)
@@ -159,8 +169,8 @@ static void change_next(struct cons *c);
 static void change_finish(struct cons_change *ch, int status, const char *msg)
 {
     struct cons *c = ch->ask.c;
-    assert(c->changes == ch && c->change_active);
-    c->changes = ch->next;
+    assert(base_list_first(&c->changes) == &ch->node && c->change_active);
+    base_list_remove(&ch->node);
     c->change_active = false;
     if (status == 0)
         LOG_INFO("consensus", "membership: %s", msg);
@@ -365,10 +375,10 @@ static void change_step(struct cons_change *ch)
 
 static void change_next(struct cons *c)
 {
-    if (c->change_active || !c->changes)
+    if (c->change_active || base_list_empty(&c->changes))
         return;
     c->change_active = true;
-    change_step(c->changes);
+    change_step(change_of(base_list_first(&c->changes)));
 }
 
 static void change_submit(struct cons *c, int kind, uint64_t id, const char *address,
@@ -376,10 +386,7 @@ static void change_submit(struct cons *c, int kind, uint64_t id, const char *add
 {
     struct cons_change *ch = base_calloc(1, sizeof *ch);
     ask_init(&ch->ask, c, kind, id, address, cb, data);
-    struct cons_change **pp = &c->changes;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = ch;
+    base_list_insert_tail(&c->changes, &ch->node);
     change_next(c);
 }
 
@@ -523,11 +530,7 @@ static void op_run(struct cons_task *t)
 static void op_done(struct cons_member_op *op, int status, const char *msg)
 {
     struct cons *c = op->ask.c;
-    struct cons_member_op **pp = &c->ops;
-    while (*pp && *pp != op)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = op->next;
+    base_list_remove(&op->node);
     op->status = status;
     snprintf(op->msg, sizeof op->msg, "%s", msg ? msg : base_strerror(status));
     op->t.run = op_run;
@@ -600,8 +603,7 @@ static void op_start(struct cons *c, int kind, uint64_t id, const char *address,
     ask_init(&op->ask, c, kind, id, address, cb, data);
     op->deadline = uv_now(c->loop) + (kind == OP_JOIN ? JOIN_TIMEOUT_MS : OTHER_TIMEOUT_MS);
     op->next_at = 0; /* first try at the next tick: never inside the call */
-    op->next = c->ops;
-    c->ops = op;
+    base_list_insert_head(&c->ops, &op->node);
     if (c->stopping)
         op_done(op, BASE_ESHUTDOWN, "stopping");
 }
@@ -642,8 +644,8 @@ static void reconcile_done(void *data, int status, const char *msg)
 
 static void reconcile(struct cons *c)
 {
-    if (!cons_is_leader(c) || c->change_active || c->changes || uv_now(c->loop) < c->reconcile_at ||
-        raft_transferee(&c->raft) != 0)
+    if (!cons_is_leader(c) || c->change_active || !base_list_empty(&c->changes) ||
+        uv_now(c->loop) < c->reconcile_at || raft_transferee(&c->raft) != 0)
         return;
     const struct raft_configuration *conf = &c->raft.configuration;
     unsigned n_voters = voters(c);
@@ -663,8 +665,11 @@ void cons__member_tick(struct cons *c)
     if (c->stopping)
         return;
     uint64_t now = uv_now(c->loop);
-    for (struct cons_member_op *op = c->ops, *next; op; op = next) {
-        next = op->next;
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &c->ops)
+    {
+        /* op_try may end op (op_done takes it off the list), never another */
+        struct cons_member_op *op = op_of(pos);
         if (op->inflight || now < op->next_at)
             continue;
         if (op->next_at != 0 && now >= op->deadline) {
@@ -677,8 +682,11 @@ void cons__member_tick(struct cons *c)
         uint64_t id = c->replace_id;
         c->replace_id = 0;
         bool queued = false;
-        for (struct cons_change *ch = c->changes; ch; ch = ch->next)
+        BASE_LIST_FOREACH_SAFE(pos, tmp, &c->changes)
+        {
+            const struct cons_change *ch = change_of(pos);
             queued = queued || (ch->ask.kind == CH_REPLACE && ch->ask.id == id);
+        }
         if (!queued && cons_is_leader(c))
             change_submit(c, CH_REPLACE, id, NULL, replace_done, NULL);
     }
@@ -688,23 +696,24 @@ void cons__member_tick(struct cons *c)
 void cons__member_stop(struct cons *c, bool final)
 {
     /* queued changes never started; the running one ends from libraft's callback */
-    if (c->changes) {
-        struct cons_change *rest = c->change_active ? c->changes->next : c->changes;
-        if (c->change_active)
-            c->changes->next = NULL;
-        else
-            c->changes = NULL;
-        while (rest) {
-            struct cons_change *ch = rest;
-            rest = ch->next;
-            ask_end(&ch->ask, ch, BASE_ESHUTDOWN, "stopping");
-        }
+    struct base_list rest, *n, *tmp;
+    base_list_init(&rest);
+    base_list_splice_tail(&rest, &c->changes);
+    if (c->change_active) {
+        n = base_list_first(&rest);
+        base_list_remove(n);
+        base_list_insert_tail(&c->changes, n);
+    }
+    while ((n = base_list_first(&rest))) {
+        base_list_remove(n);
+        struct cons_change *ch = change_of(n);
+        ask_end(&ch->ask, ch, BASE_ESHUTDOWN, "stopping");
     }
     /* in flight: ended by their RPC or change callback, both of which end while stopping;
      * once Raft and RPC are closed (final) nothing can still be in flight */
-    for (struct cons_member_op *op = c->ops, *next; op; op = next) {
-        next = op->next;
-        if (!op->inflight || final)
-            op_done(op, BASE_ESHUTDOWN, "stopping");
+    BASE_LIST_FOREACH_SAFE(n, tmp, &c->ops)
+    {
+        if (!op_of(n)->inflight || final)
+            op_done(op_of(n), BASE_ESHUTDOWN, "stopping");
     }
 }
