@@ -227,6 +227,19 @@ static inline struct base_list *base_list_last(const struct base_list *head)
 {
     return head->prev == head ? NULL : head->prev;
 }
+/* Moves every node of src, in order, to the end of dst; src is left empty. For a walk whose
+ * callbacks may remove any node (not only the current one): move the list aside, then take
+ * its first node off until it is empty. */
+static inline void base_list_splice_tail(struct base_list *dst, struct base_list *src)
+{
+    if (base_list_empty(src))
+        return;
+    src->next->prev = dst->prev;
+    dst->prev->next = src->next;
+    src->prev->next = dst;
+    dst->prev = src->prev;
+    base_list_init(src);
+}
 /* Visits every node of head in order, front to back; the body may remove `pos` (or free its
  * owner), since `tmp` already holds the next node. Removing other nodes is not safe. */
 #define BASE_LIST_FOREACH_SAFE(pos, tmp, head)                                                     \

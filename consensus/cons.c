@@ -163,9 +163,9 @@ static void maybe_free(struct cons *c)
         cons__forward_stop(c);
         cons__member_stop(c, true);
         cons__run_done(c);
-    } while (c->queue.head || c->barriers || c->parked.head || c->reads || c->waiters || c->ops ||
-             c->tasks || c->props_done.head);
-    assert(c->inflight == NULL && c->changes == NULL);
+    } while (c->queue.head || c->barriers || c->parked.head || c->reads || c->waiters ||
+             !base_list_empty(&c->ops) || c->tasks || c->props_done.head);
+    assert(base_list_empty(&c->inflight) && base_list_empty(&c->changes));
     void (*done)(void *) = c->done;
     void *data = c->done_data;
     cons__form_free(c);

@@ -30,8 +30,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#define CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
-#define FWD_MAX_COMMANDS              (1u << 20)
+#define FWD_MAX_COMMANDS (1u << 20)
 
 /* ---- waiters --------------------------------------------------------------------------- */
 
@@ -122,7 +121,7 @@ static void props_end_later(struct cons *c, struct cons_prop *list, int status)
 
 static void fwd_fire(struct cons_waiter *w, int status)
 {
-    struct cons_fwd *f = CONTAINER_OF(w, struct cons_fwd, w);
+    struct cons_fwd *f = BASE_CONTAINER_OF(w, struct cons_fwd, w);
     BASE_UNUSED(status); /* committed: success whether or not the local store caught up */
     cons__props_done(f->c, f->ok);
     base_free(f);
@@ -226,17 +225,8 @@ void cons__forward(struct cons *c, struct cons_prop *list)
     }
     while (list) {
         /* one message per entry's worth: the leader packs them into one entry */
-        size_t n = 0, bytes = 0;
-        struct cons_prop **end = &list;
-        while (*end && cons__entry_size(n + 1, bytes + (*end)->len) <= CONS_ENTRY_MAX) {
-            bytes += (*end)->len;
-            n++;
-            end = &(*end)->next;
-        }
-        assert(n > 0);
-        struct cons_prop *chunk = list;
-        list = *end;
-        *end = NULL;
+        size_t n, bytes;
+        struct cons_prop *chunk = cons__props_cut(&list, &n, &bytes);
         fwd_send(c, leader, chunk, n);
     }
 }
@@ -348,7 +338,7 @@ struct cons_read {
 
 static void read_run(struct cons_task *t)
 {
-    struct cons_read *r = CONTAINER_OF(t, struct cons_read, t);
+    struct cons_read *r = BASE_CONTAINER_OF(t, struct cons_read, t);
     cons_read_cb cb = r->cb;
     void *data = r->data;
     int status = r->status;
@@ -367,7 +357,7 @@ static void read_done(struct cons_read *r, int status, uint64_t index)
 
 static void read_fire(struct cons_waiter *w, int status)
 {
-    struct cons_read *r = CONTAINER_OF(w, struct cons_read, w);
+    struct cons_read *r = BASE_CONTAINER_OF(w, struct cons_read, w);
     if (status != 0 && status != BASE_ESHUTDOWN)
         LOG_DEBUG("consensus", "read index %" PRIu64 ": local store still at %" PRIu64, w->index,
                   r->c->applied);

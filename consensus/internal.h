@@ -69,7 +69,7 @@ struct cons_prop_queue {
 struct cons_batch {
     struct raft_apply req; /* req.data == this */
     struct cons *c;
-    struct cons_batch *prev, *next; /* c->inflight, in index order */
+    struct base_list node; /* on c->inflight, in index order */
     uint64_t index;
     size_t n;
     struct cons_prop *props; /* n proposals, in command order */
@@ -224,8 +224,8 @@ struct cons {
     uv_idle_t flush;               /* active while something is queued */
     struct cons_prop_queue queue;  /* proposals waiting for the flush */
     struct cons_barrier *barriers; /* barriers waiting for the flush, newest first */
-    struct cons_batch *inflight;   /* entries appended, not yet called back */
-    struct cons_batch *inflight_tail;
+    /* entries appended, not yet called back (struct cons_batch.node) */
+    struct base_list inflight;
     bool nudge;           /* a follower waits for the commit index: append something */
     uint64_t commit_sent; /* the commit index our last append carried */
 
@@ -258,10 +258,10 @@ struct cons {
     /* formation (form.c) and membership (member.c) */
     struct cons_form form;
     bool raft_started;
-    struct cons_change *changes; /* queued on the leader; the head is running when active */
+    struct base_list changes; /* queued on the leader; the first is running when active */
     bool change_active;
     uint64_t reconcile_at;
-    struct cons_member_op *ops;
+    struct base_list ops; /* joins, leaves and removes (member.c), newest first */
 
     /* leadership tracking (cons.c) */
     uv_timer_t tick;
@@ -320,6 +320,10 @@ void cons__propose_local(struct cons *c, const void *cmd, size_t len, cons_propo
 /* Hands finished proposals (outcome in status/result/index) to the flush to call back. */
 void cons__props_done(struct cons *c, struct cons_prop *list);
 void cons__prop_done(struct cons *c, struct cons_prop *p, int status, int result, uint64_t index);
+/* Cuts off what one entry carries: the longest prefix of *list of unrefused proposals (status
+ * 0) that fits CONS_ENTRY_MAX, at least one (a command of CONS_CMD_MAX bytes fits alone).
+ * Returns it NULL-terminated, with its count and command bytes; *list keeps the rest. */
+struct cons_prop *cons__props_cut(struct cons_prop **list, size_t *n, size_t *bytes);
 /* Runs t->run from the next flush. */
 void cons__defer(struct cons *c, struct cons_task *t);
 /* Runs deferred completions now, until none are left (the flush, cons_stop). */

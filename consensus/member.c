@@ -43,40 +43,72 @@
 #define RETRY_MAX_MS     1000
 #define RECONCILE_PAUSE  5000
 
-#define CONTAINER_OF(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
-
 enum { CH_JOIN, CH_PROMOTE, CH_REMOVE, CH_REPLACE };
 enum { STEP_IDLE, STEP_ADD, STEP_ASSIGN, STEP_REMOVE, STEP_TRANSFER, STEP_REPLACE };
 
-struct cons_change {
-    struct raft_change req;    /* req.data == this */
-    struct raft_transfer xfer; /* xfer.data == this */
+/* What a membership request asks and whom it answers: a change queued on the leader and a
+ * caller's join, leave or remove each carry one. */
+struct member_ask {
     struct cons *c;
-    struct cons_change *next;
-    int kind, step;
+    int kind; /* CH_* or OP_* */
     uint64_t id;
     char *address;
     cons_member_cb cb;
     void *data;
+};
+
+struct cons_change {
+    struct raft_change req;    /* req.data == this */
+    struct raft_transfer xfer; /* xfer.data == this */
+    struct member_ask ask;
+    struct base_list node; /* on c->changes */
+    int step;
 };
 
 enum { OP_JOIN, OP_LEAVE, OP_REMOVE };
 
 struct cons_member_op {
     struct cons_task t;
-    struct cons *c;
-    struct cons_member_op *next;
-    int kind;
-    uint64_t id;
-    char *address;
+    struct member_ask ask;
+    struct base_list node; /* on c->ops until done */
     uint64_t deadline, next_at;
     unsigned tries;
     bool inflight;
     int status;
     char msg[BASE_ERRMSG_LEN];
-    cons_member_cb cb;
-    void *data;
 };
+
+static struct cons_change *change_of(struct base_list *n)
+{
+    return BASE_CONTAINER_OF(n, struct cons_change, node);
+}
+
+static struct cons_member_op *op_of(struct base_list *n)
+{
+    return BASE_CONTAINER_OF(n, struct cons_member_op, node);
+}
+
+static void ask_init(struct member_ask *a, struct cons *c, int kind, uint64_t id,
+                     const char *address, cons_member_cb cb, void *data)
+{
+    a->c = c;
+    a->kind = kind;
+    a->id = id;
+    a->address = base_strdup(address ? address : "");
+    a->cb = cb;
+    a->data = data;
+}
+
+/* Frees owner (the change or op that holds a), then answers: the callback runs last, when
+ * nothing of it is left to use. msg must not point into owner. */
+static void ask_end(struct member_ask *a, void *owner, int status, const char *msg)
+{
+    cons_member_cb cb = a->cb;
+    void *data = a->data;
+    base_free(a->address);
+    base_free(owner);
+    cb(data, status, msg);
+}
 
 /* ---- the configuration ----------------------------------------------------------------- */
 
@@ -136,20 +168,16 @@ static void change_next(struct cons *c);
 
 static void change_finish(struct cons_change *ch, int status, const char *msg)
 {
-    struct cons *c = ch->c;
-    assert(c->changes == ch && c->change_active);
-    c->changes = ch->next;
+    struct cons *c = ch->ask.c;
+    assert(base_list_first(&c->changes) == &ch->node && c->change_active);
+    base_list_remove(&ch->node);
     c->change_active = false;
     if (status == 0)
         LOG_INFO("consensus", "membership: %s", msg);
     else
-        LOG_INFO("consensus", "membership change for id=%" PRIu64 " failed: %s (%s)", ch->id,
+        LOG_INFO("consensus", "membership change for id=%" PRIu64 " failed: %s (%s)", ch->ask.id,
                  base_strerror(status), msg);
-    cons_member_cb cb = ch->cb;
-    void *data = ch->data;
-    base_free(ch->address);
-    base_free(ch);
-    cb(data, status, msg);
+    ask_end(&ch->ask, ch, status, msg);
     change_next(c);
 }
 
@@ -161,7 +189,7 @@ static void change_cb(struct raft_change *req, int status)
     char msg[BASE_ERRMSG_LEN];
     if (status != 0) {
         snprintf(msg, sizeof msg, "%s", raft_strerror(status));
-        change_finish(ch, ch->c->stopping ? BASE_ESHUTDOWN : map_raft(status), msg);
+        change_finish(ch, ch->ask.c->stopping ? BASE_ESHUTDOWN : map_raft(status), msg);
         return;
     }
     switch (ch->step) {
@@ -169,18 +197,18 @@ static void change_cb(struct raft_change *req, int status)
         change_step(ch); /* now present as spare: assign its role */
         return;
     case STEP_REPLACE:
-        ch->kind = CH_JOIN; /* the stale entry is gone: add the server (again) */
+        ch->ask.kind = CH_JOIN; /* the stale entry is gone: add the server (again) */
         change_step(ch);
         return;
     case STEP_ASSIGN: {
-        const struct raft_server *s = server_by_id(ch->c, ch->id);
-        snprintf(msg, sizeof msg, "server id=%" PRIu64 " address=%s is a %s", ch->id,
+        const struct raft_server *s = server_by_id(ch->ask.c, ch->ask.id);
+        snprintf(msg, sizeof msg, "server id=%" PRIu64 " address=%s is a %s", ch->ask.id,
                  s ? s->address : "?", s ? raft_role_name(s->role) : "member");
         change_finish(ch, 0, msg);
         return;
     }
     default:
-        snprintf(msg, sizeof msg, "server id=%" PRIu64 " removed", ch->id);
+        snprintf(msg, sizeof msg, "server id=%" PRIu64 " removed", ch->ask.id);
         change_finish(ch, 0, msg);
         return;
     }
@@ -189,7 +217,7 @@ static void change_cb(struct raft_change *req, int status)
 static void transfer_cb(struct raft_transfer *req)
 {
     struct cons_change *ch = req->data;
-    struct cons *c = ch->c;
+    struct cons *c = ch->ask.c;
     raft_id lid = 0;
     const char *laddr = NULL;
     raft_leader(&c->raft, &lid, &laddr);
@@ -204,7 +232,7 @@ static void transfer_cb(struct raft_transfer *req)
 /* Assigns the role a member should have: voter while fewer than MAX_VOTERS, else standby. */
 static void change_assign(struct cons_change *ch, const struct raft_server *s)
 {
-    struct cons *c = ch->c;
+    struct cons *c = ch->ask.c;
     char msg[BASE_ERRMSG_LEN];
     int role = s->role == RAFT_VOTER || voters(c) < MAX_VOTERS ? RAFT_VOTER : RAFT_STANDBY;
     if (s->role == role) {
@@ -217,7 +245,7 @@ static void change_assign(struct cons_change *ch, const struct raft_server *s)
     ch->req.data = ch;
     LOG_INFO("consensus", "membership: making id=%" PRIu64 " a %s%s", (uint64_t)s->id,
              raft_role_name(role), role == RAFT_VOTER ? " (after catching it up)" : "");
-    int rv = raft_assign(&c->raft, &ch->req, ch->id, role, change_cb);
+    int rv = raft_assign(&c->raft, &ch->req, ch->ask.id, role, change_cb);
     if (rv != 0) {
         snprintf(msg, sizeof msg, "assign: %s", raft_strerror(rv));
         change_finish(ch, map_raft(rv), msg);
@@ -227,7 +255,7 @@ static void change_assign(struct cons_change *ch, const struct raft_server *s)
 /* Removes the configuration's entry for id before a JOIN adds the server (see Replacing). */
 static void change_replace(struct cons_change *ch, uint64_t id)
 {
-    struct cons *c = ch->c;
+    struct cons *c = ch->ask.c;
     char msg[BASE_ERRMSG_LEN];
     ch->step = STEP_REPLACE;
     ch->req.data = ch;
@@ -240,7 +268,7 @@ static void change_replace(struct cons_change *ch, uint64_t id)
 
 static void change_step(struct cons_change *ch)
 {
-    struct cons *c = ch->c;
+    struct cons *c = ch->ask.c;
     char msg[BASE_ERRMSG_LEN];
     int rv;
 
@@ -252,11 +280,11 @@ static void change_step(struct cons_change *ch)
         change_finish(ch, cons__not_leader_status(c), "not the leader");
         return;
     }
-    const struct raft_server *s = ch->id ? server_by_id(c, ch->id) : NULL;
-    switch (ch->kind) {
+    const struct raft_server *s = ch->ask.id ? server_by_id(c, ch->ask.id) : NULL;
+    switch (ch->ask.kind) {
     case CH_JOIN: {
-        if (s && strcmp(s->address, ch->address) != 0) {
-            snprintf(msg, sizeof msg, "id %" PRIu64 " belongs to the server at %s", ch->id,
+        if (s && strcmp(s->address, ch->ask.address) != 0) {
+            snprintf(msg, sizeof msg, "id %" PRIu64 " belongs to the server at %s", ch->ask.id,
                      s->address);
             change_finish(ch, BASE_ECONFLICT, msg);
             return;
@@ -265,26 +293,26 @@ static void change_step(struct cons_change *ch)
             change_assign(ch, s);
             return;
         }
-        const struct raft_server *other = server_by_address(c, ch->address);
+        const struct raft_server *other = server_by_address(c, ch->ask.address);
         if (other && other->id != c->id) {
             LOG_INFO("consensus",
                      "membership: %s now belongs to id=%" PRIu64 ": removing the server "
                      "id=%" PRIu64 " that was there",
-                     ch->address, ch->id, (uint64_t)other->id);
+                     ch->ask.address, ch->ask.id, (uint64_t)other->id);
             change_replace(ch, other->id);
             return;
         }
         if (other) {
-            snprintf(msg, sizeof msg, "address %s belongs to server id %" PRIu64, ch->address,
+            snprintf(msg, sizeof msg, "address %s belongs to server id %" PRIu64, ch->ask.address,
                      (uint64_t)other->id);
             change_finish(ch, BASE_ECONFLICT, msg);
             return;
         }
         ch->step = STEP_ADD;
         ch->req.data = ch;
-        LOG_INFO("consensus", "membership: adding id=%" PRIu64 " address=%s as spare", ch->id,
-                 ch->address);
-        rv = raft_add(&c->raft, &ch->req, ch->id, ch->address, change_cb);
+        LOG_INFO("consensus", "membership: adding id=%" PRIu64 " address=%s as spare", ch->ask.id,
+                 ch->ask.address);
+        rv = raft_add(&c->raft, &ch->req, ch->ask.id, ch->ask.address, change_cb);
         if (rv != 0) {
             snprintf(msg, sizeof msg, "add: %s", raft_strerror(rv));
             change_finish(ch, map_raft(rv), msg);
@@ -296,12 +324,12 @@ static void change_step(struct cons_change *ch)
             change_finish(ch, 0, "nothing to replace");
             return;
         }
-        base_free(ch->address);
-        ch->address = base_strdup(s->address);
+        base_free(ch->ask.address);
+        ch->ask.address = base_strdup(s->address);
         LOG_INFO("consensus",
                  "membership: id=%" PRIu64 " at %s lost log entries it had acknowledged "
                  "(its Raft state was wiped): removing it to add it again",
-                 ch->id, ch->address);
+                 ch->ask.id, ch->ask.address);
         change_replace(ch, s->id);
         return;
     case CH_PROMOTE:
@@ -312,13 +340,13 @@ static void change_step(struct cons_change *ch)
         change_assign(ch, s);
         return;
     default: /* CH_REMOVE */
-        if (!s && ch->address && *ch->address)
-            s = server_by_address(c, ch->address);
+        if (!s && ch->ask.address && *ch->ask.address)
+            s = server_by_address(c, ch->ask.address);
         if (!s) {
             change_finish(ch, 0, "not a member (already removed)");
             return;
         }
-        ch->id = s->id;
+        ch->ask.id = s->id;
         if (s->id == c->id) {
             ch->step = STEP_TRANSFER;
             ch->xfer.data = ch;
@@ -347,26 +375,18 @@ static void change_step(struct cons_change *ch)
 
 static void change_next(struct cons *c)
 {
-    if (c->change_active || !c->changes)
+    if (c->change_active || base_list_empty(&c->changes))
         return;
     c->change_active = true;
-    change_step(c->changes);
+    change_step(change_of(base_list_first(&c->changes)));
 }
 
 static void change_submit(struct cons *c, int kind, uint64_t id, const char *address,
                           cons_member_cb cb, void *data)
 {
     struct cons_change *ch = base_calloc(1, sizeof *ch);
-    ch->c = c;
-    ch->kind = kind;
-    ch->id = id;
-    ch->address = base_strdup(address ? address : "");
-    ch->cb = cb;
-    ch->data = data;
-    struct cons_change **pp = &c->changes;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = ch;
+    ask_init(&ch->ask, c, kind, id, address, cb, data);
+    base_list_insert_tail(&c->changes, &ch->node);
     change_next(c);
 }
 
@@ -501,25 +521,16 @@ void cons__join_send(struct cons *c, const char *address, unsigned timeout_ms, c
 
 static void op_run(struct cons_task *t)
 {
-    struct cons_member_op *op = CONTAINER_OF(t, struct cons_member_op, t);
-    cons_member_cb cb = op->cb;
-    void *data = op->data;
-    int status = op->status;
+    struct cons_member_op *op = BASE_CONTAINER_OF(t, struct cons_member_op, t);
     char msg[BASE_ERRMSG_LEN];
     snprintf(msg, sizeof msg, "%s", op->msg);
-    base_free(op->address);
-    base_free(op);
-    cb(data, status, msg);
+    ask_end(&op->ask, op, op->status, msg);
 }
 
 static void op_done(struct cons_member_op *op, int status, const char *msg)
 {
-    struct cons *c = op->c;
-    struct cons_member_op **pp = &c->ops;
-    while (*pp && *pp != op)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = op->next;
+    struct cons *c = op->ask.c;
+    base_list_remove(&op->node);
     op->status = status;
     snprintf(op->msg, sizeof op->msg, "%s", msg ? msg : base_strerror(status));
     op->t.run = op_run;
@@ -535,7 +546,7 @@ static bool op_retryable(int st)
 static void op_result(void *data, int status, const char *msg)
 {
     struct cons_member_op *op = data;
-    struct cons *c = op->c;
+    struct cons *c = op->ask.c;
     uint64_t now = uv_now(c->loop);
     op->inflight = false;
     if (status == 0 || c->stopping || !op_retryable(status) || now >= op->deadline) {
@@ -550,16 +561,16 @@ static void op_result(void *data, int status, const char *msg)
 
 static void op_try(struct cons_member_op *op)
 {
-    struct cons *c = op->c;
+    struct cons *c = op->ask.c;
     op->tries++;
-    if (op->kind == OP_JOIN) {
+    if (op->ask.kind == OP_JOIN) {
         op->inflight = true;
-        cons__join_send(c, op->address, JOIN_TIMEOUT_MS, op_result, op);
+        cons__join_send(c, op->ask.address, JOIN_TIMEOUT_MS, op_result, op);
         return;
     }
-    uint64_t id = op->kind == OP_LEAVE ? c->id : op->id;
-    const char *target = op->kind == OP_LEAVE ? "" : op->address;
-    if (op->kind == OP_LEAVE) {
+    uint64_t id = op->ask.kind == OP_LEAVE ? c->id : op->ask.id;
+    const char *target = op->ask.kind == OP_LEAVE ? "" : op->ask.address;
+    if (op->ask.kind == OP_LEAVE) {
         const struct raft_server *me = server_by_id(c, c->id);
         if (!me) {
             op_done(op, 0, "not a member of a cluster");
@@ -589,16 +600,10 @@ static void op_start(struct cons *c, int kind, uint64_t id, const char *address,
 {
     BASE_ASSERT_LOOP();
     struct cons_member_op *op = base_calloc(1, sizeof *op);
-    op->c = c;
-    op->kind = kind;
-    op->id = id;
-    op->address = base_strdup(address ? address : "");
-    op->cb = cb;
-    op->data = data;
+    ask_init(&op->ask, c, kind, id, address, cb, data);
     op->deadline = uv_now(c->loop) + (kind == OP_JOIN ? JOIN_TIMEOUT_MS : OTHER_TIMEOUT_MS);
     op->next_at = 0; /* first try at the next tick: never inside the call */
-    op->next = c->ops;
-    c->ops = op;
+    base_list_insert_head(&c->ops, &op->node);
     if (c->stopping)
         op_done(op, BASE_ESHUTDOWN, "stopping");
 }
@@ -639,8 +644,8 @@ static void reconcile_done(void *data, int status, const char *msg)
 
 static void reconcile(struct cons *c)
 {
-    if (!cons_is_leader(c) || c->change_active || c->changes || uv_now(c->loop) < c->reconcile_at ||
-        raft_transferee(&c->raft) != 0)
+    if (!cons_is_leader(c) || c->change_active || !base_list_empty(&c->changes) ||
+        uv_now(c->loop) < c->reconcile_at || raft_transferee(&c->raft) != 0)
         return;
     const struct raft_configuration *conf = &c->raft.configuration;
     unsigned n_voters = voters(c);
@@ -660,8 +665,11 @@ void cons__member_tick(struct cons *c)
     if (c->stopping)
         return;
     uint64_t now = uv_now(c->loop);
-    for (struct cons_member_op *op = c->ops, *next; op; op = next) {
-        next = op->next;
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &c->ops)
+    {
+        /* op_try may end op (op_done takes it off the list), never another */
+        struct cons_member_op *op = op_of(pos);
         if (op->inflight || now < op->next_at)
             continue;
         if (op->next_at != 0 && now >= op->deadline) {
@@ -674,8 +682,11 @@ void cons__member_tick(struct cons *c)
         uint64_t id = c->replace_id;
         c->replace_id = 0;
         bool queued = false;
-        for (struct cons_change *ch = c->changes; ch; ch = ch->next)
-            queued = queued || (ch->kind == CH_REPLACE && ch->id == id);
+        BASE_LIST_FOREACH_SAFE(pos, tmp, &c->changes)
+        {
+            const struct cons_change *ch = change_of(pos);
+            queued = queued || (ch->ask.kind == CH_REPLACE && ch->ask.id == id);
+        }
         if (!queued && cons_is_leader(c))
             change_submit(c, CH_REPLACE, id, NULL, replace_done, NULL);
     }
@@ -685,27 +696,24 @@ void cons__member_tick(struct cons *c)
 void cons__member_stop(struct cons *c, bool final)
 {
     /* queued changes never started; the running one ends from libraft's callback */
-    if (c->changes) {
-        struct cons_change *rest = c->change_active ? c->changes->next : c->changes;
-        if (c->change_active)
-            c->changes->next = NULL;
-        else
-            c->changes = NULL;
-        while (rest) {
-            struct cons_change *ch = rest;
-            rest = ch->next;
-            cons_member_cb cb = ch->cb;
-            void *data = ch->data;
-            base_free(ch->address);
-            base_free(ch);
-            cb(data, BASE_ESHUTDOWN, "stopping");
-        }
+    struct base_list rest, *n, *tmp;
+    base_list_init(&rest);
+    base_list_splice_tail(&rest, &c->changes);
+    if (c->change_active) {
+        n = base_list_first(&rest);
+        base_list_remove(n);
+        base_list_insert_tail(&c->changes, n);
+    }
+    while ((n = base_list_first(&rest))) {
+        base_list_remove(n);
+        struct cons_change *ch = change_of(n);
+        ask_end(&ch->ask, ch, BASE_ESHUTDOWN, "stopping");
     }
     /* in flight: ended by their RPC or change callback, both of which end while stopping;
      * once Raft and RPC are closed (final) nothing can still be in flight */
-    for (struct cons_member_op *op = c->ops, *next; op; op = next) {
-        next = op->next;
-        if (!op->inflight || final)
-            op_done(op, BASE_ESHUTDOWN, "stopping");
+    BASE_LIST_FOREACH_SAFE(n, tmp, &c->ops)
+    {
+        if (!op_of(n)->inflight || final)
+            op_done(op_of(n), BASE_ESHUTDOWN, "stopping");
     }
 }

@@ -90,8 +90,10 @@ void cons__propose_init(struct cons *c)
     c->tasks = NULL;
     c->waiters = NULL;
     c->barriers = NULL;
-    c->inflight = NULL;
-    c->inflight_tail = NULL;
+    base_list_init(&c->inflight);
+    /* member.c's lists too: this runs before anything can stop the cons */
+    base_list_init(&c->changes);
+    base_list_init(&c->ops);
 }
 
 int cons__not_leader_status(struct cons *c)
@@ -271,38 +273,16 @@ void cons__propose_fail_queued(struct cons *c, int status)
 
 /* ---- in-flight entries ----------------------------------------------------------------- */
 
-static void inflight_link(struct cons *c, struct cons_batch *b)
-{
-    b->next = NULL;
-    b->prev = c->inflight_tail;
-    if (c->inflight_tail)
-        c->inflight_tail->next = b;
-    else
-        c->inflight = b;
-    c->inflight_tail = b;
-}
-
-static void inflight_unlink(struct cons *c, struct cons_batch *b)
-{
-    if (b->prev)
-        b->prev->next = b->next;
-    else
-        c->inflight = b->next;
-    if (b->next)
-        b->next->prev = b->prev;
-    else
-        c->inflight_tail = b->prev;
-    b->prev = b->next = NULL;
-}
-
 struct cons_batch *cons__batch_find(struct cons *c, uint64_t index)
 {
     /* Newest first: should a batch whose failure is not yet reported share its index with a
      * newer one (leadership lost and regained within one iteration), the newer one is the
      * entry being applied. The list is short: one batch per flush still in flight. */
-    for (struct cons_batch *b = c->inflight_tail; b; b = b->prev)
+    for (struct base_list *n = c->inflight.prev; n != &c->inflight; n = n->prev) {
+        struct cons_batch *b = BASE_CONTAINER_OF(n, struct cons_batch, node);
         if (b->index == index)
             return b;
+    }
     return NULL;
 }
 
@@ -330,7 +310,7 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     if (status == 0)
         cons__nudge(c); /* followers learn of this commit with the next append */
 
-    inflight_unlink(c, b);
+    base_list_remove(&b->node);
     if (status == 0 && !b->applied) {
         /* libraft matched the request by index only; the FSM did not see our entry there */
         LOG_ERR("consensus", "entry %" PRIu64 " applied without our commands", b->index);
@@ -371,12 +351,12 @@ static void submit(struct cons *c, struct cons_prop *list, size_t n, size_t cmd_
     b->props = list;
     b->results = base_calloc(n, sizeof *b->results);
     b->index = raft_last_index(&c->raft) + 1;
-    inflight_link(c, b);
+    base_list_insert_tail(&c->inflight, &b->node);
 
     c->commit_sent = raft_commit_index(&c->raft); /* the appends for it carry this */
     int rv = raft_apply(&c->raft, &b->req, &buf, 1, apply_cb);
     if (rv != 0) {
-        inflight_unlink(c, b);
+        base_list_remove(&b->node);
         if (rv == RAFT_NOTLEADER) {
             /* refused before anything was appended: the buffer is still ours */
             raft_free(buf.base);
@@ -394,6 +374,25 @@ static void submit(struct cons *c, struct cons_prop *list, size_t n, size_t cmd_
         b->index = b->req.index;
     }
     LOG_DEBUG("consensus", "entry %" PRIu64 ": %zu commands, %zu bytes", b->index, n, size);
+}
+
+struct cons_prop *cons__props_cut(struct cons_prop **list, size_t *n_out, size_t *bytes_out)
+{
+    size_t n = 0, bytes = 0;
+    struct cons_prop **end = list;
+    while (*end && (*end)->status == 0 &&
+           cons__entry_size(n + 1, bytes + (*end)->len) <= CONS_ENTRY_MAX) {
+        bytes += (*end)->len;
+        n++;
+        end = &(*end)->next;
+    }
+    assert(n > 0);
+    struct cons_prop *head = *list;
+    *list = *end;
+    *end = NULL;
+    *n_out = n;
+    *bytes_out = bytes;
+    return head;
 }
 
 static void flush_props(struct cons *c, struct cons_prop *list)
@@ -429,20 +428,8 @@ static void flush_props(struct cons *c, struct cons_prop *list)
                 cons__forward(c, fwd);
             return;
         }
-        /* the longest prefix of acceptable commands that fits one entry (at least one: a
-         * command of CONS_CMD_MAX bytes fits alone) */
-        size_t n = 0, bytes = 0;
-        struct cons_prop **end = &list;
-        while (*end && (*end)->status == 0 &&
-               cons__entry_size(n + 1, bytes + (*end)->len) <= CONS_ENTRY_MAX) {
-            bytes += (*end)->len;
-            n++;
-            end = &(*end)->next;
-        }
-        assert(n > 0);
-        struct cons_prop *batch = list;
-        list = *end;
-        *end = NULL;
+        size_t n, bytes;
+        struct cons_prop *batch = cons__props_cut(&list, &n, &bytes);
         submit(c, batch, n, bytes);
     }
 }

@@ -54,7 +54,7 @@
 #define BODY_STEP           (64u << 10) /* a body's first buffer; it doubles as bytes arrive */
 
 struct rpc__call {
-    struct rpc__call *prev, *next;
+    struct base_list node; /* on its peer's queued or sent list, oldest first */
     uint64_t id;
     uint64_t deadline;
     uint8_t *frame; /* until written */
@@ -63,35 +63,31 @@ struct rpc__call {
     void *data;
 };
 
-struct call_list {
-    struct rpc__call *head, *tail;
-};
-
 struct rpc__peer {
-    struct rpc__peer *next;
+    struct base_list node; /* on cl->peers, newest first */
     struct rpc_client *cl;
     char *address;
     struct rpc__conn *conn; /* connected */
     struct rpc_dial *dial;  /* connecting */
     unsigned failures;
     uint64_t retry_at;
-    struct call_list queued; /* not yet written */
-    struct call_list sent;   /* written, waiting for the response */
+    struct base_list queued; /* not yet written (struct rpc__call.node) */
+    struct base_list sent;   /* written, waiting for the response */
 };
 
 struct rpc_client {
-    struct rpc_client *prev, *next; /* r->clients, while open */
+    struct base_list node; /* on r->clients, while open */
     struct rpc *r;
     struct rpc_link link;
     void (*on_closed)(void *data, const char *address, int status);
     void *data;
-    struct rpc__peer *peers; /* by address */
+    struct base_list peers; /* by address (struct rpc__peer.node) */
     bool closing;
-    int held; /* its peers are being walked: neither they nor it are freed meanwhile */
+    int held; /* a walk of its peers, or callbacks that may close it: nothing of it is freed */
 };
 
 struct rpc__conn {
-    struct rpc__conn *prev, *next; /* r->conns (incoming only) */
+    struct base_list node; /* on r->conns (incoming only) */
     struct rpc *r;
     uv_tcp_t *tcp;          /* base_malloc'd, freed once closed */
     struct rpc__peer *peer; /* outgoing: its peer (NULL once closing) */
@@ -124,28 +120,26 @@ struct wreq {
 
 /* ---- lists and frames ------------------------------------------------------------------ */
 
-static void list_push(struct call_list *l, struct rpc__call *call)
+static struct rpc__call *call_of(struct base_list *n)
 {
-    call->next = NULL;
-    call->prev = l->tail;
-    if (l->tail)
-        l->tail->next = call;
-    else
-        l->head = call;
-    l->tail = call;
+    return BASE_CONTAINER_OF(n, struct rpc__call, node);
 }
 
-static void list_remove(struct call_list *l, struct rpc__call *call)
+static struct rpc__peer *peer_of(struct base_list *n)
 {
-    if (call->prev)
-        call->prev->next = call->next;
-    else
-        l->head = call->next;
-    if (call->next)
-        call->next->prev = call->prev;
-    else
-        l->tail = call->prev;
-    call->prev = call->next = NULL;
+    return BASE_CONTAINER_OF(n, struct rpc__peer, node);
+}
+
+static struct rpc__conn *conn_of(struct base_list *n)
+{
+    return BASE_CONTAINER_OF(n, struct rpc__conn, node);
+}
+
+/* Moves a call to the end of another list (its order there: oldest first). */
+static void call_move(struct base_list *to, struct rpc__call *call)
+{
+    base_list_remove(&call->node);
+    base_list_insert_tail(to, &call->node);
 }
 
 static uint8_t *frame_new(uint8_t type, uint64_t id, const void *body, size_t len, size_t *out)
@@ -173,15 +167,15 @@ static void call_end(struct rpc__call *call, int status, const uint8_t *body, si
     cb(data, status, body, len);
 }
 
-static void calls_fail(struct call_list *l, int status)
+static void calls_fail(struct base_list *l, int status)
 {
     /* detached first: callbacks may make new calls, to this peer too */
-    struct call_list all = *l;
-    l->head = l->tail = NULL;
-    while (all.head) {
-        struct rpc__call *call = all.head;
-        list_remove(&all, call);
-        call_end(call, status, NULL, 0);
+    struct base_list all, *n;
+    base_list_init(&all);
+    base_list_splice_tail(&all, l);
+    while ((n = base_list_first(&all))) {
+        base_list_remove(n);
+        call_end(call_of(n), status, NULL, 0);
     }
 }
 
@@ -194,12 +188,7 @@ static void conn_unref(struct rpc__conn *conn)
         return;
     struct rpc *r = conn->r;
     if (conn->incoming) {
-        if (conn->prev)
-            conn->prev->next = conn->next;
-        else
-            r->conns = conn->next;
-        if (conn->next)
-            conn->next->prev = conn->prev;
+        base_list_remove(&conn->node);
         rpc__ip_release(r, &conn->from.sa);
         r->n_in--;
         if (conn->stranger)
@@ -218,6 +207,7 @@ static void conn_closed(uv_handle_t *h)
 }
 
 static void peer_maybe_free(struct rpc__peer *p);
+static void client_release(struct rpc_client *cl);
 
 /* Closes a connection (once). status: why, for the client's on_closed (0: our own doing). */
 static void conn_close(struct rpc__conn *conn, int status, const char *why)
@@ -232,15 +222,19 @@ static void conn_close(struct rpc__conn *conn, int status, const char *why)
     if (p) {
         /* an outgoing connection: its calls in flight may have been executed */
         struct rpc_client *cl = p->cl;
-        struct call_list sent = p->sent, queued = p->queued;
+        cl->held++; /* a call's callback may close the client: it is freed after, not during */
+        struct base_list sent, queued;
+        base_list_init(&sent);
+        base_list_init(&queued);
+        base_list_splice_tail(&sent, &p->sent);
+        base_list_splice_tail(&queued, &p->queued);
         conn->peer = NULL;
         p->conn = NULL;
-        p->sent.head = p->sent.tail = p->queued.head = p->queued.tail = NULL;
         calls_fail(&sent, RPC_LOST);
         calls_fail(&queued, cl->closing ? BASE_ESHUTDOWN : RPC_UNSENT);
         if (!cl->closing && cl->on_closed)
             cl->on_closed(cl->data, p->address, status);
-        peer_maybe_free(p);
+        client_release(cl); /* frees p (and cl) if cl closed and nothing else holds it */
     }
 }
 
@@ -338,10 +332,12 @@ static void dispatch(struct rpc__conn *conn, const uint8_t *body, size_t len)
         conn_close(conn, 0, "request on a response connection");
         return;
     }
-    struct rpc__peer *p = conn->peer;
-    for (struct rpc__call *call = p->sent.head; call; call = call->next) {
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &conn->peer->sent)
+    {
+        struct rpc__call *call = call_of(pos);
         if (call->id == id) {
-            list_remove(&p->sent, call);
+            base_list_remove(&call->node);
             call_end(call, 0, body, len);
             return;
         }
@@ -428,6 +424,7 @@ static struct rpc__conn *conn_new(struct rpc *r, uv_tcp_t *tcp)
     conn->tcp = tcp;
     conn->refs = 1;
     conn->active_at = uv_now(r->loop);
+    base_list_init(&conn->node);
     tcp->data = conn;
     r->pending++;
     return conn;
@@ -446,10 +443,7 @@ void rpc__accept(struct rpc *r, uv_tcp_t *tcp, const struct rpc_peer *peer)
     conn->stranger = !rpc__is_member(r, peer);
     r->n_strangers += conn->stranger;
     conn->incoming = true;
-    conn->next = r->conns;
-    if (r->conns)
-        r->conns->prev = conn;
-    r->conns = conn;
+    base_list_insert_head(&r->conns, &conn->node);
     if (r->stopping) {
         conn_close(conn, 0, "stopping");
         return;
@@ -521,45 +515,51 @@ void rpc__methods_free(struct rpc *r)
 
 static void client_maybe_free(struct rpc_client *cl);
 
-/* After a walk of the peers (held): frees what a close during it left to free. */
+static void peer_drop(struct rpc__peer *p);
+
+/* Ends a hold (cl->held++: a walk of its peers, or callbacks that may close it): frees what a
+ * close meanwhile left to free. */
 static void client_release(struct rpc_client *cl)
 {
-    if (!cl->closing || cl->held)
+    assert(cl->held > 0);
+    if (--cl->held > 0 || !cl->closing)
         return;
-    if (!cl->peers) {
-        client_maybe_free(cl);
-        return;
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &cl->peers)
+    {
+        peer_drop(peer_of(pos));
     }
-    for (struct rpc__peer *p = cl->peers, *next; p; p = next) {
-        next = p->next;
-        peer_maybe_free(p); /* the last one frees cl */
-    }
+    client_maybe_free(cl);
 }
 
 static void client_maybe_free(struct rpc_client *cl)
 {
-    if (!cl->closing || cl->held || cl->peers)
+    if (!cl->closing || cl->held || !base_list_empty(&cl->peers))
         return;
     struct rpc *r = cl->r;
     base_free(cl);
     rpc__unpend(r);
 }
 
-static void peer_maybe_free(struct rpc__peer *p)
+/* Frees p once its client is closing and nothing of p is left (never frees the client). */
+static void peer_drop(struct rpc__peer *p)
 {
     struct rpc_client *cl = p->cl;
     if (!cl->closing || cl->held || p->conn || p->dial)
         return;
-    assert(!p->queued.head && !p->sent.head);
-    struct rpc__peer **pp = &cl->peers;
-    while (*pp != p)
-        pp = &(*pp)->next;
-    *pp = p->next;
+    assert(base_list_empty(&p->queued) && base_list_empty(&p->sent));
+    base_list_remove(&p->node);
     struct rpc *r = cl->r;
     base_free(p->address);
     base_free(p);
     rpc__unpend(r);
-    client_maybe_free(cl);
+}
+
+static void peer_maybe_free(struct rpc__peer *p)
+{
+    struct rpc_client *cl = p->cl;
+    peer_drop(p);
+    client_maybe_free(cl); /* after its last peer */
 }
 
 /* Writes what is queued (connected), or dials (not in backoff). Never calls back. */
@@ -614,32 +614,36 @@ static void peer_kick(struct rpc__peer *p)
     if (p->conn) {
         if (p->conn->broken)
             return;
-        while (p->queued.head) {
-            struct rpc__call *call = p->queued.head;
+        struct base_list *n;
+        while ((n = base_list_first(&p->queued))) {
+            struct rpc__call *call = call_of(n);
             if (conn_write(p->conn, call->frame, call->frame_len) != 0) {
                 call->frame = NULL; /* conn_write freed it; the call stays unsent */
                 return;
             }
             call->frame = NULL;
-            list_remove(&p->queued, call);
-            list_push(&p->sent, call);
+            call_move(&p->sent, call);
         }
         return;
     }
-    if (!p->dial && p->queued.head && uv_now(cl->r->loop) >= p->retry_at)
+    if (!p->dial && !base_list_empty(&p->queued) && uv_now(cl->r->loop) >= p->retry_at)
         p->dial = rpc__dial_rpc(cl->r, p->address, &cl->link, dial_cb, p);
 }
 
 static struct rpc__peer *peer_get(struct rpc_client *cl, const char *address)
 {
-    for (struct rpc__peer *p = cl->peers; p; p = p->next)
-        if (strcmp(p->address, address) == 0)
-            return p;
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &cl->peers)
+    {
+        if (strcmp(peer_of(pos)->address, address) == 0)
+            return peer_of(pos);
+    }
     struct rpc__peer *p = base_calloc(1, sizeof *p);
     p->cl = cl;
     p->address = base_strdup(address);
-    p->next = cl->peers;
-    cl->peers = p;
+    base_list_init(&p->queued);
+    base_list_init(&p->sent);
+    base_list_insert_head(&cl->peers, &p->node);
     cl->r->pending++;
     return p;
 }
@@ -655,10 +659,8 @@ struct rpc_client *rpc_client_new(struct rpc *r, const struct rpc_client_config 
         cl->on_closed = cfg->on_closed;
         cl->data = cfg->data;
     }
-    cl->next = r->clients;
-    if (r->clients)
-        r->clients->prev = cl;
-    r->clients = cl;
+    base_list_init(&cl->peers);
+    base_list_insert_head(&r->clients, &cl->node);
     r->pending++; /* until freed */
     return cl;
 }
@@ -678,7 +680,7 @@ void rpc_call(struct rpc_client *cl, const char *address, uint8_t type, const st
     call->data = data;
     call->frame =
         frame_new(type, call->id, body ? body->data : NULL, body ? body->len : 0, &call->frame_len);
-    list_push(&p->queued, call);
+    base_list_insert_tail(&p->queued, &call->node);
     peer_kick(p);
 }
 
@@ -688,28 +690,24 @@ void rpc_client_close(struct rpc_client *cl)
     assert(!cl->closing);
     struct rpc *r = cl->r;
     cl->closing = true;
-    if (cl->prev)
-        cl->prev->next = cl->next;
-    else
-        r->clients = cl->next;
-    if (cl->next)
-        cl->next->prev = cl->prev;
-    cl->prev = cl->next = NULL;
+    base_list_remove(&cl->node);
     /* the client's memory stays (closing) until its last peer is freed */
     cl->held++;
     r->pending++;
-    for (struct rpc__peer *p = cl->peers, *next; p; p = next) {
-        next = p->next;
+    /* held: no peer is freed meanwhile, and none is added (the client is closing) */
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &cl->peers)
+    {
+        struct rpc__peer *p = peer_of(pos);
         calls_fail(&p->sent, RPC_LOST);
         calls_fail(&p->queued, BASE_ESHUTDOWN);
         if (p->dial)
             rpc_dial_cancel(p->dial);
         if (p->conn)
-            conn_close(p->conn, 0, "client closed"); /* may free p */
+            conn_close(p->conn, 0, "client closed");
         else
             peer_maybe_free(p);
     }
-    cl->held--;
     client_release(cl);
     rpc__unpend(r);
 }
@@ -719,38 +717,37 @@ void rpc_client_close(struct rpc_client *cl)
 static void client_tick(struct rpc_client *cl, uint64_t now)
 {
     struct rpc *r = cl->r;
-    struct call_list expired = {NULL, NULL}, unsent = {NULL, NULL};
-    cl->held++; /* a call's callback may close the client */
-    for (struct rpc__peer *p = cl->peers; p; p = p->next) {
+    struct base_list expired, unsent, *pos, *tmp;
+    base_list_init(&expired);
+    base_list_init(&unsent);
+    cl->held++; /* a call's callback may close the client: no peer is freed meanwhile */
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &cl->peers)
+    {
+        struct rpc__peer *p = peer_of(pos);
         if (p->conn && p->conn->broken)
             conn_close(p->conn, UV_EPIPE, "write failed");
         /* close our idle connections well before the peer's idle timeout would: a request
          * written as the peer closes would be lost (its outcome unknown) */
-        if (p->conn && !p->conn->closing && !p->sent.head && !p->queued.head &&
-            p->conn->refs == 1 && now - p->conn->active_at >= r->idle_ms / 2)
+        if (p->conn && !p->conn->closing && base_list_empty(&p->sent) &&
+            base_list_empty(&p->queued) && p->conn->refs == 1 &&
+            now - p->conn->active_at >= r->idle_ms / 2)
             conn_close(p->conn, 0, "idle");
-        struct rpc__call *call, *next;
-        for (call = p->sent.head; call; call = next) {
-            next = call->next;
-            if (now >= call->deadline) {
-                list_remove(&p->sent, call);
-                list_push(&expired, call);
-            }
+        struct base_list *c, *ctmp;
+        BASE_LIST_FOREACH_SAFE(c, ctmp, &p->sent)
+        {
+            if (now >= call_of(c)->deadline)
+                call_move(&expired, call_of(c));
         }
-        for (call = p->queued.head; call; call = next) {
-            next = call->next;
-            if (now >= call->deadline || (!p->conn && !p->dial && now < p->retry_at)) {
-                /* too late, or the peer is backing off: let the caller go elsewhere */
-                list_remove(&p->queued, call);
-                list_push(&unsent, call);
-            }
+        BASE_LIST_FOREACH_SAFE(c, ctmp, &p->queued)
+        {
+            if (now >= call_of(c)->deadline || (!p->conn && !p->dial && now < p->retry_at))
+                call_move(&unsent, call_of(c)); /* too late, or the peer is backing off */
         }
-        if (!p->conn && !p->dial && p->queued.head)
+        if (!p->conn && !p->dial && !base_list_empty(&p->queued))
             peer_kick(p);
     }
     calls_fail(&expired, -ETIMEDOUT);
     calls_fail(&unsent, RPC_UNSENT);
-    cl->held--;
     client_release(cl);
 }
 
@@ -759,14 +756,22 @@ void rpc__call_tick(struct rpc *r)
     if (r->stopping)
         return;
     uint64_t now = uv_now(r->loop);
-    /* a callback may close a client (and so unlink it): walk with the next one saved, and
-     * keep the rpc from being freed under us (it is not stopping: nothing frees it) */
-    for (struct rpc_client *cl = r->clients, *next; cl; cl = next) {
-        next = cl->next;
-        client_tick(cl, now);
+    /* a callback may close any client (and so unlink and free it) or open one: the clients
+     * are moved aside and each is put back before its tick; one opened meanwhile goes to the
+     * front as always and is not ticked. The rpc is not stopping: nothing frees it under us. */
+    struct base_list todo, *n;
+    base_list_init(&todo);
+    base_list_splice_tail(&todo, &r->clients);
+    while ((n = base_list_first(&todo))) {
+        base_list_remove(n);
+        base_list_insert_tail(&r->clients, n);
+        client_tick(BASE_CONTAINER_OF(n, struct rpc_client, node), now);
     }
-    for (struct rpc__conn *conn = r->conns, *next; conn; conn = next) {
-        next = conn->next;
+    /* closing an incoming connection calls nothing back: it leaves the list once closed */
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &r->conns)
+    {
+        struct rpc__conn *conn = conn_of(pos);
         if (conn->broken)
             conn_close(conn, UV_EPIPE, "write failed");
         else if (!conn->closing && conn->refs == 1 && now - conn->active_at >= r->idle_ms)
@@ -776,7 +781,10 @@ void rpc__call_tick(struct rpc *r)
 
 void rpc__call_stop(struct rpc *r)
 {
-    for (struct rpc__conn *conn = r->conns; conn; conn = conn->next)
-        if (!conn->closing)
-            conn_close(conn, 0, "stopping");
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &r->conns)
+    {
+        if (!conn_of(pos)->closing)
+            conn_close(conn_of(pos), 0, "stopping");
+    }
 }

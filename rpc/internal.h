@@ -38,10 +38,10 @@ struct rpc {
     struct sockaddr_storage src; /* outgoing connections bind to it (family 0: not) */
 
     /* port.c */
-    uv_tcp_t *listener; /* NULL once closed */
-    struct rpc__incoming *incoming;
+    uv_tcp_t *listener;        /* NULL once closed */
+    struct base_list incoming; /* handshakes (struct rpc__incoming.node), newest first */
     unsigned n_incoming;
-    struct rpc_dial *dials;
+    struct base_list dials; /* of struct rpc_dial.node, newest first */
     struct rpc__backoff *backoff;
     size_t n_backoff;
     struct rpc__ipcount *ipcounts;
@@ -60,10 +60,10 @@ struct rpc {
 
     /* call.c */
     struct rpc__method methods[RPC_TYPE_MAX + 1];
-    struct rpc__conn *conns; /* incoming */
-    unsigned n_in;           /* incoming RPC connections */
-    unsigned n_strangers;    /* of which not tied to a member when accepted */
-    struct rpc_client *clients;
+    struct base_list conns;   /* incoming (struct rpc__conn.node), newest first */
+    unsigned n_in;            /* incoming RPC connections */
+    unsigned n_strangers;     /* of which not tied to a member when accepted */
+    struct base_list clients; /* open (struct rpc_client.node), newest first */
     uint64_t next_id;
 
     /* lifecycle: handles, handshakes, dials, connections and clients not yet freed */

@@ -96,7 +96,7 @@ enum { IN_PREAMBLE, IN_HEADER, IN_ADDRESS, IN_NONCE, IN_MAC };
 /* An accepted connection whose handshake is being read. buf keeps the transcript (preamble,
  * header, address, the client's nonce, ours) that both MACs cover. */
 struct rpc__incoming {
-    struct rpc__incoming *prev, *next;
+    struct base_list node; /* on r->incoming */
     struct rpc *r;
     uv_tcp_t *tcp; /* base_malloc'd */
     uint64_t started;
@@ -125,7 +125,7 @@ struct rpc__ipcount {
 };
 
 struct rpc_dial {
-    struct rpc_dial *prev, *next;
+    struct base_list node; /* on r->dials until freed */
     struct rpc *r;
     bool stream;
     uint64_t to; /* stream: the peer's id (backoff) */
@@ -156,6 +156,16 @@ struct rpc_dial {
     bool finishing; /* failed, cancelled or handed over: callbacks only count down */
     bool delivered; /* the user's callback ran */
 };
+
+static struct rpc__incoming *in_of(struct base_list *n)
+{
+    return BASE_CONTAINER_OF(n, struct rpc__incoming, node);
+}
+
+static struct rpc_dial *dial_of(struct base_list *n)
+{
+    return BASE_CONTAINER_OF(n, struct rpc_dial, node);
+}
 
 struct rpc__backoff {
     uint64_t id;
@@ -401,14 +411,8 @@ static size_t hs_build(struct rpc *r, const uint8_t *preamble, uint64_t to,
 /* Off the handshake list; its count against the source IP stays with the stream. */
 static void in_detach(struct rpc__incoming *in)
 {
-    struct rpc *r = in->r;
-    if (in->prev)
-        in->prev->next = in->next;
-    else
-        r->incoming = in->next;
-    if (in->next)
-        in->next->prev = in->prev;
-    r->n_incoming--;
+    base_list_remove(&in->node);
+    in->r->n_incoming--;
 }
 
 static void in_closed(uv_handle_t *h)
@@ -459,9 +463,13 @@ static struct rpc__backoff *backoff_of(struct rpc *r, uint64_t id);
 static void peer_is_back(struct rpc *r, uint64_t id)
 {
     backoff_of(r, id)->failures = 0;
-    for (struct rpc_dial *d = r->dials; d; d = d->next)
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &r->dials)
+    {
+        struct rpc_dial *d = dial_of(pos);
         if (d->stream && d->to == id && !d->started && !d->finishing && d->status == 0)
             uv_timer_start(&d->timer, dial_timer_cb, 0, 0);
+    }
 }
 
 /* The handshake is complete: the stream changes hands (its reads stopped, nothing buffered). */
@@ -645,9 +653,7 @@ static void listen_cb(uv_stream_t *server, int status)
         /* Make room by dropping the oldest handshake rather than refusing this one: a server's
          * handshake completes in a round trip, so whoever holds the table full with silent
          * connections loses them first, and members still get through. */
-        struct rpc__incoming *oldest = r->incoming;
-        while (oldest->next)
-            oldest = oldest->next; /* new ones are pushed at the head */
+        struct rpc__incoming *oldest = in_of(base_list_last(&r->incoming)); /* newest first */
         rpc_refuse_log(r, &oldest->peer.sa, "too many handshakes at once: the oldest dropped");
         in_abort(oldest, "too many handshakes at once");
     }
@@ -659,10 +665,7 @@ static void listen_cb(uv_stream_t *server, int status)
     in->started = uv_now(r->loop);
     in_expect(in, IN_PREAMBLE, in->buf, PREAMBLE_LEN);
     tcp->data = in;
-    in->next = r->incoming;
-    if (r->incoming)
-        r->incoming->prev = in;
-    r->incoming = in;
+    base_list_insert_head(&r->incoming, &in->node);
     r->n_incoming++;
     r->pending++; /* until handed over or closed */
     if (uv_read_start((uv_stream_t *)tcp, in_alloc, in_read) != 0)
@@ -673,10 +676,11 @@ static void listen_cb(uv_stream_t *server, int status)
 static void in_sweep(struct rpc *r)
 {
     uint64_t now = uv_now(r->loop);
-    for (struct rpc__incoming *in = r->incoming, *next; in; in = next) {
-        next = in->next;
-        if (now - in->started >= HANDSHAKE_TIMEOUT_MS)
-            in_abort(in, "handshake timed out");
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &r->incoming)
+    {
+        if (now - in_of(pos)->started >= HANDSHAKE_TIMEOUT_MS)
+            in_abort(in_of(pos), "handshake timed out"); /* calls nothing back */
     }
 }
 
@@ -690,17 +694,6 @@ static struct rpc__backoff *backoff_of(struct rpc *r, uint64_t id)
     r->backoff = base_realloc(r->backoff, (r->n_backoff + 1) * sizeof *r->backoff);
     r->backoff[r->n_backoff] = (struct rpc__backoff){.id = id, .failures = 0};
     return &r->backoff[r->n_backoff++];
-}
-
-static void dial_unlink(struct rpc_dial *d)
-{
-    struct rpc *r = d->r;
-    if (d->prev)
-        d->prev->next = d->next;
-    else
-        r->dials = d->next;
-    if (d->next)
-        d->next->prev = d->prev;
 }
 
 /* Runs the user's callback once (failure or cancel: no stream). */
@@ -718,7 +711,7 @@ static void dial_unpend(struct rpc_dial *d)
     if (--d->pending > 0)
         return;
     struct rpc *r = d->r;
-    dial_unlink(d);
+    base_list_remove(&d->node);
     dial_deliver(d, NULL);
     base_free(d->hs);
     base_free(d);
@@ -977,10 +970,7 @@ static struct rpc_dial *dial_new(struct rpc *r, const char *address, const uint8
     } else if (numeric_addr(d->host, d->port, &d->sa) != 0) {
         d->sa.ss_family = 0; /* a name: resolved when the dial starts */
     }
-    d->next = r->dials;
-    if (r->dials)
-        r->dials->prev = d;
-    r->dials = d;
+    base_list_insert_head(&r->dials, &d->node);
     r->pending++; /* until freed */
     uv_timer_start(&d->timer, dial_timer_cb, delay_ms, 0);
     return d;
@@ -1024,7 +1014,8 @@ void rpc__unpend(struct rpc *r)
     assert(r->pending > 0);
     if (--r->pending > 0 || !r->stopping)
         return;
-    assert(!r->listener && !r->incoming && !r->dials && !r->conns && !r->clients);
+    assert(!r->listener && base_list_empty(&r->incoming) && base_list_empty(&r->dials) &&
+           base_list_empty(&r->conns) && base_list_empty(&r->clients));
     void (*done)(void *) = r->done;
     void *data = r->done_data;
     rpc__methods_free(r);
@@ -1092,6 +1083,10 @@ int rpc_start(uv_loop_t *loop, const struct rpc_config *cfg, struct rpc **out, c
     struct rpc *r = base_calloc(1, sizeof *r);
     r->loop = loop;
     r->id = cfg->id;
+    base_list_init(&r->incoming);
+    base_list_init(&r->dials);
+    base_list_init(&r->conns);
+    base_list_init(&r->clients);
     r->address = base_strdup(cfg->address);
     if (cfg->key && cfg->key_len) {
         memcpy(r->key, cfg->key, cfg->key_len);
@@ -1134,7 +1129,7 @@ void rpc_stop(struct rpc *r, void (*done)(void *), void *data)
 {
     BASE_ASSERT_LOOP();
     assert(!r->stopping);
-    assert(!r->clients); /* the users stopped first */
+    assert(base_list_empty(&r->clients)); /* the users stopped first */
     r->stopping = true;
     r->done = done;
     r->done_data = data;
@@ -1142,10 +1137,13 @@ void rpc_stop(struct rpc *r, void (*done)(void *), void *data)
     r->is_member = NULL;
     if (r->listener)
         uv_close((uv_handle_t *)r->listener, listener_closed);
-    while (r->incoming)
-        in_abort(r->incoming, "stopping");
-    for (struct rpc_dial *d = r->dials; d; d = d->next)
-        dial_finish(d, UV_ECANCELED);
+    while (!base_list_empty(&r->incoming))
+        in_abort(in_of(base_list_first(&r->incoming)), "stopping");
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &r->dials)
+    {
+        dial_finish(dial_of(pos), UV_ECANCELED); /* each leaves the list once closed */
+    }
     rpc__call_stop(r);
     uv_close((uv_handle_t *)&r->tick, tick_closed);
 }

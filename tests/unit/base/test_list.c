@@ -132,12 +132,46 @@ static void test_foreach_safe_frees(void **state)
     assert_true(base_list_empty(&head));
 }
 
+/* Splicing moves a whole list, in order, behind another; the source is left empty. */
+static void test_splice_tail(void **state)
+{
+    (void)state;
+    struct base_list a, b;
+    struct item it[5];
+    base_list_init(&a);
+    base_list_init(&b);
+    for (int i = 0; i < 5; i++) {
+        it[i].v = i;
+        base_list_init(&it[i].link);
+    }
+    base_list_splice_tail(&a, &b); /* both empty */
+    assert_true(base_list_empty(&a) && base_list_empty(&b));
+    base_list_insert_tail(&b, &it[0].link);
+    base_list_insert_tail(&b, &it[1].link);
+    base_list_splice_tail(&a, &b); /* into an empty list */
+    assert_true(base_list_empty(&b));
+    base_list_insert_tail(&b, &it[2].link);
+    base_list_insert_tail(&b, &it[3].link);
+    base_list_insert_tail(&b, &it[4].link);
+    base_list_splice_tail(&a, &b); /* behind nodes */
+    assert_true(base_list_empty(&b));
+    base_list_splice_tail(&a, &b); /* an empty source changes nothing */
+    int got[8];
+    assert_int_equal(collect(&a, got, 8), 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(got[i], i);
+    assert_int_equal(collect(&b, got, 8), 0);
+    base_list_remove(&it[4].link); /* the moved nodes link to their new head */
+    assert_int_equal(item_v(base_list_last(&a)), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_order_and_remove),
         cmocka_unit_test(test_foreach_safe_frees),
+        cmocka_unit_test(test_splice_tail),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

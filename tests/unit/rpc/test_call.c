@@ -466,6 +466,67 @@ static void test_close_from_callback(void **state)
     fx_close(&f);
 }
 
+/* The callback of a call lost with its connection (the peer closed it) closes the client:
+ * nothing of the client is used after (it was freed under the close of the connection). */
+static void test_close_from_lost_callback(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct fake k;
+    struct closer c;
+    fx_init(&f);
+    fake_up(&f, &k, FAKE_CLOSE_AFTER_READ);
+    memset(&c, 0, sizeof c);
+    c.f = &f;
+    rpc_call(f.p[0].cl, k.address, T_ECHO, NULL, 3000, closer_cb, &c);
+    assert_true(run_until(&f.loop, &c.first.done, 3000));
+    assert_int_equal(c.first.status, RPC_LOST);
+    assert_null(f.p[0].cl);
+    fake_down(&f, &k);
+    fx_close(&f);
+}
+
+/* A call's callback, from the tick, closes another client of the same rpc, the one the tick
+ * visits next (it has no peers: it is freed at once): the tick goes on without it. */
+struct other_closer {
+    struct fx *f;
+    struct call first;
+};
+
+static void other_closer_cb(void *data, int status, const uint8_t *body, size_t len)
+{
+    struct other_closer *o = data;
+    call_cb(&o->first, status, body, len);
+    rpc_client_close(o->f->p[0].cl);
+    o->f->p[0].cl = NULL;
+}
+
+static void test_close_other_client_from_callback(void **state)
+{
+    (void)state;
+    struct fx f;
+    struct fake k;
+    struct other_closer o;
+    fx_init(&f);
+    fake_up(&f, &k, FAKE_SILENT);
+    memset(&o, 0, sizeof o);
+    o.f = &f;
+    /* newer than p[0].cl: ticked just before it */
+    struct rpc_client *cl = rpc_client_new(f.p[0].r, NULL);
+    rpc_call(cl, k.address, T_ECHO, NULL, 100, other_closer_cb, &o);
+    assert_true(run_until(&f.loop, &o.first.done, 3000));
+    assert_int_equal(o.first.status, -ETIMEDOUT);
+    assert_null(f.p[0].cl);
+    /* the tick still runs for the client that is left */
+    struct call c;
+    call(cl, k.address, T_ECHO, NULL, 100, &c);
+    assert_true(run_until(&f.loop, &c.done, 3000));
+    assert_int_equal(c.status, -ETIMEDOUT);
+    rpc_client_close(cl);
+    fake_down(&f, &k);
+    fx_close(&f);
+}
+
 /* ---- stream dials ------------------------------------------------------------------------ */
 
 struct sdial {
@@ -595,6 +656,8 @@ int main(void)
         cmocka_unit_test(test_timeout_and_lost),
         cmocka_unit_test(test_client_close_ends_calls),
         cmocka_unit_test(test_close_from_callback),
+        cmocka_unit_test(test_close_from_lost_callback),
+        cmocka_unit_test(test_close_other_client_from_callback),
         cmocka_unit_test(test_stream_backoff_and_user_timeout),
         cmocka_unit_test(test_dial_timeout),
     };
