@@ -209,7 +209,7 @@ struct cons {
     uint64_t acked_term;
     uint64_t replace_id; /* a server whose log went backwards, for member.c's tick */
     /* raft_stream.c: accepted Raft streams (each counts in pending until freed) */
-    struct cons_wire_conn *wire_conns;
+    struct base_list wire_conns; /* struct cons_wire_conn (raft_stream.c), newest first */
     uint64_t wire_warn_at;
 
     struct zone_store *store;

@@ -91,9 +91,10 @@ void cons__propose_init(struct cons *c)
     c->waiters = NULL;
     c->barriers = NULL;
     base_list_init(&c->inflight);
-    /* member.c's lists too: this runs before anything can stop the cons */
+    /* member.c's and raft_stream.c's lists too: this runs before anything can stop the cons */
     base_list_init(&c->changes);
     base_list_init(&c->ops);
+    base_list_init(&c->wire_conns); /* raft_stream.c's */
 }
 
 int cons__not_leader_status(struct cons *c)

@@ -40,7 +40,7 @@
 #define WARN_EVERY_MS 10000
 
 struct cons_wire_conn {
-    struct cons_wire_conn *prev, *next;
+    struct base_list link; /* c->wire_conns, newest first */
     struct cons *c;
     uv_tcp_t *tcp; /* base_malloc'd (rpc/) */
     uint64_t id;
@@ -54,18 +54,6 @@ struct cons_wire_conn {
     uint8_t *payload; /* raft_malloc'd, payload_cap bytes */
     size_t payload_len, payload_got, payload_cap;
 };
-
-static void wire_unlink(struct cons_wire_conn *w)
-{
-    struct cons *c = w->c;
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        c->wire_conns = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->prev = w->next = NULL;
-}
 
 static void wire_closed(uv_handle_t *h)
 {
@@ -85,9 +73,12 @@ static void wire_closed(uv_handle_t *h)
 /* Whether a Raft stream from server id is still open. */
 static bool wire_from(struct cons *c, uint64_t id)
 {
-    for (struct cons_wire_conn *w = c->wire_conns; w; w = w->next)
-        if (w->id == id)
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &c->wire_conns)
+    {
+        if (BASE_CONTAINER_OF(pos, struct cons_wire_conn, link)->id == id)
             return true;
+    }
     return false;
 }
 
@@ -110,7 +101,7 @@ static void wire_close(struct cons_wire_conn *w, const char *why)
                       w->id, why);
         }
     }
-    wire_unlink(w);
+    base_list_remove(&w->link);
     uv_read_stop((uv_stream_t *)w->tcp);
     uv_close((uv_handle_t *)w->tcp, wire_closed);
 }
@@ -296,10 +287,7 @@ void cons__wire_accept(struct cons *c, uint64_t id, const char *address, uv_tcp_
     w->buf = base_malloc(w->cap);
     tcp->data = w;
     c->pending++;
-    w->next = c->wire_conns;
-    if (c->wire_conns)
-        c->wire_conns->prev = w;
-    c->wire_conns = w;
+    base_list_insert_head(&c->wire_conns, &w->link);
     if (c->stopping) {
         wire_close(w, NULL);
         return;
@@ -311,6 +299,7 @@ void cons__wire_accept(struct cons *c, uint64_t id, const char *address, uv_tcp_
 
 void cons__wire_stop(struct cons *c)
 {
-    while (c->wire_conns)
-        wire_close(c->wire_conns, NULL);
+    struct base_list *first;
+    while ((first = base_list_first(&c->wire_conns)))
+        wire_close(BASE_CONTAINER_OF(first, struct cons_wire_conn, link), NULL);
 }

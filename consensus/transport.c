@@ -54,7 +54,7 @@
 #define LINK_BACKOFF_MAX_MS 250
 
 struct tp_dial {
-    struct tp_dial *prev, *next;
+    struct base_list link; /* tp->dials, newest first */
     struct tp *tp;
     struct raft_uv_connect *req;
     struct rpc_dial *d;
@@ -63,7 +63,7 @@ struct tp_dial {
 struct tp {
     struct cons *c;
     raft_uv_accept_cb accept_cb;
-    struct tp_dial *dials;
+    struct base_list dials; /* struct tp_dial */
     bool closing;
     raft_uv_transport_close_cb close_cb;
 };
@@ -140,7 +140,7 @@ static bool on_stream(void *data, uv_tcp_t *tcp, const struct rpc_peer *p, const
 
 static void tp_maybe_closed(struct tp *tp)
 {
-    if (!tp->closing || !tp->close_cb || tp->dials)
+    if (!tp->closing || !tp->close_cb || !base_list_empty(&tp->dials))
         return;
     raft_uv_transport_close_cb cb = tp->close_cb;
     tp->close_cb = NULL;
@@ -161,12 +161,7 @@ static void tp_dial_cb(void *data, uv_tcp_t *tcp, int status)
 {
     struct tp_dial *td = data;
     struct tp *tp = td->tp;
-    if (td->prev)
-        td->prev->next = td->next;
-    else
-        tp->dials = td->next;
-    if (td->next)
-        td->next->prev = td->prev;
+    base_list_remove(&td->link);
     struct raft_uv_connect *req = td->req;
     base_free(td);
     int st = tcp ? 0 : status == UV_ECANCELED ? RAFT_CANCELED : RAFT_NOCONNECTION;
@@ -199,10 +194,7 @@ static int tp_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
     struct tp_dial *td = base_calloc(1, sizeof *td);
     td->tp = tp;
     td->req = req;
-    td->next = tp->dials;
-    if (tp->dials)
-        tp->dials->prev = td;
-    tp->dials = td;
+    base_list_insert_head(&tp->dials, &td->link);
     struct rpc_stream_dial sd = {
         .to = id,
         .address = address,
@@ -222,8 +214,12 @@ static void tp_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
     assert(!tp->closing);
     tp->closing = true;
     tp->close_cb = cb;
-    for (struct tp_dial *td = tp->dials; td; td = td->next)
-        rpc_dial_cancel(td->d);
+    struct base_list *pos, *tmp;
+    /* safe walk: a cancel may end the dial (and free it) at once */
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &tp->dials)
+    {
+        rpc_dial_cancel(BASE_CONTAINER_OF(pos, struct tp_dial, link)->d);
+    }
     tp_maybe_closed(tp);
 }
 
@@ -232,6 +228,7 @@ int cons__transport_init(struct cons *c, char *errmsg)
     BASE_UNUSED(errmsg);
     struct tp *tp = base_calloc(1, sizeof *tp);
     tp->c = c;
+    base_list_init(&tp->dials);
     memset(&c->transport, 0, sizeof c->transport);
     c->transport.version = 1;
     c->transport.impl = tp;
@@ -247,7 +244,7 @@ void cons__transport_close(struct cons *c)
     struct tp *tp = c->transport.impl;
     if (!tp)
         return;
-    assert(!tp->dials);
+    assert(base_list_empty(&tp->dials));
     base_free(tp);
     c->transport.impl = NULL;
 }
