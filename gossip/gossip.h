@@ -51,6 +51,9 @@ struct gossip_node {
     size_t n_tags;
     enum gossip_status status;
     uint32_t incarnation;
+    /* memberlist's protocol versions from its alive (serf.Member's ProtocolMin, ProtocolMax,
+     * ProtocolCur, DelegateMin, DelegateMax, DelegateCur), as received */
+    uint8_t vsn[6];
 };
 
 enum gossip_event_kind {
@@ -114,6 +117,18 @@ struct gossip_config {
 
     gossip_event_cb on_event;
     void *ctx;
+
+    /* serf's merge delegate (Consul's merge.go), may be NULL: asked before another node's state
+     * is taken in, with ctx, about the n nodes of a push-pull (a join's or a periodic one,
+     * either side, ourselves among them as the peer sees us; status: alive for alive and
+     * suspect, failed for dead, left)
+     * or about the one node of an alive message that would change our table (new, newer
+     * incarnation or new address; never ourselves). Returns 0 to accept; nonzero refuses it,
+     * with a reason written to why (why_len bytes, NUL-terminated) that is logged at warn: a
+     * refused push-pull is not merged at all (serf's part neither) and a join through it
+     * fails with BASE_EACL; a refused alive is ignored. Must not call gossip_* functions. */
+    int (*on_merge)(void *ctx, const struct gossip_node *nodes, size_t n, char *why,
+                    size_t why_len);
 };
 void gossip_config_defaults(struct gossip_config *c);
 
@@ -135,10 +150,12 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg,
 typedef void (*gossip_done_cb)(void *ctx, int status);
 void gossip_stop(struct gossip *g, gossip_done_cb cb, void *ctx);
 
-/* Joins the pool through the members at addrs ("ip", "ip:port", "[v6]:port"; port 8301 by
- * default) by TCP push-pull with each. As Consul's joins, the pool's earlier user events are
- * not replayed to us (serf's ignoreOld). cb(ctx, joined, status) once all have answered or
- * failed: joined how many did, status 0 if any did. Loop thread. */
+/* Joins the pool through the members at addrs ("ip", "ip:port", "[v6]:port"; a bare ip means
+ * our own bind_port, as memberlist's resolveAddr; IP literals only: a host name fails that
+ * address with BASE_EINVAL and a warn naming it, so the caller resolves names) by TCP push-pull
+ * with each. As Consul's joins, the pool's earlier user events are not replayed to us (serf's
+ * ignoreOld). cb(ctx, joined, status) once all have answered or failed: joined how many did, status
+ * 0 if any did. Loop thread. */
 typedef void (*gossip_join_cb)(void *ctx, size_t joined, int status);
 int gossip_join(struct gossip *g, const char *const *addrs, size_t n, gossip_join_cb cb,
                 void *ctx) BASE_MUSTCHECK;
