@@ -1,14 +1,14 @@
 /* gossip_node: one gossip engine (gossip/gossip.h) as a process, for the integration tests
  * (tests/integration/test_gossip_serf_pool.py) to put in a pool with real serf agents.
  *
- *   gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] [-join IP:PORT]... [-tag K=V]...
+ *   gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] [-join IP[:PORT]]... [-tag K=V]...
  *               [-encrypt BASE64] [-fast]
  *
  * Timings are memberlist's LAN defaults (gossip_config_defaults), or with -fast the unit
  * tests' (probe 100 ms). Prints one JSON object per line on stdout, flushed:
  *   {"event":"started"}  {"event":"joined","n":1,"status":0}
  *   {"event":"join"|"update"|"leave"|"fail"|"reap","name":..,"addr":..,"port":..,
- *    "status":..,"tags":{..}}
+ *    "status":..,"incarnation":..,"vsn":[pmin,pmax,pcur,dmin,dmax,dcur],"tags":{..}}
  *   {"event":"user","name":..,"payload":..,"ltime":..}
  *   {"event":"members","members":[{member fields}...]}
  *   {"event":"left"}  {"event":"stopped"}
@@ -54,8 +54,10 @@ static void node_fields(const struct gossip_node *n)
 {
     printf("\"name\":");
     json_cstr(n->name);
-    printf(",\"addr\":\"%s\",\"port\":%u,\"status\":\"%s\",\"incarnation\":%u,\"tags\":{", n->addr,
-           n->port, gossip_status_name(n->status), n->incarnation);
+    printf(",\"addr\":\"%s\",\"port\":%u,\"status\":\"%s\",\"incarnation\":%u,"
+           "\"vsn\":[%u,%u,%u,%u,%u,%u],\"tags\":{",
+           n->addr, n->port, gossip_status_name(n->status), n->incarnation, n->vsn[0], n->vsn[1],
+           n->vsn[2], n->vsn[3], n->vsn[4], n->vsn[5]);
     for (size_t i = 0; i < n->n_tags; i++) {
         printf("%s", i ? "," : "");
         json_cstr(n->tags[i].key);
