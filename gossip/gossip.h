@@ -194,4 +194,25 @@ struct gossip_stats {
 };
 void gossip_stats_get(const struct gossip *g, struct gossip_stats *out);
 
+/* Consul's user-event envelope (Consul agent/user_event.go's UserEvent): the payload of a serf
+ * user event named "consul:event:<name>", a msgpack map {"ID", "n", "p", "nf", "sf", "tf", "v"}
+ * as Consul writes it ("p", "nf", "sf", "tf" omitted when empty; the Lamport time is the serf
+ * event's, not encoded). Pure; any thread. */
+struct gossip_consul_event {
+    const char *id;   /* a UUID */
+    const char *name; /* the event's name without "consul:event:" */
+    const uint8_t *payload;
+    size_t payload_len;
+    const char *node_filter, *service_filter, *tag_filter; /* regular expressions or "" */
+    int64_t version;                                       /* Consul writes 1 */
+};
+/* Appends the envelope to out (NULL strings as empty). */
+void gossip_consul_event_encode(const struct gossip_consul_event *ev, struct base_buf *out);
+/* Decodes p/n (outside bytes, bounds-checked first; trailing bytes ignored, as go-msgpack's
+ * decoder does; unknown keys skipped; missing ones "" or 0). Strings and the payload are copied
+ * into the arena, the payload NULL when absent. 0; BASE_EPARSE when it is not such a map. The
+ * caller checks version (Consul skips events above 1) and the fields it needs. */
+int gossip_consul_event_decode(const uint8_t *p, size_t n, struct base_arena *a,
+                               struct gossip_consul_event *out) BASE_MUSTCHECK;
+
 #endif
