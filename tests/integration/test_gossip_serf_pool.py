@@ -26,9 +26,9 @@ PORT = 7946
 class GossipNode:
     """A gossip_node process; its JSON lines are collected by a reader thread."""
 
-    def __init__(self, tmp_path, name, addr, join=None, key=None, tags=None):
+    def __init__(self, tmp_path, name, addr, join=None, key=None, tags=None, args=()):
         self.name, self.addr = name, addr
-        argv = [NODE, "-node", name, "-bind", "%s:%d" % (addr, PORT)]
+        argv = [NODE, "-node", name, "-bind", "%s:%d" % (addr, PORT)] + list(args)
         for k, v in (tags or {"role": "herald", "dc": "dc1"}).items():
             argv += ["-tag", "%s=%s" % (k, v)]
         if join:
@@ -102,11 +102,13 @@ def pool(tmp_path):
     serfs, nodes = [], []
 
     class Pool:
-        def serf(self, join=None, key=None, name="serf1"):
+        def serf(self, join=None, key=None, name="serf1", tags=None):
             addr = next_addr()
             log = open(tmp_path / ("%s.log" % name), "w")
             argv = ["serf", "agent", "-node", name, "-bind", "%s:%d" % (addr, PORT),
                     "-rpc-addr", "%s:7373" % addr, "-log-level", "debug", "-tag", "role=web"]
+            for k, v in (tags or {}).items():
+                argv += ["-tag", "%s=%s" % (k, v)]
             if join:
                 argv += ["-join", join]
             if key:
@@ -268,6 +270,26 @@ def test_we_join_serf_by_bare_address_at_our_own_port(pool):
     node = pool.node(join=serf.addr)
     node.wait_event(lambda e: e["event"] == "joined" and e["n"] == 1, 10, "joined")
     both_list_each_other(serf, node)
+
+
+def test_merge_hook_refuses_a_serf_of_another_dc(pool):
+    # the merge hook (Consul's merge.go refusing a wrong datacenter): our join through a serf
+    # tagged dc=dc2 is refused whole (BASE_EACL, -1006) and serf1 is never listed
+    serf = pool.serf(tags={"dc": "dc2"})
+    node = pool.node(join=serf.addr, args=["-merge-dc", "dc1"])
+    ev = node.wait_event(lambda e: e["event"] == "joined", 15, "join answered")
+    assert ev["n"] == 0 and ev["status"] == -1006, ev
+    text = open(node.err.name).read()
+    assert "refused the push-pull of serf1: member 'serf1' part of wrong datacenter 'dc2'" in text
+    assert "serf1" not in node.members()
+
+
+def test_merge_hook_accepts_a_serf_of_our_dc(pool):
+    serf = pool.serf(tags={"dc": "dc1"})
+    node = pool.node(join=serf.addr, args=["-merge-dc", "dc1"])
+    node.wait_event(lambda e: e["event"] == "joined" and e["n"] == 1, 15, "joined")
+    wait_until(lambda: node.members().get("serf1", {}).get("status") == "alive", timeout=15,
+               msg="we list serf1 alive")
 
 
 def test_serf_stalled_then_resumed_is_failed_then_alive(pool):
