@@ -298,12 +298,15 @@ static bool conn_try(struct conn *c)
     } else if (rv != 0) {
         g->st.tcp_bad++;
         if (rv == BASE_EACL)
-            gossip__warn_undecryptable(g, (const struct sockaddr *)&c->peer, "stream");
+            gossip__warn_key(g, (const struct sockaddr *)&c->peer,
+                             "no installed key could decrypt a stream");
         else
             LOG_DEBUG(MOD, "%s: stream refused: %s", g->name, base_strerror(rv));
         gossip__conn_finish(c, rv);
     } else if (g->keys.n && !enc) {
         g->st.tcp_bad++; /* memberlist refuses plain state when it has a key */
+        gossip__warn_key(g, (const struct sockaddr *)&c->peer,
+                         "an unencrypted stream was refused (a key is installed)");
         gossip__conn_finish(c, BASE_EACL);
     } else {
         conn_message(c, &m);

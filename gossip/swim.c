@@ -658,7 +658,7 @@ static void handle_packet_msg(struct gossip *g, const struct gossip_msg *m,
     }
 }
 
-void gossip__warn_undecryptable(struct gossip *g, const struct sockaddr *from, const char *what)
+void gossip__warn_key(struct gossip *g, const struct sockaddr *from, const char *what)
 {
     /* a wrong or missing key is a configuration error the operator must see (memberlist logs
      * every one at ERR); at most one line per UNDECRYPTABLE_WARN_MS, the rest counted in it */
@@ -678,10 +678,8 @@ void gossip__warn_undecryptable(struct gossip *g, const struct sockaddr *from, c
         uv_ip6_name(s, host, sizeof(host));
         port = ntohs(s->sin6_port);
     }
-    LOG_WARN(MOD,
-             "%s: no installed key could decrypt a %s from %s:%d (%" PRIu64
-             " more since the last warning)",
-             g->name, what, host, port, g->undecryptable_quiet);
+    LOG_WARN(MOD, "%s: %s from %s:%d (%" PRIu64 " more since the last warning)", g->name, what,
+             host, port, g->undecryptable_quiet);
     g->undecryptable_warned = true;
     g->undecryptable_last_ms = now;
     g->undecryptable_quiet = 0;
@@ -713,7 +711,7 @@ static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
     if (rv != 0) {
         g->st.udp_bad++;
         if (rv == BASE_EACL)
-            gossip__warn_undecryptable(g, from, "packet");
+            gossip__warn_key(g, from, "no installed key could decrypt a packet");
         else
             LOG_DEBUG(MOD, "%s: packet dropped: %s", g->name, base_strerror(rv));
         return;

@@ -291,7 +291,7 @@ void gossip__maybe_free(struct gossip *g); /* frees a stopped engine once its ha
  * what: "push-pull" or "alive"). */
 int gossip__merge_check(struct gossip *g, const struct gossip_push_node *nodes, size_t n,
                         const char *what);
-/* The rate-limited warn about a packet or stream (what) no key opened, from `from`. */
-void gossip__warn_undecryptable(struct gossip *g, const struct sockaddr *from, const char *what);
+/* The rate-limited warn about a key mismatch (what: the sentence), naming `from`. */
+void gossip__warn_key(struct gossip *g, const struct sockaddr *from, const char *what);
 
 #endif

@@ -1384,6 +1384,30 @@ static void test_merge_hook_refuses_another_dc(void **state)
     pool_down(&p);
 }
 
+/* stderr (where base_log writes) into a temporary file for a while */
+static int cap_fd = -1, cap_saved = -1;
+static char cap_path[64];
+static void capture_start(void)
+{
+    snprintf(cap_path, sizeof(cap_path), "/tmp/test_swim_logXXXXXX");
+    cap_fd = mkstemp(cap_path);
+    assert_true(cap_fd >= 0);
+    fflush(stderr);
+    cap_saved = dup(2);
+    assert_true(cap_saved >= 0);
+    assert_true(dup2(cap_fd, 2) == 2);
+}
+static void capture_end(char *buf, size_t n)
+{
+    fflush(stderr);
+    assert_true(dup2(cap_saved, 2) == 2);
+    close(cap_saved);
+    ssize_t got = pread(cap_fd, buf, n - 1, 0);
+    close(cap_fd);
+    unlink(cap_path);
+    buf[got > 0 ? got : 0] = 0;
+}
+
 /* A packet that no installed key opens is logged at warn, naming its source, at most once per
  * 10 s however many arrive (the rest are counted in the next line). */
 static void test_undecryptable_packet_warns_once(void **state)
@@ -1400,13 +1424,7 @@ static void test_undecryptable_packet_warns_once(void **state)
     pool_key = NULL;
     pool_key_len = 0;
 
-    char path[] = "/tmp/test_swim_logXXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    fflush(stderr);
-    int saved = dup(2);
-    assert_true(saved >= 0);
-    assert_true(dup2(fd, 2) == 2);
+    capture_start();
 
     struct base_buf plain, enc;
     base_buf_init(&plain);
@@ -1434,23 +1452,49 @@ static void test_undecryptable_packet_warns_once(void **state)
         run_until(&p.loop, others_see, &never, 10);
         gossip_stats_get(p.n[0].g, &st);
     }
-    fflush(stderr);
-    assert_true(dup2(saved, 2) == 2);
-    close(saved);
-    assert_int_equal(st.udp_bad, 5);
-
     char buf[4096];
-    ssize_t got = pread(fd, buf, sizeof(buf) - 1, 0);
-    close(fd);
-    unlink(path);
-    assert_true(got > 0);
-    buf[got] = 0;
+    capture_end(buf, sizeof(buf));
+    assert_int_equal(st.udp_bad, 5);
     int lines = 0;
     for (const char *q = buf; (q = strstr(q, "no installed key could decrypt a packet from 127."));
          q++)
         lines++;
     assert_int_equal(lines, 1);
     assert_non_null(strstr(buf, " warn gossip: "));
+    pool_down(&p);
+}
+
+/* A node without a key joining a keyed pool: its plain push-pull is refused, with a warn on the
+ * keyed side naming where it came from. */
+static void test_keyless_join_of_keyed_pool_warns(void **state)
+{
+    BASE_UNUSED(state);
+    static const uint8_t k1[16] = {3};
+    struct pool p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.count = 2;
+    pool_key = k1;
+    pool_key_len = sizeof(k1);
+    node_start(&p.loop, &p.n[0], 0, "server");
+    pool_key = NULL;
+    pool_key_len = 0;
+    node_start(&p.loop, &p.n[1], 1, "client");
+    capture_start();
+    const char *addrs[1] = {"127.77.0.1"};
+    join_list(&p, 1, addrs, 1);
+    struct gossip_stats st = {0};
+    for (int k = 0; k < 200 && st.tcp_bad < 1; k++) {
+        struct fail_wait never = {&p, "nobody", GOSSIP_MEMBER_LEFT};
+        run_until(&p.loop, others_see, &never, 10);
+        gossip_stats_get(p.n[0].g, &st);
+    }
+    char buf[4096];
+    capture_end(buf, sizeof(buf));
+    assert_int_equal(join_joined, 0);
+    assert_true(st.tcp_bad >= 1);
+    assert_non_null(strstr(buf, "n0: an unencrypted stream was refused (a key is installed) from "
+                                "127.0.0.1:")); /* dials are not bound to our address */
     pool_down(&p);
 }
 
@@ -1485,6 +1529,7 @@ int main(void)
         cmocka_unit_test(test_join_bare_host_uses_our_port),
         cmocka_unit_test(test_merge_hook_refuses_another_dc),
         cmocka_unit_test(test_undecryptable_packet_warns_once),
+        cmocka_unit_test(test_keyless_join_of_keyed_pool_warns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
