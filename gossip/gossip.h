@@ -51,6 +51,9 @@ struct gossip_node {
     size_t n_tags;
     enum gossip_status status;
     uint32_t incarnation;
+    /* memberlist's protocol versions from its alive (serf.Member's ProtocolMin, ProtocolMax,
+     * ProtocolCur, DelegateMin, DelegateMax, DelegateCur), as received */
+    uint8_t vsn[6];
 };
 
 enum gossip_event_kind {
@@ -114,6 +117,18 @@ struct gossip_config {
 
     gossip_event_cb on_event;
     void *ctx;
+
+    /* serf's merge delegate (Consul's merge.go), may be NULL: asked before another node's state
+     * is taken in, with ctx, about the n nodes of a push-pull (a join's or a periodic one,
+     * either side, ourselves among them as the peer sees us; status: alive for alive and
+     * suspect, failed for dead, left)
+     * or about the one node of an alive message that would change our table (new, newer
+     * incarnation or new address; never ourselves). Returns 0 to accept; nonzero refuses it,
+     * with a reason written to why (why_len bytes, NUL-terminated) that is logged at warn: a
+     * refused push-pull is not merged at all (serf's part neither) and a join through it
+     * fails with BASE_EACL; a refused alive is ignored. Must not call gossip_* functions. */
+    int (*on_merge)(void *ctx, const struct gossip_node *nodes, size_t n, char *why,
+                    size_t why_len);
 };
 void gossip_config_defaults(struct gossip_config *c);
 
@@ -135,10 +150,12 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg,
 typedef void (*gossip_done_cb)(void *ctx, int status);
 void gossip_stop(struct gossip *g, gossip_done_cb cb, void *ctx);
 
-/* Joins the pool through the members at addrs ("ip", "ip:port", "[v6]:port"; port 8301 by
- * default) by TCP push-pull with each. As Consul's joins, the pool's earlier user events are
- * not replayed to us (serf's ignoreOld). cb(ctx, joined, status) once all have answered or
- * failed: joined how many did, status 0 if any did. Loop thread. */
+/* Joins the pool through the members at addrs ("ip", "ip:port", "[v6]:port"; a bare ip means
+ * our own bind_port, as memberlist's resolveAddr; IP literals only: a host name fails that
+ * address with BASE_EINVAL and a warn naming it, so the caller resolves names) by TCP push-pull
+ * with each. As Consul's joins, the pool's earlier user events are not replayed to us (serf's
+ * ignoreOld). cb(ctx, joined, status) once all have answered or failed: joined how many did, status
+ * 0 if any did. Loop thread. */
 typedef void (*gossip_join_cb)(void *ctx, size_t joined, int status);
 int gossip_join(struct gossip *g, const char *const *addrs, size_t n, gossip_join_cb cb,
                 void *ctx) BASE_MUSTCHECK;
@@ -176,5 +193,26 @@ struct gossip_stats {
     uint32_t health; /* Lifeguard's awareness score now */
 };
 void gossip_stats_get(const struct gossip *g, struct gossip_stats *out);
+
+/* Consul's user-event envelope (Consul agent/user_event.go's UserEvent): the payload of a serf
+ * user event named "consul:event:<name>", a msgpack map {"ID", "n", "p", "nf", "sf", "tf", "v"}
+ * as Consul writes it ("p", "nf", "sf", "tf" omitted when empty; the Lamport time is the serf
+ * event's, not encoded). Pure; any thread. */
+struct gossip_consul_event {
+    const char *id;   /* a UUID */
+    const char *name; /* the event's name without "consul:event:" */
+    const uint8_t *payload;
+    size_t payload_len;
+    const char *node_filter, *service_filter, *tag_filter; /* regular expressions or "" */
+    int64_t version;                                       /* Consul writes 1 */
+};
+/* Appends the envelope to out (NULL strings as empty). */
+void gossip_consul_event_encode(const struct gossip_consul_event *ev, struct base_buf *out);
+/* Decodes p/n (outside bytes, bounds-checked first; trailing bytes ignored, as go-msgpack's
+ * decoder does; unknown keys skipped; missing ones "" or 0). Strings and the payload are copied
+ * into the arena, the payload NULL when absent. 0; BASE_EPARSE when it is not such a map. The
+ * caller checks version (Consul skips events above 1) and the fields it needs. */
+int gossip_consul_event_decode(const uint8_t *p, size_t n, struct base_arena *a,
+                               struct gossip_consul_event *out) BASE_MUSTCHECK;
 
 #endif

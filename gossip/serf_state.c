@@ -24,6 +24,7 @@ static void sm_copy(struct smember *s, const struct gossip_member *m)
     s->port = m->port;
     memcpy(s->meta, m->meta, m->meta_len);
     s->meta_len = m->meta_len;
+    memcpy(s->vsn, m->vsn, GOSSIP_VSN_LEN);
     s->incarnation = m->incarnation;
 }
 
@@ -35,6 +36,7 @@ void gossip__node_fill(const struct smember *s, struct base_arena *a, struct gos
     n->port = s->port;
     n->status = s->status;
     n->incarnation = s->incarnation;
+    memcpy(n->vsn, s->vsn, sizeof(n->vsn));
     struct gossip_tag *tags = NULL;
     size_t nt = 0;
     if (s->meta_len && gossip__tags_decode(s->meta, s->meta_len, a, &tags, &nt) == 0) {

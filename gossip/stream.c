@@ -183,15 +183,18 @@ static void local_state(struct gossip *g, bool join, struct base_buf *out)
     base_buf_free(&us);
 }
 
-static bool merge_remote(struct gossip *g, const struct gossip_push_pull *pp, bool ignore_old)
+static int merge_remote(struct gossip *g, const struct gossip_push_pull *pp, bool ignore_old)
 {
     /* a state larger than our member cap is not a pool we can hold: refused whole, which also
      * bounds the work of the merges below (each is linear in the table) */
     if (pp->n_nodes > g->cfg.max_members) {
         g->st.tcp_bad++;
         LOG_DEBUG(MOD, "%s: push-pull of %zu nodes refused", g->name, pp->n_nodes);
-        return false;
+        return BASE_ETOOBIG;
     }
+    int rv = gossip__merge_check(g, pp->nodes, pp->n_nodes, "push-pull");
+    if (rv != 0)
+        return rv;
     gossip__members_merge(&g->mt, pp->nodes, pp->n_nodes, now_ms(g), gossip__on_fx, g);
     if (pp->user_state.n) {
         struct base_arena a;
@@ -206,7 +209,7 @@ static bool merge_remote(struct gossip *g, const struct gossip_push_pull *pp, bo
         base_arena_close(&a);
     }
     gossip__rearm_susp(g);
-    return true;
+    return 0;
 }
 
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -240,7 +243,7 @@ static void conn_message(struct conn *c, const struct gossip_msg *m)
             gossip__conn_finish(c, BASE_EPARSE);
             return;
         }
-        gossip__conn_finish(c, merge_remote(g, &m->u.push_pull, c->op != NULL) ? 0 : BASE_ETOOBIG);
+        gossip__conn_finish(c, merge_remote(g, &m->u.push_pull, c->op != NULL));
         return;
     }
     struct base_buf out;
@@ -294,10 +297,16 @@ static bool conn_try(struct conn *c)
         over = false;
     } else if (rv != 0) {
         g->st.tcp_bad++;
-        LOG_DEBUG(MOD, "%s: stream refused: %s", g->name, base_strerror(rv));
+        if (rv == BASE_EACL)
+            gossip__warn_key(g, (const struct sockaddr *)&c->peer,
+                             "no installed key could decrypt a stream");
+        else
+            LOG_DEBUG(MOD, "%s: stream refused: %s", g->name, base_strerror(rv));
         gossip__conn_finish(c, rv);
     } else if (g->keys.n && !enc) {
         g->st.tcp_bad++; /* memberlist refuses plain state when it has a key */
+        gossip__warn_key(g, (const struct sockaddr *)&c->peer,
+                         "an unencrypted stream was refused (a key is installed)");
         gossip__conn_finish(c, BASE_EACL);
     } else {
         conn_message(c, &m);

@@ -55,6 +55,7 @@
 #include "gossip/swim.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <string.h>
 
@@ -566,6 +567,60 @@ static void handle_ping(struct gossip *g, const struct gossip_ping *p, const str
     send_msg(g, (const struct sockaddr *)&back, NULL, &m, same_addr(&back, from));
 }
 
+int gossip__merge_check(struct gossip *g, const struct gossip_push_node *nodes, size_t n,
+                        const char *what)
+{
+    if (!g->cfg.on_merge || n == 0)
+        return 0;
+    struct base_arena a;
+    base_arena_init(&a);
+    struct gossip_node *v = base_arena_alloc(&a, n * sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
+        const struct gossip_push_node *p = &nodes[i];
+        struct gossip_node *o = &v[i];
+        memset(o, 0, sizeof(*o));
+        o->name = p->name;
+        addr_text(p->addr.p, p->addr.n, o->addr);
+        o->port = p->port;
+        o->status = p->state == GOSSIP_STATE_LEFT   ? GOSSIP_MEMBER_LEFT
+                    : p->state == GOSSIP_STATE_DEAD ? GOSSIP_MEMBER_FAILED
+                                                    : GOSSIP_MEMBER_ALIVE;
+        o->incarnation = p->incarnation;
+        if (p->has_vsn)
+            memcpy(o->vsn, p->vsn, sizeof(o->vsn));
+        struct gossip_tag *tags = NULL;
+        size_t nt = 0;
+        if (p->meta.n && gossip__tags_decode(p->meta.p, p->meta.n, &a, &tags, &nt) == 0) {
+            o->tags = tags;
+            o->n_tags = nt;
+        }
+    }
+    char why[256] = "";
+    int rv = g->cfg.on_merge(g->cfg.ctx, v, n, why, sizeof(why));
+    why[sizeof(why) - 1] = 0;
+    if (rv != 0)
+        LOG_WARN(MOD, "%s: refused the %s of %s%s: %s", g->name, what, v[0].name,
+                 n == 1 ? "" : " and others", why[0] ? why : "refused by the merge hook");
+    base_arena_close(&a);
+    return rv != 0 ? BASE_EACL : 0;
+}
+
+/* memberlist's alive delegate (serf's, with a merge delegate): asked only about an alive that
+ * would change our table, so the steady gossip of known alives costs nothing */
+static bool alive_allowed(struct gossip *g, const struct gossip_alive *a)
+{
+    if (!g->cfg.on_merge || is_self(g, a->node))
+        return true;
+    const struct gossip_member *m = gossip__members_find(&g->mt, a->node);
+    if (m && a->incarnation <= m->incarnation && m->addr_len == a->addr.n &&
+        (!a->addr.n || memcmp(m->addr, a->addr.p, a->addr.n) == 0) && m->port == a->port)
+        return true; /* stale or a repeat: the table ignores it anyway */
+    struct gossip_push_node pn = {
+        a->node, a->addr, a->port, a->meta, a->incarnation, GOSSIP_STATE_ALIVE, a->has_vsn, {0}};
+    memcpy(pn.vsn, a->vsn, GOSSIP_VSN_LEN);
+    return gossip__merge_check(g, &pn, 1, "alive") == 0;
+}
+
 static void handle_packet_msg(struct gossip *g, const struct gossip_msg *m,
                               const struct sockaddr *from)
 {
@@ -589,7 +644,8 @@ static void handle_packet_msg(struct gossip *g, const struct gossip_msg *m,
         gossip__members_suspect(&g->mt, &m->u.suspect, now, gossip__on_fx, g);
         break;
     case GOSSIP_ALIVE:
-        gossip__members_alive(&g->mt, &m->u.alive, false, now, gossip__on_fx, g);
+        if (alive_allowed(g, &m->u.alive))
+            gossip__members_alive(&g->mt, &m->u.alive, false, now, gossip__on_fx, g);
         break;
     case GOSSIP_DEAD:
         gossip__members_dead(&g->mt, &m->u.suspect, now, gossip__on_fx, g);
@@ -600,6 +656,33 @@ static void handle_packet_msg(struct gossip *g, const struct gossip_msg *m,
     default:
         break;
     }
+}
+
+void gossip__warn_key(struct gossip *g, const struct sockaddr *from, const char *what)
+{
+    /* a wrong or missing key is a configuration error the operator must see (memberlist logs
+     * every one at ERR); at most one line per UNDECRYPTABLE_WARN_MS, the rest counted in it */
+    uint64_t now = now_ms(g);
+    if (g->undecryptable_warned && now - g->undecryptable_last_ms < UNDECRYPTABLE_WARN_MS) {
+        g->undecryptable_quiet++;
+        return;
+    }
+    char host[64] = "?";
+    int port = 0;
+    if (from->sa_family == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)from;
+        uv_ip4_name(s, host, sizeof(host));
+        port = ntohs(s->sin_port);
+    } else if (from->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)from;
+        uv_ip6_name(s, host, sizeof(host));
+        port = ntohs(s->sin6_port);
+    }
+    LOG_WARN(MOD, "%s: %s from %s:%d (%" PRIu64 " more since the last warning)", g->name, what,
+             host, port, g->undecryptable_quiet);
+    g->undecryptable_warned = true;
+    g->undecryptable_last_ms = now;
+    g->undecryptable_quiet = 0;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -627,7 +710,10 @@ static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
         gossip__packet_decode((const uint8_t *)buf->base, (size_t)nread, &g->keys, &g->arena, &pkt);
     if (rv != 0) {
         g->st.udp_bad++;
-        LOG_DEBUG(MOD, "%s: packet dropped: %s", g->name, base_strerror(rv));
+        if (rv == BASE_EACL)
+            gossip__warn_key(g, from, "no installed key could decrypt a packet");
+        else
+            LOG_DEBUG(MOD, "%s: packet dropped: %s", g->name, base_strerror(rv));
         return;
     }
     for (size_t i = 0; i < pkt.n && !g->stopping; i++)
@@ -977,11 +1063,16 @@ static void join_with(struct gossip *g, struct join_op *op, const char *addr)
     char host[256];
     int port;
     struct sockaddr_storage ss;
-    int rv = base_hostport_parse(addr, 8301, host, sizeof(host), &port);
+    /* memberlist's resolveAddr: a bare host means our own port */
+    int rv = base_hostport_parse(addr, g->cfg.bind_port, host, sizeof(host), &port);
     if (rv == 0 && (port <= 0 || port > 65535))
         rv = BASE_EINVAL;
-    if (rv == 0)
-        rv = parse_ip(host, (uint16_t)port, &ss);
+    if (rv == 0 && parse_ip(host, (uint16_t)port, &ss) != 0) {
+        LOG_WARN(MOD, "%s: join %s: \"%s\" is not an IP address (host names are not resolved here)",
+                 g->name, addr, host);
+        gossip__join_op_done(op, false, BASE_EINVAL);
+        return;
+    }
     if (rv == 0)
         rv = gossip__conn_dial(g, &ss, true, op);
     if (rv != 0) {

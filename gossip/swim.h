@@ -12,17 +12,18 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#define MOD               "gossip"
-#define UDP_BUF           1400 /* memberlist's UDPBufferSize */
-#define COMPOUND_MAX      255
-#define RING              512 /* serf's EventBuffer */
-#define RING_SLOT_MAX     8
-#define RING_BYTES_MAX    (4u << 20)
-#define INTENTS_MAX       1024
-#define INTENT_TIMEOUT_MS (5 * 60 * 1000)
-#define RELAYS_MAX        128
-#define HOUSE_MS          1000
-#define ENCRYPT_OVERHEAD  29 /* version, nonce, tag */
+#define MOD                   "gossip"
+#define UDP_BUF               1400 /* memberlist's UDPBufferSize */
+#define COMPOUND_MAX          255
+#define RING                  512 /* serf's EventBuffer */
+#define RING_SLOT_MAX         8
+#define RING_BYTES_MAX        (4u << 20)
+#define INTENTS_MAX           1024
+#define INTENT_TIMEOUT_MS     (5 * 60 * 1000)
+#define RELAYS_MAX            128
+#define HOUSE_MS              1000
+#define ENCRYPT_OVERHEAD      29 /* version, nonce, tag */
+#define UNDECRYPTABLE_WARN_MS 10000
 
 struct smember {
     char *name;
@@ -31,6 +32,7 @@ struct smember {
     uint16_t port;
     uint8_t meta[512];
     size_t meta_len;
+    uint8_t vsn[GOSSIP_VSN_LEN];
     uint32_t incarnation;
     enum gossip_status status;
     uint64_t status_ltime;
@@ -155,6 +157,8 @@ struct gossip {
     struct base_arena arena;
     uint8_t rbuf[GOSSIP_WIRE_UDP_MAX];
     struct gossip_stats st;
+    bool undecryptable_warned;
+    uint64_t undecryptable_last_ms, undecryptable_quiet;
 };
 
 static inline uint64_t now_ms(const struct gossip *g)
@@ -283,5 +287,11 @@ void gossip__on_fx(void *ctx, const struct gossip_fx *fx); /* the member table's
 void gossip__rearm_susp(struct gossip *g);
 void gossip__probe_ack(struct gossip *g);  /* the running probe was answered */
 void gossip__maybe_free(struct gossip *g); /* frees a stopped engine once its handles closed */
+/* cfg.on_merge about nodes (0 when accepted or no hook; BASE_EACL when refused, logged with
+ * what: "push-pull" or "alive"). */
+int gossip__merge_check(struct gossip *g, const struct gossip_push_node *nodes, size_t n,
+                        const char *what);
+/* The rate-limited warn about a key mismatch (what: the sentence), naming `from`. */
+void gossip__warn_key(struct gossip *g, const struct sockaddr *from, const char *what);
 
 #endif

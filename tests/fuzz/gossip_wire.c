@@ -1,7 +1,7 @@
 /* libFuzzer target over gossip/'s decoders of outside bytes (gossip/wire.c, lzw.c, crypt.c):
  * the input's first byte picks what reads the rest: 0 a UDP packet, 1 a packet with a key, 2 a
  * TCP stream, 3 a stream with a key (the key of tests/unit/gossip/serf_vectors.h), 4 a serf
- * message, 5 a node's tags, 6 a serf query's filter.
+ * message, 5 a node's tags, 6 a serf query's filter, 7 Consul's user-event envelope.
  *
  * Besides the sanitizers' findings (reads past the input, leaks, integer overflows), every
  * decoded message must hold what the protocol will rely on, or the target aborts: counts
@@ -11,6 +11,7 @@
  *
  * Build and run: make fuzz FUZZ_TARGETS=gossip_wire (FUZZ_SECONDS, default 600), seeded with
  * the serf captures of tests/unit/gossip/test_wire (HERALD_GOSSIP_SEEDS). */
+#include "gossip/gossip.h"
 #include "gossip/wire.h"
 
 #include <stdio.h>
@@ -182,6 +183,29 @@ static void check_msg(const struct gossip_msg *m, struct base_arena *a, bool fro
     base_buf_free(&b2);
 }
 
+static void check_consul_event(const uint8_t *p, size_t n, struct base_arena *a)
+{
+    struct gossip_consul_event ev;
+    if (gossip_consul_event_decode(p, n, a, &ev) != 0)
+        return;
+    check_str(ev.id);
+    check_str(ev.name);
+    check_str(ev.node_filter);
+    check_str(ev.service_filter);
+    check_str(ev.tag_filter);
+    check_bytes((struct gossip_bytes){ev.payload, ev.payload_len});
+    struct base_buf b1, b2;
+    base_buf_init(&b1);
+    base_buf_init(&b2);
+    gossip_consul_event_encode(&ev, &b1);
+    struct gossip_consul_event again;
+    check(gossip_consul_event_decode(b1.data, b1.len, a, &again) == 0, "envelope re-decodes");
+    gossip_consul_event_encode(&again, &b2);
+    check(b1.len == b2.len && memcmp(b1.data, b2.data, b1.len) == 0, "envelope fixed point");
+    base_buf_free(&b1);
+    base_buf_free(&b2);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -192,7 +216,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ring.n = 1;
     ring.keys[0].len = 16;
     memcpy(ring.keys[0].key, key, 16);
-    uint8_t mode = data[0] % 7;
+    uint8_t mode = data[0] % 8;
     size_t n = size - 1;
     /* the rest in a buffer of its exact size: ASan sees any read past it */
     uint8_t *p = malloc(n ? n : 1);
@@ -228,6 +252,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 5:
         check_tags(p, n, &a);
+        break;
+    case 7:
+        check_consul_event(p, n, &a);
         break;
     default: {
         struct gossip_serf_filter f;

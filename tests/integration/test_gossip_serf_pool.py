@@ -26,9 +26,9 @@ PORT = 7946
 class GossipNode:
     """A gossip_node process; its JSON lines are collected by a reader thread."""
 
-    def __init__(self, tmp_path, name, addr, join=None, key=None, tags=None):
+    def __init__(self, tmp_path, name, addr, join=None, key=None, tags=None, args=()):
         self.name, self.addr = name, addr
-        argv = [NODE, "-node", name, "-bind", "%s:%d" % (addr, PORT)]
+        argv = [NODE, "-node", name, "-bind", "%s:%d" % (addr, PORT)] + list(args)
         for k, v in (tags or {"role": "herald", "dc": "dc1"}).items():
             argv += ["-tag", "%s=%s" % (k, v)]
         if join:
@@ -102,11 +102,13 @@ def pool(tmp_path):
     serfs, nodes = [], []
 
     class Pool:
-        def serf(self, join=None, key=None, name="serf1"):
+        def serf(self, join=None, key=None, name="serf1", tags=None):
             addr = next_addr()
             log = open(tmp_path / ("%s.log" % name), "w")
             argv = ["serf", "agent", "-node", name, "-bind", "%s:%d" % (addr, PORT),
                     "-rpc-addr", "%s:7373" % addr, "-log-level", "debug", "-tag", "role=web"]
+            for k, v in (tags or {}).items():
+                argv += ["-tag", "%s=%s" % (k, v)]
             if join:
                 argv += ["-join", join]
             if key:
@@ -153,6 +155,10 @@ def both_list_each_other(serf, node):
     assert ours["serf1"]["addr"] == serf.addr and ours["serf1"]["port"] == PORT
     assert ours["serf1"]["tags"] == {"role": "web"}
     assert ours[node.name]["status"] == "alive"
+    # memberlist's six protocol numbers as Debian's serf sends them (ProtocolMin..DelegateCur:
+    # memberlist 1..5, current 2; serf's delegate 2..5, current 5); ours are the same
+    assert ours["serf1"]["vsn"] == [1, 5, 2, 2, 5, 5], ours["serf1"]
+    assert ours[node.name]["vsn"] == [1, 5, 2, 2, 5, 5]
 
 
 @pytest.mark.parametrize("key", [None, KEY], ids=["plain", "encrypted"])
@@ -241,6 +247,49 @@ def test_serf_with_another_key_refuses_our_join(pool):
     assert ev["n"] == 0 and ev["status"] != 0
     assert "h1" not in serf_members(serf.addr)
     assert "serf1" not in node.members()
+
+
+def test_serf_with_another_key_is_a_warning_naming_it(pool):
+    # a wrong key is an operator's mistake: the engine says so at warn, naming the source
+    node = pool.node(key="AQEBAQEBAQEBAQEBAQEBAQ==")
+    serf = pool.serf(key=KEY)
+    out = subprocess.run(["serf", "join", "-rpc-addr=%s:7373" % serf.addr,
+                          "%s:%d" % (node.addr, PORT)], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0, out.stdout
+    err = node.err.name
+    # serf dials from an unbound socket: its stream comes from 127.0.0.1, not its bind address
+    wait_until(lambda: "no installed key could decrypt a stream from 127.0.0.1:"
+               in open(err).read(), timeout=10, msg="the warn about serf's stream")
+    assert " warn gossip: " in open(err).read()
+    assert "serf1" not in node.members()
+
+
+def test_we_join_serf_by_bare_address_at_our_own_port(pool):
+    # memberlist's resolveAddr: no port means our own bind port (serf's is the same here)
+    serf = pool.serf()
+    node = pool.node(join=serf.addr)
+    node.wait_event(lambda e: e["event"] == "joined" and e["n"] == 1, 10, "joined")
+    both_list_each_other(serf, node)
+
+
+def test_merge_hook_refuses_a_serf_of_another_dc(pool):
+    # the merge hook (Consul's merge.go refusing a wrong datacenter): our join through a serf
+    # tagged dc=dc2 is refused whole (BASE_EACL, -1006) and serf1 is never listed
+    serf = pool.serf(tags={"dc": "dc2"})
+    node = pool.node(join=serf.addr, args=["-merge-dc", "dc1"])
+    ev = node.wait_event(lambda e: e["event"] == "joined", 15, "join answered")
+    assert ev["n"] == 0 and ev["status"] == -1006, ev
+    text = open(node.err.name).read()
+    assert "refused the push-pull of serf1: member 'serf1' part of wrong datacenter 'dc2'" in text
+    assert "serf1" not in node.members()
+
+
+def test_merge_hook_accepts_a_serf_of_our_dc(pool):
+    serf = pool.serf(tags={"dc": "dc1"})
+    node = pool.node(join=serf.addr, args=["-merge-dc", "dc1"])
+    node.wait_event(lambda e: e["event"] == "joined" and e["n"] == 1, 15, "joined")
+    wait_until(lambda: node.members().get("serf1", {}).get("status") == "alive", timeout=15,
+               msg="we list serf1 alive")
 
 
 def test_serf_stalled_then_resumed_is_failed_then_alive(pool):

@@ -1,14 +1,14 @@
 /* gossip_node: one gossip engine (gossip/gossip.h) as a process, for the integration tests
  * (tests/integration/test_gossip_serf_pool.py) to put in a pool with real serf agents.
  *
- *   gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] [-join IP:PORT]... [-tag K=V]...
- *               [-encrypt BASE64] [-fast]
+ *   gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] [-join IP[:PORT]]... [-tag K=V]...
+ *               [-encrypt BASE64] [-merge-dc DC] [-fast]
  *
  * Timings are memberlist's LAN defaults (gossip_config_defaults), or with -fast the unit
  * tests' (probe 100 ms). Prints one JSON object per line on stdout, flushed:
  *   {"event":"started"}  {"event":"joined","n":1,"status":0}
  *   {"event":"join"|"update"|"leave"|"fail"|"reap","name":..,"addr":..,"port":..,
- *    "status":..,"tags":{..}}
+ *    "status":..,"incarnation":..,"vsn":[pmin,pmax,pcur,dmin,dmax,dcur],"tags":{..}}
  *   {"event":"user","name":..,"payload":..,"ltime":..}
  *   {"event":"members","members":[{member fields}...]}
  *   {"event":"left"}  {"event":"stopped"}
@@ -54,8 +54,10 @@ static void node_fields(const struct gossip_node *n)
 {
     printf("\"name\":");
     json_cstr(n->name);
-    printf(",\"addr\":\"%s\",\"port\":%u,\"status\":\"%s\",\"incarnation\":%u,\"tags\":{", n->addr,
-           n->port, gossip_status_name(n->status), n->incarnation);
+    printf(",\"addr\":\"%s\",\"port\":%u,\"status\":\"%s\",\"incarnation\":%u,"
+           "\"vsn\":[%u,%u,%u,%u,%u,%u],\"tags\":{",
+           n->addr, n->port, gossip_status_name(n->status), n->incarnation, n->vsn[0], n->vsn[1],
+           n->vsn[2], n->vsn[3], n->vsn[4], n->vsn[5]);
     for (size_t i = 0; i < n->n_tags; i++) {
         printf("%s", i ? "," : "");
         json_cstr(n->tags[i].key);
@@ -216,8 +218,24 @@ static void on_joined(void *ctx, size_t joined, int status)
 static void usage(void)
 {
     fprintf(stderr, "usage: gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] "
-                    "[-join IP:PORT]... [-tag K=V]... [-encrypt KEY] [-fast]\n");
+                    "[-join IP[:PORT]]... [-tag K=V]... [-encrypt KEY] [-merge-dc DC] [-fast]\n");
     exit(2);
+}
+
+/* -merge-dc DC: the merge hook refuses a node whose "dc" tag is another (Consul's merge.go) */
+static const char *merge_dc;
+static int on_merge(void *ctx, const struct gossip_node *nodes, size_t n, char *why, size_t why_len)
+{
+    BASE_UNUSED(ctx);
+    for (size_t i = 0; i < n; i++)
+        for (size_t t = 0; t < nodes[i].n_tags; t++)
+            if (strcmp(nodes[i].tags[t].key, "dc") == 0 &&
+                strcmp(nodes[i].tags[t].value, merge_dc) != 0) {
+                snprintf(why, why_len, "member '%s' part of wrong datacenter '%s'", nodes[i].name,
+                         nodes[i].tags[t].value);
+                return 1;
+            }
+    return 0;
 }
 
 static void split_hostport(const char *s, char *host, size_t hl, uint16_t *port)
@@ -259,6 +277,9 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "-advertise") == 0) {
             split_hostport(v, adv_host, sizeof(adv_host), &c.advertise_port);
             c.advertise_addr = adv_host;
+        } else if (strcmp(a, "-merge-dc") == 0) {
+            merge_dc = v;
+            c.on_merge = on_merge;
         } else if (strcmp(a, "-join") == 0 && n_joins < BASE_ARRAY_LEN(joins)) {
             joins[n_joins++] = v;
         } else if (strcmp(a, "-tag") == 0 && n_tags < BASE_ARRAY_LEN(tags)) {

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "gossip/gossip.h"
@@ -25,6 +26,7 @@ struct seen {
     enum gossip_status status;
     int joins, fails, leaves, reaps;
     char role[32];
+    uint8_t vsn[6];
 };
 
 struct node {
@@ -69,6 +71,7 @@ static void on_event(void *ctx, const struct gossip_event *ev)
     s->fails += ev->kind == GOSSIP_EVENT_FAIL;
     s->leaves += ev->kind == GOSSIP_EVENT_LEAVE;
     s->reaps += ev->kind == GOSSIP_EVENT_REAP;
+    memcpy(s->vsn, ev->node->vsn, sizeof(s->vsn));
     for (size_t i = 0; i < ev->node->n_tags; i++)
         if (strcmp(ev->node->tags[i].key, "role") == 0)
             snprintf(s->role, sizeof(s->role), "%s", ev->node->tags[i].value);
@@ -1183,6 +1186,318 @@ static void test_bad_configs_refused(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- step 1 of the agent wiring: vsn, bare join hosts, the merge hook, the key warn ------- */
+
+struct vsn_find {
+    const char *name;
+    uint8_t vsn[6];
+    bool found;
+};
+static void vsn_of(void *ctx, const struct gossip_node *n)
+{
+    struct vsn_find *f = ctx;
+    if (strcmp(n->name, f->name) == 0) {
+        memcpy(f->vsn, n->vsn, 6);
+        f->found = true;
+    }
+}
+
+static void fake_alive_full(uv_loop_t *loop, struct node *to, const char *name, uint8_t last,
+                            const struct gossip_tag *tags, size_t n_tags, const uint8_t vsn[6])
+{
+    const uint8_t ip[4] = {127, 77, 1, last};
+    struct base_buf meta;
+    base_buf_init(&meta);
+    if (n_tags)
+        gossip__tags_encode(&meta, tags, n_tags);
+    struct gossip_msg m = {.type = GOSSIP_ALIVE};
+    m.u.alive = (struct gossip_alive){1, name, {ip, 4}, 9, {meta.data, meta.len}, true, {0}};
+    memcpy(m.u.alive.vsn, vsn, 6);
+    fake_msg(loop, to, &m);
+    base_buf_free(&meta);
+}
+
+/* Members carry memberlist's six protocol numbers as their alive gave them (what
+ * /v1/agent/members reports as ProtocolMin..DelegateCur), in events and in gossip_members. */
+static void test_members_carry_protocol_versions(void **state)
+{
+    BASE_UNUSED(state);
+    static const uint8_t ours[6] = {1, 5, 2, 2, 5, 5}, theirs[6] = {1, 5, 3, 2, 5, 4};
+    struct pool p;
+    pool_up(&p, 2);
+    struct vsn_find f = {"n0", {0}, false};
+    gossip_members(p.n[1].g, vsn_of, &f);
+    assert_true(f.found);
+    assert_memory_equal(f.vsn, ours, 6);
+    assert_memory_equal(seen_of(&p.n[1], "n0")->vsn, ours, 6);
+    assert_memory_equal(seen_of(&p.n[0], "n0")->vsn, ours, 6); /* ourselves too */
+    fake_alive_full(&p.loop, &p.n[0], "old", 7, NULL, 0, theirs);
+    struct seen_wait w = {&p.n[0], "old", 1, 0, GOSSIP_MEMBER_ALIVE};
+    assert_true(run_until(&p.loop, seen_state, &w, 2000));
+    assert_memory_equal(seen_of(&p.n[0], "old")->vsn, theirs, 6);
+    f = (struct vsn_find){"old", {0}, false};
+    gossip_members(p.n[0].g, vsn_of, &f);
+    assert_true(f.found);
+    assert_memory_equal(f.vsn, theirs, 6);
+    pool_down(&p);
+}
+
+static size_t join_joined;
+static void on_join_n(void *ctx, size_t joined, int status)
+{
+    BASE_UNUSED(ctx);
+    join_joined = joined;
+    join_status = status;
+}
+
+static void join_list(struct pool *p, int who, const char *const *addrs, size_t n)
+{
+    join_status = 1;
+    join_joined = 99;
+    assert_int_equal(gossip_join(p->n[who].g, addrs, n, on_join_n, NULL), 0);
+    assert_true(run_until(&p->loop, join_done, NULL, 3000));
+}
+
+/* A bare host joins at our own bind port (memberlist's resolveAddr; the old default was 8301,
+ * where nothing listens here); a host name is refused as not an IP address without failing
+ * the other addresses; our own address "joins" ourselves (counted, changes nothing). */
+static void test_join_bare_host_uses_our_port(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.count = 2;
+    node_start(&p.loop, &p.n[0], 0, "server");
+    node_start(&p.loop, &p.n[1], 1, "client");
+    const char *bare[1] = {"127.77.0.1"};
+    join_list(&p, 1, bare, 1);
+    assert_int_equal(join_status, 0);
+    assert_int_equal(join_joined, 1);
+    assert_true(run_until(&p.loop, converged, &p, 3000));
+
+    const char *named[2] = {"localhost", "no-such-host.invalid:8301"};
+    join_list(&p, 1, named, 2);
+    assert_int_equal(join_joined, 0);
+    assert_int_equal(join_status, BASE_EINVAL);
+    const char *mixed[2] = {"localhost", "127.77.0.1"};
+    join_list(&p, 1, mixed, 2);
+    assert_int_equal(join_joined, 1);
+    assert_int_equal(join_status, 0);
+
+    /* a join list naming ourselves (an agent's -retry-join often does) */
+    const char *self[1] = {"127.77.0.2"};
+    join_list(&p, 1, self, 1);
+    assert_int_equal(join_status, 0);
+    assert_int_equal(join_joined, 1);
+    size_t listed = 0;
+    gossip_members(p.n[1].g, count_member, &listed);
+    assert_int_equal(listed, 2);
+    assert_int_equal(gossip_num_alive(p.n[1].g), 2);
+    assert_int_equal(seen_of(&p.n[1], "n1")->joins, 1);
+    pool_down(&p);
+}
+
+/* The merge hook: each node refuses a node of another dc than its own (Consul's merge.go);
+ * ctx is the node, n2 is the one in dc2. */
+static int merge_calls;
+static struct pool *dc_pool;
+static int refuse_other_dc(void *ctx, const struct gossip_node *nodes, size_t n, char *why,
+                           size_t why_len)
+{
+    const char *our_dc = ctx == &dc_pool->n[2] ? "dc2" : "dc1";
+    merge_calls++;
+    for (size_t i = 0; i < n; i++)
+        for (size_t t = 0; t < nodes[i].n_tags; t++)
+            if (strcmp(nodes[i].tags[t].key, "dc") == 0 &&
+                strcmp(nodes[i].tags[t].value, our_dc) != 0) {
+                snprintf(why, why_len, "member '%s' part of wrong datacenter '%s'", nodes[i].name,
+                         nodes[i].tags[t].value);
+                return 1;
+            }
+    return 0;
+}
+
+static void node_start_dc(uv_loop_t *loop, struct node *n, int i, const char *dc)
+{
+    memset(n, 0, sizeof(*n));
+    snprintf(n->name, sizeof(n->name), "n%d", i);
+    snprintf(n->addr, sizeof(n->addr), "127.77.0.%d", i + 1);
+    n->port = port_base;
+    struct gossip_tag tags[2] = {{"role", "server"}, {"dc", dc}};
+    struct gossip_config c;
+    fast_config(&c);
+    c.node_name = n->name;
+    c.bind_addr = n->addr;
+    c.bind_port = n->port;
+    c.tags = tags;
+    c.n_tags = 2;
+    c.on_event = on_event;
+    c.ctx = n;
+    c.on_merge = refuse_other_dc;
+    assert_int_equal(gossip_start(loop, &c, &n->g), 0);
+}
+
+static void test_merge_hook_refuses_another_dc(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    memset(&p, 0, sizeof(p));
+    dc_pool = &p;
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.count = 3;
+    for (int i = 0; i < 3; i++)
+        node_start_dc(&p.loop, &p.n[i], i, i == 2 ? "dc2" : "dc1");
+    do_join(&p, 1, 0);
+    p.count = 2;
+    assert_true(run_until(&p.loop, converged, &p, 3000));
+    p.count = 3;
+    int calls = merge_calls;
+    /* n2 (dc2) joins n0 (dc1): n0 refuses n2's state, n2 refuses n0's: the join fails */
+    char addr[64];
+    snprintf(addr, sizeof(addr), "%s:%u", p.n[0].addr, p.n[0].port);
+    const char *addrs[1] = {addr};
+    join_list(&p, 2, addrs, 1);
+    assert_int_equal(join_joined, 0);
+    assert_int_equal(join_status, BASE_EACL);
+    assert_true(merge_calls >= calls + 2);
+    /* an alive of a dc2 node straight to n0 is refused; a dc1 one after it gets in */
+    static const uint8_t v[6] = {1, 5, 2, 2, 5, 5};
+    const struct gossip_tag t2[1] = {{"dc", "dc2"}}, t1[1] = {{"dc", "dc1"}};
+    fake_alive_full(&p.loop, &p.n[0], "stranger", 8, t2, 1, v);
+    fake_alive_full(&p.loop, &p.n[0], "friend", 9, t1, 1, v);
+    struct seen_wait w = {&p.n[0], "friend", 1, 0, GOSSIP_MEMBER_ALIVE};
+    assert_true(run_until(&p.loop, seen_state, &w, 2000));
+    /* a few push-pulls later, nobody in dc1 lists n2 or the stranger; n2 lists itself only */
+    struct fail_wait never = {&p, "nobody", GOSSIP_MEMBER_LEFT};
+    run_until(&p.loop, others_see, &never, 1200);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(seen_of(&p.n[i], "n2")->joins, 0);
+        assert_int_equal(seen_of(&p.n[i], "stranger")->joins, 0);
+    }
+    size_t listed = 0;
+    gossip_members(p.n[2].g, count_member, &listed);
+    assert_int_equal(listed, 1);
+    listed = 0;
+    gossip_members(p.n[0].g, count_member, &listed);
+    assert_int_equal(listed, 3); /* n0, n1, friend */
+    pool_down(&p);
+}
+
+/* stderr (where base_log writes) into a temporary file for a while */
+static int cap_fd = -1, cap_saved = -1;
+static char cap_path[64];
+static void capture_start(void)
+{
+    snprintf(cap_path, sizeof(cap_path), "/tmp/test_swim_logXXXXXX");
+    cap_fd = mkstemp(cap_path);
+    assert_true(cap_fd >= 0);
+    fflush(stderr);
+    cap_saved = dup(2);
+    assert_true(cap_saved >= 0);
+    assert_true(dup2(cap_fd, 2) == 2);
+}
+static void capture_end(char *buf, size_t n)
+{
+    fflush(stderr);
+    assert_true(dup2(cap_saved, 2) == 2);
+    close(cap_saved);
+    ssize_t got = pread(cap_fd, buf, n - 1, 0);
+    close(cap_fd);
+    unlink(cap_path);
+    buf[got > 0 ? got : 0] = 0;
+}
+
+/* A packet that no installed key opens is logged at warn, naming its source, at most once per
+ * 10 s however many arrive (the rest are counted in the next line). */
+static void test_undecryptable_packet_warns_once(void **state)
+{
+    BASE_UNUSED(state);
+    static const uint8_t k1[16] = {1}, k2[16] = {2};
+    struct pool p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.count = 1;
+    pool_key = k1;
+    pool_key_len = sizeof(k1);
+    node_start(&p.loop, &p.n[0], 0, "server");
+    pool_key = NULL;
+    pool_key_len = 0;
+
+    capture_start();
+
+    struct base_buf plain, enc;
+    base_buf_init(&plain);
+    struct gossip_msg m = {.type = GOSSIP_PING};
+    m.u.ping.seq = 1;
+    m.u.ping.node = "n0";
+    gossip__msg_encode(&plain, &m);
+    static const uint8_t nonce[12] = {7};
+    for (int i = 0; i < 5; i++) {
+        base_buf_init(&enc);
+        gossip__encrypt(&enc, 1, k2, sizeof(k2), nonce, plain.data, plain.len, NULL, 0);
+        uv_udp_t *u = base_malloc(sizeof(*u));
+        uv_udp_init(&p.loop, u);
+        struct sockaddr_in sa;
+        uv_ip4_addr(p.n[0].addr, p.n[0].port, &sa);
+        uv_buf_t ub = uv_buf_init((char *)enc.data, (unsigned)enc.len);
+        assert_true(uv_udp_try_send(u, &ub, 1, (const struct sockaddr *)&sa) > 0);
+        uv_close((uv_handle_t *)u, free_handle);
+        base_buf_free(&enc);
+    }
+    base_buf_free(&plain);
+    struct gossip_stats st = {0};
+    for (int k = 0; k < 200 && st.udp_bad < 5; k++) {
+        struct fail_wait never = {&p, "nobody", GOSSIP_MEMBER_LEFT};
+        run_until(&p.loop, others_see, &never, 10);
+        gossip_stats_get(p.n[0].g, &st);
+    }
+    char buf[4096];
+    capture_end(buf, sizeof(buf));
+    assert_int_equal(st.udp_bad, 5);
+    int lines = 0;
+    for (const char *q = buf; (q = strstr(q, "no installed key could decrypt a packet from 127."));
+         q++)
+        lines++;
+    assert_int_equal(lines, 1);
+    assert_non_null(strstr(buf, " warn gossip: "));
+    pool_down(&p);
+}
+
+/* A node without a key joining a keyed pool: its plain push-pull is refused, with a warn on the
+ * keyed side naming where it came from. */
+static void test_keyless_join_of_keyed_pool_warns(void **state)
+{
+    BASE_UNUSED(state);
+    static const uint8_t k1[16] = {3};
+    struct pool p;
+    memset(&p, 0, sizeof(p));
+    assert_int_equal(uv_loop_init(&p.loop), 0);
+    p.count = 2;
+    pool_key = k1;
+    pool_key_len = sizeof(k1);
+    node_start(&p.loop, &p.n[0], 0, "server");
+    pool_key = NULL;
+    pool_key_len = 0;
+    node_start(&p.loop, &p.n[1], 1, "client");
+    capture_start();
+    const char *addrs[1] = {"127.77.0.1"};
+    join_list(&p, 1, addrs, 1);
+    struct gossip_stats st = {0};
+    for (int k = 0; k < 200 && st.tcp_bad < 1; k++) {
+        struct fail_wait never = {&p, "nobody", GOSSIP_MEMBER_LEFT};
+        run_until(&p.loop, others_see, &never, 10);
+        gossip_stats_get(p.n[0].g, &st);
+    }
+    char buf[4096];
+    capture_end(buf, sizeof(buf));
+    assert_int_equal(join_joined, 0);
+    assert_true(st.tcp_bad >= 1);
+    assert_non_null(strstr(buf, "n0: an unencrypted stream was refused (a key is installed) from "
+                                "127.0.0.1:")); /* dials are not bound to our address */
+    pool_down(&p);
+}
+
 int main(void)
 {
     base_loop_thread_set();
@@ -1210,6 +1525,11 @@ int main(void)
         cmocka_unit_test(test_join_does_not_replay_old_events),
         cmocka_unit_test(test_ack_piggybacks_only_to_the_pinger),
         cmocka_unit_test(test_large_push_pull_over_many_reads),
+        cmocka_unit_test(test_members_carry_protocol_versions),
+        cmocka_unit_test(test_join_bare_host_uses_our_port),
+        cmocka_unit_test(test_merge_hook_refuses_another_dc),
+        cmocka_unit_test(test_undecryptable_packet_warns_once),
+        cmocka_unit_test(test_keyless_join_of_keyed_pool_warns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

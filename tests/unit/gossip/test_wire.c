@@ -801,6 +801,10 @@ static void write_seeds(const char *dir)
     static const uint8_t filter_node[] = {0, 0x91, 0xa2, 'h', '1'};
     static const uint8_t filter_tag[] = {1,   0x82, 0xa4, 'E', 'x', 'p',  'r', 0xa3, 'w', 'e',
                                          'b', 0xa3, 'T',  'a', 'g', 0xa4, 'r', 'o',  'l', 'e'};
+    /* Consul's user-event envelope (tests/unit/gossip/test_consul_event.c has its layout) */
+    static const uint8_t consul_event[] = {0x85, 0xa2, 'I',  'D',  0xa1, 'x',  0xa1, 'n',
+                                           0xa1, 'e',  0xa2, 'n',  'f',  0xa2, 'h',  '.',
+                                           0xa1, 'p',  0xc4, 0x01, 'P',  0xa1, 'v',  0x01};
     struct {
         const char *name;
         uint8_t mode;
@@ -821,6 +825,7 @@ static void write_seeds(const char *dir)
         {"serf_query", 4, serf_query_packet + 6, sizeof(serf_query_packet) - 6},
         {"filter_node", 6, filter_node, sizeof(filter_node)},
         {"filter_tag", 6, filter_tag, sizeof(filter_tag)},
+        {"consul_event", 7, consul_event, sizeof(consul_event)},
     };
     for (size_t i = 0; i < BASE_ARRAY_LEN(v); i++) {
         char path[4096];
