@@ -13,61 +13,10 @@ acknowledged write is lost.
 
 Every wait is bounded; servers are stopped by pid (make_cluster's teardown)."""
 import statistics
-import threading
 import time
 
 from conftest import wait_until
-
-
-class Writers:
-    """Threads writing unique keys to the live servers in turn; acknowledged = 200 "true"."""
-
-    def __init__(self, cluster, n=4, timeout=5):
-        self.cluster = cluster
-        self.timeout = timeout
-        self.acked = {}  # key -> (value, t_invoke, t_response)
-        self.unknown = 0
-        self.lock = threading.Lock()
-        self.stop_ev = threading.Event()
-        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
-                        for i in range(n)]
-        for t in self.threads:
-            t.start()
-
-    def run(self, tid):
-        seq = 0
-        while not self.stop_ev.is_set():
-            live = self.cluster.live()
-            if not live:
-                self.stop_ev.wait(0.01)
-                continue
-            a = live[(tid + seq) % len(live)]
-            seq += 1
-            key, value = "fo/%d-%d" % (tid, seq), "v%d-%d" % (tid, seq)
-            t0 = time.monotonic()
-            try:
-                r = a.put("/v1/kv/" + key, value, timeout=self.timeout)
-                ok = r.status == 200 and r.body.strip() == b"true"
-            except OSError:
-                ok = False
-            t1 = time.monotonic()
-            with self.lock:
-                if ok:
-                    self.acked[key] = (value, t0, t1)
-                else:
-                    self.unknown += 1
-            self.stop_ev.wait(0.002 if ok else 0.01)
-
-    def first_ack_after(self, t):
-        with self.lock:
-            ends = [t1 for (_, t0, t1) in self.acked.values() if t0 >= t]
-        return min(ends) - t if ends else None
-
-    def stop(self):
-        self.stop_ev.set()
-        for t in self.threads:
-            t.join(self.timeout + 5)
-            assert not t.is_alive(), "writer thread stuck"
+from herald_test.writers import Writers
 
 
 def term(a):
@@ -97,7 +46,7 @@ def log_since(a, offset):
 
 def test_kill9_leader_is_replaced_by_an_election_started_at_once(make_cluster):
     c = make_cluster(3).start()
-    w = Writers(c)
+    w = Writers(c.live, "fo/", n=4, pause=(0.002, 0.01))
     firsts, elected = [], []
     try:
         for rnd in range(5):
@@ -141,7 +90,7 @@ def test_follower_stopped_300ms_at_a_time_causes_no_election(make_cluster):
     leader = c.wait_leader()
     starved = c.followers(leader)[0]
     t0 = max(term(a) for a in c)
-    w = Writers(c)
+    w = Writers(c.live, "fo/", n=4, pause=(0.002, 0.01))
     stops = 0
     try:
         deadline = time.monotonic() + 20

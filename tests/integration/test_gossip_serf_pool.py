@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import ROOT, next_addr, sanitizer_env, wait_until
+from herald_test.serf import serf_members
 
 NODE = os.path.join(ROOT, "build", "asan", "tests", "tools", "gossip_node")
 KEY = "AAECAwQFBgcICQoLDA0ODw=="
@@ -86,14 +87,6 @@ class GossipNode:
         self.reader.join(5)
         self.err.close()
         return self.proc.returncode
-
-
-def serf_members(serf_addr):
-    out = subprocess.run(["serf", "members", "-rpc-addr=%s:7373" % serf_addr, "-format=json"],
-                         capture_output=True, text=True, timeout=10)
-    if out.returncode != 0:
-        return {}
-    return {m["name"]: m for m in json.loads(out.stdout)["members"]}
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ plain and AES-GCM encrypted. This test plays them to `serf agent` on loopback as
 "herald1" and checks what serf makes of them: herald1 a member with its tags, the event received,
 herald1 left. Every wait is bounded; serf is stopped by pid.
 """
-import json
 import os
 import socket
 import subprocess
@@ -16,18 +15,11 @@ import subprocess
 import pytest
 
 from conftest import ROOT, next_addr, wait_until
+from herald_test.serf import serf_members
 
 EMITTER = os.path.join(ROOT, "build", "tests", "unit", "gossip", "test_wire")
 KEY = "AAECAwQFBgcICQoLDA0ODw=="
 PORT = 7946
-
-
-def serf_members(serf_addr):
-    out = subprocess.run(["serf", "members", "-rpc-addr=%s:7373" % serf_addr, "-format=json"],
-                         capture_output=True, text=True, timeout=10)
-    if out.returncode != 0:
-        return {}
-    return {m["name"]: m for m in json.loads(out.stdout)["members"]}
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ import time
 import pytest
 
 from conftest import Cluster, ClusterAgent, netns_argv, wait_until
+from herald_test.writers import Writers
 
 ROUNDS = 5
 HOLD_S = 3.5  # partition length: long enough for the retransmission backoff to reach seconds
@@ -148,46 +149,6 @@ def lab_cluster(tmpdir_path):
     assert not failures, "\n".join(failures)
 
 
-class Writers:
-    """Threads writing unique keys to every server in turn; acknowledged = 200 "true"."""
-
-    def __init__(self, servers, n=3, timeout=5):
-        self.servers = servers
-        self.timeout = timeout
-        self.acked = {}
-        self.unknown = 0
-        self.lock = threading.Lock()
-        self.stop_ev = threading.Event()
-        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True)
-                        for i in range(n)]
-        for t in self.threads:
-            t.start()
-
-    def run(self, tid):
-        seq = 0
-        while not self.stop_ev.is_set():
-            a = self.servers[(tid + seq) % len(self.servers)]
-            seq += 1
-            key, value = "w/%d-%d" % (tid, seq), "v%d-%d" % (tid, seq)
-            try:
-                r = a.put("/v1/kv/" + key, value, timeout=self.timeout)
-                ok = r.status == 200 and r.body.strip() == b"true"
-            except OSError:
-                ok = False
-            with self.lock:
-                if ok:
-                    self.acked[key] = value
-                else:
-                    self.unknown += 1
-            self.stop_ev.wait(0.01 if ok else 0.05)
-
-    def stop(self):
-        self.stop_ev.set()
-        for t in self.threads:
-            t.join(self.timeout + 5)
-            assert not t.is_alive(), "writer thread stuck"
-
-
 def try_req(fn):
     """(status, body) of an HTTP call, or (None, error) when it failed or timed out."""
     try:
@@ -200,7 +161,7 @@ def try_req(fn):
 def test_healed_leader_follows_the_new_leader_within_a_second(lab_cluster):
     lab, c = lab_cluster
     c.start()
-    w = Writers(list(c))
+    w = Writers(list(c), "w/")
     heal_s = []
     try:
         for rnd in range(ROUNDS):
@@ -281,7 +242,7 @@ def test_a_reset_stream_from_a_live_leader_disrupts_nothing(lab_cluster):
     leader = c.wait_leader(timeout=20)
     followers = sorted(c.followers(leader), key=raft_id)
     term0 = max_term(c)
-    w = Writers(list(c))
+    w = Writers(list(c), "w/")
     try:
         for f in followers:
             before = f.read_log().count("the Raft stream from leader")

@@ -10,4 +10,6 @@ every name below, so `from conftest import Agent, wait_until` keeps working.
   peers      Peer, Peers, BlackHole: NSD, dnsmasq, BIND, unbound and a silent upstream
   zones      the upstream zones of the recursion and peer tests
   cluster    ClusterAgent, Cluster: several servers forming one Raft cluster
+  writers    Writers: threads writing unique keys, what was acknowledged and when
+  serf       serf_members: what a real `serf agent` lists
 """
