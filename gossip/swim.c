@@ -361,6 +361,35 @@ static void probe_start(struct gossip *g)
     probe_timer_start(g, gossip__members_scale(&g->mt, g->cfg.probe_timeout_ms));
 }
 
+/* Up to k members chosen at random among those keep() accepts (memberlist's kRandomNodes, a
+ * partial Fisher-Yates shuffle): their indexes in g->mt.v at (*out)[0..return value), *out
+ * base_malloc'd for the caller to free. */
+typedef bool (*member_keep_fn)(const struct gossip *g, const struct gossip_member *m,
+                               const void *ctx);
+static size_t random_members(struct gossip *g, size_t k, member_keep_fn keep, const void *ctx,
+                             size_t **out)
+{
+    size_t *cand = base_malloc((g->mt.n + 1) * sizeof(*cand)), nc = 0;
+    for (size_t i = 0; i < g->mt.n; i++)
+        if (keep(g, g->mt.v[i], ctx))
+            cand[nc++] = i;
+    size_t chosen = k < nc ? k : nc;
+    for (size_t i = 0; i < chosen; i++) {
+        size_t j = i + rnd_below(g, nc - i);
+        size_t x = cand[i];
+        cand[i] = cand[j];
+        cand[j] = x;
+    }
+    *out = cand;
+    return chosen;
+}
+
+/* An alive member other than us and than ctx (a member to leave out, or NULL). */
+static bool alive_other(const struct gossip *g, const struct gossip_member *m, const void *ctx)
+{
+    return !is_self(g, m->name) && m != ctx && m->state == GOSSIP_STATE_ALIVE;
+}
+
 static void probe_indirect(struct gossip *g)
 {
     struct gossip_member *target = gossip__members_find(&g->mt, g->probe.node);
@@ -371,17 +400,8 @@ static void probe_indirect(struct gossip *g)
     g->st.indirect++;
     g->probe.phase = PROBE_INDIRECT;
     /* k random alive members other than us and the target */
-    size_t *cand = base_malloc((g->mt.n + 1) * sizeof(*cand)), nc = 0;
-    for (size_t i = 0; i < g->mt.n; i++) {
-        const struct gossip_member *m = g->mt.v[i];
-        if (!is_self(g, m->name) && m != target && m->state == GOSSIP_STATE_ALIVE)
-            cand[nc++] = i;
-    }
-    for (size_t k = 0; k < g->cfg.indirect_checks && k < nc; k++) {
-        size_t j = k + rnd_below(g, nc - k);
-        size_t t = cand[k];
-        cand[k] = cand[j];
-        cand[j] = t;
+    size_t *cand, nc = random_members(g, g->cfg.indirect_checks, alive_other, target, &cand);
+    for (size_t k = 0; k < nc; k++) {
         const struct gossip_member *peer = g->mt.v[cand[k]];
         struct sockaddr_storage ss;
         if (!member_sockaddr(peer, &ss))
@@ -752,19 +772,18 @@ static bool gossip_target(const struct gossip *g, const struct gossip_member *m,
     return m->state == GOSSIP_STATE_DEAD && now - m->state_change_ms < g->cfg.gossip_to_the_dead_ms;
 }
 
+static bool gossip_target_now(const struct gossip *g, const struct gossip_member *m,
+                              const void *now)
+{
+    return gossip_target(g, m, *(const uint64_t *)now);
+}
+
 static void on_gossip_timer(uv_timer_t *t)
 {
     struct gossip *g = t->data;
     uint64_t now = now_ms(g);
-    size_t *cand = base_malloc((g->mt.n + 1) * sizeof(*cand)), nc = 0;
-    for (size_t i = 0; i < g->mt.n; i++)
-        if (gossip_target(g, g->mt.v[i], now))
-            cand[nc++] = i;
-    for (size_t k = 0; k < g->cfg.gossip_nodes && k < nc; k++) {
-        size_t j = k + rnd_below(g, nc - k);
-        size_t x = cand[k];
-        cand[k] = cand[j];
-        cand[j] = x;
+    size_t *cand, nc = random_members(g, g->cfg.gossip_nodes, gossip_target_now, &now, &cand);
+    for (size_t k = 0; k < nc; k++) {
         const struct gossip_member *m = g->mt.v[cand[k]];
         struct sockaddr_storage ss;
         if (member_sockaddr(m, &ss))
@@ -788,13 +807,10 @@ static uint64_t push_pull_scale(uint64_t interval, size_t n)
 static void on_pp_timer(uv_timer_t *t)
 {
     struct gossip *g = t->data;
-    size_t *cand = base_malloc((g->mt.n + 1) * sizeof(*cand)), nc = 0;
-    for (size_t i = 0; i < g->mt.n; i++)
-        if (!is_self(g, g->mt.v[i]->name) && g->mt.v[i]->state == GOSSIP_STATE_ALIVE)
-            cand[nc++] = i;
-    if (nc) {
+    size_t *cand;
+    if (random_members(g, 1, alive_other, NULL, &cand)) {
         struct sockaddr_storage ss;
-        if (member_sockaddr(g->mt.v[cand[rnd_below(g, nc)]], &ss))
+        if (member_sockaddr(g->mt.v[cand[0]], &ss))
             (void)gossip__conn_dial(g, &ss, false, NULL);
     }
     base_free(cand);
