@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,32 +141,161 @@ static const char *jstr(json_t *o, const char *k)
 
 /* ---- commands -------------------------------------------------------------------------- */
 
-static int cmd_members(struct cli *c)
+/* `herald members`, as `consul members` prints it: servers first, then by name. */
+static const char *status_name(json_t *m)
 {
-    int rc;
-    json_t *arr = call_json(c, "/v1/agent/members", &rc);
-    size_t i;
-    json_t *m;
-    if (!arr)
-        return rc;
-    printf("%-20s %-22s %-8s %-7s %-8s %s\n", "Node", "Address", "Status", "Type", "Build", "DC");
-    json_array_foreach(arr, i, m)
-    {
-        json_t *tags = json_object_get(m, "Tags");
-        char addr[300];
-        int st = (int)json_integer_value(json_object_get(m, "Status"));
-        snprintf(addr, sizeof addr, "%s:%lld", jstr(m, "Addr"),
-                 (long long)json_integer_value(json_object_get(m, "Port")));
-        printf("%-20s %-22s %-8s %-7s %-8s %s\n", jstr(m, "Name"), addr,
-               st == 1   ? "alive"
-               : st == 3 ? "left"
-               : st == 4 ? "failed"
-                         : "unknown",
-               strcmp(jstr(tags, "role"), "consul") == 0 ? "server" : "client", jstr(tags, "build"),
-               jstr(tags, "dc"));
+    static const char *const names[] = {"none", "alive", "leaving", "left", "failed"};
+    json_int_t st = json_integer_value(json_object_get(m, "Status"));
+    return st >= 0 && st < (json_int_t)BASE_ARRAY_LEN(names) ? names[st] : "unknown";
+}
+
+static bool is_server(json_t *m)
+{
+    return strcmp(jstr(json_object_get(m, "Tags"), "role"), "consul") == 0;
+}
+
+static int member_cmp(const void *pa, const void *pb)
+{
+    json_t *a = *(json_t *const *)pa, *b = *(json_t *const *)pb;
+    if (is_server(a) != is_server(b))
+        return is_server(a) ? -1 : 1;
+    return strcmp(jstr(a, "Name"), jstr(b, "Name"));
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Prints rows of cells (n_cols each) in columns two spaces apart (Consul's columnize). */
+static void columns(char ***rows, size_t n_rows, size_t n_cols)
+{
+    size_t w[16] = {0};
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t k = 0; k < n_cols; k++)
+            if (strlen(rows[r][k]) > w[k])
+                w[k] = strlen(rows[r][k]);
+    for (size_t r = 0; r < n_rows; r++) {
+        for (size_t k = 0; k < n_cols; k++)
+            printf(k + 1 < n_cols ? "%-*s  " : "%-*s", k + 1 < n_cols ? (int)w[k] : 0, rows[r][k]);
+        printf("\n");
     }
+}
+
+static int cmd_members(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] = "usage: herald members [-detailed] [-status REGEX] [-wan]";
+    bool detailed = false, wan = false;
+    const char *status_re = NULL;
+    regex_t re;
+    int rc;
+
+    for (size_t i = 0; i < argc; i++) {
+        const char *a = argv[i][0] == '-' && argv[i][1] == '-' ? argv[i] + 1 : argv[i];
+        if (strcmp(a, "-detailed") == 0)
+            detailed = true;
+        else if (strcmp(a, "-wan") == 0)
+            wan = true;
+        else if (strncmp(a, "-status=", 8) == 0)
+            status_re = a + 8;
+        else if (strcmp(a, "-status") == 0 && i + 1 < argc)
+            status_re = argv[++i];
+        else
+            return fail("%s", usage);
+    }
+    if (status_re && regcomp(&re, status_re, REG_EXTENDED | REG_NOSUB))
+        return fail("Failed to compile status regexp: %s", status_re);
+    json_t *arr = call_json(c, wan ? "/v1/agent/members?wan=1" : "/v1/agent/members", &rc);
+    if (!arr) {
+        if (status_re)
+            regfree(&re);
+        return rc;
+    }
+    size_t n = json_array_size(arr), kept = 0;
+    json_t **ms = base_calloc(n + 1, sizeof *ms);
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(arr, i);
+        if (!status_re || regexec(&re, status_name(m), 0, NULL, 0) == 0)
+            ms[kept++] = m;
+    }
+    if (status_re)
+        regfree(&re);
+    qsort(ms, kept, sizeof *ms, member_cmp);
+
+    struct base_arena a;
+    base_arena_init(&a);
+    size_t n_cols = detailed ? 4 : 9;
+    char ***rows = base_arena_alloc(&a, (kept + 1) * sizeof *rows);
+    static const char *const head[] = {"Node",     "Address", "Status",    "Type",   "Build",
+                                       "Protocol", "DC",      "Partition", "Segment"};
+    static const char *const head_detailed[] = {"Node", "Address", "Status", "Tags"};
+    rows[0] = (char **)(detailed ? head_detailed : head);
+    for (size_t r = 0; r < kept; r++) {
+        json_t *m = ms[r], *tags = json_object_get(m, "Tags");
+        char **row = base_arena_alloc(&a, n_cols * sizeof *row);
+        rows[r + 1] = row;
+        row[0] = base_arena_printf(&a, "%s", jstr(m, "Name"));
+        row[1] = base_arena_printf(&a, strchr(jstr(m, "Addr"), ':') ? "[%s]:%lld" : "%s:%lld",
+                                   jstr(m, "Addr"),
+                                   (long long)json_integer_value(json_object_get(m, "Port")));
+        row[2] = base_arena_printf(&a, "%s", status_name(m));
+        if (detailed) {
+            size_t nt = json_object_size(tags), k = 0;
+            const char **keys = base_arena_alloc(&a, (nt + 1) * sizeof *keys);
+            const char *key;
+            json_t *v;
+            json_object_foreach(tags, key, v) keys[k++] = key;
+            qsort(keys, k, sizeof *keys, key_cmp);
+            struct base_buf b;
+            base_buf_init(&b);
+            for (size_t t = 0; t < k; t++)
+                base_buf_printf(&b, "%s%s=%s", t ? "," : "", keys[t], jstr(tags, keys[t]));
+            row[3] = base_arena_printf(&a, "%.*s", (int)b.len, (const char *)b.data);
+            base_buf_free(&b);
+            continue;
+        }
+        const char *role = jstr(tags, "role");
+        bool server = strcmp(role, "consul") == 0, client = strcmp(role, "node") == 0;
+        const char *build = jstr(tags, "build");
+        row[3] = server ? "server" : client ? "client" : "unknown";
+        if (!server && !client) {
+            for (size_t k = 4; k < 9; k++)
+                row[k] = "";
+            continue;
+        }
+        row[4] = base_arena_printf(&a, "%.*s", (int)strcspn(build, ":"), build);
+        row[5] = base_arena_printf(&a, "%s", jstr(tags, "vsn"));
+        row[6] = base_arena_printf(&a, "%s", jstr(tags, "dc"));
+        row[7] = "default";
+        row[8] = server ? "<all>" : "<default>";
+    }
+    columns(rows, kept + 1, n_cols);
+    base_arena_close(&a);
+    base_free(ms);
     json_decref(arr);
-    return 0;
+    return status_re && kept == 0 ? 2 : 0; /* consul members: nothing matched -status */
+}
+
+static int cmd_force_leave(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] = "usage: herald force-leave [-prune] [-wan] NODE";
+    bool prune = false, wan = false;
+    const char *node = NULL;
+    for (size_t i = 0; i < argc; i++) {
+        const char *a = argv[i][0] == '-' && argv[i][1] == '-' ? argv[i] + 1 : argv[i];
+        if (strcmp(a, "-prune") == 0)
+            prune = true;
+        else if (strcmp(a, "-wan") == 0)
+            wan = true;
+        else if (a[0] != '-' && !node)
+            node = a;
+        else
+            return fail("%s", usage);
+    }
+    if (!node)
+        return fail("%s", usage);
+    const char *q = prune && wan ? "prune=1&wan=1" : prune ? "prune=1" : wan ? "wan=1" : NULL;
+    return call_ok_at(c, "PUT", "/v1/agent/force-leave/", node, q, NULL, 0);
 }
 
 static int cmd_services(struct cli *c, char **argv, size_t argc)
@@ -695,7 +825,9 @@ int adm_cli_main(const char *cmd, int argc, char **argv)
         return 1;
     }
     if (strcmp(cmd, "members") == 0)
-        rc = cmd_members(&c);
+        rc = cmd_members(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "force-leave") == 0)
+        rc = cmd_force_leave(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "services") == 0)
         rc = cmd_services(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "catalog") == 0)

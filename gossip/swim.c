@@ -994,6 +994,11 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
     g->loop = loop;
     g->cfg = *cfg;
     g->cfg.node_name = g->cfg.bind_addr = g->cfg.advertise_addr = NULL;
+    g->bind_from = bind_sa;
+    if (bind_sa.ss_family == AF_INET)
+        ((struct sockaddr_in *)&g->bind_from)->sin_port = 0;
+    else
+        ((struct sockaddr_in6 *)&g->bind_from)->sin6_port = 0;
     g->cfg.tags = NULL;
     g->cfg.n_tags = 0;
     g->cfg.key = NULL;

@@ -110,6 +110,7 @@ enum probe_phase { PROBE_IDLE, PROBE_DIRECT, PROBE_INDIRECT };
 struct gossip {
     uv_loop_t *loop;
     struct gossip_config cfg;
+    struct sockaddr_storage bind_from; /* bind_addr with port 0: our TCP dials leave from it */
     char *name;
     struct gossip_keyring keys;
     uint8_t addr[16];

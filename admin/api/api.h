@@ -30,6 +30,34 @@ struct api_check_hooks {
     void *leave_data;
 };
 
+/* A member of the agent's LAN gossip pool, as admin reads it from gossip/ (serf.Member). */
+struct api_tag {
+    const char *key, *value;
+};
+struct api_member {
+    const char *name;
+    const char *addr;
+    uint16_t port;
+    const struct api_tag *tags;
+    size_t n_tags;
+    int status; /* serf's: 1 alive, 2 leaving, 3 left, 4 failed */
+    uint8_t
+        vsn[6]; /* ProtocolMin, ProtocolMax, ProtocolCur, DelegateMin, DelegateMax, DelegateCur */
+};
+typedef void (*api_member_cb)(void *ctx, const struct api_member *m);
+typedef void (*api_join_cb)(void *ctx, size_t joined, int status);
+/* The gossip pool, through admin (all may be NULL: no pool). */
+struct api_gossip_hooks {
+    /* calls cb for every member (ourselves included) */
+    void (*members)(void *data, api_member_cb cb, void *ctx);
+    /* joins the pool through addr (a member's gossip address); done(ctx, joined, status)
+     * exactly once unless it returns non-zero (errmsg says why) */
+    int (*join)(void *data, const char *addr, api_join_cb done, void *ctx, char *errmsg);
+    /* serf's RemoveFailedNode (force-leave); prune forgets it at once */
+    int (*force_leave)(void *data, const char *node, bool prune);
+    void *data;
+};
+
 struct api_config {
     const char *node_name;
     const char *node_id;
@@ -44,6 +72,7 @@ struct api_config {
     struct zone_store *store;
     struct cons *cons;
     struct api_check_hooks hooks;
+    struct api_gossip_hooks gossip;
 };
 
 int api_new(uv_loop_t *loop, const struct api_config *cfg, struct api **out) BASE_MUSTCHECK;
