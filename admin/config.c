@@ -90,6 +90,10 @@ const struct adm_option adm_options[] = {
     /* a failed member is reaped (and deregistered) after this; Consul's minimum is 8h */
     {NULL, "reconnect_timeout", ADM_OPT_DURATION, ADM_OPT_AT(reconnect_timeout_ms),
      .min = 8ull * 3600 * 1000, .def = 72ull * 3600 * 1000},
+    /* the leader reconciles the whole pool into the catalog this often (Consul: a constant
+     * 60s, ReconcileInterval) */
+    {NULL, "reconcile_interval", ADM_OPT_DURATION, ADM_OPT_AT(reconcile_interval_ms), .min = 100,
+     .max = 3600000, .def = 60000},
     /* defaults: leave on SIGTERM for a client, never on SIGINT for a server (validate()) */
     {NULL, "leave_on_terminate", ADM_OPT_BOOL, ADM_OPT_AT(leave_on_terminate),
      .given = offsetof(struct adm_config, leave_on_terminate_set)},

@@ -44,6 +44,7 @@ struct adm_config {
     uint64_t retry_interval_ms;
     unsigned retry_max;
     uint64_t reconnect_timeout_ms;
+    uint64_t reconcile_interval_ms;
     bool leave_on_terminate, leave_on_terminate_set;
     bool skip_leave_on_interrupt, skip_leave_on_interrupt_set;
     struct adm_gossip_config { /* gossip_lan.*, 0: gossip's default */

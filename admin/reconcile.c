@@ -15,20 +15,20 @@
  *
  * Events can be missed (leadership changes, a write that failed), so the leader also reconciles
  * the whole member list: after it is elected (once a barrier has applied everything the old
- * leader committed) and every 60 s (Consul's ReconcileInterval). A catalog node with a passing
- * serfHealth that gossip does not know in two passes in a row (so not a pool still converging)
- * is set critical. Departure from Consul, which deregisters such a node (reconcileReaped):
- * Herald keeps no serf snapshot yet, so after every server restarted the pool has forgotten its
- * failed members; a node marked critical hides from DNS and comes back passing if it returns.
- * Loop thread. */
+ * leader committed) and every reconcile_interval (60 s, Consul's ReconcileInterval). A catalog
+ * node with a passing serfHealth that gossip does not know in two passes in a row (so not a pool
+ * still converging) is set critical; that scan reads every node, so it runs on the thread pool.
+ * Departure from Consul, which deregisters such a node (reconcileReaped): Herald keeps no serf
+ * snapshot yet, so after every server restarted the pool has forgotten its failed members; a node
+ * marked critical hides from DNS and comes back passing if it returns. Loop thread. */
 #include "internal.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
-#define RECONCILE_INTERVAL_MS 60000
-#define BARRIER_RETRY_MS      5000
-#define SERF_CHECK            "serfHealth"
+#define BARRIER_RETRY_MS 5000
+#define SERF_CHECK       "serfHealth"
 
 struct adm_reconcile {
     uv_loop_t *loop;
@@ -38,7 +38,8 @@ struct adm_reconcile {
     struct api *api;
     struct adm_serf *serf;
     uv_timer_t timer;
-    bool leader, ready, barrier_inflight, closing;
+    bool leader, ready, barrier_inflight, closing, scanning;
+    unsigned refs;       /* the timer's handle, and a scan in flight */
     uint64_t generation; /* bumped on every leadership change: late barrier answers are stale */
     /* names of catalog nodes with a passing serfHealth that the last pass did not find in the
      * pool (lowercased) */
@@ -199,20 +200,16 @@ static void handle_gone(struct adm_reconcile *r, struct zone_read *rd, struct ba
     propose(r, &cmd);
 }
 
-static void reconcile_member(struct adm_reconcile *r, const struct gossip_node *m, bool reaped)
+/* One member against the catalog as rd sees it. */
+static void reconcile_in(struct adm_reconcile *r, struct zone_read *rd, const struct gossip_node *m,
+                         bool reaped)
 {
     struct adm_server srv;
-    struct zone_read *rd;
     struct base_arena a;
     bool server;
 
     if (!handled(r, m, &srv, &server))
         return;
-    if (zone_read_begin(r->store, &rd)) {
-        LOG_WARN("reconcile", "cannot read the catalog: member %s waits for the next pass",
-                 m->name);
-        return;
-    }
     base_arena_init(&a);
     if (reaped)
         handle_gone(r, rd, &a, m, &srv, server, "reaped");
@@ -224,6 +221,17 @@ static void reconcile_member(struct adm_reconcile *r, const struct gossip_node *
         handle_gone(r, rd, &a, m, &srv, server, "left");
     /* leaving: wait for its left */
     base_arena_close(&a);
+}
+
+static void reconcile_member(struct adm_reconcile *r, const struct gossip_node *m, bool reaped)
+{
+    struct zone_read *rd;
+    if (zone_read_begin(r->store, &rd)) {
+        LOG_WARN("reconcile", "cannot read the catalog: member %s waits for the next pass",
+                 m->name);
+        return;
+    }
+    reconcile_in(r, rd, m, reaped);
     zone_read_end(rd);
 }
 
@@ -248,10 +256,33 @@ void adm_reconcile_event(struct adm_reconcile *r, const struct gossip_event *ev)
 
 /* ---- the full pass ------------------------------------------------------------------ */
 
+/* Every member against the catalog in one read, on the loop (members are capped by gossip's
+ * max_members); then the scan for catalog nodes the pool does not know, which reads every node
+ * and so runs on the thread pool (a catalog can be large; the loop must not stall). */
 struct pass {
     struct adm_reconcile *r;
+    struct zone_read *rd;
     struct adm_strv known; /* lowercased names of the pool's members */
 };
+
+struct scan {
+    uv_work_t work;
+    struct adm_reconcile *r;
+    uint64_t generation;
+    struct adm_strv known;   /* in: the pool's members, lowercased and sorted */
+    struct adm_strv unknown; /* out: nodes with a passing serfHealth the pool does not know */
+    int rc;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool sorted_has(const struct adm_strv *s, const char *x)
+{
+    return s->n && bsearch(&x, s->v, s->n, sizeof *s->v, cmp_str) != NULL;
+}
 
 static void pass_member(void *data, const struct gossip_node *m)
 {
@@ -260,60 +291,106 @@ static void pass_member(void *data, const struct gossip_node *m)
     base_str_lower(lower);
     adm_strv_push(&p->known, lower);
     base_free(lower);
-    reconcile_member(p->r, m, false);
+    reconcile_in(p->r, p->rd, m, false);
 }
 
-static bool strv_has(const struct adm_strv *s, const char *x)
-{
-    for (size_t i = 0; i < s->n; i++)
-        if (strcmp(s->v[i], x) == 0)
-            return true;
-    return false;
-}
-
-struct unknown {
-    struct pass *p;
-    struct adm_strv absent_now;
+struct scan_node {
+    struct scan *sc;
+    struct zone_read *rd;
+    struct base_arena *a;
 };
 
-static int unknown_check(void *data, const struct zone_check *c)
+static int scan_node(void *data, const struct zone_node *n)
 {
-    struct unknown *u = data;
-    struct adm_reconcile *r = u->p->r;
-    if (strcmp(c->check_id, SERF_CHECK) != 0 || c->status != ZONE_HEALTH_PASSING)
-        return 0;
-    char *lower = base_strdup(c->node);
+    struct scan_node *sn = data;
+    struct zone_check chk;
+    char *lower = base_strdup(n->name);
     base_str_lower(lower);
-    if (!strv_has(&u->p->known, lower)) {
-        adm_strv_push(&u->absent_now, lower);
-        if (strv_has(&r->absent, lower))
-            set_critical(r, c->node, "unknown to the pool");
-    }
+    if (!sorted_has(&sn->sc->known, lower) &&
+        zone_check_get(sn->rd, n->name, SERF_CHECK, sn->a, &chk) == 0 &&
+        chk.status == ZONE_HEALTH_PASSING)
+        adm_strv_push(&sn->sc->unknown, n->name);
     base_free(lower);
     return 0;
+}
+
+static void scan_work(uv_work_t *w)
+{
+    struct scan *sc = w->data;
+    struct zone_read *rd;
+    struct base_arena a;
+    if ((sc->rc = zone_read_begin(sc->r->store, &rd)))
+        return;
+    base_arena_init(&a);
+    struct scan_node sn = {sc, rd, &a};
+    sc->rc = zone_nodes_each(rd, &a, scan_node, &sn);
+    base_arena_close(&a);
+    zone_read_end(rd);
+}
+
+static void reconcile_unref(struct adm_reconcile *r);
+
+static void scan_after(uv_work_t *w, int status)
+{
+    struct scan *sc = w->data;
+    struct adm_reconcile *r = sc->r;
+    r->scanning = false;
+    if (status == 0 && sc->rc == 0 && !r->closing && r->ready && sc->generation == r->generation) {
+        /* critical only when the last pass missed it too: not a pool still converging */
+        for (size_t i = 0; i < sc->unknown.n; i++) {
+            char *lower = base_strdup(sc->unknown.v[i]);
+            base_str_lower(lower);
+            bool before = false;
+            for (size_t k = 0; k < r->absent.n && !before; k++)
+                before = strcmp(r->absent.v[k], lower) == 0;
+            if (before)
+                set_critical(r, sc->unknown.v[i], "unknown to the pool");
+            base_free(lower);
+        }
+        adm_strv_free(&r->absent);
+        for (size_t i = 0; i < sc->unknown.n; i++) {
+            char *lower = base_strdup(sc->unknown.v[i]);
+            base_str_lower(lower);
+            adm_strv_push(&r->absent, lower);
+            base_free(lower);
+        }
+    }
+    adm_strv_free(&sc->known);
+    adm_strv_free(&sc->unknown);
+    base_free(sc);
+    reconcile_unref(r);
 }
 
 static void full_pass(struct adm_reconcile *r)
 {
     struct pass p = {.r = r};
-    struct unknown u = {.p = &p};
-    struct zone_read *rd;
-    struct base_arena a;
     uint64_t writes = r->writes;
 
-    adm_serf_members(r->serf, pass_member, &p);
-    if (p.known.n && zone_read_begin(r->store, &rd) == 0) {
-        base_arena_init(&a);
-        zone_checks_each(rd, &a, unknown_check, &u);
-        base_arena_close(&a);
-        zone_read_end(rd);
-        adm_strv_free(&r->absent);
-        r->absent = u.absent_now;
-    } else {
-        adm_strv_free(&u.absent_now);
+    if (zone_read_begin(r->store, &p.rd)) {
+        LOG_WARN("reconcile", "cannot read the catalog: the full pass waits for the next one");
+        return;
     }
-    adm_strv_free(&p.known);
-    LOG_DEBUG("reconcile", "full pass: %" PRIu64 " writes", r->writes - writes);
+    adm_serf_members(r->serf, pass_member, &p);
+    zone_read_end(p.rd);
+    LOG_DEBUG("reconcile", "full pass over %zu members: %" PRIu64 " writes", p.known.n,
+              r->writes - writes);
+    if (r->scanning || p.known.n < 2) { /* alone: the pool has not formed, nothing is known */
+        adm_strv_free(&p.known);
+        return;
+    }
+    struct scan *sc = base_calloc(1, sizeof *sc);
+    sc->r = r;
+    sc->generation = r->generation;
+    sc->known = p.known;
+    qsort(sc->known.v, sc->known.n, sizeof *sc->known.v, cmp_str);
+    sc->work.data = sc;
+    if (uv_queue_work(r->loop, &sc->work, scan_work, scan_after) == 0) {
+        r->scanning = true;
+        r->refs++;
+    } else {
+        adm_strv_free(&sc->known);
+        base_free(sc);
+    }
 }
 
 static void on_timer(uv_timer_t *t);
@@ -340,7 +417,7 @@ static void barrier_done(void *data, int status)
     }
     r->ready = true;
     full_pass(r);
-    uv_timer_start(&r->timer, on_timer, RECONCILE_INTERVAL_MS, 0);
+    uv_timer_start(&r->timer, on_timer, r->cfg->reconcile_interval_ms, 0);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -359,7 +436,7 @@ static void on_timer(uv_timer_t *t)
         return;
     }
     full_pass(r);
-    uv_timer_start(&r->timer, on_timer, RECONCILE_INTERVAL_MS, 0);
+    uv_timer_start(&r->timer, on_timer, r->cfg->reconcile_interval_ms, 0);
 }
 
 void adm_reconcile_leader(struct adm_reconcile *r, bool is_leader)
@@ -388,6 +465,7 @@ struct adm_reconcile *adm_reconcile_new(uv_loop_t *loop, const struct adm_config
     r->serf = serf;
     uv_timer_init(loop, &r->timer);
     r->timer.data = r;
+    r->refs = 1;
     return r;
 }
 
@@ -405,11 +483,17 @@ void adm_reconcile_stop(struct adm_reconcile *r)
     uv_timer_stop(&r->timer);
 }
 
-static void on_closed(uv_handle_t *h)
+static void reconcile_unref(struct adm_reconcile *r)
 {
-    struct adm_reconcile *r = h->data;
+    if (--r->refs > 0)
+        return;
     adm_strv_free(&r->absent);
     base_free(r);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    reconcile_unref(h->data);
 }
 
 void adm_reconcile_free(struct adm_reconcile *r)

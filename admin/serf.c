@@ -39,8 +39,8 @@ struct adm_serf {
     uv_timer_t retry;
     unsigned attempts;
     bool joined, retrying, stopping, closed;
-    unsigned refs; /* 1 for gossip and the timer, one per join in flight */
-    struct base_list joins; /* struct join in flight */
+    unsigned refs;                /* 1 for gossip and the timer, one per join in flight */
+    struct base_list joins;       /* struct join in flight */
     struct adm_strv joined_addrs; /* IPs we joined through (-retry-join, agent/join): vouched */
     struct adm_serf_hooks hooks;
     void (*stopped)(void *);
@@ -117,8 +117,8 @@ bool adm_server_parse(const struct gossip_node *m, struct adm_server *out)
     out->raft_id = cons_id_from_node_id(id);
     out->port = (int)port;
     out->expect = (unsigned)expect;
-    snprintf(out->address, sizeof out->address, strchr(m->addr, ':') ? "[%s]:%d" : "%s:%d",
-             m->addr, out->port);
+    snprintf(out->address, sizeof out->address, strchr(m->addr, ':') ? "[%s]:%d" : "%s:%d", m->addr,
+             out->port);
     return out->raft_id != 0;
 }
 
@@ -169,8 +169,9 @@ static void on_event(void *data, const struct gossip_event *ev)
                      "in -join-allow",
                      m->name, m->addr);
         else if (srv.expect && s->cfg->bootstrap_expect && srv.expect != s->cfg->bootstrap_expect)
-            LOG_ERR("serf", "Member %s has a conflicting expect value. All nodes should expect "
-                            "the same number.",
+            LOG_ERR("serf",
+                    "Member %s has a conflicting expect value. All nodes should expect "
+                    "the same number.",
                     m->name);
         else
             cons_server_seen(s->cons, srv.raft_id, srv.address);
@@ -191,8 +192,7 @@ static int on_merge(void *data, const struct gossip_node *nodes, size_t n, char 
         if (!role || (strcmp(role, "consul") != 0 && strcmp(role, "node") != 0))
             continue; /* not a Consul agent: Consul's merge lets it through too */
         if (dc && strcmp(dc, s->cfg->datacenter) != 0) {
-            snprintf(why, why_len, "Member '%s' part of wrong datacenter '%s'", nodes[i].name,
-                     dc);
+            snprintf(why, why_len, "Member '%s' part of wrong datacenter '%s'", nodes[i].name, dc);
             return -1;
         }
         if (id && strcmp(id, s->node_id) == 0 && strcmp(nodes[i].name, s->cfg->node_name) != 0) {
@@ -477,8 +477,8 @@ int adm_serf_start(uv_loop_t *loop, const struct adm_config *c, const char *node
         return base_errf(err, rc, "gossip: cannot start on %s:%d: %s", c->serf_lan_addr,
                          c->serf_lan_port, base_strerror(rc));
     }
-    LOG_INFO("serf", "gossip pool on %s:%d, advertising %s%s", c->serf_lan_addr,
-             c->serf_lan_port, c->advertise_addr, c->key_len ? ", encrypted" : "");
+    LOG_INFO("serf", "gossip pool on %s:%d, advertising %s%s", c->serf_lan_addr, c->serf_lan_port,
+             c->advertise_addr, c->key_len ? ", encrypted" : "");
     if (c->retry_join.n)
         uv_timer_start(&s->retry, retry_attempt, 0, 0);
     return 0;

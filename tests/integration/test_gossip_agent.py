@@ -11,14 +11,19 @@ and Debian's serf agent as a foreign member.
 Every wait is bounded; every process is stopped by pid.
 """
 import json
+import os
 import signal
 import subprocess
+import uuid
 
 import pytest
 
-from conftest import HERALD, next_addr, sanitizer_env, wait_until
+from conftest import HERALD, ROOT, next_addr, sanitizer_env, wait_until
 from herald_test.cluster import ClusterAgent
 from herald_test.serf import serf_members
+
+
+GOSSIP_NODE = os.path.join(ROOT, "build", "asan", "tests", "tools", "gossip_node")
 
 
 def members(agent):
@@ -197,3 +202,35 @@ def test_force_leave_turns_a_failed_member_left(agent, tmp_path):
             serf.kill()
             serf.wait(10)
         log.close()
+
+
+def test_an_outsider_announcing_itself_a_server_is_not_counted(make_cluster, tmp_path):
+    """Without a key the pool is open: a member claiming role=consul from an address nobody
+    joined through and outside -join-allow takes no part in formation (README: the gossip
+    pool)."""
+    c = make_cluster(3, args=["-join-allow", "127.0.0.1/32"])
+    c[0].start(wait=False)
+    c[1].start(wait=False)
+    wait_until(lambda: len(c[0].json_or_none("/v1/agent/members") or []) == 2, timeout=20,
+               msg="two founders in the pool")
+    outsider = next_addr()
+    err = open(tmp_path / "outsider.err", "w")
+    tags = {"role": "consul", "dc": "dc1", "id": str(uuid.uuid4()), "port": "8300", "vsn": "2",
+            "build": "1.0.0:x", "expect": "3"}
+    argv = [GOSSIP_NODE, "-node", "intruder", "-bind", "%s:8301" % outsider, "-join",
+            "%s:8301" % c[0].addr]
+    for k, v in tags.items():
+        argv += ["-tag", "%s=%s" % (k, v)]
+    node = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                            env=sanitizer_env())
+    try:
+        for a in c.agents[:2]:
+            wait_until(lambda: "server intruder at %s is not counted" % outsider in a.read_log(),
+                       timeout=20, msg="the refusal on %s" % a.addr)
+        c[2].start(wait=False)
+        leader = c.wait_leader(timeout=30)
+        assert voters(leader) == sorted(a.server_addr for a in c)
+    finally:
+        node.kill()
+        node.wait(10)
+        err.close()

@@ -175,3 +175,23 @@ def test_a_serf_agent_tagged_as_a_consul_client_is_registered_and_failed(make_cl
                 p.kill()
                 p.wait(10)
         log.close()
+
+
+def test_the_periodic_pass_marks_nodes_the_pool_does_not_know(make_cluster):
+    """A catalog node whose serfHealth says passing but that no member of the pool is (its agent
+    died while every server was down, so nobody remembers it) is set critical by the leader's
+    full pass once two passes in a row missed it; a pool member's own node is left alone."""
+    c = make_cluster(3, config={"reconcile_interval": "1s"}).start()
+    leader = c.wait_leader()
+    r = leader.put("/v1/catalog/register", {
+        "Node": "ghost", "Address": "192.0.2.77",
+        "Service": {"Service": "web", "Port": 80},
+        "Check": {"CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing"}})
+    assert r.status == 200, r.text
+    assert serf_health(leader, "ghost") == "passing"
+    for a in c:
+        wait_until(lambda: serf_health(a, "ghost") == "critical", timeout=20,
+                   msg="ghost critical on %s" % a.addr)
+        assert web_addrs(a) == []
+        for m in c:
+            assert serf_health(a, m.node_name) == "passing"
