@@ -25,7 +25,8 @@
  * POSIX extended expressions (regcomp REG_EXTENDED|REG_NOSUB), unanchored as Go's MatchString.
  * The common syntax (literals, ., [], [^], *, +, ?, {n,m}, |, (), ^, $) means the same. Not
  * the same: RE2's Perl classes and escapes (\d \w \s \b, \pL), flags ((?i)), non-greedy
- * operators (*?) and non-capturing groups ((?:)) are errors or literals here; POSIX classes
+ * operators (*?) and non-capturing groups ((?:)) are errors or literals here, and a '{' that
+ * starts no repetition ("a{") is a literal to RE2, an error here; POSIX classes
  * ([[:alpha:]]) work in both. Back-references, which RE2 refuses and glibc evaluates by
  * backtracking, are refused here too, and so are repetition counts over 1000 (nested ones
  * multiplied) and nesting deeper than 1000, RE2's limits: a filter arrives from any member of
@@ -36,19 +37,11 @@
 #include <string.h>
 #include <sys/random.h>
 
-#define EVENT_VERSION     1 /* userEventMaxVersion */
-#define REMOTE_EXEC_NAME  "_rexec"
-#define RE_REPEAT_MAX     1000 /* RE2's maximum repetition count */
-#define RE_NEST_MAX       1000 /* RE2's maximum nesting depth */
-#define EVENT_ID_LEN      36
-
-struct api__event {
-    char *id, *name, *node_filter, *service_filter, *tag_filter;
-    uint8_t *payload; /* NULL: none */
-    size_t payload_len;
-    int64_t version;
-    uint64_t ltime;
-};
+#define EVENT_VERSION    1 /* userEventMaxVersion */
+#define REMOTE_EXEC_NAME "_rexec"
+#define RE_REPEAT_MAX    1000 /* RE2's maximum repetition count */
+#define RE_NEST_MAX      1000 /* RE2's maximum nesting depth */
+#define EVENT_ID_LEN     36
 
 /* ---- pure helpers ---------------------------------------------------------------------- */
 

@@ -9,7 +9,14 @@
 #include <regex.h>
 
 struct api_wait;
-struct api__event; /* event.c: one kept user event */
+/* One user event kept (event.c): copies of what arrived. */
+struct api__event {
+    char *id, *name, *node_filter, *service_filter, *tag_filter;
+    uint8_t *payload; /* NULL: none */
+    size_t payload_len;
+    int64_t version;
+    uint64_t ltime;
+};
 
 #define API_EVENTS_MAX 256 /* user events kept (Consul's agent eventBuf) */
 
