@@ -55,14 +55,11 @@ static void test_index_is_the_xor_of_the_halves(void **state)
 {
     (void)state;
     /* 0xaf4e204e90a54cd8 ^ 0x91685b1b40188013, as Consul computes it */
-    assert_true(api__event_index("af4e204e-90a5-4cd8-9168-5b1b40188013") ==
-                4478402487971073227ULL);
+    assert_true(api__event_index("af4e204e-90a5-4cd8-9168-5b1b40188013") == 4478402487971073227ULL);
     /* the example of Consul's event docs */
-    assert_true(api__event_index("b54fe110-7af5-cafc-d1fb-afc8ba432b1c") ==
-                0x64b44ed8c0b6e1e0ULL);
+    assert_true(api__event_index("b54fe110-7af5-cafc-d1fb-afc8ba432b1c") == 0x64b44ed8c0b6e1e0ULL);
     /* upper case hex is hex to ParseUint too */
-    assert_true(api__event_index("AF4E204E-90A5-4CD8-9168-5B1B40188013") ==
-                4478402487971073227ULL);
+    assert_true(api__event_index("AF4E204E-90A5-4CD8-9168-5B1B40188013") == 4478402487971073227ULL);
     /* equal halves */
     assert_true(api__event_index("00000000-0000-0001-0000-000000000001") == 0);
 }
@@ -203,12 +200,9 @@ int main(void)
 {
     base_log_set_level(BASE_LOG_ERR); /* the dropped events' lines */
     const struct CMUnitTest tests[] = {
-        TEST(test_index_is_the_xor_of_the_halves),
-        TEST(test_index_of_a_non_uuid_is_zero),
-        TEST(test_filters_match_unanchored_as_go),
-        TEST(test_filters_refused),
-        TEST(test_node_filter_and_rexec),
-        TEST(test_the_last_256_are_kept),
+        TEST(test_index_is_the_xor_of_the_halves), TEST(test_index_of_a_non_uuid_is_zero),
+        TEST(test_filters_match_unanchored_as_go), TEST(test_filters_refused),
+        TEST(test_node_filter_and_rexec),          TEST(test_the_last_256_are_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
