@@ -29,8 +29,9 @@
  * starts no repetition ("a{") is a literal to RE2, an error here; POSIX classes
  * ([[:alpha:]]) work in both. Back-references, which RE2 refuses and glibc evaluates by
  * backtracking, are refused here too, and so are repetition counts over 1000 (nested ones
- * multiplied) and nesting deeper than 1000, RE2's limits: a filter arrives from any member of
- * the pool and must not cost the loop more than a quick match. */
+ * multiplied) and nesting deeper than 1000, RE2's limits, and expressions over 10000 atoms once
+ * counted repetitions are unrolled (RE2's memory budget is larger): a filter arrives from any
+ * member of the pool and must not cost the loop more than a quick match. */
 #include "internal.h"
 
 #include <stdio.h>
@@ -39,8 +40,9 @@
 
 #define EVENT_VERSION    1 /* userEventMaxVersion */
 #define REMOTE_EXEC_NAME "_rexec"
-#define RE_REPEAT_MAX    1000 /* RE2's maximum repetition count */
-#define RE_NEST_MAX      1000 /* RE2's maximum nesting depth */
+#define RE_REPEAT_MAX    1000  /* RE2's maximum repetition count */
+#define RE_NEST_MAX      1000  /* RE2's maximum nesting depth */
+#define RE_SIZE_MAX      10000 /* atoms once counted repetitions are unrolled */
 #define EVENT_ID_LEN     36
 
 /* ---- pure helpers ---------------------------------------------------------------------- */
@@ -100,22 +102,28 @@ static const char *repeat_count(const char *p, uint64_t *count)
     return p + 1;
 }
 
-/* RE2's limits over the pattern's syntax (see the file's comment); 0 or an error. */
+/* RE2's limits over the pattern's syntax (see the file's comment); 0 or an error. Also the
+ * size of the expression once its counted repetitions are unrolled (what glibc builds: about
+ * 200 bytes per atom), at most RE_SIZE_MAX atoms, where RE2 stops at its memory budget. */
 static int re2_limits(const char *s, char *errmsg)
 {
     uint16_t level_max[RE_NEST_MAX + 1]; /* the largest repetition in each open group */
+    uint32_t size[RE_NEST_MAX + 1];      /* the atoms of each open group, unrolled */
     size_t depth = 0;
-    uint64_t last = 1; /* the repetition product of the last atom */
+    uint64_t last = 1;      /* the repetition product of the last atom */
+    uint64_t last_size = 0; /* and its size */
     level_max[0] = 1;
+    size[0] = 0;
     for (const char *p = s; *p;) {
-        uint64_t count;
+        uint64_t count, grown;
         const char *end;
         switch (*p) {
         case '\\':
             if (p[1] >= '1' && p[1] <= '9')
                 return base_errf(errmsg, BASE_EINVAL, "invalid escape sequence: `\\%c`", p[1]);
             p += p[1] ? 2 : 1;
-            last = 1;
+            last = last_size = 1;
+            size[depth]++;
             break;
         case '[': /* a bracket expression: ']' first is a member, [:x:] [.x.] [=x=] nest */
             p++;
@@ -136,23 +144,33 @@ static int re2_limits(const char *s, char *errmsg)
             }
             if (*p)
                 p++;
-            last = 1;
+            last = last_size = 1;
+            size[depth]++;
             break;
         case '(':
             if (depth == RE_NEST_MAX)
                 return base_errf(errmsg, BASE_EINVAL, "expression nests too deeply");
-            level_max[++depth] = 1;
+            depth++;
+            level_max[depth] = 1;
+            size[depth] = 0;
             p++;
             last = 1;
+            last_size = 0;
             break;
         case ')':
-            last = depth ? level_max[depth--] : 1;
+            last = depth ? level_max[depth] : 1;
+            last_size = depth ? size[depth] : 0;
+            if (depth) {
+                depth--;
+                size[depth] += (uint32_t)last_size;
+            }
             p++;
             break;
         case '{':
             if (!(end = repeat_count(p, &count))) {
                 p++;
-                last = 1;
+                last = last_size = 1;
+                size[depth]++;
                 break;
             }
             if (count > RE_REPEAT_MAX)
@@ -162,15 +180,21 @@ static int re2_limits(const char *s, char *errmsg)
             if (last > RE_REPEAT_MAX)
                 return base_errf(errmsg, BASE_EINVAL, "bad repetition operator: `%.*s`",
                                  (int)(end - p), p);
+            grown = last_size * (count ? count : 1);
+            size[depth] += (uint32_t)(grown > RE_SIZE_MAX ? RE_SIZE_MAX + 1 : grown - last_size);
+            last_size = grown > RE_SIZE_MAX ? RE_SIZE_MAX + 1 : grown;
             p = end;
             break;
         default:
             p++;
-            last = 1;
+            last = last_size = 1;
+            size[depth]++;
             break;
         }
         if (last > level_max[depth])
             level_max[depth] = (uint16_t)last; /* at most RE_REPEAT_MAX */
+        if (size[depth] > RE_SIZE_MAX)
+            return base_errf(errmsg, BASE_EINVAL, "expression too large");
     }
     return 0;
 }

@@ -129,6 +129,19 @@ static void test_filters_refused(void **state)
     /* a bracket's content is not syntax: "{" and "\1" in one are members */
     assert_true(compiles("[\\1{]", err));
 
+    /* unrolled, at most 10000 atoms: glibc builds them all (11000: about 2.5 MB and 4 ms; a
+     * 9 KB filter of them from a member of the pool would be 240 MB) */
+    char wide[16 * 12 + 1] = "";
+    for (int i = 0; i < 9; i++)
+        strcat(wide, i ? "|x{1000}" : "x{1000}");
+    assert_true(compiles(wide, err));
+    strcat(wide, "|y{1000}|z{1000}");
+    assert_false(compiles(wide, err));
+    assert_non_null(strstr(err, "expression too large"));
+    assert_true(compiles("((a{10}){10}){10}", err));
+    assert_true(compiles("((ab{10}){10}c{100}){10}", err)); /* 2100 atoms */
+    assert_false(compiles("(abcdefghijk){1000}", err));     /* 11000 */
+
     char deep[2 * 1001 + 2];
     memset(deep, '(', 1001);
     memset(deep + 1001, ')', 1001);
