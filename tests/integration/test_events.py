@@ -232,6 +232,66 @@ def test_a_serf_agent_runs_its_handler_and_a_plain_serf_event_is_ignored(cluster
         log.close()
 
 
+def mp_str(s):
+    b = s.encode()
+    assert len(b) < 256
+    return (bytes([0xa0 | len(b)]) if len(b) < 32 else bytes([0xd9, len(b)])) + b
+
+
+def envelope(fields):
+    """Consul's user-event envelope (a msgpack map of strings and a small int), as a serf
+    agent's `serf event` can carry it: no NUL byte may appear (it is an argv string)."""
+    out = bytes([0x80 | len(fields)])
+    for k, v in fields.items():
+        out += mp_str(k) + (bytes([v]) if isinstance(v, int) else mp_str(v))
+    assert b"\0" not in out
+    return out
+
+
+def serf_event(addr, name, payload):
+    r = subprocess.run(["serf", "event", "-coalesce=false", "-rpc-addr=%s:7373" % addr, name,
+                        payload], capture_output=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+
+
+def test_consul_events_from_a_serf_agent_and_hostile_ones(cluster, tmp_path):
+    """A serf agent in the pool sends "consul:event:" events itself: a well-formed envelope is
+    listed by every agent; one whose filter is beyond RE2's limits, and a payload that is not
+    an envelope, are dropped, and every agent goes on."""
+    a, b, c = cluster
+    addr = next_addr()
+    log = open(tmp_path / "serf.log", "w")
+    serf = subprocess.Popen(["serf", "agent", "-node", "serf-sender", "-bind", "%s:8301" % addr,
+                             "-rpc-addr", "%s:7373" % addr, "-join", "%s:8301" % b.addr],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: a.node_name in serf_members(addr), timeout=20, msg="serf joined")
+        good = "5f0c8e1a-1111-4222-8333-944455556666"
+        serf_event(addr, "consul:event:from-serf",
+                   envelope({"ID": good, "n": "from-serf", "v": 1}))
+        evil = "5f0c8e1a-1111-4222-8333-944455557777"
+        serf_event(addr, "consul:event:evil",
+                   envelope({"ID": evil, "n": "evil", "nf": "(abcdefghijk){1000}", "v": 1}))
+        serf_event(addr, "consul:event:junk", b"not an envelope")
+        for x in cluster:
+            ev = listed(x, good, timeout=20)
+            assert ev["Name"] == "from-serf" and ev["Payload"] is None and ev["LTime"] > 0
+        marker(cluster, list(cluster))
+        for x in cluster:
+            names = {e["Name"] for e in events(x)[0]}
+            assert "evil" not in names and "junk" not in names
+            assert "Failed to parse node filter" in x.read_log()
+    finally:
+        if serf.poll() is None:
+            serf.terminate()
+            try:
+                serf.wait(10)
+            except subprocess.TimeoutExpired:
+                serf.kill()
+                serf.wait(10)
+        log.close()
+
+
 # ---- limits and bad input ------------------------------------------------------------------
 
 def test_serfs_512_byte_limit(cluster):
