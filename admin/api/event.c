@@ -23,15 +23,17 @@
  *
  * Regular expressions. Consul compiles filters with Go's regexp (RE2 syntax); Herald with
  * POSIX extended expressions (regcomp REG_EXTENDED|REG_NOSUB), unanchored as Go's MatchString.
- * The common syntax (literals, ., [], [^], *, +, ?, {n,m}, |, (), ^, $) means the same. Not
- * the same: RE2's Perl classes and escapes (\d \w \s \b, \pL), flags ((?i)), non-greedy
- * operators (*?) and non-capturing groups ((?:)) are errors or literals here, and a '{' that
- * starts no repetition ("a{") is a literal to RE2, an error here; POSIX classes
- * ([[:alpha:]]) work in both. Back-references, which RE2 refuses and glibc evaluates by
- * backtracking, are refused here too, and so are repetition counts over 1000 (nested ones
- * multiplied) and nesting deeper than 1000, RE2's limits, and expressions over 10000 atoms once
- * counted repetitions are unrolled (RE2's memory budget is larger): a filter arrives from any
- * member of the pool and must not cost the loop more than a quick match. */
+ * The common syntax (literals, ., [], [^], *, +, ?, {n,m}, |, (), ^, $) means the same, and so
+ * do \w \W \s \S \b \B (glibc's extensions), POSIX classes ([[:alpha:]]) and non-greedy
+ * operators (*? is (*)? to glibc: for a yes/no match the same); \d and \D become [0-9] and
+ * [^0-9]. Not the same: other Perl and Unicode classes (\pL) are literals here, flags ((?i))
+ * and non-capturing groups ((?:)) are errors, and a '{' that starts no repetition ("a{") is a
+ * literal to RE2, an error here. Back-references, which
+ * RE2 refuses and glibc evaluates by backtracking, are refused here too, and so are repetition
+ * counts over 1000 (nested ones multiplied) and nesting deeper than 1000, RE2's limits, and
+ * expressions over 10000 atoms once counted repetitions are unrolled (RE2's memory budget is
+ * larger): a filter arrives from any member of the pool and must not cost the loop more than a
+ * quick match. */
 #include "internal.h"
 
 #include <stdio.h>
@@ -102,6 +104,58 @@ static const char *repeat_count(const char *p, uint64_t *count)
     return p + 1;
 }
 
+/* The end of the bracket expression at p ('['): after its ']' (or at the NUL). A ']' first
+ * (after '^') is a member; [:x:], [.x.] and [=x=] nest. */
+static const char *bracket_end(const char *p)
+{
+    p++;
+    if (*p == '^')
+        p++;
+    if (*p == ']')
+        p++;
+    while (*p && *p != ']') {
+        if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
+            char kind = p[1];
+            const char *q = p + 2;
+            while (*q && !(q[0] == kind && q[1] == ']'))
+                q++;
+            p = *q ? q + 2 : q;
+        } else {
+            p++;
+        }
+    }
+    return *p ? p + 1 : p;
+}
+
+/* RE2's \d and \D, which POSIX lacks (glibc reads a literal 'd'): [0-9] and [^0-9], and 0-9
+ * for \d inside a bracket. base_malloc'd. */
+static char *digits_translated(const char *s)
+{
+    struct base_buf b;
+    base_buf_init(&b);
+    for (const char *p = s; *p;) {
+        if (*p == '[') {
+            const char *end = bracket_end(p);
+            for (; p < end; p++) {
+                if (p[0] == '\\' && p[1] == 'd' && p + 1 < end) {
+                    base_buf_append(&b, "0-9", 3);
+                    p++;
+                } else {
+                    base_buf_append(&b, p, 1);
+                }
+            }
+        } else if (p[0] == '\\' && (p[1] == 'd' || p[1] == 'D')) {
+            base_buf_printf(&b, "%s", p[1] == 'd' ? "[0-9]" : "[^0-9]");
+            p += 2;
+        } else {
+            base_buf_append(&b, p, p[0] == '\\' && p[1] ? 2 : 1);
+            p += p[0] == '\\' && p[1] ? 2 : 1;
+        }
+    }
+    base_buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
 /* RE2's limits over the pattern's syntax (see the file's comment); 0 or an error. Also the
  * size of the expression once its counted repetitions are unrolled (what glibc builds: about
  * 200 bytes per atom), at most RE_SIZE_MAX atoms, where RE2 stops at its memory budget. */
@@ -125,25 +179,8 @@ static int re2_limits(const char *s, char *errmsg)
             last = last_size = 1;
             size[depth]++;
             break;
-        case '[': /* a bracket expression: ']' first is a member, [:x:] [.x.] [=x=] nest */
-            p++;
-            if (*p == '^')
-                p++;
-            if (*p == ']')
-                p++;
-            while (*p && *p != ']') {
-                if (*p == '[' && (p[1] == ':' || p[1] == '.' || p[1] == '=')) {
-                    char kind = p[1];
-                    const char *q = p + 2;
-                    while (*q && !(q[0] == kind && q[1] == ']'))
-                        q++;
-                    p = *q ? q + 2 : q;
-                } else {
-                    p++;
-                }
-            }
-            if (*p)
-                p++;
+        case '[':
+            p = bracket_end(p);
             last = last_size = 1;
             size[depth]++;
             break;
@@ -204,7 +241,10 @@ int api__event_regcomp(const char *filter, regex_t *re, char *errmsg)
     int rc = re2_limits(filter, errmsg);
     if (rc)
         return rc;
-    if ((rc = regcomp(re, filter, REG_EXTENDED | REG_NOSUB))) {
+    char *posix = digits_translated(filter);
+    rc = regcomp(re, posix, REG_EXTENDED | REG_NOSUB);
+    base_free(posix);
+    if (rc) {
         char why[200];
         regerror(rc, re, why, sizeof why);
         return base_errf(errmsg, BASE_EINVAL, "error parsing regexp: %s: `%s`", why, filter);

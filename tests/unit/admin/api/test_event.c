@@ -1,5 +1,5 @@
 /* Tests admin/api/event.c's pure parts and its ring: Consul's uuidToUint64 (the event list's
- * X-Consul-Index), the filters' regular expressions (POSIX extended, with RE2's refusals:
+ * X-Consul-Index), the filters' regular expressions (POSIX extended, RE2's \d, RE2's refusals:
  * back-references, repetition over 1000, nesting over 1000), and what api_on_user_event keeps:
  * the node filter against our node name, "_rexec" ignored, a Version above 1 still kept, the
  * last 256 in order.
@@ -106,6 +106,13 @@ static void test_filters_match_unanchored_as_go(void **state)
     assert_true(matches("a{2,3}", "xaax"));
     assert_true(matches("[[:alpha:]]+", "abc"));
     assert_true(matches("[]a]", "]"));
+    /* RE2's \d and \D (POSIX has none), glibc's \w \s \b */
+    assert_true(matches("^web-\\d+$", "web-12"));
+    assert_false(matches("^web-\\d+$", "web-d"));
+    assert_true(matches("^[a\\d]+$", "a1a2"));
+    assert_true(matches("^\\D+$", "web"));
+    assert_false(matches("^\\D+$", "web1"));
+    assert_true(matches("\\bweb\\w*\\s", "my web1 x"));
     assert_true(compiles("(a{10}){100}", err)); /* 1000: RE2's limit, allowed */
     /* RE2 takes a '{' that starts no repetition as a literal; glibc refuses it (a difference
      * event.c documents) */
