@@ -12,7 +12,6 @@ with Consul's index (uuidToUint64) and blocks with Consul's rule ("changed" mean
 
 Every wait is bounded; every process is stopped by pid.
 """
-import os
 import subprocess
 import tempfile
 import threading
