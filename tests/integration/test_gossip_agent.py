@@ -234,3 +234,35 @@ def test_an_outsider_announcing_itself_a_server_is_not_counted(make_cluster, tmp
         node.kill()
         node.wait(10)
         err.close()
+
+
+def test_a_restarted_agent_rejoins_its_pool_from_its_snapshot(servers):
+    """DATA/serf/local.snapshot (Consul's -rejoin): a server that joined by `herald join` and
+    was restarted with no join address rejoins the pool by itself; one that left does not,
+    unless -rejoin."""
+    a, = servers([next_addr()], lambda _: [], 1)
+    a.wait_ready(timeout=30)
+    b, = servers([next_addr()], lambda _: [], 0)
+    wait_until(lambda: b.json_or_none("/v1/agent/members") is not None, timeout=20,
+               msg="b's HTTP API")
+    assert cli(b, "join", a.addr).returncode == 0
+    wait_until(lambda: voters(a) == sorted([a.server_addr, b.server_addr]), timeout=30,
+               msg="b a voter")
+    snap = os.path.join(b.data_dir, "serf", "local.snapshot")
+    wait_until(lambda: os.path.exists(snap) and ("alive: %s %s:8301" % (a.node_name, a.addr))
+               in open(snap).read(), timeout=10, msg="a in b's snapshot")
+    assert b.stop(timeout=30) == 0
+    b.restart()
+    wait_until(lambda: (b.json_or_none("/v1/agent/members") or []) and len(members(b)) == 2,
+               timeout=20, msg="b back in the pool")
+    assert "Attempting re-join to 1 previously known node(s)" in b.read_log()
+    wait_until(lambda: members(a)[b.node_name]["Status"] == 1, timeout=20, msg="b alive on a")
+    # after a graceful leave, a restart does not rejoin by itself
+    assert cli(b, "leave").returncode == 0
+    assert b.proc.wait(30) == 0
+    wait_until(lambda: "leave" in open(snap).read().split("\n"), timeout=10, msg="leave marker")
+    b.restart()
+    wait_until(lambda: "Ignoring previous join state" in b.read_log(), timeout=20,
+               msg="b does not rejoin")
+    assert len(wait_until(lambda: b.json_or_none("/v1/agent/members"), timeout=20,
+                          msg="b's HTTP API")) == 1
