@@ -266,3 +266,31 @@ def test_a_restarted_agent_rejoins_its_pool_from_its_snapshot(servers):
                msg="b does not rejoin")
     assert len(wait_until(lambda: b.json_or_none("/v1/agent/members"), timeout=20,
                           msg="b's HTTP API")) == 1
+
+
+def test_encrypted_pool_takes_a_serf_agent_with_the_key_and_refuses_one_without(make_agent,
+                                                                               tmp_path):
+    key = "AAECAwQFBgcICQoLDA0ODw=="
+    a = make_agent(args=["-encrypt", key]).start()
+    procs = []
+    log = open(tmp_path / "serf.log", "w")
+    try:
+        good, bad = next_addr(), next_addr()
+        for name, addr, extra in (("keyed", good, ["-encrypt", key]), ("plain", bad, [])):
+            procs.append(subprocess.Popen(
+                ["serf", "agent", "-node", name, "-bind", "%s:8301" % addr, "-rpc-addr",
+                 "%s:7373" % addr, "-join", "%s:8301" % a.addr] + extra,
+                stdout=log, stderr=subprocess.STDOUT))
+        wait_until(lambda: "keyed" in members(a), timeout=20, msg="the keyed serf agent joined")
+        theirs = wait_until(lambda: (lambda m: m if a.node_name in m else None)(
+            serf_members(good)), timeout=20, msg="the agent among the keyed serf's members")
+        assert theirs[a.node_name]["status"] == "alive"
+        wait_until(lambda: "no installed key could decrypt" in a.read_log() or
+                   "unencrypted" in a.read_log(), timeout=20, msg="the keyless one refused")
+        assert "plain" not in members(a)
+        assert a.node_name not in serf_members(bad)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
+        log.close()
