@@ -243,6 +243,8 @@ static void on_leader(void *data, bool is_leader, uint64_t leader_id, const char
     BASE_UNUSED(leader_address);
     ag->leader = leader_id;
     adm_reconcile_leader(ag->reconcile, is_leader);
+    if (ag->api)
+        api_on_leader(ag->api, is_leader);
     sync_now(ag);
 }
 
@@ -555,6 +557,7 @@ static int agent_start(struct agent *ag, char *err)
     if ((rc = api_new(&ag->loop, &ac, &ag->api)))
         return base_errf(err, rc, "api: %s", base_strerror(rc));
     adm_checks_set_api(ag->checks, ag->api);
+    api_on_leader(ag->api, cons_is_leader(ag->cons));
     struct adm_serf_hooks sh = {.on_member = on_member,
                                 .on_user_event = on_user_event,
                                 .on_fatal = on_serf_fatal,

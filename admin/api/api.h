@@ -98,6 +98,8 @@ void api_on_applied(struct api *a, uint64_t index, uint32_t touched);
  * filters to this agent (node name, this node's services and tags), keeps the last 256 that
  * pass for GET /v1/event/list and wakes the blocking lists. ev is borrowed for the call. */
 void api_on_user_event(struct api *a, const struct api_user_event *ev);
+/* Wire from consensus' on_leader: the leader times session TTLs (admin/api/session.c). */
+void api_on_leader(struct api *a, bool is_leader);
 /* Answers every parked request (as if its wait ran out) and frees the api. */
 void api_free(struct api *a);
 

@@ -36,6 +36,8 @@ struct api {
      * oldest at events_head. */
     struct api__event *events;
     size_t events_head, events_n;
+    /* The leader's session TTL timers (session.c). */
+    struct api__ttl *ttl;
     bool closing;
 };
 
@@ -87,6 +89,10 @@ bool api__other_dc_named(struct api *a, struct http_req *req, const char *dc);
 enum api_write_reply { API_REPLY_EMPTY, API_REPLY_BOOL };
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                 enum api_write_reply reply, const char *notfound_msg);
+/* The same, with a BASE_EINVAL result answered 500 with invalid_msg as is (copied): a lock's
+ * `invalid session "<id>"`, which clients match on. */
+void api__write_invalid(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                        enum api_write_reply reply, const char *invalid_msg);
 
 /* When a proposal's status (cons_propose_cb) is not 0, answers req with the matching error
  * (500 no leader / unknown outcome / shutting down, 413 too large) and returns true. */
@@ -188,6 +194,15 @@ bool api__status_route(struct api *a, struct http_req *req, const char *path);
 bool api__member_route(struct api *a, struct http_req *req, const char *path);
 bool api__snapshot_route(struct api *a, struct http_req *req, const char *path);
 bool api__event_route(struct api *a, struct http_req *req, const char *path);
+bool api__session_route(struct api *a, struct http_req *req, const char *path);
+
+/* ---- sessions (session.c) -------------------------------------------------------------- */
+void api__sessions_init(struct api *a);
+/* After each applied entry: the leader re-times renewed sessions and new or gone ones. */
+void api__sessions_applied(struct api *a, uint32_t touched);
+/* Sessions this server destroyed because their TTL ran out. */
+uint64_t api__sessions_expired(struct api *a);
+void api__sessions_free(struct api *a);
 
 /* ---- user events (event.c) ------------------------------------------------------------- */
 /* Consul's uuidToUint64: the ID's hex digits 0-8, 9-13, 14-18 as one 64-bit number XOR the

@@ -145,13 +145,19 @@ static void kv_put(struct api *a, struct http_req *req)
     }
     if (!check_key(req, key))
         return;
-    if (http_req_query(req, "acquire") || http_req_query(req, "release")) {
-        api__error(req, 400, "Sessions are not supported yet: ?acquire and ?release refused");
+    const char *acquire = http_req_query(req, "acquire");
+    const char *release = http_req_query(req, "release");
+    if (acquire && release) {
+        api__error(req, 400, "Conflicting flags: acquire with release");
         return;
     }
     if (parse_u64_param(req, "cas", &cmd.has_cas, &cmd.cas) ||
         parse_u64_param(req, "flags", &has_flags, &flags))
         return;
+    if (release && cmd.has_cas) {
+        api__error(req, 400, "Conflicting flags: cas with release");
+        return;
+    }
     if (len > ZONE_KV_MAX_VALUE) {
         api__error(req, 413, "Request body(%zu bytes) too large, max size: %d bytes", len,
                    ZONE_KV_MAX_VALUE);
@@ -162,6 +168,28 @@ static void kv_put(struct api *a, struct http_req *req)
     cmd.kv.value_len = len;
     cmd.kv.flags = flags;
     cmd.kv.session = "";
+    if (!acquire && !release) {
+        api__write(a, req, &cmd, API_REPLY_BOOL, NULL);
+        return;
+    }
+    /* Consul's lock rules (zone.h, KV_LOCK and KV_UNLOCK). The lock delay after a session
+     * was invalidated is this server's own, as in Consul: the acquire answers false. */
+    if (acquire) {
+        char msg[ZONE_SESSION_ID_MAX + 32];
+        if (api__other_dc(a, req))
+            return;
+        if (zone_store_lock_delay(a->cfg.store, key) > 0) {
+            http_respond(req, 200, "application/json", "false", 5);
+            return;
+        }
+        cmd.type = ZONE_CMD_KV_LOCK;
+        cmd.kv.session = acquire;
+        snprintf(msg, sizeof msg, "invalid session \"%.*s\"", ZONE_SESSION_ID_MAX, acquire);
+        api__write_invalid(a, req, &cmd, API_REPLY_BOOL, msg);
+        return;
+    }
+    cmd.type = ZONE_CMD_KV_UNLOCK;
+    cmd.kv.session = release;
     api__write(a, req, &cmd, API_REPLY_BOOL, NULL);
 }
 
