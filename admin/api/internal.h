@@ -171,6 +171,9 @@ struct api_list {
 void api__list_init(struct api_list *l, struct http_req *req);
 /* Adds item (consumed). */
 void api__list_add(struct api_list *l, json_t *item);
+/* Adds an item already written as compact JSON text (a value jansson cannot hold, such as an
+ * unsigned 64-bit number over INT64_MAX); a ?pretty list then goes on as compact text. */
+void api__list_add_raw(struct api_list *l, const char *text, size_t len);
 /* Puts the array in res (as json, or as raw application/json text that res owns). */
 void api__list_finish(struct api_list *l, struct api_result *res);
 /* Drops what was built (an empty list answered otherwise). */

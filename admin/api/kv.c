@@ -2,6 +2,7 @@
  * base64-encoded in JSON or as-is with ?raw. */
 #include "internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,46 @@ static json_t *kv_json(const struct zone_kv *kv, struct base_arena *ar)
     return o;
 }
 
+/* Flags are unsigned 64-bit, as in Consul, and jansson's integers are signed: an entry whose
+ * flags do not fit an int64 is written as text, with the same fields in the same order. */
+static bool kv_flags_fit(const struct zone_kv *kv)
+{
+    return kv->flags <= (uint64_t)INT64_MAX;
+}
+
+static void put_json_str(struct base_buf *b, const char *s)
+{
+    json_t *v = json_string(s);
+    char *t = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    if (t)
+        base_buf_append(b, t, strlen(t));
+    else
+        base_buf_append(b, "\"\"", 2);
+    free(t);
+    json_decref(v);
+}
+
+static void kv_text(struct base_buf *b, const struct zone_kv *kv, struct base_arena *ar)
+{
+    char num[96];
+    int n = snprintf(num, sizeof num, "{\"LockIndex\":%" PRIu64 ",\"Key\":", kv->lock_index);
+    base_buf_append(b, num, (size_t)n);
+    put_json_str(b, kv->key);
+    n = snprintf(num, sizeof num, ",\"Flags\":%" PRIu64 ",\"Value\":", kv->flags);
+    base_buf_append(b, num, (size_t)n);
+    if (kv->value_len)
+        put_json_str(b, base_b64_encode(ar, kv->value, kv->value_len));
+    else
+        base_buf_append(b, "null", 4);
+    if (kv->session && *kv->session) {
+        base_buf_append(b, ",\"Session\":", 11);
+        put_json_str(b, kv->session);
+    }
+    n = snprintf(num, sizeof num, ",\"CreateIndex\":%" PRIu64 ",\"ModifyIndex\":%" PRIu64 "}",
+                 kv->create_index, kv->modify_index);
+    base_buf_append(b, num, (size_t)n);
+}
+
 struct list_ctx {
     struct api_list out;
     struct base_arena *ar;
@@ -40,7 +81,15 @@ static int add_kv(void *data, const struct zone_kv *kv)
 {
     struct list_ctx *c = data;
     if (!c->keys) {
-        api__list_add(&c->out, kv_json(kv, c->ar));
+        if (kv_flags_fit(kv)) {
+            api__list_add(&c->out, kv_json(kv, c->ar));
+        } else {
+            struct base_buf t;
+            base_buf_init(&t);
+            kv_text(&t, kv, c->ar);
+            api__list_add_raw(&c->out, (const char *)t.data, t.len);
+            base_buf_free(&t);
+        }
         return 0;
     }
     size_t plen = strlen(c->prefix);
@@ -98,7 +147,18 @@ static void read_kv(struct api *a, struct http_req *req, struct zone_read *rd,
         res->raw_set = true;
         return;
     }
-    res->json = json_pack("[o]", kv_json(&kv, ar));
+    if (kv_flags_fit(&kv)) {
+        res->json = json_pack("[o]", kv_json(&kv, ar));
+        return;
+    }
+    base_buf_free(&res->owned);
+    base_buf_append(&res->owned, "[", 1);
+    kv_text(&res->owned, &kv, ar);
+    base_buf_append(&res->owned, "]", 1);
+    res->raw = res->owned.data;
+    res->raw_len = res->owned.len;
+    res->raw_set = true;
+    res->content_type = "application/json";
 }
 
 static int parse_u64_param(struct http_req *req, const char *name, bool *has, uint64_t *v)
