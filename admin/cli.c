@@ -833,6 +833,7 @@ static int snapshot_inspect(const char *path)
     printf("%-10s %" PRIu64 "\n", "Services", info.rows[ZONE_TABLE_SERVICES]);
     printf("%-10s %" PRIu64 "\n", "Checks", info.rows[ZONE_TABLE_CHECKS]);
     printf("%-10s %" PRIu64 "\n", "KV", info.rows[ZONE_TABLE_KV]);
+    printf("%-10s %" PRIu64 "\n", "Sessions", info.rows[ZONE_TABLE_SESSIONS]);
     return 0;
 }
 
