@@ -76,7 +76,7 @@ struct zone_store {
     struct zone__delay {
         char *key;
         uint64_t until_ms;
-    } *delays;
+    } * delays;
     size_t n_delays, cap_delays;
     /* Records that failed their check on a read (verify.c), and when one was last logged. */
     _Atomic uint64_t n_damaged;

@@ -32,18 +32,20 @@
 #include <string.h>
 
 const char *const zone__db_names[ZONE__DB_COUNT] = {
-    [ZONE__DB_NODES] = "nodes",   [ZONE__DB_SERVICES] = "services",
-    [ZONE__DB_SVCIDX] = "svcidx", [ZONE__DB_CHECKS] = "checks",
-    [ZONE__DB_KV] = "kv",         [ZONE__DB_META] = "meta",
-    [ZONE__DB_ADDRS] = "addrs",   [ZONE__DB_STAGING] = "staging",
+    [ZONE__DB_NODES] = "nodes",
+    [ZONE__DB_SERVICES] = "services",
+    [ZONE__DB_SVCIDX] = "svcidx",
+    [ZONE__DB_CHECKS] = "checks",
+    [ZONE__DB_KV] = "kv",
+    [ZONE__DB_META] = "meta",
+    [ZONE__DB_ADDRS] = "addrs",
+    [ZONE__DB_STAGING] = "staging",
     [ZONE__DB_SESSIONS] = "sessions",
 };
 
 const char *const zone__table_keys[ZONE_TABLE_COUNT] = {
-    [ZONE_TABLE_NODES] = "t.nodes",
-    [ZONE_TABLE_SERVICES] = "t.services",
-    [ZONE_TABLE_CHECKS] = "t.checks",
-    [ZONE_TABLE_KV] = "t.kv",
+    [ZONE_TABLE_NODES] = "t.nodes",       [ZONE_TABLE_SERVICES] = "t.services",
+    [ZONE_TABLE_CHECKS] = "t.checks",     [ZONE_TABLE_KV] = "t.kv",
     [ZONE_TABLE_SESSIONS] = "t.sessions",
 };
 

@@ -639,8 +639,7 @@ static void write_done(void *data, int status, int result, uint64_t index)
         api__error(req, 404, "%s", c->notfound_msg ? c->notfound_msg : "not found");
     } else if (result == BASE_EINVAL && c->invalid_msg) {
         /* as is, without the newline of api__error: clients compare the whole text */
-        http_respond(req, 500, "text/plain; charset=utf-8", c->invalid_msg,
-                     strlen(c->invalid_msg));
+        http_respond(req, 500, "text/plain; charset=utf-8", c->invalid_msg, strlen(c->invalid_msg));
     } else if (result == BASE_EPARSE) {
         api__error(req, 400, "invalid command");
     } else if (result && result != BASE_ECONFLICT) {

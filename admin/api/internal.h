@@ -203,8 +203,6 @@ bool api__session_route(struct api *a, struct http_req *req, const char *path);
 void api__sessions_init(struct api *a);
 /* After each applied entry: the leader re-times renewed sessions and new or gone ones. */
 void api__sessions_applied(struct api *a, uint32_t touched);
-/* Sessions this server destroyed because their TTL ran out. */
-uint64_t api__sessions_expired(struct api *a);
 void api__sessions_free(struct api *a);
 
 /* ---- user events (event.c) ------------------------------------------------------------- */

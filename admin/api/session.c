@@ -82,8 +82,8 @@ static json_t *session_json(const struct zone_session *ss)
     json_object_set_new(o, "NodeChecks", api__json_strlist(ss->node_checks, ss->n_node_checks));
     json_t *sc = json_array(), *all = api__json_strlist(ss->node_checks, ss->n_node_checks);
     for (size_t i = 0; i < ss->n_service_checks; i++) {
-        json_array_append_new(sc, json_pack("{s:s,s:s}", "ID", ss->service_checks[i],
-                                            "Namespace", ""));
+        json_array_append_new(sc,
+                              json_pack("{s:s,s:s}", "ID", ss->service_checks[i], "Namespace", ""));
         json_array_append_new(all, json_string(ss->service_checks[i]));
     }
     json_object_set_new(o, "ServiceChecks", ss->n_service_checks ? sc : json_null());
@@ -163,10 +163,9 @@ static int new_uuid(char out[37])
         return -errno;
     r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
     r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1],
-             r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
-             r[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
+             r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+             r[14], r[15]);
     return 0;
 }
 
@@ -525,7 +524,6 @@ struct api__ttl {
     bool leader, ready, barrier_inflight, closing;
     uint64_t generation;
     unsigned refs; /* the timer handle, a barrier in flight, destroys in flight */
-    uint64_t expired; /* sessions destroyed by their TTL (a figure for tests and logs) */
 };
 
 static void ttl_unref(struct api__ttl *t)
@@ -591,8 +589,8 @@ static int rescan_one(void *data, const struct zone_session *ss)
         t->v = base_realloc(t->v, t->cap * sizeof *t->v);
         c->seen = base_realloc(c->seen, t->cap * sizeof *c->seen);
     }
-    t->v[t->n] = (struct ttl_entry){base_strdup(ss->id), ss->ttl_ms,
-                                    c->now + TTL_MULTIPLIER * ss->ttl_ms};
+    t->v[t->n] =
+        (struct ttl_entry){base_strdup(ss->id), ss->ttl_ms, c->now + TTL_MULTIPLIER * ss->ttl_ms};
     c->seen[t->n] = true;
     t->n++;
     return 0;
@@ -663,8 +661,9 @@ static void ttl_fire(uv_timer_t *h)
             t->v[j++] = *e;
             continue;
         }
-        LOG_INFO("session", "session %s expired (TTL %" PRIu64 " ms, not renewed in %" PRIu64
-                            " ms): destroying it",
+        LOG_INFO("session",
+                 "session %s expired (TTL %" PRIu64 " ms, not renewed in %" PRIu64
+                 " ms): destroying it",
                  e->id, e->ttl_ms, TTL_MULTIPLIER * e->ttl_ms);
         struct zone_cmd cmd = {.type = ZONE_CMD_SESSION_DESTROY};
         cmd.session.id = e->id;
@@ -672,7 +671,6 @@ static void ttl_fire(uv_timer_t *h)
         d->t = t;
         d->id = e->id; /* owned by d now */
         t->refs++;
-        t->expired++;
         api_propose(t->api, &cmd, destroyed, d);
     }
     t->n = j;
@@ -760,11 +758,6 @@ void api__sessions_applied(struct api *a, uint32_t touched)
     }
     zone_store_renewed_each(a->cfg.store, renewed, t);
     ttl_arm(t);
-}
-
-uint64_t api__sessions_expired(struct api *a)
-{
-    return a->ttl ? a->ttl->expired : 0;
 }
 
 void api__sessions_init(struct api *a)

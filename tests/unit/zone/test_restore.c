@@ -564,8 +564,8 @@ static void test_version_2_snapshot_restores_without_staging(void **state)
 
     /* version 4 -> 2: the staging and sessions sections (their names and zero counts) go */
     static const uint8_t staging_section[] = {
-        7,   0,   0,   0,   's', 't', 'a', 'g', 'i', 'n', 'g', 0, 0, 0, 0, 0, 0, 0, 0,
-        8,   0,   0,   0,   's', 'e', 's', 's', 'i', 'o', 'n', 's', 0, 0, 0, 0, 0, 0, 0, 0};
+        7, 0, 0, 0,   's', 't', 'a', 'g', 'i', 'n', 'g', 0, 0, 0, 0, 0, 0, 0, 0, 8,
+        0, 0, 0, 's', 'e', 's', 's', 'i', 'o', 'n', 's', 0, 0, 0, 0, 0, 0, 0, 0};
     size_t sec = sizeof staging_section;
     assert_memory_equal(b.data + b.len - 4 - sec, staging_section, sec);
     memmove(b.data + b.len - 4 - sec, b.data + b.len - 4, 4);

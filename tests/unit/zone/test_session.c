@@ -362,8 +362,8 @@ static void test_version_3_snapshot_restores(void **state)
     struct base_buf b;
     struct zone_snapshot_info info;
     char errmsg[BASE_ERRMSG_LEN];
-    static const uint8_t sessions_section[] = {8,   0,   0,   0,   's', 'e', 's', 's', 'i', 'o',
-                                               'n', 's', 0,   0,   0,   0,   0,   0,   0,   0};
+    static const uint8_t sessions_section[] = {8,   0,   0, 0, 's', 'e', 's', 's', 'i', 'o',
+                                               'n', 's', 0, 0, 0,   0,   0,   0,   0,   0};
     size_t sec = sizeof sessions_section;
 
     base_catalog(f);
