@@ -52,7 +52,7 @@ import cpu
 import report
 from report import load
 
-BEGIN, END = report.markers("deadhost.sh")
+BEGIN, END = "<!-- deadhost.sh: begin -->", "<!-- deadhost.sh: end -->"
 SERVERS = ["127.0.6.1", "127.0.6.2", "127.0.6.3"]
 CLIENTS = ["127.0.7.%d" % i for i in range(1, 8)]
 POLL = 0.010  # poll interval of the measuring threads
