@@ -222,14 +222,23 @@ class Poller(threading.Thread):
         self.errors = 0
         self.last = object()
         self.last_t = None
+        self.prev_send = None
+        self.bracket = {}  # change time -> its time less the previous query's send time
 
-    def record(self, t, v):
+    def record(self, t_send, t, v):
         with self.lock:
             self.samples += 1
             self.last_t = t
             if v != self.last:
                 self.changes.append((t, v))
+                # the change happened after the previous query was sent: its bracket
+                self.bracket[t] = t - self.prev_send if self.prev_send is not None else None
                 self.last = v
+            self.prev_send = t_send
+
+    def bracket_at(self, t):
+        with self.lock:
+            return self.bracket.get(t)
 
     def snapshot(self):
         with self.lock:
@@ -262,6 +271,7 @@ class Poller(threading.Thread):
         nxt = time.monotonic()
         while not self.track.stop.is_set():
             v = None
+            t_send = time.monotonic()
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(self.server, 8500, timeout=1)
@@ -277,7 +287,7 @@ class Poller(threading.Thread):
             t = time.monotonic()
             if v is None:
                 self.errors += 1
-            self.record(t, v)
+            self.record(t_send, t, v)
             self.check_false(t, v)
             nxt = max(nxt + POLL, t)
             time.sleep(max(0, nxt - time.monotonic()))
@@ -291,6 +301,7 @@ class Poller(threading.Thread):
             q = dns.message.make_query(QNAME, dns.rdatatype.A)
             q.flags &= ~dns.flags.RD
             v = None
+            t_send = time.monotonic()
             try:
                 so.send(q.to_wire())
                 while True:
@@ -306,7 +317,7 @@ class Poller(threading.Thread):
             t = time.monotonic()
             if v is None:
                 self.errors += 1
-            self.record(t, v)
+            self.record(t_send, t, v)
             self.check_false(t, v)
             nxt = max(nxt + POLL, t)
             time.sleep(max(0, nxt - time.monotonic()))
@@ -470,12 +481,16 @@ class Setup:
             return True
         until(gone_everywhere, 90, "round %d: %s failed and out of DNS on every survivor"
               % (r, victim.name), interval=0.05)
-        det, gone = {}, {}
+        det, gone, brackets = {}, {}, []
         for s in survivors:
             ch, _ = self.view(s, "members")
-            det[s] = first_after(ch, t_kill, lambda v: (victim.name, FAILED) in v) - t_kill
+            t = first_after(ch, t_kill, lambda v: (victim.name, FAILED) in v)
+            det[s] = t - t_kill
+            brackets.append(self.pollers[(s, "members")].bracket_at(t))
             ch, _ = self.view(s, "dns")
-            gone[s] = first_after(ch, t_kill, lambda v: vip not in v) - t_kill
+            t = first_after(ch, t_kill, lambda v: vip not in v)
+            gone[s] = t - t_kill
+            brackets.append(self.pollers[(s, "dns")].bracket_at(t))
         mid = raft_stats(leader)
         t_start = victim.start()
         if victim in self.servers:
@@ -513,7 +528,8 @@ class Setup:
             t_all = last_into(ch, t_start, lambda v: {n for n, st in v if st == ALIVE} == names)
             sees_all = t_all - t_start if t_all is not None else None
         user, _ = cpu.other(c0, c1, self.our_pids())
-        out = {"round": r, "victim_sees_all_s": sees_all, "victim": victim.name, "victim_addr": vip, "leader": leader,
+        out = {"round": r, "victim_sees_all_s": sees_all, "brackets_s": brackets,
+               "victim": victim.name, "victim_addr": vip, "leader": leader,
                "detect_s": det, "dns_gone_s": gone,
                "leader_detect_s": det.get(leader),
                "back_dns_s": back_dns, "back_alive_s": back_alive, "dns_flaps_after_restart":
@@ -729,6 +745,7 @@ def figures(d):
         "cpu": max(r["other_cpu_cores"] for r in rs),
         "cpu_quiet": q["other_cpu_cores"],
         "engine": d.get("engine_cpu_cores"),
+        "brackets": pm([b for r in rs for b in r.get("brackets_s", []) if b is not None], ms),
         "samples": sum(n for n, _ in d["samples"].values()) / d["rounds_s"],
     }
 
@@ -805,6 +822,8 @@ def section(d):
         ("other programs' CPU, cores: worst round / quiet minute", lambda x, f: "%s / %s" % (
             ("%.2f" if f["cpu"] < 0.1 else "**%.2f**") % f["cpu"],
             ("%.2f" if f["cpu_quiet"] < 0.1 else "**%.2f**") % f["cpu_quiet"])),
+        ("resolution: a change's first answer less the previous query's send, ms",
+         lambda x, f: f["brackets"]),
         ("the measuring process's own CPU during the rounds, cores (samples/s, all pollers)",
          lambda x, f: "%.2f (%.0f)" % (f["engine"], f["samples"])),
     ]
@@ -822,20 +841,23 @@ def section(d):
                  "leader marked *):" % lab.split(":")[0])
         o.append("")
         o.append("| round | killed | detection | DNS removal | restart → back in DNS (others) "
-                 "| → alive everywhere%s | Raft entries fail / back | other CPU |" % (
+                 "| → alive everywhere%s | Raft entries fail / back | resolution, ms | "
+                 "other CPU |" % (
                      " (→ it lists all alive)" if x["setup"] == "a" else ""))
-        o.append("|---:|---|---|---|---:|---:|---:|---:|")
+        o.append("|---:|---|---|---|---:|---:|---:|---:|---:|")
         for r in x["rounds"]:
             def per(m):
                 return " ".join("%s%s %s" % (s.rsplit(".", 1)[-1], "*" if s == r["leader"]
                                              else "", s2(v)) for s, v in sorted(m.items()))
-            o.append("| %d | %s | %s | %s | %s | %s | %s / %s | %s |" % (
+            bs = [b for b in r.get("brackets_s", []) if b is not None]
+            o.append("| %d | %s | %s | %s | %s | %s | %s / %s | %s | %s |" % (
                 r["round"], r["victim"], per(r["detect_s"]), per(r["dns_gone_s"]),
                 s2(max(v for k, v in r["back_dns_s"].items() if k != r["victim_addr"])),
                 s2(max(r["back_alive_s"].values())) + (
                     " (%s)" % s2(r.get("victim_sees_all_s")) if x["setup"] == "a" else ""),
                 r["raft_entries_failure"],
-                r["raft_entries_back"], ("%.2f" if r["other_cpu_cores"] < 0.1 else "**%.2f**")
+                r["raft_entries_back"], ms(max(bs)) if bs else "—",
+                ("%.2f" if r["other_cpu_cores"] < 0.1 else "**%.2f**")
                 % r["other_cpu_cores"]))
         o.append("")
         if x["false_members"] or x["false_dns"]:

@@ -24,6 +24,7 @@
 #   --quiet-s S   length of the quiet interval (default 60 s, the leader's reconcile_interval:
 #                 one periodic full pass falls in it)
 #   --setup       which setups (default ab)
+#   --keep DIR    copy the run's JSON files and the agents' logs into DIR (created) at the end
 #   --wait-quiet S  first wait up to S seconds for 5 quiet seconds (other programs using under
 #                 0.1 core), as the machine may be shared; the run goes ahead after S
 #                 regardless. Other programs' CPU during each round is recorded.
@@ -48,6 +49,7 @@ QUIET=0
 ROUNDS=10
 QUIET_S=60
 SETUPS=ab
+KEEP=
 ORIG_ARGS=("$@")
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -56,7 +58,8 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=$2; shift ;;
     --quiet-s) QUIET_S=$2; shift ;;
     --setup) SETUPS=$2; shift ;;
-    -h | --help) sed -n '2,39p' "$0"; exit 0 ;;
+    --keep) KEEP=$2; shift ;;
+    -h | --help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "deadhost.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -129,3 +132,12 @@ bench_meta bin="${HERALD_BIN:-}" bin_md5="$BINSUM" \
     serf_cmd="serf agent -node sN -bind 127.0.7.N:8301 -rpc-addr 127.0.7.N:7373 -join 127.0.6.1:8301 -tag role=node -tag dc=dc1 -tag id=<uuid> -tag build=1.0.0:x -tag vsn=2" \
     serf_version="$(serf version 2>/dev/null | sed -n 1p)" rounds:int="$ROUNDS"
 bench_report "$PY" "$BENCH/deadhost.py" report
+if [ -n "$KEEP" ]; then
+    mkdir -p "$KEEP" || die "--keep: mkdir $KEEP"
+    cp "$TMP"/*.json "$KEEP"/ || die "--keep: cp"
+    for d in "$TMP"/setup_?; do
+        mkdir -p "$KEEP/${d##*/}"
+        cp "$d"/*.log "$d"/*.argv "$KEEP/${d##*/}"/ || die "--keep: cp"
+    done
+    log "kept the run's JSON and logs in $KEEP"
+fi
