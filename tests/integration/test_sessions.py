@@ -341,3 +341,20 @@ def test_python_consul_session_and_lock_calls(agent):
         c.session.renew(sid)
     index, s = c.session.info(sid)
     assert s is None
+
+
+# ---- backups ------------------------------------------------------------------------------------
+
+def test_backup_carries_sessions_and_locks(agent):
+    sid = create(agent, {"Name": "kept", "Checks": []})
+    assert acquire(agent, "backup/lock", sid).json() is True
+    r = agent.get("/v1/snapshot")
+    assert r.status == 200
+    backup = r.body
+    assert agent.put("/v1/session/destroy/" + sid).json() is True
+    assert info(agent, sid) == []
+    r = agent.put("/v1/snapshot", backup, timeout=60)
+    assert r.status == 200, r.text
+    [s] = info(agent, sid)
+    assert s["Name"] == "kept"
+    assert kv(agent, "backup/lock")["Session"] == sid
