@@ -9,8 +9,8 @@
  * store; every applied entry that changed the catalog publishes its index to them, so their
  * answer caches never serve data older than a write already answered), each with its
  * libunbound context when recursors (or iterative recursion) are configured. Once a leader is
- * known (consensus tells on_leader), the agent registers its own node (with the serfHealth
- * check, and the "consul" service on a server) and the services of its config files, through
+ * known (consensus tells on_leader), the agent registers its own node (and the "consul"
+ * service on a server; serfHealth is the leader's) and the services of its config files, through
  * whichever server leads: a follower forwards the write; a failed registration is retried
  * after 100 ms while a leader is known. From then on the leader keeps serfHealth in step with
  * gossip: failed makes it critical (the node's services leave DNS), left deregisters the node.
@@ -176,17 +176,6 @@ static void service_cb(void *data, int status, int result, uint64_t index)
 static void register_self(struct agent *ag)
 {
     struct zone_pair tagged[2] = {{"lan", ag->cfg.advertise_addr}, {"wan", ag->cfg.advertise_addr}};
-    struct zone_check serf = {
-        .node = ag->cfg.node_name,
-        .check_id = "serfHealth",
-        .name = "Serf Health Status",
-        .status = ZONE_HEALTH_PASSING,
-        .notes = "",
-        .output = "Agent alive and reachable",
-        .service_id = "",
-        .service_name = "",
-        .type = "",
-    };
     struct zone_service consul = {
         .node = ag->cfg.node_name,
         .id = "consul",
@@ -206,8 +195,8 @@ static void register_self(struct agent *ag)
     cmd.node.tagged_addresses = tagged;
     cmd.node.n_tagged_addresses = 2;
     cmd.service = ag->cfg.server ? &consul : NULL;
-    cmd.checks = &serf;
-    cmd.n_checks = 1;
+    /* no serfHealth: as in Consul, only the leader sets it, from what gossip says (reconcile.c);
+     * an agent restarted after a failure stays critical until the pool sees it alive */
     ag->registering = true;
     api_propose(ag->api, &cmd, registered_cb, ag);
 
