@@ -19,8 +19,8 @@
 #define TALLY_MESSAGE_MAX 256 /* bytes kept of one member's message */
 
 static const char *const op_names[] = {"install", "use", "remove", "list"};
-static const char *const query_names[] = {"_serf_install-key", "_serf_use-key",
-                                          "_serf_remove-key", "_serf_list-keys"};
+static const char *const query_names[] = {"_serf_install-key", "_serf_use-key", "_serf_remove-key",
+                                          "_serf_list-keys"};
 
 const char *gossip_keyring_op_name(enum gossip_keyring_op op)
 {

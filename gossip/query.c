@@ -24,9 +24,9 @@
 
 #include <math.h>
 
-#define QUERIES_MAX       16   /* our queries running at once */
-#define QUERY_TIMEOUT_MULT 16  /* serf's QueryTimeoutMult */
-#define KEY_LEN_MAX       64   /* raw bytes of a key we send (each member checks 16/24/32) */
+#define QUERIES_MAX        16 /* our queries running at once */
+#define QUERY_TIMEOUT_MULT 16 /* serf's QueryTimeoutMult */
+#define KEY_LEN_MAX        64 /* raw bytes of a key we send (each member checks 16/24/32) */
 
 struct query_op {
     struct base_list link;
@@ -74,8 +74,7 @@ static void keyring_answer(struct gossip *g, enum gossip_keyring_op op, const ch
     gossip__serf_encode(out, &m);
 }
 
-void gossip__query_answer(struct gossip *g, const struct gossip_serf_query *q,
-                          struct base_arena *a)
+void gossip__query_answer(struct gossip *g, const struct gossip_serf_query *q, struct base_arena *a)
 {
     int op = gossip__keyring_query_op(q->name);
     struct sockaddr_storage to;
@@ -198,8 +197,8 @@ int gossip_keyring(struct gossip *g, enum gossip_keyring_op op, const char *key,
     size_t alive = 0;
     for (size_t i = 0; i < g->mt.n; i++)
         alive += live(g->mt.v[i]);
-    uint64_t timeout_ms = g->cfg.gossip_interval_ms * QUERY_TIMEOUT_MULT *
-                          (uint64_t)ceil(log10((double)alive + 1.0));
+    uint64_t timeout_ms =
+        g->cfg.gossip_interval_ms * QUERY_TIMEOUT_MULT * (uint64_t)ceil(log10((double)alive + 1.0));
 
     struct query_op *qo = base_calloc(1, sizeof(*qo));
     qo->g = g;

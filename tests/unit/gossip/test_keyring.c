@@ -123,9 +123,8 @@ static void test_key_request_bytes(void **state)
     struct base_buf b;
     base_buf_init(&b);
     gossip__key_request_encode(&b, k1, 16);
-    static const uint8_t want[] = {7,    0x81, 0xa3, 'K', 'e', 'y', 0xb0, 0, 1, 2, 3,
-                                   4,    5,    6,    7,   8,   9,   10,   11, 12, 13, 14,
-                                   15};
+    static const uint8_t want[] = {7, 0x81, 0xa3, 'K', 'e', 'y', 0xb0, 0,  1,  2,  3, 4,
+                                   5, 6,    7,    8,   9,   10,  11,   12, 13, 14, 15};
     assert_int_equal(b.len, sizeof(want));
     assert_memory_equal(b.data, want, sizeof(want));
     struct base_arena a;
@@ -312,9 +311,9 @@ static void test_tally(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_keyring_ops),      cmocka_unit_test(test_keyring_from_config),
-        cmocka_unit_test(test_query_names),      cmocka_unit_test(test_key_request_bytes),
-        cmocka_unit_test(test_answers),          cmocka_unit_test(test_tally),
+        cmocka_unit_test(test_keyring_ops), cmocka_unit_test(test_keyring_from_config),
+        cmocka_unit_test(test_query_names), cmocka_unit_test(test_key_request_bytes),
+        cmocka_unit_test(test_answers),     cmocka_unit_test(test_tally),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
