@@ -87,6 +87,8 @@ const struct adm_option adm_options[] = {
     {"retry-interval", "retry_interval", ADM_OPT_DURATION, ADM_OPT_AT(retry_interval_ms),
      .min = 100, .def = 30000},
     {"retry-max", "retry_max", ADM_OPT_UINT, ADM_OPT_AT(retry_max), .max = 1000000},
+    /* a restarted agent rejoins the members of its snapshot (DATA/serf), even after it left */
+    {"rejoin", "rejoin_after_leave", ADM_OPT_BOOL, ADM_OPT_AT(rejoin_after_leave)},
     /* a failed member is reaped (and deregistered) after this; Consul's minimum is 8h */
     {NULL, "reconnect_timeout", ADM_OPT_DURATION, ADM_OPT_AT(reconnect_timeout_ms),
      .min = 8ull * 3600 * 1000, .def = 72ull * 3600 * 1000},

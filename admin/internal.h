@@ -43,6 +43,7 @@ struct adm_config {
     char *serf_lan_addr;        /* the gossip bind address (serf_lan), default bind_addr */
     uint64_t retry_interval_ms;
     unsigned retry_max;
+    bool rejoin_after_leave; /* -rejoin: rejoin the snapshot's members even after a leave */
     uint64_t reconnect_timeout_ms;
     uint64_t reconcile_interval_ms;
     bool leave_on_terminate, leave_on_terminate_set;
@@ -229,6 +230,17 @@ struct adm_server {
     char address[64]; /* the server port's "ip:port" */
 };
 bool adm_server_parse(const struct gossip_node *m, struct adm_server *out);
+
+/* The pool's snapshot, DATA/serf/local.snapshot (serf_snapshot.c): members last seen alive and
+ * whether we left. open reads it (rejoin gets the addresses to rejoin through, *left whether we
+ * left gracefully) and keeps it up to date from member events; close writes what is pending.
+ * Loop thread. */
+struct adm_snapshot;
+struct adm_snapshot *adm_snapshot_open(uv_loop_t *loop, const char *data_dir, const char *self,
+                                       struct adm_strv *rejoin, bool *left);
+void adm_snapshot_member(struct adm_snapshot *sn, const struct gossip_event *ev);
+void adm_snapshot_left(struct adm_snapshot *sn);
+void adm_snapshot_close(struct adm_snapshot *sn);
 
 /* The leader's reconciliation of gossip members into the catalog (reconcile.c). Borrowed for
  * its life: cfg, store, cons, api, serf. Loop thread. */

@@ -42,6 +42,7 @@ struct adm_serf {
     unsigned refs;                /* 1 for gossip and the timer, one per join in flight */
     struct base_list joins;       /* struct join in flight */
     struct adm_strv joined_addrs; /* IPs we joined through (-retry-join, agent/join): vouched */
+    struct adm_snapshot *snap;
     struct adm_serf_hooks hooks;
     void (*stopped)(void *);
     void *stopped_data;
@@ -160,6 +161,7 @@ static void on_event(void *data, const struct gossip_event *ev)
         return;
     }
     const struct gossip_node *m = ev->node; /* gossip/ logs the event itself */
+    adm_snapshot_member(s->snap, ev);
     if ((ev->kind == GOSSIP_EVENT_JOIN || ev->kind == GOSSIP_EVENT_UPDATE) && s->cons &&
         adm_server_parse(m, &srv) && strcmp(srv.dc, s->cfg->datacenter) == 0 &&
         strcmp(m->name, s->cfg->node_name) != 0) {
@@ -223,6 +225,7 @@ struct join {
     char **addrs; /* resolved "ip:port" / "[v6]:port" */
     size_t n_addrs;
     unsigned pending; /* resolutions in flight */
+    bool trusted;     /* the operator named these addresses: members there are vouched for */
     bool done;        /* cb called (shutdown) */
 };
 
@@ -234,10 +237,11 @@ struct lookup {
 };
 
 static void serf_unref(struct adm_serf *s);
+static void rejoin(struct adm_serf *s);
 
 static void join_add(struct join *j, const char *ip, int port)
 {
-    bool known = false;
+    bool known = !j->trusted;
     for (size_t i = 0; i < j->s->joined_addrs.n && !known; i++)
         known = strcmp(j->s->joined_addrs.v[i], ip) == 0;
     if (!known && j->s->joined_addrs.n < 256)
@@ -311,8 +315,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         join_go(j);
 }
 
-int adm_serf_join(struct adm_serf *s, const char *const *entries, size_t n, adm_serf_join_cb cb,
-                  void *ctx, char *err)
+static int join_start(struct adm_serf *s, const char *const *entries, size_t n, adm_serf_join_cb cb,
+                      void *ctx, bool trusted, char *err)
 {
     char host[256];
     int port;
@@ -328,6 +332,7 @@ int adm_serf_join(struct adm_serf *s, const char *const *entries, size_t n, adm_
     j->s = s;
     j->cb = cb;
     j->ctx = ctx;
+    j->trusted = trusted;
     s->refs++;
     base_list_insert_tail(&s->joins, &j->link);
     j->pending = 1; /* until every lookup is started */
@@ -356,6 +361,12 @@ int adm_serf_join(struct adm_serf *s, const char *const *entries, size_t n, adm_
     if (--j->pending == 0)
         join_go(j);
     return 0;
+}
+
+int adm_serf_join(struct adm_serf *s, const char *const *entries, size_t n, adm_serf_join_cb cb,
+                  void *ctx, char *err)
+{
+    return join_start(s, entries, n, cb, ctx, true, err);
 }
 
 /* ---- -retry-join --------------------------------------------------------------------- */
@@ -479,9 +490,41 @@ int adm_serf_start(uv_loop_t *loop, const struct adm_config *c, const char *node
     }
     LOG_INFO("serf", "gossip pool on %s:%d, advertising %s%s", c->serf_lan_addr, c->serf_lan_port,
              c->advertise_addr, c->key_len ? ", encrypted" : "");
+    rejoin(s);
     if (c->retry_join.n)
         uv_timer_start(&s->retry, retry_attempt, 0, 0);
     return 0;
+}
+
+static void rejoined(void *data, size_t joined, int status)
+{
+    BASE_UNUSED(data);
+    if (status == 0 && joined > 0)
+        LOG_INFO("serf", "Re-joined to previously known node(s): %zu", joined);
+    else if (status != BASE_ESHUTDOWN)
+        LOG_WARN("serf", "Failed to re-join any previously known node: %s",
+                 status ? base_strerror(status) : "no member answered");
+}
+
+/* The snapshot's members, as Consul's -rejoin: unless we left (and rejoin_after_leave is off). */
+static void rejoin(struct adm_serf *s)
+{
+    struct adm_strv addrs = {0};
+    bool left;
+    char err[BASE_ERRMSG_LEN];
+    if (!s->cfg->data_dir)
+        return;
+    s->snap = adm_snapshot_open(s->loop, s->cfg->data_dir, s->cfg->node_name, &addrs, &left);
+    if (addrs.n && left && !s->cfg->rejoin_after_leave) {
+        LOG_INFO("serf", "Ignoring previous join state: this agent left the pool (-rejoin to "
+                         "rejoin anyway)");
+    } else if (addrs.n) {
+        LOG_INFO("serf", "Attempting re-join to %zu previously known node(s)", addrs.n);
+        /* not vouched for: the snapshot holds whoever was in the pool, not whom we named */
+        if (join_start(s, (const char *const *)addrs.v, addrs.n, rejoined, s, false, err))
+            LOG_WARN("serf", "re-join: %s", err);
+    }
+    adm_strv_free(&addrs);
 }
 
 static void serf_unref(struct adm_serf *s)
@@ -516,6 +559,8 @@ void adm_serf_stop(struct adm_serf *s, void (*done)(void *), void *data)
     s->stopped = done;
     s->stopped_data = data;
     uv_timer_stop(&s->retry);
+    adm_snapshot_close(s->snap);
+    s->snap = NULL;
     /* joins still resolving: their callers hear now; their structs go when the lookups end */
     for (struct base_list *l = s->joins.next; l != &s->joins; l = l->next)
         join_finish(BASE_CONTAINER_OF(l, struct join, link), 0, BASE_ESHUTDOWN);
@@ -546,5 +591,6 @@ int adm_serf_leave(struct adm_serf *s, void (*done)(void *), void *data)
     s->left = done;
     s->left_data = data;
     uv_timer_stop(&s->retry);
+    adm_snapshot_left(s->snap);
     return gossip_leave(s->g, on_left, s);
 }

@@ -234,3 +234,63 @@ def test_an_outsider_announcing_itself_a_server_is_not_counted(make_cluster, tmp
         node.kill()
         node.wait(10)
         err.close()
+
+
+def test_a_restarted_agent_rejoins_its_pool_from_its_snapshot(servers):
+    """DATA/serf/local.snapshot (Consul's -rejoin): a server that joined by `herald join` and
+    was restarted with no join address rejoins the pool by itself; one that left does not,
+    unless -rejoin."""
+    a, = servers([next_addr()], lambda _: [], 1)
+    a.wait_ready(timeout=30)
+    b, = servers([next_addr()], lambda _: [], 0)
+    wait_until(lambda: b.json_or_none("/v1/agent/members") is not None, timeout=20,
+               msg="b's HTTP API")
+    assert cli(b, "join", a.addr).returncode == 0
+    wait_until(lambda: voters(a) == sorted([a.server_addr, b.server_addr]), timeout=30,
+               msg="b a voter")
+    snap = os.path.join(b.data_dir, "serf", "local.snapshot")
+    wait_until(lambda: os.path.exists(snap) and ("alive: %s %s:8301" % (a.node_name, a.addr))
+               in open(snap).read(), timeout=10, msg="a in b's snapshot")
+    assert b.stop(timeout=30) == 0
+    b.restart()
+    wait_until(lambda: (b.json_or_none("/v1/agent/members") or []) and len(members(b)) == 2,
+               timeout=20, msg="b back in the pool")
+    assert "Attempting re-join to 1 previously known node(s)" in b.read_log()
+    wait_until(lambda: members(a)[b.node_name]["Status"] == 1, timeout=20, msg="b alive on a")
+    # after a graceful leave, a restart does not rejoin by itself
+    assert cli(b, "leave").returncode == 0
+    assert b.proc.wait(30) == 0
+    wait_until(lambda: "leave" in open(snap).read().split("\n"), timeout=10, msg="leave marker")
+    b.restart()
+    wait_until(lambda: "Ignoring previous join state" in b.read_log(), timeout=20,
+               msg="b does not rejoin")
+    assert len(wait_until(lambda: b.json_or_none("/v1/agent/members"), timeout=20,
+                          msg="b's HTTP API")) == 1
+
+
+def test_encrypted_pool_takes_a_serf_agent_with_the_key_and_refuses_one_without(make_agent,
+                                                                               tmp_path):
+    key = "AAECAwQFBgcICQoLDA0ODw=="
+    a = make_agent(args=["-encrypt", key]).start()
+    procs = []
+    log = open(tmp_path / "serf.log", "w")
+    try:
+        good, bad = next_addr(), next_addr()
+        for name, addr, extra in (("keyed", good, ["-encrypt", key]), ("plain", bad, [])):
+            procs.append(subprocess.Popen(
+                ["serf", "agent", "-node", name, "-bind", "%s:8301" % addr, "-rpc-addr",
+                 "%s:7373" % addr, "-join", "%s:8301" % a.addr] + extra,
+                stdout=log, stderr=subprocess.STDOUT))
+        wait_until(lambda: "keyed" in members(a), timeout=20, msg="the keyed serf agent joined")
+        theirs = wait_until(lambda: (lambda m: m if a.node_name in m else None)(
+            serf_members(good)), timeout=20, msg="the agent among the keyed serf's members")
+        assert theirs[a.node_name]["status"] == "alive"
+        wait_until(lambda: "no installed key could decrypt" in a.read_log() or
+                   "unencrypted" in a.read_log(), timeout=20, msg="the keyless one refused")
+        assert "plain" not in members(a)
+        assert a.node_name not in serf_members(bad)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
+        log.close()

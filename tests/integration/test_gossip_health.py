@@ -195,3 +195,27 @@ def test_the_periodic_pass_marks_nodes_the_pool_does_not_know(make_cluster):
         assert web_addrs(a) == []
         for m in c:
             assert serf_health(a, m.node_name) == "passing"
+
+
+def test_force_leave_of_a_dead_server_removes_it_from_raft_and_the_catalog(make_cluster):
+    c = make_cluster(3).start()
+    leader = c.wait_leader()
+    victim = c.followers(leader)[0]
+    others = [a for a in c if a is not victim]
+    victim.kill9()
+    wait_until(lambda: serf_health(leader, victim.node_name) == "critical", timeout=30,
+               msg="the dead server critical")
+    r = leader.put("/v1/agent/force-leave/" + victim.node_name)
+    assert r.status == 200, r.text
+    for a in others:
+        wait_until(lambda: {m["Name"]: m["Status"] for m in a.get(
+            "/v1/agent/members").json()}[victim.node_name] == 3, timeout=20,
+            msg="left on %s" % a.addr)
+        wait_until(lambda: sorted(s["Address"] for s in (a.raft_config() or {}).get(
+            "Servers", [])) == sorted(x.server_addr for x in others), timeout=20,
+            msg="removed from Raft on %s" % a.addr)
+        wait_until(lambda: victim.node_name not in [
+            n["Node"] for n in a.get("/v1/catalog/nodes?stale").json()], timeout=20,
+            msg="node deregistered on %s" % a.addr)
+    # a write still commits with two voters
+    assert leader.put("/v1/kv/after-force-leave", "x").status == 200
