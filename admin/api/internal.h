@@ -168,6 +168,7 @@ bool api__kv_route(struct api *a, struct http_req *req, const char *path);
 bool api__status_route(struct api *a, struct http_req *req, const char *path);
 bool api__member_route(struct api *a, struct http_req *req, const char *path);
 bool api__snapshot_route(struct api *a, struct http_req *req, const char *path);
+bool api__keyring_route(struct api *a, struct http_req *req, const char *path);
 
 /* Checks the method against allowed ("GET", "PUT,POST", ...): answers 405 with Allow and
  * returns false when it does not match. */
