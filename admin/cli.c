@@ -796,22 +796,24 @@ static int cmd_snapshot(struct cli *c, char **argv, size_t argc)
     return fail("%s", usage);
 }
 
-/* `herald keyring`, as `consul keyring`: one of -list, -install K, -use K, -remove K. */
+/* `herald keyring`, as `consul keyring`: one of -list, -list-primary, -install K, -use K,
+ * -remove K. */
 static int cmd_keyring(struct cli *c, char **argv, size_t argc)
 {
     static const char usage[] =
-        "usage: herald keyring [-list | -install KEY | -use KEY | -remove KEY]";
-    static const char *const flags[] = {"-list", "-install", "-use", "-remove"};
-    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
+        "usage: herald keyring [-list | -list-primary | -install KEY | -use KEY | -remove KEY]";
+    static const char *const flags[] = {"-list", "-install", "-use", "-remove", "-list-primary"};
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "GET"};
     static const char *const say[] = {
         "Gathering installed encryption keys...", "Installing new gossip encryption key...",
-        "Changing primary gossip encryption key...", "Removing gossip encryption key..."};
+        "Changing primary gossip encryption key...", "Removing gossip encryption key...",
+        "Gathering installed encryption keys..."};
     int op = -1;
     const char *key = NULL;
     for (size_t i = 0; i < argc; i++) {
         const char *a = argv[i][0] == '-' && argv[i][1] == '-' ? argv[i] + 1 : argv[i];
         int f = -1;
-        for (int k = 0; k < 4; k++) {
+        for (int k = 0; k < 5; k++) {
             size_t n = strlen(flags[k]);
             if (strncmp(a, flags[k], n) == 0 && (a[n] == 0 || a[n] == '='))
                 f = k;
@@ -819,7 +821,7 @@ static int cmd_keyring(struct cli *c, char **argv, size_t argc)
         if (f < 0 || op >= 0)
             return fail(op >= 0 ? "Only a single action is allowed" : "%s", usage);
         op = f;
-        if (f == 0) {
+        if (f == 0 || f == 4) {
             if (strchr(a, '='))
                 return fail("%s", usage);
             continue;
@@ -857,7 +859,7 @@ static int cmd_keyring(struct cli *c, char **argv, size_t argc)
         http_client_resp_free(&r);
         return 1;
     }
-    if (op != 0) {
+    if (op != 0 && op != 4) {
         http_client_resp_free(&r);
         return 0;
     }
@@ -872,7 +874,7 @@ static int cmd_keyring(struct cli *c, char **argv, size_t argc)
     json_t *pool;
     json_array_foreach(arr, i, pool)
     {
-        json_t *keys = json_object_get(pool, "Keys");
+        json_t *keys = json_object_get(pool, op == 4 ? "PrimaryKeys" : "Keys");
         long long total = (long long)json_integer_value(json_object_get(pool, "NumNodes"));
         const char *seg = jstr(pool, "Segment");
         if (json_is_true(json_object_get(pool, "WAN")))

@@ -24,7 +24,7 @@ static void usage(FILE *f)
             "  kv get KEY | put KEY VALUE | delete KEY [-recurse] | export [PREFIX] | import FILE\n"
             "  snapshot save [-stale] FILE | restore FILE | inspect FILE\n"
             "  keygen                             a new cluster key for -encrypt\n"
-            "  keyring -list | -install KEY | -use KEY | -remove KEY\n"
+            "  keyring -list | -list-primary | -install KEY | -use KEY | -remove KEY\n"
             "                                     the gossip keyring across the pool\n"
             "  version\n"
             "\n"

@@ -6,8 +6,8 @@
  * CRC, LZW compression, AES-GCM encryption; mp.h under it), the member table's state
  * transitions (gossip/member.h), the broadcast queue (gossip/queue.h), all pure, and the
  * protocol engine on libuv (gossip/swim.c: UDP and TCP on one address and port, probes,
- * gossip, push-pull, serf's intents, Lamport clocks and user events). admin/ is not wired to
- * it yet.
+ * gossip, push-pull, serf's intents, Lamport clocks and user events; gossip/query.c: serf's
+ * queries, for the keyring, whose pure half is gossip/keyring.c).
  *
  * Threads: the codec and the member table are pure and run on any thread; an engine runs on
  * the loop thread it was started on, and every gossip_* function taking a struct gossip must

@@ -1,7 +1,8 @@
 /* gossip/swim.c: the protocol engine on libuv (gossip.h), memberlist 0.2.2's and serf 0.9.x's
  * behaviour over the codec (wire.h), the member table (member.h) and the broadcast queues
  * (queue.h). This file: start, stop and the public calls, UDP, probes, relays, gossip and the
- * timers; stream.c: TCP; serf_state.c: serf's state; swim.h: the engine's struct.
+ * timers; stream.c: TCP; serf_state.c: serf's state; query.c: serf's queries (the keyring);
+ * swim.h: the engine's struct.
  *
  * ==== How it runs ====
  * One UDP socket and one TCP listener on the same address and port. Timers on the loop:

@@ -10,7 +10,9 @@ bounded; every process is stopped by pid.
 """
 import json
 import os
+import signal
 import subprocess
+import threading
 
 import pytest
 
@@ -97,6 +99,9 @@ def test_keyring_rotation_across_herald_and_serf(make_agent, serf_agent, tmp_pat
     assert out.stdout.splitlines() == ["==> Gathering installed encryption keys...", "",
                                        "dc1 (LAN):", "  %s [2/2]" % K1, "  %s [2/2]" % K2]
     assert a.get("/v1/operator/keyring").json()[0]["PrimaryKeys"] == {K2: 2}
+    out = cli(a, "keyring", "-list-primary")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[2:] == ["dc1 (LAN):", "  %s [2/2]" % K2]
 
     # the primary cannot go: Consul's 500, naming every member that refused
     r = a.request("DELETE", "/v1/operator/keyring", {"Key": K2})
@@ -139,6 +144,8 @@ def test_keyring_errors(make_agent, tmp_path):
     assert r.status == 400
     r = a.request("POST", "/v1/operator/keyring", {"Key": "not base64!"})
     assert r.status == 500 and "(LAN) error: illegal base64 data" in r.text, r.text
+    r = a.request("POST", "/v1/operator/keyring", {})  # as Consul: an empty key, refused
+    assert r.status == 500 and "key size must be 16, 24 or 32 bytes" in r.text, r.text
     r = a.request("POST", "/v1/operator/keyring", {"Key": "AAEC"})
     assert r.status == 500 and "key size must be 16, 24 or 32 bytes" in r.text, r.text
     r = a.request("PUT", "/v1/operator/keyring", {"Key": K2})
@@ -168,3 +175,32 @@ def test_keygen_makes_a_key_the_keyring_takes(make_agent):
     key = out.stdout.strip()
     a = make_agent(args=["-encrypt", key]).start()
     assert a.get("/v1/operator/keyring").json()[0]["Keys"] == {key: 1}
+
+
+def test_agent_stops_cleanly_while_a_keyring_operation_waits(make_agent, serf_agent, tmp_path):
+    """A member that stalls keeps the query open until its timeout; a SIGTERM meanwhile ends
+    it (the request gets no answer or a 500) and the agent exits 0 under ASan."""
+    a = make_agent(args=["-encrypt", K1], data_dir=str(tmp_path / "a")).start()
+    serf = serf_agent("%s:8301" % a.addr, K1)
+    wait_until(lambda: members(a).get("serf1", {}).get("Status") == 1, timeout=20,
+               msg="serf1 in the agent's pool")
+    serf.send_signal(signal.SIGSTOP)
+    got = {}
+
+    def install():
+        try:
+            got["r"] = a.request("POST", "/v1/operator/keyring", {"Key": K2}, timeout=20)
+        except OSError as e:
+            got["r"] = e
+    t = threading.Thread(target=install)
+    try:
+        t.start()
+        wait_until(lambda: "keyring install across 2 members" in a.read_log(), timeout=10,
+                   msg="the query running")
+        assert a.stop() == 0
+    finally:
+        serf.send_signal(signal.SIGCONT)
+        t.join(20)
+    r = got["r"]
+    print("the waiting request got", r if isinstance(r, OSError) else (r.status, r.text))
+    assert isinstance(r, OSError) or r.status == 500, r
