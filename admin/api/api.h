@@ -63,6 +63,17 @@ struct api_keyring_result {
 enum api_keyring_op { API_KEYRING_INSTALL, API_KEYRING_USE, API_KEYRING_REMOVE, API_KEYRING_LIST };
 typedef void (*api_keyring_cb)(void *ctx, const struct api_keyring_result *r);
 typedef void (*api_join_cb)(void *ctx, size_t joined, int status);
+/* A Consul user event (agent/user_event.go's UserEvent): what PUT /v1/event/fire builds and
+ * what admin decodes from the gossip pool. Strings NUL-terminated; filters "" when none. */
+struct api_user_event {
+    const char *id; /* a UUID */
+    const char *name;
+    const uint8_t *payload; /* NULL: none (JSON null) */
+    size_t payload_len;
+    const char *node_filter, *service_filter, *tag_filter; /* regular expressions */
+    int64_t version;                                       /* 1 */
+    uint64_t ltime; /* the serf event's Lamport time (0 when firing) */
+};
 /* The gossip pool, through admin (all may be NULL: no pool). */
 struct api_gossip_hooks {
     /* calls cb for every member (ourselves included) */
@@ -76,6 +87,9 @@ struct api_gossip_hooks {
      * result) exactly once, later, unless it returns non-zero */
     int (*keyring)(void *data, enum api_keyring_op op, const char *key, api_keyring_cb done,
                    void *ctx);
+    /* fires ev to the pool (serf's user event "consul:event:<name>" carrying Consul's
+     * envelope, not coalesced); non-zero with errmsg (serf's text for a size limit) */
+    int (*event_fire)(void *data, const struct api_user_event *ev, char *errmsg);
     void *data;
 };
 
@@ -101,6 +115,10 @@ int api_new(uv_loop_t *loop, const struct api_config *cfg, struct api **out) BAS
 void api_handle(void *api, struct http_req *req);
 /* Wire from consensus' on_applied: wakes blocking queries whose tables changed. */
 void api_on_applied(struct api *a, uint64_t index, uint32_t touched);
+/* Wire from the pool: a Consul user event arrived (ours included). The api applies its
+ * filters to this agent (node name, this node's services and tags), keeps the last 256 that
+ * pass for GET /v1/event/list and wakes the blocking lists. ev is borrowed for the call. */
+void api_on_user_event(struct api *a, const struct api_user_event *ev);
 /* Answers every parked request (as if its wait ran out) and frees the api. */
 void api_free(struct api *a);
 
