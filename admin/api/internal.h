@@ -196,6 +196,7 @@ bool api__kv_route(struct api *a, struct http_req *req, const char *path);
 bool api__status_route(struct api *a, struct http_req *req, const char *path);
 bool api__member_route(struct api *a, struct http_req *req, const char *path);
 bool api__snapshot_route(struct api *a, struct http_req *req, const char *path);
+bool api__keyring_route(struct api *a, struct http_req *req, const char *path);
 bool api__event_route(struct api *a, struct http_req *req, const char *path);
 bool api__session_route(struct api *a, struct http_req *req, const char *path);
 
