@@ -62,6 +62,7 @@
 static const uint8_t our_vsn[GOSSIP_VSN_LEN] = {1, 5, 2, 2, 5, 5}; /* as serf 0.9.4 */
 
 static void on_probe_timer(uv_timer_t *t);
+static void on_gossip_timer(uv_timer_t *t);
 
 /* ---- small things ------------------------------------------------------------------------- */
 
@@ -86,13 +87,31 @@ const char *gossip_event_name(enum gossip_event_kind k)
     return (size_t)k < BASE_ARRAY_LEN(names) ? names[k] : "unknown";
 }
 
+/* Herald's LAN timings differ from memberlist's DefaultLANConfig (probe 1 s, timeout 500 ms,
+ * gossip 200 ms), with which serf takes 5-6 s to see a death in a pool of 10 and 10 s in a pool
+ * of 100 (tests/bench/RESULTS.md, "Gossip"). Detection is the wait for someone's probe of the
+ * dead member to fail (one probe interval), then the suspicion timeout, Lifeguard's: it starts
+ * at suspicion_max_timeout_mult x min and drops to min = suspicion_mult x max(1, log10 N) x
+ * probe_interval once suspicion_mult - 2 other members' own probes confirm it; then the dead
+ * spreads by gossip. Each term is proportional to probe_interval, so it is 5 times shorter
+ * here: 200 ms, with a 100 ms direct timeout before the indirect probes (a LAN's round trip is
+ * well under a millisecond; 100 ms leaves room for a busy host, and Lifeguard's health score
+ * stretches both on a host that misses acks itself). suspicion_mult 4 and
+ * suspicion_max_timeout_mult 6 are kept, so a member whose refutation is slow (packet loss)
+ * still has 6 x min (4.8 s in a pool of 10) when nobody confirms, and two independent
+ * confirmations are needed before the 0.8 s minimum. Gossip every 100 ms, and suspect and dead
+ * news goes out to gossip_nodes at once (swim.c, gossip_soon) instead of waiting for the next
+ * tick. The cost is the probes' bandwidth, 5 times memberlist's count of pings and acks; to
+ * stay within twice serf's idle bytes per member our pings leave out their optional source
+ * address when we are reachable where we are bound (memberlist acks the packet's sender then)
+ * and gossip costs nothing while there is no news. Push-pull stays at 30 s. */
 void gossip_config_defaults(struct gossip_config *c)
 {
     memset(c, 0, sizeof(*c));
     c->bind_port = 8301;
-    c->probe_interval_ms = 1000;
-    c->probe_timeout_ms = 500;
-    c->gossip_interval_ms = 200;
+    c->probe_interval_ms = 250;
+    c->probe_timeout_ms = 100;
+    c->gossip_interval_ms = 100;
     c->gossip_nodes = 3;
     c->suspicion_mult = 4;
     c->suspicion_max_timeout_mult = 6;
@@ -246,6 +265,16 @@ static void probe_list_add(struct gossip *g, const char *name)
     g->n_probe++;
 }
 
+/* News of a suspicion or a death goes to gossip_nodes members at once (the gossip timer fires
+ * on the loop's next turn and keeps its period from then): a detection's every hop would
+ * otherwise wait half a gossip interval on average. It costs no extra bytes per broadcast, whose
+ * transmissions are counted by the queue, only fewer broadcasts per packet. */
+static void gossip_soon(struct gossip *g)
+{
+    if (!g->stopping)
+        uv_timer_start(&g->gossip_timer, on_gossip_timer, 0, g->cfg.gossip_interval_ms);
+}
+
 void gossip__on_fx(void *ctx, const struct gossip_fx *fx)
 {
     struct gossip *g = ctx;
@@ -256,6 +285,8 @@ void gossip__on_fx(void *ctx, const struct gossip_fx *fx)
         gossip__msg_encode(&b, fx->msg);
         gossip__queue_push(&g->mq, fx->member->name, b.data, b.len);
         base_buf_free(&b);
+        if (fx->msg->type == GOSSIP_SUSPECT || fx->msg->type == GOSSIP_DEAD)
+            gossip_soon(g);
         if (fx->msg->type == GOSSIP_ALIVE && is_self(g, fx->member->name) && !g->setting_tags) {
             g->st.refutes++;
             LOG_DEBUG(MOD, "%s: refuting at incarnation %u", g->name, fx->msg->u.alive.incarnation);
@@ -277,6 +308,21 @@ void gossip__on_fx(void *ctx, const struct gossip_fx *fx)
 }
 
 /* ---- probes ------------------------------------------------------------------------------- */
+
+/* The optional source fields of our pings and ping-reqs (about 45 bytes of a 65-byte ping):
+ * memberlist answers the packet's sender without them, which is us when we are bound where we
+ * advertise (or on a wildcard with the advertised port), so they are left out then. */
+static void probe_source(struct gossip *g, struct gossip_bytes *addr, uint16_t *port,
+                         const char **node)
+{
+    if (g->slim_probes) {
+        *addr = (struct gossip_bytes){NULL, 0};
+        *port = 0;
+        *node = NULL;
+        return;
+    }
+    self_addr_fields(g, addr, port, node);
+}
 
 static void probe_timer_start(struct gossip *g, uint64_t ms)
 {
@@ -339,8 +385,7 @@ static void probe_start(struct gossip *g)
     struct gossip_msg ping = {.type = GOSSIP_PING};
     ping.u.ping.seq = g->probe.seq;
     ping.u.ping.node = m->name;
-    self_addr_fields(g, &ping.u.ping.source_addr, &ping.u.ping.source_port,
-                     &ping.u.ping.source_node);
+    probe_source(g, &ping.u.ping.source_addr, &ping.u.ping.source_port, &ping.u.ping.source_node);
     struct base_buf b1, b2;
     base_buf_init(&b1);
     base_buf_init(&b2);
@@ -412,8 +457,8 @@ static void probe_indirect(struct gossip *g)
         ind.u.indirect.port = target->port;
         ind.u.indirect.node = target->name;
         ind.u.indirect.nack = peer->vsn[1] >= 4;
-        self_addr_fields(g, &ind.u.indirect.source_addr, &ind.u.indirect.source_port,
-                         &ind.u.indirect.source_node);
+        probe_source(g, &ind.u.indirect.source_addr, &ind.u.indirect.source_port,
+                     &ind.u.indirect.source_node);
         if (ind.u.indirect.nack)
             g->probe.expected_nacks++;
         send_msg(g, (const struct sockaddr *)&ss, peer, &ind, true);
@@ -521,8 +566,7 @@ static void handle_indirect(struct gossip *g, const struct gossip_indirect_ping 
     struct gossip_msg ping = {.type = GOSSIP_PING};
     ping.u.ping.seq = r->seq;
     ping.u.ping.node = ind->node;
-    self_addr_fields(g, &ping.u.ping.source_addr, &ping.u.ping.source_port,
-                     &ping.u.ping.source_node);
+    probe_source(g, &ping.u.ping.source_addr, &ping.u.ping.source_port, &ping.u.ping.source_node);
     /* broadcasts ride along only to a member we know at that address: a ping-req naming a
      * stranger (spoofed, say) gets it a bare ping, about the size of the request */
     const struct gossip_member *tm = gossip__members_find(&g->mt, ind->node);
@@ -1011,6 +1055,14 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
         g->addr_len = 16;
     }
     g->port = adv_port;
+    /* bound where we advertise, or on a wildcard with the advertised port: peers answer a
+     * ping's sender, which is us (probe_source) */
+    g->slim_probes = adv_port == cfg->bind_port && bind_sa.ss_family == adv_sa.ss_family &&
+                     (same_host(&bind_sa, &adv_sa) ||
+                      (bind_sa.ss_family == AF_INET &&
+                       memcmp(&((struct sockaddr_in *)&bind_sa)->sin_addr, zero, 4) == 0) ||
+                      (bind_sa.ss_family == AF_INET6 &&
+                       memcmp(&((struct sockaddr_in6 *)&bind_sa)->sin6_addr, zero, 16) == 0));
     base_list_init(&g->relays);
     base_list_init(&g->conns);
     base_arena_init(&g->arena);
