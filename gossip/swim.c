@@ -1117,8 +1117,9 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
     uv_timer_start(&g->probe_timer, on_probe_timer, cfg->probe_interval_ms, 0);
     uv_timer_start(&g->gossip_timer, on_gossip_timer, cfg->gossip_interval_ms,
                    cfg->gossip_interval_ms);
+    /* memberlist's random stagger: pools started at once do not push-pull in step */
     if (cfg->push_pull_interval_ms)
-        uv_timer_start(&g->pp_timer, on_pp_timer, cfg->push_pull_interval_ms, 0);
+        uv_timer_start(&g->pp_timer, on_pp_timer, 1 + rnd_below(g, cfg->push_pull_interval_ms), 0);
     uv_timer_start(&g->house_timer, on_house_timer, HOUSE_MS, HOUSE_MS);
     g->last_reconnect_ms = uv_now(loop);
     LOG_INFO(MOD, "%s: gossip on %s:%u", g->name, cfg->bind_addr, cfg->bind_port);

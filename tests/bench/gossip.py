@@ -33,13 +33,14 @@ How it is measured:
     the pool's addresses, at the output hook (loopback traffic is seen once there); the
     window's bytes / seconds / N. serf's RPC port is not counted, and nothing polls it then.
 
-usage: tests/bench/gossip.py [--n 10] [--rounds 3] [--idle 30] [--settle 10] [--loss 60]
+usage: tests/bench/gossip.py [--n 10] [--rounds 3] [--idle S] [--settle 10] [--loss 60]
                              [--scenarios kill,stop,loss] [--impl ours,serf] [--json FILE]
                              [--set NAME=VALUE]...   (our gossip_node's -set: timings)
 """
 import argparse
 import ctypes
 import json
+import math
 import os
 import re
 import shutil
@@ -155,10 +156,14 @@ class Lab:
     def lose(self, ns, pct):
         """Drops pct% of what the namespace's members send and receive."""
         run("ip", "netns", "exec", ns, "nft", "-f", "-", input="""table inet loss {
-  chain in { type filter hook input priority 0; policy accept;
-    iifname "eth0" numgen random mod 100 < %d drop }
-  chain out { type filter hook output priority 0; policy accept;
-    oifname "eth0" numgen random mod 100 < %d drop }
+  chain in {
+    type filter hook input priority 0; policy accept;
+    iifname "eth0" numgen random mod 100 < %d drop
+  }
+  chain out {
+    type filter hook output priority 0; policy accept;
+    oifname "eth0" numgen random mod 100 < %d drop
+  }
 }
 """ % (pct, pct))
 
@@ -334,7 +339,11 @@ class Serfs(Pool):
 
 
 def spread(xs):
-    return "%.2f / %.2f / %.2f" % (min(xs), statistics.median(xs), max(xs)) if xs else "-"
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return "%.2f" % xs[0]
+    return "%.2f (%.2f-%.2f)" % (statistics.median(xs), min(xs), max(xs))
 
 
 def scenario_kill(pool, args, res):
@@ -382,8 +391,14 @@ def scenario_stop(pool, args, res):
     finally:
         t1 = time.time()
         pool.members[v].signal(signal.SIGCONT)
-    seen = pool.wait_all(others, lambda t, k, x: k == "join" and x == vname and t >= t1, 120,
-                         "%s alive again everywhere" % vname)
+    try:
+        seen = pool.wait_all(others, lambda t, k, x: k == "join" and x == vname and t >= t1, 120,
+                             "%s alive again everywhere" % vname)
+    except TimeoutError:
+        for i in range(n):
+            print(i, [(round(t - t0, 2), k, x) for t, k, x in pool.events(i) if t >= t0 - 1],
+                  file=sys.stderr)
+        raise
     res["back_all"].append(max(seen.values()) - t1)
     pause(args.settle)
     names, count = pool.false_positives({vname})
@@ -418,7 +433,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--rounds", type=int, default=3, help="kill rounds (fresh pools)")
-    ap.add_argument("--idle", type=float, default=30)
+    ap.add_argument("--idle", type=float, default=None,
+                    help="idle window, default one push-pull period (memberlist's scaled 30 s)")
     ap.add_argument("--settle", type=float, default=10)
     ap.add_argument("--loss", type=float, default=60)
     ap.add_argument("--scenarios", default="kill,stop,loss")
@@ -426,6 +442,9 @@ def main():
     ap.add_argument("--set", action="append", help="gossip_node -set NAME=VALUE")
     ap.add_argument("--json", help="write the raw figures there too")
     args = ap.parse_args()
+    if args.idle is None:
+        # memberlist's pushPullScale, as ours: a window holds each member's push-pull once
+        args.idle = 30 * (1 + max(0, math.ceil(math.log2(args.n) - 5))) if args.n > 32 else 30
     assert os.path.exists(NODE), "make build/tests/tools/gossip_node first"
     assert os.geteuid() == 0, "the bench makes network namespaces: run it as root"
     impls = {"ours": Ours, "serf": Serfs}
@@ -451,15 +470,15 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print()
-    print("N=%d; seconds as min / median / max over %d kill rounds" % (args.n, args.rounds))
-    print("| pool | join: first / every member | failure (SIGKILL): first | failure: every "
-          "member | idle B/s per member | SIGSTOP: failed by all / alive again | false failed "
-          "(kill, stop, loss) |")
-    print("|---|---|---|---|---:|---|---|")
+    print("N=%d; seconds as median (min-max) over %d kill rounds" % (args.n, args.rounds))
+    print("| pool | join seen: first | join seen: every member | failure (SIGKILL) seen: first "
+          "| failure seen: every member | idle B/s per member | SIGSTOP: failed by all | "
+          "SIGCONT: alive again everywhere | healthy marked failed (kill, stop, loss) |")
+    print("|---|---|---|---|---|---:|---|---|---|")
     for impl, r in res.items():
         bw = statistics.median(r["idle_bps"]) if r["idle_bps"] else float("nan")
         fps = ", ".join(str(fp_by[impl].get(s, "-")) for s in ("kill", "stop", "loss"))
-        print("| %s | %s / %s | %s | %s | %.0f | %s / %s | %s |" % (
+        print("| %s | %s | %s | %s | %s | %.0f | %s | %s | %s |" % (
             impl, spread(r["join_first"]), spread(r["join_all"]), spread(r["fail_first"]),
             spread(r["fail_all"]), bw, spread(r["stop_fail_all"]), spread(r["back_all"]), fps))
     if "ours" in res and "serf" in res and res["ours"]["fail_all"] and res["serf"]["fail_all"]:

@@ -78,8 +78,8 @@ static void on_event(void *ctx, const struct gossip_event *ev)
     /* ts: the wall clock at the event, for the bench's timings */
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    printf("{\"event\":\"%s\",\"ts\":%lld.%03ld,", gossip_event_name(ev->kind),
-           (long long)now.tv_sec, now.tv_nsec / 1000000);
+    printf("{\"event\":\"%s\",\"ts\":%lld.%06ld,", gossip_event_name(ev->kind),
+           (long long)now.tv_sec, now.tv_nsec / 1000);
     if (ev->kind == GOSSIP_EVENT_USER) {
         printf("\"name\":");
         json_cstr(ev->name);
