@@ -446,6 +446,8 @@ def main():
         # memberlist's pushPullScale, as ours: a window holds each member's push-pull once
         args.idle = 30 * (1 + max(0, math.ceil(math.log2(args.n) - 5))) if args.n > 32 else 30
     assert os.path.exists(NODE), "make build/tests/tools/gossip_node first"
+    # SIGTERM (and SIGINT, which a background job ignores) clean up: processes, namespaces
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     assert os.geteuid() == 0, "the bench makes network namespaces: run it as root"
     impls = {"ours": Ours, "serf": Serfs}
     keys = ("join_first", "join_all", "idle_bps", "fail_first", "fail_all", "stop_fail_all",
