@@ -15,7 +15,8 @@
  *           and the member is suspected. An answered probe lowers the score by one. The interval
  *           and the timeout are scaled by (score + 1): a node that is slow itself probes less
  *           and waits longer before it accuses anyone.
- *   gossip  every gossip_interval, gossip_nodes random members (alive, suspect, or dead for
+ *   gossip  every gossip_interval (and at once when a suspicion or a death is news:
+ *           gossip_soon), gossip_nodes random members (alive, suspect, or dead for
  *           less than gossip_to_the_dead) get a compound of queued broadcasts filling a
  *           1400-byte packet: memberlist's (alive, suspect, dead; named by node, so only the
  *           latest news about a node travels) first, then serf's (intents, user events). Every
@@ -88,23 +89,25 @@ const char *gossip_event_name(enum gossip_event_kind k)
 }
 
 /* Herald's LAN timings differ from memberlist's DefaultLANConfig (probe 1 s, timeout 500 ms,
- * gossip 200 ms), with which serf takes 5-6 s to see a death in a pool of 10 and 10 s in a pool
- * of 100 (tests/bench/RESULTS.md, "Gossip"). Detection is the wait for someone's probe of the
- * dead member to fail (one probe interval), then the suspicion timeout, Lifeguard's: it starts
- * at suspicion_max_timeout_mult x min and drops to min = suspicion_mult x max(1, log10 N) x
- * probe_interval once suspicion_mult - 2 other members' own probes confirm it; then the dead
- * spreads by gossip. Each term is proportional to probe_interval, so it is 5 times shorter
- * here: 200 ms, with a 100 ms direct timeout before the indirect probes (a LAN's round trip is
- * well under a millisecond; 100 ms leaves room for a busy host, and Lifeguard's health score
- * stretches both on a host that misses acks itself). suspicion_mult 4 and
- * suspicion_max_timeout_mult 6 are kept, so a member whose refutation is slow (packet loss)
- * still has 6 x min (4.8 s in a pool of 10) when nobody confirms, and two independent
- * confirmations are needed before the 0.8 s minimum. Gossip every 100 ms, and suspect and dead
- * news goes out to gossip_nodes at once (swim.c, gossip_soon) instead of waiting for the next
- * tick. The cost is the probes' bandwidth, 5 times memberlist's count of pings and acks; to
- * stay within twice serf's idle bytes per member our pings leave out their optional source
- * address when we are reachable where we are bound (memberlist acks the packet's sender then)
- * and gossip costs nothing while there is no news. Push-pull stays at 30 s. */
+ * gossip 200 ms), with which serf takes 5-6 s to see a death in a pool of 10 and about 10 s in
+ * a pool of 100 (tests/bench/RESULTS.md, "Gossip"). A detection is the wait for someone's probe
+ * of the dead member to fail (up to a probe interval), then the suspicion timeout, Lifeguard's
+ * (member.c): it starts at suspicion_max_timeout_mult x min and drops to min =
+ * suspicion_mult x max(1, log10 N) x probe_interval once suspicion_mult - 2 other members'
+ * own failed probes confirm it; then the dead spreads by gossip. Each term is proportional to
+ * probe_interval, 4 times shorter here: 250 ms, so min is 1 s at N=10 and 2 s at N=100, and the
+ * pool sees a death in about 1.5 s and 3 s. The direct probe waits 100 ms before the indirect
+ * ones (a LAN's round trip is well under a millisecond; 100 ms leaves room for a busy host, and
+ * Lifeguard's health score stretches both on a host that misses acks itself). suspicion_mult 4
+ * and suspicion_max_timeout_mult 6 are memberlist's: a member slow to refute (packet loss) has
+ * 6 x min (6 s at N=10) when nobody confirms its suspicion, and two independent confirmations
+ * are needed before the minimum. Gossip every 100 ms, and news of a suspicion or a death is
+ * gossiped at once (gossip_soon), not at the next tick: an idle pool has no news, so this costs
+ * nothing idle. What it costs is probes: 4 pings and 4 acks a second per member instead of 1,
+ * so pings leave out their optional source address when we are bound where we advertise
+ * (probe_source) and push-pull (still every 30 s, scaled past 32 members) is LZW-compressed as
+ * memberlist's: idle, a member sends about 1.6x serf's bytes (440 B/s against 270 at N=10 and
+ * N=100, headers included). */
 void gossip_config_defaults(struct gossip_config *c)
 {
     memset(c, 0, sizeof(*c));
