@@ -268,6 +268,33 @@ static void probe_list_add(struct gossip *g, const char *name)
     g->n_probe++;
 }
 
+/* A member we just heard is suspect is the next we probe (ahead of the round-robin's order,
+ * which then goes on): our own probe either confirms the suspicion, which Lifeguard needs
+ * suspicion_mult - 2 times before the timeout drops to its minimum, or carries the suspicion
+ * to the member itself (the buddy system) so it refutes sooner. No probe is added; the others
+ * of the round wait one probe interval more. */
+static void probe_next(struct gossip *g, const char *name)
+{
+    if (g->probe.node && strcmp(g->probe.node, name) == 0)
+        return; /* being probed now */
+    size_t j = 0;
+    while (j < g->n_probe && strcmp(g->probe_list[j], name) != 0)
+        j++;
+    if (j == g->n_probe)
+        return;
+    char *v = g->probe_list[j];
+    if (j >= g->probe_idx) {
+        memmove(g->probe_list + g->probe_idx + 1, g->probe_list + g->probe_idx,
+                (j - g->probe_idx) * sizeof(*g->probe_list));
+        g->probe_list[g->probe_idx] = v;
+    } else {
+        /* probed earlier in this round: again now, and the round's position steps back */
+        memmove(g->probe_list + j, g->probe_list + j + 1,
+                (g->probe_idx - 1 - j) * sizeof(*g->probe_list));
+        g->probe_list[--g->probe_idx] = v;
+    }
+}
+
 /* News of a suspicion or a death goes to gossip_nodes members at once (the gossip timer fires
  * on the loop's next turn and keeps its period from then): a detection's every hop would
  * otherwise wait half a gossip interval on average. It costs no extra bytes per broadcast, whose
@@ -290,8 +317,11 @@ void gossip__on_fx(void *ctx, const struct gossip_fx *fx)
         base_buf_free(&b);
         if (fx->msg->type == GOSSIP_SUSPECT || fx->msg->type == GOSSIP_DEAD)
             gossip_soon(g);
+        if (fx->msg->type == GOSSIP_SUSPECT && !is_self(g, fx->member->name))
+            probe_next(g, fx->member->name);
         if (fx->msg->type == GOSSIP_ALIVE && is_self(g, fx->member->name) && !g->setting_tags) {
             g->st.refutes++;
+            gossip_soon(g); /* a refutation races the suspicion timeouts */
             LOG_DEBUG(MOD, "%s: refuting at incarnation %u", g->name, fx->msg->u.alive.incarnation);
         }
         break;
