@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "gossip/gossip.h"
+#include "gossip/swim.h" /* the engine's state: its probe order */
 #include "gossip/wire.h"
 
 #define MAXN 5
@@ -1199,6 +1200,74 @@ static void test_suspicion_gossiped_at_once(void **state)
     pool_down(&p);
 }
 
+/* A member we hear is suspect is the next one we probe (to confirm the suspicion, or to carry
+ * it to the member so it refutes: Lifeguard needs suspicion_mult - 2 confirmations before the
+ * minimum timeout), whatever its place in the round-robin: checked for three members in turn
+ * (by chance, one of four would be next a quarter of the time), right after the suspect is
+ * taken in and before the next probe starts. */
+struct suspected_wait {
+    struct gossip *g;
+    const char *name;
+};
+
+static bool suspected(void *ctx)
+{
+    struct suspected_wait *w = ctx;
+    const struct gossip_member *m = gossip__members_find(&w->g->mt, w->name);
+    return m && m->state == GOSSIP_STATE_SUSPECT;
+}
+
+static bool alive_again(void *ctx)
+{
+    struct suspected_wait *w = ctx;
+    const struct gossip_member *m = gossip__members_find(&w->g->mt, w->name);
+    return m && m->state == GOSSIP_STATE_ALIVE;
+}
+
+static void slow_probes(struct gossip_config *c)
+{
+    c->probe_interval_ms = 300;
+    c->gossip_interval_ms = 10000;
+    c->push_pull_interval_ms = 0;
+}
+
+static void test_suspect_is_probed_next(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    tweak = slow_probes;
+    pool_up(&p, 5);
+    tweak = NULL;
+    struct gossip *g = p.n[0].g;
+    uv_udp_t u;
+    uv_udp_init(&p.loop, &u);
+    struct sockaddr_in to;
+    uv_ip4_addr(p.n[0].addr, p.n[0].port, &to);
+    const char *names[3] = {"n2", "n3", "n4"};
+    for (int k = 0; k < 3; k++) {
+        struct suspected_wait w = {g, names[k]};
+        struct gossip_msg m = {.type = GOSSIP_SUSPECT};
+        m.u.suspect = (struct gossip_suspect){incarnation_at(g, names[k]), names[k], "stranger"};
+        struct base_buf b;
+        base_buf_init(&b);
+        gossip__msg_encode(&b, &m);
+        uv_buf_t ub = uv_buf_init((char *)b.data, (unsigned)b.len);
+        assert_true(uv_udp_try_send(&u, &ub, 1, (const struct sockaddr *)&to) > 0);
+        base_buf_free(&b);
+        assert_true(run_until(&p.loop, suspected, &w, 2000));
+        bool probing = g->probe.node && strcmp(g->probe.node, names[k]) == 0;
+        bool next = g->probe_idx < g->n_probe && strcmp(g->probe_list[g->probe_idx], names[k]) == 0;
+        assert_true(probing || next);
+        /* it refutes (our probe carries the suspicion to it) before the next turn */
+        assert_true(run_until(&p.loop, alive_again, &w, 3000));
+    }
+    for (int i = 0; i < 5; i++)
+        for (int k = 0; k < 5; k++)
+            assert_int_equal(seen_of(&p.n[i], p.n[k].name)->fails, 0);
+    uv_close((uv_handle_t *)&u, NULL);
+    pool_down(&p);
+}
+
 /* A push-pull of 2,000 members (over 128 KiB, many reads) is taken whole. */
 static bool big_merged(void *ctx)
 {
@@ -1660,6 +1729,7 @@ int main(void)
         cmocka_unit_test(test_keyless_join_of_keyed_pool_warns),
         cmocka_unit_test(test_pings_carry_their_source_only_when_needed),
         cmocka_unit_test(test_suspicion_gossiped_at_once),
+        cmocka_unit_test(test_suspect_is_probed_next),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
