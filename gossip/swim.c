@@ -272,11 +272,17 @@ static void probe_list_add(struct gossip *g, const char *name)
  * which then goes on): our own probe either confirms the suspicion, which Lifeguard needs
  * suspicion_mult - 2 times before the timeout drops to its minimum, or carries the suspicion
  * to the member itself (the buddy system) so it refutes sooner. No probe is added; the others
- * of the round wait one probe interval more. */
+ * of the round wait one probe interval more. Not every member hears of it in time to confirm
+ * it, but every one might: so that a suspect is not pinged by the whole pool at once, each
+ * member does this with probability suspicion_mult / (members - 1), about suspicion_mult
+ * extra probers (twice the confirmations needed) in any pool. */
 static void probe_next(struct gossip *g, const char *name)
 {
     if (g->probe.node && strcmp(g->probe.node, name) == 0)
         return; /* being probed now */
+    size_t others = g->mt.n > 1 ? g->mt.n - 1 : 1;
+    if (rnd_below(g, others) >= g->cfg.suspicion_mult)
+        return;
     size_t j = 0;
     while (j < g->n_probe && strcmp(g->probe_list[j], name) != 0)
         j++;
