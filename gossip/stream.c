@@ -400,6 +400,14 @@ static int conn_dial_kind(struct gossip *g, const struct sockaddr_storage *to, b
     c->peer = *to;
     c->connect.data = c;
     g->st.tcp_out++;
+    /* from our bind address when it names one (as our UDP does), so the peer sees the
+     * address it knows us by, in its logs and in its address-based rules */
+    const struct sockaddr_storage *from = &g->bind_from;
+    if (from->ss_family == to->ss_family &&
+        (from->ss_family == AF_INET
+             ? ((const struct sockaddr_in *)from)->sin_addr.s_addr != htonl(INADDR_ANY)
+             : !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)from)->sin6_addr)))
+        uv_tcp_bind(&c->tcp, (const struct sockaddr *)from, 0);
     int rv = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)to, on_connect);
     if (rv < 0) {
         gossip__conn_finish(c, rv);
