@@ -39,7 +39,9 @@ struct adm_reconcile {
     struct adm_serf *serf;
     uv_timer_t timer;
     bool leader, ready, barrier_inflight, closing, scanning;
-    unsigned refs;       /* the timer's handle, and a scan in flight */
+    unsigned refs;        /* the timer's handle, a scan in flight, removals in flight */
+    uint64_t removing[8]; /* Raft ids whose removal we asked for and is not answered yet */
+    size_t n_removing;
     uint64_t generation; /* bumped on every leadership change: late barrier answers are stale */
     /* names of catalog nodes with a passing serfHealth that the last pass did not find in the
      * pool (lowercased) */
@@ -59,6 +61,8 @@ static bool handled(struct adm_reconcile *r, const struct gossip_node *m, struct
         return strcmp(srv->dc, r->cfg->datacenter) == 0;
     return role && strcmp(role, "node") == 0 && dc && strcmp(dc, r->cfg->datacenter) == 0;
 }
+
+static void reconcile_unref(struct adm_reconcile *r);
 
 static void proposed(void *data, int status, int result, uint64_t index)
 {
@@ -173,12 +177,56 @@ static void handle_failed(struct adm_reconcile *r, struct zone_read *rd, struct 
     set_critical(r, node.name, "failed");
 }
 
+struct removal {
+    struct adm_reconcile *r;
+    uint64_t id;
+};
+
 static void removed(void *data, int status, const char *msg)
 {
-    BASE_UNUSED(data);
-    if (status && status != BASE_ENOTFOUND)
+    struct removal *rm = data;
+    struct adm_reconcile *r = rm->r;
+    for (size_t i = 0; i < r->n_removing; i++)
+        if (r->removing[i] == rm->id) {
+            r->removing[i] = r->removing[--r->n_removing];
+            break;
+        }
+    if (status && status != BASE_ENOTFOUND && status != BASE_ESHUTDOWN)
         LOG_WARN("reconcile", "removing a departed server from Raft: %s",
                  msg && *msg ? msg : base_strerror(status));
+    base_free(rm);
+    reconcile_unref(r);
+}
+
+struct in_config {
+    uint64_t id;
+    bool found;
+};
+
+static void in_config_cb(void *data, const struct cons_server *srv)
+{
+    struct in_config *ic = data;
+    ic->found = ic->found || srv->id == ic->id;
+}
+
+/* cons_remove_peer for a departed server still in the configuration, once at a time: a
+ * server that left by `herald leave` removed itself already, and a removal under way must not
+ * be doubled (two changes at once: the second is refused as busy and retried). */
+static void remove_server(struct adm_reconcile *r, uint64_t id)
+{
+    struct in_config ic = {id, false};
+    cons_servers_each(r->cons, in_config_cb, &ic);
+    if (!ic.found || r->n_removing == BASE_ARRAY_LEN(r->removing))
+        return;
+    for (size_t i = 0; i < r->n_removing; i++)
+        if (r->removing[i] == id)
+            return;
+    struct removal *rm = base_malloc(sizeof *rm);
+    rm->r = r;
+    rm->id = id;
+    r->removing[r->n_removing++] = id;
+    r->refs++;
+    cons_remove_peer(r->cons, id, NULL, removed, rm);
 }
 
 static void handle_gone(struct adm_reconcile *r, struct zone_read *rd, struct base_arena *a,
@@ -189,7 +237,7 @@ static void handle_gone(struct adm_reconcile *r, struct zone_read *rd, struct ba
     if (strcmp(m->name, r->cfg->node_name) == 0)
         return; /* deregistering ourselves is for a follower's leader to do */
     if (server && srv->raft_id)
-        cons_remove_peer(r->cons, srv->raft_id, NULL, removed, r);
+        remove_server(r, srv->raft_id);
     if (zone_node_get(rd, m->name, a, &node) != 0)
         return;
     struct zone_cmd cmd = {.type = ZONE_CMD_DEREGISTER};
@@ -327,8 +375,6 @@ static void scan_work(uv_work_t *w)
     base_arena_close(&a);
     zone_read_end(rd);
 }
-
-static void reconcile_unref(struct adm_reconcile *r);
 
 static void scan_after(uv_work_t *w, int status)
 {

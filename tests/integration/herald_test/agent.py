@@ -97,8 +97,9 @@ class Agent:
                 raise AssertionError("agent exited with %s:\n%s" % (self.proc.returncode,
                                                                    self.read_log()))
             try:
-                r = self.get("/v1/catalog/node/" + self.node_name, timeout=1)
-                if r.status == 200 and r.body not in (b"null", b""):
+                # registered by itself, and its serfHealth set by the leader (gossip)
+                r = self.get("/v1/health/node/" + self.node_name, timeout=1)
+                if r.status == 200 and any(c["CheckID"] == "serfHealth" for c in r.json()):
                     return
             except OSError:
                 pass
