@@ -512,7 +512,9 @@ static int agent_start(struct agent *ag, char *err)
         return rc;
     }
 
-    ag->checks = adm_checks_new(&ag->loop, ag->store, c->node_name);
+    ag->checks = adm_checks_new(&ag->loop, ag->store, c->node_name,
+                                c->enable_script_checks || c->enable_local_script_checks,
+                                (unsigned)c->max_running_scripts);
     struct api_config ac = {
         .node_name = c->node_name,
         .node_id = ag->node_id,
@@ -527,6 +529,8 @@ static int agent_start(struct agent *ag, char *err)
         .server = c->server,
         .raft_id = ag->raft_id,
         .version = HERALD_VERSION,
+        .enable_script_checks = c->enable_script_checks,
+        .enable_local_script_checks = c->enable_local_script_checks,
         .store = ag->store,
         .cons = ag->cons,
         .hooks = {.ttl_reset = adm_checks_ttl_reset,

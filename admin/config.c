@@ -126,6 +126,16 @@ const struct adm_option adm_options[] = {
     /* service definitions, kept as JSON text for admin/api to decode */
     {NULL, "services", ADM_OPT_JSON, .json = json_services},
     {NULL, "service", ADM_OPT_JSON, .json = json_services},
+    /* script checks (Consul's): off by default; local: from config files only, script: also
+     * over HTTP, which is remote code execution for whoever reaches the HTTP port */
+    {"enable-script-checks", "enable_script_checks", ADM_OPT_BOOL,
+     ADM_OPT_AT(enable_script_checks)},
+    {"enable-local-script-checks", "enable_local_script_checks", ADM_OPT_BOOL,
+     ADM_OPT_AT(enable_local_script_checks)},
+    /* Herald's own: how many script checks run at once (a check due while the cap is reached
+     * waits for its next interval) */
+    {NULL, "max_running_scripts", ADM_OPT_UINT, ADM_OPT_AT(max_running_scripts), .min = 1,
+     .max = 4096, .def = 32},
     {NULL, "raft_snapshot_threshold", ADM_OPT_UINT, ADM_OPT_AT(raft_snapshot_threshold), .min = 1,
      .max = 100000000},
     {NULL, "raft_trailing_logs", ADM_OPT_UINT, ADM_OPT_AT(raft_snapshot_trailing), .min = 1,

@@ -61,30 +61,60 @@ static int check_name(const char *s, const char *field, char *errmsg)
     return 0;
 }
 
+/* Consul's rule (agent.addCheck): a script check from a config file needs
+ * enable_local_script_checks or enable_script_checks, one over HTTP needs enable_script_checks:
+ * scripts accepted over HTTP are remote code execution. Consul's words. */
+static int script_allowed(struct api *a, bool remote, char *errmsg)
+{
+    if (remote && !a->cfg.enable_script_checks)
+        return base_errf(errmsg, BASE_EACL,
+                         "Scripts are disabled on this agent from remote calls; to enable, "
+                         "configure 'enable_script_checks' to true");
+    if (!remote && !a->cfg.enable_script_checks && !a->cfg.enable_local_script_checks)
+        return base_errf(errmsg, BASE_EACL,
+                         "Scripts are disabled on this agent; to enable, configure "
+                         "'enable_script_checks' or 'enable_local_script_checks' to true");
+    return 0;
+}
+
 int api__decode_check_def(struct api *a, json_t *obj, struct base_arena *ar,
-                          const struct zone_service *svc, size_t ordinal, size_t total,
+                          const struct zone_service *svc, size_t ordinal, size_t total, bool remote,
                           struct zone_check *chk, char *errmsg)
 {
     int rc = api__decode_check(obj, NULL, ar, chk, errmsg);
     if (rc)
         return rc;
     chk->node = a->cfg.node_name;
-    int kinds = (chk->ttl_ms > 0) + (chk->http && *chk->http) + (chk->tcp && *chk->tcp);
+    int kinds = (chk->ttl_ms > 0) + (chk->http && *chk->http) + (chk->tcp && *chk->tcp) +
+                (chk->udp && *chk->udp) + (chk->n_args > 0);
     if (kinds != 1)
         return base_errf(errmsg, BASE_EINVAL,
-                         kinds ? "Invalid check: give only one of TTL, HTTP or TCP"
-                               : "Invalid check: must provide TTL or HTTP or TCP and Interval");
+                         kinds ? "Invalid check: give only one of TTL, HTTP, TCP, UDP or Args"
+                               : "Invalid check: must provide TTL or HTTP or TCP or UDP or Args "
+                                 "and Interval");
+    if (chk->failures_before_warning > chk->failures_before_critical &&
+        chk->failures_before_critical)
+        return base_errf(errmsg, BASE_EINVAL,
+                         "Invalid check: FailuresBeforeWarning (%u) is greater than "
+                         "FailuresBeforeCritical (%u)",
+                         chk->failures_before_warning, chk->failures_before_critical);
+    if (chk->n_args && (rc = script_allowed(a, remote, errmsg)))
+        return rc;
     if (chk->ttl_ms) {
         chk->type = "ttl";
     } else {
-        chk->type = chk->http && *chk->http ? "http" : "tcp";
+        chk->type = chk->http && *chk->http ? "http"
+                    : chk->tcp && *chk->tcp ? "tcp"
+                    : chk->udp && *chk->udp ? "udp"
+                                            : "script";
         if (!chk->interval_ms)
             return base_errf(errmsg, BASE_EINVAL,
-                             "Invalid check: Interval must be > 0 for HTTP or TCP checks");
+                             "Invalid check: Interval must be > 0 for %s checks",
+                             chk->n_args ? "script" : "HTTP, TCP or UDP");
         if (chk->interval_ms < CHECK_INTERVAL_MIN_MS)
             chk->interval_ms = CHECK_INTERVAL_MIN_MS;
-        if (!chk->timeout_ms)
-            chk->timeout_ms = 10000;
+        if (!chk->timeout_ms) /* Consul: 30s for a script, 10s for the others */
+            chk->timeout_ms = chk->n_args ? 30000 : 10000;
         if (chk->http && *chk->http && strncmp(chk->http, "http://", 7) != 0)
             return base_errf(errmsg, BASE_EINVAL,
                              "Invalid check: HTTP must be an http:// URL (HTTPS checks are not "
@@ -116,7 +146,7 @@ int api__decode_check_def(struct api *a, json_t *obj, struct base_arena *ar,
     return 0;
 }
 
-int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
+int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar, bool remote,
                             struct zone_service *svc, struct zone_check **checks, size_t *n_checks,
                             char *errmsg)
 {
@@ -246,15 +276,15 @@ int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
     struct zone_check *chks = base_arena_alloc(ar, (total + 1) * sizeof *chks);
     size_t i = 0;
     if (check && !json_is_null(check)) {
-        if ((rc = api__decode_check_def(a, check, ar, svc, i, total, &chks[i], errmsg))) {
+        if ((rc = api__decode_check_def(a, check, ar, svc, i, total, remote, &chks[i], errmsg))) {
             base_err_wrap(errmsg, "Check");
             return rc;
         }
         i++;
     }
     for (size_t j = 0; checkl && json_is_array(checkl) && j < json_array_size(checkl); j++) {
-        if ((rc = api__decode_check_def(a, json_array_get(checkl, j), ar, svc, i, total, &chks[i],
-                                        errmsg))) {
+        if ((rc = api__decode_check_def(a, json_array_get(checkl, j), ar, svc, i, total, remote,
+                                        &chks[i], errmsg))) {
             base_err_wrap(errmsg, "Checks[%zu]", j);
             return rc;
         }
@@ -270,8 +300,10 @@ int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
     return 0;
 }
 
-int api_service_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
-                           struct zone_cmd *cmd, char *errmsg)
+/* remote: from the HTTP API (not a config file), for the script check rule. */
+static int service_def_decode(struct api *a, const char *json_text, size_t len,
+                              struct base_arena *ar, bool remote, struct zone_cmd *cmd,
+                              char *errmsg)
 {
     json_error_t jerr;
     if (len == 0)
@@ -287,7 +319,7 @@ int api_service_def_decode(struct api *a, const char *json_text, size_t len, str
         json_decref(obj);
         return base_errf(errmsg, BASE_EINVAL, "Request decode failed: expected an object");
     }
-    int rc = api__decode_service_def(a, obj, ar, svc, &checks, &n, errmsg);
+    int rc = api__decode_service_def(a, obj, ar, remote, svc, &checks, &n, errmsg);
     json_decref(obj);
     if (rc)
         return rc;
@@ -301,6 +333,19 @@ int api_service_def_decode(struct api *a, const char *json_text, size_t len, str
     return 0;
 }
 
+int api_service_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
+                           struct zone_cmd *cmd, char *errmsg)
+{
+    return service_def_decode(a, json_text, len, ar, false, cmd, errmsg);
+}
+
+/* A definition refused by the script rule is answered as Consul does: its error from
+ * AddService/AddCheck is a plain error, so 500; anything else the decoder refuses is 400. */
+static int decode_status(int rc)
+{
+    return rc == BASE_EACL ? 500 : 400;
+}
+
 /* ---- endpoints ------------------------------------------------------------------------- */
 
 static void service_register(struct api *a, struct http_req *req)
@@ -311,8 +356,9 @@ static void service_register(struct api *a, struct http_req *req)
     const char *body = http_req_body(req, &len);
     struct zone_cmd cmd;
 
-    if (api_service_def_decode(a, body, len, ar, &cmd, err)) {
-        api__error(req, 400, "%s", err);
+    int rc = service_def_decode(a, body, len, ar, true, &cmd, err);
+    if (rc) {
+        api__error(req, decode_status(rc), "%s", err);
         return;
     }
     api__write(a, req, &cmd, API_REPLY_EMPTY, NULL);
@@ -416,10 +462,10 @@ static void check_register(struct api *a, struct http_req *req)
 
     if (!obj)
         return;
-    int rc = api__decode_check_def(a, obj, ar, NULL, 0, 1, chk, err);
+    int rc = api__decode_check_def(a, obj, ar, NULL, 0, 1, true, chk, err);
     json_decref(obj);
     if (rc) {
-        api__error(req, 400, "%s", err);
+        api__error(req, decode_status(rc), "%s", err);
         return;
     }
     if (chk->service_id && *chk->service_id && !own_service_exists(a, chk->service_id)) {

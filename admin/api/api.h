@@ -69,6 +69,8 @@ struct api_config {
     bool server;
     uint64_t raft_id; /* this server's Raft id */
     const char *version;
+    /* script checks: from config files (local) or also over HTTP (script) */
+    bool enable_script_checks, enable_local_script_checks;
     struct zone_store *store;
     struct cons *cons;
     struct api_check_hooks hooks;
