@@ -588,6 +588,252 @@ static void check_update(struct api *a, struct http_req *req, const char *id)
     check_set(a, req, id, st, output);
 }
 
+/* ---- maintenance mode ------------------------------------------------------------------ */
+/* Consul's: a critical check the agent registers (_node_maintenance, or
+ * _service_maintenance:<id> on the service) hides the node's or the instance's answers until it
+ * is deregistered. It is nobody's probe: the check runner ignores its type. */
+
+#define NODE_MAINT_ID    "_node_maintenance"
+#define SERVICE_MAINT_ID "_service_maintenance:"
+#define NODE_MAINT_REASON                                                                          \
+    "Maintenance mode is enabled for this node, but no reason was provided. This is a default "    \
+    "message."
+#define SERVICE_MAINT_REASON                                                                       \
+    "Maintenance mode is enabled for this service, but no reason was provided. This is a "         \
+    "default message."
+
+/* Go's strconv.ParseBool. */
+static int parse_go_bool(const char *s, bool *out)
+{
+    static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < BASE_ARRAY_LEN(t); i++) {
+        if (strcmp(s, t[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(s, f[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return BASE_EINVAL;
+}
+
+/* ?enable= as Consul reads it; answers 400 and returns false when missing or invalid. */
+static bool maint_enable(struct http_req *req, bool *enable)
+{
+    const char *raw = http_req_query(req, "enable");
+    if (!raw) {
+        api__error(req, 400, "Missing value for enable");
+        return false;
+    }
+    if (parse_go_bool(raw, enable)) {
+        api__error(req, 400, "Invalid value for enable: \"%s\"", raw);
+        return false;
+    }
+    return true;
+}
+
+/* Registers (enable) or deregisters the maintenance check check_id; either is a no-op when the
+ * check already is (or is not) there. svc: the service in maintenance, NULL for the node. */
+static void maint_set(struct api *a, struct http_req *req, bool enable, const char *check_id,
+                      const char *svc_id, const char *name, const char *def_reason)
+{
+    struct base_arena *ar = http_req_arena(req);
+    struct zone_check cur;
+    bool exists = own_check(a, check_id, ar, &cur) == 0;
+    if (enable == exists) {
+        http_respond(req, 200, NULL, "", 0);
+        return;
+    }
+    struct zone_cmd cmd = {.type = enable ? ZONE_CMD_REGISTER : ZONE_CMD_DEREGISTER};
+    api__self_node(a, &cmd.node);
+    if (!enable) {
+        cmd.check_id = check_id;
+        api__write(a, req, &cmd, API_REPLY_EMPTY, NULL);
+        return;
+    }
+    const char *reason = http_req_query(req, "reason");
+    struct zone_check *chk = base_arena_alloc(ar, sizeof *chk);
+    memset(chk, 0, sizeof *chk);
+    chk->node = a->cfg.node_name;
+    chk->check_id = check_id;
+    chk->name = name;
+    chk->status = ZONE_HEALTH_CRITICAL;
+    chk->notes = reason && *reason ? reason : def_reason;
+    chk->output = "";
+    chk->service_id = svc_id ? svc_id : "";
+    chk->type = "maintenance";
+    if (strlen(chk->notes) > CHECK_OUTPUT_MAX) {
+        api__error(req, 400, "Invalid reason: longer than %d bytes", CHECK_OUTPUT_MAX);
+        return;
+    }
+    cmd.skip_node_update = true;
+    cmd.checks = chk;
+    cmd.n_checks = 1;
+    api__write(a, req, &cmd, API_REPLY_EMPTY, "No service registered with that ID");
+}
+
+static void node_maintenance(struct api *a, struct http_req *req)
+{
+    bool enable;
+    if (!maint_enable(req, &enable))
+        return;
+    maint_set(a, req, enable, NODE_MAINT_ID, NULL, "Node Maintenance Mode", NODE_MAINT_REASON);
+}
+
+static void service_maintenance(struct api *a, struct http_req *req, const char *id)
+{
+    bool enable;
+    if (!*id) {
+        api__error(req, 400, "Missing service ID");
+        return;
+    }
+    if (!maint_enable(req, &enable))
+        return;
+    if (!own_service_exists(a, id)) {
+        api__error(req, 404, "No service registered with ID \"%s\"", id);
+        return;
+    }
+    char *check_id = base_arena_printf(http_req_arena(req), SERVICE_MAINT_ID "%s", id);
+    maint_set(a, req, enable, check_id, id, "Service Maintenance Mode", SERVICE_MAINT_REASON);
+}
+
+/* ---- /v1/agent/health/service: an instance's health for load balancers --------------- */
+/* Consul's AgentHealthServiceByID/ByName: the instance's checks (the node's included), their
+ * aggregated status (maintenance when a maintenance check is among them) and the status code a
+ * load balancer reads: 200 passing, 429 warning, 503 critical or maintenance, 404 unknown. */
+
+struct inst_health {
+    const char *sid;
+    json_t *checks;
+    bool passing, warning, critical, maint;
+};
+
+static int add_inst_check(void *data, const struct zone_check *c)
+{
+    struct inst_health *h = data;
+    if (*c->service_id && strcmp(c->service_id, h->sid) != 0)
+        return 0;
+    json_array_append_new(h->checks, api__json_check(c));
+    if (strcmp(c->check_id, NODE_MAINT_ID) == 0 ||
+        strncmp(c->check_id, SERVICE_MAINT_ID, strlen(SERVICE_MAINT_ID)) == 0)
+        h->maint = true;
+    else if (c->status == ZONE_HEALTH_PASSING)
+        h->passing = true;
+    else if (c->status == ZONE_HEALTH_WARNING)
+        h->warning = true;
+    else
+        h->critical = true;
+    return 0;
+}
+
+/* One instance's AgentServiceChecksInfo; *code gets its status code, *status its text. */
+static json_t *inst_health(struct api *a, struct zone_read *rd, struct base_arena *ar,
+                           const struct zone_service *s, int *code, const char **status)
+{
+    struct inst_health h = {.sid = s->id, .checks = json_array()};
+    zone_node_checks_each(rd, a->cfg.node_name, ar, add_inst_check, &h);
+    *status = h.maint ? "maintenance" : h.critical ? "critical" : h.warning ? "warning" : "passing";
+    *code = h.maint || h.critical ? 503 : h.warning ? 429 : 200;
+    return json_pack("{s:s,s:o,s:o}", "AggregatedStatus", *status, "Service",
+                     api__json_service_agent(s, a->cfg.datacenter), "Checks", h.checks);
+}
+
+/* Consul's returnTextPlain: an Accept of text/plain, or ?format=text. */
+static bool wants_text(struct http_req *req)
+{
+    const char *accept = http_req_header(req, "Accept");
+    const char *format = http_req_query(req, "format");
+    if (accept && strncmp(accept, "text/plain", 10) == 0)
+        return true;
+    return format && strcmp(format, "text") == 0;
+}
+
+static void text_result(struct api_result *res, int code, const char *text)
+{
+    res->status = code;
+    res->raw = text;
+    res->raw_len = strlen(text);
+    res->raw_set = true;
+    res->content_type = "text/plain";
+}
+
+static void read_health_by_id(struct api *a, struct http_req *req, struct zone_read *rd,
+                              struct base_arena *ar, struct api_result *res)
+{
+    const char *id = http_req_path(req) + strlen("/v1/agent/health/service/id/");
+    struct zone_service s;
+    int code;
+    const char *status;
+    struct zone_meta m;
+
+    res->index = zone_meta_get(rd, &m) ? 0 : m.index;
+    if (zone_service_get(rd, a->cfg.node_name, id, ar, &s)) {
+        const char *why = base_arena_printf(ar, "ServiceId %s not found", id);
+        if (wants_text(req)) {
+            text_result(res, 404, why);
+            return;
+        }
+        res->status = 404;
+        res->json = json_pack("{s:s,s:n,s:n}", "AggregatedStatus", "critical", "Checks", "Service");
+        return;
+    }
+    json_t *info = inst_health(a, rd, ar, &s, &code, &status);
+    if (wants_text(req)) {
+        json_decref(info);
+        text_result(res, code, status);
+        return;
+    }
+    res->status = code;
+    res->json = info;
+}
+
+struct by_name {
+    struct api *a;
+    struct zone_read *rd;
+    struct base_arena *ar;
+    const char *name;
+    json_t *arr;
+    int code;
+    const char *status;
+};
+
+static int add_by_name(void *data, const struct zone_service *s)
+{
+    struct by_name *b = data;
+    int code;
+    const char *status;
+    if (base_strcasecmp(s->name, b->name) != 0)
+        return 0;
+    json_array_append_new(b->arr, inst_health(b->a, b->rd, b->ar, s, &code, &status));
+    /* the worst of all: 200 < 429 < 503 (a first instance replaces the 404) */
+    if (b->code == 404 || b->code < code) {
+        b->code = code;
+        b->status = status;
+    }
+    return 0;
+}
+
+static void read_health_by_name(struct api *a, struct http_req *req, struct zone_read *rd,
+                                struct base_arena *ar, struct api_result *res)
+{
+    const char *name = http_req_path(req) + strlen("/v1/agent/health/service/name/");
+    struct zone_meta m;
+    struct by_name b = {.a = a, .rd = rd, .ar = ar, .name = name, .arr = json_array(), .code = 404};
+    b.status = base_arena_printf(ar, "ServiceName %s Not Found", name);
+    res->index = zone_meta_get(rd, &m) ? 0 : m.index;
+    zone_node_services_each(rd, a->cfg.node_name, ar, add_by_name, &b);
+    if (wants_text(req)) {
+        json_decref(b.arr);
+        text_result(res, b.code, b.status);
+        return;
+    }
+    res->status = b.code;
+    res->json = b.arr;
+}
+
 /* ---- the gossip pool's members (serf.Member's JSON) ------------------------------------ */
 
 struct members {
@@ -685,6 +931,30 @@ bool api__agent_route(struct api *a, struct http_req *req, const char *path)
             api__error(req, 400, "Missing service ID");
         else
             service_deregister(a, req, p + 19);
+    } else if (strncmp(p, "health/service/id/", 18) == 0) {
+        if (!api__method(req, "GET"))
+            return true;
+        if (!p[18])
+            api__error(req, 400, "Missing serviceID");
+        else
+            api__read_local(a, req,
+                            ZONE_TABLE_BIT(ZONE_TABLE_SERVICES) | ZONE_TABLE_BIT(ZONE_TABLE_CHECKS),
+                            read_health_by_id);
+    } else if (strncmp(p, "health/service/name/", 20) == 0) {
+        if (!api__method(req, "GET"))
+            return true;
+        if (!p[20])
+            api__error(req, 400, "Missing service Name");
+        else
+            api__read_local(a, req,
+                            ZONE_TABLE_BIT(ZONE_TABLE_SERVICES) | ZONE_TABLE_BIT(ZONE_TABLE_CHECKS),
+                            read_health_by_name);
+    } else if (strcmp(p, "maintenance") == 0) {
+        if (api__method(req, "PUT"))
+            node_maintenance(a, req);
+    } else if (strncmp(p, "service/maintenance/", 20) == 0) {
+        if (api__method(req, "PUT"))
+            service_maintenance(a, req, p + 20);
     } else if (strncmp(p, "service/", 8) == 0 && p[8] && !strchr(p + 8, '/')) {
         if (api__method(req, "GET"))
             api__read_local(a, req, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES), read_service_one);

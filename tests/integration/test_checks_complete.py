@@ -7,11 +7,13 @@ and stop at its end."""
 import http.server
 import os
 import socket
+import subprocess
 import threading
+import urllib.parse
 
 import pytest
 
-from conftest import dig, wait_until
+from conftest import HERALD, dns_query, wait_until
 
 SH = "/bin/sh"
 REMOTE_REFUSED = ("Scripts are disabled on this agent from remote calls; to enable, configure "
@@ -319,3 +321,111 @@ def test_bad_check_definitions_answer_400_naming_the_field(make_agent):
         assert r.status == 400 and field in r.text, (extra, r.text)
     assert check_of(agent, "bad") is None
     assert "web" not in agent.get("/v1/agent/services").json()
+
+
+# ---- maintenance mode ------------------------------------------------------------------------
+
+def web_addresses(agent):
+    r = dns_query(agent, "web.service.consul", "A")
+    return sorted(rd.address for rrset in r.answer for rd in rrset)
+
+
+def herald_cli(agent, *args):
+    return subprocess.run([HERALD, *args, "-http-addr", "%s:8500" % agent.addr],
+                          capture_output=True, text=True, timeout=20)
+
+
+def test_maintenance_hides_an_instance_or_the_node_from_dns_and_restores(agent):
+    r = agent.put("/v1/agent/service/register", {"Name": "web", "ID": "web1", "Port": 80})
+    assert r.status == 200
+    wait_until(lambda: web_addresses(agent) == [agent.addr], msg="web in DNS")
+
+    r = agent.put("/v1/agent/service/maintenance/web1?enable=true&reason=" +
+                  urllib.parse.quote("deploy 42"))
+    assert r.status == 200, r.text
+    c = check_of(agent, "_service_maintenance:web1")
+    assert c["Status"] == "critical" and c["Notes"] == "deploy 42"
+    assert c["Name"] == "Service Maintenance Mode" and c["ServiceID"] == "web1"
+    wait_until(lambda: web_addresses(agent) == [], msg="web hidden")
+    h = agent.get("/v1/agent/health/service/id/web1")
+    assert h.status == 503 and h.json()["AggregatedStatus"] == "maintenance"
+    # enabling again changes nothing
+    assert agent.put("/v1/agent/service/maintenance/web1?enable=1").status == 200
+    assert check_of(agent, "_service_maintenance:web1")["Notes"] == "deploy 42"
+    assert agent.put("/v1/agent/service/maintenance/web1?enable=false").status == 200
+    assert check_of(agent, "_service_maintenance:web1") is None
+    wait_until(lambda: web_addresses(agent) == [agent.addr], msg="web back")
+
+    # the node, through the CLI
+    r = herald_cli(agent, "maint", "-enable")
+    assert r.returncode == 0, r.stderr
+    c = check_of(agent, "_node_maintenance")
+    assert c["Name"] == "Node Maintenance Mode" and c["Status"] == "critical"
+    assert c["Notes"] == ("Maintenance mode is enabled for this node, but no reason was "
+                          "provided. This is a default message.")
+    wait_until(lambda: web_addresses(agent) == [], msg="node hidden")
+    r = herald_cli(agent, "maint", "-disable")
+    assert r.returncode == 0, r.stderr
+    wait_until(lambda: web_addresses(agent) == [agent.addr], msg="node back")
+    r = herald_cli(agent, "maint", "-enable", "-service", "web1", "-reason", "a&b=c")
+    assert r.returncode == 0, r.stderr
+    assert check_of(agent, "_service_maintenance:web1")["Notes"] == "a&b=c"
+    assert herald_cli(agent, "maint", "-disable", "-service", "web1").returncode == 0
+    assert check_of(agent, "_service_maintenance:web1") is None
+
+
+def test_maintenance_bad_requests(agent):
+    r = agent.put("/v1/agent/maintenance")
+    assert r.status == 400 and "Missing value for enable" in r.text
+    r = agent.put("/v1/agent/maintenance?enable=maybe")
+    assert r.status == 400 and 'Invalid value for enable: "maybe"' in r.text
+    r = agent.put("/v1/agent/service/maintenance/nope?enable=true")
+    assert r.status == 404 and 'No service registered with ID "nope"' in r.text
+    r = agent.put("/v1/agent/service/maintenance/?enable=true")
+    assert r.status == 400 and "Missing service ID" in r.text
+    assert agent.get("/v1/agent/maintenance?enable=true").status == 405
+    r = herald_cli(agent, "maint")
+    assert r.returncode != 0 and "usage" in r.stderr
+    assert check_of(agent, "_node_maintenance") is None
+
+
+# ---- /v1/agent/health/service ---------------------------------------------------------------
+
+def test_agent_health_service_answers_load_balancer_status_codes(agent):
+    for sid in ("web1", "web2"):
+        r = agent.put("/v1/agent/service/register",
+                      {"Name": "web", "ID": sid, "Port": 80, "Check": {"TTL": "60s"}})
+        assert r.status == 200
+        assert agent.put("/v1/agent/check/pass/service:" + sid).status == 200
+
+    r = agent.get("/v1/agent/health/service/id/web1")
+    assert r.status == 200
+    info = r.json()
+    assert info["AggregatedStatus"] == "passing"
+    assert info["Service"]["ID"] == "web1" and info["Service"]["Service"] == "web"
+    assert sorted(c["CheckID"] for c in info["Checks"]) == ["serfHealth", "service:web1"]
+    r = agent.get("/v1/agent/health/service/id/web1?format=text")
+    assert r.status == 200 and r.text == "passing"
+    assert r.headers["Content-Type"].startswith("text/plain")
+    r = agent.get("/v1/agent/health/service/name/web")
+    assert r.status == 200 and [i["Service"]["ID"] for i in r.json()] == ["web1", "web2"]
+
+    assert agent.put("/v1/agent/check/warn/service:web1").status == 200
+    assert agent.get("/v1/agent/health/service/id/web1").status == 429
+    assert agent.get("/v1/agent/health/service/id/web2").status == 200
+    r = agent.get("/v1/agent/health/service/name/web?format=text")
+    assert r.status == 429 and r.text == "warning"
+    assert agent.put("/v1/agent/check/fail/service:web2").status == 200
+    r = agent.get("/v1/agent/health/service/name/web", headers={"Accept": "text/plain"})
+    assert r.status == 503 and r.text == "critical"
+    assert agent.get("/v1/agent/health/service/id/web2").json()["AggregatedStatus"] == "critical"
+
+    r = agent.get("/v1/agent/health/service/id/nope")
+    assert r.status == 404
+    assert r.json() == {"AggregatedStatus": "critical", "Checks": None, "Service": None}
+    r = agent.get("/v1/agent/health/service/id/nope?format=text")
+    assert r.status == 404 and r.text == "ServiceId nope not found"
+    r = agent.get("/v1/agent/health/service/name/nope")
+    assert r.status == 404 and r.json() == []
+    r = agent.get("/v1/agent/health/service/name/nope?format=text")
+    assert r.status == 404 and r.text == "ServiceName nope Not Found"
