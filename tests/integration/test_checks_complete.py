@@ -70,7 +70,7 @@ def test_script_check_status_follows_nagios_exit_codes_with_its_output(make_agen
     register_check(agent, {"Name": "script", "Args": args, "Interval": "1s"})
     c = wait_status(agent, "script", "passing")
     assert c["Output"] == "out of probe\nerr\n"
-    assert c["Type"] == "script"
+    assert c["Type"] == "script" and c["Definition"]["ScriptArgs"] == args
     health = agent.get("/v1/health/node/" + agent.node_name).json()
     assert [h["Output"] for h in health if h["CheckID"] == "script"] == ["out of probe\nerr\n"]
 
@@ -194,7 +194,7 @@ def test_udp_check_passes_against_a_responder_and_fails_on_a_closed_port(agent, 
                            "Timeout": "1s"})
     c = wait_status(agent, "udp-up", "passing")
     assert c["Output"] == "UDP connect 127.0.0.1:%d: Success" % port
-    assert c["Type"] == "udp"
+    assert c["Type"] == "udp" and c["Definition"]["UDP"] == "127.0.0.1:%d" % port
     assert seen, "the responder got the check's datagram"
 
     closed = closed_udp_port()
@@ -264,7 +264,10 @@ def test_http_check_sends_method_headers_and_body(agent, recorder):
     assert headers["User-Agent"] == "Consul Health Check"
     raw = [v for k, v in headers.items() if k.lower() == "x-token"]
     assert raw  # http.server folds repeated headers into the dict's last value
-    assert agent.get("/v1/agent/checks").json()["web"]["Definition"]["HTTP"] == url
+    d = agent.get("/v1/agent/checks").json()["web"]["Definition"]
+    assert d["HTTP"] == url and d["Method"] == "POST" and d["Body"] == '{"ping": true}'
+    assert d["Header"] == {"X-Token": ["abc", "def"], "Host": ["svc.example"]}
+    assert d["TLSSkipVerify"] is True
 
 
 def test_success_before_passing_and_failures_before_critical_count(agent, recorder):
