@@ -432,6 +432,19 @@ static int pool_force_leave(void *data, const char *node, bool prune)
     return ag->serf ? adm_serf_force_leave(ag->serf, node, prune) : BASE_ESHUTDOWN;
 }
 
+static int pool_event_fire(void *data, const struct api_user_event *ev, char *err)
+{
+    struct agent *ag = data;
+    return adm_event_fire(ag->serf ? adm_serf_gossip(ag->serf) : NULL, ev, err);
+}
+
+/* A user event of the pool (ours included): Consul's reach the api (events.c). */
+static void on_user_event(void *data, const struct gossip_event *ev)
+{
+    struct agent *ag = data;
+    adm_event_received(ag->api, ev);
+}
+
 /* ---- start ----------------------------------------------------------------------------- */
 
 static int agent_start(struct agent *ag, char *err)
@@ -540,12 +553,16 @@ static int agent_start(struct agent *ag, char *err)
         .gossip = {.members = pool_members,
                    .join = pool_join,
                    .force_leave = pool_force_leave,
+                   .event_fire = pool_event_fire,
                    .data = ag},
     };
     if ((rc = api_new(&ag->loop, &ac, &ag->api)))
         return base_errf(err, rc, "api: %s", base_strerror(rc));
     adm_checks_set_api(ag->checks, ag->api);
-    struct adm_serf_hooks sh = {.on_member = on_member, .on_fatal = on_serf_fatal, .data = ag};
+    struct adm_serf_hooks sh = {.on_member = on_member,
+                                .on_user_event = on_user_event,
+                                .on_fatal = on_serf_fatal,
+                                .data = ag};
     if ((rc = adm_serf_start(&ag->loop, c, ag->node_id, ag->cons, &sh, &ag->serf, err)))
         return rc;
     ag->reconcile = adm_reconcile_new(&ag->loop, c, ag->store, ag->cons, ag->api, ag->serf);

@@ -641,6 +641,74 @@ static int cmd_join(struct cli *c, char **argv, size_t argc)
     return 0;
 }
 
+/* `herald event`, as `consul event`: fires a user event through the agent and prints its ID.
+ * Flags come first (Go's flag package stops at the first argument that is not one); the one
+ * argument after them is the payload. */
+static int cmd_event(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] =
+        "usage: herald event -name NAME [-node RE] [-service RE] [-tag RE] [PAYLOAD]";
+    static const char *const names[] = {"name", "node", "service", "tag"};
+    const char *val[4] = {"", "", "", ""};
+    const char *payload = NULL;
+    size_t i = 0;
+
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i] + (argv[i][1] == '-' ? 2 : 1);
+        if (!*a && argv[i][1] == '-') { /* "--": the flags end */
+            i++;
+            break;
+        }
+        size_t k, n = strcspn(a, "=");
+        for (k = 0; k < BASE_ARRAY_LEN(names); k++)
+            if (strlen(names[k]) == n && strncmp(a, names[k], n) == 0)
+                break;
+        if (k == BASE_ARRAY_LEN(names))
+            return fail("flag provided but not defined: %s (%s)", argv[i], usage);
+        if (a[n] == '=')
+            val[k] = a + n + 1;
+        else if (i + 1 < argc)
+            val[k] = argv[++i];
+        else
+            return fail("flag needs an argument: %s", argv[i]);
+    }
+    if (i + 1 < argc)
+        return fail("Too many command line arguments. (%s)", usage);
+    if (i < argc)
+        payload = argv[i];
+    if (!*val[0])
+        return fail("Event name must be specified (%s)", usage);
+    if (*val[3] && !*val[2])
+        return fail("Cannot provide tag filter without service filter.");
+
+    struct base_buf q;
+    base_buf_init(&q);
+    for (size_t k = 1; k < BASE_ARRAY_LEN(names); k++) {
+        if (!*val[k])
+            continue;
+        base_buf_printf(&q, "%s%s=", q.len ? "&" : "", names[k]);
+        url_path_escape(&q, val[k]);
+    }
+    base_buf_append(&q, "", 1);
+    char *path = path_with("/v1/event/fire/", val[0], q.len > 1 ? (const char *)q.data : NULL);
+    base_buf_free(&q);
+    struct http_client_resp r;
+    int rc = call(c, "PUT", path, payload, payload ? strlen(payload) : 0, &r, false);
+    base_free(path);
+    if (rc)
+        return rc;
+    json_error_t jerr;
+    json_t *ev = json_loadb(r.body, r.body_len, 0, &jerr);
+    http_client_resp_free(&r);
+    if (!ev || !*jstr(ev, "ID")) {
+        json_decref(ev);
+        return fail("bad JSON from agent: %s", ev ? "no event ID" : jerr.text);
+    }
+    printf("Event ID: %s\n", jstr(ev, "ID"));
+    json_decref(ev);
+    return 0;
+}
+
 static int cmd_operator(struct cli *c, char **argv, size_t argc)
 {
     int rc;
@@ -887,6 +955,8 @@ int adm_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_leave(&c, c.args.n);
     else if (strcmp(cmd, "join") == 0)
         rc = cmd_join(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "event") == 0)
+        rc = cmd_event(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "operator") == 0)
         rc = cmd_operator(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "snapshot") == 0)

@@ -237,6 +237,14 @@ struct adm_server {
 };
 bool adm_server_parse(const struct gossip_node *m, struct adm_server *out);
 
+/* Consul's user events on the pool (events.c). Fires ev as serf's user event
+ * "consul:event:<name>" carrying Consul's envelope (not coalesced) through g (NULL: the pool
+ * is stopping); serf's 512-byte limit on name and envelope applies (errmsg: serf's text). */
+int adm_event_fire(struct gossip *g, const struct api_user_event *ev, char *errmsg) BASE_MUSTCHECK;
+/* A user event of the pool (ours included): a Consul event's envelope goes to the api (its
+ * filters, list and blocking lists); other names are not Consul's and are ignored. */
+void adm_event_received(struct api *api, const struct gossip_event *ev);
+
 /* The pool's snapshot, DATA/serf/local.snapshot (serf_snapshot.c): members last seen alive and
  * whether we left. open reads it (rejoin gets the addresses to rejoin through, *left whether we
  * left gracefully) and keeps it up to date from member events; close writes what is pending.

@@ -18,6 +18,8 @@ static void usage(FILE *f)
             "  force-leave [-prune] NODE          a failed member becomes left\n"
             "  maint -enable|-disable [-service ID] [-reason R]  maintenance mode\n"
             "  join ADDR... | leave               join a cluster / leave it gracefully\n"
+            "  event -name N [-node RE] [-service RE] [-tag RE] [PAYLOAD]\n"
+            "                                     fire a user event to the gossip pool\n"
             "  operator raft list-peers | remove-peer -address IP:PORT | -id ID\n"
             "  services register FILE.json | -name N [-id I] [-port P] [-address A] [-tag T]...\n"
             "  services deregister ID\n"

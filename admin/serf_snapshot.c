@@ -54,8 +54,8 @@ static void write_work(uv_work_t *w)
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", j->path);
     FILE *f = fopen(tmp, "w");
-    if (!f || (j->text.len && fwrite(j->text.data, 1, j->text.len, f) != j->text.len) || fflush(f) ||
-        fsync(fileno(f))) {
+    if (!f || (j->text.len && fwrite(j->text.data, 1, j->text.len, f) != j->text.len) ||
+        fflush(f) || fsync(fileno(f))) {
         j->rc = -errno;
         if (f)
             fclose(f);
@@ -196,9 +196,8 @@ struct adm_snapshot *adm_snapshot_open(uv_loop_t *loop, const char *data_dir, co
         char name[512], addr[128];
         if (strcmp(line, "leave") == 0) {
             *left = true;
-        } else if (sscanf(line, "alive: %511s %127s", name, addr) == 2 &&
-                   strcmp(name, self) != 0 && find(sn, name) < 0 &&
-                   sn->names.n < SNAPSHOT_MAX) {
+        } else if (sscanf(line, "alive: %511s %127s", name, addr) == 2 && strcmp(name, self) != 0 &&
+                   find(sn, name) < 0 && sn->names.n < SNAPSHOT_MAX) {
             adm_strv_push(&sn->names, name);
             adm_strv_push(&sn->addrs, addr);
             adm_strv_push(rejoin, addr);

@@ -6,8 +6,8 @@
  * CRC, LZW compression, AES-GCM encryption; mp.h under it), the member table's state
  * transitions (gossip/member.h), the broadcast queue (gossip/queue.h), all pure, and the
  * protocol engine on libuv (gossip/swim.c: UDP and TCP on one address and port, probes,
- * gossip, push-pull, serf's intents, Lamport clocks and user events). admin/ is not wired to
- * it yet.
+ * gossip, push-pull, serf's intents, Lamport clocks and user events). admin/serf.c runs one
+ * for the agent's LAN pool.
  *
  * Threads: the codec and the member table are pure and run on any thread; an engine runs on
  * the loop thread it was started on, and every gossip_* function taking a struct gossip must
@@ -211,7 +211,8 @@ void gossip_consul_event_encode(const struct gossip_consul_event *ev, struct bas
 /* Decodes p/n (outside bytes, bounds-checked first; trailing bytes ignored, as go-msgpack's
  * decoder does; unknown keys skipped; missing ones "" or 0). Strings and the payload are copied
  * into the arena, the payload NULL when absent. 0; BASE_EPARSE when it is not such a map. The
- * caller checks version (Consul skips events above 1) and the fields it needs. */
+ * caller checks version (Consul warns about events above 1 and still takes them) and the
+ * fields it needs. */
 int gossip_consul_event_decode(const uint8_t *p, size_t n, struct base_arena *a,
                                struct gossip_consul_event *out) BASE_MUSTCHECK;
 

@@ -8,7 +8,9 @@
  * does the same after a barrier on the leader, which proves its leadership to a quorum. Then
  * Consul's blocking-query rule: with ?index=N the request is answered as soon as the read's
  * index is greater than N, or when ?wait (default 5m, at most 10m, plus up to wait/16 of
- * jitter as Consul adds) runs out, whichever is first.
+ * jitter as Consul adds) runs out, whichever is first. The event list (event.c), whose
+ * index is a hash of its last event's ID, answers as soon as its index differs from N
+ * (api_result.unequal) and is woken by api_on_user_event (API_WAKE_EVENTS), not by commits.
  *
  * Blocking. A read whose index is not past N parks as a struct api_wait with the mask of the
  * tables that can change its answer. Commits call api_on_applied with the tables they
@@ -357,6 +359,13 @@ static struct http_req *wait_take_req(struct api_wait *w)
     return req;
 }
 
+/* Whether a blocking query's read is due: its index moved past min (catalog reads), or away
+ * from it (res->unequal: the event list). */
+static bool index_moved(const struct api_result *res, uint64_t min)
+{
+    return res->unequal ? res->index != min : res->index > min;
+}
+
 /* Runs the read; answers unless the query blocks and its index has not moved past min, in
  * which case the waiter parks. Only wait_step calls it, with w->req set. */
 static void wait_run(struct api_wait *w)
@@ -382,19 +391,19 @@ static void wait_run(struct api_wait *w)
      * the table wakes it, and building a body just to throw it away is the expensive part. */
     res.probe = !answer_now;
     w->fn(a, req, rd, &ar, &res);
-    if (res.probed && res.index > w->min_index && w->heavy) {
+    if (res.probed && index_moved(&res, w->min_index) && w->heavy) {
         zone_read_end(rd);
         base_arena_close(&ar);
         result_reset(&res, 0);
         job_queue(w);
         return;
     }
-    if (res.probed && res.index > w->min_index) {
+    if (res.probed && index_moved(&res, w->min_index)) {
         result_reset(&res, 200);
         base_arena_reset(&ar);
         w->fn(a, req, rd, &ar, &res);
     }
-    if (!result_damaged(rd, &ar, &res) && !answer_now && res.index <= w->min_index) {
+    if (!result_damaged(rd, &ar, &res) && !answer_now && !index_moved(&res, w->min_index)) {
         zone_read_end(rd);
         base_arena_close(&ar);
         result_reset(&res, 0);
@@ -708,7 +717,7 @@ void api_handle(void *data, struct http_req *req)
     if (api__kv_route(a, req, path) || api__agent_route(a, req, path) ||
         api__catalog_route(a, req, path) || api__health_route(a, req, path) ||
         api__status_route(a, req, path) || api__member_route(a, req, path) ||
-        api__snapshot_route(a, req, path))
+        api__snapshot_route(a, req, path) || api__event_route(a, req, path))
         return;
     api__error(req, 404, "404 page not found");
 }
@@ -757,6 +766,7 @@ void api_free(struct api *a)
         w->expired = true;
         wait_step(w); /* unlinks it */
     }
+    api__events_free(a); /* after the lists parked on them were answered */
     if (!a->jobs_running)
         api_release(a);
 }

@@ -46,6 +46,17 @@ struct api_member {
 };
 typedef void (*api_member_cb)(void *ctx, const struct api_member *m);
 typedef void (*api_join_cb)(void *ctx, size_t joined, int status);
+/* A Consul user event (agent/user_event.go's UserEvent): what PUT /v1/event/fire builds and
+ * what admin decodes from the gossip pool. Strings NUL-terminated; filters "" when none. */
+struct api_user_event {
+    const char *id; /* a UUID */
+    const char *name;
+    const uint8_t *payload; /* NULL: none (JSON null) */
+    size_t payload_len;
+    const char *node_filter, *service_filter, *tag_filter; /* regular expressions */
+    int64_t version;                                       /* 1 */
+    uint64_t ltime; /* the serf event's Lamport time (0 when firing) */
+};
 /* The gossip pool, through admin (all may be NULL: no pool). */
 struct api_gossip_hooks {
     /* calls cb for every member (ourselves included) */
@@ -55,6 +66,9 @@ struct api_gossip_hooks {
     int (*join)(void *data, const char *addr, api_join_cb done, void *ctx, char *errmsg);
     /* serf's RemoveFailedNode (force-leave); prune forgets it at once */
     int (*force_leave)(void *data, const char *node, bool prune);
+    /* fires ev to the pool (serf's user event "consul:event:<name>" carrying Consul's
+     * envelope, not coalesced); non-zero with errmsg (serf's text for a size limit) */
+    int (*event_fire)(void *data, const struct api_user_event *ev, char *errmsg);
     void *data;
 };
 
@@ -82,6 +96,10 @@ int api_new(uv_loop_t *loop, const struct api_config *cfg, struct api **out) BAS
 void api_handle(void *api, struct http_req *req);
 /* Wire from consensus' on_applied: wakes blocking queries whose tables changed. */
 void api_on_applied(struct api *a, uint64_t index, uint32_t touched);
+/* Wire from the pool: a Consul user event arrived (ours included). The api applies its
+ * filters to this agent (node name, this node's services and tags), keeps the last 256 that
+ * pass for GET /v1/event/list and wakes the blocking lists. ev is borrowed for the call. */
+void api_on_user_event(struct api *a, const struct api_user_event *ev);
 /* Answers every parked request (as if its wait ran out) and frees the api. */
 void api_free(struct api *a);
 

@@ -6,8 +6,19 @@
 #include "admin/api/api.h"
 
 #include <jansson.h>
+#include <regex.h>
 
 struct api_wait;
+/* One user event kept (event.c): copies of what arrived. */
+struct api__event {
+    char *id, *name, *node_filter, *service_filter, *tag_filter;
+    uint8_t *payload; /* NULL: none */
+    size_t payload_len;
+    int64_t version;
+    uint64_t ltime;
+};
+
+#define API_EVENTS_MAX 256 /* user events kept (Consul's agent eventBuf) */
 
 struct api {
     uv_loop_t *loop;
@@ -21,6 +32,10 @@ struct api {
     /* List reads waiting for a reader thread (FIFO), and the number running (api.c). */
     struct base_list jobq; /* of struct api_wait.link */
     unsigned jobs_running;
+    /* The last user events that passed our filters (event.c), a ring of API_EVENTS_MAX:
+     * oldest at events_head. */
+    struct api__event *events;
+    size_t events_head, events_n;
     bool closing;
 };
 
@@ -41,6 +56,10 @@ struct api_result {
      * function may then set index and return without building the body (probed = true). */
     bool probe;
     bool probed;
+    /* Set by a read whose index is not monotonic (the event list: a hash of the last event's
+     * ID): a blocking query then answers as soon as the index differs from ?index, Consul's
+     * "changed means unequal" rule, instead of waiting for one greater. */
+    bool unequal;
 };
 
 /* A re-runnable read: called with an open read transaction; fills res. The tables mask says
@@ -170,6 +189,19 @@ bool api__kv_route(struct api *a, struct http_req *req, const char *path);
 bool api__status_route(struct api *a, struct http_req *req, const char *path);
 bool api__member_route(struct api *a, struct http_req *req, const char *path);
 bool api__snapshot_route(struct api *a, struct http_req *req, const char *path);
+bool api__event_route(struct api *a, struct http_req *req, const char *path);
+
+/* ---- user events (event.c) ------------------------------------------------------------- */
+/* Consul's uuidToUint64: the ID's hex digits 0-8, 9-13, 14-18 as one 64-bit number XOR the
+ * digits 19-23, 24-36 as another; 0 when id is not a UUID's 36 characters of hex and dashes. */
+uint64_t api__event_index(const char *id);
+/* Compiles a filter as an event's regular expression (POSIX extended, unanchored, no
+ * sub-matches) after refusing what RE2, Consul's engine, refuses and glibc would take at a
+ * cost: back-references and repetition counts over 1000, nested ones included. 0 and *re
+ * (regfree it); non-zero with errmsg saying why. */
+int api__event_regcomp(const char *filter, regex_t *re, char *errmsg);
+/* Frees the kept events (api_free). */
+void api__events_free(struct api *a);
 
 /* Checks the method against allowed ("GET", "PUT,POST", ...): answers 405 with Allow and
  * returns false when it does not match. */
@@ -178,6 +210,10 @@ bool api__method(struct http_req *req, const char *allowed);
  * another method, 400 with missing ("Missing node name") for an empty name, and returns
  * whether to read. */
 bool api__get_named(struct http_req *req, const char *name, const char *missing);
+
+/* Not a catalog table: the wake-up bit of user events (api_on_user_event), for the blocking
+ * event lists' mask. */
+#define API_WAKE_EVENTS (1u << 31)
 
 #define API_TABLES_CATALOG (ZONE_TABLE_BIT(ZONE_TABLE_NODES) | ZONE_TABLE_BIT(ZONE_TABLE_SERVICES))
 #define API_TABLES_HEALTH                                                                          \
