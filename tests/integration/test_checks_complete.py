@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 import urllib.parse
 
 import pytest
@@ -108,6 +109,30 @@ def test_script_past_its_timeout_is_killed_with_its_children(make_agent, tmpdir_
         groups = [int(x) for x in f.read().split()]
     wait_until(lambda: not any(pgrp_alive(g) for g in groups), timeout=5,
                msg="no script group left")
+
+
+def test_no_more_scripts_run_at_once_than_max_running_scripts(make_agent, tmpdir_path):
+    agent = make_agent(args=["-enable-script-checks"], config={"max_running_scripts": 1}).start()
+    pids = os.path.join(tmpdir_path, "pids")
+    for name in ("a", "b"):
+        args = [SH, "-c", 'echo $$ >> "$0"; sleep 1', pids]
+        register_check(agent, {"Name": name, "Args": args, "Interval": "1s", "Timeout": "10s"})
+    most = 0
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            with open(pids) as f:
+                groups = {int(x) for x in f.read().split()}
+        except OSError:
+            groups = set()
+        most = max(most, sum(1 for g in groups if pgrp_alive(g)))
+        a, b = check_of(agent, "a"), check_of(agent, "b")
+        if a["Status"] == "passing" and b["Status"] == "passing" and len(groups) >= 4:
+            break
+        time.sleep(0.05)  # the sampling interval of this bounded watch
+    assert check_of(agent, "a")["Status"] == "passing"
+    assert check_of(agent, "b")["Status"] == "passing"
+    assert most == 1
 
 
 def test_script_checks_over_http_are_refused_unless_enable_script_checks(make_agent):
