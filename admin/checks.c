@@ -182,8 +182,11 @@ static void sanitize(char *s, size_t n)
         bool ok = len && i + len <= n && c != 0;
         for (size_t j = 1; ok && j < len; j++)
             ok = ((unsigned char)s[i + j] >> 6) == 2;
-        if (ok && len == 2 && c < 0xc2)
+        unsigned char c1 = ok && len > 1 ? (unsigned char)s[i + 1] : 0x80;
+        if (ok && ((len == 2 && c < 0xc2) || (c == 0xe0 && c1 < 0xa0) || (c == 0xf0 && c1 < 0x90)))
             ok = false; /* overlong */
+        if (ok && ((c == 0xed && c1 >= 0xa0) || c > 0xf4 || (c == 0xf4 && c1 >= 0x90)))
+            ok = false; /* a surrogate, or past U+10FFFF */
         if (!ok) {
             s[i++] = '?';
             continue;
