@@ -170,6 +170,27 @@ def test_script_check_in_a_config_file_without_the_option_stops_the_start(make_a
             "or 'enable_local_script_checks' to true") in agent.read_log()
 
 
+def test_stored_script_check_does_not_run_once_scripts_are_disabled(make_agent, tmpdir_path):
+    data = os.path.join(tmpdir_path, "data")
+    ran = os.path.join(tmpdir_path, "ran")
+    agent = make_agent(args=["-enable-script-checks"], data_dir=data).start()
+    args = [SH, "-c", 'echo x >> "$0"', ran]
+    register_check(agent, {"Name": "s", "Args": args, "Interval": "1s"})
+    wait_status(agent, "s", "passing")
+    assert agent.stop() == 0
+    # the catalog keeps the definition; an agent without the option must not run it
+    again = make_agent(data_dir=data, addr=agent.addr).start()
+    c = wait_status(again, "s", "critical", "Scripts are disabled on this agent")
+    with open(ran) as f:
+        runs = len(f.read().split())
+    assert c["Definition"]["ScriptArgs"] == args
+    deadline = time.time() + 2.5  # watch a few intervals: the script never runs again
+    while time.time() < deadline:
+        with open(ran) as f:
+            assert len(f.read().split()) == runs
+        time.sleep(0.1)  # the sampling interval of this bounded watch
+
+
 def test_script_that_cannot_start_is_critical(make_agent, tmpdir_path):
     agent = make_agent(args=["-enable-script-checks"]).start()
     missing = os.path.join(tmpdir_path, "no-such-plugin")
