@@ -113,6 +113,13 @@ static const struct field def_fields[] = {
     {"Header", F_IGNORE, 0, CATALOG},
     {"TLSSkipVerify", F_IGNORE, 0, CATALOG},
     {"Body", F_IGNORE, 0, CATALOG},
+    {"UDP", STR(udp), CATALOG},
+    /* a catalog check is a record nobody runs: a script's argv is not kept */
+    {"ScriptArgs", F_IGNORE, 0, CATALOG},
+    {"Args", F_IGNORE, 0, CATALOG},
+    {"SuccessBeforePassing", F_IGNORE, 0, CATALOG},
+    {"FailuresBeforeWarning", F_IGNORE, 0, CATALOG},
+    {"FailuresBeforeCritical", F_IGNORE, 0, CATALOG},
 };
 
 #undef STR
