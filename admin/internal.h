@@ -60,6 +60,7 @@ struct adm_config {
     bool log_level_set; /* given by a flag or a file (else -dev logs at debug) */
     bool log_json;
     struct adm_strv services; /* JSON text of each service definition, from config files */
+    struct adm_strv checks;   /* JSON text of each node check definition, from config files */
     /* script checks: also over HTTP (enable_script_checks), from config files only (local) */
     bool enable_script_checks, enable_local_script_checks;
     uint64_t max_running_scripts; /* script checks running at once; more wait for the next round */

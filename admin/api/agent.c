@@ -339,6 +339,30 @@ int api_service_def_decode(struct api *a, const char *json_text, size_t len, str
     return service_def_decode(a, json_text, len, ar, false, cmd, errmsg);
 }
 
+int api_check_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
+                         struct zone_cmd *cmd, char *errmsg)
+{
+    json_error_t jerr;
+    json_t *obj = api__json_loadb(json_text, len, &jerr);
+    struct zone_check *chk = base_arena_alloc(ar, sizeof *chk);
+
+    if (!obj)
+        return base_errf(errmsg, BASE_EINVAL, "Request decode failed: %s", jerr.text);
+    int rc = api__decode_check_def(a, obj, ar, NULL, 0, 1, false, chk, errmsg);
+    json_decref(obj);
+    if (rc)
+        return rc;
+    if (!chk->service_id)
+        chk->service_id = "";
+    memset(cmd, 0, sizeof *cmd);
+    cmd->type = ZONE_CMD_REGISTER;
+    api__self_node(a, &cmd->node);
+    cmd->skip_node_update = true;
+    cmd->checks = chk;
+    cmd->n_checks = 1;
+    return 0;
+}
+
 /* A definition refused by the script rule is answered as Consul does: its error from
  * AddService/AddCheck is a plain error, so 500; anything else the decoder refuses is 400. */
 static int decode_status(int rc)

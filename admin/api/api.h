@@ -110,6 +110,11 @@ void api_free(struct api *a);
 int api_service_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
                            struct zone_cmd *cmd, char *errmsg) BASE_MUSTCHECK;
 
+/* The same for a config file's "checks" entry: one check of this node (or of one of its
+ * services, by ServiceID) as a REGISTER command. */
+int api_check_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
+                         struct zone_cmd *cmd, char *errmsg) BASE_MUSTCHECK;
+
 /* Proposes a command built by admin (e.g. config services, TTL expiry); cb may be NULL. */
 void api_propose(struct api *a, const struct zone_cmd *cmd, cons_propose_cb cb, void *data);
 

@@ -160,14 +160,33 @@ def test_script_check_from_a_config_file_runs_with_enable_local_script_checks(ma
     assert REMOTE_REFUSED in r.text
 
 
+def test_node_script_check_from_a_config_files_check_key(make_agent):
+    # Consul's documented form: a top-level "check" (and "checks") of the node itself
+    config = {"enable_local_script_checks": True,
+              "check": {"id": "mem-util", "name": "Memory utilization",
+                        "args": [SH, "-c", "echo mem ok"], "interval": "1s", "timeout": "2s"},
+              "checks": [{"name": "disk", "args": [SH, "-c", "echo full; exit 2"],
+                          "interval": "1s"}]}
+    agent = make_agent(config=config).start()
+    c = wait_status(agent, "mem-util", "passing", "mem ok")
+    assert c["Name"] == "Memory utilization" and c["ServiceID"] == ""
+    wait_status(agent, "disk", "critical", "full")
+    # node checks: they count for every instance of the node
+    h = agent.get("/v1/health/node/" + agent.node_name).json()
+    assert {x["CheckID"] for x in h} >= {"serfHealth", "mem-util", "disk"}
+
+
 def test_script_check_in_a_config_file_without_the_option_stops_the_start(make_agent):
     svc = {"name": "cfgweb", "check": {"args": ["/bin/true"], "interval": "1s"}}
-    agent = make_agent(config={"services": [svc]})
-    agent.expect_fail = True
-    agent.start(wait=False)
-    assert agent.proc.wait(20) != 0
-    assert ("Scripts are disabled on this agent; to enable, configure 'enable_script_checks' "
-            "or 'enable_local_script_checks' to true") in agent.read_log()
+    for config in ({"services": [svc]}, {"check": {"name": "c", "args": ["/bin/true"],
+                                                    "interval": "1s"}}):
+        agent = make_agent(config=config)
+        agent.expect_fail = True
+        agent.start(wait=False)
+        assert agent.proc.wait(20) != 0
+        assert ("Scripts are disabled on this agent; to enable, configure "
+                "'enable_script_checks' or 'enable_local_script_checks' to true") in \
+            agent.read_log()
 
 
 def test_stored_script_check_does_not_run_once_scripts_are_disabled(make_agent, tmpdir_path):
