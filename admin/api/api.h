@@ -104,9 +104,10 @@ void api_on_user_event(struct api *a, const struct api_user_event *ev);
 void api_free(struct api *a);
 
 /* ---- helpers shared with admin (config file services, CLI) ----------------------------- */
-/* Decodes an agent service definition (Consul's /v1/agent/service/register body, also the
- * config file's "services" entries) into a REGISTER command for this node. Strings live in
- * the arena. errmsg names the offending field. */
+/* Decodes a config file's "services" entry (Consul's agent service definition) into a
+ * REGISTER command for this node. Strings live in the arena. errmsg names the offending field.
+ * A script check in it needs enable_local_script_checks or enable_script_checks (BASE_EACL
+ * with Consul's message otherwise); the HTTP endpoint decodes with the stricter remote rule. */
 int api_service_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
                            struct zone_cmd *cmd, char *errmsg) BASE_MUSTCHECK;
 
