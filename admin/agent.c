@@ -9,8 +9,8 @@
  * store; every applied entry that changed the catalog publishes its index to them, so their
  * answer caches never serve data older than a write already answered), each with its
  * libunbound context when recursors (or iterative recursion) are configured. Once a leader is
- * known (consensus tells on_leader), the agent registers its own node (with the serfHealth
- * check, and the "consul" service on a server) and the services of its config files, through
+ * known (consensus tells on_leader), the agent registers its own node (and the "consul"
+ * service on a server; serfHealth is the leader's) and the services of its config files, through
  * whichever server leads: a follower forwards the write; a failed registration is retried
  * after 100 ms while a leader is known. From then on the leader keeps serfHealth in step with
  * gossip: failed makes it critical (the node's services leave DNS), left deregisters the node.
@@ -176,17 +176,6 @@ static void service_cb(void *data, int status, int result, uint64_t index)
 static void register_self(struct agent *ag)
 {
     struct zone_pair tagged[2] = {{"lan", ag->cfg.advertise_addr}, {"wan", ag->cfg.advertise_addr}};
-    struct zone_check serf = {
-        .node = ag->cfg.node_name,
-        .check_id = "serfHealth",
-        .name = "Serf Health Status",
-        .status = ZONE_HEALTH_PASSING,
-        .notes = "",
-        .output = "Agent alive and reachable",
-        .service_id = "",
-        .service_name = "",
-        .type = "",
-    };
     struct zone_service consul = {
         .node = ag->cfg.node_name,
         .id = "consul",
@@ -206,8 +195,8 @@ static void register_self(struct agent *ag)
     cmd.node.tagged_addresses = tagged;
     cmd.node.n_tagged_addresses = 2;
     cmd.service = ag->cfg.server ? &consul : NULL;
-    cmd.checks = &serf;
-    cmd.n_checks = 1;
+    /* no serfHealth: as in Consul, only the leader sets it, from what gossip says (reconcile.c);
+     * an agent restarted after a failure stays critical until the pool sees it alive */
     ag->registering = true;
     api_propose(ag->api, &cmd, registered_cb, ag);
 
@@ -253,6 +242,8 @@ static void on_leader(void *data, bool is_leader, uint64_t leader_id, const char
     BASE_UNUSED(leader_address);
     ag->leader = leader_id;
     adm_reconcile_leader(ag->reconcile, is_leader);
+    if (ag->api)
+        api_on_leader(ag->api, is_leader);
     sync_now(ag);
 }
 
@@ -442,6 +433,57 @@ static int pool_force_leave(void *data, const char *node, bool prune)
     return ag->serf ? adm_serf_force_leave(ag->serf, node, prune) : BASE_ESHUTDOWN;
 }
 
+struct keyring_call {
+    api_keyring_cb done;
+    void *ctx;
+};
+
+static void keyring_done(void *data, const struct gossip_keyring_result *r)
+{
+    struct keyring_call *k = data;
+    struct base_arena a;
+    base_arena_init(&a);
+    struct api_tag *msgs = base_arena_alloc(&a, (r->n_messages + 1) * sizeof *msgs);
+    struct api_key_count *keys = base_arena_alloc(&a, (r->n_keys + 1) * sizeof *keys);
+    struct api_key_count *prim = base_arena_alloc(&a, (r->n_primary_keys + 1) * sizeof *prim);
+    for (size_t i = 0; i < r->n_messages; i++)
+        msgs[i] = (struct api_tag){r->messages[i].node, r->messages[i].message};
+    for (size_t i = 0; i < r->n_keys; i++)
+        keys[i] = (struct api_key_count){r->keys[i].key, r->keys[i].count};
+    for (size_t i = 0; i < r->n_primary_keys; i++)
+        prim[i] = (struct api_key_count){r->primary_keys[i].key, r->primary_keys[i].count};
+    struct api_keyring_result out = {.status = r->status,
+                                     .error = r->error,
+                                     .num_nodes = r->num_nodes,
+                                     .num_resp = r->num_resp,
+                                     .num_err = r->num_err,
+                                     .messages = msgs,
+                                     .n_messages = r->n_messages,
+                                     .keys = keys,
+                                     .primary_keys = prim,
+                                     .n_keys = r->n_keys,
+                                     .n_primary_keys = r->n_primary_keys};
+    k->done(k->ctx, &out);
+    base_arena_close(&a);
+    base_free(k);
+}
+
+static int pool_keyring(void *data, enum api_keyring_op op, const char *key, api_keyring_cb done,
+                        void *ctx)
+{
+    struct agent *ag = data;
+    static const enum gossip_keyring_op ops[] = {GOSSIP_KEYRING_INSTALL, GOSSIP_KEYRING_USE,
+                                                 GOSSIP_KEYRING_REMOVE, GOSSIP_KEYRING_LIST};
+    if (!ag->serf)
+        return BASE_ESHUTDOWN;
+    struct keyring_call *k = base_calloc(1, sizeof *k);
+    *k = (struct keyring_call){done, ctx};
+    int rc = adm_serf_keyring(ag->serf, ops[op], key, keyring_done, k);
+    if (rc)
+        base_free(k);
+    return rc;
+}
+
 static int pool_event_fire(void *data, const struct api_user_event *ev, char *err)
 {
     struct agent *ag = data;
@@ -563,12 +605,14 @@ static int agent_start(struct agent *ag, char *err)
         .gossip = {.members = pool_members,
                    .join = pool_join,
                    .force_leave = pool_force_leave,
+                   .keyring = pool_keyring,
                    .event_fire = pool_event_fire,
                    .data = ag},
     };
     if ((rc = api_new(&ag->loop, &ac, &ag->api)))
         return base_errf(err, rc, "api: %s", base_strerror(rc));
     adm_checks_set_api(ag->checks, ag->api);
+    api_on_leader(ag->api, cons_is_leader(ag->cons));
     struct adm_serf_hooks sh = {.on_member = on_member,
                                 .on_user_event = on_user_event,
                                 .on_fatal = on_serf_fatal,

@@ -880,6 +880,7 @@ static int snapshot_inspect(const char *path)
     printf("%-10s %" PRIu64 "\n", "Services", info.rows[ZONE_TABLE_SERVICES]);
     printf("%-10s %" PRIu64 "\n", "Checks", info.rows[ZONE_TABLE_CHECKS]);
     printf("%-10s %" PRIu64 "\n", "KV", info.rows[ZONE_TABLE_KV]);
+    printf("%-10s %" PRIu64 "\n", "Sessions", info.rows[ZONE_TABLE_SESSIONS]);
     return 0;
 }
 
@@ -909,6 +910,108 @@ static int cmd_snapshot(struct cli *c, char **argv, size_t argc)
     if (strcmp(argv[0], "inspect") == 0)
         return snapshot_inspect(file);
     return fail("%s", usage);
+}
+
+/* `herald keyring`, as `consul keyring`: one of -list, -list-primary, -install K, -use K,
+ * -remove K. */
+static int cmd_keyring(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] =
+        "usage: herald keyring [-list | -list-primary | -install KEY | -use KEY | -remove KEY]";
+    static const char *const flags[] = {"-list", "-install", "-use", "-remove", "-list-primary"};
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "GET"};
+    static const char *const say[] = {
+        "Gathering installed encryption keys...", "Installing new gossip encryption key...",
+        "Changing primary gossip encryption key...", "Removing gossip encryption key...",
+        "Gathering installed encryption keys..."};
+    int op = -1;
+    const char *key = NULL;
+    for (size_t i = 0; i < argc; i++) {
+        const char *a = argv[i][0] == '-' && argv[i][1] == '-' ? argv[i] + 1 : argv[i];
+        int f = -1;
+        for (int k = 0; k < 5; k++) {
+            size_t n = strlen(flags[k]);
+            if (strncmp(a, flags[k], n) == 0 && (a[n] == 0 || a[n] == '='))
+                f = k;
+        }
+        if (f < 0 || op >= 0)
+            return fail(op >= 0 ? "Only a single action is allowed" : "%s", usage);
+        op = f;
+        if (f == 0 || f == 4) {
+            if (strchr(a, '='))
+                return fail("%s", usage);
+            continue;
+        }
+        const char *eq = strchr(a, '=');
+        if (eq)
+            key = eq + 1;
+        else if (i + 1 < argc)
+            key = argv[++i];
+        else
+            return fail("%s", usage);
+    }
+    if (op < 0)
+        return fail("%s", usage);
+    printf("==> %s\n", say[op]);
+    fflush(stdout);
+    char *body = NULL;
+    if (key) {
+        json_t *o = json_pack("{s:s}", "Key", key);
+        body = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+    }
+    struct http_client_resp r;
+    char err[BASE_ERRMSG_LEN];
+    int rc = http_client_do(c->host, c->port, methods[op], "/v1/operator/keyring", body,
+                            body ? strlen(body) : 0, CLI_TIMEOUT_MS, &r, err);
+    free(body);
+    if (rc)
+        return fail("%s", err);
+    if (r.status >= 400) {
+        size_t n = r.body_len;
+        while (n && (r.body[n - 1] == '\n' || r.body[n - 1] == '\r'))
+            n--;
+        fprintf(stderr, "error: Unexpected response code: %d (%.*s)\n", r.status, (int)n, r.body);
+        http_client_resp_free(&r);
+        return 1;
+    }
+    if (op != 0 && op != 4) {
+        http_client_resp_free(&r);
+        return 0;
+    }
+    json_error_t jerr;
+    json_t *arr = json_loadb(r.body, r.body_len, 0, &jerr);
+    http_client_resp_free(&r);
+    if (!json_is_array(arr)) {
+        json_decref(arr);
+        return fail("bad JSON from agent");
+    }
+    size_t i;
+    json_t *pool;
+    json_array_foreach(arr, i, pool)
+    {
+        json_t *keys = json_object_get(pool, op == 4 ? "PrimaryKeys" : "Keys");
+        long long total = (long long)json_integer_value(json_object_get(pool, "NumNodes"));
+        const char *seg = jstr(pool, "Segment");
+        if (json_is_true(json_object_get(pool, "WAN")))
+            printf("\nWAN:\n");
+        else if (*seg)
+            printf("\n%s (LAN) [%s]:\n", jstr(pool, "Datacenter"), seg);
+        else
+            printf("\n%s (LAN):\n", jstr(pool, "Datacenter"));
+        size_t nk = json_object_size(keys), k = 0;
+        const char **names = base_malloc((nk + 1) * sizeof *names);
+        const char *name;
+        json_t *v;
+        json_object_foreach(keys, name, v) names[k++] = name;
+        qsort(names, k, sizeof *names, key_cmp);
+        for (size_t j = 0; j < k; j++)
+            printf("  %s [%lld/%lld]\n", names[j],
+                   (long long)json_integer_value(json_object_get(keys, names[j])), total);
+        base_free(names);
+    }
+    json_decref(arr);
+    return 0;
 }
 
 int adm_cli_main(const char *cmd, int argc, char **argv)
@@ -961,6 +1064,8 @@ int adm_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_operator(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "snapshot") == 0)
         rc = cmd_snapshot(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "keyring") == 0)
+        rc = cmd_keyring(&c, c.args.v, c.args.n);
     else
         rc = fail("unknown command \"%s\" (see herald --help)", cmd);
     adm_strv_free(&c.args);

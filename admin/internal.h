@@ -225,6 +225,16 @@ int adm_serf_join(struct adm_serf *s, const char *const *entries, size_t n, adm_
 void adm_serf_members(struct adm_serf *s, gossip_member_cb cb, void *ctx);
 int adm_serf_force_leave(struct adm_serf *s, const char *node, bool prune) BASE_MUSTCHECK;
 struct gossip *adm_serf_gossip(struct adm_serf *s); /* NULL once stopping */
+/* gossip_keyring across the pool (BASE_ESHUTDOWN once stopping). */
+int adm_serf_keyring(struct adm_serf *s, enum gossip_keyring_op op, const char *key,
+                     gossip_keyring_cb cb, void *ctx) BASE_MUSTCHECK;
+/* DATA/serf/local.keyring (serf_keyring.c): the keyring to start with (a file wins over
+ * -encrypt; -encrypt alone starts the file; neither: keys stays empty), and its rewrite after
+ * a change (0; else a message for the query's answer in why). Loop thread. */
+int adm_keyring_load(const char *data_dir, const struct adm_config *c, struct adm_strv *keys,
+                     char *err) BASE_MUSTCHECK;
+int adm_keyring_save(const char *data_dir, const char *const *keys, size_t n, char *why,
+                     size_t why_len);
 /* A member's tag (NULL when absent). */
 const char *adm_tag(const struct gossip_node *m, const char *key);
 /* A Consul server by its tags (metadata.IsConsulServer's rules: role=consul, dc, integer port

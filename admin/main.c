@@ -27,6 +27,8 @@ static void usage(FILE *f)
             "  kv get KEY | put KEY VALUE | delete KEY [-recurse] | export [PREFIX] | import FILE\n"
             "  snapshot save [-stale] FILE | restore FILE | inspect FILE\n"
             "  keygen                             a new cluster key for -encrypt\n"
+            "  keyring -list | -list-primary | -install KEY | -use KEY | -remove KEY\n"
+            "                                     the gossip keyring across the pool\n"
             "  version\n"
             "\n"
             "The CLI talks to the agent's HTTP API: -http-addr, HERALD_HTTP_ADDR or\n"

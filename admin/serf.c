@@ -39,6 +39,7 @@ struct adm_serf {
     uv_timer_t retry;
     unsigned attempts;
     bool joined, retrying, stopping, closed;
+    bool encrypted;               /* a keyring: only holders of a key are in the pool */
     unsigned refs;                /* 1 for gossip and the timer, one per join in flight */
     struct base_list joins;       /* struct join in flight */
     struct adm_strv joined_addrs; /* IPs we joined through (-retry-join, agent/join): vouched */
@@ -133,8 +134,8 @@ static bool vouched(struct adm_serf *s, const struct gossip_node *m)
         struct sockaddr_in6 in6;
     } u;
     memset(&u, 0, sizeof u);
-    if (s->cfg->key_len)
-        return true; /* only holders of the key are in the pool */
+    if (s->encrypted)
+        return true; /* only holders of a key are in the pool */
     for (size_t i = 0; i < s->joined_addrs.n; i++)
         if (strcmp(s->joined_addrs.v[i], m->addr) == 0)
             return true; /* the operator named it */
@@ -427,6 +428,19 @@ struct gossip *adm_serf_gossip(struct adm_serf *s)
     return s->g;
 }
 
+int adm_serf_keyring(struct adm_serf *s, enum gossip_keyring_op op, const char *key,
+                     gossip_keyring_cb cb, void *ctx)
+{
+    return s->g ? gossip_keyring(s->g, op, key, cb, ctx) : BASE_ESHUTDOWN;
+}
+
+/* gossip's on_keyring: every change of the keyring is saved (serf_keyring.c) */
+static int on_keyring(void *data, const char *const *keys, size_t n, char *why, size_t why_len)
+{
+    struct adm_serf *s = data;
+    return s->cfg->data_dir ? adm_keyring_save(s->cfg->data_dir, keys, n, why, why_len) : 0;
+}
+
 /* ---- start and stop ------------------------------------------------------------------ */
 
 int adm_serf_start(uv_loop_t *loop, const struct adm_config *c, const char *node_id,
@@ -446,6 +460,11 @@ int adm_serf_start(uv_loop_t *loop, const struct adm_config *c, const char *node
             return base_errf(err, BASE_EINVAL, "-retry-join \"%s\": expected host or host:port",
                              c->retry_join.v[i]);
         }
+    struct adm_strv keyring = {0};
+    if (c->data_dir && (rc = adm_keyring_load(c->data_dir, c, &keyring, err))) {
+        base_free(s);
+        return rc;
+    }
     s->loop = loop;
     s->cfg = c;
     s->cons = cons;
@@ -466,6 +485,10 @@ int adm_serf_start(uv_loop_t *loop, const struct adm_config *c, const char *node
     gc.n_tags = server_tags(s, tags);
     gc.key = c->key;
     gc.key_len = c->key_len;
+    gc.keyring = (const char *const *)keyring.v;
+    gc.n_keyring = keyring.n;
+    gc.on_keyring = on_keyring;
+    s->encrypted = keyring.n > 0 || c->key_len > 0;
     gc.reconnect_timeout_ms = c->reconnect_timeout_ms;
     if (c->gossip_lan.gossip_nodes)
         gc.gossip_nodes = c->gossip_lan.gossip_nodes;
@@ -483,13 +506,15 @@ int adm_serf_start(uv_loop_t *loop, const struct adm_config *c, const char *node
     gc.on_merge = on_merge;
     gc.ctx = s;
     *out = s;
-    if ((rc = gossip_start(loop, &gc, &s->g))) {
+    rc = gossip_start(loop, &gc, &s->g);
+    adm_strv_free(&keyring);
+    if (rc) {
         s->g = NULL;
         return base_errf(err, rc, "gossip: cannot start on %s:%d: %s", c->serf_lan_addr,
                          c->serf_lan_port, base_strerror(rc));
     }
     LOG_INFO("serf", "gossip pool on %s:%d, advertising %s%s", c->serf_lan_addr, c->serf_lan_port,
-             c->advertise_addr, c->key_len ? ", encrypted" : "");
+             c->advertise_addr, s->encrypted ? ", encrypted" : "");
     rejoin(s);
     if (c->retry_join.n)
         uv_timer_start(&s->retry, retry_attempt, 0, 0);

@@ -1,7 +1,8 @@
 /* gossip/swim.c: the protocol engine on libuv (gossip.h), memberlist 0.2.2's and serf 0.9.x's
  * behaviour over the codec (wire.h), the member table (member.h) and the broadcast queues
  * (queue.h). This file: start, stop and the public calls, UDP, probes, relays, gossip and the
- * timers; stream.c: TCP; serf_state.c: serf's state; swim.h: the engine's struct.
+ * timers; stream.c: TCP; serf_state.c: serf's state; query.c: serf's queries (the keyring);
+ * swim.h: the engine's struct.
  *
  * ==== How it runs ====
  * One UDP socket and one TCP listener on the same address and port. Timers on the loop:
@@ -917,6 +918,7 @@ void gossip_stop(struct gossip *g, gossip_done_cb cb, void *ctx)
     while (!base_list_empty(&g->conns))
         gossip__conn_finish(BASE_CONTAINER_OF(base_list_first(&g->conns), struct conn, link),
                             BASE_ESHUTDOWN);
+    gossip__queries_stop(g);
     while (!base_list_empty(&g->relays)) {
         struct relay *r = BASE_CONTAINER_OF(base_list_first(&g->relays), struct relay, link);
         r->done = true;
@@ -990,6 +992,12 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
         LOG_ERR(MOD, "a wildcard address cannot be advertised: set advertise_addr");
         return BASE_EINVAL;
     }
+    struct gossip_keyring ring;
+    if (gossip__keyring_from_config(cfg, &ring) != 0) {
+        LOG_ERR(MOD, "bad keyring: keys must be base64 of 16, 24 or 32 bytes, at most %d",
+                GOSSIP_KEYRING_MAX);
+        return BASE_EINVAL;
+    }
     struct gossip *g = base_calloc(1, sizeof(*g));
     g->loop = loop;
     g->cfg = *cfg;
@@ -1002,12 +1010,10 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
     g->cfg.tags = NULL;
     g->cfg.n_tags = 0;
     g->cfg.key = NULL;
+    g->cfg.keyring = NULL;
+    g->cfg.n_keyring = 0;
     g->name = base_strdup(cfg->node_name);
-    if (cfg->key) {
-        g->keys.n = 1;
-        g->keys.keys[0].len = cfg->key_len;
-        memcpy(g->keys.keys[0].key, cfg->key, cfg->key_len);
-    }
+    g->keys = ring;
     if (adv_sa.ss_family == AF_INET) {
         memcpy(g->addr, &((struct sockaddr_in *)&adv_sa)->sin_addr, 4);
         g->addr_len = 4;
@@ -1018,6 +1024,7 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
     g->port = adv_port;
     base_list_init(&g->relays);
     base_list_init(&g->conns);
+    base_list_init(&g->queries);
     base_arena_init(&g->arena);
     if (uv_random(NULL, NULL, &g->rng, sizeof(g->rng), 0, NULL) != 0 || g->rng == 0)
         g->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)g;

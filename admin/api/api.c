@@ -76,6 +76,7 @@ struct api_wctx {
     struct http_req *req; /* NULL once the client went away */
     enum api_write_reply reply;
     const char *notfound_msg;
+    char *invalid_msg; /* owned; NULL: BASE_EINVAL is a plain failure */
 };
 
 /* ---- responses ------------------------------------------------------------------------- */
@@ -586,6 +587,8 @@ static void wake_pass(uv_idle_t *h)
 void api_on_applied(struct api *a, uint64_t index, uint32_t touched)
 {
     BASE_UNUSED(index);
+    if (!a->closing && !(touched & API_WAKE_EVENTS))
+        api__sessions_applied(a, touched);
     if (!touched || a->closing)
         return;
     a->woken |= touched;
@@ -625,6 +628,7 @@ static void write_done(void *data, int status, int result, uint64_t index)
     struct http_req *req = c->req;
 
     if (!req) {
+        base_free(c->invalid_msg);
         base_free(c);
         return;
     }
@@ -633,6 +637,9 @@ static void write_done(void *data, int status, int result, uint64_t index)
         /* answered */
     } else if (result == BASE_ENOTFOUND) {
         api__error(req, 404, "%s", c->notfound_msg ? c->notfound_msg : "not found");
+    } else if (result == BASE_EINVAL && c->invalid_msg) {
+        /* as is, without the newline of api__error: clients compare the whole text */
+        http_respond(req, 500, "text/plain; charset=utf-8", c->invalid_msg, strlen(c->invalid_msg));
     } else if (result == BASE_EPARSE) {
         api__error(req, 400, "invalid command");
     } else if (result && result != BASE_ECONFLICT) {
@@ -648,6 +655,7 @@ static void write_done(void *data, int status, int result, uint64_t index)
             http_respond(req, 200, NULL, "", 0);
         }
     }
+    base_free(c->invalid_msg);
     base_free(c);
 }
 
@@ -664,8 +672,9 @@ bool api__other_dc(struct api *a, struct http_req *req)
     return api__other_dc_named(a, req, http_req_query(req, "dc"));
 }
 
-void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
-                enum api_write_reply reply, const char *notfound_msg)
+static void write_with(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                       enum api_write_reply reply, const char *notfound_msg,
+                       const char *invalid_msg)
 {
     /* Every write of the HTTP API comes here (a restore starts in snapshot.c, a TTL refresh
      * that changes nothing stops in agent.c): one naming another datacenter is refused before
@@ -677,8 +686,21 @@ void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
     c->req = req;
     c->reply = reply;
     c->notfound_msg = notfound_msg;
+    c->invalid_msg = invalid_msg ? base_strdup(invalid_msg) : NULL;
     http_req_set_abort(req, wctx_abort, c);
     api_propose(a, cmd, write_done, c);
+}
+
+void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                enum api_write_reply reply, const char *notfound_msg)
+{
+    write_with(a, req, cmd, reply, notfound_msg, NULL);
+}
+
+void api__write_invalid(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                        enum api_write_reply reply, const char *invalid_msg)
+{
+    write_with(a, req, cmd, reply, NULL, invalid_msg);
 }
 
 static void propose_ignore(void *data, int status, int result, uint64_t index)
@@ -717,7 +739,8 @@ void api_handle(void *data, struct http_req *req)
     if (api__kv_route(a, req, path) || api__agent_route(a, req, path) ||
         api__catalog_route(a, req, path) || api__health_route(a, req, path) ||
         api__status_route(a, req, path) || api__member_route(a, req, path) ||
-        api__snapshot_route(a, req, path) || api__event_route(a, req, path))
+        api__snapshot_route(a, req, path) || api__keyring_route(a, req, path) ||
+        api__event_route(a, req, path) || api__session_route(a, req, path))
         return;
     api__error(req, 404, "404 page not found");
 }
@@ -736,6 +759,7 @@ int api_new(uv_loop_t *loop, const struct api_config *cfg, struct api **out)
      * malloc_trim after a big response instead (job_done). */
     uv_idle_init(loop, &a->wake);
     a->wake.data = a;
+    api__sessions_init(a);
     *out = a;
     return 0;
 }
@@ -753,6 +777,7 @@ static void api_release(struct api *a)
 void api_free(struct api *a)
 {
     a->closing = true;
+    api__sessions_free(a);
     /* Answer every queued and parked query now, as if its wait ran out (on the loop: no new
      * reader job starts); a running job frees the api once it is back. */
     while (!base_list_empty(&a->jobq)) {

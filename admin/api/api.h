@@ -45,6 +45,23 @@ struct api_member {
         vsn[6]; /* ProtocolMin, ProtocolMax, ProtocolCur, DelegateMin, DelegateMax, DelegateCur */
 };
 typedef void (*api_member_cb)(void *ctx, const struct api_member *m);
+/* A keyring operation's outcome across the pool (serf's KeyResponse; gossip.h has the
+ * meaning of each field). Valid during the callback. */
+struct api_key_count {
+    const char *key;
+    size_t count;
+};
+struct api_keyring_result {
+    int status;        /* 0 or a negative code (error then says why) */
+    const char *error; /* serf's sentence, e.g. "1/3 nodes reported failure" */
+    size_t num_nodes, num_resp, num_err;
+    const struct api_tag *messages; /* node name -> its message */
+    size_t n_messages;
+    const struct api_key_count *keys, *primary_keys;
+    size_t n_keys, n_primary_keys;
+};
+enum api_keyring_op { API_KEYRING_INSTALL, API_KEYRING_USE, API_KEYRING_REMOVE, API_KEYRING_LIST };
+typedef void (*api_keyring_cb)(void *ctx, const struct api_keyring_result *r);
 typedef void (*api_join_cb)(void *ctx, size_t joined, int status);
 /* A Consul user event (agent/user_event.go's UserEvent): what PUT /v1/event/fire builds and
  * what admin decodes from the gossip pool. Strings NUL-terminated; filters "" when none. */
@@ -66,6 +83,10 @@ struct api_gossip_hooks {
     int (*join)(void *data, const char *addr, api_join_cb done, void *ctx, char *errmsg);
     /* serf's RemoveFailedNode (force-leave); prune forgets it at once */
     int (*force_leave)(void *data, const char *node, bool prune);
+    /* serf's keyring operation across the pool (key: base64, NULL for a list); done(ctx,
+     * result) exactly once, later, unless it returns non-zero */
+    int (*keyring)(void *data, enum api_keyring_op op, const char *key, api_keyring_cb done,
+                   void *ctx);
     /* fires ev to the pool (serf's user event "consul:event:<name>" carrying Consul's
      * envelope, not coalesced); non-zero with errmsg (serf's text for a size limit) */
     int (*event_fire)(void *data, const struct api_user_event *ev, char *errmsg);
@@ -100,6 +121,8 @@ void api_on_applied(struct api *a, uint64_t index, uint32_t touched);
  * filters to this agent (node name, this node's services and tags), keeps the last 256 that
  * pass for GET /v1/event/list and wakes the blocking lists. ev is borrowed for the call. */
 void api_on_user_event(struct api *a, const struct api_user_event *ev);
+/* Wire from consensus' on_leader: the leader times session TTLs (admin/api/session.c). */
+void api_on_leader(struct api *a, bool is_leader);
 /* Answers every parked request (as if its wait ran out) and frees the api. */
 void api_free(struct api *a);
 

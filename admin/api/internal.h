@@ -36,6 +36,8 @@ struct api {
      * oldest at events_head. */
     struct api__event *events;
     size_t events_head, events_n;
+    /* The leader's session TTL timers (session.c). */
+    struct api__ttl *ttl;
     bool closing;
 };
 
@@ -87,6 +89,10 @@ bool api__other_dc_named(struct api *a, struct http_req *req, const char *dc);
 enum api_write_reply { API_REPLY_EMPTY, API_REPLY_BOOL };
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                 enum api_write_reply reply, const char *notfound_msg);
+/* The same, with a BASE_EINVAL result answered 500 with invalid_msg as is (copied): a lock's
+ * `invalid session "<id>"`, which clients match on. */
+void api__write_invalid(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                        enum api_write_reply reply, const char *invalid_msg);
 
 /* When a proposal's status (cons_propose_cb) is not 0, answers req with the matching error
  * (500 no leader / unknown outcome / shutting down, 413 too large) and returns true. */
@@ -167,6 +173,9 @@ struct api_list {
 void api__list_init(struct api_list *l, struct http_req *req);
 /* Adds item (consumed). */
 void api__list_add(struct api_list *l, json_t *item);
+/* Adds an item already written as compact JSON text (a value jansson cannot hold, such as an
+ * unsigned 64-bit number over INT64_MAX); a ?pretty list then goes on as compact text. */
+void api__list_add_raw(struct api_list *l, const char *text, size_t len);
 /* Puts the array in res (as json, or as raw application/json text that res owns). */
 void api__list_finish(struct api_list *l, struct api_result *res);
 /* Drops what was built (an empty list answered otherwise). */
@@ -189,7 +198,15 @@ bool api__kv_route(struct api *a, struct http_req *req, const char *path);
 bool api__status_route(struct api *a, struct http_req *req, const char *path);
 bool api__member_route(struct api *a, struct http_req *req, const char *path);
 bool api__snapshot_route(struct api *a, struct http_req *req, const char *path);
+bool api__keyring_route(struct api *a, struct http_req *req, const char *path);
 bool api__event_route(struct api *a, struct http_req *req, const char *path);
+bool api__session_route(struct api *a, struct http_req *req, const char *path);
+
+/* ---- sessions (session.c) -------------------------------------------------------------- */
+void api__sessions_init(struct api *a);
+/* After each applied entry: the leader re-times renewed sessions and new or gone ones. */
+void api__sessions_applied(struct api *a, uint32_t touched);
+void api__sessions_free(struct api *a);
 
 /* ---- user events (event.c) ------------------------------------------------------------- */
 /* Consul's uuidToUint64: the ID's hex digits 0-8, 9-13, 14-18 as one 64-bit number XOR the

@@ -304,6 +304,8 @@ static const char *const paths[] = {
     "/v1/kv/?recurse&pretty",
     "/v1/event/list",
     "/v1/event/list?name=e1",
+    "/v1/session/list",
+    "/v1/session/node/fuzz",
 };
 /* Every wait is short and a blocking read always has one (the default is 5 minutes): a client
  * that half-closes after pipelining keeps its parked request until the wait runs out (the
@@ -360,6 +362,16 @@ static void send_write(struct in *in, int slot)
         snprintf(req, sizeof req,
                  "PUT /v1/event/fire/e%u%s HTTP/1.1\r\nHost: f\r\nContent-Length: 1\r\n\r\nz",
                  (k >> 4) % 2, filters[(k >> 5) % 4]);
+    } else if ((k >> 2) % 4 == 2) {
+        /* a session (tied to no check) or a lock attempt with an unknown session */
+        if ((k >> 4) & 1)
+            snprintf(req, sizeof req,
+                     "PUT /v1/session/create HTTP/1.1\r\nHost: f\r\nContent-Length: 13\r\n\r\n"
+                     "{\"Checks\":[]}");
+        else
+            snprintf(req, sizeof req,
+                     "PUT /v1/kv/%c?acquire=s%u HTTP/1.1\r\nHost: f\r\nContent-Length: 1\r\n\r\nl",
+                     'a' + k % 3, (k >> 5) % 2);
     } else
         snprintf(req, sizeof req, "DELETE /v1/kv/%c HTTP/1.1\r\nHost: f\r\n\r\n", 'a' + k % 3);
     conn_send(slot, req);

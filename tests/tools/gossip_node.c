@@ -2,7 +2,7 @@
  * (tests/integration/test_gossip_serf_pool.py) to put in a pool with real serf agents.
  *
  *   gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] [-join IP[:PORT]]... [-tag K=V]...
- *               [-encrypt BASE64] [-merge-dc DC] [-fast]
+ *               [-encrypt BASE64] [-keyring BASE64]... [-keyring-fail] [-merge-dc DC] [-fast]
  *
  * Timings are memberlist's LAN defaults (gossip_config_defaults), or with -fast the unit
  * tests' (probe 100 ms). Prints one JSON object per line on stdout, flushed:
@@ -13,8 +13,15 @@
  *   {"event":"members","members":[{member fields}...]}
  *   {"event":"left"}  {"event":"stopped"}
  *   {"event":"stats",...gossip_stats fields}
- * Commands on stdin, one per line: "members", "stats", "event NAME PAYLOAD", "leave" (graceful
- * leave, then exit 0), "quit" (stop without leave, exit 0). SIGTERM and SIGINT leave gracefully. */
+ *   {"event":"keyring","op":..,"status":..,"error":..,"num_nodes":..,"num_resp":..,"num_err":..,
+ *    "messages":{node:message},"keys":{key:count},"primary_keys":{key:count}}
+ *   {"event":"keys","keys":[primary, ...]}  {"event":"keyring_changed","keys":[primary, ...]}
+ * Commands on stdin, one per line: "members", "stats", "event NAME PAYLOAD", "keyring list",
+ * "keyring install|use|remove KEY" (gossip_keyring across the pool), "keys" (the local keyring),
+ * "leave" (graceful leave, then exit 0), "quit" (stop without leave, exit 0). SIGTERM and SIGINT
+ * leave gracefully. -keyring (repeated) starts with that keyring, the first the primary;
+ * -keyring-fail makes the keyring hook (which prints keyring_changed) report a failure to
+ * persist. */
 #include "gossip/gossip.h"
 
 #include <signal.h>
@@ -93,6 +100,84 @@ static void on_member(void *ctx, const struct gossip_node *n)
     putchar('}');
 }
 
+static void json_keys(const char *const *keys, size_t n)
+{
+    putchar('[');
+    for (size_t i = 0; i < n; i++) {
+        printf("%s", i ? "," : "");
+        json_cstr(keys[i]);
+    }
+    putchar(']');
+}
+
+static void json_counts(const struct gossip_key_count *v, size_t n)
+{
+    putchar('{');
+    for (size_t i = 0; i < n; i++) {
+        printf("%s", i ? "," : "");
+        json_cstr(v[i].key);
+        printf(":%zu", v[i].count);
+    }
+    putchar('}');
+}
+
+static bool keyring_fail;
+static int on_keyring(void *ctx, const char *const *keys, size_t n, char *why, size_t why_len)
+{
+    BASE_UNUSED(ctx);
+    printf("{\"event\":\"keyring_changed\",\"keys\":");
+    json_keys(keys, n);
+    printf("}\n");
+    fflush(stdout);
+    if (keyring_fail) {
+        snprintf(why, why_len, "Failed to write keyring file: test says no");
+        return 1;
+    }
+    return 0;
+}
+
+static void on_keyring_done(void *ctx, const struct gossip_keyring_result *r)
+{
+    printf("{\"event\":\"keyring\",\"op\":\"%s\",\"status\":%d,\"error\":",
+           gossip_keyring_op_name((enum gossip_keyring_op)(intptr_t)ctx), r->status);
+    if (r->error)
+        json_cstr(r->error);
+    else
+        printf("null");
+    printf(",\"num_nodes\":%zu,\"num_resp\":%zu,\"num_err\":%zu,\"messages\":{", r->num_nodes,
+           r->num_resp, r->num_err);
+    for (size_t i = 0; i < r->n_messages; i++) {
+        printf("%s", i ? "," : "");
+        json_cstr(r->messages[i].node);
+        putchar(':');
+        json_cstr(r->messages[i].message);
+    }
+    printf("},\"keys\":");
+    json_counts(r->keys, r->n_keys);
+    printf(",\"primary_keys\":");
+    json_counts(r->primary_keys, r->n_primary_keys);
+    printf("}\n");
+    fflush(stdout);
+}
+
+static void keyring_command(const char *s)
+{
+    static const char *const ops[] = {"install ", "use ", "remove ", "list"};
+    for (size_t i = 0; i < BASE_ARRAY_LEN(ops); i++) {
+        size_t n = strlen(ops[i]);
+        if (strncmp(s, ops[i], n) != 0)
+            continue;
+        int rv = gossip_keyring(g, (enum gossip_keyring_op)i, s + n, on_keyring_done,
+                                (void *)(intptr_t)i);
+        if (rv != 0) {
+            printf("{\"event\":\"keyring\",\"op\":\"%s\",\"status\":%d,\"error\":\"refused\"}\n",
+                   gossip_keyring_op_name((enum gossip_keyring_op)i), rv);
+            fflush(stdout);
+        }
+        return;
+    }
+}
+
 static void on_stopped(void *ctx, int status)
 {
     BASE_UNUSED(ctx);
@@ -166,6 +251,19 @@ static void command(char *s)
         int rv = gossip_force_leave(g, s + 12, false);
         printf("{\"event\":\"forced\",\"status\":%d}\n", rv);
         fflush(stdout);
+    } else if (strncmp(s, "keyring ", 8) == 0) {
+        keyring_command(s + 8);
+    } else if (strcmp(s, "keys") == 0) {
+        struct base_arena a;
+        base_arena_init(&a);
+        const char **keys;
+        size_t n;
+        gossip_keyring_keys(g, &a, &keys, &n);
+        printf("{\"event\":\"keys\",\"keys\":");
+        json_keys(keys, n);
+        printf("}\n");
+        fflush(stdout);
+        base_arena_close(&a);
     } else if (strcmp(s, "leave") == 0) {
         leave();
     } else if (strcmp(s, "quit") == 0) {
@@ -218,7 +316,8 @@ static void on_joined(void *ctx, size_t joined, int status)
 static void usage(void)
 {
     fprintf(stderr, "usage: gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] "
-                    "[-join IP[:PORT]]... [-tag K=V]... [-encrypt KEY] [-merge-dc DC] [-fast]\n");
+                    "[-join IP[:PORT]]... [-tag K=V]... [-encrypt KEY] [-keyring KEY]... "
+                    "[-keyring-fail] [-merge-dc DC] [-fast]\n");
     exit(2);
 }
 
@@ -256,8 +355,14 @@ int main(int argc, char **argv)
     size_t n_tags = 0, n_joins = 0;
     uint8_t key[32];
     size_t key_len = 0;
+    static const char *keyring[GOSSIP_KEYRING_MAX + 1];
+    size_t n_keyring = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-keyring-fail") == 0) {
+            keyring_fail = true;
+            continue;
+        }
         if (strcmp(a, "-fast") == 0) {
             c.probe_interval_ms = 100;
             c.probe_timeout_ms = 40;
@@ -288,6 +393,8 @@ int main(int argc, char **argv)
                 usage();
             *eq = 0;
             tags[n_tags++] = (struct gossip_tag){kv, eq + 1};
+        } else if (strcmp(a, "-keyring") == 0 && n_keyring < BASE_ARRAY_LEN(keyring)) {
+            keyring[n_keyring++] = v;
         } else if (strcmp(a, "-encrypt") == 0) {
             if (gossip_key_decode(v, key, &key_len) != 0)
                 usage();
@@ -302,6 +409,9 @@ int main(int argc, char **argv)
     c.tags = tags;
     c.n_tags = n_tags;
     c.on_event = on_event;
+    c.on_keyring = on_keyring;
+    c.keyring = keyring;
+    c.n_keyring = n_keyring;
     signal(SIGPIPE, SIG_IGN);
     base_loop_thread_set();
     uv_loop_init(&loop);
