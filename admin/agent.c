@@ -169,7 +169,7 @@ static void service_cb(void *data, int status, int result, uint64_t index)
     BASE_UNUSED(data);
     BASE_UNUSED(index);
     if (status || result)
-        LOG_WARN("agent", "registering a configured service failed: %s",
+        LOG_WARN("agent", "registering a configured service or check failed: %s",
                  base_strerror(status ? status : result));
 }
 
@@ -208,6 +208,16 @@ static void register_self(struct agent *ag)
         base_arena_init(&ar);
         if (api_service_def_decode(ag->api, text, strlen(text), &ar, &sc, err) == 0)
             api_propose(ag->api, &sc, service_cb, ag);
+        base_arena_close(&ar);
+    }
+    for (size_t i = 0; i < ag->cfg.checks.n; i++) { /* after the services they may name */
+        char err[BASE_ERRMSG_LEN];
+        struct base_arena ar;
+        struct zone_cmd cc;
+        const char *text = ag->cfg.checks.v[i];
+        base_arena_init(&ar);
+        if (api_check_def_decode(ag->api, text, strlen(text), &ar, &cc, err) == 0)
+            api_propose(ag->api, &cc, service_cb, ag);
         base_arena_close(&ar);
     }
 }
@@ -567,7 +577,9 @@ static int agent_start(struct agent *ag, char *err)
         return rc;
     }
 
-    ag->checks = adm_checks_new(&ag->loop, ag->store, c->node_name);
+    ag->checks = adm_checks_new(&ag->loop, ag->store, c->node_name,
+                                c->enable_script_checks || c->enable_local_script_checks,
+                                (unsigned)c->max_running_scripts);
     struct api_config ac = {
         .node_name = c->node_name,
         .node_id = ag->node_id,
@@ -582,6 +594,8 @@ static int agent_start(struct agent *ag, char *err)
         .server = c->server,
         .raft_id = ag->raft_id,
         .version = HERALD_VERSION,
+        .enable_script_checks = c->enable_script_checks,
+        .enable_local_script_checks = c->enable_local_script_checks,
         .store = ag->store,
         .cons = ag->cons,
         .hooks = {.ttl_reset = adm_checks_ttl_reset,
@@ -618,6 +632,17 @@ static int agent_start(struct agent *ag, char *err)
         base_arena_close(&ar);
         if (rc) {
             base_err_wrap(err, "config: services[%zu]", i);
+            return rc;
+        }
+    }
+    for (size_t i = 0; i < c->checks.n; i++) {
+        struct base_arena ar;
+        struct zone_cmd chk;
+        base_arena_init(&ar);
+        rc = api_check_def_decode(ag->api, c->checks.v[i], strlen(c->checks.v[i]), &ar, &chk, err);
+        base_arena_close(&ar);
+        if (rc) {
+            base_err_wrap(err, "config: checks[%zu]", i);
             return rc;
         }
     }

@@ -298,6 +298,53 @@ static int cmd_force_leave(struct cli *c, char **argv, size_t argc)
     return call_ok_at(c, "PUT", "/v1/agent/force-leave/", node, q, NULL, 0);
 }
 
+/* consul maint: node or service maintenance mode through the agent's API. */
+static int cmd_maint(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] = "usage: herald maint -enable|-disable [-service ID] [-reason R]";
+    int enable = -1;
+    const char *service = NULL, *reason = NULL;
+    for (size_t i = 0; i < argc; i++) {
+        const char *a = argv[i][0] == '-' && argv[i][1] == '-' ? argv[i] + 1 : argv[i];
+        const char *eq = strchr(a, '=');
+        size_t klen = eq ? (size_t)(eq - a) : strlen(a);
+        if (strcmp(a, "-enable") == 0 && enable < 0)
+            enable = 1;
+        else if (strcmp(a, "-disable") == 0 && enable < 0)
+            enable = 0;
+        else if ((klen == 8 && strncmp(a, "-service", 8) == 0) ||
+                 (klen == 7 && strncmp(a, "-reason", 7) == 0)) {
+            const char *v = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
+            if (!v)
+                return fail("%s", usage);
+            if (klen == 8)
+                service = v;
+            else
+                reason = v;
+        } else
+            return fail("%s", usage);
+    }
+    if (enable < 0 || (service && !*service) || (reason && !enable))
+        return fail("%s", usage);
+    struct base_buf q;
+    base_buf_init(&q);
+    base_buf_printf(&q, "enable=%s", enable ? "true" : "false");
+    if (reason) {
+        base_buf_printf(&q, "&reason=");
+        url_path_escape(&q, reason);
+    }
+    base_buf_append(&q, "", 1);
+    int rc = service
+                 ? call_ok_at(c, "PUT", "/v1/agent/service/maintenance/", service,
+                              (const char *)q.data, NULL, 0)
+                 : call_ok_at(c, "PUT", "/v1/agent/maintenance", "", (const char *)q.data, NULL, 0);
+    base_buf_free(&q);
+    if (!rc)
+        printf("%s maintenance mode %s\n", service ? "Service" : "Node",
+               enable ? "enabled" : "disabled");
+    return rc;
+}
+
 static int cmd_services(struct cli *c, char **argv, size_t argc)
 {
     if (argc < 1)
@@ -1001,6 +1048,8 @@ int adm_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_force_leave(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "services") == 0)
         rc = cmd_services(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "maint") == 0)
+        rc = cmd_maint(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "catalog") == 0)
         rc = cmd_catalog(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "kv") == 0)

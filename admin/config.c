@@ -39,6 +39,8 @@ static int json_services(json_t *v, const char *key, const char *file, struct ad
                          char *err);
 static int json_service_ttl(json_t *v, const char *key, const char *file, struct adm_config *c,
                             char *err);
+static int json_checks(json_t *v, const char *key, const char *file, struct adm_config *c,
+                       char *err);
 
 /* ---- the table ------------------------------------------------------------------------- */
 
@@ -126,6 +128,19 @@ const struct adm_option adm_options[] = {
     /* service definitions, kept as JSON text for admin/api to decode */
     {NULL, "services", ADM_OPT_JSON, .json = json_services},
     {NULL, "service", ADM_OPT_JSON, .json = json_services},
+    /* check definitions of the node itself (Consul's top-level "checks" / "check") */
+    {NULL, "checks", ADM_OPT_JSON, .json = json_checks},
+    {NULL, "check", ADM_OPT_JSON, .json = json_checks},
+    /* script checks (Consul's): off by default; local: from config files only, script: also
+     * over HTTP, which is remote code execution for whoever reaches the HTTP port */
+    {"enable-script-checks", "enable_script_checks", ADM_OPT_BOOL,
+     ADM_OPT_AT(enable_script_checks)},
+    {"enable-local-script-checks", "enable_local_script_checks", ADM_OPT_BOOL,
+     ADM_OPT_AT(enable_local_script_checks)},
+    /* Herald's own: how many script checks run at once (a check due while the cap is reached
+     * waits for its next interval) */
+    {NULL, "max_running_scripts", ADM_OPT_UINT, ADM_OPT_AT(max_running_scripts), .min = 1,
+     .max = 4096, .def = 32},
     {NULL, "raft_snapshot_threshold", ADM_OPT_UINT, ADM_OPT_AT(raft_snapshot_threshold), .min = 1,
      .max = 100000000},
     {NULL, "raft_trailing_logs", ADM_OPT_UINT, ADM_OPT_AT(raft_snapshot_trailing), .min = 1,
@@ -515,6 +530,34 @@ static int one_service(json_t *v, const char *file, struct adm_config *c, char *
     return 0;
 }
 
+/* "checks": an array of check definitions; "check": one. Kept as JSON text like services. */
+static int json_checks(json_t *v, const char *key, const char *file, struct adm_config *c,
+                       char *err)
+{
+    size_t i;
+    json_t *e;
+
+    if (strcmp(key, "check") == 0)
+        v = json_pack("[O]", v);
+    else if (!json_is_array(v))
+        return base_errf(err, BASE_EINVAL, "%s: \"checks\" must be an array", file);
+    else
+        json_incref(v);
+    int rc = 0;
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_object(e)) {
+            rc = base_errf(err, BASE_EINVAL, "%s: each of \"checks\" must be an object", file);
+            break;
+        }
+        char *text = json_dumps(e, JSON_COMPACT);
+        adm_strv_push(&c->checks, text);
+        free(text);
+    }
+    json_decref(v);
+    return rc;
+}
+
 /* "services": an array of service definitions; "service": one. */
 static int json_services(json_t *v, const char *key, const char *file, struct adm_config *c,
                          char *err)
@@ -695,6 +738,7 @@ void adm_config_free(struct adm_config *c)
         base_free((void *)c->dns.service_ttl[i].pattern);
     base_free(c->dns.service_ttl);
     adm_strv_free(&c->services);
+    adm_strv_free(&c->checks);
     base_free(c->dns.allow);
     if (c->key)
         memset(c->key, 0, c->key_len);

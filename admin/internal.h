@@ -60,6 +60,10 @@ struct adm_config {
     bool log_level_set; /* given by a flag or a file (else -dev logs at debug) */
     bool log_json;
     struct adm_strv services; /* JSON text of each service definition, from config files */
+    struct adm_strv checks;   /* JSON text of each node check definition, from config files */
+    /* script checks: also over HTTP (enable_script_checks), from config files only (local) */
+    bool enable_script_checks, enable_local_script_checks;
+    uint64_t max_running_scripts; /* script checks running at once; more wait for the next round */
     /* the server port (rpc/port.c): -encrypt (base64; key/key_len: its bytes,
      * decoded by validation), -join-allow CIDRs (join_nets: parsed), limits.rpc_* */
     char *encrypt;
@@ -179,7 +183,10 @@ int adm_cli_main(const char *cmd, int argc, char **argv);
 
 /* Health-check runner (this agent's checks). Loop thread. */
 struct adm_checks;
-struct adm_checks *adm_checks_new(uv_loop_t *loop, struct zone_store *store, const char *node_name);
+/* scripts: script checks may run (enable_script_checks or enable_local_script_checks); at most
+ * max_scripts of them at once. */
+struct adm_checks *adm_checks_new(uv_loop_t *loop, struct zone_store *store, const char *node_name,
+                                  bool scripts, unsigned max_scripts);
 void adm_checks_set_api(struct adm_checks *c, struct api *api);
 /* Re-reads this node's checks and (re)arms their timers. */
 void adm_checks_sync(struct adm_checks *c);

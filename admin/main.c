@@ -16,6 +16,7 @@ static void usage(FILE *f)
             "                                     herald agent -h lists the flags)\n"
             "  members [-detailed] [-status RE]   members of the gossip pool\n"
             "  force-leave [-prune] NODE          a failed member becomes left\n"
+            "  maint -enable|-disable [-service ID] [-reason R]  maintenance mode\n"
             "  join ADDR... | leave               join a cluster / leave it gracefully\n"
             "  event -name N [-node RE] [-service RE] [-tag RE] [PAYLOAD]\n"
             "                                     fire a user event to the gossip pool\n"

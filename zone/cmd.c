@@ -1,8 +1,9 @@
 /* The write commands that Raft carries (struct zone_cmd), as bytes.
  *
- * Layout: u8 format version (1), u8 type, then the fields of that type only:
+ * Layout: u8 format version (1; 2 for REGISTER), u8 type, then the fields of that type only:
  *   REGISTER      node body, u8 skip_node_update, u8 has_service, [service body],
- *                 u32 n_checks, check bodies
+ *                 u32 n_checks, check bodies (version 2: each followed by its extension,
+ *                 record.c; a version 1 REGISTER, from an older log, has none)
  *   DEREGISTER    node name, service id, check id
  *   CHECK_UPDATE  node name, check id, u8 status, output
  *   KV_SET        key, value bytes, u64 flags, u8 has_cas, u64 cas
@@ -27,11 +28,12 @@
 
 #include <string.h>
 
-#define CMD_VERSION 1
+#define CMD_VERSION          1
+#define CMD_VERSION_REGISTER 2
 
 void zone_cmd_encode(const struct zone_cmd *cmd, struct base_buf *out)
 {
-    base_buf_put_u8(out, CMD_VERSION);
+    base_buf_put_u8(out, cmd->type == ZONE_CMD_REGISTER ? CMD_VERSION_REGISTER : CMD_VERSION);
     base_buf_put_u8(out, (uint8_t)cmd->type);
     switch (cmd->type) {
     case ZONE_CMD_REGISTER:
@@ -122,7 +124,7 @@ static void cmd_defaults(struct zone_cmd *cmd)
     cmd->session.id = cmd->session.name = cmd->session.node = "";
 }
 
-static void decode_register(struct base_rd *r, struct base_arena *a, struct zone_cmd *cmd)
+static void decode_register(struct base_rd *r, struct base_arena *a, struct zone_cmd *cmd, bool ext)
 {
     zone__node_body_get(r, true, a, &cmd->node);
     cmd->skip_node_update = rd_bool(r);
@@ -132,14 +134,17 @@ static void decode_register(struct base_rd *r, struct base_arena *a, struct zone
         cmd->service = svc;
     }
     uint32_t n = base_rd_u32(r);
-    if (r->err || n > r->left / ZONE__CHECK_BODY_MIN) {
+    if (r->err || n > r->left / (ZONE__CHECK_BODY_MIN + (ext ? ZONE__CHECK_EXT_MIN : 0))) {
         r->err = true;
         return;
     }
     if (n) {
         struct zone_check *checks = base_arena_alloc(a, n * sizeof *checks);
-        for (uint32_t i = 0; i < n && !r->err; i++)
+        for (uint32_t i = 0; i < n && !r->err; i++) {
             zone__check_body_get(r, true, a, &checks[i]);
+            if (ext)
+                zone__check_ext_get(r, true, a, &checks[i]);
+        }
         cmd->checks = checks;
         cmd->n_checks = n;
     }
@@ -151,12 +156,15 @@ int zone_cmd_decode(const void *p, size_t n, struct base_arena *a, struct zone_c
 
     cmd_defaults(cmd);
     base_rd_init(&r, p, n);
-    if (base_rd_u8(&r) != CMD_VERSION)
+    uint8_t version = base_rd_u8(&r);
+    if (version != CMD_VERSION && version != CMD_VERSION_REGISTER)
         return BASE_EPARSE;
     cmd->type = (enum zone_cmd_type)base_rd_u8(&r);
+    if (version == CMD_VERSION_REGISTER && cmd->type != ZONE_CMD_REGISTER)
+        return BASE_EPARSE;
     switch (cmd->type) {
     case ZONE_CMD_REGISTER:
-        decode_register(&r, a, cmd);
+        decode_register(&r, a, cmd, version == CMD_VERSION_REGISTER);
         break;
     case ZONE_CMD_DEREGISTER:
         cmd->node.name = zone__rd_cstr(&r, true, a);

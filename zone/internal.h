@@ -179,7 +179,8 @@ const char *zone__rd_cstr(struct base_rd *r, bool copy, struct base_arena *a);
 /* Smallest encoded sizes of the bodies, to bound array counts by the bytes left. */
 #define ZONE__STR_MIN          5 /* length + NUL */
 #define ZONE__PAIR_MIN         (2 * ZONE__STR_MIN)
-#define ZONE__CHECK_BODY_MIN   (11 * ZONE__STR_MIN + 1 + 4 + 4 * 8)
+#define ZONE__CHECK_BODY_MIN   (11 * ZONE__STR_MIN + 1 + 4 + 4 * 8) /* without the extension */
+#define ZONE__CHECK_EXT_MIN    (1 + 4 + 4 + 2 * ZONE__STR_MIN + 1 + 3 * 4)
 #define ZONE__SERVICE_BODY_MIN (5 * ZONE__STR_MIN + 4 + 4 + 4 + 4 + 4 + 4 + 1)
 
 /* Bodies: every field but CreateIndex/ModifyIndex. Getters set r->err on malformed input. */
@@ -189,7 +190,10 @@ void zone__service_body_put(struct base_buf *b, const struct zone_service *s);
 void zone__service_body_get(struct base_rd *r, bool copy, struct base_arena *a,
                             struct zone_service *s);
 void zone__check_body_put(struct base_buf *b, const struct zone_check *c);
+/* Without the definition's extension, which follows it in new records and commands. */
 void zone__check_body_get(struct base_rd *r, bool copy, struct base_arena *a, struct zone_check *c);
+void zone__check_ext_put(struct base_buf *b, const struct zone_check *c);
+void zone__check_ext_get(struct base_rd *r, bool copy, struct base_arena *a, struct zone_check *c);
 
 /* Records: version byte, body, CreateIndex, ModifyIndex, CRC-32C. Decoders return BASE_EPARSE
  * when the bytes are not exactly one record or the checksum does not match. */

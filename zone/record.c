@@ -193,6 +193,43 @@ void zone__check_body_put(struct base_buf *b, const struct zone_check *c)
     zone__put_cstr(b, c->http);
     zone__put_cstr(b, c->method);
     zone__put_cstr(b, c->tcp);
+    zone__check_ext_put(b, c);
+}
+
+/* The definition's extension: a version byte (1), then script args, HTTP headers and body,
+ * UDP target, TLS skip-verify and the three counters of Consul's status handler. Check records
+ * and REGISTER commands written before it end after the TCP target: their decoders read it
+ * only when it is there (zone__check_decode: bytes left before the indexes; zone_cmd_decode:
+ * command version 2). */
+#define CHECK_EXT_VERSION 1
+
+void zone__check_ext_put(struct base_buf *b, const struct zone_check *c)
+{
+    base_buf_put_u8(b, CHECK_EXT_VERSION);
+    put_strs(b, c->args, c->n_args);
+    put_pairs(b, c->header, c->n_header);
+    zone__put_cstr(b, c->body);
+    zone__put_cstr(b, c->udp);
+    base_buf_put_u8(b, c->tls_skip_verify ? 1 : 0);
+    base_buf_put_u32(b, c->success_before_passing);
+    base_buf_put_u32(b, c->failures_before_warning);
+    base_buf_put_u32(b, c->failures_before_critical);
+}
+
+void zone__check_ext_get(struct base_rd *r, bool copy, struct base_arena *a, struct zone_check *c)
+{
+    if (base_rd_u8(r) != CHECK_EXT_VERSION) {
+        r->err = true;
+        return;
+    }
+    c->args = get_strs(r, copy, a, &c->n_args);
+    c->header = get_pairs(r, copy, a, &c->n_header);
+    c->body = zone__rd_cstr(r, copy, a);
+    c->udp = zone__rd_cstr(r, copy, a);
+    c->tls_skip_verify = get_bool(r);
+    c->success_before_passing = base_rd_u32(r);
+    c->failures_before_warning = base_rd_u32(r);
+    c->failures_before_critical = base_rd_u32(r);
 }
 
 void zone__check_body_get(struct base_rd *r, bool copy, struct base_arena *a, struct zone_check *c)
@@ -215,6 +252,7 @@ void zone__check_body_get(struct base_rd *r, bool copy, struct base_arena *a, st
     c->http = zone__rd_cstr(r, copy, a);
     c->method = zone__rd_cstr(r, copy, a);
     c->tcp = zone__rd_cstr(r, copy, a);
+    c->body = c->udp = "";
 }
 
 /* ---- records --------------------------------------------------------------------------- */
@@ -349,6 +387,8 @@ int zone__check_decode(const void *p, size_t len, bool copy, struct base_arena *
     struct base_rd r;
     rd_init(&r, p, len);
     zone__check_body_get(&r, copy, a, out);
+    if (!r.err && r.left > 2 * 8) /* the extension, absent from older records */
+        zone__check_ext_get(&r, copy, a, out);
     return rd_end(&r, &out->create_index, &out->modify_index);
 }
 

@@ -96,12 +96,22 @@ struct zone_check {
     const char *service_name;
     const char **service_tags;
     size_t n_service_tags;
-    const char *type; /* "ttl", "http", "tcp", "script", "" */
+    const char *type; /* "ttl", "http", "tcp", "udp", "script", "" */
     /* definition, in milliseconds where a time */
     uint64_t ttl_ms, interval_ms, timeout_ms, deregister_after_ms;
     const char *http;
     const char *method;
     const char *tcp;
+    /* the definition's extension (records and REGISTER commands written before it carry none:
+     * then all of these are empty or 0) */
+    const char **args; /* a script check's argv */
+    size_t n_args;
+    struct zone_pair *header; /* HTTP headers, one pair per value, in order */
+    size_t n_header;
+    const char *body; /* HTTP request body */
+    const char *udp;  /* "host:port" */
+    bool tls_skip_verify;
+    uint32_t success_before_passing, failures_before_warning, failures_before_critical;
     uint64_t create_index, modify_index;
 };
 

@@ -61,30 +61,60 @@ static int check_name(const char *s, const char *field, char *errmsg)
     return 0;
 }
 
+/* Consul's rule (agent.addCheck): a script check from a config file needs
+ * enable_local_script_checks or enable_script_checks, one over HTTP needs enable_script_checks:
+ * scripts accepted over HTTP are remote code execution. Consul's words. */
+static int script_allowed(struct api *a, bool remote, char *errmsg)
+{
+    if (remote && !a->cfg.enable_script_checks)
+        return base_errf(errmsg, BASE_EACL,
+                         "Scripts are disabled on this agent from remote calls; to enable, "
+                         "configure 'enable_script_checks' to true");
+    if (!remote && !a->cfg.enable_script_checks && !a->cfg.enable_local_script_checks)
+        return base_errf(errmsg, BASE_EACL,
+                         "Scripts are disabled on this agent; to enable, configure "
+                         "'enable_script_checks' or 'enable_local_script_checks' to true");
+    return 0;
+}
+
 int api__decode_check_def(struct api *a, json_t *obj, struct base_arena *ar,
-                          const struct zone_service *svc, size_t ordinal, size_t total,
+                          const struct zone_service *svc, size_t ordinal, size_t total, bool remote,
                           struct zone_check *chk, char *errmsg)
 {
     int rc = api__decode_check(obj, NULL, ar, chk, errmsg);
     if (rc)
         return rc;
     chk->node = a->cfg.node_name;
-    int kinds = (chk->ttl_ms > 0) + (chk->http && *chk->http) + (chk->tcp && *chk->tcp);
+    int kinds = (chk->ttl_ms > 0) + (chk->http && *chk->http) + (chk->tcp && *chk->tcp) +
+                (chk->udp && *chk->udp) + (chk->n_args > 0);
     if (kinds != 1)
         return base_errf(errmsg, BASE_EINVAL,
-                         kinds ? "Invalid check: give only one of TTL, HTTP or TCP"
-                               : "Invalid check: must provide TTL or HTTP or TCP and Interval");
+                         kinds ? "Invalid check: give only one of TTL, HTTP, TCP, UDP or Args"
+                               : "Invalid check: must provide TTL or HTTP or TCP or UDP or Args "
+                                 "and Interval");
+    if (chk->failures_before_warning > chk->failures_before_critical &&
+        chk->failures_before_critical)
+        return base_errf(errmsg, BASE_EINVAL,
+                         "Invalid check: FailuresBeforeWarning (%u) is greater than "
+                         "FailuresBeforeCritical (%u)",
+                         chk->failures_before_warning, chk->failures_before_critical);
+    if (chk->n_args && (rc = script_allowed(a, remote, errmsg)))
+        return rc;
     if (chk->ttl_ms) {
         chk->type = "ttl";
     } else {
-        chk->type = chk->http && *chk->http ? "http" : "tcp";
+        chk->type = chk->http && *chk->http ? "http"
+                    : chk->tcp && *chk->tcp ? "tcp"
+                    : chk->udp && *chk->udp ? "udp"
+                                            : "script";
         if (!chk->interval_ms)
             return base_errf(errmsg, BASE_EINVAL,
-                             "Invalid check: Interval must be > 0 for HTTP or TCP checks");
+                             "Invalid check: Interval must be > 0 for %s checks",
+                             chk->n_args ? "script" : "HTTP, TCP or UDP");
         if (chk->interval_ms < CHECK_INTERVAL_MIN_MS)
             chk->interval_ms = CHECK_INTERVAL_MIN_MS;
-        if (!chk->timeout_ms)
-            chk->timeout_ms = 10000;
+        if (!chk->timeout_ms) /* Consul: 30s for a script, 10s for the others */
+            chk->timeout_ms = chk->n_args ? 30000 : 10000;
         if (chk->http && *chk->http && strncmp(chk->http, "http://", 7) != 0)
             return base_errf(errmsg, BASE_EINVAL,
                              "Invalid check: HTTP must be an http:// URL (HTTPS checks are not "
@@ -116,7 +146,7 @@ int api__decode_check_def(struct api *a, json_t *obj, struct base_arena *ar,
     return 0;
 }
 
-int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
+int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar, bool remote,
                             struct zone_service *svc, struct zone_check **checks, size_t *n_checks,
                             char *errmsg)
 {
@@ -246,15 +276,15 @@ int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
     struct zone_check *chks = base_arena_alloc(ar, (total + 1) * sizeof *chks);
     size_t i = 0;
     if (check && !json_is_null(check)) {
-        if ((rc = api__decode_check_def(a, check, ar, svc, i, total, &chks[i], errmsg))) {
+        if ((rc = api__decode_check_def(a, check, ar, svc, i, total, remote, &chks[i], errmsg))) {
             base_err_wrap(errmsg, "Check");
             return rc;
         }
         i++;
     }
     for (size_t j = 0; checkl && json_is_array(checkl) && j < json_array_size(checkl); j++) {
-        if ((rc = api__decode_check_def(a, json_array_get(checkl, j), ar, svc, i, total, &chks[i],
-                                        errmsg))) {
+        if ((rc = api__decode_check_def(a, json_array_get(checkl, j), ar, svc, i, total, remote,
+                                        &chks[i], errmsg))) {
             base_err_wrap(errmsg, "Checks[%zu]", j);
             return rc;
         }
@@ -270,8 +300,10 @@ int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
     return 0;
 }
 
-int api_service_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
-                           struct zone_cmd *cmd, char *errmsg)
+/* remote: from the HTTP API (not a config file), for the script check rule. */
+static int service_def_decode(struct api *a, const char *json_text, size_t len,
+                              struct base_arena *ar, bool remote, struct zone_cmd *cmd,
+                              char *errmsg)
 {
     json_error_t jerr;
     if (len == 0)
@@ -287,7 +319,7 @@ int api_service_def_decode(struct api *a, const char *json_text, size_t len, str
         json_decref(obj);
         return base_errf(errmsg, BASE_EINVAL, "Request decode failed: expected an object");
     }
-    int rc = api__decode_service_def(a, obj, ar, svc, &checks, &n, errmsg);
+    int rc = api__decode_service_def(a, obj, ar, remote, svc, &checks, &n, errmsg);
     json_decref(obj);
     if (rc)
         return rc;
@@ -301,6 +333,43 @@ int api_service_def_decode(struct api *a, const char *json_text, size_t len, str
     return 0;
 }
 
+int api_service_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
+                           struct zone_cmd *cmd, char *errmsg)
+{
+    return service_def_decode(a, json_text, len, ar, false, cmd, errmsg);
+}
+
+int api_check_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
+                         struct zone_cmd *cmd, char *errmsg)
+{
+    json_error_t jerr;
+    json_t *obj = api__json_loadb(json_text, len, &jerr);
+    struct zone_check *chk = base_arena_alloc(ar, sizeof *chk);
+
+    if (!obj)
+        return base_errf(errmsg, BASE_EINVAL, "Request decode failed: %s", jerr.text);
+    int rc = api__decode_check_def(a, obj, ar, NULL, 0, 1, false, chk, errmsg);
+    json_decref(obj);
+    if (rc)
+        return rc;
+    if (!chk->service_id)
+        chk->service_id = "";
+    memset(cmd, 0, sizeof *cmd);
+    cmd->type = ZONE_CMD_REGISTER;
+    api__self_node(a, &cmd->node);
+    cmd->skip_node_update = true;
+    cmd->checks = chk;
+    cmd->n_checks = 1;
+    return 0;
+}
+
+/* A definition refused by the script rule is answered as Consul does: its error from
+ * AddService/AddCheck is a plain error, so 500; anything else the decoder refuses is 400. */
+static int decode_status(int rc)
+{
+    return rc == BASE_EACL ? 500 : 400;
+}
+
 /* ---- endpoints ------------------------------------------------------------------------- */
 
 static void service_register(struct api *a, struct http_req *req)
@@ -311,8 +380,9 @@ static void service_register(struct api *a, struct http_req *req)
     const char *body = http_req_body(req, &len);
     struct zone_cmd cmd;
 
-    if (api_service_def_decode(a, body, len, ar, &cmd, err)) {
-        api__error(req, 400, "%s", err);
+    int rc = service_def_decode(a, body, len, ar, true, &cmd, err);
+    if (rc) {
+        api__error(req, decode_status(rc), "%s", err);
         return;
     }
     api__write(a, req, &cmd, API_REPLY_EMPTY, NULL);
@@ -416,10 +486,10 @@ static void check_register(struct api *a, struct http_req *req)
 
     if (!obj)
         return;
-    int rc = api__decode_check_def(a, obj, ar, NULL, 0, 1, chk, err);
+    int rc = api__decode_check_def(a, obj, ar, NULL, 0, 1, true, chk, err);
     json_decref(obj);
     if (rc) {
-        api__error(req, 400, "%s", err);
+        api__error(req, decode_status(rc), "%s", err);
         return;
     }
     if (chk->service_id && *chk->service_id && !own_service_exists(a, chk->service_id)) {
@@ -542,6 +612,252 @@ static void check_update(struct api *a, struct http_req *req, const char *id)
     check_set(a, req, id, st, output);
 }
 
+/* ---- maintenance mode ------------------------------------------------------------------ */
+/* Consul's: a critical check the agent registers (_node_maintenance, or
+ * _service_maintenance:<id> on the service) hides the node's or the instance's answers until it
+ * is deregistered. It is nobody's probe: the check runner ignores its type. */
+
+#define NODE_MAINT_ID    "_node_maintenance"
+#define SERVICE_MAINT_ID "_service_maintenance:"
+#define NODE_MAINT_REASON                                                                          \
+    "Maintenance mode is enabled for this node, but no reason was provided. This is a default "    \
+    "message."
+#define SERVICE_MAINT_REASON                                                                       \
+    "Maintenance mode is enabled for this service, but no reason was provided. This is a "         \
+    "default message."
+
+/* Go's strconv.ParseBool. */
+static int parse_go_bool(const char *s, bool *out)
+{
+    static const char *const t[] = {"1", "t", "T", "TRUE", "true", "True"};
+    static const char *const f[] = {"0", "f", "F", "FALSE", "false", "False"};
+    for (size_t i = 0; i < BASE_ARRAY_LEN(t); i++) {
+        if (strcmp(s, t[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcmp(s, f[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return BASE_EINVAL;
+}
+
+/* ?enable= as Consul reads it; answers 400 and returns false when missing or invalid. */
+static bool maint_enable(struct http_req *req, bool *enable)
+{
+    const char *raw = http_req_query(req, "enable");
+    if (!raw) {
+        api__error(req, 400, "Missing value for enable");
+        return false;
+    }
+    if (parse_go_bool(raw, enable)) {
+        api__error(req, 400, "Invalid value for enable: \"%s\"", raw);
+        return false;
+    }
+    return true;
+}
+
+/* Registers (enable) or deregisters the maintenance check check_id; either is a no-op when the
+ * check already is (or is not) there. svc: the service in maintenance, NULL for the node. */
+static void maint_set(struct api *a, struct http_req *req, bool enable, const char *check_id,
+                      const char *svc_id, const char *name, const char *def_reason)
+{
+    struct base_arena *ar = http_req_arena(req);
+    struct zone_check cur;
+    bool exists = own_check(a, check_id, ar, &cur) == 0;
+    if (enable == exists) {
+        http_respond(req, 200, NULL, "", 0);
+        return;
+    }
+    struct zone_cmd cmd = {.type = enable ? ZONE_CMD_REGISTER : ZONE_CMD_DEREGISTER};
+    api__self_node(a, &cmd.node);
+    if (!enable) {
+        cmd.check_id = check_id;
+        api__write(a, req, &cmd, API_REPLY_EMPTY, NULL);
+        return;
+    }
+    const char *reason = http_req_query(req, "reason");
+    struct zone_check *chk = base_arena_alloc(ar, sizeof *chk);
+    memset(chk, 0, sizeof *chk);
+    chk->node = a->cfg.node_name;
+    chk->check_id = check_id;
+    chk->name = name;
+    chk->status = ZONE_HEALTH_CRITICAL;
+    chk->notes = reason && *reason ? reason : def_reason;
+    chk->output = "";
+    chk->service_id = svc_id ? svc_id : "";
+    chk->type = "maintenance";
+    if (strlen(chk->notes) > CHECK_OUTPUT_MAX) {
+        api__error(req, 400, "Invalid reason: longer than %d bytes", CHECK_OUTPUT_MAX);
+        return;
+    }
+    cmd.skip_node_update = true;
+    cmd.checks = chk;
+    cmd.n_checks = 1;
+    api__write(a, req, &cmd, API_REPLY_EMPTY, "No service registered with that ID");
+}
+
+static void node_maintenance(struct api *a, struct http_req *req)
+{
+    bool enable;
+    if (!maint_enable(req, &enable))
+        return;
+    maint_set(a, req, enable, NODE_MAINT_ID, NULL, "Node Maintenance Mode", NODE_MAINT_REASON);
+}
+
+static void service_maintenance(struct api *a, struct http_req *req, const char *id)
+{
+    bool enable;
+    if (!*id) {
+        api__error(req, 400, "Missing service ID");
+        return;
+    }
+    if (!maint_enable(req, &enable))
+        return;
+    if (!own_service_exists(a, id)) {
+        api__error(req, 404, "No service registered with ID \"%s\"", id);
+        return;
+    }
+    char *check_id = base_arena_printf(http_req_arena(req), SERVICE_MAINT_ID "%s", id);
+    maint_set(a, req, enable, check_id, id, "Service Maintenance Mode", SERVICE_MAINT_REASON);
+}
+
+/* ---- /v1/agent/health/service: an instance's health for load balancers --------------- */
+/* Consul's AgentHealthServiceByID/ByName: the instance's checks (the node's included), their
+ * aggregated status (maintenance when a maintenance check is among them) and the status code a
+ * load balancer reads: 200 passing, 429 warning, 503 critical or maintenance, 404 unknown. */
+
+struct inst_health {
+    const char *sid;
+    json_t *checks;
+    bool passing, warning, critical, maint;
+};
+
+static int add_inst_check(void *data, const struct zone_check *c)
+{
+    struct inst_health *h = data;
+    if (*c->service_id && strcmp(c->service_id, h->sid) != 0)
+        return 0;
+    json_array_append_new(h->checks, api__json_check(c));
+    if (strcmp(c->check_id, NODE_MAINT_ID) == 0 ||
+        strncmp(c->check_id, SERVICE_MAINT_ID, strlen(SERVICE_MAINT_ID)) == 0)
+        h->maint = true;
+    else if (c->status == ZONE_HEALTH_PASSING)
+        h->passing = true;
+    else if (c->status == ZONE_HEALTH_WARNING)
+        h->warning = true;
+    else
+        h->critical = true;
+    return 0;
+}
+
+/* One instance's AgentServiceChecksInfo; *code gets its status code, *status its text. */
+static json_t *inst_health(struct api *a, struct zone_read *rd, struct base_arena *ar,
+                           const struct zone_service *s, int *code, const char **status)
+{
+    struct inst_health h = {.sid = s->id, .checks = json_array()};
+    zone_node_checks_each(rd, a->cfg.node_name, ar, add_inst_check, &h);
+    *status = h.maint ? "maintenance" : h.critical ? "critical" : h.warning ? "warning" : "passing";
+    *code = h.maint || h.critical ? 503 : h.warning ? 429 : 200;
+    return json_pack("{s:s,s:o,s:o}", "AggregatedStatus", *status, "Service",
+                     api__json_service_agent(s, a->cfg.datacenter), "Checks", h.checks);
+}
+
+/* Consul's returnTextPlain: an Accept of text/plain, or ?format=text. */
+static bool wants_text(struct http_req *req)
+{
+    const char *accept = http_req_header(req, "Accept");
+    const char *format = http_req_query(req, "format");
+    if (accept && strncmp(accept, "text/plain", 10) == 0)
+        return true;
+    return format && strcmp(format, "text") == 0;
+}
+
+static void text_result(struct api_result *res, int code, const char *text)
+{
+    res->status = code;
+    res->raw = text;
+    res->raw_len = strlen(text);
+    res->raw_set = true;
+    res->content_type = "text/plain";
+}
+
+static void read_health_by_id(struct api *a, struct http_req *req, struct zone_read *rd,
+                              struct base_arena *ar, struct api_result *res)
+{
+    const char *id = http_req_path(req) + strlen("/v1/agent/health/service/id/");
+    struct zone_service s;
+    int code;
+    const char *status;
+    struct zone_meta m;
+
+    res->index = zone_meta_get(rd, &m) ? 0 : m.index;
+    if (zone_service_get(rd, a->cfg.node_name, id, ar, &s)) {
+        const char *why = base_arena_printf(ar, "ServiceId %s not found", id);
+        if (wants_text(req)) {
+            text_result(res, 404, why);
+            return;
+        }
+        res->status = 404;
+        res->json = json_pack("{s:s,s:n,s:n}", "AggregatedStatus", "critical", "Checks", "Service");
+        return;
+    }
+    json_t *info = inst_health(a, rd, ar, &s, &code, &status);
+    if (wants_text(req)) {
+        json_decref(info);
+        text_result(res, code, status);
+        return;
+    }
+    res->status = code;
+    res->json = info;
+}
+
+struct by_name {
+    struct api *a;
+    struct zone_read *rd;
+    struct base_arena *ar;
+    const char *name;
+    json_t *arr;
+    int code;
+    const char *status;
+};
+
+static int add_by_name(void *data, const struct zone_service *s)
+{
+    struct by_name *b = data;
+    int code;
+    const char *status;
+    if (base_strcasecmp(s->name, b->name) != 0)
+        return 0;
+    json_array_append_new(b->arr, inst_health(b->a, b->rd, b->ar, s, &code, &status));
+    /* the worst of all: 200 < 429 < 503 (a first instance replaces the 404) */
+    if (b->code == 404 || b->code < code) {
+        b->code = code;
+        b->status = status;
+    }
+    return 0;
+}
+
+static void read_health_by_name(struct api *a, struct http_req *req, struct zone_read *rd,
+                                struct base_arena *ar, struct api_result *res)
+{
+    const char *name = http_req_path(req) + strlen("/v1/agent/health/service/name/");
+    struct zone_meta m;
+    struct by_name b = {.a = a, .rd = rd, .ar = ar, .name = name, .arr = json_array(), .code = 404};
+    b.status = base_arena_printf(ar, "ServiceName %s Not Found", name);
+    res->index = zone_meta_get(rd, &m) ? 0 : m.index;
+    zone_node_services_each(rd, a->cfg.node_name, ar, add_by_name, &b);
+    if (wants_text(req)) {
+        json_decref(b.arr);
+        text_result(res, b.code, b.status);
+        return;
+    }
+    res->status = b.code;
+    res->json = b.arr;
+}
+
 /* ---- the gossip pool's members (serf.Member's JSON) ------------------------------------ */
 
 struct members {
@@ -639,6 +955,30 @@ bool api__agent_route(struct api *a, struct http_req *req, const char *path)
             api__error(req, 400, "Missing service ID");
         else
             service_deregister(a, req, p + 19);
+    } else if (strncmp(p, "health/service/id/", 18) == 0) {
+        if (!api__method(req, "GET"))
+            return true;
+        if (!p[18])
+            api__error(req, 400, "Missing serviceID");
+        else
+            api__read_local(a, req,
+                            ZONE_TABLE_BIT(ZONE_TABLE_SERVICES) | ZONE_TABLE_BIT(ZONE_TABLE_CHECKS),
+                            read_health_by_id);
+    } else if (strncmp(p, "health/service/name/", 20) == 0) {
+        if (!api__method(req, "GET"))
+            return true;
+        if (!p[20])
+            api__error(req, 400, "Missing service Name");
+        else
+            api__read_local(a, req,
+                            ZONE_TABLE_BIT(ZONE_TABLE_SERVICES) | ZONE_TABLE_BIT(ZONE_TABLE_CHECKS),
+                            read_health_by_name);
+    } else if (strcmp(p, "maintenance") == 0) {
+        if (api__method(req, "PUT"))
+            node_maintenance(a, req);
+    } else if (strncmp(p, "service/maintenance/", 20) == 0) {
+        if (api__method(req, "PUT"))
+            service_maintenance(a, req, p + 20);
     } else if (strncmp(p, "service/", 8) == 0 && p[8] && !strchr(p + 8, '/')) {
         if (api__method(req, "GET"))
             api__read_local(a, req, ZONE_TABLE_BIT(ZONE_TABLE_SERVICES), read_service_one);

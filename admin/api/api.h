@@ -104,6 +104,8 @@ struct api_config {
     bool server;
     uint64_t raft_id; /* this server's Raft id */
     const char *version;
+    /* script checks: from config files (local) or also over HTTP (script) */
+    bool enable_script_checks, enable_local_script_checks;
     struct zone_store *store;
     struct cons *cons;
     struct api_check_hooks hooks;
@@ -125,11 +127,17 @@ void api_on_leader(struct api *a, bool is_leader);
 void api_free(struct api *a);
 
 /* ---- helpers shared with admin (config file services, CLI) ----------------------------- */
-/* Decodes an agent service definition (Consul's /v1/agent/service/register body, also the
- * config file's "services" entries) into a REGISTER command for this node. Strings live in
- * the arena. errmsg names the offending field. */
+/* Decodes a config file's "services" entry (Consul's agent service definition) into a
+ * REGISTER command for this node. Strings live in the arena. errmsg names the offending field.
+ * A script check in it needs enable_local_script_checks or enable_script_checks (BASE_EACL
+ * with Consul's message otherwise); the HTTP endpoint decodes with the stricter remote rule. */
 int api_service_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
                            struct zone_cmd *cmd, char *errmsg) BASE_MUSTCHECK;
+
+/* The same for a config file's "checks" entry: one check of this node (or of one of its
+ * services, by ServiceID) as a REGISTER command. */
+int api_check_def_decode(struct api *a, const char *json_text, size_t len, struct base_arena *ar,
+                         struct zone_cmd *cmd, char *errmsg) BASE_MUSTCHECK;
 
 /* Proposes a command built by admin (e.g. config services, TTL expiry); cb may be NULL. */
 void api_propose(struct api *a, const struct zone_cmd *cmd, cons_propose_cb cb, void *data);

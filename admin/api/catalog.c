@@ -113,7 +113,7 @@ static void catalog_register(struct api *a, struct http_req *req)
             rc = base_errf(err, BASE_EINVAL, "Request decode failed: Service must be an object");
             goto bad;
         }
-        if ((rc = api__decode_service_def(a, svc_json, ar, svc, &ignored, &n_ignored, err))) {
+        if ((rc = api__decode_service_def(a, svc_json, ar, true, svc, &ignored, &n_ignored, err))) {
             base_err_wrap(err, "Service");
             goto bad;
         }

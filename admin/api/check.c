@@ -25,6 +25,10 @@ enum field_kind {
     F_IGNORE,   /* read-only or informational: accepted, not kept */
     F_EMPTY_OK, /* not implemented: accepted only when empty */
     F_SCRIPT,   /* script checks: accepted only when empty, with their own message */
+    F_ARGS,     /* a script check's argv: a non-empty array of strings */
+    F_HEADER,   /* HTTP headers: an object of arrays of strings */
+    F_BOOL,     /* a bool into the check */
+    F_COUNT,    /* a uint32 counter into the check */
 };
 
 enum { AGENT = 1, CATALOG = 2, BOTH = AGENT | CATALOG };
@@ -36,8 +40,15 @@ struct field {
     unsigned where;
 };
 
-#define STR(m) F_STR, offsetof(struct zone_check, m)
-#define DUR(m) F_DUR, offsetof(struct zone_check, m)
+#define STR(m)   F_STR, offsetof(struct zone_check, m)
+#define DUR(m)   F_DUR, offsetof(struct zone_check, m)
+#define BOOL(m)  F_BOOL, offsetof(struct zone_check, m)
+#define COUNT(m) F_COUNT, offsetof(struct zone_check, m)
+
+/* Bounds of what one definition may carry (the whole request is bounded by the HTTP body). */
+#define ARGS_MAX    256
+#define HEADERS_MAX 64
+#define COUNT_MAX   100000
 
 static const struct field fields[] = {
     {"ID", STR(check_id), BOTH},
@@ -52,6 +63,7 @@ static const struct field fields[] = {
     {"HTTP", STR(http), AGENT},
     {"Method", STR(method), AGENT},
     {"TCP", STR(tcp), AGENT},
+    {"UDP", STR(udp), AGENT},
     {"Interval", DUR(interval_ms), AGENT},
     {"Timeout", DUR(timeout_ms), AGENT},
     {"DeregisterCriticalServiceAfter", DUR(deregister_after_ms), AGENT},
@@ -66,18 +78,19 @@ static const struct field fields[] = {
     {"ModifyIndex", F_IGNORE, 0, BOTH},
     {"Namespace", F_IGNORE, 0, CATALOG},
     {"Partition", F_IGNORE, 0, CATALOG},
+    /* a script is argv run directly; Consul's "Script" (a shell line) is not supported */
     {"Script", F_SCRIPT, 0, AGENT},
-    {"Args", F_SCRIPT, 0, AGENT},
-    {"ScriptArgs", F_SCRIPT, 0, AGENT},
+    {"Args", F_ARGS, 0, AGENT},
+    {"ScriptArgs", F_ARGS, 0, AGENT},
     {"DockerContainerID", F_SCRIPT, 0, AGENT},
     {"Shell", F_SCRIPT, 0, AGENT},
-    {"TLSSkipVerify", F_EMPTY_OK, 0, AGENT},
-    {"Header", F_EMPTY_OK, 0, AGENT},
-    {"Body", F_EMPTY_OK, 0, AGENT},
+    {"TLSSkipVerify", BOOL(tls_skip_verify), AGENT},
+    {"Header", F_HEADER, 0, AGENT},
+    {"Body", STR(body), AGENT},
     {"OutputMaxSize", F_EMPTY_OK, 0, AGENT},
-    {"SuccessBeforePassing", F_EMPTY_OK, 0, AGENT},
-    {"FailuresBeforeCritical", F_EMPTY_OK, 0, AGENT},
-    {"FailuresBeforeWarning", F_EMPTY_OK, 0, AGENT},
+    {"SuccessBeforePassing", COUNT(success_before_passing), AGENT},
+    {"FailuresBeforeCritical", COUNT(failures_before_critical), AGENT},
+    {"FailuresBeforeWarning", COUNT(failures_before_warning), AGENT},
     {"GRPC", F_EMPTY_OK, 0, AGENT},
     {"GRPCUseTLS", F_EMPTY_OK, 0, AGENT},
     {"AliasNode", F_EMPTY_OK, 0, AGENT},
@@ -100,10 +113,101 @@ static const struct field def_fields[] = {
     {"Header", F_IGNORE, 0, CATALOG},
     {"TLSSkipVerify", F_IGNORE, 0, CATALOG},
     {"Body", F_IGNORE, 0, CATALOG},
+    {"UDP", STR(udp), CATALOG},
+    /* a catalog check is a record nobody runs: a script's argv is not kept */
+    {"ScriptArgs", F_IGNORE, 0, CATALOG},
+    {"Args", F_IGNORE, 0, CATALOG},
+    {"SuccessBeforePassing", F_IGNORE, 0, CATALOG},
+    {"FailuresBeforeWarning", F_IGNORE, 0, CATALOG},
+    {"FailuresBeforeCritical", F_IGNORE, 0, CATALOG},
 };
 
 #undef STR
 #undef DUR
+#undef BOOL
+#undef COUNT
+
+static int get_args(json_t *v, const char *name, struct base_arena *ar, struct zone_check *chk,
+                    char *errmsg)
+{
+    if (json_is_null(v) || (json_is_array(v) && json_array_size(v) == 0))
+        return 0; /* clients that always send the field: no script */
+    if (!json_is_array(v) || json_array_size(v) > ARGS_MAX)
+        return base_errf(errmsg, BASE_EINVAL,
+                         "Request decode failed: field \"%s\": expected an array of 1 to %d "
+                         "strings",
+                         name, ARGS_MAX);
+    size_t n = json_array_size(v);
+    const char **args = base_arena_alloc(ar, n * sizeof *args);
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_string(e) || strlen(json_string_value(e)) != json_string_length(e))
+            return base_errf(errmsg, BASE_EINVAL,
+                             "Request decode failed: field \"%s\": element %zu is not a string "
+                             "without NUL bytes",
+                             name, i);
+        args[i] = base_arena_strdup(ar, json_string_value(e));
+    }
+    if (!*args[0])
+        return base_errf(errmsg, BASE_EINVAL,
+                         "Request decode failed: field \"%s\": the program (element 0) is empty",
+                         name);
+    chk->args = args;
+    chk->n_args = n;
+    return 0;
+}
+
+/* Consul's Header: map[string][]string. One pair per value, in order. */
+static int get_header(json_t *v, const char *name, struct base_arena *ar, struct zone_check *chk,
+                      char *errmsg)
+{
+    const char *k;
+    json_t *vals;
+    size_t n = 0, i = 0;
+
+    if (json_is_null(v))
+        return 0;
+    if (!json_is_object(v))
+        return base_errf(errmsg, BASE_EINVAL,
+                         "Request decode failed: field \"%s\": expected an object of arrays of "
+                         "strings",
+                         name);
+    json_object_foreach(v, k, vals)
+    {
+        if (!json_is_array(vals))
+            return base_errf(errmsg, BASE_EINVAL,
+                             "Request decode failed: field \"%s.%s\": expected an array of "
+                             "strings",
+                             name, k);
+        n += json_array_size(vals);
+    }
+    if (n > HEADERS_MAX)
+        return base_errf(errmsg, BASE_EINVAL, "Invalid check: more than %d header values in %s",
+                         HEADERS_MAX, name);
+    struct zone_pair *p = base_arena_alloc(ar, (n ? n : 1) * sizeof *p);
+    json_object_foreach(v, k, vals)
+    {
+        /* a header name is a token (RFC 9110 5.6.2); values carry no line breaks */
+        if (!*k || strcspn(k, "()<>@,;:\\\"/[]?={} \t\r\n") != strlen(k))
+            return base_errf(errmsg, BASE_EINVAL, "Invalid check: header name \"%s\" in %s", k,
+                             name);
+        for (size_t j = 0; j < json_array_size(vals); j++) {
+            json_t *e = json_array_get(vals, j);
+            if (!json_is_string(e) || strlen(json_string_value(e)) != json_string_length(e) ||
+                strpbrk(json_string_value(e), "\r\n"))
+                return base_errf(errmsg, BASE_EINVAL,
+                                 "Invalid check: header \"%s\" in %s: values must be strings "
+                                 "without line breaks",
+                                 k, name);
+            p[i].key = base_arena_strdup(ar, k);
+            p[i].value = base_arena_strdup(ar, json_string_value(e));
+            i++;
+        }
+    }
+    chk->header = p;
+    chk->n_header = i;
+    return 0;
+}
 
 static const struct field *field_find(const struct field *t, size_t n, const char *key,
                                       unsigned where)
@@ -163,6 +267,21 @@ static int decode_fields(json_t *obj, const struct field *t, size_t n, unsigned 
             rc = decode_fields(v, def_fields, BASE_ARRAY_LEN(def_fields), where, "Definition.",
                                node, ar, chk, status, errmsg);
             break;
+        case F_BOOL:
+            rc = api__get_bool(v, name, (bool *)((char *)chk + f->off), errmsg);
+            break;
+        case F_COUNT: {
+            uint64_t x;
+            rc = api__get_uint(v, name, COUNT_MAX, &x, errmsg);
+            *(uint32_t *)((char *)chk + f->off) = (uint32_t)x;
+            break;
+        }
+        case F_ARGS:
+            rc = get_args(v, name, ar, chk, errmsg);
+            break;
+        case F_HEADER:
+            rc = get_header(v, name, ar, chk, errmsg);
+            break;
         case F_IGNORE:
             break;
         case F_EMPTY_OK:
@@ -173,7 +292,8 @@ static int decode_fields(json_t *obj, const struct field *t, size_t n, unsigned 
         case F_SCRIPT:
             if (!api__empty_value(v))
                 return base_errf(errmsg, BASE_EINVAL,
-                                 "Scripts are disabled on this agent; field \"%s\" is not allowed",
+                                 "Check field \"%s\" is not supported by Herald: a script check "
+                                 "is Args, run without a shell",
                                  k);
             break;
         }

@@ -129,7 +129,9 @@ json_t *api__json_loadb(const char *text, size_t len, json_error_t *jerr);
 json_t *api__parse_body(struct http_req *req, char *errmsg);
 
 /* Service and check definitions (agent API and config file) -> zone records. */
-int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar,
+/* remote: from the HTTP API rather than a config file (script checks need
+ * enable_script_checks then; a refusal for that is BASE_EACL). */
+int api__decode_service_def(struct api *a, json_t *obj, struct base_arena *ar, bool remote,
                             struct zone_service *svc, struct zone_check **checks, size_t *n_checks,
                             char *errmsg);
 /* A check's fields (check.c), for both of its shapes: an agent check definition (catalog_node
@@ -142,7 +144,7 @@ int api__decode_check(json_t *obj, const char *catalog_node, struct base_arena *
  * false, {} or []. */
 bool api__empty_value(json_t *v);
 int api__decode_check_def(struct api *a, json_t *obj, struct base_arena *ar,
-                          const struct zone_service *svc, size_t ordinal, size_t total,
+                          const struct zone_service *svc, size_t ordinal, size_t total, bool remote,
                           struct zone_check *chk, char *errmsg);
 /* The agent's own node record (for agent registrations). */
 void api__self_node(struct api *a, struct zone_node *n);

@@ -600,8 +600,28 @@ json_t *api__json_check(const struct zone_check *c)
         json_object_set_new(def, "HTTP", jstr(c->http));
         json_object_set_new(def, "Method", jstr(c->method));
     }
+    if (c->n_header) { /* Consul's map[string][]string, from one pair per value */
+        json_t *h = json_object();
+        for (size_t i = 0; i < c->n_header; i++) {
+            json_t *vals = json_object_get(h, c->header[i].key);
+            if (!vals) {
+                vals = json_array();
+                json_object_set_new(h, c->header[i].key, vals);
+            }
+            json_array_append_new(vals, jstr(c->header[i].value));
+        }
+        json_object_set_new(def, "Header", h);
+    }
+    if (c->body && *c->body)
+        json_object_set_new(def, "Body", jstr(c->body));
+    if (c->tls_skip_verify)
+        json_object_set_new(def, "TLSSkipVerify", json_true());
     if (c->tcp && *c->tcp)
         json_object_set_new(def, "TCP", jstr(c->tcp));
+    if (c->udp && *c->udp)
+        json_object_set_new(def, "UDP", jstr(c->udp));
+    if (c->n_args)
+        json_object_set_new(def, "ScriptArgs", api__json_strlist(c->args, c->n_args));
     if (c->interval_ms)
         json_object_set_new(def, "Interval", json_duration(c->interval_ms));
     if (c->timeout_ms)
@@ -611,6 +631,13 @@ json_t *api__json_check(const struct zone_check *c)
     if (c->deregister_after_ms)
         json_object_set_new(def, "DeregisterCriticalServiceAfter",
                             json_duration(c->deregister_after_ms));
+    if (c->success_before_passing)
+        json_object_set_new(def, "SuccessBeforePassing", json_integer(c->success_before_passing));
+    if (c->failures_before_warning)
+        json_object_set_new(def, "FailuresBeforeWarning", json_integer(c->failures_before_warning));
+    if (c->failures_before_critical)
+        json_object_set_new(def, "FailuresBeforeCritical",
+                            json_integer(c->failures_before_critical));
     json_object_set_new(o, "Definition", def);
     api__json_indexes(o, c->create_index, c->modify_index);
     return o;

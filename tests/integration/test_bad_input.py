@@ -42,7 +42,8 @@ def _catalog_state(agent):
     (b'{"Name": "web", "Check": {}}', ["TTL"]),
     (b'{"Name": "web", "Check": {"HTTP": "http://x/"}}', ["Interval"]),
     (b'{"Name": "web", "Check": {"TTL": "10s", "Status": "great"}}', ["status"]),
-    (b'{"Name": "web", "Check": {"Args": ["/bin/true"], "Interval": "10s"}}', ["Script"]),
+    # a shell line (Args without enable_script_checks: test_checks_complete, Consul's 500)
+    (b'{"Name": "web", "Check": {"Script": "/bin/true", "Interval": "10s"}}', ["Script"]),
     (b'{"Name": "web", "Checks": [{"TTL": "1s"}, {"Nope": 1}]}', ["Checks[1]", "Nope"]),
     (b'{"Name": "w\\u0000b"}', ["NUL"]),
 ])

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "zone/internal.h"
 #include "zone/zone.h"
 
 static void pairs_equal(const struct zone_pair *a, size_t na, const struct zone_pair *b, size_t nb)
@@ -585,14 +586,53 @@ static void test_fuzz_no_crash(void **state)
         for (size_t k = 0; k < len; k++)
             p[k] = (uint8_t)rand_r(&seed);
         if (len >= 2) { /* mostly a valid header, so the bodies get exercised */
-            p[0] = 1;
             p[1] = (uint8_t)(1 + rand_r(&seed) % 5);
+            p[0] = p[1] == ZONE_CMD_REGISTER ? (uint8_t)(1 + rand_r(&seed) % 2) : 1;
         }
         int rc = zone_cmd_decode(p, len, &a, &out);
         assert_true(rc == 0 || rc == BASE_EPARSE);
         free(p);
         base_arena_reset(&a);
     }
+    base_arena_close(&a);
+}
+
+/* A REGISTER from a log written before the check definition's extension (command version 1:
+ * check bodies end after the TCP target) still decodes; version 2 carries the extension. */
+static void test_register_v1_without_extension(void **state)
+{
+    (void)state;
+    const char *args[] = {"/bin/true"};
+    struct zone_check chk = {.node = "n", .check_id = "c", .type = "tcp", .tcp = "h:1"};
+    struct zone_cmd cmd = {.type = ZONE_CMD_REGISTER, .checks = &chk, .n_checks = 1};
+    struct zone_cmd out;
+    struct base_buf b;
+    struct base_arena a;
+
+    cmd.node.name = "n";
+    base_arena_init(&a);
+    base_buf_init(&b);
+    zone_cmd_encode(&cmd, &b);
+    assert_int_equal(b.data[0], 2);
+    b.data[0] = 1;
+    b.len -= ZONE__CHECK_EXT_MIN; /* the check is last: its (empty) extension goes */
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &a, &out), 0);
+    assert_int_equal(out.n_checks, 1);
+    assert_string_equal(out.checks[0].tcp, "h:1");
+    assert_int_equal(out.checks[0].n_args, 0);
+    assert_string_equal(out.checks[0].udp, "");
+
+    chk.type = "script";
+    chk.args = args;
+    chk.n_args = 1;
+    b.len = 0;
+    zone_cmd_encode(&cmd, &b);
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &a, &out), 0);
+    assert_int_equal(out.checks[0].n_args, 1);
+    assert_string_equal(out.checks[0].args[0], "/bin/true");
+    b.data[0] = 1; /* version 1 has no extension: the bytes left over make it malformed */
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &a, &out), BASE_EPARSE);
+    base_buf_free(&b);
     base_arena_close(&a);
 }
 
@@ -631,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_huge_counts_refused),
         cmocka_unit_test(test_fuzz_no_crash),
         cmocka_unit_test(test_health_names),
+        cmocka_unit_test(test_register_v1_without_extension),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

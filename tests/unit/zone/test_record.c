@@ -218,8 +218,82 @@ static void test_min_sizes(void **state)
     assert_int_equal(b.len, ZONE__SERVICE_BODY_MIN);
     b.len = 0;
     zone__check_body_put(&b, &c);
-    assert_int_equal(b.len, ZONE__CHECK_BODY_MIN);
+    assert_int_equal(b.len, ZONE__CHECK_BODY_MIN + ZONE__CHECK_EXT_MIN);
     base_buf_free(&b);
+}
+
+/* A check record written before the definition's extension (its body ends after the TCP
+ * target) still decodes, with the extension's fields empty; a new one carries them. */
+static void test_check_record_extension(void **state)
+{
+    (void)state;
+    const char *args[] = {"/bin/check", "-w", ""};
+    struct zone_pair hdr[] = {{"X-A", "1"}, {"X-A", "2"}};
+    struct zone_check c = {
+        .node = "n", .check_id = "c", .type = "tcp", .tcp = "h:1", .interval_ms = 1000};
+    struct zone_check co;
+    struct base_buf b;
+    struct base_arena a;
+
+    base_buf_init(&b);
+    base_arena_init(&a);
+    base_buf_put_u8(&b, ZONE__RECORD_VERSION);
+    zone__check_body_put(&b, &c);
+    b.len -= ZONE__CHECK_EXT_MIN; /* an empty extension: what an older record lacks */
+    base_buf_put_u64(&b, 4);
+    base_buf_put_u64(&b, 5);
+    base_buf_put_u32(&b, 0);
+    zone__rec_reseal(b.data, b.len);
+    assert_int_equal(zone__check_decode(b.data, b.len, true, &a, &co), 0);
+    assert_string_equal(co.tcp, "h:1");
+    assert_true(co.interval_ms == 1000 && co.create_index == 4 && co.modify_index == 5);
+    assert_true(co.n_args == 0 && co.n_header == 0 && !co.tls_skip_verify);
+    assert_string_equal(co.body, "");
+    assert_string_equal(co.udp, "");
+    assert_true(co.success_before_passing == 0 && co.failures_before_critical == 0);
+
+    c.type = "script";
+    c.args = args;
+    c.n_args = 3;
+    c.header = hdr;
+    c.n_header = 2;
+    c.body = "b";
+    c.udp = "u:2";
+    c.tls_skip_verify = true;
+    c.success_before_passing = 2;
+    c.failures_before_warning = 3;
+    c.failures_before_critical = 4;
+    b.len = 0;
+    zone__check_encode(&c, &b);
+    assert_int_equal(zone__check_decode(b.data, b.len, false, &a, &co), 0);
+    assert_int_equal(co.n_args, 3);
+    assert_string_equal(co.args[0], "/bin/check");
+    assert_string_equal(co.args[2], "");
+    assert_int_equal(co.n_header, 2);
+    assert_string_equal(co.header[1].value, "2");
+    assert_string_equal(co.body, "b");
+    assert_string_equal(co.udp, "u:2");
+    assert_true(co.tls_skip_verify);
+    assert_true(co.success_before_passing == 2 && co.failures_before_warning == 3 &&
+                co.failures_before_critical == 4);
+    /* an unknown extension version is refused, not misread */
+    struct zone_check plain = c;
+    struct base_buf p;
+    plain.args = NULL;
+    plain.n_args = 0;
+    plain.header = NULL;
+    plain.n_header = 0;
+    plain.body = plain.udp = "";
+    base_buf_init(&p);
+    zone__check_body_put(&p, &plain);
+    size_t at = 1 + p.len - ZONE__CHECK_EXT_MIN; /* the extension's version byte */
+    assert_int_equal(b.data[at], 1);
+    b.data[at] = 2;
+    zone__rec_reseal(b.data, b.len);
+    assert_int_equal(zone__check_decode(b.data, b.len, false, &a, &co), BASE_EPARSE);
+    base_buf_free(&p);
+    base_buf_free(&b);
+    base_arena_close(&a);
 }
 
 int main(void)
@@ -229,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_service_check_kv_records),
         cmocka_unit_test(test_truncated_records),
         cmocka_unit_test(test_min_sizes),
+        cmocka_unit_test(test_check_record_extension),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

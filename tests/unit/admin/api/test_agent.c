@@ -80,7 +80,8 @@ static int decode_svc_json(struct fx *f, json_t *v)
     f->err[0] = '\0';
     f->checks = NULL;
     f->n_checks = 0;
-    return api__decode_service_def(f->api, v, &f->ar, &f->svc, &f->checks, &f->n_checks, f->err);
+    return api__decode_service_def(f->api, v, &f->ar, true, &f->svc, &f->checks, &f->n_checks,
+                                   f->err);
 }
 
 static int decode_svc(struct fx *f, const char *text)
@@ -124,7 +125,7 @@ static int decode_chk(struct fx *f, const char *text)
 {
     json_t *v = J(text);
     f->err[0] = '\0';
-    int rc = api__decode_check_def(f->api, v, &f->ar, NULL, 0, 1, &f->chk, f->err);
+    int rc = api__decode_check_def(f->api, v, &f->ar, NULL, 0, 1, true, &f->chk, f->err);
     json_decref(v);
     return rc;
 }
@@ -630,51 +631,59 @@ static void test_check_needs_exactly_one_kind(void **state)
     chk_bad(f, "{\"Name\": \"c\", \"HTTP\": \"\", \"TCP\": \"\", \"Interval\": \"10s\"}",
             "must provide TTL or HTTP or TCP", NULL);
     chk_bad(f, "{\"Name\": \"c\", \"TTL\": \"10s\", \"HTTP\": \"http://x/\", \"Interval\": \"1s\"}",
-            "only one of TTL, HTTP or TCP", NULL);
+            "only one of TTL, HTTP, TCP", NULL);
     chk_bad(f, "{\"Name\": \"c\", \"TTL\": \"10s\", \"TCP\": \"x:1\"}",
-            "only one of TTL, HTTP or TCP", NULL);
+            "only one of TTL, HTTP, TCP", NULL);
     chk_bad(f, "{\"Name\": \"c\", \"HTTP\": \"http://x/\", \"TCP\": \"x:1\", \"Interval\": \"1s\"}",
-            "only one of TTL, HTTP or TCP", NULL);
+            "only one of TTL, HTTP, TCP", NULL);
     chk_bad(f,
             "{\"Name\": \"c\", \"TTL\": \"1s\", \"HTTP\": \"http://x/\", \"TCP\": \"x:1\", "
             "\"Interval\": \"1s\"}",
-            "only one of TTL, HTTP or TCP", NULL);
+            "only one of TTL, HTTP, TCP", NULL);
 }
 
 static void test_check_refuses_scripts(void **state)
 {
     struct fx *f = *state;
+    /* a shell line is not run: scripts are argv only */
     chk_bad(f, "{\"Name\": \"s\", \"Script\": \"/bin/true\", \"Interval\": \"10s\"}",
-            "Scripts are disabled", "\"Script\"");
-    chk_bad(f, "{\"Name\": \"s\", \"Args\": [\"/bin/true\"], \"Interval\": \"10s\"}",
-            "Scripts are disabled", "\"Args\"");
-    chk_bad(f, "{\"Name\": \"s\", \"ScriptArgs\": [\"/bin/true\"], \"Interval\": \"10s\"}",
-            "Scripts are disabled", "\"ScriptArgs\"");
+            "is not supported by Herald", "\"Script\"");
     chk_bad(f, "{\"Name\": \"s\", \"docker_container_id\": \"abc\", \"Interval\": \"10s\"}",
-            "Scripts are disabled", "\"docker_container_id\"");
+            "is not supported by Herald", "\"docker_container_id\"");
     chk_bad(f, "{\"Name\": \"s\", \"Shell\": \"/bin/sh\", \"TTL\": \"10s\"}",
-            "Scripts are disabled", "\"Shell\"");
+            "is not supported by Herald", "\"Shell\"");
+    /* Args over HTTP need enable_script_checks (off in this fixture): Consul's words */
+    assert_int_equal(
+        decode_chk(f, "{\"Name\": \"s\", \"Args\": [\"/bin/true\"], \"Interval\": \"10s\"}"),
+        BASE_EACL);
+    assert_contains(f->err, "Scripts are disabled on this agent from remote calls");
+    assert_int_equal(decode_chk(f, "{\"Name\": \"s\", \"ScriptArgs\": [\"/bin/true\"], "
+                                   "\"Interval\": \"10s\"}"),
+                     BASE_EACL);
+    chk_bad(f, "{\"Name\": \"s\", \"Args\": [\"/bin/true\", 1], \"Interval\": \"10s\"}", "\"Args\"",
+            "element 1");
     /* empty script fields, as some clients always send them, are fine */
     chk_ok(f, "{\"Name\": \"s\", \"TTL\": \"10s\", \"Script\": \"\", \"Args\": [], "
               "\"ScriptArgs\": null, \"DockerContainerID\": \"\", \"Shell\": \"\"}");
     /* and a service's check says which one it was */
-    svc_bad(f, "{\"Name\": \"web\", \"Check\": {\"Args\": [\"x\"], \"Interval\": \"1s\"}}",
-            "Check: Scripts are disabled", "\"Args\"");
+    f->err[0] = '\0';
+    json_t *v = J("{\"Name\": \"web\", \"Check\": {\"Args\": [\"x\"], \"Interval\": \"1s\"}}");
+    assert_int_equal(decode_svc_json(f, v), BASE_EACL);
+    json_decref(v);
+    assert_contains(f->err, "Check: Scripts are disabled");
 }
 
 static void test_check_unsupported_fields(void **state)
 {
     struct fx *f = *state;
-    chk_bad(f, "{\"Name\": \"c\", \"TTL\": \"10s\", \"Header\": {\"X\": [\"y\"]}}",
-            "Check field \"Header\" is not supported", NULL);
-    chk_bad(f, "{\"Name\": \"c\", \"TTL\": \"10s\", \"TLSSkipVerify\": true}",
-            "Check field \"TLSSkipVerify\" is not supported", NULL);
+    chk_bad(f, "{\"Name\": \"c\", \"TTL\": \"10s\", \"OutputMaxSize\": 10}",
+            "Check field \"OutputMaxSize\" is not supported", NULL);
     chk_bad(f, "{\"Name\": \"c\", \"TTL\": \"10s\", \"GRPC\": \"127.0.0.1:9000\"}",
             "Check field \"GRPC\" is not supported", NULL);
     chk_bad(f, "{\"Name\": \"c\", \"TTL\": \"10s\", \"alias_service\": \"web\"}",
             "Check field \"alias_service\" is not supported", NULL);
-    chk_bad(f, "{\"Name\": \"c\", \"TTL\": \"10s\", \"SuccessBeforePassing\": 3}",
-            "Check field \"SuccessBeforePassing\" is not supported", NULL);
+    chk_bad(f, "{\"Name\": \"c\", \"TTL\": \"10s\", \"SuccessBeforePassing\": -3}",
+            "\"SuccessBeforePassing\"", "out of range");
     /* empty ones pass, and read-only fields a client echoes back are ignored */
     chk_ok(f, "{\"Name\": \"c\", \"TTL\": \"10s\", \"TLSSkipVerify\": false, \"Header\": {}, "
               "\"Body\": \"\", \"SuccessBeforePassing\": null, \"GRPC\": \"\", "
@@ -692,7 +701,7 @@ static void test_check_refuses(void **state)
     struct fx *f = *state;
     f->err[0] = '\0';
     json_t *v = json_array();
-    assert_int_equal(api__decode_check_def(f->api, v, &f->ar, NULL, 0, 1, &f->chk, f->err),
+    assert_int_equal(api__decode_check_def(f->api, v, &f->ar, NULL, 0, 1, true, &f->chk, f->err),
                      BASE_EINVAL);
     assert_contains(f->err, "check must be an object");
     json_decref(v);
@@ -724,7 +733,7 @@ static void test_check_refuses(void **state)
     id[sizeof id - 1] = '\0';
     v = json_pack("{s:s,s:s,s:s}", "Name", "c", "TTL", "1s", "CheckID", id);
     f->err[0] = '\0';
-    assert_int_equal(api__decode_check_def(f->api, v, &f->ar, NULL, 0, 1, &f->chk, f->err),
+    assert_int_equal(api__decode_check_def(f->api, v, &f->ar, NULL, 0, 1, true, &f->chk, f->err),
                      BASE_EINVAL);
     assert_contains(f->err, "Invalid CheckID");
     assert_contains(f->err, "longer than 255");
