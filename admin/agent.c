@@ -48,6 +48,7 @@ struct agent {
     struct adm_checks *checks;
     struct adm_serf *serf; /* the LAN gossip pool */
     struct adm_reconcile *reconcile;
+    struct adm_local *local;
     uv_signal_t sigint, sigterm;
     uv_timer_t sync; /* retries a failed registration */
     uint64_t leader; /* the leader consensus last told of (0: none) */
@@ -162,6 +163,7 @@ static void registered_cb(void *data, int status, int result, uint64_t index)
     ag->registered = true;
     LOG_INFO("agent", "synced node info node=%s address=%s", ag->cfg.node_name,
              ag->cfg.advertise_addr);
+    adm_local_start(ag->local);
 }
 
 static void service_cb(void *data, int status, int result, uint64_t index)
@@ -198,6 +200,7 @@ static void register_self(struct agent *ag)
     /* no serfHealth: as in Consul, only the leader sets it, from what gossip says (reconcile.c);
      * an agent restarted after a failure stays critical until the pool sees it alive */
     ag->registering = true;
+    adm_local_set_node(ag->local, &cmd);
     api_propose(ag->api, &cmd, registered_cb, ag);
 
     for (size_t i = 0; i < ag->cfg.services.n; i++) {
@@ -206,8 +209,10 @@ static void register_self(struct agent *ag)
         struct zone_cmd sc;
         const char *text = ag->cfg.services.v[i];
         base_arena_init(&ar);
-        if (api_service_def_decode(ag->api, text, strlen(text), &ar, &sc, err) == 0)
+        if (api_service_def_decode(ag->api, text, strlen(text), &ar, &sc, err) == 0) {
+            adm_local_own(ag->local, &sc);
             api_propose(ag->api, &sc, service_cb, ag);
+        }
         base_arena_close(&ar);
     }
     for (size_t i = 0; i < ag->cfg.checks.n; i++) { /* after the services they may name */
@@ -216,8 +221,10 @@ static void register_self(struct agent *ag)
         struct zone_cmd cc;
         const char *text = ag->cfg.checks.v[i];
         base_arena_init(&ar);
-        if (api_check_def_decode(ag->api, text, strlen(text), &ar, &cc, err) == 0)
+        if (api_check_def_decode(ag->api, text, strlen(text), &ar, &cc, err) == 0) {
+            adm_local_own(ag->local, &cc);
             api_propose(ag->api, &cc, service_cb, ag);
+        }
         base_arena_close(&ar);
     }
 }
@@ -278,6 +285,8 @@ static void on_cons_stopped(void *data)
     if (ag->api)
         api_free(ag->api);
     ag->api = NULL;
+    adm_local_free(ag->local); /* its writes ended inside cons_stop */
+    ag->local = NULL;
     if (ag->checks)
         adm_checks_free(ag->checks, on_checks_freed, ag);
     uv_close((uv_handle_t *)&ag->sync, NULL);
@@ -327,6 +336,7 @@ static void begin_stop(struct agent *ag)
     uv_close((uv_handle_t *)&ag->sigterm, NULL);
     uv_timer_stop(&ag->sync);
     adm_reconcile_stop(ag->reconcile);
+    adm_local_stop(ag->local);
     if (ag->rsv)
         rsv_stop(ag->rsv, on_rsv_stopped, ag);
     else
@@ -490,6 +500,22 @@ static int pool_event_fire(void *data, const struct api_user_event *ev, char *er
     return adm_event_fire(ag->serf ? adm_serf_gossip(ag->serf) : NULL, ev, err);
 }
 
+static void count_alive(void *ctx, const struct gossip_node *n)
+{
+    if (n->status == GOSSIP_MEMBER_ALIVE)
+        ++*(size_t *)ctx;
+}
+
+/* The pool's alive members, for anti-entropy's interval. */
+static size_t pool_size(void *data)
+{
+    struct agent *ag = data;
+    size_t n = 0;
+    if (ag->serf)
+        adm_serf_members(ag->serf, count_alive, &n);
+    return n ? n : 1;
+}
+
 /* A user event of the pool (ours included): Consul's reach the api (events.c). */
 static void on_user_event(void *data, const struct gossip_event *ev)
 {
@@ -577,9 +603,20 @@ static int agent_start(struct agent *ag, char *err)
         return rc;
     }
 
+    struct adm_local_config lc = {
+        .node_name = c->node_name,
+        .data_dir = c->dev ? NULL : c->data_dir,
+        .server = c->server,
+        .interval_ms = c->ae_interval_ms,
+        .store = ag->store,
+        .cons = ag->cons,
+        .members = pool_size,
+        .data = ag,
+    };
+    ag->local = adm_local_new(&ag->loop, &lc);
     ag->checks = adm_checks_new(&ag->loop, ag->store, c->node_name,
                                 c->enable_script_checks || c->enable_local_script_checks,
-                                (unsigned)c->max_running_scripts);
+                                (unsigned)c->max_running_scripts, c->check_update_interval_ms);
     struct api_config ac = {
         .node_name = c->node_name,
         .node_id = ag->node_id,
@@ -599,6 +636,7 @@ static int agent_start(struct agent *ag, char *err)
         .store = ag->store,
         .cons = ag->cons,
         .hooks = {.ttl_reset = adm_checks_ttl_reset,
+                  .defer_output = adm_checks_defer_output,
                   .data = ag->checks,
                   .leave = on_left,
                   .leave_data = ag},
@@ -608,10 +646,15 @@ static int agent_start(struct agent *ag, char *err)
                    .keyring = pool_keyring,
                    .event_fire = pool_event_fire,
                    .data = ag},
+        .local = {.begin = adm_local_begin,
+                  .written = adm_local_written,
+                  .stats = adm_local_stats,
+                  .data = ag->local},
     };
     if ((rc = api_new(&ag->loop, &ac, &ag->api)))
         return base_errf(err, rc, "api: %s", base_strerror(rc));
     adm_checks_set_api(ag->checks, ag->api);
+    adm_local_set_api(ag->local, ag->api);
     api_on_leader(ag->api, cons_is_leader(ag->cons));
     struct adm_serf_hooks sh = {.on_member = on_member,
                                 .on_user_event = on_user_event,

@@ -59,6 +59,13 @@ struct chk {
     struct probe *probe; /* in flight */
     bool seen;
     struct base_list link; /* on owner->list */
+    /* check_update_interval: when the output was last written alone, and the output (with its
+     * status) waiting for the interval to pass, on the defer timer */
+    uint64_t out_ms;
+    char *deferred;
+    enum zone_health deferred_st;
+    uv_timer_t defer;
+    int handles; /* timer and defer: freed when both closed */
 };
 
 struct adm_checks {
@@ -75,6 +82,7 @@ struct adm_checks {
     void (*done)(void *);
     void *done_data;
     uint64_t rng;
+    uint64_t update_interval_ms; /* check_update_interval; 0: every change is written */
 };
 
 struct probe {
@@ -118,27 +126,98 @@ static void update_cb(void *data, int status, int result, uint64_t index)
         LOG_WARN("checks", "updating a check failed: %s", base_strerror(status ? status : result));
 }
 
+static struct chk *chk_find(struct adm_checks *c, const char *id);
+static void set_status(struct adm_checks *c, const char *id, enum zone_health st,
+                       const char *output);
+
+static void defer_fire(uv_timer_t *t)
+{
+    struct chk *k = t->data;
+    char *o = k->deferred;
+    k->deferred = NULL;
+    if (o) {
+        k->out_ms = 0; /* the interval passed: this one is written */
+        set_status(k->owner, k->id, k->deferred_st, o);
+        base_free(o);
+    }
+}
+
+static void defer_clear(struct chk *k)
+{
+    base_free(k->deferred);
+    k->deferred = NULL;
+    uv_timer_stop(&k->defer);
+}
+
+/* Consul's check_update_interval (its local state's DeferCheck): a result that changes only
+ * the output is written at most once per interval; the latest output waits on the check's
+ * defer timer and is written when the interval has passed. A status change is written at once
+ * and drops what waited. True: this write waits. */
+static bool defer_output(struct adm_checks *c, struct chk *k, enum zone_health st,
+                         const char *output)
+{
+    uint64_t now = uv_now(c->loop);
+    if (!c->update_interval_ms || !k || c->closing)
+        return false;
+    if (!k->out_ms || now - k->out_ms >= c->update_interval_ms) {
+        k->out_ms = now;
+        defer_clear(k);
+        return false;
+    }
+    base_free(k->deferred);
+    k->deferred = base_strdup(output);
+    k->deferred_st = st;
+    if (!uv_is_active((uv_handle_t *)&k->defer))
+        uv_timer_start(&k->defer, defer_fire, k->out_ms + c->update_interval_ms - now, 0);
+    LOG_DEBUG("checks", "check %s: output-only change deferred", k->id);
+    return true;
+}
+
+bool adm_checks_defer_output(void *data, const char *check_id, bool status_changed,
+                             enum zone_health st, const char *output)
+{
+    struct adm_checks *c = data;
+    struct chk *k = chk_find(c, check_id);
+    if (status_changed) {
+        if (k) {
+            defer_clear(k);
+            k->out_ms = uv_now(c->loop);
+        }
+        return false;
+    }
+    return defer_output(c, k, st, output);
+}
+
 static void set_status(struct adm_checks *c, const char *id, enum zone_health st,
                        const char *output)
 {
     struct zone_read *rd;
     struct base_arena ar;
     struct zone_check cur;
-    bool same = false;
+    bool same = false, output_only = false;
 
     if (c->closing || !c->api)
         return;
     base_arena_init(&ar);
     if (zone_read_begin(c->store, &rd) == 0) {
-        if (zone_check_get(rd, c->node, id, &ar, &cur) == 0)
+        if (zone_check_get(rd, c->node, id, &ar, &cur) == 0) {
             same = cur.status == st && strcmp(cur.output, output) == 0;
-        else
+            output_only = !same && cur.status == st;
+        } else {
             same = true; /* gone: nothing to update */
+        }
         zone_read_end(rd);
     }
     base_arena_close(&ar);
     if (same)
         return;
+    struct chk *k = chk_find(c, id);
+    if (output_only && defer_output(c, k, st, output))
+        return;
+    if (!output_only && k) {
+        defer_clear(k);
+        k->out_ms = uv_now(c->loop);
+    }
     LOG_DEBUG("checks", "check %s is now %s: %s", id, zone_health_name(st), output);
     struct zone_cmd cmd = {.type = ZONE_CMD_CHECK_UPDATE};
     cmd.node.name = c->node;
@@ -794,10 +873,15 @@ static void chk_free_cb(uv_handle_t *h)
 {
     struct chk *k = h->data;
     struct adm_checks *c = k->owner;
+    c->open_handles--;
+    if (--k->handles) {
+        handle_closed(NULL);
+        return;
+    }
+    base_free(k->deferred);
     base_free(k->id);
     chk_free_def(k);
     base_free(k);
-    c->open_handles--;
     handle_closed(NULL);
 }
 
@@ -829,6 +913,18 @@ static void chk_drop(struct chk *k)
     k->probe = NULL;
     uv_timer_stop(&k->timer);
     uv_close((uv_handle_t *)&k->timer, chk_free_cb);
+    uv_close((uv_handle_t *)&k->defer, chk_free_cb);
+}
+
+static struct chk *chk_find(struct adm_checks *c, const char *id)
+{
+    struct base_list *pos, *tmp;
+    BASE_LIST_FOREACH_SAFE(pos, tmp, &c->list)
+    {
+        if (strcmp(chk_of(pos)->id, id) == 0)
+            return chk_of(pos);
+    }
+    return NULL;
 }
 
 /* ---- sync with the catalog ------------------------------------------------------------- */
@@ -895,8 +991,10 @@ static int sync_one(void *data, const struct zone_check *zc)
         k->owner = c;
         k->id = base_strdup(zc->check_id);
         uv_timer_init(c->loop, &k->timer);
-        k->timer.data = k;
-        c->open_handles++;
+        uv_timer_init(c->loop, &k->defer);
+        k->timer.data = k->defer.data = k;
+        k->handles = 2;
+        c->open_handles += 2;
         base_list_insert_head(&c->list, &k->link);
     }
     k->def = def;
@@ -980,9 +1078,10 @@ void adm_checks_ttl_reset(void *data, const char *check_id)
 }
 
 struct adm_checks *adm_checks_new(uv_loop_t *loop, struct zone_store *store, const char *node_name,
-                                  bool scripts, unsigned max_scripts)
+                                  bool scripts, unsigned max_scripts, uint64_t update_interval_ms)
 {
     struct adm_checks *c = base_calloc(1, sizeof *c);
+    c->update_interval_ms = update_interval_ms;
     c->scripts = scripts;
     c->max_scripts = max_scripts ? max_scripts : 32;
     base_list_init(&c->list);

@@ -98,6 +98,14 @@ const struct adm_option adm_options[] = {
      * 60s, ReconcileInterval) */
     {NULL, "reconcile_interval", ADM_OPT_DURATION, ADM_OPT_AT(reconcile_interval_ms), .min = 100,
      .max = 3600000, .def = 60000},
+    /* anti-entropy (local.c): a full sync of this agent's services and checks this often,
+     * before Consul's scaling with the pool's size (Consul: 1 minute, ae_interval) */
+    {NULL, "ae_interval", ADM_OPT_DURATION, ADM_OPT_AT(ae_interval_ms), .min = 100, .max = 3600000,
+     .def = 60000},
+    /* a check whose status did not change writes its new output at most this often (Consul's
+     * check_update_interval; 0: every change) */
+    {NULL, "check_update_interval", ADM_OPT_DURATION, ADM_OPT_AT(check_update_interval_ms),
+     .max = 24ull * 3600 * 1000, .def = 300000},
     /* defaults: leave on SIGTERM for a client, never on SIGINT for a server (validate()) */
     {NULL, "leave_on_terminate", ADM_OPT_BOOL, ADM_OPT_AT(leave_on_terminate),
      .given = offsetof(struct adm_config, leave_on_terminate_set)},

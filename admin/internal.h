@@ -46,6 +46,7 @@ struct adm_config {
     bool rejoin_after_leave; /* -rejoin: rejoin the snapshot's members even after a leave */
     uint64_t reconnect_timeout_ms;
     uint64_t reconcile_interval_ms;
+    uint64_t ae_interval_ms, check_update_interval_ms;
     bool leave_on_terminate, leave_on_terminate_set;
     bool skip_leave_on_interrupt, skip_leave_on_interrupt_set;
     struct adm_gossip_config { /* gossip_lan.*, 0: gossip's default */
@@ -185,12 +186,18 @@ int adm_cli_main(const char *cmd, int argc, char **argv);
 struct adm_checks;
 /* scripts: script checks may run (enable_script_checks or enable_local_script_checks); at most
  * max_scripts of them at once. */
+/* update_interval_ms: check_update_interval (0: every output change is written). */
 struct adm_checks *adm_checks_new(uv_loop_t *loop, struct zone_store *store, const char *node_name,
-                                  bool scripts, unsigned max_scripts);
+                                  bool scripts, unsigned max_scripts, uint64_t update_interval_ms);
 void adm_checks_set_api(struct adm_checks *c, struct api *api);
 /* Re-reads this node's checks and (re)arms their timers. */
 void adm_checks_sync(struct adm_checks *c);
 void adm_checks_ttl_reset(void *c, const char *check_id);
+/* check_update_interval for a status written through the API (a TTL check's update): true
+ * when only the output changed too soon after its last write (the runner writes it later);
+ * a status change is written now and starts the interval. */
+bool adm_checks_defer_output(void *c, const char *check_id, bool status_changed,
+                             enum zone_health st, const char *output);
 /* Stops every check (timers, probes in flight) and frees the runner; done (may be NULL) runs
  * once its last handle is closed, later. Loop thread. */
 void adm_checks_free(struct adm_checks *c, void (*done)(void *), void *data);
@@ -266,6 +273,38 @@ struct adm_snapshot *adm_snapshot_open(uv_loop_t *loop, const char *data_dir, co
 void adm_snapshot_member(struct adm_snapshot *sn, const struct gossip_event *ev);
 void adm_snapshot_left(struct adm_snapshot *sn);
 void adm_snapshot_close(struct adm_snapshot *sn);
+
+/* This agent's own services and checks, and anti-entropy (local.c has the design). Borrowed
+ * for its life: store, cons, api. Loop thread. */
+struct adm_local;
+typedef size_t (*adm_local_size_fn)(void *data);
+struct adm_local_config {
+    const char *node_name;
+    const char *data_dir; /* DATA/local/state; NULL: nothing kept */
+    bool server;          /* its "consul" service is the agent's own */
+    uint64_t interval_ms; /* ae_interval */
+    struct zone_store *store;
+    struct cons *cons;
+    struct api *api;           /* may be set later (adm_local_set_api) */
+    adm_local_size_fn members; /* the pool's size, for the interval's scale (may be NULL) */
+    void *data;
+};
+/* Reads DATA/local/state (what the API registered before a restart). */
+struct adm_local *adm_local_new(uv_loop_t *loop, const struct adm_local_config *cfg);
+void adm_local_set_api(struct adm_local *l, struct api *api);
+/* The node's own registration, made again when the node is missing from the catalog. */
+void adm_local_set_node(struct adm_local *l, const struct zone_cmd *node_cmd);
+/* A config file's service or check registration (not kept in DATA/local/state). */
+void adm_local_own(struct adm_local *l, const struct zone_cmd *cmd);
+/* api_local_hooks (data: the local). */
+void adm_local_begin(void *data);
+void adm_local_written(void *data, const struct zone_cmd *cmd);
+void adm_local_stats(void *data, struct api_sync_stats *out);
+/* Full passes begin (the node is registered) and go on every scaled ae_interval. */
+void adm_local_start(struct adm_local *l);
+/* No pass after this (before consensus stops); frees after consensus stopped. */
+void adm_local_stop(struct adm_local *l);
+void adm_local_free(struct adm_local *l);
 
 /* The leader's reconciliation of gossip members into the catalog (reconcile.c). Borrowed for
  * its life: cfg, store, cons, api, serf. Loop thread. */

@@ -385,7 +385,7 @@ static void service_register(struct api *a, struct http_req *req)
         api__error(req, decode_status(rc), "%s", err);
         return;
     }
-    api__write(a, req, &cmd, API_REPLY_EMPTY, NULL);
+    api__agent_write(a, req, &cmd, API_REPLY_EMPTY, NULL);
 }
 
 /* Reads one record of this node to decide 404 before proposing (the apply checks again). */
@@ -416,7 +416,7 @@ static void service_deregister(struct api *a, struct http_req *req, const char *
     }
     api__self_node(a, &cmd.node);
     cmd.service_id = id;
-    api__write(a, req, &cmd, API_REPLY_EMPTY, "Unknown service ID");
+    api__agent_write(a, req, &cmd, API_REPLY_EMPTY, "Unknown service ID");
 }
 
 static void read_services(struct api *a, struct http_req *req, struct zone_read *rd,
@@ -502,7 +502,7 @@ static void check_register(struct api *a, struct http_req *req)
     cmd.skip_node_update = true;
     cmd.checks = chk;
     cmd.n_checks = 1;
-    api__write(a, req, &cmd, API_REPLY_EMPTY, "ServiceID does not exist");
+    api__agent_write(a, req, &cmd, API_REPLY_EMPTY, "ServiceID does not exist");
 }
 
 static int own_check(struct api *a, const char *id, struct base_arena *ar, struct zone_check *c)
@@ -538,7 +538,7 @@ static void check_deregister(struct api *a, struct http_req *req, const char *id
     }
     api__self_node(a, &cmd.node);
     cmd.check_id = id;
-    api__write(a, req, &cmd, API_REPLY_EMPTY, NULL);
+    api__agent_write(a, req, &cmd, API_REPLY_EMPTY, NULL);
 }
 
 static void check_set(struct api *a, struct http_req *req, const char *id, enum zone_health st,
@@ -570,11 +570,17 @@ static void check_set(struct api *a, struct http_req *req, const char *id, enum 
         http_respond(req, 200, NULL, "", 0);
         return;
     }
+    /* nor does an output-only change within check_update_interval (written later) */
+    if (a->cfg.hooks.defer_output &&
+        a->cfg.hooks.defer_output(a->cfg.hooks.data, id, c.status != st, st, output)) {
+        http_respond(req, 200, NULL, "", 0);
+        return;
+    }
     api__self_node(a, &cmd.node);
     cmd.check_id = id;
     cmd.status = st;
     cmd.output = output;
-    api__write(a, req, &cmd, API_REPLY_EMPTY, "Unknown check ID");
+    api__agent_write(a, req, &cmd, API_REPLY_EMPTY, "Unknown check ID");
 }
 
 static void check_update(struct api *a, struct http_req *req, const char *id)
@@ -675,7 +681,7 @@ static void maint_set(struct api *a, struct http_req *req, bool enable, const ch
     api__self_node(a, &cmd.node);
     if (!enable) {
         cmd.check_id = check_id;
-        api__write(a, req, &cmd, API_REPLY_EMPTY, NULL);
+        api__agent_write(a, req, &cmd, API_REPLY_EMPTY, NULL);
         return;
     }
     const char *reason = http_req_query(req, "reason");
@@ -696,7 +702,7 @@ static void maint_set(struct api *a, struct http_req *req, bool enable, const ch
     cmd.skip_node_update = true;
     cmd.checks = chk;
     cmd.n_checks = 1;
-    api__write(a, req, &cmd, API_REPLY_EMPTY, "No service registered with that ID");
+    api__agent_write(a, req, &cmd, API_REPLY_EMPTY, "No service registered with that ID");
 }
 
 static void node_maintenance(struct api *a, struct http_req *req)
@@ -909,8 +915,20 @@ static void read_self(struct api *a, struct http_req *req, struct zone_read *rd,
         json_pack("{s:I}", "damaged_reads", (json_int_t)zone_store_damaged_count(a->cfg.store));
     /* blocking queries parked now (waiting for a change): tests wait on it instead of sleeping */
     json_t *http = json_pack("{s:I}", "blocking_queries", (json_int_t)a->n_waiters);
-    res->json = json_pack("{s:o,s:o,s:{s:o,s:o,s:o},s:{}}", "Config", cfg, "Member", member,
-                          "Stats", "raft", raft, "catalog", catalog, "http", http, "Meta");
+    /* this agent's services and checks and its anti-entropy (admin/local.c) */
+    struct api_sync_stats st = {.last_sync_ms_ago = UINT64_MAX, .last_error = ""};
+    if (a->cfg.local.stats)
+        a->cfg.local.stats(a->cfg.local.data, &st);
+    json_t *agent = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:o,s:s}", "services", (json_int_t)st.services, "checks",
+        (json_int_t)st.checks, "sync_passes", (json_int_t)st.passes, "sync_failures",
+        (json_int_t)st.failures, "sync_repairs", (json_int_t)st.repairs, "last_sync_ms_ago",
+        st.last_sync_ms_ago == UINT64_MAX ? json_null()
+                                          : json_integer((json_int_t)st.last_sync_ms_ago),
+        "last_sync_error", st.last_error);
+    res->json =
+        json_pack("{s:o,s:o,s:{s:o,s:o,s:o,s:o},s:{}}", "Config", cfg, "Member", member, "Stats",
+                  "agent", agent, "raft", raft, "catalog", catalog, "http", http, "Meta");
     res->index = rc ? 0 : m.index;
 }
 

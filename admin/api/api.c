@@ -76,7 +76,9 @@ struct api_wctx {
     struct http_req *req; /* NULL once the client went away */
     enum api_write_reply reply;
     const char *notfound_msg;
-    char *invalid_msg; /* owned; NULL: BASE_EINVAL is a plain failure */
+    char *invalid_msg;   /* owned; NULL: BASE_EINVAL is a plain failure */
+    bool agent;          /* an agent endpoint's write: the local state hears how it ended */
+    struct base_buf cmd; /* then its command */
 };
 
 /* ---- responses ------------------------------------------------------------------------- */
@@ -622,14 +624,35 @@ bool api__propose_failed(struct http_req *req, int status)
     return status != 0;
 }
 
+static void wctx_free(struct api_wctx *c)
+{
+    base_buf_free(&c->cmd);
+    base_free(c->invalid_msg);
+    base_free(c);
+}
+
+/* An agent write ended: the local state owns what it committed (admin/local.c). */
+static void agent_written(struct api_wctx *c, bool ok)
+{
+    struct api_local_hooks *h = &c->api->cfg.local;
+    struct base_arena ar;
+    struct zone_cmd cmd;
+    if (!c->agent || !h->written)
+        return;
+    base_arena_init(&ar);
+    bool decoded = ok && zone_cmd_decode(c->cmd.data, c->cmd.len, &ar, &cmd) == 0;
+    h->written(h->data, decoded ? &cmd : NULL);
+    base_arena_close(&ar);
+}
+
 static void write_done(void *data, int status, int result, uint64_t index)
 {
     struct api_wctx *c = data;
     struct http_req *req = c->req;
 
+    agent_written(c, status == 0 && result == 0);
     if (!req) {
-        base_free(c->invalid_msg);
-        base_free(c);
+        wctx_free(c);
         return;
     }
     http_req_set_abort(req, NULL, NULL);
@@ -655,8 +678,7 @@ static void write_done(void *data, int status, int result, uint64_t index)
             http_respond(req, 200, NULL, "", 0);
         }
     }
-    base_free(c->invalid_msg);
-    base_free(c);
+    wctx_free(c);
 }
 
 bool api__other_dc_named(struct api *a, struct http_req *req, const char *dc)
@@ -674,7 +696,7 @@ bool api__other_dc(struct api *a, struct http_req *req)
 
 static void write_with(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                        enum api_write_reply reply, const char *notfound_msg,
-                       const char *invalid_msg)
+                       const char *invalid_msg, bool agent)
 {
     /* Every write of the HTTP API comes here (a restore starts in snapshot.c, a TTL refresh
      * that changes nothing stops in agent.c): one naming another datacenter is refused before
@@ -687,6 +709,13 @@ static void write_with(struct api *a, struct http_req *req, const struct zone_cm
     c->reply = reply;
     c->notfound_msg = notfound_msg;
     c->invalid_msg = invalid_msg ? base_strdup(invalid_msg) : NULL;
+    base_buf_init(&c->cmd);
+    if (agent && a->cfg.local.written) {
+        c->agent = true;
+        zone_cmd_encode(cmd, &c->cmd);
+        if (a->cfg.local.begin)
+            a->cfg.local.begin(a->cfg.local.data);
+    }
     http_req_set_abort(req, wctx_abort, c);
     api_propose(a, cmd, write_done, c);
 }
@@ -694,13 +723,19 @@ static void write_with(struct api *a, struct http_req *req, const struct zone_cm
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                 enum api_write_reply reply, const char *notfound_msg)
 {
-    write_with(a, req, cmd, reply, notfound_msg, NULL);
+    write_with(a, req, cmd, reply, notfound_msg, NULL, false);
+}
+
+void api__agent_write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                      enum api_write_reply reply, const char *notfound_msg)
+{
+    write_with(a, req, cmd, reply, notfound_msg, NULL, true);
 }
 
 void api__write_invalid(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                         enum api_write_reply reply, const char *invalid_msg)
 {
-    write_with(a, req, cmd, reply, NULL, invalid_msg);
+    write_with(a, req, cmd, reply, NULL, invalid_msg, false);
 }
 
 static void propose_ignore(void *data, int status, int result, uint64_t index)

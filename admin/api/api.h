@@ -24,6 +24,10 @@ struct api;
 struct api_check_hooks {
     /* A check of this agent was refreshed (pass/warn/fail/update): restart its TTL timer. */
     void (*ttl_reset)(void *data, const char *check_id);
+    /* A status from the API that changes something: true when only the output changed and
+     * it waits for check_update_interval (the runner writes it then), false to write now. */
+    bool (*defer_output)(void *data, const char *check_id, bool status_changed, enum zone_health st,
+                         const char *output);
     void *data;
     /* This server left the cluster (agent/leave): stop the agent. */
     void (*leave)(void *leave_data);
@@ -93,6 +97,24 @@ struct api_gossip_hooks {
     void *data;
 };
 
+/* The agent's own services and checks (admin/local.c: local state and anti-entropy). Every
+ * write of the agent endpoints (service and check register/deregister, TTL updates,
+ * maintenance) calls begin when it is proposed and written once it ended, with the command
+ * when it committed and NULL when it failed. stats fills /v1/agent/self's Stats.agent. All
+ * may be NULL. */
+struct api_sync_stats {
+    size_t services, checks; /* owned */
+    uint64_t passes, failures, repairs;
+    uint64_t last_sync_ms_ago; /* UINT64_MAX: no pass succeeded yet */
+    const char *last_error;    /* "" when the last pass succeeded */
+};
+struct api_local_hooks {
+    void (*begin)(void *data);
+    void (*written)(void *data, const struct zone_cmd *cmd);
+    void (*stats)(void *data, struct api_sync_stats *out);
+    void *data;
+};
+
 struct api_config {
     const char *node_name;
     const char *node_id;
@@ -110,6 +132,7 @@ struct api_config {
     struct cons *cons;
     struct api_check_hooks hooks;
     struct api_gossip_hooks gossip;
+    struct api_local_hooks local;
 };
 
 int api_new(uv_loop_t *loop, const struct api_config *cfg, struct api **out) BASE_MUSTCHECK;

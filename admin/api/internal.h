@@ -89,6 +89,10 @@ bool api__other_dc_named(struct api *a, struct http_req *req, const char *dc);
 enum api_write_reply { API_REPLY_EMPTY, API_REPLY_BOOL };
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                 enum api_write_reply reply, const char *notfound_msg);
+/* The same for a write of the agent endpoints (this agent's own services and checks): the
+ * local state (api_local_hooks) is told when it is proposed and how it ended. */
+void api__agent_write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                      enum api_write_reply reply, const char *notfound_msg);
 /* The same, with a BASE_EINVAL result answered 500 with invalid_msg as is (copied): a lock's
  * `invalid session "<id>"`, which clients match on. */
 void api__write_invalid(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
