@@ -79,8 +79,9 @@ struct gossip_event {
 };
 typedef void (*gossip_event_cb)(void *ctx, const struct gossip_event *ev);
 
-/* The configuration. gossip_config_defaults fills memberlist's LAN defaults (names as Consul's
- * gossip_lan) and serf's; the caller sets at least node_name and bind_addr. */
+/* The configuration. gossip_config_defaults fills Herald's LAN timings (names as Consul's
+ * gossip_lan; faster than memberlist's, swim.c says why and at what cost) and serf's defaults;
+ * the caller sets at least node_name and bind_addr. */
 struct gossip_config {
     const char *node_name;
     const char *bind_addr;      /* IPv4 or IPv6 literal */
@@ -98,9 +99,9 @@ struct gossip_config {
     const char *const *keyring;
     size_t n_keyring;
 
-    uint64_t probe_interval_ms;          /* 1000 */
-    uint64_t probe_timeout_ms;           /* 500 */
-    uint64_t gossip_interval_ms;         /* 200 */
+    uint64_t probe_interval_ms;          /* 250 (memberlist's LAN: 1000) */
+    uint64_t probe_timeout_ms;           /* 100 (500) */
+    uint64_t gossip_interval_ms;         /* 100 (200) */
     uint32_t gossip_nodes;               /* 3 */
     uint32_t suspicion_mult;             /* 4 */
     uint32_t suspicion_max_timeout_mult; /* 6 */
