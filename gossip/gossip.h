@@ -129,6 +129,18 @@ struct gossip_config {
      * fails with BASE_EACL; a refused alive is ignored. Must not call gossip_* functions. */
     int (*on_merge)(void *ctx, const struct gossip_node *nodes, size_t n, char *why,
                     size_t why_len);
+
+    /* The datagram path, replaceable (see struct gossip_net); zero: the UDP socket. */
+    struct gossip_net {
+        /* With send set, the engine opens no UDP socket: every packet it would send goes to
+         * send(ctx, to, bytes, len) instead (bytes borrowed for the call; the hook copies what
+         * it keeps, returns 0 or a negative code, and must not call gossip_net_deliver from
+         * inside), and packets reach it only through gossip_net_deliver. TCP (push-pull,
+         * joins, the fallback ping) stays real on bind_addr:bind_port. For a simulated network
+         * of many engines in one process (tests/tools/gossip_sim.c). */
+        int (*send)(void *ctx, const struct sockaddr *to, const uint8_t *p, size_t len);
+        void *ctx;
+    } net;
 };
 void gossip_config_defaults(struct gossip_config *c);
 
@@ -184,6 +196,14 @@ typedef void (*gossip_member_cb)(void *ctx, const struct gossip_node *node);
 void gossip_members(struct gossip *g, gossip_member_cb cb, void *ctx);
 /* Members alive (ourselves included). */
 size_t gossip_num_alive(const struct gossip *g);
+
+/* A datagram from `from` (p/len borrowed for the call), taken as one read from the UDP socket
+ * is: counted in the stats, decoded by the same decoder (outside bytes: bounds-checked, a bad
+ * one counted in udp_bad and dropped), then handled. For an engine with cfg.net.send set (the
+ * simulated network's delivery). Ignored once gossip_stop was called. Loop thread; never from
+ * inside a net.send hook. */
+void gossip_net_deliver(struct gossip *g, const struct sockaddr *from, const uint8_t *p,
+                        size_t len);
 
 /* Counters for tests and metrics. */
 struct gossip_stats {
