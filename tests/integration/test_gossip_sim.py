@@ -1,6 +1,7 @@
 """The gossip simulator (tests/tools/gossip_sim, ASan build) on a small pool: 50 engines in one
 process on a simulated network (datagrams through gossip's net seam, TCP real on loopback),
-memberlist's LAN timings.
+memberlist's LAN timings but a push-pull every 5 s (so a member that a join's broadcasts missed
+does not wait 30 s for the first one).
 
 Correctness only, no speed: every member comes to list all 50 alive; a member that joins later
 is listed alive by all; a killed member is listed failed by every survivor; at 0% loss no healthy
@@ -27,7 +28,8 @@ def run_sim(*args, timeout=240):
     env = dict(os.environ)
     env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
-    p = subprocess.run([SIM, "-net", "121", "-port", str(PORT), "-json", "-timeout", "90"]
+    p = subprocess.run([SIM, "-net", "121", "-port", str(PORT), "-json", "-timeout", "90",
+                        "-push-pull", "5000"]
                        + list(args), capture_output=True, text=True, timeout=timeout, env=env)
     lines = p.stdout.strip().splitlines()
     assert lines and lines[-1].startswith("{"), (p.stdout, p.stderr[-3000:])

@@ -2,8 +2,8 @@
  * simulated network (issue 11, item 6's "simulation of 1,000 members").
  *
  *   gossip_sim [-n N] [-loss PCT] [-latency MS] [-jitter MS] [-settle S] [-idle S] [-tail S]
- *              [-timeout S] [-parallel K] [-slow K] [-seed X] [-net B] [-port P] [-fast] [-json]
- *              [-v]
+ *              [-timeout S] [-parallel K] [-join-rate R] [-push-pull MS] [-slow K] [-seed X]
+ *              [-net B] [-port P] [-fast] [-json] [-v]
  *
  * The network. Each engine's datagrams go through the engine's net.send hook (gossip.h's
  * struct gossip_net) into a queue ordered by delivery time, and reach the addressee through
@@ -21,10 +21,11 @@
  * with a CPU per member). The phases' lengths (-settle, -idle, -tail, -timeout) are simulated.
  *
  * The run, in phases, each bounded by -timeout:
- *   start     N engines, started over one second (so their timers are not in step);
- *   join      members 1..N-1 each join (gossip_join) a random member already joined, at most
- *             K joins at once (a refused join is retried elsewhere, up to 5 times);
- *   converge  until every member lists N alive: "converge" is from the first join;
+ *   join      member 0 starts; member i (1..N-1) starts at i / R seconds (-join-rate R, default
+ *             50) and joins (gossip_join) a random member already joined, at most K at once
+ *             (-parallel, default 16; a refused join is retried elsewhere, up to 5 times);
+ *   converge  until every member lists N alive: "converge" is from the first join, and from
+ *             the last one's end;
  *   settle    S seconds for the joins' broadcasts to run out, then
  *   idle      S seconds: UDP bytes sent per member per second (gossip_stats' udp_bytes_out);
  *   join1     a new member joins a random one: the time until the first and every other member
@@ -39,10 +40,11 @@
  * counted too.
  *
  * Timings are memberlist's LAN defaults (gossip_config_defaults) or, with -fast, the unit
- * tests' (probe 100 ms, gossip 20 ms). Prints a summary; -json prints it as one JSON object on
- * the last line. Exit 0 when every phase completed, 1 when one timed out (the summary says
- * which), 2 on usage. Build: make build/tests/tools/gossip_sim (links gossip and base only);
- * tests/bench/gossip_sim.sh runs it for a table. */
+ * tests' (probe 100 ms, gossip 20 ms); -push-pull MS replaces the push-pull interval (the
+ * integration test's short run shortens the wait of a member a broadcast missed). Prints a summary;
+ * -json prints it as one JSON object on the last line. Exit 0 when every phase completed, 1 when
+ * one timed out (the summary says which), 2 on usage. Build: make build/tests/tools/gossip_sim
+ * (links gossip and base only); tests/bench/gossip_sim.sh runs it for a table. */
 #include "gossip/gossip.h"
 
 #include <math.h>
@@ -59,6 +61,7 @@ static int opt_n = 10;
 static double opt_loss = 0, opt_latency = 1, opt_jitter = 0.5;
 static double opt_settle = 10, opt_idle = 10, opt_tail = 5, opt_timeout = 300, opt_slow = 1;
 static int opt_parallel = 16, opt_net = 120, opt_port;
+static double opt_join_rate = 50, opt_push_pull = -1;
 static uint64_t opt_seed;
 static bool opt_fast, opt_json, opt_verbose;
 
@@ -111,14 +114,14 @@ static uint64_t slowed(uint64_t ms)
 /* ---- the results --------------------------------------------------------------------------- */
 
 static struct {
-    double t0;                       /* the run's start */
-    double join_start, joins_done;   /* since t0 */
-    double converge, converge99;     /* every member, 99% of them list N: since join_start */
-    double bw, pps;                  /* idle: bytes and packets sent per member per second */
-    double new_first, new_all;       /* join1 */
-    double fail_first, fail_all;     /* kill */
-    uint64_t false_positives;        /* fail events about a healthy member */
-    int fp_members;                  /* distinct healthy members ever listed failed */
+    double t0;                        /* the run's start */
+    double join_start, joins_done;    /* since t0 */
+    double converge, converge99;      /* every member, 99% of them list N: since join_start */
+    double bw, pps;                   /* idle: bytes and packets sent per member per second */
+    double new_first, new_all;        /* join1 */
+    double fail_first, fail_all;      /* kill */
+    uint64_t false_positives;         /* fail events about a healthy member */
+    int fp_members;                   /* distinct healthy members ever listed failed */
     uint64_t refutes, probe_failures; /* summed over the engines */
     uint64_t join_retries, sent, delivered, lost, dropped_dead, udp_bad;
     double lag_max_ms, lag_sum_ms;
@@ -261,10 +264,20 @@ static int net_send(void *ctx, const struct sockaddr *to_sa, const uint8_t *p, s
 
 /* ---- events ---------------------------------------------------------------------------------- */
 
-enum phase { PH_START, PH_JOIN, PH_CONVERGE, PH_SETTLE, PH_IDLE, PH_JOIN1, PH_GAP, PH_KILL,
-             PH_TAIL, PH_DONE };
-static const char *const phase_names[] = {"start", "join",  "converge", "settle", "idle",
-                                          "join1", "gap",   "kill",     "tail",   "done"};
+enum phase {
+    PH_START,
+    PH_JOIN,
+    PH_CONVERGE,
+    PH_SETTLE,
+    PH_IDLE,
+    PH_JOIN1,
+    PH_GAP,
+    PH_KILL,
+    PH_TAIL,
+    PH_DONE
+};
+static const char *const phase_names[] = {"start", "join", "converge", "settle", "idle",
+                                          "join1", "gap",  "kill",     "tail",   "done"};
 static enum phase phase;
 static double phase_t0; /* now_s() when the phase began */
 
@@ -332,8 +345,10 @@ static void on_event(void *ctx, const struct gossip_event *ev)
 
 static const struct gossip_tag tags[] = {
     /* about what a Consul client carries */
-    {"role", "node"}, {"dc", "dc1"}, {"segment", ""}, {"id", "00000000-0000-0000-0000-000000000000"},
-    {"vsn", "2"},     {"vsn_min", "2"}, {"vsn_max", "3"}, {"build", "1.10.0:sim"}};
+    {"role", "node"}, {"dc", "dc1"},
+    {"segment", ""},  {"id", "00000000-0000-0000-0000-000000000000"},
+    {"vsn", "2"},     {"vsn_min", "2"},
+    {"vsn_max", "3"}, {"build", "1.10.0:sim"}};
 
 static void node_start(struct snode *n)
 {
@@ -346,6 +361,8 @@ static void node_start(struct snode *n)
         c.push_pull_interval_ms = 500;
         c.leave_propagate_ms = 100;
     }
+    if (opt_push_pull >= 0)
+        c.push_pull_interval_ms = (uint64_t)opt_push_pull;
     c.probe_interval_ms = slowed(c.probe_interval_ms);
     c.probe_timeout_ms = slowed(c.probe_timeout_ms);
     c.gossip_interval_ms = slowed(c.gossip_interval_ms);
@@ -445,7 +462,6 @@ static void join_one(struct snode *n)
 static uv_timer_t drive_timer, lag_timer;
 static uint64_t idle_bytes0, idle_pkts0;
 static double idle_t0;
-static int next_start;
 
 static void set_phase(enum phase p)
 {
@@ -493,22 +509,21 @@ static void on_drive(uv_timer_t *t)
         return;
     }
     switch (phase) {
-    case PH_START: {
-        /* engine i starts at i/N of a second */
-        while (next_start < opt_n && (double)next_start / opt_n <= in_phase)
-            node_start(&nodes[next_start++]);
-        if (next_start == opt_n) {
-            set_phase(PH_JOIN);
-            res.join_start = now_s() - res.t0;
-            joined_list[n_joined++] = 0;
-            nodes[0].joined = true;
-            next_joiner = 1;
-        }
+    case PH_START:
+        node_start(&nodes[0]);
+        joined_list[n_joined++] = 0;
+        nodes[0].joined = true;
+        next_joiner = 1;
+        set_phase(PH_JOIN);
+        res.join_start = now_s() - res.t0;
         break;
-    }
     case PH_JOIN:
-        while (next_joiner < opt_n && joins_inflight < opt_parallel)
+        /* member i starts and joins at i / join-rate seconds (at most -parallel joins at once) */
+        while (next_joiner < opt_n && (double)next_joiner / opt_join_rate <= in_phase &&
+               joins_inflight < opt_parallel) {
+            node_start(&nodes[next_joiner]);
             join_one(&nodes[next_joiner++]);
+        }
         if (n_joined == opt_n) {
             res.joins_done = now_s() - res.t0 - res.join_start;
             set_phase(PH_CONVERGE);
@@ -633,10 +648,13 @@ static void finish(void)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: gossip_sim [-n N] [-loss PCT] [-latency MS] [-jitter MS] [-settle S] "
-            "[-idle S] [-tail S] [-timeout S] [-parallel K] [-slow K] [-seed X] [-net B] [-port P] "
-            "[-fast] [-json] [-v]\n");
+    fprintf(
+        stderr,
+        "usage: gossip_sim [-n N] [-loss PCT] [-latency MS] [-jitter MS] [-settle S] "
+        "[-idle S] [-tail S] [-timeout S] [-parallel K] [-join-rate R] [-push-pull MS] [-slow K] "
+        "[-seed X] "
+        "[-net B] [-port P] "
+        "[-fast] [-json] [-v]\n");
     exit(2);
 }
 
@@ -692,6 +710,10 @@ int main(int argc, char **argv)
             opt_idle = num(v);
         else if (strcmp(a, "-tail") == 0)
             opt_tail = num(v);
+        else if (strcmp(a, "-push-pull") == 0)
+            opt_push_pull = num(v);
+        else if (strcmp(a, "-join-rate") == 0)
+            opt_join_rate = num(v);
         else if (strcmp(a, "-slow") == 0)
             opt_slow = num(v);
         else if (strcmp(a, "-timeout") == 0)
@@ -708,7 +730,8 @@ int main(int argc, char **argv)
             usage();
     }
     if (opt_n < 3 || opt_n > 60000 || opt_loss > 100 || opt_parallel < 1 || opt_net < 1 ||
-        opt_net > 255 || opt_port < 1 || opt_port > 65535 || opt_idle <= 0 || opt_slow < 1)
+        opt_net > 255 || opt_port < 1 || opt_port > 65535 || opt_idle <= 0 || opt_slow < 1 ||
+        opt_join_rate <= 0)
         usage();
     opt_seed = seed ? seed : (uint64_t)uv_hrtime() ^ ((uint64_t)getpid() << 32);
     rng = opt_seed ? opt_seed : 1;
@@ -772,15 +795,16 @@ int main(int argc, char **argv)
            "simulated seconds)\n",
            opt_n, opt_loss, opt_latency, opt_jitter, opt_fast ? " fast" : "", opt_slow,
            (unsigned long long)opt_seed);
-    printf("  converge %.2f s after the first join (99%% of members: %.2f s; joins done in %.2f "
-           "s, %llu retried)\n",
-           res.converge, res.converge99, res.joins_done, (unsigned long long)res.join_retries);
+    printf("  converge %.2f s after the first join, %.2f s after the last (99%% of members: "
+           "%.2f s after the first; joins done in %.2f s, %llu retried)\n",
+           res.converge, res.converge - res.joins_done, res.converge99, res.joins_done,
+           (unsigned long long)res.join_retries);
     printf("  idle: %.0f B/s and %.1f packets/s sent per member\n", res.bw, res.pps);
     printf("  a new member's join: first %.2f s, all %.2f s\n", res.new_first, res.new_all);
     printf("  a killed member failed: first %.2f s, all %.2f s\n", res.fail_first, res.fail_all);
     printf("  false positives: %llu (%d members); refutes %llu, probe failures %llu\n",
-           (unsigned long long)res.false_positives, res.fp_members,
-           (unsigned long long)res.refutes, (unsigned long long)res.probe_failures);
+           (unsigned long long)res.false_positives, res.fp_members, (unsigned long long)res.refutes,
+           (unsigned long long)res.probe_failures);
     printf("  datagrams: %llu sent, %llu delivered, %llu lost, %llu to or from the dead, %llu "
            "bad\n",
            (unsigned long long)res.sent, (unsigned long long)res.delivered,
@@ -800,6 +824,8 @@ int main(int argc, char **argv)
                        false);
         print_json_num("converge99_s", res.converge99 == 0 ? -1 : res.converge99, false);
         print_json_num("joins_s", res.joins_done, false);
+        print_json_num("converge_after_last_s",
+                       res.converge > 0 ? res.converge - res.joins_done : -1, false);
         print_json_num("bw_bytes_s", res.bw, false);
         print_json_num("pkts_s", res.pps, false);
         print_json_num("join_first_s", res.new_first, false);
