@@ -2,8 +2,8 @@
  * simulated network (issue 11, item 6's "simulation of 1,000 members").
  *
  *   gossip_sim [-n N] [-loss PCT] [-latency MS] [-jitter MS] [-settle S] [-idle S] [-tail S]
- *              [-timeout S] [-parallel K] [-join-rate R] [-push-pull MS] [-slow K] [-seed X]
- *              [-net B] [-port P] [-fast] [-json] [-v]
+ *              [-timeout S] [-parallel K] [-join-rate R] [-push-pull MS] [-converge-wait S]
+ *              [-slow K] [-seed X] [-net B] [-port P] [-fast] [-json] [-v]
  *
  * The network. Each engine's datagrams go through the engine's net.send hook (gossip.h's
  * struct gossip_net) into a queue ordered by delivery time, and reach the addressee through
@@ -25,12 +25,14 @@
  *             50) and joins (gossip_join) a random member already joined, at most K at once
  *             (-parallel, default 16; a refused join is retried elsewhere, up to 5 times);
  *   converge  until every member lists N alive: "converge" is from the first join, and from
- *             the last one's end;
+ *             the last one's end (-converge-wait S: at most S seconds after 99% of the members
+ *             do, then the run goes on and says how many members missed how many);
  *   settle    S seconds for the joins' broadcasts to run out, then
  *   idle      S seconds: UDP bytes sent per member per second (gossip_stats' udp_bytes_out);
  *   join1     a new member joins a random one: the time until the first and every other member
  *             lists it alive;
- *   kill      2 s later a random member (not the seed, not the new one) is killed: the network
+ *   kill      2 s later a random member (not the seed, not the new one, one every member
+ *             lists) is killed: the network
  *             drops everything to and from it, in flight too, and its engine is stopped (so its
  *             TCP port refuses, as a crashed agent's): the time until the first and every
  *             survivor lists it failed;
@@ -61,7 +63,7 @@ static int opt_n = 10;
 static double opt_loss = 0, opt_latency = 1, opt_jitter = 0.5;
 static double opt_settle = 10, opt_idle = 10, opt_tail = 5, opt_timeout = 300, opt_slow = 1;
 static int opt_parallel = 16, opt_net = 120, opt_port;
-static double opt_join_rate = 50, opt_push_pull = -1;
+static double opt_join_rate = 50, opt_push_pull = -1, opt_converge_wait = -1;
 static uint64_t opt_seed;
 static bool opt_fast, opt_json, opt_verbose;
 
@@ -120,6 +122,8 @@ static struct {
     double bw, pps;                   /* idle: bytes and packets sent per member per second */
     double new_first, new_all;        /* join1 */
     double fail_first, fail_all;      /* kill */
+    int stragglers;                   /* -converge-wait: members not listing all when it ran out */
+    uint64_t missing;                 /* and the members they missed, in all */
     uint64_t false_positives;         /* fail events about a healthy member */
     int fp_members;                   /* distinct healthy members ever listed failed */
     uint64_t refutes, probe_failures; /* summed over the engines */
@@ -552,6 +556,13 @@ static void on_drive(uv_timer_t *t)
         if (full == opt_n && n_joined == opt_n) {
             res.converge = now_s() - res.t0 - res.join_start;
             set_phase(PH_SETTLE);
+        } else if (opt_converge_wait >= 0 && res.converge99 > 0 &&
+                   now - res.t0 - res.join_start - res.converge99 > opt_converge_wait) {
+            /* the last few wait for a push-pull: go on without them */
+            res.stragglers = opt_n - full;
+            for (int i = 0; i < opt_n; i++)
+                res.missing += (uint64_t)(opt_n - nodes[i].n_alive);
+            set_phase(PH_SETTLE);
         }
         break;
     }
@@ -577,7 +588,7 @@ static void on_drive(uv_timer_t *t)
         break;
     case PH_JOIN1: {
         double first, last;
-        if (all_see(newcomer, V_ALIVE, &first, &last) && nodes[newcomer].n_alive == n_total) {
+        if (all_see(newcomer, V_ALIVE, &first, &last)) {
             res.new_first = first;
             res.new_all = last;
             set_phase(PH_GAP);
@@ -586,7 +597,15 @@ static void on_drive(uv_timer_t *t)
     }
     case PH_GAP:
         if (in_phase >= 2) {
-            victim = 1 + (int)(rnd() % (uint64_t)(opt_n - 1));
+            /* a member every member lists (not one a straggler missed) */
+            for (int tries = 0; tries < 10000; tries++) {
+                victim = 1 + (int)(rnd() % (uint64_t)(opt_n - 1));
+                bool all = true;
+                for (int i = 0; i < n_total && all; i++)
+                    all = i == victim || nodes[i].view[victim] == V_ALIVE;
+                if (all)
+                    break;
+            }
             add_counters(&nodes[victim]);
             set_phase(PH_KILL);
             nodes[victim].killed = true;
@@ -648,13 +667,12 @@ static void finish(void)
 
 static void usage(void)
 {
-    fprintf(
-        stderr,
-        "usage: gossip_sim [-n N] [-loss PCT] [-latency MS] [-jitter MS] [-settle S] "
-        "[-idle S] [-tail S] [-timeout S] [-parallel K] [-join-rate R] [-push-pull MS] [-slow K] "
-        "[-seed X] "
-        "[-net B] [-port P] "
-        "[-fast] [-json] [-v]\n");
+    fprintf(stderr, "usage: gossip_sim [-n N] [-loss PCT] [-latency MS] [-jitter MS] [-settle S] "
+                    "[-idle S] [-tail S] [-timeout S] [-parallel K] [-join-rate R] [-push-pull MS] "
+                    "[-converge-wait S] [-slow K] "
+                    "[-seed X] "
+                    "[-net B] [-port P] "
+                    "[-fast] [-json] [-v]\n");
     exit(2);
 }
 
@@ -710,6 +728,8 @@ int main(int argc, char **argv)
             opt_idle = num(v);
         else if (strcmp(a, "-tail") == 0)
             opt_tail = num(v);
+        else if (strcmp(a, "-converge-wait") == 0)
+            opt_converge_wait = num(v);
         else if (strcmp(a, "-push-pull") == 0)
             opt_push_pull = num(v);
         else if (strcmp(a, "-join-rate") == 0)
@@ -795,10 +815,17 @@ int main(int argc, char **argv)
            "simulated seconds)\n",
            opt_n, opt_loss, opt_latency, opt_jitter, opt_fast ? " fast" : "", opt_slow,
            (unsigned long long)opt_seed);
-    printf("  converge %.2f s after the first join, %.2f s after the last (99%% of members: "
-           "%.2f s after the first; joins done in %.2f s, %llu retried)\n",
-           res.converge, res.converge - res.joins_done, res.converge99, res.joins_done,
-           (unsigned long long)res.join_retries);
+    if (res.converge > 0)
+        printf("  converge %.2f s after the first join, %.2f s after the last", res.converge,
+               res.converge - res.joins_done);
+    else
+        printf("  no convergence");
+    printf(" (99%% of members: %.2f s after the first; joins done in %.2f s, %llu retried)\n",
+           res.converge99, res.joins_done, (unsigned long long)res.join_retries);
+    if (res.stragglers)
+        printf("  not converged %g s after 99%%: %d members missed %llu members in all "
+               "(-converge-wait)\n",
+               opt_converge_wait, res.stragglers, (unsigned long long)res.missing);
     printf("  idle: %.0f B/s and %.1f packets/s sent per member\n", res.bw, res.pps);
     printf("  a new member's join: first %.2f s, all %.2f s\n", res.new_first, res.new_all);
     printf("  a killed member failed: first %.2f s, all %.2f s\n", res.fail_first, res.fail_all);
@@ -820,8 +847,7 @@ int main(int argc, char **argv)
                "\"slow\":%g,\"seed\":%llu,",
                opt_n, opt_loss, opt_latency, opt_jitter, opt_fast ? "true" : "false", opt_slow,
                (unsigned long long)opt_seed);
-        print_json_num("converge_s", res.failed_phase && res.converge == 0 ? -1 : res.converge,
-                       false);
+        print_json_num("converge_s", res.converge > 0 ? res.converge : -1, false);
         print_json_num("converge99_s", res.converge99 == 0 ? -1 : res.converge99, false);
         print_json_num("joins_s", res.joins_done, false);
         print_json_num("converge_after_last_s",
@@ -832,6 +858,8 @@ int main(int argc, char **argv)
         print_json_num("join_all_s", res.new_all, false);
         print_json_num("fail_first_s", res.fail_first, false);
         print_json_num("fail_all_s", res.fail_all, false);
+        printf("\"stragglers\":%d,\"missing\":%llu,", res.stragglers,
+               (unsigned long long)res.missing);
         printf("\"false_positives\":%llu,\"fp_members\":%d,\"refutes\":%llu,"
                "\"probe_failures\":%llu,\"join_retries\":%llu,\"sent\":%llu,\"delivered\":%llu,"
                "\"lost\":%llu,\"dropped_dead\":%llu,\"udp_bad\":%llu,",
