@@ -728,8 +728,8 @@ int main(int argc, char **argv)
             opt_idle = num(v);
         else if (strcmp(a, "-tail") == 0)
             opt_tail = num(v);
-        else if (strcmp(a, "-converge-wait") == 0)
-            opt_converge_wait = num(v);
+        else if (strcmp(a, "-converge-wait") == 0) /* -1: unbounded (the default) */
+            opt_converge_wait = strcmp(v, "-1") == 0 ? -1 : num(v);
         else if (strcmp(a, "-push-pull") == 0)
             opt_push_pull = num(v);
         else if (strcmp(a, "-join-rate") == 0)
