@@ -20,8 +20,8 @@
 # usage: tests/bench/gossip_sim.sh [--n "10 100 1000"] [--loss "0 5"] [--latency MS]
 #                                  [--jitter MS] [--slow-1000 K] [--join-rate-1000 R]
 #                                  [--rounds R] [--quick]
-#   --quick   N = 10 and 100 only, one round (about 3 minutes); the full run with N=1000 takes
-#             about 25 minutes per round
+#   --quick   N = 10 and 100 only, one round (about 3 minutes); the full run adds N=1000, 15 to
+#             35 minutes per loss figure (more when the machine is busy: run nothing beside it)
 #   --rounds  runs per configuration (default 1); the table lists each run
 # Prints a Markdown table (and the JSON lines of the runs under $TMP, removed at exit).
 set -euo pipefail
