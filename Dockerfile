@@ -20,7 +20,7 @@ FROM debian:bookworm-slim
 COPY --from=build /etc/apt/sources.list.d/ /etc/apt/sources.list.d/
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        libuv1 liblmdb0 libjansson4 libldns3 libunbound8 libnettle8 dns-root-data ca-certificates \
+        libuv1 liblmdb0 libjansson4 libldns3 libunbound8 libnettle8 libmsgpackc2 dns-root-data ca-certificates \
     && apt-get install -y --no-install-recommends -t bookworm-backports libraft0 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home-dir /var/lib/herald --shell /usr/sbin/nologin herald \
@@ -29,7 +29,7 @@ COPY --from=build /src/build/herald /usr/local/bin/herald
 USER herald
 VOLUME /var/lib/herald
 # HTTP API, DNS (UDP and TCP), Raft and server RPC
-EXPOSE 8500 8600/udp 8600/tcp 8300
+EXPOSE 8500 8600/udp 8600/tcp 8300 8301/udp 8301/tcp
 # SIGTERM stops the agent gracefully (docker stop).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/local/bin/herald"]

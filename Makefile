@@ -20,8 +20,8 @@ endif
 CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread
 LDFLAGS := $(SANFLAGS)
-# msgpack-c is gossip/'s alone (DESIGN.md 2.1); it is linked only where gossip/ is, so the agent
-# binary does not need it until gossip is wired in.
+# msgpack-c is gossip/'s alone (DESIGN.md 2.1); it is linked only where gossip/ is (the agent,
+# gossip's and admin's tests, the gossip tools and fuzz target).
 MSGPACK_CFLAGS := $(shell pkg-config --cflags msgpack 2>/dev/null)
 MSGPACK_LIBS := $(shell pkg-config --libs msgpack 2>/dev/null)
 GOSSIP_LIBS := $(MSGPACK_LIBS) -lm
@@ -76,7 +76,7 @@ $(ADMIN_LIB): $(ADMIN_OBJS)
 	ar rcs $@ $^
 
 $(BUILD)/herald: $(MAIN_OBJ) $(ADMIN_LIB) $(LIBS)
-	$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(ADMIN_LIB) $(LIBS) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(MAIN_OBJ) $(ADMIN_LIB) $(LIBS) $(LDLIBS) $(GOSSIP_LIBS)
 
 # Unit tests: tests/unit/<module>/test_x.c links its module's archive and those below it.
 DEPS_base := base

@@ -1,21 +1,25 @@
-/* The agent daemon: one libuv loop that owns the catalog store, Raft, the HTTP API and the
- * health-check runner (DESIGN.md 2.2).
+/* The agent daemon: one libuv loop that owns the catalog store, Raft, the gossip pool, the
+ * HTTP API and the health-check runner (DESIGN.md 2.2).
  *
  * Start: config -> data dir (node-id, catalog/, raft/) -> zone store -> server port (rpc:
- * listener, cluster key, caps) -> consensus on it (replays the log into the store) -> api ->
- * HTTP listener -> check runner -> DNS workers (reading the replayed store; every applied
- * entry that changed the catalog publishes its index to them, so their answer caches never
- * serve data older than a write already answered), each with its libunbound context when
- * recursors (or iterative recursion) are configured. Once a leader is known (consensus tells
- * on_leader), the agent registers its own node (with the serfHealth check, and the "consul"
- * service on a server) and the services of its config files, through whichever server leads:
- * a follower forwards the write; a failed registration is retried after 100 ms while a
- * leader is known.
+ * listener, cluster key, caps) -> consensus on it (replays the log into the store; other
+ * servers come from the gossip pool: discover) -> api -> gossip pool (serf.c: Consul's tags,
+ * -retry-join, servers seen fed to consensus) and the leader's reconciliation of it into the
+ * catalog (reconcile.c) -> HTTP listener -> check runner -> DNS workers (reading the replayed
+ * store; every applied entry that changed the catalog publishes its index to them, so their
+ * answer caches never serve data older than a write already answered), each with its
+ * libunbound context when recursors (or iterative recursion) are configured. Once a leader is
+ * known (consensus tells on_leader), the agent registers its own node (and the "consul"
+ * service on a server; serfHealth is the leader's) and the services of its config files, through
+ * whichever server leads: a follower forwards the write; a failed registration is retried
+ * after 100 ms while a leader is known. From then on the leader keeps serfHealth in step with
+ * gossip: failed makes it critical (the node's services leave DNS), left deregisters the node.
  *
- * Stop (SIGINT/SIGTERM): the DNS workers stop (and are joined), HTTP stops (parked requests
- * are dropped), Raft closes (pending proposals end as unknown or shut down), the server port
- * closes, then the api and the check runner are freed, the store is closed and the loop must
- * close with nothing left on it. */
+ * Stop (SIGINT/SIGTERM; a leave of the pool first when leave_on_terminate or not
+ * skip_leave_on_interrupt): the DNS workers stop (and are joined), HTTP stops (parked
+ * requests are dropped), the gossip pool stops, Raft closes (pending proposals end as unknown
+ * or shut down), the server port closes, then the api, the reconciliation and the check runner
+ * are freed, the store is closed and the loop must close with nothing left on it. */
 #define _XOPEN_SOURCE 700
 #include "internal.h"
 
@@ -42,6 +46,8 @@ struct agent {
     struct zone_dns_config dns;
     struct api *api;
     struct adm_checks *checks;
+    struct adm_serf *serf; /* the LAN gossip pool */
+    struct adm_reconcile *reconcile;
     uv_signal_t sigint, sigterm;
     uv_timer_t sync; /* retries a failed registration */
     uint64_t leader; /* the leader consensus last told of (0: none) */
@@ -49,11 +55,10 @@ struct agent {
     uint64_t raft_id;
     char server_addr[80];
     char bind_addr[80];
-    char **joins;            /* server-port addresses of -retry-join, in arena */
     struct base_arena arena; /* strings that live as long as the agent */
     char *tmpdir;            /* -dev data, removed at exit */
     bool registering, registered;
-    bool stopping;
+    bool stopping, leaving;
     int exit_code;
 };
 
@@ -171,17 +176,6 @@ static void service_cb(void *data, int status, int result, uint64_t index)
 static void register_self(struct agent *ag)
 {
     struct zone_pair tagged[2] = {{"lan", ag->cfg.advertise_addr}, {"wan", ag->cfg.advertise_addr}};
-    struct zone_check serf = {
-        .node = ag->cfg.node_name,
-        .check_id = "serfHealth",
-        .name = "Serf Health Status",
-        .status = ZONE_HEALTH_PASSING,
-        .notes = "",
-        .output = "Agent alive and reachable",
-        .service_id = "",
-        .service_name = "",
-        .type = "",
-    };
     struct zone_service consul = {
         .node = ag->cfg.node_name,
         .id = "consul",
@@ -201,8 +195,8 @@ static void register_self(struct agent *ag)
     cmd.node.tagged_addresses = tagged;
     cmd.node.n_tagged_addresses = 2;
     cmd.service = ag->cfg.server ? &consul : NULL;
-    cmd.checks = &serf;
-    cmd.n_checks = 1;
+    /* no serfHealth: as in Consul, only the leader sets it, from what gossip says (reconcile.c);
+     * an agent restarted after a failure stays critical until the pool sees it alive */
     ag->registering = true;
     api_propose(ag->api, &cmd, registered_cb, ag);
 
@@ -235,9 +229,11 @@ static void sync_retry(uv_timer_t *t)
 static void on_leader(void *data, bool is_leader, uint64_t leader_id, const char *leader_address)
 {
     struct agent *ag = data;
-    BASE_UNUSED(is_leader);
     BASE_UNUSED(leader_address);
     ag->leader = leader_id;
+    adm_reconcile_leader(ag->reconcile, is_leader);
+    if (ag->api)
+        api_on_leader(ag->api, is_leader);
     sync_now(ag);
 }
 
@@ -267,6 +263,8 @@ static void on_cons_stopped(void *data)
 {
     struct agent *ag = data;
     ag->cons = NULL;
+    adm_reconcile_free(ag->reconcile);
+    ag->reconcile = NULL;
     if (ag->api)
         api_free(ag->api);
     ag->api = NULL;
@@ -278,14 +276,24 @@ static void on_cons_stopped(void *data)
         rpc_stop(ag->rpc, on_rpc_stopped, ag);
 }
 
-static void on_http_stopped(void *data)
+static void on_serf_stopped(void *data)
 {
     struct agent *ag = data;
-    ag->http = NULL;
+    ag->serf = NULL;
     if (ag->cons)
         cons_stop(ag->cons, on_cons_stopped, ag);
     else
         on_cons_stopped(ag);
+}
+
+static void on_http_stopped(void *data)
+{
+    struct agent *ag = data;
+    ag->http = NULL;
+    if (ag->serf)
+        adm_serf_stop(ag->serf, on_serf_stopped, ag);
+    else
+        on_serf_stopped(ag);
 }
 
 static void on_rsv_stopped(void *data)
@@ -308,24 +316,175 @@ static void begin_stop(struct agent *ag)
     uv_close((uv_handle_t *)&ag->sigint, NULL);
     uv_close((uv_handle_t *)&ag->sigterm, NULL);
     uv_timer_stop(&ag->sync);
+    adm_reconcile_stop(ag->reconcile);
     if (ag->rsv)
         rsv_stop(ag->rsv, on_rsv_stopped, ag);
     else
         on_rsv_stopped(ag);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+static void on_pool_left(void *data)
 {
-    BASE_UNUSED(signum);
-    begin_stop(h->data);
+    begin_stop(data);
 }
 
-/* agent/leave: this server left the Raft configuration; stop as after a signal. */
+/* Leaves the gossip pool gracefully (the others see "left" and the leader deregisters this
+ * node), then stops; stops at once when that cannot start. */
+static void leave_then_stop(struct agent *ag)
+{
+    if (ag->stopping || ag->leaving)
+        return;
+    ag->leaving = true;
+    if (!ag->serf || adm_serf_leave(ag->serf, on_pool_left, ag))
+        begin_stop(ag);
+}
+
+/* SIGTERM leaves first when leave_on_terminate, SIGINT unless skip_leave_on_interrupt
+ * (Consul's defaults: a client leaves on both, a server on neither); a second signal stops
+ * at once. */
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct agent *ag = h->data;
+    bool leave = signum == SIGTERM ? ag->cfg.leave_on_terminate : !ag->cfg.skip_leave_on_interrupt;
+    if (leave && !ag->leaving) {
+        LOG_INFO("agent", "caught signal %d, leaving the cluster", signum);
+        leave_then_stop(ag);
+    } else {
+        begin_stop(ag);
+    }
+}
+
+/* agent/leave: this server left the Raft configuration; leave the pool, then stop. */
 static void on_left(void *data)
 {
     struct agent *ag = data;
     LOG_INFO("agent", "left the cluster");
+    leave_then_stop(ag);
+}
+
+static void on_member(void *data, const struct gossip_event *ev)
+{
+    struct agent *ag = data;
+    adm_reconcile_event(ag->reconcile, ev);
+}
+
+/* -retry-join gave up (retry_max). */
+static void on_serf_fatal(void *data)
+{
+    struct agent *ag = data;
+    ag->exit_code = 1;
     begin_stop(ag);
+}
+
+/* ---- the gossip pool, for the HTTP API ------------------------------------------------- */
+
+struct member_view {
+    api_member_cb cb;
+    void *ctx;
+};
+
+static void member_view(void *ctx, const struct gossip_node *n)
+{
+    struct member_view *v = ctx;
+    struct api_tag tags[64];
+    struct api_member m = {
+        .name = n->name,
+        .addr = n->addr,
+        .port = n->port,
+        .tags = tags,
+        .n_tags = n->n_tags < BASE_ARRAY_LEN(tags) ? n->n_tags : BASE_ARRAY_LEN(tags),
+        .status = (int)n->status,
+    };
+    for (size_t i = 0; i < m.n_tags; i++)
+        tags[i] = (struct api_tag){n->tags[i].key, n->tags[i].value};
+    memcpy(m.vsn, n->vsn, sizeof m.vsn);
+    v->cb(v->ctx, &m);
+}
+
+static void pool_members(void *data, api_member_cb cb, void *ctx)
+{
+    struct agent *ag = data;
+    struct member_view v = {cb, ctx};
+    if (ag->serf)
+        adm_serf_members(ag->serf, member_view, &v);
+}
+
+static int pool_join(void *data, const char *addr, api_join_cb done, void *ctx, char *err)
+{
+    struct agent *ag = data;
+    if (!ag->serf)
+        return base_errf(err, BASE_ESHUTDOWN, "the agent is shutting down");
+    return adm_serf_join(ag->serf, &addr, 1, done, ctx, err);
+}
+
+static int pool_force_leave(void *data, const char *node, bool prune)
+{
+    struct agent *ag = data;
+    return ag->serf ? adm_serf_force_leave(ag->serf, node, prune) : BASE_ESHUTDOWN;
+}
+
+struct keyring_call {
+    api_keyring_cb done;
+    void *ctx;
+};
+
+static void keyring_done(void *data, const struct gossip_keyring_result *r)
+{
+    struct keyring_call *k = data;
+    struct base_arena a;
+    base_arena_init(&a);
+    struct api_tag *msgs = base_arena_alloc(&a, (r->n_messages + 1) * sizeof *msgs);
+    struct api_key_count *keys = base_arena_alloc(&a, (r->n_keys + 1) * sizeof *keys);
+    struct api_key_count *prim = base_arena_alloc(&a, (r->n_primary_keys + 1) * sizeof *prim);
+    for (size_t i = 0; i < r->n_messages; i++)
+        msgs[i] = (struct api_tag){r->messages[i].node, r->messages[i].message};
+    for (size_t i = 0; i < r->n_keys; i++)
+        keys[i] = (struct api_key_count){r->keys[i].key, r->keys[i].count};
+    for (size_t i = 0; i < r->n_primary_keys; i++)
+        prim[i] = (struct api_key_count){r->primary_keys[i].key, r->primary_keys[i].count};
+    struct api_keyring_result out = {.status = r->status,
+                                     .error = r->error,
+                                     .num_nodes = r->num_nodes,
+                                     .num_resp = r->num_resp,
+                                     .num_err = r->num_err,
+                                     .messages = msgs,
+                                     .n_messages = r->n_messages,
+                                     .keys = keys,
+                                     .primary_keys = prim,
+                                     .n_keys = r->n_keys,
+                                     .n_primary_keys = r->n_primary_keys};
+    k->done(k->ctx, &out);
+    base_arena_close(&a);
+    base_free(k);
+}
+
+static int pool_keyring(void *data, enum api_keyring_op op, const char *key, api_keyring_cb done,
+                        void *ctx)
+{
+    struct agent *ag = data;
+    static const enum gossip_keyring_op ops[] = {GOSSIP_KEYRING_INSTALL, GOSSIP_KEYRING_USE,
+                                                 GOSSIP_KEYRING_REMOVE, GOSSIP_KEYRING_LIST};
+    if (!ag->serf)
+        return BASE_ESHUTDOWN;
+    struct keyring_call *k = base_calloc(1, sizeof *k);
+    *k = (struct keyring_call){done, ctx};
+    int rc = adm_serf_keyring(ag->serf, ops[op], key, keyring_done, k);
+    if (rc)
+        base_free(k);
+    return rc;
+}
+
+static int pool_event_fire(void *data, const struct api_user_event *ev, char *err)
+{
+    struct agent *ag = data;
+    return adm_event_fire(ag->serf ? adm_serf_gossip(ag->serf) : NULL, ev, err);
+}
+
+/* A user event of the pool (ours included): Consul's reach the api (events.c). */
+static void on_user_event(void *data, const struct gossip_event *ev)
+{
+    struct agent *ag = data;
+    adm_event_received(ag->api, ev);
 }
 
 /* ---- start ----------------------------------------------------------------------------- */
@@ -370,17 +529,6 @@ static int agent_start(struct agent *ag, char *err)
              strchr(c->advertise_addr, ':') ? "[%s]:%d" : "%s:%d", c->advertise_addr,
              c->server_port);
     snprintf(path, sizeof path, "%s/raft", c->data_dir);
-    /* Join addresses are other servers' server ports; a bare host gets our -server-port. */
-    ag->joins = base_calloc(c->retry_join.n + 1, sizeof *ag->joins);
-    for (size_t i = 0; i < c->retry_join.n; i++) {
-        char host[256];
-        int port;
-        if (base_hostport_parse(c->retry_join.v[i], c->server_port, host, sizeof host, &port))
-            return base_errf(err, BASE_EINVAL, "-retry-join \"%s\": expected host or host:port",
-                             c->retry_join.v[i]);
-        ag->joins[i] =
-            base_arena_printf(&ag->arena, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-    }
     snprintf(ag->bind_addr, sizeof ag->bind_addr, strchr(c->bind_addr, ':') ? "[%s]:%d" : "%s:%d",
              c->bind_addr, c->server_port);
     struct rpc_config rc_port = {
@@ -403,8 +551,7 @@ static int agent_start(struct agent *ag, char *err)
         .rpc = ag->rpc,
         .bootstrap = c->bootstrap_expect == 1,
         .bootstrap_expect = c->bootstrap_expect,
-        .join = (const char *const *)ag->joins,
-        .n_join = c->retry_join.n,
+        .discover = true, /* other servers come from the gossip pool */
         .raft_multiplier = c->raft_multiplier,
         .snapshot_threshold = c->raft_snapshot_threshold,
         .snapshot_trailing = c->raft_snapshot_trailing,
@@ -441,10 +588,25 @@ static int agent_start(struct agent *ag, char *err)
                   .data = ag->checks,
                   .leave = on_left,
                   .leave_data = ag},
+        .gossip = {.members = pool_members,
+                   .join = pool_join,
+                   .force_leave = pool_force_leave,
+                   .keyring = pool_keyring,
+                   .event_fire = pool_event_fire,
+                   .data = ag},
     };
     if ((rc = api_new(&ag->loop, &ac, &ag->api)))
         return base_errf(err, rc, "api: %s", base_strerror(rc));
     adm_checks_set_api(ag->checks, ag->api);
+    api_on_leader(ag->api, cons_is_leader(ag->cons));
+    struct adm_serf_hooks sh = {.on_member = on_member,
+                                .on_user_event = on_user_event,
+                                .on_fatal = on_serf_fatal,
+                                .data = ag};
+    if ((rc = adm_serf_start(&ag->loop, c, ag->node_id, ag->cons, &sh, &ag->serf, err)))
+        return rc;
+    ag->reconcile = adm_reconcile_new(&ag->loop, c, ag->store, ag->cons, ag->api, ag->serf);
+    adm_reconcile_leader(ag->reconcile, cons_is_leader(ag->cons));
     /* Service definitions from config files are checked now, so a bad one stops the start
      * with its reason rather than failing later in the background. */
     for (size_t i = 0; i < c->services.n; i++) {
@@ -590,7 +752,6 @@ int adm_agent_main(int argc, char **argv)
     if (!code)
         LOG_INFO("agent", "shutdown complete");
     adm_config_free(&ag->cfg);
-    base_free(ag->joins);
     base_arena_close(&ag->arena);
     base_free(ag);
     return code;

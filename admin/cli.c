@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,32 +141,161 @@ static const char *jstr(json_t *o, const char *k)
 
 /* ---- commands -------------------------------------------------------------------------- */
 
-static int cmd_members(struct cli *c)
+/* `herald members`, as `consul members` prints it: servers first, then by name. */
+static const char *status_name(json_t *m)
 {
-    int rc;
-    json_t *arr = call_json(c, "/v1/agent/members", &rc);
-    size_t i;
-    json_t *m;
-    if (!arr)
-        return rc;
-    printf("%-20s %-22s %-8s %-7s %-8s %s\n", "Node", "Address", "Status", "Type", "Build", "DC");
-    json_array_foreach(arr, i, m)
-    {
-        json_t *tags = json_object_get(m, "Tags");
-        char addr[300];
-        int st = (int)json_integer_value(json_object_get(m, "Status"));
-        snprintf(addr, sizeof addr, "%s:%lld", jstr(m, "Addr"),
-                 (long long)json_integer_value(json_object_get(m, "Port")));
-        printf("%-20s %-22s %-8s %-7s %-8s %s\n", jstr(m, "Name"), addr,
-               st == 1   ? "alive"
-               : st == 3 ? "left"
-               : st == 4 ? "failed"
-                         : "unknown",
-               strcmp(jstr(tags, "role"), "consul") == 0 ? "server" : "client", jstr(tags, "build"),
-               jstr(tags, "dc"));
+    static const char *const names[] = {"none", "alive", "leaving", "left", "failed"};
+    json_int_t st = json_integer_value(json_object_get(m, "Status"));
+    return st >= 0 && st < (json_int_t)BASE_ARRAY_LEN(names) ? names[st] : "unknown";
+}
+
+static bool is_server(json_t *m)
+{
+    return strcmp(jstr(json_object_get(m, "Tags"), "role"), "consul") == 0;
+}
+
+static int member_cmp(const void *pa, const void *pb)
+{
+    json_t *a = *(json_t *const *)pa, *b = *(json_t *const *)pb;
+    if (is_server(a) != is_server(b))
+        return is_server(a) ? -1 : 1;
+    return strcmp(jstr(a, "Name"), jstr(b, "Name"));
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Prints rows of cells (n_cols each) in columns two spaces apart (Consul's columnize). */
+static void columns(char ***rows, size_t n_rows, size_t n_cols)
+{
+    size_t w[16] = {0};
+    for (size_t r = 0; r < n_rows; r++)
+        for (size_t k = 0; k < n_cols; k++)
+            if (strlen(rows[r][k]) > w[k])
+                w[k] = strlen(rows[r][k]);
+    for (size_t r = 0; r < n_rows; r++) {
+        for (size_t k = 0; k < n_cols; k++)
+            printf(k + 1 < n_cols ? "%-*s  " : "%-*s", k + 1 < n_cols ? (int)w[k] : 0, rows[r][k]);
+        printf("\n");
     }
+}
+
+static int cmd_members(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] = "usage: herald members [-detailed] [-status REGEX] [-wan]";
+    bool detailed = false, wan = false;
+    const char *status_re = NULL;
+    regex_t re;
+    int rc;
+
+    for (size_t i = 0; i < argc; i++) {
+        const char *a = argv[i][0] == '-' && argv[i][1] == '-' ? argv[i] + 1 : argv[i];
+        if (strcmp(a, "-detailed") == 0)
+            detailed = true;
+        else if (strcmp(a, "-wan") == 0)
+            wan = true;
+        else if (strncmp(a, "-status=", 8) == 0)
+            status_re = a + 8;
+        else if (strcmp(a, "-status") == 0 && i + 1 < argc)
+            status_re = argv[++i];
+        else
+            return fail("%s", usage);
+    }
+    if (status_re && regcomp(&re, status_re, REG_EXTENDED | REG_NOSUB))
+        return fail("Failed to compile status regexp: %s", status_re);
+    json_t *arr = call_json(c, wan ? "/v1/agent/members?wan=1" : "/v1/agent/members", &rc);
+    if (!arr) {
+        if (status_re)
+            regfree(&re);
+        return rc;
+    }
+    size_t n = json_array_size(arr), kept = 0;
+    json_t **ms = base_calloc(n + 1, sizeof *ms);
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(arr, i);
+        if (!status_re || regexec(&re, status_name(m), 0, NULL, 0) == 0)
+            ms[kept++] = m;
+    }
+    if (status_re)
+        regfree(&re);
+    qsort(ms, kept, sizeof *ms, member_cmp);
+
+    struct base_arena a;
+    base_arena_init(&a);
+    size_t n_cols = detailed ? 4 : 9;
+    char ***rows = base_arena_alloc(&a, (kept + 1) * sizeof *rows);
+    static const char *const head[] = {"Node",     "Address", "Status",    "Type",   "Build",
+                                       "Protocol", "DC",      "Partition", "Segment"};
+    static const char *const head_detailed[] = {"Node", "Address", "Status", "Tags"};
+    rows[0] = (char **)(detailed ? head_detailed : head);
+    for (size_t r = 0; r < kept; r++) {
+        json_t *m = ms[r], *tags = json_object_get(m, "Tags");
+        char **row = base_arena_alloc(&a, n_cols * sizeof *row);
+        rows[r + 1] = row;
+        row[0] = base_arena_printf(&a, "%s", jstr(m, "Name"));
+        row[1] = base_arena_printf(&a, strchr(jstr(m, "Addr"), ':') ? "[%s]:%lld" : "%s:%lld",
+                                   jstr(m, "Addr"),
+                                   (long long)json_integer_value(json_object_get(m, "Port")));
+        row[2] = base_arena_printf(&a, "%s", status_name(m));
+        if (detailed) {
+            size_t nt = json_object_size(tags), k = 0;
+            const char **keys = base_arena_alloc(&a, (nt + 1) * sizeof *keys);
+            const char *key;
+            json_t *v;
+            json_object_foreach(tags, key, v) keys[k++] = key;
+            qsort(keys, k, sizeof *keys, key_cmp);
+            struct base_buf b;
+            base_buf_init(&b);
+            for (size_t t = 0; t < k; t++)
+                base_buf_printf(&b, "%s%s=%s", t ? "," : "", keys[t], jstr(tags, keys[t]));
+            row[3] = base_arena_printf(&a, "%.*s", (int)b.len, (const char *)b.data);
+            base_buf_free(&b);
+            continue;
+        }
+        const char *role = jstr(tags, "role");
+        bool server = strcmp(role, "consul") == 0, client = strcmp(role, "node") == 0;
+        const char *build = jstr(tags, "build");
+        row[3] = server ? "server" : client ? "client" : "unknown";
+        if (!server && !client) {
+            for (size_t k = 4; k < 9; k++)
+                row[k] = "";
+            continue;
+        }
+        row[4] = base_arena_printf(&a, "%.*s", (int)strcspn(build, ":"), build);
+        row[5] = base_arena_printf(&a, "%s", jstr(tags, "vsn"));
+        row[6] = base_arena_printf(&a, "%s", jstr(tags, "dc"));
+        row[7] = "default";
+        row[8] = server ? "<all>" : "<default>";
+    }
+    columns(rows, kept + 1, n_cols);
+    base_arena_close(&a);
+    base_free(ms);
     json_decref(arr);
-    return 0;
+    return status_re && kept == 0 ? 2 : 0; /* consul members: nothing matched -status */
+}
+
+static int cmd_force_leave(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] = "usage: herald force-leave [-prune] [-wan] NODE";
+    bool prune = false, wan = false;
+    const char *node = NULL;
+    for (size_t i = 0; i < argc; i++) {
+        const char *a = argv[i][0] == '-' && argv[i][1] == '-' ? argv[i] + 1 : argv[i];
+        if (strcmp(a, "-prune") == 0)
+            prune = true;
+        else if (strcmp(a, "-wan") == 0)
+            wan = true;
+        else if (a[0] != '-' && !node)
+            node = a;
+        else
+            return fail("%s", usage);
+    }
+    if (!node)
+        return fail("%s", usage);
+    const char *q = prune && wan ? "prune=1&wan=1" : prune ? "prune=1" : wan ? "wan=1" : NULL;
+    return call_ok_at(c, "PUT", "/v1/agent/force-leave/", node, q, NULL, 0);
 }
 
 static int cmd_services(struct cli *c, char **argv, size_t argc)
@@ -464,6 +594,74 @@ static int cmd_join(struct cli *c, char **argv, size_t argc)
     return 0;
 }
 
+/* `herald event`, as `consul event`: fires a user event through the agent and prints its ID.
+ * Flags come first (Go's flag package stops at the first argument that is not one); the one
+ * argument after them is the payload. */
+static int cmd_event(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] =
+        "usage: herald event -name NAME [-node RE] [-service RE] [-tag RE] [PAYLOAD]";
+    static const char *const names[] = {"name", "node", "service", "tag"};
+    const char *val[4] = {"", "", "", ""};
+    const char *payload = NULL;
+    size_t i = 0;
+
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        const char *a = argv[i] + (argv[i][1] == '-' ? 2 : 1);
+        if (!*a && argv[i][1] == '-') { /* "--": the flags end */
+            i++;
+            break;
+        }
+        size_t k, n = strcspn(a, "=");
+        for (k = 0; k < BASE_ARRAY_LEN(names); k++)
+            if (strlen(names[k]) == n && strncmp(a, names[k], n) == 0)
+                break;
+        if (k == BASE_ARRAY_LEN(names))
+            return fail("flag provided but not defined: %s (%s)", argv[i], usage);
+        if (a[n] == '=')
+            val[k] = a + n + 1;
+        else if (i + 1 < argc)
+            val[k] = argv[++i];
+        else
+            return fail("flag needs an argument: %s", argv[i]);
+    }
+    if (i + 1 < argc)
+        return fail("Too many command line arguments. (%s)", usage);
+    if (i < argc)
+        payload = argv[i];
+    if (!*val[0])
+        return fail("Event name must be specified (%s)", usage);
+    if (*val[3] && !*val[2])
+        return fail("Cannot provide tag filter without service filter.");
+
+    struct base_buf q;
+    base_buf_init(&q);
+    for (size_t k = 1; k < BASE_ARRAY_LEN(names); k++) {
+        if (!*val[k])
+            continue;
+        base_buf_printf(&q, "%s%s=", q.len ? "&" : "", names[k]);
+        url_path_escape(&q, val[k]);
+    }
+    base_buf_append(&q, "", 1);
+    char *path = path_with("/v1/event/fire/", val[0], q.len > 1 ? (const char *)q.data : NULL);
+    base_buf_free(&q);
+    struct http_client_resp r;
+    int rc = call(c, "PUT", path, payload, payload ? strlen(payload) : 0, &r, false);
+    base_free(path);
+    if (rc)
+        return rc;
+    json_error_t jerr;
+    json_t *ev = json_loadb(r.body, r.body_len, 0, &jerr);
+    http_client_resp_free(&r);
+    if (!ev || !*jstr(ev, "ID")) {
+        json_decref(ev);
+        return fail("bad JSON from agent: %s", ev ? "no event ID" : jerr.text);
+    }
+    printf("Event ID: %s\n", jstr(ev, "ID"));
+    json_decref(ev);
+    return 0;
+}
+
 static int cmd_operator(struct cli *c, char **argv, size_t argc)
 {
     int rc;
@@ -635,6 +833,7 @@ static int snapshot_inspect(const char *path)
     printf("%-10s %" PRIu64 "\n", "Services", info.rows[ZONE_TABLE_SERVICES]);
     printf("%-10s %" PRIu64 "\n", "Checks", info.rows[ZONE_TABLE_CHECKS]);
     printf("%-10s %" PRIu64 "\n", "KV", info.rows[ZONE_TABLE_KV]);
+    printf("%-10s %" PRIu64 "\n", "Sessions", info.rows[ZONE_TABLE_SESSIONS]);
     return 0;
 }
 
@@ -666,6 +865,108 @@ static int cmd_snapshot(struct cli *c, char **argv, size_t argc)
     return fail("%s", usage);
 }
 
+/* `herald keyring`, as `consul keyring`: one of -list, -list-primary, -install K, -use K,
+ * -remove K. */
+static int cmd_keyring(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] =
+        "usage: herald keyring [-list | -list-primary | -install KEY | -use KEY | -remove KEY]";
+    static const char *const flags[] = {"-list", "-install", "-use", "-remove", "-list-primary"};
+    static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "GET"};
+    static const char *const say[] = {
+        "Gathering installed encryption keys...", "Installing new gossip encryption key...",
+        "Changing primary gossip encryption key...", "Removing gossip encryption key...",
+        "Gathering installed encryption keys..."};
+    int op = -1;
+    const char *key = NULL;
+    for (size_t i = 0; i < argc; i++) {
+        const char *a = argv[i][0] == '-' && argv[i][1] == '-' ? argv[i] + 1 : argv[i];
+        int f = -1;
+        for (int k = 0; k < 5; k++) {
+            size_t n = strlen(flags[k]);
+            if (strncmp(a, flags[k], n) == 0 && (a[n] == 0 || a[n] == '='))
+                f = k;
+        }
+        if (f < 0 || op >= 0)
+            return fail(op >= 0 ? "Only a single action is allowed" : "%s", usage);
+        op = f;
+        if (f == 0 || f == 4) {
+            if (strchr(a, '='))
+                return fail("%s", usage);
+            continue;
+        }
+        const char *eq = strchr(a, '=');
+        if (eq)
+            key = eq + 1;
+        else if (i + 1 < argc)
+            key = argv[++i];
+        else
+            return fail("%s", usage);
+    }
+    if (op < 0)
+        return fail("%s", usage);
+    printf("==> %s\n", say[op]);
+    fflush(stdout);
+    char *body = NULL;
+    if (key) {
+        json_t *o = json_pack("{s:s}", "Key", key);
+        body = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+    }
+    struct http_client_resp r;
+    char err[BASE_ERRMSG_LEN];
+    int rc = http_client_do(c->host, c->port, methods[op], "/v1/operator/keyring", body,
+                            body ? strlen(body) : 0, CLI_TIMEOUT_MS, &r, err);
+    free(body);
+    if (rc)
+        return fail("%s", err);
+    if (r.status >= 400) {
+        size_t n = r.body_len;
+        while (n && (r.body[n - 1] == '\n' || r.body[n - 1] == '\r'))
+            n--;
+        fprintf(stderr, "error: Unexpected response code: %d (%.*s)\n", r.status, (int)n, r.body);
+        http_client_resp_free(&r);
+        return 1;
+    }
+    if (op != 0 && op != 4) {
+        http_client_resp_free(&r);
+        return 0;
+    }
+    json_error_t jerr;
+    json_t *arr = json_loadb(r.body, r.body_len, 0, &jerr);
+    http_client_resp_free(&r);
+    if (!json_is_array(arr)) {
+        json_decref(arr);
+        return fail("bad JSON from agent");
+    }
+    size_t i;
+    json_t *pool;
+    json_array_foreach(arr, i, pool)
+    {
+        json_t *keys = json_object_get(pool, op == 4 ? "PrimaryKeys" : "Keys");
+        long long total = (long long)json_integer_value(json_object_get(pool, "NumNodes"));
+        const char *seg = jstr(pool, "Segment");
+        if (json_is_true(json_object_get(pool, "WAN")))
+            printf("\nWAN:\n");
+        else if (*seg)
+            printf("\n%s (LAN) [%s]:\n", jstr(pool, "Datacenter"), seg);
+        else
+            printf("\n%s (LAN):\n", jstr(pool, "Datacenter"));
+        size_t nk = json_object_size(keys), k = 0;
+        const char **names = base_malloc((nk + 1) * sizeof *names);
+        const char *name;
+        json_t *v;
+        json_object_foreach(keys, name, v) names[k++] = name;
+        qsort(names, k, sizeof *names, key_cmp);
+        for (size_t j = 0; j < k; j++)
+            printf("  %s [%lld/%lld]\n", names[j],
+                   (long long)json_integer_value(json_object_get(keys, names[j])), total);
+        base_free(names);
+    }
+    json_decref(arr);
+    return 0;
+}
+
 int adm_cli_main(const char *cmd, int argc, char **argv)
 {
     struct cli c = {.port = 8500};
@@ -695,7 +996,9 @@ int adm_cli_main(const char *cmd, int argc, char **argv)
         return 1;
     }
     if (strcmp(cmd, "members") == 0)
-        rc = cmd_members(&c);
+        rc = cmd_members(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "force-leave") == 0)
+        rc = cmd_force_leave(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "services") == 0)
         rc = cmd_services(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "catalog") == 0)
@@ -706,10 +1009,14 @@ int adm_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_leave(&c, c.args.n);
     else if (strcmp(cmd, "join") == 0)
         rc = cmd_join(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "event") == 0)
+        rc = cmd_event(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "operator") == 0)
         rc = cmd_operator(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "snapshot") == 0)
         rc = cmd_snapshot(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "keyring") == 0)
+        rc = cmd_keyring(&c, c.args.v, c.args.n);
     else
         rc = fail("unknown command \"%s\" (see herald --help)", cmd);
     adm_strv_free(&c.args);

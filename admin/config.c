@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <ifaddrs.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,9 +78,44 @@ const struct adm_option adm_options[] = {
     {"dns-port", "ports.dns", ADM_OPT_PORT, ADM_OPT_AT(dns_port), .def = 8600},
     {"server-port", "ports.server", ADM_OPT_PORT, ADM_OPT_AT(server_port), .def = 8300},
     {"serf-lan-port", "ports.serf_lan", ADM_OPT_PORT, ADM_OPT_AT(serf_lan_port), .def = 8301},
+    /* the LAN gossip pool: bind address (default bind_addr), members to join (their gossip
+     * address: host, ip, ip:port or [v6]:port; a bare one gets our -serf-lan-port), how often
+     * and how many times a join is tried (0: until it succeeds) */
+    {"serf-lan-bind", "serf_lan", ADM_OPT_ADDR, ADM_OPT_AT(serf_lan_addr)},
     {"retry-join", "retry_join", ADM_OPT_LIST, ADM_OPT_AT(retry_join)},
     {"join", NULL, ADM_OPT_LIST, ADM_OPT_AT(retry_join)},
-    /* the cluster key: base64 of 16, 24 or 32 bytes, decoded into key by validate() */
+    {"retry-interval", "retry_interval", ADM_OPT_DURATION, ADM_OPT_AT(retry_interval_ms),
+     .min = 100, .def = 30000},
+    {"retry-max", "retry_max", ADM_OPT_UINT, ADM_OPT_AT(retry_max), .max = 1000000},
+    /* a restarted agent rejoins the members of its snapshot (DATA/serf), even after it left */
+    {"rejoin", "rejoin_after_leave", ADM_OPT_BOOL, ADM_OPT_AT(rejoin_after_leave)},
+    /* a failed member is reaped (and deregistered) after this; Consul's minimum is 8h */
+    {NULL, "reconnect_timeout", ADM_OPT_DURATION, ADM_OPT_AT(reconnect_timeout_ms),
+     .min = 8ull * 3600 * 1000, .def = 72ull * 3600 * 1000},
+    /* the leader reconciles the whole pool into the catalog this often (Consul: a constant
+     * 60s, ReconcileInterval) */
+    {NULL, "reconcile_interval", ADM_OPT_DURATION, ADM_OPT_AT(reconcile_interval_ms), .min = 100,
+     .max = 3600000, .def = 60000},
+    /* defaults: leave on SIGTERM for a client, never on SIGINT for a server (validate()) */
+    {NULL, "leave_on_terminate", ADM_OPT_BOOL, ADM_OPT_AT(leave_on_terminate),
+     .given = offsetof(struct adm_config, leave_on_terminate_set)},
+    {NULL, "skip_leave_on_interrupt", ADM_OPT_BOOL, ADM_OPT_AT(skip_leave_on_interrupt),
+     .given = offsetof(struct adm_config, skip_leave_on_interrupt_set)},
+    /* gossip timings (Consul's gossip_lan); 0: gossip's own LAN defaults (gossip.h) */
+    {NULL, "gossip_lan.gossip_nodes", ADM_OPT_UINT, ADM_OPT_AT(gossip_lan.gossip_nodes), .min = 1,
+     .max = 64},
+    {NULL, "gossip_lan.gossip_interval", ADM_OPT_DURATION,
+     ADM_OPT_AT(gossip_lan.gossip_interval_ms), .min = 1, .max = 60000},
+    {NULL, "gossip_lan.probe_interval", ADM_OPT_DURATION, ADM_OPT_AT(gossip_lan.probe_interval_ms),
+     .min = 1, .max = 600000},
+    {NULL, "gossip_lan.probe_timeout", ADM_OPT_DURATION, ADM_OPT_AT(gossip_lan.probe_timeout_ms),
+     .min = 1, .max = 600000},
+    {NULL, "gossip_lan.retransmit_mult", ADM_OPT_UINT, ADM_OPT_AT(gossip_lan.retransmit_mult),
+     .min = 1, .max = 100},
+    {NULL, "gossip_lan.suspicion_mult", ADM_OPT_UINT, ADM_OPT_AT(gossip_lan.suspicion_mult),
+     .min = 1, .max = 100},
+    /* the cluster key: base64 of 16, 24 or 32 bytes, decoded into key by validate(); it keys
+     * the gossip pool (memberlist's AES-GCM) and proves membership on the server port */
     {"encrypt", "encrypt", ADM_OPT_STRING, ADM_OPT_AT(encrypt)},
     {"join-allow", "join_allow", ADM_OPT_NETS, ADM_OPT_AT(join_allow)},
     {"domain", "domain", ADM_OPT_DOMAIN, ADM_OPT_AT(domain), .def_str = "consul."},
@@ -889,6 +925,41 @@ static int validate_recursion(struct adm_config *c, char *err)
     return 0;
 }
 
+/* The address a wildcard bind advertises, as Consul picks it: the host's one private IPv4
+ * address (RFC 1918 or RFC 6598); several is an error, as in Consul. A host with none
+ * advertises 127.0.0.1 (Consul refuses to start): only loopback could reach it anyway. */
+static int private_ipv4(char **out, char *err)
+{
+    struct ifaddrs *ifs, *i;
+    char found[INET_ADDRSTRLEN] = "";
+    int n = 0;
+
+    if (getifaddrs(&ifs) == 0) {
+        for (i = ifs; i; i = i->ifa_next) {
+            if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET)
+                continue;
+            uint32_t a = ntohl(((const struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr);
+            bool private = (a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 ||
+                           (a >> 22) == (100u << 2 | 1);
+            char text[INET_ADDRSTRLEN];
+            if (!private ||
+                !inet_ntop(AF_INET, &((const struct sockaddr_in *)i->ifa_addr)->sin_addr, text,
+                           sizeof text))
+                continue;
+            if (n == 0 || strcmp(found, text) != 0)
+                n++;
+            snprintf(found, sizeof found, "%s", text);
+        }
+        freeifaddrs(ifs);
+    }
+    if (n > 1)
+        return base_errf(err, BASE_EINVAL,
+                         "Multiple private IPv4 addresses found. Please configure one with "
+                         "'bind' and/or 'advertise'.");
+    *out = base_strdup(n ? found : "127.0.0.1");
+    return 0;
+}
+
 static int validate(struct adm_config *c, char *err)
 {
     int rc;
@@ -897,11 +968,15 @@ static int validate(struct adm_config *c, char *err)
     if (!c->bind_addr)
         c->bind_addr = base_strdup(c->dev ? "127.0.0.1" : "0.0.0.0");
     if (!c->advertise_addr) {
-        if (strcmp(c->bind_addr, "0.0.0.0") == 0 || strcmp(c->bind_addr, "::") == 0)
-            c->advertise_addr = base_strdup("127.0.0.1"); /* TODO(gossip): pick a private IP */
-        else
+        if (strcmp(c->bind_addr, "0.0.0.0") == 0 || strcmp(c->bind_addr, "::") == 0) {
+            if ((rc = private_ipv4(&c->advertise_addr, err)))
+                return rc;
+        } else {
             c->advertise_addr = base_strdup(c->bind_addr);
+        }
     }
+    if (!c->serf_lan_addr)
+        c->serf_lan_addr = base_strdup(c->bind_addr);
     if ((rc = validate_options(c, err)))
         return rc;
 
@@ -913,20 +988,21 @@ static int validate(struct adm_config *c, char *err)
         c->server = true;
         c->bootstrap_expect = 1;
     }
+    /* Consul's defaults: a client leaves the pool on SIGTERM, a server on neither signal (it
+     * stays a Raft voter across a restart) */
+    if (!c->leave_on_terminate_set)
+        c->leave_on_terminate = !c->server;
+    if (!c->skip_leave_on_interrupt_set)
+        c->skip_leave_on_interrupt = c->server;
     if (!c->dev && !c->data_dir)
         return base_errf(err, BASE_EINVAL, "data_dir is required (-data-dir) unless -dev");
     if (!c->dev && !c->server)
         return base_errf(err, BASE_EINVAL,
                          "client agents are not supported yet: start with -server or -dev");
-    /* A new server with neither -bootstrap-expect nor a join address forms a cluster of its
-     * own (a convenience Consul does not have); with join addresses and no -bootstrap-expect it
-     * joins the running cluster through them. A server with data ignores both. */
-    if (c->server && c->bootstrap_expect == 0 && c->retry_join.n == 0)
-        c->bootstrap_expect = 1;
-    if (c->bootstrap_expect > 1 && c->retry_join.n == 0)
-        return base_errf(err, BASE_EINVAL,
-                         "-bootstrap-expect %u needs -retry-join addresses of the other servers",
-                         c->bootstrap_expect);
+    /* As Consul: a new server bootstraps only with -bootstrap-expect (1: alone; N: once the
+     * gossip pool shows N servers); without it, it waits to be joined (-retry-join, or a
+     * `herald join` from anywhere), never forming a second cluster in the same pool. A server
+     * with data ignores it. */
     if ((rc = decode_key(c, err)))
         return rc;
     nets_of(&c->join_allow, &c->join_nets, &c->n_join_nets);

@@ -8,6 +8,7 @@
 #include "admin/http/http.h"
 #include "base/base.h"
 #include "consensus/consensus.h"
+#include "gossip/gossip.h"
 #include "rpc/rpc.h"
 #include "resolver/resolver.h"
 #include "zone/zone.h"
@@ -38,7 +39,19 @@ struct adm_config {
     char *client_addr;
     char *http_addr; /* addresses.http, defaults to client_addr */
     int http_port, dns_port, server_port, serf_lan_port;
-    struct adm_strv retry_join;
+    struct adm_strv retry_join; /* gossip addresses of members to join */
+    char *serf_lan_addr;        /* the gossip bind address (serf_lan), default bind_addr */
+    uint64_t retry_interval_ms;
+    unsigned retry_max;
+    bool rejoin_after_leave; /* -rejoin: rejoin the snapshot's members even after a leave */
+    uint64_t reconnect_timeout_ms;
+    uint64_t reconcile_interval_ms;
+    bool leave_on_terminate, leave_on_terminate_set;
+    bool skip_leave_on_interrupt, skip_leave_on_interrupt_set;
+    struct adm_gossip_config { /* gossip_lan.*, 0: gossip's default */
+        unsigned gossip_nodes, retransmit_mult, suspicion_mult;
+        uint64_t gossip_interval_ms, probe_interval_ms, probe_timeout_ms;
+    } gossip_lan;
     struct adm_strv recursors;       /* -recursor and "recursors", merged (as Consul) */
     struct adm_strv allow_recursion; /* -allow-recursion: replaces dns_config.allow_recursion */
     char *domain;
@@ -174,5 +187,94 @@ void adm_checks_ttl_reset(void *c, const char *check_id);
 /* Stops every check (timers, probes in flight) and frees the runner; done (may be NULL) runs
  * once its last handle is closed, later. Loop thread. */
 void adm_checks_free(struct adm_checks *c, void (*done)(void *), void *data);
+
+/* The LAN gossip pool (serf.c): gossip/ with Consul's tags, joins, discovery of servers. */
+struct adm_serf;
+struct adm_serf_hooks {
+    /* every member event, after the pool's own handling (may be NULL) */
+    void (*on_member)(void *data, const struct gossip_event *ev);
+    /* user events (may be NULL) */
+    void (*on_user_event)(void *data, const struct gossip_event *ev);
+    /* -retry-join gave up (retry_max): the agent exits 1 */
+    void (*on_fatal)(void *data);
+    void *data;
+};
+/* Starts the pool on cfg's serf_lan address and port and begins -retry-join. cfg and cons are
+ * borrowed for the pool's life (cons may be NULL: no discovery). *out is set even on error
+ * (stop it then). */
+int adm_serf_start(uv_loop_t *loop, const struct adm_config *cfg, const char *node_id,
+                   struct cons *cons, const struct adm_serf_hooks *hooks, struct adm_serf **out,
+                   char *errmsg) BASE_MUSTCHECK;
+/* Stops at once (no leave); done(data) once everything is closed and freed. */
+void adm_serf_stop(struct adm_serf *s, void (*done)(void *), void *data);
+/* Graceful leave of the pool; done(data) once it has had time to spread. */
+int adm_serf_leave(struct adm_serf *s, void (*done)(void *), void *data) BASE_MUSTCHECK;
+/* Joins through entries (host, ip, ip:port, [v6]:port; a bare one gets serf_lan_port; names
+ * are resolved off the loop). cb(ctx, joined, status) exactly once, BASE_ESHUTDOWN if the
+ * pool stops first. Non-zero (errmsg says why, cb not called) for a malformed entry. */
+typedef void (*adm_serf_join_cb)(void *ctx, size_t joined, int status);
+int adm_serf_join(struct adm_serf *s, const char *const *entries, size_t n, adm_serf_join_cb cb,
+                  void *ctx, char *errmsg) BASE_MUSTCHECK;
+void adm_serf_members(struct adm_serf *s, gossip_member_cb cb, void *ctx);
+int adm_serf_force_leave(struct adm_serf *s, const char *node, bool prune) BASE_MUSTCHECK;
+struct gossip *adm_serf_gossip(struct adm_serf *s); /* NULL once stopping */
+/* gossip_keyring across the pool (BASE_ESHUTDOWN once stopping). */
+int adm_serf_keyring(struct adm_serf *s, enum gossip_keyring_op op, const char *key,
+                     gossip_keyring_cb cb, void *ctx) BASE_MUSTCHECK;
+/* DATA/serf/local.keyring (serf_keyring.c): the keyring to start with (a file wins over
+ * -encrypt; -encrypt alone starts the file; neither: keys stays empty), and its rewrite after
+ * a change (0; else a message for the query's answer in why). Loop thread. */
+int adm_keyring_load(const char *data_dir, const struct adm_config *c, struct adm_strv *keys,
+                     char *err) BASE_MUSTCHECK;
+int adm_keyring_save(const char *data_dir, const char *const *keys, size_t n, char *why,
+                     size_t why_len);
+/* A member's tag (NULL when absent). */
+const char *adm_tag(const struct gossip_node *m, const char *key);
+/* A Consul server by its tags (metadata.IsConsulServer's rules: role=consul, dc, integer port
+ * and vsn, a build with a version, integer expect and raft_vsn when present, a UUID id). */
+struct adm_server {
+    const char *dc, *node_id; /* borrowed from the member */
+    uint64_t raft_id;
+    int port;
+    unsigned expect;
+    char address[64]; /* the server port's "ip:port" */
+};
+bool adm_server_parse(const struct gossip_node *m, struct adm_server *out);
+
+/* Consul's user events on the pool (events.c). Fires ev as serf's user event
+ * "consul:event:<name>" carrying Consul's envelope (not coalesced) through g (NULL: the pool
+ * is stopping); serf's 512-byte limit on name and envelope applies (errmsg: serf's text). */
+int adm_event_fire(struct gossip *g, const struct api_user_event *ev, char *errmsg) BASE_MUSTCHECK;
+/* A user event of the pool (ours included): a Consul event's envelope goes to the api (its
+ * filters, list and blocking lists); other names are not Consul's and are ignored. */
+void adm_event_received(struct api *api, const struct gossip_event *ev);
+
+/* The pool's snapshot, DATA/serf/local.snapshot (serf_snapshot.c): members last seen alive and
+ * whether we left. open reads it (rejoin gets the addresses to rejoin through, *left whether we
+ * left gracefully) and keeps it up to date from member events; close writes what is pending.
+ * Loop thread. */
+struct adm_snapshot;
+struct adm_snapshot *adm_snapshot_open(uv_loop_t *loop, const char *data_dir, const char *self,
+                                       struct adm_strv *rejoin, bool *left);
+void adm_snapshot_member(struct adm_snapshot *sn, const struct gossip_event *ev);
+void adm_snapshot_left(struct adm_snapshot *sn);
+void adm_snapshot_close(struct adm_snapshot *sn);
+
+/* The leader's reconciliation of gossip members into the catalog (reconcile.c). Borrowed for
+ * its life: cfg, store, cons, api, serf. Loop thread. */
+struct adm_reconcile;
+struct adm_reconcile *adm_reconcile_new(uv_loop_t *loop, const struct adm_config *cfg,
+                                        struct zone_store *store, struct cons *cons,
+                                        struct api *api, struct adm_serf *serf);
+/* From consensus' on_leader: leading starts a barrier, then a full pass, then one every 60 s. */
+void adm_reconcile_leader(struct adm_reconcile *r, bool is_leader);
+/* From the pool's member events (r may be NULL). */
+void adm_reconcile_event(struct adm_reconcile *r, const struct gossip_event *ev);
+uint64_t adm_reconcile_writes(const struct adm_reconcile *r);
+/* No pass or write after this (call before the pool stops); a barrier still pending is
+ * answered by consensus and ignored. */
+void adm_reconcile_stop(struct adm_reconcile *r);
+/* Frees it (after consensus stopped: no barrier callback can come); the handle closes later. */
+void adm_reconcile_free(struct adm_reconcile *r);
 
 #endif

@@ -84,6 +84,11 @@ struct cons_config {
     unsigned bootstrap_expect;
     const char *const *join; /* n_join server-port addresses "host:port" of other servers */
     size_t n_join;
+    /* Other servers are also found by cons_server_seen (the agent's gossip pool): with it, an
+     * empty dir with bootstrap_expect 0 joins through the first server seen (not waiting for
+     * cons_join), and a dir with Raft state confirms its membership through the servers seen,
+     * as it does through join addresses. */
+    bool discover;
     /* Timing. LAN base: election 500 ms, heartbeat 50 ms, with pre-vote; both scaled by
      * raft_multiplier (0: 1; at most 10), as Consul's performance.raft_multiplier scales
      * Consul's own base. A leader whose connections close (killed, crashed) is replaced

@@ -634,12 +634,12 @@ int cons__form_start(struct cons *c, const struct cons_config *cfg, char *errmsg
         LOG_INFO("consensus", "Raft state found in %s: starting from it", c->dir);
         if (cons__raft_start(c))
             return base_errf(errmsg, BASE_ESTORE, "raft start: %s", raft_errmsg(&c->raft));
-        if (f->n_join_via > 0) {
+        if (f->n_join_via > 0 || cfg->discover) {
             /* a JOIN is a no-op for a member, and adds back one that left or was removed */
             LOG_INFO("consensus",
                      "asking the cluster to keep us a member, through %zu join "
-                     "addresses",
-                     f->n_join_via);
+                     "addresses%s",
+                     f->n_join_via, cfg->discover ? " and the servers gossip finds" : "");
             join_begin(c, NULL);
             f->join_confirm = true;
         }
@@ -677,7 +677,7 @@ int cons__form_start(struct cons *c, const struct cons_config *cfg, char *errmsg
                  "formation: waiting for %u servers (bootstrap_expect), %zu join "
                  "addresses",
                  f->expect, f->n_join_via);
-        if (f->n_join_via == 0)
+        if (f->n_join_via == 0 && !cfg->discover)
             LOG_WARN("consensus", "formation: no join addresses: waiting for others to "
                                   "contact this server");
         return 0;
@@ -685,9 +685,9 @@ int cons__form_start(struct cons *c, const struct cons_config *cfg, char *errmsg
     int rv = cons__raft_start(c);
     if (rv != 0)
         return base_errf(errmsg, BASE_ESTORE, "raft start: %s", raft_errmsg(&c->raft));
-    if (f->n_join_via > 0) {
-        LOG_INFO("consensus", "no Raft state: joining a cluster through %zu addresses",
-                 f->n_join_via);
+    if (f->n_join_via > 0 || cfg->discover) {
+        LOG_INFO("consensus", "no Raft state: joining a cluster through %zu addresses%s",
+                 f->n_join_via, cfg->discover ? " and the servers gossip finds" : "");
         join_begin(c, NULL);
     } else {
         LOG_INFO("consensus", "no Raft state and nothing to bootstrap or join: waiting to be "

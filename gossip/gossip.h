@@ -6,8 +6,9 @@
  * CRC, LZW compression, AES-GCM encryption; mp.h under it), the member table's state
  * transitions (gossip/member.h), the broadcast queue (gossip/queue.h), all pure, and the
  * protocol engine on libuv (gossip/swim.c: UDP and TCP on one address and port, probes,
- * gossip, push-pull, serf's intents, Lamport clocks and user events). admin/ is not wired to
- * it yet.
+ * gossip, push-pull, serf's intents, Lamport clocks and user events; gossip/query.c: serf's
+ * queries, for the keyring, whose pure half is gossip/keyring.c). admin/serf.c runs one for
+ * the agent's LAN pool.
  *
  * Threads: the codec and the member table are pure and run on any thread; an engine runs on
  * the loop thread it was started on, and every gossip_* function taking a struct gossip must
@@ -78,8 +79,9 @@ struct gossip_event {
 };
 typedef void (*gossip_event_cb)(void *ctx, const struct gossip_event *ev);
 
-/* The configuration. gossip_config_defaults fills memberlist's LAN defaults (names as Consul's
- * gossip_lan) and serf's; the caller sets at least node_name and bind_addr. */
+/* The configuration. gossip_config_defaults fills Herald's LAN timings (names as Consul's
+ * gossip_lan; faster than memberlist's, swim.c says why and at what cost) and serf's defaults;
+ * the caller sets at least node_name and bind_addr. */
 struct gossip_config {
     const char *node_name;
     const char *bind_addr;      /* IPv4 or IPv6 literal */
@@ -90,10 +92,16 @@ struct gossip_config {
     size_t n_tags;
     const uint8_t *key; /* 16, 24 or 32 bytes, or NULL: no encryption */
     size_t key_len;
+    /* A whole keyring instead (a persisted one, see "Keyring" below): n_keyring base64 keys,
+     * the first the primary. When n_keyring > 0 key is ignored (Consul: a keyring file wins
+     * over -encrypt). A key that does not decode to 16, 24 or 32 bytes fails the start with
+     * BASE_EINVAL. At most GOSSIP_KEYRING_MAX. */
+    const char *const *keyring;
+    size_t n_keyring;
 
-    uint64_t probe_interval_ms;          /* 1000 */
-    uint64_t probe_timeout_ms;           /* 500 */
-    uint64_t gossip_interval_ms;         /* 200 */
+    uint64_t probe_interval_ms;          /* 250 (memberlist's LAN: 1000) */
+    uint64_t probe_timeout_ms;           /* 100 (500) */
+    uint64_t gossip_interval_ms;         /* 100 (200) */
     uint32_t gossip_nodes;               /* 3 */
     uint32_t suspicion_mult;             /* 4 */
     uint32_t suspicion_max_timeout_mult; /* 6 */
@@ -129,6 +137,15 @@ struct gossip_config {
      * fails with BASE_EACL; a refused alive is ignored. Must not call gossip_* functions. */
     int (*on_merge)(void *ctx, const struct gossip_node *nodes, size_t n, char *why,
                     size_t why_len);
+
+    /* Called with ctx after the local keyring changed (a keyring query from any member, ours
+     * included, installed, used or removed a key), with the keys in base64, the primary first:
+     * the caller persists them (serf's and Consul's DATA/serf/local.keyring is a JSON array of
+     * these strings in this order) and loads them into keyring at the next start. Returns 0;
+     * nonzero (with a reason in why, why_len bytes, NUL-terminated) makes this member's answer
+     * to the query a failure with that message, as serf answers when it cannot write its
+     * keyring file; the change stays in memory. May be NULL. Must not call gossip_* functions. */
+    int (*on_keyring)(void *ctx, const char *const *keys, size_t n, char *why, size_t why_len);
 
     /* The datagram path, replaceable (see struct gossip_net); zero: the UDP socket. */
     struct gossip_net {
@@ -197,6 +214,71 @@ void gossip_members(struct gossip *g, gossip_member_cb cb, void *ctx);
 /* Members alive (ourselves included). */
 size_t gossip_num_alive(const struct gossip *g);
 
+/* ---- Keyring ----
+ * memberlist's keyring: up to GOSSIP_KEYRING_MAX keys; the first (the primary) encrypts, every
+ * one is tried to decrypt. An engine started without a key has none and refuses to get one, as
+ * serf does ("No keyring to modify (encryption not enabled)"). Removing the primary is refused.
+ *
+ * gossip_keyring runs one of serf's internal keyring queries (_serf_install-key, _serf_use-key,
+ * _serf_remove-key, _serf_list-keys) across the pool, as serf's KeyManager and Consul's
+ * /v1/operator/keyring do: the query is gossiped to every member (we answer it too), each
+ * applies it to its own keyring and answers with serf's nodeKeyResponse, and the answers are
+ * collected until every member alive when it started has answered or the query times out
+ * (serf's: gossip_interval x 16 x ceil(log10(N + 1)), N those members). Any member, ours or a
+ * serf agent, may run such a query; ours answers every one it receives and calls on_keyring
+ * after a change. Answers relayed through other members (serf's RelayFactor) are neither asked
+ * for nor forwarded. */
+#define GOSSIP_KEYRING_MAX 16
+enum gossip_keyring_op {
+    GOSSIP_KEYRING_INSTALL,
+    GOSSIP_KEYRING_USE,
+    GOSSIP_KEYRING_REMOVE,
+    GOSSIP_KEYRING_LIST,
+};
+const char *gossip_keyring_op_name(enum gossip_keyring_op op); /* "install", "use", ... */
+
+struct gossip_key_count {
+    const char *key; /* base64 */
+    size_t count;    /* members that hold it */
+};
+struct gossip_node_message {
+    const char *node;
+    const char *message;
+};
+/* serf's KeyResponse (what Consul's KeyringResponse is made of). */
+struct gossip_keyring_result {
+    int status;        /* 0: every member answered with success; else BASE_EINVAL (some
+                        * refused), BASE_EUNKNOWN (some did not answer in time) or
+                        * BASE_ESHUTDOWN (the engine stopped first) */
+    const char *error; /* NULL on 0; else serf's sentence, "1/3 nodes reported failure",
+                        * "2/3 nodes reported success" or "shutting down" */
+    size_t num_nodes;  /* members alive when the query started, ourselves included */
+    size_t num_resp;   /* answers */
+    size_t num_err;    /* answers that were failures */
+    /* by member: the message of each failure (and of a success that carried one) */
+    const struct gossip_node_message *messages;
+    size_t n_messages;
+    /* LIST: each key with the number of members holding it, each primary key likewise */
+    const struct gossip_key_count *keys;
+    size_t n_keys;
+    const struct gossip_key_count *primary_keys;
+    size_t n_primary_keys;
+};
+typedef void (*gossip_keyring_cb)(void *ctx, const struct gossip_keyring_result *r);
+
+/* Runs op across the pool with key (base64; ignored for LIST, may be NULL). cb(ctx, result)
+ * once, later, with the result valid during the call; during gossip_stop with BASE_ESHUTDOWN
+ * if it is still running then. BASE_EINVAL (no call) when key is not base64 or is missing;
+ * its length is checked by each member, which refuses it as memberlist does; BASE_ETOOBIG
+ * when 16 queries are running already. Loop thread. */
+int gossip_keyring(struct gossip *g, enum gossip_keyring_op op, const char *key,
+                   gossip_keyring_cb cb, void *ctx) BASE_MUSTCHECK;
+
+/* The local keyring in base64 (arena), the primary first: *n keys (0: no encryption).
+ * Loop thread. */
+void gossip_keyring_keys(const struct gossip *g, struct base_arena *a, const char ***keys,
+                         size_t *n);
+
 /* A datagram from `from` (p/len borrowed for the call), taken as one read from the UDP socket
  * is: counted in the stats, decoded by the same decoder (outside bytes: bounds-checked, a bad
  * one counted in udp_bad and dropped), then handled. For an engine with cfg.net.send set (the
@@ -231,7 +313,8 @@ void gossip_consul_event_encode(const struct gossip_consul_event *ev, struct bas
 /* Decodes p/n (outside bytes, bounds-checked first; trailing bytes ignored, as go-msgpack's
  * decoder does; unknown keys skipped; missing ones "" or 0). Strings and the payload are copied
  * into the arena, the payload NULL when absent. 0; BASE_EPARSE when it is not such a map. The
- * caller checks version (Consul skips events above 1) and the fields it needs. */
+ * caller checks version (Consul warns about events above 1 and still takes them) and the
+ * fields it needs. */
 int gossip_consul_event_decode(const uint8_t *p, size_t n, struct base_arena *a,
                                struct gossip_consul_event *out) BASE_MUSTCHECK;
 

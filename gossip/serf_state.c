@@ -353,29 +353,38 @@ static bool query_for_us(const struct gossip *g, const struct gossip_serf_query 
     return true;
 }
 
-/* serf's handleQuery, without delivering the query: deduplicated in serf's query buffer by
- * Lamport time and ID, acknowledged to the querier when it asks for acks and the filters
- * select us, passed on unless it says not to. We answer no query (no responses): acks only. */
-static bool handle_query(struct gossip *g, const struct gossip_serf_query *q, struct base_arena *a)
+bool gossip__query_seen(struct gossip *g, uint64_t ltime, uint32_t id)
 {
-    witness(&g->query_clock, q->ltime);
+    witness(&g->query_clock, ltime);
     uint64_t cur = g->query_clock;
-    if (cur > QRING && q->ltime < cur - QRING)
+    if (cur > QRING && ltime < cur - QRING)
         return false;
-    struct query_slot *slot = &g->qring[q->ltime % QRING];
-    if (slot->n && slot->ltime == q->ltime) {
+    struct query_slot *slot = &g->qring[ltime % QRING];
+    if (slot->n && slot->ltime == ltime) {
         for (size_t i = 0; i < slot->n; i++)
-            if (slot->ids[i] == q->id)
+            if (slot->ids[i] == id)
                 return false;
         if (slot->n >= QRING_IDS)
             return false;
     } else {
-        slot->ltime = q->ltime;
+        slot->ltime = ltime;
         slot->n = 0;
     }
-    slot->ids[slot->n++] = q->id;
+    slot->ids[slot->n++] = id;
+    return true;
+}
+
+/* serf's handleQuery: deduplicated in serf's query buffer by Lamport time and ID,
+ * acknowledged to the querier when it asks for acks and the filters select us, answered when
+ * it is one of serf's internal keyring queries (query.c; other queries are not delivered),
+ * passed on unless it says not to. */
+static bool handle_query(struct gossip *g, const struct gossip_serf_query *q, struct base_arena *a)
+{
+    if (!gossip__query_seen(g, q->ltime, q->id))
+        return false;
+    bool for_us = query_for_us(g, q, a);
     struct sockaddr_storage to;
-    if ((q->flags & GOSSIP_SERF_QUERY_ACK) && query_for_us(g, q, a) &&
+    if ((q->flags & GOSSIP_SERF_QUERY_ACK) && for_us &&
         to_sockaddr(q->addr.p, q->addr.n, q->port, &to)) {
         struct gossip_serf_msg r = {.type = GOSSIP_SERF_QUERY_RESPONSE};
         r.u.response = (struct gossip_serf_query_response){
@@ -388,6 +397,8 @@ static bool handle_query(struct gossip *g, const struct gossip_serf_query *q, st
         gossip__send_parts(g, (const struct sockaddr *)&to, NULL, &part, 1, false);
         base_buf_free(&b);
     }
+    if (for_us)
+        gossip__query_answer(g, q, a);
     return !(q->flags & GOSSIP_SERF_QUERY_NO_BROADCAST);
 }
 
@@ -416,6 +427,9 @@ void gossip__serf_handle(struct gossip *g, const uint8_t *p, size_t n, bool rebr
         break;
     case GOSSIP_SERF_QUERY:
         again = handle_query(g, &m.u.query, &a);
+        break;
+    case GOSSIP_SERF_QUERY_RESPONSE:
+        gossip__query_response(g, &m.u.response);
         break;
     default:
         break;

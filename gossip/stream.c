@@ -124,8 +124,26 @@ static void conn_write(struct conn *c, const struct base_buf *msg)
     }
 }
 
-/* Our push-pull: memberlist's nodes and serf's state. */
+/* Our push-pull: memberlist's nodes and serf's state, LZW-compressed as memberlist's
+ * EnableCompression does (the field names repeated per node shrink it by about half: push-pull
+ * is most of a large pool's idle bandwidth), unless compressing makes it no smaller. */
+static void local_state_plain(struct gossip *g, bool join, struct base_buf *out);
 static void local_state(struct gossip *g, bool join, struct base_buf *out)
+{
+    struct base_buf plain, z;
+    base_buf_init(&plain);
+    base_buf_init(&z);
+    local_state_plain(g, join, &plain);
+    gossip__compress_encode(&z, plain.data, plain.len);
+    if (z.len < plain.len)
+        base_buf_append(out, z.data, z.len);
+    else
+        base_buf_append(out, plain.data, plain.len);
+    base_buf_free(&plain);
+    base_buf_free(&z);
+}
+
+static void local_state_plain(struct gossip *g, bool join, struct base_buf *out)
 {
     struct base_buf us;
     base_buf_init(&us);
@@ -382,6 +400,14 @@ static int conn_dial_kind(struct gossip *g, const struct sockaddr_storage *to, b
     c->peer = *to;
     c->connect.data = c;
     g->st.tcp_out++;
+    /* from our bind address when it names one (as our UDP does), so the peer sees the
+     * address it knows us by, in its logs and in its address-based rules */
+    const struct sockaddr_storage *from = &g->bind_from;
+    if (from->ss_family == to->ss_family &&
+        (from->ss_family == AF_INET
+             ? ((const struct sockaddr_in *)from)->sin_addr.s_addr != htonl(INADDR_ANY)
+             : !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)from)->sin6_addr)))
+        uv_tcp_bind(&c->tcp, (const struct sockaddr *)from, 0);
     int rv = uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)to, on_connect);
     if (rv < 0) {
         gossip__conn_finish(c, rv);

@@ -110,6 +110,7 @@ enum probe_phase { PROBE_IDLE, PROBE_DIRECT, PROBE_INDIRECT };
 struct gossip {
     uv_loop_t *loop;
     struct gossip_config cfg;
+    struct sockaddr_storage bind_from; /* bind_addr with port 0: our TCP dials leave from it */
     char *name;
     struct gossip_keyring keys;
     uint8_t addr[16];
@@ -154,9 +155,12 @@ struct gossip {
     uint64_t last_reconnect_ms;
     uint64_t rng;
     bool setting_tags;
+    bool slim_probes; /* pings go without their source address: see probe_source */
     struct base_arena arena;
     uint8_t rbuf[GOSSIP_WIRE_UDP_MAX];
     struct gossip_stats st;
+    struct base_list queries; /* our keyring queries running (query.c) */
+    size_t n_queries;
     bool undecryptable_warned;
     uint64_t undecryptable_last_ms, undecryptable_quiet;
 };
@@ -269,6 +273,19 @@ bool gossip__serf_user_event(struct gossip *g, uint64_t ltime, const char *name,
 void gossip__serf_merge(struct gossip *g, const struct gossip_serf_push_pull *pp, bool ignore_old);
 /* A serf message from a packet or a stream (outside bytes: decoded by gossip__serf_decode). */
 void gossip__serf_handle(struct gossip *g, const uint8_t *p, size_t n, bool rebroadcast);
+
+/* Records a query's (ltime, id) in serf's query buffer, witnessing its Lamport time: false when
+ * it was seen already or is too old to tell (then it is dropped). */
+bool gossip__query_seen(struct gossip *g, uint64_t ltime, uint32_t id);
+
+/* query.c: serf's queries, answered and run */
+/* Answers a query that selects us, if it is one we answer (the keyring queries). */
+void gossip__query_answer(struct gossip *g, const struct gossip_serf_query *q,
+                          struct base_arena *a);
+/* A response to one of our queries (outside bytes, decoded). */
+void gossip__query_response(struct gossip *g, const struct gossip_serf_query_response *r);
+/* gossip_stop: every running query finishes (BASE_ESHUTDOWN). */
+void gossip__queries_stop(struct gossip *g);
 
 /* stream.c: TCP */
 int gossip__conn_dial(struct gossip *g, const struct sockaddr_storage *to, bool join,

@@ -152,14 +152,15 @@ struct gossip_msg {
     } u;
 };
 
-/* The keyring: the first key encrypts, every key is tried to decrypt. */
-#define GOSSIP_KEYS_MAX 16
+/* The keyring: the first key encrypts, every key is tried to decrypt (keyring.c). */
+#define GOSSIP_KEYS_MAX GOSSIP_KEYRING_MAX
+struct gossip_key {
+    size_t len; /* 16, 24 or 32: AES-128, -192, -256 */
+    uint8_t key[32];
+};
 struct gossip_keyring {
     size_t n;
-    struct {
-        size_t len; /* 16, 24 or 32: AES-128, -192, -256 */
-        uint8_t key[32];
-    } keys[GOSSIP_KEYS_MAX];
+    struct gossip_key keys[GOSSIP_KEYS_MAX];
 };
 
 /* A decoded UDP packet: every message, with the compound and compress wrappers flattened in
@@ -370,6 +371,58 @@ int gossip__serf_decode(const uint8_t *p, size_t n, struct base_arena *a,
                         struct gossip_serf_msg *out) BASE_MUSTCHECK;
 /* Appends a serf message, its type byte first. */
 void gossip__serf_encode(struct base_buf *b, const struct gossip_serf_msg *m);
+
+/* ---- memberlist's keyring and serf's keyring queries (keyring.c) ----------------------------- */
+/* memberlist's AddKey, UseKey and RemoveKey: NULL when done (installing an installed key and
+ * removing a key not installed are no-ops), else memberlist's error text (a static string). */
+const char *gossip__keyring_add(struct gossip_keyring *k, const uint8_t *key, size_t len);
+const char *gossip__keyring_use(struct gossip_keyring *k, const uint8_t *key, size_t len);
+const char *gossip__keyring_remove(struct gossip_keyring *k, const uint8_t *key, size_t len);
+/* The keyring a configuration asks for (its keyring, else its key, else none); BASE_EINVAL
+ * when a key does not decode to 16, 24 or 32 bytes or there are too many. */
+int gossip__keyring_from_config(const struct gossip_config *c,
+                                struct gossip_keyring *out) BASE_MUSTCHECK;
+
+/* serf's internal keyring queries: the name of op's ("_serf_install-key", ...), and the op a
+ * query's name is (-1: none of them). */
+const char *gossip__keyring_query_name(enum gossip_keyring_op op);
+int gossip__keyring_query_op(const char *name);
+/* Appends a keyring query's payload: serf's key request, [7]{Key}. */
+void gossip__key_request_encode(struct base_buf *b, const uint8_t *key, size_t len);
+/* What a member does with a keyring query's payload (outside bytes): applies op to ring and
+ * fills resp (serf's nodeKeyResponse; strings static or in the arena) with serf's texts.
+ * Returns true when ring changed. */
+bool gossip__keyring_answer(struct gossip_keyring *ring, enum gossip_keyring_op op,
+                            const uint8_t *payload, size_t n, struct base_arena *a,
+                            struct gossip_serf_key_response *resp);
+
+/* The asker's tally of the answers to one keyring query (serf's streamKeyResp). */
+struct gossip_key_tally_count {
+    char *key;
+    size_t count;
+};
+struct gossip_key_tally {
+    size_t num_resp, num_err;
+    char **from; /* who answered */
+    size_t n_from;
+    struct {
+        char *node, *message;
+    } * msgs;
+    size_t n_msgs;
+    struct gossip_key_tally_count *keys, *primary;
+    size_t n_keys, n_primary; /* at most 64 distinct keys each */
+};
+void gossip__key_tally_init(struct gossip_key_tally *t);
+void gossip__key_tally_close(struct gossip_key_tally *t);
+/* Counts the answer of member from: payload is its query response's (outside bytes: serf's
+ * [8]{nodeKeyResponse}, anything else counted as a failure with serf's message). False (not
+ * counted) when from has answered already or max_from members have. */
+bool gossip__key_tally_add(struct gossip_key_tally *t, const char *from, const uint8_t *payload,
+                           size_t n, size_t max_from);
+/* The result so far, borrowing t's strings (arrays in the arena); status and error as serf's
+ * KeyManager says them against num_nodes. */
+void gossip__key_tally_result(const struct gossip_key_tally *t, size_t num_nodes,
+                              struct base_arena *a, struct gossip_keyring_result *r);
 
 /* serf's tags in a node's Meta: byte 255 then a msgpack map of strings (struct gossip_tag in
  * gossip.h). */

@@ -10,6 +10,13 @@
  *   RESTORE_BEGIN u64 id, u64 total, u32 crc
  *   RESTORE_CHUNK u64 id, u64 offset, data bytes
  *   RESTORE_END   u64 id
+ *   SESSION_CREATE  session body (record.c)
+ *   SESSION_DESTROY session id
+ *   SESSION_RENEW   session id
+ *   KV_LOCK       key, value bytes, u64 flags, session id, u8 has_cas, u64 cas
+ *   KV_UNLOCK     key, value bytes, u64 flags, session id
+ * (types 9 to 13 came with sessions; the format version stays 1: an older Herald refuses the
+ * new types as unknown, and every older command keeps its bytes.)
  * Bodies and strings are the record codec's (record.c); CreateIndex/ModifyIndex are not
  * carried: the store assigns them at apply. Trailing bytes are an error, so a decoder never
  * half-understands a newer format: a new field means a new version.
@@ -74,6 +81,24 @@ void zone_cmd_encode(const struct zone_cmd *cmd, struct base_buf *out)
     case ZONE_CMD_RESTORE_END:
         base_buf_put_u64(out, cmd->restore.id);
         break;
+    case ZONE_CMD_SESSION_CREATE:
+        zone__session_body_put(out, &cmd->session);
+        break;
+    case ZONE_CMD_SESSION_DESTROY:
+    case ZONE_CMD_SESSION_RENEW:
+        zone__put_cstr(out, cmd->session.id);
+        break;
+    case ZONE_CMD_KV_LOCK:
+    case ZONE_CMD_KV_UNLOCK:
+        zone__put_cstr(out, cmd->kv.key);
+        base_buf_put_bytes(out, cmd->kv.value, cmd->kv.value_len);
+        base_buf_put_u64(out, cmd->kv.flags);
+        zone__put_cstr(out, cmd->kv.session);
+        if (cmd->type == ZONE_CMD_KV_LOCK) {
+            base_buf_put_u8(out, cmd->has_cas ? 1 : 0);
+            base_buf_put_u64(out, cmd->cas);
+        }
+        break;
     }
 }
 
@@ -94,6 +119,7 @@ static void cmd_defaults(struct zone_cmd *cmd)
     cmd->kv.key = cmd->kv.session = "";
     cmd->kv.value = (const uint8_t *)"";
     cmd->restore.data = (const uint8_t *)"";
+    cmd->session.id = cmd->session.name = cmd->session.node = "";
 }
 
 static void decode_register(struct base_rd *r, struct base_arena *a, struct zone_cmd *cmd)
@@ -147,6 +173,15 @@ int zone_cmd_decode(const void *p, size_t n, struct base_arena *a, struct zone_c
         cmd->output = zone__rd_cstr(&r, true, a);
         break;
     }
+    case ZONE_CMD_SESSION_CREATE:
+        zone__session_body_get(&r, true, a, &cmd->session);
+        break;
+    case ZONE_CMD_SESSION_DESTROY:
+    case ZONE_CMD_SESSION_RENEW:
+        cmd->session.id = zone__rd_cstr(&r, true, a);
+        break;
+    case ZONE_CMD_KV_LOCK:
+    case ZONE_CMD_KV_UNLOCK:
     case ZONE_CMD_KV_SET: {
         size_t len;
         cmd->kv.key = zone__rd_cstr(&r, true, a);
@@ -158,8 +193,12 @@ int zone_cmd_decode(const void *p, size_t n, struct base_arena *a, struct zone_c
             cmd->kv.value_len = len;
         }
         cmd->kv.flags = base_rd_u64(&r);
-        cmd->has_cas = rd_bool(&r);
-        cmd->cas = base_rd_u64(&r);
+        if (cmd->type != ZONE_CMD_KV_SET)
+            cmd->kv.session = zone__rd_cstr(&r, true, a);
+        if (cmd->type != ZONE_CMD_KV_UNLOCK) {
+            cmd->has_cas = rd_bool(&r);
+            cmd->cas = base_rd_u64(&r);
+        }
         break;
     }
     case ZONE_CMD_KV_DELETE:

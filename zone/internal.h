@@ -9,9 +9,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-/* Named databases, in the order snapshots carry them (addrs came with snapshot version 2 and
- * staging with version 3, each added last: a version 1 snapshot is the first six, a version 2
- * the first seven). */
+/* Named databases, in the order snapshots carry them (addrs came with snapshot version 2,
+ * staging with version 3 and sessions with version 4, each added last: a version 1 snapshot is
+ * the first six, a version 2 the first seven, a version 3 the first eight). */
 enum zone__db {
     ZONE__DB_NODES = 0,
     ZONE__DB_SERVICES,
@@ -21,6 +21,7 @@ enum zone__db {
     ZONE__DB_META,
     ZONE__DB_ADDRS,
     ZONE__DB_STAGING,
+    ZONE__DB_SESSIONS,
     ZONE__DB_COUNT
 };
 extern const char *const zone__db_names[ZONE__DB_COUNT];
@@ -69,6 +70,14 @@ struct zone_store {
     /* Apply scratch, reused so that a steady stream of entries allocates nothing. */
     struct base_arena arena;
     struct base_buf rec;
+    /* Sessions renewed by the last apply (zone_store_renewed_each): NUL-separated ids. */
+    struct base_buf renewed;
+    /* Lock delays (zone_store_lock_delay): keys and when their delay ends (base_now_ms). */
+    struct zone__delay {
+        char *key;
+        uint64_t until_ms;
+    } * delays;
+    size_t n_delays, cap_delays;
     /* Records that failed their check on a read (verify.c), and when one was last logged. */
     _Atomic uint64_t n_damaged;
     _Atomic uint64_t damaged_log_ms;
@@ -106,6 +115,8 @@ void zone__key_row(struct zone__key *k, const char *node, const char *id);
 void zone__key_svcidx(struct zone__key *k, const char *name, const char *node, const char *id);
 /* The services key of the svcidx row ix found under prefix (zone__key_svcidx(name, NULL)). */
 MDB_val zone__svcidx_row(const struct zone__key *prefix, const MDB_val *ix);
+/* sessions: the id as given. */
+void zone__key_session(struct zone__key *k, const char *id);
 /* kv: the key as given; also the prefix of a recursive read or delete. */
 void zone__key_kv(struct zone__key *k, const char *key);
 /* addrs: family (4 or 6), the address's bytes, lower(node) \0 sid (NULL: ""); node NULL: the
@@ -191,17 +202,24 @@ int zone__service_decode(const void *p, size_t len, bool copy, struct base_arena
 void zone__check_encode(const struct zone_check *c, struct base_buf *b);
 int zone__check_decode(const void *p, size_t len, bool copy, struct base_arena *a,
                        struct zone_check *out) BASE_MUSTCHECK;
+void zone__session_body_put(struct base_buf *b, const struct zone_session *ss);
+void zone__session_body_get(struct base_rd *r, bool copy, struct base_arena *a,
+                            struct zone_session *ss);
+void zone__session_encode(const struct zone_session *ss, struct base_buf *b);
+int zone__session_decode(const void *p, size_t len, bool copy, struct base_arena *a,
+                         struct zone_session *out) BASE_MUSTCHECK;
 void zone__kv_encode(const struct zone_kv *kv, struct base_buf *b);
 int zone__kv_decode(const void *p, size_t len, bool copy, struct base_arena *a,
                     struct zone_kv *out) BASE_MUSTCHECK;
-/* One decoded record of a record database (nodes, services, checks, kv). */
+/* One decoded record of a record database (nodes, services, checks, kv, sessions). */
 union zone__rec {
     struct zone_node n;
     struct zone_service s;
     struct zone_check c;
     struct zone_kv kv;
+    struct zone_session ss;
 };
-/* Whether database d holds records (the four above) rather than index, meta or staging rows. */
+/* Whether database d holds records (the five above) rather than index, meta or staging rows. */
 bool zone__is_record_db(int d);
 /* Decodes (p, len), a record of database d, into the member of *u for d (copy as above).
  * 0, or BASE_EPARSE (also when d holds no records). */

@@ -13,6 +13,7 @@
  *             "format", "crc", "t.<table>" (zone__table_keys)
  *   staging   "h" (the staged restore's header), or 'c' and the    restore.c's header, or the
  *             chunk's offset as u64 big-endian (so in order)       chunk's bytes
+ *   sessions  the session's id as given                            session record
  *
  * Prefixes: lower(node) \0 selects one node's services or checks; lower(name) \0 one
  * service's instances in svcidx, and past that prefix an svcidx key is the services key of
@@ -31,17 +32,21 @@
 #include <string.h>
 
 const char *const zone__db_names[ZONE__DB_COUNT] = {
-    [ZONE__DB_NODES] = "nodes",   [ZONE__DB_SERVICES] = "services",
-    [ZONE__DB_SVCIDX] = "svcidx", [ZONE__DB_CHECKS] = "checks",
-    [ZONE__DB_KV] = "kv",         [ZONE__DB_META] = "meta",
-    [ZONE__DB_ADDRS] = "addrs",   [ZONE__DB_STAGING] = "staging",
+    [ZONE__DB_NODES] = "nodes",
+    [ZONE__DB_SERVICES] = "services",
+    [ZONE__DB_SVCIDX] = "svcidx",
+    [ZONE__DB_CHECKS] = "checks",
+    [ZONE__DB_KV] = "kv",
+    [ZONE__DB_META] = "meta",
+    [ZONE__DB_ADDRS] = "addrs",
+    [ZONE__DB_STAGING] = "staging",
+    [ZONE__DB_SESSIONS] = "sessions",
 };
 
 const char *const zone__table_keys[ZONE_TABLE_COUNT] = {
-    [ZONE_TABLE_NODES] = "t.nodes",
-    [ZONE_TABLE_SERVICES] = "t.services",
-    [ZONE_TABLE_CHECKS] = "t.checks",
-    [ZONE_TABLE_KV] = "t.kv",
+    [ZONE_TABLE_NODES] = "t.nodes",       [ZONE_TABLE_SERVICES] = "t.services",
+    [ZONE_TABLE_CHECKS] = "t.checks",     [ZONE_TABLE_KV] = "t.kv",
+    [ZONE_TABLE_SESSIONS] = "t.sessions",
 };
 
 #define STAGING_HEADER 'h'
@@ -123,6 +128,12 @@ MDB_val zone__svcidx_row(const struct zone__key *prefix, const MDB_val *ix)
     return v;
 }
 
+void zone__key_session(struct zone__key *k, const char *id)
+{
+    key_init(k);
+    key_raw(k, id);
+}
+
 void zone__key_kv(struct zone__key *k, const char *key)
 {
     key_init(k);
@@ -181,6 +192,9 @@ void zone__key_of_rec(struct zone__key *k, enum zone__db d, const union zone__re
         return;
     case ZONE__DB_KV:
         zone__key_kv(k, u->kv.key);
+        return;
+    case ZONE__DB_SESSIONS:
+        zone__key_session(k, u->ss.id);
         return;
     default:
         key_init(k); /* no record lives there */

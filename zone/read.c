@@ -154,6 +154,7 @@ struct each {
         zone_service_cb service;
         zone_check_cb check;
         zone_kv_cb kv;
+        zone_session_cb session;
     } cb;
     void *data;
 };
@@ -387,4 +388,38 @@ int zone_kv_each(struct zone_read *r, const char *prefix, struct base_arena *a, 
 
     zone__key_kv(&k, prefix ? prefix : "");
     return scan(r, ZONE__DB_KV, &k, kv_each, &e);
+}
+
+/* ---- sessions -------------------------------------------------------------------------- */
+int zone_session_get(struct zone_read *r, const char *id, struct base_arena *a,
+                     struct zone_session *out)
+{
+    struct zone__key k;
+    MDB_val v;
+    int rc;
+
+    zone__key_session(&k, id);
+    if ((rc = rget(r, ZONE__DB_SESSIONS, &k, &v)))
+        return rc;
+    if (zone__session_decode(v.mv_data, v.mv_size, false, a, out)) {
+        MDB_val kk = zone__key_val(&k);
+        return zone__damaged(r, ZONE__DB_SESSIONS, &kk);
+    }
+    return 0;
+}
+
+static int session_each(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct each *e = ctx;
+    struct zone_session ss;
+
+    if (zone__session_decode(v->mv_data, v->mv_size, false, e->a, &ss))
+        return zone__damaged(e->r, ZONE__DB_SESSIONS, k);
+    return e->cb.session(e->data, &ss);
+}
+
+int zone_sessions_each(struct zone_read *r, struct base_arena *a, zone_session_cb cb, void *data)
+{
+    struct each e = {.r = r, .a = a, .cb.session = cb, .data = data};
+    return scan(r, ZONE__DB_SESSIONS, NULL, session_each, &e);
 }

@@ -412,10 +412,57 @@ int zone__kv_decode(const void *p, size_t len, bool copy, struct base_arena *a, 
     return rd_end(&r, &out->create_index, &out->modify_index);
 }
 
+/* A session: id, name, node, node checks, service checks, u8 behavior, u64 TTL and lock delay
+ * in milliseconds. */
+void zone__session_body_put(struct base_buf *b, const struct zone_session *ss)
+{
+    zone__put_cstr(b, ss->id);
+    zone__put_cstr(b, ss->name);
+    zone__put_cstr(b, ss->node);
+    put_strs(b, ss->node_checks, ss->n_node_checks);
+    put_strs(b, ss->service_checks, ss->n_service_checks);
+    base_buf_put_u8(b, (uint8_t)ss->behavior);
+    base_buf_put_u64(b, ss->ttl_ms);
+    base_buf_put_u64(b, ss->lock_delay_ms);
+}
+
+void zone__session_body_get(struct base_rd *r, bool copy, struct base_arena *a,
+                            struct zone_session *ss)
+{
+    memset(ss, 0, sizeof *ss);
+    ss->id = zone__rd_cstr(r, copy, a);
+    ss->name = zone__rd_cstr(r, copy, a);
+    ss->node = zone__rd_cstr(r, copy, a);
+    ss->node_checks = get_strs(r, copy, a, &ss->n_node_checks);
+    ss->service_checks = get_strs(r, copy, a, &ss->n_service_checks);
+    uint8_t bh = base_rd_u8(r);
+    if (bh > ZONE_SESSION_DELETE)
+        r->err = true;
+    ss->behavior = (enum zone_session_behavior)bh;
+    ss->ttl_ms = base_rd_u64(r);
+    ss->lock_delay_ms = base_rd_u64(r);
+}
+
+void zone__session_encode(const struct zone_session *ss, struct base_buf *b)
+{
+    size_t start = rec_begin(b);
+    zone__session_body_put(b, ss);
+    rec_end(b, start, ss->create_index, ss->modify_index);
+}
+
+int zone__session_decode(const void *p, size_t len, bool copy, struct base_arena *a,
+                         struct zone_session *out)
+{
+    struct base_rd r;
+    rd_init(&r, p, len);
+    zone__session_body_get(&r, copy, a, out);
+    return rd_end(&r, &out->create_index, &out->modify_index);
+}
+
 bool zone__is_record_db(int d)
 {
     return d == ZONE__DB_NODES || d == ZONE__DB_SERVICES || d == ZONE__DB_CHECKS ||
-           d == ZONE__DB_KV;
+           d == ZONE__DB_KV || d == ZONE__DB_SESSIONS;
 }
 
 int zone__rec_decode(enum zone__db d, const void *p, size_t len, bool copy, struct base_arena *a,
@@ -430,6 +477,8 @@ int zone__rec_decode(enum zone__db d, const void *p, size_t len, bool copy, stru
         return zone__check_decode(p, len, copy, a, &u->c);
     case ZONE__DB_KV:
         return zone__kv_decode(p, len, copy, a, &u->kv);
+    case ZONE__DB_SESSIONS:
+        return zone__session_decode(p, len, copy, a, &u->ss);
     default:
         return BASE_EPARSE;
     }

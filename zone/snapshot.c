@@ -2,14 +2,15 @@
  *
  * Format (integers little-endian, the base codec):
  *   "HRLDZSNP"  magic
- *   u32         version (3)
+ *   u32         version (4)
  *   u64         applied: the last Raft index the catalog holds
- *   u32         number of databases (8), then per database in zone__db_names order:
+ *   u32         number of databases (9), then per database in zone__db_names order:
  *                 name (string), u64 count, count x (key bytes, value bytes) in key order
  *   u32         CRC-32C of everything before it
  * Version 1 had six databases (no addrs, the PTR index): such a snapshot still restores, and
  * the index is rebuilt from its nodes and services in the same transaction. Version 2 had
- * seven (no staging): it restores with the staging empty.
+ * seven (no staging): it restores with the staging empty. Version 3 had eight (no sessions):
+ * it restores with no sessions.
  * The rows are LMDB's own keys and values, so the snapshot is the store itself, read from one
  * transaction: it is consistent without stopping the writer (DESIGN.md 2.6). The records carry
  * their own checksum (record.c, version 2); a snapshot written before that carries version 1
@@ -38,9 +39,10 @@
 #include <string.h>
 
 static const char magic[8] = {'H', 'R', 'L', 'D', 'Z', 'S', 'N', 'P'};
-#define SNAP_VERSION    3
+#define SNAP_VERSION    4
 #define SNAP_V1_DBS     6 /* version 1: no addrs, no staging */
 #define SNAP_V2_DBS     7 /* version 2: no staging */
+#define SNAP_V3_DBS     8 /* version 3: no sessions */
 #define SNAP_CRC_LEN    4
 #define SNAP_HEADER_LEN (sizeof magic + 4 + 8 + 4)
 
@@ -190,6 +192,7 @@ static int check_value(enum zone__db d, const uint8_t *k, size_t kn, const uint8
     case ZONE__DB_SERVICES:
     case ZONE__DB_CHECKS:
     case ZONE__DB_KV:
+    case ZONE__DB_SESSIONS:
         break; /* above */
     case ZONE__DB_SVCIDX:
         return vn == 0 ? 0 : BASE_EPARSE;
@@ -232,6 +235,7 @@ struct walk {
 static int dbs_of(uint32_t version)
 {
     return version == SNAP_VERSION ? ZONE__DB_COUNT
+           : version == 3          ? SNAP_V3_DBS
            : version == 2          ? SNAP_V2_DBS
            : version == 1          ? SNAP_V1_DBS
                                    : -1;
@@ -341,6 +345,7 @@ static int walk(const uint8_t *p, size_t n, struct walk *w)
                     : d == ZONE__DB_SERVICES ? ZONE_TABLE_SERVICES
                     : d == ZONE__DB_CHECKS   ? ZONE_TABLE_CHECKS
                     : d == ZONE__DB_KV       ? ZONE_TABLE_KV
+                    : d == ZONE__DB_SESSIONS ? ZONE_TABLE_SESSIONS
                                              : -1;
             if (t >= 0)
                 w->info->rows[t] = count;

@@ -131,6 +131,7 @@ int zone_store_open(const char *dir, size_t map_size, struct zone_store **out, c
     pthread_mutex_init(&s->pool_mu, NULL);
     base_arena_init(&s->arena);
     base_buf_init(&s->rec);
+    base_buf_init(&s->renewed);
     *out = s;
     return 0;
 }
@@ -153,6 +154,10 @@ void zone_store_close(struct zone_store *s)
     pthread_mutex_destroy(&s->pool_mu);
     base_arena_close(&s->arena);
     base_buf_free(&s->rec);
+    base_buf_free(&s->renewed);
+    for (size_t i = 0; i < s->n_delays; i++)
+        base_free(s->delays[i].key);
+    base_free(s->delays);
     base_free(s);
 }
 
@@ -324,6 +329,241 @@ static int check_name(const char *s)
     return strlen(s) > ZONE_NAME_MAX ? BASE_ETOOBIG : 0;
 }
 
+/* ---- sessions and locks ---------------------------------------------------------------- */
+/* Lock delays live in memory, as in Consul (state.Store.lockDelay): they shape what the API
+ * answers to an acquire, never what an apply does, so replicas cannot diverge through them. */
+static void delay_set(struct zone_store *s, const char *key, uint64_t until)
+{
+    uint64_t now = base_now_ms();
+    size_t j = 0;
+    bool found = false;
+
+    for (size_t i = 0; i < s->n_delays; i++) { /* drop the expired ones on the way */
+        struct zone__delay *d = &s->delays[i];
+        if (strcmp(d->key, key) == 0) {
+            d->until_ms = until > d->until_ms ? until : d->until_ms;
+            found = true;
+        }
+        if (d->until_ms <= now) {
+            base_free(d->key);
+            continue;
+        }
+        s->delays[j++] = *d;
+    }
+    s->n_delays = j;
+    if (found || until <= now)
+        return;
+    if (s->n_delays == s->cap_delays) {
+        s->cap_delays = s->cap_delays ? 2 * s->cap_delays : 8;
+        s->delays = base_realloc(s->delays, s->cap_delays * sizeof *s->delays);
+    }
+    s->delays[s->n_delays++] = (struct zone__delay){base_strdup(key), until};
+}
+
+uint64_t zone_store_lock_delay(struct zone_store *s, const char *key)
+{
+    uint64_t now = base_now_ms();
+    BASE_ASSERT_LOOP();
+    for (size_t i = 0; i < s->n_delays; i++)
+        if (strcmp(s->delays[i].key, key) == 0)
+            return s->delays[i].until_ms > now ? s->delays[i].until_ms - now : 0;
+    return 0;
+}
+
+void zone_store_renewed_each(struct zone_store *s, void (*cb)(void *data, const char *id),
+                             void *data)
+{
+    BASE_ASSERT_LOOP();
+    for (size_t at = 0; at < s->renewed.len;) {
+        const char *id = (const char *)s->renewed.data + at;
+        at += strlen(id) + 1;
+        cb(data, id);
+    }
+}
+
+/* The keys a session holds: a walk of the whole KV table (sessions are invalidated rarely;
+ * an index from session to keys would make this proportional to the keys held). */
+struct held {
+    struct apply *x;
+    const char *id;
+    struct rows keys; /* keys only (values empty) */
+};
+
+static int held_add(void *ctx, const MDB_val *k, const MDB_val *v)
+{
+    struct held *h = ctx;
+    struct zone_kv kv;
+    if (zone__kv_decode(v->mv_data, v->mv_size, false, h->x->a, &kv))
+        return apply_damaged(h->x->s, ZONE__DB_KV, k);
+    if (strcmp(kv.session, h->id) != 0)
+        return 0;
+    MDB_val none = {.mv_size = 0, .mv_data = NULL};
+    return rows_add(&h->keys, k, &none);
+}
+
+/* Deletes the session (its row under skey) and frees its locks, as Consul's deleteSessionTxn. */
+static int session_invalidate(struct apply *x, const struct zone__key *skey,
+                              const struct zone_session *ss)
+{
+    struct held h = {.x = x, .id = ss->id};
+    int rc;
+
+    h.keys.a = x->a;
+    h.keys.s = x->s;
+    if ((rc = del(x, ZONE__DB_SESSIONS, skey, ZONE_TABLE_SESSIONS)) ||
+        (rc = zone__scan(x->t, x->s->dbi[ZONE__DB_KV], NULL, held_add, &h)))
+        return rc;
+    uint64_t until = ss->lock_delay_ms ? base_now_ms() + ss->lock_delay_ms : 0;
+    for (size_t i = 0; i < h.keys.n; i++) {
+        struct zone__key k;
+        zone__key_copy(&k, &h.keys.k[i]);
+        if (until) {
+            char *name = base_arena_strndup(x->a, h.keys.k[i].mv_data, h.keys.k[i].mv_size);
+            delay_set(x->s, name, until);
+        }
+        if (ss->behavior == ZONE_SESSION_DELETE) {
+            if ((rc = del(x, ZONE__DB_KV, &k, ZONE_TABLE_KV)))
+                return rc;
+            continue;
+        }
+        MDB_val old;
+        struct zone_kv kv;
+        if ((rc = get(x, ZONE__DB_KV, &k, &old)))
+            return rc;
+        if (zone__kv_decode(old.mv_data, old.mv_size, true, x->a, &kv))
+            return apply_damaged_key(x->s, ZONE__DB_KV, &k);
+        kv.session = "";
+        kv.modify_index = x->idx;
+        x->s->rec.len = 0;
+        zone__kv_encode(&kv, &x->s->rec);
+        if ((rc = put(x, ZONE__DB_KV, &k, x->s->rec.data, x->s->rec.len)))
+            return rc;
+        x->mask |= ZONE_TABLE_BIT(ZONE_TABLE_KV);
+    }
+    return 0;
+}
+
+static bool session_ties(const struct zone_session *ss, const char *check_id)
+{
+    for (size_t i = 0; i < ss->n_node_checks; i++)
+        if (strcmp(ss->node_checks[i], check_id) == 0)
+            return true;
+    for (size_t i = 0; i < ss->n_service_checks; i++)
+        if (strcmp(ss->service_checks[i], check_id) == 0)
+            return true;
+    return false;
+}
+
+/* Invalidates the sessions of node tied to check_id (NULL: every session of the node). A walk
+ * of the sessions table, which is small next to the catalog. */
+static int sessions_invalidate(struct apply *x, const char *node, const char *check_id)
+{
+    struct rows rows;
+    int rc;
+
+    if ((rc = rows_get(x, ZONE__DB_SESSIONS, NULL, NULL, &rows)))
+        return rc;
+    for (size_t i = 0; i < rows.n; i++) {
+        struct zone_session ss;
+        struct zone__key k;
+        if (zone__session_decode(rows.v[i].mv_data, rows.v[i].mv_size, false, x->a, &ss))
+            return apply_damaged(x->s, ZONE__DB_SESSIONS, &rows.k[i]);
+        if (base_strcasecmp(ss.node, node) != 0 || (check_id && !session_ties(&ss, check_id)))
+            continue;
+        zone__key_copy(&k, &rows.k[i]);
+        if ((rc = session_invalidate(x, &k, &ss)))
+            return rc;
+    }
+    return 0;
+}
+
+/* A check that must exist on the node and not be critical for a session to tie to it. */
+static int session_check_ok(struct apply *x, const char *node, const char *check_id)
+{
+    struct zone__key k;
+    MDB_val v;
+    enum zone_health st;
+    const char *sid;
+    int rc;
+
+    zone__key_row(&k, node, check_id);
+    if ((rc = get(x, ZONE__DB_CHECKS, &k, &v)))
+        return rc;
+    if (zone__check_peek(v.mv_data, v.mv_size, &st, &sid))
+        return apply_damaged_key(x->s, ZONE__DB_CHECKS, &k);
+    return st == ZONE_HEALTH_CRITICAL ? BASE_ECONFLICT : 0;
+}
+
+static int apply_session_create(struct apply *x, const struct zone_cmd *c)
+{
+    struct zone_session ss = c->session;
+    struct zone__key k;
+    MDB_val v;
+    int rc;
+
+    if (!*ss.id || !*ss.node)
+        return BASE_EPARSE;
+    if (strlen(ss.id) > ZONE_SESSION_ID_MAX)
+        return BASE_ETOOBIG;
+    zone__key_node(&k, ss.node);
+    if ((rc = get(x, ZONE__DB_NODES, &k, &v)))
+        return rc; /* BASE_ENOTFOUND: no such node */
+    for (size_t i = 0; i < ss.n_node_checks; i++)
+        if ((rc = session_check_ok(x, ss.node, ss.node_checks[i])))
+            return rc;
+    for (size_t i = 0; i < ss.n_service_checks; i++)
+        if ((rc = session_check_ok(x, ss.node, ss.service_checks[i])))
+            return rc;
+    zone__key_session(&k, ss.id);
+    rc = get(x, ZONE__DB_SESSIONS, &k, &v);
+    if (rc != BASE_ENOTFOUND)
+        return rc ? rc : BASE_ECONFLICT;
+    ss.create_index = ss.modify_index = x->idx;
+    x->s->rec.len = 0;
+    zone__session_encode(&ss, &x->s->rec);
+    if ((rc = put(x, ZONE__DB_SESSIONS, &k, x->s->rec.data, x->s->rec.len)))
+        return rc;
+    x->mask |= ZONE_TABLE_BIT(ZONE_TABLE_SESSIONS);
+    return 0;
+}
+
+/* The stored session id into *ss (decoded into the arena); BASE_ENOTFOUND when absent. */
+static int session_get(struct apply *x, const char *id, struct zone__key *k,
+                       struct zone_session *ss)
+{
+    MDB_val v;
+    int rc;
+
+    if (!*id)
+        return BASE_ENOTFOUND;
+    zone__key_session(k, id);
+    if ((rc = get(x, ZONE__DB_SESSIONS, k, &v)))
+        return rc;
+    if (zone__session_decode(v.mv_data, v.mv_size, true, x->a, ss))
+        return apply_damaged_key(x->s, ZONE__DB_SESSIONS, k);
+    return 0;
+}
+
+static int apply_session_destroy(struct apply *x, const struct zone_cmd *c)
+{
+    struct zone__key k;
+    struct zone_session ss;
+    int rc = session_get(x, c->session.id, &k, &ss);
+    if (rc == BASE_ENOTFOUND)
+        return 0; /* Consul: destroying what is not there succeeds */
+    return rc ? rc : session_invalidate(x, &k, &ss);
+}
+
+static int apply_session_renew(struct apply *x, const struct zone_cmd *c)
+{
+    struct zone__key k;
+    struct zone_session ss;
+    int rc = session_get(x, c->session.id, &k, &ss);
+    if (!rc)
+        base_buf_append(&x->s->renewed, ss.id, strlen(ss.id) + 1);
+    return rc;
+}
+
 /* ---- register -------------------------------------------------------------------------- */
 static int upsert_node(struct apply *x, const struct zone_cmd *c, struct zone_node *stored)
 {
@@ -493,7 +733,10 @@ static int upsert_check(struct apply *x, const struct zone_node *node, const str
     x->s->rec.len = 0;
     zone__check_encode(&ck, &x->s->rec);
     rc = store_rec(x, ZONE__DB_CHECKS, &k, exists ? &old : NULL, ZONE_TABLE_CHECKS);
-    return rc < 0 ? rc : 0;
+    if (rc < 0)
+        return rc;
+    /* Consul's ensureCheckTxn: a critical check invalidates the sessions tied to it */
+    return ck.status == ZONE_HEALTH_CRITICAL ? sessions_invalidate(x, node->name, ck.check_id) : 0;
 }
 
 static int apply_register(struct apply *x, const struct zone_cmd *c)
@@ -533,6 +776,8 @@ static int drop_node(struct apply *x, const char *node)
     struct rows rows;
     int rc;
 
+    if ((rc = sessions_invalidate(x, node, NULL)))
+        return rc;
     zone__key_row(&k, node, NULL);
     if ((rc = rows_get(x, ZONE__DB_SERVICES, &k, NULL, &rows)) ||
         (rc = drop_service_rows(x, node, &rows)))
@@ -578,6 +823,15 @@ static int drop_service(struct apply *x, const char *node, const char *sid)
     zone__key_row(&k, node, NULL);
     if ((rc = rows_get(x, ZONE__DB_CHECKS, &k, sid, &rows)))
         return rc;
+    for (size_t i = 0; i < rows.n; i++) { /* the check id follows lower(node) \0 */
+        const char *p = rows.k[i].mv_data, *z = memchr(p, 0, rows.k[i].mv_size);
+        if (!z)
+            continue;
+        size_t off = (size_t)(z - p) + 1;
+        char *id = base_arena_strndup(x->a, p + off, rows.k[i].mv_size - off);
+        if ((rc = sessions_invalidate(x, node, id)))
+            return rc;
+    }
     return rows_del(x, ZONE__DB_CHECKS, &rows, ZONE_TABLE_CHECKS);
 }
 
@@ -593,6 +847,8 @@ static int apply_deregister(struct apply *x, const struct zone_cmd *c)
         return rc;
     if (*c->check_id) {
         struct zone__key k;
+        if ((rc = sessions_invalidate(x, c->node.name, c->check_id)))
+            return rc;
         zone__key_row(&k, c->node.name, c->check_id);
         return del(x, ZONE__DB_CHECKS, &k, ZONE_TABLE_CHECKS);
     }
@@ -619,7 +875,9 @@ static int apply_check_update(struct apply *x, const struct zone_cmd *c)
     x->s->rec.len = 0;
     zone__check_encode(&ck, &x->s->rec);
     rc = store_rec(x, ZONE__DB_CHECKS, &k, &old, ZONE_TABLE_CHECKS);
-    return rc < 0 ? rc : 0;
+    if (rc < 0)
+        return rc;
+    return ck.status == ZONE_HEALTH_CRITICAL ? sessions_invalidate(x, ck.node, ck.check_id) : 0;
 }
 
 /* ---- kv -------------------------------------------------------------------------------- */
@@ -697,6 +955,76 @@ static int apply_kv_delete(struct apply *x, const struct zone_cmd *c)
     return del(x, ZONE__DB_KV, &k, ZONE_TABLE_KV);
 }
 
+/* Consul's kvsLockTxn. */
+static int apply_kv_lock(struct apply *x, const struct zone_cmd *c)
+{
+    struct zone__key k, sk;
+    struct zone_kv kv = c->kv, prev;
+    struct zone_session ss;
+    MDB_val old;
+    int rc;
+
+    if ((rc = kv_key(&k, c->kv.key)))
+        return rc;
+    if (kv.value_len > ZONE_KV_MAX_VALUE)
+        return BASE_ETOOBIG;
+    rc = session_get(x, c->kv.session, &sk, &ss);
+    if (rc)
+        return rc == BASE_ENOTFOUND ? BASE_EINVAL : rc; /* invalid session */
+    rc = get(x, ZONE__DB_KV, &k, &old);
+    if (rc == BASE_ESTORE)
+        return rc;
+    bool exists = rc == 0;
+    if (exists && zone__kv_decode(old.mv_data, old.mv_size, true, x->a, &prev))
+        return apply_damaged_key(x->s, ZONE__DB_KV, &k);
+    if (c->has_cas && (c->cas == 0 ? exists : !exists || prev.modify_index != c->cas))
+        return BASE_ECONFLICT;
+    bool holder = exists && strcmp(prev.session, ss.id) == 0;
+    if (exists && *prev.session && !holder)
+        return BASE_ECONFLICT; /* held by another session */
+    kv.session = ss.id;
+    kv.lock_index = !exists ? 1 : holder ? prev.lock_index : prev.lock_index + 1;
+    kv.create_index = exists ? prev.create_index : x->idx;
+    kv.modify_index = x->idx;
+    x->s->rec.len = 0;
+    zone__kv_encode(&kv, &x->s->rec);
+    if ((rc = put(x, ZONE__DB_KV, &k, x->s->rec.data, x->s->rec.len)))
+        return rc;
+    x->mask |= ZONE_TABLE_BIT(ZONE_TABLE_KV);
+    return 0;
+}
+
+/* Consul's kvsUnlockTxn. */
+static int apply_kv_unlock(struct apply *x, const struct zone_cmd *c)
+{
+    struct zone__key k;
+    struct zone_kv kv = c->kv, prev;
+    MDB_val old;
+    int rc;
+
+    if ((rc = kv_key(&k, c->kv.key)))
+        return rc;
+    if (kv.value_len > ZONE_KV_MAX_VALUE)
+        return BASE_ETOOBIG;
+    rc = get(x, ZONE__DB_KV, &k, &old);
+    if (rc)
+        return rc == BASE_ENOTFOUND ? BASE_ECONFLICT : rc;
+    if (zone__kv_decode(old.mv_data, old.mv_size, true, x->a, &prev))
+        return apply_damaged_key(x->s, ZONE__DB_KV, &k);
+    if (!*c->kv.session || strcmp(prev.session, c->kv.session) != 0)
+        return BASE_ECONFLICT;
+    kv.session = "";
+    kv.lock_index = prev.lock_index;
+    kv.create_index = prev.create_index;
+    kv.modify_index = x->idx;
+    x->s->rec.len = 0;
+    zone__kv_encode(&kv, &x->s->rec);
+    if ((rc = put(x, ZONE__DB_KV, &k, x->s->rec.data, x->s->rec.len)))
+        return rc;
+    x->mask |= ZONE_TABLE_BIT(ZONE_TABLE_KV);
+    return 0;
+}
+
 static int apply_one(struct apply *x, const struct zone_cmd *c)
 {
     switch (c->type) {
@@ -714,6 +1042,16 @@ static int apply_one(struct apply *x, const struct zone_cmd *c)
     case ZONE_CMD_RESTORE_CHUNK:
     case ZONE_CMD_RESTORE_END:
         return zone__restore_apply(x->s, x->t, x->idx, c, &x->mask, &x->result);
+    case ZONE_CMD_SESSION_CREATE:
+        return apply_session_create(x, c);
+    case ZONE_CMD_SESSION_DESTROY:
+        return apply_session_destroy(x, c);
+    case ZONE_CMD_SESSION_RENEW:
+        return apply_session_renew(x, c);
+    case ZONE_CMD_KV_LOCK:
+        return apply_kv_lock(x, c);
+    case ZONE_CMD_KV_UNLOCK:
+        return apply_kv_unlock(x, c);
     }
     return BASE_EPARSE;
 }
@@ -744,6 +1082,7 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
 
     BASE_ASSERT_LOOP();
     *touched = 0;
+    s->renewed.len = 0;
     for (size_t i = 0; i < n; i++)
         results[i] = 0;
     if (mdb_txn_begin(s->env, NULL, 0, &t))
@@ -801,6 +1140,7 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
 fail:
     if (t)
         mdb_txn_abort(t);
+    s->renewed.len = 0;
     base_arena_reset(&s->arena);
     for (size_t i = 0; i < n; i++)
         results[i] = 0;

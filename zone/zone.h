@@ -11,7 +11,8 @@
  * whichever comes first. Records passed in (commands) are borrowed for the call.
  *
  * LMDB layout: named databases nodes, services, svcidx (service name -> instances), checks,
- * kv, meta (u64 indexes), addrs (IP -> owners, for PTR) and staging (a restore in pieces); the
+ * kv, meta (u64 indexes), addrs (IP -> owners, for PTR), staging (a restore in pieces) and
+ * sessions (Consul's sessions, by ID); the
  * keys of each are described at the top of zone/key.c, which builds every one of them.
  * Every record carries CreateIndex/ModifyIndex, the Raft index of the write. The catalog index
  * ("index") and each table's index only grow: they are the Raft index of the last write that
@@ -31,6 +32,7 @@ enum zone_table {
     ZONE_TABLE_SERVICES,
     ZONE_TABLE_CHECKS,
     ZONE_TABLE_KV,
+    ZONE_TABLE_SESSIONS,
     ZONE_TABLE_COUNT
 };
 #define ZONE_TABLE_BIT(t) (1u << (t))
@@ -113,6 +115,30 @@ struct zone_kv {
     uint64_t create_index, modify_index;
 };
 
+/* A Consul session (state/session.go). Its checks all belong to its node: node_checks by check
+ * ID, service_checks the IDs of service checks (Consul's ServiceChecks' ID). The session is
+ * invalidated (destroyed, its locks released or deleted) when one of them goes critical or is
+ * deleted, when its node is deregistered, or by SESSION_DESTROY (the API's destroy, or the
+ * leader's TTL timer). */
+enum zone_session_behavior {
+    ZONE_SESSION_RELEASE = 0, /* "release": its locked keys are unlocked */
+    ZONE_SESSION_DELETE = 1,  /* "delete": its locked keys are deleted */
+};
+struct zone_session {
+    const char *id; /* a UUID, chosen by the proposer; case-sensitive key */
+    const char *name;
+    const char *node;
+    const char **node_checks;
+    size_t n_node_checks;
+    const char **service_checks;
+    size_t n_service_checks;
+    enum zone_session_behavior behavior;
+    uint64_t ttl_ms;        /* 0: no TTL */
+    uint64_t lock_delay_ms; /* 0: none */
+    uint64_t create_index, modify_index;
+};
+#define ZONE_SESSION_ID_MAX 128
+
 #define ZONE_KV_MAX_VALUE (512 * 1024)
 /* A KV key is an LMDB key as is: LMDB's compile-time maximum key size (511 bytes). */
 #define ZONE_KV_MAX_KEY 511
@@ -152,6 +178,26 @@ enum zone_cmd_type {
     ZONE_CMD_RESTORE_BEGIN = 6,
     ZONE_CMD_RESTORE_CHUNK = 7,
     ZONE_CMD_RESTORE_END = 8,
+    /* Sessions and locks (Consul's state/session.go and kvs.go).
+     * SESSION_CREATE stores cmd.session (CreateIndex = ModifyIndex = the entry's index):
+     * BASE_EPARSE without id or node, BASE_ECONFLICT when the id is taken or a check is
+     * critical, BASE_ENOTFOUND when the node or one of its checks is not registered.
+     * SESSION_DESTROY invalidates session.id (success when it is not there).
+     * SESSION_RENEW changes nothing: BASE_ENOTFOUND when the session is gone; otherwise the
+     * id is listed by zone_store_renewed_each after the apply (the leader's TTL timers).
+     * KV_LOCK (kv.key, value, flags, kv.session; has_cas): BASE_EINVAL when the session does
+     * not exist, BASE_ECONFLICT when another session holds the key (or the cas fails). A free
+     * key gets the session and LockIndex + 1 (1 when new); the holder re-acquiring updates the
+     * value and flags and keeps LockIndex. KV_UNLOCK: BASE_ECONFLICT unless the key exists and
+     * kv.session holds it; then the value and flags are set, Session cleared, LockIndex kept.
+     * Invalidating a session (destroy, a tied check critical or deleted, its node deregistered)
+     * deletes it and releases its keys (ModifyIndex moves) or, with ZONE_SESSION_DELETE, deletes
+     * them; with a lock delay each such key is noted (zone_store_lock_delay). */
+    ZONE_CMD_SESSION_CREATE = 9,
+    ZONE_CMD_SESSION_DESTROY = 10,
+    ZONE_CMD_SESSION_RENEW = 11,
+    ZONE_CMD_KV_LOCK = 12,
+    ZONE_CMD_KV_UNLOCK = 13,
 };
 
 /* The largest backup a restore accepts, and the largest piece of it one command carries (a Raft
@@ -177,6 +223,8 @@ struct zone_cmd {
     bool has_cas;
     uint64_t cas;
     bool recurse;
+    /* SESSION_*: the session (only id for DESTROY and RENEW) */
+    struct zone_session session;
     /* RESTORE_*: id for all three; total and crc for BEGIN; offset, data and len for CHUNK */
     struct {
         uint64_t id, total, offset;
@@ -233,6 +281,16 @@ struct zone_meta {
 int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice *cmds, size_t n,
                      int *results, uint32_t *touched) BASE_MUSTCHECK;
 
+/* The sessions that SESSION_RENEW commands of the last zone_store_apply found (in order; none
+ * after a replayed entry). Main loop thread. */
+void zone_store_renewed_each(struct zone_store *s, void (*cb)(void *data, const char *id),
+                             void *data);
+/* The milliseconds left of the lock delay of a KV key (0: none): set on this replica when the
+ * key was released or deleted by the invalidation of a session with a lock delay, timed from
+ * the apply (as Consul keeps it, in memory and per server: it is not replicated and not part
+ * of snapshots). Main loop thread. */
+uint64_t zone_store_lock_delay(struct zone_store *s, const char *key);
+
 /* Snapshot (Raft's): the whole store (with its meta and any staged restore) serialized from one
  * read transaction, appended to out; BASE_EDAMAGED when a record fails its checksum. Any
  * thread. */
@@ -253,7 +311,7 @@ struct zone_snapshot_info {
     uint32_t version;
     uint64_t applied;                /* the Raft index it was taken at */
     uint64_t index;                  /* its catalog index (meta "index") */
-    uint64_t rows[ZONE_TABLE_COUNT]; /* nodes, services, checks, KV entries */
+    uint64_t rows[ZONE_TABLE_COUNT]; /* nodes, services, checks, KV entries, sessions */
     uint32_t crc;                    /* its CRC-32C (the last 4 bytes) */
 };
 /* Checks a snapshot or backup whole, as a restore would, without a store: 0 with info filled
@@ -286,6 +344,7 @@ typedef int (*zone_service_cb)(void *data, const struct zone_service *s);
 typedef int (*zone_check_cb)(void *data, const struct zone_check *c);
 typedef int (*zone_kv_cb)(void *data, const struct zone_kv *kv);
 typedef int (*zone_name_cb)(void *data, const char *name);
+typedef int (*zone_session_cb)(void *data, const struct zone_session *s);
 
 /* Node lookup is case-insensitive. BASE_ENOTFOUND when absent. */
 int zone_node_get(struct zone_read *r, const char *name, struct base_arena *a,
@@ -322,6 +381,11 @@ int zone_kv_get(struct zone_read *r, const char *key, struct base_arena *a,
 /* Every key starting with prefix ("" for all), in byte order. */
 int zone_kv_each(struct zone_read *r, const char *prefix, struct base_arena *a, zone_kv_cb cb,
                  void *data);
+
+/* Sessions: by ID (BASE_ENOTFOUND when absent), and all of them in ID order. */
+int zone_session_get(struct zone_read *r, const char *id, struct base_arena *a,
+                     struct zone_session *out) BASE_MUSTCHECK;
+int zone_sessions_each(struct zone_read *r, struct base_arena *a, zone_session_cb cb, void *data);
 
 /* ---- DNS: the authoritative answers for the consul zone -------------------------------- */
 /* zone/dns_*.c turn a DNS query into its response for the zone (and alt_domain): parsing with

@@ -542,6 +542,30 @@ static void check_update(struct api *a, struct http_req *req, const char *id)
     check_set(a, req, id, st, output);
 }
 
+/* ---- the gossip pool's members (serf.Member's JSON) ------------------------------------ */
+
+struct members {
+    struct api *a;
+    const char *only; /* just this member (NULL: all) */
+    json_t *arr;
+};
+
+static void member_add(void *ctx, const struct api_member *m)
+{
+    struct members *ms = ctx;
+    if (ms->only && strcmp(ms->only, m->name) != 0)
+        return;
+    json_t *tags = json_object();
+    for (size_t i = 0; i < m->n_tags; i++)
+        json_object_set_new(tags, m->tags[i].key, json_string(m->tags[i].value));
+    json_array_append_new(ms->arr,
+                          json_pack("{s:s,s:s,s:i,s:o,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "Name",
+                                    m->name, "Addr", m->addr, "Port", (int)m->port, "Tags", tags,
+                                    "Status", m->status, "ProtocolMin", m->vsn[0], "ProtocolMax",
+                                    m->vsn[1], "ProtocolCur", m->vsn[2], "DelegateMin", m->vsn[3],
+                                    "DelegateMax", m->vsn[4], "DelegateCur", m->vsn[5]));
+}
+
 static void read_self(struct api *a, struct http_req *req, struct zone_read *rd,
                       struct base_arena *ar, struct api_result *res)
 {
@@ -553,10 +577,13 @@ static void read_self(struct api *a, struct http_req *req, struct zone_read *rd,
         json_pack("{s:s,s:s,s:s,s:b,s:s,s:s,s:s}", "Datacenter", a->cfg.datacenter, "NodeName",
                   a->cfg.node_name, "NodeID", a->cfg.node_id, "Server", a->cfg.server, "Revision",
                   "", "Version", a->cfg.version, "PrimaryDatacenter", a->cfg.datacenter);
-    json_t *member = json_pack("{s:s,s:s,s:i,s:{s:s,s:s,s:s,s:s},s:i}", "Name", a->cfg.node_name,
-                               "Addr", a->cfg.advertise_addr, "Port", a->cfg.serf_lan_port, "Tags",
-                               "role", a->cfg.server ? "consul" : "node", "dc", a->cfg.datacenter,
-                               "id", a->cfg.node_id, "build", a->cfg.version, "Status", 1);
+    struct members ms = {.a = a, .only = a->cfg.node_name, .arr = json_array()};
+    if (a->cfg.gossip.members)
+        a->cfg.gossip.members(a->cfg.gossip.data, member_add, &ms);
+    json_t *member = json_incref(json_array_get(ms.arr, 0));
+    json_decref(ms.arr);
+    if (!member)
+        member = json_object();
     json_t *raft = json_pack(
         "{s:s,s:I,s:I,s:I,s:I}", "state", cons_is_leader(a->cfg.cons) ? "Leader" : "Follower",
         "term", (json_int_t)cons_term(a->cfg.cons), "last_log_index",
@@ -575,19 +602,21 @@ static void read_members(struct api *a, struct http_req *req, struct zone_read *
                          struct base_arena *ar, struct api_result *res)
 {
     struct zone_meta m;
-    BASE_UNUSED(req);
+    const char *wan = http_req_query(req, "wan");
+    const char *segment = http_req_query(req, "segment");
     BASE_UNUSED(ar);
-    json_t *member = json_pack(
-        "{s:s,s:s,s:i,s:{s:s,s:s,s:s,s:s,s:s},s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "Name",
-        a->cfg.node_name, "Addr", a->cfg.advertise_addr, "Port", a->cfg.serf_lan_port, "Tags",
-        "role", a->cfg.server ? "consul" : "node", "dc", a->cfg.datacenter, "id", a->cfg.node_id,
-        "build", a->cfg.version, "port", "8300", "Status", 1, "ProtocolMin", 1, "ProtocolMax", 5,
-        "ProtocolCur", 2, "DelegateMin", 2, "DelegateMax", 5, "DelegateCur", 4);
-    /* The port tag is the server port, as a string (Consul's serf tag). */
-    char port[16];
-    snprintf(port, sizeof port, "%d", a->cfg.server_port);
-    json_object_set_new(json_object_get(member, "Tags"), "port", json_string(port));
-    res->json = json_pack("[o]", member);
+    bool is_wan = wan && strcmp(wan, "0") != 0 && strcmp(wan, "false") != 0;
+    bool all = !segment || !*segment || strcmp(segment, "_all") == 0;
+    if (is_wan && segment && *segment) {
+        res->status = 400;
+        res->error = "Cannot provide a segment with wan=true";
+        return;
+    }
+    struct members ms = {.a = a, .arr = json_array()};
+    /* the WAN pool does not exist yet (issue 17): no members; a named segment has none */
+    if (!is_wan && all && a->cfg.gossip.members)
+        a->cfg.gossip.members(a->cfg.gossip.data, member_add, &ms);
+    res->json = ms.arr;
     res->index = zone_meta_get(rd, &m) ? 0 : m.index;
 }
 

@@ -8,7 +8,9 @@
  * does the same after a barrier on the leader, which proves its leadership to a quorum. Then
  * Consul's blocking-query rule: with ?index=N the request is answered as soon as the read's
  * index is greater than N, or when ?wait (default 5m, at most 10m, plus up to wait/16 of
- * jitter as Consul adds) runs out, whichever is first.
+ * jitter as Consul adds) runs out, whichever is first. The event list (event.c), whose
+ * index is a hash of its last event's ID, answers as soon as its index differs from N
+ * (api_result.unequal) and is woken by api_on_user_event (API_WAKE_EVENTS), not by commits.
  *
  * Blocking. A read whose index is not past N parks as a struct api_wait with the mask of the
  * tables that can change its answer. Commits call api_on_applied with the tables they
@@ -74,6 +76,7 @@ struct api_wctx {
     struct http_req *req; /* NULL once the client went away */
     enum api_write_reply reply;
     const char *notfound_msg;
+    char *invalid_msg; /* owned; NULL: BASE_EINVAL is a plain failure */
 };
 
 /* ---- responses ------------------------------------------------------------------------- */
@@ -357,6 +360,13 @@ static struct http_req *wait_take_req(struct api_wait *w)
     return req;
 }
 
+/* Whether a blocking query's read is due: its index moved past min (catalog reads), or away
+ * from it (res->unequal: the event list). */
+static bool index_moved(const struct api_result *res, uint64_t min)
+{
+    return res->unequal ? res->index != min : res->index > min;
+}
+
 /* Runs the read; answers unless the query blocks and its index has not moved past min, in
  * which case the waiter parks. Only wait_step calls it, with w->req set. */
 static void wait_run(struct api_wait *w)
@@ -382,19 +392,19 @@ static void wait_run(struct api_wait *w)
      * the table wakes it, and building a body just to throw it away is the expensive part. */
     res.probe = !answer_now;
     w->fn(a, req, rd, &ar, &res);
-    if (res.probed && res.index > w->min_index && w->heavy) {
+    if (res.probed && index_moved(&res, w->min_index) && w->heavy) {
         zone_read_end(rd);
         base_arena_close(&ar);
         result_reset(&res, 0);
         job_queue(w);
         return;
     }
-    if (res.probed && res.index > w->min_index) {
+    if (res.probed && index_moved(&res, w->min_index)) {
         result_reset(&res, 200);
         base_arena_reset(&ar);
         w->fn(a, req, rd, &ar, &res);
     }
-    if (!result_damaged(rd, &ar, &res) && !answer_now && res.index <= w->min_index) {
+    if (!result_damaged(rd, &ar, &res) && !answer_now && !index_moved(&res, w->min_index)) {
         zone_read_end(rd);
         base_arena_close(&ar);
         result_reset(&res, 0);
@@ -577,6 +587,8 @@ static void wake_pass(uv_idle_t *h)
 void api_on_applied(struct api *a, uint64_t index, uint32_t touched)
 {
     BASE_UNUSED(index);
+    if (!a->closing && !(touched & API_WAKE_EVENTS))
+        api__sessions_applied(a, touched);
     if (!touched || a->closing)
         return;
     a->woken |= touched;
@@ -616,6 +628,7 @@ static void write_done(void *data, int status, int result, uint64_t index)
     struct http_req *req = c->req;
 
     if (!req) {
+        base_free(c->invalid_msg);
         base_free(c);
         return;
     }
@@ -624,6 +637,9 @@ static void write_done(void *data, int status, int result, uint64_t index)
         /* answered */
     } else if (result == BASE_ENOTFOUND) {
         api__error(req, 404, "%s", c->notfound_msg ? c->notfound_msg : "not found");
+    } else if (result == BASE_EINVAL && c->invalid_msg) {
+        /* as is, without the newline of api__error: clients compare the whole text */
+        http_respond(req, 500, "text/plain; charset=utf-8", c->invalid_msg, strlen(c->invalid_msg));
     } else if (result == BASE_EPARSE) {
         api__error(req, 400, "invalid command");
     } else if (result && result != BASE_ECONFLICT) {
@@ -639,6 +655,7 @@ static void write_done(void *data, int status, int result, uint64_t index)
             http_respond(req, 200, NULL, "", 0);
         }
     }
+    base_free(c->invalid_msg);
     base_free(c);
 }
 
@@ -655,8 +672,9 @@ bool api__other_dc(struct api *a, struct http_req *req)
     return api__other_dc_named(a, req, http_req_query(req, "dc"));
 }
 
-void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
-                enum api_write_reply reply, const char *notfound_msg)
+static void write_with(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                       enum api_write_reply reply, const char *notfound_msg,
+                       const char *invalid_msg)
 {
     /* Every write of the HTTP API comes here (a restore starts in snapshot.c, a TTL refresh
      * that changes nothing stops in agent.c): one naming another datacenter is refused before
@@ -668,8 +686,21 @@ void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
     c->req = req;
     c->reply = reply;
     c->notfound_msg = notfound_msg;
+    c->invalid_msg = invalid_msg ? base_strdup(invalid_msg) : NULL;
     http_req_set_abort(req, wctx_abort, c);
     api_propose(a, cmd, write_done, c);
+}
+
+void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                enum api_write_reply reply, const char *notfound_msg)
+{
+    write_with(a, req, cmd, reply, notfound_msg, NULL);
+}
+
+void api__write_invalid(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                        enum api_write_reply reply, const char *invalid_msg)
+{
+    write_with(a, req, cmd, reply, NULL, invalid_msg);
 }
 
 static void propose_ignore(void *data, int status, int result, uint64_t index)
@@ -708,7 +739,8 @@ void api_handle(void *data, struct http_req *req)
     if (api__kv_route(a, req, path) || api__agent_route(a, req, path) ||
         api__catalog_route(a, req, path) || api__health_route(a, req, path) ||
         api__status_route(a, req, path) || api__member_route(a, req, path) ||
-        api__snapshot_route(a, req, path))
+        api__snapshot_route(a, req, path) || api__keyring_route(a, req, path) ||
+        api__event_route(a, req, path) || api__session_route(a, req, path))
         return;
     api__error(req, 404, "404 page not found");
 }
@@ -727,6 +759,7 @@ int api_new(uv_loop_t *loop, const struct api_config *cfg, struct api **out)
      * malloc_trim after a big response instead (job_done). */
     uv_idle_init(loop, &a->wake);
     a->wake.data = a;
+    api__sessions_init(a);
     *out = a;
     return 0;
 }
@@ -744,6 +777,7 @@ static void api_release(struct api *a)
 void api_free(struct api *a)
 {
     a->closing = true;
+    api__sessions_free(a);
     /* Answer every queued and parked query now, as if its wait ran out (on the loop: no new
      * reader job starts); a running job frees the api once it is back. */
     while (!base_list_empty(&a->jobq)) {
@@ -757,6 +791,7 @@ void api_free(struct api *a)
         w->expired = true;
         wait_step(w); /* unlinks it */
     }
+    api__events_free(a); /* after the lists parked on them were answered */
     if (!a->jobs_running)
         api_release(a);
 }

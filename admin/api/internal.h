@@ -6,8 +6,19 @@
 #include "admin/api/api.h"
 
 #include <jansson.h>
+#include <regex.h>
 
 struct api_wait;
+/* One user event kept (event.c): copies of what arrived. */
+struct api__event {
+    char *id, *name, *node_filter, *service_filter, *tag_filter;
+    uint8_t *payload; /* NULL: none */
+    size_t payload_len;
+    int64_t version;
+    uint64_t ltime;
+};
+
+#define API_EVENTS_MAX 256 /* user events kept (Consul's agent eventBuf) */
 
 struct api {
     uv_loop_t *loop;
@@ -21,6 +32,12 @@ struct api {
     /* List reads waiting for a reader thread (FIFO), and the number running (api.c). */
     struct base_list jobq; /* of struct api_wait.link */
     unsigned jobs_running;
+    /* The last user events that passed our filters (event.c), a ring of API_EVENTS_MAX:
+     * oldest at events_head. */
+    struct api__event *events;
+    size_t events_head, events_n;
+    /* The leader's session TTL timers (session.c). */
+    struct api__ttl *ttl;
     bool closing;
 };
 
@@ -41,6 +58,10 @@ struct api_result {
      * function may then set index and return without building the body (probed = true). */
     bool probe;
     bool probed;
+    /* Set by a read whose index is not monotonic (the event list: a hash of the last event's
+     * ID): a blocking query then answers as soon as the index differs from ?index, Consul's
+     * "changed means unequal" rule, instead of waiting for one greater. */
+    bool unequal;
 };
 
 /* A re-runnable read: called with an open read transaction; fills res. The tables mask says
@@ -68,6 +89,10 @@ bool api__other_dc_named(struct api *a, struct http_req *req, const char *dc);
 enum api_write_reply { API_REPLY_EMPTY, API_REPLY_BOOL };
 void api__write(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
                 enum api_write_reply reply, const char *notfound_msg);
+/* The same, with a BASE_EINVAL result answered 500 with invalid_msg as is (copied): a lock's
+ * `invalid session "<id>"`, which clients match on. */
+void api__write_invalid(struct api *a, struct http_req *req, const struct zone_cmd *cmd,
+                        enum api_write_reply reply, const char *invalid_msg);
 
 /* When a proposal's status (cons_propose_cb) is not 0, answers req with the matching error
  * (500 no leader / unknown outcome / shutting down, 413 too large) and returns true. */
@@ -146,6 +171,9 @@ struct api_list {
 void api__list_init(struct api_list *l, struct http_req *req);
 /* Adds item (consumed). */
 void api__list_add(struct api_list *l, json_t *item);
+/* Adds an item already written as compact JSON text (a value jansson cannot hold, such as an
+ * unsigned 64-bit number over INT64_MAX); a ?pretty list then goes on as compact text. */
+void api__list_add_raw(struct api_list *l, const char *text, size_t len);
 /* Puts the array in res (as json, or as raw application/json text that res owns). */
 void api__list_finish(struct api_list *l, struct api_result *res);
 /* Drops what was built (an empty list answered otherwise). */
@@ -168,6 +196,27 @@ bool api__kv_route(struct api *a, struct http_req *req, const char *path);
 bool api__status_route(struct api *a, struct http_req *req, const char *path);
 bool api__member_route(struct api *a, struct http_req *req, const char *path);
 bool api__snapshot_route(struct api *a, struct http_req *req, const char *path);
+bool api__keyring_route(struct api *a, struct http_req *req, const char *path);
+bool api__event_route(struct api *a, struct http_req *req, const char *path);
+bool api__session_route(struct api *a, struct http_req *req, const char *path);
+
+/* ---- sessions (session.c) -------------------------------------------------------------- */
+void api__sessions_init(struct api *a);
+/* After each applied entry: the leader re-times renewed sessions and new or gone ones. */
+void api__sessions_applied(struct api *a, uint32_t touched);
+void api__sessions_free(struct api *a);
+
+/* ---- user events (event.c) ------------------------------------------------------------- */
+/* Consul's uuidToUint64: the ID's hex digits 0-8, 9-13, 14-18 as one 64-bit number XOR the
+ * digits 19-23, 24-36 as another; 0 when id is not a UUID's 36 characters of hex and dashes. */
+uint64_t api__event_index(const char *id);
+/* Compiles a filter as an event's regular expression (POSIX extended, unanchored, no
+ * sub-matches) after refusing what RE2, Consul's engine, refuses and glibc would take at a
+ * cost: back-references and repetition counts over 1000, nested ones included. 0 and *re
+ * (regfree it); non-zero with errmsg saying why. */
+int api__event_regcomp(const char *filter, regex_t *re, char *errmsg);
+/* Frees the kept events (api_free). */
+void api__events_free(struct api *a);
 
 /* Checks the method against allowed ("GET", "PUT,POST", ...): answers 405 with Allow and
  * returns false when it does not match. */
@@ -176,6 +225,10 @@ bool api__method(struct http_req *req, const char *allowed);
  * another method, 400 with missing ("Missing node name") for an empty name, and returns
  * whether to read. */
 bool api__get_named(struct http_req *req, const char *name, const char *missing);
+
+/* Not a catalog table: the wake-up bit of user events (api_on_user_event), for the blocking
+ * event lists' mask. */
+#define API_WAKE_EVENTS (1u << 31)
 
 #define API_TABLES_CATALOG (ZONE_TABLE_BIT(ZONE_TABLE_NODES) | ZONE_TABLE_BIT(ZONE_TABLE_SERVICES))
 #define API_TABLES_HEALTH                                                                          \

@@ -643,6 +643,24 @@ void api__list_add(struct api_list *l, json_t *item)
     l->n++;
 }
 
+void api__list_add_raw(struct api_list *l, const char *text, size_t len)
+{
+    if (l->arr) { /* ?pretty: the items so far become text, and the list stays text */
+        size_t i;
+        json_t *item;
+        json_array_foreach(l->arr, i, item)
+        {
+            base_buf_append(&l->text, i ? "," : "[", 1);
+            json_dump_callback(item, list_dump_cb, &l->text, JSON_COMPACT | JSON_ENCODE_ANY);
+        }
+        json_decref(l->arr);
+        l->arr = NULL;
+    }
+    base_buf_append(&l->text, l->n ? "," : "[", 1);
+    base_buf_append(&l->text, text, len);
+    l->n++;
+}
+
 void api__list_finish(struct api_list *l, struct api_result *res)
 {
     if (l->arr) {

@@ -2,6 +2,7 @@
  * base64-encoded in JSON or as-is with ?raw. */
 #include "internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,6 +28,46 @@ static json_t *kv_json(const struct zone_kv *kv, struct base_arena *ar)
     return o;
 }
 
+/* Flags are unsigned 64-bit, as in Consul, and jansson's integers are signed: an entry whose
+ * flags do not fit an int64 is written as text, with the same fields in the same order. */
+static bool kv_flags_fit(const struct zone_kv *kv)
+{
+    return kv->flags <= (uint64_t)INT64_MAX;
+}
+
+static void put_json_str(struct base_buf *b, const char *s)
+{
+    json_t *v = json_string(s);
+    char *t = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    if (t)
+        base_buf_append(b, t, strlen(t));
+    else
+        base_buf_append(b, "\"\"", 2);
+    free(t);
+    json_decref(v);
+}
+
+static void kv_text(struct base_buf *b, const struct zone_kv *kv, struct base_arena *ar)
+{
+    char num[96];
+    int n = snprintf(num, sizeof num, "{\"LockIndex\":%" PRIu64 ",\"Key\":", kv->lock_index);
+    base_buf_append(b, num, (size_t)n);
+    put_json_str(b, kv->key);
+    n = snprintf(num, sizeof num, ",\"Flags\":%" PRIu64 ",\"Value\":", kv->flags);
+    base_buf_append(b, num, (size_t)n);
+    if (kv->value_len)
+        put_json_str(b, base_b64_encode(ar, kv->value, kv->value_len));
+    else
+        base_buf_append(b, "null", 4);
+    if (kv->session && *kv->session) {
+        base_buf_append(b, ",\"Session\":", 11);
+        put_json_str(b, kv->session);
+    }
+    n = snprintf(num, sizeof num, ",\"CreateIndex\":%" PRIu64 ",\"ModifyIndex\":%" PRIu64 "}",
+                 kv->create_index, kv->modify_index);
+    base_buf_append(b, num, (size_t)n);
+}
+
 struct list_ctx {
     struct api_list out;
     struct base_arena *ar;
@@ -40,7 +81,15 @@ static int add_kv(void *data, const struct zone_kv *kv)
 {
     struct list_ctx *c = data;
     if (!c->keys) {
-        api__list_add(&c->out, kv_json(kv, c->ar));
+        if (kv_flags_fit(kv)) {
+            api__list_add(&c->out, kv_json(kv, c->ar));
+        } else {
+            struct base_buf t;
+            base_buf_init(&t);
+            kv_text(&t, kv, c->ar);
+            api__list_add_raw(&c->out, (const char *)t.data, t.len);
+            base_buf_free(&t);
+        }
         return 0;
     }
     size_t plen = strlen(c->prefix);
@@ -98,7 +147,18 @@ static void read_kv(struct api *a, struct http_req *req, struct zone_read *rd,
         res->raw_set = true;
         return;
     }
-    res->json = json_pack("[o]", kv_json(&kv, ar));
+    if (kv_flags_fit(&kv)) {
+        res->json = json_pack("[o]", kv_json(&kv, ar));
+        return;
+    }
+    base_buf_free(&res->owned);
+    base_buf_append(&res->owned, "[", 1);
+    kv_text(&res->owned, &kv, ar);
+    base_buf_append(&res->owned, "]", 1);
+    res->raw = res->owned.data;
+    res->raw_len = res->owned.len;
+    res->raw_set = true;
+    res->content_type = "application/json";
 }
 
 static int parse_u64_param(struct http_req *req, const char *name, bool *has, uint64_t *v)
@@ -145,13 +205,19 @@ static void kv_put(struct api *a, struct http_req *req)
     }
     if (!check_key(req, key))
         return;
-    if (http_req_query(req, "acquire") || http_req_query(req, "release")) {
-        api__error(req, 400, "Sessions are not supported yet: ?acquire and ?release refused");
+    const char *acquire = http_req_query(req, "acquire");
+    const char *release = http_req_query(req, "release");
+    if (acquire && release) {
+        api__error(req, 400, "Conflicting flags: acquire with release");
         return;
     }
     if (parse_u64_param(req, "cas", &cmd.has_cas, &cmd.cas) ||
         parse_u64_param(req, "flags", &has_flags, &flags))
         return;
+    if (release && cmd.has_cas) {
+        api__error(req, 400, "Conflicting flags: cas with release");
+        return;
+    }
     if (len > ZONE_KV_MAX_VALUE) {
         api__error(req, 413, "Request body(%zu bytes) too large, max size: %d bytes", len,
                    ZONE_KV_MAX_VALUE);
@@ -162,6 +228,28 @@ static void kv_put(struct api *a, struct http_req *req)
     cmd.kv.value_len = len;
     cmd.kv.flags = flags;
     cmd.kv.session = "";
+    if (!acquire && !release) {
+        api__write(a, req, &cmd, API_REPLY_BOOL, NULL);
+        return;
+    }
+    /* Consul's lock rules (zone.h, KV_LOCK and KV_UNLOCK). The lock delay after a session
+     * was invalidated is this server's own, as in Consul: the acquire answers false. */
+    if (acquire) {
+        char msg[ZONE_SESSION_ID_MAX + 32];
+        if (api__other_dc(a, req))
+            return;
+        if (zone_store_lock_delay(a->cfg.store, key) > 0) {
+            http_respond(req, 200, "application/json", "false", 5);
+            return;
+        }
+        cmd.type = ZONE_CMD_KV_LOCK;
+        cmd.kv.session = acquire;
+        snprintf(msg, sizeof msg, "invalid session \"%.*s\"", ZONE_SESSION_ID_MAX, acquire);
+        api__write_invalid(a, req, &cmd, API_REPLY_BOOL, msg);
+        return;
+    }
+    cmd.type = ZONE_CMD_KV_UNLOCK;
+    cmd.kv.session = release;
     api__write(a, req, &cmd, API_REPLY_BOOL, NULL);
 }
 

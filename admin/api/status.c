@@ -200,16 +200,59 @@ static void raft_peer_delete(struct api *a, struct http_req *req)
     cons_remove_peer(a->cfg.cons, id, id ? NULL : addr, member_done, member_ctx_new(a, req));
 }
 
+/* agent/join: the address is a member's gossip address (Consul's), joined through admin. */
+static void join_done(void *data, size_t joined, int status)
+{
+    struct member_ctx *m = data;
+    if (m->req) {
+        http_req_set_abort(m->req, NULL, NULL);
+        if (status == 0 && joined > 0)
+            http_respond(m->req, 200, NULL, "", 0);
+        else
+            api__error(m->req, 500, "Error joining the cluster: %s",
+                       status ? base_strerror(status) : "no member answered");
+    }
+    base_free(m);
+}
+
 static void agent_join(struct api *a, struct http_req *req, const char *addr)
 {
-    char host[256], target[300];
-    int port;
-    if (base_hostport_parse(addr, a->cfg.server_port, host, sizeof host, &port)) {
-        api__error(req, 400, "Invalid address \"%s\": expected host or host:port", addr);
+    const char *wan = http_req_query(req, "wan");
+    char err[BASE_ERRMSG_LEN];
+    if (wan && strcmp(wan, "0") != 0 && strcmp(wan, "false") != 0) {
+        api__error(req, 500, "WAN join not available: this agent has no WAN pool");
         return;
     }
-    snprintf(target, sizeof target, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-    cons_join(a->cfg.cons, target, member_done, member_ctx_new(a, req));
+    if (!a->cfg.gossip.join) {
+        api__error(req, 500, "No gossip pool");
+        return;
+    }
+    struct member_ctx *m = member_ctx_new(a, req);
+    if (a->cfg.gossip.join(a->cfg.gossip.data, addr, join_done, m, err)) {
+        http_req_set_abort(req, NULL, NULL);
+        base_free(m);
+        api__error(req, 400, "%s", err);
+    }
+}
+
+/* agent/force-leave/:node: a failed member becomes left (prune: forgotten at once). */
+static void agent_force_leave(struct api *a, struct http_req *req, const char *node)
+{
+    const char *prune = http_req_query(req, "prune");
+    const char *wan = http_req_query(req, "wan");
+    if (wan && strcmp(wan, "0") != 0 && strcmp(wan, "false") != 0) {
+        api__error(req, 500, "This agent has no WAN pool");
+        return;
+    }
+    int rc = a->cfg.gossip.force_leave
+                 ? a->cfg.gossip.force_leave(a->cfg.gossip.data, node,
+                                             prune && strcmp(prune, "0") != 0 &&
+                                                 strcmp(prune, "false") != 0)
+                 : BASE_ESHUTDOWN;
+    if (rc)
+        api__error(req, 500, "%s", base_strerror(rc));
+    else
+        http_respond(req, 200, NULL, "", 0);
 }
 
 static void agent_leave(struct api *a, struct http_req *req)
@@ -232,6 +275,13 @@ bool api__member_route(struct api *a, struct http_req *req, const char *path)
             api__error(req, 400, "Missing address to join");
         else
             agent_join(a, req, path + 15);
+    } else if (strncmp(path, "/v1/agent/force-leave/", 22) == 0) {
+        if (!api__method(req, "PUT"))
+            return true;
+        if (!path[22])
+            api__error(req, 400, "Missing node name");
+        else
+            agent_force_leave(a, req, path + 22);
     } else if (strcmp(path, "/v1/agent/leave") == 0) {
         if (api__method(req, "PUT"))
             agent_leave(a, req);

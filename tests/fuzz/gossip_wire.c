@@ -1,7 +1,9 @@
 /* libFuzzer target over gossip/'s decoders of outside bytes (gossip/wire.c, lzw.c, crypt.c):
  * the input's first byte picks what reads the rest: 0 a UDP packet, 1 a packet with a key, 2 a
  * TCP stream, 3 a stream with a key (the key of tests/unit/gossip/serf_vectors.h), 4 a serf
- * message, 5 a node's tags, 6 a serf query's filter, 7 Consul's user-event envelope.
+ * message, 5 a node's tags, 6 a serf query's filter, 7 Consul's user-event envelope, 8 a
+ * keyring query's payload answered by a member (gossip/keyring.c: the next byte picks the query
+ * and whether the keyring is empty), 9 a member's answer to a keyring query, tallied.
  *
  * Besides the sanitizers' findings (reads past the input, leaks, integer overflows), every
  * decoded message must hold what the protocol will rely on, or the target aborts: counts
@@ -206,6 +208,60 @@ static void check_consul_event(const uint8_t *p, size_t n, struct base_arena *a)
     base_buf_free(&b2);
 }
 
+/* A member answers a keyring query: its keyring stays well-formed and its answer is a key
+ * response that decodes back. */
+static void check_keyring_answer(const uint8_t *p, size_t n, const struct gossip_keyring *start,
+                                 struct base_arena *a)
+{
+    if (n < 1)
+        return;
+    struct gossip_keyring ring = *start;
+    if (p[0] & 4)
+        ring.n = 0;
+    enum gossip_keyring_op op = (enum gossip_keyring_op)(p[0] % 4);
+    struct gossip_serf_key_response resp;
+    bool changed = gossip__keyring_answer(&ring, op, p + 1, n - 1, a, &resp);
+    check(ring.n <= GOSSIP_KEYRING_MAX, "keyring size");
+    check(!changed || resp.result, "a change is a success");
+    check(!changed || ring.n > 0, "a changed keyring has a primary");
+    for (size_t i = 0; i < ring.n; i++)
+        check(ring.keys[i].len == 16 || ring.keys[i].len == 24 || ring.keys[i].len == 32,
+              "key sizes");
+    check_str(resp.message);
+    check_str(resp.primary_key);
+    check(resp.result || resp.message[0], "a failure says why");
+    struct base_buf b;
+    base_buf_init(&b);
+    struct gossip_serf_msg m = {.type = GOSSIP_SERF_KEY_RESPONSE};
+    m.u.key_response = resp;
+    gossip__serf_encode(&b, &m);
+    struct gossip_key_tally t;
+    gossip__key_tally_init(&t);
+    check(gossip__key_tally_add(&t, "n", b.data, b.len, 1), "our answer counted");
+    check(t.num_err == (resp.result ? 0u : 1u), "our answer tallied as it was");
+    gossip__key_tally_close(&t);
+    base_buf_free(&b);
+}
+
+/* The asker tallies outside answers: counts stay within their bounds. */
+static void check_key_tally(const uint8_t *p, size_t n, struct base_arena *a)
+{
+    struct gossip_key_tally t;
+    gossip__key_tally_init(&t);
+    check(gossip__key_tally_add(&t, "n1", p, n, 2), "first answer counted");
+    check(!gossip__key_tally_add(&t, "n1", p, n, 2), "a duplicate is not");
+    check(t.num_resp == 1 && t.num_err <= 1 && t.n_msgs <= 1, "one answer");
+    check(t.n_keys <= 64 && t.n_primary <= 1, "key counts");
+    struct gossip_keyring_result r;
+    gossip__key_tally_result(&t, 1, a, &r);
+    check((r.status == 0) == (r.num_err == 0), "status");
+    for (size_t i = 0; i < r.n_messages; i++) {
+        check_str(r.messages[i].message);
+        check(strlen(r.messages[i].message) <= 256, "messages bounded");
+    }
+    gossip__key_tally_close(&t);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -216,7 +272,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ring.n = 1;
     ring.keys[0].len = 16;
     memcpy(ring.keys[0].key, key, 16);
-    uint8_t mode = data[0] % 8;
+    uint8_t mode = data[0] % 10;
     size_t n = size - 1;
     /* the rest in a buffer of its exact size: ASan sees any read past it */
     uint8_t *p = malloc(n ? n : 1);
@@ -255,6 +311,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         break;
     case 7:
         check_consul_event(p, n, &a);
+        break;
+    case 8:
+        check_keyring_answer(p, n, &ring, &a);
+        break;
+    case 9:
+        check_key_tally(p, n, &a);
         break;
     default: {
         struct gossip_serf_filter f;

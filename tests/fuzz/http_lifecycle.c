@@ -5,9 +5,9 @@
  * The input is a script of operations, one byte each plus arguments:
  *   open a connection; send a read (an endpoint, ?index none/1/current/huge, ?wait 0/0s/1ns/
  *   1ms/5ms/20ms/30ms/bad, and consistency default/?stale/?consistent/both), pipelined or not; send
- *   a write (KV PUT or DELETE); run the loop N non-blocking iterations; run one blocking
- *   iteration bounded by 2 ms (lets short wait timers fire); read what arrived; close a
- *   connection gracefully or with a reset.
+ *   a write (KV PUT or DELETE, a catalog register, a user event fired and delivered back);
+ *   run the loop N non-blocking iterations; run one blocking iteration bounded by 2 ms (lets
+ *   short wait timers fire); read what arrived; close a connection gracefully or with a reset.
  * So the wait timer, the Raft read index, commit wake-ups, write completions and client
  * disconnects happen in every order, under ASan/UBSan. After the script every client goes
  * away, and the loop runs until the server has no connection left: a request that is never
@@ -57,6 +57,18 @@ static void die(const char *what)
 {
     fprintf(stderr, "http_lifecycle: %s\n", what);
     abort();
+}
+
+/* The gossip pool of one: a fired user event comes straight back, as gossip delivers ours. */
+static int event_loopback(void *data, const struct api_user_event *ev, char *errmsg)
+{
+    static uint64_t ltime;
+    struct api_user_event e = *ev;
+    (void)data;
+    (void)errmsg;
+    e.ltime = ++ltime;
+    api_on_user_event(g.api, &e);
+    return 0;
 }
 
 static void on_applied(void *data, uint64_t index, uint32_t touched)
@@ -186,6 +198,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .version = "fuzz",
         .store = g.store,
         .cons = g.cons,
+        .gossip = {.event_fire = event_loopback},
     };
     if (api_new(&g.loop, &ac, &g.api))
         die("api_new");
@@ -289,6 +302,10 @@ static const char *const paths[] = {
     "/v1/kv/missing",
     "/v1/catalog/nodes?pretty",
     "/v1/kv/?recurse&pretty",
+    "/v1/event/list",
+    "/v1/event/list?name=e1",
+    "/v1/session/list",
+    "/v1/session/node/fuzz",
 };
 /* Every wait is short and a blocking read always has one (the default is 5 minutes): a client
  * that half-closes after pipelining keeps its parked request until the wait runs out (the
@@ -338,6 +355,23 @@ static void send_write(struct in *in, int slot)
         snprintf(req, sizeof req,
                  "PUT /v1/catalog/register HTTP/1.1\r\nHost: f\r\nContent-Length: %zu\r\n\r\n%s",
                  strlen(body), body);
+    } else if ((k >> 2) % 4 == 1) {
+        /* a user event: delivered back at once (event_loopback), it wakes parked lists */
+        static const char *const filters[] = {"", "?node=fuzz", "?node=other",
+                                              "?service=web&tag=x"};
+        snprintf(req, sizeof req,
+                 "PUT /v1/event/fire/e%u%s HTTP/1.1\r\nHost: f\r\nContent-Length: 1\r\n\r\nz",
+                 (k >> 4) % 2, filters[(k >> 5) % 4]);
+    } else if ((k >> 2) % 4 == 2) {
+        /* a session (tied to no check) or a lock attempt with an unknown session */
+        if ((k >> 4) & 1)
+            snprintf(req, sizeof req,
+                     "PUT /v1/session/create HTTP/1.1\r\nHost: f\r\nContent-Length: 13\r\n\r\n"
+                     "{\"Checks\":[]}");
+        else
+            snprintf(req, sizeof req,
+                     "PUT /v1/kv/%c?acquire=s%u HTTP/1.1\r\nHost: f\r\nContent-Length: 1\r\n\r\nl",
+                     'a' + k % 3, (k >> 5) % 2);
     } else
         snprintf(req, sizeof req, "DELETE /v1/kv/%c HTTP/1.1\r\nHost: f\r\n\r\n", 'a' + k % 3);
     conn_send(slot, req);

@@ -361,8 +361,14 @@ def test_keyed_cluster_forms_works_and_refuses_peers_without_the_key(make_cluste
     wait_until(lambda: voters(leader).get(good.server_addr) is True, timeout=60, interval=0.2,
                msg="the keyed server joined")
     assert bad.server_addr not in voters(leader)
-    wait_until(lambda: "does not prove our cluster key" in bad.read_log(), timeout=10,
-               msg="the wrong-key server's warning")
+    # -encrypt keys the gossip pool too: the wrong key cannot even join it (its push-pull does
+    # not decrypt), so it never learns a server port to try
+    wait_until(lambda: any("no installed key could decrypt a stream from %s" % bad.addr
+                           in a.read_log() for a in c), timeout=10,
+               msg="the pool's warning about the wrong-key server")
+    wait_until(lambda: "Join cluster failed, will retry" in bad.read_log(), timeout=10,
+               msg="the wrong-key server's failed join")
+    assert bad.node_name not in {m["Name"] for m in leader.get("/v1/agent/members").json()}
 
 
 # ---- resources ------------------------------------------------------------------------------

@@ -2,25 +2,38 @@
  * (tests/integration/test_gossip_serf_pool.py) to put in a pool with real serf agents.
  *
  *   gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] [-join IP[:PORT]]... [-tag K=V]...
- *               [-encrypt BASE64] [-merge-dc DC] [-fast]
+ *               [-encrypt BASE64] [-keyring BASE64]... [-keyring-fail] [-merge-dc DC] [-fast]
+ *               [-set NAME=VALUE]...
  *
- * Timings are memberlist's LAN defaults (gossip_config_defaults), or with -fast the unit
- * tests' (probe 100 ms). Prints one JSON object per line on stdout, flushed:
+ * Timings are gossip_config_defaults' (Herald's LAN defaults), or with -fast the unit tests'
+ * (probe 100 ms); -set overrides one (Consul's gossip_lan names: probe_interval,
+ * probe_timeout, gossip_interval, gossip_nodes, suspicion_mult, suspicion_max_timeout_mult,
+ * retransmit_mult, push_pull_interval, indirect_checks, awareness_max_multiplier; durations
+ * in milliseconds), so the bench can run memberlist's own LAN timings. Prints one JSON object per
+ * line on stdout, flushed:
  *   {"event":"started"}  {"event":"joined","n":1,"status":0}
- *   {"event":"join"|"update"|"leave"|"fail"|"reap","name":..,"addr":..,"port":..,
+ *   {"event":"join"|"update"|"leave"|"fail"|"reap","ts":..,"name":..,"addr":..,"port":..,
  *    "status":..,"incarnation":..,"vsn":[pmin,pmax,pcur,dmin,dmax,dcur],"tags":{..}}
  *   {"event":"user","name":..,"payload":..,"ltime":..}
  *   {"event":"members","members":[{member fields}...]}
  *   {"event":"left"}  {"event":"stopped"}
  *   {"event":"stats",...gossip_stats fields}
- * Commands on stdin, one per line: "members", "stats", "event NAME PAYLOAD", "leave" (graceful
- * leave, then exit 0), "quit" (stop without leave, exit 0). SIGTERM and SIGINT leave gracefully. */
+ *   {"event":"keyring","op":..,"status":..,"error":..,"num_nodes":..,"num_resp":..,"num_err":..,
+ *    "messages":{node:message},"keys":{key:count},"primary_keys":{key:count}}
+ *   {"event":"keys","keys":[primary, ...]}  {"event":"keyring_changed","keys":[primary, ...]}
+ * Commands on stdin, one per line: "members", "stats", "event NAME PAYLOAD", "keyring list",
+ * "keyring install|use|remove KEY" (gossip_keyring across the pool), "keys" (the local keyring),
+ * "leave" (graceful leave, then exit 0), "quit" (stop without leave, exit 0). SIGTERM and SIGINT
+ * leave gracefully. -keyring (repeated) starts with that keyring, the first the primary;
+ * -keyring-fail makes the keyring hook (which prints keyring_changed) report a failure to
+ * persist. */
 #include "gossip/gossip.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uv_loop_t loop;
 static struct gossip *g;
@@ -70,7 +83,11 @@ static void node_fields(const struct gossip_node *n)
 static void on_event(void *ctx, const struct gossip_event *ev)
 {
     BASE_UNUSED(ctx);
-    printf("{\"event\":\"%s\",", gossip_event_name(ev->kind));
+    /* ts: the wall clock at the event, for the bench's timings */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    printf("{\"event\":\"%s\",\"ts\":%lld.%06ld,", gossip_event_name(ev->kind),
+           (long long)now.tv_sec, now.tv_nsec / 1000);
     if (ev->kind == GOSSIP_EVENT_USER) {
         printf("\"name\":");
         json_cstr(ev->name);
@@ -91,6 +108,84 @@ static void on_member(void *ctx, const struct gossip_node *n)
     printf("%s{", n_members++ ? "," : "");
     node_fields(n);
     putchar('}');
+}
+
+static void json_keys(const char *const *keys, size_t n)
+{
+    putchar('[');
+    for (size_t i = 0; i < n; i++) {
+        printf("%s", i ? "," : "");
+        json_cstr(keys[i]);
+    }
+    putchar(']');
+}
+
+static void json_counts(const struct gossip_key_count *v, size_t n)
+{
+    putchar('{');
+    for (size_t i = 0; i < n; i++) {
+        printf("%s", i ? "," : "");
+        json_cstr(v[i].key);
+        printf(":%zu", v[i].count);
+    }
+    putchar('}');
+}
+
+static bool keyring_fail;
+static int on_keyring(void *ctx, const char *const *keys, size_t n, char *why, size_t why_len)
+{
+    BASE_UNUSED(ctx);
+    printf("{\"event\":\"keyring_changed\",\"keys\":");
+    json_keys(keys, n);
+    printf("}\n");
+    fflush(stdout);
+    if (keyring_fail) {
+        snprintf(why, why_len, "Failed to write keyring file: test says no");
+        return 1;
+    }
+    return 0;
+}
+
+static void on_keyring_done(void *ctx, const struct gossip_keyring_result *r)
+{
+    printf("{\"event\":\"keyring\",\"op\":\"%s\",\"status\":%d,\"error\":",
+           gossip_keyring_op_name((enum gossip_keyring_op)(intptr_t)ctx), r->status);
+    if (r->error)
+        json_cstr(r->error);
+    else
+        printf("null");
+    printf(",\"num_nodes\":%zu,\"num_resp\":%zu,\"num_err\":%zu,\"messages\":{", r->num_nodes,
+           r->num_resp, r->num_err);
+    for (size_t i = 0; i < r->n_messages; i++) {
+        printf("%s", i ? "," : "");
+        json_cstr(r->messages[i].node);
+        putchar(':');
+        json_cstr(r->messages[i].message);
+    }
+    printf("},\"keys\":");
+    json_counts(r->keys, r->n_keys);
+    printf(",\"primary_keys\":");
+    json_counts(r->primary_keys, r->n_primary_keys);
+    printf("}\n");
+    fflush(stdout);
+}
+
+static void keyring_command(const char *s)
+{
+    static const char *const ops[] = {"install ", "use ", "remove ", "list"};
+    for (size_t i = 0; i < BASE_ARRAY_LEN(ops); i++) {
+        size_t n = strlen(ops[i]);
+        if (strncmp(s, ops[i], n) != 0)
+            continue;
+        int rv = gossip_keyring(g, (enum gossip_keyring_op)i, s + n, on_keyring_done,
+                                (void *)(intptr_t)i);
+        if (rv != 0) {
+            printf("{\"event\":\"keyring\",\"op\":\"%s\",\"status\":%d,\"error\":\"refused\"}\n",
+                   gossip_keyring_op_name((enum gossip_keyring_op)i), rv);
+            fflush(stdout);
+        }
+        return;
+    }
 }
 
 static void on_stopped(void *ctx, int status)
@@ -166,6 +261,19 @@ static void command(char *s)
         int rv = gossip_force_leave(g, s + 12, false);
         printf("{\"event\":\"forced\",\"status\":%d}\n", rv);
         fflush(stdout);
+    } else if (strncmp(s, "keyring ", 8) == 0) {
+        keyring_command(s + 8);
+    } else if (strcmp(s, "keys") == 0) {
+        struct base_arena a;
+        base_arena_init(&a);
+        const char **keys;
+        size_t n;
+        gossip_keyring_keys(g, &a, &keys, &n);
+        printf("{\"event\":\"keys\",\"keys\":");
+        json_keys(keys, n);
+        printf("}\n");
+        fflush(stdout);
+        base_arena_close(&a);
     } else if (strcmp(s, "leave") == 0) {
         leave();
     } else if (strcmp(s, "quit") == 0) {
@@ -218,7 +326,8 @@ static void on_joined(void *ctx, size_t joined, int status)
 static void usage(void)
 {
     fprintf(stderr, "usage: gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] "
-                    "[-join IP[:PORT]]... [-tag K=V]... [-encrypt KEY] [-merge-dc DC] [-fast]\n");
+                    "[-join IP[:PORT]]... [-tag K=V]... [-encrypt KEY] [-keyring KEY]... "
+                    "[-keyring-fail] [-merge-dc DC] [-fast] [-set NAME=VALUE]...\n");
     exit(2);
 }
 
@@ -236,6 +345,44 @@ static int on_merge(void *ctx, const struct gossip_node *nodes, size_t n, char *
                 return 1;
             }
     return 0;
+}
+
+/* -set NAME=VALUE: one gossip_lan timing (durations in ms); false for an unknown name */
+static bool set_timing(struct gossip_config *c, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || !eq[1])
+        return false;
+    char *end;
+    unsigned long long v = strtoull(eq + 1, &end, 10);
+    if (*end)
+        return false;
+    size_t n = (size_t)(eq - kv);
+#define IS(name) (n == strlen(name) && strncmp(kv, name, n) == 0)
+    if (IS("probe_interval"))
+        c->probe_interval_ms = v;
+    else if (IS("probe_timeout"))
+        c->probe_timeout_ms = v;
+    else if (IS("gossip_interval"))
+        c->gossip_interval_ms = v;
+    else if (IS("gossip_nodes"))
+        c->gossip_nodes = (uint32_t)v;
+    else if (IS("suspicion_mult"))
+        c->suspicion_mult = (uint32_t)v;
+    else if (IS("suspicion_max_timeout_mult"))
+        c->suspicion_max_timeout_mult = (uint32_t)v;
+    else if (IS("retransmit_mult"))
+        c->retransmit_mult = (uint32_t)v;
+    else if (IS("push_pull_interval"))
+        c->push_pull_interval_ms = v;
+    else if (IS("indirect_checks"))
+        c->indirect_checks = (uint32_t)v;
+    else if (IS("awareness_max_multiplier"))
+        c->awareness_max_multiplier = (uint32_t)v;
+    else
+        return false;
+#undef IS
+    return true;
 }
 
 static void split_hostport(const char *s, char *host, size_t hl, uint16_t *port)
@@ -256,8 +403,14 @@ int main(int argc, char **argv)
     size_t n_tags = 0, n_joins = 0;
     uint8_t key[32];
     size_t key_len = 0;
+    static const char *keyring[GOSSIP_KEYRING_MAX + 1];
+    size_t n_keyring = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "-keyring-fail") == 0) {
+            keyring_fail = true;
+            continue;
+        }
         if (strcmp(a, "-fast") == 0) {
             c.probe_interval_ms = 100;
             c.probe_timeout_ms = 40;
@@ -288,6 +441,11 @@ int main(int argc, char **argv)
                 usage();
             *eq = 0;
             tags[n_tags++] = (struct gossip_tag){kv, eq + 1};
+        } else if (strcmp(a, "-set") == 0) {
+            if (!set_timing(&c, v))
+                usage();
+        } else if (strcmp(a, "-keyring") == 0 && n_keyring < BASE_ARRAY_LEN(keyring)) {
+            keyring[n_keyring++] = v;
         } else if (strcmp(a, "-encrypt") == 0) {
             if (gossip_key_decode(v, key, &key_len) != 0)
                 usage();
@@ -302,6 +460,9 @@ int main(int argc, char **argv)
     c.tags = tags;
     c.n_tags = n_tags;
     c.on_event = on_event;
+    c.on_keyring = on_keyring;
+    c.keyring = keyring;
+    c.n_keyring = n_keyring;
     signal(SIGPIPE, SIG_IGN);
     base_loop_thread_set();
     uv_loop_init(&loop);

@@ -29,6 +29,8 @@ class ClusterAgent(Agent):
             argv += ["-bootstrap-expect", str(self.expect)]
         for j in self.joins:
             argv += ["-retry-join", j]
+        if self.joins:  # a staggered start must not wait Consul's 30 s for the next try
+            argv += ["-retry-interval", "1s"]
         return argv + self.config_argv() + self.extra
 
     @property

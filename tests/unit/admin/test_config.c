@@ -182,10 +182,21 @@ static void test_defaults_server(void **state)
     LOAD_OK(f, "-server", "-data-dir", f->dir);
     assert_false(f->cfg.dev);
     assert_true(f->cfg.server);
-    assert_int_equal(f->cfg.bootstrap_expect, 1); /* a lone server bootstraps itself */
+    assert_int_equal(f->cfg.bootstrap_expect, 0); /* as Consul: it waits to be joined */
+    assert_false(f->cfg.leave_on_terminate);      /* Consul's server defaults */
+    assert_true(f->cfg.skip_leave_on_interrupt);
     assert_string_equal(f->cfg.data_dir, f->dir);
     assert_string_equal(f->cfg.bind_addr, "0.0.0.0");
-    assert_string_equal(f->cfg.advertise_addr, "127.0.0.1");
+    assert_string_equal(f->cfg.serf_lan_addr, "0.0.0.0");
+    assert_int_equal(f->cfg.serf_lan_port, 8301);
+    assert_int_equal(f->cfg.retry_interval_ms, 30000);
+    assert_int_equal(f->cfg.reconnect_timeout_ms, 72ull * 3600 * 1000);
+    /* a wildcard bind advertises the host's one private IPv4 address, else loopback */
+    assert_true(strcmp(f->cfg.advertise_addr, "127.0.0.1") == 0 ||
+                strncmp(f->cfg.advertise_addr, "10.", 3) == 0 ||
+                strncmp(f->cfg.advertise_addr, "172.", 4) == 0 ||
+                strncmp(f->cfg.advertise_addr, "192.168.", 8) == 0 ||
+                strncmp(f->cfg.advertise_addr, "100.", 4) == 0);
     assert_string_equal(f->cfg.client_addr, "127.0.0.1");
 
     /* advertise follows a specific bind address */
@@ -380,10 +391,16 @@ static void test_validation_errors(void **state)
     LOAD_BAD(f, "client agents are not supported yet", NULL, "-data-dir", f->dir);
     check_bad(f, load(f, NULL), "data_dir is required", NULL); /* no flags at all */
 
-    LOAD_BAD(f, "-bootstrap-expect 3 needs -retry-join", NULL, "-server", "-data-dir", f->dir,
-             "-bootstrap-expect", "3");
-    LOAD_BAD(f, "-bootstrap-expect 2", "-retry-join", "-server", "-data-dir", f->dir,
-             "-bootstrap-expect=2");
+    /* the other servers may come by `herald join` rather than -retry-join (as Consul) */
+    LOAD_OK(f, "-server", "-data-dir", f->dir, "-bootstrap-expect", "3");
+    assert_int_equal(f->cfg.bootstrap_expect, 3);
+    LOAD_OK(f, "-server", "-data-dir", f->dir, "-serf-lan-bind", "127.0.0.9", "-retry-interval",
+            "2s", "-retry-max", "5");
+    assert_string_equal(f->cfg.serf_lan_addr, "127.0.0.9");
+    assert_int_equal(f->cfg.retry_interval_ms, 2000);
+    assert_int_equal(f->cfg.retry_max, 5);
+    LOAD_BAD(f, "reconnect_timeout", NULL, "-server", "-data-dir", f->dir, "-config-file",
+             write_file(f, "rt.json", "{\"reconnect_timeout\": \"1h\"}"));
     LOAD_OK(f, "-server", "-data-dir", f->dir, "-bootstrap-expect", "3", "-retry-join", "127.0.0.2",
             "-retry-join", "127.0.0.3");
     assert_int_equal(f->cfg.bootstrap_expect, 3);
@@ -393,7 +410,7 @@ static void test_validation_errors(void **state)
     LOAD_OK(f, "-server", "-data-dir", f->dir, "-bootstrap-expect", "1");
     assert_int_equal(f->cfg.bootstrap_expect, 1);
     LOAD_OK(f, "-server", "-data-dir", f->dir, "-bootstrap-expect", "0");
-    assert_int_equal(f->cfg.bootstrap_expect, 1);
+    assert_int_equal(f->cfg.bootstrap_expect, 0);
 }
 
 /* ---- config files ---------------------------------------------------------------------- */
@@ -812,8 +829,8 @@ static void test_config_file_unreadable(void **state)
     p = cfg_file(f, "badnode.json", "{\"node_name\": \"a.b\"}");
     LOAD_BAD(f, "node_name (-node) \"a.b\" is not a valid DNS label", NULL, "-dev", "-config-file",
              p);
-    p = cfg_file(f, "bootstrap3.json", "{\"bootstrap_expect\": 3, \"server\": true}");
-    LOAD_BAD(f, "-bootstrap-expect 3 needs -retry-join", NULL, "-data-dir", f->dir, "-config-file",
+    p = cfg_file(f, "gossip.json", "{\"gossip_lan\": {\"probe_interval\": \"0s\"}}");
+    LOAD_BAD(f, "gossip_lan.probe_interval", NULL, "-data-dir", f->dir, "-server", "-config-file",
              p);
     p = cfg_file(f, "server.json", "{\"server\": true}");
     LOAD_BAD(f, "data_dir is required", NULL, "-config-file", p);

@@ -100,7 +100,7 @@ static void good_value(struct fx *f, const struct adm_option *o, struct sample *
         snprintf(s->json, sizeof s->json, "%s", s->flag);
         return;
     case ADM_OPT_DURATION:
-        s->want = o->max ? o->max : 3600000;
+        s->want = o->max ? o->max : o->min > 3600000 ? 2 * o->min : 3600000;
         snprintf(s->flag, sizeof s->flag, "%llums", (unsigned long long)s->want);
         snprintf(s->json, sizeof s->json, "\"%s\"", s->flag);
         return;

@@ -805,6 +805,14 @@ static void write_seeds(const char *dir)
     static const uint8_t consul_event[] = {0x85, 0xa2, 'I',  'D',  0xa1, 'x',  0xa1, 'n',
                                            0xa1, 'e',  0xa2, 'n',  'f',  0xa2, 'h',  '.',
                                            0xa1, 'p',  0xc4, 0x01, 'P',  0xa1, 'v',  0x01};
+    /* a keyring query's payload (the first byte: install, a keyring present), then serf's key
+     * request {Key}; a member's answer to a list, serf's nodeKeyResponse */
+    static const uint8_t key_request[] = {0, 7, 0x81, 0xa3, 'K', 'e', 'y', 0xb0, 1,  2,  3,  4,
+                                          5, 6, 7,    8,    9,   10,  11,  12,   13, 14, 15, 16};
+    static const uint8_t key_response[] = {
+        8,   0x84, 0xa4, 'K', 'e', 'y',  's',  0x91, 0xa4, 'A', 'A', '=', '=', 0xa7, 'M', 'e',
+        's', 's',  'a',  'g', 'e', 0xa0, 0xaa, 'P',  'r',  'i', 'm', 'a', 'r', 'y',  'K', 'e',
+        'y', 0xa4, 'A',  'A', '=', '=',  0xa6, 'R',  'e',  's', 'u', 'l', 't', 0xc3};
     struct {
         const char *name;
         uint8_t mode;
@@ -826,6 +834,8 @@ static void write_seeds(const char *dir)
         {"filter_node", 6, filter_node, sizeof(filter_node)},
         {"filter_tag", 6, filter_tag, sizeof(filter_tag)},
         {"consul_event", 7, consul_event, sizeof(consul_event)},
+        {"key_request", 8, key_request, sizeof(key_request)},
+        {"key_response", 9, key_response, sizeof(key_response)},
     };
     for (size_t i = 0; i < BASE_ARRAY_LEN(v); i++) {
         char path[4096];

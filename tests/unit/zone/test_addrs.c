@@ -207,13 +207,13 @@ static uint64_t le64(const uint8_t *p)
     return le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
-/* A version 3 snapshot made into version 1: the addrs and staging databases (the last two) cut
- * off. */
+/* A version 4 snapshot made into version 1: the addrs, staging and sessions databases (the
+ * last three) cut off. */
 static void to_v1(struct base_buf *b)
 {
     size_t at = 8 + 4 + 8 + 4;
-    assert_int_equal(le32(b->data + 8), 3);
-    assert_int_equal(le32(b->data + 20), 8);
+    assert_int_equal(le32(b->data + 8), 4);
+    assert_int_equal(le32(b->data + 20), 9);
     for (int d = 0; d < 6; d++) {
         at += 4 + le32(b->data + at); /* name */
         uint64_t count = le64(b->data + at);

@@ -515,7 +515,7 @@ static void test_raft_snapshot_carries_staging(void **state)
     char *want = catalog_text(f, f->s[0]);
     backup(f->s[0], &b);
 
-    /* s[1] stages half a restore; its Raft snapshot (version 3) goes to a fresh s[2] */
+    /* s[1] stages half a restore; its Raft snapshot (version 4) goes to a fresh s[2] */
     uint64_t idx = populate(f->s[1], 100, "other", 2);
     struct zone_cmd c = begin_cmd(3, b.len, trailer_crc(&b));
     assert_int_equal(store_apply1(f->s[1], idx++, &c, NULL), 0);
@@ -527,7 +527,7 @@ static void test_raft_snapshot_carries_staging(void **state)
     struct zone_snapshot_info info;
     char err[BASE_ERRMSG_LEN];
     assert_int_equal(zone_snapshot_check(snap.data, snap.len, &info, err), 0);
-    assert_int_equal(info.version, 3);
+    assert_int_equal(info.version, 4);
     assert_int_equal(zone_store_restore(f->s[2], snap.data, snap.len, &skipped), 0);
     assert_false(skipped);
     base_buf_free(&snap);
@@ -562,9 +562,10 @@ static void test_version_2_snapshot_restores_without_staging(void **state)
     struct zone_cmd c = begin_cmd(8, 100, 0);
     assert_int_equal(store_apply1(f->s[1], 2, &c, NULL), 0);
 
-    /* version 3 -> 2: the staging section ("staging" and a zero count) goes */
-    static const uint8_t staging_section[] = {7,   0, 0, 0, 's', 't', 'a', 'g', 'i', 'n',
-                                              'g', 0, 0, 0, 0,   0,   0,   0,   0};
+    /* version 4 -> 2: the staging and sessions sections (their names and zero counts) go */
+    static const uint8_t staging_section[] = {
+        7, 0, 0, 0,   's', 't', 'a', 'g', 'i', 'n', 'g', 0, 0, 0, 0, 0, 0, 0, 0, 8,
+        0, 0, 0, 's', 'e', 's', 's', 'i', 'o', 'n', 's', 0, 0, 0, 0, 0, 0, 0, 0};
     size_t sec = sizeof staging_section;
     assert_memory_equal(b.data + b.len - 4 - sec, staging_section, sec);
     memmove(b.data + b.len - 4 - sec, b.data + b.len - 4, 4);

@@ -427,7 +427,7 @@ static void test_check_names_the_problem(void **state)
     populate(f->s[0], 10, "a");
     snap(f->s[0], &b);
     assert_int_equal(zone_snapshot_check(b.data, b.len, &info, err), 0);
-    assert_int_equal(info.version, 3);
+    assert_int_equal(info.version, 4);
     assert_int_equal(info.applied, 19);
     assert_int_equal(info.index, 18);
     assert_int_equal(info.rows[ZONE_TABLE_NODES], 2);
