@@ -5,7 +5,7 @@
 # (every member, and 99% of them, lists N alive), idle UDP bytes and packets sent per member per
 # second, a new member's join until every member lists it, a killed member until every survivor
 # lists it failed, false positives (healthy members listed failed by anyone) and refutes, and
-# the simulator's own cost (CPU, loop lag). Memberlist's LAN timings (gossip_config_defaults).
+# the simulator's own cost (CPU, loop lag). The engine's default timings (gossip_config_defaults).
 #
 # One core runs the whole pool. Where it cannot keep up in real time (N=1000: the joins' burst
 # of broadcasts, the push-pulls of 1,000-member states) the run goes in slow motion:

@@ -1,6 +1,6 @@
 """The gossip simulator (tests/tools/gossip_sim, ASan build) on a small pool: 50 engines in one
 process on a simulated network (datagrams through gossip's net seam, TCP real on loopback),
-memberlist's LAN timings but a push-pull every 5 s (so a member that a join's broadcasts missed
+the engine's default timings but a push-pull every 5 s (so a member that a join's broadcasts missed
 does not wait 30 s for the first one).
 
 Correctness only, no speed: every member comes to list all 50 alive; a member that joins later

@@ -41,7 +41,7 @@
  * the killed one, over the whole run); refutes (a healthy member answering a suspicion) are
  * counted too.
  *
- * Timings are memberlist's LAN defaults (gossip_config_defaults) or, with -fast, the unit
+ * Timings are the engine's defaults (gossip_config_defaults) or, with -fast, the unit
  * tests' (probe 100 ms, gossip 20 ms); -push-pull MS replaces the push-pull interval (the
  * integration test's short run shortens the wait of a member a broadcast missed). Prints a summary;
  * -json prints it as one JSON object on the last line. Exit 0 when every phase completed, 1 when
