@@ -30,9 +30,10 @@
  *   house   once a second: dead members leave memberlist's table after gossip_to_the_dead,
  *           serf reaps failed members after reconnect_timeout and left ones after
  *           tombstone_timeout, old intents expire, a failed member is retried.
- * Incoming packets are decoded whole (gossip__packet_decode, the fuzzed decoder) into the
- * engine's arena, then each message is handled in order. Streams are read into a buffer capped
- * at max_stream and decoded with gossip__stream_decode once whole.
+ * Incoming packets (from the socket, or from gossip_net_deliver when cfg.net.send replaces the
+ * socket: a simulated network) are decoded whole (gossip__packet_decode, the fuzzed decoder)
+ * into the engine's arena, then each message is handled in order. Streams are read into a buffer
+ * capped at max_stream and decoded with gossip__stream_decode once whole.
  *
  * ==== serf on top ====
  * serf's member list is kept apart from memberlist's table, as serf does: a member is alive,
@@ -215,7 +216,8 @@ bool gossip__send_parts(struct gossip *g, const struct sockaddr *to, const struc
     }
     if (wire) {
         uv_buf_t b = uv_buf_init((char *)wire->data, (unsigned)wire->len);
-        int rv = uv_udp_try_send(&g->udp, &b, 1, to);
+        int rv = g->cfg.net.send ? g->cfg.net.send(g->cfg.net.ctx, to, wire->data, wire->len)
+                                 : uv_udp_try_send(&g->udp, &b, 1, to);
         if (rv >= 0) {
             g->st.udp_out++;
             g->st.udp_bytes_out += wire->len;
@@ -796,6 +798,26 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)g->rbuf, sizeof(g->rbuf));
 }
 
+/* One datagram in, from the socket or from gossip_net_deliver: decoded whole by the fuzzed
+ * decoder (gossip__packet_decode), then each message handled in order. */
+static void packet_in(struct gossip *g, const uint8_t *p, size_t n, const struct sockaddr *from)
+{
+    base_arena_reset(&g->arena);
+    struct gossip_packet pkt;
+    int rv = gossip__packet_decode(p, n, &g->keys, &g->arena, &pkt);
+    if (rv != 0) {
+        g->st.udp_bad++;
+        if (rv == BASE_EACL)
+            gossip__warn_key(g, from, "no installed key could decrypt a packet");
+        else
+            LOG_DEBUG(MOD, "%s: packet dropped: %s", g->name, base_strerror(rv));
+        return;
+    }
+    for (size_t i = 0; i < pkt.n && !g->stopping; i++)
+        handle_packet_msg(g, &pkt.msgs[i], from);
+    gossip__rearm_susp(g);
+}
+
 static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                         const struct sockaddr *from, unsigned flags)
 {
@@ -808,21 +830,21 @@ static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
         g->st.udp_bad++;
         return;
     }
-    base_arena_reset(&g->arena);
-    struct gossip_packet pkt;
-    int rv =
-        gossip__packet_decode((const uint8_t *)buf->base, (size_t)nread, &g->keys, &g->arena, &pkt);
-    if (rv != 0) {
+    packet_in(g, (const uint8_t *)buf->base, (size_t)nread, from);
+}
+
+void gossip_net_deliver(struct gossip *g, const struct sockaddr *from, const uint8_t *p, size_t len)
+{
+    BASE_ASSERT_LOOP();
+    if (len == 0 || !p || !from || g->stopping)
+        return;
+    g->st.udp_in++;
+    g->st.udp_bytes_in += len;
+    if (len > sizeof(g->rbuf)) { /* what the socket's buffer would have truncated */
         g->st.udp_bad++;
-        if (rv == BASE_EACL)
-            gossip__warn_key(g, from, "no installed key could decrypt a packet");
-        else
-            LOG_DEBUG(MOD, "%s: packet dropped: %s", g->name, base_strerror(rv));
         return;
     }
-    for (size_t i = 0; i < pkt.n && !g->stopping; i++)
-        handle_packet_msg(g, &pkt.msgs[i], from);
-    gossip__rearm_susp(g);
+    packet_in(g, p, len, from);
 }
 
 /* ---- suspicion, gossip, housekeeping timers ----------------------------------------------- */
@@ -1141,13 +1163,15 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
     g->handles = 8;
     g->udp.data = g->lst.data = g->probe_timer.data = g->gossip_timer.data = g->pp_timer.data =
         g->susp_timer.data = g->house_timer.data = g->leave_timer.data = g;
-    if (rv == 0 && (rv = uv_udp_bind(&g->udp, (const struct sockaddr *)&bind_sa, 0)) != 0)
+    /* with a net.send hook the datagrams are the hook's and gossip_net_deliver's: no socket */
+    bool udp = !cfg->net.send;
+    if (rv == 0 && udp && (rv = uv_udp_bind(&g->udp, (const struct sockaddr *)&bind_sa, 0)) != 0)
         LOG_ERR(MOD, "udp bind %s:%u: %s", cfg->bind_addr, cfg->bind_port, base_strerror(rv));
     if (rv == 0 && (rv = uv_tcp_bind(&g->lst, (const struct sockaddr *)&bind_sa, 0)) != 0)
         LOG_ERR(MOD, "tcp bind %s:%u: %s", cfg->bind_addr, cfg->bind_port, base_strerror(rv));
     if (rv == 0 && (rv = uv_listen((uv_stream_t *)&g->lst, 128, gossip__on_connection)) != 0)
         LOG_ERR(MOD, "listen %s:%u: %s", cfg->bind_addr, cfg->bind_port, base_strerror(rv));
-    if (rv == 0 && (rv = uv_udp_recv_start(&g->udp, on_alloc, on_udp_recv)) != 0)
+    if (rv == 0 && udp && (rv = uv_udp_recv_start(&g->udp, on_alloc, on_udp_recv)) != 0)
         LOG_ERR(MOD, "udp recv: %s", base_strerror(rv));
     if (rv != 0) {
         gossip_stop(g, NULL, NULL);
