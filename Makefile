@@ -96,8 +96,9 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $$(call libs_for,$$(call mod_of,$$*))
 	$(CC) $(CFLAGS) -Itests/unit -MMD -MP -MT $@ -MF $@.d $(LDFLAGS) -o $@ $< $(call libs_for,$(call mod_of,$*)) $(LDLIBS) \
 	  $(if $(filter gossip,$(DEPS_$(call mod_of,$*))),$(GOSSIP_LIBS)) $(shell pkg-config --libs cmocka)
 
-# Test tools: programs the integration tests run (tests/tools/x.c links gossip and base).
-$(BUILD)/tests/tools/gossip_node: tests/tools/gossip_node.c $(call mod_lib,gossip) $(call mod_lib,base)
+# Test tools: programs the integration tests and benchmarks run (tests/tools/x.c links gossip and
+# base): gossip_node (one engine as a process), gossip_sim (many engines on a simulated network).
+$(BUILD)/tests/tools/%: tests/tools/%.c $(call mod_lib,gossip) $(call mod_lib,base)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -MT $@ -MF $@.d $(LDFLAGS) -o $@ $< $(call mod_lib,gossip) \
 	  $(call mod_lib,base) $(LDLIBS) $(GOSSIP_LIBS)
@@ -110,12 +111,13 @@ unit-asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 unit build/asan/herald
 
 ifneq ($(BUILD),build/asan)
-build/asan/herald build/asan/tests/tools/gossip_node: FORCE
+build/asan/herald build/asan/tests/tools/gossip_node build/asan/tests/tools/gossip_sim: FORCE
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 $@
 endif
 
 # Integration tests drive the ASan/UBSan build of the real binary (HERALD_BIN overrides).
-integration: build/asan/herald build/asan/tests/tools/gossip_node $(BUILD)/tests/unit/gossip/test_wire
+integration: build/asan/herald build/asan/tests/tools/gossip_node build/asan/tests/tools/gossip_sim \
+	  $(BUILD)/tests/unit/gossip/test_wire
 	cd tests/integration && /usr/bin/python3 -m pytest -q -p no:cacheprovider .
 
 # The module arrows (DESIGN.md 2.1) on every source and header, the unit tests, and the linked

@@ -252,6 +252,27 @@ static void change_assign(struct cons_change *ch, const struct raft_server *s)
     }
 }
 
+/* libraft 0.22 can leave configuration_uncommitted_index set on a leader after that entry was
+ * committed and applied (seen on a leader elected by a leadership transfer right after a few
+ * membership changes: uncommitted=57, configuration_committed_index=55, commit=applied=62),
+ * and then refuses every change as RAFT_CANTCHANGE ("a configuration change is already in
+ * progress") for good, leaking the configuration copy of each refused call. An entry at or
+ * below last_applied is committed, so the configuration it holds (libraft's current one) is
+ * the committed one: record it as such, which is what libraft does when it applies the entry
+ * itself. Only that case is touched; a change really in flight is above last_applied. */
+static void config_unstick(struct cons *c)
+{
+    raft_index u = c->raft.configuration_uncommitted_index;
+    if (u == 0 || u > c->raft.last_applied || c->raft.state != RAFT_LEADER)
+        return;
+    LOG_WARN("consensus",
+             "membership: libraft still counted the configuration at index %llu as uncommitted "
+             "though it is applied (up to %llu): taking it as committed",
+             (unsigned long long)u, (unsigned long long)c->raft.last_applied);
+    c->raft.configuration_committed_index = u;
+    c->raft.configuration_uncommitted_index = 0;
+}
+
 /* Removes the configuration's entry for id before a JOIN adds the server (see Replacing). */
 static void change_replace(struct cons_change *ch, uint64_t id)
 {
@@ -259,6 +280,7 @@ static void change_replace(struct cons_change *ch, uint64_t id)
     char msg[BASE_ERRMSG_LEN];
     ch->step = STEP_REPLACE;
     ch->req.data = ch;
+    config_unstick(c);
     int rv = raft_remove(&c->raft, &ch->req, id, change_cb);
     if (rv != 0) {
         snprintf(msg, sizeof msg, "remove the stale server: %s", raft_strerror(rv));
@@ -271,6 +293,8 @@ static void change_step(struct cons_change *ch)
     struct cons *c = ch->ask.c;
     char msg[BASE_ERRMSG_LEN];
     int rv;
+
+    config_unstick(c);
 
     if (c->stopping) {
         change_finish(ch, BASE_ESHUTDOWN, "stopping");

@@ -79,8 +79,9 @@ struct gossip_event {
 };
 typedef void (*gossip_event_cb)(void *ctx, const struct gossip_event *ev);
 
-/* The configuration. gossip_config_defaults fills memberlist's LAN defaults (names as Consul's
- * gossip_lan) and serf's; the caller sets at least node_name and bind_addr. */
+/* The configuration. gossip_config_defaults fills Herald's LAN timings (names as Consul's
+ * gossip_lan; faster than memberlist's, swim.c says why and at what cost) and serf's defaults;
+ * the caller sets at least node_name and bind_addr. */
 struct gossip_config {
     const char *node_name;
     const char *bind_addr;      /* IPv4 or IPv6 literal */
@@ -98,9 +99,9 @@ struct gossip_config {
     const char *const *keyring;
     size_t n_keyring;
 
-    uint64_t probe_interval_ms;          /* 1000 */
-    uint64_t probe_timeout_ms;           /* 500 */
-    uint64_t gossip_interval_ms;         /* 200 */
+    uint64_t probe_interval_ms;          /* 250 (memberlist's LAN: 1000) */
+    uint64_t probe_timeout_ms;           /* 100 (500) */
+    uint64_t gossip_interval_ms;         /* 100 (200) */
     uint32_t gossip_nodes;               /* 3 */
     uint32_t suspicion_mult;             /* 4 */
     uint32_t suspicion_max_timeout_mult; /* 6 */
@@ -145,6 +146,18 @@ struct gossip_config {
      * to the query a failure with that message, as serf answers when it cannot write its
      * keyring file; the change stays in memory. May be NULL. Must not call gossip_* functions. */
     int (*on_keyring)(void *ctx, const char *const *keys, size_t n, char *why, size_t why_len);
+
+    /* The datagram path, replaceable (see struct gossip_net); zero: the UDP socket. */
+    struct gossip_net {
+        /* With send set, the engine opens no UDP socket: every packet it would send goes to
+         * send(ctx, to, bytes, len) instead (bytes borrowed for the call; the hook copies what
+         * it keeps, returns 0 or a negative code, and must not call gossip_net_deliver from
+         * inside), and packets reach it only through gossip_net_deliver. TCP (push-pull,
+         * joins, the fallback ping) stays real on bind_addr:bind_port. For a simulated network
+         * of many engines in one process (tests/tools/gossip_sim.c). */
+        int (*send)(void *ctx, const struct sockaddr *to, const uint8_t *p, size_t len);
+        void *ctx;
+    } net;
 };
 void gossip_config_defaults(struct gossip_config *c);
 
@@ -265,6 +278,14 @@ int gossip_keyring(struct gossip *g, enum gossip_keyring_op op, const char *key,
  * Loop thread. */
 void gossip_keyring_keys(const struct gossip *g, struct base_arena *a, const char ***keys,
                          size_t *n);
+
+/* A datagram from `from` (p/len borrowed for the call), taken as one read from the UDP socket
+ * is: counted in the stats, decoded by the same decoder (outside bytes: bounds-checked, a bad
+ * one counted in udp_bad and dropped), then handled. For an engine with cfg.net.send set (the
+ * simulated network's delivery). Ignored once gossip_stop was called. Loop thread; never from
+ * inside a net.send hook. */
+void gossip_net_deliver(struct gossip *g, const struct sockaddr *from, const uint8_t *p,
+                        size_t len);
 
 /* Counters for tests and metrics. */
 struct gossip_stats {

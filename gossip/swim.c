@@ -16,7 +16,8 @@
  *           and the member is suspected. An answered probe lowers the score by one. The interval
  *           and the timeout are scaled by (score + 1): a node that is slow itself probes less
  *           and waits longer before it accuses anyone.
- *   gossip  every gossip_interval, gossip_nodes random members (alive, suspect, or dead for
+ *   gossip  every gossip_interval (and at once when a suspicion or a death is news:
+ *           gossip_soon), gossip_nodes random members (alive, suspect, or dead for
  *           less than gossip_to_the_dead) get a compound of queued broadcasts filling a
  *           1400-byte packet: memberlist's (alive, suspect, dead; named by node, so only the
  *           latest news about a node travels) first, then serf's (intents, user events). Every
@@ -29,9 +30,10 @@
  *   house   once a second: dead members leave memberlist's table after gossip_to_the_dead,
  *           serf reaps failed members after reconnect_timeout and left ones after
  *           tombstone_timeout, old intents expire, a failed member is retried.
- * Incoming packets are decoded whole (gossip__packet_decode, the fuzzed decoder) into the
- * engine's arena, then each message is handled in order. Streams are read into a buffer capped
- * at max_stream and decoded with gossip__stream_decode once whole.
+ * Incoming packets (from the socket, or from gossip_net_deliver when cfg.net.send replaces the
+ * socket: a simulated network) are decoded whole (gossip__packet_decode, the fuzzed decoder)
+ * into the engine's arena, then each message is handled in order. Streams are read into a buffer
+ * capped at max_stream and decoded with gossip__stream_decode once whole.
  *
  * ==== serf on top ====
  * serf's member list is kept apart from memberlist's table, as serf does: a member is alive,
@@ -63,6 +65,7 @@
 static const uint8_t our_vsn[GOSSIP_VSN_LEN] = {1, 5, 2, 2, 5, 5}; /* as serf 0.9.4 */
 
 static void on_probe_timer(uv_timer_t *t);
+static void on_gossip_timer(uv_timer_t *t);
 
 /* ---- small things ------------------------------------------------------------------------- */
 
@@ -87,13 +90,33 @@ const char *gossip_event_name(enum gossip_event_kind k)
     return (size_t)k < BASE_ARRAY_LEN(names) ? names[k] : "unknown";
 }
 
+/* Herald's LAN timings differ from memberlist's DefaultLANConfig (probe 1 s, timeout 500 ms,
+ * gossip 200 ms), with which serf takes 5-6 s to see a death in a pool of 10 and about 10 s in
+ * a pool of 100 (tests/bench/RESULTS.md, "Gossip"). A detection is the wait for someone's probe
+ * of the dead member to fail (up to a probe interval), then the suspicion timeout, Lifeguard's
+ * (member.c): it starts at suspicion_max_timeout_mult x min and drops to min =
+ * suspicion_mult x max(1, log10 N) x probe_interval once suspicion_mult - 2 other members'
+ * own failed probes confirm it; then the dead spreads by gossip. Each term is proportional to
+ * probe_interval, 4 times shorter here: 250 ms, so min is 1 s at N=10 and 2 s at N=100, and the
+ * pool sees a death in about 1.5 s and 3 s. The direct probe waits 100 ms before the indirect
+ * ones (a LAN's round trip is well under a millisecond; 100 ms leaves room for a busy host, and
+ * Lifeguard's health score stretches both on a host that misses acks itself). suspicion_mult 4
+ * and suspicion_max_timeout_mult 6 are memberlist's: a member slow to refute (packet loss) has
+ * 6 x min (6 s at N=10) when nobody confirms its suspicion, and two independent confirmations
+ * are needed before the minimum. Gossip every 100 ms, and news of a suspicion or a death is
+ * gossiped at once (gossip_soon), not at the next tick: an idle pool has no news, so this costs
+ * nothing idle. What it costs is probes: 4 pings and 4 acks a second per member instead of 1,
+ * so pings leave out their optional source address when we are bound where we advertise
+ * (probe_source) and push-pull (still every 30 s, scaled past 32 members) is LZW-compressed as
+ * memberlist's: idle, a member sends about 1.6x serf's bytes (440 B/s against 270 at N=10 and
+ * N=100, headers included). */
 void gossip_config_defaults(struct gossip_config *c)
 {
     memset(c, 0, sizeof(*c));
     c->bind_port = 8301;
-    c->probe_interval_ms = 1000;
-    c->probe_timeout_ms = 500;
-    c->gossip_interval_ms = 200;
+    c->probe_interval_ms = 250;
+    c->probe_timeout_ms = 100;
+    c->gossip_interval_ms = 100;
     c->gossip_nodes = 3;
     c->suspicion_mult = 4;
     c->suspicion_max_timeout_mult = 6;
@@ -193,7 +216,8 @@ bool gossip__send_parts(struct gossip *g, const struct sockaddr *to, const struc
     }
     if (wire) {
         uv_buf_t b = uv_buf_init((char *)wire->data, (unsigned)wire->len);
-        int rv = uv_udp_try_send(&g->udp, &b, 1, to);
+        int rv = g->cfg.net.send ? g->cfg.net.send(g->cfg.net.ctx, to, wire->data, wire->len)
+                                 : uv_udp_try_send(&g->udp, &b, 1, to);
         if (rv >= 0) {
             g->st.udp_out++;
             g->st.udp_bytes_out += wire->len;
@@ -247,6 +271,49 @@ static void probe_list_add(struct gossip *g, const char *name)
     g->n_probe++;
 }
 
+/* A member we just heard is suspect is the next we probe (ahead of the round-robin's order,
+ * which then goes on): our own probe either confirms the suspicion, which Lifeguard needs
+ * suspicion_mult - 2 times before the timeout drops to its minimum, or carries the suspicion
+ * to the member itself (the buddy system) so it refutes sooner. No probe is added; the others
+ * of the round wait one probe interval more. Not every member hears of it in time to confirm
+ * it, but every one might: so that a suspect is not pinged by the whole pool at once, each
+ * member does this with probability suspicion_mult / (members - 1), about suspicion_mult
+ * extra probers (twice the confirmations needed) in any pool. */
+static void probe_next(struct gossip *g, const char *name)
+{
+    if (g->probe.node && strcmp(g->probe.node, name) == 0)
+        return; /* being probed now */
+    size_t others = g->mt.n > 1 ? g->mt.n - 1 : 1;
+    if (rnd_below(g, others) >= g->cfg.suspicion_mult)
+        return;
+    size_t j = 0;
+    while (j < g->n_probe && strcmp(g->probe_list[j], name) != 0)
+        j++;
+    if (j == g->n_probe)
+        return;
+    char *v = g->probe_list[j];
+    if (j >= g->probe_idx) {
+        memmove(g->probe_list + g->probe_idx + 1, g->probe_list + g->probe_idx,
+                (j - g->probe_idx) * sizeof(*g->probe_list));
+        g->probe_list[g->probe_idx] = v;
+    } else {
+        /* probed earlier in this round: again now, and the round's position steps back */
+        memmove(g->probe_list + j, g->probe_list + j + 1,
+                (g->probe_idx - 1 - j) * sizeof(*g->probe_list));
+        g->probe_list[--g->probe_idx] = v;
+    }
+}
+
+/* News of a suspicion or a death goes to gossip_nodes members at once (the gossip timer fires
+ * on the loop's next turn and keeps its period from then): a detection's every hop would
+ * otherwise wait half a gossip interval on average. It costs no extra bytes per broadcast, whose
+ * transmissions are counted by the queue, only fewer broadcasts per packet. */
+static void gossip_soon(struct gossip *g)
+{
+    if (!g->stopping)
+        uv_timer_start(&g->gossip_timer, on_gossip_timer, 0, g->cfg.gossip_interval_ms);
+}
+
 void gossip__on_fx(void *ctx, const struct gossip_fx *fx)
 {
     struct gossip *g = ctx;
@@ -257,8 +324,13 @@ void gossip__on_fx(void *ctx, const struct gossip_fx *fx)
         gossip__msg_encode(&b, fx->msg);
         gossip__queue_push(&g->mq, fx->member->name, b.data, b.len);
         base_buf_free(&b);
+        if (fx->msg->type == GOSSIP_SUSPECT || fx->msg->type == GOSSIP_DEAD)
+            gossip_soon(g);
+        if (fx->msg->type == GOSSIP_SUSPECT && !is_self(g, fx->member->name))
+            probe_next(g, fx->member->name);
         if (fx->msg->type == GOSSIP_ALIVE && is_self(g, fx->member->name) && !g->setting_tags) {
             g->st.refutes++;
+            gossip_soon(g); /* a refutation races the suspicion timeouts */
             LOG_DEBUG(MOD, "%s: refuting at incarnation %u", g->name, fx->msg->u.alive.incarnation);
         }
         break;
@@ -278,6 +350,21 @@ void gossip__on_fx(void *ctx, const struct gossip_fx *fx)
 }
 
 /* ---- probes ------------------------------------------------------------------------------- */
+
+/* The optional source fields of our pings and ping-reqs (about 45 bytes of a 65-byte ping):
+ * memberlist answers the packet's sender without them, which is us when we are bound where we
+ * advertise (or on a wildcard with the advertised port), so they are left out then. */
+static void probe_source(struct gossip *g, struct gossip_bytes *addr, uint16_t *port,
+                         const char **node)
+{
+    if (g->slim_probes) {
+        *addr = (struct gossip_bytes){NULL, 0};
+        *port = 0;
+        *node = NULL;
+        return;
+    }
+    self_addr_fields(g, addr, port, node);
+}
 
 static void probe_timer_start(struct gossip *g, uint64_t ms)
 {
@@ -340,8 +427,7 @@ static void probe_start(struct gossip *g)
     struct gossip_msg ping = {.type = GOSSIP_PING};
     ping.u.ping.seq = g->probe.seq;
     ping.u.ping.node = m->name;
-    self_addr_fields(g, &ping.u.ping.source_addr, &ping.u.ping.source_port,
-                     &ping.u.ping.source_node);
+    probe_source(g, &ping.u.ping.source_addr, &ping.u.ping.source_port, &ping.u.ping.source_node);
     struct base_buf b1, b2;
     base_buf_init(&b1);
     base_buf_init(&b2);
@@ -413,8 +499,8 @@ static void probe_indirect(struct gossip *g)
         ind.u.indirect.port = target->port;
         ind.u.indirect.node = target->name;
         ind.u.indirect.nack = peer->vsn[1] >= 4;
-        self_addr_fields(g, &ind.u.indirect.source_addr, &ind.u.indirect.source_port,
-                         &ind.u.indirect.source_node);
+        probe_source(g, &ind.u.indirect.source_addr, &ind.u.indirect.source_port,
+                     &ind.u.indirect.source_node);
         if (ind.u.indirect.nack)
             g->probe.expected_nacks++;
         send_msg(g, (const struct sockaddr *)&ss, peer, &ind, true);
@@ -522,8 +608,7 @@ static void handle_indirect(struct gossip *g, const struct gossip_indirect_ping 
     struct gossip_msg ping = {.type = GOSSIP_PING};
     ping.u.ping.seq = r->seq;
     ping.u.ping.node = ind->node;
-    self_addr_fields(g, &ping.u.ping.source_addr, &ping.u.ping.source_port,
-                     &ping.u.ping.source_node);
+    probe_source(g, &ping.u.ping.source_addr, &ping.u.ping.source_port, &ping.u.ping.source_node);
     /* broadcasts ride along only to a member we know at that address: a ping-req naming a
      * stranger (spoofed, say) gets it a bare ping, about the size of the request */
     const struct gossip_member *tm = gossip__members_find(&g->mt, ind->node);
@@ -713,6 +798,26 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init((char *)g->rbuf, sizeof(g->rbuf));
 }
 
+/* One datagram in, from the socket or from gossip_net_deliver: decoded whole by the fuzzed
+ * decoder (gossip__packet_decode), then each message handled in order. */
+static void packet_in(struct gossip *g, const uint8_t *p, size_t n, const struct sockaddr *from)
+{
+    base_arena_reset(&g->arena);
+    struct gossip_packet pkt;
+    int rv = gossip__packet_decode(p, n, &g->keys, &g->arena, &pkt);
+    if (rv != 0) {
+        g->st.udp_bad++;
+        if (rv == BASE_EACL)
+            gossip__warn_key(g, from, "no installed key could decrypt a packet");
+        else
+            LOG_DEBUG(MOD, "%s: packet dropped: %s", g->name, base_strerror(rv));
+        return;
+    }
+    for (size_t i = 0; i < pkt.n && !g->stopping; i++)
+        handle_packet_msg(g, &pkt.msgs[i], from);
+    gossip__rearm_susp(g);
+}
+
 static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
                         const struct sockaddr *from, unsigned flags)
 {
@@ -725,21 +830,21 @@ static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
         g->st.udp_bad++;
         return;
     }
-    base_arena_reset(&g->arena);
-    struct gossip_packet pkt;
-    int rv =
-        gossip__packet_decode((const uint8_t *)buf->base, (size_t)nread, &g->keys, &g->arena, &pkt);
-    if (rv != 0) {
+    packet_in(g, (const uint8_t *)buf->base, (size_t)nread, from);
+}
+
+void gossip_net_deliver(struct gossip *g, const struct sockaddr *from, const uint8_t *p, size_t len)
+{
+    BASE_ASSERT_LOOP();
+    if (len == 0 || !p || !from || g->stopping)
+        return;
+    g->st.udp_in++;
+    g->st.udp_bytes_in += len;
+    if (len > sizeof(g->rbuf)) { /* what the socket's buffer would have truncated */
         g->st.udp_bad++;
-        if (rv == BASE_EACL)
-            gossip__warn_key(g, from, "no installed key could decrypt a packet");
-        else
-            LOG_DEBUG(MOD, "%s: packet dropped: %s", g->name, base_strerror(rv));
         return;
     }
-    for (size_t i = 0; i < pkt.n && !g->stopping; i++)
-        handle_packet_msg(g, &pkt.msgs[i], from);
-    gossip__rearm_susp(g);
+    packet_in(g, p, len, from);
 }
 
 /* ---- suspicion, gossip, housekeeping timers ----------------------------------------------- */
@@ -1022,6 +1127,14 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
         g->addr_len = 16;
     }
     g->port = adv_port;
+    /* bound where we advertise, or on a wildcard with the advertised port: peers answer a
+     * ping's sender, which is us (probe_source) */
+    g->slim_probes = adv_port == cfg->bind_port && bind_sa.ss_family == adv_sa.ss_family &&
+                     (same_host(&bind_sa, &adv_sa) ||
+                      (bind_sa.ss_family == AF_INET &&
+                       memcmp(&((struct sockaddr_in *)&bind_sa)->sin_addr, zero, 4) == 0) ||
+                      (bind_sa.ss_family == AF_INET6 &&
+                       memcmp(&((struct sockaddr_in6 *)&bind_sa)->sin6_addr, zero, 16) == 0));
     base_list_init(&g->relays);
     base_list_init(&g->conns);
     base_list_init(&g->queries);
@@ -1050,13 +1163,15 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
     g->handles = 8;
     g->udp.data = g->lst.data = g->probe_timer.data = g->gossip_timer.data = g->pp_timer.data =
         g->susp_timer.data = g->house_timer.data = g->leave_timer.data = g;
-    if (rv == 0 && (rv = uv_udp_bind(&g->udp, (const struct sockaddr *)&bind_sa, 0)) != 0)
+    /* with a net.send hook the datagrams are the hook's and gossip_net_deliver's: no socket */
+    bool udp = !cfg->net.send;
+    if (rv == 0 && udp && (rv = uv_udp_bind(&g->udp, (const struct sockaddr *)&bind_sa, 0)) != 0)
         LOG_ERR(MOD, "udp bind %s:%u: %s", cfg->bind_addr, cfg->bind_port, base_strerror(rv));
     if (rv == 0 && (rv = uv_tcp_bind(&g->lst, (const struct sockaddr *)&bind_sa, 0)) != 0)
         LOG_ERR(MOD, "tcp bind %s:%u: %s", cfg->bind_addr, cfg->bind_port, base_strerror(rv));
     if (rv == 0 && (rv = uv_listen((uv_stream_t *)&g->lst, 128, gossip__on_connection)) != 0)
         LOG_ERR(MOD, "listen %s:%u: %s", cfg->bind_addr, cfg->bind_port, base_strerror(rv));
-    if (rv == 0 && (rv = uv_udp_recv_start(&g->udp, on_alloc, on_udp_recv)) != 0)
+    if (rv == 0 && udp && (rv = uv_udp_recv_start(&g->udp, on_alloc, on_udp_recv)) != 0)
         LOG_ERR(MOD, "udp recv: %s", base_strerror(rv));
     if (rv != 0) {
         gossip_stop(g, NULL, NULL);
@@ -1077,8 +1192,9 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
     uv_timer_start(&g->probe_timer, on_probe_timer, cfg->probe_interval_ms, 0);
     uv_timer_start(&g->gossip_timer, on_gossip_timer, cfg->gossip_interval_ms,
                    cfg->gossip_interval_ms);
+    /* memberlist's random stagger: pools started at once do not push-pull in step */
     if (cfg->push_pull_interval_ms)
-        uv_timer_start(&g->pp_timer, on_pp_timer, cfg->push_pull_interval_ms, 0);
+        uv_timer_start(&g->pp_timer, on_pp_timer, 1 + rnd_below(g, cfg->push_pull_interval_ms), 0);
     uv_timer_start(&g->house_timer, on_house_timer, HOUSE_MS, HOUSE_MS);
     g->last_reconnect_ms = uv_now(loop);
     LOG_INFO(MOD, "%s: gossip on %s:%u", g->name, cfg->bind_addr, cfg->bind_port);

@@ -155,6 +155,7 @@ struct gossip {
     uint64_t last_reconnect_ms;
     uint64_t rng;
     bool setting_tags;
+    bool slim_probes; /* pings go without their source address: see probe_source */
     struct base_arena arena;
     uint8_t rbuf[GOSSIP_WIRE_UDP_MAX];
     struct gossip_stats st;

@@ -1,7 +1,7 @@
 """gossip/'s engine in one pool with Debian's serf agent, both ways.
 
 The engine is not wired into the agent yet, so it runs as tests/tools/gossip_node (ASan build,
-made by `make integration`): one engine per process with memberlist's LAN timings, its member
+made by `make integration`): one engine per process with gossip's LAN defaults, its member
 events as JSON lines on stdout, commands on stdin. Each test starts a real `serf agent` on its
 own loopback address and checks what each side makes of the other: members with their tags,
 a kill -9 seen as failed, a graceful leave seen as left, user events, encryption. Every wait
@@ -186,7 +186,7 @@ def test_we_detect_serf_kill9_as_failed(pool):
     t0 = time.monotonic()
     serf.send_signal(signal.SIGKILL)
     serf.wait(10)
-    # LAN timings at two members: a probe (1 s) then suspicion 4 x 1 s; serf itself ~5-6 s
+    # our LAN timings at two members: a probe (250 ms) then suspicion 4 x 250 ms; serf ~5-6 s
     node.wait_event(lambda e: e["event"] == "fail" and e["name"] == "serf1", 20,
                     "serf1 failed")
     print("herald detected serf's kill -9 in %.2f s" % (time.monotonic() - t0))

@@ -3,11 +3,16 @@
  *
  *   gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] [-join IP[:PORT]]... [-tag K=V]...
  *               [-encrypt BASE64] [-keyring BASE64]... [-keyring-fail] [-merge-dc DC] [-fast]
+ *               [-set NAME=VALUE]...
  *
- * Timings are memberlist's LAN defaults (gossip_config_defaults), or with -fast the unit
- * tests' (probe 100 ms). Prints one JSON object per line on stdout, flushed:
+ * Timings are gossip_config_defaults' (Herald's LAN defaults), or with -fast the unit tests'
+ * (probe 100 ms); -set overrides one (Consul's gossip_lan names: probe_interval,
+ * probe_timeout, gossip_interval, gossip_nodes, suspicion_mult, suspicion_max_timeout_mult,
+ * retransmit_mult, push_pull_interval, indirect_checks, awareness_max_multiplier; durations
+ * in milliseconds), so the bench can run memberlist's own LAN timings. Prints one JSON object per
+ * line on stdout, flushed:
  *   {"event":"started"}  {"event":"joined","n":1,"status":0}
- *   {"event":"join"|"update"|"leave"|"fail"|"reap","name":..,"addr":..,"port":..,
+ *   {"event":"join"|"update"|"leave"|"fail"|"reap","ts":..,"name":..,"addr":..,"port":..,
  *    "status":..,"incarnation":..,"vsn":[pmin,pmax,pcur,dmin,dmax,dcur],"tags":{..}}
  *   {"event":"user","name":..,"payload":..,"ltime":..}
  *   {"event":"members","members":[{member fields}...]}
@@ -28,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static uv_loop_t loop;
 static struct gossip *g;
@@ -77,7 +83,11 @@ static void node_fields(const struct gossip_node *n)
 static void on_event(void *ctx, const struct gossip_event *ev)
 {
     BASE_UNUSED(ctx);
-    printf("{\"event\":\"%s\",", gossip_event_name(ev->kind));
+    /* ts: the wall clock at the event, for the bench's timings */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    printf("{\"event\":\"%s\",\"ts\":%lld.%06ld,", gossip_event_name(ev->kind),
+           (long long)now.tv_sec, now.tv_nsec / 1000);
     if (ev->kind == GOSSIP_EVENT_USER) {
         printf("\"name\":");
         json_cstr(ev->name);
@@ -317,7 +327,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: gossip_node -node NAME -bind IP:PORT [-advertise IP:PORT] "
                     "[-join IP[:PORT]]... [-tag K=V]... [-encrypt KEY] [-keyring KEY]... "
-                    "[-keyring-fail] [-merge-dc DC] [-fast]\n");
+                    "[-keyring-fail] [-merge-dc DC] [-fast] [-set NAME=VALUE]...\n");
     exit(2);
 }
 
@@ -335,6 +345,44 @@ static int on_merge(void *ctx, const struct gossip_node *nodes, size_t n, char *
                 return 1;
             }
     return 0;
+}
+
+/* -set NAME=VALUE: one gossip_lan timing (durations in ms); false for an unknown name */
+static bool set_timing(struct gossip_config *c, const char *kv)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || !eq[1])
+        return false;
+    char *end;
+    unsigned long long v = strtoull(eq + 1, &end, 10);
+    if (*end)
+        return false;
+    size_t n = (size_t)(eq - kv);
+#define IS(name) (n == strlen(name) && strncmp(kv, name, n) == 0)
+    if (IS("probe_interval"))
+        c->probe_interval_ms = v;
+    else if (IS("probe_timeout"))
+        c->probe_timeout_ms = v;
+    else if (IS("gossip_interval"))
+        c->gossip_interval_ms = v;
+    else if (IS("gossip_nodes"))
+        c->gossip_nodes = (uint32_t)v;
+    else if (IS("suspicion_mult"))
+        c->suspicion_mult = (uint32_t)v;
+    else if (IS("suspicion_max_timeout_mult"))
+        c->suspicion_max_timeout_mult = (uint32_t)v;
+    else if (IS("retransmit_mult"))
+        c->retransmit_mult = (uint32_t)v;
+    else if (IS("push_pull_interval"))
+        c->push_pull_interval_ms = v;
+    else if (IS("indirect_checks"))
+        c->indirect_checks = (uint32_t)v;
+    else if (IS("awareness_max_multiplier"))
+        c->awareness_max_multiplier = (uint32_t)v;
+    else
+        return false;
+#undef IS
+    return true;
 }
 
 static void split_hostport(const char *s, char *host, size_t hl, uint16_t *port)
@@ -393,6 +441,9 @@ int main(int argc, char **argv)
                 usage();
             *eq = 0;
             tags[n_tags++] = (struct gossip_tag){kv, eq + 1};
+        } else if (strcmp(a, "-set") == 0) {
+            if (!set_timing(&c, v))
+                usage();
         } else if (strcmp(a, "-keyring") == 0 && n_keyring < BASE_ARRAY_LEN(keyring)) {
             keyring[n_keyring++] = v;
         } else if (strcmp(a, "-encrypt") == 0) {

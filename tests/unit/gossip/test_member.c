@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gossip/gossip.h"
 #include "gossip/member.h"
 
 /* The effects of one call, as a string: "B:alive(n2,1) J:n2" ... */
@@ -321,6 +322,48 @@ static void test_member_cap(void **state)
     gossip__members_close(&t);
 }
 
+/* Herald's LAN defaults (gossip_config_defaults) through Lifeguard's formulas: the
+ * suspicion of a member nobody confirms lasts 6 x min, two independent confirmations
+ * (suspicion_mult - 2) bring it to min = 4 x max(1, log10 N) x probe interval, and a probe
+ * interval plus min stays within the detection goals (2 s at N=10, 4 s at N=100) with room for
+ * the gossip of the suspicion and of the death. */
+static void test_lan_defaults_through_lifeguard(void **state)
+{
+    (void)state;
+    struct gossip_config c;
+    gossip_config_defaults(&c);
+    assert_int_equal(c.probe_interval_ms, 250);
+    assert_int_equal(c.probe_timeout_ms, 100);
+    assert_int_equal(c.gossip_interval_ms, 100);
+    assert_int_equal(c.suspicion_mult, 4);
+    assert_int_equal(c.suspicion_max_timeout_mult, 6);
+    struct gossip_member_config mc = {c.probe_interval_ms, c.suspicion_mult,
+                                      c.suspicion_max_timeout_mult, c.awareness_max_multiplier, 0};
+    struct gossip_members t;
+    gossip__members_init(&t, &mc, "me", ip1, 4, 8301, (const uint8_t *)"m", 1, vsn, 0);
+    add_members(&t, 9); /* N = 10 */
+    SUSPECT(&t, "p0", 1, "p1", 1000, "B:suspect(p0,1,p1)");
+    struct gossip_member *m = gossip__members_find(&t, "p0");
+    assert_int_equal(m->susp_k, 2);
+    assert_int_equal(m->susp_min_ms, 1000);
+    assert_int_equal(m->susp_max_ms, 6000);
+    assert_int_equal(m->susp_deadline_ms, 1000 + 6000); /* alone: a refutation has 6 s */
+    SUSPECT(&t, "p0", 1, "p2", 1200, "B:suspect(p0,1,p2)");
+    assert_int_equal(m->susp_deadline_ms, 1000 + 2845); /* 6 s - ln 2 / ln 3 x 5 s */
+    SUSPECT(&t, "p0", 1, "p3", 1400, "B:suspect(p0,1,p3)");
+    assert_int_equal(m->susp_deadline_ms, 1000 + 1000);
+    TICK(&t, 1999, "");
+    TICK(&t, 2000, "B:dead(p0,1,me) L:p0(dead)");
+    assert_true(c.probe_interval_ms + m->susp_min_ms <= 2000 - 500);
+    gossip__members_close(&t);
+
+    /* N = 100: min 2 s, max 12 s */
+    uint64_t min100 = gossip__suspicion_min_ms(c.suspicion_mult, 100, c.probe_interval_ms);
+    assert_int_equal(min100, 2000);
+    assert_int_equal(c.suspicion_max_timeout_mult * min100, 12000);
+    assert_true(c.probe_interval_ms + min100 <= 4000 - 1000);
+}
+
 static void test_suspicion_formulas(void **state)
 {
     (void)state;
@@ -347,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_leave),
         cmocka_unit_test(test_merge),
         cmocka_unit_test(test_suspicion_formulas),
+        cmocka_unit_test(test_lan_defaults_through_lifeguard),
         cmocka_unit_test(test_member_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

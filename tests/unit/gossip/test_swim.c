@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "gossip/gossip.h"
+#include "gossip/swim.h" /* the engine's state: its probe order */
 #include "gossip/wire.h"
 
 #define MAXN 5
@@ -971,6 +972,7 @@ struct probe_sock {
     uint8_t first;
     size_t len;
     int got;
+    uint8_t data[1500]; /* the last packet's first bytes */
 };
 
 static void ps_alloc(uv_handle_t *h, size_t s, uv_buf_t *b)
@@ -990,6 +992,7 @@ static void ps_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *b, const struct sock
         return;
     ps->first = (uint8_t)b->base[0];
     ps->len = (size_t)n;
+    memcpy(ps->data, b->base, ps->len < sizeof(ps->data) ? ps->len : sizeof(ps->data));
     ps->got++;
 }
 
@@ -1068,6 +1071,215 @@ static void test_ack_piggybacks_only_to_the_pinger(void **state)
     base_buf_free(&ib);
     for (int i = 0; i < 2; i++)
         uv_close((uv_handle_t *)&ps[i]->u, NULL);
+    pool_down(&p);
+}
+
+/* Sends n a ping-req from a naming b (a stranger), so n pings b. */
+static void relayed_ping(struct node *n, struct probe_sock *a, struct probe_sock *b)
+{
+    static const uint8_t ip9[4] = {127, 77, 0, 9};
+    b->got = 0;
+    struct gossip_msg ind = {.type = GOSSIP_INDIRECT_PING};
+    ind.u.indirect = (struct gossip_indirect_ping){
+        9, {ip9, 4}, (uint16_t)(port_base + 2), "stranger", false, {NULL, 0}, 0, ""};
+    struct base_buf ib;
+    base_buf_init(&ib);
+    gossip__msg_encode(&ib, &ind);
+    struct sockaddr_in sa;
+    uv_ip4_addr(n->addr, n->port, &sa);
+    uv_buf_t ub = uv_buf_init((char *)ib.data, (unsigned)ib.len);
+    assert_true(uv_udp_try_send(&a->u, &ub, 1, (const struct sockaddr *)&sa) > 0);
+    base_buf_free(&ib);
+}
+
+static struct gossip_ping decode_ping(struct probe_sock *b, struct base_arena *ar)
+{
+    struct gossip_keyring none = {0};
+    struct gossip_packet pkt;
+    assert_int_equal(gossip__packet_decode(b->data, b->len, &none, ar, &pkt), 0);
+    assert_int_equal(pkt.n, 1);
+    assert_int_equal(pkt.msgs[0].type, GOSSIP_PING);
+    return pkt.msgs[0].u.ping;
+}
+
+static void advertise_elsewhere(struct gossip_config *c)
+{
+    c->advertise_addr = "127.77.0.8";
+}
+
+/* Pings leave out their optional source address (about 45 of a ping's 65 bytes, a quarter of
+ * the LAN defaults' idle bandwidth) when the engine is bound where it advertises: memberlist
+ * answers the packet's sender then. An engine advertising another address keeps them. */
+static void test_pings_carry_their_source_only_when_needed(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    pool_up(&p, 1);
+    struct probe_sock a, b;
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    struct probe_sock *ps[2] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        uv_udp_init(&p.loop, &ps[i]->u);
+        ps[i]->u.data = ps[i];
+        struct sockaddr_in sa;
+        uv_ip4_addr("127.77.0.9", (uint16_t)(port_base + 1 + i), &sa);
+        assert_int_equal(uv_udp_bind(&ps[i]->u, (const struct sockaddr *)&sa, 0), 0);
+        assert_int_equal(uv_udp_recv_start(&ps[i]->u, ps_alloc, ps_recv), 0);
+    }
+    struct base_arena ar;
+    base_arena_init(&ar);
+    struct gossip_ping ping;
+    relayed_ping(&p.n[0], &a, &b);
+    assert_true(run_until(&p.loop, ps_got, &b, 2000));
+    ping = decode_ping(&b, &ar);
+    assert_string_equal(ping.node, "stranger");
+    assert_int_equal(ping.source_addr.n, 0);
+    assert_int_equal(ping.source_port, 0);
+    assert_string_equal(ping.source_node, "");
+    assert_true(b.len < 32);
+
+    /* n1 advertises 127.77.0.8 while bound to 127.77.0.2: its pings say where to answer */
+    tweak = advertise_elsewhere;
+    node_start(&p.loop, &p.n[1], 1, "client");
+    tweak = NULL;
+    p.count = 2;
+    relayed_ping(&p.n[1], &a, &b);
+    assert_true(run_until(&p.loop, ps_got, &b, 2000));
+    ping = decode_ping(&b, &ar);
+    static const uint8_t ip8[4] = {127, 77, 0, 8};
+    assert_int_equal(ping.source_addr.n, 4);
+    assert_memory_equal(ping.source_addr.p, ip8, 4);
+    assert_int_equal(ping.source_port, port_base);
+    assert_string_equal(ping.source_node, "n1");
+    base_arena_close(&ar);
+    for (int i = 0; i < 2; i++)
+        uv_close((uv_handle_t *)&ps[i]->u, NULL);
+    pool_down(&p);
+}
+
+/* News of a suspicion is gossiped at once, not at the next gossip tick: with gossip and
+ * probes 10 s apart, an accused member still hears of it (and refutes) within a second. */
+static void slow_gossip(struct gossip_config *c)
+{
+    c->gossip_interval_ms = 10000;
+    c->probe_interval_ms = 10000;
+    c->push_pull_interval_ms = 0;
+}
+
+static bool n1_refuted(void *ctx)
+{
+    struct gossip_stats st;
+    gossip_stats_get(ctx, &st);
+    return st.refutes >= 1;
+}
+
+static void test_suspicion_gossiped_at_once(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    tweak = slow_gossip;
+    pool_up(&p, 2);
+    tweak = NULL;
+    uint32_t inc = incarnation_at(p.n[0].g, "n1");
+    struct gossip_msg m = {.type = GOSSIP_SUSPECT};
+    m.u.suspect = (struct gossip_suspect){inc, "n1", "stranger"};
+    struct base_buf b;
+    base_buf_init(&b);
+    gossip__msg_encode(&b, &m);
+    uv_udp_t u;
+    uv_udp_init(&p.loop, &u);
+    struct sockaddr_in to;
+    uv_ip4_addr(p.n[0].addr, p.n[0].port, &to);
+    uv_buf_t ub = uv_buf_init((char *)b.data, (unsigned)b.len);
+    assert_true(uv_udp_try_send(&u, &ub, 1, (const struct sockaddr *)&to) > 0);
+    base_buf_free(&b);
+    assert_true(run_until(&p.loop, n1_refuted, p.n[1].g, 1000));
+    assert_int_equal(seen_of(&p.n[0], "n1")->fails, 0);
+    uv_close((uv_handle_t *)&u, NULL);
+    pool_down(&p);
+}
+
+/* A member we hear is suspect is the next one we probe (to confirm the suspicion, or to carry
+ * it to the member so it refutes: Lifeguard needs suspicion_mult - 2 confirmations before the
+ * minimum timeout), whatever its place in the round-robin: checked for three members in turn
+ * (by chance, one of four would be next a quarter of the time), right after the suspect is
+ * taken in and before the next probe starts. */
+struct suspected_wait {
+    struct gossip *g;
+    const char *name;
+};
+
+static bool suspected(void *ctx)
+{
+    struct suspected_wait *w = ctx;
+    const struct gossip_member *m = gossip__members_find(&w->g->mt, w->name);
+    return m && m->state == GOSSIP_STATE_SUSPECT;
+}
+
+static bool alive_again(void *ctx)
+{
+    struct suspected_wait *w = ctx;
+    const struct gossip_member *m = gossip__members_find(&w->g->mt, w->name);
+    return m && m->state == GOSSIP_STATE_ALIVE;
+}
+
+struct self_refuted_wait {
+    struct gossip *self;
+    const char *name;
+    uint32_t suspected_at;
+};
+
+static bool self_refuted(void *ctx)
+{
+    struct self_refuted_wait *r = ctx;
+    return incarnation_at(r->self, r->name) > r->suspected_at;
+}
+
+static void slow_probes(struct gossip_config *c)
+{
+    c->probe_interval_ms = 300;
+    c->gossip_interval_ms = 10000;
+    c->push_pull_interval_ms = 0;
+}
+
+static void test_suspect_is_probed_next(void **state)
+{
+    BASE_UNUSED(state);
+    struct pool p;
+    tweak = slow_probes;
+    pool_up(&p, 5);
+    tweak = NULL;
+    struct gossip *g = p.n[0].g;
+    uv_udp_t u;
+    uv_udp_init(&p.loop, &u);
+    struct sockaddr_in to;
+    uv_ip4_addr(p.n[0].addr, p.n[0].port, &to);
+    const char *names[3] = {"n2", "n3", "n4"};
+    for (int k = 0; k < 3; k++) {
+        struct suspected_wait w = {g, names[k]};
+        struct gossip_msg m = {.type = GOSSIP_SUSPECT};
+        m.u.suspect = (struct gossip_suspect){incarnation_at(g, names[k]), names[k], "stranger"};
+        struct base_buf b;
+        base_buf_init(&b);
+        gossip__msg_encode(&b, &m);
+        uv_buf_t ub = uv_buf_init((char *)b.data, (unsigned)b.len);
+        assert_true(uv_udp_try_send(&u, &ub, 1, (const struct sockaddr *)&to) > 0);
+        base_buf_free(&b);
+        assert_true(run_until(&p.loop, suspected, &w, 2000));
+        bool probing = g->probe.node && strcmp(g->probe.node, names[k]) == 0;
+        bool next = g->probe_idx < g->n_probe && strcmp(g->probe_list[g->probe_idx], names[k]) == 0;
+        assert_true(probing || next);
+        /* our probe carries the suspicion to the suspect (the buddy system), which refutes;
+         * how soon n0 hears the refutation is up to gossip, so that wait is looser */
+        struct self_refuted_wait r = {p.n[k + 2].g, names[k], m.u.suspect.incarnation};
+        assert_true(run_until(&p.loop, self_refuted, &r, 3000));
+        assert_true(run_until(&p.loop, alive_again, &w, 15000));
+    }
+    for (int i = 0; i < 5; i++)
+        for (int k = 0; k < 5; k++)
+            assert_int_equal(seen_of(&p.n[i], p.n[k].name)->fails, 0);
+    uv_close((uv_handle_t *)&u, NULL);
     pool_down(&p);
 }
 
@@ -1530,6 +1742,9 @@ int main(void)
         cmocka_unit_test(test_merge_hook_refuses_another_dc),
         cmocka_unit_test(test_undecryptable_packet_warns_once),
         cmocka_unit_test(test_keyless_join_of_keyed_pool_warns),
+        cmocka_unit_test(test_pings_carry_their_source_only_when_needed),
+        cmocka_unit_test(test_suspicion_gossiped_at_once),
+        cmocka_unit_test(test_suspect_is_probed_next),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
