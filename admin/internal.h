@@ -298,7 +298,7 @@ void adm_local_set_node(struct adm_local *l, const struct zone_cmd *node_cmd);
 void adm_local_own(struct adm_local *l, const struct zone_cmd *cmd);
 /* api_local_hooks (data: the local). */
 void adm_local_begin(void *data);
-void adm_local_written(void *data, const struct zone_cmd *cmd);
+void adm_local_written(void *data, const struct zone_cmd *cmd, void (*done)(void *ctx), void *ctx);
 void adm_local_stats(void *data, struct api_sync_stats *out);
 /* Full passes begin (the node is registered) and go on every scaled ae_interval. */
 void adm_local_start(struct adm_local *l);

@@ -8,7 +8,9 @@
  * pass/warn/fail/update) is written into the owned check's command, so a check registered
  * again says what it last said (the runner's probes correct the others on their next round).
  * What came through the API is kept in DATA/local/state (rewritten whole, to a .tmp renamed
- * over it, off the loop, after each change); config files are read again at start. A
+ * over it, off the loop, after each change), and the agent write is answered only once the
+ * file holds it: an agent restarted right after its 200 still owns what it registered (else its
+ * first pass would remove it as not its own). Config files are read again at start. A
  * restarted agent thus owns what its config and its state say, and its first pass registers
  * anything missing: registration by ID replaces, so nothing is duplicated.
  *
@@ -39,13 +41,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define STATE_MAGIC      "HLS1"
-#define STATE_MAX        (64u << 20) /* DATA/local/state larger than this is not read */
-#define RETRY_MS         15000
-#define SCALE_THRESHOLD  128
-#define FIRST_PASS_MS    200 /* after the node is registered */
-#define SERF_HEALTH      "serfHealth"
-#define CONSUL_SERVICE   "consul"
+#define STATE_MAGIC     "HLS1"
+#define STATE_MAX       (64u << 20) /* DATA/local/state larger than this is not read */
+#define RETRY_MS        15000
+#define SCALE_THRESHOLD 128
+#define FIRST_PASS_MS   200 /* after the node is registered */
+#define SERF_HEALTH     "serfHealth"
+#define CONSUL_SERVICE  "consul"
 
 enum own_kind { OWN_SERVICE = 's', OWN_CHECK = 'c' };
 
@@ -55,6 +57,12 @@ struct owned {
     char *service_id;    /* a check's service ("" for a node check); a service's own id */
     struct base_buf cmd; /* the REGISTER command that recreates it */
     bool persist;        /* through the API: kept in DATA/local/state */
+};
+
+struct kept {
+    struct kept *next;
+    void (*done)(void *ctx);
+    void *ctx;
 };
 
 struct adm_local {
@@ -80,9 +88,11 @@ struct adm_local {
     /* figures */
     uint64_t passes, failures, repairs, last_ok_ms;
     char last_error[BASE_ERRMSG_LEN];
-    /* DATA/local/state */
+    /* DATA/local/state, and the agent writes answered once it holds them: those of the write
+     * in flight (inflight) and those for the next one (waiting) */
     char *path, *tmp;
     bool dirty, writing, freeing;
+    struct kept *waiting, *inflight;
     uv_work_t work;
     struct base_buf wbuf;
     int wrc;
@@ -158,14 +168,14 @@ static void own_register(struct adm_local *l, const struct zone_cmd *cmd, bool p
 }
 
 /* A status set through the API goes into the owned check's command. */
-static void own_status(struct adm_local *l, const char *check_id, enum zone_health st,
+static bool own_status(struct adm_local *l, const char *check_id, enum zone_health st,
                        const char *output)
 {
     struct owned *o = find(l, OWN_CHECK, check_id);
     struct base_arena ar;
     struct zone_cmd cmd;
     if (!o)
-        return;
+        return false;
     base_arena_init(&ar);
     if (zone_cmd_decode(o->cmd.data, o->cmd.len, &ar, &cmd) == 0 && cmd.n_checks == 1) {
         struct zone_check c = cmd.checks[0];
@@ -176,6 +186,7 @@ static void own_status(struct adm_local *l, const char *check_id, enum zone_heal
         zone_cmd_encode(&cmd, &o->cmd);
     }
     base_arena_close(&ar);
+    return o->persist;
 }
 
 /* ---- DATA/local/state ------------------------------------------------------------------ */
@@ -200,13 +211,33 @@ static void state_work(uv_work_t *w)
 static void local_free(struct adm_local *l);
 static void state_save(struct adm_local *l);
 
+/* Answers the agent writes in list (reversed: oldest first). */
+static void kept_fire(struct kept *list)
+{
+    struct kept *rev = NULL;
+    while (list) {
+        struct kept *k = list;
+        list = k->next;
+        k->next = rev;
+        rev = k;
+    }
+    while (rev) {
+        struct kept *k = rev;
+        rev = k->next;
+        k->done(k->ctx);
+        base_free(k);
+    }
+}
+
 static void state_after(uv_work_t *w, int status)
 {
     struct adm_local *l = w->data;
     l->writing = false;
+    struct kept *done = l->inflight;
+    l->inflight = NULL;
+    kept_fire(done); /* a failed write is logged below; the catalog has it either way */
     if (status || l->wrc)
-        LOG_WARN("agent", "writing %s: %s", l->path,
-                 base_strerror(status ? status : l->wrc));
+        LOG_WARN("agent", "writing %s: %s", l->path, base_strerror(status ? status : l->wrc));
     if (l->freeing) {
         local_free(l);
         return;
@@ -233,8 +264,15 @@ static void state_save(struct adm_local *l)
         base_buf_append(&l->wbuf, l->v[i].cmd.data, l->v[i].cmd.len);
     }
     l->work.data = l;
-    if (uv_queue_work(l->loop, &l->work, state_work, state_after) == 0)
+    l->inflight = l->waiting;
+    l->waiting = NULL;
+    if (uv_queue_work(l->loop, &l->work, state_work, state_after) == 0) {
         l->writing = true;
+    } else {
+        struct kept *done = l->inflight;
+        l->inflight = NULL;
+        kept_fire(done);
+    }
 }
 
 /* Reads DATA/local/state (start-up, before the loop runs anything): entries that do not
@@ -615,9 +653,10 @@ void adm_local_begin(void *data)
     l->pending++;
 }
 
-void adm_local_written(void *data, const struct zone_cmd *cmd)
+void adm_local_written(void *data, const struct zone_cmd *cmd, void (*done)(void *ctx), void *ctx)
 {
     struct adm_local *l = data;
+    bool changed = true;
     if (l->pending)
         l->pending--;
     if (!cmd)
@@ -637,11 +676,19 @@ void adm_local_written(void *data, const struct zone_cmd *cmd)
             drop(l, OWN_CHECK, cmd->check_id);
         break;
     case ZONE_CMD_CHECK_UPDATE:
-        own_status(l, cmd->check_id, cmd->status, cmd->output);
+        changed = own_status(l, cmd->check_id, cmd->status, cmd->output);
         break;
     default:
+        changed = false;
+        break;
+    }
+    if (!changed || !l->path || l->freeing) {
+        done(ctx);
         return;
     }
+    struct kept *k = base_malloc(sizeof *k);
+    *k = (struct kept){l->waiting, done, ctx};
+    l->waiting = k;
     state_save(l);
 }
 
@@ -680,6 +727,7 @@ void adm_local_stop(struct adm_local *l)
 
 static void local_free(struct adm_local *l)
 {
+    kept_fire(l->waiting); /* none: a write starts whenever one waits */
     while (l->n)
         drop_at(l, l->n - 1);
     base_free(l->v);

@@ -79,6 +79,7 @@ struct api_wctx {
     char *invalid_msg;   /* owned; NULL: BASE_EINVAL is a plain failure */
     bool agent;          /* an agent endpoint's write: the local state hears how it ended */
     struct base_buf cmd; /* then its command */
+    uint64_t index;      /* its index, while the local state writes its file */
 };
 
 /* ---- responses ------------------------------------------------------------------------- */
@@ -631,26 +632,10 @@ static void wctx_free(struct api_wctx *c)
     base_free(c);
 }
 
-/* An agent write ended: the local state owns what it committed (admin/local.c). */
-static void agent_written(struct api_wctx *c, bool ok)
+static void write_answer(struct api_wctx *c, int status, int result, uint64_t index)
 {
-    struct api_local_hooks *h = &c->api->cfg.local;
-    struct base_arena ar;
-    struct zone_cmd cmd;
-    if (!c->agent || !h->written)
-        return;
-    base_arena_init(&ar);
-    bool decoded = ok && zone_cmd_decode(c->cmd.data, c->cmd.len, &ar, &cmd) == 0;
-    h->written(h->data, decoded ? &cmd : NULL);
-    base_arena_close(&ar);
-}
-
-static void write_done(void *data, int status, int result, uint64_t index)
-{
-    struct api_wctx *c = data;
     struct http_req *req = c->req;
 
-    agent_written(c, status == 0 && result == 0);
     if (!req) {
         wctx_free(c);
         return;
@@ -679,6 +664,36 @@ static void write_done(void *data, int status, int result, uint64_t index)
         }
     }
     wctx_free(c);
+}
+
+static void agent_kept(void *data)
+{
+    struct api_wctx *c = data;
+    write_answer(c, 0, 0, c->index);
+}
+
+/* An agent write is answered once the local state owns what it committed and keeps it on disk
+ * (admin/local.c), so that an agent restarted right after still owns it. */
+static void write_done(void *data, int status, int result, uint64_t index)
+{
+    struct api_wctx *c = data;
+    struct api_local_hooks *h = &c->api->cfg.local;
+
+    if (c->agent && h->written) {
+        struct base_arena ar;
+        struct zone_cmd cmd;
+        base_arena_init(&ar);
+        if (status == 0 && result == 0 &&
+            zone_cmd_decode(c->cmd.data, c->cmd.len, &ar, &cmd) == 0) {
+            c->index = index;
+            h->written(h->data, &cmd, agent_kept, c);
+            base_arena_close(&ar);
+            return;
+        }
+        h->written(h->data, NULL, NULL, NULL);
+        base_arena_close(&ar);
+    }
+    write_answer(c, status, result, index);
 }
 
 bool api__other_dc_named(struct api *a, struct http_req *req, const char *dc)

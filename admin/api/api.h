@@ -99,9 +99,10 @@ struct api_gossip_hooks {
 
 /* The agent's own services and checks (admin/local.c: local state and anti-entropy). Every
  * write of the agent endpoints (service and check register/deregister, TTL updates,
- * maintenance) calls begin when it is proposed and written once it ended, with the command
- * when it committed and NULL when it failed. stats fills /v1/agent/self's Stats.agent. All
- * may be NULL. */
+ * maintenance) calls begin when it is proposed and written once it ended: with the command
+ * when it committed, and then the request is answered when done(ctx) runs (exactly once: once
+ * what it changed is on disk, or at once); with NULL (and no done) when it failed. stats fills
+ * /v1/agent/self's Stats.agent. All may be NULL. */
 struct api_sync_stats {
     size_t services, checks; /* owned */
     uint64_t passes, failures, repairs;
@@ -110,7 +111,7 @@ struct api_sync_stats {
 };
 struct api_local_hooks {
     void (*begin)(void *data);
-    void (*written)(void *data, const struct zone_cmd *cmd);
+    void (*written)(void *data, const struct zone_cmd *cmd, void (*done)(void *ctx), void *ctx);
     void (*stats)(void *data, struct api_sync_stats *out);
     void *data;
 };
