@@ -110,6 +110,24 @@ struct cons_config {
      * addresses a server may ask to join (NULL: loopback only). */
     cons_addr_allow_cb join_allowed;
     void *join_allowed_data;
+    /* On a server without a cluster key: from which source addresses other than members a
+     * client agent may FOLLOW, FORWARD and READ_INDEX (NULL: loopback only). With a key every
+     * peer that proved it may. */
+    cons_addr_allow_cb client_allowed;
+    void *client_allowed_data;
+    /* A client agent (issue 12): no Raft at all (dir may be NULL and is not created;
+     * bootstrap, bootstrap_expect and join must be unset, else cons_start fails with
+     * BASE_EINVAL). The store is a read-only replica written only by the stream of committed
+     * entries (FOLLOW, consensus/replica.c) from one server among those cons_server_seen
+     * named, picked at random and replaced when its stream fails. cons_propose forwards to the
+     * leader the stream names and calls back once the replica applied the write;
+     * cons_read_index asks the leader and waits for the replica; cons_barrier ends with
+     * BASE_ENOTLEADER; cons_is_leader is false; cons_leader, cons_term and cons_servers_each
+     * report what the followed server last said; cons_last_contact_ms is the time since the
+     * stream's last message (since start when none); cons_join and cons_remove_peer end with
+     * BASE_EINVAL "not a server", cons_leave with 0. on_applied and on_leader are called as
+     * on a follower. The rpc (cfg.rpc, id and address) is still needed for the calls. */
+    bool client;
 };
 
 /* Starts Raft: loads log and snapshots (replaying into the store, skipping entries already
