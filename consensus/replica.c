@@ -756,7 +756,7 @@ void cons__repl_seen(struct cons *c, uint64_t id, const char *address)
     rs->seen[rs->n_seen].address = base_strdup(address);
     rs->n_seen++;
     LOG_DEBUG("consensus", "client: server id=%" PRIu64 " seen at %s", id, address);
-    follow_send(c);
+    /* the tick starts the stream: the servers gossip names together are all candidates */
 }
 
 /* ---- client: queries ------------------------------------------------------------------- */
