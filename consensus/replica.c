@@ -52,8 +52,8 @@
 #define REPL_BACKLOG_MAX    (4u << 20)  /* unsent reply bytes to one connection */
 #define REPL_SNAP_IDLE_MS   30000u      /* an unused snapshot is dropped */
 #define REPL_SNAP_MAX       ((uint64_t)1 << 36) /* the largest snapshot a client assembles */
-#define REPL_CONF_MAX       256u        /* servers in a configuration report */
-#define REPL_RETRY_MS       100u        /* after a failed call, before the next server */
+#define REPL_CONF_MAX       256u                /* servers in a configuration report */
+#define REPL_RETRY_MS       100u                /* after a failed call, before the next server */
 #define REPL_RETRY_MAX_MS   2000u
 
 enum { KIND_ENTRIES = 0, KIND_SNAPSHOT = 1 };
@@ -334,8 +334,8 @@ void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body
     uint64_t applied = base_rd_u64(&r);
     uint64_t snap_index = base_rd_u64(&r);
     uint64_t off = base_rd_u64(&r);
-    if (r.err || r.left != 0 || applied > CONS_WIRE_INDEX_MAX ||
-        snap_index > CONS_WIRE_INDEX_MAX || off > REPL_SNAP_MAX || (!snap_index && off)) {
+    if (r.err || r.left != 0 || applied > CONS_WIRE_INDEX_MAX || snap_index > CONS_WIRE_INDEX_MAX ||
+        off > REPL_SNAP_MAX || (!snap_index && off)) {
         rpc_refuse_log(c->rpc, &rpc_req_peer(req)->sa, "malformed FOLLOW request");
         reply_status(req, BASE_EPARSE);
         return;

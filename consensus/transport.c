@@ -35,11 +35,11 @@
  * writes and ask READ_INDEX: with a key every authenticated peer may; without one a member's
  * address, or a source address client_allowed accepts (cons_config.client_allowed; default
  * loopback), and such a peer may send those methods' frames over the non-member frame cap
- * (a forwarded write carries up to an entry's worth). A server whose configuration is so stale that it does not list the current
- * leader (it was down while that leader joined) refuses the leader's streams and is not
- * caught up; wipe its data dir and it joins again as a new server. A server still waiting to
- * be added accepts Raft from any key holder (without a key: from anyone), and a removed
- * server that still has the key can still connect (only members' Raft streams are accepted,
+ * (a forwarded write carries up to an entry's worth). A server whose configuration is so stale that
+ * it does not list the current leader (it was down while that leader joined) refuses the leader's
+ * streams and is not caught up; wipe its data dir and it joins again as a new server. A server
+ * still waiting to be added accepts Raft from any key holder (without a key: from anyone), and a
+ * removed server that still has the key can still connect (only members' Raft streams are accepted,
  * but RPC is open to key holders).
  *
  * Methods. consensus's request types and their handlers are the table `methods` below: a new

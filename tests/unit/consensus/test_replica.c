@@ -746,8 +746,8 @@ static void raw_cb(void *data, int status, const uint8_t *body, size_t len)
         w->reply_status = rpc_status_dec(base_le32(body));
 }
 
-static struct raw raw_call(struct cl *cl, struct rpc_client *rc, const char *address,
-                           const void *p, size_t n)
+static struct raw raw_call(struct cl *cl, struct rpc_client *rc, const char *address, const void *p,
+                           size_t n)
 {
     struct raw w = {0};
     struct base_buf b;
@@ -810,12 +810,9 @@ static void test_follow_garbage(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_client_replica),
-        cmocka_unit_test(test_client_start_checks),
-        cmocka_unit_test(test_client_snapshot_catch_up),
-        cmocka_unit_test(test_client_failover),
-        cmocka_unit_test(test_client_refused),
-        cmocka_unit_test(test_follow_garbage),
+        cmocka_unit_test(test_client_replica),           cmocka_unit_test(test_client_start_checks),
+        cmocka_unit_test(test_client_snapshot_catch_up), cmocka_unit_test(test_client_failover),
+        cmocka_unit_test(test_client_refused),           cmocka_unit_test(test_follow_garbage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
