@@ -7,7 +7,11 @@
  *         follows it: frame headers, bodies, HELLO decoding, the refusals of FORWARD, JOIN,
  *         REMOVE and READ_INDEX from a non-member;
  *   odd:  the rest of the input is the handshake itself (after the RPC preamble, which is
- *         forced: Raft streams belong to libraft's reader and its own target).
+ *         forced: Raft streams belong to libraft's reader and its own target);
+ *   2 mod 4: after a valid handshake, FOLLOW requests (consensus/replica.c: a client
+ *         replica's stream, allowed from loopback): the rest of the input is cut into bodies
+ *         (a length byte, then that many bytes), each sent in a well-formed frame, so the
+ *         fuzzer works on FOLLOW's decoding, its snapshot pieces and held requests.
  * An input is done when the server has closed the connection (bounded: 5 s, then abort).
  * Besides the sanitizers' findings, the server must answer every input by closing, and its
  * loop must go on serving.
@@ -209,7 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&cl, 0, sizeof cl);
     static const char me[] = "127.0.0.1:9";
     size_t n = 0;
-    cl.out = malloc(64 + size);
+    cl.out = malloc(64 + 17 * size);
     memcpy(cl.out, "HRLDRPC2", 8);
     n = 8;
     if ((data[0] & 1) == 0) {
@@ -220,8 +224,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(cl.out + n, me, sizeof me - 1);
         n += sizeof me - 1;
     }
-    memcpy(cl.out + n, data + 1, size - 1);
-    cl.out_len = n + size - 1;
+    if (data[0] % 4 == 2) {
+        /* FOLLOW frames: u32 length, u8 type 6, 3 zeros, u64 id, body */
+        uint64_t id = 1;
+        for (size_t i = 1; i < size;) {
+            size_t len = data[i++];
+            if (len > size - i)
+                len = size - i;
+            n += put_le(cl.out + n, 12 + len, 4);
+            n += put_le(cl.out + n, 6, 4);
+            n += put_le(cl.out + n, id++, 8);
+            memcpy(cl.out + n, data + i, len);
+            n += len;
+            i += len;
+        }
+        cl.out_len = n;
+    } else {
+        memcpy(cl.out + n, data + 1, size - 1);
+        cl.out_len = n + size - 1;
+    }
 
     struct sockaddr_in sa;
     uv_ip4_addr("127.0.0.1", g_port, &sa);
