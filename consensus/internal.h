@@ -380,6 +380,24 @@ void cons__repl_retain(struct cons *c, uint64_t index, const void *p, size_t len
 /* Server: a snapshot replaced the catalog at index: the retained entries start again there. */
 void cons__repl_restored(struct cons *c, uint64_t index);
 void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len);
+/* A FOLLOW reply after its status, decoded and checked whole (pure: the fuzz target calls it).
+ * Pointers and readers borrow from the body. BASE_EPARSE with *why when malformed. */
+enum { CONS_FOLLOW_ENTRIES = 0, CONS_FOLLOW_SNAPSHOT = 1 };
+struct cons_follow_reply {
+    uint64_t leader_id, term, applied;
+    const uint8_t *leader;
+    size_t leader_len;
+    uint32_t n_conf;
+    struct base_rd conf; /* n_conf of {u64 id, bytes address, u8 role} */
+    uint8_t kind;
+    uint32_t n_entries;
+    struct base_rd entries; /* n_entries of {u64 index, bytes payload}, indexes increasing */
+    uint64_t snap_index, snap_total, snap_offset;
+    const uint8_t *piece;
+    size_t piece_len;
+};
+int cons__follow_reply_check(const uint8_t *body, size_t len, struct cons_follow_reply *out,
+                             const char **why) BASE_MUSTCHECK;
 /* Server: answers the held FOLLOW requests that have news (from the flush). */
 void cons__repl_flush(struct cons *c);
 /* Server: answers every held FOLLOW request (cons_stop, before the port closes). */

@@ -56,8 +56,6 @@
 #define REPL_RETRY_MS       100u                /* after a failed call, before the next server */
 #define REPL_RETRY_MAX_MS   2000u
 
-enum { KIND_ENTRIES = 0, KIND_SNAPSHOT = 1 };
-
 struct repl_ent {
     uint64_t index;
     uint8_t *data;
@@ -266,7 +264,7 @@ static void reply_entries(struct cons *c, struct rpc_req *req, uint64_t applied)
     struct base_buf b;
     base_buf_init(&b);
     put_header(c, &b);
-    base_buf_put_u8(&b, KIND_ENTRIES);
+    base_buf_put_u8(&b, CONS_FOLLOW_ENTRIES);
     size_t from = ring_after(rs, applied), n = 0, bytes = 0;
     while (from + n < rs->n && n < REPL_ENTRIES_MAX &&
            (n == 0 || bytes + ring_at(rs, from + n)->len <= REPL_REPLY_BYTES)) {
@@ -317,7 +315,7 @@ static void reply_snapshot(struct cons *c, struct rpc_req *req, uint64_t snap_in
     struct base_buf b;
     base_buf_init(&b);
     put_header(c, &b);
-    base_buf_put_u8(&b, KIND_SNAPSHOT);
+    base_buf_put_u8(&b, CONS_FOLLOW_SNAPSHOT);
     base_buf_put_u64(&b, rs->snap_index);
     base_buf_put_u64(&b, rs->snap_len);
     base_buf_put_u64(&b, off);
@@ -453,17 +451,14 @@ static void follow_fail(struct cons *c, const char *why, int status)
     rs->failures++;
 }
 
-struct hdr {
-    uint64_t leader_id, term, applied;
-    const uint8_t *leader;
-    size_t leader_len;
-    uint32_t n_conf;
-    struct base_rd conf; /* at the configuration */
-};
-
-/* Decodes and checks the header; r is left after the configuration. */
-static int header_decode(struct base_rd *r, struct hdr *h, const char **why)
+/* Decodes and checks a whole FOLLOW reply (after its status) before any of it is used. */
+int cons__follow_reply_check(const uint8_t *body, size_t len, struct cons_follow_reply *out,
+                             const char **why)
 {
+    struct base_rd rd, *r = &rd;
+    struct cons_follow_reply *h = out;
+    base_rd_init(r, body, len);
+    memset(h, 0, sizeof *h);
     h->leader_id = base_rd_u64(r);
     h->leader = base_rd_bytes(r, &h->leader_len);
     h->term = base_rd_u64(r);
@@ -471,7 +466,7 @@ static int header_decode(struct base_rd *r, struct hdr *h, const char **why)
     h->n_conf = base_rd_u32(r);
     if (r->err)
         return *why = "short header", BASE_EPARSE;
-    if (h->leader_len > RPC_ADDRESS_MAX || memchr(h->leader, 0, h->leader_len) ||
+    if (h->leader_len > RPC_ADDRESS_MAX || (h->leader_len && memchr(h->leader, 0, h->leader_len)) ||
         (h->leader_id == 0) != (h->leader_len == 0))
         return *why = "bad leader", BASE_EPARSE;
     if (h->term > CONS_WIRE_TERM_MAX || h->applied > CONS_WIRE_INDEX_MAX)
@@ -487,6 +482,38 @@ static int header_decode(struct base_rd *r, struct hdr *h, const char **why)
         if (r->err || id == 0 || l == 0 || l > RPC_ADDRESS_MAX || memchr(a, 0, l) || role > 2)
             return *why = "bad configuration", BASE_EPARSE;
     }
+    h->kind = base_rd_u8(r);
+    if (r->err || h->kind > CONS_FOLLOW_SNAPSHOT)
+        return *why = "bad kind", BASE_EPARSE;
+    if (h->kind == CONS_FOLLOW_SNAPSHOT) {
+        size_t l;
+        h->snap_index = base_rd_u64(r);
+        h->snap_total = base_rd_u64(r);
+        h->snap_offset = base_rd_u64(r);
+        h->piece = base_rd_bytes(r, &l);
+        h->piece_len = l;
+        if (r->err || r->left != 0 || h->snap_index == 0 || h->snap_index > CONS_WIRE_INDEX_MAX ||
+            h->snap_total == 0 || h->snap_total > REPL_SNAP_MAX || h->snap_offset > h->snap_total ||
+            l > h->snap_total - h->snap_offset || l > REPL_REPLY_BYTES ||
+            (l == 0 && h->snap_offset < h->snap_total))
+            return *why = "bad snapshot piece", BASE_EPARSE;
+        return 0;
+    }
+    h->n_entries = base_rd_u32(r);
+    if (r->err || h->n_entries > REPL_ENTRIES_MAX)
+        return *why = "bad entry count", BASE_EPARSE;
+    h->entries = *r;
+    uint64_t prev = 0;
+    for (uint32_t i = 0; i < h->n_entries; i++) {
+        size_t l;
+        uint64_t idx = base_rd_u64(r);
+        base_rd_bytes(r, &l);
+        if (r->err || idx <= prev || idx > CONS_WIRE_INDEX_MAX || l > CONS_WIRE_ENTRY_MAX)
+            return *why = "bad entry", BASE_EPARSE;
+        prev = idx;
+    }
+    if (r->left != 0)
+        return *why = "trailing bytes", BASE_EPARSE;
     return 0;
 }
 
@@ -498,7 +525,7 @@ static char *strndup_b(const uint8_t *p, size_t n)
     return s;
 }
 
-static void header_use(struct cons *c, struct hdr *h)
+static void header_use(struct cons *c, struct cons_follow_reply *h)
 {
     struct cons_repl *rs = c->repl;
     c->contact_at = uv_now(c->loop);
@@ -575,28 +602,13 @@ static int apply_entry(struct cons *c, uint64_t idx, const uint8_t *p, size_t le
     return 0;
 }
 
-static int entries_use(struct cons *c, struct base_rd *r, const char **why)
+static int entries_use(struct cons *c, struct cons_follow_reply *h, const char **why)
 {
-    uint32_t n = base_rd_u32(r);
-    if (r->err || n > REPL_ENTRIES_MAX)
-        return *why = "bad entry count", BASE_EPARSE;
-    /* check them all before applying any */
-    struct base_rd chk = *r;
-    uint64_t prev = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    struct base_rd r = h->entries; /* checked whole by cons__follow_reply_check */
+    for (uint32_t i = 0; i < h->n_entries; i++) {
         size_t l;
-        uint64_t idx = base_rd_u64(&chk);
-        base_rd_bytes(&chk, &l);
-        if (chk.err || idx <= prev || idx > CONS_WIRE_INDEX_MAX || l > CONS_WIRE_ENTRY_MAX)
-            return *why = "bad entry", BASE_EPARSE;
-        prev = idx;
-    }
-    if (chk.left != 0)
-        return *why = "trailing bytes", BASE_EPARSE;
-    for (uint32_t i = 0; i < n; i++) {
-        size_t l;
-        uint64_t idx = base_rd_u64(r);
-        const uint8_t *p = base_rd_bytes(r, &l);
+        uint64_t idx = base_rd_u64(&r);
+        const uint8_t *p = base_rd_bytes(&r, &l);
         int rv = apply_entry(c, idx, p, l);
         if (rv != 0)
             return *why = "cannot apply", rv;
@@ -606,18 +618,12 @@ static int entries_use(struct cons *c, struct base_rd *r, const char **why)
     return 0;
 }
 
-static int snapshot_use(struct cons *c, struct base_rd *r, const char **why)
+static int snapshot_use(struct cons *c, struct cons_follow_reply *h, const char **why)
 {
     struct cons_repl *rs = c->repl;
-    size_t l;
-    uint64_t sidx = base_rd_u64(r);
-    uint64_t total = base_rd_u64(r);
-    uint64_t off = base_rd_u64(r);
-    const uint8_t *p = base_rd_bytes(r, &l);
-    if (r->err || r->left != 0 || sidx == 0 || sidx > CONS_WIRE_INDEX_MAX || total == 0 ||
-        total > REPL_SNAP_MAX || off > total || l > total - off || l > REPL_REPLY_BYTES ||
-        (l == 0 && off < total))
-        return *why = "bad snapshot piece", BASE_EPARSE;
+    size_t l = h->piece_len;
+    uint64_t sidx = h->snap_index, total = h->snap_total, off = h->snap_offset;
+    const uint8_t *p = h->piece;
     if (off == 0 || sidx != rs->asm_index || total != rs->asm_total) {
         if (off != 0)
             return *why = "snapshot piece out of order", BASE_EPARSE;
@@ -679,12 +685,9 @@ static void follow_reply(void *data, int status, const uint8_t *body, size_t len
         follow_fail(c, "refused", st);
         return;
     }
-    struct hdr h;
+    struct cons_follow_reply h;
     const char *why = NULL;
-    int rv = header_decode(&r, &h, &why);
-    uint8_t kind = base_rd_u8(&r);
-    if (rv == 0 && (r.err || kind > KIND_SNAPSHOT))
-        rv = BASE_EPARSE, why = "bad kind";
+    int rv = cons__follow_reply_check(r.p, r.left, &h, &why);
     if (rv != 0) {
         follow_fail(c, why, rv);
         return;
@@ -692,7 +695,7 @@ static void follow_reply(void *data, int status, const uint8_t *body, size_t len
     header_use(c, &h);
     if (c->stopping)
         return;
-    rv = kind == KIND_ENTRIES ? entries_use(c, &r, &why) : snapshot_use(c, &r, &why);
+    rv = h.kind == CONS_FOLLOW_ENTRIES ? entries_use(c, &h, &why) : snapshot_use(c, &h, &why);
     if (c->stopping)
         return;
     if (rv != 0) {
