@@ -65,9 +65,11 @@ struct repl_ent {
 struct repl_held {
     struct repl_held *next;
     struct rpc_req *req;
-    uint64_t applied;
+    uint64_t applied, snap_index, off; /* what the client asked */
     uint64_t deadline;
 };
+
+struct repl_job;
 
 struct repl_seen {
     uint64_t id;
@@ -88,9 +90,12 @@ struct cons_repl {
     /* server: held requests and the shared snapshot */
     struct repl_held *held;
     unsigned n_held;
+    bool retaining; /* a client asked: entries are kept from then on */
     uint8_t *snap;
     size_t snap_len;
     uint64_t snap_index, snap_used_at;
+    struct repl_job *job; /* a snapshot being made off the loop */
+    bool job_failed;      /* (while its waiters are answered) */
 
     /* client */
     struct repl_seen *seen;
@@ -178,6 +183,11 @@ void cons__repl_retain(struct cons *c, uint64_t index, const void *p, size_t len
     struct cons_repl *rs = c->repl;
     if (!rs || index <= rs->last)
         return; /* replayed: the ring starts above the catalog's index at start */
+    if (!rs->retaining) {
+        /* no client asked yet: nothing kept (the first one gets a snapshot) */
+        rs->floor = rs->last = index;
+        return;
+    }
     if (rs->n == rs->cap) {
         size_t cap = rs->cap ? 2 * rs->cap : 64;
         struct repl_ent *ring = base_malloc(cap * sizeof *ring);
@@ -258,14 +268,17 @@ static size_t ring_after(struct cons_repl *rs, uint64_t applied)
     return lo;
 }
 
-static void reply_entries(struct cons *c, struct rpc_req *req, uint64_t applied)
+/* The entries after applied (none: the heartbeat). Only for applied >= floor: below it the
+ * ring lacks entries, and sending the rest would leave a gap in the client's replica. */
+static void reply_entries(struct cons *c, struct rpc_req *req, uint64_t applied, bool heartbeat)
 {
     struct cons_repl *rs = c->repl;
     struct base_buf b;
+    assert(heartbeat || applied >= rs->floor);
     base_buf_init(&b);
     put_header(c, &b);
     base_buf_put_u8(&b, CONS_FOLLOW_ENTRIES);
-    size_t from = ring_after(rs, applied), n = 0, bytes = 0;
+    size_t from = heartbeat ? rs->n : ring_after(rs, applied), n = 0, bytes = 0;
     while (from + n < rs->n && n < REPL_ENTRIES_MAX &&
            (n == 0 || bytes + ring_at(rs, from + n)->len <= REPL_REPLY_BYTES)) {
         bytes += ring_at(rs, from + n)->len;
@@ -281,31 +294,10 @@ static void reply_entries(struct cons *c, struct rpc_req *req, uint64_t applied)
     base_buf_free(&b);
 }
 
-/* A piece of the shared snapshot (made now when there is none the retained tail follows). */
-static void reply_snapshot(struct cons *c, struct rpc_req *req, uint64_t snap_index, uint64_t off)
+/* A piece of the shared snapshot at off (0 when off is past its end). */
+static void reply_piece(struct cons *c, struct rpc_req *req, uint64_t off)
 {
     struct cons_repl *rs = c->repl;
-    if (!rs->snap || rs->snap_index < rs->floor || (snap_index && snap_index != rs->snap_index)) {
-        if (!rs->snap || rs->snap_index < rs->floor) {
-            struct base_buf sb;
-            base_buf_init(&sb);
-            uint64_t t0 = uv_hrtime();
-            int rv = zone_store_snapshot(c->store, &sb);
-            if (rv != 0) {
-                LOG_WARN("consensus", "snapshot for a client: %s", base_strerror(rv));
-                base_buf_free(&sb);
-                reply_status(req, BASE_ESTORE);
-                return;
-            }
-            base_free(rs->snap);
-            rs->snap = sb.data;
-            rs->snap_len = sb.len;
-            rs->snap_index = c->applied;
-            LOG_INFO("consensus", "snapshot for clients at %" PRIu64 ": %zu bytes in %.1f ms",
-                     rs->snap_index, rs->snap_len, (double)(uv_hrtime() - t0) / 1e6);
-        }
-        off = 0;
-    }
     if (off > rs->snap_len)
         off = 0;
     rs->snap_used_at = uv_now(c->loop);
@@ -322,6 +314,107 @@ static void reply_snapshot(struct cons *c, struct rpc_req *req, uint64_t snap_in
     base_buf_put_bytes(&b, rs->snap + off, piece);
     rpc_reply(req, &b);
     base_buf_free(&b);
+}
+
+/* Snapshots for clients are serialized off the loop (zone_store_snapshot and
+ * zone_snapshot_check may run on any thread), one at a time; clients waiting for one are held
+ * (and get heartbeats meanwhile). */
+struct repl_job {
+    uv_work_t w;
+    struct cons *c;
+    struct zone_store *store;
+    struct base_buf buf;
+    int rv;
+    uint64_t applied;
+    uint64_t t0;
+    char errmsg[BASE_ERRMSG_LEN];
+};
+
+static void job_work(uv_work_t *w)
+{
+    struct repl_job *j = BASE_CONTAINER_OF(w, struct repl_job, w);
+    struct zone_snapshot_info info;
+    j->rv = zone_store_snapshot(j->store, &j->buf);
+    if (j->rv == 0)
+        j->rv = zone_snapshot_check(j->buf.data, j->buf.len, &info, j->errmsg);
+    if (j->rv == 0)
+        j->applied = info.applied;
+}
+
+static void held_sweep(struct cons *c, bool expire, int stop_status);
+
+static void job_done(uv_work_t *w, int status)
+{
+    struct repl_job *j = BASE_CONTAINER_OF(w, struct repl_job, w);
+    struct cons *c = j->c;
+    struct cons_repl *rs = c->repl;
+    rs->job = NULL;
+    if (status == 0 && j->rv == 0 && !c->stopping) {
+        base_free(rs->snap);
+        rs->snap = j->buf.data;
+        rs->snap_len = j->buf.len;
+        rs->snap_index = j->applied;
+        rs->snap_used_at = uv_now(c->loop);
+        LOG_INFO("consensus", "snapshot for clients at %" PRIu64 ": %zu bytes in %.1f ms",
+                 rs->snap_index, rs->snap_len, (double)(uv_hrtime() - j->t0) / 1e6);
+    } else {
+        if (!c->stopping)
+            LOG_WARN("consensus", "snapshot for clients: %s %s",
+                     base_strerror(status ? status : j->rv), j->errmsg);
+        base_buf_free(&j->buf);
+        rs->job_failed = !c->stopping;
+    }
+    base_free(j);
+    if (!c->stopping && rs->held)
+        held_sweep(c, false, 0);
+    rs->job_failed = false;
+    cons__unpend(c); /* may free c (stopping) */
+}
+
+static bool job_start(struct cons *c)
+{
+    struct cons_repl *rs = c->repl;
+    if (rs->job)
+        return true;
+    struct repl_job *j = base_calloc(1, sizeof *j);
+    j->c = c;
+    j->store = c->store;
+    j->t0 = uv_hrtime();
+    base_buf_init(&j->buf);
+    if (uv_queue_work(c->loop, &j->w, job_work, job_done) != 0) {
+        base_free(j);
+        return false;
+    }
+    rs->job = j;
+    c->pending++;
+    return true;
+}
+
+/* Answers a FOLLOW now when there is something to send (expired: at least the heartbeat);
+ * false: nothing yet, hold it. */
+static bool answer(struct cons *c, struct rpc_req *req, uint64_t applied, uint64_t snap_index,
+                   uint64_t off, bool expired)
+{
+    struct cons_repl *rs = c->repl;
+    if (snap_index != 0 || applied < rs->floor) {
+        bool usable = rs->snap && rs->snap_index >= rs->floor;
+        if (usable) {
+            reply_piece(c, req, snap_index == rs->snap_index ? off : 0);
+            return true;
+        }
+        if (rs->job_failed || !job_start(c)) {
+            reply_status(req, BASE_ESTORE);
+            return true;
+        }
+        if (expired)
+            reply_entries(c, req, applied, true);
+        return expired;
+    }
+    if (ring_after(rs, applied) < rs->n || expired) {
+        reply_entries(c, req, applied, false);
+        return true;
+    }
+    return false;
 }
 
 void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len)
@@ -355,14 +448,12 @@ void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body
         reply_status(req, -EBUSY);
         return;
     }
-    if (snap_index != 0 || applied < rs->floor) {
-        reply_snapshot(c, req, snap_index, off);
-        return;
+    if (!rs->retaining) {
+        LOG_INFO("consensus", "a client follows: keeping committed entries for clients");
+        rs->retaining = true;
     }
-    if (ring_after(rs, applied) < rs->n) {
-        reply_entries(c, req, applied);
+    if (answer(c, req, applied, snap_index, off, false))
         return;
-    }
     if (rs->n_held >= REPL_FOLLOW_MAX) {
         rpc_refuse_log(c->rpc, &rpc_req_peer(req)->sa, "too many FOLLOW streams");
         reply_status(req, -EBUSY);
@@ -371,6 +462,8 @@ void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body
     struct repl_held *h = base_malloc(sizeof *h);
     h->req = req;
     h->applied = applied;
+    h->snap_index = snap_index;
+    h->off = off;
     h->deadline = uv_now(c->loop) + REPL_HOLD_MS;
     h->next = rs->held;
     rs->held = h;
@@ -383,21 +476,30 @@ static void held_sweep(struct cons *c, bool expire, int stop_status)
 {
     struct cons_repl *rs = c->repl;
     uint64_t now = uv_now(c->loop);
-    struct repl_held **pp = &rs->held;
-    while (*pp) {
-        struct repl_held *h = *pp;
-        bool news = ring_after(rs, h->applied) < rs->n;
-        if (stop_status || news || (expire && now >= h->deadline)) {
-            *pp = h->next;
+    struct repl_held *list = rs->held, *keep = NULL;
+    rs->held = NULL;
+    while (list) {
+        struct repl_held *h = list;
+        list = h->next;
+        bool done = true;
+        if (stop_status)
+            reply_status(h->req, stop_status);
+        else
+            done =
+                answer(c, h->req, h->applied, h->snap_index, h->off, expire && now >= h->deadline);
+        if (done) {
             rs->n_held--;
-            if (stop_status)
-                reply_status(h->req, stop_status);
-            else
-                reply_entries(c, h->req, h->applied);
             base_free(h);
         } else {
-            pp = &h->next;
+            h->next = keep;
+            keep = h;
         }
+    }
+    while (keep) {
+        struct repl_held *h = keep;
+        keep = h->next;
+        h->next = rs->held;
+        rs->held = h;
     }
 }
 
@@ -411,6 +513,8 @@ void cons__repl_stop(struct cons *c)
 {
     if (c->repl && c->repl->held)
         held_sweep(c, false, BASE_ESHUTDOWN);
+    if (c->repl && c->repl->job)
+        uv_cancel((uv_req_t *)&c->repl->job->w); /* job_done runs either way */
 }
 
 /* ---- client: following ----------------------------------------------------------------- */
