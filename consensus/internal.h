@@ -387,6 +387,8 @@ struct cons_follow_reply {
     uint64_t leader_id, term, applied;
     const uint8_t *leader;
     size_t leader_len;
+    uint64_t conf_hash;
+    uint8_t has_conf; /* the configuration follows (it differs from the client's) */
     uint32_t n_conf;
     struct base_rd conf; /* n_conf of {u64 id, bytes address, u8 role} */
     uint8_t kind;

@@ -3,9 +3,11 @@
  *
  * The stream. FOLLOW is a long poll over the ordinary request/response RPC (rpc/call.c), so it
  * rides on the server port's handshake, key, caps and timeouts. The client asks with
- * {u64 applied, u64 snap_index, u64 snap_offset}: its store's applied index, and the snapshot
- * it is assembling (0: none). The server answers with a header (status 0, the leader it knows,
- * its term and applied index, its configuration) and either
+ * {u64 applied, u64 snap_index, u64 snap_offset, u64 conf}: its store's applied index, the
+ * snapshot it is assembling (0: none) and the fingerprint of the configuration it holds. The
+ * server answers with a header (status 0, the leader it knows, its term and applied index,
+ * its configuration's fingerprint and, only when that differs from the client's, the
+ * configuration) and either
  *   entries: the committed entries after `applied`, in index order, exactly the payloads its
  *     FSM applied (at most REPL_REPLY_BYTES and REPL_ENTRIES_MAX per reply, at least one);
  *   a snapshot piece: when the client is behind what the server retains, the server's catalog
@@ -65,7 +67,7 @@ struct repl_ent {
 struct repl_held {
     struct repl_held *next;
     struct rpc_req *req;
-    uint64_t applied, snap_index, off; /* what the client asked */
+    uint64_t applied, snap_index, off, conf; /* what the client asked */
     uint64_t deadline;
 };
 
@@ -110,6 +112,7 @@ struct cons_repl {
     uint64_t term;
     struct repl_conf *conf;
     size_t n_conf;
+    uint64_t conf_hash;      /* of the configuration held (0: none yet) */
     struct base_buf asm_buf; /* a snapshot being assembled */
     uint64_t asm_index, asm_total;
     bool told;
@@ -234,7 +237,24 @@ static void reply_status(struct rpc_req *req, int st)
     base_buf_free(&b);
 }
 
-static void put_header(struct cons *c, struct base_buf *b)
+/* The configuration's fingerprint (FNV-1a; never 0): a client names the one it holds, and
+ * gets the configuration only when it changed. */
+static uint64_t conf_hash(const struct raft_configuration *conf, unsigned n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t v[2] = {conf->servers[i].id, (uint64_t)conf->servers[i].role};
+        const uint8_t *p = (const uint8_t *)v;
+        for (size_t k = 0; k < sizeof v; k++)
+            h = (h ^ p[k]) * 0x100000001b3ull;
+        for (const char *a = conf->servers[i].address; *a; a++)
+            h = (h ^ (uint8_t)*a) * 0x100000001b3ull;
+        h = (h ^ 0xff) * 0x100000001b3ull;
+    }
+    return h ? h : 1;
+}
+
+static void put_header(struct cons *c, struct base_buf *b, uint64_t their_conf)
 {
     raft_id lid = 0;
     const char *laddr = NULL;
@@ -246,6 +266,11 @@ static void put_header(struct cons *c, struct base_buf *b)
     base_buf_put_u64(b, c->applied);
     const struct raft_configuration *conf = &c->raft.configuration;
     unsigned n = conf->n < REPL_CONF_MAX ? conf->n : REPL_CONF_MAX;
+    uint64_t hash = conf_hash(conf, n);
+    base_buf_put_u64(b, hash);
+    base_buf_put_u8(b, hash != their_conf);
+    if (hash == their_conf)
+        return;
     base_buf_put_u32(b, n);
     for (unsigned i = 0; i < n; i++) {
         base_buf_put_u64(b, conf->servers[i].id);
@@ -270,13 +295,14 @@ static size_t ring_after(struct cons_repl *rs, uint64_t applied)
 
 /* The entries after applied (none: the heartbeat). Only for applied >= floor: below it the
  * ring lacks entries, and sending the rest would leave a gap in the client's replica. */
-static void reply_entries(struct cons *c, struct rpc_req *req, uint64_t applied, bool heartbeat)
+static void reply_entries(struct cons *c, struct rpc_req *req, uint64_t applied, bool heartbeat,
+                          uint64_t their_conf)
 {
     struct cons_repl *rs = c->repl;
     struct base_buf b;
     assert(heartbeat || applied >= rs->floor);
     base_buf_init(&b);
-    put_header(c, &b);
+    put_header(c, &b, their_conf);
     base_buf_put_u8(&b, CONS_FOLLOW_ENTRIES);
     size_t from = heartbeat ? rs->n : ring_after(rs, applied), n = 0, bytes = 0;
     while (from + n < rs->n && n < REPL_ENTRIES_MAX &&
@@ -295,7 +321,7 @@ static void reply_entries(struct cons *c, struct rpc_req *req, uint64_t applied,
 }
 
 /* A piece of the shared snapshot at off (0 when off is past its end). */
-static void reply_piece(struct cons *c, struct rpc_req *req, uint64_t off)
+static void reply_piece(struct cons *c, struct rpc_req *req, uint64_t off, uint64_t their_conf)
 {
     struct cons_repl *rs = c->repl;
     if (off > rs->snap_len)
@@ -306,7 +332,7 @@ static void reply_piece(struct cons *c, struct rpc_req *req, uint64_t off)
         piece = REPL_REPLY_BYTES;
     struct base_buf b;
     base_buf_init(&b);
-    put_header(c, &b);
+    put_header(c, &b, their_conf);
     base_buf_put_u8(&b, CONS_FOLLOW_SNAPSHOT);
     base_buf_put_u64(&b, rs->snap_index);
     base_buf_put_u64(&b, rs->snap_len);
@@ -393,13 +419,13 @@ static bool job_start(struct cons *c)
 /* Answers a FOLLOW now when there is something to send (expired: at least the heartbeat);
  * false: nothing yet, hold it. */
 static bool answer(struct cons *c, struct rpc_req *req, uint64_t applied, uint64_t snap_index,
-                   uint64_t off, bool expired)
+                   uint64_t off, uint64_t their_conf, bool expired)
 {
     struct cons_repl *rs = c->repl;
     if (snap_index != 0 || applied < rs->floor) {
         bool usable = rs->snap && rs->snap_index >= rs->floor;
         if (usable) {
-            reply_piece(c, req, snap_index == rs->snap_index ? off : 0);
+            reply_piece(c, req, snap_index == rs->snap_index ? off : 0, their_conf);
             return true;
         }
         if (rs->job_failed || !job_start(c)) {
@@ -407,11 +433,11 @@ static bool answer(struct cons *c, struct rpc_req *req, uint64_t applied, uint64
             return true;
         }
         if (expired)
-            reply_entries(c, req, applied, true);
+            reply_entries(c, req, applied, true, their_conf);
         return expired;
     }
     if (ring_after(rs, applied) < rs->n || expired) {
-        reply_entries(c, req, applied, false);
+        reply_entries(c, req, applied, false, their_conf);
         return true;
     }
     return false;
@@ -425,6 +451,7 @@ void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body
     uint64_t applied = base_rd_u64(&r);
     uint64_t snap_index = base_rd_u64(&r);
     uint64_t off = base_rd_u64(&r);
+    uint64_t their_conf = base_rd_u64(&r);
     if (r.err || r.left != 0 || applied > CONS_WIRE_INDEX_MAX || snap_index > CONS_WIRE_INDEX_MAX ||
         off > REPL_SNAP_MAX || (!snap_index && off)) {
         rpc_refuse_log(c->rpc, &rpc_req_peer(req)->sa, "malformed FOLLOW request");
@@ -452,7 +479,7 @@ void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body
         LOG_INFO("consensus", "a client follows: keeping committed entries for clients");
         rs->retaining = true;
     }
-    if (answer(c, req, applied, snap_index, off, false))
+    if (answer(c, req, applied, snap_index, off, their_conf, false))
         return;
     if (rs->n_held >= REPL_FOLLOW_MAX) {
         rpc_refuse_log(c->rpc, &rpc_req_peer(req)->sa, "too many FOLLOW streams");
@@ -464,6 +491,7 @@ void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body
     h->applied = applied;
     h->snap_index = snap_index;
     h->off = off;
+    h->conf = their_conf;
     h->deadline = uv_now(c->loop) + REPL_HOLD_MS;
     h->next = rs->held;
     rs->held = h;
@@ -485,8 +513,8 @@ static void held_sweep(struct cons *c, bool expire, int stop_status)
         if (stop_status)
             reply_status(h->req, stop_status);
         else
-            done =
-                answer(c, h->req, h->applied, h->snap_index, h->off, expire && now >= h->deadline);
+            done = answer(c, h->req, h->applied, h->snap_index, h->off, h->conf,
+                          expire && now >= h->deadline);
         if (done) {
             rs->n_held--;
             base_free(h);
@@ -567,8 +595,11 @@ int cons__follow_reply_check(const uint8_t *body, size_t len, struct cons_follow
     h->leader = base_rd_bytes(r, &h->leader_len);
     h->term = base_rd_u64(r);
     h->applied = base_rd_u64(r);
-    h->n_conf = base_rd_u32(r);
-    if (r->err)
+    h->conf_hash = base_rd_u64(r);
+    h->has_conf = base_rd_u8(r);
+    if (h->has_conf == 1)
+        h->n_conf = base_rd_u32(r);
+    if (r->err || h->has_conf > 1 || h->conf_hash == 0)
         return *why = "short header", BASE_EPARSE;
     if (h->leader_len > RPC_ADDRESS_MAX || (h->leader_len && memchr(h->leader, 0, h->leader_len)) ||
         (h->leader_id == 0) != (h->leader_len == 0))
@@ -634,8 +665,11 @@ static void header_use(struct cons *c, struct cons_follow_reply *h)
     struct cons_repl *rs = c->repl;
     c->contact_at = uv_now(c->loop);
     rs->term = h->term;
-    conf_clear(rs);
-    if (h->n_conf) {
+    if (h->has_conf) {
+        conf_clear(rs);
+        rs->conf_hash = h->conf_hash;
+    }
+    if (h->has_conf && h->n_conf) {
         rs->conf = base_calloc(h->n_conf, sizeof *rs->conf);
         for (uint32_t i = 0; i < h->n_conf; i++) {
             size_t l;
@@ -824,6 +858,7 @@ static void follow_send(struct cons *c)
     base_buf_put_u64(&b, c->applied);
     base_buf_put_u64(&b, rs->asm_index);
     base_buf_put_u64(&b, rs->asm_index ? rs->asm_buf.len : 0);
+    base_buf_put_u64(&b, rs->conf_hash);
     rs->inflight = true;
     rpc_call(c->client, rs->following, CONS_RPC_FOLLOW, &b, REPL_HOLD_MS + cons__silent_ms(c),
              follow_reply, c);

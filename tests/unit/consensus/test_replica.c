@@ -779,15 +779,18 @@ static void test_follow_garbage(void **state)
     struct raw w = raw_call(&cl, rc, to, short_req, sizeof short_req);
     assert_int_equal(w.status, 0);
     assert_int_equal(w.reply_status, BASE_EPARSE);
-    uint8_t req[32];
+    uint8_t req[40];
     memset(req, 0xff, sizeof req); /* indexes out of range */
-    w = raw_call(&cl, rc, to, req, 24);
+    w = raw_call(&cl, rc, to, req, 32);
     assert_int_equal(w.reply_status, BASE_EPARSE);
-    w = raw_call(&cl, rc, to, req, 32); /* trailing bytes */
+    w = raw_call(&cl, rc, to, req, 24); /* short */
+    assert_int_equal(w.reply_status, BASE_EPARSE);
+    memset(req, 0, sizeof req);
+    w = raw_call(&cl, rc, to, req, 33); /* trailing bytes */
     assert_int_equal(w.reply_status, BASE_EPARSE);
     memset(req, 0, sizeof req);
     req[16] = 5; /* an offset without a snapshot */
-    w = raw_call(&cl, rc, to, req, 24);
+    w = raw_call(&cl, rc, to, req, 32);
     assert_int_equal(w.reply_status, BASE_EPARSE);
     for (int k = 0; k < 200; k++) { /* random bytes */
         uint8_t junk[40];
@@ -799,7 +802,7 @@ static void test_follow_garbage(void **state)
     }
     /* a well-formed request from the start: the entries (the server went on) */
     memset(req, 0, sizeof req);
-    w = raw_call(&cl, rc, to, req, 24);
+    w = raw_call(&cl, rc, to, req, 32);
     assert_int_equal(w.status, 0);
     assert_int_equal(w.reply_status, 0);
     assert_true(w.len > 40);
