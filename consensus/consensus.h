@@ -27,6 +27,12 @@
  * to poll cons_leader on a timer (cons_leader and cons_is_leader remain for answering
  * requests).
  *
+ * Client agents (cons_config.client; replica.c). A client runs no Raft: its store is a
+ * read-only replica fed by one server's FOLLOW stream of committed entries (a snapshot when it
+ * is behind what that server retains, then the entries one by one with their Raft indexes),
+ * its writes and read indexes go to the leader that stream names, as a follower's do, and
+ * every server keeps the recent entries for its clients and serves them FOLLOW.
+ *
  * Threads: everything here runs on the main loop thread (BASE_ASSERT_LOOP).
  * Ownership: commands are copied; the store and the server port are borrowed for the life of
  * the cons (stop the cons before the rpc); every string of the config is copied by
@@ -130,8 +136,9 @@ struct cons_config {
     bool client;
 };
 
-/* Starts Raft: loads log and snapshots (replaying into the store, skipping entries already
- * applied), bootstraps if asked, and runs on the loop. Ignores SIGPIPE process-wide.
+/* Starts Raft (a client: only its replica stream, see cons_config.client): loads log and
+ * snapshots (replaying into the store, skipping entries already applied), bootstraps if
+ * asked, and runs on the loop. Ignores SIGPIPE process-wide.
  * On failure *out is NULL and errmsg says why; a start that failed late may leave handles
  * closing, so run the loop before uv_loop_close. Loop thread. */
 int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out,
@@ -214,8 +221,9 @@ void cons_remove_peer(struct cons *c, uint64_t id, const char *address, cons_mem
  * (bootstrap_expect) the address joins those this server exchanges HELLOs with, so a
  * formation finds servers no join address named; while waiting to join (Raft started empty)
  * it becomes one more server to ask; a running member has no use for it yet (the leader's
- * reconciliation of gossip members comes with gossip). The caller vouches for the sighting
- * (a HELLO from an address form.c trusts; gossip's key). Loop thread. */
+ * reconciliation of gossip members comes with gossip). On a client it is a server the replica
+ * may follow (one is picked at random at the next tick, another when its stream fails). The caller
+ * vouches for the sighting (a HELLO from an address form.c trusts; gossip's key). Loop thread. */
 void cons_server_seen(struct cons *c, uint64_t id, const char *address);
 
 bool cons_is_leader(const struct cons *c);
