@@ -143,7 +143,13 @@ void cons__observe(struct cons *c)
 static void tick_cb(uv_timer_t *t)
 {
     struct cons *c = t->data;
+    if (c->is_client) {
+        cons__forward_tick(c);
+        cons__repl_tick(c);
+        return;
+    }
     cons__observe(c);
+    cons__repl_tick(c);
     cons__io_tick(c);
     cons__form_tick(c);
     cons__forward_tick(c);
@@ -169,6 +175,7 @@ static void maybe_free(struct cons *c)
     void (*done)(void *) = c->done;
     void *data = c->done_data;
     cons__form_free(c);
+    cons__repl_free(c);
     base_arena_close(&c->arena);
     base_free(c->address);
     base_free(c->dir);
@@ -211,7 +218,18 @@ static void close_raft(struct cons *c)
     cons__form_stop(c);
     cons__member_stop(c, false);
     cons__forward_stop(c);
+    cons__repl_stop(c);
     cons__port_close(c);
+    if (c->is_client) {
+        /* no Raft: our handles are all there is to close */
+        c->raft_done = true;
+        c->pending += 3;
+        uv_close((uv_handle_t *)&c->flush, handle_closed);
+        uv_close((uv_handle_t *)&c->tick, handle_closed);
+        uv_close((uv_handle_t *)&c->lost_timer, handle_closed);
+        cons__run_done(c);
+        return;
+    }
     cons__wire_stop(c);
     cons__io_stop(c);
     raft_close(&c->raft, raft_closed);
@@ -223,8 +241,11 @@ void cons_stop(struct cons *c, void (*done)(void *), void *data)
     BASE_ASSERT_LOOP();
     assert(!c->stopping);
     assert(!c->in_apply); /* not from on_applied: libraft is inside raft_step there */
-    LOG_INFO("consensus", "stopping term=%llu index=%llu", raft_current_term(&c->raft),
-             raft_last_index(&c->raft));
+    if (c->is_client)
+        LOG_INFO("consensus", "stopping client replica at index %" PRIu64, c->applied);
+    else
+        LOG_INFO("consensus", "stopping term=%llu index=%llu", raft_current_term(&c->raft),
+                 raft_last_index(&c->raft));
     c->done = done;
     c->done_data = data;
     c->stopping = true;
@@ -374,11 +395,56 @@ int cons__raft_start(struct cons *c)
     return 0;
 }
 
+/* A client (cons_config.client): no Raft, a replica fed by replica.c's stream. */
+static int client_start(uv_loop_t *loop, const struct cons_config *cfg, unsigned election,
+                        unsigned heartbeat, struct cons **out)
+{
+    struct cons *c = base_calloc(1, sizeof *c);
+    c->loop = loop;
+    c->is_client = true;
+    c->store = cfg->store;
+    c->on_applied = cfg->on_applied;
+    c->on_leader = cfg->on_leader;
+    c->data = cfg->data;
+    c->rpc = cfg->rpc;
+    c->id = cfg->id;
+    c->address = base_strdup(cfg->address);
+    c->election_ms = election;
+    c->heartbeat_ms = heartbeat;
+    c->wait_ms = 3 * election;
+    c->rpc_timeout_ms = 5 * election > RPC_TIMEOUT_MIN_MS ? 5 * election : RPC_TIMEOUT_MIN_MS;
+    base_arena_init(&c->arena);
+    struct zone_meta meta;
+    if (zone_store_meta(c->store, &meta) == 0)
+        c->applied = meta.applied;
+    cons__repl_init(c);
+    cons__propose_init(c);
+    cons__port_open(c);
+    int rv = uv_timer_init(loop, &c->tick);
+    assert(rv == 0);
+    c->tick.data = c;
+    uv_unref((uv_handle_t *)&c->tick);
+    cons__failover_init(c);
+    c->contact_at = uv_now(loop);
+    unsigned tick = heartbeat < TICK_MAX_MS ? heartbeat : TICK_MAX_MS;
+    rv = uv_timer_start(&c->tick, tick_cb, tick, tick);
+    assert(rv == 0);
+    BASE_UNUSED(rv);
+    LOG_INFO("consensus", "started client replica id=%" PRIu64 " at index %" PRIu64, c->id,
+             c->applied);
+    *out = c;
+    return 0;
+}
+
 int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out, char *errmsg)
 {
     BASE_ASSERT_LOOP();
     *out = NULL;
-    if (!cfg->dir || !*cfg->dir)
+    if (cfg->client && (cfg->bootstrap || cfg->bootstrap_expect || cfg->n_join))
+        return base_errf(errmsg, BASE_EINVAL,
+                         "consensus: a client has no Raft: bootstrap, bootstrap_expect and join "
+                         "are for servers");
+    if (!cfg->client && (!cfg->dir || !*cfg->dir))
         return base_errf(errmsg, BASE_EINVAL, "consensus: no data directory");
     if (!cfg->address || !*cfg->address)
         return base_errf(errmsg, BASE_EINVAL, "consensus: no server address");
@@ -422,6 +488,8 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
      * too keeps every embedding (tests, tools) safe. Idempotent. */
     signal(SIGPIPE, SIG_IGN);
 
+    if (cfg->client)
+        return client_start(loop, cfg, election, heartbeat, out);
     int rv = mkdir_p(cfg->dir, errmsg);
     if (rv != 0) {
         base_err_wrap(errmsg, "consensus");
@@ -444,10 +512,13 @@ int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out
     c->rpc_timeout_ms = 5 * election > RPC_TIMEOUT_MIN_MS ? 5 * election : RPC_TIMEOUT_MIN_MS;
     c->join_allowed = cfg->join_allowed;
     c->join_allowed_data = cfg->join_allowed_data;
+    c->client_allowed = cfg->client_allowed;
+    c->client_allowed_data = cfg->client_allowed_data;
     base_arena_init(&c->arena);
     struct zone_meta meta;
     if (zone_store_meta(c->store, &meta) == 0)
         c->applied = meta.applied;
+    cons__repl_init(c);
 
     rv = cons__transport_init(c, errmsg);
     if (rv != 0) {
@@ -505,6 +576,7 @@ err_close:
 err_transport:
     cons__transport_close(c);
 err_free:
+    cons__repl_free(c);
     base_arena_close(&c->arena);
     base_free(c->address);
     base_free(c->dir);
@@ -522,6 +594,8 @@ static struct raft *raft_of(const struct cons *c)
 
 bool cons_is_leader(const struct cons *c)
 {
+    if (c->is_client)
+        return false;
     return raft_state(raft_of(c)) == RAFT_LEADER;
 }
 
@@ -529,6 +603,10 @@ void cons_leader(const struct cons *c, uint64_t *id, const char **address)
 {
     raft_id lid = 0;
     const char *laddr = NULL;
+    if (c->is_client) {
+        cons__repl_leader(c, id, address);
+        return;
+    }
     raft_leader(raft_of(c), &lid, &laddr);
     *id = lid;
     *address = lid && laddr ? laddr : "";
@@ -537,6 +615,10 @@ void cons_leader(const struct cons *c, uint64_t *id, const char **address)
 uint64_t cons_last_contact_ms(const struct cons *c)
 {
     struct raft *r = raft_of(c);
+    if (c->is_client) {
+        uint64_t now = uv_now(c->loop);
+        return now > c->contact_at ? now - c->contact_at : 0;
+    }
     if (raft_state(r) == RAFT_LEADER)
         return 0;
     raft_id lid = 0;
@@ -557,6 +639,10 @@ uint64_t cons_last_contact_ms(const struct cons *c)
 void cons_servers_each(const struct cons *c, void (*cb)(void *data, const struct cons_server *s),
                        void *data)
 {
+    if (c->is_client) {
+        cons__repl_servers_each(c, cb, data);
+        return;
+    }
     const struct raft_configuration *conf = &c->raft.configuration;
     for (unsigned i = 0; i < conf->n; i++) {
         struct cons_server s = {
@@ -570,11 +656,15 @@ void cons_servers_each(const struct cons *c, void (*cb)(void *data, const struct
 
 uint64_t cons_term(const struct cons *c)
 {
+    if (c->is_client)
+        return cons__repl_term(c);
     return raft_current_term(&c->raft);
 }
 
 uint64_t cons_last_index(const struct cons *c)
 {
+    if (c->is_client)
+        return c->applied;
     return raft_last_index(raft_of(c));
 }
 
@@ -612,6 +702,11 @@ const char *cons__leader_address(struct cons *c)
 {
     raft_id lid = 0;
     const char *laddr = NULL;
+    if (c->is_client) {
+        uint64_t id;
+        cons__repl_leader(c, &id, &laddr);
+        return id && *laddr ? laddr : NULL;
+    }
     if (!c->raft_started)
         return NULL;
     raft_leader(&c->raft, &lid, &laddr);

@@ -27,6 +27,12 @@
  * to poll cons_leader on a timer (cons_leader and cons_is_leader remain for answering
  * requests).
  *
+ * Client agents (cons_config.client; replica.c). A client runs no Raft: its store is a
+ * read-only replica fed by one server's FOLLOW stream of committed entries (a snapshot when it
+ * is behind what that server retains, then the entries one by one with their Raft indexes),
+ * its writes and read indexes go to the leader that stream names, as a follower's do, and
+ * every server keeps the recent entries for its clients and serves them FOLLOW.
+ *
  * Threads: everything here runs on the main loop thread (BASE_ASSERT_LOOP).
  * Ownership: commands are copied; the store and the server port are borrowed for the life of
  * the cons (stop the cons before the rpc); every string of the config is copied by
@@ -110,10 +116,29 @@ struct cons_config {
      * addresses a server may ask to join (NULL: loopback only). */
     cons_addr_allow_cb join_allowed;
     void *join_allowed_data;
+    /* On a server without a cluster key: from which source addresses other than members a
+     * client agent may FOLLOW, FORWARD and READ_INDEX (NULL: loopback only). With a key every
+     * peer that proved it may. */
+    cons_addr_allow_cb client_allowed;
+    void *client_allowed_data;
+    /* A client agent (issue 12): no Raft at all (dir may be NULL and is not created;
+     * bootstrap, bootstrap_expect and join must be unset, else cons_start fails with
+     * BASE_EINVAL). The store is a read-only replica written only by the stream of committed
+     * entries (FOLLOW, consensus/replica.c) from one server among those cons_server_seen
+     * named, picked at random and replaced when its stream fails. cons_propose forwards to the
+     * leader the stream names and calls back once the replica applied the write;
+     * cons_read_index asks the leader and waits for the replica; cons_barrier ends with
+     * BASE_ENOTLEADER; cons_is_leader is false; cons_leader, cons_term and cons_servers_each
+     * report what the followed server last said; cons_last_contact_ms is the time since the
+     * stream's last message (since start when none); cons_join and cons_remove_peer end with
+     * BASE_EINVAL "not a server", cons_leave with 0. on_applied and on_leader are called as
+     * on a follower. The rpc (cfg.rpc, id and address) is still needed for the calls. */
+    bool client;
 };
 
-/* Starts Raft: loads log and snapshots (replaying into the store, skipping entries already
- * applied), bootstraps if asked, and runs on the loop. Ignores SIGPIPE process-wide.
+/* Starts Raft (a client: only its replica stream, see cons_config.client): loads log and
+ * snapshots (replaying into the store, skipping entries already applied), bootstraps if
+ * asked, and runs on the loop. Ignores SIGPIPE process-wide.
  * On failure *out is NULL and errmsg says why; a start that failed late may leave handles
  * closing, so run the loop before uv_loop_close. Loop thread. */
 int cons_start(uv_loop_t *loop, const struct cons_config *cfg, struct cons **out,
@@ -196,8 +221,9 @@ void cons_remove_peer(struct cons *c, uint64_t id, const char *address, cons_mem
  * (bootstrap_expect) the address joins those this server exchanges HELLOs with, so a
  * formation finds servers no join address named; while waiting to join (Raft started empty)
  * it becomes one more server to ask; a running member has no use for it yet (the leader's
- * reconciliation of gossip members comes with gossip). The caller vouches for the sighting
- * (a HELLO from an address form.c trusts; gossip's key). Loop thread. */
+ * reconciliation of gossip members comes with gossip). On a client it is a server the replica
+ * may follow (one is picked at random at the next tick, another when its stream fails). The caller
+ * vouches for the sighting (a HELLO from an address form.c trusts; gossip's key). Loop thread. */
 void cons_server_seen(struct cons *c, uint64_t id, const char *address);
 
 bool cons_is_leader(const struct cons *c);

@@ -409,6 +409,10 @@ void cons_server_seen(struct cons *c, uint64_t id, const char *address)
     struct cons_form *f = &c->form;
     if (id == c->id || !address || !*address || c->stopping)
         return;
+    if (c->is_client) {
+        cons__repl_seen(c, id, address);
+        return;
+    }
     if (f->phase == CONS_FORM_HELLO) {
         addr_add(c, address);
     } else if (f->phase == CONS_FORM_JOIN) {

@@ -76,6 +76,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         if (c->waiters) /* forwarded writes and read indexes waiting for this replica */
             cons__schedule(c);
     }
+    cons__repl_retain(c, idx, buf->base, buf->len); /* for client replicas (replica.c) */
     if (c->on_applied)
         c->on_applied(c->data, idx, touched);
     c->in_apply = false;
@@ -135,6 +136,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         return 0;
     }
     LOG_INFO("consensus", "snapshot restored: catalog at index %" PRIu64, m.applied);
+    cons__repl_restored(c, m.applied);
     if (m.applied > c->applied) {
         c->applied = m.applied;
         if (c->waiters)

@@ -111,6 +111,7 @@ enum {
     CONS_RPC_READ_INDEX = 3, /* the leader's applied index, after a barrier if consistent */
     CONS_RPC_JOIN = 4,       /* add this server (relayed to the leader) */
     CONS_RPC_REMOVE = 5,     /* remove a server (relayed to the leader) */
+    CONS_RPC_FOLLOW = 6,     /* a client's replica stream: committed entries (replica.c) */
 };
 
 /* ---- formation (form.c) ---------------------------------------------------------------- */
@@ -254,6 +255,12 @@ struct cons {
     struct rpc_link stream_link; /* how our Raft streams are dialed and watched */
     cons_addr_allow_cb join_allowed;
     void *join_allowed_data;
+    cons_addr_allow_cb client_allowed;
+    void *client_allowed_data;
+
+    /* client replicas (replica.c): a client's stream, or a server's retention for clients */
+    bool is_client; /* no Raft: a read-only replica fed by a server's FOLLOW stream */
+    struct cons_repl *repl;
 
     /* formation (form.c) and membership (member.c) */
     struct cons_form form;
@@ -360,6 +367,54 @@ bool cons__peer_is_member(struct cons *c, const struct rpc_peer *p);
 /* Whether a server outside the configuration may join (or take part in a formation) from
  * sa without a key: cons_config.join_allowed, by default loopback only. */
 bool cons__join_allowed(struct cons *c, const struct sockaddr_storage *sa);
+
+/* Whether a client agent may FOLLOW, FORWARD and READ_INDEX from sa without a key:
+ * cons_config.client_allowed, by default loopback only. */
+bool cons__client_allowed(struct cons *c, const struct sockaddr_storage *sa);
+
+/* replica.c */
+void cons__repl_init(struct cons *c);
+void cons__repl_free(struct cons *c);
+/* Server: the FSM applied the entry p (len bytes) at index: kept for followers. */
+void cons__repl_retain(struct cons *c, uint64_t index, const void *p, size_t len);
+/* Server: a snapshot replaced the catalog at index: the retained entries start again there. */
+void cons__repl_restored(struct cons *c, uint64_t index);
+void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body, size_t len);
+/* A FOLLOW reply after its status, decoded and checked whole (pure: the fuzz target calls it).
+ * Pointers and readers borrow from the body. BASE_EPARSE with *why when malformed. */
+enum { CONS_FOLLOW_ENTRIES = 0, CONS_FOLLOW_SNAPSHOT = 1 };
+struct cons_follow_reply {
+    uint64_t leader_id, term, applied;
+    const uint8_t *leader;
+    size_t leader_len;
+    uint64_t conf_hash;
+    uint8_t has_conf; /* the configuration follows (it differs from the client's) */
+    uint32_t n_conf;
+    struct base_rd conf; /* n_conf of {u64 id, bytes address, u8 role} */
+    uint8_t kind;
+    uint32_t n_entries;
+    struct base_rd entries; /* n_entries of {u64 index, bytes payload}, indexes increasing */
+    uint64_t snap_index, snap_total, snap_offset;
+    const uint8_t *piece;
+    size_t piece_len;
+};
+int cons__follow_reply_check(const uint8_t *body, size_t len, struct cons_follow_reply *out,
+                             const char **why) BASE_MUSTCHECK;
+/* Server: answers the held FOLLOW requests that have news (from the flush). */
+void cons__repl_flush(struct cons *c);
+/* Server: answers every held FOLLOW request (cons_stop, before the port closes). */
+void cons__repl_stop(struct cons *c);
+/* Both: the tick (a client's next call after a failure; a server's heartbeats). */
+void cons__repl_tick(struct cons *c);
+/* Client: a server to follow. */
+void cons__repl_seen(struct cons *c, uint64_t id, const char *address);
+void cons__repl_leader(const struct cons *c, uint64_t *id, const char **address);
+uint64_t cons__repl_term(const struct cons *c);
+void cons__repl_servers_each(const struct cons *c,
+                             void (*cb)(void *data, const struct cons_server *s), void *data);
+/* Client: answers a membership request (later, from the flush). */
+void cons__repl_member_answer(struct cons *c, int status, const char *msg, cons_member_cb cb,
+                              void *data);
 
 /* form.c */
 /* Decides how Raft starts (cons_start): at once, or after formation. */

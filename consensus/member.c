@@ -634,6 +634,10 @@ static void op_start(struct cons *c, int kind, uint64_t id, const char *address,
 
 void cons_join(struct cons *c, const char *address, cons_member_cb cb, void *data)
 {
+    if (c->is_client) {
+        cons__repl_member_answer(c, BASE_EINVAL, "not a server", cb, data);
+        return;
+    }
     if (!c->raft_started || c->form.phase != CONS_FORM_OFF)
         cons__form_abandon(c);
     op_start(c, OP_JOIN, 0, address, cb, data);
@@ -641,12 +645,20 @@ void cons_join(struct cons *c, const char *address, cons_member_cb cb, void *dat
 
 void cons_leave(struct cons *c, cons_member_cb cb, void *data)
 {
+    if (c->is_client) { /* nothing to leave: a client is in no configuration */
+        cons__repl_member_answer(c, 0, "", cb, data);
+        return;
+    }
     op_start(c, OP_LEAVE, 0, NULL, cb, data);
 }
 
 void cons_remove_peer(struct cons *c, uint64_t id, const char *address, cons_member_cb cb,
                       void *data)
 {
+    if (c->is_client) {
+        cons__repl_member_answer(c, BASE_EINVAL, "not a server", cb, data);
+        return;
+    }
     op_start(c, OP_REMOVE, id, address, cb, data);
 }
 

@@ -99,6 +99,8 @@ void cons__propose_init(struct cons *c)
 
 int cons__not_leader_status(struct cons *c)
 {
+    if (c->is_client)
+        return BASE_ENOTLEADER;
     raft_id id = 0;
     const char *address = NULL;
     raft_leader(&c->raft, &id, &address);
@@ -490,6 +492,7 @@ static void flush_cb(uv_idle_t *h)
     cons__run_done(c);
     if (c->stopping)
         return;
+    cons__repl_flush(c);
     if (c->nudge && !c->queue.head && !c->barriers && raft_state(&c->raft) == RAFT_LEADER &&
         raft_commit_index(&c->raft) > c->commit_sent) {
         /* A follower waits for a commit index it has not been sent yet, and nothing else will

@@ -31,11 +31,15 @@
  * address, JOIN from a member's address (a relay) or from join_allow (-join-allow; default
  * loopback), and HELLO from anyone, but a forming server merges a HELLO only from the address
  * it claims, and only when that address is known to it or in join_allow (form.c's
- * form_trusts). A server whose configuration is so stale that it does not list the current
- * leader (it was down while that leader joined) refuses the leader's streams and is not
- * caught up; wipe its data dir and it joins again as a new server. A server still waiting to
- * be added accepts Raft from any key holder (without a key: from anyone), and a removed
- * server that still has the key can still connect (only members' Raft streams are accepted,
+ * form_trusts). Client agents (no Raft, replica.c) FOLLOW the committed entries, FORWARD
+ * writes and ask READ_INDEX: with a key every authenticated peer may; without one a member's
+ * address, or a source address client_allowed accepts (cons_config.client_allowed; default
+ * loopback), and such a peer may send those methods' frames over the non-member frame cap
+ * (a forwarded write carries up to an entry's worth). A server whose configuration is so stale that
+ * it does not list the current leader (it was down while that leader joined) refuses the leader's
+ * streams and is not caught up; wipe its data dir and it joins again as a new server. A server
+ * still waiting to be added accepts Raft from any key holder (without a key: from anyone), and a
+ * removed server that still has the key can still connect (only members' Raft streams are accepted,
  * but RPC is open to key holders).
  *
  * Methods. consensus's request types and their handlers are the table `methods` below: a new
@@ -97,6 +101,18 @@ bool cons__join_allowed(struct cons *c, const struct sockaddr_storage *sa)
 static bool join_allow(void *data, const struct rpc_peer *p)
 {
     return cons__join_allowed(data, &p->sa);
+}
+
+bool cons__client_allowed(struct cons *c, const struct sockaddr_storage *sa)
+{
+    return c->client_allowed
+               ? c->client_allowed(c->client_allowed_data, (const struct sockaddr *)sa)
+               : rpc_is_loopback(sa);
+}
+
+static bool client_allow(void *data, const struct rpc_peer *p)
+{
+    return cons__client_allowed(data, &p->sa);
 }
 
 /* ---- streams to us --------------------------------------------------------------------- */
@@ -266,6 +282,11 @@ static void serve_read_index(void *data, struct rpc_req *req, const uint8_t *bod
     cons__read_serve(data, req, body, len);
 }
 
+static void serve_follow(void *data, struct rpc_req *req, const uint8_t *body, size_t len)
+{
+    cons__follow_serve(data, req, body, len);
+}
+
 static void serve_join(void *data, struct rpc_req *req, const uint8_t *body, size_t len)
 {
     cons__join_serve(data, req, body, len);
@@ -280,34 +301,42 @@ static void serve_remove(void *data, struct rpc_req *req, const uint8_t *body, s
  * index). */
 enum refusal { REFUSAL_NONE, REFUSAL_MESSAGE, REFUSAL_COUNT, REFUSAL_INDEX };
 
+/* Who besides members may ask without the key. */
+enum allow { ALLOW_MEMBERS, ALLOW_JOIN, ALLOW_CLIENT };
+
 /* consensus's request types: the one place to add one. */
 static const struct {
     uint8_t type;
     const char *name;
     enum rpc_access access;
-    bool join_allow; /* also from join_allow's addresses without the key */
+    enum allow allow; /* also from join_allow's or client_allowed's addresses without the key */
     const char *refused;
     enum refusal refusal;
     rpc_serve_cb serve;
 } methods[] = {
-    {CONS_RPC_HELLO, "HELLO", RPC_ANYONE, false, NULL, REFUSAL_NONE, serve_hello},
-    {CONS_RPC_FORWARD, "FORWARD", RPC_MEMBERS, false, "forwarded write from a non-member address",
-     REFUSAL_COUNT, serve_forward},
-    {CONS_RPC_READ_INDEX, "READ_INDEX", RPC_MEMBERS, false, "request from a non-member address",
-     REFUSAL_INDEX, serve_read_index},
-    {CONS_RPC_JOIN, "JOIN", RPC_MEMBERS, true,
+    {CONS_RPC_HELLO, "HELLO", RPC_ANYONE, ALLOW_MEMBERS, NULL, REFUSAL_NONE, serve_hello},
+    {CONS_RPC_FORWARD, "FORWARD", RPC_MEMBERS, ALLOW_CLIENT,
+     "forwarded write from a non-member address", REFUSAL_COUNT, serve_forward},
+    {CONS_RPC_READ_INDEX, "READ_INDEX", RPC_MEMBERS, ALLOW_CLIENT,
+     "request from a non-member address", REFUSAL_INDEX, serve_read_index},
+    {CONS_RPC_JOIN, "JOIN", RPC_MEMBERS, ALLOW_JOIN,
      "JOIN from an address not in join_allow (set encrypt, or list it)", REFUSAL_MESSAGE,
      serve_join},
-    {CONS_RPC_REMOVE, "REMOVE", RPC_MEMBERS, false, "REMOVE from a non-member address",
+    {CONS_RPC_REMOVE, "REMOVE", RPC_MEMBERS, ALLOW_MEMBERS, "REMOVE from a non-member address",
      REFUSAL_MESSAGE, serve_remove},
+    {CONS_RPC_FOLLOW, "FOLLOW", RPC_MEMBERS, ALLOW_CLIENT,
+     "FOLLOW from an address not in client_allowed (set encrypt, or allow it)", REFUSAL_NONE,
+     serve_follow},
 };
 
 void cons__port_open(struct cons *c)
 {
     struct rpc *r = c->rpc;
-    rpc_set_members(r, is_member, c);
-    rpc_set_streams(r, on_stream, c);
-    for (size_t i = 0; i < BASE_ARRAY_LEN(methods); i++) {
+    if (!c->is_client) { /* a client serves nothing: its rpc answers requests BASE_EINVAL */
+        rpc_set_members(r, is_member, c);
+        rpc_set_streams(r, on_stream, c);
+    }
+    for (size_t i = 0; !c->is_client && i < BASE_ARRAY_LEN(methods); i++) {
         struct base_buf refusal;
         base_buf_init(&refusal);
         if (methods[i].refusal == REFUSAL_MESSAGE)
@@ -320,7 +349,9 @@ void cons__port_open(struct cons *c)
             .type = methods[i].type,
             .name = methods[i].name,
             .access = methods[i].access,
-            .allow = methods[i].join_allow ? join_allow : NULL,
+            .allow = methods[i].allow == ALLOW_JOIN     ? join_allow
+                     : methods[i].allow == ALLOW_CLIENT ? client_allow
+                                                        : NULL,
             .refused = methods[i].refused,
             .refusal = refusal.data,
             .refusal_len = refusal.len,
@@ -352,10 +383,12 @@ void cons__port_close(struct cons *c)
     struct rpc *r = c->rpc;
     if (!c->client)
         return;
-    for (size_t i = 0; i < BASE_ARRAY_LEN(methods); i++)
-        rpc_unhandle(r, methods[i].type);
-    rpc_set_streams(r, NULL, NULL);
-    rpc_set_members(r, NULL, NULL);
+    if (!c->is_client) {
+        for (size_t i = 0; i < BASE_ARRAY_LEN(methods); i++)
+            rpc_unhandle(r, methods[i].type);
+        rpc_set_streams(r, NULL, NULL);
+        rpc_set_members(r, NULL, NULL);
+    }
     rpc_client_close(c->client); /* fails every call: sent ones RPC_LOST */
     c->client = NULL;
 }

@@ -289,6 +289,17 @@ static int may(struct rpc *r, const struct rpc_method *m, const struct rpc_peer 
     return BASE_EACL;
 }
 
+/* A peer that is no member but whom the frame's method allows (its allow hook: client agents
+ * forwarding writes) may send frames up to RPC_FRAME_MAX of that method. */
+static bool allowed_large(struct rpc *r, const struct rpc__conn *conn)
+{
+    uint8_t type = conn->hdr[4];
+    if (type & RPC_REPLY)
+        return false;
+    const struct rpc__method *rm = &r->methods[type];
+    return rm->set && rm->m.allow && rm->m.allow(rm->m.data, &conn->from);
+}
+
 static void serve(struct rpc__conn *conn, uint8_t type, uint64_t id, const uint8_t *body,
                   size_t len)
 {
@@ -389,7 +400,7 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         conn->got = 0;
         conn->body_len = len - (RPC_HEADER - 4);
         if (conn->incoming && conn->body_len > RPC_SMALL_FRAME &&
-            !rpc__is_member(conn->r, &conn->from)) {
+            !rpc__is_member(conn->r, &conn->from) && !allowed_large(conn->r, conn)) {
             rpc_refuse_log(conn->r, &conn->from.sa, "large frame from a non-member address");
             conn_close(conn, UV_EPROTO, "large frame from a non-member");
             return;
@@ -433,6 +444,12 @@ static struct rpc__conn *conn_new(struct rpc *r, uv_tcp_t *tcp)
 const struct rpc_peer *rpc_req_peer(const struct rpc_req *req)
 {
     return &req->conn->from;
+}
+
+size_t rpc_req_backlog(const struct rpc_req *req)
+{
+    const struct rpc__conn *conn = req->conn;
+    return conn->closing || !conn->tcp ? 0 : conn->tcp->write_queue_size;
 }
 
 void rpc__accept(struct rpc *r, uv_tcp_t *tcp, const struct rpc_peer *peer)

@@ -161,10 +161,14 @@ void rpc_unhandle(struct rpc *r, uint8_t type);
 void rpc_reply(struct rpc_req *req, const struct base_buf *body);
 /* Who sent a request (valid until it is answered). */
 const struct rpc_peer *rpc_req_peer(const struct rpc_req *req);
+/* Bytes written to the request's connection and not yet taken by its peer's TCP (a peer that
+ * does not read makes it grow): the caller bounds what it queues for one peer with it. */
+size_t rpc_req_backlog(const struct rpc_req *req);
 
 /* Whether a peer without the key is tied to a member of the cluster (by its source address;
  * NULL: nobody, only key holders). Members may make RPC_MEMBERS requests, send frames over
- * RPC_SMALL_FRAME and have their own share of the incoming connections. */
+ * RPC_SMALL_FRAME and have their own share of the incoming connections. A peer that a
+ * method's allow hook accepts may also send that method's frames over RPC_SMALL_FRAME. */
 void rpc_set_members(struct rpc *r, rpc_peer_cb is_member, void *data);
 
 /* Streams ("HRLDRAF3" connections naming this server's id). on_stream gets each one whose

@@ -1,0 +1,824 @@
+/* Tests client replicas (consensus/replica.c): three servers and client agents in one process
+ * on one loop, each with its own store and loopback address, over real TCP. A client keeps a
+ * read-only replica fed by one server's FOLLOW stream: entries with the servers' indexes, a
+ * snapshot when it was away longer than the servers retain, writes and read indexes forwarded
+ * to the leader the stream names, failover to another server when the followed one stops,
+ * refusal of clients from addresses client_allowed rejects, and garbage FOLLOW requests
+ * refused while the server goes on. Every wait is bounded; every test ends with all cons
+ * stopped and uv_loop_close() == 0. */
+#include "consensus/fixture.h"
+
+#define NODES_MAX 6
+#define CLIENT    3 /* node 3 is a client agent */
+
+struct cl;
+
+struct node {
+    struct cl *cl;
+    int i;
+    struct srv s;
+    const char *join[NODES_MAX];
+    struct cons_config cfg;
+    unsigned restores; /* on_applied with ZONE_TABLE_ALL: a snapshot replaced the catalog */
+    unsigned applied_calls;
+    uint64_t last_index; /* the last on_applied index */
+    bool refuse;         /* client_allowed says no to every client */
+    /* what on_leader said last */
+    unsigned told;
+    bool told_leading;
+    uint64_t told_id;
+    char told_address[48];
+};
+
+struct cl {
+    uv_loop_t loop;
+    char root[64];
+    int n;
+    struct node node[NODES_MAX];
+};
+
+/* ---- fixture --------------------------------------------------------------------------- */
+
+static void on_applied(void *data, uint64_t index, uint32_t touched)
+{
+    struct node *nd = data;
+    if (touched == ZONE_TABLE_ALL)
+        nd->restores++;
+    nd->applied_calls++;
+    nd->last_index = index;
+}
+
+static void on_leader(void *data, bool is_leader, uint64_t leader_id, const char *leader_address)
+{
+    struct node *nd = data;
+    assert_true(is_leader != nd->told_leading || leader_id != nd->told_id);
+    assert_true(!is_leader || leader_id == nd->cfg.id);
+    nd->told++;
+    nd->told_leading = is_leader;
+    nd->told_id = leader_id;
+    snprintf(nd->told_address, sizeof nd->told_address, "%s", leader_address);
+}
+
+/* n nodes, all knowing the others' addresses (join lists), bootstrap_expect expect. */
+static void cl_init(struct cl *cl, int n, unsigned expect)
+{
+    memset(cl, 0, sizeof *cl);
+    loop_init(&cl->loop, cl->root, "cluster");
+    cl->n = n;
+    for (int i = 0; i < NODES_MAX; i++) {
+        struct node *nd = &cl->node[i];
+        char ip[24], root[96];
+        nd->cl = cl;
+        nd->i = i;
+        snprintf(ip, sizeof ip, "127.0.0.%u", 11u + (unsigned)i);
+        snprintf(root, sizeof root, "%s/n%d", cl->root, i);
+        srv_init(&nd->s, root, ip);
+        nd->s.stopped = true;
+    }
+    for (int i = 0; i < NODES_MAX; i++) {
+        struct node *nd = &cl->node[i];
+        nd->cfg.id = (uint64_t)(100 + i);
+        nd->cfg.bootstrap_expect = i < n ? expect : 0;
+        size_t k = 0;
+        for (int j = 0; j < n; j++)
+            if (j != i)
+                nd->join[k++] = cl->node[j].s.address;
+        nd->cfg.join = nd->join;
+        nd->cfg.n_join = i < n ? k : 0;
+        nd->cfg.snapshot_threshold = 64;
+        nd->cfg.snapshot_trailing = 64;
+        nd->cfg.on_applied = on_applied;
+        nd->cfg.on_leader = on_leader;
+        nd->cfg.data = nd;
+    }
+}
+
+static void start(struct node *nd)
+{
+    /* a new cons tells from scratch */
+    nd->told = 0;
+    nd->told_leading = false;
+    nd->told_id = 0;
+    nd->told_address[0] = '\0';
+    srv_start(&nd->cl->loop, &nd->s, &nd->cfg);
+}
+
+struct cl_pred {
+    struct cl *cl;
+    bool (*pred)(struct cl *, void *);
+    void *arg;
+};
+
+static bool cl_pred_call(void *arg)
+{
+    struct cl_pred *p = arg;
+    return p->pred(p->cl, p->arg);
+}
+
+/* Runs the loop until pred is true or timeout_ms pass. */
+static bool cl_until(struct cl *cl, bool (*pred)(struct cl *, void *), void *arg,
+                     unsigned timeout_ms)
+{
+    struct cl_pred p = {cl, pred, arg};
+    return run_pred(&cl->loop, cl_pred_call, &p, timeout_ms);
+}
+
+static bool never(void *arg)
+{
+    BASE_UNUSED(arg);
+    return false;
+}
+
+static void run_for(struct cl *cl, unsigned ms)
+{
+    run_pred(&cl->loop, never, NULL, ms);
+}
+
+static void stop(struct node *nd)
+{
+    srv_stop(&nd->cl->loop, &nd->s);
+}
+
+static void cl_close(struct cl *cl)
+{
+    for (int i = 0; i < NODES_MAX; i++) {
+        struct node *nd = &cl->node[i];
+        if (nd->s.c)
+            stop(nd);
+        if (nd->s.store)
+            zone_store_close(nd->s.store);
+        nd->s.store = NULL;
+    }
+    /* nothing of ours is left on the loop */
+    assert_int_equal(uv_run(&cl->loop, UV_RUN_NOWAIT), 0);
+    loop_done(&cl->loop, cl->root);
+}
+
+static int leaders(struct cl *cl, int *which)
+{
+    int n = 0;
+    for (int i = 0; i < NODES_MAX; i++) {
+        if (cl->node[i].s.c && cons_is_leader(cl->node[i].s.c)) {
+            n++;
+            if (which)
+                *which = i;
+        }
+    }
+    return n;
+}
+
+struct conf {
+    int n, voters;
+    uint64_t ids[8];
+    int roles[8];
+};
+
+static void conf_add(void *data, const struct cons_server *s)
+{
+    struct conf *cf = data;
+    if (cf->n < 8) {
+        cf->ids[cf->n] = s->id;
+        cf->roles[cf->n] = s->role;
+    }
+    cf->n++;
+    if (s->role == 1)
+        cf->voters++;
+}
+
+static struct conf conf_of(struct node *nd)
+{
+    struct conf cf;
+    memset(&cf, 0, sizeof cf);
+    cons_servers_each(nd->s.c, conf_add, &cf);
+    return cf;
+}
+
+/* One leader, and every running node follows it with a configuration of `want` voters. */
+static bool settled(struct cl *cl, void *arg)
+{
+    int want = *(int *)arg, li = -1;
+    if (leaders(cl, &li) != 1)
+        return false;
+    uint64_t lid;
+    const char *laddr;
+    cons_leader(cl->node[li].s.c, &lid, &laddr);
+    for (int i = 0; i < NODES_MAX; i++) {
+        struct node *nd = &cl->node[i];
+        if (!nd->s.c)
+            continue;
+        uint64_t id;
+        const char *addr;
+        cons_leader(nd->s.c, &id, &addr);
+        if (id != lid || conf_of(nd).voters != want)
+            return false;
+    }
+    return true;
+}
+
+static int wait_settled(struct cl *cl, int voters, unsigned timeout_ms)
+{
+    int li = -1;
+    if (!cl_until(cl, settled, &voters, timeout_ms)) {
+        for (int i = 0; i < NODES_MAX; i++)
+            if (cl->node[i].s.c)
+                print_message("# node %d: leader=%d voters=%d\n", i,
+                              cons_is_leader(cl->node[i].s.c), conf_of(&cl->node[i]).voters);
+        fail_msg("no settled cluster of %d voters within %u ms", voters, timeout_ms);
+    }
+    leaders(cl, &li);
+    return li;
+}
+
+/* Every running node was told (on_leader) what cons_is_leader and cons_leader say now. */
+static bool told_right(struct cl *cl, void *arg)
+{
+    BASE_UNUSED(arg);
+    for (int i = 0; i < NODES_MAX; i++) {
+        struct node *nd = &cl->node[i];
+        if (!nd->s.c)
+            continue;
+        uint64_t id;
+        const char *addr;
+        cons_leader(nd->s.c, &id, &addr);
+        if (nd->told_leading != cons_is_leader(nd->s.c) || nd->told_id != id ||
+            strcmp(nd->told_address, addr) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* ---- writes and reads ------------------------------------------------------------------ */
+
+struct prop {
+    bool done;
+    int status, result;
+    uint64_t index;
+};
+
+static void prop_cb(void *data, int status, int result, uint64_t index)
+{
+    struct prop *p = data;
+    assert_false(p->done);
+    p->done = true;
+    p->status = status;
+    p->result = result;
+    p->index = index;
+}
+
+static void propose_kv(struct node *nd, struct prop *p, const char *key, const char *value)
+{
+    struct zone_cmd cmd;
+    struct base_buf b;
+    memset(&cmd, 0, sizeof cmd);
+    cmd.type = ZONE_CMD_KV_SET;
+    cmd.kv.key = key;
+    cmd.kv.value = (const uint8_t *)value;
+    cmd.kv.value_len = strlen(value);
+    cmd.kv.session = "";
+    base_buf_init(&b);
+    zone_cmd_encode(&cmd, &b);
+    memset(p, 0, sizeof *p);
+    cons_propose(nd->s.c, b.data, b.len, prop_cb, p);
+    base_buf_free(&b);
+}
+
+static struct prop put(struct node *nd, const char *key, const char *value)
+{
+    struct prop p;
+    propose_kv(nd, &p, key, value);
+    assert_true(run_until(&nd->cl->loop, &p.done, 15000));
+    return p;
+}
+
+static void put_ok(struct node *nd, const char *key, const char *value, uint64_t *index)
+{
+    struct prop p = put(nd, key, value);
+    if (p.status != 0)
+        fail_msg("put %s on node %d: %s", key, nd->i, base_strerror(p.status));
+    assert_int_equal(p.result, 0);
+    if (index)
+        *index = p.index;
+}
+
+/* The value of key in nd's store ("" when absent). */
+static bool kv_is(struct node *nd, const char *key, const char *value)
+{
+    struct zone_read *r;
+    struct zone_kv kv;
+    struct base_arena a;
+    bool ok = false;
+    base_arena_init(&a);
+    assert_int_equal(zone_read_begin(nd->s.store, &r), 0);
+    if (zone_kv_get(r, key, &a, &kv) == 0)
+        ok = kv.value_len == strlen(value) && memcmp(kv.value, value, kv.value_len) == 0;
+    zone_read_end(r);
+    base_arena_close(&a);
+    return ok;
+}
+
+static struct zone_meta meta_of(struct node *nd)
+{
+    struct zone_meta m;
+    assert_int_equal(zone_store_meta(nd->s.store, &m), 0);
+    return m;
+}
+
+struct kv_want {
+    const char *key, *value;
+};
+
+static bool all_have(struct cl *cl, void *arg)
+{
+    struct kv_want *w = arg;
+    for (int i = 0; i < NODES_MAX; i++)
+        if (cl->node[i].s.c && !kv_is(&cl->node[i], w->key, w->value))
+            return false;
+    return true;
+}
+
+static void wait_all_have(struct cl *cl, const char *key, const char *value)
+{
+    struct kv_want w = {key, value};
+    assert_true(cl_until(cl, all_have, &w, 10000));
+}
+
+struct read {
+    bool done;
+    int status;
+    uint64_t index;
+};
+
+static void read_cb(void *data, int status, uint64_t index)
+{
+    struct read *r = data;
+    assert_false(r->done);
+    r->done = true;
+    r->status = status;
+    r->index = index;
+}
+
+static struct read read_index(struct node *nd, bool consistent)
+{
+    struct read r = {0};
+    cons_read_index(nd->s.c, consistent, read_cb, &r);
+    assert_false(r.done); /* never inside the call */
+    assert_true(run_until(&nd->cl->loop, &r.done, 15000));
+    return r;
+}
+
+static double ms_since(uint64_t t0)
+{
+    return (double)(uv_hrtime() - t0) / 1e6;
+}
+
+/* Starts 3 nodes in a scrambled order with delays and waits for one settled cluster. */
+static int form3(struct cl *cl)
+{
+    uint64_t t0 = uv_hrtime();
+    start(&cl->node[2]);
+    run_for(cl, 300);
+    start(&cl->node[0]);
+    run_for(cl, 500);
+    start(&cl->node[1]);
+    int li = wait_settled(cl, 3, 15000);
+    print_message("# formation (start order 2, 0 +300 ms, 1 +800 ms): leader node %d, %.0f ms "
+                  "after the first start\n",
+                  li, ms_since(t0));
+    return li;
+}
+
+/* ---- clients --------------------------------------------------------------------------- */
+
+static bool refuse_if(void *data, const struct sockaddr *sa)
+{
+    struct node *nd = data;
+    BASE_UNUSED(sa);
+    return !nd->refuse;
+}
+
+/* Node i becomes a client agent (before its start). */
+static void make_client(struct cl *cl, int i)
+{
+    struct node *nd = &cl->node[i];
+    nd->cfg.client = true;
+    nd->cfg.bootstrap_expect = 0;
+    nd->cfg.n_join = 0;
+    nd->cfg.id = (uint64_t)(200 + i);
+}
+
+static void see_servers(struct cl *cl, int client)
+{
+    for (int i = 0; i < cl->n; i++)
+        cons_server_seen(cl->node[client].s.c, cl->node[i].cfg.id, cl->node[i].s.address);
+}
+
+/* The value of key in nd's store with its indexes (false when absent). */
+static bool kv_get(struct node *nd, const char *key, uint64_t *create, uint64_t *modify)
+{
+    struct zone_read *r;
+    struct zone_kv kv;
+    struct base_arena a;
+    bool ok = false;
+    base_arena_init(&a);
+    assert_int_equal(zone_read_begin(nd->s.store, &r), 0);
+    if (zone_kv_get(r, key, &a, &kv) == 0) {
+        ok = true;
+        *create = kv.create_index;
+        *modify = kv.modify_index;
+    }
+    zone_read_end(r);
+    base_arena_close(&a);
+    return ok;
+}
+
+struct status_wait {
+    bool done;
+    int status;
+    char msg[128];
+};
+
+static void status_cb(void *data, int status)
+{
+    struct status_wait *w = data;
+    assert_false(w->done);
+    w->done = true;
+    w->status = status;
+}
+
+static void member_status_cb(void *data, int status, const char *msg)
+{
+    struct status_wait *w = data;
+    assert_false(w->done);
+    w->done = true;
+    w->status = status;
+    snprintf(w->msg, sizeof w->msg, "%s", msg);
+}
+
+static bool client_current(struct cl *cl, void *arg)
+{
+    int li = *(int *)arg;
+    return cons_applied_index(cl->node[CLIENT].s.c) >= cons_applied_index(cl->node[li].s.c) &&
+           cons_applied_index(cl->node[li].s.c) > 0;
+}
+
+static bool client_knows_leader(struct cl *cl, void *arg)
+{
+    int li = *(int *)arg;
+    uint64_t id;
+    const char *addr;
+    cons_leader(cl->node[CLIENT].s.c, &id, &addr);
+    return id == cl->node[li].cfg.id && conf_of(&cl->node[CLIENT]).voters == 3;
+}
+
+/* ---- tests ----------------------------------------------------------------------------- */
+
+static void test_client_replica(void **state)
+{
+    (void)state;
+    struct cl cl;
+    cl_init(&cl, 3, 3);
+    make_client(&cl, CLIENT);
+    int li = form3(&cl);
+    uint64_t idx;
+    put_ok(&cl.node[li], "before/client", "v0", &idx);
+
+    /* the client starts with an empty store and finds the servers */
+    start(&cl.node[CLIENT]);
+    struct node *cn = &cl.node[CLIENT];
+    assert_false(cons_is_leader(cn->s.c));
+    see_servers(&cl, CLIENT);
+    assert_true(cl_until(&cl, client_knows_leader, &li, 5000));
+    assert_true(cl_until(&cl, client_current, &li, 5000));
+    assert_true(kv_is(cn, "before/client", "v0"));
+    assert_true(cl_until(&cl, told_right, NULL, 1000)); /* on_leader as on a follower */
+    assert_false(cn->told_leading);
+    assert_true(cons_last_contact_ms(cn->s.c) < 1000);
+    assert_true(cons_term(cn->s.c) == cons_term(cl.node[li].s.c));
+
+    /* writes on servers appear on the client with the same indexes */
+    uint64_t t0 = uv_hrtime();
+    for (int k = 0; k < 20; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "srv/%02d", k);
+        put_ok(&cl.node[k % 3], key, key, NULL);
+    }
+    wait_all_have(&cl, "srv/19", "srv/19");
+    print_message("# 20 writes on servers on the client after %.1f ms\n", ms_since(t0));
+    for (int k = 0; k < 20; k++) {
+        char key[32];
+        uint64_t c0, m0, c1, m1;
+        snprintf(key, sizeof key, "srv/%02d", k);
+        assert_true(kv_get(&cl.node[li], key, &c0, &m0));
+        assert_true(kv_get(cn, key, &c1, &m1));
+        assert_int_equal(c0, c1);
+        assert_int_equal(m0, m1);
+    }
+    assert_true(cl_until(&cl, client_current, &li, 5000));
+    struct zone_meta ml = meta_of(&cl.node[li]), mc = meta_of(cn);
+    assert_int_equal(ml.applied, mc.applied);
+    assert_int_equal(ml.index, mc.index);
+    assert_int_equal(cn->last_index, mc.applied);
+    /* the first client of a server starts from a snapshot (nothing was kept before anyone
+     * followed); then entries only */
+    assert_int_equal(cn->restores, 1);
+
+    /* a write proposed on the client: forwarded, readable on the client when it is answered */
+    t0 = uv_hrtime();
+    struct prop p = put(cn, "from/client", "yes");
+    print_message("# write on a client answered in %.2f ms\n", ms_since(t0));
+    assert_int_equal(p.status, 0);
+    assert_int_equal(p.result, 0);
+    assert_true(p.index > 0);
+    assert_true(kv_is(cn, "from/client", "yes"));
+    assert_true(cons_applied_index(cn->s.c) >= p.index);
+    wait_all_have(&cl, "from/client", "yes");
+
+    /* read indexes on the client, both modes, cover a write just committed on the leader */
+    put_ok(&cl.node[li], "ri/1", "a", &idx);
+    struct read r = read_index(cn, true);
+    assert_int_equal(r.status, 0);
+    assert_true(r.index >= idx);
+    assert_true(kv_is(cn, "ri/1", "a"));
+    put_ok(&cl.node[li], "ri/2", "b", &idx);
+    r = read_index(cn, false);
+    assert_int_equal(r.status, 0);
+    assert_true(r.index >= idx);
+    assert_true(kv_is(cn, "ri/2", "b"));
+
+    /* what a client is not */
+    struct status_wait w = {0};
+    cons_barrier(cn->s.c, status_cb, &w);
+    assert_false(w.done);
+    assert_true(run_until(&cl.loop, &w.done, 5000));
+    assert_int_equal(w.status, BASE_ENOTLEADER);
+    memset(&w, 0, sizeof w);
+    cons_join(cn->s.c, cl.node[li].s.address, member_status_cb, &w);
+    assert_false(w.done);
+    assert_true(run_until(&cl.loop, &w.done, 5000));
+    assert_int_equal(w.status, BASE_EINVAL);
+    assert_string_equal(w.msg, "not a server");
+    memset(&w, 0, sizeof w);
+    cons_remove_peer(cn->s.c, 100, NULL, member_status_cb, &w);
+    assert_true(run_until(&cl.loop, &w.done, 5000));
+    assert_int_equal(w.status, BASE_EINVAL);
+    memset(&w, 0, sizeof w);
+    cons_leave(cn->s.c, member_status_cb, &w);
+    assert_true(run_until(&cl.loop, &w.done, 5000));
+    assert_int_equal(w.status, 0);
+    assert_int_equal(conf_of(&cl.node[li]).n, 3); /* the client is in no configuration */
+    cl_close(&cl);
+}
+
+static void test_client_start_checks(void **state)
+{
+    (void)state;
+    struct cl cl;
+    char errmsg[BASE_ERRMSG_LEN] = "";
+    cl_init(&cl, 3, 3);
+    make_client(&cl, CLIENT);
+    struct node *cn = &cl.node[CLIENT];
+    srv_store_open(&cn->s);
+    srv_port_start(&cl.loop, &cn->s, cn->cfg.id);
+    struct cons_config cfg = cn->cfg;
+    cfg.dir = NULL; /* a client needs none, and makes none */
+    cfg.address = cn->s.address;
+    cfg.store = cn->s.store;
+    cfg.rpc = cn->s.rpc;
+    cfg.bootstrap_expect = 3;
+    struct cons *c = NULL;
+    assert_int_equal(cons_start(&cl.loop, &cfg, &c, errmsg), BASE_EINVAL);
+    assert_null(c);
+    assert_non_null(strstr(errmsg, "client"));
+    cfg.bootstrap_expect = 0;
+    assert_int_equal(cons_start(&cl.loop, &cfg, &cn->s.c, errmsg), 0);
+    struct stat st;
+    assert_int_not_equal(stat(cn->s.raft_dir, &st), 0);
+    /* nothing seen: no leader, contact counted from the start */
+    uint64_t id;
+    const char *addr;
+    cons_leader(cn->s.c, &id, &addr);
+    assert_int_equal(id, 0);
+    assert_string_equal(addr, "");
+    assert_int_equal(conf_of(cn).n, 0);
+    /* a write waits for a leader, boundedly */
+    struct prop p = put(cn, "k", "v");
+    assert_int_equal(p.status, BASE_ENOLEADER);
+    cl_close(&cl);
+}
+
+/* A value of 512 KiB: 40 of them are more than a server retains (16 MiB). */
+static char big[512 * 1024 + 1];
+
+static void test_client_snapshot_catch_up(void **state)
+{
+    (void)state;
+    struct cl cl;
+    char key[32];
+    cl_init(&cl, 3, 3);
+    make_client(&cl, CLIENT);
+    int li = form3(&cl);
+    struct node *cn = &cl.node[CLIENT];
+    start(cn);
+    see_servers(&cl, CLIENT);
+    put_ok(&cl.node[li], "first", "1", NULL);
+    assert_true(cl_until(&cl, client_current, &li, 5000));
+
+    /* the client goes away (its store kept) for more than the servers retain */
+    unsigned first = cn->restores;
+    stop(cn);
+    memset(big, 'x', sizeof big - 1);
+    for (int k = 0; k < 40; k++) {
+        big[0] = (char)('a' + k % 26);
+        put_ok(&cl.node[li], "big", big, NULL); /* one key: the stores stay small */
+    }
+    for (int k = 0; k < 50; k++) {
+        snprintf(key, sizeof key, "away/%02d", k);
+        put_ok(&cl.node[k % 3], key, key, NULL);
+    }
+    uint64_t last = meta_of(&cl.node[li]).applied;
+
+    /* back: a snapshot, then the tail */
+    uint64_t t0 = uv_hrtime();
+    start(cn);
+    see_servers(&cl, CLIENT);
+    assert_true(cl_until(&cl, client_current, &li, 15000));
+    print_message("# client away for %llu entries caught up in %.0f ms (%u snapshot restores)\n",
+                  (unsigned long long)last, ms_since(t0), cn->restores);
+    assert_true(cn->restores > first); /* a snapshot again */
+    assert_true(meta_of(cn).applied >= last);
+    assert_true(kv_is(cn, "away/49", "away/49"));
+    assert_true(kv_is(cn, "first", "1"));
+    assert_true(kv_is(cn, "big", big));
+    unsigned restores = cn->restores;
+    put_ok(&cl.node[li], "tail", "t", NULL);
+    wait_all_have(&cl, "tail", "t");
+    assert_int_equal(cn->restores, restores); /* the tail comes as entries */
+    cl_close(&cl);
+}
+
+static void test_client_failover(void **state)
+{
+    (void)state;
+    struct cl cl;
+    cl_init(&cl, 3, 3);
+    make_client(&cl, CLIENT);
+    int li = form3(&cl);
+    struct node *cn = &cl.node[CLIENT];
+    start(cn);
+    /* it follows the leader first (the only server it knows), then learns the others */
+    cons_server_seen(cn->s.c, cl.node[li].cfg.id, cl.node[li].s.address);
+    put_ok(&cl.node[li], "a", "1", NULL);
+    assert_true(cl_until(&cl, client_current, &li, 5000));
+    see_servers(&cl, CLIENT);
+
+    /* a write from the client in flight while the followed server (the leader) stops */
+    struct prop p;
+    propose_kv(cn, &p, "inflight", "x");
+    stop(&cl.node[li]);
+    assert_true(run_until(&cl.loop, &p.done, 15000));
+    print_message("# write in flight when the leader stopped: %s\n", base_strerror(p.status));
+    assert_true(p.status == 0 || p.status == BASE_EUNKNOWN || p.status == BASE_ENOLEADER);
+    int nl = wait_settled(&cl, 3, 10000);
+
+    /* the client follows another server and keeps applying, and writing */
+    uint64_t t0 = uv_hrtime();
+    put_ok(&cl.node[nl], "after", "2", NULL);
+    wait_all_have(&cl, "after", "2");
+    print_message("# client applies again %.0f ms after the write on the new leader\n",
+                  ms_since(t0));
+    struct prop q = put(cn, "client/after", "3");
+    assert_int_equal(q.status, 0);
+    assert_true(kv_is(cn, "client/after", "3"));
+    assert_true(cl_until(&cl, client_knows_leader, &nl, 5000));
+    /* no write twice: the store agrees with the new leader's */
+    assert_true(cl_until(&cl, client_current, &nl, 5000));
+    struct zone_meta ml = meta_of(&cl.node[nl]), mc = meta_of(cn);
+    assert_int_equal(ml.applied, mc.applied);
+    assert_int_equal(ml.table_index[ZONE_TABLE_KV], mc.table_index[ZONE_TABLE_KV]);
+    cl_close(&cl);
+}
+
+static void test_client_refused(void **state)
+{
+    (void)state;
+    struct cl cl;
+    cl_init(&cl, 3, 3);
+    make_client(&cl, CLIENT);
+    for (int i = 0; i < 3; i++) {
+        cl.node[i].cfg.client_allowed = refuse_if;
+        cl.node[i].cfg.client_allowed_data = &cl.node[i];
+        cl.node[i].refuse = true;
+    }
+    int li = form3(&cl);
+    put_ok(&cl.node[li], "k", "v", NULL);
+    struct node *cn = &cl.node[CLIENT];
+    start(cn);
+    see_servers(&cl, CLIENT);
+    run_for(&cl, 600);
+    assert_int_equal(cons_applied_index(cn->s.c), 0);
+    assert_false(kv_is(cn, "k", "v"));
+    uint64_t id;
+    const char *addr;
+    cons_leader(cn->s.c, &id, &addr);
+    assert_int_equal(id, 0);
+    assert_true(cons_last_contact_ms(cn->s.c) >= 500);
+    /* allowed now: it catches up */
+    for (int i = 0; i < 3; i++)
+        cl.node[i].refuse = false;
+    assert_true(cl_until(&cl, client_current, &li, 10000));
+    assert_true(kv_is(cn, "k", "v"));
+    cl_close(&cl);
+}
+
+/* ---- bad input ------------------------------------------------------------------------- */
+
+struct raw {
+    bool done;
+    int status, reply_status;
+    size_t len;
+};
+
+static void raw_cb(void *data, int status, const uint8_t *body, size_t len)
+{
+    struct raw *w = data;
+    w->done = true;
+    w->status = status;
+    w->len = len;
+    w->reply_status = 0;
+    if (status == 0 && len >= 4)
+        w->reply_status = rpc_status_dec(base_le32(body));
+}
+
+static struct raw raw_call(struct cl *cl, struct rpc_client *rc, const char *address, const void *p,
+                           size_t n)
+{
+    struct raw w = {0};
+    struct base_buf b;
+    base_buf_init(&b);
+    base_buf_append(&b, p, n);
+    rpc_call(rc, address, 6 /* FOLLOW */, &b, 5000, raw_cb, &w);
+    base_buf_free(&b);
+    assert_true(run_until(&cl->loop, &w.done, 10000));
+    return w;
+}
+
+static void test_follow_garbage(void **state)
+{
+    (void)state;
+    struct cl cl;
+    cl_init(&cl, 3, 3);
+    int li = form3(&cl);
+    put_ok(&cl.node[li], "k", "v", NULL);
+    struct node *tn = &cl.node[4];
+    srv_port_start(&cl.loop, &tn->s, 999);
+    struct rpc_client_config cc = {0};
+    struct rpc_client *rc = rpc_client_new(tn->s.rpc, &cc);
+    const char *to = cl.node[li].s.address;
+
+    static const uint8_t short_req[] = {1, 2, 3};
+    struct raw w = raw_call(&cl, rc, to, short_req, sizeof short_req);
+    assert_int_equal(w.status, 0);
+    assert_int_equal(w.reply_status, BASE_EPARSE);
+    uint8_t req[40];
+    memset(req, 0xff, sizeof req); /* indexes out of range */
+    w = raw_call(&cl, rc, to, req, 32);
+    assert_int_equal(w.reply_status, BASE_EPARSE);
+    w = raw_call(&cl, rc, to, req, 24); /* short */
+    assert_int_equal(w.reply_status, BASE_EPARSE);
+    memset(req, 0, sizeof req);
+    w = raw_call(&cl, rc, to, req, 33); /* trailing bytes */
+    assert_int_equal(w.reply_status, BASE_EPARSE);
+    memset(req, 0, sizeof req);
+    req[16] = 5; /* an offset without a snapshot */
+    w = raw_call(&cl, rc, to, req, 32);
+    assert_int_equal(w.reply_status, BASE_EPARSE);
+    for (int k = 0; k < 200; k++) { /* random bytes */
+        uint8_t junk[40];
+        size_t n = (size_t)(rand() % 40);
+        for (size_t i = 0; i < n; i++)
+            junk[i] = (uint8_t)rand();
+        w = raw_call(&cl, rc, to, junk, n);
+        assert_int_equal(w.status, 0);
+    }
+    /* a well-formed request from the start: the entries (the server went on) */
+    memset(req, 0, sizeof req);
+    w = raw_call(&cl, rc, to, req, 32);
+    assert_int_equal(w.status, 0);
+    assert_int_equal(w.reply_status, 0);
+    assert_true(w.len > 40);
+    rpc_client_close(rc);
+    put_ok(&cl.node[li], "k2", "v2", NULL);
+    wait_all_have(&cl, "k2", "v2");
+    srv_port_stop(&cl.loop, &tn->s);
+    cl_close(&cl);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_client_replica),           cmocka_unit_test(test_client_start_checks),
+        cmocka_unit_test(test_client_snapshot_catch_up), cmocka_unit_test(test_client_failover),
+        cmocka_unit_test(test_client_refused),           cmocka_unit_test(test_follow_garbage),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
