@@ -355,6 +355,7 @@ static void leave_then_stop(struct agent *ag)
     if (ag->stopping || ag->leaving)
         return;
     ag->leaving = true;
+    adm_local_stop(ag->local); /* else anti-entropy puts back the node the leader deregisters */
     if (!ag->serf || adm_serf_leave(ag->serf, on_pool_left, ag))
         begin_stop(ag);
 }
@@ -549,7 +550,8 @@ static int agent_start(struct agent *ag, char *err)
     /* A damaged catalog is never served. A server of a cluster sets it aside and starts with
      * an empty one, which Raft fills again from this server's snapshot and log and from the
      * leader, as for a wiped server; a single server has nowhere to catch up from: it stops. */
-    if (rc == BASE_EDAMAGED && !c->dev && (c->bootstrap_expect >= 2 || c->retry_join.n > 0)) {
+    if (rc == BASE_EDAMAGED && !c->dev &&
+        (c->bootstrap_expect >= 2 || c->retry_join.n > 0 || !c->server)) {
         LOG_WARN("agent", "%s: setting it aside to catch up from the cluster", err);
         if ((rc = zone_store_discard(path, err)) == 0)
             rc = zone_store_open(path, 0, &ag->store, err);
@@ -580,14 +582,19 @@ static int agent_start(struct agent *ag, char *err)
         base_err_wrap(err, "raft");
         return rc;
     }
+    /* A client (no -server) keeps no Raft state: its catalog is a read-only replica that a
+     * server streams to it, and its writes and reads go to the leader (consensus's client
+     * mode); servers let clients follow them from where they let servers join (-join-allow,
+     * default loopback) unless the cluster has a key. */
     struct cons_config cc = {
-        .dir = path,
+        .client = !c->server,
+        .dir = c->server ? path : NULL,
         .id = ag->raft_id,
         .address = ag->server_addr,
         .rpc = ag->rpc,
-        .bootstrap = c->bootstrap_expect == 1,
-        .bootstrap_expect = c->bootstrap_expect,
-        .discover = true, /* other servers come from the gossip pool */
+        .bootstrap = c->server && c->bootstrap_expect == 1,
+        .bootstrap_expect = c->server ? c->bootstrap_expect : 0,
+        .discover = true, /* servers come from the gossip pool */
         .raft_multiplier = c->raft_multiplier,
         .snapshot_threshold = c->raft_snapshot_threshold,
         .snapshot_trailing = c->raft_snapshot_trailing,
@@ -597,6 +604,8 @@ static int agent_start(struct agent *ag, char *err)
         .data = ag,
         .join_allowed = c->n_join_nets ? join_allowed : NULL,
         .join_allowed_data = c,
+        .client_allowed = c->n_join_nets ? join_allowed : NULL,
+        .client_allowed_data = c,
     };
     if ((rc = cons_start(&ag->loop, &cc, &ag->cons, err))) {
         base_err_wrap(err, "raft");

@@ -1048,9 +1048,9 @@ static int validate(struct adm_config *c, char *err)
         c->skip_leave_on_interrupt = c->server;
     if (!c->dev && !c->data_dir)
         return base_errf(err, BASE_EINVAL, "data_dir is required (-data-dir) unless -dev");
-    if (!c->dev && !c->server)
-        return base_errf(err, BASE_EINVAL,
-                         "client agents are not supported yet: start with -server or -dev");
+    /* Without -server the agent is a client (Consul's rule for bootstrap_expect) */
+    if (!c->server && c->bootstrap_expect > 0)
+        return base_errf(err, BASE_EINVAL, "'bootstrap_expect > 0' requires 'server = true'");
     /* As Consul: a new server bootstraps only with -bootstrap-expect (1: alone; N: once the
      * gossip pool shows N servers); without it, it waits to be joined (-retry-join, or a
      * `herald join` from anywhere), never forming a second cluster in the same pool. A server
