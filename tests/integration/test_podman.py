@@ -1,0 +1,216 @@
+"""A real container runtime: a podman container resolves through Herald (issue 12 item 5).
+
+Debian's podman (its CLI is Docker's), rootful, with runc and cgroupfs, runs a container on its
+default bridge network ("podman", CNI's cni-podman0 here) with `--dns <bridge address>
+--dns-search service.consul`: exactly what `docker run --dns 172.17.0.1 --dns-search
+service.consul` does. Herald listens on the bridge address, port 53 (`addresses.dns`,
+`ports.dns`, HTTP stays on loopback) and forwards outside names to an NSD upstream on loopback.
+Inside the container glibc's getent (with libnss_dns and an nsswitch.conf `hosts: files dns`)
+resolves the short name `redis` to the healthy instances only, and outside names through
+Herald's recursion.
+
+No image registry is reachable: the image is built by `podman import` from a tar made here
+(busybox from busybox-static, getent with the libraries ldd lists). The bridge exists only while
+a container runs on it, so a container is started first and the bridge's address is read from
+`podman network inspect`. Everything (container, image, agent, NSD) is removed by id or pid
+whatever the outcome; every wait is bounded. podman missing is a failure, not a skip:
+scripts/deps.sh installs it."""
+import io
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from conftest import Agent, next_addr, upstream_zones, wait_until
+
+# Global options: runc and cgroupfs (no systemd here). Per container: the machine's hard
+# limits are lower than podman's default ulimits.
+PODMAN_GLOBAL = ["--runtime", "runc", "--cgroup-manager", "cgroupfs"]
+ULIMITS = ["--ulimit", "nofile=10000:10000", "--ulimit", "nproc=1000:1000"]
+NSS_LIBS = ["libnss_files.so.2", "libnss_dns.so.2"]
+
+
+def podman(*argv, timeout=60, check=True):
+    exe = shutil.which("podman")
+    assert exe, "podman is not installed (scripts/deps.sh installs it)"
+    r = subprocess.run([exe] + PODMAN_GLOBAL + list(argv), capture_output=True, text=True,
+                       timeout=timeout, stdin=subprocess.DEVNULL)
+    if check:
+        assert r.returncode == 0, "podman %s: rc %s\n%s%s" % (" ".join(argv), r.returncode,
+                                                             r.stdout, r.stderr)
+    return r
+
+
+def ldd_paths(path):
+    """The shared objects (absolute paths, the loader included) that ldd lists for path."""
+    out = subprocess.run(["ldd", path], capture_output=True, text=True, timeout=30,
+                         check=True).stdout
+    libs = []
+    for line in out.splitlines():
+        parts = line.split()
+        if "=>" in parts:
+            target = parts[parts.index("=>") + 1]
+            if target.startswith("/"):
+                libs.append(target)
+        elif parts and parts[0].startswith("/"):
+            libs.append(parts[0])
+    return libs
+
+
+def nss_lib(name):
+    """Where glibc's NSS module `name` lives on this machine (the libc's directory)."""
+    for lib in ldd_paths(shutil.which("getent") or "/usr/bin/getent"):
+        if os.path.basename(lib).startswith("libc.so"):
+            cand = os.path.join(os.path.dirname(os.path.realpath(lib)), name)
+            if os.path.exists(cand):
+                return cand
+    raise AssertionError("%s not found next to libc" % name)
+
+
+def build_image_tar(path):
+    """A root file system: busybox (static), getent with its libraries and the NSS modules for
+    files and dns (with theirs), /etc/nsswitch.conf `hosts: files dns`."""
+    getent = shutil.which("getent") or "/usr/bin/getent"
+    busybox = "/bin/busybox"
+    assert os.path.exists(busybox), "busybox-static is not installed (scripts/deps.sh)"
+    files = {"/bin/busybox": busybox, "/usr/bin/getent": getent}
+    for obj in [getent] + [nss_lib(n) for n in NSS_LIBS]:
+        if obj != getent:
+            files[obj] = obj
+        for lib in ldd_paths(obj):
+            files[lib] = lib
+    with tarfile.open(path, "w") as tar:
+        for d in ("bin", "etc", "usr", "usr/bin", "tmp"):
+            info = tarfile.TarInfo(d)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if d == "tmp" else 0o755
+            tar.addfile(info)
+        for dest, src in sorted(files.items()):
+            tar.add(os.path.realpath(src), arcname=dest.lstrip("/"), recursive=False)
+        for name, text in (("etc/nsswitch.conf", "hosts: files dns\n"), ("etc/hosts", ""),
+                           ("etc/resolv.conf", "")):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+
+
+def bridge_of_default_network():
+    """(interface, gateway address, subnet) of podman's default network, from podman."""
+    nets = json.loads(podman("network", "inspect", "podman").stdout)
+    net = nets[0]
+    sub = net["subnets"][0]
+    return net.get("network_interface"), sub["gateway"], sub["subnet"]
+
+
+def address_up(iface, addr):
+    r = subprocess.run(["ip", "-o", "addr", "show", "dev", iface], capture_output=True,
+                       text=True, timeout=10)
+    return r.returncode == 0 and (" %s/" % addr) in r.stdout
+
+
+@pytest.fixture
+def podman_host(tmpdir_path, peers):
+    """A container on podman's default bridge, using Herald on the bridge address (port 53)
+    as its resolver with search service.consul; yields (agent, container name)."""
+    tag = "herald-test-%d" % os.getpid()
+    image = "localhost/%s:latest" % tag
+    ctr = tag
+    agent = None
+    imported = False
+    tar = os.path.join(tmpdir_path, "rootfs.tar")
+    try:
+        build_image_tar(tar)
+        podman("rm", "-f", "-t", "0", "--ignore", ctr)  # a leftover of a killed run
+        podman("import", tar, image)
+        imported = True
+        # The bridge (and its address) exists only while a container runs on it: start the
+        # container first (its lifetime bounded by the sleep), read the address from podman.
+        iface, gw, subnet = bridge_of_default_network()
+        podman("run", "-d", "--name", ctr, "--pull", "never", "--network", "podman",
+               "--dns", gw, "--dns-search", "service.consul", *ULIMITS,
+               image, "/bin/busybox", "sleep", "300")
+        wait_until(lambda: address_up(iface, gw), timeout=10,
+                   msg="%s on the bridge %s" % (gw, iface))
+        up_addr = next_addr()
+        peers.nsd(up_addr, 5300, upstream_zones())
+        net = str(ipaddress.ip_network(subnet, strict=False))
+        agent = Agent(tmpdir_path, args=["-recursor", "%s:5300" % up_addr,
+                                         "-allow-recursion", net,
+                                         "-allow-recursion", "127.0.0.0/8"],
+                      config={"addresses": {"dns": gw}, "ports": {"dns": 53}})
+        agent.start()
+        yield agent, ctr
+    finally:
+        failures = []
+        if agent is not None and agent.proc is not None:
+            rc = agent.stop()
+            if rc != 0:
+                failures.append("herald exited %s:\n%s" % (rc, agent.read_log()))
+        podman("rm", "-f", "-t", "0", "--ignore", ctr, check=False)
+        if imported:
+            podman("rmi", "-f", image, check=False)
+        assert not failures, "\n".join(failures)
+
+
+def in_container(ctr, *argv):
+    return podman("exec", ctr, *argv, check=False, timeout=30)
+
+
+def register_redis(agent, sid, addr):
+    r = agent.put("/v1/agent/service/register",
+                  {"ID": sid, "Name": "redis", "Address": addr, "Port": 6379,
+                   "Check": {"CheckID": "ttl-" + sid, "Name": "ttl", "TTL": "300s"}})
+    assert r.status == 200, r.text
+    r = agent.put("/v1/agent/check/pass/ttl-" + sid)
+    assert r.status == 200, r.text
+
+
+def redis_v4(ctr):
+    """The addresses `getent ahostsv4 redis` gives inside the container (None: not found)."""
+    r = in_container(ctr, "/usr/bin/getent", "ahostsv4", "redis")
+    if r.returncode == 2:
+        return None
+    assert r.returncode == 0, r
+    return sorted({line.split()[0] for line in r.stdout.splitlines() if line.strip()})
+
+
+def test_container_resolves_healthy_instances_and_outside_names(podman_host):
+    agent, ctr = podman_host
+    gw = agent.config["addresses"]["dns"]
+    # What podman wrote for --dns/--dns-search, as Docker does.
+    r = in_container(ctr, "/bin/busybox", "cat", "/etc/resolv.conf")
+    assert r.returncode == 0, r
+    lines = [ln.split() for ln in r.stdout.splitlines() if ln.strip()]
+    assert ["nameserver", gw] in lines and ["search", "service.consul"] in lines, r.stdout
+    assert [ln for ln in lines if ln[0] == "nameserver"] == [["nameserver", gw]], r.stdout
+
+    register_redis(agent, "redis-1", "10.1.0.5")
+    register_redis(agent, "redis-2", "10.1.0.6")
+    wait_until(lambda: redis_v4(ctr) == ["10.1.0.5", "10.1.0.6"], timeout=10,
+               msg="both healthy redis instances from inside the container")
+    r = in_container(ctr, "/usr/bin/getent", "hosts", "redis")
+    assert r.returncode == 0, r
+    fields = r.stdout.split()
+    assert fields[0] in ("10.1.0.5", "10.1.0.6") and fields[1] == "redis.service.consul", r
+
+    # The instance whose TTL check fails is no longer an answer; then neither is.
+    assert agent.put("/v1/agent/check/fail/ttl-redis-1?note=down").status == 200
+    wait_until(lambda: redis_v4(ctr) == ["10.1.0.6"], timeout=10,
+               msg="only the healthy instance after redis-1's check failed")
+    assert agent.put("/v1/agent/check/fail/ttl-redis-2").status == 200
+    wait_until(lambda: redis_v4(ctr) is None, timeout=10,
+               msg="redis not found once every instance's check failed")
+    r = in_container(ctr, "/usr/bin/getent", "hosts", "redis")
+    assert r.returncode == 2, r
+
+    # Outside names: through Herald's recursion (the NSD upstream on loopback).
+    r = in_container(ctr, "/usr/bin/getent", "ahostsv4", "www.example.org")
+    assert r.returncode == 0 and "192.0.2.1" in r.stdout.split(), r
+    r = in_container(ctr, "/usr/bin/getent", "hosts", "no-such-name.example.org")
+    assert r.returncode == 2, r
