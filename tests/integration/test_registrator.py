@@ -168,3 +168,37 @@ def test_script_checks_run_when_enabled(make_agent):
         r = deregister(agent, path_id)
         assert (r.status, r.body) == (200, b""), (path_id, r.text)
     assert agent.get("/v1/agent/services").json() == {}
+
+
+def test_legacy_script_field_is_refused(agent):
+    # registrator's releases up to v7 send check_cmd / check_script as "Script" (a shell line),
+    # which Consul dropped in 1.1: refused with a 400, nothing registered
+    r = register(agent, registration("host1:redis:6379", "redis", 6379, check={
+        "Script": "check-cmd 0123456789ab 6379 redis-cli ping", "Interval": "10s"}))
+    assert r.status == 400, (r.status, r.text)
+    assert agent.get("/v1/agent/services").json() == {}
+
+
+def test_a_servers_catalog_entries_are_not_the_agents(agent):
+    # registrator -cleanup lists /v1/agent/services and deregisters what it does not know. A
+    # server's node carries the "consul" service and the serfHealth check in the catalog, but
+    # they are the leader's, not in the agent's local state: Consul's agent endpoints do not
+    # list them and answer 404 for their IDs.
+    node = agent.get("/v1/catalog/node/" + agent.node_name).json()
+    assert "consul" in node["Services"]
+    assert agent.get("/v1/agent/services").json() == {}
+    assert agent.get("/v1/agent/checks").json() == {}
+    r = agent.get("/v1/agent/service/consul")
+    assert r.status == 404, r.text
+    r = deregister(agent, "consul")
+    assert r.status == 404 and r.text.startswith('Unknown service ID "consul"'), r.text
+    r = agent.put("/v1/agent/check/deregister/serfHealth")
+    assert r.status == 404 and r.text.startswith('Unknown check ID "serfHealth"'), r.text
+    r = agent.put("/v1/agent/check/fail/serfHealth")
+    assert r.status == 404, r.text
+    r = agent.get("/v1/agent/health/service/name/consul")
+    assert r.status == 404, r.text
+    # still there, passing, in the catalog
+    checks = agent.get("/v1/health/node/" + agent.node_name).json()
+    assert [(c["CheckID"], c["Status"]) for c in checks] == [("serfHealth", "passing")]
+    assert "consul" in agent.get("/v1/catalog/services").json()
