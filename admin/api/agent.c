@@ -397,6 +397,13 @@ static bool agent_owns(const struct zone_service *s)
     return strcmp(s->id, "consul") != 0;
 }
 
+/* The same for checks: the serfHealth check of this node is the leader's (reconcile.c), in the
+ * catalog only, as in Consul; not listed by /v1/agent/checks, unknown to its check endpoints. */
+static bool agent_owns_check(const char *check_id)
+{
+    return strcmp(check_id, "serfHealth") != 0;
+}
+
 /* This agent's service id (0), or not one of its own (non-zero). */
 static int own_service_get(struct api *a, struct zone_read *rd, const char *id,
                            struct base_arena *ar, struct zone_service *s)
@@ -481,6 +488,8 @@ static void read_service_one(struct api *a, struct http_req *req, struct zone_re
 
 static int add_agent_check(void *data, const struct zone_check *c)
 {
+    if (!agent_owns_check(c->check_id))
+        return 0;
     json_object_set_new(data, c->check_id, api__json_check(c));
     return 0;
 }
@@ -531,7 +540,7 @@ static int own_check(struct api *a, const char *id, struct base_arena *ar, struc
     int rc = zone_read_begin(a->cfg.store, &rd);
     if (rc)
         return rc;
-    rc = zone_check_get(rd, a->cfg.node_name, id, ar, c);
+    rc = agent_owns_check(id) ? zone_check_get(rd, a->cfg.node_name, id, ar, c) : -1;
     /* strings must outlive the txn: copy the ones we use */
     if (rc == 0) {
         c->type = base_arena_strdup(ar, c->type);
