@@ -108,6 +108,62 @@ def bridge_of_default_network():
     return net.get("network_interface"), sub["gateway"], sub["subnet"]
 
 
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+CNI_CHAINS = ("CNI-FORWARD", "CNI-ADMIN")
+
+
+def read_ip_forward():
+    with open(IP_FORWARD) as f:
+        return f.read().strip()
+
+
+def chain_exists(chain):
+    exe = shutil.which("iptables")
+    return bool(exe) and subprocess.run([exe, "-S", chain], capture_output=True,
+                                        timeout=10).returncode == 0
+
+
+def link_exists(iface):
+    return subprocess.run(["ip", "link", "show", "dev", iface], capture_output=True,
+                          timeout=10).returncode == 0
+
+
+class HostNetState:
+    """What the first container on podman's default network changes on the host, and leaves
+    behind when it is removed: the bridge (with its address, which the agent's own default
+    bind-address choice would then see), net.ipv4.ip_forward and the CNI firewall plugin's
+    chains. Recorded before; put back after the test's container is gone, unless another
+    container still uses the network."""
+
+    def __init__(self, iface):
+        self.iface = iface
+        self.link = link_exists(iface) if iface else True
+        self.forward = read_ip_forward()
+        self.chains = {c: chain_exists(c) for c in CNI_CHAINS}
+
+    def restore(self):
+        others = podman("ps", "-q", "--filter", "network=podman", check=False).stdout.split()
+        if others:
+            return
+        if not self.link and link_exists(self.iface):
+            subprocess.run(["ip", "link", "del", "dev", self.iface], capture_output=True,
+                           timeout=10)
+        if read_ip_forward() != self.forward:
+            with open(IP_FORWARD, "w") as f:
+                f.write(self.forward + "\n")
+        ipt = shutil.which("iptables")
+        if not self.chains["CNI-FORWARD"] and chain_exists("CNI-FORWARD"):
+            subprocess.run([ipt, "-D", "FORWARD", "-m", "comment", "--comment",
+                            "CNI firewall plugin rules", "-j", "CNI-FORWARD"],
+                           capture_output=True, timeout=10)
+        for chain in CNI_CHAINS:
+            if not self.chains[chain] and chain_exists(chain):
+                subprocess.run([ipt, "-F", chain], capture_output=True, timeout=10)
+        for chain in CNI_CHAINS:
+            if not self.chains[chain] and chain_exists(chain):
+                subprocess.run([ipt, "-X", chain], capture_output=True, timeout=10)
+
+
 def address_up(iface, addr):
     r = subprocess.run(["ip", "-o", "addr", "show", "dev", iface], capture_output=True,
                        text=True, timeout=10)
@@ -123,6 +179,7 @@ def podman_host(tmpdir_path, peers):
     ctr = tag
     agent = None
     imported = False
+    host = None
     tar = os.path.join(tmpdir_path, "rootfs.tar")
     try:
         build_image_tar(tar)
@@ -132,6 +189,7 @@ def podman_host(tmpdir_path, peers):
         # The bridge (and its address) exists only while a container runs on it: start the
         # container first (its lifetime bounded by the sleep), read the address from podman.
         iface, gw, subnet = bridge_of_default_network()
+        host = HostNetState(iface)
         podman("run", "-d", "--name", ctr, "--pull", "never", "--network", "podman",
                "--dns", gw, "--dns-search", "service.consul", *ULIMITS,
                image, "/bin/busybox", "sleep", "300")
@@ -153,6 +211,8 @@ def podman_host(tmpdir_path, peers):
             if rc != 0:
                 failures.append("herald exited %s:\n%s" % (rc, agent.read_log()))
         podman("rm", "-f", "-t", "0", "--ignore", ctr, check=False)
+        if host is not None:
+            host.restore()
         if imported:
             podman("rmi", "-f", image, check=False)
         assert not failures, "\n".join(failures)
