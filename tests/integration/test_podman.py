@@ -7,7 +7,8 @@ service.consul` does. Herald listens on the bridge address, port 53 (`addresses.
 `ports.dns`, HTTP stays on loopback) and forwards outside names to an NSD upstream on loopback.
 Inside the container glibc's getent (with libnss_dns and an nsswitch.conf `hosts: files dns`)
 resolves the short name `redis` to the healthy instances only, and outside names through
-Herald's recursion.
+Herald's recursion. The agent's config and the container's DNS options are the README's
+(section "Docker and Podman").
 
 No image registry is reachable: the image is built by `podman import` from a tar made here
 (busybox from busybox-static, getent with the libraries ldd lists). The bridge exists only while
@@ -19,13 +20,14 @@ import io
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import tarfile
 
 import pytest
 
-from conftest import Agent, next_addr, upstream_zones, wait_until
+from conftest import Agent, next_addr, readme_snippet, upstream_zones, wait_until
 
 # Global options: runc and cgroupfs (no systemd here). Per container: the machine's hard
 # limits are lower than podman's default ulimits.
@@ -164,6 +166,23 @@ class HostNetState:
                 subprocess.run([ipt, "-X", chain], capture_output=True, timeout=10)
 
 
+def readme_setup(gw):
+    """The README's setup (section "Docker and Podman"), for the bridge address gw: the agent's
+    config (snippet podman-dns) and the `podman run` options (snippet podman-run)."""
+    doc_gw = "10.88.0.1"
+    config = json.loads(readme_snippet("podman-dns"))
+    assert config["addresses"]["dns"] == doc_gw and config["ports"]["dns"] == 53, config
+    config["addresses"]["dns"] = gw
+    argv = shlex.split(readme_snippet("podman-run"))
+    assert argv[:2] == ["podman", "run"], argv
+    opts = []
+    for flag in ("--dns", "--dns-search"):
+        value = argv[argv.index(flag) + 1]
+        opts += [flag, gw if value == doc_gw else value]
+    assert opts == ["--dns", gw, "--dns-search", "service.consul"], argv
+    return config, opts
+
+
 def address_up(iface, addr):
     r = subprocess.run(["ip", "-o", "addr", "show", "dev", iface], capture_output=True,
                        text=True, timeout=10)
@@ -190,18 +209,20 @@ def podman_host(tmpdir_path, peers):
         # container first (its lifetime bounded by the sleep), read the address from podman.
         iface, gw, subnet = bridge_of_default_network()
         host = HostNetState(iface)
+        config, dns_opts = readme_setup(gw)
         podman("run", "-d", "--name", ctr, "--pull", "never", "--network", "podman",
-               "--dns", gw, "--dns-search", "service.consul", *ULIMITS,
-               image, "/bin/busybox", "sleep", "300")
+               *dns_opts, *ULIMITS, image, "/bin/busybox", "sleep", "300")
         wait_until(lambda: address_up(iface, gw), timeout=10,
                    msg="%s on the bridge %s" % (gw, iface))
         up_addr = next_addr()
         peers.nsd(up_addr, 5300, upstream_zones())
         net = str(ipaddress.ip_network(subnet, strict=False))
+        # a server as in the README (-server -bootstrap-expect 1 -data-dir); the bridge's
+        # network is named for recursion whatever podman's subnet (the default list has 10/8)
         agent = Agent(tmpdir_path, args=["-recursor", "%s:5300" % up_addr,
                                          "-allow-recursion", net,
                                          "-allow-recursion", "127.0.0.0/8"],
-                      config={"addresses": {"dns": gw}, "ports": {"dns": 53}})
+                      config=config, data_dir=os.path.join(tmpdir_path, "data"))
         agent.start()
         yield agent, ctr
     finally:
