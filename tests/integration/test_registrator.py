@@ -202,3 +202,24 @@ def test_a_servers_catalog_entries_are_not_the_agents(agent):
     checks = agent.get("/v1/health/node/" + agent.node_name).json()
     assert [(c["CheckID"], c["Status"]) for c in checks] == [("serfHealth", "passing")]
     assert "consul" in agent.get("/v1/catalog/services").json()
+
+
+def test_ping_and_service_attributes_in_kv(agent):
+    # Ping(): the current leader, a JSON string
+    r = agent.get("/v1/status/leader")
+    assert r.status == 200 and r.json() == "%s:8300" % agent.addr, r.text
+    # consul://host?prefix=P: each SERVICE_<k> attribute at P/<ID>/<k> (the ID's ':' and '/'
+    # as they are in the key), then Deregister deletes the tree service_attribute/attributes/ID
+    sid = "host1:web/1:80"
+    for k, v in (("check_http", "/health"), ("owner", "ops")):
+        r = agent.put("/v1/kv/services/%s/%s" % (sid, k), v)
+        assert (r.status, r.json()) == (200, True), r.text
+    keys = agent.get("/v1/kv/services/?keys").json()
+    assert keys == ["services/host1:web/1:80/check_http", "services/host1:web/1:80/owner"]
+    r = agent.get("/v1/kv/services/%s/owner?raw" % sid)
+    assert (r.status, r.body) == (200, b"ops"), r.text
+    for k in ("a", "b"):
+        assert agent.put("/v1/kv/service_attribute/attributes/%s/%s" % (sid, k), "x").json()
+    r = agent.delete("/v1/kv/service_attribute/attributes/%s?recurse=" % sid)
+    assert (r.status, r.json()) == (200, True), r.text
+    assert agent.get("/v1/kv/service_attribute/?keys").status == 404
