@@ -398,7 +398,8 @@ static bool agent_owns(const struct zone_service *s)
 }
 
 /* The same for checks: the serfHealth check of this node is the leader's (reconcile.c), in the
- * catalog only, as in Consul; not listed by /v1/agent/checks, unknown to its check endpoints. */
+ * catalog only, as in Consul; not listed by /v1/agent/checks nor counted by
+ * /v1/agent/health/service, unknown to the check endpoints. */
 static bool agent_owns_check(const char *check_id)
 {
     return strcmp(check_id, "serfHealth") != 0;
@@ -767,6 +768,8 @@ struct inst_health {
 static int add_inst_check(void *data, const struct zone_check *c)
 {
     struct inst_health *h = data;
+    if (!agent_owns_check(c->check_id))
+        return 0;
     if (*c->service_id && strcmp(c->service_id, h->sid) != 0)
         return 0;
     json_array_append_new(h->checks, api__json_check(c));
