@@ -8,7 +8,8 @@ service.consul` does. Herald listens on the bridge address, port 53 (`addresses.
 Inside the container glibc's getent (with libnss_dns and an nsswitch.conf `hosts: files dns`)
 resolves the short name `redis` to the healthy instances only, and outside names through
 Herald's recursion. The agent's config and the container's DNS options are the README's
-(section "Docker and Podman").
+(section "Docker and Podman"), and so is the containers.conf that gives every container the
+same resolver (a second, short-lived container run with CONTAINERS_CONF).
 
 No image registry is reachable: the image is built by `podman import` from a tar made here
 (busybox from busybox-static, getent with the libraries ldd lists). The bridge exists only while
@@ -36,11 +37,12 @@ ULIMITS = ["--ulimit", "nofile=10000:10000", "--ulimit", "nproc=1000:1000"]
 NSS_LIBS = ["libnss_files.so.2", "libnss_dns.so.2"]
 
 
-def podman(*argv, timeout=60, check=True):
+def podman(*argv, timeout=60, check=True, env=None):
     exe = shutil.which("podman")
     assert exe, "podman is not installed (scripts/deps.sh installs it)"
     r = subprocess.run([exe] + PODMAN_GLOBAL + list(argv), capture_output=True, text=True,
-                       timeout=timeout, stdin=subprocess.DEVNULL)
+                       timeout=timeout, stdin=subprocess.DEVNULL,
+                       env=dict(os.environ, **env) if env else None)
     if check:
         assert r.returncode == 0, "podman %s: rc %s\n%s%s" % (" ".join(argv), r.returncode,
                                                              r.stdout, r.stderr)
@@ -224,7 +226,7 @@ def podman_host(tmpdir_path, peers):
                                          "-allow-recursion", "127.0.0.0/8"],
                       config=config, data_dir=os.path.join(tmpdir_path, "data"))
         agent.start()
-        yield agent, ctr
+        yield {"agent": agent, "ctr": ctr, "image": image, "gw": gw, "tmp": tmpdir_path}
     finally:
         failures = []
         if agent is not None and agent.proc is not None:
@@ -262,8 +264,7 @@ def redis_v4(ctr):
 
 
 def test_container_resolves_healthy_instances_and_outside_names(podman_host):
-    agent, ctr = podman_host
-    gw = agent.config["addresses"]["dns"]
+    agent, ctr, gw = podman_host["agent"], podman_host["ctr"], podman_host["gw"]
     # What podman wrote for --dns/--dns-search, as Docker does.
     r = in_container(ctr, "/bin/busybox", "cat", "/etc/resolv.conf")
     assert r.returncode == 0, r
@@ -279,6 +280,18 @@ def test_container_resolves_healthy_instances_and_outside_names(podman_host):
     assert r.returncode == 0, r
     fields = r.stdout.split()
     assert fields[0] in ("10.1.0.5", "10.1.0.6") and fields[1] == "redis.service.consul", r
+
+    # The same for every container, from containers.conf (the README's) instead of flags.
+    conf = os.path.join(podman_host["tmp"], "containers.conf")
+    with open(conf, "w") as f:
+        f.write(readme_snippet("podman-containers-conf").replace("10.88.0.1", gw))
+    r = podman("run", "--rm", "--pull", "never", "--network", "podman", *ULIMITS,
+               podman_host["image"], "/bin/busybox", "sh", "-c",
+               "cat /etc/resolv.conf && /usr/bin/getent ahostsv4 redis",
+               env={"CONTAINERS_CONF": conf}, check=False)
+    assert r.returncode == 0, r
+    assert "nameserver %s" % gw in r.stdout and "search service.consul" in r.stdout, r.stdout
+    assert "10.1.0.5" in r.stdout and "10.1.0.6" in r.stdout, r.stdout
 
     # The instance whose TTL check fails is no longer an answer; then neither is.
     assert agent.put("/v1/agent/check/fail/ttl-redis-1?note=down").status == 200
