@@ -14,9 +14,9 @@ same resolver (a second, short-lived container run with CONTAINERS_CONF).
 No image registry is reachable: the image is built by `podman import` from a tar made here
 (busybox from busybox-static, getent with the libraries ldd lists). The bridge exists only while
 a container runs on it, so a container is started first and the bridge's address is read from
-`podman network inspect`. Everything (container, image, agent, NSD) is removed by id or pid
-whatever the outcome; every wait is bounded. podman missing is a failure, not a skip:
-scripts/deps.sh installs it."""
+`podman network inspect`. Everything (container, image, agent, NSD, and what the bridge
+left on the host) is removed by name or pid whatever the outcome; every wait is bounded.
+podman missing is a failure, not a skip: scripts/deps.sh installs it."""
 import io
 import ipaddress
 import json
@@ -194,7 +194,8 @@ def address_up(iface, addr):
 @pytest.fixture
 def podman_host(tmpdir_path, peers):
     """A container on podman's default bridge, using Herald on the bridge address (port 53)
-    as its resolver with search service.consul; yields (agent, container name)."""
+    as its resolver with search service.consul; yields the agent, the container's name, the
+    image, the bridge address and the test's temp dir."""
     tag = "herald-test-%d" % os.getpid()
     image = "localhost/%s:latest" % tag
     ctr = tag
