@@ -12,6 +12,12 @@
 # a policy-rc.d that forbids starting services (kept when the machine already has one, removed
 # afterwards when we wrote it); a daemon the install started anyway is stopped by its pid.
 # dnsmasq comes as dnsmasq-base: the binary without the system service.
+#
+# The container test (tests/integration/test_podman.py) runs rootful podman with runc and
+# cgroupfs on podman's default bridge: CNI's plugins make the bridge and call iptables for its
+# NAT rules; busybox-static goes into the test's image (no registry is reachable). podman's
+# own units (podman.socket, podman-restart) are not started by the install (policy-rc.d below)
+# and the test needs none of them.
 set -euo pipefail
 
 # What building needs (libunbound's pkg-config file requires libevent's and nettle's; consensus/
@@ -28,6 +34,7 @@ PKGS=(
   dnsutils knot-dnsutils curl lmdb-utils wrk procps
   dnsmasq-base bind9 unbound nsd ldnsutils iproute2 nftables dnsperf dns-root-data
   serf
+  podman runc containernetworking-plugins iptables busybox-static
 )
 # HERALD_DEPS=build installs only the build's packages (the Dockerfile's build stage).
 if [ "${HERALD_DEPS:-all}" = build ]; then

@@ -388,6 +388,32 @@ static void service_register(struct api *a, struct http_req *req)
     api__agent_write(a, req, &cmd, API_REPLY_EMPTY, NULL);
 }
 
+/* The services of this agent: this node's, but not the "consul" service a server's node carries
+ * (registered by the leader, admin/agent.c and reconcile.c). As in Consul, where it is in the
+ * catalog and never in the agent's local state: /v1/agent/services does not list it, and
+ * /v1/agent/service/consul, its deregistration and its health by ID are 404s. */
+static bool agent_owns(const struct zone_service *s)
+{
+    return strcmp(s->id, "consul") != 0;
+}
+
+/* The same for checks: the serfHealth check of this node is the leader's (reconcile.c), in the
+ * catalog only, as in Consul; not listed by /v1/agent/checks nor counted by
+ * /v1/agent/health/service, unknown to the check endpoints. */
+static bool agent_owns_check(const char *check_id)
+{
+    return strcmp(check_id, "serfHealth") != 0;
+}
+
+/* This agent's service id (0), or not one of its own (non-zero). */
+static int own_service_get(struct api *a, struct zone_read *rd, const char *id,
+                           struct base_arena *ar, struct zone_service *s)
+{
+    if (zone_service_get(rd, a->cfg.node_name, id, ar, s))
+        return -1;
+    return agent_owns(s) ? 0 : -1;
+}
+
 /* Reads one record of this node to decide 404 before proposing (the apply checks again). */
 static bool own_service_exists(struct api *a, const char *id)
 {
@@ -398,7 +424,7 @@ static bool own_service_exists(struct api *a, const char *id)
     if (zone_read_begin(a->cfg.store, &rd))
         return false;
     base_arena_init(&ar);
-    found = zone_service_get(rd, a->cfg.node_name, id, &ar, &s) == 0;
+    found = own_service_get(a, rd, id, &ar, &s) == 0;
     zone_read_end(rd);
     base_arena_close(&ar);
     return found;
@@ -430,6 +456,8 @@ struct svc_map_ctx {
 static int add_agent_service(void *data, const struct zone_service *s)
 {
     struct svc_map_ctx *c = data;
+    if (!agent_owns(s))
+        return 0;
     json_object_set_new(c->obj, s->id, api__json_service_agent(s, c->dc));
     return 0;
 }
@@ -450,7 +478,7 @@ static void read_service_one(struct api *a, struct http_req *req, struct zone_re
 {
     const char *id = http_req_path(req) + strlen("/v1/agent/service/");
     struct zone_service s;
-    if (zone_service_get(rd, a->cfg.node_name, id, ar, &s)) {
+    if (own_service_get(a, rd, id, ar, &s)) {
         res->status = 404;
         res->error = base_arena_printf(ar, "unknown service ID: %s", id);
         return;
@@ -461,6 +489,8 @@ static void read_service_one(struct api *a, struct http_req *req, struct zone_re
 
 static int add_agent_check(void *data, const struct zone_check *c)
 {
+    if (!agent_owns_check(c->check_id))
+        return 0;
     json_object_set_new(data, c->check_id, api__json_check(c));
     return 0;
 }
@@ -511,7 +541,7 @@ static int own_check(struct api *a, const char *id, struct base_arena *ar, struc
     int rc = zone_read_begin(a->cfg.store, &rd);
     if (rc)
         return rc;
-    rc = zone_check_get(rd, a->cfg.node_name, id, ar, c);
+    rc = agent_owns_check(id) ? zone_check_get(rd, a->cfg.node_name, id, ar, c) : -1;
     /* strings must outlive the txn: copy the ones we use */
     if (rc == 0) {
         c->type = base_arena_strdup(ar, c->type);
@@ -744,6 +774,8 @@ struct inst_health {
 static int add_inst_check(void *data, const struct zone_check *c)
 {
     struct inst_health *h = data;
+    if (!agent_owns_check(c->check_id))
+        return 0;
     if (*c->service_id && strcmp(c->service_id, h->sid) != 0)
         return 0;
     json_array_append_new(h->checks, api__json_check(c));
@@ -800,7 +832,7 @@ static void read_health_by_id(struct api *a, struct http_req *req, struct zone_r
     struct zone_meta m;
 
     res->index = zone_meta_get(rd, &m) ? 0 : m.index;
-    if (zone_service_get(rd, a->cfg.node_name, id, ar, &s)) {
+    if (own_service_get(a, rd, id, ar, &s)) {
         const char *why = base_arena_printf(ar, "ServiceId %s not found", id);
         if (wants_text(req)) {
             text_result(res, 404, why);
@@ -835,7 +867,7 @@ static int add_by_name(void *data, const struct zone_service *s)
     struct by_name *b = data;
     int code;
     const char *status;
-    if (base_strcasecmp(s->name, b->name) != 0)
+    if (!agent_owns(s) || base_strcasecmp(s->name, b->name) != 0)
         return 0;
     json_array_append_new(b->arr, inst_health(b->a, b->rd, b->ar, s, &code, &status));
     /* the worst of all: 200 < 429 < 503 (a first instance replaces the 404) */
