@@ -23,6 +23,8 @@
 #define _XOPEN_SOURCE 700
 #include "internal.h"
 
+#include <inttypes.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -50,7 +52,9 @@ struct agent {
     struct adm_reconcile *reconcile;
     struct adm_local *local;
     uv_signal_t sigint, sigterm;
-    uv_timer_t sync; /* retries a failed registration */
+    uv_timer_t sync;  /* retries a failed registration */
+    uv_timer_t stale; /* dns_config.max_stale: checks the contact with the servers */
+    bool dns_stale;
     uint64_t leader; /* the leader consensus last told of (0: none) */
     char node_id[40];
     uint64_t raft_id;
@@ -290,6 +294,7 @@ static void on_cons_stopped(void *data)
     if (ag->checks)
         adm_checks_free(ag->checks, on_checks_freed, ag);
     uv_close((uv_handle_t *)&ag->sync, NULL);
+    uv_close((uv_handle_t *)&ag->stale, NULL);
     LOG_INFO("agent", "raft stopped");
     if (ag->rpc)
         rpc_stop(ag->rpc, on_rpc_stopped, ag);
@@ -335,6 +340,7 @@ static void begin_stop(struct agent *ag)
     uv_close((uv_handle_t *)&ag->sigint, NULL);
     uv_close((uv_handle_t *)&ag->sigterm, NULL);
     uv_timer_stop(&ag->sync);
+    uv_timer_stop(&ag->stale);
     adm_reconcile_stop(ag->reconcile);
     adm_local_stop(ag->local);
     if (ag->rsv)
@@ -522,6 +528,37 @@ static void on_user_event(void *data, const struct gossip_event *ev)
 {
     struct agent *ag = data;
     adm_event_received(ag->api, ev);
+}
+
+/* ---- how stale DNS may be ---------------------------------------------------------------- */
+/* Consul's dns_config.allow_stale and max_stale, for answers that always come from the local
+ * replica (a client's as a server's): once the agent has not heard from the leader (a client:
+ * from the server it follows) for longer than max_stale, names of the zone answer SERVFAIL
+ * until it hears again, as Consul's DNS fails when its stale read is too old and the leader
+ * cannot be asked. allow_stale false bounds it to STALE_STRICT_MS (a few heartbeats of the
+ * stream). The leader itself is never stale. */
+#define STALE_CHECK_MS  250
+#define STALE_STRICT_MS 1000
+
+static void stale_check(uv_timer_t *t)
+{
+    struct agent *ag = t->data;
+    if (!ag->cons || !ag->rsv || ag->stopping)
+        return;
+    uint64_t contact = cons_is_leader(ag->cons) ? 0 : cons_last_contact_ms(ag->cons);
+    uint64_t bound = ag->cfg.dns.allow_stale ? ag->cfg.dns.max_stale_ms : STALE_STRICT_MS;
+    bool stale = contact > bound;
+    if (stale == ag->dns_stale)
+        return;
+    ag->dns_stale = stale;
+    rsv_set_stale(ag->rsv, stale);
+    if (stale)
+        LOG_WARN("agent",
+                 "DNS answers SERVFAIL: no contact with the servers for %" PRIu64
+                 " ms (dns_config.%s %" PRIu64 " ms)",
+                 contact, ag->cfg.dns.allow_stale ? "max_stale" : "allow_stale false:", bound);
+    else
+        LOG_INFO("agent", "DNS answers again: in contact with the servers");
 }
 
 /* ---- start ----------------------------------------------------------------------------- */
@@ -766,6 +803,7 @@ static int agent_start(struct agent *ag, char *err)
     if ((rc = rsv_start(&ag->loop, &rc_dns, &ag->rsv, err)))
         return rc;
 
+    uv_timer_start(&ag->stale, stale_check, STALE_CHECK_MS, STALE_CHECK_MS);
     sync_now(ag); /* a leader may be known already (a single server elects itself at once) */
     uv_signal_start(&ag->sigint, on_signal, SIGINT);
     uv_signal_start(&ag->sigterm, on_signal, SIGTERM);
@@ -806,6 +844,8 @@ int adm_agent_main(int argc, char **argv)
     uv_loop_init(&ag->loop);
     uv_timer_init(&ag->loop, &ag->sync);
     ag->sync.data = ag;
+    uv_timer_init(&ag->loop, &ag->stale);
+    ag->stale.data = ag;
     uv_signal_init(&ag->loop, &ag->sigint);
     uv_signal_init(&ag->loop, &ag->sigterm);
     ag->sigint.data = ag->sigterm.data = ag;

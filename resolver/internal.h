@@ -77,7 +77,7 @@ struct rsv__stats {
     _Atomic uint64_t udp_queries, tcp_queries, cache_hits, cache_misses, dropped, formerr, notimp,
         badvers, refused, servfail, udp_send_queued, udp_send_dropped, tcp_accepted, tcp_rejected,
         tcp_idle_closed, tcp_paused, recursed, recursion_refused, recursion_timeouts,
-        recursion_overload, recursion_cache_hits;
+        recursion_overload, recursion_cache_hits, stale_servfail;
 };
 #define RSV__COUNT(st, field)                                                                      \
     atomic_store_explicit(&(st)->field,                                                            \
@@ -138,6 +138,7 @@ struct rsv__engine {
     struct zone_store *store;
     const struct zone_dns_config *zone;
     const _Atomic uint64_t *catalog_index;
+    const _Atomic bool *too_stale; /* rsv_set_stale (NULL: never) */
     struct rsv__cache cache;
     struct base_arena arena;
     struct zone_dns_query q;
@@ -232,6 +233,7 @@ struct rsv {
     struct zone_dns_config zone; /* deep copy */
     struct rsv__rcfg rcfg;       /* deep copy */
     _Atomic uint64_t catalog_index;
+    _Atomic bool too_stale; /* rsv_set_stale */
     unsigned n_workers;
     struct rsv__worker **workers;
     unsigned tcp_idle_ms, tcp_max_conns, tcp_max_per_client, tcp_max_per_network;

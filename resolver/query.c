@@ -202,6 +202,14 @@ size_t rsv__answer(struct rsv__engine *e, const uint8_t *pkt, size_t len, bool t
         return n;
     }
 
+    /* dns_config.max_stale: no contact with the servers for too long (rsv_set_stale) */
+    if (e->too_stale && atomic_load_explicit(e->too_stale, memory_order_relaxed)) {
+        RSV__COUNT(e->stats, stale_servfail);
+        n = error_answer(e, 2, ra, out, cap);
+        if (base_log_get_level() >= BASE_LOG_DEBUG)
+            log_query(q, tcp, peer, out, n, "stale");
+        return n;
+    }
     index = atomic_load_explicit(e->catalog_index, memory_order_acquire);
     rsv__key_make(&key, q, limit);
     n = rsv__cache_lookup(&e->cache, &key, index, q, &e->rng, out, cap);

@@ -317,6 +317,7 @@ int rsv_start(uv_loop_t *main, const struct rsv_config *cfg, struct rsv **out, c
     r->store = cfg->store;
     zone_copy(&r->zone, cfg->zone);
     atomic_init(&r->catalog_index, cfg->catalog_index);
+    atomic_init(&r->too_stale, false);
     atomic_init(&r->tcp_conns, 0);
     r->tcp_idle_ms = cfg->tcp_idle_timeout_ms ? cfg->tcp_idle_timeout_ms : DEF_IDLE_MS;
     r->tcp_max_conns = cfg->tcp_max_conns ? cfg->tcp_max_conns : DEF_MAX_CONNS;
@@ -344,6 +345,7 @@ int rsv_start(uv_loop_t *main, const struct rsv_config *cfg, struct rsv **out, c
         rsv__engine_init(&w->eng, r->store, &r->zone, &r->catalog_index, &w->stats,
                          cfg->cache_entries, cfg->cache_max_bytes);
         w->eng.rcfg = &r->rcfg;
+        w->eng.too_stale = &r->too_stale;
         if ((rc = rsv__worker_setup(w, (struct sockaddr *)&ss, errmsg)))
             goto fail;
     }
@@ -389,6 +391,11 @@ void rsv_catalog_changed(struct rsv *r, uint64_t index)
     atomic_store_explicit(&r->catalog_index, index, memory_order_release);
 }
 
+void rsv_set_stale(struct rsv *r, bool stale)
+{
+    atomic_store_explicit(&r->too_stale, stale, memory_order_relaxed);
+}
+
 void rsv_stats_get(const struct rsv *r, struct rsv_stats *o)
 {
     memset(o, 0, sizeof *o);
@@ -418,6 +425,7 @@ void rsv_stats_get(const struct rsv *r, struct rsv_stats *o)
         ADD(recursion_timeouts);
         ADD(recursion_overload);
         ADD(recursion_cache_hits);
+        ADD(stale_servfail);
 #undef ADD
     }
 }

@@ -111,6 +111,11 @@ unsigned rsv_workers(const struct rsv *r);
  * thread; a relaxed store and no syscall, so it is cheap to call on every apply. */
 void rsv_catalog_changed(struct rsv *r, uint64_t index);
 
+/* Whether the catalog is too stale to answer from (the agent lost contact with its servers
+ * for longer than dns_config.max_stale allows): while set, names of the zone answer SERVFAIL
+ * (counted in stale_servfail) and names outside it are not affected. Any thread; cheap. */
+void rsv_set_stale(struct rsv *r, bool stale);
+
 /* Counters summed over the workers (each read without locks, so only roughly consistent). */
 struct rsv_stats {
     uint64_t udp_queries, tcp_queries; /* messages received (including ones dropped) */
@@ -125,6 +130,7 @@ struct rsv_stats {
     uint64_t recursion_timeouts;   /* no answer within the recursor timeout: SERVFAIL */
     uint64_t recursion_overload;   /* over max_queries outstanding: SERVFAIL at once */
     uint64_t recursion_cache_hits; /* answered from the worker's copy of libunbound's answer */
+    uint64_t stale_servfail;       /* zone names answered SERVFAIL while rsv_set_stale held */
 };
 void rsv_stats_get(const struct rsv *r, struct rsv_stats *out);
 
