@@ -39,6 +39,14 @@ struct cl {
 
 /* ---- fixture --------------------------------------------------------------------------- */
 
+/* The servers' client_allowed: every client unless the node says refuse. */
+static bool allow_unless_refused(void *data, const struct sockaddr *sa)
+{
+    struct node *nd = data;
+    BASE_UNUSED(sa);
+    return !nd->refuse;
+}
+
 static void on_applied(void *data, uint64_t index, uint32_t touched)
 {
     struct node *nd = data;
@@ -90,6 +98,8 @@ static void cl_init(struct cl *cl, int n, unsigned expect)
         nd->cfg.on_applied = on_applied;
         nd->cfg.on_leader = on_leader;
         nd->cfg.data = nd;
+        nd->cfg.client_allowed = allow_unless_refused;
+        nd->cfg.client_allowed_data = nd;
     }
 }
 
@@ -388,13 +398,6 @@ static int form3(struct cl *cl)
 }
 
 /* ---- clients --------------------------------------------------------------------------- */
-
-static bool refuse_if(void *data, const struct sockaddr *sa)
-{
-    struct node *nd = data;
-    BASE_UNUSED(sa);
-    return !nd->refuse;
-}
 
 /* Node i becomes a client agent (before its start). */
 static void make_client(struct cl *cl, int i)
@@ -704,11 +707,8 @@ static void test_client_refused(void **state)
     struct cl cl;
     cl_init(&cl, 3, 3);
     make_client(&cl, CLIENT);
-    for (int i = 0; i < 3; i++) {
-        cl.node[i].cfg.client_allowed = refuse_if;
-        cl.node[i].cfg.client_allowed_data = &cl.node[i];
+    for (int i = 0; i < 3; i++)
         cl.node[i].refuse = true;
-    }
     int li = form3(&cl);
     put_ok(&cl.node[li], "k", "v", NULL);
     struct node *cn = &cl.node[CLIENT];
@@ -813,12 +813,39 @@ static void test_follow_garbage(void **state)
     cl_close(&cl);
 }
 
+/* Without a key and without client_allowed, a non-member is no client: refused. */
+static void test_follow_refused_by_default(void **state)
+{
+    (void)state;
+    struct cl cl;
+    cl_init(&cl, 3, 3);
+    for (int i = 0; i < 3; i++)
+        cl.node[i].cfg.client_allowed = NULL;
+    int li = form3(&cl);
+    put_ok(&cl.node[li], "k", "v", NULL);
+    struct node *tn = &cl.node[4];
+    srv_port_start(&cl.loop, &tn->s, 999);
+    struct rpc_client_config cc = {0};
+    struct rpc_client *rc = rpc_client_new(tn->s.rpc, &cc);
+    uint8_t req[32] = {0};
+    struct raw w = raw_call(&cl, rc, cl.node[li].s.address, req, sizeof req);
+    assert_int_equal(w.status, 0);
+    assert_int_equal(w.reply_status, BASE_EACL);
+    rpc_client_close(rc);
+    srv_port_stop(&cl.loop, &tn->s);
+    cl_close(&cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_client_replica),           cmocka_unit_test(test_client_start_checks),
-        cmocka_unit_test(test_client_snapshot_catch_up), cmocka_unit_test(test_client_failover),
-        cmocka_unit_test(test_client_refused),           cmocka_unit_test(test_follow_garbage),
+        cmocka_unit_test(test_client_replica),
+        cmocka_unit_test(test_client_start_checks),
+        cmocka_unit_test(test_client_snapshot_catch_up),
+        cmocka_unit_test(test_client_failover),
+        cmocka_unit_test(test_client_refused),
+        cmocka_unit_test(test_follow_garbage),
+        cmocka_unit_test(test_follow_refused_by_default),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
