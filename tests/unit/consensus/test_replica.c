@@ -730,6 +730,43 @@ static void test_client_refused(void **state)
     cl_close(&cl);
 }
 
+/* Three clients: each follows some server, all stay current, each one's writes reach all. */
+static bool clients_current(struct cl *cl, void *arg)
+{
+    int li = *(int *)arg;
+    for (int i = CLIENT; i < NODES_MAX; i++)
+        if (cons_applied_index(cl->node[i].s.c) < cons_applied_index(cl->node[li].s.c))
+            return false;
+    return true;
+}
+
+static void test_three_clients(void **state)
+{
+    (void)state;
+    struct cl cl;
+    char key[32];
+    cl_init(&cl, 3, 3);
+    int li = form3(&cl);
+    for (int i = CLIENT; i < NODES_MAX; i++) {
+        make_client(&cl, i);
+        start(&cl.node[i]);
+        see_servers(&cl, i);
+    }
+    for (int k = 0; k < 30; k++) {
+        snprintf(key, sizeof key, "many/%02d", k);
+        put_ok(&cl.node[CLIENT + k % 3], key, key, NULL); /* from each client in turn */
+    }
+    wait_all_have(&cl, "many/29", "many/29");
+    assert_true(cl_until(&cl, clients_current, &li, 5000));
+    struct zone_meta ml = meta_of(&cl.node[li]);
+    for (int i = CLIENT; i < NODES_MAX; i++) {
+        struct zone_meta m = meta_of(&cl.node[i]);
+        assert_int_equal(m.applied, ml.applied);
+        assert_int_equal(m.table_index[ZONE_TABLE_KV], ml.table_index[ZONE_TABLE_KV]);
+    }
+    cl_close(&cl);
+}
+
 /* ---- bad input ------------------------------------------------------------------------- */
 
 struct raw {
@@ -846,6 +883,7 @@ int main(void)
         cmocka_unit_test(test_client_refused),
         cmocka_unit_test(test_follow_garbage),
         cmocka_unit_test(test_follow_refused_by_default),
+        cmocka_unit_test(test_three_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
