@@ -30,9 +30,10 @@
  *
  * Caps (server). At most REPL_FOLLOW_MAX requests are held at once (more are refused with
  * -EBUSY: the client tries another server); a connection whose unsent replies exceed
- * REPL_BACKLOG_MAX (a client that does not read) is refused likewise, so a client never grows
- * the server's memory beyond one reply. Nothing on the loop is proportional to the catalog:
- * a reply holds at most REPL_REPLY_BYTES of entries or snapshot.
+ * REPL_BACKLOG_MAX (a client that does not read) is closed at its next FOLLOW, with what it
+ * had queued, so a client never grows the server's memory much beyond that bound. Nothing on the
+ * loop is proportional to the catalog: a reply holds at most REPL_REPLY_BYTES of entries or
+ * snapshot.
  *
  * Failover (client). The client follows one server at a time, picked at random among those
  * cons_server_seen named (so clients spread over the servers), and moves to another when its
@@ -474,8 +475,8 @@ void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body
         return;
     }
     if (rpc_req_backlog(req) > REPL_BACKLOG_MAX) {
-        rpc_refuse_log(c->rpc, &rpc_req_peer(req)->sa, "FOLLOW from a client that does not read");
-        reply_status(req, -EBUSY);
+        /* it reconnects and catches up (by snapshot if need be) */
+        rpc_req_drop(req, "FOLLOW from a client that does not read: dropped");
         return;
     }
     if (!rs->retaining) {
