@@ -117,8 +117,9 @@ struct cons_config {
     cons_addr_allow_cb join_allowed;
     void *join_allowed_data;
     /* On a server without a cluster key: from which source addresses other than members a
-     * client agent may FOLLOW, FORWARD and READ_INDEX (NULL: loopback only). With a key every
-     * peer that proved it may. */
+     * client agent may FOLLOW, FORWARD and READ_INDEX (NULL: none; not loopback as for
+     * join_allowed, since every 127/8 address is loopback and an outsider there must not
+     * forward writes). With a key every peer that proved it may. */
     cons_addr_allow_cb client_allowed;
     void *client_allowed_data;
     /* A client agent (issue 12): no Raft at all (dir may be NULL and is not created;

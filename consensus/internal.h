@@ -369,7 +369,7 @@ bool cons__peer_is_member(struct cons *c, const struct rpc_peer *p);
 bool cons__join_allowed(struct cons *c, const struct sockaddr_storage *sa);
 
 /* Whether a client agent may FOLLOW, FORWARD and READ_INDEX from sa without a key:
- * cons_config.client_allowed, by default loopback only. */
+ * cons_config.client_allowed (NULL: nobody). */
 bool cons__client_allowed(struct cons *c, const struct sockaddr_storage *sa);
 
 /* replica.c */

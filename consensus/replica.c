@@ -11,25 +11,29 @@
  *   entries: the committed entries after `applied`, in index order, exactly the payloads its
  *     FSM applied (at most REPL_REPLY_BYTES and REPL_ENTRIES_MAX per reply, at least one);
  *   a snapshot piece: when the client is behind what the server retains, the server's catalog
- *     snapshot (zone_store_snapshot's bytes, made once and shared by every client that needs
- *     it while the entries after it are still retained), REPL_REPLY_BYTES at a time;
+ *     snapshot (zone_store_snapshot's bytes, serialized off the loop by a libuv worker, made
+ *     once and shared by every client that needs it while the entries after it are still
+ *     retained; clients waiting for it are held and get heartbeats), REPL_REPLY_BYTES at a
+ *     time;
  *   nothing (the heartbeat): a client that has everything waits at most REPL_HOLD_MS for the
  *     next entry (the request is held), then gets the header alone.
  * The client applies entries through the same zone apply with the same index (so CreateIndex
  * and ModifyIndex agree with the servers'), restores a complete snapshot with
  * zone_store_restore, and asks again at once. on_applied runs for each, as on a server.
  *
- * Retention (server). Every entry the FSM applies is copied into a ring bounded by
- * REPL_RETAIN_BYTES and REPL_RETAIN_ENTRIES; `floor` is the index below which entries are gone
- * (every command entry above it is in the ring), so a client whose applied index is below the
- * floor gets a snapshot. A server restoring a snapshot starts its ring again at the
- * snapshot's index.
+ * Retention (server). Once a first client asked (a server without clients keeps nothing),
+ * every entry the FSM applies is copied into a ring bounded by REPL_RETAIN_BYTES and
+ * REPL_RETAIN_ENTRIES; `floor` is the index below which entries are gone (every command entry
+ * above it is in the ring), so a client whose applied index is below the floor gets a
+ * snapshot, never entries with a gap (a held request is checked again when it is answered).
+ * A server restoring a snapshot starts its ring again at the snapshot's index.
  *
  * Caps (server). At most REPL_FOLLOW_MAX requests are held at once (more are refused with
  * -EBUSY: the client tries another server); a connection whose unsent replies exceed
- * REPL_BACKLOG_MAX (a client that does not read) is refused likewise, so a client never grows
- * the server's memory beyond one reply. Known limit: the snapshot is serialized on the loop
- * (once per retention window, shared by all clients), not off it.
+ * REPL_BACKLOG_MAX (a client that does not read) is closed at its next FOLLOW, with what it
+ * had queued, so a client never grows the server's memory much beyond that bound. Nothing on the
+ * loop is proportional to the catalog: a reply holds at most REPL_REPLY_BYTES of entries or
+ * snapshot.
  *
  * Failover (client). The client follows one server at a time, picked at random among those
  * cons_server_seen named (so clients spread over the servers), and moves to another when its
@@ -471,8 +475,8 @@ void cons__follow_serve(struct cons *c, struct rpc_req *req, const uint8_t *body
         return;
     }
     if (rpc_req_backlog(req) > REPL_BACKLOG_MAX) {
-        rpc_refuse_log(c->rpc, &rpc_req_peer(req)->sa, "FOLLOW from a client that does not read");
-        reply_status(req, -EBUSY);
+        /* it reconnects and catches up (by snapshot if need be) */
+        rpc_req_drop(req, "FOLLOW from a client that does not read: dropped");
         return;
     }
     if (!rs->retaining) {

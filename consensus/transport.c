@@ -34,7 +34,7 @@
  * form_trusts). Client agents (no Raft, replica.c) FOLLOW the committed entries, FORWARD
  * writes and ask READ_INDEX: with a key every authenticated peer may; without one a member's
  * address, or a source address client_allowed accepts (cons_config.client_allowed; default
- * loopback), and such a peer may send those methods' frames over the non-member frame cap
+ * none), and such a peer may send those methods' frames over the non-member frame cap
  * (a forwarded write carries up to an entry's worth). A server whose configuration is so stale that
  * it does not list the current leader (it was down while that leader joined) refuses the leader's
  * streams and is not caught up; wipe its data dir and it joins again as a new server. A server
@@ -105,9 +105,10 @@ static bool join_allow(void *data, const struct rpc_peer *p)
 
 bool cons__client_allowed(struct cons *c, const struct sockaddr_storage *sa)
 {
-    return c->client_allowed
-               ? c->client_allowed(c->client_allowed_data, (const struct sockaddr *)sa)
-               : rpc_is_loopback(sa);
+    /* NULL: nobody (not loopback, unlike join_allowed): every 127/8 address is loopback, and
+     * an outsider there must not forward writes (tests/integration/test_server_port_auth) */
+    return c->client_allowed &&
+           c->client_allowed(c->client_allowed_data, (const struct sockaddr *)sa);
 }
 
 static bool client_allow(void *data, const struct rpc_peer *p)

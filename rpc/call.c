@@ -452,6 +452,15 @@ size_t rpc_req_backlog(const struct rpc_req *req)
     return conn->closing || !conn->tcp ? 0 : conn->tcp->write_queue_size;
 }
 
+void rpc_req_drop(struct rpc_req *req, const char *why)
+{
+    struct rpc__conn *conn = req->conn;
+    rpc_refuse_log(conn->r, &conn->from.sa, why);
+    conn_close(conn, 0, why); /* its unsent replies go with it; later ones are dropped */
+    base_free(req);
+    conn_unref(conn);
+}
+
 void rpc__accept(struct rpc *r, uv_tcp_t *tcp, const struct rpc_peer *peer)
 {
     struct rpc__conn *conn = conn_new(r, tcp);

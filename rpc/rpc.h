@@ -164,6 +164,10 @@ const struct rpc_peer *rpc_req_peer(const struct rpc_req *req);
 /* Bytes written to the request's connection and not yet taken by its peer's TCP (a peer that
  * does not read makes it grow): the caller bounds what it queues for one peer with it. */
 size_t rpc_req_backlog(const struct rpc_req *req);
+/* Answers nothing and closes the request's connection (the peer learns RPC_LOST), with what
+ * it had queued: for a peer that does not read (why: a literal, logged as a refusal). req is
+ * freed; the connection's other requests are answered into nothing. */
+void rpc_req_drop(struct rpc_req *req, const char *why);
 
 /* Whether a peer without the key is tied to a member of the cluster (by its source address;
  * NULL: nobody, only key holders). Members may make RPC_MEMBERS requests, send frames over

@@ -48,6 +48,16 @@ static bool refuse_joins(void *data, const struct sockaddr *sa)
     return false;
 }
 
+/* Client agents (FOLLOW, FORWARD, READ_INDEX) are allowed only in the FOLLOW mode, so that the
+ * other modes keep exercising the refusals (and fuzzed writes never reach the store). */
+static bool g_clients;
+static bool allow_clients(void *data, const struct sockaddr *sa)
+{
+    (void)data;
+    (void)sa;
+    return g_clients;
+}
+
 static int free_port(void)
 {
     uv_tcp_t t;
@@ -126,6 +136,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         .bootstrap = true,
         .store = g_store,
         .join_allowed = refuse_joins,
+        .client_allowed = allow_clients,
     };
     if (cons_start(&g_loop, &cfg, &g_cons, errmsg) != 0) {
         fprintf(stderr, "cons_start: %s\n", errmsg);
@@ -248,7 +259,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(cl.out + n, me, sizeof me - 1);
         n += sizeof me - 1;
     }
-    if (data[0] % 8 == 2) {
+    g_clients = data[0] % 8 == 2;
+    if (g_clients) {
         /* FOLLOW frames: u32 length, u8 type 6, 3 zeros, u64 id, body */
         uint64_t id = 1;
         for (size_t i = 1; i < size;) {

@@ -8,6 +8,9 @@
  * stopped and uv_loop_close() == 0. */
 #include "consensus/fixture.h"
 
+#include <errno.h>
+#include <fcntl.h>
+
 #define NODES_MAX 6
 #define CLIENT    3 /* node 3 is a client agent */
 
@@ -38,6 +41,14 @@ struct cl {
 };
 
 /* ---- fixture --------------------------------------------------------------------------- */
+
+/* The servers' client_allowed: every client unless the node says refuse. */
+static bool allow_unless_refused(void *data, const struct sockaddr *sa)
+{
+    struct node *nd = data;
+    BASE_UNUSED(sa);
+    return !nd->refuse;
+}
 
 static void on_applied(void *data, uint64_t index, uint32_t touched)
 {
@@ -90,6 +101,8 @@ static void cl_init(struct cl *cl, int n, unsigned expect)
         nd->cfg.on_applied = on_applied;
         nd->cfg.on_leader = on_leader;
         nd->cfg.data = nd;
+        nd->cfg.client_allowed = allow_unless_refused;
+        nd->cfg.client_allowed_data = nd;
     }
 }
 
@@ -388,13 +401,6 @@ static int form3(struct cl *cl)
 }
 
 /* ---- clients --------------------------------------------------------------------------- */
-
-static bool refuse_if(void *data, const struct sockaddr *sa)
-{
-    struct node *nd = data;
-    BASE_UNUSED(sa);
-    return !nd->refuse;
-}
 
 /* Node i becomes a client agent (before its start). */
 static void make_client(struct cl *cl, int i)
@@ -704,11 +710,8 @@ static void test_client_refused(void **state)
     struct cl cl;
     cl_init(&cl, 3, 3);
     make_client(&cl, CLIENT);
-    for (int i = 0; i < 3; i++) {
-        cl.node[i].cfg.client_allowed = refuse_if;
-        cl.node[i].cfg.client_allowed_data = &cl.node[i];
+    for (int i = 0; i < 3; i++)
         cl.node[i].refuse = true;
-    }
     int li = form3(&cl);
     put_ok(&cl.node[li], "k", "v", NULL);
     struct node *cn = &cl.node[CLIENT];
@@ -727,6 +730,43 @@ static void test_client_refused(void **state)
         cl.node[i].refuse = false;
     assert_true(cl_until(&cl, client_current, &li, 10000));
     assert_true(kv_is(cn, "k", "v"));
+    cl_close(&cl);
+}
+
+/* Three clients: each follows some server, all stay current, each one's writes reach all. */
+static bool clients_current(struct cl *cl, void *arg)
+{
+    int li = *(int *)arg;
+    for (int i = CLIENT; i < NODES_MAX; i++)
+        if (cons_applied_index(cl->node[i].s.c) < cons_applied_index(cl->node[li].s.c))
+            return false;
+    return true;
+}
+
+static void test_three_clients(void **state)
+{
+    (void)state;
+    struct cl cl;
+    char key[32];
+    cl_init(&cl, 3, 3);
+    int li = form3(&cl);
+    for (int i = CLIENT; i < NODES_MAX; i++) {
+        make_client(&cl, i);
+        start(&cl.node[i]);
+        see_servers(&cl, i);
+    }
+    for (int k = 0; k < 30; k++) {
+        snprintf(key, sizeof key, "many/%02d", k);
+        put_ok(&cl.node[CLIENT + k % 3], key, key, NULL); /* from each client in turn */
+    }
+    wait_all_have(&cl, "many/29", "many/29");
+    assert_true(cl_until(&cl, clients_current, &li, 5000));
+    struct zone_meta ml = meta_of(&cl.node[li]);
+    for (int i = CLIENT; i < NODES_MAX; i++) {
+        struct zone_meta m = meta_of(&cl.node[i]);
+        assert_int_equal(m.applied, ml.applied);
+        assert_int_equal(m.table_index[ZONE_TABLE_KV], ml.table_index[ZONE_TABLE_KV]);
+    }
     cl_close(&cl);
 }
 
@@ -813,12 +853,138 @@ static void test_follow_garbage(void **state)
     cl_close(&cl);
 }
 
+/* Without a key and without client_allowed, a non-member is no client: refused. */
+static void test_follow_refused_by_default(void **state)
+{
+    (void)state;
+    struct cl cl;
+    cl_init(&cl, 3, 3);
+    for (int i = 0; i < 3; i++)
+        cl.node[i].cfg.client_allowed = NULL;
+    int li = form3(&cl);
+    put_ok(&cl.node[li], "k", "v", NULL);
+    struct node *tn = &cl.node[4];
+    srv_port_start(&cl.loop, &tn->s, 999);
+    struct rpc_client_config cc = {0};
+    struct rpc_client *rc = rpc_client_new(tn->s.rpc, &cc);
+    uint8_t req[32] = {0};
+    struct raw w = raw_call(&cl, rc, cl.node[li].s.address, req, sizeof req);
+    assert_int_equal(w.status, 0);
+    assert_int_equal(w.reply_status, BASE_EACL);
+    rpc_client_close(rc);
+    srv_port_stop(&cl.loop, &tn->s);
+    cl_close(&cl);
+}
+
+/* A client that sends FOLLOWs and does not read is dropped once its unsent replies pass the
+ * bound: the server's memory does not grow with what it will not take. */
+static size_t le_put(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+    return (size_t)n;
+}
+
+static void test_slow_reader_dropped(void **state)
+{
+    (void)state;
+    struct cl cl;
+    cl_init(&cl, 3, 3);
+    int li = form3(&cl);
+    struct node *ld = &cl.node[li];
+
+    /* a raw connection from 127.0.0.15 with a small receive buffer, never read */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int small = 4096;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.15", &src.sin_addr);
+    assert_int_equal(bind(fd, (struct sockaddr *)&src, sizeof src), 0);
+    char ip[32];
+    snprintf(ip, sizeof ip, "%.*s", (int)(strchr(ld->s.address, ':') - ld->s.address),
+             ld->s.address);
+    inet_pton(AF_INET, ip, &dst.sin_addr);
+    dst.sin_port = htons((uint16_t)ld->s.port);
+    assert_int_equal(connect(fd, (struct sockaddr *)&dst, sizeof dst), 0);
+    static const char me[] = "127.0.0.15:9";
+    uint8_t out[256];
+    size_t n = 0;
+    memcpy(out, "HRLDRPC2", 8);
+    n = 8;
+    n += le_put(out + n, 999, 8);
+    n += le_put(out + n, 0, 8);
+    n += le_put(out + n, sizeof me - 1, 4);
+    n += le_put(out + n, 0, 4);
+    memcpy(out + n, me, sizeof me - 1);
+    n += sizeof me - 1;
+    /* the first FOLLOW starts the server's retention (its reply: a small snapshot piece) */
+    n += le_put(out + n, 12 + 32, 4);
+    n += le_put(out + n, 6, 4);
+    n += le_put(out + n, 1, 8);
+    memset(out + n, 0, 32);
+    n += 32;
+    assert_int_equal(send(fd, out, n, 0), (ssize_t)n);
+    run_for(&cl, 300);
+    uint64_t floor = meta_of(ld).applied;
+
+    /* 24 entries of 512 KiB, retained (12 MiB) */
+    memset(big, 'y', sizeof big - 1);
+    for (int k = 0; k < 24; k++) {
+        big[0] = (char)('a' + k);
+        put_ok(ld, "big", big, NULL);
+    }
+    /* 64 FOLLOWs from the floor: each answer is about 512 KiB, 32 MiB in all if not bounded */
+    for (int k = 0; k < 64; k++) {
+        n = 0;
+        n += le_put(out + n, 12 + 32, 4);
+        n += le_put(out + n, 6, 4);
+        n += le_put(out + n, 2 + (uint64_t)k, 8);
+        n += le_put(out + n, floor, 8);
+        memset(out + n, 0, 24);
+        n += 24;
+        assert_int_equal(send(fd, out, n, 0), (ssize_t)n);
+    }
+    run_for(&cl, 1000);
+
+    /* drain: the server closed the connection (EOF or reset) well before 32 MiB */
+    int fl = fcntl(fd, F_GETFL);
+    fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    static uint8_t in[1 << 16];
+    size_t got = 0;
+    bool closed = false;
+    uint64_t deadline = uv_now(&cl.loop) + 10000;
+    while (!closed && uv_now(&cl.loop) < deadline && got < (32u << 20)) {
+        ssize_t r = recv(fd, in, sizeof in, 0);
+        if (r > 0)
+            got += (size_t)r;
+        else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+            closed = true;
+        else
+            run_for(&cl, 10);
+    }
+    close(fd);
+    print_message("# a client that did not read: dropped after %zu bytes it had not taken\n", got);
+    assert_true(closed);
+    assert_true(got < (16u << 20));
+    /* the server goes on */
+    put_ok(ld, "after", "reader", NULL);
+    wait_all_have(&cl, "after", "reader");
+    cl_close(&cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_client_replica),           cmocka_unit_test(test_client_start_checks),
-        cmocka_unit_test(test_client_snapshot_catch_up), cmocka_unit_test(test_client_failover),
-        cmocka_unit_test(test_client_refused),           cmocka_unit_test(test_follow_garbage),
+        cmocka_unit_test(test_client_replica),
+        cmocka_unit_test(test_client_start_checks),
+        cmocka_unit_test(test_client_snapshot_catch_up),
+        cmocka_unit_test(test_client_failover),
+        cmocka_unit_test(test_client_refused),
+        cmocka_unit_test(test_follow_garbage),
+        cmocka_unit_test(test_follow_refused_by_default),
+        cmocka_unit_test(test_three_clients),
+        cmocka_unit_test(test_slow_reader_dropped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
