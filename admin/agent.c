@@ -136,6 +136,14 @@ static bool join_allowed(void *data, const struct sockaddr *sa)
     return rsv_cidr_match(c->join_nets, c->n_join_nets, sa);
 }
 
+/* Without the cluster key, a client is heard from the address of a vouched member of the pool
+ * (serf.c). */
+static bool client_allowed(void *data, const struct sockaddr *sa)
+{
+    struct agent *ag = data;
+    return adm_serf_client_allowed(ag->serf, sa);
+}
+
 static void on_applied(void *data, uint64_t index, uint32_t touched)
 {
     struct agent *ag = data;
@@ -621,8 +629,8 @@ static int agent_start(struct agent *ag, char *err)
     }
     /* A client (no -server) keeps no Raft state: its catalog is a read-only replica that a
      * server streams to it, and its writes and reads go to the leader (consensus's client
-     * mode); servers let clients follow them from where they let servers join (-join-allow,
-     * default loopback) unless the cluster has a key. */
+     * mode). Without a key, servers hear a client only from the address of a member of the
+     * pool with role=node (client_allowed). */
     struct cons_config cc = {
         .client = !c->server,
         .dir = c->server ? path : NULL,
@@ -641,8 +649,8 @@ static int agent_start(struct agent *ag, char *err)
         .data = ag,
         .join_allowed = c->n_join_nets ? join_allowed : NULL,
         .join_allowed_data = c,
-        .client_allowed = c->n_join_nets ? join_allowed : NULL,
-        .client_allowed_data = c,
+        .client_allowed = client_allowed,
+        .client_allowed_data = ag,
     };
     if ((rc = cons_start(&ag->loop, &cc, &ag->cons, err))) {
         base_err_wrap(err, "raft");

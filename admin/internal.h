@@ -230,6 +230,11 @@ typedef void (*adm_serf_join_cb)(void *ctx, size_t joined, int status);
 int adm_serf_join(struct adm_serf *s, const char *const *entries, size_t n, adm_serf_join_cb cb,
                   void *ctx, char *errmsg) BASE_MUSTCHECK;
 void adm_serf_members(struct adm_serf *s, gossip_member_cb cb, void *ctx);
+/* Whether a client agent may follow this server and write through it from sa without the
+ * cluster key: sa is the address of an alive member of the pool with role=node whose sighting
+ * is vouched for (as servers' are: an address joined through, -join-allow, loopback by
+ * default). */
+bool adm_serf_client_allowed(struct adm_serf *s, const struct sockaddr *sa);
 int adm_serf_force_leave(struct adm_serf *s, const char *node, bool prune) BASE_MUSTCHECK;
 struct gossip *adm_serf_gossip(struct adm_serf *s); /* NULL once stopping */
 /* gossip_keyring across the pool (BASE_ESHUTDOWN once stopping). */

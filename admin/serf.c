@@ -412,6 +412,34 @@ static void retry_attempt(uv_timer_t *t)
 
 /* ---- the hooks the HTTP API uses ----------------------------------------------------- */
 
+struct client_find {
+    struct adm_serf *s;
+    char addr[INET6_ADDRSTRLEN];
+    bool found;
+};
+
+static void client_match(void *ctx, const struct gossip_node *m)
+{
+    struct client_find *f = ctx;
+    const char *role = adm_tag(m, "role");
+    if (!f->found && m->status == GOSSIP_MEMBER_ALIVE && strcmp(m->addr, f->addr) == 0 && role &&
+        strcmp(role, "node") == 0 && vouched(f->s, m))
+        f->found = true;
+}
+
+bool adm_serf_client_allowed(struct adm_serf *s, const struct sockaddr *sa)
+{
+    struct client_find f = {.s = s};
+    const void *ip = sa->sa_family == AF_INET
+                         ? (const void *)&((const struct sockaddr_in *)sa)->sin_addr
+                         : (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (!s || !s->g || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6) ||
+        !inet_ntop(sa->sa_family, ip, f.addr, sizeof f.addr))
+        return false;
+    gossip_members(s->g, client_match, &f);
+    return f.found;
+}
+
 void adm_serf_members(struct adm_serf *s, gossip_member_cb cb, void *ctx)
 {
     if (s->g)

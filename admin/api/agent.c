@@ -938,15 +938,15 @@ static void read_self(struct api *a, struct http_req *req, struct zone_read *rd,
     json_decref(ms.arr);
     if (!member)
         member = json_object();
-    json_t *raft = json_pack(
-        "{s:s,s:I,s:I,s:I,s:I,s:I}", "last_contact_ms",
-        (json_int_t)cons_last_contact_ms(a->cfg.cons), "state",
-        cons_is_leader(a->cfg.cons) ? "Leader"
-        : a->cfg.server             ? "Follower"
-                                    : "Client",
-        "term", (json_int_t)cons_term(a->cfg.cons), "last_log_index",
-        (json_int_t)cons_last_index(a->cfg.cons), "applied_index", (json_int_t)(rc ? 0 : m.applied),
-        "catalog_index", (json_int_t)(rc ? 0 : m.index));
+    json_t *raft = json_pack("{s:I,s:s,s:I,s:I,s:I,s:I}", "last_contact_ms",
+                             (json_int_t)cons_last_contact_ms(a->cfg.cons), "state",
+                             cons_is_leader(a->cfg.cons) ? "Leader"
+                             : a->cfg.server             ? "Follower"
+                                                         : "Client",
+                             "term", (json_int_t)cons_term(a->cfg.cons), "last_log_index",
+                             (json_int_t)cons_last_index(a->cfg.cons), "applied_index",
+                             (json_int_t)(rc ? 0 : m.applied), "catalog_index",
+                             (json_int_t)(rc ? 0 : m.index));
     json_t *catalog =
         json_pack("{s:I}", "damaged_reads", (json_int_t)zone_store_damaged_count(a->cfg.store));
     /* blocking queries parked now (waiting for a change): tests wait on it instead of sleeping */

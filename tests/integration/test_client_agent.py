@@ -64,7 +64,8 @@ def pool(tmpdir_path):
     try:
         c.start()
         for _ in range(2):
-            clients.append(ClientAgent(tmpdir_path, c.addrs, config=AE).start())
+            clients.append(ClientAgent(tmpdir_path, c.addrs, config=AE))
+            clients[-1].start()  # listed first: stopped at the end even if its start fails
         yield c, clients
     finally:
         failures = []
@@ -151,14 +152,21 @@ def test_a_failing_check_on_a_client_hides_the_instance_and_maintenance_too(pool
                msg="api restored")
 
 
-def test_a_client_keeps_working_when_a_server_dies(pool):
+def followed(client):
+    """The server port address the client follows now (its log's last "following" line)."""
+    with open(client.log_path, "rb") as f:
+        lines = [ln for ln in f.read().decode("utf-8", "replace").splitlines()
+                 if "client: following server " in ln]
+    return lines[-1].rsplit(" ", 1)[1] if lines else None
+
+
+def test_a_client_keeps_working_when_its_server_dies(pool):
     servers, (c1, c2) = pool
     register(c1, {"Name": "db", "ID": "db1"})
-    # whichever server c1 follows, kill one at a time two of the three in turn is too many
-    # for a quorum: kill one, then check reads and writes through the client
-    victim = servers[1]
+    victim = servers.by_server_addr(wait_until(lambda: followed(c1), timeout=10,
+                                               msg="the server c1 follows"))
     victim.kill9()
-    servers.wait_leader(among=[servers[0], servers[2]])
+    servers.wait_leader(among=[s for s in servers if s is not victim])
     register(c1, {"Name": "db", "ID": "db2"})
     ids = sorted(s["ServiceID"] for s in c1.get("/v1/catalog/service/db").json())
     assert ids == ["db1", "db2"]
@@ -166,6 +174,54 @@ def test_a_client_keeps_working_when_a_server_dies(pool):
                               c2.get("/v1/catalog/service/db?stale").json()) == ["db1", "db2"],
                timeout=10, msg="db2 on the other client")
     assert a_records(c1, "db.service.consul") == [c1.addr]
+    wait_until(lambda: followed(c1) not in (None, victim.server_addr), timeout=10,
+               msg="c1 follows another server")
+
+
+def test_a_failing_script_check_on_a_client_hides_the_instance(pool, tmpdir_path):
+    servers, _ = pool
+    flag = os.path.join(tmpdir_path, "healthy")
+    open(flag, "w").close()
+    c = ClientAgent(tmpdir_path, servers.addrs, config=dict(AE, enable_script_checks=True))
+    pool[1].append(c)
+    c.start()
+    register(c, {"Name": "batch", "ID": "batch1",
+                 "Check": {"Args": ["/bin/test", "-e", flag], "Interval": "1s"}})
+    wait_until(lambda: a_records(servers[0], "batch.service.consul") == [c.addr], timeout=15,
+               msg="batch passing")
+    os.unlink(flag)  # the script exits 1: warning, still answered (not only_passing)
+    wait_until(lambda: c.get("/v1/agent/checks").json()["service:batch1"]["Status"] ==
+               "warning", timeout=15, msg="batch warning")
+    register(c, {"Name": "batch", "ID": "batch1",
+                 "Check": {"Args": ["/bin/sh", "-c", "exit 2"], "Interval": "1s"}})
+    wait_until(lambda: a_records(servers[0], "batch.service.consul") == [], timeout=15,
+               msg="batch hidden by its critical script check")
+
+
+def test_max_stale_bounds_what_dns_answers_without_servers(pool, tmpdir_path):
+    servers, (c1, c2) = pool
+    strict = ClientAgent(tmpdir_path, servers.addrs,
+                         config=dict(AE, dns_config={"max_stale": "2s"}))
+    pool[1].append(strict)
+    strict.start()
+    register(c1, {"Name": "kv", "ID": "kv1"})
+    wait_until(lambda: a_records(strict, "kv.service.consul") == [c1.addr], timeout=10,
+               msg="kv on the strict client")
+    for s in servers:
+        s.kill9()
+
+    def rcode(agent):
+        return dns_query(agent, "kv.service.consul", "A").rcode()
+
+    wait_until(lambda: rcode(strict) == 2, timeout=20, msg="SERVFAIL past max_stale")
+    assert a_records(c2, "kv.service.consul") == [c1.addr]  # the default: 10 years
+    with open(strict.log_path, "rb") as f:
+        assert b"DNS answers SERVFAIL: no contact with the servers" in f.read()
+    for s in servers:
+        s.restart()
+    servers.wait_leader()
+    wait_until(lambda: rcode(strict) == 0 and a_records(strict, "kv.service.consul") ==
+               [c1.addr], timeout=30, msg="the strict client answers again")
 
 
 def test_a_client_cut_off_from_every_server_keeps_answering(pool):
