@@ -176,6 +176,18 @@ static void test_defaults_dev(void **state)
     assert_int_equal(f->cfg.raft_snapshot_trailing, 0);
 }
 
+static void test_defaults_client(void **state)
+{
+    struct fx *f = *state;
+    LOAD_OK(f, "-data-dir", f->dir); /* no -server: a client agent */
+    assert_false(f->cfg.server);
+    assert_int_equal(f->cfg.bootstrap_expect, 0);
+    assert_true(f->cfg.leave_on_terminate); /* Consul's client defaults */
+    assert_false(f->cfg.skip_leave_on_interrupt);
+    assert_int_equal(f->cfg.ae_interval_ms, 60000);
+    assert_int_equal(f->cfg.check_update_interval_ms, 300000);
+}
+
 static void test_defaults_server(void **state)
 {
     struct fx *f = *state;
@@ -388,7 +400,9 @@ static void test_validation_errors(void **state)
 
     LOAD_BAD(f, "data_dir is required", NULL, "-server");
     LOAD_BAD(f, "data_dir is required", NULL, "-server", "-bootstrap-expect", "1");
-    LOAD_BAD(f, "client agents are not supported yet", NULL, "-data-dir", f->dir);
+    /* without -server the agent is a client: bootstrap_expect is a server's (Consul's text) */
+    LOAD_BAD(f, "'bootstrap_expect > 0' requires 'server = true'", NULL, "-data-dir", f->dir,
+             "-bootstrap-expect", "3");
     check_bad(f, load(f, NULL), "data_dir is required", NULL); /* no flags at all */
 
     /* the other servers may come by `herald join` rather than -retry-join (as Consul) */
@@ -873,6 +887,7 @@ int main(void)
         TEST(test_repeated_list_flags),
         TEST(test_flag_errors),
         TEST(test_validation_errors),
+        TEST(test_defaults_client),
         TEST(test_config_file_keys),
         TEST(test_config_file_order),
         TEST(test_config_dir_name_order),
