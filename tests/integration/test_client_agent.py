@@ -1,4 +1,4 @@
-"""Client agents (issue 12, items 1, 2 and 4), through the real binary: three servers and two
+"""Client agents (issue 12, items 1, 2 and 4), through the real binary: three servers and three
 clients (`herald agent` without -server, with -retry-join to the servers' gossip port) on
 127.0.0.x.
 
@@ -63,7 +63,7 @@ def pool(tmpdir_path):
     clients = []
     try:
         c.start()
-        for _ in range(2):
+        for _ in range(3):
             clients.append(ClientAgent(tmpdir_path, c.addrs, config=AE))
             clients[-1].start()  # listed first: stopped at the end even if its start fails
         yield c, clients
@@ -79,7 +79,7 @@ def pool(tmpdir_path):
 
 
 def test_a_client_joins_as_a_node_and_keeps_no_raft_state(pool):
-    servers, (c1, c2) = pool
+    servers, (c1, c2, c3) = pool
     members = {m["Name"]: m for m in servers[0].get("/v1/agent/members").json()}
     assert members[c1.node_name]["Tags"]["role"] == "node"
     assert members[c1.node_name]["Status"] == 1
@@ -100,12 +100,12 @@ def test_a_client_joins_as_a_node_and_keeps_no_raft_state(pool):
 
 
 def test_a_service_on_a_client_is_in_dns_everywhere(pool):
-    servers, (c1, c2) = pool
+    servers, (c1, c2, c3) = pool
     register(c1, {"Name": "redis", "ID": "redis1", "Port": 6379,
                   "Check": {"CheckID": "redis-ttl", "TTL": "60s", "Status": "passing"}})
     # the client reads its own write at once
     assert [s["Node"] for s in c1.get("/v1/catalog/service/redis").json()] == [c1.node_name]
-    for agent in list(servers) + [c1, c2]:
+    for agent in list(servers) + [c1, c2, c3]:
         wait_until(lambda: a_records(agent, "redis.service.consul") == [c1.addr], timeout=10,
                    msg="redis in DNS on %s" % agent.addr)
     # Consul's consistency modes on a client
@@ -120,20 +120,20 @@ def test_a_service_on_a_client_is_in_dns_everywhere(pool):
 
 
 def test_kill_of_a_client_takes_its_services_out(pool):
-    servers, (c1, c2) = pool
+    servers, (c1, c2, c3) = pool
     register(c1, {"Name": "web", "ID": "web1", "Port": 80})
     register(c2, {"Name": "web", "ID": "web2", "Port": 80})
     for agent in servers:
         wait_until(lambda: a_records(agent, "web.service.consul") == sorted([c1.addr, c2.addr]),
                    timeout=10, msg="both web instances on %s" % agent.addr)
     c1.kill9()
-    for agent in list(servers) + [c2]:
+    for agent in list(servers) + [c2, c3]:
         wait_until(lambda: a_records(agent, "web.service.consul") == [c2.addr], timeout=20,
                    msg="the dead client's web out of DNS on %s" % agent.addr)
 
 
 def test_a_failing_check_on_a_client_hides_the_instance_and_maintenance_too(pool):
-    servers, (c1, c2) = pool
+    servers, (c1, c2, c3) = pool
     register(c1, {"Name": "api", "ID": "api1", "Port": 80,
                   "Check": {"CheckID": "api-ttl", "TTL": "60s", "Status": "passing"}})
     wait_until(lambda: a_records(servers[0], "api.service.consul") == [c1.addr], timeout=10,
@@ -161,7 +161,7 @@ def followed(client):
 
 
 def test_a_client_keeps_working_when_its_server_dies(pool):
-    servers, (c1, c2) = pool
+    servers, (c1, c2, c3) = pool
     register(c1, {"Name": "db", "ID": "db1"})
     victim = servers.by_server_addr(wait_until(lambda: followed(c1), timeout=10,
                                                msg="the server c1 follows"))
@@ -199,7 +199,7 @@ def test_a_failing_script_check_on_a_client_hides_the_instance(pool, tmpdir_path
 
 
 def test_max_stale_bounds_what_dns_answers_without_servers(pool, tmpdir_path):
-    servers, (c1, c2) = pool
+    servers, (c1, c2, c3) = pool
     strict = ClientAgent(tmpdir_path, servers.addrs,
                          config=dict(AE, dns_config={"max_stale": "2s"}))
     pool[1].append(strict)
@@ -225,7 +225,7 @@ def test_max_stale_bounds_what_dns_answers_without_servers(pool, tmpdir_path):
 
 
 def test_a_client_cut_off_from_every_server_keeps_answering(pool):
-    servers, (c1, c2) = pool
+    servers, (c1, c2, c3) = pool
     register(c1, {"Name": "cache", "ID": "cache1"})
     wait_until(lambda: a_records(c2, "cache.service.consul") == [c1.addr], timeout=10,
                msg="cache on c2")
@@ -242,7 +242,7 @@ def test_a_client_cut_off_from_every_server_keeps_answering(pool):
 
 
 def test_a_restarted_client_owns_what_it_registered(pool):
-    servers, (c1, c2) = pool
+    servers, (c1, c2, c3) = pool
     register(c1, {"Name": "queue", "ID": "queue1"})
     assert c1.stop() == 0  # a client leaves on SIGTERM: the leader deregisters its node
     wait_until(lambda: servers[0].get("/v1/catalog/service/queue").json() == [], timeout=20,
