@@ -61,6 +61,7 @@
 #define REPL_CONF_MAX       256u                /* servers in a configuration report */
 #define REPL_RETRY_MS       100u                /* after a failed call, before the next server */
 #define REPL_RETRY_MAX_MS   2000u
+#define REPL_APPLY_SLICE_MS 10u /* a client applies entries this long per loop iteration */
 
 struct repl_ent {
     uint64_t index;
@@ -119,6 +120,10 @@ struct cons_repl {
     uint64_t conf_hash;      /* of the configuration held (0: none yet) */
     struct base_buf asm_buf; /* a snapshot being assembled */
     uint64_t asm_index, asm_total;
+    /* entries of a reply not applied yet (a copy), applied a slice per loop iteration */
+    struct base_buf pend;
+    struct base_rd pend_rd;
+    uint32_t pend_left;
     bool told;
     uint64_t told_leader;
     uint64_t warn_at;
@@ -178,6 +183,7 @@ void cons__repl_free(struct cons *c)
     base_free(rs->leader_address);
     conf_clear(rs);
     base_buf_free(&rs->asm_buf);
+    base_buf_free(&rs->pend);
     base_arena_close(&rs->arena);
     base_free(rs);
     c->repl = NULL;
@@ -535,10 +541,14 @@ static void held_sweep(struct cons *c, bool expire, int stop_status)
     }
 }
 
+static void pend_continue(struct cons *c);
+
 void cons__repl_flush(struct cons *c)
 {
     if (c->repl && c->repl->held && !c->is_client)
         held_sweep(c, false, 0);
+    if (c->repl && c->is_client && c->repl->pend_left && !c->stopping)
+        pend_continue(c);
 }
 
 void cons__repl_stop(struct cons *c)
@@ -744,20 +754,65 @@ static int apply_entry(struct cons *c, uint64_t idx, const uint8_t *p, size_t le
     return 0;
 }
 
-static int entries_use(struct cons *c, struct cons_follow_reply *h, const char **why)
+/* Applies entries from r (n of them, checked whole by cons__follow_reply_check) for at most
+ * REPL_APPLY_SLICE_MS (at least one): each is a store commit, and a reply holds up to
+ * REPL_ENTRIES_MAX of them, so a client catching up would otherwise hold its loop (gossip
+ * probes, HTTP, checks) for seconds. What is left is copied to rs->pend and applied by the
+ * next flushes (cons__repl_flush); the next FOLLOW goes once it is all applied. */
+static int entries_apply(struct cons *c, struct base_rd *r, uint32_t *n, const char **why)
 {
-    struct base_rd r = h->entries; /* checked whole by cons__follow_reply_check */
-    for (uint32_t i = 0; i < h->n_entries; i++) {
+    uint64_t t0 = uv_hrtime();
+    while (*n > 0) {
         size_t l;
-        uint64_t idx = base_rd_u64(&r);
-        const uint8_t *p = base_rd_bytes(&r, &l);
+        uint64_t idx = base_rd_u64(r);
+        const uint8_t *p = base_rd_bytes(r, &l);
         int rv = apply_entry(c, idx, p, l);
+        (*n)--;
         if (rv != 0)
             return *why = "cannot apply", rv;
         if (c->stopping)
             return 0;
+        if (uv_hrtime() - t0 >= (uint64_t)REPL_APPLY_SLICE_MS * 1000000u)
+            break;
     }
     return 0;
+}
+
+static int entries_use(struct cons *c, struct cons_follow_reply *h, const char **why)
+{
+    struct cons_repl *rs = c->repl;
+    struct base_rd r = h->entries;
+    uint32_t n = h->n_entries;
+    int rv = entries_apply(c, &r, &n, why);
+    if (rv != 0 || c->stopping || n == 0)
+        return rv;
+    rs->pend.len = 0;
+    base_buf_append(&rs->pend, r.p, r.left);
+    base_rd_init(&rs->pend_rd, rs->pend.data, rs->pend.len);
+    rs->pend_left = n;
+    cons__schedule(c);
+    return 0;
+}
+
+/* The flush's part on a client: the next slice of a reply's entries, then the next FOLLOW. */
+static void pend_continue(struct cons *c)
+{
+    struct cons_repl *rs = c->repl;
+    const char *why = NULL;
+    int rv = entries_apply(c, &rs->pend_rd, &rs->pend_left, &why);
+    if (c->stopping)
+        return;
+    if (rv != 0) {
+        rs->pend_left = 0;
+        follow_fail(c, why, rv);
+        return;
+    }
+    if (rs->pend_left) {
+        cons__schedule(c);
+        return;
+    }
+    rs->failures = 0;
+    follow_send(c);
 }
 
 static int snapshot_use(struct cons *c, struct cons_follow_reply *h, const char **why)
@@ -844,6 +899,8 @@ static void follow_reply(void *data, int status, const uint8_t *body, size_t len
         follow_fail(c, why, rv);
         return;
     }
+    if (rs->pend_left)
+        return; /* the flushes apply the rest, then ask again */
     rs->failures = 0;
     follow_send(c);
 }
@@ -851,7 +908,8 @@ static void follow_reply(void *data, int status, const uint8_t *body, size_t len
 static void follow_send(struct cons *c)
 {
     struct cons_repl *rs = c->repl;
-    if (c->stopping || rs->inflight || !c->client || uv_now(c->loop) < rs->retry_at)
+    if (c->stopping || rs->inflight || rs->pend_left || !c->client ||
+        uv_now(c->loop) < rs->retry_at)
         return;
     if (!rs->following)
         seen_pick(c);
