@@ -16,7 +16,9 @@
  *   SESSION_RENEW   session id
  *   KV_LOCK       key, value bytes, u64 flags, session id, u8 has_cas, u64 cas
  *   KV_UNLOCK     key, value bytes, u64 flags, session id
- * (types 9 to 13 came with sessions; the format version stays 1: an older Herald refuses the
+ *   TXN           u32 n (1 to ZONE_TXN_MAX_OPS), n ops: u8 verb, key, value bytes, u64 flags,
+ *                 u64 index, session id
+ * (types 9 to 13 came with sessions, 14 with transactions; the format version stays 1: an older Herald refuses the
  * new types as unknown, and every older command keeps its bytes.)
  * Bodies and strings are the record codec's (record.c); CreateIndex/ModifyIndex are not
  * carried: the store assigns them at apply. Trailing bytes are an error, so a decoder never
@@ -30,6 +32,57 @@
 
 #define CMD_VERSION          1
 #define CMD_VERSION_REGISTER 2
+/* The smallest op of a TXN: verb, three empty strings' and one empty value's lengths and NULs
+ * (key, session: 4 + 1 each; value: 4), flags and index. */
+#define TXN_OP_MIN (1 + 5 + 4 + 8 + 8 + 5)
+
+static const char *const txn_verbs[] = {
+    [ZONE_TXN_KV_SET] = "set",
+    [ZONE_TXN_KV_CAS] = "cas",
+    [ZONE_TXN_KV_LOCK] = "lock",
+    [ZONE_TXN_KV_UNLOCK] = "unlock",
+    [ZONE_TXN_KV_GET] = "get",
+    [ZONE_TXN_KV_GET_TREE] = "get-tree",
+    [ZONE_TXN_KV_CHECK_INDEX] = "check-index",
+    [ZONE_TXN_KV_CHECK_SESSION] = "check-session",
+    [ZONE_TXN_KV_CHECK_NOT_EXISTS] = "check-not-exists",
+    [ZONE_TXN_KV_DELETE] = "delete",
+    [ZONE_TXN_KV_DELETE_TREE] = "delete-tree",
+    [ZONE_TXN_KV_DELETE_CAS] = "delete-cas",
+};
+
+const char *zone_txn_verb_name(enum zone_txn_verb v)
+{
+    return v >= ZONE_TXN_KV_SET && v <= ZONE_TXN_VERB_MAX ? txn_verbs[v] : NULL;
+}
+
+bool zone_txn_verb_writes(enum zone_txn_verb v)
+{
+    switch (v) {
+    case ZONE_TXN_KV_SET:
+    case ZONE_TXN_KV_CAS:
+    case ZONE_TXN_KV_LOCK:
+    case ZONE_TXN_KV_UNLOCK:
+    case ZONE_TXN_KV_DELETE:
+    case ZONE_TXN_KV_DELETE_TREE:
+    case ZONE_TXN_KV_DELETE_CAS:
+        return true;
+    default:
+        return false;
+    }
+}
+
+bool zone_txn_failed(int result, size_t *op, enum zone_txn_why *why)
+{
+    if (result > -ZONE__TXN_FAIL_BASE)
+        return false;
+    int v = -result - ZONE__TXN_FAIL_BASE;
+    if (v / 16 >= ZONE_TXN_MAX_OPS || v % 16 < ZONE_TXN_STALE || v % 16 > ZONE_TXN_BAD)
+        return false;
+    *op = (size_t)(v / 16);
+    *why = (enum zone_txn_why)(v % 16);
+    return true;
+}
 
 void zone_cmd_encode(const struct zone_cmd *cmd, struct base_buf *out)
 {
@@ -101,6 +154,18 @@ void zone_cmd_encode(const struct zone_cmd *cmd, struct base_buf *out)
             base_buf_put_u64(out, cmd->cas);
         }
         break;
+    case ZONE_CMD_TXN:
+        base_buf_put_u32(out, (uint32_t)cmd->n_txn);
+        for (size_t i = 0; i < cmd->n_txn; i++) {
+            const struct zone_txn_op *op = &cmd->txn[i];
+            base_buf_put_u8(out, (uint8_t)op->verb);
+            zone__put_cstr(out, op->kv.key);
+            base_buf_put_bytes(out, op->kv.value, op->kv.value_len);
+            base_buf_put_u64(out, op->kv.flags);
+            base_buf_put_u64(out, op->kv.modify_index);
+            zone__put_cstr(out, op->kv.session);
+        }
+        break;
     }
 }
 
@@ -148,6 +213,43 @@ static void decode_register(struct base_rd *r, struct base_arena *a, struct zone
         cmd->checks = checks;
         cmd->n_checks = n;
     }
+}
+
+static const uint8_t *rd_value(struct base_rd *r, struct base_arena *a, size_t *len)
+{
+    const uint8_t *v = base_rd_bytes(r, len);
+    if (!v) {
+        *len = 0;
+        return (const uint8_t *)"";
+    }
+    uint8_t *c = base_arena_alloc(a, *len ? *len : 1);
+    memcpy(c, v, *len);
+    return c;
+}
+
+static void decode_txn(struct base_rd *r, struct base_arena *a, struct zone_cmd *cmd)
+{
+    uint32_t n = base_rd_u32(r);
+    if (r->err || n == 0 || n > ZONE_TXN_MAX_OPS || n > r->left / TXN_OP_MIN) {
+        r->err = true;
+        return;
+    }
+    struct zone_txn_op *ops = base_arena_alloc(a, n * sizeof *ops);
+    memset(ops, 0, n * sizeof *ops);
+    for (uint32_t i = 0; i < n && !r->err; i++) {
+        struct zone_txn_op *op = &ops[i];
+        uint8_t verb = base_rd_u8(r);
+        if (!zone_txn_verb_name((enum zone_txn_verb)verb))
+            r->err = true;
+        op->verb = (enum zone_txn_verb)verb;
+        op->kv.key = zone__rd_cstr(r, true, a);
+        op->kv.value = rd_value(r, a, &op->kv.value_len);
+        op->kv.flags = base_rd_u64(r);
+        op->kv.modify_index = base_rd_u64(r);
+        op->kv.session = zone__rd_cstr(r, true, a);
+    }
+    cmd->txn = ops;
+    cmd->n_txn = n;
 }
 
 int zone_cmd_decode(const void *p, size_t n, struct base_arena *a, struct zone_cmd *cmd)
@@ -235,6 +337,9 @@ int zone_cmd_decode(const void *p, size_t n, struct base_arena *a, struct zone_c
     }
     case ZONE_CMD_RESTORE_END:
         cmd->restore.id = base_rd_u64(&r);
+        break;
+    case ZONE_CMD_TXN:
+        decode_txn(&r, a, cmd);
         break;
     default:
         return BASE_EPARSE;

@@ -1025,6 +1025,100 @@ static int apply_kv_unlock(struct apply *x, const struct zone_cmd *c)
     return 0;
 }
 
+/* ---- transactions ---------------------------------------------------------------------- */
+/* One op of a TXN (Consul's txnKVS): 0, a positive enum zone_txn_why, or BASE_ESTORE /
+ * BASE_EDAMAGED. The writes reuse the single commands' rules; the reads only check. */
+static int txn_check(struct apply *x, const struct zone_txn_op *op)
+{
+    struct zone__key k;
+    struct zone_kv kv;
+    MDB_val v;
+    int rc;
+
+    if (op->verb == ZONE_TXN_KV_GET_TREE)
+        return 0;
+    if ((rc = kv_key(&k, op->kv.key)))
+        return ZONE_TXN_BAD;
+    rc = get(x, ZONE__DB_KV, &k, &v);
+    if (rc && rc != BASE_ENOTFOUND)
+        return rc;
+    if (op->verb == ZONE_TXN_KV_CHECK_NOT_EXISTS)
+        return rc == 0 ? ZONE_TXN_EXISTS : 0;
+    if (rc)
+        return ZONE_TXN_MISSING;
+    if (zone__kv_decode(v.mv_data, v.mv_size, true, x->a, &kv))
+        return apply_damaged_key(x->s, ZONE__DB_KV, &k);
+    if (op->verb == ZONE_TXN_KV_CHECK_INDEX && kv.modify_index != op->kv.modify_index)
+        return ZONE_TXN_INDEX;
+    if (op->verb == ZONE_TXN_KV_CHECK_SESSION && strcmp(kv.session, op->kv.session) != 0)
+        return ZONE_TXN_SESSION;
+    return 0;
+}
+
+static int txn_op(struct apply *x, const struct zone_txn_op *op)
+{
+    struct zone_cmd c;
+    int rc;
+
+    memset(&c, 0, sizeof c);
+    c.kv = op->kv;
+    c.kv.lock_index = c.kv.create_index = c.kv.modify_index = 0;
+    switch (op->verb) {
+    case ZONE_TXN_KV_CAS:
+        c.has_cas = true;
+        c.cas = op->kv.modify_index;
+        /* fall through */
+    case ZONE_TXN_KV_SET:
+        rc = apply_kv_set(x, &c);
+        break;
+    case ZONE_TXN_KV_LOCK:
+    case ZONE_TXN_KV_UNLOCK:
+        if (!*op->kv.session)
+            return ZONE_TXN_NO_SESSION;
+        rc = op->verb == ZONE_TXN_KV_LOCK ? apply_kv_lock(x, &c) : apply_kv_unlock(x, &c);
+        if (rc == BASE_ECONFLICT)
+            return op->verb == ZONE_TXN_KV_LOCK ? ZONE_TXN_HELD : ZONE_TXN_NOT_HELD;
+        if (rc == BASE_EINVAL)
+            return ZONE_TXN_INVALID_SESSION;
+        break;
+    case ZONE_TXN_KV_DELETE_CAS:
+        c.has_cas = true;
+        c.cas = op->kv.modify_index;
+        /* fall through */
+    case ZONE_TXN_KV_DELETE:
+    case ZONE_TXN_KV_DELETE_TREE:
+        c.recurse = op->verb == ZONE_TXN_KV_DELETE_TREE;
+        rc = apply_kv_delete(x, &c);
+        break;
+    case ZONE_TXN_KV_GET:
+    case ZONE_TXN_KV_GET_TREE:
+    case ZONE_TXN_KV_CHECK_INDEX:
+    case ZONE_TXN_KV_CHECK_SESSION:
+    case ZONE_TXN_KV_CHECK_NOT_EXISTS:
+        return txn_check(x, op);
+    default:
+        return ZONE_TXN_BAD;
+    }
+    if (rc == BASE_ESTORE || rc == BASE_EDAMAGED || rc == 0)
+        return rc;
+    return rc == BASE_ECONFLICT ? ZONE_TXN_STALE : ZONE_TXN_BAD;
+}
+
+/* All or nothing: the command's nested transaction is aborted by the caller on any failure. */
+static int apply_txn(struct apply *x, const struct zone_cmd *c)
+{
+    if (c->n_txn == 0 || c->n_txn > ZONE_TXN_MAX_OPS)
+        return BASE_EPARSE;
+    for (size_t i = 0; i < c->n_txn; i++) {
+        int rc = txn_op(x, &c->txn[i]);
+        if (rc < 0)
+            return rc;
+        if (rc > 0)
+            return ZONE_TXN_FAILURE(i, rc);
+    }
+    return 0;
+}
+
 static int apply_one(struct apply *x, const struct zone_cmd *c)
 {
     switch (c->type) {
@@ -1052,6 +1146,8 @@ static int apply_one(struct apply *x, const struct zone_cmd *c)
         return apply_kv_lock(x, c);
     case ZONE_CMD_KV_UNLOCK:
         return apply_kv_unlock(x, c);
+    case ZONE_CMD_TXN:
+        return apply_txn(x, c);
     }
     return BASE_EPARSE;
 }

@@ -208,7 +208,59 @@ enum zone_cmd_type {
     ZONE_CMD_SESSION_RENEW = 11,
     ZONE_CMD_KV_LOCK = 12,
     ZONE_CMD_KV_UNLOCK = 13,
+    /* Consul's transaction (state/txn.go): cmd.txn's n_txn ops (1 to ZONE_TXN_MAX_OPS) applied
+     * in order, all or nothing: the first op that fails rolls back the whole command and its
+     * result is ZONE_TXN_FAILURE(op, why) (zone_txn_failed decodes it); 0 when all applied.
+     * Read ops (get, get-tree, the checks) only check here: their results are the proposer's
+     * to read. */
+    ZONE_CMD_TXN = 14,
 };
+
+/* ---- transactions ---------------------------------------------------------------------- */
+#define ZONE_TXN_MAX_OPS 128 /* Consul's maxTxnOps */
+/* The KV verbs of Consul's txn API, in Consul's spelling (zone_txn_verb_name). */
+enum zone_txn_verb {
+    ZONE_TXN_KV_SET = 1,
+    ZONE_TXN_KV_CAS,
+    ZONE_TXN_KV_LOCK,
+    ZONE_TXN_KV_UNLOCK,
+    ZONE_TXN_KV_GET,
+    ZONE_TXN_KV_GET_TREE,
+    ZONE_TXN_KV_CHECK_INDEX,
+    ZONE_TXN_KV_CHECK_SESSION,
+    ZONE_TXN_KV_CHECK_NOT_EXISTS,
+    ZONE_TXN_KV_DELETE,
+    ZONE_TXN_KV_DELETE_TREE,
+    ZONE_TXN_KV_DELETE_CAS,
+    ZONE_TXN_VERB_MAX = ZONE_TXN_KV_DELETE_CAS
+};
+/* "set", "cas", ... "delete-cas"; NULL for a value that is not a verb. */
+const char *zone_txn_verb_name(enum zone_txn_verb v);
+/* True for the verbs that write (set, cas, lock, unlock, delete, delete-tree, delete-cas). */
+bool zone_txn_verb_writes(enum zone_txn_verb v);
+/* One op: kv.key, kv.value/value_len, kv.flags, kv.session, and the op's Index in
+ * kv.modify_index (cas, check-index, delete-cas). */
+struct zone_txn_op {
+    enum zone_txn_verb verb;
+    struct zone_kv kv;
+};
+/* Why an op failed (Consul's texts are the API's to write). */
+enum zone_txn_why {
+    ZONE_TXN_STALE = 1,       /* cas, delete-cas: "index is stale" */
+    ZONE_TXN_HELD,            /* lock: held by another session */
+    ZONE_TXN_NOT_HELD,        /* unlock: not held by this session */
+    ZONE_TXN_MISSING,         /* get, check-index, check-session: the key does not exist */
+    ZONE_TXN_EXISTS,          /* check-not-exists: the key exists */
+    ZONE_TXN_INDEX,           /* check-index: another ModifyIndex */
+    ZONE_TXN_SESSION,         /* check-session: another session */
+    ZONE_TXN_INVALID_SESSION, /* lock: no such session */
+    ZONE_TXN_NO_SESSION,      /* lock, unlock: no session given */
+    ZONE_TXN_BAD,             /* a malformed op: empty key, a key or value over the limits */
+};
+#define ZONE__TXN_FAIL_BASE (1 << 20)
+#define ZONE_TXN_FAILURE(op, why) (-(ZONE__TXN_FAIL_BASE + (int)(op) * 16 + (int)(why)))
+/* Whether a TXN command's result is an op's failure: then *op and *why say which and why. */
+bool zone_txn_failed(int result, size_t *op, enum zone_txn_why *why);
 
 /* The largest backup a restore accepts, and the largest piece of it one command carries (a Raft
  * entry is capped at 4 MiB). */
@@ -233,6 +285,9 @@ struct zone_cmd {
     bool has_cas;
     uint64_t cas;
     bool recurse;
+    /* TXN */
+    const struct zone_txn_op *txn;
+    size_t n_txn;
     /* SESSION_*: the session (only id for DESTROY and RENEW) */
     struct zone_session session;
     /* RESTORE_*: id for all three; total and crc for BEGIN; offset, data and len for CHUNK */
