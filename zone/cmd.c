@@ -18,11 +18,11 @@
  *   KV_UNLOCK     key, value bytes, u64 flags, session id
  *   TXN           u32 n (1 to ZONE_TXN_MAX_OPS), n ops: u8 verb, key, value bytes, u64 flags,
  *                 u64 index, session id
- * (types 9 to 13 came with sessions, 14 with transactions; the format version stays 1: an older Herald refuses the
- * new types as unknown, and every older command keeps its bytes.)
- * Bodies and strings are the record codec's (record.c); CreateIndex/ModifyIndex are not
- * carried: the store assigns them at apply. Trailing bytes are an error, so a decoder never
- * half-understands a newer format: a new field means a new version.
+ * (types 9 to 13 came with sessions, 14 with transactions; the format version stays 1: an older
+ * Herald refuses the new types as unknown, and every older command keeps its bytes.) Bodies and
+ * strings are the record codec's (record.c); CreateIndex/ModifyIndex are not carried: the store
+ * assigns them at apply. Trailing bytes are an error, so a decoder never half-understands a newer
+ * format: a new field means a new version.
  *
  * The bytes come from the Raft log, which a peer wrote: decoding checks every bound and every
  * count against the bytes left, and never trusts the input to be well-formed. */

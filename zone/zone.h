@@ -257,8 +257,8 @@ enum zone_txn_why {
     ZONE_TXN_NO_SESSION,      /* lock, unlock: no session given */
     ZONE_TXN_BAD,             /* a malformed op: empty key, a key or value over the limits */
 };
-#define ZONE__TXN_FAIL_BASE (1 << 20)
-#define ZONE_TXN_FAILURE(op, why) (-(ZONE__TXN_FAIL_BASE + (int)(op) * 16 + (int)(why)))
+#define ZONE__TXN_FAIL_BASE       (1 << 20)
+#define ZONE_TXN_FAILURE(op, why) (-(ZONE__TXN_FAIL_BASE + (int)(op)*16 + (int)(why)))
 /* Whether a TXN command's result is an op's failure: then *op and *why say which and why. */
 bool zone_txn_failed(int result, size_t *op, enum zone_txn_why *why);
 

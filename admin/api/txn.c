@@ -31,8 +31,7 @@ struct txn {
 
 /* ---- decoding -------------------------------------------------------------------------- */
 
-static int kv_op(json_t *kv, size_t i, struct base_arena *ar, struct zone_txn_op *op,
-                 char *errmsg)
+static int kv_op(json_t *kv, size_t i, struct base_arena *ar, struct zone_txn_op *op, char *errmsg)
 {
     const char *key, *verb = NULL, *val = "";
     bool has_key = false;
@@ -61,8 +60,8 @@ static int kv_op(json_t *kv, size_t i, struct base_arena *ar, struct zone_txn_op
         } else if (api__key_is(key, "Session")) {
             rc = api__get_str(v, "KV.Session", ar, &op->kv.session, errmsg);
         } else if (api__key_is(key, "Namespace") || api__key_is(key, "Partition")) {
-            if (!api__empty_value(v) && !(json_is_string(v) &&
-                                          strcmp(json_string_value(v), "default") == 0))
+            if (!api__empty_value(v) &&
+                !(json_is_string(v) && strcmp(json_string_value(v), "default") == 0))
                 return base_errf(errmsg, BASE_EINVAL, "op %zu: field \"%s\": not supported", i,
                                  field);
         } else {
@@ -81,8 +80,8 @@ static int kv_op(json_t *kv, size_t i, struct base_arena *ar, struct zone_txn_op
         if (strcmp(verb, zone_txn_verb_name((enum zone_txn_verb)vb)) == 0)
             op->verb = (enum zone_txn_verb)vb;
     if (!op->verb)
-        return base_errf(errmsg, BASE_EINVAL, "op %zu: field \"KV.Verb\": unknown KV verb \"%.64s\"",
-                         i, verb);
+        return base_errf(errmsg, BASE_EINVAL,
+                         "op %zu: field \"KV.Verb\": unknown KV verb \"%.64s\"", i, verb);
     /* kvsPreApply: every verb but delete-tree names a key */
     if (op->verb != ZONE_TXN_KV_DELETE_TREE && (!has_key || !*op->kv.key))
         return base_errf(errmsg, BASE_EINVAL, "op %zu: field \"KV.Key\": Must provide key", i);
@@ -136,27 +135,26 @@ static int txn_decode(struct http_req *req, struct base_arena *ar, struct txn *t
         return 400;
     }
     size_t n = json_array_size(root);
+    char msg[BASE_ERRMSG_LEN + 64] = "";
+    int st = 0;
     if (n > ZONE_TXN_MAX_OPS) {
-        json_decref(root);
-        api__error(req, 413, "Transaction contains too many operations (%zu > %d)", n,
-                   ZONE_TXN_MAX_OPS);
-        return 413;
+        st = 413;
+        snprintf(msg, sizeof msg, "Transaction contains too many operations (%zu > %d)", n,
+                 ZONE_TXN_MAX_OPS);
+    } else if (n == 0) {
+        st = 400;
+        snprintf(msg, sizeof msg, "Failed to parse body: no operations");
     }
-    if (n == 0) {
-        json_decref(root);
-        api__error(req, 400, "Failed to parse body: no operations");
-        return 400;
-    }
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !st; i++) {
         json_t *o = json_array_get(root, i), *kv = NULL, *v;
         const char *key;
         int kinds = 0;
         struct zone_txn_op *op = &t->ops[i];
         memset(op, 0, sizeof *op);
+        st = 400;
         if (!json_is_object(o)) {
-            json_decref(root);
-            api__error(req, 400, "Failed to parse body: op %zu: expected an object", i);
-            return 400;
+            snprintf(msg, sizeof msg, "Failed to parse body: op %zu: expected an object", i);
+            break;
         }
         json_object_foreach(o, key, v)
         {
@@ -167,40 +165,43 @@ static int txn_decode(struct http_req *req, struct base_arena *ar, struct txn *t
                 kinds++;
             } else if (api__key_is(key, "Node") || api__key_is(key, "Service") ||
                        api__key_is(key, "Check") || api__key_is(key, "Session")) {
-                json_decref(root);
-                api__error(req, 400, "Failed to parse body: op %zu: field \"%s\": not supported",
-                           i, key);
-                return 400;
+                snprintf(msg, sizeof msg,
+                         "Failed to parse body: op %zu: field \"%.64s\": not supported", i, key);
+                break;
             } else {
-                json_decref(root);
-                api__error(req, 400, "Failed to parse body: op %zu: unknown field \"%.64s\"", i,
-                           key);
-                return 400;
+                snprintf(msg, sizeof msg, "Failed to parse body: op %zu: unknown field \"%.64s\"",
+                         i, key);
+                break;
             }
         }
+        if (*msg)
+            break;
         if (kinds != 1) {
-            json_decref(root);
-            api__error(req, 400, "Failed to parse body: op %zu: %s", i,
-                       kinds ? "more than one of KV, Node, Service, Check"
-                             : "no operation specified");
-            return 400;
+            snprintf(msg, sizeof msg, "Failed to parse body: op %zu: %s", i,
+                     kinds ? "more than one of KV, Node, Service, Check"
+                           : "no operation specified");
+            break;
         }
         if (kv_op(kv, i, ar, op, errmsg)) {
-            json_decref(root);
-            api__error(req, 400, "Failed to parse body: %s", errmsg);
-            return 400;
+            snprintf(msg, sizeof msg, "Failed to parse body: %s", errmsg);
+            break;
         }
         if (op->kv.value_len > ZONE_KV_MAX_VALUE) {
-            json_decref(root);
-            api__error(req, 413, "Value for key \"%.64s\" is too large (%zu > %d bytes)",
-                       op->kv.key, op->kv.value_len, ZONE_KV_MAX_VALUE);
-            return 413;
+            st = 413;
+            snprintf(msg, sizeof msg, "Value for key \"%.64s\" is too large (%zu > %d bytes)",
+                     op->kv.key, op->kv.value_len, ZONE_KV_MAX_VALUE);
+            break;
         }
         if (zone_txn_verb_writes(op->verb))
             t->writes = true;
+        st = 0;
+    }
+    json_decref(root);
+    if (st) {
+        api__error(req, st, "%s", msg);
+        return st;
     }
     t->n = n;
-    json_decref(root);
     return 0;
 }
 
@@ -212,9 +213,10 @@ static json_t *kv_result(const struct zone_kv *kv, bool value, struct base_arena
     json_object_set_new(o, "LockIndex", json_integer((json_int_t)kv->lock_index));
     json_object_set_new(o, "Key", json_string(kv->key));
     json_object_set_new(o, "Flags", json_integer((json_int_t)kv->flags));
-    json_object_set_new(o, "Value", value && kv->value_len ? json_string(base_b64_encode(
-                                                                 ar, kv->value, kv->value_len))
-                                                           : json_null());
+    json_object_set_new(o, "Value",
+                        value && kv->value_len
+                            ? json_string(base_b64_encode(ar, kv->value, kv->value_len))
+                            : json_null());
     if (kv->session && *kv->session)
         json_object_set_new(o, "Session", json_string(kv->session));
     api__json_indexes(o, kv->create_index, kv->modify_index);
@@ -268,8 +270,8 @@ static json_t *txn_error(size_t i, const struct zone_txn_op *op, enum zone_txn_w
                  cur ? cur->modify_index : 0, op->kv.modify_index);
         break;
     case ZONE_TXN_SESSION:
-        snprintf(what, sizeof what, "failed session check for key %s, current session %s != %s",
-                 k, quoted(ar, cur ? cur->session : ""), quoted(ar, op->kv.session));
+        snprintf(what, sizeof what, "failed session check for key %s, current session %s != %s", k,
+                 quoted(ar, cur ? cur->session : ""), quoted(ar, op->kv.session));
         break;
     case ZONE_TXN_INVALID_SESSION:
         snprintf(what, sizeof what, "invalid session %s", quoted(ar, op->kv.session));
@@ -305,9 +307,8 @@ static int tree_add(void *data, const struct zone_kv *kv)
 /* The result of op i read from rd; with check, also whether it holds (0 or a why): the
  * read-only path. A write's entry absent now (deleted later in its transaction or since) is
  * given as the op wrote it, at index. */
-static int op_result(struct zone_read *rd, const struct zone_txn_op *op, bool check,
-                     uint64_t index, struct base_arena *ar, json_t *results, struct zone_kv *cur,
-                     bool *found)
+static int op_result(struct zone_read *rd, const struct zone_txn_op *op, bool check, uint64_t index,
+                     struct base_arena *ar, json_t *results, struct zone_kv *cur, bool *found)
 {
     *found = false;
     if (op->verb == ZONE_TXN_KV_GET_TREE) {
@@ -373,8 +374,8 @@ static void read_txn(struct api *a, struct http_req *req, struct zone_read *rd,
             return;
         }
         if (rc > 0)
-            json_array_append_new(errors, txn_error(i, &t->ops[i], (enum zone_txn_why)rc,
-                                                    found ? &cur : NULL, ar));
+            json_array_append_new(
+                errors, txn_error(i, &t->ops[i], (enum zone_txn_why)rc, found ? &cur : NULL, ar));
     }
     if (json_array_size(errors)) {
         json_decref(results);

@@ -1,0 +1,318 @@
+/* zone: ZONE_CMD_TXN (Consul's KV transactions) through zone_store_apply: all or nothing with a
+ * failing op in the middle (the KV rows and indexes stay byte-identical), one index bump for
+ * the whole transaction, each verb's failure reason and op index, and the command codec's
+ * bounds (op count, verbs, truncation). */
+#include "zone/fixture.h"
+
+struct fx {
+    char dir[64];
+    struct zone_store *s;
+    struct base_arena a;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    tmp_store_open(f->dir, "txn", &f->s);
+    base_arena_init(&f->a);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    base_arena_close(&f->a);
+    tmp_store_close(f->dir, f->s);
+    free(f);
+    return 0;
+}
+
+static struct zone_txn_op op(enum zone_txn_verb verb, const char *key, const char *value,
+                             uint64_t index, const char *session)
+{
+    struct zone_txn_op o;
+    memset(&o, 0, sizeof o);
+    o.verb = verb;
+    o.kv.key = key;
+    o.kv.value = (const uint8_t *)(value ? value : "");
+    o.kv.value_len = value ? strlen(value) : 0;
+    o.kv.modify_index = index;
+    o.kv.session = session ? session : "";
+    return o;
+}
+
+static int txn(struct fx *f, uint64_t idx, const struct zone_txn_op *ops, size_t n,
+               uint32_t *touched)
+{
+    struct zone_cmd c;
+    memset(&c, 0, sizeof c);
+    c.type = ZONE_CMD_TXN;
+    c.txn = ops;
+    c.n_txn = n;
+    return store_apply1(f->s, idx, &c, touched);
+}
+
+/* Every KV row, byte for byte as the read gives it, and the meta indexes but "applied". */
+static int dump_kv(void *data, const struct zone_kv *kv)
+{
+    struct base_buf *b = data;
+    base_buf_put_str(b, kv->key);
+    base_buf_put_bytes(b, kv->value, kv->value_len);
+    base_buf_put_u64(b, kv->flags);
+    base_buf_put_u64(b, kv->lock_index);
+    base_buf_put_str(b, kv->session);
+    base_buf_put_u64(b, kv->create_index);
+    base_buf_put_u64(b, kv->modify_index);
+    return 0;
+}
+
+static void dump(struct fx *f, struct base_buf *b)
+{
+    struct zone_read *r;
+    struct zone_meta m;
+    base_buf_init(b);
+    assert_int_equal(zone_read_begin(f->s, &r), 0);
+    assert_int_equal(zone_kv_each(r, "", &f->a, dump_kv, b), 0);
+    assert_int_equal(zone_meta_get(r, &m), 0);
+    base_buf_put_u64(b, m.index);
+    for (int i = 0; i < ZONE_TABLE_COUNT; i++)
+        base_buf_put_u64(b, m.table_index[i]);
+    zone_read_end(r);
+}
+
+static bool kv_get(struct fx *f, const char *key, struct zone_kv *out)
+{
+    struct zone_read *r;
+    assert_int_equal(zone_read_begin(f->s, &r), 0);
+    int rc = zone_kv_get(r, key, &f->a, out);
+    if (rc == 0) {
+        out->session = base_arena_strdup(&f->a, out->session);
+        uint8_t *v = base_arena_alloc(&f->a, out->value_len + 1);
+        memcpy(v, out->value, out->value_len);
+        out->value = v;
+    }
+    zone_read_end(r);
+    return rc == 0;
+}
+
+static void expect_fail(int result, size_t want_op, enum zone_txn_why want_why)
+{
+    size_t op_i = 999;
+    enum zone_txn_why why = 0;
+    assert_true(zone_txn_failed(result, &op_i, &why));
+    assert_int_equal(op_i, want_op);
+    assert_int_equal(why, want_why);
+}
+
+static void test_all_or_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct base_buf before, after;
+    uint32_t touched = 0xdead;
+
+    store_kv_set(f->s, 10, "a", "1", 1);
+    store_kv_set(f->s, 11, "b", "2", 1);
+    dump(f, &before);
+    /* the third of five ops fails (b's ModifyIndex is 11): nothing of the others stays */
+    struct zone_txn_op ops[] = {
+        op(ZONE_TXN_KV_SET, "a", "changed", 0, NULL),
+        op(ZONE_TXN_KV_SET, "c", "new", 0, NULL),
+        op(ZONE_TXN_KV_CAS, "b", "x", 999, NULL),
+        op(ZONE_TXN_KV_DELETE, "a", NULL, 0, NULL),
+        op(ZONE_TXN_KV_SET, "d", "new", 0, NULL),
+    };
+    expect_fail(txn(f, 20, ops, 5, &touched), 2, ZONE_TXN_STALE);
+    assert_int_equal(touched, 0);
+    dump(f, &after);
+    assert_int_equal(before.len, after.len);
+    assert_memory_equal(before.data, after.data, before.len);
+    base_buf_free(&after);
+
+    /* the same with the cas right: everything applies */
+    ops[2].kv.modify_index = 11;
+    assert_int_equal(txn(f, 21, ops, 5, &touched), 0);
+    assert_int_equal(touched, ZONE_TABLE_BIT(ZONE_TABLE_KV));
+    struct zone_kv kv;
+    assert_false(kv_get(f, "a", &kv));
+    assert_true(kv_get(f, "c", &kv));
+    assert_int_equal(kv.modify_index, 21);
+    assert_true(kv_get(f, "b", &kv));
+    assert_int_equal(kv.value_len, 1);
+    assert_memory_equal(kv.value, "x", 1);
+    base_buf_free(&before);
+}
+
+static void test_index_bumps_once(void **state)
+{
+    struct fx *f = *state;
+    struct zone_txn_op ops[64];
+    char keys[64][16];
+    uint32_t touched;
+
+    for (int i = 0; i < 64; i++) {
+        snprintf(keys[i], sizeof keys[i], "k/%02d", i);
+        ops[i] = op(ZONE_TXN_KV_SET, keys[i], "v", 0, NULL);
+    }
+    assert_int_equal(txn(f, 30, ops, 64, &touched), 0);
+    struct zone_meta m;
+    assert_int_equal(zone_store_meta(f->s, &m), 0);
+    assert_int_equal(m.index, 30);
+    assert_int_equal(m.applied, 30);
+    assert_int_equal(m.table_index[ZONE_TABLE_KV], 30);
+    for (int i = 0; i < 64; i++) {
+        struct zone_kv kv;
+        assert_true(kv_get(f, keys[i], &kv));
+        assert_int_equal(kv.create_index, 30);
+        assert_int_equal(kv.modify_index, 30);
+    }
+    /* reads only: nothing touched, the catalog index stays */
+    struct zone_txn_op rd[] = {op(ZONE_TXN_KV_GET, "k/00", NULL, 0, NULL),
+                               op(ZONE_TXN_KV_CHECK_INDEX, "k/01", NULL, 30, NULL)};
+    assert_int_equal(txn(f, 31, rd, 2, &touched), 0);
+    assert_int_equal(touched, 0);
+    assert_int_equal(zone_store_meta(f->s, &m), 0);
+    assert_int_equal(m.index, 30);
+}
+
+static void test_verbs_and_reasons(void **state)
+{
+    struct fx *f = *state;
+    struct zone_cmd c;
+
+    store_reg(f->s, 5, "n1", "127.0.0.1", "dc1", NULL);
+    memset(&c, 0, sizeof c);
+    c.type = ZONE_CMD_SESSION_CREATE;
+    c.session.id = "s1";
+    c.session.name = "x";
+    c.session.node = "n1";
+    store_apply(f->s, 6, &c);
+    c.session.id = "s2";
+    store_apply(f->s, 7, &c);
+    store_kv_set(f->s, 10, "k", "v", 1);
+
+    struct {
+        struct zone_txn_op o;
+        enum zone_txn_why why; /* 0: succeeds */
+    } cases[] = {
+        {op(ZONE_TXN_KV_GET, "missing", NULL, 0, NULL), ZONE_TXN_MISSING},
+        {op(ZONE_TXN_KV_GET, "k", NULL, 0, NULL), 0},
+        {op(ZONE_TXN_KV_CHECK_INDEX, "k", NULL, 9, NULL), ZONE_TXN_INDEX},
+        {op(ZONE_TXN_KV_CHECK_INDEX, "k", NULL, 10, NULL), 0},
+        {op(ZONE_TXN_KV_CHECK_INDEX, "missing", NULL, 10, NULL), ZONE_TXN_MISSING},
+        {op(ZONE_TXN_KV_CHECK_SESSION, "k", NULL, 0, "s1"), ZONE_TXN_SESSION},
+        {op(ZONE_TXN_KV_CHECK_SESSION, "k", NULL, 0, ""), 0},
+        {op(ZONE_TXN_KV_CHECK_NOT_EXISTS, "k", NULL, 0, NULL), ZONE_TXN_EXISTS},
+        {op(ZONE_TXN_KV_CHECK_NOT_EXISTS, "missing", NULL, 0, NULL), 0},
+        {op(ZONE_TXN_KV_CAS, "new", "v", 1, NULL), ZONE_TXN_STALE},
+        {op(ZONE_TXN_KV_CAS, "k", "v", 0, NULL), ZONE_TXN_STALE},
+        {op(ZONE_TXN_KV_DELETE_CAS, "k", NULL, 3, NULL), ZONE_TXN_STALE},
+        {op(ZONE_TXN_KV_LOCK, "k", "v", 0, NULL), ZONE_TXN_NO_SESSION},
+        {op(ZONE_TXN_KV_LOCK, "k", "v", 0, "nope"), ZONE_TXN_INVALID_SESSION},
+        {op(ZONE_TXN_KV_UNLOCK, "k", "v", 0, "s1"), ZONE_TXN_NOT_HELD},
+        {op(ZONE_TXN_KV_GET_TREE, "", NULL, 0, NULL), 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* each case as the second op after a set that must not stay */
+        struct zone_txn_op ops[2] = {op(ZONE_TXN_KV_SET, "side", "effect", 0, NULL), cases[i].o};
+        int rc = txn(f, 20 + 2 * i, ops, 2, NULL);
+        if (cases[i].why) {
+            expect_fail(rc, 1, cases[i].why);
+            struct zone_kv kv;
+            assert_false(kv_get(f, "side", &kv));
+        } else {
+            assert_int_equal(rc, 0);
+            struct zone_txn_op del = op(ZONE_TXN_KV_DELETE, "side", NULL, 0, NULL);
+            assert_int_equal(txn(f, 21 + 2 * i, &del, 1, NULL), 0);
+        }
+    }
+    /* lock, a second session refused, unlock, delete-tree */
+    struct zone_txn_op l1[] = {op(ZONE_TXN_KV_LOCK, "lk", "a", 0, "s1"),
+                               op(ZONE_TXN_KV_CHECK_SESSION, "lk", NULL, 0, "s1")};
+    assert_int_equal(txn(f, 200, l1, 2, NULL), 0);
+    struct zone_kv kv;
+    assert_true(kv_get(f, "lk", &kv));
+    assert_string_equal(kv.session, "s1");
+    assert_int_equal(kv.lock_index, 1);
+    struct zone_txn_op l2 = op(ZONE_TXN_KV_LOCK, "lk", "b", 0, "s2");
+    expect_fail(txn(f, 201, &l2, 1, NULL), 0, ZONE_TXN_HELD);
+    struct zone_txn_op u1[] = {op(ZONE_TXN_KV_UNLOCK, "lk", "c", 0, "s1"),
+                               op(ZONE_TXN_KV_DELETE_TREE, "", NULL, 0, NULL)};
+    assert_int_equal(txn(f, 202, u1, 2, NULL), 0);
+    assert_false(kv_get(f, "lk", &kv));
+    assert_false(kv_get(f, "k", &kv));
+}
+
+static void test_codec(void **state)
+{
+    struct fx *f = *state;
+    struct base_buf b;
+    struct zone_cmd c, d;
+    struct zone_txn_op ops[ZONE_TXN_MAX_OPS + 1];
+
+    for (size_t i = 0; i <= ZONE_TXN_MAX_OPS; i++)
+        ops[i] = op(ZONE_TXN_KV_CAS, "key", "value", 77, "sess");
+    memset(&c, 0, sizeof c);
+    c.type = ZONE_CMD_TXN;
+    c.txn = ops;
+    c.n_txn = 3;
+    base_buf_init(&b);
+    zone_cmd_encode(&c, &b);
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), 0);
+    assert_int_equal(d.type, ZONE_CMD_TXN);
+    assert_int_equal(d.n_txn, 3);
+    assert_int_equal(d.txn[2].verb, ZONE_TXN_KV_CAS);
+    assert_string_equal(d.txn[2].kv.key, "key");
+    assert_int_equal(d.txn[2].kv.value_len, 5);
+    assert_memory_equal(d.txn[2].kv.value, "value", 5);
+    assert_int_equal(d.txn[2].kv.modify_index, 77);
+    assert_string_equal(d.txn[2].kv.session, "sess");
+    /* every truncation is refused */
+    for (size_t n = 0; n < b.len; n++)
+        assert_int_equal(zone_cmd_decode(b.data, n, &f->a, &d), BASE_EPARSE);
+    /* an unknown verb: the first op's verb byte follows version, type and the count */
+    b.data[6] = 0;
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), BASE_EPARSE);
+    b.data[6] = ZONE_TXN_VERB_MAX + 1;
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), BASE_EPARSE);
+    /* a count over the bytes, over the maximum, zero */
+    b.data[6] = ZONE_TXN_KV_SET;
+    b.data[2] = 200;
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), BASE_EPARSE);
+    base_buf_free(&b);
+    c.n_txn = ZONE_TXN_MAX_OPS + 1;
+    base_buf_init(&b);
+    zone_cmd_encode(&c, &b);
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), BASE_EPARSE);
+    base_buf_free(&b);
+    c.n_txn = ZONE_TXN_MAX_OPS;
+    base_buf_init(&b);
+    zone_cmd_encode(&c, &b);
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), 0);
+    base_buf_free(&b);
+    c.n_txn = 0;
+    base_buf_init(&b);
+    zone_cmd_encode(&c, &b);
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), BASE_EPARSE);
+    base_buf_free(&b);
+    /* results: ours decode, others do not */
+    size_t o;
+    enum zone_txn_why w;
+    assert_false(zone_txn_failed(0, &o, &w));
+    assert_false(zone_txn_failed(BASE_ECONFLICT, &o, &w));
+    assert_false(zone_txn_failed(BASE_EDAMAGED, &o, &w));
+    expect_fail(ZONE_TXN_FAILURE(127, ZONE_TXN_BAD), 127, ZONE_TXN_BAD);
+    assert_int_equal(zone_txn_verb_name(0), NULL);
+    assert_string_equal(zone_txn_verb_name(ZONE_TXN_KV_CHECK_NOT_EXISTS), "check-not-exists");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_all_or_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_index_bumps_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_verbs_and_reasons, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_codec, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
