@@ -116,10 +116,8 @@ static void test_all_or_nothing(void **state)
     dump(f, &before);
     /* the third of five ops fails (b's ModifyIndex is 11): nothing of the others stays */
     struct zone_txn_op ops[] = {
-        op(ZONE_TXN_KV_SET, "a", "changed", 0, NULL),
-        op(ZONE_TXN_KV_SET, "c", "new", 0, NULL),
-        op(ZONE_TXN_KV_CAS, "b", "x", 999, NULL),
-        op(ZONE_TXN_KV_DELETE, "a", NULL, 0, NULL),
+        op(ZONE_TXN_KV_SET, "a", "changed", 0, NULL), op(ZONE_TXN_KV_SET, "c", "new", 0, NULL),
+        op(ZONE_TXN_KV_CAS, "b", "x", 999, NULL),     op(ZONE_TXN_KV_DELETE, "a", NULL, 0, NULL),
         op(ZONE_TXN_KV_SET, "d", "new", 0, NULL),
     };
     expect_fail(txn(f, 20, ops, 5, &touched), 2, ZONE_TXN_STALE);
