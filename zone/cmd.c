@@ -16,8 +16,11 @@
  *   SESSION_RENEW   session id
  *   KV_LOCK       key, value bytes, u64 flags, session id, u8 has_cas, u64 cas
  *   KV_UNLOCK     key, value bytes, u64 flags, session id
- *   TXN           u32 n (1 to ZONE_TXN_MAX_OPS), n ops: u8 verb, key, value bytes, u64 flags,
- *                 u64 index, session id
+ *   TXN           u32 n (1 to ZONE_TXN_MAX_OPS), n ops: u8 verb, then by its kind
+ *                   KV       key, value bytes, u64 flags, u64 index, session id
+ *                   node     node body, u64 index
+ *                   service  node name, service body, u64 index
+ *                   check    check body with its extension, u64 index
  * (types 9 to 13 came with sessions, 14 with transactions; the format version stays 1: an older
  * Herald refuses the new types as unknown, and every older command keeps its bytes.) Bodies and
  * strings are the record codec's (record.c); CreateIndex/ModifyIndex are not carried: the store
@@ -49,7 +52,35 @@ static const char *const txn_verbs[] = {
     [ZONE_TXN_KV_DELETE] = "delete",
     [ZONE_TXN_KV_DELETE_TREE] = "delete-tree",
     [ZONE_TXN_KV_DELETE_CAS] = "delete-cas",
+    [ZONE_TXN_NODE_SET] = "set",
+    [ZONE_TXN_NODE_CAS] = "cas",
+    [ZONE_TXN_NODE_GET] = "get",
+    [ZONE_TXN_NODE_DELETE] = "delete",
+    [ZONE_TXN_NODE_DELETE_CAS] = "delete-cas",
+    [ZONE_TXN_SERVICE_SET] = "set",
+    [ZONE_TXN_SERVICE_CAS] = "cas",
+    [ZONE_TXN_SERVICE_GET] = "get",
+    [ZONE_TXN_SERVICE_DELETE] = "delete",
+    [ZONE_TXN_SERVICE_DELETE_CAS] = "delete-cas",
+    [ZONE_TXN_CHECK_SET] = "set",
+    [ZONE_TXN_CHECK_CAS] = "cas",
+    [ZONE_TXN_CHECK_GET] = "get",
+    [ZONE_TXN_CHECK_DELETE] = "delete",
+    [ZONE_TXN_CHECK_DELETE_CAS] = "delete-cas",
 };
+
+enum zone_txn_kind zone_txn_verb_kind(enum zone_txn_verb v)
+{
+    if (v >= ZONE_TXN_KV_SET && v <= ZONE_TXN_KV_DELETE_CAS)
+        return ZONE_TXN_KV;
+    if (v >= ZONE_TXN_NODE_SET && v <= ZONE_TXN_NODE_DELETE_CAS)
+        return ZONE_TXN_NODE;
+    if (v >= ZONE_TXN_SERVICE_SET && v <= ZONE_TXN_SERVICE_DELETE_CAS)
+        return ZONE_TXN_SERVICE;
+    if (v >= ZONE_TXN_CHECK_SET && v <= ZONE_TXN_CHECK_DELETE_CAS)
+        return ZONE_TXN_CHECK;
+    return 0;
+}
 
 const char *zone_txn_verb_name(enum zone_txn_verb v)
 {
@@ -59,16 +90,17 @@ const char *zone_txn_verb_name(enum zone_txn_verb v)
 bool zone_txn_verb_writes(enum zone_txn_verb v)
 {
     switch (v) {
-    case ZONE_TXN_KV_SET:
-    case ZONE_TXN_KV_CAS:
-    case ZONE_TXN_KV_LOCK:
-    case ZONE_TXN_KV_UNLOCK:
-    case ZONE_TXN_KV_DELETE:
-    case ZONE_TXN_KV_DELETE_TREE:
-    case ZONE_TXN_KV_DELETE_CAS:
-        return true;
-    default:
+    case ZONE_TXN_KV_GET:
+    case ZONE_TXN_KV_GET_TREE:
+    case ZONE_TXN_KV_CHECK_INDEX:
+    case ZONE_TXN_KV_CHECK_SESSION:
+    case ZONE_TXN_KV_CHECK_NOT_EXISTS:
+    case ZONE_TXN_NODE_GET:
+    case ZONE_TXN_SERVICE_GET:
+    case ZONE_TXN_CHECK_GET:
         return false;
+    default:
+        return zone_txn_verb_kind(v) != 0;
     }
 }
 
@@ -77,7 +109,7 @@ bool zone_txn_failed(int result, size_t *op, enum zone_txn_why *why)
     if (result > -ZONE__TXN_FAIL_BASE)
         return false;
     int v = -result - ZONE__TXN_FAIL_BASE;
-    if (v / 16 >= ZONE_TXN_MAX_OPS || v % 16 < ZONE_TXN_STALE || v % 16 > ZONE_TXN_BAD)
+    if (v / 16 >= ZONE_TXN_MAX_OPS || v % 16 < ZONE_TXN_STALE || v % 16 > ZONE_TXN_NO_SERVICE)
         return false;
     *op = (size_t)(v / 16);
     *why = (enum zone_txn_why)(v % 16);
@@ -159,11 +191,28 @@ void zone_cmd_encode(const struct zone_cmd *cmd, struct base_buf *out)
         for (size_t i = 0; i < cmd->n_txn; i++) {
             const struct zone_txn_op *op = &cmd->txn[i];
             base_buf_put_u8(out, (uint8_t)op->verb);
-            zone__put_cstr(out, op->kv.key);
-            base_buf_put_bytes(out, op->kv.value, op->kv.value_len);
-            base_buf_put_u64(out, op->kv.flags);
-            base_buf_put_u64(out, op->kv.modify_index);
-            zone__put_cstr(out, op->kv.session);
+            switch (zone_txn_verb_kind(op->verb)) {
+            case ZONE_TXN_NODE:
+                zone__node_body_put(out, &op->node);
+                base_buf_put_u64(out, op->node.modify_index);
+                break;
+            case ZONE_TXN_SERVICE:
+                zone__put_cstr(out, op->node.name);
+                zone__service_body_put(out, &op->service);
+                base_buf_put_u64(out, op->service.modify_index);
+                break;
+            case ZONE_TXN_CHECK:
+                zone__check_body_put(out, &op->check); /* with its extension */
+                base_buf_put_u64(out, op->check.modify_index);
+                break;
+            default:
+                zone__put_cstr(out, op->kv.key);
+                base_buf_put_bytes(out, op->kv.value, op->kv.value_len);
+                base_buf_put_u64(out, op->kv.flags);
+                base_buf_put_u64(out, op->kv.modify_index);
+                zone__put_cstr(out, op->kv.session);
+                break;
+            }
         }
         break;
     }
@@ -239,14 +288,37 @@ static void decode_txn(struct base_rd *r, struct base_arena *a, struct zone_cmd 
     for (uint32_t i = 0; i < n && !r->err; i++) {
         struct zone_txn_op *op = &ops[i];
         uint8_t verb = base_rd_u8(r);
-        if (!zone_txn_verb_name((enum zone_txn_verb)verb))
-            r->err = true;
         op->verb = (enum zone_txn_verb)verb;
-        op->kv.key = zone__rd_cstr(r, true, a);
-        op->kv.value = rd_value(r, a, &op->kv.value_len);
-        op->kv.flags = base_rd_u64(r);
-        op->kv.modify_index = base_rd_u64(r);
-        op->kv.session = zone__rd_cstr(r, true, a);
+        op->kv.key = op->kv.session = "";
+        op->kv.value = (const uint8_t *)"";
+        op->node.name = op->node.id = op->node.address = op->node.datacenter = "";
+        switch (zone_txn_verb_kind(op->verb)) {
+        case ZONE_TXN_KV:
+            op->kv.key = zone__rd_cstr(r, true, a);
+            op->kv.value = rd_value(r, a, &op->kv.value_len);
+            op->kv.flags = base_rd_u64(r);
+            op->kv.modify_index = base_rd_u64(r);
+            op->kv.session = zone__rd_cstr(r, true, a);
+            break;
+        case ZONE_TXN_NODE:
+            zone__node_body_get(r, true, a, &op->node);
+            op->node.modify_index = base_rd_u64(r);
+            break;
+        case ZONE_TXN_SERVICE:
+            op->node.name = zone__rd_cstr(r, true, a);
+            zone__service_body_get(r, true, a, &op->service);
+            op->service.modify_index = base_rd_u64(r);
+            break;
+        case ZONE_TXN_CHECK:
+            zone__check_body_get(r, true, a, &op->check);
+            zone__check_ext_get(r, true, a, &op->check);
+            op->check.modify_index = base_rd_u64(r);
+            op->node.name = op->check.node;
+            break;
+        default:
+            r->err = true;
+            break;
+        }
     }
     cmd->txn = ops;
     cmd->n_txn = n;

@@ -1055,6 +1055,152 @@ static int txn_check(struct apply *x, const struct zone_txn_op *op)
     return 0;
 }
 
+/* The stored record of a node op (ZONE__DB_NODES), service op (SERVICES) or check op
+ * (CHECKS): 0 with its ModifyIndex, ZONE_TXN_MISSING, or BASE_ESTORE / BASE_EDAMAGED. */
+static int txn_stored(struct apply *x, const struct zone_txn_op *op, uint64_t *modify_index)
+{
+    struct zone__key k;
+    enum zone__db d;
+    MDB_val v;
+    int rc;
+
+    switch (zone_txn_verb_kind(op->verb)) {
+    case ZONE_TXN_NODE:
+        d = ZONE__DB_NODES;
+        zone__key_node(&k, op->node.name);
+        break;
+    case ZONE_TXN_SERVICE:
+        d = ZONE__DB_SERVICES;
+        zone__key_row(&k, op->node.name, *op->service.id ? op->service.id : op->service.name);
+        break;
+    default:
+        d = ZONE__DB_CHECKS;
+        zone__key_row(&k, op->check.node,
+                      *op->check.check_id ? op->check.check_id : op->check.name);
+        break;
+    }
+    rc = get(x, d, &k, &v);
+    if (rc == BASE_ENOTFOUND)
+        return ZONE_TXN_MISSING;
+    if (rc)
+        return rc;
+    bool bad;
+    if (d == ZONE__DB_NODES) {
+        struct zone_node n;
+        bad = zone__node_decode(v.mv_data, v.mv_size, true, x->a, &n) != 0;
+        *modify_index = n.modify_index;
+    } else if (d == ZONE__DB_SERVICES) {
+        struct zone_service sv;
+        bad = zone__service_decode(v.mv_data, v.mv_size, true, x->a, &sv) != 0;
+        *modify_index = sv.modify_index;
+    } else {
+        struct zone_check ck;
+        bad = zone__check_decode(v.mv_data, v.mv_size, true, x->a, &ck) != 0;
+        *modify_index = ck.modify_index;
+    }
+    return bad ? apply_damaged_key(x->s, d, &k) : 0;
+}
+
+/* cas and delete-cas (Consul's ensureNodeCASTxn and deleteNodeCASTxn, the same for services
+ * and checks): 0 when the op may go on, ZONE_TXN_STALE, or a storage error. */
+static int txn_cas(struct apply *x, const struct zone_txn_op *op, uint64_t index, bool del)
+{
+    uint64_t cur = 0;
+    int rc = txn_stored(x, op, &cur);
+    if (rc < 0)
+        return rc;
+    bool exists = rc == 0;
+    if (del)
+        return exists && cur == index ? 0 : ZONE_TXN_STALE;
+    if (index == 0)
+        return exists ? ZONE_TXN_STALE : 0;
+    return exists && cur == index ? 0 : ZONE_TXN_STALE;
+}
+
+/* Node, service and check ops, with REGISTER's and DEREGISTER's rules. */
+static int txn_catalog(struct apply *x, const struct zone_txn_op *op)
+{
+    enum zone_txn_kind kind = zone_txn_verb_kind(op->verb);
+    uint64_t cur;
+    int rc = 0;
+
+    if (check_name(op->node.name))
+        return ZONE_TXN_BAD;
+    switch (op->verb) {
+    case ZONE_TXN_NODE_GET:
+    case ZONE_TXN_SERVICE_GET:
+    case ZONE_TXN_CHECK_GET:
+        rc = txn_stored(x, op, &cur);
+        return rc;
+    case ZONE_TXN_NODE_CAS:
+        rc = txn_cas(x, op, op->node.modify_index, false);
+        break;
+    case ZONE_TXN_SERVICE_CAS:
+        rc = txn_cas(x, op, op->service.modify_index, false);
+        break;
+    case ZONE_TXN_CHECK_CAS:
+        rc = txn_cas(x, op, op->check.modify_index, false);
+        break;
+    case ZONE_TXN_NODE_DELETE_CAS:
+        rc = txn_cas(x, op, op->node.modify_index, true);
+        break;
+    case ZONE_TXN_SERVICE_DELETE_CAS:
+        rc = txn_cas(x, op, op->service.modify_index, true);
+        break;
+    case ZONE_TXN_CHECK_DELETE_CAS:
+        rc = txn_cas(x, op, op->check.modify_index, true);
+        break;
+    default:
+        break;
+    }
+    if (rc)
+        return rc;
+    struct zone_cmd c;
+    memset(&c, 0, sizeof c);
+    c.node = op->node;
+    c.service_id = c.check_id = "";
+    switch (op->verb) {
+    case ZONE_TXN_NODE_DELETE:
+    case ZONE_TXN_NODE_DELETE_CAS:
+        return drop_node(x, op->node.name);
+    case ZONE_TXN_SERVICE_DELETE:
+    case ZONE_TXN_SERVICE_DELETE_CAS:
+        return drop_service(x, op->node.name, *op->service.id ? op->service.id : op->service.name);
+    case ZONE_TXN_CHECK_DELETE:
+    case ZONE_TXN_CHECK_DELETE_CAS:
+        c.type = ZONE_CMD_DEREGISTER;
+        c.check_id = *op->check.check_id ? op->check.check_id : op->check.name;
+        return apply_deregister(x, &c);
+    default:
+        break;
+    }
+    struct zone_node node;
+    if (kind == ZONE_TXN_NODE) {
+        rc = upsert_node(x, &c, &node);
+    } else {
+        /* a service or check needs its node registered (Consul's ErrMissingNode) */
+        struct zone_txn_op nop;
+        memset(&nop, 0, sizeof nop);
+        nop.verb = ZONE_TXN_NODE_GET;
+        nop.node.name = op->node.name;
+        if ((rc = txn_stored(x, &nop, &cur)))
+            return rc == ZONE_TXN_MISSING ? ZONE_TXN_NO_NODE : rc;
+        c.skip_node_update = true;
+        if ((rc = upsert_node(x, &c, &node)))
+            return rc;
+        if (kind == ZONE_TXN_SERVICE) {
+            rc = upsert_service(x, &node, &op->service);
+        } else {
+            rc = upsert_check(x, &node, &op->check);
+            if (rc == BASE_ENOTFOUND)
+                return ZONE_TXN_NO_SERVICE;
+        }
+    }
+    if (rc == BASE_ESTORE || rc == BASE_EDAMAGED || rc == 0)
+        return rc;
+    return ZONE_TXN_BAD;
+}
+
 static int txn_op(struct apply *x, const struct zone_txn_op *op)
 {
     struct zone_cmd c;
@@ -1097,7 +1243,7 @@ static int txn_op(struct apply *x, const struct zone_txn_op *op)
     case ZONE_TXN_KV_CHECK_NOT_EXISTS:
         return txn_check(x, op);
     default:
-        return ZONE_TXN_BAD;
+        return zone_txn_verb_kind(op->verb) ? txn_catalog(x, op) : ZONE_TXN_BAD;
     }
     if (rc == BASE_ESTORE || rc == BASE_EDAMAGED || rc == 0)
         return rc;

@@ -212,13 +212,15 @@ enum zone_cmd_type {
      * in order, all or nothing: the first op that fails rolls back the whole command and its
      * result is ZONE_TXN_FAILURE(op, why) (zone_txn_failed decodes it); 0 when all applied.
      * Read ops (get, get-tree, the checks) only check here: their results are the proposer's
-     * to read. */
+     * to read. Node, service and check ops follow REGISTER and DEREGISTER's rules; cas and
+     * delete-cas compare the op's Index with the record's ModifyIndex (cas 0: only when
+     * absent; delete-cas of a missing record fails, as in Consul). */
     ZONE_CMD_TXN = 14,
 };
 
 /* ---- transactions ---------------------------------------------------------------------- */
 #define ZONE_TXN_MAX_OPS 128 /* Consul's maxTxnOps */
-/* The KV verbs of Consul's txn API, in Consul's spelling (zone_txn_verb_name). */
+/* The verbs of Consul's txn API by kind, in Consul's spelling (zone_txn_verb_name). */
 enum zone_txn_verb {
     ZONE_TXN_KV_SET = 1,
     ZONE_TXN_KV_CAS,
@@ -232,17 +234,40 @@ enum zone_txn_verb {
     ZONE_TXN_KV_DELETE,
     ZONE_TXN_KV_DELETE_TREE,
     ZONE_TXN_KV_DELETE_CAS,
-    ZONE_TXN_VERB_MAX = ZONE_TXN_KV_DELETE_CAS
+    ZONE_TXN_NODE_SET,
+    ZONE_TXN_NODE_CAS,
+    ZONE_TXN_NODE_GET,
+    ZONE_TXN_NODE_DELETE,
+    ZONE_TXN_NODE_DELETE_CAS,
+    ZONE_TXN_SERVICE_SET,
+    ZONE_TXN_SERVICE_CAS,
+    ZONE_TXN_SERVICE_GET,
+    ZONE_TXN_SERVICE_DELETE,
+    ZONE_TXN_SERVICE_DELETE_CAS,
+    ZONE_TXN_CHECK_SET,
+    ZONE_TXN_CHECK_CAS,
+    ZONE_TXN_CHECK_GET,
+    ZONE_TXN_CHECK_DELETE,
+    ZONE_TXN_CHECK_DELETE_CAS,
+    ZONE_TXN_VERB_MAX = ZONE_TXN_CHECK_DELETE_CAS
 };
+enum zone_txn_kind { ZONE_TXN_KV = 1, ZONE_TXN_NODE, ZONE_TXN_SERVICE, ZONE_TXN_CHECK };
 /* "set", "cas", ... "delete-cas"; NULL for a value that is not a verb. */
 const char *zone_txn_verb_name(enum zone_txn_verb v);
-/* True for the verbs that write (set, cas, lock, unlock, delete, delete-tree, delete-cas). */
+/* The kind of a verb (0 for a value that is not a verb). */
+enum zone_txn_kind zone_txn_verb_kind(enum zone_txn_verb v);
+/* True for the verbs that write (all but get, get-tree and the KV checks). */
 bool zone_txn_verb_writes(enum zone_txn_verb v);
-/* One op: kv.key, kv.value/value_len, kv.flags, kv.session, and the op's Index in
- * kv.modify_index (cas, check-index, delete-cas). */
+/* One op. KV: kv.key, kv.value/value_len, kv.flags, kv.session, and the op's Index in
+ * kv.modify_index. Node: node, its Index in node.modify_index. Service: node.name and
+ * service, its Index in service.modify_index. Check: check (check.node names the node), its
+ * Index in check.modify_index. */
 struct zone_txn_op {
     enum zone_txn_verb verb;
     struct zone_kv kv;
+    struct zone_node node;
+    struct zone_service service;
+    struct zone_check check;
 };
 /* Why an op failed (Consul's texts are the API's to write). */
 enum zone_txn_why {
@@ -256,6 +281,8 @@ enum zone_txn_why {
     ZONE_TXN_INVALID_SESSION, /* lock: no such session */
     ZONE_TXN_NO_SESSION,      /* lock, unlock: no session given */
     ZONE_TXN_BAD,             /* a malformed op: empty key, a key or value over the limits */
+    ZONE_TXN_NO_NODE,         /* a service or check set: the node is not registered */
+    ZONE_TXN_NO_SERVICE,      /* a check set: its service is not registered on the node */
 };
 #define ZONE__TXN_FAIL_BASE       (1 << 20)
 #define ZONE_TXN_FAILURE(op, why) (-(ZONE__TXN_FAIL_BASE + (int)(op)*16 + (int)(why)))

@@ -304,6 +304,160 @@ static void test_codec(void **state)
     assert_string_equal(zone_txn_verb_name(ZONE_TXN_KV_CHECK_NOT_EXISTS), "check-not-exists");
 }
 
+static struct zone_txn_op node_op(enum zone_txn_verb verb, const char *node, const char *addr,
+                                  uint64_t index)
+{
+    struct zone_txn_op o;
+    memset(&o, 0, sizeof o);
+    o.verb = verb;
+    o.node.name = node;
+    o.node.id = "";
+    o.node.address = addr ? addr : "";
+    o.node.datacenter = "dc1";
+    o.node.modify_index = index;
+    return o;
+}
+
+static struct zone_txn_op svc_op(enum zone_txn_verb verb, const char *node, const char *id,
+                                 uint64_t index)
+{
+    struct zone_txn_op o = node_op(verb, node, NULL, 0);
+    o.service.node = node;
+    o.service.id = id;
+    o.service.name = "web";
+    o.service.kind = o.service.address = "";
+    o.service.port = 80;
+    o.service.modify_index = index;
+    return o;
+}
+
+static struct zone_txn_op chk_op(enum zone_txn_verb verb, const char *node, const char *id,
+                                 const char *sid, uint64_t index)
+{
+    struct zone_txn_op o = node_op(verb, node, NULL, 0);
+    o.check.node = node;
+    o.check.check_id = id;
+    o.check.name = id;
+    o.check.status = ZONE_HEALTH_PASSING;
+    o.check.notes = o.check.output = o.check.service_name = o.check.type = "";
+    o.check.http = o.check.method = o.check.tcp = o.check.body = o.check.udp = "";
+    o.check.service_id = sid;
+    o.check.modify_index = index;
+    return o;
+}
+
+static bool has_row(struct fx *f, enum zone_txn_kind kind, const char *node, const char *id)
+{
+    struct zone_read *r;
+    int rc;
+    assert_int_equal(zone_read_begin(f->s, &r), 0);
+    if (kind == ZONE_TXN_NODE) {
+        struct zone_node n;
+        rc = zone_node_get(r, node, &f->a, &n);
+    } else if (kind == ZONE_TXN_SERVICE) {
+        struct zone_service sv;
+        rc = zone_service_get(r, node, id, &f->a, &sv);
+    } else {
+        struct zone_check ck;
+        rc = zone_check_get(r, node, id, &f->a, &ck);
+    }
+    zone_read_end(r);
+    return rc == 0;
+}
+
+static void test_catalog_ops(void **state)
+{
+    struct fx *f = *state;
+    uint32_t touched;
+
+    /* a service on a node that is not registered: nothing of the txn stays */
+    struct zone_txn_op a[] = {op(ZONE_TXN_KV_SET, "k", "v", 0, NULL),
+                              svc_op(ZONE_TXN_SERVICE_SET, "n1", "web1", 0)};
+    expect_fail(txn(f, 10, a, 2, &touched), 1, ZONE_TXN_NO_NODE);
+    assert_int_equal(touched, 0);
+    /* node, service and check in one txn, at one index */
+    struct zone_txn_op b[] = {node_op(ZONE_TXN_NODE_SET, "n1", "10.0.0.1", 0),
+                              svc_op(ZONE_TXN_SERVICE_SET, "n1", "web1", 0),
+                              chk_op(ZONE_TXN_CHECK_SET, "n1", "c1", "web1", 0),
+                              node_op(ZONE_TXN_NODE_GET, "n1", NULL, 0)};
+    assert_int_equal(txn(f, 11, b, 4, &touched), 0);
+    assert_int_equal(touched, ZONE_TABLE_BIT(ZONE_TABLE_NODES) |
+                                  ZONE_TABLE_BIT(ZONE_TABLE_SERVICES) |
+                                  ZONE_TABLE_BIT(ZONE_TABLE_CHECKS));
+    assert_true(has_row(f, ZONE_TXN_SERVICE, "n1", "web1"));
+    assert_true(has_row(f, ZONE_TXN_CHECK, "n1", "c1"));
+    /* reasons */
+    struct {
+        struct zone_txn_op o;
+        enum zone_txn_why why;
+    } cases[] = {
+        {node_op(ZONE_TXN_NODE_GET, "nope", NULL, 0), ZONE_TXN_MISSING},
+        {node_op(ZONE_TXN_NODE_CAS, "n1", "10.0.0.2", 5), ZONE_TXN_STALE},
+        {node_op(ZONE_TXN_NODE_CAS, "n1", "10.0.0.2", 0), ZONE_TXN_STALE},
+        {node_op(ZONE_TXN_NODE_CAS, "n2", "10.0.0.2", 3), ZONE_TXN_STALE},
+        {node_op(ZONE_TXN_NODE_DELETE_CAS, "n1", NULL, 5), ZONE_TXN_STALE},
+        {node_op(ZONE_TXN_NODE_DELETE_CAS, "nope", NULL, 0), ZONE_TXN_STALE},
+        {svc_op(ZONE_TXN_SERVICE_GET, "n1", "nope", 0), ZONE_TXN_MISSING},
+        {svc_op(ZONE_TXN_SERVICE_CAS, "n1", "web1", 3), ZONE_TXN_STALE},
+        {svc_op(ZONE_TXN_SERVICE_DELETE_CAS, "n1", "web1", 3), ZONE_TXN_STALE},
+        {chk_op(ZONE_TXN_CHECK_SET, "n1", "c2", "nosvc", 0), ZONE_TXN_NO_SERVICE},
+        {chk_op(ZONE_TXN_CHECK_SET, "n9", "c2", "", 0), ZONE_TXN_NO_NODE},
+        {chk_op(ZONE_TXN_CHECK_GET, "n1", "nope", "", 0), ZONE_TXN_MISSING},
+        {chk_op(ZONE_TXN_CHECK_CAS, "n1", "c1", "web1", 3), ZONE_TXN_STALE},
+        {chk_op(ZONE_TXN_CHECK_DELETE_CAS, "n1", "c1", "", 3), ZONE_TXN_STALE},
+        {node_op(ZONE_TXN_NODE_SET, "", NULL, 0), ZONE_TXN_BAD},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct zone_txn_op ops[2] = {node_op(ZONE_TXN_NODE_SET, "side", "10.9.9.9", 0), cases[i].o};
+        expect_fail(txn(f, 20 + i, ops, 2, NULL), 1, cases[i].why);
+        assert_false(has_row(f, ZONE_TXN_NODE, "side", NULL));
+    }
+    /* the right indexes: cas and delete-cas go through */
+    struct zone_txn_op c[] = {svc_op(ZONE_TXN_SERVICE_CAS, "n1", "web1", 11),
+                              chk_op(ZONE_TXN_CHECK_DELETE_CAS, "n1", "c1", "", 11),
+                              node_op(ZONE_TXN_NODE_CAS, "n2", "10.0.0.2", 0)};
+    assert_int_equal(txn(f, 50, c, 3, NULL), 0);
+    assert_false(has_row(f, ZONE_TXN_CHECK, "n1", "c1"));
+    assert_true(has_row(f, ZONE_TXN_NODE, "n2", NULL));
+    /* deleting a node takes its services */
+    struct zone_txn_op d[] = {node_op(ZONE_TXN_NODE_DELETE, "n1", NULL, 0),
+                              svc_op(ZONE_TXN_SERVICE_DELETE, "n2", "nothing", 0),
+                              node_op(ZONE_TXN_NODE_DELETE_CAS, "n2", NULL, 50)};
+    assert_int_equal(txn(f, 51, d, 3, NULL), 0);
+    assert_false(has_row(f, ZONE_TXN_NODE, "n1", NULL));
+    assert_false(has_row(f, ZONE_TXN_SERVICE, "n1", "web1"));
+    assert_false(has_row(f, ZONE_TXN_NODE, "n2", NULL));
+}
+
+static void test_catalog_codec(void **state)
+{
+    struct fx *f = *state;
+    struct base_buf b;
+    struct zone_cmd c, d;
+    struct zone_txn_op ops[] = {node_op(ZONE_TXN_NODE_CAS, "n1", "10.0.0.1", 7),
+                                svc_op(ZONE_TXN_SERVICE_DELETE_CAS, "n1", "web1", 8),
+                                chk_op(ZONE_TXN_CHECK_SET, "n1", "c1", "web1", 9)};
+    memset(&c, 0, sizeof c);
+    c.type = ZONE_CMD_TXN;
+    c.txn = ops;
+    c.n_txn = 3;
+    base_buf_init(&b);
+    zone_cmd_encode(&c, &b);
+    assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), 0);
+    assert_int_equal(d.n_txn, 3);
+    assert_string_equal(d.txn[0].node.address, "10.0.0.1");
+    assert_int_equal(d.txn[0].node.modify_index, 7);
+    assert_string_equal(d.txn[1].node.name, "n1");
+    assert_string_equal(d.txn[1].service.id, "web1");
+    assert_int_equal(d.txn[1].service.modify_index, 8);
+    assert_string_equal(d.txn[2].check.check_id, "c1");
+    assert_string_equal(d.txn[2].node.name, "n1");
+    assert_int_equal(d.txn[2].check.modify_index, 9);
+    for (size_t n = 0; n < b.len; n++)
+        assert_int_equal(zone_cmd_decode(b.data, n, &f->a, &d), BASE_EPARSE);
+    base_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,6 +465,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_index_bumps_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_verbs_and_reasons, setup, teardown),
         cmocka_unit_test_setup_teardown(test_codec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catalog_ops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_catalog_codec, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
