@@ -1,8 +1,8 @@
 /* /v1/txn: Consul's transactions (agent/txn_endpoint.go, consul/txn_endpoint.go,
- * state/txn.go), KV operations.
+ * state/txn.go).
  *
- * The body is a JSON array of ops, each an object with one member "KV" (Node, Service and
- * Check ops are refused with 400: not implemented yet). Everything is checked here before
+ * The body is a JSON array of ops, each an object with one member "KV", "Node", "Service" or
+ * "Check" (Session ops are refused with 400: not implemented). Everything is checked here before
  * anything is proposed: the body size and the op count (413, Consul's texts), then each op
  * (400 naming the op and the field). A transaction with a write is ONE zone command
  * (ZONE_CMD_TXN) in one Raft entry, applied in one LMDB transaction: the first op that fails
@@ -30,6 +30,183 @@ struct txn {
 };
 
 /* ---- decoding -------------------------------------------------------------------------- */
+
+static enum zone_txn_verb verb_of(enum zone_txn_kind kind, const char *verb)
+{
+    for (int vb = ZONE_TXN_KV_SET; vb <= ZONE_TXN_VERB_MAX; vb++)
+        if (zone_txn_verb_kind((enum zone_txn_verb)vb) == kind &&
+            strcmp(verb, zone_txn_verb_name((enum zone_txn_verb)vb)) == 0)
+            return (enum zone_txn_verb)vb;
+    return 0;
+}
+
+static const char *svc_id(const struct zone_txn_op *op)
+{
+    return *op->service.id ? op->service.id : op->service.name;
+}
+
+static const char *const kind_names[] = {"", "KV", "Node", "Service", "Check"};
+
+/* A catalog object's ModifyIndex (the op's Index), taken out of obj (a copy). */
+static int take_index(json_t *obj, const char *field, uint64_t *out, char *errmsg)
+{
+    const char *k;
+    json_t *v, *tmp;
+    *out = 0;
+    json_object_foreach_safe(obj, tmp, k, v)
+    {
+        int rc = 0;
+        if (api__key_is(k, "ModifyIndex"))
+            rc = api__get_uint(v, field, UINT64_MAX, out, errmsg);
+        if (rc)
+            return rc;
+        if (api__key_is(k, "ModifyIndex") || api__key_is(k, "CreateIndex"))
+            json_object_del(obj, k);
+    }
+    return 0;
+}
+
+/* Node, Service and Check ops (Consul's api.TxnOp shapes). obj is the op's object. */
+static int catalog_op(struct api *a, enum zone_txn_kind kind, json_t *obj, size_t i,
+                      struct base_arena *ar, struct zone_txn_op *op, char *errmsg)
+{
+    const char *kn = kind_names[kind], *verb = NULL, *k;
+    json_t *v, *body = NULL;
+    const char *node = NULL;
+    char inner[BASE_ERRMSG_LEN];
+    int rc = 0;
+
+    if (!json_is_object(obj))
+        return base_errf(errmsg, BASE_EINVAL, "op %zu: field \"%s\": expected an object", i, kn);
+    json_object_foreach(obj, k, v)
+    {
+        if (api__key_is(k, "Verb"))
+            rc = api__get_str(v, "Verb", ar, &verb, errmsg);
+        else if (kind == ZONE_TXN_SERVICE && api__key_is(k, "Node"))
+            rc = api__get_str(v, "Service.Node", ar, &node, errmsg);
+        else if (api__key_is(k, kn))
+            body = v;
+        else
+            rc = base_errf(errmsg, BASE_EINVAL, "unknown field \"%s.%.40s\"", kn, k);
+        if (rc) {
+            snprintf(inner, sizeof inner, "%s", errmsg);
+            return base_errf(errmsg, BASE_EINVAL, "op %zu: %s", i, inner);
+        }
+    }
+    if (!verb || !(op->verb = verb_of(kind, verb)))
+        return base_errf(errmsg, BASE_EINVAL,
+                         "op %zu: field \"%s.Verb\": unknown %s verb \"%.64s\"", i, kn, kn,
+                         verb ? verb : "");
+    if (!body || !json_is_object(body))
+        return base_errf(errmsg, BASE_EINVAL, "op %zu: field \"%s.%s\": expected an object", i, kn,
+                         kn);
+    json_t *copy = json_copy(body);
+    snprintf(inner, sizeof inner, "%s.%s.ModifyIndex", kn, kn);
+    uint64_t index = 0;
+    rc = take_index(copy, inner, &index, errmsg);
+    if (!rc && kind == ZONE_TXN_NODE) {
+        struct zone_node *n = &op->node;
+        n->name = n->id = n->address = "";
+        n->datacenter = a->cfg.datacenter;
+        json_object_foreach(copy, k, v)
+        {
+            if (api__key_is(k, "Node"))
+                rc = api__get_str(v, "Node.Node.Node", ar, &n->name, errmsg);
+            else if (api__key_is(k, "ID"))
+                rc = api__get_str(v, "Node.Node.ID", ar, &n->id, errmsg);
+            else if (api__key_is(k, "Address"))
+                rc = api__get_str(v, "Node.Node.Address", ar, &n->address, errmsg);
+            else if (api__key_is(k, "Datacenter")) {
+                const char *dc = "";
+                rc = api__get_str(v, "Node.Node.Datacenter", ar, &dc, errmsg);
+                if (!rc && *dc && strcmp(dc, a->cfg.datacenter) != 0)
+                    rc = base_errf(errmsg, BASE_EINVAL,
+                                   "field \"Node.Node.Datacenter\": not this datacenter");
+            } else if (api__key_is(k, "TaggedAddresses"))
+                rc = api__get_strmap(v, "Node.Node.TaggedAddresses", ar, &n->tagged_addresses,
+                                     &n->n_tagged_addresses, errmsg);
+            else if (api__key_is(k, "Meta"))
+                rc = api__get_strmap(v, "Node.Node.Meta", ar, &n->meta, &n->n_meta, errmsg);
+            else if (api__key_is(k, "Partition") || api__key_is(k, "PeerName"))
+                rc = api__empty_value(v) ? 0
+                                         : base_errf(errmsg, BASE_EINVAL,
+                                                     "field \"Node.Node.%s\": not supported", k);
+            else
+                rc = base_errf(errmsg, BASE_EINVAL, "unknown field \"Node.Node.%.40s\"", k);
+            if (rc)
+                break;
+        }
+        n->modify_index = index;
+        if (!rc && (!*n->name || strlen(n->name) > ZONE_NAME_MAX))
+            rc = base_errf(errmsg, BASE_EINVAL, "field \"Node.Node.Node\": %s",
+                           *n->name ? "too long" : "Must provide node");
+    } else if (!rc && kind == ZONE_TXN_SERVICE) {
+        struct zone_check *ignored;
+        size_t n_ignored;
+        op->node.name = node ? node : "";
+        op->node.id = op->node.address = op->node.datacenter = "";
+        if (!*op->node.name || strlen(op->node.name) > ZONE_NAME_MAX)
+            rc = base_errf(errmsg, BASE_EINVAL, "field \"Service.Node\": %s",
+                           *op->node.name ? "too long" : "Must provide node");
+        else if (!zone_txn_verb_writes(op->verb) || op->verb == ZONE_TXN_SERVICE_DELETE ||
+                 op->verb == ZONE_TXN_SERVICE_DELETE_CAS) {
+            /* get and the deletes name the instance only: its ID (or name) */
+            json_t *id = api__json_field(copy, "ID"), *name = api__json_field(copy, "Service");
+            memset(&op->service, 0, sizeof op->service);
+            op->service.name = op->service.kind = op->service.address = "";
+            if (!(rc = api__get_str(id ? id : json_null(), "Service.Service.ID", ar,
+                                    &op->service.id, errmsg)) &&
+                !(rc = api__get_str(name ? name : json_null(), "Service.Service.Service", ar,
+                                    &op->service.name, errmsg)) &&
+                strlen(svc_id(op)) > ZONE_NAME_MAX)
+                rc = base_errf(errmsg, BASE_EINVAL, "field \"Service.Service.ID\": too long");
+        } else if ((rc = api__decode_service_def(a, copy, ar, true, &op->service, &ignored,
+                                                 &n_ignored, errmsg))) {
+            base_err_wrap(errmsg, "Service.Service");
+        }
+        op->service.node = op->node.name;
+        op->service.modify_index = index;
+        if (!rc && !*op->service.id && !*op->service.name)
+            rc = base_errf(errmsg, BASE_EINVAL, "field \"Service.Service.ID\": Must provide ID");
+    } else if (!rc) {
+        const char *cnode = "";
+        json_t *nv = api__json_field(copy, "Node");
+        if ((rc = api__get_str(nv ? nv : json_null(), "Check.Check.Node", ar, &cnode, errmsg)) ==
+                0 &&
+            (!*cnode || strlen(cnode) > ZONE_NAME_MAX))
+            rc = base_errf(errmsg, BASE_EINVAL, "field \"Check.Check.Node\": %s",
+                           *cnode ? "too long" : "Must provide node");
+        if (!rc && (rc = api__decode_check(copy, cnode, ar, &op->check, errmsg)))
+            base_err_wrap(errmsg, "Check.Check");
+        if (!rc) {
+            struct zone_check *c = &op->check;
+            if (!c->check_id || !*c->check_id)
+                c->check_id = c->name ? c->name : "";
+            if (!*c->check_id)
+                rc = base_errf(errmsg, BASE_EINVAL,
+                               "field \"Check.Check.CheckID\": Missing check ID");
+            if (!c->name || !*c->name)
+                c->name = c->check_id;
+            c->node = cnode;
+            c->type = "";
+            if (!c->service_id)
+                c->service_id = "";
+            if (!c->notes)
+                c->notes = "";
+            if (!c->output)
+                c->output = "";
+            c->modify_index = index;
+        }
+        op->node.name = cnode;
+        op->node.id = op->node.address = op->node.datacenter = "";
+    }
+    json_decref(copy);
+    if (rc) {
+        snprintf(inner, sizeof inner, "%s", errmsg);
+        return base_errf(errmsg, BASE_EINVAL, "op %zu: %s", i, inner);
+    }
+    return 0;
+}
 
 static int kv_op(json_t *kv, size_t i, struct base_arena *ar, struct zone_txn_op *op, char *errmsg)
 {
@@ -75,10 +252,7 @@ static int kv_op(json_t *kv, size_t i, struct base_arena *ar, struct zone_txn_op
     }
     if (!verb || !*verb)
         return base_errf(errmsg, BASE_EINVAL, "op %zu: missing field \"KV.Verb\"", i);
-    op->verb = 0;
-    for (int vb = ZONE_TXN_KV_SET; vb <= ZONE_TXN_VERB_MAX; vb++)
-        if (strcmp(verb, zone_txn_verb_name((enum zone_txn_verb)vb)) == 0)
-            op->verb = (enum zone_txn_verb)vb;
+    op->verb = verb_of(ZONE_TXN_KV, verb);
     if (!op->verb)
         return base_errf(errmsg, BASE_EINVAL,
                          "op %zu: field \"KV.Verb\": unknown KV verb \"%.64s\"", i, verb);
@@ -106,7 +280,7 @@ static int kv_op(json_t *kv, size_t i, struct base_arena *ar, struct zone_txn_op
 }
 
 /* 0, or the status to answer (the error is answered). */
-static int txn_decode(struct http_req *req, struct base_arena *ar, struct txn *t)
+static int txn_decode(struct api *a, struct http_req *req, struct base_arena *ar, struct txn *t)
 {
     char errmsg[BASE_ERRMSG_LEN];
     size_t len;
@@ -149,6 +323,7 @@ static int txn_decode(struct http_req *req, struct base_arena *ar, struct txn *t
         json_t *o = json_array_get(root, i), *kv = NULL, *v;
         const char *key;
         int kinds = 0;
+        enum zone_txn_kind kind = 0;
         struct zone_txn_op *op = &t->ops[i];
         memset(op, 0, sizeof *op);
         st = 400;
@@ -160,11 +335,15 @@ static int txn_decode(struct http_req *req, struct base_arena *ar, struct txn *t
         {
             if (json_is_null(v))
                 continue;
-            if (api__key_is(key, "KV")) {
+            enum zone_txn_kind k = 0;
+            for (int kk = ZONE_TXN_KV; kk <= ZONE_TXN_CHECK; kk++)
+                if (api__key_is(key, kind_names[kk]))
+                    k = (enum zone_txn_kind)kk;
+            if (k) {
                 kv = v;
+                kind = k;
                 kinds++;
-            } else if (api__key_is(key, "Node") || api__key_is(key, "Service") ||
-                       api__key_is(key, "Check") || api__key_is(key, "Session")) {
+            } else if (api__key_is(key, "Session") || api__key_is(key, "Intention")) {
                 snprintf(msg, sizeof msg,
                          "Failed to parse body: op %zu: field \"%.64s\": not supported", i, key);
                 break;
@@ -182,7 +361,8 @@ static int txn_decode(struct http_req *req, struct base_arena *ar, struct txn *t
                            : "no operation specified");
             break;
         }
-        if (kv_op(kv, i, ar, op, errmsg)) {
+        if (kind == ZONE_TXN_KV ? kv_op(kv, i, ar, op, errmsg)
+                                : catalog_op(a, kind, kv, i, ar, op, errmsg)) {
             snprintf(msg, sizeof msg, "Failed to parse body: %s", errmsg);
             break;
         }
@@ -240,7 +420,32 @@ static json_t *txn_error(size_t i, const struct zone_txn_op *op, enum zone_txn_w
 {
     char what[1024];
     const char *k = quoted(ar, op->kv.key);
+    enum zone_txn_kind kind = zone_txn_verb_kind(op->verb);
 
+    if (kind != ZONE_TXN_KV) {
+        const char *n = quoted(ar, op->node.name);
+        bool del = op->verb == ZONE_TXN_NODE_DELETE_CAS ||
+                   op->verb == ZONE_TXN_SERVICE_DELETE_CAS || op->verb == ZONE_TXN_CHECK_DELETE_CAS;
+        char thing[700];
+        if (kind == ZONE_TXN_NODE)
+            snprintf(thing, sizeof thing, "node %s", n);
+        else if (kind == ZONE_TXN_SERVICE)
+            snprintf(thing, sizeof thing, "service %s on node %s", quoted(ar, svc_id(op)), n);
+        else
+            snprintf(thing, sizeof thing, "check %s on node %s", quoted(ar, op->check.check_id), n);
+        if (why == ZONE_TXN_MISSING)
+            snprintf(what, sizeof what, "%s doesn't exist", thing);
+        else if (why == ZONE_TXN_STALE)
+            snprintf(what, sizeof what, "failed to %s %s, index is stale", del ? "delete" : "set",
+                     thing);
+        else if (why == ZONE_TXN_NO_NODE)
+            snprintf(what, sizeof what, "Missing node registration");
+        else if (why == ZONE_TXN_NO_SERVICE)
+            snprintf(what, sizeof what, "Missing service registration");
+        else
+            snprintf(what, sizeof what, "invalid operation on %s", thing);
+        return json_pack("{s:I,s:s}", "OpIndex", (json_int_t)i, "What", what);
+    }
     switch (why) {
     case ZONE_TXN_STALE:
         snprintf(what, sizeof what, "failed to %s key %s, index is stale",
@@ -304,6 +509,47 @@ static int tree_add(void *data, const struct zone_kv *kv)
     return 0;
 }
 
+/* A node, service or check op's result read from rd: 0 (a result added unless the record is
+ * gone), ZONE_TXN_MISSING for a get (with check) of a missing record, or a storage error. */
+static int catalog_result(struct zone_read *rd, const struct zone_txn_op *op, bool check,
+                          struct base_arena *ar, json_t *results)
+{
+    enum zone_txn_kind kind = zone_txn_verb_kind(op->verb);
+    json_t *item = NULL;
+    int rc;
+
+    switch (op->verb) {
+    case ZONE_TXN_NODE_DELETE:
+    case ZONE_TXN_NODE_DELETE_CAS:
+    case ZONE_TXN_SERVICE_DELETE:
+    case ZONE_TXN_SERVICE_DELETE_CAS:
+    case ZONE_TXN_CHECK_DELETE:
+    case ZONE_TXN_CHECK_DELETE_CAS:
+        return 0;
+    default:
+        break;
+    }
+    if (kind == ZONE_TXN_NODE) {
+        struct zone_node n;
+        if (!(rc = zone_node_get(rd, op->node.name, ar, &n)))
+            item = json_pack("{s:o}", "Node", api__json_node(&n));
+    } else if (kind == ZONE_TXN_SERVICE) {
+        struct zone_service sv;
+        if (!(rc = zone_service_get(rd, op->node.name, svc_id(op), ar, &sv)))
+            item = json_pack("{s:o}", "Service", api__json_service_agent(&sv, NULL));
+    } else {
+        struct zone_check ck;
+        if (!(rc = zone_check_get(rd, op->check.node, op->check.check_id, ar, &ck)))
+            item = json_pack("{s:o}", "Check", api__json_check(&ck));
+    }
+    if (rc == BASE_ENOTFOUND)
+        return check ? ZONE_TXN_MISSING : 0;
+    if (rc)
+        return rc;
+    json_array_append_new(results, item);
+    return 0;
+}
+
 /* The result of op i read from rd; with check, also whether it holds (0 or a why): the
  * read-only path. A write's entry absent now (deleted later in its transaction or since) is
  * given as the op wrote it, at index. */
@@ -311,6 +557,8 @@ static int op_result(struct zone_read *rd, const struct zone_txn_op *op, bool ch
                      struct base_arena *ar, json_t *results, struct zone_kv *cur, bool *found)
 {
     *found = false;
+    if (zone_txn_verb_kind(op->verb) != ZONE_TXN_KV)
+        return catalog_result(rd, op, check, ar, results);
     if (op->verb == ZONE_TXN_KV_GET_TREE) {
         struct tree_ctx c = {results, ar};
         return zone_kv_each(rd, op->kv.key, ar, tree_add, &c) == BASE_ESTORE ? BASE_ESTORE : 0;
@@ -349,14 +597,13 @@ static void read_txn(struct api *a, struct http_req *req, struct zone_read *rd,
                      struct base_arena *ar, struct api_result *res)
 {
     struct txn *t = base_arena_alloc(ar, sizeof *t);
-    BASE_UNUSED(a);
 
-    res->index = api__table_max(rd, ZONE_TABLE_BIT(ZONE_TABLE_KV));
+    res->index = api__table_max(rd, ZONE_TABLE_ALL);
     if (api__probe_at(res, res->index))
         return;
     /* the body was checked before the read started; it is the same bytes */
     memset(t, 0, sizeof *t);
-    if (txn_decode(req, ar, t)) {
+    if (txn_decode(a, req, ar, t)) {
         res->status = 500;
         res->error = "txn: body changed";
         return;
@@ -431,7 +678,8 @@ static void write_done(void *data, int status, int result, uint64_t index)
     }
     if (result) {
         struct zone_kv cur;
-        bool found = op < c->t.n && zone_kv_get(rd, c->t.ops[op].kv.key, &c->ar, &cur) == 0;
+        bool found = op < c->t.n && zone_txn_verb_kind(c->t.ops[op].verb) == ZONE_TXN_KV &&
+                     zone_kv_get(rd, c->t.ops[op].kv.key, &c->ar, &cur) == 0;
         json_t *errors = json_array();
         if (op < c->t.n)
             json_array_append_new(errors,
@@ -461,7 +709,7 @@ static void txn_put(struct api *a, struct http_req *req)
 {
     struct txn_wctx *c = base_calloc(1, sizeof *c);
     base_arena_init(&c->ar);
-    if (txn_decode(req, &c->ar, &c->t)) {
+    if (txn_decode(a, req, &c->ar, &c->t)) {
         base_arena_close(&c->ar);
         base_free(c);
         return;
@@ -474,7 +722,7 @@ static void txn_put(struct api *a, struct http_req *req)
     if (!c->t.writes) {
         base_arena_close(&c->ar);
         base_free(c);
-        api__read(a, req, ZONE_TABLE_BIT(ZONE_TABLE_KV), read_txn);
+        api__read(a, req, ZONE_TABLE_ALL, read_txn);
         return;
     }
     /* Consul's Txn.Apply preCheck: a lock within this server's lock delay fails first */

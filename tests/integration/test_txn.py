@@ -164,7 +164,26 @@ BAD = [
     ("two kinds", [{"KV": {"Verb": "set", "Key": "k"}, "Node": {"Verb": "get"}}], 400, "Node"),
     ("no kind", [{}], 400, "no operation specified"),
     ("unknown kind", [{"Frob": {}}], 400, '"Frob"'),
-    ("node op", [{"Node": {"Verb": "get", "Node": {"Node": "n"}}}], 400, "not supported"),
+    ("session op", [{"Session": {"Verb": "delete", "Session": {"ID": "x"}}}], 400,
+     "not supported"),
+    ("node verb", [{"Node": {"Verb": "lock", "Node": {"Node": "n"}}}], 400,
+     'unknown Node verb "lock"'),
+    ("node no name", [{"Node": {"Verb": "set", "Node": {"Address": "10.0.0.1"}}}], 400,
+     '"Node.Node.Node"'),
+    ("node bad meta", [{"Node": {"Verb": "set", "Node": {"Node": "n", "Meta": [1]}}}], 400,
+     "Meta"),
+    ("node other dc", [{"Node": {"Verb": "set", "Node": {"Node": "n", "Datacenter": "dc9"}}}],
+     400, "Datacenter"),
+    ("service no node", [{"Service": {"Verb": "set", "Service": {"Service": "web"}}}], 400,
+     '"Service.Node"'),
+    ("service bad port", [{"Service": {"Verb": "set", "Node": "n",
+                                       "Service": {"Service": "web", "Port": "x"}}}], 400,
+     "Port"),
+    ("check no node", [{"Check": {"Verb": "set", "Check": {"CheckID": "c"}}}], 400,
+     '"Check.Check.Node"'),
+    ("check bad status", [{"Check": {"Verb": "set", "Check": {"Node": "n", "CheckID": "c",
+                                                              "Status": "purple"}}}], 400,
+     'Check.Check: Invalid check status: "purple"'),
     ("bad base64", [{"KV": {"Verb": "set", "Key": "k", "Value": "!!!"}}], 400, '"KV.Value"'),
     ("key too long", [kv_op("set", "k" * 600, "v")], 400, "Key is too long"),
     ("missing key", [kv_op("set", "", "v")], 400, "Must provide key"),
@@ -194,6 +213,67 @@ def test_bad_input(agent, name, body, status, text):
     assert "\n" not in r.text.rstrip("\n")
     assert base64.b64decode(kv(agent, "k")["Value"]) == b"keep"
     assert kv_index(agent) == before
+
+
+def test_node_service_check_ops(agent):
+    node = {"Node": "txn-node", "Address": "10.1.2.3", "Meta": {"rack": "r1"}}
+    svc = {"ID": "web1", "Service": "web", "Port": 8080, "Tags": ["v1"]}
+    chk = {"Node": "txn-node", "CheckID": "web1-alive", "Name": "alive", "Status": "passing",
+           "ServiceID": "web1"}
+    # a service on a node not registered yet fails the whole txn
+    r = txn(agent, [kv_op("set", "cat/k", "v"),
+                    {"Service": {"Verb": "set", "Node": "txn-node", "Service": svc}}])
+    assert r.status == 409, r.text
+    assert r.json()["Errors"] == [{"OpIndex": 1, "What": "Missing node registration"}]
+    assert kv(agent, "cat/k") is None
+    r = txn(agent, [{"Node": {"Verb": "set", "Node": node}},
+                    {"Service": {"Verb": "set", "Node": "txn-node", "Service": svc}},
+                    {"Check": {"Verb": "set", "Check": chk}},
+                    {"Node": {"Verb": "get", "Node": {"Node": "txn-node"}}}])
+    assert r.status == 200, r.text
+    idx = r.index
+    res = r.json()["Results"]
+    assert res[0]["Node"]["Node"] == "txn-node" and res[0]["Node"]["Address"] == "10.1.2.3"
+    assert res[0]["Node"]["ModifyIndex"] == idx
+    assert res[1]["Service"]["ID"] == "web1" and res[1]["Service"]["Port"] == 8080
+    assert res[2]["Check"]["CheckID"] == "web1-alive" and res[2]["Check"]["Status"] == "passing"
+    assert res[2]["Check"]["ServiceName"] == "web"
+    assert res[3]["Node"]["Meta"] == {"rack": "r1"}
+    # visible through the catalog, health and DNS paths like any registration
+    r = agent.get("/v1/catalog/service/web")
+    assert [e["ServiceID"] for e in r.json()] == ["web1"]
+    r = agent.get("/v1/health/service/web?passing")
+    assert len(r.json()) == 1
+    # read-only: gets of all three kinds, one missing
+    r = txn(agent, [{"Service": {"Verb": "get", "Node": "txn-node", "Service": {"ID": "web1"}}},
+                    {"Check": {"Verb": "get", "Check": {"Node": "txn-node", "CheckID": "nope"}}},
+                    {"Node": {"Verb": "get", "Node": {"Node": "ghost"}}}])
+    assert r.status == 409, r.text
+    assert r.json()["Errors"] == [
+        {"OpIndex": 1, "What": 'check "nope" on node "txn-node" doesn\'t exist'},
+        {"OpIndex": 2, "What": 'node "ghost" doesn\'t exist'}]
+    # cas: stale, then right
+    r = txn(agent, [{"Service": {"Verb": "cas", "Node": "txn-node",
+                                 "Service": dict(svc, Port=9090, ModifyIndex=1)}}])
+    assert r.status == 409
+    assert r.json()["Errors"][0]["What"] == \
+        'failed to set service "web1" on node "txn-node", index is stale'
+    r = txn(agent, [{"Service": {"Verb": "cas", "Node": "txn-node",
+                                 "Service": dict(svc, Port=9090, ModifyIndex=idx)}}])
+    assert r.status == 200, r.text
+    assert r.json()["Results"][0]["Service"]["Port"] == 9090
+    # delete-cas of the node with a stale index, then delete: services and checks go too
+    r = txn(agent, [{"Node": {"Verb": "delete-cas", "Node": {"Node": "txn-node",
+                                                             "ModifyIndex": 1}}}])
+    assert r.status == 409
+    assert r.json()["Errors"][0]["What"] == 'failed to delete node "txn-node", index is stale'
+    r = txn(agent, [{"Check": {"Verb": "delete", "Check": {"Node": "txn-node",
+                                                           "CheckID": "web1-alive"}}},
+                    {"Node": {"Verb": "delete", "Node": {"Node": "txn-node"}}}])
+    assert r.status == 200, r.text
+    assert r.json()["Results"] == []
+    assert agent.get("/v1/catalog/node/txn-node").json() is None
+    assert agent.get("/v1/catalog/service/web").json() == []
 
 
 def test_method_and_128_ops(agent):
