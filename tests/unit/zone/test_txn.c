@@ -28,6 +28,21 @@ static int teardown(void **state)
     return 0;
 }
 
+/* With HERALD_ZONE_CMD_SEEDS=dir, the encoded commands of the codec tests are written there:
+ * the seeds of the zone_cmd fuzz target (make fuzz). */
+static void seed(const char *name, const struct base_buf *b)
+{
+    const char *dir = getenv("HERALD_ZONE_CMD_SEEDS");
+    char path[512];
+    if (!dir)
+        return;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    assert_int_equal(fwrite(b->data, 1, b->len, fp), b->len);
+    fclose(fp);
+}
+
 static struct zone_txn_op op(enum zone_txn_verb verb, const char *key, const char *value,
                              uint64_t index, const char *session)
 {
@@ -256,6 +271,7 @@ static void test_codec(void **state)
     c.n_txn = 3;
     base_buf_init(&b);
     zone_cmd_encode(&c, &b);
+    seed("txn-kv", &b);
     assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), 0);
     assert_int_equal(d.type, ZONE_CMD_TXN);
     assert_int_equal(d.n_txn, 3);
@@ -443,6 +459,7 @@ static void test_catalog_codec(void **state)
     c.n_txn = 3;
     base_buf_init(&b);
     zone_cmd_encode(&c, &b);
+    seed("txn-catalog", &b);
     assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), 0);
     assert_int_equal(d.n_txn, 3);
     assert_string_equal(d.txn[0].node.address, "10.0.0.1");
