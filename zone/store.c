@@ -171,6 +171,13 @@ struct apply {
     uint32_t mask; /* ZONE_TABLE_BITs changed by this command */
     struct base_arena *a;
     int result; /* a failure reported although the command's writes commit (restore END) */
+    /* lock delays the command starts (session invalidations), set only once it commits: a
+     * command rolled back (a failed transaction) leaves none behind */
+    struct apply_delay {
+        const char *key;
+        uint64_t until;
+    } * delays;
+    size_t n_delays, cap_delays;
 };
 
 static bool key_ok(const struct apply *x, const struct zone__key *k)
@@ -419,7 +426,9 @@ static int session_invalidate(struct apply *x, const struct zone__key *skey,
         zone__key_copy(&k, &h.keys.k[i]);
         if (until) {
             char *name = base_arena_strndup(x->a, h.keys.k[i].mv_data, h.keys.k[i].mv_size);
-            delay_set(x->s, name, until);
+            x->delays =
+                base_arena_grow(x->a, x->delays, x->n_delays, &x->cap_delays, sizeof *x->delays, 8);
+            x->delays[x->n_delays++] = (struct apply_delay){name, until};
         }
         if (ss->behavior == ZONE_SESSION_DELETE) {
             if ((rc = del(x, ZONE__DB_KV, &k, ZONE_TABLE_KV)))
@@ -1366,6 +1375,8 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
         }
         if (mdb_txn_commit(child))
             goto fail;
+        for (size_t d = 0; d < x.n_delays; d++)
+            delay_set(s, x.delays[d].key, x.delays[d].until);
         mask |= x.mask;
         results[i] = x.result;
     }

@@ -55,8 +55,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         exit(1);
     }
     /* a node with a service and a check, and a KV key: what the fuzzed ops compare with */
-    struct zone_service svc = {.node = "n1", .id = "web", .name = "web", .kind = "",
-                               .address = "", .port = 80};
+    struct zone_service svc = {
+        .node = "n1", .id = "web", .name = "web", .kind = "", .address = "", .port = 80};
     struct zone_cmd c = {.type = ZONE_CMD_REGISTER, .service = &svc};
     c.node.name = "n1";
     c.node.address = "10.0.0.1";

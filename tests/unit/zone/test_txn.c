@@ -475,6 +475,44 @@ static void test_catalog_codec(void **state)
     base_buf_free(&b);
 }
 
+/* A check set critical in a txn invalidates the sessions tied to it; when a later op fails,
+ * that rolls back with the rest, and the lock delay it would have started is not started. */
+static void test_rolled_back_invalidation_leaves_no_lock_delay(void **state)
+{
+    struct fx *f = *state;
+    static const char *checks[] = {"c1"};
+    struct zone_cmd c;
+
+    store_reg(f->s, 5, "n1", "10.0.0.1", "dc1", NULL);
+    store_check(f->s, 6, "n1", "c1", "", ZONE_HEALTH_PASSING);
+    memset(&c, 0, sizeof c);
+    c.type = ZONE_CMD_SESSION_CREATE;
+    c.session.id = "s1";
+    c.session.name = "x";
+    c.session.node = "n1";
+    c.session.node_checks = checks;
+    c.session.n_node_checks = 1;
+    c.session.lock_delay_ms = 60000;
+    store_apply(f->s, 7, &c);
+    struct zone_txn_op lk = op(ZONE_TXN_KV_LOCK, "lk", "v", 0, "s1");
+    assert_int_equal(txn(f, 8, &lk, 1, NULL), 0);
+
+    struct zone_txn_op ops[] = {chk_op(ZONE_TXN_CHECK_SET, "n1", "c1", "", 0),
+                                op(ZONE_TXN_KV_GET, "missing", NULL, 0, NULL)};
+    ops[0].check.status = ZONE_HEALTH_CRITICAL;
+    expect_fail(txn(f, 9, ops, 2, NULL), 1, ZONE_TXN_MISSING);
+    assert_int_equal(zone_store_lock_delay(f->s, "lk"), 0);
+    struct zone_kv kv;
+    assert_true(kv_get(f, "lk", &kv));
+    assert_string_equal(kv.session, "s1");
+
+    /* the same txn without the failing op: the session goes, its lock delay starts */
+    assert_int_equal(txn(f, 10, ops, 1, NULL), 0);
+    assert_true(zone_store_lock_delay(f->s, "lk") > 0);
+    assert_true(kv_get(f, "lk", &kv));
+    assert_string_equal(kv.session, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -484,6 +522,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_codec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_codec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rolled_back_invalidation_leaves_no_lock_delay, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
