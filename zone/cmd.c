@@ -21,6 +21,7 @@
  *                   node     node body, u64 index
  *                   service  node name, service body, u64 index
  *                   check    check body with its extension, u64 index
+ *                   session  session id
  * (types 9 to 13 came with sessions, 14 with transactions; the format version stays 1: an older
  * Herald refuses the new types as unknown, and every older command keeps its bytes.) Bodies and
  * strings are the record codec's (record.c); CreateIndex/ModifyIndex are not carried: the store
@@ -35,9 +36,8 @@
 
 #define CMD_VERSION          1
 #define CMD_VERSION_REGISTER 2
-/* The smallest op of a TXN: verb, three empty strings' and one empty value's lengths and NULs
- * (key, session: 4 + 1 each; value: 4), flags and index. */
-#define TXN_OP_MIN (1 + 5 + 4 + 8 + 8 + 5)
+/* The smallest op of a TXN: a session delete, its verb and an empty id (length and NUL). */
+#define TXN_OP_MIN (1 + 5)
 
 static const char *const txn_verbs[] = {
     [ZONE_TXN_KV_SET] = "set",
@@ -67,6 +67,7 @@ static const char *const txn_verbs[] = {
     [ZONE_TXN_CHECK_GET] = "get",
     [ZONE_TXN_CHECK_DELETE] = "delete",
     [ZONE_TXN_CHECK_DELETE_CAS] = "delete-cas",
+    [ZONE_TXN_SESSION_DELETE] = "delete",
 };
 
 enum zone_txn_kind zone_txn_verb_kind(enum zone_txn_verb v)
@@ -79,6 +80,8 @@ enum zone_txn_kind zone_txn_verb_kind(enum zone_txn_verb v)
         return ZONE_TXN_SERVICE;
     if (v >= ZONE_TXN_CHECK_SET && v <= ZONE_TXN_CHECK_DELETE_CAS)
         return ZONE_TXN_CHECK;
+    if (v == ZONE_TXN_SESSION_DELETE)
+        return ZONE_TXN_SESSION;
     return 0;
 }
 
@@ -205,6 +208,9 @@ void zone_cmd_encode(const struct zone_cmd *cmd, struct base_buf *out)
                 zone__check_body_put(out, &op->check); /* with its extension */
                 base_buf_put_u64(out, op->check.modify_index);
                 break;
+            case ZONE_TXN_SESSION:
+                zone__put_cstr(out, op->kv.session);
+                break;
             default:
                 zone__put_cstr(out, op->kv.key);
                 base_buf_put_bytes(out, op->kv.value, op->kv.value_len);
@@ -314,6 +320,9 @@ static void decode_txn(struct base_rd *r, struct base_arena *a, struct zone_cmd 
             zone__check_ext_get(r, true, a, &op->check);
             op->check.modify_index = base_rd_u64(r);
             op->node.name = op->check.node;
+            break;
+        case ZONE_TXN_SESSION:
+            op->kv.session = zone__rd_cstr(r, true, a);
             break;
         default:
             r->err = true;

@@ -1060,7 +1060,7 @@ static int txn_check(struct apply *x, const struct zone_txn_op *op)
     if (op->verb == ZONE_TXN_KV_CHECK_INDEX && kv.modify_index != op->kv.modify_index)
         return ZONE_TXN_INDEX;
     if (op->verb == ZONE_TXN_KV_CHECK_SESSION && strcmp(kv.session, op->kv.session) != 0)
-        return ZONE_TXN_SESSION;
+        return ZONE_TXN_OTHER_SESSION;
     return 0;
 }
 
@@ -1251,6 +1251,12 @@ static int txn_op(struct apply *x, const struct zone_txn_op *op)
     case ZONE_TXN_KV_CHECK_SESSION:
     case ZONE_TXN_KV_CHECK_NOT_EXISTS:
         return txn_check(x, op);
+    case ZONE_TXN_SESSION_DELETE:
+        if (!*op->kv.session)
+            return ZONE_TXN_NO_SESSION;
+        c.session.id = op->kv.session;
+        rc = apply_session_destroy(x, &c);
+        return rc == 0 || rc == BASE_ESTORE || rc == BASE_EDAMAGED ? rc : ZONE_TXN_BAD;
     default:
         return zone_txn_verb_kind(op->verb) ? txn_catalog(x, op) : ZONE_TXN_BAD;
     }

@@ -249,9 +249,16 @@ enum zone_txn_verb {
     ZONE_TXN_CHECK_GET,
     ZONE_TXN_CHECK_DELETE,
     ZONE_TXN_CHECK_DELETE_CAS,
-    ZONE_TXN_VERB_MAX = ZONE_TXN_CHECK_DELETE_CAS
+    ZONE_TXN_SESSION_DELETE,
+    ZONE_TXN_VERB_MAX = ZONE_TXN_SESSION_DELETE
 };
-enum zone_txn_kind { ZONE_TXN_KV = 1, ZONE_TXN_NODE, ZONE_TXN_SERVICE, ZONE_TXN_CHECK };
+enum zone_txn_kind {
+    ZONE_TXN_KV = 1,
+    ZONE_TXN_NODE,
+    ZONE_TXN_SERVICE,
+    ZONE_TXN_CHECK,
+    ZONE_TXN_SESSION
+};
 /* "set", "cas", ... "delete-cas"; NULL for a value that is not a verb. */
 const char *zone_txn_verb_name(enum zone_txn_verb v);
 /* The kind of a verb (0 for a value that is not a verb). */
@@ -261,7 +268,8 @@ bool zone_txn_verb_writes(enum zone_txn_verb v);
 /* One op. KV: kv.key, kv.value/value_len, kv.flags, kv.session, and the op's Index in
  * kv.modify_index. Node: node, its Index in node.modify_index. Service: node.name and
  * service, its Index in service.modify_index. Check: check (check.node names the node), its
- * Index in check.modify_index. */
+ * Index in check.modify_index. Session (delete only, as in Consul): kv.session is its ID; the
+ * session is invalidated as by SESSION_DESTROY (deleting a missing one succeeds). */
 struct zone_txn_op {
     enum zone_txn_verb verb;
     struct zone_kv kv;
@@ -277,7 +285,7 @@ enum zone_txn_why {
     ZONE_TXN_MISSING,         /* get, check-index, check-session: the key does not exist */
     ZONE_TXN_EXISTS,          /* check-not-exists: the key exists */
     ZONE_TXN_INDEX,           /* check-index: another ModifyIndex */
-    ZONE_TXN_SESSION,         /* check-session: another session */
+    ZONE_TXN_OTHER_SESSION,   /* check-session: another session */
     ZONE_TXN_INVALID_SESSION, /* lock: no such session */
     ZONE_TXN_NO_SESSION,      /* lock, unlock: no session given */
     ZONE_TXN_BAD,             /* a malformed op: empty key, a key or value over the limits */

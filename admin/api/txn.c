@@ -1,8 +1,8 @@
 /* /v1/txn: Consul's transactions (agent/txn_endpoint.go, consul/txn_endpoint.go,
  * state/txn.go).
  *
- * The body is a JSON array of ops, each an object with one member "KV", "Node", "Service" or
- * "Check" (Session ops are refused with 400: not implemented). Everything is checked here before
+ * The body is a JSON array of ops, each an object with one member "KV", "Node", "Service",
+ * "Check" or "Session" (delete only, as in Consul). Everything is checked here before
  * anything is proposed: the body size and the op count (413, Consul's texts), then each op
  * (400 naming the op and the field). A transaction with a write is ONE zone command
  * (ZONE_CMD_TXN) in one Raft entry, applied in one LMDB transaction: the first op that fails
@@ -45,7 +45,7 @@ static const char *svc_id(const struct zone_txn_op *op)
     return *op->service.id ? op->service.id : op->service.name;
 }
 
-static const char *const kind_names[] = {"", "KV", "Node", "Service", "Check"};
+static const char *const kind_names[] = {"", "KV", "Node", "Service", "Check", "Session"};
 
 /* A catalog object's ModifyIndex (the op's Index), taken out of obj (a copy). */
 static int take_index(json_t *obj, const char *field, uint64_t *out, char *errmsg)
@@ -63,6 +63,45 @@ static int take_index(json_t *obj, const char *field, uint64_t *out, char *errms
         if (api__key_is(k, "ModifyIndex") || api__key_is(k, "CreateIndex"))
             json_object_del(obj, k);
     }
+    return 0;
+}
+
+/* A Session op: {"Verb": "delete", "Session": {"ID": ...}} (Consul's only Session verb; the
+ * session's other fields are not used). */
+static int session_op(json_t *obj, size_t i, struct base_arena *ar, struct zone_txn_op *op,
+                      char *errmsg)
+{
+    const char *verb = NULL, *k;
+    json_t *v, *body = NULL;
+    int rc = 0;
+
+    if (!json_is_object(obj))
+        return base_errf(errmsg, BASE_EINVAL, "op %zu: field \"Session\": expected an object", i);
+    json_object_foreach(obj, k, v)
+    {
+        if (api__key_is(k, "Verb"))
+            rc = api__get_str(v, "Session.Verb", ar, &verb, errmsg);
+        else if (api__key_is(k, "Session"))
+            body = v;
+        else
+            rc = base_errf(errmsg, BASE_EINVAL, "unknown field \"Session.%.40s\"", k);
+        if (rc) {
+            char inner[BASE_ERRMSG_LEN];
+            snprintf(inner, sizeof inner, "%s", errmsg);
+            return base_errf(errmsg, BASE_EINVAL, "op %zu: %s", i, inner);
+        }
+    }
+    if (!verb || !(op->verb = verb_of(ZONE_TXN_SESSION, verb)))
+        return base_errf(errmsg, BASE_EINVAL,
+                         "op %zu: field \"Session.Verb\": unknown Session verb \"%.64s\"", i,
+                         verb ? verb : "");
+    json_t *id = body && json_is_object(body) ? api__json_field(body, "ID") : NULL;
+    op->kv.key = "";
+    op->kv.value = (const uint8_t *)"";
+    if (!id || api__get_str(id, "Session.Session.ID", ar, &op->kv.session, errmsg) ||
+        !*op->kv.session || strlen(op->kv.session) > ZONE_SESSION_ID_MAX)
+        return base_errf(errmsg, BASE_EINVAL,
+                         "op %zu: field \"Session.Session.ID\": Must provide a session ID", i);
     return 0;
 }
 
@@ -336,14 +375,14 @@ static int txn_decode(struct api *a, struct http_req *req, struct base_arena *ar
             if (json_is_null(v))
                 continue;
             enum zone_txn_kind k = 0;
-            for (int kk = ZONE_TXN_KV; kk <= ZONE_TXN_CHECK; kk++)
+            for (int kk = ZONE_TXN_KV; kk <= ZONE_TXN_SESSION; kk++)
                 if (api__key_is(key, kind_names[kk]))
                     k = (enum zone_txn_kind)kk;
             if (k) {
                 kv = v;
                 kind = k;
                 kinds++;
-            } else if (api__key_is(key, "Session") || api__key_is(key, "Intention")) {
+            } else if (api__key_is(key, "Intention")) {
                 snprintf(msg, sizeof msg,
                          "Failed to parse body: op %zu: field \"%.64s\": not supported", i, key);
                 break;
@@ -361,8 +400,9 @@ static int txn_decode(struct api *a, struct http_req *req, struct base_arena *ar
                            : "no operation specified");
             break;
         }
-        if (kind == ZONE_TXN_KV ? kv_op(kv, i, ar, op, errmsg)
-                                : catalog_op(a, kind, kv, i, ar, op, errmsg)) {
+        if (kind == ZONE_TXN_KV        ? kv_op(kv, i, ar, op, errmsg)
+            : kind == ZONE_TXN_SESSION ? session_op(kv, i, ar, op, errmsg)
+                                       : catalog_op(a, kind, kv, i, ar, op, errmsg)) {
             snprintf(msg, sizeof msg, "Failed to parse body: %s", errmsg);
             break;
         }
@@ -422,6 +462,11 @@ static json_t *txn_error(size_t i, const struct zone_txn_op *op, enum zone_txn_w
     const char *k = quoted(ar, op->kv.key);
     enum zone_txn_kind kind = zone_txn_verb_kind(op->verb);
 
+    if (kind == ZONE_TXN_SESSION) {
+        snprintf(what, sizeof what, "failed to delete session: %s",
+                 why == ZONE_TXN_NO_SESSION ? "missing session" : "invalid session");
+        return json_pack("{s:I,s:s}", "OpIndex", (json_int_t)i, "What", what);
+    }
     if (kind != ZONE_TXN_KV) {
         const char *n = quoted(ar, op->node.name);
         bool del = op->verb == ZONE_TXN_NODE_DELETE_CAS ||
@@ -474,7 +519,7 @@ static json_t *txn_error(size_t i, const struct zone_txn_op *op, enum zone_txn_w
                  "failed index check for key %s, current modify index %" PRIu64 " != %" PRIu64, k,
                  cur ? cur->modify_index : 0, op->kv.modify_index);
         break;
-    case ZONE_TXN_SESSION:
+    case ZONE_TXN_OTHER_SESSION:
         snprintf(what, sizeof what, "failed session check for key %s, current session %s != %s", k,
                  quoted(ar, cur ? cur->session : ""), quoted(ar, op->kv.session));
         break;
@@ -557,6 +602,8 @@ static int op_result(struct zone_read *rd, const struct zone_txn_op *op, bool ch
                      struct base_arena *ar, json_t *results, struct zone_kv *cur, bool *found)
 {
     *found = false;
+    if (zone_txn_verb_kind(op->verb) == ZONE_TXN_SESSION)
+        return 0; /* Consul's txnSession gives no result */
     if (zone_txn_verb_kind(op->verb) != ZONE_TXN_KV)
         return catalog_result(rd, op, check, ar, results);
     if (op->verb == ZONE_TXN_KV_GET_TREE) {
@@ -586,7 +633,7 @@ static int op_result(struct zone_read *rd, const struct zone_txn_op *op, bool ch
     if (check && op->verb == ZONE_TXN_KV_CHECK_INDEX && cur->modify_index != op->kv.modify_index)
         return ZONE_TXN_INDEX;
     if (check && op->verb == ZONE_TXN_KV_CHECK_SESSION && strcmp(cur->session, op->kv.session))
-        return ZONE_TXN_SESSION;
+        return ZONE_TXN_OTHER_SESSION;
     json_array_append_new(results, kv_result(cur, op->verb == ZONE_TXN_KV_GET, ar));
     return 0;
 }

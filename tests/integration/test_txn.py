@@ -152,6 +152,21 @@ def test_lock_and_unlock_in_a_txn(agent):
     assert r.status == 200, r.text
     e = kv(agent, "svc/leader")
     assert "Session" not in e and e["LockIndex"] == 1
+    # a Session delete (Consul's only Session verb): all or nothing with the rest
+    assert txn(agent, [kv_op("lock", "svc/leader", "again", Session=s2)]).status == 200
+    r = txn(agent, [{"Session": {"Verb": "delete", "Session": {"ID": s2}}},
+                    kv_op("check-not-exists", "svc/leader")])
+    assert r.status == 409
+    assert kv(agent, "svc/leader")["Session"] == s2
+    assert len(agent.get("/v1/session/info/" + s2).json()) == 1
+    r = txn(agent, [{"Session": {"Verb": "delete", "Session": {"ID": s2}}},
+                    kv_op("set", "after", "x")])
+    assert r.status == 200, r.text
+    assert r.json()["Results"] == [{"KV": {"LockIndex": 0, "Key": "after", "Flags": 0,
+                                           "Value": None, "CreateIndex": r.index,
+                                           "ModifyIndex": r.index}}]
+    assert agent.get("/v1/session/info/" + s2).json() == []
+    assert "Session" not in kv(agent, "svc/leader")
 
 
 BAD = [
@@ -164,8 +179,11 @@ BAD = [
     ("two kinds", [{"KV": {"Verb": "set", "Key": "k"}, "Node": {"Verb": "get"}}], 400, "Node"),
     ("no kind", [{}], 400, "no operation specified"),
     ("unknown kind", [{"Frob": {}}], 400, '"Frob"'),
-    ("session op", [{"Session": {"Verb": "delete", "Session": {"ID": "x"}}}], 400,
-     "not supported"),
+    ("session verb", [{"Session": {"Verb": "create", "Session": {"ID": "x"}}}], 400,
+     'unknown Session verb "create"'),
+    ("session no id", [{"Session": {"Verb": "delete", "Session": {}}}], 400,
+     '"Session.Session.ID"'),
+    ("intention op", [{"Intention": {"Op": "create"}}], 400, "not supported"),
     ("node verb", [{"Node": {"Verb": "lock", "Node": {"Node": "n"}}}], 400,
      'unknown Node verb "lock"'),
     ("node no name", [{"Node": {"Verb": "set", "Node": {"Address": "10.0.0.1"}}}], 400,

@@ -213,7 +213,7 @@ static void test_verbs_and_reasons(void **state)
         {op(ZONE_TXN_KV_CHECK_INDEX, "k", NULL, 9, NULL), ZONE_TXN_INDEX},
         {op(ZONE_TXN_KV_CHECK_INDEX, "k", NULL, 10, NULL), 0},
         {op(ZONE_TXN_KV_CHECK_INDEX, "missing", NULL, 10, NULL), ZONE_TXN_MISSING},
-        {op(ZONE_TXN_KV_CHECK_SESSION, "k", NULL, 0, "s1"), ZONE_TXN_SESSION},
+        {op(ZONE_TXN_KV_CHECK_SESSION, "k", NULL, 0, "s1"), ZONE_TXN_OTHER_SESSION},
         {op(ZONE_TXN_KV_CHECK_SESSION, "k", NULL, 0, ""), 0},
         {op(ZONE_TXN_KV_CHECK_NOT_EXISTS, "k", NULL, 0, NULL), ZONE_TXN_EXISTS},
         {op(ZONE_TXN_KV_CHECK_NOT_EXISTS, "missing", NULL, 0, NULL), 0},
@@ -452,16 +452,19 @@ static void test_catalog_codec(void **state)
     struct zone_cmd c, d;
     struct zone_txn_op ops[] = {node_op(ZONE_TXN_NODE_CAS, "n1", "10.0.0.1", 7),
                                 svc_op(ZONE_TXN_SERVICE_DELETE_CAS, "n1", "web1", 8),
-                                chk_op(ZONE_TXN_CHECK_SET, "n1", "c1", "web1", 9)};
+                                chk_op(ZONE_TXN_CHECK_SET, "n1", "c1", "web1", 9),
+                                op(ZONE_TXN_SESSION_DELETE, "", NULL, 0, "s1")};
     memset(&c, 0, sizeof c);
     c.type = ZONE_CMD_TXN;
     c.txn = ops;
-    c.n_txn = 3;
+    c.n_txn = 4;
     base_buf_init(&b);
     zone_cmd_encode(&c, &b);
     seed("txn-catalog", &b);
     assert_int_equal(zone_cmd_decode(b.data, b.len, &f->a, &d), 0);
-    assert_int_equal(d.n_txn, 3);
+    assert_int_equal(d.n_txn, 4);
+    assert_int_equal(d.txn[3].verb, ZONE_TXN_SESSION_DELETE);
+    assert_string_equal(d.txn[3].kv.session, "s1");
     assert_string_equal(d.txn[0].node.address, "10.0.0.1");
     assert_int_equal(d.txn[0].node.modify_index, 7);
     assert_string_equal(d.txn[1].node.name, "n1");
@@ -506,8 +509,20 @@ static void test_rolled_back_invalidation_leaves_no_lock_delay(void **state)
     assert_true(kv_get(f, "lk", &kv));
     assert_string_equal(kv.session, "s1");
 
+    /* a session delete in a txn that fails: the session and its lock stay */
+    struct zone_txn_op sd[] = {op(ZONE_TXN_SESSION_DELETE, "", NULL, 0, "s1"),
+                               op(ZONE_TXN_KV_CHECK_NOT_EXISTS, "lk", NULL, 0, NULL)};
+    expect_fail(txn(f, 20, sd, 2, NULL), 1, ZONE_TXN_EXISTS);
+    assert_true(kv_get(f, "lk", &kv));
+    assert_string_equal(kv.session, "s1");
+    assert_int_equal(zone_store_lock_delay(f->s, "lk"), 0);
+    struct zone_txn_op none = op(ZONE_TXN_SESSION_DELETE, "", NULL, 0, "");
+    expect_fail(txn(f, 21, &none, 1, NULL), 0, ZONE_TXN_NO_SESSION);
+    struct zone_txn_op gone = op(ZONE_TXN_SESSION_DELETE, "", NULL, 0, "no-such-session");
+    assert_int_equal(txn(f, 22, &gone, 1, NULL), 0);
+
     /* the same txn without the failing op: the session goes, its lock delay starts */
-    assert_int_equal(txn(f, 10, ops, 1, NULL), 0);
+    assert_int_equal(txn(f, 30, ops, 1, NULL), 0);
     assert_true(zone_store_lock_delay(f->s, "lk") > 0);
     assert_true(kv_get(f, "lk", &kv));
     assert_string_equal(kv.session, "");
