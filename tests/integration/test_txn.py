@@ -4,8 +4,9 @@ Consul's shapes ({"Results": [...], "Errors": null} and 409 {"Results": null, "E
 [{"OpIndex", "What"}]}), all or nothing with a failing op in the middle (nothing stored, the KV
 index unchanged), a read-only transaction answered without Raft (every failing op listed,
 ?stale and ?consistent), locks in a transaction, Consul's limits (128 ops, 512 KiB body) and
-every kind of bad input answered 400/413 with nothing stored, and a 3-server cluster where a
-transaction sent to a follower commits once for all. Debian's python3-consul (0.7.1) has no
+every kind of bad input answered 400/413 with nothing stored, node, service, check and session
+ops, a 3-server cluster where a transaction sent to a follower commits once for all, and a
+client agent (no Raft) that forwards one. Debian's python3-consul (0.7.1) has no
 Txn class: the same calls go over HTTP. Every wait is bounded."""
 import base64
 import json
@@ -328,3 +329,36 @@ def test_txn_to_a_follower_in_a_cluster(make_cluster):
         r = txn(follower, [kv_op("get-tree", "c/")], q)
         assert r.status == 200, r.text
         assert len(r.json()["Results"]) == 10
+
+
+def test_txn_through_a_client_agent(tmpdir_path):
+    from herald_test.cluster import Cluster
+    from test_client_agent import ClientAgent
+    c = Cluster(tmpdir_path, 3)
+    client = None
+    try:
+        c.start()
+        client = ClientAgent(tmpdir_path, c.addrs)
+        client.start()
+        r = txn(client, [kv_op("set", "cl/a", "1"), kv_op("cas", "cl/b", "2", Index=0)])
+        assert r.status == 200, r.text
+        idx = r.index
+        assert [x["KV"]["ModifyIndex"] for x in r.json()["Results"]] == [idx, idx]
+        leader = c.wait_leader()
+        assert kv(leader, "cl/b")["Value"] == b64("2")
+        r = txn(client, [kv_op("set", "cl/a", "changed"), kv_op("cas", "cl/b", "3", Index=0)])
+        assert r.status == 409, r.text
+        assert r.json()["Errors"] == [{"OpIndex": 1,
+                                       "What": 'failed to set key "cl/b", index is stale'}]
+        assert kv(leader, "cl/a")["Value"] == b64("1")
+        r = txn(client, [kv_op("get", "cl/a")], "?consistent")
+        assert r.status == 200, r.text
+        assert r.json()["Results"][0]["KV"]["Value"] == b64("1")
+    finally:
+        failures = []
+        if client is not None and client.alive():
+            rc = client.stop()
+            if rc != 0:
+                failures.append("client exited %s:\n%s" % (rc, client.read_log()))
+        failures += c.stop_all()
+    assert not failures, "\n".join(failures)
