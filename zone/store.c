@@ -1313,6 +1313,44 @@ static int apply_one(struct apply *x, const struct zone_cmd *c)
     return BASE_EPARSE;
 }
 
+int zone_store_txn_errors(struct zone_store *s, const struct zone_txn_op *ops, size_t n,
+                          void (*cb)(void *data, size_t op, enum zone_txn_why why), void *data)
+{
+    MDB_txn *t, *child;
+    uint64_t applied;
+    int err = 0;
+
+    BASE_ASSERT_LOOP();
+    if (mdb_txn_begin(s->env, NULL, 0, &t))
+        return BASE_ESTORE;
+    if (zone__meta_read(t, s->dbi[ZONE__DB_META], ZONE__META_APPLIED, &applied)) {
+        mdb_txn_abort(t);
+        return BASE_ESTORE;
+    }
+    base_arena_reset(&s->arena);
+    for (size_t i = 0; i < n && !err; i++) {
+        if (mdb_txn_begin(s->env, t, 0, &child)) {
+            err = BASE_ESTORE;
+            break;
+        }
+        struct apply x = {.s = s, .t = child, .idx = applied + 1, .a = &s->arena};
+        int rc = txn_op(&x, &ops[i]);
+        if (rc != 0) {
+            mdb_txn_abort(child);
+            if (rc < 0)
+                err = rc;
+            else
+                cb(data, i, (enum zone_txn_why)rc);
+            continue;
+        }
+        if (mdb_txn_commit(child))
+            err = BASE_ESTORE;
+    }
+    mdb_txn_abort(t); /* a dry run: nothing is kept, lock delays included (x.delays) */
+    base_arena_reset(&s->arena);
+    return err;
+}
+
 /* ---- one entry ------------------------------------------------------------------------- */
 static int write_meta(struct zone_store *s, MDB_txn *t, uint64_t idx, uint32_t mask)
 {

@@ -381,6 +381,15 @@ struct zone_meta {
 int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice *cmds, size_t n,
                      int *results, uint32_t *touched) BASE_MUSTCHECK;
 
+/* Every op of a transaction that would fail on the store as it is now, in order, as Consul's
+ * txnDispatch lists them: each op runs after the ones before it, a failing one is skipped and
+ * the others go on. Nothing is kept (the LMDB write transaction is aborted). A failed TXN's
+ * result names its first failing op only; this lists the others for the answer. 0, or
+ * BASE_ESTORE / BASE_EDAMAGED. Main loop thread. */
+int zone_store_txn_errors(struct zone_store *s, const struct zone_txn_op *ops, size_t n,
+                          void (*cb)(void *data, size_t op, enum zone_txn_why why),
+                          void *data) BASE_MUSTCHECK;
+
 /* The sessions that SESSION_RENEW commands of the last zone_store_apply found (in order; none
  * after a replayed entry). Main loop thread. */
 void zone_store_renewed_each(struct zone_store *s, void (*cb)(void *data, const char *id),

@@ -12,9 +12,10 @@
  * waits for that, consensus.h): each write's entry as stored (without its Value), get's and
  * get-tree's entries with their values. A transaction of reads only is answered from a read
  * (Consul's Txn.Read, with ?stale / ?consistent), without Raft; it reports every failing op.
- * Differences from Consul: a failed write transaction names its first failing op only (Consul
- * lists every one); a write's result shows its entry as stored when the answer is built
- * (a write committed in between shows through). */
+ * A failed write transaction lists every failing op as Consul does: the apply names the first,
+ * and a dry run of the ops on the store (zone_store_txn_errors, aborted) finds the others.
+ * Difference from Consul: a write's result shows its entry as stored when the answer is built
+ * (a write committed in between shows through, as it would in the dry run's list). */
 #include "internal.h"
 
 #include <inttypes.h>
@@ -702,6 +703,21 @@ static void respond(struct api *a, struct http_req *req, int status, json_t *bod
     api__respond_json(a, req, status, body, idx);
 }
 
+struct failures {
+    size_t op[ZONE_TXN_MAX_OPS];
+    enum zone_txn_why why[ZONE_TXN_MAX_OPS];
+    size_t n;
+};
+
+static void failure_add(void *data, size_t op, enum zone_txn_why why)
+{
+    struct failures *f = data;
+    if (f->n < ZONE_TXN_MAX_OPS) {
+        f->op[f->n] = op;
+        f->why[f->n++] = why;
+    }
+}
+
 static void write_done(void *data, int status, int result, uint64_t index)
 {
     struct txn_wctx *c = data;
@@ -724,13 +740,24 @@ static void write_done(void *data, int status, int result, uint64_t index)
         goto out;
     }
     if (result) {
-        struct zone_kv cur;
-        bool found = op < c->t.n && zone_txn_verb_kind(c->t.ops[op].verb) == ZONE_TXN_KV &&
-                     zone_kv_get(rd, c->t.ops[op].kv.key, &c->ar, &cur) == 0;
+        /* the apply named its first failing op; a dry run on the store as it is now lists
+         * every one, as Consul does (unless the store moved on and no longer agrees) */
+        struct failures f = {.n = 0};
+        if (zone_store_txn_errors(c->api->cfg.store, c->t.ops, c->t.n, failure_add, &f) ||
+            f.n == 0 || f.op[0] != op) {
+            f.n = 1;
+            f.op[0] = op;
+            f.why[0] = why;
+        }
         json_t *errors = json_array();
-        if (op < c->t.n)
+        for (size_t i = 0; i < f.n && f.op[i] < c->t.n; i++) {
+            const struct zone_txn_op *o = &c->t.ops[f.op[i]];
+            struct zone_kv cur;
+            bool found = zone_txn_verb_kind(o->verb) == ZONE_TXN_KV &&
+                         zone_kv_get(rd, o->kv.key, &c->ar, &cur) == 0;
             json_array_append_new(errors,
-                                  txn_error(op, &c->t.ops[op], why, found ? &cur : NULL, &c->ar));
+                                  txn_error(f.op[i], o, f.why[i], found ? &cur : NULL, &c->ar));
+        }
         respond(c->api, req, 409, txn_body(NULL, errors), index);
         goto out;
     }

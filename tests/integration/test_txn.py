@@ -94,6 +94,20 @@ def test_all_or_nothing_with_a_failing_op_in_the_middle(agent):
     assert kv(agent, "acct/new") is None
     assert base64.b64decode(b["Value"]) == b"0"
     assert kv_index(agent) == before
+    # several failing ops: all listed, as Consul's txnDispatch does (each op sees the ones
+    # before it; a failed one is skipped)
+    r = txn(agent, [kv_op("cas", "acct/b", "1", Index=1),
+                    kv_op("set", "acct/x", "1"),
+                    kv_op("check-not-exists", "acct/x"),
+                    kv_op("get", "acct/missing"),
+                    kv_op("check-index", "acct/b", Index=b["ModifyIndex"])])
+    assert r.status == 409, r.text
+    assert r.json() == {"Results": None, "Errors": [
+        {"OpIndex": 0, "What": 'failed to set key "acct/b", index is stale'},
+        {"OpIndex": 2, "What": 'key "acct/x" exists'},
+        {"OpIndex": 3, "What": 'key "acct/missing" doesn\'t exist'}]}
+    assert kv(agent, "acct/x") is None
+    assert kv_index(agent) == before
     # cas that fails in the middle, Consul's text
     r = txn(agent, [kv_op("set", "acct/a", "1"), kv_op("cas", "acct/b", "2", Index=1)])
     assert r.status == 409

@@ -528,6 +528,54 @@ static void test_rolled_back_invalidation_leaves_no_lock_delay(void **state)
     assert_string_equal(kv.session, "");
 }
 
+struct errs {
+    size_t op[8];
+    enum zone_txn_why why[8];
+    size_t n;
+};
+
+static void err_add(void *data, size_t op_i, enum zone_txn_why why)
+{
+    struct errs *e = data;
+    assert_true(e->n < 8);
+    e->op[e->n] = op_i;
+    e->why[e->n++] = why;
+}
+
+/* The dry run lists every failing op, each op seeing the ones before it (a failed one
+ * skipped), and keeps nothing. */
+static void test_txn_errors_lists_every_failure(void **state)
+{
+    struct fx *f = *state;
+    struct base_buf before, after;
+    struct errs e = {.n = 0};
+
+    store_kv_set(f->s, 10, "b", "1", 1);
+    dump(f, &before);
+    struct zone_txn_op ops[] = {
+        op(ZONE_TXN_KV_CAS, "b", "x", 999, NULL),             /* stale */
+        op(ZONE_TXN_KV_SET, "x", "1", 0, NULL),               /* fine */
+        op(ZONE_TXN_KV_CHECK_NOT_EXISTS, "x", NULL, 0, NULL), /* x is set by op 1 */
+        op(ZONE_TXN_KV_GET, "missing", NULL, 0, NULL),        /* missing */
+        op(ZONE_TXN_KV_CHECK_INDEX, "b", NULL, 10, NULL),     /* fine: op 0 did not apply */
+    };
+    assert_int_equal(zone_store_txn_errors(f->s, ops, 5, err_add, &e), 0);
+    assert_int_equal(e.n, 3);
+    assert_int_equal(e.op[0], 0);
+    assert_int_equal(e.why[0], ZONE_TXN_STALE);
+    assert_int_equal(e.op[1], 2);
+    assert_int_equal(e.why[1], ZONE_TXN_EXISTS);
+    assert_int_equal(e.op[2], 3);
+    assert_int_equal(e.why[2], ZONE_TXN_MISSING);
+    dump(f, &after);
+    assert_int_equal(before.len, after.len);
+    assert_memory_equal(before.data, after.data, before.len);
+    base_buf_free(&before);
+    base_buf_free(&after);
+    /* the real apply names the first */
+    expect_fail(txn(f, 11, ops, 5, NULL), 0, ZONE_TXN_STALE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -537,6 +585,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_codec, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_ops, setup, teardown),
         cmocka_unit_test_setup_teardown(test_catalog_codec, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_errors_lists_every_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rolled_back_invalidation_leaves_no_lock_delay, setup,
                                         teardown),
     };
