@@ -7,8 +7,9 @@
  *
  * Besides the sanitizers' findings (reads past the input, leaks, use after free), the target
  * aborts when a decoded command does not encode back to a command that decodes, when the apply
- * fails as a whole (anything but 0: a bad command must fail alone), or when a failed TXN's
- * result does not name one of its ops.
+ * fails as a whole (anything but 0: a bad command must fail alone), when a failed TXN's result
+ * does not name one of its ops, or when the dry run of that TXN (zone_store_txn_errors, on the
+ * store the failure left unchanged) does not fail first at the same op for the same reason.
  *
  * Build and run: make fuzz FUZZ_TARGETS=zone_cmd (FUZZ_SECONDS, default 600). */
 #include "zone/zone.h"
@@ -66,6 +67,20 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+struct first {
+    size_t n, op;
+    enum zone_txn_why why;
+};
+
+static void first_add(void *data, size_t op, enum zone_txn_why why)
+{
+    struct first *f = data;
+    if (f->n++ == 0) {
+        f->op = op;
+        f->why = why;
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct base_arena a;
@@ -98,8 +113,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int last = results[n - 1];
     size_t op;
     enum zone_txn_why why;
-    if (zone_txn_failed(last, &op, &why))
+    if (zone_txn_failed(last, &op, &why)) {
         check(cmd.type == ZONE_CMD_TXN && op < cmd.n_txn, "a txn failure names one of its ops");
+        /* the failed txn left the store as it was: its dry run fails first where it did */
+        struct first f = {.n = 0};
+        check(zone_store_txn_errors(g_store, cmd.txn, cmd.n_txn, first_add, &f) == 0,
+              "the dry run runs");
+        check(f.n >= 1 && f.op == op && f.why == why, "the dry run agrees with the apply");
+    }
     base_buf_free(&again);
     base_arena_close(&a);
     return 0;
