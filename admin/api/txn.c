@@ -397,7 +397,7 @@ static int txn_decode(struct api *a, struct http_req *req, struct base_arena *ar
             break;
         if (kinds != 1) {
             snprintf(msg, sizeof msg, "Failed to parse body: op %zu: %s", i,
-                     kinds ? "more than one of KV, Node, Service, Check"
+                     kinds ? "more than one of KV, Node, Service, Check, Session"
                            : "no operation specified");
             break;
         }
