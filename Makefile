@@ -155,9 +155,12 @@ run: deps
 #                   handshake, seeded with the messages of tests/unit/consensus/test_raft_wire.
 #   gossip_wire     gossip/'s decoders (memberlist packets and streams, serf messages, tags,
 #                   LZW, AES-GCM), seeded with the serf captures of tests/unit/gossip/test_wire.
+#   zone_cmd        the zone commands Raft carries (transactions included): decoded, then
+#                   applied as entries to one store kept across inputs, seeded with the
+#                   transactions of tests/unit/zone/test_txn.
 FUZZ_BUILD := build/fuzz
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS ?= dns_query http_lifecycle server_port raft_wire gossip_wire
+FUZZ_TARGETS ?= dns_query http_lifecycle server_port raft_wire gossip_wire zone_cmd
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -I. \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(MSGPACK_CFLAGS)
@@ -179,6 +182,9 @@ $(FUZZ_BUILD)/llhttp/%.o: $(LLHTTP_SRC_DIR)/%.c
 $(FUZZ_BUILD)/dns_query: tests/fuzz/dns_query.c $(FUZZ_OBJS)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -Itests/unit -o $@ $^ $(LDLIBS)
 
+$(FUZZ_BUILD)/zone_cmd: tests/fuzz/zone_cmd.c $(FUZZ_OBJS)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
 $(FUZZ_BUILD)/http_lifecycle: tests/fuzz/http_lifecycle.c $(FUZZ_HTTP_OBJS)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
@@ -199,7 +205,8 @@ FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
 fuzz: $(foreach t,$(FUZZ_TARGETS),$(FUZZ_BUILD)/$(t)) \
 	$(if $(filter dns_query,$(FUZZ_TARGETS)),build/tests/unit/zone/test_dns_vectors) \
 	$(if $(filter raft_wire,$(FUZZ_TARGETS)),build/tests/unit/consensus/test_raft_wire) \
-	$(if $(filter gossip_wire,$(FUZZ_TARGETS)),build/tests/unit/gossip/test_wire)
+	$(if $(filter gossip_wire,$(FUZZ_TARGETS)),build/tests/unit/gossip/test_wire) \
+	$(if $(filter zone_cmd,$(FUZZ_TARGETS)),build/tests/unit/zone/test_txn)
 ifneq ($(filter dns_query,$(FUZZ_TARGETS)),)
 	@mkdir -p $(FUZZ_BUILD)/corpus
 	HERALD_VECTOR_SEEDS=$(FUZZ_BUILD)/corpus build/tests/unit/zone/test_dns_vectors >/dev/null
@@ -225,6 +232,11 @@ ifneq ($(filter gossip_wire,$(FUZZ_TARGETS)),)
 	HERALD_GOSSIP_SEEDS=$(FUZZ_BUILD)/corpus-gossip_wire build/tests/unit/gossip/test_wire >/dev/null
 	$(FUZZ_BUILD)/gossip_wire $(call FUZZ_RUN,gossip_wire) -max_len=4096 \
 	  $(FUZZ_BUILD)/corpus-gossip_wire
+endif
+ifneq ($(filter zone_cmd,$(FUZZ_TARGETS)),)
+	@mkdir -p $(FUZZ_BUILD)/corpus-zone_cmd
+	HERALD_ZONE_CMD_SEEDS=$(FUZZ_BUILD)/corpus-zone_cmd build/tests/unit/zone/test_txn >/dev/null
+	$(FUZZ_BUILD)/zone_cmd $(call FUZZ_RUN,zone_cmd) -max_len=4096 $(FUZZ_BUILD)/corpus-zone_cmd
 endif
 
 clean:

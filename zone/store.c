@@ -171,6 +171,13 @@ struct apply {
     uint32_t mask; /* ZONE_TABLE_BITs changed by this command */
     struct base_arena *a;
     int result; /* a failure reported although the command's writes commit (restore END) */
+    /* lock delays the command starts (session invalidations), set only once it commits: a
+     * command rolled back (a failed transaction) leaves none behind */
+    struct apply_delay {
+        const char *key;
+        uint64_t until;
+    } * delays;
+    size_t n_delays, cap_delays;
 };
 
 static bool key_ok(const struct apply *x, const struct zone__key *k)
@@ -419,7 +426,9 @@ static int session_invalidate(struct apply *x, const struct zone__key *skey,
         zone__key_copy(&k, &h.keys.k[i]);
         if (until) {
             char *name = base_arena_strndup(x->a, h.keys.k[i].mv_data, h.keys.k[i].mv_size);
-            delay_set(x->s, name, until);
+            x->delays =
+                base_arena_grow(x->a, x->delays, x->n_delays, &x->cap_delays, sizeof *x->delays, 8);
+            x->delays[x->n_delays++] = (struct apply_delay){name, until};
         }
         if (ss->behavior == ZONE_SESSION_DELETE) {
             if ((rc = del(x, ZONE__DB_KV, &k, ZONE_TABLE_KV)))
@@ -1025,6 +1034,252 @@ static int apply_kv_unlock(struct apply *x, const struct zone_cmd *c)
     return 0;
 }
 
+/* ---- transactions ---------------------------------------------------------------------- */
+/* One op of a TXN (Consul's txnKVS): 0, a positive enum zone_txn_why, or BASE_ESTORE /
+ * BASE_EDAMAGED. The writes reuse the single commands' rules; the reads only check. */
+static int txn_check(struct apply *x, const struct zone_txn_op *op)
+{
+    struct zone__key k;
+    struct zone_kv kv;
+    MDB_val v;
+    int rc;
+
+    if (op->verb == ZONE_TXN_KV_GET_TREE)
+        return 0;
+    if ((rc = kv_key(&k, op->kv.key)))
+        return ZONE_TXN_BAD;
+    rc = get(x, ZONE__DB_KV, &k, &v);
+    if (rc && rc != BASE_ENOTFOUND)
+        return rc;
+    if (op->verb == ZONE_TXN_KV_CHECK_NOT_EXISTS)
+        return rc == 0 ? ZONE_TXN_EXISTS : 0;
+    if (rc)
+        return ZONE_TXN_MISSING;
+    if (zone__kv_decode(v.mv_data, v.mv_size, true, x->a, &kv))
+        return apply_damaged_key(x->s, ZONE__DB_KV, &k);
+    if (op->verb == ZONE_TXN_KV_CHECK_INDEX && kv.modify_index != op->kv.modify_index)
+        return ZONE_TXN_INDEX;
+    if (op->verb == ZONE_TXN_KV_CHECK_SESSION && strcmp(kv.session, op->kv.session) != 0)
+        return ZONE_TXN_OTHER_SESSION;
+    return 0;
+}
+
+/* The stored record of a node op (ZONE__DB_NODES), service op (SERVICES) or check op
+ * (CHECKS): 0 with its ModifyIndex, ZONE_TXN_MISSING, or BASE_ESTORE / BASE_EDAMAGED. */
+static int txn_stored(struct apply *x, const struct zone_txn_op *op, uint64_t *modify_index)
+{
+    struct zone__key k;
+    enum zone__db d;
+    MDB_val v;
+    int rc;
+
+    switch (zone_txn_verb_kind(op->verb)) {
+    case ZONE_TXN_NODE:
+        d = ZONE__DB_NODES;
+        zone__key_node(&k, op->node.name);
+        break;
+    case ZONE_TXN_SERVICE:
+        d = ZONE__DB_SERVICES;
+        zone__key_row(&k, op->node.name, *op->service.id ? op->service.id : op->service.name);
+        break;
+    default:
+        d = ZONE__DB_CHECKS;
+        zone__key_row(&k, op->check.node,
+                      *op->check.check_id ? op->check.check_id : op->check.name);
+        break;
+    }
+    rc = get(x, d, &k, &v);
+    if (rc == BASE_ENOTFOUND)
+        return ZONE_TXN_MISSING;
+    if (rc)
+        return rc;
+    bool bad;
+    if (d == ZONE__DB_NODES) {
+        struct zone_node n;
+        bad = zone__node_decode(v.mv_data, v.mv_size, true, x->a, &n) != 0;
+        *modify_index = n.modify_index;
+    } else if (d == ZONE__DB_SERVICES) {
+        struct zone_service sv;
+        bad = zone__service_decode(v.mv_data, v.mv_size, true, x->a, &sv) != 0;
+        *modify_index = sv.modify_index;
+    } else {
+        struct zone_check ck;
+        bad = zone__check_decode(v.mv_data, v.mv_size, true, x->a, &ck) != 0;
+        *modify_index = ck.modify_index;
+    }
+    return bad ? apply_damaged_key(x->s, d, &k) : 0;
+}
+
+/* cas and delete-cas (Consul's ensureNodeCASTxn and deleteNodeCASTxn, the same for services
+ * and checks): 0 when the op may go on, ZONE_TXN_STALE, or a storage error. */
+static int txn_cas(struct apply *x, const struct zone_txn_op *op, uint64_t index, bool del)
+{
+    uint64_t cur = 0;
+    int rc = txn_stored(x, op, &cur);
+    if (rc < 0)
+        return rc;
+    bool exists = rc == 0;
+    if (del)
+        return exists && cur == index ? 0 : ZONE_TXN_STALE;
+    if (index == 0)
+        return exists ? ZONE_TXN_STALE : 0;
+    return exists && cur == index ? 0 : ZONE_TXN_STALE;
+}
+
+/* Node, service and check ops, with REGISTER's and DEREGISTER's rules. */
+static int txn_catalog(struct apply *x, const struct zone_txn_op *op)
+{
+    enum zone_txn_kind kind = zone_txn_verb_kind(op->verb);
+    uint64_t cur;
+    int rc = 0;
+
+    if (check_name(op->node.name))
+        return ZONE_TXN_BAD;
+    switch (op->verb) {
+    case ZONE_TXN_NODE_GET:
+    case ZONE_TXN_SERVICE_GET:
+    case ZONE_TXN_CHECK_GET:
+        rc = txn_stored(x, op, &cur);
+        return rc;
+    case ZONE_TXN_NODE_CAS:
+        rc = txn_cas(x, op, op->node.modify_index, false);
+        break;
+    case ZONE_TXN_SERVICE_CAS:
+        rc = txn_cas(x, op, op->service.modify_index, false);
+        break;
+    case ZONE_TXN_CHECK_CAS:
+        rc = txn_cas(x, op, op->check.modify_index, false);
+        break;
+    case ZONE_TXN_NODE_DELETE_CAS:
+        rc = txn_cas(x, op, op->node.modify_index, true);
+        break;
+    case ZONE_TXN_SERVICE_DELETE_CAS:
+        rc = txn_cas(x, op, op->service.modify_index, true);
+        break;
+    case ZONE_TXN_CHECK_DELETE_CAS:
+        rc = txn_cas(x, op, op->check.modify_index, true);
+        break;
+    default:
+        break;
+    }
+    if (rc)
+        return rc;
+    struct zone_cmd c;
+    memset(&c, 0, sizeof c);
+    c.node = op->node;
+    c.service_id = c.check_id = "";
+    switch (op->verb) {
+    case ZONE_TXN_NODE_DELETE:
+    case ZONE_TXN_NODE_DELETE_CAS:
+        return drop_node(x, op->node.name);
+    case ZONE_TXN_SERVICE_DELETE:
+    case ZONE_TXN_SERVICE_DELETE_CAS:
+        return drop_service(x, op->node.name, *op->service.id ? op->service.id : op->service.name);
+    case ZONE_TXN_CHECK_DELETE:
+    case ZONE_TXN_CHECK_DELETE_CAS:
+        c.type = ZONE_CMD_DEREGISTER;
+        c.check_id = *op->check.check_id ? op->check.check_id : op->check.name;
+        return apply_deregister(x, &c);
+    default:
+        break;
+    }
+    struct zone_node node;
+    if (kind == ZONE_TXN_NODE) {
+        rc = upsert_node(x, &c, &node);
+    } else {
+        /* a service or check needs its node registered (Consul's ErrMissingNode) */
+        struct zone_txn_op nop;
+        memset(&nop, 0, sizeof nop);
+        nop.verb = ZONE_TXN_NODE_GET;
+        nop.node.name = op->node.name;
+        if ((rc = txn_stored(x, &nop, &cur)))
+            return rc == ZONE_TXN_MISSING ? ZONE_TXN_NO_NODE : rc;
+        c.skip_node_update = true;
+        if ((rc = upsert_node(x, &c, &node)))
+            return rc;
+        if (kind == ZONE_TXN_SERVICE) {
+            rc = upsert_service(x, &node, &op->service);
+        } else {
+            rc = upsert_check(x, &node, &op->check);
+            if (rc == BASE_ENOTFOUND)
+                return ZONE_TXN_NO_SERVICE;
+        }
+    }
+    if (rc == BASE_ESTORE || rc == BASE_EDAMAGED || rc == 0)
+        return rc;
+    return ZONE_TXN_BAD;
+}
+
+static int txn_op(struct apply *x, const struct zone_txn_op *op)
+{
+    struct zone_cmd c;
+    int rc;
+
+    memset(&c, 0, sizeof c);
+    c.kv = op->kv;
+    c.kv.lock_index = c.kv.create_index = c.kv.modify_index = 0;
+    switch (op->verb) {
+    case ZONE_TXN_KV_CAS:
+        c.has_cas = true;
+        c.cas = op->kv.modify_index;
+        /* fall through */
+    case ZONE_TXN_KV_SET:
+        rc = apply_kv_set(x, &c);
+        break;
+    case ZONE_TXN_KV_LOCK:
+    case ZONE_TXN_KV_UNLOCK:
+        if (!*op->kv.session)
+            return ZONE_TXN_NO_SESSION;
+        rc = op->verb == ZONE_TXN_KV_LOCK ? apply_kv_lock(x, &c) : apply_kv_unlock(x, &c);
+        if (rc == BASE_ECONFLICT)
+            return op->verb == ZONE_TXN_KV_LOCK ? ZONE_TXN_HELD : ZONE_TXN_NOT_HELD;
+        if (rc == BASE_EINVAL)
+            return ZONE_TXN_INVALID_SESSION;
+        break;
+    case ZONE_TXN_KV_DELETE_CAS:
+        c.has_cas = true;
+        c.cas = op->kv.modify_index;
+        /* fall through */
+    case ZONE_TXN_KV_DELETE:
+    case ZONE_TXN_KV_DELETE_TREE:
+        c.recurse = op->verb == ZONE_TXN_KV_DELETE_TREE;
+        rc = apply_kv_delete(x, &c);
+        break;
+    case ZONE_TXN_KV_GET:
+    case ZONE_TXN_KV_GET_TREE:
+    case ZONE_TXN_KV_CHECK_INDEX:
+    case ZONE_TXN_KV_CHECK_SESSION:
+    case ZONE_TXN_KV_CHECK_NOT_EXISTS:
+        return txn_check(x, op);
+    case ZONE_TXN_SESSION_DELETE:
+        if (!*op->kv.session)
+            return ZONE_TXN_NO_SESSION;
+        c.session.id = op->kv.session;
+        rc = apply_session_destroy(x, &c);
+        return rc == 0 || rc == BASE_ESTORE || rc == BASE_EDAMAGED ? rc : ZONE_TXN_BAD;
+    default:
+        return zone_txn_verb_kind(op->verb) ? txn_catalog(x, op) : ZONE_TXN_BAD;
+    }
+    if (rc == BASE_ESTORE || rc == BASE_EDAMAGED || rc == 0)
+        return rc;
+    return rc == BASE_ECONFLICT ? ZONE_TXN_STALE : ZONE_TXN_BAD;
+}
+
+/* All or nothing: the command's nested transaction is aborted by the caller on any failure. */
+static int apply_txn(struct apply *x, const struct zone_cmd *c)
+{
+    if (c->n_txn == 0 || c->n_txn > ZONE_TXN_MAX_OPS)
+        return BASE_EPARSE;
+    for (size_t i = 0; i < c->n_txn; i++) {
+        int rc = txn_op(x, &c->txn[i]);
+        if (rc < 0)
+            return rc;
+        if (rc > 0)
+            return ZONE_TXN_FAILURE(i, rc);
+    }
+    return 0;
+}
+
 static int apply_one(struct apply *x, const struct zone_cmd *c)
 {
     switch (c->type) {
@@ -1052,8 +1307,48 @@ static int apply_one(struct apply *x, const struct zone_cmd *c)
         return apply_kv_lock(x, c);
     case ZONE_CMD_KV_UNLOCK:
         return apply_kv_unlock(x, c);
+    case ZONE_CMD_TXN:
+        return apply_txn(x, c);
     }
     return BASE_EPARSE;
+}
+
+int zone_store_txn_errors(struct zone_store *s, const struct zone_txn_op *ops, size_t n,
+                          void (*cb)(void *data, size_t op, enum zone_txn_why why), void *data)
+{
+    MDB_txn *t, *child;
+    uint64_t applied;
+    int err = 0;
+
+    BASE_ASSERT_LOOP();
+    if (mdb_txn_begin(s->env, NULL, 0, &t))
+        return BASE_ESTORE;
+    if (zone__meta_read(t, s->dbi[ZONE__DB_META], ZONE__META_APPLIED, &applied)) {
+        mdb_txn_abort(t);
+        return BASE_ESTORE;
+    }
+    base_arena_reset(&s->arena);
+    for (size_t i = 0; i < n && !err; i++) {
+        if (mdb_txn_begin(s->env, t, 0, &child)) {
+            err = BASE_ESTORE;
+            break;
+        }
+        struct apply x = {.s = s, .t = child, .idx = applied + 1, .a = &s->arena};
+        int rc = txn_op(&x, &ops[i]);
+        if (rc != 0) {
+            mdb_txn_abort(child);
+            if (rc < 0)
+                err = rc;
+            else
+                cb(data, i, (enum zone_txn_why)rc);
+            continue;
+        }
+        if (mdb_txn_commit(child))
+            err = BASE_ESTORE;
+    }
+    mdb_txn_abort(t); /* a dry run: nothing is kept, lock delays included (x.delays) */
+    base_arena_reset(&s->arena);
+    return err;
 }
 
 /* ---- one entry ------------------------------------------------------------------------- */
@@ -1124,6 +1419,8 @@ int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice
         }
         if (mdb_txn_commit(child))
             goto fail;
+        for (size_t d = 0; d < x.n_delays; d++)
+            delay_set(s, x.delays[d].key, x.delays[d].until);
         mask |= x.mask;
         results[i] = x.result;
     }

@@ -208,7 +208,94 @@ enum zone_cmd_type {
     ZONE_CMD_SESSION_RENEW = 11,
     ZONE_CMD_KV_LOCK = 12,
     ZONE_CMD_KV_UNLOCK = 13,
+    /* Consul's transaction (state/txn.go): cmd.txn's n_txn ops (1 to ZONE_TXN_MAX_OPS) applied
+     * in order, all or nothing: the first op that fails rolls back the whole command and its
+     * result is ZONE_TXN_FAILURE(op, why) (zone_txn_failed decodes it); 0 when all applied.
+     * Read ops (get, get-tree, the checks) only check here: their results are the proposer's
+     * to read. Node, service and check ops follow REGISTER and DEREGISTER's rules; cas and
+     * delete-cas compare the op's Index with the record's ModifyIndex (cas 0: only when
+     * absent; delete-cas of a missing record fails, as in Consul). */
+    ZONE_CMD_TXN = 14,
 };
+
+/* ---- transactions ---------------------------------------------------------------------- */
+#define ZONE_TXN_MAX_OPS 128 /* Consul's maxTxnOps */
+/* The verbs of Consul's txn API by kind, in Consul's spelling (zone_txn_verb_name). */
+enum zone_txn_verb {
+    ZONE_TXN_KV_SET = 1,
+    ZONE_TXN_KV_CAS,
+    ZONE_TXN_KV_LOCK,
+    ZONE_TXN_KV_UNLOCK,
+    ZONE_TXN_KV_GET,
+    ZONE_TXN_KV_GET_TREE,
+    ZONE_TXN_KV_CHECK_INDEX,
+    ZONE_TXN_KV_CHECK_SESSION,
+    ZONE_TXN_KV_CHECK_NOT_EXISTS,
+    ZONE_TXN_KV_DELETE,
+    ZONE_TXN_KV_DELETE_TREE,
+    ZONE_TXN_KV_DELETE_CAS,
+    ZONE_TXN_NODE_SET,
+    ZONE_TXN_NODE_CAS,
+    ZONE_TXN_NODE_GET,
+    ZONE_TXN_NODE_DELETE,
+    ZONE_TXN_NODE_DELETE_CAS,
+    ZONE_TXN_SERVICE_SET,
+    ZONE_TXN_SERVICE_CAS,
+    ZONE_TXN_SERVICE_GET,
+    ZONE_TXN_SERVICE_DELETE,
+    ZONE_TXN_SERVICE_DELETE_CAS,
+    ZONE_TXN_CHECK_SET,
+    ZONE_TXN_CHECK_CAS,
+    ZONE_TXN_CHECK_GET,
+    ZONE_TXN_CHECK_DELETE,
+    ZONE_TXN_CHECK_DELETE_CAS,
+    ZONE_TXN_SESSION_DELETE,
+    ZONE_TXN_VERB_MAX = ZONE_TXN_SESSION_DELETE
+};
+enum zone_txn_kind {
+    ZONE_TXN_KV = 1,
+    ZONE_TXN_NODE,
+    ZONE_TXN_SERVICE,
+    ZONE_TXN_CHECK,
+    ZONE_TXN_SESSION
+};
+/* "set", "cas", ... "delete-cas"; NULL for a value that is not a verb. */
+const char *zone_txn_verb_name(enum zone_txn_verb v);
+/* The kind of a verb (0 for a value that is not a verb). */
+enum zone_txn_kind zone_txn_verb_kind(enum zone_txn_verb v);
+/* True for the verbs that write (all but get, get-tree and the KV checks). */
+bool zone_txn_verb_writes(enum zone_txn_verb v);
+/* One op. KV: kv.key, kv.value/value_len, kv.flags, kv.session, and the op's Index in
+ * kv.modify_index. Node: node, its Index in node.modify_index. Service: node.name and
+ * service, its Index in service.modify_index. Check: check (check.node names the node), its
+ * Index in check.modify_index. Session (delete only, as in Consul): kv.session is its ID; the
+ * session is invalidated as by SESSION_DESTROY (deleting a missing one succeeds). */
+struct zone_txn_op {
+    enum zone_txn_verb verb;
+    struct zone_kv kv;
+    struct zone_node node;
+    struct zone_service service;
+    struct zone_check check;
+};
+/* Why an op failed (Consul's texts are the API's to write). */
+enum zone_txn_why {
+    ZONE_TXN_STALE = 1,       /* cas, delete-cas: "index is stale" */
+    ZONE_TXN_HELD,            /* lock: held by another session */
+    ZONE_TXN_NOT_HELD,        /* unlock: not held by this session */
+    ZONE_TXN_MISSING,         /* get, check-index, check-session: the key does not exist */
+    ZONE_TXN_EXISTS,          /* check-not-exists: the key exists */
+    ZONE_TXN_INDEX,           /* check-index: another ModifyIndex */
+    ZONE_TXN_OTHER_SESSION,   /* check-session: another session */
+    ZONE_TXN_INVALID_SESSION, /* lock: no such session */
+    ZONE_TXN_NO_SESSION,      /* lock, unlock: no session given */
+    ZONE_TXN_BAD,             /* a malformed op: empty key, a key or value over the limits */
+    ZONE_TXN_NO_NODE,         /* a service or check set: the node is not registered */
+    ZONE_TXN_NO_SERVICE,      /* a check set: its service is not registered on the node */
+};
+#define ZONE__TXN_FAIL_BASE       (1 << 20)
+#define ZONE_TXN_FAILURE(op, why) (-(ZONE__TXN_FAIL_BASE + (int)(op)*16 + (int)(why)))
+/* Whether a TXN command's result is an op's failure: then *op and *why say which and why. */
+bool zone_txn_failed(int result, size_t *op, enum zone_txn_why *why);
 
 /* The largest backup a restore accepts, and the largest piece of it one command carries (a Raft
  * entry is capped at 4 MiB). */
@@ -233,6 +320,9 @@ struct zone_cmd {
     bool has_cas;
     uint64_t cas;
     bool recurse;
+    /* TXN */
+    const struct zone_txn_op *txn;
+    size_t n_txn;
     /* SESSION_*: the session (only id for DESTROY and RENEW) */
     struct zone_session session;
     /* RESTORE_*: id for all three; total and crc for BEGIN; offset, data and len for CHUNK */
@@ -290,6 +380,15 @@ struct zone_meta {
  * Main loop thread. */
 int zone_store_apply(struct zone_store *s, uint64_t idx, const struct base_slice *cmds, size_t n,
                      int *results, uint32_t *touched) BASE_MUSTCHECK;
+
+/* Every op of a transaction that would fail on the store as it is now, in order, as Consul's
+ * txnDispatch lists them: each op runs after the ones before it, a failing one is skipped and
+ * the others go on. Nothing is kept (the LMDB write transaction is aborted). A failed TXN's
+ * result names its first failing op only; this lists the others for the answer. 0, or
+ * BASE_ESTORE / BASE_EDAMAGED. Main loop thread. */
+int zone_store_txn_errors(struct zone_store *s, const struct zone_txn_op *ops, size_t n,
+                          void (*cb)(void *data, size_t op, enum zone_txn_why why),
+                          void *data) BASE_MUSTCHECK;
 
 /* The sessions that SESSION_RENEW commands of the last zone_store_apply found (in order; none
  * after a replayed entry). Main loop thread. */

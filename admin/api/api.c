@@ -790,7 +790,8 @@ void api_handle(void *data, struct http_req *req)
         api__catalog_route(a, req, path) || api__health_route(a, req, path) ||
         api__status_route(a, req, path) || api__member_route(a, req, path) ||
         api__snapshot_route(a, req, path) || api__keyring_route(a, req, path) ||
-        api__event_route(a, req, path) || api__session_route(a, req, path))
+        api__event_route(a, req, path) || api__session_route(a, req, path) ||
+        api__txn_route(a, req, path))
         return;
     api__error(req, 404, "404 page not found");
 }

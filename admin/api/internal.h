@@ -205,6 +205,7 @@ bool api__snapshot_route(struct api *a, struct http_req *req, const char *path);
 bool api__keyring_route(struct api *a, struct http_req *req, const char *path);
 bool api__event_route(struct api *a, struct http_req *req, const char *path);
 bool api__session_route(struct api *a, struct http_req *req, const char *path);
+bool api__txn_route(struct api *a, struct http_req *req, const char *path);
 
 /* ---- sessions (session.c) -------------------------------------------------------------- */
 void api__sessions_init(struct api *a);

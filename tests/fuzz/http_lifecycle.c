@@ -5,7 +5,8 @@
  * The input is a script of operations, one byte each plus arguments:
  *   open a connection; send a read (an endpoint, ?index none/1/current/huge, ?wait 0/0s/1ns/
  *   1ms/5ms/20ms/30ms/bad, and consistency default/?stale/?consistent/both), pipelined or not; send
- *   a write (KV PUT or DELETE, a catalog register, a user event fired and delivered back);
+ *   a write (KV PUT or DELETE, a catalog register, a user event fired and delivered back, a
+ *   transaction);
  *   run the loop N non-blocking iterations; run one blocking iteration bounded by 2 ms (lets
  *   short wait timers fire); read what arrived; close a connection gracefully or with a reset.
  * So the wait timer, the Raft read index, commit wake-ups, write completions and client
@@ -342,7 +343,7 @@ static void send_read(struct in *in, int slot)
 static void send_write(struct in *in, int slot)
 {
     unsigned k = take(in);
-    char req[256];
+    char req[512];
     if (k & 1)
         snprintf(req, sizeof req,
                  "PUT /v1/kv/%c HTTP/1.1\r\nHost: f\r\nContent-Length: 1\r\n\r\n%c", 'a' + k % 3,
@@ -372,6 +373,20 @@ static void send_write(struct in *in, int slot)
             snprintf(req, sizeof req,
                      "PUT /v1/kv/%c?acquire=s%u HTTP/1.1\r\nHost: f\r\nContent-Length: 1\r\n\r\nl",
                      'a' + k % 3, (k >> 5) % 2);
+    } else if ((k >> 4) & 1) {
+        /* a transaction: writes, one that fails at its second op, reads only, a node op */
+        static const char *const txns[] = {
+            "[{\"KV\":{\"Verb\":\"set\",\"Key\":\"a\",\"Value\":\"eA==\"}},"
+            "{\"KV\":{\"Verb\":\"cas\",\"Key\":\"b\",\"Index\":0}}]",
+            "[{\"KV\":{\"Verb\":\"set\",\"Key\":\"c\"}},"
+            "{\"KV\":{\"Verb\":\"check-not-exists\",\"Key\":\"a\"}}]",
+            "[{\"KV\":{\"Verb\":\"get-tree\",\"Key\":\"\"}}]",
+            "[{\"Node\":{\"Verb\":\"set\",\"Node\":{\"Node\":\"t\",\"Address\":\"10.0.0.9\"}}}]",
+        };
+        const char *body = txns[(k >> 5) % 4];
+        snprintf(req, sizeof req,
+                 "PUT /v1/txn HTTP/1.1\r\nHost: f\r\nContent-Length: %zu\r\n\r\n%s", strlen(body),
+                 body);
     } else
         snprintf(req, sizeof req, "DELETE /v1/kv/%c HTTP/1.1\r\nHost: f\r\n\r\n", 'a' + k % 3);
     conn_send(slot, req);
