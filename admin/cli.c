@@ -1025,11 +1025,12 @@ static int cmd_keyring(struct cli *c, char **argv, size_t argc)
  * and a semaphore (or a plain key) on one prefix are told apart. */
 #define LOCK_FLAG_VALUE      0x2ddccbc058a50c18ULL
 #define SEMAPHORE_FLAG_VALUE 0xe0f69a2baa414de0ULL
-#define LOCK_SESSION_TTL_S   15   /* Consul's DefaultLockSessionTTL; renewed every half */
-#define LOCK_STEP_WAIT       "500ms" /* one blocking query of the lock loops: the bound on how
-                                      * late a child's exit or a signal is seen */
-#define LOCK_RETRY_MS        1000 /* after an acquire refused by the lock-delay */
-#define LOCK_KILL_GRACE_MS   5000 /* SIGTERM, then SIGKILL after this */
+#define LOCK_SESSION_TTL_S   15 /* Consul's DefaultLockSessionTTL; renewed every half */
+#define LOCK_STEP_WAIT                                                                             \
+    "500ms"                     /* one blocking query of the lock loops: the bound on how          \
+                                 * late a child's exit or a signal is seen */
+#define LOCK_RETRY_MS      1000 /* after an acquire refused by the lock-delay */
+#define LOCK_KILL_GRACE_MS 5000 /* SIGTERM, then SIGKILL after this */
 
 static volatile sig_atomic_t cli_signal;
 
@@ -1257,9 +1258,7 @@ static json_t *kv_find(json_t *arr, const char *key)
 {
     size_t i;
     json_t *e;
-    json_array_foreach (arr, i, e)
-        if (strcmp(jstr(e, "Key"), key) == 0)
-            return e;
+    json_array_foreach(arr, i, e) if (strcmp(jstr(e, "Key"), key) == 0) return e;
     return NULL;
 }
 
@@ -1269,13 +1268,12 @@ static void sem_prune(json_t *sem, json_t *arr)
     json_t *holders = json_object_get(sem, "Holders");
     const char *h;
     json_t *v, *tmp;
-    json_object_foreach_safe (holders, tmp, h, v) {
+    json_object_foreach_safe(holders, tmp, h, v)
+    {
         bool alive = false;
         size_t i;
         json_t *e;
-        json_array_foreach (arr, i, e)
-            if (strcmp(jstr(e, "Session"), h) == 0)
-                alive = true;
+        json_array_foreach(arr, i, e) if (strcmp(jstr(e, "Session"), h) == 0) alive = true;
         if (!alive)
             json_object_del(holders, h);
     }
@@ -1335,8 +1333,7 @@ static int lk_try(struct lock_run *l, uint64_t *index)
     if (lim != (json_int_t)l->limit) {
         json_decref(sem);
         json_decref(ans);
-        return fail("Semaphore limit conflict (lock: %lld, local: %u)", (long long)lim,
-                    l->limit);
+        return fail("Semaphore limit conflict (lock: %lld, local: %u)", (long long)lim, l->limit);
     }
     sem_prune(sem, ans);
     json_t *holders = json_object_get(sem, "Holders");
@@ -1423,8 +1420,7 @@ static void lk_release(struct lock_run *l, bool held)
     char *path;
     if (l->limit == 1) {
         if (held) {
-            snprintf(q, sizeof q, "release=%s&flags=%" PRIu64, l->sid,
-                     (uint64_t)LOCK_FLAG_VALUE);
+            snprintf(q, sizeof q, "release=%s&flags=%" PRIu64, l->sid, (uint64_t)LOCK_FLAG_VALUE);
             path = path_with("/v1/kv/", l->lock_key, q);
             (void)req_bool(l->c, "PUT", path, NULL, 0);
             base_free(path);
@@ -1518,8 +1514,7 @@ static pid_t lk_spawn(char **argv, size_t argc, bool shell, bool pass_stdin)
             execl("/bin/sh", "sh", "-c", (const char *)cmd.data, (char *)NULL);
         else
             execvp(av[0], av);
-        fprintf(stderr, "Error: cannot run %s: %s\n", shell ? "/bin/sh" : av[0],
-                strerror(errno));
+        fprintf(stderr, "Error: cannot run %s: %s\n", shell ? "/bin/sh" : av[0], strerror(errno));
         _exit(127);
     }
     if (pid > 0)
@@ -1619,11 +1614,11 @@ static int cmd_lock(struct cli *c, char **argv, size_t argc)
 {
     static const char usage[] = "usage: herald lock [-n N] [-name NAME] [-timeout D] "
                                 "[-shell=false] [-pass-stdin] [-verbose] PREFIX CMD...";
-    static const char *const names[] = {"n",          "name",        "timeout", "try",
-                                        "monitor-retry", "shell?",   "pass-stdin?",
-                                        "verbose?",   "child-exit-code?", "http-addr"};
-    const char *val[BASE_ARRAY_LEN(names)] = {"1", "", "0", "", "3", "true", "false", "false",
-                                              "false", ""};
+    static const char *const names[] = {
+        "n",           "name",     "timeout",          "try",      "monitor-retry", "shell?",
+        "pass-stdin?", "verbose?", "child-exit-code?", "http-addr"};
+    const char *val[BASE_ARRAY_LEN(names)] = {"1",    "",      "0",     "",      "3",
+                                              "true", "false", "false", "false", ""};
     int first = parse_flags(argv, argc, names, BASE_ARRAY_LEN(names), val, usage);
     if (first < 0 || (*val[9] && set_addr(c, val[9])))
         return 1;
@@ -1643,8 +1638,8 @@ static int cmd_lock(struct cli *c, char **argv, size_t argc)
         parse_bool(val[7], &verbose) || parse_bool(val[8], &dummy))
         return fail("invalid boolean flag value (%s)", usage);
 
-    struct lock_run l = {.c = c, .limit = (unsigned)n, .verbose = verbose,
-                         .monitor_retry = (unsigned)retries};
+    struct lock_run l = {
+        .c = c, .limit = (unsigned)n, .verbose = verbose, .monitor_retry = (unsigned)retries};
     /* the prefix without its leading and trailing slashes */
     char *prefix = base_strdup(argv[0] + strspn(argv[0], "/"));
     size_t plen = strlen(prefix);
@@ -1689,8 +1684,7 @@ static int cmd_lock(struct cli *c, char **argv, size_t argc)
     l.contender_key = (char *)ck.data;
     if (l.limit > 1) {
         char q[128];
-        snprintf(q, sizeof q, "acquire=%s&flags=%" PRIu64, l.sid,
-                 (uint64_t)SEMAPHORE_FLAG_VALUE);
+        snprintf(q, sizeof q, "acquire=%s&flags=%" PRIu64, l.sid, (uint64_t)SEMAPHORE_FLAG_VALUE);
         char *path = path_with("/v1/kv/", l.contender_key, q);
         int ok = req_bool(c, "PUT", path, NULL, 0);
         base_free(path);
