@@ -1776,6 +1776,270 @@ out:
     return rc;
 }
 
+/* The reverse of quote_flags on jansson's indented output ("Flags": "<digits>"). */
+static char *unquote_flags(const char *text)
+{
+    static const char key[] = "\"Flags\": \"";
+    struct base_buf b;
+    base_buf_init(&b);
+    const char *p = text;
+    for (;;) {
+        const char *hit = strstr(p, key);
+        if (!hit) {
+            base_buf_printf(&b, "%s", p);
+            break;
+        }
+        const char *digits = hit + sizeof key - 1, *end = digits;
+        while (*end >= '0' && *end <= '9')
+            end++;
+        if (end > digits && *end == '"') {
+            base_buf_append(&b, p, (size_t)(hit - p));
+            base_buf_printf(&b, "\"Flags\": %.*s", (int)(end - digits), digits);
+            p = end + 1;
+        } else {
+            base_buf_append(&b, p, (size_t)(digits - p));
+            p = digits;
+        }
+    }
+    base_buf_append(&b, "", 1);
+    return (char *)b.data;
+}
+
+/* Runs the handler through sh -c with text on its stdin and CONSUL_INDEX in its environment;
+ * returns its exit code (printed when not 0). */
+static int watch_run_handler(const char *handler, const char *text, uint64_t index)
+{
+    int fds[2];
+    if (pipe(fds))
+        return fail("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return fail("fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        char idx[32];
+        snprintf(idx, sizeof idx, "%" PRIu64, index);
+        setenv("CONSUL_INDEX", idx, 1);
+        dup2(fds[0], 0);
+        close(fds[0]);
+        close(fds[1]);
+        signal(SIGPIPE, SIG_DFL);
+        execl("/bin/sh", "sh", "-c", handler, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[0]);
+    /* a handler that does not read its stdin must not kill us: SIGPIPE ignored meanwhile */
+    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+    size_t len = strlen(text), off = 0;
+    while (off < len) {
+        ssize_t w = write(fds[1], text + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    close(fds[1]);
+    signal(SIGPIPE, old);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    int code = exit_code(status);
+    if (code)
+        fail("handler exited %d", code);
+    return code;
+}
+
+/* `herald watch`, as `consul watch`: blocking queries on one view (-type key, keyprefix,
+ * services, nodes, service, checks or event); on the first answer and on every change (a new
+ * index whose data differs) the view's JSON (indented as Consul's) goes to the handler's stdin
+ * (through sh -c, CONSUL_INDEX set), or to stdout without a handler. Consul's CLI without a
+ * handler prints once and exits; Herald's keeps printing each change (-once: the first only).
+ * The event view passes only the events not seen before. Runs until killed; errors are
+ * retried with a backoff up to 5 s. */
+static int cmd_watch(struct cli *c, char **argv, size_t argc)
+{
+    static const char usage[] =
+        "usage: herald watch -type key|keyprefix|services|nodes|service|checks|event "
+        "[-key K] [-prefix P] [-service S] [-tag T] [-passingonly] [-state S] [-name N] "
+        "[-stale] [-once] [handler]";
+    static const char *const names[] = {"type", "key",    "prefix", "service",      "tag",
+                                        "passingonly?", "state", "name", "stale?", "once?",
+                                        "http-addr", "datacenter", "token"};
+    const char *val[BASE_ARRAY_LEN(names)] = {"", "", "", "", "", "false", "", "",
+                                              "false", "false", "", "", ""};
+    int first = parse_flags(argv, argc, names, BASE_ARRAY_LEN(names), val, usage);
+    if (first < 0 || (*val[10] && set_addr(c, val[10])))
+        return 1;
+    argv += first;
+    argc -= (size_t)first;
+    bool passing = false, stale = false, once = false;
+    if (parse_bool(val[5], &passing) || parse_bool(val[8], &stale) || parse_bool(val[9], &once))
+        return fail("invalid boolean flag value (%s)", usage);
+    const char *type = val[0], *handler = NULL;
+    if (argc > 1)
+        return fail("Too many command line arguments. (%s)", usage);
+    if (argc == 1)
+        handler = argv[0];
+
+    struct base_buf q, path;
+    base_buf_init(&q);
+    base_buf_init(&path);
+    bool single = false, events = false;
+    if (strcmp(type, "key") == 0) {
+        if (!*val[1])
+            return fail("Must specify a single key to watch");
+        base_buf_printf(&path, "/v1/kv/");
+        url_path_escape(&path, val[1]);
+        single = true;
+    } else if (strcmp(type, "keyprefix") == 0) {
+        if (!*val[2])
+            return fail("Must specify a key prefix to watch");
+        base_buf_printf(&path, "/v1/kv/");
+        url_path_escape(&path, val[2]);
+        base_buf_printf(&q, "&recurse");
+    } else if (strcmp(type, "services") == 0) {
+        base_buf_printf(&path, "/v1/catalog/services");
+    } else if (strcmp(type, "nodes") == 0) {
+        base_buf_printf(&path, "/v1/catalog/nodes");
+    } else if (strcmp(type, "service") == 0) {
+        if (!*val[3])
+            return fail("Must specify a single service to watch");
+        base_buf_printf(&path, "/v1/health/service/");
+        url_path_escape(&path, val[3]);
+        if (*val[4]) {
+            base_buf_printf(&q, "&tag=");
+            url_path_escape(&q, val[4]);
+        }
+        if (passing)
+            base_buf_printf(&q, "&passing=1");
+    } else if (strcmp(type, "checks") == 0) {
+        if (*val[3] && *val[6])
+            return fail("Cannot specify service and state");
+        if (*val[3]) {
+            base_buf_printf(&path, "/v1/health/checks/");
+            url_path_escape(&path, val[3]);
+        } else {
+            base_buf_printf(&path, "/v1/health/state/");
+            url_path_escape(&path, *val[6] ? val[6] : "any");
+        }
+    } else if (strcmp(type, "event") == 0) {
+        base_buf_printf(&path, "/v1/event/list");
+        if (*val[7]) {
+            base_buf_printf(&q, "&name=");
+            url_path_escape(&q, val[7]);
+        }
+        events = true;
+    } else {
+        base_buf_free(&q);
+        base_buf_free(&path);
+        return fail("Unsupported watch type: \"%s\" (%s)", type, usage);
+    }
+    if (stale)
+        base_buf_printf(&q, "&stale");
+    base_buf_append(&q, "", 1);
+    base_buf_append(&path, "", 1);
+
+    uint64_t index = 0;
+    bool have = false;
+    char *last_text = NULL, last_event[64] = "";
+    unsigned backoff_ms = 0;
+    int rc = 0;
+    for (;;) {
+        char target[4096];
+        const char *qs = (const char *)q.data;
+        if (have)
+            snprintf(target, sizeof target, "%s?index=%" PRIu64 "&wait=5m%s", path.data, index,
+                     qs);
+        else
+            snprintf(target, sizeof target, "%s%s%s", path.data, *qs ? "?" : "",
+                     *qs ? qs + 1 : "");
+        struct http_client_resp r;
+        if (call_timeout(c, "GET", target, NULL, 0, &r, true, 5 * 60 * 1000 + 60 * 1000)) {
+            backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 500;
+            sleep_ms(backoff_ms);
+            continue;
+        }
+        backoff_ms = 0;
+        uint64_t got = resp_index(&r);
+        if (have && got == index) {
+            http_client_resp_free(&r);
+            continue;
+        }
+        /* as Consul's watches: an index gone backwards restarts from 0 (not for events,
+         * whose index is a hash) */
+        index = !events && got < index ? 0 : got;
+        json_t *v = NULL;
+        if (r.status == 200) {
+            size_t qlen;
+            char *qb = quote_flags(r.body, r.body_len, &qlen);
+            json_error_t jerr;
+            v = json_loadb(qb, qlen, JSON_DECODE_ANY, &jerr);
+            base_free(qb);
+            if (!v) {
+                http_client_resp_free(&r);
+                rc = fail("bad JSON from agent: %s", jerr.text);
+                break;
+            }
+        }
+        http_client_resp_free(&r);
+        if (single) {
+            json_t *e = json_incref(json_array_get(v, 0));
+            json_decref(v);
+            v = e;
+        }
+        if (events && v) {
+            /* only the events after the last one passed on */
+            size_t n = json_array_size(v), from = 0;
+            for (size_t i = 0; *last_event && i < n; i++)
+                if (strcmp(jstr(json_array_get(v, i), "ID"), last_event) == 0)
+                    from = i + 1;
+            if (n)
+                snprintf(last_event, sizeof last_event, "%s",
+                         jstr(json_array_get(v, n - 1), "ID"));
+            json_t *fresh = json_array();
+            for (size_t i = from; i < n; i++)
+                json_array_append(fresh, json_array_get(v, i));
+            json_decref(v);
+            v = fresh;
+        }
+        char *dumped = v ? json_dumps(v, JSON_INDENT(4) | JSON_ENCODE_ANY) : NULL;
+        json_decref(v);
+        char *text = unquote_flags(dumped ? dumped : "null");
+        free(dumped);
+        bool changed = !last_text || strcmp(text, last_text) != 0;
+        if (events && have && strcmp(text, "[]") == 0)
+            changed = false;
+        have = true;
+        if (changed) {
+            base_free(last_text);
+            last_text = text;
+            if (handler) {
+                struct base_buf in;
+                base_buf_init(&in);
+                base_buf_printf(&in, "%s\n", text);
+                base_buf_append(&in, "", 1);
+                (void)watch_run_handler(handler, (const char *)in.data, index);
+                base_buf_free(&in);
+            } else {
+                printf("%s\n", text);
+                fflush(stdout);
+            }
+            if (once)
+                break;
+        } else {
+            base_free(text);
+        }
+    }
+    base_free(last_text);
+    base_buf_free(&q);
+    base_buf_free(&path);
+    return rc;
+}
+
 int adm_cli_main(const char *cmd, int argc, char **argv)
 {
     struct cli c = {.port = 8500};
@@ -1840,6 +2104,8 @@ int adm_cli_main(const char *cmd, int argc, char **argv)
         rc = cmd_keyring(&c, c.args.v, c.args.n);
     else if (strcmp(cmd, "lock") == 0)
         rc = cmd_lock(&c, c.args.v, c.args.n);
+    else if (strcmp(cmd, "watch") == 0)
+        rc = cmd_watch(&c, c.args.v, c.args.n);
     else
         rc = fail("unknown command \"%s\" (see herald --help)", cmd);
     adm_strv_free(&c.args);
