@@ -1866,11 +1866,11 @@ static int cmd_watch(struct cli *c, char **argv, size_t argc)
         "usage: herald watch -type key|keyprefix|services|nodes|service|checks|event "
         "[-key K] [-prefix P] [-service S] [-tag T] [-passingonly] [-state S] [-name N] "
         "[-stale] [-once] [handler]";
-    static const char *const names[] = {"type", "key",    "prefix", "service",      "tag",
-                                        "passingonly?", "state", "name", "stale?", "once?",
-                                        "http-addr", "datacenter", "token"};
-    const char *val[BASE_ARRAY_LEN(names)] = {"", "", "", "", "", "false", "", "",
-                                              "false", "false", "", "", ""};
+    static const char *const names[] = {"type",         "key",        "prefix", "service", "tag",
+                                        "passingonly?", "state",      "name",   "stale?",  "once?",
+                                        "http-addr",    "datacenter", "token"};
+    const char *val[BASE_ARRAY_LEN(names)] = {"", "",      "",      "", "", "false", "",
+                                              "", "false", "false", "", "", ""};
     int first = parse_flags(argv, argc, names, BASE_ARRAY_LEN(names), val, usage);
     if (first < 0 || (*val[10] && set_addr(c, val[10])))
         return 1;
@@ -1952,11 +1952,9 @@ static int cmd_watch(struct cli *c, char **argv, size_t argc)
         char target[4096];
         const char *qs = (const char *)q.data;
         if (have)
-            snprintf(target, sizeof target, "%s?index=%" PRIu64 "&wait=5m%s", path.data, index,
-                     qs);
+            snprintf(target, sizeof target, "%s?index=%" PRIu64 "&wait=5m%s", path.data, index, qs);
         else
-            snprintf(target, sizeof target, "%s%s%s", path.data, *qs ? "?" : "",
-                     *qs ? qs + 1 : "");
+            snprintf(target, sizeof target, "%s%s%s", path.data, *qs ? "?" : "", *qs ? qs + 1 : "");
         struct http_client_resp r;
         if (call_timeout(c, "GET", target, NULL, 0, &r, true, 5 * 60 * 1000 + 60 * 1000)) {
             backoff_ms = backoff_ms ? (backoff_ms * 2 > 5000 ? 5000 : backoff_ms * 2) : 500;
@@ -1998,8 +1996,7 @@ static int cmd_watch(struct cli *c, char **argv, size_t argc)
                 if (strcmp(jstr(json_array_get(v, i), "ID"), last_event) == 0)
                     from = i + 1;
             if (n)
-                snprintf(last_event, sizeof last_event, "%s",
-                         jstr(json_array_get(v, n - 1), "ID"));
+                snprintf(last_event, sizeof last_event, "%s", jstr(json_array_get(v, n - 1), "ID"));
             json_t *fresh = json_array();
             for (size_t i = from; i < n; i++)
                 json_array_append(fresh, json_array_get(v, i));
