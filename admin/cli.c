@@ -6,9 +6,11 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1025,12 +1027,17 @@ static int cmd_keyring(struct cli *c, char **argv, size_t argc)
  * and a semaphore (or a plain key) on one prefix are told apart. */
 #define LOCK_FLAG_VALUE      0x2ddccbc058a50c18ULL
 #define SEMAPHORE_FLAG_VALUE 0xe0f69a2baa414de0ULL
-#define LOCK_SESSION_TTL_S   15 /* Consul's DefaultLockSessionTTL; renewed every half */
-#define LOCK_STEP_WAIT                                                                             \
-    "500ms"                     /* one blocking query of the lock loops: the bound on how          \
-                                 * late a child's exit or a signal is seen */
-#define LOCK_RETRY_MS      1000 /* after an acquire refused by the lock-delay */
-#define LOCK_KILL_GRACE_MS 5000 /* SIGTERM, then SIGKILL after this */
+/* Consul's DefaultLockSessionTTL; renewed every half of it */
+#define LOCK_SESSION_TTL_S 15
+/* the wait of one blocking query of the lock loops: the bound on how late a signal or the
+ * -timeout is seen while acquiring, and on how long the monitor thread takes to stop */
+#define LOCK_STEP_WAIT "500ms"
+/* after an acquire refused by the lock-delay */
+#define LOCK_RETRY_MS 1000
+/* SIGTERM, then SIGKILL after this */
+#define LOCK_KILL_GRACE_MS 5000
+/* how often the holding loop looks at the child, the signals and the monitor */
+#define LOCK_CHILD_POLL_MS 20
 
 static volatile sig_atomic_t cli_signal;
 
@@ -1039,7 +1046,7 @@ static void cli_on_signal(int sig)
     cli_signal = sig;
 }
 
-/* SIGINT, SIGTERM and SIGHUP set cli_signal (no SA_RESTART: a blocked call returns). */
+/* SIGINT, SIGTERM and SIGHUP set cli_signal, which the loops look at between calls. */
 static void cli_catch_signals(void)
 {
     struct sigaction sa;
@@ -1484,6 +1491,42 @@ static void lk_release(struct lock_run *l, bool held)
     json_decref(ans);
 }
 
+/* The thread that watches a held lock: blocking queries (lk_check) until stop is set or the
+ * lock is lost (lost set: the key released or taken, or monitor_retry failed queries in a
+ * row). */
+struct lk_monitor {
+    struct lock_run *l;
+    pthread_t thread;
+    atomic_int stop;
+    atomic_int lost;
+};
+
+static void *lk_monitor_main(void *arg)
+{
+    struct lk_monitor *m = arg;
+    uint64_t index = 0;
+    unsigned errors = 0;
+    while (!atomic_load(&m->stop)) {
+        int ck = lk_check(m->l, &index);
+        if (atomic_load(&m->stop))
+            break;
+        if (ck == 2) {
+            if (++errors > m->l->monitor_retry) {
+                atomic_store(&m->lost, 1);
+                break;
+            }
+            index = 0;
+            sleep_ms(1000);
+        } else if (ck == 1) {
+            atomic_store(&m->lost, 1);
+            break;
+        } else {
+            errors = 0;
+        }
+    }
+    return NULL;
+}
+
 /* The child: its own process group (so a shell's children are stopped with it), stdin from
  * /dev/null unless pass_stdin, through `sh -c "<args joined by spaces>"` when shell. */
 static pid_t lk_spawn(char **argv, size_t argc, bool shell, bool pass_stdin)
@@ -1722,10 +1765,15 @@ static int cmd_lock(struct cli *c, char **argv, size_t argc)
         fail("cannot start the child: %s", strerror(errno));
         goto out_release;
     }
-    /* hold: the child's exit, a signal, or the lock lost ends it */
-    index = 0;
+    /* hold: the child's exit, a signal, or the lock lost ends it. The lock is watched by a
+     * thread of its own (blocking queries), so the child's exit is seen at once. */
+    struct lk_monitor mon = {.l = &l};
+    if (pthread_create(&mon.thread, NULL, lk_monitor_main, &mon) != 0) {
+        fail("cannot start the lock monitor");
+        (void)lk_kill(pid);
+        goto out_release;
+    }
     errors = 0;
-    unsigned check_errors = 0;
     for (;;) {
         int status;
         pid_t w = waitpid(pid, &status, WNOHANG);
@@ -1740,27 +1788,22 @@ static int cmd_lock(struct cli *c, char **argv, size_t argc)
             rc = 1;
             break;
         }
-        int lost = lk_renew(&l, &errors);
-        if (!lost) {
-            int ck_rc = lk_check(&l, &index);
-            if (ck_rc == 2) {
-                lost = ++check_errors > l.monitor_retry;
-                if (!lost)
-                    sleep_ms(1000);
-                index = 0;
-            } else {
-                check_errors = 0;
-                lost = ck_rc == 1;
-            }
-        }
-        if (lost) {
+        if (atomic_load(&mon.lost) || lk_renew(&l, &errors)) {
             fail("Lock lost, killing child");
             (void)lk_kill(pid);
             held = false;
             rc = 1;
             break;
         }
+        sleep_ms(LOCK_CHILD_POLL_MS);
     }
+    /* released before the monitor's last blocking query returns (at most LOCK_STEP_WAIT) */
+    atomic_store(&mon.stop, 1);
+    if (held) {
+        lk_release(&l, true);
+        held = false;
+    }
+    pthread_join(mon.thread, NULL);
 out_release:
     lk_release(&l, held);
 out_session:;
