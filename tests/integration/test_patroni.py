@@ -27,7 +27,7 @@ import urllib.request
 
 import pytest
 
-from conftest import next_addr, wait_until
+from conftest import dns_query, next_addr, wait_until
 
 PATRONI = "/usr/bin/patroni"
 PATRONICTL = "/usr/bin/patronictl"
@@ -59,7 +59,10 @@ def _config(name, addr, member_dir, herald):
         "log": {"dir": member_dir, "level": "INFO"},
         "restapi": {"listen": "%s:%d" % (addr, REST_PORT),
                     "connect_address": "%s:%d" % (addr, REST_PORT)},
-        "consul": {"host": "%s:8500" % herald.addr},
+        # register_service: each member registers service SCOPE on its Herald agent, ID
+        # "SCOPE/NAME", tagged with its role, with an HTTP check on its REST API's /<role>
+        "consul": {"host": "%s:8500" % herald.addr, "register_service": True,
+                   "service_check_interval": "1s"},
         "watchdog": {"mode": "off"},
         "bootstrap": {
             "dcs": {"ttl": TTL, "loop_wait": LOOP_WAIT, "retry_timeout": RETRY_TIMEOUT,
@@ -267,6 +270,34 @@ def leader_key(agent):
     return r.json()[0]
 
 
+def service_view(agent):
+    """{member address: tags} of the passing instances of service SCOPE."""
+    r = agent.get("/v1/health/service/%s?passing" % SCOPE)
+    assert r.status == 200, r.text
+    return {e["Service"]["Address"]: sorted(e["Service"]["Tags"]) for e in r.json()}
+
+
+def dns_primary(agent):
+    """The addresses primary.SCOPE.service.consul answers (A)."""
+    ans = dns_query(agent, "primary.%s.service.consul" % SCOPE).answer
+    return sorted(rr.address for rrset in ans for rr in rrset)
+
+
+def wait_service(cluster, primary, replicas, timeout=30):
+    """Every server shows primary tagged primary and the replicas tagged replica, passing,
+    and answers primary.SCOPE.service.consul with the primary's address."""
+    want = {primary.addr: ["master", "primary"]}
+    want.update({m.addr: ["replica"] for m in replicas})
+
+    def check():
+        return all(service_view(a) == want and dns_primary(a) == [primary.addr]
+                   for a in cluster)
+    try:
+        wait_until(check, timeout=timeout, interval=0.2, msg="service %s" % SCOPE)
+    except AssertionError:
+        raise AssertionError("service view %s, want %s" % (service_view(cluster[0]), want))
+
+
 def patronictl(m, *args):
     """patronictl with member m's configuration (its Herald as DCS); returns its stdout."""
     out = subprocess.run([PATRONICTL, "-c", m.config_path] + list(args),
@@ -302,6 +333,8 @@ def test_patroni_elects_fails_over_and_hands_over(patroni):
     assert sorted(r["Member"] for r in rows) == ["pg0", "pg1", "pg2"], rows
     assert [r["Member"] for r in rows if r["Role"] == "Leader"] == [first.name], rows
     assert all(r["State"] in ("running", "streaming") for r in rows), rows
+    # the service Patroni registers: one primary, two replicas; DNS finds the primary
+    wait_service(cluster, first, members[1:])
 
     # The primary's Patroni and postgres SIGKILLed: its session is no longer renewed; Herald
     # invalidates it at twice its TTL (= Patroni's ttl) after the last renewal, the leader key
@@ -315,6 +348,8 @@ def test_patroni_elects_fails_over_and_hands_over(patroni):
     assert took < TTL + 2 * LOOP_WAIT + RETRY_TIMEOUT + 10
     key = leader_key(cluster[0])
     assert key is not None and base64.b64decode(key["Value"]).decode() == second.name
+    # the dead member's check goes critical: the service and DNS follow the new primary
+    wait_service(cluster, second, [m for m in members if m not in (first, second)])
 
     # patronictl switchover (the failover key written with CAS, the leader key handed over):
     # the last replica becomes the primary.
@@ -339,3 +374,9 @@ def test_patroni_elects_fails_over_and_hands_over(patroni):
     print("hand-over after SIGTERM of the primary: %.1f s" % took)
     assert got is second
     assert took < TTL
+    # a member stopped cleanly deregisters its instance (PUT /v1/agent/service/deregister/
+    # SCOPE/NAME: a service ID with a slash)
+    wait_until(lambda: third.addr not in service_view(cluster[2]) and
+               all(e["ServiceID"] != "%s/%s" % (SCOPE, third.name) for e in
+                   cluster[2].get("/v1/catalog/service/" + SCOPE).json()),
+               timeout=30, msg="the stopped member's instance deregistered")
