@@ -1036,6 +1036,9 @@ static int cmd_keyring(struct cli *c, char **argv, size_t argc)
 #define LOCK_RETRY_MS 1000
 /* SIGTERM, then SIGKILL after this */
 #define LOCK_KILL_GRACE_MS 5000
+/* between failed queries of the monitor (Consul's DefaultMonitorRetryTime): -monitor-retry 3
+ * rides out a leader election of several seconds */
+#define LOCK_MONITOR_RETRY_MS 2000
 /* how often the holding loop looks at the child, the signals and the monitor */
 #define LOCK_CHILD_POLL_MS 20
 
@@ -1516,7 +1519,7 @@ static void *lk_monitor_main(void *arg)
                 break;
             }
             index = 0;
-            sleep_ms(1000);
+            sleep_ms(LOCK_MONITOR_RETRY_MS);
         } else if (ck == 1) {
             atomic_store(&m->lost, 1);
             break;

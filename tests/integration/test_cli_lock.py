@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 from conftest import HERALD, sanitizer_env, wait_until
 
@@ -225,3 +226,34 @@ def test_lock_exit_code_shell_false_and_sigterm(agent, tmpdir_path):
     for args in (["svc/only"], ["-n", "0", "p", "true"], ["-bogus", "p", "true"]):
         lk = Lock(agent, args, d, "bad")
         assert lk.wait() == 1, args
+
+
+def test_lock_survives_a_leader_kill(make_cluster, tmpdir_path):
+    """`herald lock` through a follower keeps its lock (and its child) while the leader is
+    SIGKILLed and a new one is elected: its failed queries are retried (-monitor-retry), its
+    session is renewed through the new leader, which re-arms the TTL timers."""
+    d = tmpdir_path
+    c = make_cluster(3).start()
+    leader = c.wait_leader()
+    f = c.followers()[0]
+    lk = Lock(f, ["svc/ha", child(d, "x")], d, "x")
+    try:
+        wait_until(lambda: started(d) == ["x"], timeout=20, msg="child started")
+        [key] = kv_tree(f, "svc/ha")
+        sid = key["Session"]
+        leader.kill9()
+        survivors = [a for a in c if a is not leader]
+        c.wait_leader(among=survivors, timeout=30)
+        # past the session's 2 x 15 s from the kill: still held, renewed by the new leader
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 32:
+            assert lk.proc.poll() is None, lk.output()
+            r = f.get("/v1/kv/svc/ha/.lock?stale")
+            assert r.status == 200 and r.json()[0]["Session"] == sid, r.text
+            time.sleep(1)  # the pace of this bounded observation
+        assert log(d) == ["start x"]
+        open(os.path.join(d, "release-x"), "w").close()
+        assert lk.wait() == 0, lk.output()
+        assert kv_tree(f, "svc/ha") == []
+    finally:
+        lk.stop()
