@@ -10,8 +10,13 @@ Asserted: one primary is elected (`patronictl list` shows the three members, onl
 200 on /primary); the primary's Patroni and postgres SIGKILLed, a replica is promoted within
 Patroni's TTL plus bounded slack (its session's TTL is ttl/2 and Herald, as Consul, expires it
 at twice that: ttl seconds after the last renewal); `patronictl switchover` moves the primary to
-the named candidate; a SIGTERM of the primary's Patroni hands the leader key over at once. Set
-HERALD_TEST_KEEP_PATRONI=<dir> to keep the members' logs. The packages missing is a failure, not a skip. Every wait is bounded.
+the named candidate; a SIGTERM of the primary's Patroni hands the leader key over at once. With
+register_service, the service Patroni registers on Herald (role tags, HTTP checks) and
+primary.<scope>.service.consul follow each change, and a clean stop deregisters its instance.
+
+The packages missing is a failure, not a skip; so is not being root (the suite runs as root:
+the members' directories are handed to the postgres user). Set HERALD_TEST_KEEP_PATRONI=<dir>
+to keep the members' logs. Every wait is bounded.
 """
 import base64
 import json
