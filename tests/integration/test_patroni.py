@@ -223,10 +223,12 @@ def pg_root():
         yield d, pw
     finally:
         keep = os.environ.get("HERALD_TEST_KEEP_PATRONI")  # a directory to copy the logs to
-        if keep:
-            shutil.copytree(d, keep, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("data", ".s.PGSQL*"))
-        shutil.rmtree(d, ignore_errors=True)
+        try:
+            if keep:
+                shutil.copytree(d, keep, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("data", ".s.PGSQL*"))
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
