@@ -18,6 +18,11 @@
 # NAT rules; busybox-static goes into the test's image (no registry is reachable). podman's
 # own units (podman.socket, podman-restart) are not started by the install (policy-rc.d below)
 # and the test needs none of them.
+#
+# Patroni (tests/integration/test_patroni.py) runs its own PostgreSQL members in the test's own
+# directories on loopback addresses and port 5433: a PostgreSQL the machine already runs (or the
+# cluster `main` on 5432 that Debian's postgresql package makes) is left alone, neither stopped
+# nor disabled; the install itself starts no service (policy-rc.d below).
 set -euo pipefail
 
 # What building needs (libunbound's pkg-config file requires libevent's and nettle's; consensus/
@@ -35,6 +40,7 @@ PKGS=(
   dnsmasq-base bind9 unbound nsd ldnsutils iproute2 nftables dnsperf dns-root-data
   serf
   podman runc containernetworking-plugins iptables busybox-static
+  patroni postgresql
 )
 # HERALD_DEPS=build installs only the build's packages (the Dockerfile's build stage).
 if [ "${HERALD_DEPS:-all}" = build ]; then
