@@ -115,6 +115,12 @@ def applied(addr):
     return r["applied_index"] if r else None
 
 
+def steal_ticks():
+    """The machine's steal time (ticks, all CPUs: a hypervisor running others on our cores)."""
+    with open("/proc/stat") as f:
+        return int(f.readline().split()[8])
+
+
 def tree_pids(pid):
     out = subprocess.run([sys.executable, os.path.join(BENCH, "dns_bench.py"), "tree-pids",
                           str(pid)], capture_output=True, text=True, check=True).stdout
@@ -388,6 +394,7 @@ def phase_dns(pool, a, leader):
         for pid in tree_pids(p.proc.pid):
             subprocess.run(["taskset", "-a", "-p", "-c", cpus, pid], capture_output=True,
                            check=True)
+    steal = {}
     for rep in range(1, a.dns_reps + 1):
         for mode in ("pinned", "unpinned"):
             for p in (cli, srv):
@@ -406,7 +413,10 @@ def phase_dns(pool, a, leader):
                         cmd += ["--max-other", "0.1"]
                     cmd += ["--"] + pre + ["dnsperf", "-s", p.addr] + base + [
                         "-d", qf, "-l", str(a.dns_duration)]
+                    st0 = steal_ticks()
                     r = subprocess.run(cmd, capture_output=True, text=True)
+                    steal["%s/%s/%d/%d" % (role, mode, rep, attempt)] = \
+                        (steal_ticks() - st0) / HZ
                     log("dns %s %s #%d: %s" % (role, mode, rep, r.stdout.strip()))
                     if r.returncode != 3:
                         break
@@ -417,7 +427,7 @@ def phase_dns(pool, a, leader):
                     pin(p, allcpu)
     recs = [json.loads(x) for x in open(runs)]
     return {"params": params, "load": json.loads(ld.stdout), "check": check,
-            "client": cli.addr, "server": srv.addr, "server_is_leader": False, "runs": recs,
+            "client": cli.addr, "server": srv.addr, "runs": recs, "steal_s": steal,
             "duration_s": a.dns_duration, "dnsperf": " ".join(base)}
 
 
@@ -537,20 +547,28 @@ def phase_bytes(pool, a, leader):
 
 # ---- 4. catch-up of a client away for N writes ------------------------------------------------
 
-def kv_load(leader, n, conc=32):
-    errors = [0]
+def kv_load(leader, n=None, conc=32, until_index=None, tag="away", limit_s=600):
+    """KV PUTs to the leader on conc keep-alive connections: n of them, or (until_index) until
+    the leader's applied index reaches until_index. (writes done, seconds, errors)."""
+    errors, done = [0], [0]
     lock = threading.Lock()
+    stop = threading.Event()
     val = "x" * 64
+    t0 = time.monotonic()
 
     def work(k):
         conn = http.client.HTTPConnection(leader, 8500, timeout=30)
-        err = 0
-        for j in range(k, n, conc):
+        err = j = 0
+        while not stop.is_set() and (n is None or k + j * conc < n):
+            key = k + j * conc
+            j += 1
             for _ in range(3):
                 try:
-                    conn.request("PUT", "/v1/kv/away/%07d" % j, body="%s-%d" % (val, j))
+                    conn.request("PUT", "/v1/kv/%s/%07d" % (tag, key), body="%s-%d" % (val, key))
                     r = conn.getresponse()
                     if r.status == 200 and r.read().strip() == b"true":
+                        with lock:
+                            done[0] += 1
                         break
                 except (OSError, http.client.HTTPException):
                     conn.close()
@@ -562,49 +580,83 @@ def kv_load(leader, n, conc=32):
         conn.close()
         with lock:
             errors[0] += err
-    t0 = time.monotonic()
     ts = [threading.Thread(target=work, args=(k,)) for k in range(conc)]
     for t in ts:
         t.start()
+    if until_index is not None:
+        while time.monotonic() - t0 < limit_s and (applied(leader) or 0) < until_index:
+            time.sleep(0.2)  # polling the leader's applied index (bounded by limit_s)
+        stop.set()
     for t in ts:
         t.join()
-    return time.monotonic() - t0, errors[0]
+    return done[0], time.monotonic() - t0, errors[0]
 
 
-def phase_catchup(pool, a, leader):
-    victim = pool.clients[-1]
+def catchup_round(pool, leader, victim, mode, count, conc):
+    """Stops victim; writes (mode "writes": count KV writes; mode "entries": KV writes until
+    the leader's applied index is count past the victim's), then one catalog registration;
+    starts victim and times its catch-up."""
     pool.wait_current(60, "every replica current before the catch-up")
     before = applied(victim.addr)
     rc = victim.stop()
-    log("client %s stopped (exit %s) at applied index %s" % (victim.name, rc, before))
-    secs, errs = kv_load(leader, a.catchup)
+    log("catch-up (%s %d): client %s stopped (exit %s) at applied index %s" % (
+        mode, count, victim.name, rc, before))
+    if mode == "writes":
+        n, secs, errs = kv_load(leader, n=count, conc=conc, tag="away-w")
+    else:
+        n, secs, errs = kv_load(leader, conc=conc, until_index=before + count, tag="away-e")
     if errs:
         raise SystemExit("agents: %d KV writes failed" % errs)
-    last = "catchup-last"
+    last = "catchup-%s" % mode
     until(lambda: put_ok(leader, "/v1/catalog/register", {
         "Node": "catchup-node", "Address": "10.250.0.1",
         "Service": {"Service": last, "Port": 4242}}), 30, "the last write")
     target = applied(leader)
-    log("%d KV writes in %.1f s (%.0f/s); then %s; leader's applied index %d" % (
-        a.catchup, secs, a.catchup / secs, last, target))
+    log("%d KV writes in %.1f s (%.0f/s, %d connections); then %s; leader's applied index %d "
+        "(%d entries after the client's)" % (n, secs, n / secs, conc, last, target,
+                                             target - before))
     raft = self_raft(leader)
     log_off = os.path.getsize(victim.path("log"))
     t0 = victim.start()
-    http_up = until(lambda: self_raft(victim.addr) and time.monotonic(), 120,
-                    "the restarted client's HTTP", interval=0.01) - t0
-    caught = until(lambda: (applied(victim.addr) or 0) >= target and time.monotonic(), 300,
-                   "the restarted client's replica at the leader's index", interval=0.01) - t0
-    dns = until(lambda: dns_answers(victim.addr, last + ".service.consul") and
-                time.monotonic(), 60, "the last write in the client's DNS", interval=0.01) - t0
-    log("catch-up: HTTP up %.2f s, applied index %d reached %.2f s, DNS %.2f s after start" % (
-        http_up, target, caught, dns))
+    http_up = first_move = caught = dns = None
+    samples = []
+    deadline = t0 + 300
+    while time.monotonic() < deadline and (caught is None or dns is None):
+        r = self_raft(victim.addr)
+        now = time.monotonic() - t0
+        if r is not None:
+            if http_up is None:
+                http_up = now
+            samples.append((round(now, 3), r["applied_index"]))
+            if first_move is None and r["applied_index"] > (before or 0):
+                first_move = now
+            if caught is None and r["applied_index"] >= target:
+                caught = now
+        if dns is None and dns_answers(victim.addr, last + ".service.consul", timeout=0.2):
+            dns = time.monotonic() - t0
+        time.sleep(0.01)  # polling interval (bounded by the deadline)
+    if caught is None or dns is None:
+        raise SystemExit("agents: the restarted client did not catch up within 300 s")
+    log("catch-up: HTTP up %.2f s, first entries %.2f s, applied index %d reached %.2f s, DNS "
+        "%.2f s after start" % (http_up, first_move, target, caught, dns))
     with open(victim.path("log"), errors="replace") as f:
         f.seek(log_off)
         logtxt = f.read()
-    snap = [ln for ln in logtxt.splitlines() if "snapshot" in ln.lower()][:5]
-    return {"writes": a.catchup, "write_s": secs, "applied_before": before, "target": target,
-            "leader_raft": raft, "http_up_s": http_up, "caught_up_s": caught, "dns_s": dns,
-            "client": victim.name, "log_snapshot_lines": snap}
+    notes = [ln for ln in logtxt.splitlines() if "snapshot" in ln.lower() or
+             "following server" in ln][:6]
+    return {"mode": mode, "count": count, "writes": n, "conc": conc, "write_s": secs,
+            "applied_before": before, "target": target, "leader_raft": raft,
+            "http_up_s": http_up, "first_move_s": first_move, "caught_up_s": caught,
+            "dns_s": dns, "client": victim.name, "log_notes": notes,
+            "snapshot": any("snapshot restored" in ln for ln in notes),
+            "samples": samples[::max(1, len(samples) // 200)]}
+
+
+def phase_catchup(pool, a, leader):
+    victim = pool.clients[-1]
+    out = [catchup_round(pool, leader, victim, "writes", a.catchup, 32)]
+    out.append(catchup_round(pool, leader, victim, "entries", a.catchup, 8))
+    return out
 
 
 def cmd_run(a):
@@ -634,6 +686,16 @@ def cmd_run(a):
 
 def ms(x):
     return "—" if x is None else "%.2f" % (x * 1e3)
+
+
+def pair(runs, mode, k):
+    """client ÷ server of k per repetition (the last attempt of each)."""
+    last = {}
+    for z in runs:
+        last[(z["role"], z["rep"])] = z if z["mode"] == mode else last.get((z["role"], z["rep"]))
+    return [last[("client", rep)][k] / last[("server", rep)][k]
+            for (role, rep) in sorted(last) if role == "client" and last.get(("server", rep))
+            and last[(role, rep)]]
 
 
 def section(d):
@@ -722,6 +784,19 @@ def section(d):
                     "%.3f" % (mc["client"] / mc["server"]) if role == "client" and
                     len(mc) == 2 else ""))
         o.append("")
+        o.append("Paired by repetition (client ÷ server of the same repetition and mode, run "
+                 "back to back), median (min–max): %s." % "; ".join(
+                     "%s: QPS %s, CPU per query %s" % (
+                         mode, report.fmt_range(pair(dn["runs"], mode, "qps"), "%.3f"),
+                         report.fmt_range(pair(dn["runs"], mode, "cpu_us_per_q"), "%.3f"))
+                     for mode in ("pinned", "unpinned")))
+        o.append("")
+        st = dn.get("steal_s", {})
+        if st:
+            o.append("Steal time (the hypervisor giving our cores to others) during a run: up "
+                     "to %.2f s of CPU (median %.2f s) in a %d s run." % (
+                         max(st.values()), med(list(st.values())), dn["duration_s"]))
+            o.append("")
         oth = [z["other_cpu_s"] / z["wall_s"] for z in dn["runs"]]
         o.append("Other programs (not the agents, not dnsperf) used up to %.2f core during a "
                  "run." % max(oth))
@@ -785,33 +860,37 @@ def section(d):
                                    for s, k in sorted(folls.items())),
                     tot(idle, "recv") / idle["seconds"]))
         o.append("")
-    c = r.get("catchup")
-    if c:
-        o.append("### Catch-up of a client away for %d writes" % c["writes"])
+    cs = r.get("catchup")
+    if cs:
+        o.append("### Catch-up of a client away for %d writes" % cs[0]["count"])
         o.append("")
-        o.append("Client %s stopped (SIGTERM) at applied index %s; %d KV writes (`PUT "
-                 "/v1/kv/away/N`, 70-byte values, 32 connections to the leader) took %.1f s "
-                 "(%.0f/s), then one catalog registration (`catchup-last`), leaving the "
-                 "leader's applied index at %d. The client was started again from its data "
-                 "dir; from its start (polled every 10 ms):" % (
-                     c["client"], c["applied_before"], c["writes"], c["write_s"],
-                     c["writes"] / c["write_s"], c["target"]))
+        o.append("The last client is stopped (SIGTERM), KV writes (`PUT /v1/kv/...`, 70-byte "
+                 "values) go to the leader, then one catalog registration (the last write); "
+                 "the client is started again from its data dir and polled every 10 ms from "
+                 "its start (its `/v1/agent/self` Stats.raft.applied_index, and its DNS for the "
+                 "last write's name). Two rounds: **writes**, %d KV writes as fast as the "
+                 "leader takes them (32 connections: the leader batches concurrent writes, so "
+                 "they are fewer Raft entries), and **entries**, KV writes (8 connections) "
+                 "until the leader's applied index is %d entries past the client's." % (
+                     cs[0]["count"], cs[0]["count"]))
         o.append("")
-        o.append("| | s |")
-        o.append("|---|---:|")
-        o.append("| its HTTP answers | %.2f |" % c["http_up_s"])
-        o.append("| **its replica's applied index reaches the leader's** | **%.2f** |"
-                 % c["caught_up_s"])
-        o.append("| its DNS answers `catchup-last.service.consul` | %.2f |" % c["dns_s"])
+        o.append("| round | writes (per s) | entries behind | HTTP up, s | first entries "
+                 "applied, s | **applied index = the leader's, s** | DNS answers the last "
+                 "write, s | snapshot |")
+        o.append("|---|---:|---:|---:|---:|---:|---:|---|")
+        for c in cs:
+            o.append("| %s | %d (%.0f) | %d | %.2f | %.2f | **%.2f** | %.2f | %s |" % (
+                c["mode"], c["writes"], c["writes"] / c["write_s"],
+                c["target"] - (c["applied_before"] or 0), c["http_up_s"], c["first_move_s"],
+                c["caught_up_s"], c["dns_s"], "yes" if c["snapshot"] else "no"))
         o.append("")
         o.append("The servers retain at most 65,536 entries and 16 MiB of them for followers "
-                 "(consensus/replica.c), and a server keeps none until a client first asks it; a "
-                 "client behind what its server keeps gets the catalog snapshot first, then the "
-                 "tail. %s" % (
-                     "This one did; its log after the restart: %s" % "; ".join(
-                         "`%s`" % x[-160:] for x in c["log_snapshot_lines"][:2])
-                     if c["log_snapshot_lines"] else
-                     "This one got entries only (no snapshot in its log after the restart)."))
+                 "(consensus/replica.c), and a server keeps none until a client first asks it; "
+                 "a client behind what its server keeps gets the catalog snapshot first, then "
+                 "the tail. The restarted client's log: %s" % " / ".join(
+                     "%s: %s" % (c["mode"], "; ".join("`%s`" % ln.split(" ", 1)[-1][-150:]
+                                                      for ln in c["log_notes"][:3]) or "—")
+                     for c in cs))
         o.append("")
     o.append("Stop: SIGTERM to every agent at the end; clean shutdowns (`shutdown complete`): "
              "%d of %d; the leader %s all along." % (
