@@ -621,8 +621,24 @@ def catchup_round(pool, leader, victim, mode, count, conc):
     http_up = first_move = caught = dns = None
     samples = []
     deadline = t0 + 300
-    while time.monotonic() < deadline and (caught is None or dns is None):
-        r = self_raft(victim.addr)
+    steady = "%s.node.consul" % pool.clients[0].name  # in the replica before the stop
+    steady_ok = []  # times its DNS answered the steady name
+    dns_t = [None]
+    done = threading.Event()
+
+    def dns_poll():  # its own thread: the HTTP polls below may wait on a busy agent
+        while not done.is_set() and time.monotonic() < deadline:
+            if dns_t[0] is None and dns_answers(victim.addr, last + ".service.consul",
+                                                timeout=0.2):
+                dns_t[0] = time.monotonic() - t0
+            if dns_answers(victim.addr, steady, timeout=0.2):
+                steady_ok.append(time.monotonic() - t0)
+            time.sleep(0.005)  # polling interval (bounded by the deadline)
+    th = threading.Thread(target=dns_poll)
+    th.start()
+    while time.monotonic() < deadline and (caught is None or dns_t[0] is None):
+        d = get_json(victim.addr, "/v1/agent/self", timeout=0.25)
+        r = d["Stats"]["raft"] if d else None
         now = time.monotonic() - t0
         if r is not None:
             if http_up is None:
@@ -632,9 +648,10 @@ def catchup_round(pool, leader, victim, mode, count, conc):
                 first_move = now
             if caught is None and r["applied_index"] >= target:
                 caught = now
-        if dns is None and dns_answers(victim.addr, last + ".service.consul", timeout=0.2):
-            dns = time.monotonic() - t0
         time.sleep(0.01)  # polling interval (bounded by the deadline)
+    done.set()
+    th.join()
+    dns = dns_t[0]
     if caught is None or dns is None:
         raise SystemExit("agents: the restarted client did not catch up within 300 s")
     log("catch-up: HTTP up %.2f s, first entries %.2f s, applied index %d reached %.2f s, DNS "
@@ -649,6 +666,11 @@ def catchup_round(pool, leader, victim, mode, count, conc):
             "http_up_s": http_up, "first_move_s": first_move, "caught_up_s": caught,
             "dns_s": dns, "client": victim.name, "log_notes": notes,
             "snapshot": any("snapshot restored" in ln for ln in notes),
+            "steady_first_s": steady_ok[0] if steady_ok else None,
+            "steady_max_gap_s": max((b - a for a, b in zip(steady_ok, steady_ok[1:])),
+                                    default=None),
+            "http_max_gap_s": max((b[0] - a[0] for a, b in zip(samples, samples[1:])),
+                                  default=None),
             "samples": samples[::max(1, len(samples) // 200)]}
 
 
@@ -908,8 +930,10 @@ def section(d):
         o.append("The last client is stopped (SIGTERM), KV writes (`PUT /v1/kv/...`, 70-byte "
                  "values) go to the leader, then one catalog registration (the last write); "
                  "the client is started again from its data dir and polled every 10 ms from "
-                 "its start (its `/v1/agent/self` Stats.raft.applied_index, and its DNS for the "
-                 "last write's name). Two rounds: **writes**, %d KV writes as fast as the "
+                 "its start (its `/v1/agent/self` Stats.raft.applied_index with a 0.25 s timeout, its "
+                 "DNS for the last write's name, and for `c1.node.consul`, a name its replica "
+                 "had before the stop, to see whether it answers while it catches up). Two "
+                 "rounds: **writes**, %d KV writes as fast as the "
                  "leader takes them (32 connections: the leader batches concurrent writes, so "
                  "they are fewer Raft entries), and **entries**, KV writes (8 connections) "
                  "until the leader's applied index is %d entries past the client's." % (
@@ -917,13 +941,22 @@ def section(d):
         o.append("")
         o.append("| round | writes (per s) | entries behind | HTTP up, s | first entries "
                  "applied, s | **applied index = the leader's, s** | DNS answers the last "
-                 "write, s | snapshot |")
-        o.append("|---|---:|---:|---:|---:|---:|---:|---|")
+                 "write, s | snapshot | DNS of an old name: first answer / longest gap, s | "
+                 "longest gap between HTTP answers, s |")
+        o.append("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
         for c in cs:
-            o.append("| %s | %d (%.0f) | %d | %.2f | %.2f | **%.2f** | %.2f | %s |" % (
-                c["mode"], c["writes"], c["writes"] / c["write_s"],
-                c["target"] - (c["applied_before"] or 0), c["http_up_s"], c["first_move_s"],
-                c["caught_up_s"], c["dns_s"], "yes" if c["snapshot"] else "no"))
+            o.append("| %s | %d (%.0f) | %d | %.2f | %.2f | **%.2f** | %.2f | %s | %s / %s | "
+                     "%s |" % (
+                         c["mode"], c["writes"], c["writes"] / c["write_s"],
+                         c["target"] - (c["applied_before"] or 0), c["http_up_s"],
+                         c["first_move_s"], c["caught_up_s"], c["dns_s"],
+                         "yes" if c["snapshot"] else "no",
+                         report.fmt_range([c["steady_first_s"]], "%.2f").split(" ")[0]
+                         if c.get("steady_first_s") is not None else "—",
+                         "%.2f" % c["steady_max_gap_s"] if c.get("steady_max_gap_s")
+                         is not None else "—",
+                         "%.2f" % c["http_max_gap_s"] if c.get("http_max_gap_s")
+                         is not None else "—"))
         o.append("")
         o.append("The servers retain at most 65,536 entries and 16 MiB of them for followers "
                  "(consensus/replica.c), and a server keeps none until a client first asks it; "

@@ -35,6 +35,7 @@
 #   --catchup N   writes while the client is away in 4 (default 100000)
 #   --poll-ms MS  at most one query per agent every MS in 1 (default 1)
 #   --phases      which measurements (default 1234)
+#   --keep DIR    copy the run's JSON files and the agents' logs into DIR (created) at the end
 #   --wait-quiet S  first wait up to S seconds (default 0) for 5 quiet seconds (other
 #                 programs under 0.1 core); the run goes ahead after S regardless, and other
 #                 programs' CPU is recorded with each figure
@@ -60,6 +61,7 @@ RATE=100
 CATCHUP=100000
 POLL_MS=1
 PHASES=1234
+KEEP=
 ORIG_ARGS=("$@")
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -75,7 +77,8 @@ while [ $# -gt 0 ]; do
     --catchup) CATCHUP=$2; shift ;;
     --poll-ms) POLL_MS=$2; shift ;;
     --phases) PHASES=$2; shift ;;
-    -h | --help) sed -n '2,48p' "$0"; exit 0 ;;
+    --keep) KEEP=$2; shift ;;
+    -h | --help) sed -n '2,49p' "$0"; exit 0 ;;
     *) echo "agents.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -142,3 +145,8 @@ bench_meta bin="${HERALD_BIN:-}" \
     client_cmd="herald agent -data-dir \$TMP/data-cN -bind 127.0.12.N -client 127.0.12.N -node cN -retry-interval 1s -dns-workers 1 -log-level info -retry-join 127.0.11.1 -retry-join 127.0.11.2 -retry-join 127.0.11.3" \
     load="load average (1/5/15 min) before the run $LOAD_START, after $(cut -d' ' -f1-3 /proc/loadavg); measuring took $((SECONDS - T0)) s"
 bench_report "$PY" "$BENCH/agents.py" report
+if [ -n "$KEEP" ]; then
+    mkdir -p "$KEEP" || die "--keep: mkdir $KEEP"
+    cp "$TMP"/*.json "$TMP"/*.jsonl* "$TMP"/*.log "$KEEP"/ 2>/dev/null || true
+    log "kept the run's JSON and logs in $KEEP"
+fi
