@@ -78,7 +78,7 @@ while [ $# -gt 0 ]; do
     --poll-ms) POLL_MS=$2; shift ;;
     --phases) PHASES=$2; shift ;;
     --keep) KEEP=$2; shift ;;
-    -h | --help) sed -n '2,49p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,48p' "$0"; exit 0 ;;
     *) echo "agents.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
