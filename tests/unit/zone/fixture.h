@@ -64,6 +64,32 @@ static inline void tmp_store_close(const char *dir, struct zone_store *s)
     assert_int_equal(rm_tree(dir), 0);
 }
 
+/* The fixture of a store test (a cmocka group state): a store in a fresh temp dir, and an
+ * arena for reads. */
+struct store_fx {
+    char dir[64];
+    struct zone_store *s;
+    struct base_arena a;
+};
+
+static inline int store_fx_setup(void **state, const char *name)
+{
+    struct store_fx *f = calloc(1, sizeof *f);
+    tmp_store_open(f->dir, name, &f->s);
+    base_arena_init(&f->a);
+    *state = f;
+    return 0;
+}
+
+static inline int store_fx_teardown(void **state)
+{
+    struct store_fx *f = *state;
+    base_arena_close(&f->a);
+    tmp_store_close(f->dir, f->s);
+    free(f);
+    return 0;
+}
+
 /* Applies the n commands (n <= 8) as one entry at idx, which goes in: their results in res,
  * the tables they touched in *touched. */
 static inline void store_apply_n(struct zone_store *s, uint64_t idx, const struct zone_cmd *cmds,

@@ -4,28 +4,14 @@
  * snapshots carrying sessions. */
 #include "zone/fixture.h"
 
-struct fx {
-    char dir[64];
-    struct zone_store *s;
-    struct base_arena a;
-};
-
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    tmp_store_open(f->dir, "session", &f->s);
-    base_arena_init(&f->a);
-    *state = f;
-    return 0;
+    return store_fx_setup(state, "session");
 }
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
-    base_arena_close(&f->a);
-    tmp_store_close(f->dir, f->s);
-    free(f);
-    return 0;
+    return store_fx_teardown(state);
 }
 
 static const char *serf[] = {"serfHealth"};
@@ -69,7 +55,7 @@ static struct zone_cmd cmd_lock(enum zone_cmd_type t, const char *key, const cha
     return c;
 }
 
-static bool has_session(struct fx *f, const char *id, struct zone_session *out)
+static bool has_session(struct store_fx *f, const char *id, struct zone_session *out)
 {
     struct zone_read *r;
     assert_int_equal(zone_read_begin(f->s, &r), 0);
@@ -83,7 +69,7 @@ static bool has_session(struct fx *f, const char *id, struct zone_session *out)
     return rc == 0;
 }
 
-static bool get_kv(struct fx *f, const char *key, struct zone_kv *out)
+static bool get_kv(struct store_fx *f, const char *key, struct zone_kv *out)
 {
     struct zone_read *r;
     assert_int_equal(zone_read_begin(f->s, &r), 0);
@@ -96,7 +82,7 @@ static bool get_kv(struct fx *f, const char *key, struct zone_kv *out)
 }
 
 /* node n1 with serfHealth passing and a service web with check web-chk */
-static void base_catalog(struct fx *f)
+static void base_catalog(struct store_fx *f)
 {
     struct zone_service web = {.id = "web", .name = "web"};
     store_reg(f->s, 2, "n1", "10.0.0.1", "dc1", &web);
@@ -106,7 +92,7 @@ static void base_catalog(struct fx *f)
 
 static void test_create_get_destroy(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_session ss;
     uint32_t touched;
 
@@ -158,7 +144,7 @@ static void collect_renewed(void *data, const char *id)
 
 static void test_renewed_list(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     char seen[64] = "";
 
     base_catalog(f);
@@ -183,7 +169,7 @@ static void test_renewed_list(void **state)
 
 static void test_lock_index_sequence(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_kv kv;
 
     base_catalog(f);
@@ -234,7 +220,7 @@ static void test_lock_index_sequence(void **state)
 
 static void test_invalidation_releases_or_deletes(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_kv kv;
     struct zone_session ss;
     uint32_t touched;
@@ -275,7 +261,7 @@ static void test_invalidation_releases_or_deletes(void **state)
 
 static void test_invalidation_by_register_and_deletes(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_session ss;
     const char *web[] = {"web-chk"};
 
@@ -320,7 +306,7 @@ static void test_invalidation_by_register_and_deletes(void **state)
 
 static void test_snapshot_carries_sessions(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_session ss;
     struct base_buf b;
     struct zone_snapshot_info info;
@@ -358,7 +344,7 @@ static void test_snapshot_carries_sessions(void **state)
 /* A version 3 snapshot (before sessions: eight databases) still restores, with no sessions. */
 static void test_version_3_snapshot_restores(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct base_buf b;
     struct zone_snapshot_info info;
     char errmsg[BASE_ERRMSG_LEN];
@@ -397,7 +383,7 @@ static void test_version_3_snapshot_restores(void **state)
 
 static void test_cmd_roundtrip(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct base_buf b;
     struct zone_cmd c = cmd_create("s1", "n1", serf, 1, ZONE_SESSION_DELETE, 7), d;
     c.session.service_checks = serf;

@@ -14,32 +14,19 @@
 #include "zone/zone.h"
 
 /* ---- fixture --------------------------------------------------------------------------- */
-struct fx {
-    char dir[64];
-    struct zone_store *s;
-    struct base_arena a;
-};
 
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    tmp_store_open(f->dir, "zone", &f->s);
-    base_arena_init(&f->a);
-    *state = f;
-    return 0;
+    return store_fx_setup(state, "zone");
 }
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
-    base_arena_close(&f->a);
-    tmp_store_close(f->dir, f->s);
-    free(f);
-    return 0;
+    return store_fx_teardown(state);
 }
 
 /* Applies one command; returns its result, *touched the mask (may be NULL). */
-static int apply1(struct fx *f, uint64_t idx, const struct zone_cmd *c, uint32_t *touched)
+static int apply1(struct store_fx *f, uint64_t idx, const struct zone_cmd *c, uint32_t *touched)
 {
     return store_apply1(f->s, idx, c, touched);
 }
@@ -124,14 +111,14 @@ static struct zone_check chk(const char *id, const char *sid, enum zone_health s
     return c;
 }
 
-static struct zone_meta meta(struct fx *f)
+static struct zone_meta meta(struct store_fx *f)
 {
     struct zone_meta m;
     assert_int_equal(zone_store_meta(f->s, &m), 0);
     return m;
 }
 
-static bool has_node(struct fx *f, const char *name, struct zone_node *out)
+static bool has_node(struct store_fx *f, const char *name, struct zone_node *out)
 {
     struct zone_read *r;
     struct zone_node n;
@@ -147,7 +134,8 @@ static bool has_node(struct fx *f, const char *name, struct zone_node *out)
     return rc == 0;
 }
 
-static bool has_service(struct fx *f, const char *node, const char *id, struct zone_service *out)
+static bool has_service(struct store_fx *f, const char *node, const char *id,
+                        struct zone_service *out)
 {
     struct zone_read *r;
     struct zone_service s;
@@ -165,7 +153,7 @@ static bool has_service(struct fx *f, const char *node, const char *id, struct z
     return rc == 0;
 }
 
-static bool has_check(struct fx *f, const char *node, const char *id, struct zone_check *out)
+static bool has_check(struct store_fx *f, const char *node, const char *id, struct zone_check *out)
 {
     struct zone_read *r;
     struct zone_check c;
@@ -186,7 +174,7 @@ static bool has_check(struct fx *f, const char *node, const char *id, struct zon
     return rc == 0;
 }
 
-static bool has_kv(struct fx *f, const char *key, struct zone_kv *out)
+static bool has_kv(struct store_fx *f, const char *key, struct zone_kv *out)
 {
     struct zone_read *r;
     struct zone_kv kv;
@@ -213,7 +201,7 @@ static int count_name(void *data, const char *name)
     return 0;
 }
 
-static int svcidx_names(struct fx *f)
+static int svcidx_names(struct store_fx *f)
 {
     struct zone_read *r;
     int n = 0;
@@ -231,7 +219,7 @@ static int svcidx_names(struct fx *f)
 /* ---- tests ----------------------------------------------------------------------------- */
 static void test_open_empty(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_meta m = meta(f);
     assert_true(m.applied == 0 && m.index == 0);
     for (int i = 0; i < ZONE_TABLE_COUNT; i++)
@@ -251,7 +239,7 @@ static void test_open_fails_cleanly(void **state)
 
 static void test_register_everything(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     const char *tags[] = {"primary", "v1"};
     struct zone_pair meta_rack[] = {{"rack", "r1"}};
     struct zone_service s = svc("web-1", "web", tags, 2);
@@ -299,7 +287,7 @@ static void test_register_everything(void **state)
 
 static void test_reregister_unchanged_touches_nothing(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_service s = svc("web-1", "web", NULL, 0);
     struct zone_check ck = chk("c1", "web-1", ZONE_HEALTH_PASSING);
     struct zone_cmd c = cmd_node("n1", "10.0.0.1");
@@ -343,7 +331,7 @@ static void test_reregister_unchanged_touches_nothing(void **state)
 
 static void test_skip_node_update(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_service s = svc("db", "db", NULL, 0);
     struct zone_cmd c = cmd_node("n1", "10.0.0.1");
     uint32_t touched;
@@ -370,7 +358,7 @@ static void test_skip_node_update(void **state)
 
 static void test_check_on_unknown_service_changes_nothing(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_check checks[] = {chk("node-check", "", ZONE_HEALTH_PASSING),
                                   chk("svc-check", "nope", ZONE_HEALTH_PASSING)};
     struct zone_cmd c = cmd_node("n1", "10.0.0.1");
@@ -388,7 +376,7 @@ static void test_check_on_unknown_service_changes_nothing(void **state)
 
 static void test_failed_command_rolls_back_alone(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_cmd cmds[4];
     int res[4];
     uint32_t touched;
@@ -412,7 +400,7 @@ static void test_failed_command_rolls_back_alone(void **state)
 
 static void test_malformed_command_bytes(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_cmd good = cmd_kv_set("k", "v");
     struct base_buf b;
     const uint8_t junk[] = {1, 4, 0xff, 0xff, 0xff, 0x7f};
@@ -435,7 +423,7 @@ static void test_malformed_command_bytes(void **state)
 
 static void test_validation(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     char long_name[ZONE_NAME_MAX + 2];
     char long_key[600];
     static uint8_t big[ZONE_KV_MAX_VALUE + 1];
@@ -510,7 +498,7 @@ static void test_validation(void **state)
     assert_true(has_check(f, "n", "alive", NULL));
 }
 
-static void register_two_services(struct fx *f, uint64_t idx)
+static void register_two_services(struct store_fx *f, uint64_t idx)
 {
     struct zone_service s1 = svc("web-1", "web", NULL, 0), s2 = svc("db-1", "db", NULL, 0);
     struct zone_check c1[] = {chk("node-ok", "", ZONE_HEALTH_PASSING),
@@ -535,7 +523,7 @@ static void register_two_services(struct fx *f, uint64_t idx)
 
 static void test_deregister_node_cascades(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_cmd c;
     uint32_t touched;
 
@@ -570,7 +558,7 @@ static void test_deregister_node_cascades(void **state)
 
 static void test_deregister_service_and_check(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_cmd c;
     uint32_t touched;
 
@@ -605,7 +593,7 @@ static void test_deregister_service_and_check(void **state)
 
 static void test_check_update(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_check ck = chk("ttl", "", ZONE_HEALTH_CRITICAL), got;
     struct zone_cmd c = cmd_node("n1", "10.0.0.1");
     uint32_t touched;
@@ -637,7 +625,7 @@ static void test_check_update(void **state)
 
 static void test_service_rename_and_retag(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     const char *t1[] = {"a"}, *t2[] = {"a", "b"};
     struct zone_service s = svc("s1", "web", t1, 1);
     struct zone_check ck = chk("c", "s1", ZONE_HEALTH_PASSING), got;
@@ -669,7 +657,7 @@ static void test_service_rename_and_retag(void **state)
 
 static void test_kv_set_and_cas(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_cmd c = cmd_kv_set("cfg/a", "one");
     struct zone_kv kv;
     uint32_t touched;
@@ -724,7 +712,7 @@ static void test_kv_set_and_cas(void **state)
 
 static void test_kv_delete(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     const char *keys[] = {"app/a", "app/b", "app/c/d", "apple", "b"};
     struct zone_cmd c;
     struct zone_kv kv;
@@ -771,7 +759,7 @@ static void test_kv_delete(void **state)
 
 static void test_replay_is_noop(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_cmd c = cmd_kv_set("k", "first");
     struct zone_kv kv;
     uint32_t touched;
@@ -799,7 +787,7 @@ static void test_replay_is_noop(void **state)
 
 static void test_indexes_only_grow(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_meta prev, m;
     uint64_t idx = 1;
 
@@ -845,7 +833,7 @@ static void test_indexes_only_grow(void **state)
 
 static void test_reopen_keeps_data(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_cmd c = cmd_node("n1", "10.0.0.1");
     struct zone_kv kv;
 

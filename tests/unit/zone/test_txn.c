@@ -4,28 +4,14 @@
  * bounds (op count, verbs, truncation). */
 #include "zone/fixture.h"
 
-struct fx {
-    char dir[64];
-    struct zone_store *s;
-    struct base_arena a;
-};
-
 static int setup(void **state)
 {
-    struct fx *f = calloc(1, sizeof *f);
-    tmp_store_open(f->dir, "txn", &f->s);
-    base_arena_init(&f->a);
-    *state = f;
-    return 0;
+    return store_fx_setup(state, "txn");
 }
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
-    base_arena_close(&f->a);
-    tmp_store_close(f->dir, f->s);
-    free(f);
-    return 0;
+    return store_fx_teardown(state);
 }
 
 /* With HERALD_ZONE_CMD_SEEDS=dir, the encoded commands of the codec tests are written there:
@@ -57,7 +43,7 @@ static struct zone_txn_op op(enum zone_txn_verb verb, const char *key, const cha
     return o;
 }
 
-static int txn(struct fx *f, uint64_t idx, const struct zone_txn_op *ops, size_t n,
+static int txn(struct store_fx *f, uint64_t idx, const struct zone_txn_op *ops, size_t n,
                uint32_t *touched)
 {
     struct zone_cmd c;
@@ -82,7 +68,7 @@ static int dump_kv(void *data, const struct zone_kv *kv)
     return 0;
 }
 
-static void dump(struct fx *f, struct base_buf *b)
+static void dump(struct store_fx *f, struct base_buf *b)
 {
     struct zone_read *r;
     struct zone_meta m;
@@ -96,7 +82,7 @@ static void dump(struct fx *f, struct base_buf *b)
     zone_read_end(r);
 }
 
-static bool kv_get(struct fx *f, const char *key, struct zone_kv *out)
+static bool kv_get(struct store_fx *f, const char *key, struct zone_kv *out)
 {
     struct zone_read *r;
     assert_int_equal(zone_read_begin(f->s, &r), 0);
@@ -122,7 +108,7 @@ static void expect_fail(int result, size_t want_op, enum zone_txn_why want_why)
 
 static void test_all_or_nothing(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct base_buf before, after;
     uint32_t touched = 0xdead;
 
@@ -158,7 +144,7 @@ static void test_all_or_nothing(void **state)
 
 static void test_index_bumps_once(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_txn_op ops[64];
     char keys[64][16];
     uint32_t touched;
@@ -190,7 +176,7 @@ static void test_index_bumps_once(void **state)
 
 static void test_verbs_and_reasons(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct zone_cmd c;
 
     store_reg(f->s, 5, "n1", "127.0.0.1", "dc1", NULL);
@@ -258,7 +244,7 @@ static void test_verbs_and_reasons(void **state)
 
 static void test_codec(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct base_buf b;
     struct zone_cmd c, d;
     struct zone_txn_op ops[ZONE_TXN_MAX_OPS + 1];
@@ -362,7 +348,7 @@ static struct zone_txn_op chk_op(enum zone_txn_verb verb, const char *node, cons
     return o;
 }
 
-static bool has_row(struct fx *f, enum zone_txn_kind kind, const char *node, const char *id)
+static bool has_row(struct store_fx *f, enum zone_txn_kind kind, const char *node, const char *id)
 {
     struct zone_read *r;
     int rc;
@@ -383,7 +369,7 @@ static bool has_row(struct fx *f, enum zone_txn_kind kind, const char *node, con
 
 static void test_catalog_ops(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     uint32_t touched;
 
     /* a service on a node that is not registered: nothing of the txn stays */
@@ -447,7 +433,7 @@ static void test_catalog_ops(void **state)
 
 static void test_catalog_codec(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct base_buf b;
     struct zone_cmd c, d;
     struct zone_txn_op ops[] = {node_op(ZONE_TXN_NODE_CAS, "n1", "10.0.0.1", 7),
@@ -482,7 +468,7 @@ static void test_catalog_codec(void **state)
  * that rolls back with the rest, and the lock delay it would have started is not started. */
 static void test_rolled_back_invalidation_leaves_no_lock_delay(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     static const char *checks[] = {"c1"};
     struct zone_cmd c;
 
@@ -546,7 +532,7 @@ static void err_add(void *data, size_t op_i, enum zone_txn_why why)
  * skipped), and keeps nothing. */
 static void test_txn_errors_lists_every_failure(void **state)
 {
-    struct fx *f = *state;
+    struct store_fx *f = *state;
     struct base_buf before, after;
     struct errs e = {.n = 0};
 
