@@ -56,7 +56,8 @@ static inline void on_applied(void *data, uint64_t index, uint32_t touched)
     nd->last_index = index;
 }
 
-static inline void on_leader(void *data, bool is_leader, uint64_t leader_id, const char *leader_address)
+static inline void on_leader(void *data, bool is_leader, uint64_t leader_id,
+                             const char *leader_address)
 {
     struct node *nd = data;
     assert_true(is_leader != nd->told_leading || leader_id != nd->told_id);
@@ -127,7 +128,7 @@ static inline bool cl_pred_call(void *arg)
 
 /* Runs the loop until pred is true or timeout_ms pass. */
 static inline bool cl_until(struct cl *cl, bool (*pred)(struct cl *, void *), void *arg,
-                     unsigned timeout_ms)
+                            unsigned timeout_ms)
 {
     struct cl_pred p = {cl, pred, arg};
     return run_pred(&cl->loop, cl_pred_call, &p, timeout_ms);
