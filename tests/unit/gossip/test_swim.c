@@ -1285,7 +1285,8 @@ static void test_suspect_is_probed_next(void **state)
 
 static void quiet_pool(struct gossip_config *c)
 {
-    c->probe_interval_ms = 30000; /* no probe within the test (joins converge by gossip) */
+    c->probe_interval_ms = 30000; /* no probe within the test */
+    c->gossip_nodes = 1;
     c->push_pull_interval_ms = 0;
 }
 
@@ -1302,7 +1303,8 @@ static bool inc_above(void *ctx)
 }
 
 /* A member accused of being suspect (by n3 here) refutes and sends its refutation straight to
- * the accuser too (counted: refutes_told), besides its gossip; n3 learns the new incarnation. */
+ * the accuser too (counted: refutes_told), besides its gossip (to one random member per round
+ * here, gossip_nodes 1); n3 learns the new incarnation. */
 static void test_refutation_goes_straight_to_the_accuser(void **state)
 {
     BASE_UNUSED(state);
