@@ -292,8 +292,7 @@ struct gossip_stats {
     uint64_t udp_in, udp_out, udp_bytes_in, udp_bytes_out, udp_bad;
     uint64_t tcp_in, tcp_out, tcp_bad, tcp_refused;
     uint64_t probes, probe_failures, indirect, nacks_in, refutes;
-    uint64_t refutes_told; /* refutations sent straight to their accuser too */
-    uint32_t health;       /* Lifeguard's awareness score now */
+    uint32_t health; /* Lifeguard's awareness score now */
 };
 void gossip_stats_get(const struct gossip *g, struct gossip_stats *out);
 

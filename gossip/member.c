@@ -93,7 +93,7 @@ static void emit(gossip_fx_cb cb, void *ctx, enum gossip_fx_kind kind,
 {
     if (!cb)
         return;
-    struct gossip_fx fx = {kind, m, msg, NULL};
+    struct gossip_fx fx = {kind, m, msg};
     cb(ctx, &fx);
 }
 
@@ -112,10 +112,9 @@ uint64_t gossip__members_scale(const struct gossip_members *t, uint64_t ms)
     return ms * (t->health + 1);
 }
 
-/* memberlist's refute: an incarnation above the accusation, broadcast in an alive of ours;
- * accuser (NULL: none) is the member whose suspicion or death claim this answers. */
+/* memberlist's refute: an incarnation above the accusation, broadcast in an alive of ours. */
 static void refute(struct gossip_members *t, struct gossip_member *me, uint32_t accused,
-                   const char *accuser, gossip_fx_cb cb, void *ctx)
+                   gossip_fx_cb cb, void *ctx)
 {
     uint32_t inc = ++t->incarnation_seq;
     if (accused >= inc)
@@ -126,10 +125,7 @@ static void refute(struct gossip_members *t, struct gossip_member *me, uint32_t 
     msg.u.alive = (struct gossip_alive){
         inc, me->name, {me->addr, me->addr_len}, me->port, {me->meta, me->meta_len}, true, {0}};
     memcpy(msg.u.alive.vsn, me->vsn, GOSSIP_VSN_LEN);
-    if (cb) {
-        struct gossip_fx fx = {GOSSIP_FX_BROADCAST, me, &msg, accuser};
-        cb(ctx, &fx);
-    }
+    emit(cb, ctx, GOSSIP_FX_BROADCAST, me, &msg);
 }
 
 void gossip__members_alive(struct gossip_members *t, const struct gossip_alive *a, bool bootstrap,
@@ -172,7 +168,7 @@ void gossip__members_alive(struct gossip_members *t, const struct gossip_alive *
         if (a->incarnation == m->incarnation && !meta_changed && a->has_vsn &&
             memcmp(a->vsn, m->vsn, GOSSIP_VSN_LEN) == 0)
             return;
-        refute(t, m, a->incarnation, NULL, cb, ctx);
+        refute(t, m, a->incarnation, cb, ctx);
         return; /* our own state stands */
     }
     struct gossip_msg msg = {.type = GOSSIP_ALIVE};
@@ -251,7 +247,7 @@ void gossip__members_suspect(struct gossip_members *t, const struct gossip_suspe
     if (m->state != GOSSIP_STATE_ALIVE)
         return;
     if (is_local(t, m)) {
-        refute(t, m, s->incarnation, s->from, cb, ctx);
+        refute(t, m, s->incarnation, cb, ctx);
         return;
     }
     emit(cb, ctx, GOSSIP_FX_BROADCAST, m, &msg);
@@ -284,7 +280,7 @@ void gossip__members_dead(struct gossip_members *t, const struct gossip_suspect 
     if (m->state == GOSSIP_STATE_DEAD || m->state == GOSSIP_STATE_LEFT)
         return;
     if (is_local(t, m) && !t->leaving) {
-        refute(t, m, d->incarnation, d->from, cb, ctx);
+        refute(t, m, d->incarnation, cb, ctx);
         return;
     }
     struct gossip_msg msg = {.type = GOSSIP_DEAD};

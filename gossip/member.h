@@ -76,8 +76,6 @@ struct gossip_fx {
     enum gossip_fx_kind kind;
     const struct gossip_member *member;
     const struct gossip_msg *msg; /* GOSSIP_FX_BROADCAST */
-    /* our refutation's accuser (the suspect's or dead's "from"; NULL when none): told at once */
-    const char *accuser;
 };
 typedef void (*gossip_fx_cb)(void *ctx, const struct gossip_fx *fx);
 

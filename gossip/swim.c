@@ -304,21 +304,6 @@ static void probe_next(struct gossip *g, const char *name)
     }
 }
 
-/* Our refutation also goes straight to its accuser, in a packet of its own (beyond memberlist,
- * in Lifeguard's spirit): the member that suspects us is the one whose timeout runs, and the
- * one most likely to be losing packets, so it should not have to wait for the gossip to bring
- * the refutation round. One packet per refutation; any memberlist peer takes an alive. */
-static void tell_accuser(struct gossip *g, const char *accuser, const uint8_t *msg, size_t len)
-{
-    struct gossip_member *m = accuser && *accuser ? gossip__members_find(&g->mt, accuser) : NULL;
-    struct sockaddr_storage ss;
-    if (!m || is_self(g, m->name) || !live(m) || !member_sockaddr(m, &ss))
-        return;
-    struct gossip_bytes part = {msg, len};
-    gossip__send_parts(g, (const struct sockaddr *)&ss, m, &part, 1, false);
-    g->st.refutes_told++;
-}
-
 /* News of a suspicion or a death goes to gossip_nodes members at once (the gossip timer fires
  * on the loop's next turn and keeps its period from then): a detection's every hop would
  * otherwise wait half a gossip interval on average. It costs no extra bytes per broadcast, whose
@@ -338,8 +323,6 @@ void gossip__on_fx(void *ctx, const struct gossip_fx *fx)
         base_buf_init(&b);
         gossip__msg_encode(&b, fx->msg);
         gossip__queue_push(&g->mq, fx->member->name, b.data, b.len);
-        if (fx->msg->type == GOSSIP_ALIVE && fx->accuser && is_self(g, fx->member->name))
-            tell_accuser(g, fx->accuser, b.data, b.len);
         base_buf_free(&b);
         if (fx->msg->type == GOSSIP_SUSPECT || fx->msg->type == GOSSIP_DEAD)
             gossip_soon(g);
@@ -1199,11 +1182,11 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
     our_alive(g, g->mt.v[0]->incarnation, &a);
     struct gossip_msg msg = {.type = GOSSIP_ALIVE};
     msg.u.alive = a;
-    struct gossip_fx fx = {GOSSIP_FX_BROADCAST, g->mt.v[0], &msg, NULL};
+    struct gossip_fx fx = {GOSSIP_FX_BROADCAST, g->mt.v[0], &msg};
     g->setting_tags = true;
     gossip__on_fx(g, &fx);
     g->setting_tags = false;
-    fx = (struct gossip_fx){GOSSIP_FX_JOIN, g->mt.v[0], NULL, NULL};
+    fx = (struct gossip_fx){GOSSIP_FX_JOIN, g->mt.v[0], NULL};
     gossip__on_fx(g, &fx);
 
     uv_timer_start(&g->probe_timer, on_probe_timer, cfg->probe_interval_ms, 0);

@@ -1283,58 +1283,6 @@ static void test_suspect_is_probed_next(void **state)
     pool_down(&p);
 }
 
-static void quiet_pool(struct gossip_config *c)
-{
-    c->probe_interval_ms = 30000; /* no probe within the test */
-    c->gossip_nodes = 1;
-    c->push_pull_interval_ms = 0;
-}
-
-struct inc_wait {
-    struct gossip *g;
-    const char *name;
-    uint32_t above;
-};
-
-static bool inc_above(void *ctx)
-{
-    struct inc_wait *w = ctx;
-    return incarnation_at(w->g, w->name) > w->above;
-}
-
-/* A member accused of being suspect (by n3 here) refutes and sends its refutation straight to
- * the accuser too (counted: refutes_told), besides its gossip (to one random member per round
- * here, gossip_nodes 1); n3 learns the new incarnation. */
-static void test_refutation_goes_straight_to_the_accuser(void **state)
-{
-    BASE_UNUSED(state);
-    struct pool p;
-    tweak = quiet_pool;
-    pool_up(&p, 5);
-    tweak = NULL;
-    uint32_t before = incarnation_at(p.n[3].g, "n1");
-    uv_udp_t u;
-    uv_udp_init(&p.loop, &u);
-    struct sockaddr_in to;
-    uv_ip4_addr(p.n[1].addr, p.n[1].port, &to);
-    struct gossip_msg m = {.type = GOSSIP_SUSPECT};
-    m.u.suspect = (struct gossip_suspect){incarnation_at(p.n[1].g, "n1"), "n1", "n3"};
-    struct base_buf b;
-    base_buf_init(&b);
-    gossip__msg_encode(&b, &m);
-    uv_buf_t ub = uv_buf_init((char *)b.data, (unsigned)b.len);
-    assert_true(uv_udp_try_send(&u, &ub, 1, (const struct sockaddr *)&to) > 0);
-    base_buf_free(&b);
-    struct inc_wait w = {p.n[3].g, "n1", before};
-    assert_true(run_until(&p.loop, inc_above, &w, 2000));
-    struct gossip_stats st;
-    gossip_stats_get(p.n[1].g, &st);
-    assert_int_equal(st.refutes, 1);
-    assert_int_equal(st.refutes_told, 1);
-    uv_close((uv_handle_t *)&u, NULL);
-    pool_down(&p);
-}
-
 /* A push-pull of 2,000 members (over 128 KiB, many reads) is taken whole. */
 static bool big_merged(void *ctx)
 {
@@ -1797,7 +1745,6 @@ int main(void)
         cmocka_unit_test(test_pings_carry_their_source_only_when_needed),
         cmocka_unit_test(test_suspicion_gossiped_at_once),
         cmocka_unit_test(test_suspect_is_probed_next),
-        cmocka_unit_test(test_refutation_goes_straight_to_the_accuser),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
